@@ -1,0 +1,98 @@
+//! Command-line interface: argument parsing (clap) and one module per subcommand.
+//!
+//! Every subcommand returns a `Result`; [`run`] prints the error chain and maps it to exit code 1,
+//! so no subcommand panics or exits half-way. `firepit run` returns the guest command's exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod demo;
+mod image;
+mod lease;
+mod run;
+mod serve;
+mod status;
+
+/// What a subcommand returns: the process exit code, or an error whose chain is printed.
+pub type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
+
+/// firepit keeps real microVMs warm and hands one out in microseconds.
+#[derive(Debug, Parser)]
+#[command(name = "firepit", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Guest images: build the default image from Debian packages.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Start a pool of real VMs, use them (agent and console), print timings, shut down cleanly.
+    Demo(demo::DemoArgs),
+    /// Run the daemon: warm pools per shape behind an HTTP API (Unix socket by default).
+    Serve(serve::ServeArgs),
+    /// Show the daemon's pools: ready, filling, leased VMs per shape.
+    Status(status::StatusArgs),
+    /// Acquire, use and release leases through the daemon.
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
+    /// Acquire a VM from the daemon, run one command in it, print its output, release the VM; exits
+    /// with the guest command's exit code.
+    Run(run::RunArgs),
+    /// Benchmarks (JSON lines on stdout).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Build (or reuse, when cached) the guest image: Debian cloud kernel + busybox + firepit-agent.
+    Build {
+        /// The static guest agent binary (default: $FIREPIT_AGENT, else next to this executable).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+        /// Output directory (default: $FIREPIT_IMAGE_DIR, else a per-user data directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = dispatch(cli.command);
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> CliResult {
+    if let Command::Image(ImageCommand::Build { agent, out }) = command {
+        return image::run_build(agent, out).map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string().into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Image(_) => Ok(ExitCode::SUCCESS),
+            Command::Demo(args) => demo::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::Lease(command) => lease::run(command).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Bench(command) => bench::run(command).await,
+        }
+    })
+}

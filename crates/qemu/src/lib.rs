@@ -1,0 +1,1 @@
+//! QEMU provider (being written).
