@@ -1,15 +1,145 @@
-//! `firepit bench` (placeholder).
+//! `firepit bench`: measurements on real VMs, one JSON object per line with `--json`.
+//!
+//! Benchmarks are not tests: they print numbers and judge nothing. Everything a run compares is
+//! measured side by side in that run, because the machines are noisy.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use firepit::{Firepit, VmConfig};
+use firepit_pool::Provider;
 
 use super::CliResult;
+use super::procstat::{cpu_ticks, memory_kib, ticks_per_second};
 
 /// Subcommands of `firepit bench`.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
-    /// VM benchmarks: cold boot, reserve, exec round trip, memory.
-    Vm,
+    /// VM benchmarks: cold boot, reserve → first console reply, exec round trip, memory, idle CPU.
+    Vm(VmBenchArgs),
+}
+
+/// Arguments of `firepit bench vm`.
+#[derive(Debug, clap::Args)]
+pub struct VmBenchArgs {
+    /// The guest image directory.
+    #[arg(long, env = "FIREPIT_IMAGE_DIR", default_value = "target/firepit-image")]
+    image: PathBuf,
+    /// Print one JSON object per line (else a human-readable line per metric).
+    #[arg(long)]
+    json: bool,
+    /// Cold boots to measure (run one after another).
+    #[arg(long, default_value_t = 3)]
+    boots: usize,
+    /// Exec round trips to measure.
+    #[arg(long, default_value_t = 200)]
+    execs: usize,
+    /// Seconds over which the idle VM's host CPU use is measured.
+    #[arg(long, default_value_t = 10)]
+    idle_seconds: u64,
 }
 
 /// Runs `firepit bench ...`.
-pub async fn run(_command: BenchCommand) -> CliResult {
-    Err("`firepit bench` is not implemented yet".into())
+pub async fn run(command: BenchCommand) -> CliResult {
+    match command {
+        BenchCommand::Vm(args) => vm(args).await,
+    }
+}
+
+/// Prints one measurement.
+struct Report {
+    json: bool,
+}
+
+impl Report {
+    fn emit(&self, metric: &str, value: f64, unit: &str, extra: serde_json::Value) {
+        if self.json {
+            let mut line = serde_json::json!({"system": "firepit", "bench": "vm", "metric": metric, "value": round(value), "unit": unit});
+            if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+                line.extend(extra);
+            }
+            println!("{line}");
+        } else {
+            println!("{metric:<28} {:>12.3} {unit}  {extra}", value);
+        }
+    }
+}
+
+fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+async fn vm(args: VmBenchArgs) -> CliResult {
+    let report = Report { json: args.json };
+    let image = firepit::image::Image::open(&args.image)?;
+    let config = VmConfig::from_image(&image);
+
+    // Cold boots, one at a time, straight from the provider: process start → agent ready.
+    let provider = firepit::qemu::QemuProvider::new(firepit::qemu::ProviderConfig::default())?;
+    provider.register_image(image.id(), firepit::qemu::ImagePaths::new(image.kernel(), image.initramfs()))?;
+    let shape = firepit::ShapeKey::new(image.id(), image.kernel_version(), 1, 256);
+    let mut boots = Vec::with_capacity(args.boots);
+    let mut accel = String::new();
+    for _ in 0..args.boots.max(1) {
+        let before = Instant::now();
+        let vm = provider.create(&shape).await?;
+        boots.push(before.elapsed());
+        accel = vm.accel().as_str().to_owned();
+        provider.destroy(vm).await;
+    }
+    let (p50, _) = percentiles(&mut boots);
+    report.emit("cold_boot_ms", ms(p50), "ms", serde_json::json!({"samples": boots.len(), "accel": accel}));
+
+    // A warm pool: reserve → first console reply, exec round trips, memory and idle CPU of one VM.
+    let pool = Firepit::pool(config).console_enabled().build(2).await?;
+    let before = Instant::now();
+    let vm = pool.reserve().await?;
+    let reserve = before.elapsed();
+    let console = vm.console().await?;
+    console.send("echo bench-$((40+2))\n").await?;
+    console.read_until("bench-42").await?;
+    let first_reply = before.elapsed();
+    report.emit("reserve_us", reserve.as_secs_f64() * 1e6, "us", serde_json::json!({}));
+    report.emit("reserve_to_console_reply_ms", ms(first_reply), "ms", serde_json::json!({}));
+
+    let mut execs = Vec::with_capacity(args.execs);
+    for _ in 0..args.execs.max(1) {
+        let before = Instant::now();
+        let out = vm.exec(["true"]).await?;
+        execs.push(before.elapsed());
+        if !out.success() {
+            return Err(format!("`true` failed in the guest: {out:?}").into());
+        }
+    }
+    let (p50, p99) = percentiles(&mut execs);
+    report.emit("exec_rtt_ms", ms(p50), "ms", serde_json::json!({"p99_ms": round(ms(p99)), "samples": execs.len()}));
+
+    let idle = pool.try_reserve()?;
+    let pid = idle.pid();
+    let (rss, pss) = memory_kib(pid)?;
+    report.emit("idle_vm_rss_kib", rss as f64, "KiB", serde_json::json!({"pss_kib": pss}));
+    let ticks_before = cpu_ticks(pid)?;
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds.max(1))).await;
+    let ticks = cpu_ticks(pid)?.saturating_sub(ticks_before);
+    let cpu_percent = ticks as f64 / ticks_per_second() / args.idle_seconds.max(1) as f64 * 100.0;
+    report.emit("idle_vm_cpu_percent", cpu_percent, "%", serde_json::json!({"seconds": args.idle_seconds}));
+
+    drop((vm, idle));
+    pool.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// p50 and p99 of the samples (sorted in place).
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(index).copied().unwrap_or_default()
+    };
+    (at(0.5), at(0.99))
 }

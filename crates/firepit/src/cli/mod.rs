@@ -12,6 +12,8 @@ mod bench;
 mod demo;
 mod image;
 mod lease;
+mod procstat;
+mod progress;
 mod run;
 mod serve;
 mod status;

@@ -1,0 +1,29 @@
+//! The facade's error: one enum over the crates it ties together.
+
+/// What can go wrong when building or using a pool through the facade.
+///
+/// ```
+/// let err = firepit::Error::InvalidConfig("build(0): a pool needs at least one VM".into());
+/// assert!(err.to_string().contains("build(0)"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The arguments cannot make a pool; the message says what to change.
+    #[error("invalid pool configuration: {0}")]
+    InvalidConfig(String),
+    /// The kernel or initramfs could not be read.
+    #[error("cannot read the guest image: {0}")]
+    Image(#[source] std::io::Error),
+    /// Building or opening a guest image failed.
+    #[error(transparent)]
+    ImageBuild(#[from] firepit_image::ImageError),
+    /// The engine refused or failed (warm-up, reserve, shutdown).
+    #[error(transparent)]
+    Pool(#[from] firepit_pool::PoolError),
+    /// QEMU failed (spawn, boot, QMP, console, agent).
+    #[error(transparent)]
+    Qemu(#[from] firepit_qemu::QemuError),
+    /// Sending to or reading from a VM's serial console failed.
+    #[error(transparent)]
+    Console(#[from] firepit_qemu::ConsoleError),
+}

@@ -1,0 +1,138 @@
+//! What one VM of a facade pool looks like: image, size, console, accelerator.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use firepit_qemu::{Accel, FillStrategy};
+
+/// The guest and machine size of the VMs of one pool, as the seed API names it.
+///
+/// Build it from a built image ([`VmConfig::from_image`]) or from a kernel and an initramfs
+/// ([`VmConfig::new`]); then hand it to [`Firepit::pool`](crate::Firepit::pool).
+///
+/// ```
+/// use firepit::VmConfig;
+/// let config = VmConfig::new("/images/vmlinuz", "/images/initramfs.cpio.gz");
+/// assert_eq!((config.cpus, config.memory_mb), (1, 256));
+/// assert!(!config.console_enabled);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmConfig {
+    /// The guest kernel (`-kernel`).
+    pub kernel: PathBuf,
+    /// The initramfs (`-initrd`).
+    pub initramfs: PathBuf,
+    /// Image id used in the pool's shape key. `None`: taken from a `manifest.json` next to the
+    /// kernel when there is one, else a content hash of kernel and initramfs.
+    pub image_id: Option<String>,
+    /// Image version used in the shape key (for firepit images: the kernel release).
+    pub version: String,
+    /// Virtual CPUs per VM.
+    pub cpus: u32,
+    /// Guest memory per VM, in MiB.
+    pub memory_mb: u32,
+    /// Whether [`QemuVm::console`](firepit_qemu::QemuVm::console) is meant to be used; the serial
+    /// console is always attached (the provider reads the guest's readiness line from it).
+    pub console_enabled: bool,
+    /// Accelerator (`auto` probes KVM once and falls back to TCG). `FIREPIT_ACCEL` overrides it.
+    pub accel: Accel,
+    /// Deadline from QEMU start to a ready guest.
+    pub boot_timeout: Duration,
+    /// How the pool makes new VMs.
+    pub fill_strategy: FillStrategy,
+}
+
+impl VmConfig {
+    /// A config for the given kernel and initramfs, 1 vCPU and 256 MiB.
+    pub fn new(kernel: impl Into<PathBuf>, initramfs: impl Into<PathBuf>) -> Self {
+        let defaults = firepit_qemu::ProviderConfig::default();
+        Self {
+            kernel: kernel.into(),
+            initramfs: initramfs.into(),
+            image_id: None,
+            version: String::from("unversioned"),
+            cpus: 1,
+            memory_mb: 256,
+            console_enabled: false,
+            accel: defaults.accel,
+            boot_timeout: defaults.boot_timeout,
+            fill_strategy: defaults.fill_strategy,
+        }
+    }
+
+    /// A config for an image built by [`firepit_image`] (its id and kernel release name the shape).
+    ///
+    /// ```no_run
+    /// let image = firepit::image::Image::open("target/firepit-image".as_ref())?;
+    /// let config = firepit::VmConfig::from_image(&image);
+    /// assert_eq!(config.image_id.as_deref(), Some(image.id()));
+    /// # Ok::<(), firepit::image::ImageError>(())
+    /// ```
+    pub fn from_image(image: &firepit_image::Image) -> Self {
+        let mut config = Self::new(image.kernel(), image.initramfs());
+        config.image_id = Some(image.id().to_owned());
+        config.version = image.kernel_version().to_owned();
+        config
+    }
+
+    /// The image id: the configured one, a firepit manifest's next to the kernel, or a content hash.
+    pub(crate) fn resolve_image_id(&self) -> Result<(String, String), std::io::Error> {
+        if let Some(id) = &self.image_id {
+            return Ok((id.clone(), self.version.clone()));
+        }
+        if let Some(dir) = self.kernel.parent()
+            && let Ok(image) = firepit_image::Image::open(dir)
+            && same_file(image.kernel(), &self.kernel)
+            && same_file(image.initramfs(), &self.initramfs)
+        {
+            return Ok((image.id().to_owned(), image.kernel_version().to_owned()));
+        }
+        let digest = content_hash(&[&self.kernel, &self.initramfs])?;
+        Ok((digest, self.version.clone()))
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// First 16 hex digits of the SHA-256 over the files' contents.
+fn content_hash(files: &[&Path]) -> Result<String, std::io::Error> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for file in files {
+        let bytes = std::fs::read(file)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hex::encode(&hasher.finalize()[..8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_id_is_a_content_hash_when_no_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k"), b"kernel").unwrap();
+        std::fs::write(dir.path().join("i"), b"initrd").unwrap();
+        let config = VmConfig::new(dir.path().join("k"), dir.path().join("i"));
+        let (id, version) = config.resolve_image_id().unwrap();
+        assert_eq!(id.len(), 16);
+        assert_eq!(version, "unversioned");
+        std::fs::write(dir.path().join("i"), b"other").unwrap();
+        assert_ne!(config.resolve_image_id().unwrap().0, id, "the id must follow the content");
+    }
+
+    #[test]
+    fn missing_kernel_is_an_error_naming_the_path() {
+        let config = VmConfig::new("/nonexistent/vmlinuz", "/nonexistent/initrd");
+        let err = config.resolve_image_id().unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/vmlinuz"), "{err}");
+    }
+}

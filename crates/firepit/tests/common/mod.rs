@@ -1,0 +1,59 @@
+//! Helpers shared by the facade's integration tests (real QEMU VMs under TCG here).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The guest image the test command builds (`scripts/test` exports `FIREPIT_IMAGE_DIR`).
+///
+/// Missing image = a failed test with the fix in the message, never a silent skip.
+pub fn image() -> firepit::image::Image {
+    let dir = std::env::var_os("FIREPIT_IMAGE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("FIREPIT_IMAGE_DIR is not set: run the tests with scripts/test (it builds the guest image)")
+    });
+    firepit::image::Image::open(&dir)
+        .unwrap_or_else(|e| panic!("no guest image in {}: {e}; run scripts/build-image", dir.display()))
+}
+
+/// A provider config whose runtime directory is private to this test, so leftovers are ours.
+pub fn provider_config(runtime_dir: &Path) -> firepit::qemu::ProviderConfig {
+    firepit::qemu::ProviderConfig { runtime_dir: runtime_dir.to_path_buf(), ..Default::default() }
+}
+
+/// PIDs of the QEMU processes that are children of this test process.
+pub fn child_qemu_pids() -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("");
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(me) && comm.starts_with("qemu-system") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Polls `condition` every 50 ms until it holds or `deadline` passes; returns whether it held.
+pub async fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    condition()
+}
+
+/// Entries left in a runtime directory (sockets, per-VM dirs).
+pub fn leftovers(runtime_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(runtime_dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
