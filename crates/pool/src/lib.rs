@@ -1,9 +1,83 @@
 //! firepit's pool engine: keeps warm VMs of several shapes ready and hands them out fast.
 //!
-//! (Module docs and the engine are being written; see the issue "Pool engine".)
+//! # Why
+//! Booting a microVM takes hundreds of milliseconds to seconds; handing out one that is already
+//! booted takes microseconds. This crate is the provider-agnostic machinery that keeps VMs booted
+//! and ready — refill, eviction, health, limits, metrics, shutdown — without knowing how a VM is
+//! made: a [`Provider`] creates, probes and destroys them (firepit's is QEMU; the `testing` feature
+//! has an in-memory one).
+//!
+//! # How the parts fit
+//! - A [`Pool`] holds one *bucket* per [`ShapeKey`] (image, version, vCPUs, memory): its ready VMs
+//!   (oldest first), its FIFO queue of waiting `reserve()` calls, and its counts. One mutex covers
+//!   all buckets and is never held across an `.await`.
+//! - [`Pool::reserve`] takes a ready VM if nobody is queued, else queues; a new VM is handed to the
+//!   first in the queue. Every step that holds a VM outside its bucket is a guard that gives it back
+//!   on drop, so cancelling a `reserve()` never loses a VM. A [`HealthCheck`] runs before hand-out.
+//! - The returned [`PooledVm`] derefs to the provider's VM. VMs are single-use: dropping the lease
+//!   sends the VM to the *reaper* (an unbounded channel, so `Drop` never needs a runtime), which
+//!   destroys it.
+//! - The *refiller* task keeps each bucket at its target depth. It is event-driven: a hand-out, an
+//!   eviction, a finished fill or freed memory wakes it at once. Fills run in parallel up to
+//!   `max_parallel_fills`, within the memory budget; failures back off exponentially with jitter
+//!   and show in [`Status`] and the metrics. With [`AdaptiveDepth`] the target grows with demand
+//!   (acquire rate × fill latency × safety, Little's law).
+//! - The *maintenance* task replaces VMs past `max_age` / `idle_ttl` (a replacement first, so the
+//!   pool never empties under load) and probes idle VMs; a watcher per idle VM evicts it the moment
+//!   [`PoolVm::exited`] resolves.
+//! - [`Pool::shutdown`] (or dropping the last `Pool` clone) stops all of it and destroys every VM.
+//!
+//! # Example
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), firepit_pool::PoolError> {
+//! use std::time::Duration;
+//! use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+//!
+//! let shape = ShapeKey::new("debian", "6.1", 1, 256);
+//! let pool = Pool::builder(MemoryProvider::new())
+//!     .shape(shape.clone())
+//!     .depth(2..=4)
+//!     .max_age(Duration::from_secs(600))
+//!     .health_check(|vm: &firepit_pool::testing::MemoryVm| vm.health())
+//!     .build()
+//!     .await?;                                   // returns once 2 VMs are ready
+//! let vm = pool.reserve().await?;                // a warm VM, in microseconds
+//! println!("got {} of {}", vm.id(), vm.shape());
+//! drop(vm);                                      // destroyed; the refiller replaces it
+//! assert_eq!(pool.status().shape(&shape).map(|s| s.low_water), Some(2));
+//! pool.shutdown().await;
+//! # Ok(()) }
+//! ```
 
+mod adaptive;
+mod bucket;
+mod builder;
+mod config;
+mod error;
+mod health;
+mod lease;
+mod maintenance;
+mod metrics;
+mod pool;
 mod provider;
+mod reaper;
+mod refill;
+mod reserve;
 mod shape;
+mod shared;
+mod shutdown;
+mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use builder::PoolBuilder;
+pub use config::{AdaptiveDepth, Backoff, ShapeConfig};
+pub use error::PoolError;
+pub use health::{BorrowingCheck, CheckFuture, HealthCheck};
+pub use lease::PooledVm;
+pub use metrics::{EvictReason, MetricsSnapshot, ShapeMetrics};
+pub use pool::Pool;
 pub use provider::{PoolVm, Provider, Unhealthy};
 pub use shape::ShapeKey;
+pub use status::{ShapeStatus, Status};

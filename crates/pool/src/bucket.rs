@@ -1,0 +1,146 @@
+//! One bucket per shape: its ready VMs, its waiters, its counts and its fill health.
+//!
+//! A bucket is plain data behind the pool's one mutex; nothing here awaits. The invariants:
+//! a ready VM never sits in a bucket that has waiters (it is handed to the first waiter instead),
+//! and every VM the bucket knows of is counted once, in `ready`, `filling` or `leased`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::DropGuard;
+
+use crate::adaptive::DemandEstimate;
+use crate::metrics::{EvictReason, ShapeMetricHandles};
+use crate::{ShapeConfig, ShapeKey};
+
+/// A ready VM and what the pool knows about it.
+pub(crate) struct Entry<V> {
+    pub vm: V,
+    /// When the VM became ready.
+    pub created: Instant,
+    /// Set once the VM outlived `max_age` / `idle_ttl`: it no longer counts as depth and is
+    /// evicted as soon as a replacement is ready.
+    pub expired: Option<EvictReason>,
+    /// Cancels the task watching `PoolVm::exited` when the entry leaves the bucket.
+    pub watch: Option<DropGuard>,
+}
+
+/// A `reserve()` waiting for a VM; the VM is sent through `tx`.
+pub(crate) struct Waiter<V> {
+    pub id: u64,
+    pub tx: oneshot::Sender<Entry<V>>,
+}
+
+pub(crate) struct Bucket<V> {
+    pub key: Arc<ShapeKey>,
+    /// Distinguishes this registration from an earlier one of the same key.
+    pub generation: u64,
+    pub config: ShapeConfig,
+    /// Oldest first.
+    pub ready: VecDeque<Entry<V>>,
+    pub waiters: VecDeque<Waiter<V>>,
+    pub filling: usize,
+    /// Handed out (including VMs under their hand-out health check) and not yet released.
+    pub leased: usize,
+    /// Ready VMs temporarily out of `ready` for a background probe.
+    pub probing: usize,
+    pub fill_failures: u64,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub backoff_until: Option<Instant>,
+    /// The last refill pass could not start a fill because of the memory budget.
+    pub budget_blocked: bool,
+    pub demand: DemandEstimate,
+    pub metrics: ShapeMetricHandles,
+}
+
+impl<V> Bucket<V> {
+    pub fn new(key: ShapeKey, generation: u64, config: ShapeConfig, metrics: ShapeMetricHandles) -> Self {
+        Self {
+            key: Arc::new(key),
+            generation,
+            config,
+            ready: VecDeque::new(),
+            waiters: VecDeque::new(),
+            filling: 0,
+            leased: 0,
+            probing: 0,
+            fill_failures: 0,
+            consecutive_failures: 0,
+            last_error: None,
+            backoff_until: None,
+            budget_blocked: false,
+            demand: DemandEstimate::default(),
+            metrics,
+        }
+    }
+
+    pub fn low_water(&self) -> usize {
+        *self.config.depth.start()
+    }
+
+    pub fn high_water(&self) -> usize {
+        *self.config.depth.end()
+    }
+
+    /// Ready VMs that still count as depth (not expired), plus those out for a probe.
+    pub fn fresh_ready(&self) -> usize {
+        self.ready.iter().filter(|e| e.expired.is_none()).count() + self.probing
+    }
+
+    /// The depth the refiller aims for now, before the memory budget.
+    pub fn target(&self, now: Instant) -> usize {
+        self.demand.target(now, self.high_water(), self.config.adaptive.as_ref())
+    }
+
+    /// Takes the oldest fresh VM, or the oldest expired one if none is fresh.
+    pub fn take_ready(&mut self) -> Option<Entry<V>> {
+        let pos = self.ready.iter().position(|e| e.expired.is_none()).unwrap_or(0);
+        self.ready.remove(pos)
+    }
+
+    /// Takes the ready VM at `pos`.
+    pub fn take_at(&mut self, pos: usize) -> Option<Entry<V>> {
+        self.ready.remove(pos)
+    }
+
+    /// Puts a VM back in age order (after a cancelled hand-out or a probe).
+    pub fn put_back(&mut self, entry: Entry<V>) {
+        let pos = self.ready.partition_point(|e| e.created <= entry.created);
+        self.ready.insert(pos, entry);
+    }
+
+    /// Hands `entry` to the first live waiter; gives it back if there is none.
+    pub fn hand_to_waiter(&mut self, mut entry: Entry<V>) -> Option<Entry<V>> {
+        while let Some(waiter) = self.waiters.pop_front() {
+            match waiter.tx.send(entry) {
+                Ok(()) => {
+                    // The waiter owns it now (its future gives it back if it is dropped unread).
+                    self.leased += 1;
+                    return None;
+                }
+                Err(back) => entry = back,
+            }
+        }
+        Some(entry)
+    }
+
+    /// Removes waiter `id`; `false` if it is no longer queued (it was served).
+    pub fn remove_waiter(&mut self, id: u64) -> bool {
+        match self.waiters.iter().position(|w| w.id == id) {
+            Some(pos) => {
+                self.waiters.remove(pos);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn sync_gauges(&self) {
+        self.metrics.ready.set((self.ready.len() + self.probing) as i64);
+        self.metrics.filling.set(self.filling as i64);
+        self.metrics.leased.set(self.leased as i64);
+    }
+}

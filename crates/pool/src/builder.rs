@@ -1,0 +1,214 @@
+//! `Pool::builder(provider)…build().await`: settings, validation, start, warm-up.
+//!
+//! Builder-wide settings (`depth`, `max_age`, …) are defaults for every shape added with
+//! [`PoolBuilder::shape`], whatever the call order; [`PoolBuilder::shape_with`] gives one shape its
+//! own [`ShapeConfig`]. `build()` validates everything once (messages say what to change), starts
+//! the background tasks and returns when every shape has reached its low water — or fails after
+//! `warmup_max_failures` consecutive provider errors, or after `warmup_timeout`. It never hangs.
+
+use std::collections::HashSet;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::health::DynHealthCheck;
+use crate::shared::PoolSettings;
+use crate::{AdaptiveDepth, Backoff, HealthCheck, Pool, PoolError, Provider, ShapeConfig, ShapeKey};
+
+/// Configures and starts a [`Pool`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), firepit_pool::PoolError> {
+/// use std::time::Duration;
+/// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+/// let pool = Pool::builder(MemoryProvider::new())
+///     .shape(ShapeKey::new("img", "1", 1, 256))
+///     .depth(2..=4)
+///     .max_age(Duration::from_secs(600))
+///     .build()
+///     .await?;
+/// assert!(pool.available_count() >= 2);
+/// # pool.shutdown().await; Ok(()) }
+/// ```
+pub struct PoolBuilder<P: Provider> {
+    provider: P,
+    defaults: ShapeConfig,
+    shapes: Vec<(ShapeKey, Option<ShapeConfig>)>,
+    settings: PoolSettings,
+    health: Option<Box<dyn DynHealthCheck<P::Vm>>>,
+}
+
+impl<P: Provider> PoolBuilder<P> {
+    pub(crate) fn new(provider: P) -> Self {
+        Self {
+            provider,
+            defaults: ShapeConfig::default(),
+            shapes: Vec::new(),
+            settings: PoolSettings {
+                max_parallel_fills: 4,
+                memory_budget_mb: None,
+                shutdown_budget: Duration::from_secs(10),
+                warmup_timeout: Duration::from_secs(120),
+                warmup_max_failures: 3,
+                probe_timeout: Duration::from_secs(5),
+            },
+            health: None,
+        }
+    }
+
+    /// Adds a shape with the builder-wide settings. The first shape is the default shape.
+    pub fn shape(mut self, key: ShapeKey) -> Self {
+        self.shapes.push((key, None));
+        self
+    }
+
+    /// Adds a shape with its own settings.
+    pub fn shape_with(mut self, key: ShapeKey, config: ShapeConfig) -> Self {
+        self.shapes.push((key, Some(config)));
+        self
+    }
+
+    /// Low..=high water for shapes added with [`shape`](Self::shape). Default `1..=1`.
+    pub fn depth(mut self, depth: RangeInclusive<usize>) -> Self {
+        self.defaults.depth = depth;
+        self
+    }
+
+    /// Replace ready VMs older than this. Default: never.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.defaults.max_age = Some(max_age);
+        self
+    }
+
+    /// Replace ready VMs idle longer than this. Default: never.
+    pub fn idle_ttl(mut self, idle_ttl: Duration) -> Self {
+        self.defaults.idle_ttl = Some(idle_ttl);
+        self
+    }
+
+    /// Probe idle VMs with `Provider::probe` this often. Default 30 s.
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.defaults.probe_interval = Some(interval);
+        self
+    }
+
+    /// Upper bound on a single probe. Default 5 s.
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.probe_timeout = timeout;
+        self
+    }
+
+    /// Grow depth with demand. Default: fixed depth.
+    pub fn adaptive(mut self, adaptive: AdaptiveDepth) -> Self {
+        self.defaults.adaptive = Some(adaptive);
+        self
+    }
+
+    /// Retry policy for failed fills.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.defaults.backoff = backoff;
+        self
+    }
+
+    /// Fills running at once, over all shapes. Default 4.
+    pub fn max_parallel_fills(mut self, n: usize) -> Self {
+        self.settings.max_parallel_fills = n;
+        self
+    }
+
+    /// Cap on the memory of all alive VMs (ready, filling, leased), MiB. Fills wait for room.
+    pub fn memory_budget_mb(mut self, mb: u64) -> Self {
+        self.settings.memory_budget_mb = Some(mb);
+        self
+    }
+
+    /// How long `shutdown()` waits for fills and destroys. Default 10 s.
+    pub fn shutdown_budget(mut self, budget: Duration) -> Self {
+        self.settings.shutdown_budget = budget;
+        self
+    }
+
+    /// How long `build()` waits for the low water. Default 120 s.
+    pub fn warmup_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.warmup_timeout = timeout;
+        self
+    }
+
+    /// Consecutive failed creates of one shape after which `build()` gives up. Default 3.
+    pub fn warmup_max_failures(mut self, n: u32) -> Self {
+        self.settings.warmup_max_failures = n;
+        self
+    }
+
+    /// Check every VM before it is handed out (see [`HealthCheck`]).
+    pub fn health_check(mut self, check: impl HealthCheck<P::Vm>) -> Self {
+        self.health = Some(Box::new(check));
+        self
+    }
+
+    fn validate(&self) -> Result<Vec<(ShapeKey, ShapeConfig)>, PoolError> {
+        let s = &self.settings;
+        let invalid = |m: &str| Err(PoolError::InvalidConfig(m.to_owned()));
+        if s.max_parallel_fills == 0 {
+            return invalid("max_parallel_fills is 0, so no VM could ever be created: use at least 1");
+        }
+        if s.memory_budget_mb == Some(0) {
+            return invalid(
+                "memory_budget_mb is 0, so no VM fits: give a budget of at least one VM's memory_mb",
+            );
+        }
+        if s.shutdown_budget.is_zero() || s.warmup_timeout.is_zero() || s.probe_timeout.is_zero() {
+            return invalid("shutdown_budget, warmup_timeout and probe_timeout must be positive durations");
+        }
+        if s.warmup_max_failures == 0 {
+            return invalid("warmup_max_failures is 0: use at least 1 (default 3)");
+        }
+        let mut seen = HashSet::new();
+        let mut shapes = Vec::new();
+        for (key, config) in &self.shapes {
+            if !seen.insert(key.clone()) {
+                return Err(PoolError::InvalidConfig(format!(
+                    "shape {key} is added twice: add each shape once"
+                )));
+            }
+            let config = config.clone().unwrap_or_else(|| self.defaults.clone());
+            config.validate(key)?;
+            shapes.push((key.clone(), config));
+        }
+        check_budget(s.memory_budget_mb, shapes.iter().map(|(k, c)| (k, c)))?;
+        Ok(shapes)
+    }
+
+    /// Validates, starts the pool and waits until every shape has its low water ready.
+    pub async fn build(self) -> Result<Pool<P>, PoolError> {
+        let shapes = self.validate()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(PoolError::NoRuntime);
+        }
+        let pool = Pool::start(self.provider, self.settings, self.health);
+        for (key, config) in shapes {
+            pool.register_shape(key, config)?;
+        }
+        if let Err(err) = pool.warm_up().await {
+            pool.shutdown().await;
+            return Err(err);
+        }
+        Ok(pool)
+    }
+}
+
+/// The low water of every shape together must fit in the budget, or `build()` could never finish.
+pub(crate) fn check_budget<'a>(
+    budget: Option<u64>,
+    shapes: impl Iterator<Item = (&'a ShapeKey, &'a ShapeConfig)>,
+) -> Result<(), PoolError> {
+    let Some(budget) = budget else { return Ok(()) };
+    let need: u64 = shapes.map(|(k, c)| u64::from(k.memory_mb) * *c.depth.start() as u64).sum();
+    if need > budget {
+        return Err(PoolError::InvalidConfig(format!(
+            "the low water of all shapes needs {need} MiB but memory_budget_mb is {budget}: \
+             raise the budget to at least {need} or lower the depths"
+        )));
+    }
+    Ok(())
+}

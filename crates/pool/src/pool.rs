@@ -1,0 +1,343 @@
+//! `Pool<P>`: the handle users hold. Cheap to clone; the last clone dropped closes the pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::bucket::Bucket;
+use crate::builder::{PoolBuilder, check_budget};
+use crate::health::DynHealthCheck;
+use crate::metrics::{EvictReason, Metrics, MetricsSnapshot, ShapeMetrics};
+use crate::shared::{PoolSettings, Shared, State};
+use crate::{PoolError, PooledVm, Provider, ShapeConfig, ShapeKey, ShapeStatus, Status};
+
+/// A warm pool of VMs from provider `P`. `Clone + Send + Sync`; all clones share one pool.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), firepit_pool::PoolError> {
+/// use std::time::Duration;
+/// use firepit_pool::{Pool, PoolError, ShapeKey, testing::MemoryProvider};
+/// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("img", "1", 1, 256)).depth(1..=1).build().await?;
+/// let vm = pool.reserve().await?;                       // waits, FIFO-fair
+/// assert!(matches!(pool.try_reserve(), Err(PoolError::Exhausted)) || pool.available_count() > 0);
+/// drop(vm);                                             // destroyed; a replacement is on its way
+/// let again = pool.reserve_timeout(Duration::from_secs(1)).await?;
+/// # drop(again);
+/// pool.shutdown().await;
+/// assert!(matches!(pool.try_reserve(), Err(PoolError::ShuttingDown)));
+/// # Ok(()) }
+/// ```
+pub struct Pool<P: Provider> {
+    handle: Arc<PoolHandle<P>>,
+}
+
+/// Closes the pool when the last `Pool` clone is dropped (background tasks hold `Shared`, not this).
+struct PoolHandle<P: Provider> {
+    shared: Arc<Shared<P>>,
+}
+
+impl<P: Provider> Drop for PoolHandle<P> {
+    fn drop(&mut self) {
+        self.shared.begin_close();
+    }
+}
+
+impl<P: Provider> Clone for Pool<P> {
+    fn clone(&self) -> Self {
+        Self { handle: Arc::clone(&self.handle) }
+    }
+}
+
+impl<P: Provider> std::fmt::Debug for Pool<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("status", &self.status()).finish()
+    }
+}
+
+impl<P: Provider> Pool<P> {
+    /// Starts configuring a pool over `provider`.
+    ///
+    /// ```
+    /// use firepit_pool::{Pool, testing::MemoryProvider};
+    /// let builder = Pool::builder(MemoryProvider::new()).max_parallel_fills(8);
+    /// # drop(builder);
+    /// ```
+    pub fn builder(provider: P) -> PoolBuilder<P> {
+        PoolBuilder::new(provider)
+    }
+
+    fn shared(&self) -> &Arc<Shared<P>> {
+        &self.handle.shared
+    }
+
+    pub(crate) fn start(
+        provider: P,
+        settings: PoolSettings,
+        health: Option<Box<dyn DynHealthCheck<P::Vm>>>,
+    ) -> Self {
+        let (retire_tx, retire_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            provider,
+            state: std::sync::Mutex::new(State {
+                buckets: Default::default(),
+                default_shape: None,
+                mem_used_mb: 0,
+                alive: 0,
+                orphan_leased: 0,
+                closing: false,
+            }),
+            health,
+            metrics: Metrics::new(),
+            fill_permits: Arc::new(Semaphore::new(settings.max_parallel_fills)),
+            settings,
+            refill_wake: Notify::new(),
+            maint_wake: Notify::new(),
+            progress: Notify::new(),
+            cancel: CancellationToken::new(),
+            reaper_stop: CancellationToken::new(),
+            retire_tx,
+            closing: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+        });
+        tokio::spawn(crate::reaper::run(Arc::clone(&shared), retire_rx));
+        tokio::spawn(crate::refill::run(Arc::clone(&shared)));
+        tokio::spawn(crate::maintenance::run(Arc::clone(&shared)));
+        Self { handle: Arc::new(PoolHandle { shared }) }
+    }
+
+    fn default_shape(&self) -> Result<ShapeKey, PoolError> {
+        self.shared().lock().default_shape.clone().ok_or(PoolError::NoDefaultShape)
+    }
+
+    /// Waits for a VM of the default shape: FIFO-fair, cancellation-safe (dropping the future never
+    /// loses a VM), health-checked right before hand-out.
+    pub async fn reserve(&self) -> Result<PooledVm<P>, PoolError> {
+        let key = self.default_shape()?;
+        crate::reserve::reserve(self.shared(), &key).await
+    }
+
+    /// A ready VM of the default shape now, or `Err(Exhausted)`. Cannot await, so it relies on the
+    /// health check every VM passed when it became ready (plus the background probes).
+    pub fn try_reserve(&self) -> Result<PooledVm<P>, PoolError> {
+        let key = self.default_shape()?;
+        crate::reserve::try_reserve(self.shared(), &key)
+    }
+
+    /// [`reserve`](Self::reserve) with a deadline: `Err(Timeout)` when it elapses.
+    pub async fn reserve_timeout(&self, timeout: Duration) -> Result<PooledVm<P>, PoolError> {
+        let key = self.default_shape()?;
+        self.reserve_shape_timeout(&key, timeout).await
+    }
+
+    /// [`reserve`](Self::reserve) for `shape`; `Err(UnknownShape)` if it is not registered.
+    pub async fn reserve_shape(&self, shape: &ShapeKey) -> Result<PooledVm<P>, PoolError> {
+        crate::reserve::reserve(self.shared(), shape).await
+    }
+
+    /// [`try_reserve`](Self::try_reserve) for `shape`.
+    pub fn try_reserve_shape(&self, shape: &ShapeKey) -> Result<PooledVm<P>, PoolError> {
+        crate::reserve::try_reserve(self.shared(), shape)
+    }
+
+    /// [`reserve_timeout`](Self::reserve_timeout) for `shape`.
+    pub async fn reserve_shape_timeout(
+        &self,
+        shape: &ShapeKey,
+        timeout: Duration,
+    ) -> Result<PooledVm<P>, PoolError> {
+        match tokio::time::timeout(timeout, crate::reserve::reserve(self.shared(), shape)).await {
+            Ok(result) => result,
+            Err(_) => Err(PoolError::Timeout),
+        }
+    }
+
+    /// Adds a shape at run time; its bucket starts filling at once. The first shape registered
+    /// becomes the default shape if there is none.
+    pub fn register_shape(&self, key: ShapeKey, config: ShapeConfig) -> Result<(), PoolError> {
+        config.validate(&key)?;
+        let shared = self.shared();
+        let mut st = shared.lock();
+        if st.closing {
+            return Err(PoolError::ShuttingDown);
+        }
+        if st.buckets.contains_key(&key) {
+            return Err(PoolError::DuplicateShape(key));
+        }
+        let budget = shared.settings.memory_budget_mb;
+        check_budget(budget, st.buckets.iter().map(|(k, b)| (k, &b.config)).chain([(&key, &config)]))?;
+        let bucket = Bucket::new(key.clone(), shared.next_id(), config, shared.metrics.handles(&key));
+        bucket.sync_gauges();
+        st.buckets.insert(key.clone(), bucket);
+        if st.default_shape.is_none() {
+            st.default_shape = Some(key);
+        }
+        drop(st);
+        shared.refill_wake.notify_one();
+        shared.maint_wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes a shape: queued reserves fail with `UnknownShape`, ready VMs are destroyed (this
+    /// waits for that), fills in flight are destroyed when they finish, leases out are destroyed
+    /// when dropped.
+    pub async fn unregister_shape(&self, key: &ShapeKey) -> Result<(), PoolError> {
+        let shared = self.shared();
+        let drained = {
+            let mut st = shared.lock();
+            let Some(mut b) = st.buckets.remove(key) else {
+                return Err(PoolError::UnknownShape(key.clone()));
+            };
+            if st.default_shape.as_ref() == Some(key) {
+                st.default_shape = None;
+            }
+            st.orphan_leased += b.leased;
+            b.waiters.clear();
+            let drained: Vec<_> = b.ready.drain(..).map(|e| e.vm).collect();
+            for _ in &drained {
+                b.metrics.evicted(EvictReason::Unregistered).inc();
+            }
+            b.metrics.ready.set(0);
+            b.metrics.filling.set(0);
+            b.metrics.leased.set(0);
+            drained
+        };
+        let mut destroys = tokio::task::JoinSet::new();
+        for vm in drained {
+            let shared = Arc::clone(shared);
+            let memory_mb = key.memory_mb;
+            destroys.spawn(async move {
+                shared.provider.destroy(vm).await;
+                let mut st = shared.lock();
+                shared.forget(&mut st, memory_mb);
+                drop(st);
+                shared.refill_wake.notify_one();
+            });
+        }
+        while destroys.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Ready VMs of the default shape (of all shapes if there is no default shape).
+    pub fn available_count(&self) -> usize {
+        let st = self.shared().lock();
+        match &st.default_shape {
+            Some(key) => st.buckets.get(key).map_or(0, |b| b.ready.len() + b.probing),
+            None => st.buckets.values().map(|b| b.ready.len() + b.probing).sum(),
+        }
+    }
+
+    /// The pool at this instant.
+    pub fn status(&self) -> Status {
+        let shared = self.shared();
+        let now = Instant::now();
+        let st = shared.lock();
+        let mut shapes: Vec<ShapeStatus> = st
+            .buckets
+            .values()
+            .map(|b| {
+                let mut target = b.target(now);
+                if let Some(budget) = shared.settings.memory_budget_mb {
+                    target = target.min((budget / u64::from(b.key.memory_mb).max(1)) as usize);
+                }
+                let backoff_remaining = b.backoff_until.filter(|u| *u > now).map(|u| u - now);
+                ShapeStatus {
+                    key: (*b.key).clone(),
+                    ready: b.ready.len() + b.probing,
+                    filling: b.filling,
+                    leased: b.leased,
+                    waiting: b.waiters.len(),
+                    low_water: b.low_water(),
+                    high_water: b.high_water(),
+                    target,
+                    fill_failures: b.fill_failures,
+                    consecutive_failures: b.consecutive_failures,
+                    last_error: b.last_error.clone(),
+                    backing_off: backoff_remaining.is_some(),
+                    backoff_remaining,
+                    fill_latency: b.demand.fill_latency(),
+                }
+            })
+            .collect();
+        shapes.sort_by(|a, b| a.key.cmp(&b.key));
+        Status {
+            shapes,
+            memory_used_mb: st.mem_used_mb,
+            memory_budget_mb: shared.settings.memory_budget_mb,
+            alive: st.alive,
+            shutting_down: st.closing,
+        }
+    }
+
+    /// Counters and gauges of every registered shape.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let st = self.shared().lock();
+        let mut shapes: Vec<ShapeMetrics> =
+            st.buckets.values().map(|b| ShapeMetrics::read(&b.key, &b.metrics)).collect();
+        shapes.sort_by(|a, b| a.shape.cmp(&b.shape));
+        MetricsSnapshot { shapes }
+    }
+
+    /// Registers the pool's metrics (prefix `firepit_pool_`, label `shape`) into `registry`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+    /// use prometheus_client::{encoding::text::encode, registry::Registry};
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("img", "1", 1, 64)).build().await?;
+    /// let mut registry = Registry::default();
+    /// pool.register_metrics(&mut registry);
+    /// let mut text = String::new();
+    /// encode(&mut text, &registry)?;
+    /// assert!(text.contains(r#"firepit_pool_vms_created_total{shape="img@1/1cpu/64MiB"} 1"#));
+    /// # Ok(()) }
+    /// ```
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.shared().metrics.register(registry);
+    }
+
+    /// Stops the pool: reserves fail with `ShuttingDown`, ready VMs are destroyed, fills in flight
+    /// are awaited and destroyed, all within the shutdown budget. Idempotent. Leases still out are
+    /// destroyed when dropped.
+    pub async fn shutdown(&self) {
+        crate::shutdown::shutdown(self.shared()).await;
+    }
+
+    /// `build()`'s wait: every shape at low water, or an error.
+    pub(crate) async fn warm_up(&self) -> Result<(), PoolError> {
+        let shared = self.shared();
+        let started = Instant::now();
+        let deadline = started + shared.settings.warmup_timeout;
+        loop {
+            let progressed = shared.progress.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            let mut slowest = None;
+            {
+                let st = shared.lock();
+                for b in st.buckets.values() {
+                    if b.ready.len() + b.probing >= b.low_water() {
+                        continue;
+                    }
+                    if b.consecutive_failures >= shared.settings.warmup_max_failures {
+                        return Err(PoolError::WarmupFailed {
+                            shape: (*b.key).clone(),
+                            message: b.last_error.clone().unwrap_or_else(|| "unknown error".to_owned()),
+                        });
+                    }
+                    slowest = Some(((*b.key).clone(), b.ready.len(), b.low_water()));
+                }
+            }
+            let Some((shape, ready, low_water)) = slowest else { return Ok(()) };
+            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
+                return Err(PoolError::WarmupTimeout { shape, waited: started.elapsed(), ready, low_water });
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The state every part of the engine shares: one mutex over all buckets, plus the wake-ups.
+//!
+//! The mutex is a `std` mutex held only for bookkeeping (never across an `.await`), so the hot path
+//! (`try_reserve`, a lease's drop) is a lock, a pop and a few atomic stores. Everything slow
+//! (create, probe, destroy, health checks) runs outside it, in tasks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::bucket::{Bucket, Entry};
+use crate::health::DynHealthCheck;
+use crate::metrics::{EvictReason, Metrics};
+use crate::{Provider, ShapeKey};
+
+/// Pool-wide settings (per-shape ones live in [`ShapeConfig`](crate::ShapeConfig)).
+#[derive(Debug, Clone)]
+pub(crate) struct PoolSettings {
+    pub max_parallel_fills: usize,
+    pub memory_budget_mb: Option<u64>,
+    pub shutdown_budget: Duration,
+    pub warmup_timeout: Duration,
+    pub warmup_max_failures: u32,
+    pub probe_timeout: Duration,
+}
+
+/// A VM on its way to `Provider::destroy`.
+pub(crate) struct Retired<V> {
+    pub vm: V,
+    pub memory_mb: u32,
+}
+
+pub(crate) struct State<V> {
+    pub buckets: HashMap<ShapeKey, Bucket<V>>,
+    pub default_shape: Option<ShapeKey>,
+    /// Memory of every VM alive: ready, probing, filling, leased or being destroyed.
+    pub mem_used_mb: u64,
+    /// VMs alive (same set as `mem_used_mb`).
+    pub alive: usize,
+    /// Leases whose shape was unregistered while they were out.
+    pub orphan_leased: usize,
+    pub closing: bool,
+}
+
+impl<V> State<V> {
+    pub fn leased_total(&self) -> usize {
+        self.buckets.values().map(|b| b.leased).sum::<usize>() + self.orphan_leased
+    }
+
+    /// A leased VM of `shape` (registration `generation`) came back or was released.
+    pub fn unlease(&mut self, shape: &ShapeKey, generation: u64) -> Option<&mut Bucket<V>> {
+        match self.buckets.get_mut(shape).filter(|b| b.generation == generation) {
+            Some(b) => {
+                b.leased = b.leased.saturating_sub(1);
+                b.sync_gauges();
+                Some(b)
+            }
+            None => {
+                self.orphan_leased = self.orphan_leased.saturating_sub(1);
+                None
+            }
+        }
+    }
+}
+
+pub(crate) struct Shared<P: Provider> {
+    pub provider: P,
+    pub state: Mutex<State<P::Vm>>,
+    pub health: Option<Box<dyn DynHealthCheck<P::Vm>>>,
+    pub metrics: Metrics,
+    pub settings: PoolSettings,
+    pub fill_permits: Arc<Semaphore>,
+    /// Wakes the refiller: a VM left, a fill ended, memory was freed, a shape was registered.
+    pub refill_wake: Notify,
+    /// Wakes the maintenance task (new shape: new deadlines).
+    pub maint_wake: Notify,
+    /// Fires (notify_waiters) on every fill outcome and destroy: `build()` and `shutdown()` wait on it.
+    pub progress: Notify,
+    /// Stops the refiller, the maintenance task and the exit watchers.
+    pub cancel: CancellationToken,
+    /// Stops the reaper once nothing is alive after close.
+    pub reaper_stop: CancellationToken,
+    pub retire_tx: mpsc::UnboundedSender<Retired<P::Vm>>,
+    pub closing: AtomicBool,
+    pub next_id: AtomicU64,
+}
+
+impl<P: Provider> Shared<P> {
+    pub fn lock(&self) -> MutexGuard<'_, State<P::Vm>> {
+        // A panic while holding the lock cannot leave the counts half-updated in a way that is
+        // worse than refusing service, so keep going with the data as it is.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Sends a VM to the reaper. If the reaper is gone (no runtime any more), the VM value is
+    /// dropped here and cleans up after itself.
+    pub fn retire(&self, st: &mut State<P::Vm>, vm: P::Vm, memory_mb: u32) {
+        if let Err(mpsc::error::SendError(back)) = self.retire_tx.send(Retired { vm, memory_mb }) {
+            tracing::debug!("reaper gone; dropping VM {} in place", crate::PoolVm::id(&back.vm));
+            drop(back);
+            self.forget(st, memory_mb);
+        }
+    }
+
+    /// Accounts for a VM that no longer exists.
+    pub fn forget(&self, st: &mut State<P::Vm>, memory_mb: u32) {
+        st.alive = st.alive.saturating_sub(1);
+        st.mem_used_mb = st.mem_used_mb.saturating_sub(u64::from(memory_mb));
+        if st.closing && st.alive == 0 {
+            self.reaper_stop.cancel();
+        }
+        self.progress.notify_waiters();
+    }
+
+    /// Evicts a ready VM (already removed from its bucket): counts and retires it.
+    pub fn evict(&self, st: &mut State<P::Vm>, shape: &ShapeKey, entry: Entry<P::Vm>, reason: EvictReason) {
+        if let Some(b) = st.buckets.get(shape) {
+            b.metrics.evicted(reason).inc();
+        }
+        tracing::debug!(vm = crate::PoolVm::id(&entry.vm), %shape, %reason, "evicting VM");
+        let Entry { vm, watch, .. } = entry;
+        drop(watch);
+        self.retire(st, vm, shape.memory_mb);
+        self.refill_wake.notify_one();
+    }
+
+    /// Offers a VM that was out of the bucket (cancelled hand-out, probe) back: to the first
+    /// waiter, else into `ready` in age order. If the bucket is gone or closing, it is retired.
+    pub fn give_back(&self, st: &mut State<P::Vm>, shape: &ShapeKey, generation: u64, entry: Entry<P::Vm>) {
+        let closing = st.closing;
+        match st.buckets.get_mut(shape) {
+            Some(b) if b.generation == generation && !closing => {
+                if let Some(entry) = b.hand_to_waiter(entry) {
+                    b.put_back(entry);
+                }
+                b.sync_gauges();
+            }
+            _ => {
+                let reason = if closing { EvictReason::Shutdown } else { EvictReason::Unregistered };
+                self.evict(st, shape, entry, reason);
+            }
+        }
+    }
+
+    /// Closes the pool without waiting: no more hand-outs, waiters fail, ready VMs are retired,
+    /// background tasks stop. Safe to call from `Drop`, outside a runtime, more than once.
+    pub fn begin_close(&self) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.cancel.cancel();
+        let mut st = self.lock();
+        st.closing = true;
+        let keys: Vec<ShapeKey> = st.buckets.keys().cloned().collect();
+        for key in keys {
+            let drained = match st.buckets.get_mut(&key) {
+                Some(b) => {
+                    b.waiters.clear();
+                    let drained: Vec<_> = b.ready.drain(..).collect();
+                    b.sync_gauges();
+                    drained
+                }
+                None => continue,
+            };
+            for entry in drained {
+                self.evict(&mut st, &key, entry, EvictReason::Shutdown);
+            }
+        }
+        if st.alive == 0 {
+            self.reaper_stop.cancel();
+        }
+        drop(st);
+        self.progress.notify_waiters();
+    }
+}

@@ -1,0 +1,306 @@
+//! An in-memory [`Provider`] with fault injection, for the engine's tests and benchmarks.
+//!
+//! VMs are plain values; "booting" is a `tokio::time::sleep` of the configured fill latency (so
+//! paused-time tests are exact). Faults: a failure rate and scripted failures of `create`, failing
+//! health checks and probes, and "VM dies" (`kill`) which resolves the VM's [`PoolVm::exited`].
+//! The provider counts what matters to leak tests: VMs alive, creates, destroys, and VMs dropped
+//! without `destroy`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), firepit_pool::PoolError> {
+//! use std::time::Duration;
+//! use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemoryVm}};
+//! let provider = MemoryProvider::new();
+//! let pool = Pool::builder(provider.clone())
+//!     .shape(ShapeKey::new("img", "1", 1, 64))
+//!     .health_check(|vm: &MemoryVm| vm.health())
+//!     .build()
+//!     .await?;
+//! provider.fail_next_health_checks(1);    // the next check fails: that VM is destroyed, not handed out
+//! let vm = pool.reserve().await?;
+//! assert_eq!(pool.metrics().shapes[0].validation_failures, 1);
+//! # drop(vm); pool.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{PoolVm, Provider, ShapeKey, Unhealthy};
+
+/// Faults and timings of a [`MemoryProvider`].
+///
+/// ```
+/// use std::time::Duration;
+/// use firepit_pool::testing::FaultPlan;
+/// let plan = FaultPlan { fill_latency: Duration::from_millis(5), ..FaultPlan::default() };
+/// assert_eq!(plan.failure_rate, 0.0);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    /// How long `create` takes.
+    pub fill_latency: Duration,
+    /// How long `destroy` takes.
+    pub destroy_latency: Duration,
+    /// Probability that a `create` fails.
+    pub failure_rate: f64,
+    /// The next N creates fail.
+    pub fail_next: u32,
+    /// The next N health checks ([`MemoryVm::health`]) fail.
+    pub fail_health_next: u32,
+    /// Every health check fails.
+    pub always_unhealthy: bool,
+    /// Every probe fails.
+    pub probes_fail: bool,
+}
+
+/// The error of a failed in-memory `create`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("injected create failure #{0}")]
+pub struct InjectedFailure(pub u64);
+
+#[derive(Default)]
+struct Inner {
+    plan: Mutex<FaultPlan>,
+    alive: Mutex<HashMap<String, CancellationToken>>,
+    next_id: AtomicU64,
+    create_calls: AtomicU64,
+    created: AtomicU64,
+    destroyed: AtomicU64,
+    dropped_undestroyed: AtomicU64,
+    health_checks: AtomicU64,
+}
+
+impl Inner {
+    fn plan(&self) -> std::sync::MutexGuard<'_, FaultPlan> {
+        self.plan.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn alive(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.alive.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// In-memory provider; clones share state, so a test keeps one clone to inject faults and count.
+///
+/// ```
+/// use firepit_pool::testing::MemoryProvider;
+/// let provider = MemoryProvider::new();
+/// provider.fail_next_creates(2);
+/// assert_eq!(provider.alive(), 0);
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryProvider {
+    inner: Arc<Inner>,
+}
+
+impl MemoryProvider {
+    /// A provider with instant, always-successful creates.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A provider with the given faults.
+    pub fn with_plan(plan: FaultPlan) -> Self {
+        let p = Self::new();
+        *p.inner.plan() = plan;
+        p
+    }
+
+    /// Changes the faults.
+    pub fn update_plan(&self, f: impl FnOnce(&mut FaultPlan)) {
+        f(&mut self.inner.plan());
+    }
+
+    /// Sets how long `create` takes.
+    pub fn set_fill_latency(&self, latency: Duration) {
+        self.update_plan(|p| p.fill_latency = latency);
+    }
+
+    /// Sets the probability that a `create` fails.
+    pub fn set_failure_rate(&self, rate: f64) {
+        self.update_plan(|p| p.failure_rate = rate);
+    }
+
+    /// The next `n` creates fail.
+    pub fn fail_next_creates(&self, n: u32) {
+        self.update_plan(|p| p.fail_next = n);
+    }
+
+    /// The next `n` health checks fail.
+    pub fn fail_next_health_checks(&self, n: u32) {
+        self.update_plan(|p| p.fail_health_next = n);
+    }
+
+    /// Every probe fails (or not).
+    pub fn set_probes_fail(&self, fail: bool) {
+        self.update_plan(|p| p.probes_fail = fail);
+    }
+
+    /// Kills VM `id` ("the VM died"): its `exited()` resolves. `false` if no such VM is alive.
+    pub fn kill(&self, id: &str) -> bool {
+        match self.inner.alive().get(id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ids of the VMs alive, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.inner.alive().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// VMs alive (created, neither destroyed nor dropped).
+    pub fn alive(&self) -> usize {
+        self.inner.alive().len()
+    }
+
+    /// Calls to `create`, failed ones included.
+    pub fn create_calls(&self) -> u64 {
+        self.inner.create_calls.load(Ordering::SeqCst)
+    }
+
+    /// Successful creates.
+    pub fn created(&self) -> u64 {
+        self.inner.created.load(Ordering::SeqCst)
+    }
+
+    /// Calls to `destroy`.
+    pub fn destroyed(&self) -> u64 {
+        self.inner.destroyed.load(Ordering::SeqCst)
+    }
+
+    /// VMs dropped without `destroy` (they cleaned up after themselves).
+    pub fn dropped_without_destroy(&self) -> u64 {
+        self.inner.dropped_undestroyed.load(Ordering::SeqCst)
+    }
+
+    /// Health checks run.
+    pub fn health_checks(&self) -> u64 {
+        self.inner.health_checks.load(Ordering::SeqCst)
+    }
+}
+
+/// A VM of the [`MemoryProvider`].
+pub struct MemoryVm {
+    id: String,
+    shape: ShapeKey,
+    died: CancellationToken,
+    destroyed: bool,
+    inner: Arc<Inner>,
+}
+
+impl MemoryVm {
+    /// The shape it was created for.
+    pub fn shape(&self) -> &ShapeKey {
+        &self.shape
+    }
+
+    /// "The VM dies": resolves `exited()`.
+    pub fn kill(&self) {
+        self.died.cancel();
+    }
+
+    /// A health check, following the provider's [`FaultPlan`]; the future is `'static`, so it can
+    /// be used as `.health_check(|vm: &MemoryVm| vm.health())`.
+    pub fn health(&self) -> impl Future<Output = Result<(), Unhealthy>> + Send + use<> {
+        let inner = Arc::clone(&self.inner);
+        let dead = self.died.is_cancelled();
+        let id = self.id.clone();
+        async move {
+            inner.health_checks.fetch_add(1, Ordering::SeqCst);
+            let mut plan = inner.plan();
+            if dead {
+                return Err(Unhealthy::new(format!("{id} is dead")));
+            }
+            if plan.always_unhealthy {
+                return Err(Unhealthy::new(format!("{id}: injected: always unhealthy")));
+            }
+            if plan.fail_health_next > 0 {
+                plan.fail_health_next -= 1;
+                return Err(Unhealthy::new(format!("{id}: injected health-check failure")));
+            }
+            Ok(())
+        }
+    }
+}
+
+impl PoolVm for MemoryVm {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn exited(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.died.clone().cancelled_owned()
+    }
+}
+
+impl Drop for MemoryVm {
+    fn drop(&mut self) {
+        if !self.destroyed {
+            self.inner.dropped_undestroyed.fetch_add(1, Ordering::SeqCst);
+            self.inner.alive().remove(&self.id);
+        }
+    }
+}
+
+impl Provider for MemoryProvider {
+    type Vm = MemoryVm;
+    type Error = InjectedFailure;
+
+    async fn create(&self, shape: &ShapeKey) -> Result<MemoryVm, InjectedFailure> {
+        let n = self.inner.create_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let (latency, fail) = {
+            let mut plan = self.inner.plan();
+            let fail = if plan.fail_next > 0 {
+                plan.fail_next -= 1;
+                true
+            } else {
+                plan.failure_rate > 0.0 && rand::random::<f64>() < plan.failure_rate
+            };
+            (plan.fill_latency, fail)
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if fail {
+            return Err(InjectedFailure(n));
+        }
+        let id = format!("mem-{}", self.inner.next_id.fetch_add(1, Ordering::SeqCst) + 1);
+        let died = CancellationToken::new();
+        self.inner.alive().insert(id.clone(), died.clone());
+        self.inner.created.fetch_add(1, Ordering::SeqCst);
+        Ok(MemoryVm { id, shape: shape.clone(), died, destroyed: false, inner: Arc::clone(&self.inner) })
+    }
+
+    async fn probe(&self, vm: &MemoryVm) -> Result<(), Unhealthy> {
+        if vm.died.is_cancelled() {
+            return Err(Unhealthy::new(format!("{} is dead", vm.id)));
+        }
+        if self.inner.plan().probes_fail {
+            return Err(Unhealthy::new(format!("{}: injected probe failure", vm.id)));
+        }
+        Ok(())
+    }
+
+    async fn destroy(&self, mut vm: MemoryVm) {
+        let latency = self.inner.plan().destroy_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        vm.destroyed = true;
+        self.inner.alive().remove(&vm.id);
+        self.inner.destroyed.fetch_add(1, Ordering::SeqCst);
+    }
+}
