@@ -1,6 +1,88 @@
-//! firepit-agent: serves the host's requests on the virtio-serial port (being written).
+//! firepit-agent: serves the host's requests on the virtio-serial port named
+//! [`firepit_agent::AGENT_PORT_NAME`].
+//!
+//! Started in the background by the guest's `/init`. It never exits on its own: while no host is
+//! connected the port reads end-of-file, so the agent waits 50 ms and reads again; on a read error it
+//! reopens the port. Usage: `firepit-agent [--port /dev/vportNpM]` (the port is found in
+//! `/sys/class/virtio-ports` when not given).
+
+mod exec;
+mod identity;
+mod serve;
+
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::Duration;
+
+use firepit_agent::AGENT_PORT_NAME;
+
+const RETRY: Duration = Duration::from_millis(50);
+const PORTS_DIR: &str = "/sys/class/virtio-ports";
+
+/// Finds `/dev/<entry>` for the virtio port whose `name` is [`AGENT_PORT_NAME`].
+fn find_port() -> Option<PathBuf> {
+    let entries = std::fs::read_dir(PORTS_DIR).ok()?;
+    entries.flatten().find_map(|entry| {
+        let name = std::fs::read_to_string(entry.path().join("name")).ok()?;
+        (name.trim() == AGENT_PORT_NAME).then(|| PathBuf::from("/dev").join(entry.file_name()))
+    })
+}
+
+/// Waits until the port exists and opens it read-write.
+fn open_port(explicit: Option<&PathBuf>) -> File {
+    let mut complained = false;
+    loop {
+        let candidate = explicit.cloned().or_else(find_port);
+        match candidate.as_ref().map(|path| (path, OpenOptions::new().read(true).write(true).open(path))) {
+            Some((_, Ok(file))) => return file,
+            Some((path, Err(error))) if !complained => {
+                eprintln!("firepit-agent: cannot open {}: {error}; retrying", path.display());
+                complained = true;
+            }
+            None if !complained => {
+                eprintln!("firepit-agent: no virtio port named {AGENT_PORT_NAME} yet; waiting");
+                complained = true;
+            }
+            _ => {}
+        }
+        sleep(RETRY);
+    }
+}
 
 fn main() {
-    eprintln!("firepit-agent: not yet implemented");
-    std::process::exit(1);
+    let mut args = std::env::args().skip(1);
+    let mut explicit = None;
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--port", Some(path)) => explicit = Some(PathBuf::from(path)),
+            _ => {
+                eprintln!("usage: firepit-agent [--port /dev/vportNpM]");
+                std::process::exit(2);
+            }
+        }
+    }
+    loop {
+        let port = open_port(explicit.as_ref());
+        let writer = match port.try_clone() {
+            Ok(writer) => writer,
+            Err(error) => {
+                eprintln!("firepit-agent: cannot duplicate the port handle: {error}");
+                sleep(RETRY);
+                continue;
+            }
+        };
+        let responses = serve::spawn_writer(writer);
+        loop {
+            match serve::serve_connection(&port, &responses) {
+                // No host connected (or it went away): the same handle works once one connects.
+                serve::ConnectionEnd::Eof => sleep(RETRY),
+                serve::ConnectionEnd::Error(error) => {
+                    eprintln!("firepit-agent: reading the port failed: {error}; reopening");
+                    sleep(RETRY);
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -1,1 +1,34 @@
-//! Guest image builder (being written).
+//! Builds firepit's guest image — a Debian cloud kernel plus a tiny busybox initramfs that starts
+//! the firepit agent — from Debian packages, with nothing but apt and Rust.
+//!
+//! Why it exists: the pool needs a guest that boots in a couple of seconds under TCG, answers the
+//! agent protocol, and is the same on every machine. Debian already ships a signed, maintained
+//! kernel (`linux-image-cloud-amd64`) and a static busybox (`busybox-static`); this crate fetches
+//! them with `apt-get download` (nothing is installed), unpacks the `.deb` files in Rust
+//! ([`deb`]), picks the kernel and the virtio modules ([`modules`]), and writes a reproducible
+//! newc initramfs ([`cpio`], [`initramfs`]). The result is a directory with `vmlinuz`,
+//! `initramfs.cpio.gz` and `manifest.json` ([`Manifest`]); its id is a hash of the kernel and
+//! initramfs, so equal images have equal ids. Rebuilding with unchanged inputs returns at once.
+//!
+//! ```no_run
+//! let image = firepit_image::build_default(
+//!     "target/x86_64-unknown-linux-gnu/agent/firepit-agent".as_ref(),
+//!     "target/firepit-image".as_ref(),
+//! )?;
+//! println!("qemu-system-x86_64 -kernel {} -initrd {} -append '{}'",
+//!     image.kernel().display(), image.initramfs().display(), image.manifest().kernel_cmdline);
+//! # Ok::<(), firepit_image::ImageError>(())
+//! ```
+
+pub mod apt;
+mod builder;
+pub mod cpio;
+pub mod deb;
+mod error;
+pub mod initramfs;
+mod manifest;
+pub mod modules;
+
+pub use builder::{DEFAULT_KERNEL_CMDLINE, DEFAULT_MODULES, ImageBuilder, Progress, build_default};
+pub use error::ImageError;
+pub use manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};

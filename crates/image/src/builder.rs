@@ -1,0 +1,338 @@
+//! [`ImageBuilder`]: resolve packages, download, unpack, write the initramfs and the manifest.
+//!
+//! Caching: `apt-cache` takes seconds on hosts without a package cache file, so a rebuild does not
+//! ask apt again while the apt lists are unchanged (same file names, sizes and mtimes under
+//! `/var/lib/apt/lists`): it reuses the package versions recorded in the manifest. The build is
+//! skipped when the input fingerprint — package versions, agent hash, modules, hostname, kernel
+//! command line, builder version — equals the manifest's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::apt::{self, PackageRef};
+use crate::deb;
+use crate::error::ImageError;
+use crate::initramfs::{self, Contents};
+use crate::manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};
+use crate::modules::{self, Module};
+
+/// Kernel command line the image is built for: `-M microvm` under TCG cannot calibrate the TSC,
+/// hence `tsc=reliable tsc_early_khz=`; `quiet` because console output under TCG is slow.
+pub const DEFAULT_KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 quiet tsc=reliable tsc_early_khz=2000000";
+/// Modules `/init` loads (their dependencies are added): virtio-mmio transport, the agent's
+/// virtio-serial port and the virtio RNG.
+pub const DEFAULT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtio_rng"];
+const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
+const KERNEL_PREFIX: &str = "linux-image-";
+const BUSYBOX_PACKAGE: &str = "busybox-static";
+const APT_LISTS: &str = "/var/lib/apt/lists";
+/// Bump when the image layout changes in a way the inputs do not show.
+const FORMAT: u32 = 1;
+const TOTAL_STEPS: u32 = 6;
+
+/// One step of a build, reported to the progress callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// 1-based step number.
+    pub step: u32,
+    /// Number of steps of a full build (a cached build jumps to the last).
+    pub total: u32,
+    /// What is being done, e.g. `downloading busybox-static 1:1.35.0-4+deb12u1+b1`.
+    pub message: String,
+}
+
+/// Builds a guest image into a directory.
+///
+/// ```no_run
+/// use firepit_image::ImageBuilder;
+/// let image = ImageBuilder::new("target/firepit-image")
+///     .agent("target/x86_64-unknown-linux-gnu/agent/firepit-agent")
+///     .build(&mut |p| eprintln!("[{}/{}] {}", p.step, p.total, p.message))?;
+/// println!("image {} at {}", image.id(), image.kernel().display());
+/// # Ok::<(), firepit_image::ImageError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ImageBuilder {
+    out_dir: PathBuf,
+    agent: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    modules: Vec<String>,
+    hostname: String,
+    kernel_cmdline: String,
+}
+
+impl ImageBuilder {
+    /// A builder writing to `out_dir` (created if missing).
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            out_dir: out_dir.into(),
+            agent: None,
+            cache_dir: None,
+            modules: DEFAULT_MODULES.iter().map(|m| (*m).to_owned()).collect(),
+            hostname: "firepit".into(),
+            kernel_cmdline: DEFAULT_KERNEL_CMDLINE.into(),
+        }
+    }
+
+    /// The static agent binary to put at `/sbin/firepit-agent` (required).
+    pub fn agent(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent = Some(path.into());
+        self
+    }
+
+    /// Where downloaded .deb files are kept (default `<out_dir>/.cache/debs`).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a kernel module for `/init` to load (its dependencies are added too).
+    pub fn module(mut self, name: impl Into<String>) -> Self {
+        self.modules.push(name.into());
+        self
+    }
+
+    /// The guest's hostname (default `firepit`).
+    pub fn hostname(mut self, name: impl Into<String>) -> Self {
+        self.hostname = name.into();
+        self
+    }
+
+    /// Builds the image, or returns the existing one when its inputs have not changed.
+    pub fn build(&self, progress: &mut dyn FnMut(Progress)) -> Result<Image, ImageError> {
+        let mut step = 0;
+        let mut report = |message: String| {
+            step += 1;
+            progress(Progress { step, total: TOTAL_STEPS, message });
+        };
+        let agent_path = self.agent.clone().unwrap_or_else(|| PathBuf::from("firepit-agent"));
+        report(format!("checking agent {}", agent_path.display()));
+        let agent = match std::fs::read(&agent_path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ImageError::AgentMissing(agent_path));
+            }
+            Err(error) => return Err(ImageError::io("reading", &agent_path)(error)),
+        };
+        initramfs::require_static(&agent_path, &agent)?;
+        let agent_sha256 = sha256_hex(&[&agent]);
+
+        report("resolving packages".into());
+        let previous = Image::open(&self.out_dir).ok();
+        let lists_stamp = apt_lists_stamp();
+        let packages = match &previous {
+            Some(image) if lists_stamp.is_some() && image.manifest().apt_lists_stamp == lists_stamp => {
+                image.manifest().packages.iter().map(|p| p.package.clone()).collect()
+            }
+            _ => {
+                let kernel_package = apt::resolve_dependency(KERNEL_METAPACKAGE, KERNEL_PREFIX)?;
+                apt::candidate_versions(&[&kernel_package, BUSYBOX_PACKAGE])?
+            }
+        };
+        let fingerprint = self.fingerprint(&packages, &agent_sha256);
+        if let Some(image) = previous
+            && image.manifest().input_fingerprint == fingerprint
+        {
+            progress(Progress {
+                step: TOTAL_STEPS,
+                total: TOTAL_STEPS,
+                message: format!("cached image {}", image.id()),
+            });
+            return Ok(image);
+        }
+
+        let cache_dir = self.cache_dir.clone().unwrap_or_else(|| self.out_dir.join(".cache").join("debs"));
+        let mut debs = Vec::new();
+        for package in &packages {
+            report(format!("downloading {} {}", package.name, package.version));
+            debs.push(apt::download(package, &cache_dir)?);
+        }
+        let [kernel_deb, busybox_deb] =
+            <[PathBuf; 2]>::try_from(debs.clone()).map_err(|_| ImageError::PackageUnavailable {
+                package: KERNEL_METAPACKAGE.into(),
+                detail: "apt resolved an unexpected package set".into(),
+            })?;
+
+        report(format!("unpacking {}", kernel_deb.display()));
+        let (kernel_version, kernel, modules) = self.unpack_kernel(&kernel_deb)?;
+        let busybox = deb::read_files(&busybox_deb, |p| p == Path::new("bin/busybox"))?
+            .into_values()
+            .next()
+            .ok_or_else(|| ImageError::BadPackage {
+                package: busybox_deb.clone(),
+                detail: "no bin/busybox".into(),
+            })?;
+
+        report(format!("writing image to {}", self.out_dir.display()));
+        let contents = Contents {
+            kernel_version: &kernel_version,
+            modules: &modules,
+            busybox: &busybox.data,
+            agent: &agent,
+            hostname: &self.hostname,
+        };
+        let archive = initramfs::archive(&contents);
+        let mut initramfs_bytes = Vec::new();
+        initramfs::write_gzipped(&archive, &mut initramfs_bytes)
+            .map_err(ImageError::io("compressing", &self.out_dir))?;
+        std::fs::create_dir_all(&self.out_dir).map_err(ImageError::io("creating", &self.out_dir))?;
+        write_atomic(&self.out_dir.join(KERNEL_FILE), &kernel)?;
+        write_atomic(&self.out_dir.join(INITRAMFS_FILE), &initramfs_bytes)?;
+        let mut infos = Vec::new();
+        for (package, deb) in packages.iter().zip(&debs) {
+            let bytes = std::fs::read(deb).map_err(ImageError::io("reading", deb))?;
+            infos.push(PackageInfo { package: package.clone(), deb_sha256: sha256_hex(&[&bytes]) });
+        }
+        let manifest = Manifest {
+            id: sha256_hex(&[&kernel, &initramfs_bytes])[..16].to_owned(),
+            kernel_version,
+            kernel_cmdline: self.kernel_cmdline.clone(),
+            kernel_sha256: sha256_hex(&[&kernel]),
+            initramfs_sha256: sha256_hex(&[&initramfs_bytes]),
+            kernel_bytes: kernel.len() as u64,
+            initramfs_bytes: initramfs_bytes.len() as u64,
+            agent_sha256,
+            packages: infos,
+            modules: modules.into_iter().map(|(name, _)| name).collect(),
+            files: archive.paths().map(str::to_owned).collect(),
+            builder_version: env!("CARGO_PKG_VERSION").into(),
+            input_fingerprint: fingerprint,
+            apt_lists_stamp: lists_stamp,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ImageError::Io {
+            action: "serialising",
+            path: self.out_dir.join(MANIFEST_FILE),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&self.out_dir.join(MANIFEST_FILE), &json)?;
+        Image::open(&self.out_dir)
+    }
+
+    /// Hash of every input.
+    fn fingerprint(&self, packages: &[PackageRef], agent_sha256: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(format!("firepit-image {} format {FORMAT}\n", env!("CARGO_PKG_VERSION")));
+        for package in packages {
+            hasher.update(format!("package {} {}\n", package.name, package.version));
+        }
+        hasher.update(format!(
+            "agent {agent_sha256}\nmodules {:?}\nhostname {}\n",
+            self.modules, self.hostname
+        ));
+        hasher.update(format!(
+            "cmdline {}\ninit {}\n",
+            self.kernel_cmdline,
+            initramfs::init_script("", &self.modules)
+        ));
+        hex::encode(hasher.finalize())
+    }
+
+    /// Reads the kernel and the wanted modules (with their dependencies, in load order).
+    fn unpack_kernel(
+        &self,
+        deb_path: &Path,
+    ) -> Result<(String, Vec<u8>, Vec<(String, Vec<u8>)>), ImageError> {
+        let bad = |detail: String| ImageError::BadPackage { package: deb_path.to_path_buf(), detail };
+        // One pass over the (large) data tarball: keep the kernel and every virtio module; a second
+        // pass only if a dependency lives elsewhere.
+        let keep = |p: &Path, names: &[String]| {
+            let file = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+            (p.starts_with("boot") && file.starts_with("vmlinuz-"))
+                || (file.ends_with(".ko")
+                    && (file.starts_with("virtio") || names.contains(&modules::module_name(file))))
+        };
+        let mut files = deb::read_files(deb_path, |p| keep(p, &self.modules))?;
+        let (kernel_path, kernel) = files
+            .iter()
+            .find(|(p, _)| p.starts_with("boot"))
+            .map(|(p, f)| (p.clone(), f.data.clone()))
+            .ok_or_else(|| bad("no boot/vmlinuz-* in the package".into()))?;
+        let kernel_version = kernel_path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_prefix("vmlinuz-"))
+            .map(str::to_owned)
+            .ok_or_else(|| bad(format!("unexpected kernel file name {}", kernel_path.display())))?;
+        let wanted: Vec<&str> = self.modules.iter().map(String::as_str).collect();
+        for _pass in 0..4 {
+            let available: BTreeMap<String, Module> = files
+                .iter()
+                .filter_map(|(path, file)| {
+                    let name = modules::module_name(path.file_name()?.to_str()?);
+                    let depends = modules::modinfo_depends(&file.data);
+                    Some((
+                        name.clone(),
+                        Module { name, path: path.clone(), depends, data: file.data.clone() },
+                    ))
+                })
+                .filter(|(_, m)| m.path.extension().is_some_and(|e| e == "ko"))
+                .collect();
+            match modules::load_order(&wanted, &available) {
+                Ok(order) => {
+                    let modules = order
+                        .into_iter()
+                        .filter_map(|n| available.get(&n).map(|m| (n, m.data.clone())))
+                        .collect();
+                    return Ok((kernel_version, kernel, modules));
+                }
+                Err(missing) => {
+                    let more = deb::read_files(deb_path, |p| {
+                        p.file_name()
+                            .and_then(|f| f.to_str())
+                            .is_some_and(|f| f.ends_with(".ko") && missing.contains(&modules::module_name(f)))
+                    })?;
+                    if more.is_empty() {
+                        return Err(bad(format!(
+                            "kernel modules not found in the package: {}",
+                            missing.join(", ")
+                        )));
+                    }
+                    files.extend(more);
+                }
+            }
+        }
+        Err(bad("module dependencies nest too deep".into()))
+    }
+}
+
+/// Builds (or reuses) the default image: Debian's cloud kernel, busybox-static and `agent`.
+///
+/// ```no_run
+/// let image = firepit_image::build_default("firepit-agent".as_ref(), "target/firepit-image".as_ref())?;
+/// println!("{}", image.id());
+/// # Ok::<(), firepit_image::ImageError>(())
+/// ```
+pub fn build_default(agent: &Path, out_dir: &Path) -> Result<Image, ImageError> {
+    ImageBuilder::new(out_dir).agent(agent).build(&mut |_| {})
+}
+
+/// Hash of the names, sizes and mtimes of apt's package lists; `None` when unreadable.
+fn apt_lists_stamp() -> Option<String> {
+    let mut entries: Vec<String> = std::fs::read_dir(APT_LISTS)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+            Some(format!("{} {} {mtime}", entry.file_name().to_string_lossy(), meta.len()))
+        })
+        .collect();
+    entries.sort();
+    Some(sha256_hex(&[entries.join("\n").as_bytes()]))
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(ImageError::io("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(ImageError::io("renaming into place", path))
+}

@@ -1,0 +1,94 @@
+//! One error type for building and opening images; every variant says what failed and what to do.
+
+use std::path::{Path, PathBuf};
+
+/// Why an image could not be built or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// `apt-get` / `apt-cache` is not installed: the builder needs Debian's package tools.
+    #[error(
+        "`{tool}` not found: firepit builds its guest image from Debian packages; run it on Debian \
+         (or a derivative) with apt installed"
+    )]
+    AptMissing {
+        /// The missing program.
+        tool: &'static str,
+    },
+    /// apt could not resolve or download a package.
+    #[error("package {package} is not available: {detail}; run `apt-get update` as root and retry")]
+    PackageUnavailable {
+        /// The package asked for.
+        package: String,
+        /// What apt said.
+        detail: String,
+    },
+    /// apt failed and we are not root, which is the likely reason.
+    #[error("`{command}` failed and firepit is not running as root: run the build as root ({detail})")]
+    NotRoot {
+        /// The apt command line.
+        command: String,
+        /// What apt said.
+        detail: String,
+    },
+    /// The agent binary does not exist.
+    #[error(
+        "agent binary {0} not found: build it with `scripts/build-image`, or with \
+         `CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C target-feature=+crt-static' cargo build \
+         --profile agent -p firepit-agent --target x86_64-unknown-linux-gnu`"
+    )]
+    AgentMissing(PathBuf),
+    /// The agent binary is not a static x86-64 ELF executable (it would not run in the guest).
+    #[error(
+        "agent binary {path} is unusable in the guest: {reason}; build it statically (see scripts/build-image)"
+    )]
+    AgentNotStatic {
+        /// The agent given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A package's contents are not what the builder expects.
+    #[error("package {package}: {detail}")]
+    BadPackage {
+        /// The .deb file.
+        package: PathBuf,
+        /// What is missing or malformed.
+        detail: String,
+    },
+    /// The disk (or quota) is full.
+    #[error("no space left while writing {0}: free some disk space (the build needs about 150 MB) and retry")]
+    DiskFull(PathBuf),
+    /// Any other I/O error, with the path involved.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "writing", ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `manifest.json` is missing or unreadable: the directory holds no image (build one first).
+    #[error("{path} is not a firepit image: {detail}; build one with `firepit image build --out DIR`")]
+    NotAnImage {
+        /// The manifest path.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl ImageError {
+    /// Wraps an I/O error with the path it concerns; ENOSPC / EDQUOT become [`ImageError::DiskFull`].
+    pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self + use<> {
+        let path = path.to_path_buf();
+        move |source| {
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+                Self::DiskFull(path)
+            } else {
+                Self::Io { action, path, source }
+            }
+        }
+    }
+}
