@@ -1,1 +1,48 @@
-//! QEMU provider (being written).
+//! firepit's QEMU provider: real microVMs for the pool.
+//!
+//! The pool engine (`firepit-pool`) asks a [`Provider`](firepit_pool::Provider) for VMs; this crate
+//! is the one that makes them with QEMU (`-M microvm`). How the parts fit:
+//!
+//! - [`QemuProvider`] holds the configuration, the registered images and the accelerator verdict;
+//!   `create` builds a command line ([`argv`](crate) module, no shell strings), spawns QEMU under
+//!   supervision, and waits until the guest printed [`firepit_agent::READY_LINE`] and its agent
+//!   answered a ping, all under one boot deadline.
+//! - [`QemuVm`] is the handle a lease derefs to: [`Console`] (serial console: send, `read_until`,
+//!   output stream), `exec` through the guest agent, `status` through QMP and the process state.
+//! - Supervision: QEMU dies with its handle (SIGKILL on drop) and with the firepit process
+//!   (`PR_SET_PDEATHSIG`); a watcher task reaps it and makes `exited()` resolve at once.
+//! - The QMP client ([`QmpClient`]) is a small typed one; its module docs say why not `qapi`.
+//!
+//! Accelerator: [`Accel::Auto`] picks KVM only when it can run our guests ([`detect_accel`]);
+//! on our hosts (`kvm_pvm`) that is TCG. The env var `FIREPIT_ACCEL` overrides the config.
+
+mod accel;
+mod agent;
+mod argv;
+mod boot;
+mod caps;
+mod config;
+mod console;
+mod error;
+mod exec;
+mod process;
+mod provider;
+mod qmp;
+mod ring;
+mod rundir;
+mod snapshot;
+mod vm;
+
+pub use accel::{AccelVerdict, detect_accel};
+pub use caps::QemuCaps;
+pub use config::{
+    ACCEL_ENV, Accel, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig, default_runtime_dir,
+};
+pub use console::{Console, ConsoleOutput};
+pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
+pub use exec::{ExecOutput, agent_health_check, fresh_identity};
+pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
+pub use process::ExitInfo;
+pub use provider::QemuProvider;
+pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
+pub use vm::{QemuVm, VmStatus};

@@ -1,0 +1,105 @@
+//! The agent client against a fake agent behind a Unix socket (QEMU's side in real life).
+
+use super::*;
+use firepit_agent::{ExecRequest, ExecResult, Pong};
+use tokio::net::UnixListener;
+
+/// Serves connections one after another; each request is answered by `answer` after `delay(request)`.
+/// A request `Exec` with argv `["hangup"]` makes the fake drop the connection.
+fn fake_agent(listener: UnixListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (mut read, write) = stream.into_split();
+            let write = Arc::new(tokio::sync::Mutex::new(write));
+            let mut decoder = FrameDecoder::new();
+            let mut buf = [0u8; 4096];
+            'conn: while let Ok(n) = read.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                decoder.push(&buf[..n]);
+                while let Ok(Some(frame)) = decoder.next_frame::<RequestFrame>() {
+                    let (delay, response) = match frame.request {
+                        Request::Ping => {
+                            (0, Response::Pong(Pong { agent_version: "t".into(), uptime_ms: 1 }))
+                        }
+                        Request::Exec(ExecRequest { argv, .. }) if argv == ["hangup"] => break 'conn,
+                        Request::Exec(ExecRequest { argv, .. }) => {
+                            let ms: u64 = argv[1].parse().unwrap();
+                            let stdout = argv[1].clone().into_bytes();
+                            (
+                                ms,
+                                Response::Exec(ExecResult {
+                                    exit_code: Some(0),
+                                    stdout,
+                                    ..Default::default()
+                                }),
+                            )
+                        }
+                        Request::SetIdentity(_) => (0, Response::Error { message: "nope".into() }),
+                    };
+                    let write = write.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        let bytes = encode_frame(&ResponseFrame { id: frame.id, response }).unwrap();
+                        let _ = write.lock().await.write_all(&bytes).await;
+                    });
+                }
+            }
+        }
+    })
+}
+
+fn setup() -> (tempfile::TempDir, AgentClient, tokio::task::JoinHandle<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let fake = fake_agent(UnixListener::bind(&path).unwrap());
+    (dir, AgentClient::new(path), fake)
+}
+
+fn sleep_exec(ms: u64) -> Request {
+    Request::Exec(ExecRequest { argv: vec!["sleep".into(), ms.to_string()], ..Default::default() })
+}
+
+#[tokio::test]
+async fn concurrent_requests_answered_out_of_order_reach_their_callers() {
+    let (_dir, client, _fake) = setup();
+    let client = Arc::new(client);
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.request(sleep_exec(300), Duration::from_secs(5)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let fast = client.request(sleep_exec(10), Duration::from_secs(5)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(250), "fast request waited for the slow one");
+    assert!(matches!(fast, Response::Exec(r) if r.stdout == b"10"));
+    assert!(matches!(slow.await.unwrap().unwrap(), Response::Exec(r) if r.stdout == b"300"));
+}
+
+#[tokio::test]
+async fn request_past_its_deadline_times_out_and_the_channel_still_works() {
+    let (_dir, client, _fake) = setup();
+    let err = client.request(sleep_exec(500), Duration::from_millis(100)).await.unwrap_err();
+    assert!(matches!(err, AgentError::Timeout { request: "exec", .. }), "{err:?}");
+    let pong = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap();
+    assert!(matches!(pong, Response::Pong(_)));
+}
+
+#[tokio::test]
+async fn dropped_connection_fails_pending_request_and_next_request_reconnects() {
+    let (_dir, client, _fake) = setup();
+    let hangup = Request::Exec(ExecRequest { argv: vec!["hangup".into()], ..Default::default() });
+    let err = client.request(hangup, Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(err, AgentError::Closed), "{err:?}");
+    let pong = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap();
+    assert!(matches!(pong, Response::Pong(_)));
+}
+
+#[tokio::test]
+async fn missing_socket_reports_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = AgentClient::new(dir.path().join("none.sock"));
+    let err = client.request(Request::Ping, Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(err, AgentError::Closed), "{err:?}");
+}

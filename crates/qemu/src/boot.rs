@@ -1,0 +1,152 @@
+//! Starting a QEMU process and waiting until its guest is ready.
+//!
+//! [`start`] binds the console and QMP sockets, spawns QEMU, accepts its two connections (racing the
+//! process's exit, so a bad command line fails at once with QEMU's stderr), and negotiates QMP.
+//! [`wait_ready`] then waits for the readiness line on the console and an agent ping, all under one
+//! deadline; a boot that misses it is killed and reported with the last console lines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use firepit_agent::{READY_LINE, Request, Response};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::time::Instant;
+
+use crate::agent::AgentClient;
+use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, LaunchSpec, QMP_SOCKET, build_argv};
+use crate::config::ProviderConfig;
+use crate::console::ConsoleShared;
+use crate::error::{AgentError, BootError, QemuError, SpawnError};
+use crate::process::QemuProcess;
+use crate::qmp::QmpClient;
+use crate::rundir::RuntimeDir;
+
+/// Console lines quoted in boot errors.
+const TAIL_LINES: usize = 30;
+
+/// A QEMU process whose sockets are connected (the guest may still be booting).
+pub(crate) struct Started {
+    pub process: QemuProcess,
+    pub console: Arc<ConsoleShared>,
+    pub qmp: QmpClient,
+    pub agent: AgentClient,
+    pub dir: RuntimeDir,
+}
+
+/// Spawns QEMU for `spec` in `dir` and connects console and QMP before `deadline`.
+pub(crate) async fn start(
+    binary: &std::path::Path,
+    spec: &LaunchSpec,
+    dir: RuntimeDir,
+    config: &ProviderConfig,
+    deadline: Instant,
+) -> Result<Started, QemuError> {
+    let bind = |name: &str| {
+        let path = dir.path().join(name);
+        UnixListener::bind(&path).map_err(|e| SpawnError::io(format!("listening on {}", path.display()), e))
+    };
+    let console_listener = bind(CONSOLE_SOCKET)?;
+    let qmp_listener = bind(QMP_SOCKET)?;
+    let argv = build_argv(spec);
+    tracing::debug!(binary = %binary.display(), ?argv, "spawning qemu");
+    let process = QemuProcess::spawn(binary, &argv)?;
+    let console_stream = accept(&console_listener, "console", &process, deadline).await?;
+    let qmp_stream = accept(&qmp_listener, "qmp", &process, deadline).await?;
+    let console =
+        ConsoleShared::start(console_stream, config.console_buffer_bytes, config.console_read_timeout);
+    let qmp_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    let qmp = QmpClient::handshake(qmp_stream, qmp_timeout.min(Duration::from_secs(10))).await?;
+    let agent = AgentClient::new(dir.path().join(AGENT_SOCKET));
+    Ok(Started { process, console, qmp, agent, dir })
+}
+
+async fn accept(
+    listener: &UnixListener,
+    socket: &'static str,
+    process: &QemuProcess,
+    deadline: Instant,
+) -> Result<UnixStream, SpawnError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, listener.accept()) => match accepted {
+            Ok(Ok((stream, _))) => Ok(stream),
+            Ok(Err(e)) => Err(SpawnError::io(format!("accepting qemu's {socket} connection"), e)),
+            Err(_) => {
+                process.kill();
+                Err(SpawnError::SocketTimeout { socket, after: timeout, stderr: process.stderr_tail() })
+            }
+        },
+        info = process.exited() => {
+            // Let the stderr reader drain the pipe: QEMU's last words explain the exit.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let status = info.map_or_else(|| "status unknown".to_string(), |i| i.to_string());
+            Err(SpawnError::EarlyExit { status, stderr: process.stderr_tail() })
+        }
+    }
+}
+
+/// Waits for the readiness line (printed since boot) and an agent ping, before `deadline`.
+pub(crate) async fn wait_ready(
+    started: &Started,
+    boot_timeout: Duration,
+    deadline: Instant,
+) -> Result<(), QemuError> {
+    let console = started.console.handle(Some(0));
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let line = tokio::select! {
+        line = console.read_until_timeout(READY_LINE, remaining) => line.map(drop),
+        _ = started.process.exited() => return Err(exited(started).await),
+    };
+    if line.is_err() {
+        return Err(timed_out(started, boot_timeout, "the readiness line").await);
+    }
+    wait_for_agent(started, boot_timeout, deadline).await
+}
+
+/// Pings the agent until it answers or `deadline` passes.
+pub(crate) async fn wait_for_agent(
+    started: &Started,
+    boot_timeout: Duration,
+    deadline: Instant,
+) -> Result<(), QemuError> {
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(timed_out(started, boot_timeout, "an agent ping").await);
+        }
+        let attempt = started.agent.request(Request::Ping, remaining.min(Duration::from_secs(2)));
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            _ = started.process.exited() => return Err(exited(started).await),
+        };
+        match outcome {
+            Ok(Response::Pong(_)) => return Ok(()),
+            Ok(other) => tracing::debug!(?other, "agent answered ping oddly; retrying"),
+            Err(AgentError::Timeout { .. }) => tracing::debug!("agent ping timed out; retrying"),
+            Err(e) => {
+                tracing::debug!(error = %e, "agent ping failed; retrying");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Kills the process and describes the timeout.
+pub(crate) async fn timed_out(started: &Started, after: Duration, waiting_for: &'static str) -> QemuError {
+    started.process.kill();
+    if tokio::time::timeout(Duration::from_secs(5), started.process.exited()).await.is_err() {
+        tracing::error!(pid = started.process.pid(), "qemu not reaped 5 s after SIGKILL");
+    }
+    BootError::Timeout { after, waiting_for, console_tail: started.console.tail(TAIL_LINES) }.into()
+}
+
+async fn exited(started: &Started) -> QemuError {
+    let info = started.process.exited().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    BootError::Exited {
+        status: info.map_or_else(|| "status unknown".to_string(), |i| i.to_string()),
+        stderr: started.process.stderr_tail(),
+        console_tail: started.console.tail(TAIL_LINES),
+    }
+    .into()
+}

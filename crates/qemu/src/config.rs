@@ -1,0 +1,197 @@
+//! Provider configuration: which QEMU, which accelerator, where runtime files go, how long to wait.
+//!
+//! Everything is validated once, in [`QemuProvider::new`](crate::QemuProvider::new); the rest of the
+//! crate trusts these values.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Environment variable that overrides [`ProviderConfig::accel`]: `auto`, `kvm` or `tcg`.
+pub const ACCEL_ENV: &str = "FIREPIT_ACCEL";
+
+/// Which accelerator QEMU runs guests with.
+///
+/// ```
+/// use firepit_qemu::Accel;
+/// assert_eq!("tcg".parse::<Accel>().unwrap(), Accel::Tcg);
+/// assert_eq!(Accel::Kvm.to_string(), "kvm");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Use KVM when a probe shows it really runs our guests, else TCG (decided once per process).
+    #[default]
+    Auto,
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+    /// QEMU's binary translator: slow but runs everywhere.
+    Tcg,
+}
+
+impl Accel {
+    /// The value of QEMU's `accel=` option (`Auto` has none: resolve it first).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Auto => "auto",
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not `auto`, `kvm` or `tcg`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown accelerator {0:?}: use `auto`, `kvm` or `tcg`")]
+pub struct ParseAccelError(pub String);
+
+impl std::str::FromStr for Accel {
+    type Err = ParseAccelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(Accel::Auto),
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            _ => Err(ParseAccelError(s.to_string())),
+        }
+    }
+}
+
+/// How the provider makes a new VM.
+///
+/// ```
+/// use firepit_qemu::FillStrategy;
+/// assert_eq!(FillStrategy::default(), FillStrategy::ColdBoot);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillStrategy {
+    /// Boot the kernel every time (≈3 s under TCG).
+    #[default]
+    ColdBoot,
+    /// Boot one template per shape, then restore copy-on-write clones of it (≈0.1–0.3 s).
+    Snapshot,
+}
+
+/// Kernel and initramfs of a guest image, registered under an image id with
+/// [`QemuProvider::register_image`](crate::QemuProvider::register_image).
+///
+/// ```
+/// use firepit_qemu::ImagePaths;
+/// let paths = ImagePaths::new("/images/vmlinuz", "/images/initramfs.cpio.gz");
+/// assert!(paths.kernel.ends_with("vmlinuz"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePaths {
+    /// The guest kernel (`bzImage`, e.g. `vmlinuz`).
+    pub kernel: PathBuf,
+    /// The initramfs (newc cpio, optionally compressed).
+    pub initramfs: PathBuf,
+}
+
+impl ImagePaths {
+    /// Creates image paths.
+    pub fn new(kernel: impl Into<PathBuf>, initramfs: impl Into<PathBuf>) -> Self {
+        Self { kernel: kernel.into(), initramfs: initramfs.into() }
+    }
+}
+
+/// Configuration of a [`QemuProvider`](crate::QemuProvider).
+///
+/// ```
+/// use std::time::Duration;
+/// use firepit_qemu::{Accel, ProviderConfig};
+/// let config = ProviderConfig { accel: Accel::Tcg, boot_timeout: Duration::from_secs(30), ..Default::default() };
+/// assert_eq!(config.console_read_timeout, Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    /// QEMU binary: a path, or a name looked up in `PATH`.
+    pub qemu_binary: PathBuf,
+    /// Accelerator; the environment variable [`ACCEL_ENV`] overrides it.
+    pub accel: Accel,
+    /// Directory for per-VM runtime directories (sockets, snapshot state). Created 0700.
+    /// Default: `$XDG_RUNTIME_DIR/firepit`, else `<temp dir>/firepit-<uid>`.
+    pub runtime_dir: PathBuf,
+    /// Deadline from process start to "ready" (readiness line and agent ping).
+    pub boot_timeout: Duration,
+    /// Default deadline of [`Console::read_until`](crate::Console::read_until).
+    pub console_read_timeout: Duration,
+    /// Deadline of the agent ping used by `probe` and the health check.
+    pub probe_timeout: Duration,
+    /// Default deadline of an agent request (exec adds its own timeout to it).
+    pub agent_timeout: Duration,
+    /// How long `destroy` waits after QMP `quit` before it sends SIGKILL.
+    pub quit_grace: Duration,
+    /// Appended to the kernel command line after firepit's own arguments.
+    pub extra_kernel_args: Vec<String>,
+    /// Console output kept in memory per VM (older bytes are dropped).
+    pub console_buffer_bytes: usize,
+    /// Default fill strategy for images registered without one.
+    pub fill_strategy: FillStrategy,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            qemu_binary: PathBuf::from("qemu-system-x86_64"),
+            accel: Accel::Auto,
+            runtime_dir: default_runtime_dir(),
+            boot_timeout: Duration::from_secs(60),
+            console_read_timeout: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(2),
+            agent_timeout: Duration::from_secs(10),
+            quit_grace: Duration::from_secs(2),
+            extra_kernel_args: Vec::new(),
+            console_buffer_bytes: 1024 * 1024,
+            fill_strategy: FillStrategy::ColdBoot,
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// The accelerator asked for, after the [`ACCEL_ENV`] override.
+    pub fn requested_accel(&self) -> Result<Accel, ParseAccelError> {
+        match std::env::var(ACCEL_ENV) {
+            Ok(value) => value.parse(),
+            Err(_) => Ok(self.accel),
+        }
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/firepit` when set, else `<temp dir>/firepit-<uid>`.
+pub fn default_runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("firepit"),
+        // SAFETY: getuid has no preconditions and cannot fail.
+        _ => std::env::temp_dir().join(format!("firepit-{}", unsafe { libc::getuid() })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accel_parses_case_insensitively_and_rejects_garbage() {
+        assert_eq!("KVM".parse::<Accel>(), Ok(Accel::Kvm));
+        assert_eq!(" auto ".parse::<Accel>(), Ok(Accel::Auto));
+        let err = "hvf".parse::<Accel>().unwrap_err();
+        assert!(err.to_string().contains("use `auto`, `kvm` or `tcg`"));
+    }
+
+    #[test]
+    fn config_deserializes_with_defaults_and_rejects_unknown_fields() {
+        let config: ProviderConfig = serde_json::from_str(r#"{"accel":"tcg"}"#).unwrap();
+        assert_eq!(config.accel, Accel::Tcg);
+        assert_eq!(config.qemu_binary, PathBuf::from("qemu-system-x86_64"));
+        assert!(serde_json::from_str::<ProviderConfig>(r#"{"nope":1}"#).is_err());
+    }
+}

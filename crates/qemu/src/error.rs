@@ -1,0 +1,230 @@
+//! Errors, one enum per operation area, gathered in [`QemuError`].
+//!
+//! Every variant names what failed and, where a user can act, what to do about it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Any error of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    /// The configuration is invalid; the message says what to change.
+    #[error("invalid QEMU provider configuration: {0}")]
+    Config(String),
+    /// Starting the QEMU process failed.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// The guest did not become ready.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// A QMP exchange failed.
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    /// A request to the guest agent failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// A console operation failed.
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
+    /// Taking or restoring a snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// Why a QEMU process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The binary is not there.
+    #[error("{binary} not found: run `apt-get install qemu-system-x86` or set ProviderConfig::qemu_binary")]
+    BinaryNotFound {
+        /// The binary asked for.
+        binary: PathBuf,
+    },
+    /// No image was registered under this id.
+    #[error("image {0:?} is not registered: call QemuProvider::register_image first")]
+    UnknownImage(String),
+    /// A kernel or initramfs file is missing.
+    #[error("image file {path} is missing: rebuild the image (`firepit image build`)")]
+    ImageFileMissing {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A file-system or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU exited before it connected its sockets (bad command line, missing accelerator, ...).
+    #[error("qemu exited during start-up ({status}); its stderr: {stderr}")]
+    EarlyExit {
+        /// How it exited.
+        status: String,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// QEMU did not connect to a socket in time.
+    #[error("qemu did not connect its {socket} socket within {after:?}; its stderr: {stderr}")]
+    SocketTimeout {
+        /// Which socket (console, qmp, agent).
+        socket: &'static str,
+        /// The deadline.
+        after: Duration,
+        /// The end of its standard error.
+        stderr: String,
+    },
+}
+
+impl SpawnError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        SpawnError::Io { what: what.into(), source }
+    }
+}
+
+/// Why a started guest did not become ready.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The deadline passed; the VM was killed.
+    #[error(
+        "guest not ready within {after:?} (waiting for {waiting_for}); VM killed. Last console lines:\n{console_tail}"
+    )]
+    Timeout {
+        /// The boot deadline.
+        after: Duration,
+        /// What was still missing (readiness line, agent ping).
+        waiting_for: &'static str,
+        /// The last console lines.
+        console_tail: String,
+    },
+    /// QEMU exited during boot.
+    #[error("qemu exited during boot ({status}); stderr: {stderr}. Last console lines:\n{console_tail}")]
+    Exited {
+        /// How it exited.
+        status: String,
+        /// The end of QEMU's standard error.
+        stderr: String,
+        /// The last console lines.
+        console_tail: String,
+    },
+}
+
+/// A QMP failure.
+#[derive(Debug, thiserror::Error)]
+pub enum QmpError {
+    /// Reading or writing the QMP socket failed.
+    #[error("QMP socket I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// QEMU sent something that is not QMP.
+    #[error("QMP protocol error: {0}")]
+    Protocol(String),
+    /// QEMU refused a command.
+    #[error("QMP command {command} failed: {class}: {desc}")]
+    Command {
+        /// The command.
+        command: String,
+        /// QEMU's error class.
+        class: String,
+        /// QEMU's description.
+        desc: String,
+    },
+    /// The connection is closed (QEMU exited).
+    #[error("QMP connection closed (qemu exited?)")]
+    Closed,
+    /// No answer in time.
+    #[error("QMP command {command} got no answer within {after:?}")]
+    Timeout {
+        /// The command.
+        command: String,
+        /// The deadline.
+        after: Duration,
+    },
+}
+
+/// A guest agent failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Reading or writing the agent socket failed.
+    #[error("agent channel I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame could not be encoded or decoded.
+    #[error("agent frame error: {0}")]
+    Frame(#[from] firepit_agent::FrameError),
+    /// No answer in time.
+    #[error("agent did not answer {request} within {after:?}")]
+    Timeout {
+        /// The request kind.
+        request: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The agent answered with an error.
+    #[error("agent failed {request}: {message}")]
+    Remote {
+        /// The request kind.
+        request: &'static str,
+        /// The agent's message.
+        message: String,
+    },
+    /// The agent answered with the wrong kind of response.
+    #[error("agent answered {request} with an unexpected response: {response}")]
+    UnexpectedResponse {
+        /// The request kind.
+        request: &'static str,
+        /// The response, debug-printed.
+        response: String,
+    },
+    /// The VM is gone.
+    #[error("agent channel closed: the VM has exited")]
+    Closed,
+}
+
+/// A console failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The pattern did not appear in time.
+    #[error("{pattern:?} did not appear on the console within {after:?}; last output:\n{tail}")]
+    Timeout {
+        /// The pattern waited for.
+        pattern: String,
+        /// The deadline.
+        after: Duration,
+        /// The end of what was read.
+        tail: String,
+    },
+    /// The console closed (the VM exited) before the pattern appeared.
+    #[error("console closed before {pattern:?} appeared (VM exited); last output:\n{tail}")]
+    Closed {
+        /// The pattern waited for.
+        pattern: String,
+        /// The end of what was read.
+        tail: String,
+    },
+    /// Writing to the console failed.
+    #[error("console write failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A snapshot failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A file-system operation on the template failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Migration did not complete.
+    #[error("migration {direction} failed: {message}")]
+    Migration {
+        /// `out` (saving) or `in` (restoring).
+        direction: &'static str,
+        /// QEMU's status or error description.
+        message: String,
+    },
+}

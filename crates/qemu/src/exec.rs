@@ -1,0 +1,100 @@
+//! Results of guest commands, identities for clones, and the pool health check.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use firepit_agent::{ExecResult, IdentityRequest};
+use firepit_pool::Unhealthy;
+use rand::RngCore;
+
+use crate::vm::QemuVm;
+
+/// What a command run in the guest produced.
+///
+/// ```
+/// use firepit_qemu::ExecOutput;
+/// let out = ExecOutput { exit_code: Some(0), stdout: b"hi\n".to_vec(), ..Default::default() };
+/// assert!(out.success());
+/// assert_eq!(out.stdout_lossy(), "hi\n");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code; `None` when the program was killed by a signal.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it.
+    pub signal: Option<i32>,
+    /// Captured standard output.
+    pub stdout: Vec<u8>,
+    /// Captured standard error.
+    pub stderr: Vec<u8>,
+    /// Output was cut at the request's `max_output_bytes`.
+    pub truncated: bool,
+    /// The program ran past its timeout and was killed.
+    pub timed_out: bool,
+    /// Wall time in the guest.
+    pub duration: Duration,
+}
+
+impl ExecOutput {
+    /// Exited with code 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// Standard output as text (invalid UTF-8 replaced).
+    pub fn stdout_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Standard error as text (invalid UTF-8 replaced).
+    pub fn stderr_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+impl From<ExecResult> for ExecOutput {
+    fn from(r: ExecResult) -> Self {
+        Self {
+            exit_code: r.exit_code,
+            signal: r.signal,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            truncated: r.truncated,
+            timed_out: r.timed_out,
+            duration: Duration::from_millis(r.duration_ms),
+        }
+    }
+}
+
+/// A new identity for a restored clone: 64 bytes of host randomness, the host clock, `hostname`, and
+/// a random machine id.
+///
+/// ```
+/// let identity = firepit_qemu::fresh_identity("vm-7");
+/// assert_eq!(identity.entropy.len(), 64);
+/// assert_eq!(identity.machine_id.unwrap().len(), 32);
+/// ```
+pub fn fresh_identity(hostname: &str) -> IdentityRequest {
+    let mut rng = rand::rng();
+    let mut entropy = vec![0u8; 64];
+    rng.fill_bytes(&mut entropy);
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    let machine_id = id.iter().map(|b| format!("{b:02x}")).collect();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).ok();
+    IdentityRequest {
+        entropy,
+        unix_time_ns: now,
+        hostname: Some(hostname.to_string()),
+        machine_id: Some(machine_id),
+    }
+}
+
+/// Health check for `PoolBuilder::health_check`: the agent answers a ping within the provider's
+/// `probe_timeout`.
+///
+/// ```ignore
+/// let pool = Pool::builder(provider).shape(shape).health_check(firepit_qemu::agent_health_check).build().await?;
+/// ```
+pub async fn agent_health_check(vm: &QemuVm) -> Result<(), Unhealthy> {
+    vm.ping().await.map(drop).map_err(|e| Unhealthy::new(format!("agent ping failed: {e}")))
+}

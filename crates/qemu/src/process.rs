@@ -1,0 +1,235 @@
+//! The QEMU child process: spawned so it cannot outlive us, watched so its exit is seen at once.
+//!
+//! Three layers make sure no QEMU survives its owner:
+//! 1. `PR_SET_PDEATHSIG(SIGKILL)` in the child (between fork and exec): the kernel kills QEMU when
+//!    the *thread* that forked it exits. We spawn from the async task that calls `create`, i.e. on a
+//!    tokio worker (or the `current_thread` runtime's thread), which lives as long as the runtime;
+//!    spawning from a short-lived thread (e.g. a `spawn_blocking` thread, which exits after 10 s idle)
+//!    would kill the VM with that thread: don't.
+//! 2. [`QemuProcess`] sends SIGKILL in `Drop` (synchronously, through a pidfd so a recycled pid can
+//!    never be hit), and the `tokio::process::Child` has `kill_on_drop` as a last resort.
+//! 3. A watcher task owns the child and always `wait()`s for it (no zombie), then publishes the exit
+//!    status on a `watch` channel: [`QemuProcess::exited`] resolves the moment QEMU dies.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use crate::error::SpawnError;
+use crate::ring::OutputRing;
+
+/// How a QEMU process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code, `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// The signal that killed it.
+    pub signal: Option<i32>,
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(signal)) => write!(f, "killed by signal {signal}"),
+            (None, None) => f.write_str("exit status unknown"),
+        }
+    }
+}
+
+/// A running (or exited) QEMU process.
+#[derive(Debug)]
+pub(crate) struct QemuProcess {
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    stderr: Arc<Mutex<OutputRing>>,
+}
+
+impl QemuProcess {
+    /// Spawns `binary` with `argv` (stdin/stdout null, stderr kept in a 64 KiB ring).
+    pub(crate) fn spawn(binary: &Path, argv: &[OsString]) -> Result<Self, SpawnError> {
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: getpid is async-signal-safe; read before fork and compared in the child.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the closure runs in the forked child before exec and only calls async-signal-safe
+        // functions (prctl, getppid, _exit); it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died between fork and prctl: then nobody would kill us.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SpawnError::BinaryNotFound { binary: binary.to_path_buf() },
+            _ => SpawnError::io(format!("spawning {}", binary.display()), e),
+        })?;
+        let pid = child.id().ok_or_else(|| {
+            SpawnError::io(
+                "reading the qemu pid",
+                std::io::Error::other("child exited before its pid was read"),
+            )
+        })?;
+        let pidfd = pidfd_open(pid);
+        let stderr = Arc::new(Mutex::new(OutputRing::new(64 * 1024)));
+        if let Some(mut pipe) = child.stderr.take() {
+            let ring = stderr.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    lock(&ring).push(&buf[..n]);
+                }
+            });
+        }
+        let (tx, exit) = watch::channel(None);
+        tokio::spawn(async move {
+            let info = match child.wait().await {
+                Ok(status) => ExitInfo { code: status.code(), signal: status.signal() },
+                Err(e) => {
+                    tracing::warn!(pid, error = %e, "waiting for qemu failed");
+                    ExitInfo { code: None, signal: None }
+                }
+            };
+            tracing::debug!(pid, %info, "qemu exited");
+            tx.send_replace(Some(info));
+        });
+        Ok(Self { pid, pidfd, exit, stderr })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The exit status, `None` while running.
+    pub(crate) fn exit_info(&self) -> Option<ExitInfo> {
+        *self.exit.borrow()
+    }
+
+    /// Resolves when the process has exited and been reaped.
+    pub(crate) fn exited(&self) -> impl std::future::Future<Output = Option<ExitInfo>> + Send + 'static {
+        let mut exit = self.exit.clone();
+        async move {
+            match exit.wait_for(Option::is_some).await {
+                Ok(info) => *info,
+                // The watcher is gone (runtime shutting down): the child was killed on drop.
+                Err(_) => None,
+            }
+        }
+    }
+
+    /// Sends SIGKILL unless the process has already been reaped.
+    pub(crate) fn kill(&self) {
+        if self.exit_info().is_some() {
+            return;
+        }
+        let sent = match &self.pidfd {
+            // SAFETY: a valid pidfd we own, a null siginfo and flags 0 are what the syscall expects.
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                ) == 0
+            },
+            // SAFETY: plain kill(2); without a pidfd a recycled pid is possible only after the watcher
+            // reaped the child, and exit_info() above makes that window tiny.
+            None => unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) == 0 },
+        };
+        if !sent {
+            tracing::debug!(pid = self.pid, error = %std::io::Error::last_os_error(), "SIGKILL not delivered");
+        }
+    }
+
+    /// The end of QEMU's standard error, for error messages.
+    pub(crate) fn stderr_tail(&self) -> String {
+        let ring = lock(&self.stderr);
+        crate::console::tail_lines(&ring.since(0), 10)
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(pid, 0) has no memory arguments; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn killed_child_is_reaped_and_exit_is_published() {
+        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()]).unwrap();
+        let pid = process.pid();
+        assert!(process.exit_info().is_none());
+        process.kill();
+        let info = tokio::time::timeout(Duration::from_secs(5), process.exited()).await.unwrap().unwrap();
+        assert_eq!(info, ExitInfo { code: None, signal: Some(libc::SIGKILL) });
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "child {pid} left as a zombie");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_handle_kills_the_child() {
+        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()]).unwrap();
+        let pid = process.pid();
+        let exited = process.exited();
+        drop(process);
+        let info = tokio::time::timeout(Duration::from_secs(5), exited).await.unwrap();
+        assert_eq!(info.and_then(|i| i.signal), Some(libc::SIGKILL));
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[tokio::test]
+    async fn missing_binary_says_how_to_install_qemu() {
+        let err = QemuProcess::spawn(Path::new("/nonexistent/qemu-system-x86_64"), &[]).unwrap_err();
+        assert!(err.to_string().contains("apt-get install qemu-system-x86"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stderr_is_kept_for_error_messages() {
+        let process =
+            QemuProcess::spawn(Path::new("sh"), &["-c".into(), "echo boom >&2; exit 3".into()]).unwrap();
+        let info = process.exited().await.unwrap();
+        assert_eq!(info.code, Some(3));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(process.stderr_tail(), "boom");
+    }
+}

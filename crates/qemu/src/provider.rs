@@ -1,0 +1,252 @@
+//! [`QemuProvider`]: the pool's door to QEMU microVMs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use firepit_pool::{Provider, ShapeKey, Unhealthy};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
+use crate::boot;
+use crate::caps::QemuCaps;
+use crate::config::{Accel, FillStrategy, ImagePaths, ProviderConfig};
+use crate::error::{QemuError, SpawnError};
+use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
+use crate::vm::QemuVm;
+
+/// Room kept in socket paths for `/<vm id>/console.sock`.
+const VM_PATH_SUFFIX: usize = 48;
+
+/// Unique VM ids across every provider of this process.
+static NEXT_VM: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug, Clone)]
+pub(crate) struct RegisteredImage {
+    pub paths: ImagePaths,
+    pub fill: FillStrategy,
+}
+
+#[derive(Debug)]
+pub(crate) struct ProviderInner {
+    pub config: Arc<ProviderConfig>,
+    pub caps: QemuCaps,
+    requested_accel: Accel,
+    resolved_accel: OnceCell<Accel>,
+    images: RwLock<HashMap<String, RegisteredImage>>,
+    tsc_khz: u64,
+    pub snapshots: crate::snapshot::Templates,
+}
+
+/// Makes, probes and destroys QEMU microVMs; implements [`firepit_pool::Provider`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), firepit_qemu::QemuError> {
+/// use firepit_pool::{Provider, ShapeKey};
+/// use firepit_qemu::{ImagePaths, ProviderConfig, QemuProvider};
+/// let provider = QemuProvider::new(ProviderConfig::default())?;
+/// provider.register_image("img", ImagePaths::new("out/vmlinuz", "out/initramfs.cpio.gz"))?;
+/// let vm = provider.create(&ShapeKey::new("img", "1", 1, 256)).await?;
+/// println!("{}", vm.exec(["uname", "-r"]).await?.stdout_lossy());
+/// provider.destroy(vm).await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct QemuProvider {
+    pub(crate) inner: Arc<ProviderInner>,
+}
+
+impl QemuProvider {
+    /// Checks the configuration and the QEMU binary, creates the runtime directory.
+    pub fn new(config: ProviderConfig) -> Result<Self, QemuError> {
+        let requested_accel = config.requested_accel().map_err(|e| QemuError::Config(e.to_string()))?;
+        if config.boot_timeout.is_zero() || config.probe_timeout.is_zero() || config.agent_timeout.is_zero() {
+            return Err(QemuError::Config(
+                "boot_timeout, probe_timeout and agent_timeout must be > 0".into(),
+            ));
+        }
+        let room = config.runtime_dir.as_os_str().len() + VM_PATH_SUFFIX;
+        if room > MAX_SOCKET_PATH {
+            return Err(QemuError::Config(format!(
+                "runtime_dir {} is too long for Unix socket paths (keep it under {} bytes)",
+                config.runtime_dir.display(),
+                MAX_SOCKET_PATH - VM_PATH_SUFFIX
+            )));
+        }
+        let caps = QemuCaps::detect(&config.qemu_binary)?;
+        ensure_base(&config.runtime_dir)?;
+        let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+        tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
+        Ok(Self {
+            inner: Arc::new(ProviderInner {
+                config: Arc::new(config),
+                caps,
+                requested_accel,
+                resolved_accel: OnceCell::new(),
+                images: RwLock::new(HashMap::new()),
+                tsc_khz,
+                snapshots: Default::default(),
+            }),
+        })
+    }
+
+    /// Registers (or replaces) an image under `image_id` with the configured fill strategy; shapes
+    /// name images by this id. Fails if a file is missing.
+    pub fn register_image(&self, image_id: &str, paths: ImagePaths) -> Result<(), QemuError> {
+        self.register_image_with(image_id, paths, self.inner.config.fill_strategy)
+    }
+
+    /// Registers an image with an explicit [`FillStrategy`].
+    pub fn register_image_with(
+        &self,
+        image_id: &str,
+        paths: ImagePaths,
+        fill: FillStrategy,
+    ) -> Result<(), QemuError> {
+        for path in [&paths.kernel, &paths.initramfs] {
+            if !path.is_file() {
+                return Err(SpawnError::ImageFileMissing { path: path.clone() }.into());
+            }
+        }
+        let mut images = self.inner.images.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        images.insert(image_id.to_string(), RegisteredImage { paths, fill });
+        Ok(())
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.inner.config
+    }
+
+    /// What the QEMU binary supports.
+    pub fn caps(&self) -> &QemuCaps {
+        &self.inner.caps
+    }
+
+    /// The accelerator VMs run under (runs detection on first call when `Auto`).
+    pub async fn accel(&self) -> Accel {
+        self.inner.accel().await
+    }
+
+    /// Boots a VM from scratch (ignores the image's fill strategy).
+    pub async fn cold_boot(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
+        let image = self.inner.image(&shape.image_id)?;
+        self.inner.cold_boot(shape, &image.paths).await
+    }
+}
+
+impl ProviderInner {
+    pub(crate) async fn accel(&self) -> Accel {
+        *self
+            .resolved_accel
+            .get_or_init(|| async {
+                match self.requested_accel {
+                    Accel::Auto => crate::accel::detect_accel(&self.config.qemu_binary).await.accel,
+                    forced => forced,
+                }
+            })
+            .await
+    }
+
+    pub(crate) fn image(&self, image_id: &str) -> Result<RegisteredImage, QemuError> {
+        let images = self.images.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        images.get(image_id).cloned().ok_or_else(|| SpawnError::UnknownImage(image_id.to_string()).into())
+    }
+
+    /// A fresh VM id and its runtime directory.
+    pub(crate) fn new_dir(&self) -> Result<(String, RuntimeDir), QemuError> {
+        let id = format!("fp-{}-{}", std::process::id(), NEXT_VM.fetch_add(1, Ordering::Relaxed));
+        let dir = RuntimeDir::create(&self.config.runtime_dir, &id)?;
+        Ok((id, dir))
+    }
+
+    pub(crate) fn spec(
+        &self,
+        id: &str,
+        accel: Accel,
+        shape: &ShapeKey,
+        paths: &ImagePaths,
+        dir: &RuntimeDir,
+        memory: GuestMemory,
+    ) -> Result<LaunchSpec, QemuError> {
+        if shape.vcpus == 0 || shape.memory_mb < 32 {
+            return Err(QemuError::Config(format!("shape {shape}: need at least 1 vCPU and 32 MiB")));
+        }
+        Ok(LaunchSpec {
+            name: id.to_string(),
+            accel,
+            vcpus: shape.vcpus,
+            memory_mb: shape.memory_mb,
+            kernel: paths.kernel.clone(),
+            initramfs: paths.initramfs.clone(),
+            kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
+            sandbox: self.caps.sandbox,
+            runtime_dir: dir.path().to_path_buf(),
+            memory,
+            incoming: None,
+        })
+    }
+
+    pub(crate) async fn cold_boot(&self, shape: &ShapeKey, paths: &ImagePaths) -> Result<QemuVm, QemuError> {
+        let started_at = Instant::now();
+        let deadline = started_at + self.config.boot_timeout;
+        let accel = self.accel().await;
+        let (id, dir) = self.new_dir()?;
+        let spec = self.spec(&id, accel, shape, paths, &dir, GuestMemory::Anonymous)?;
+        let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
+        boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
+        let boot_duration = started_at.elapsed();
+        tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, "VM booted");
+        Ok(self.vm(id, shape, accel, boot_duration, started, None))
+    }
+
+    pub(crate) fn vm(
+        &self,
+        id: String,
+        shape: &ShapeKey,
+        accel: Accel,
+        boot_duration: Duration,
+        started: boot::Started,
+        template: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> QemuVm {
+        QemuVm {
+            id,
+            shape: shape.clone(),
+            accel,
+            boot_duration,
+            config: self.config.clone(),
+            qmp: started.qmp,
+            console: started.console,
+            agent: started.agent,
+            process: started.process,
+            dir: started.dir,
+            template,
+        }
+    }
+}
+
+impl Provider for QemuProvider {
+    type Vm = QemuVm;
+    type Error = QemuError;
+
+    async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
+        let image = self.inner.image(&shape.image_id)?;
+        match image.fill {
+            FillStrategy::ColdBoot => self.inner.cold_boot(shape, &image.paths).await,
+            FillStrategy::Snapshot => crate::snapshot::create_clone(&self.inner, shape, &image.paths).await,
+        }
+    }
+
+    async fn probe(&self, vm: &QemuVm) -> Result<(), Unhealthy> {
+        if let Some(info) = vm.exit_info() {
+            return Err(Unhealthy::new(format!("qemu exited ({info})")));
+        }
+        crate::exec::agent_health_check(vm).await
+    }
+
+    async fn destroy(&self, vm: QemuVm) {
+        vm.shutdown().await;
+    }
+}

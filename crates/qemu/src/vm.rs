@@ -1,0 +1,238 @@
+//! A running microVM: the handle a lease derefs to.
+//!
+//! [`QemuVm`] owns everything of one VM: the supervised process, the QMP session, the console log,
+//! the agent client and the runtime directory. Dropping it kills QEMU (synchronously) and removes the
+//! directory; [`QemuProvider::destroy`](firepit_pool::Provider::destroy) does the same gracefully.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong, Request, Response};
+use firepit_pool::{PoolVm, ShapeKey};
+
+use crate::agent::AgentClient;
+use crate::config::{Accel, ProviderConfig};
+use crate::console::{Console, ConsoleShared};
+use crate::error::{AgentError, QemuError, QmpError};
+use crate::exec::ExecOutput;
+use crate::process::{ExitInfo, QemuProcess};
+use crate::qmp::QmpClient;
+use crate::rundir::RuntimeDir;
+
+/// What a VM is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmStatus {
+    /// vCPUs run.
+    Running,
+    /// vCPUs are stopped (QMP `stop`, or waiting for an incoming migration).
+    Paused,
+    /// QEMU has exited, with this exit code (`None`: killed by a signal).
+    Exited(Option<i32>),
+}
+
+/// A running QEMU microVM. Obtained from the pool (a `PooledVm<QemuProvider>` derefs to it).
+///
+/// ```no_run
+/// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
+/// let out = vm.exec(["uname", "-r"]).await?;
+/// assert_eq!(out.exit_code, Some(0));
+/// println!("{} booted in {:?} under {}", out.stdout_lossy().trim(), vm.boot_duration(), vm.accel());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct QemuVm {
+    pub(crate) id: String,
+    pub(crate) shape: ShapeKey,
+    pub(crate) accel: Accel,
+    pub(crate) boot_duration: Duration,
+    pub(crate) config: Arc<ProviderConfig>,
+    pub(crate) qmp: QmpClient,
+    pub(crate) console: Arc<ConsoleShared>,
+    pub(crate) agent: AgentClient,
+    // Field order matters for drop: the process is killed before its directory is removed.
+    pub(crate) process: QemuProcess,
+    pub(crate) dir: RuntimeDir,
+    /// Keeps a snapshot template's memory file alive while this clone maps it.
+    pub(crate) template: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl QemuVm {
+    /// The VM's unique id (also its runtime directory's name).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The shape it was made for.
+    pub fn shape(&self) -> &ShapeKey {
+        &self.shape
+    }
+
+    /// The accelerator it runs under (`Kvm` or `Tcg`).
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Time from process start to ready (readiness line and agent ping answered).
+    pub fn boot_duration(&self) -> Duration {
+        self.boot_duration
+    }
+
+    /// The VM's private runtime directory (sockets).
+    pub fn runtime_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A console handle that sees output printed from now on.
+    pub async fn console(&self) -> Result<Console, QemuError> {
+        Ok(self.console.handle(None))
+    }
+
+    /// The last `lines` lines of console output kept in memory.
+    pub fn console_tail(&self, lines: usize) -> String {
+        self.console.tail(lines)
+    }
+
+    /// The QMP session, for commands this API does not wrap.
+    pub fn qmp(&self) -> &QmpClient {
+        &self.qmp
+    }
+
+    /// Runs `argv` in the guest through the agent (no stdin, the agent's default timeout of 60 s).
+    pub async fn exec<I, S>(&self, argv: I) -> Result<ExecOutput, QemuError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let argv = argv.into_iter().map(Into::into).collect();
+        self.exec_request(ExecRequest { argv, ..Default::default() }).await
+    }
+
+    /// Runs a full [`ExecRequest`] (env, cwd, stdin, timeout, output limit).
+    pub async fn exec_request(&self, request: ExecRequest) -> Result<ExecOutput, QemuError> {
+        let guest_timeout = match request.timeout_ms {
+            0 => Duration::from_secs(60),
+            ms => Duration::from_millis(ms),
+        };
+        let deadline = guest_timeout + self.config.agent_timeout;
+        match self.agent_request(Request::Exec(request), deadline).await? {
+            Response::Exec(result) => Ok(ExecOutput::from(result)),
+            other => Err(unexpected("exec", other)),
+        }
+    }
+
+    /// Pings the agent (deadline: `ProviderConfig::probe_timeout`).
+    pub async fn ping(&self) -> Result<Pong, QemuError> {
+        self.ping_timeout(self.config.probe_timeout).await
+    }
+
+    /// Pings the agent with an explicit deadline.
+    pub async fn ping_timeout(&self, timeout: Duration) -> Result<Pong, QemuError> {
+        match self.agent_request(Request::Ping, timeout).await? {
+            Response::Pong(pong) => Ok(pong),
+            other => Err(unexpected("ping", other)),
+        }
+    }
+
+    /// Gives the guest its own identity (entropy, clock, hostname, machine id); see
+    /// [`fresh_identity`](crate::fresh_identity).
+    pub async fn set_identity(&self, identity: IdentityRequest) -> Result<IdentityApplied, QemuError> {
+        match self.agent_request(Request::SetIdentity(identity), self.config.agent_timeout).await? {
+            Response::Identity(applied) => Ok(applied),
+            other => Err(unexpected("set-identity", other)),
+        }
+    }
+
+    async fn agent_request(&self, request: Request, timeout: Duration) -> Result<Response, QemuError> {
+        let kind = crate::agent::request_kind(&request);
+        if self.process.exit_info().is_some() {
+            return Err(AgentError::Closed.into());
+        }
+        match self.agent.request(request, timeout).await? {
+            Response::Error { message } => Err(AgentError::Remote { request: kind, message }.into()),
+            response => Ok(response),
+        }
+    }
+
+    /// Running, paused (QMP) or exited (process state).
+    pub async fn status(&self) -> Result<VmStatus, QemuError> {
+        if let Some(info) = self.process.exit_info() {
+            return Ok(VmStatus::Exited(info.code));
+        }
+        match self.qmp.query_status().await {
+            Ok(status) if status.running => Ok(VmStatus::Running),
+            Ok(_) => Ok(VmStatus::Paused),
+            Err(QmpError::Closed) => {
+                // QMP closes as QEMU exits: give the watcher a moment to reap it.
+                match tokio::time::timeout(Duration::from_secs(2), self.process.exited()).await {
+                    Ok(info) => Ok(VmStatus::Exited(info.and_then(|i| i.code))),
+                    Err(_) => Err(QmpError::Closed.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Pauses the vCPUs (QMP `stop`).
+    pub async fn pause(&self) -> Result<(), QemuError> {
+        Ok(self.qmp.stop().await?)
+    }
+
+    /// Resumes the vCPUs (QMP `cont`).
+    pub async fn resume(&self) -> Result<(), QemuError> {
+        Ok(self.qmp.cont().await?)
+    }
+
+    /// How QEMU exited, `None` while it runs.
+    pub fn exit_info(&self) -> Option<ExitInfo> {
+        self.process.exit_info()
+    }
+
+    /// Kills QEMU at once (SIGKILL); the VM's status becomes `Exited`.
+    pub fn kill(&self) {
+        self.process.kill();
+    }
+
+    /// Stops the VM: QMP `quit`, up to `ProviderConfig::quit_grace` to exit, then SIGKILL; waits
+    /// until the process is reaped, then removes the runtime directory.
+    pub async fn shutdown(self) {
+        if self.process.exit_info().is_none() {
+            let quit = tokio::time::timeout(self.config.quit_grace, self.qmp.quit()).await;
+            if let Ok(Err(e)) = quit {
+                tracing::debug!(vm = %self.id, error = %e, "QMP quit failed; killing");
+            }
+            let graceful = tokio::time::timeout(self.config.quit_grace, self.process.exited()).await;
+            if graceful.is_err() {
+                tracing::warn!(vm = %self.id, "qemu ignored quit; sending SIGKILL");
+                self.process.kill();
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.process.exited()).await.is_err() {
+            tracing::error!(vm = %self.id, pid = self.process.pid(), "qemu not reaped 5 s after SIGKILL");
+        }
+        tracing::debug!(vm = %self.id, "VM destroyed");
+        // Dropping `self` removes the runtime directory.
+    }
+}
+
+fn unexpected(request: &'static str, response: Response) -> QemuError {
+    AgentError::UnexpectedResponse { request, response: format!("{response:?}") }.into()
+}
+
+impl PoolVm for QemuVm {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let exited = self.process.exited();
+        async move {
+            exited.await;
+        }
+    }
+}
