@@ -18,6 +18,8 @@ use super::procstat::{cpu_ticks, memory_kib, ticks_per_second};
 pub enum BenchCommand {
     /// VM benchmarks: cold boot, reserve → first console reply, exec round trip, memory, idle CPU.
     Vm(VmBenchArgs),
+    /// Fill strategies side by side: cold boot vs snapshot restore (time, PSS), refill of 16.
+    Fill(super::bench_fill::FillBenchArgs),
 }
 
 /// Arguments of `firepit bench vm`.
@@ -44,18 +46,20 @@ pub struct VmBenchArgs {
 pub async fn run(command: BenchCommand) -> CliResult {
     match command {
         BenchCommand::Vm(args) => vm(args).await,
+        BenchCommand::Fill(args) => super::bench_fill::run(args).await,
     }
 }
 
 /// Prints one measurement.
-struct Report {
-    json: bool,
+pub(super) struct Report {
+    pub(super) json: bool,
+    pub(super) bench: &'static str,
 }
 
 impl Report {
-    fn emit(&self, metric: &str, value: f64, unit: &str, extra: serde_json::Value) {
+    pub(super) fn emit(&self, metric: &str, value: f64, unit: &str, extra: serde_json::Value) {
         if self.json {
-            let mut line = serde_json::json!({"system": "firepit", "bench": "vm", "metric": metric, "value": round(value), "unit": unit});
+            let mut line = serde_json::json!({"system": "firepit", "bench": self.bench, "metric": metric, "value": round(value), "unit": unit});
             if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
                 line.extend(extra);
             }
@@ -66,12 +70,12 @@ impl Report {
     }
 }
 
-fn round(value: f64) -> f64 {
+pub(super) fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
 async fn vm(args: VmBenchArgs) -> CliResult {
-    let report = Report { json: args.json };
+    let report = Report { json: args.json, bench: "vm" };
     let image = firepit::image::Image::open(&args.image)?;
     let config = VmConfig::from_image(&image);
 
@@ -130,12 +134,12 @@ async fn vm(args: VmBenchArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// p50 and p99 of the samples (sorted in place).
-fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+pub(super) fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
     samples.sort_unstable();
     let at = |q: f64| {
         let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
