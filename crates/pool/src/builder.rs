@@ -190,7 +190,9 @@ impl<P: Provider> PoolBuilder<P> {
             pool.register_shape(key, config)?;
         }
         if let Err(err) = pool.warm_up().await {
-            pool.shutdown().await;
+            // Close without waiting, so build() returns within warmup_timeout; what was created is
+            // destroyed in the background (fills in flight when they finish).
+            pool.close();
             return Err(err);
         }
         Ok(pool)

@@ -309,6 +309,10 @@ impl<P: Provider> Pool<P> {
         crate::shutdown::shutdown(self.shared()).await;
     }
 
+    pub(crate) fn close(&self) {
+        self.shared().begin_close();
+    }
+
     /// `build()`'s wait: every shape at low water, or an error.
     pub(crate) async fn warm_up(&self) -> Result<(), PoolError> {
         let shared = self.shared();

@@ -8,7 +8,12 @@ use firepit_pool::Backoff;
 use firepit_pool::testing::MemoryProvider;
 
 fn backoff() -> Backoff {
-    Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(10), multiplier: 2.0, jitter: 0.0 }
+    Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(10),
+        multiplier: 2.0,
+        jitter: 0.0,
+    }
 }
 
 #[tokio::test(start_paused = true)]

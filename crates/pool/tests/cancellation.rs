@@ -90,7 +90,11 @@ async fn cancelling_during_the_health_check_gives_the_vm_back() {
     slow.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(pool.reserve_timeout(Duration::from_millis(10)).await.unwrap_err(), PoolError::Timeout);
     let status = pool.status();
-    assert_eq!((status.shapes[0].ready, status.shapes[0].leased), (1, 0), "VM must be back in ready: {status:?}");
+    assert_eq!(
+        (status.shapes[0].ready, status.shapes[0].leased),
+        (1, 0),
+        "VM must be back in ready: {status:?}"
+    );
     assert_eq!(provider.destroyed(), 0);
     pool.shutdown().await;
 }

@@ -11,7 +11,8 @@ use firepit_pool::testing::MemoryProvider;
 async fn a_dead_idle_vm_is_evicted_and_replaced_at_once() {
     let provider = MemoryProvider::new();
     provider.set_fill_latency(Duration::from_millis(50));
-    let pool = builder(&provider).depth(2..=2).probe_interval(Duration::from_secs(3600)).build().await.unwrap();
+    let pool =
+        builder(&provider).depth(2..=2).probe_interval(Duration::from_secs(3600)).build().await.unwrap();
     let victim = provider.ids()[0].clone();
     assert!(provider.kill(&victim));
     tick().await;

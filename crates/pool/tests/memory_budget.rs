@@ -36,7 +36,8 @@ async fn leased_and_ready_vms_together_stay_within_the_budget() {
 async fn memory_used_never_exceeds_the_budget_under_churn() {
     let provider = MemoryProvider::new();
     provider.set_fill_latency(Duration::from_millis(3));
-    let pool = builder(&provider).depth(1..=3).memory_budget_mb(768).max_parallel_fills(8).build().await.unwrap();
+    let pool =
+        builder(&provider).depth(1..=3).memory_budget_mb(768).max_parallel_fills(8).build().await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let pool = pool.clone();

@@ -48,7 +48,8 @@ async fn refill_starts_the_moment_a_vm_is_handed_out() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_full_pool_does_no_refill_work() {
     let provider = MemoryProvider::new();
-    let pool = builder(&provider).depth(3..=3).probe_interval(Duration::from_secs(3600)).build().await.unwrap();
+    let pool =
+        builder(&provider).depth(3..=3).probe_interval(Duration::from_secs(3600)).build().await.unwrap();
     let runs = pool.metrics().shapes[0].refill_runs;
     let calls = provider.create_calls();
     settle(Duration::from_secs(600)).await;

@@ -31,6 +31,8 @@ pub async fn tick() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
-pub fn health(vm: &MemoryVm) -> impl std::future::Future<Output = Result<(), firepit_pool::Unhealthy>> + Send + use<> {
+pub fn health(
+    vm: &MemoryVm,
+) -> impl std::future::Future<Output = Result<(), firepit_pool::Unhealthy>> + Send + use<> {
     vm.health()
 }
