@@ -159,6 +159,13 @@ fn guest_boots_prints_ready_and_answers_agent_and_console() {
         (Some(7), &b"piped\n"[..], &b"oops\n"[..])
     );
 
+    // The host goes away and comes back: the agent keeps serving on the same port.
+    drop(agent);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut agent = connect(&agent_sock, deadline);
+    let mut decoder = FrameDecoder::new();
+    assert!(matches!(call(&mut agent, &mut decoder, 5, Request::Ping), Response::Pong(_)));
+
     console.write_all(b"echo hel''lo\n").unwrap();
     read_until(&mut console, "hello", deadline);
     eprintln!(
