@@ -119,6 +119,9 @@ impl ImageBuilder {
         let agent_sha256 = sha256_hex(&[&agent]);
 
         report("resolving packages".into());
+        std::fs::create_dir_all(&self.out_dir).map_err(ImageError::io("creating", &self.out_dir))?;
+        // Two builds into one directory (parallel test processes) would overwrite each other's files.
+        let _lock = lock_dir(&self.out_dir)?;
         let previous = Image::open(&self.out_dir).ok();
         let lists_stamp = apt_lists_stamp();
         let packages = match &previous {
@@ -177,7 +180,6 @@ impl ImageBuilder {
         let mut initramfs_bytes = Vec::new();
         initramfs::write_gzipped(&archive, &mut initramfs_bytes)
             .map_err(ImageError::io("compressing", &self.out_dir))?;
-        std::fs::create_dir_all(&self.out_dir).map_err(ImageError::io("creating", &self.out_dir))?;
         write_atomic(&self.out_dir.join(KERNEL_FILE), &kernel)?;
         write_atomic(&self.out_dir.join(INITRAMFS_FILE), &initramfs_bytes)?;
         let mut infos = Vec::new();
@@ -262,6 +264,28 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
         hasher.update(part);
     }
     hex::encode(hasher.finalize())
+}
+
+/// Holds an exclusive `flock` on `<dir>/.build.lock` until dropped (blocks while another build runs).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, ImageError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".build.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(ImageError::io("opening", &path))?;
+    loop {
+        // SAFETY: flock on a file descriptor we own; the lock is released when `file` is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(ImageError::io("locking", &path)(error));
+        }
+    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
