@@ -3,7 +3,7 @@
 //! ping and exec over virtio-serial, and a command typed on the console.
 //!
 //! Image: `$FIREPIT_IMAGE_DIR` when it holds one (scripts/test builds it first), else built into
-//! the target's temp dir.
+//! the target's temp dir. The test name starts with `vm_` so nextest runs it in the one-VM-at-a-time group.
 
 mod common;
 
@@ -90,7 +90,7 @@ fn call(agent: &mut UnixStream, decoder: &mut FrameDecoder, id: u64, request: Re
 }
 
 #[test]
-fn guest_boots_prints_ready_and_answers_agent_and_console() {
+fn vm_guest_boots_prints_ready_and_answers_agent_and_console() {
     let image = image();
     let dir = tempfile::tempdir().unwrap();
     let console_sock = dir.path().join("console.sock");
