@@ -3,8 +3,9 @@
 //!
 //! Started in the background by the guest's `/init`. It never exits on its own: while no host is
 //! connected the port reads end-of-file, so the agent waits 50 ms and reads again; on a read error it
-//! reopens the port. Usage: `firepit-agent [--port /dev/vportNpM]` (the port is found in
-//! `/sys/class/virtio-ports` when not given).
+//! reopens the port. Usage: `firepit-agent [--port /dev/vportNpM] [--ready-file PATH]`: the port is
+//! found in `/sys/class/virtio-ports` when not given; the ready file is created once the port is
+//! open, so `/init` can announce readiness only when the agent can answer.
 
 mod exec;
 mod identity;
@@ -53,17 +54,24 @@ fn open_port(explicit: Option<&PathBuf>) -> File {
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut explicit = None;
+    let mut ready_file = None;
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--port", Some(path)) => explicit = Some(PathBuf::from(path)),
+            ("--ready-file", Some(path)) => ready_file = Some(PathBuf::from(path)),
             _ => {
-                eprintln!("usage: firepit-agent [--port /dev/vportNpM]");
+                eprintln!("usage: firepit-agent [--port /dev/vportNpM] [--ready-file PATH]");
                 std::process::exit(2);
             }
         }
     }
     loop {
         let port = open_port(explicit.as_ref());
+        if let Some(path) = ready_file.take()
+            && let Err(error) = std::fs::write(&path, b"")
+        {
+            eprintln!("firepit-agent: cannot create {}: {error}", path.display());
+        }
         let writer = match port.try_clone() {
             Ok(writer) => writer,
             Err(error) => {

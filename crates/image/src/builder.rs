@@ -6,7 +6,6 @@
 //! skipped when the input fingerprint — package versions, agent hash, modules, hostname, kernel
 //! command line, builder version — equals the manifest's.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -15,8 +14,8 @@ use crate::apt::{self, PackageRef};
 use crate::deb;
 use crate::error::ImageError;
 use crate::initramfs::{self, Contents};
+use crate::kernel;
 use crate::manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};
-use crate::modules::{self, Module};
 
 /// Kernel command line the image is built for: `-M microvm` under TCG cannot calibrate the TSC,
 /// hence `tsc=reliable tsc_early_khz=`; `quiet` because console output under TCG is slow.
@@ -120,6 +119,9 @@ impl ImageBuilder {
         let agent_sha256 = sha256_hex(&[&agent]);
 
         report("resolving packages".into());
+        std::fs::create_dir_all(&self.out_dir).map_err(ImageError::io("creating", &self.out_dir))?;
+        // Two builds into one directory (parallel test processes) would overwrite each other's files.
+        let _lock = lock_dir(&self.out_dir)?;
         let previous = Image::open(&self.out_dir).ok();
         let lists_stamp = apt_lists_stamp();
         let packages = match &previous {
@@ -156,7 +158,8 @@ impl ImageBuilder {
             })?;
 
         report(format!("unpacking {}", kernel_deb.display()));
-        let (kernel_version, kernel, modules) = self.unpack_kernel(&kernel_deb)?;
+        let kernel::KernelParts { version: kernel_version, image: kernel, modules } =
+            kernel::unpack(&kernel_deb, &self.modules)?;
         let busybox = deb::read_files(&busybox_deb, |p| p == Path::new("bin/busybox"))?
             .into_values()
             .next()
@@ -177,7 +180,6 @@ impl ImageBuilder {
         let mut initramfs_bytes = Vec::new();
         initramfs::write_gzipped(&archive, &mut initramfs_bytes)
             .map_err(ImageError::io("compressing", &self.out_dir))?;
-        std::fs::create_dir_all(&self.out_dir).map_err(ImageError::io("creating", &self.out_dir))?;
         write_atomic(&self.out_dir.join(KERNEL_FILE), &kernel)?;
         write_atomic(&self.out_dir.join(INITRAMFS_FILE), &initramfs_bytes)?;
         let mut infos = Vec::new();
@@ -228,73 +230,6 @@ impl ImageBuilder {
         ));
         hex::encode(hasher.finalize())
     }
-
-    /// Reads the kernel and the wanted modules (with their dependencies, in load order).
-    fn unpack_kernel(
-        &self,
-        deb_path: &Path,
-    ) -> Result<(String, Vec<u8>, Vec<(String, Vec<u8>)>), ImageError> {
-        let bad = |detail: String| ImageError::BadPackage { package: deb_path.to_path_buf(), detail };
-        // One pass over the (large) data tarball: keep the kernel and every virtio module; a second
-        // pass only if a dependency lives elsewhere.
-        let keep = |p: &Path, names: &[String]| {
-            let file = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
-            (p.starts_with("boot") && file.starts_with("vmlinuz-"))
-                || (file.ends_with(".ko")
-                    && (file.starts_with("virtio") || names.contains(&modules::module_name(file))))
-        };
-        let mut files = deb::read_files(deb_path, |p| keep(p, &self.modules))?;
-        let (kernel_path, kernel) = files
-            .iter()
-            .find(|(p, _)| p.starts_with("boot"))
-            .map(|(p, f)| (p.clone(), f.data.clone()))
-            .ok_or_else(|| bad("no boot/vmlinuz-* in the package".into()))?;
-        let kernel_version = kernel_path
-            .file_name()
-            .and_then(|f| f.to_str())
-            .and_then(|f| f.strip_prefix("vmlinuz-"))
-            .map(str::to_owned)
-            .ok_or_else(|| bad(format!("unexpected kernel file name {}", kernel_path.display())))?;
-        let wanted: Vec<&str> = self.modules.iter().map(String::as_str).collect();
-        for _pass in 0..4 {
-            let available: BTreeMap<String, Module> = files
-                .iter()
-                .filter_map(|(path, file)| {
-                    let name = modules::module_name(path.file_name()?.to_str()?);
-                    let depends = modules::modinfo_depends(&file.data);
-                    Some((
-                        name.clone(),
-                        Module { name, path: path.clone(), depends, data: file.data.clone() },
-                    ))
-                })
-                .filter(|(_, m)| m.path.extension().is_some_and(|e| e == "ko"))
-                .collect();
-            match modules::load_order(&wanted, &available) {
-                Ok(order) => {
-                    let modules = order
-                        .into_iter()
-                        .filter_map(|n| available.get(&n).map(|m| (n, m.data.clone())))
-                        .collect();
-                    return Ok((kernel_version, kernel, modules));
-                }
-                Err(missing) => {
-                    let more = deb::read_files(deb_path, |p| {
-                        p.file_name()
-                            .and_then(|f| f.to_str())
-                            .is_some_and(|f| f.ends_with(".ko") && missing.contains(&modules::module_name(f)))
-                    })?;
-                    if more.is_empty() {
-                        return Err(bad(format!(
-                            "kernel modules not found in the package: {}",
-                            missing.join(", ")
-                        )));
-                    }
-                    files.extend(more);
-                }
-            }
-        }
-        Err(bad("module dependencies nest too deep".into()))
-    }
 }
 
 /// Builds (or reuses) the default image: Debian's cloud kernel, busybox-static and `agent`.
@@ -329,6 +264,28 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
         hasher.update(part);
     }
     hex::encode(hasher.finalize())
+}
+
+/// Holds an exclusive `flock` on `<dir>/.build.lock` until dropped (blocks while another build runs).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, ImageError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".build.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(ImageError::io("opening", &path))?;
+    loop {
+        // SAFETY: flock on a file descriptor we own; the lock is released when `file` is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(ImageError::io("locking", &path)(error));
+        }
+    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {

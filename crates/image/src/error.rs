@@ -92,3 +92,24 @@ impl ImageError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_space_left_becomes_disk_full_with_the_path() {
+        let error = ImageError::io("writing", Path::new("/out/vmlinuz"))(std::io::Error::from_raw_os_error(
+            libc::ENOSPC,
+        ));
+        assert!(matches!(&error, ImageError::DiskFull(p) if p == Path::new("/out/vmlinuz")));
+        assert!(error.to_string().contains("free some disk space"), "{error}");
+    }
+
+    #[test]
+    fn other_io_errors_name_the_action_and_path() {
+        let error =
+            ImageError::io("reading", Path::new("/x"))(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(error.to_string().starts_with("reading /x: "), "{error}");
+    }
+}

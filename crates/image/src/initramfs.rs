@@ -45,7 +45,9 @@ pub fn init_script(kernel_version: &str, modules: &[String]) -> String {
         ));
     }
     script.push_str(&format!(
-        "/sbin/firepit-agent </dev/null >/run/firepit-agent.log 2>&1 &\n\
+        "/sbin/firepit-agent --ready-file /run/firepit-agent.ready </dev/null >/run/firepit-agent.log 2>&1 &\n\
+         # Announce readiness once the agent holds its port (at most ~2 s), so READY means it serves.\n\
+         i=0; while [ ! -e /run/firepit-agent.ready ] && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done\n\
          echo {ready}\n\
          while true; do setsid cttyhack sh; sleep 0.1; done\n",
         ready = firepit_agent::READY_LINE

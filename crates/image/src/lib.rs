@@ -26,6 +26,7 @@ pub mod cpio;
 pub mod deb;
 mod error;
 pub mod initramfs;
+pub mod kernel;
 mod manifest;
 pub mod modules;
 

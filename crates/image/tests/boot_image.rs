@@ -3,7 +3,8 @@
 //! ping and exec over virtio-serial, and a command typed on the console.
 //!
 //! Image: `$FIREPIT_IMAGE_DIR` when it holds one (scripts/test builds it first), else built into
-//! the target's temp dir.
+//! the target's temp dir. The test name starts with `vm_` so nextest runs it in the one-VM-at-a-time
+//! group.
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use firepit_agent::{
-    ExecRequest, FrameDecoder, Request, RequestFrame, Response, ResponseFrame, encode_frame,
+    ExecRequest, FrameDecoder, IdentityRequest, Request, RequestFrame, Response, ResponseFrame, encode_frame,
 };
 use firepit_image::{Image, ImageBuilder};
 
@@ -90,7 +91,7 @@ fn call(agent: &mut UnixStream, decoder: &mut FrameDecoder, id: u64, request: Re
 }
 
 #[test]
-fn guest_boots_prints_ready_and_answers_agent_and_console() {
+fn vm_guest_boots_prints_ready_and_answers_agent_and_console() {
     let image = image();
     let dir = tempfile::tempdir().unwrap();
     let console_sock = dir.path().join("console.sock");
@@ -158,6 +159,33 @@ fn guest_boots_prints_ready_and_answers_agent_and_console() {
         (result.exit_code, &result.stdout[..], &result.stderr[..]),
         (Some(7), &b"piped\n"[..], &b"oops\n"[..])
     );
+
+    // A snapshot clone's identity: entropy, clock, hostname, machine id.
+    let identity = IdentityRequest {
+        entropy: vec![0x5a; 64],
+        unix_time_ns: Some(1_893_456_000_000_000_000), // 2030-01-01T00:00:00Z
+        hostname: Some("clone-7".into()),
+        machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+    };
+    let Response::Identity(applied) = call(&mut agent, &mut decoder, 6, Request::SetIdentity(identity))
+    else {
+        panic!("identity not applied")
+    };
+    assert_eq!(applied.entropy_bytes, 64);
+    assert!(applied.clock_set && applied.hostname_set && applied.machine_id_set);
+    let script = "hostname; cat /etc/machine-id; date -u +%Y";
+    let check = ExecRequest { argv: vec!["sh".into(), "-c".into(), script.into()], ..ExecRequest::default() };
+    let Response::Exec(result) = call(&mut agent, &mut decoder, 7, Request::Exec(check)) else {
+        panic!("exec failed")
+    };
+    assert_eq!(String::from_utf8_lossy(&result.stdout), "clone-7\n0123456789abcdef0123456789abcdef\n2030\n");
+
+    // The host goes away and comes back: the agent keeps serving on the same port.
+    drop(agent);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut agent = connect(&agent_sock, deadline);
+    let mut decoder = FrameDecoder::new();
+    assert!(matches!(call(&mut agent, &mut decoder, 5, Request::Ping), Response::Pong(_)));
 
     console.write_all(b"echo hel''lo\n").unwrap();
     read_until(&mut console, "hello", deadline);
