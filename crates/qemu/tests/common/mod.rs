@@ -149,3 +149,16 @@ pub fn assert_removed_empty(dir: &Path) {
     assert!(left.is_empty(), "left behind in {}: {left:?}", dir.display());
     let _ = std::fs::remove_dir(dir);
 }
+
+/// (RSS, PSS) of a process in KiB, from /proc/PID/smaps_rollup.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"))
+}
