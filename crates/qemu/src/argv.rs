@@ -7,7 +7,8 @@
 //!
 //! Measured facts behind the defaults are in the project's notes/qemu.md: microvm under TCG needs
 //! `tsc=reliable tsc_early_khz=` or the guest hangs calibrating the TSC; `quiet` halves boot time
-//! because console output under TCG is slow.
+//! because console output under TCG is slow. `reboot=t` (triple fault) with `-no-reboot` makes a
+//! guest panic end the QEMU process: without it a panicked microvm guest just hangs (measured).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ pub(crate) struct LaunchSpec {
 
 /// The kernel command line firepit passes before the user's extra arguments.
 pub(crate) fn kernel_args(tsc_khz: u64, extra: &[String]) -> String {
-    let mut args = format!("console=ttyS0 panic=-1 quiet tsc=reliable tsc_early_khz={tsc_khz}");
+    let mut args = format!("console=ttyS0 panic=-1 reboot=t quiet tsc=reliable tsc_early_khz={tsc_khz}");
     for arg in extra {
         args.push(' ');
         args.push_str(arg);
@@ -165,7 +166,7 @@ mod tests {
         assert_eq!(value_after(&argv, "-m"), ["256M"]);
         assert_eq!(
             value_after(&argv, "-append"),
-            ["console=ttyS0 panic=-1 quiet tsc=reliable tsc_early_khz=2596106 firepit.x=1"]
+            ["console=ttyS0 panic=-1 reboot=t quiet tsc=reliable tsc_early_khz=2596106 firepit.x=1"]
         );
         assert_eq!(
             value_after(&argv, "-chardev"),

@@ -16,7 +16,7 @@ use crate::agent::AgentClient;
 use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, LaunchSpec, QMP_SOCKET, build_argv};
 use crate::config::ProviderConfig;
 use crate::console::ConsoleShared;
-use crate::error::{AgentError, BootError, QemuError, SpawnError};
+use crate::error::{AgentError, BootError, ConsoleError, QemuError, SpawnError};
 use crate::process::QemuProcess;
 use crate::qmp::QmpClient;
 use crate::rundir::RuntimeDir;
@@ -94,11 +94,19 @@ pub(crate) async fn wait_ready(
     let console = started.console.handle(Some(0));
     let remaining = deadline.saturating_duration_since(Instant::now());
     let line = tokio::select! {
-        line = console.read_until_timeout(READY_LINE, remaining) => line.map(drop),
+        line = console.read_until_timeout(READY_LINE, remaining) => line,
         _ = started.process.exited() => return Err(exited(started).await),
     };
-    if line.is_err() {
-        return Err(timed_out(started, boot_timeout, "the readiness line").await);
+    match line {
+        Ok(_) => {}
+        // The console closes when QEMU exits (guest panic, `-no-reboot`): report the exit.
+        Err(ConsoleError::Closed { .. }) => {
+            if tokio::time::timeout(Duration::from_secs(2), started.process.exited()).await.is_ok() {
+                return Err(exited(started).await);
+            }
+            return Err(timed_out(started, boot_timeout, "the readiness line (console closed)").await);
+        }
+        Err(_) => return Err(timed_out(started, boot_timeout, "the readiness line").await),
     }
     wait_for_agent(started, boot_timeout, deadline).await
 }

@@ -130,6 +130,12 @@ impl QemuProvider {
         self.inner.accel().await
     }
 
+    /// Forgets the snapshot template of `shape` (call when the shape is unregistered). Its files are
+    /// removed once the last clone restored from it is gone; the next fill builds a new one.
+    pub fn forget_template(&self, shape: &ShapeKey) {
+        self.inner.snapshots.forget(shape);
+    }
+
     /// Boots a VM from scratch (ignores the image's fill strategy).
     pub async fn cold_boot(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;

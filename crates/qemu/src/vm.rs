@@ -53,7 +53,8 @@ pub struct QemuVm {
     // Field order matters for drop: the process is killed before its directory is removed.
     pub(crate) process: QemuProcess,
     pub(crate) dir: RuntimeDir,
-    /// Keeps a snapshot template's memory file alive while this clone maps it.
+    /// Keeps a snapshot template's memory file alive while this clone maps it (held for its Drop).
+    #[allow(dead_code)]
     pub(crate) template: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 

@@ -1,0 +1,164 @@
+//! Shared helpers of the real-VM integration tests.
+//!
+//! The guest image comes from `FIREPIT_IMAGE_DIR` (a `firepit image build` output directory with
+//! `manifest.json`, `vmlinuz`, `initramfs.cpio.gz`). Without it the tests FAIL: they exist to boot
+//! real VMs, skipping would hide that nothing was tested.
+//!
+//! All VM work runs on one multi-thread runtime, *inside spawned tasks*: QEMU gets
+//! `PR_SET_PDEATHSIG`, which fires when the thread that forked it exits, and libtest's per-test
+//! threads exit as soon as a test ends, while the runtime's workers live for the whole binary.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use firepit_pool::ShapeKey;
+use firepit_qemu::{ImagePaths, ProviderConfig, QemuProvider};
+
+/// The test image: id, version and paths.
+pub struct TestImage {
+    pub id: String,
+    pub version: String,
+    pub paths: ImagePaths,
+}
+
+/// Reads the image named by `FIREPIT_IMAGE_DIR`; panics with instructions when it is missing.
+pub fn image() -> TestImage {
+    let dir = std::env::var_os("FIREPIT_IMAGE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "FIREPIT_IMAGE_DIR is not set: these tests boot real VMs. Build the guest image \
+             (`firepit image build --out DIR`, see scripts/test) and run with FIREPIT_IMAGE_DIR=DIR"
+        )
+    });
+    let manifest_path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest_path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; rebuild the image", manifest_path.display()));
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", manifest_path.display()));
+    let field = |name: &str, default: &str| {
+        manifest.get(name).and_then(|v| v.as_str()).unwrap_or(default).to_string()
+    };
+    let kernel = dir.join(field("kernel", "vmlinuz"));
+    let initramfs = dir.join(field("initramfs", "initramfs.cpio.gz"));
+    for path in [&kernel, &initramfs] {
+        assert!(path.is_file(), "{} is missing; rebuild the image", path.display());
+    }
+    TestImage {
+        id: field("id", "test-image"),
+        version: field("kernel_version", "unknown"),
+        paths: ImagePaths::new(kernel, initramfs),
+    }
+}
+
+/// The runtime every VM of this test binary lives on.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("building the test runtime")
+    })
+}
+
+/// Runs `future` as a task on the shared runtime (see the module docs for why a task).
+pub fn run<F>(future: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let rt = runtime();
+    match rt.block_on(rt.spawn(future)) {
+        Ok(output) => output,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("test task failed: {e}"),
+    }
+}
+
+/// The path of a test's private runtime directory.
+pub fn runtime_dir_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("fpq-{}-{name}", std::process::id()))
+}
+
+/// A fresh private runtime directory for one test (the provider creates it).
+pub fn runtime_dir(name: &str) -> PathBuf {
+    let dir = runtime_dir_path(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A provider for `image` with runtime files under `dir`, booting under TCG unless FIREPIT_ACCEL says
+/// otherwise.
+pub fn provider(image: &TestImage, dir: &Path, tweak: impl FnOnce(&mut ProviderConfig)) -> QemuProvider {
+    let mut config = ProviderConfig {
+        runtime_dir: dir.to_path_buf(),
+        // Generous: a TCG boot takes ≈3 s on an idle 2-core machine but 30 s and more when other
+        // builds load it.
+        boot_timeout: Duration::from_secs(180),
+        ..Default::default()
+    };
+    tweak(&mut config);
+    let provider = QemuProvider::new(config).expect("creating the provider");
+    provider.register_image(&image.id, image.paths.clone()).expect("registering the image");
+    provider
+}
+
+/// The default test shape: 1 vCPU, 256 MiB.
+pub fn shape(image: &TestImage) -> ShapeKey {
+    ShapeKey::new(image.id.clone(), image.version.clone(), 1, 256)
+}
+
+/// Live QEMU children of this test process whose command line mentions `dir` (other tests' VMs,
+/// running concurrently, have other directories).
+pub fn qemu_children(dir: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // stat: "pid (comm) state ppid ..."; comm may contain spaces, so split after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if head.contains("(qemu") && fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Whether `pid` exists at all (a zombie counts as existing).
+pub fn pid_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Entries left in `dir` (empty if the directory is gone).
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect()
+}
+
+/// Asserts that a provider's runtime directory holds nothing, then removes it.
+pub fn assert_removed_empty(dir: &Path) {
+    let left = leftovers(dir);
+    assert!(left.is_empty(), "left behind in {}: {left:?}", dir.display());
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// (RSS, PSS) of a process in KiB, from /proc/PID/smaps_rollup.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"))
+}
