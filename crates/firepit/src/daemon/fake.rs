@@ -80,6 +80,16 @@ impl FakeBackend {
         self.lock().insert(spec.name.clone(), FakeShape { spec, ready, leased: 0, destroyed: 0 });
     }
 
+    /// Adds a shape of `depth` ready VMs directly (no validation).
+    pub fn insert_for_tests(&self, name: &str, depth: usize) {
+        self.insert(Self::spec(name, depth));
+    }
+
+    /// Ready VMs of `shape`.
+    pub fn status_ready(&self, shape: &str) -> usize {
+        self.lock().get(shape).map_or(0, |s| s.ready)
+    }
+
     /// VMs of `shape` destroyed so far (released, expired or unregistered).
     pub fn destroyed(&self, shape: &str) -> u64 {
         self.lock().get(shape).map_or(0, |s| s.destroyed)

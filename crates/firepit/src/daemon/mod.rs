@@ -103,6 +103,8 @@ where
     if !report.errors.is_empty() {
         tracing::warn!(errors = ?report.errors, "some VMs of a previous run could not be reaped");
     }
+    // The state-dir lock lives as long as this function, whatever the backend does with its handle.
+    let _state_dir_lock = records.clone();
     let backend = build(records).await?;
     let daemon = match Daemon::bind(backend.clone(), options).await {
         Ok(daemon) => daemon,

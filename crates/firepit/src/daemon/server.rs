@@ -79,6 +79,7 @@ pub struct Daemon {
     backend: Arc<dyn LeaseBackend>,
     leases: Arc<LeaseTable>,
     cancel: CancellationToken,
+    cancel_requests: CancellationToken,
     router: Router,
     unix: UnixListener,
     socket: PathBuf,
@@ -96,6 +97,12 @@ impl Daemon {
         let leases =
             Arc::new(LeaseTable::new(options.default_ttl, options.max_ttl, metrics, cancel.child_token()));
         let (router, state) = api::router(backend.clone(), leases.clone(), registry, options.max_body_bytes);
+        // Handlers still running when the budget is spent (or on an immediate stop) are dropped
+        // here, answering 503: axum runs each connection in its own task, which aborting the
+        // accept loop would not reach.
+        let cancel_requests = CancellationToken::new();
+        let router =
+            router.layer(axum::middleware::from_fn_with_state(cancel_requests.clone(), cancel_on_stop));
         let unix = bind_unix(&options.socket)?;
         let tcp = match options.tcp {
             None => None,
@@ -115,6 +122,7 @@ impl Daemon {
             backend,
             leases,
             cancel,
+            cancel_requests,
             router,
             unix,
             socket: options.socket,
@@ -167,8 +175,12 @@ impl Daemon {
         };
         if !drained {
             warn!(budget_ms = self.budget.as_millis() as u64, "cancelling in-flight requests");
-            servers.abort_all();
-            while servers.join_next().await.is_some() {}
+            self.cancel_requests.cancel();
+            // Cancelled handlers answer at once; give the connections a moment to flush that.
+            if !drain(&mut servers, CANCEL_GRACE).await {
+                servers.abort_all();
+                while servers.join_next().await.is_some() {}
+            }
         }
         let leases_ended = self.leases.release_all();
         self.cancel.cancel();
@@ -179,6 +191,27 @@ impl Daemon {
         let report = StopReport { drained, immediate: signal.phase() == Phase::Immediate, leases_ended };
         info!(?report, "stopped");
         report
+    }
+}
+
+/// How long connections get to deliver the 503 of a cancelled request.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// Middleware: runs the request unless the daemon cancels in-flight requests first (503).
+async fn cancel_on_stop(
+    axum::extract::State(cancel): axum::extract::State<CancellationToken>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tokio::select! {
+        response = next.run(request) => response,
+        () = cancel.cancelled() => api::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the daemon stopped before this request finished; it was cancelled",
+        )
+        .into_response(),
     }
 }
 

@@ -156,6 +156,14 @@ where
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_json", "the request needs a JSON body")
             });
         }
+        // Every body of this API is an object; serde would also accept a struct as an array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                "the request body must be a JSON object",
+            ));
+        }
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("invalid JSON body: {e}"))
         })
