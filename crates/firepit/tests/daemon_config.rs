@@ -125,3 +125,12 @@ fn unreadable_file_names_the_path() {
     assert!(matches!(error, ConfigError::Read { .. }));
     assert!(error.to_string().contains("/nonexistent/firepit.toml"));
 }
+
+#[test]
+fn example_config_file_is_valid() {
+    let text = include_str!("../src/daemon/firepit.example.toml")
+        .replace("\"/var/lib/firepit/image\"", &image_dir());
+    let config = parse(&text).unwrap();
+    assert_eq!(config.shapes.len(), 1);
+    assert_eq!(config.shape_specs()[0].depth_high, 4);
+}

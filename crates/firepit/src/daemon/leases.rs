@@ -146,9 +146,9 @@ impl LeaseTable {
         let Some(key) = params.idempotency_key.clone() else {
             return Ok((self.acquire_new(backend, &params, ttl).await?, false));
         };
-        let slot = lock(&self.idempotency).entry(key.clone()).or_default().clone();
+        let slot_handle = lock(&self.idempotency).entry(key.clone()).or_default().clone();
         // Held across the backend call: a concurrent retry with the same key waits for the first.
-        let mut slot = slot.lock().await;
+        let mut slot = slot_handle.lock().await;
         if let Some(id) = slot.as_ref()
             && let Some(lease) = self.get(id)
         {
@@ -159,7 +159,11 @@ impl LeaseTable {
         }
         let result = self.acquire_new(backend, &params, ttl).await;
         match &result {
-            Ok(lease) => *slot = Some(lease.id.clone()),
+            Ok(lease) => {
+                *slot = Some(lease.id.clone());
+                // A failed first attempt may have removed the entry while we waited: put it back.
+                lock(&self.idempotency).insert(key, slot_handle.clone());
+            }
             Err(_) => {
                 lock(&self.idempotency).remove(&key);
             }

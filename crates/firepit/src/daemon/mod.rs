@@ -15,6 +15,8 @@
 //! The HTTP layer only knows the small [`backend::LeaseBackend`] trait; the QEMU pool is plugged in
 //! by [`wiring::build_backend`], and [`fake::FakeBackend`] serves the tests.
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 use tracing::info;
@@ -33,6 +35,11 @@ pub mod server;
 pub mod shutdown;
 mod validate;
 pub mod wiring;
+
+/// The user guide: config, API table, error codes, metrics, stopping. Compiled into the docs, so it
+/// cannot drift from the code silently (the API table is also checked by `tests/daemon_admin.rs`).
+#[doc = include_str!("GUIDE.md")]
+pub mod guide {}
 
 pub use wiring::build_backend;
 

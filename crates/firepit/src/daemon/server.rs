@@ -232,6 +232,12 @@ async fn drain(servers: &mut JoinSet<std::io::Result<()>>, budget: Duration) -> 
 /// Binds the Unix socket: parent dir 0700 when created, stale socket replaced, socket 0600.
 fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
     let io = |what, source| ServeError::Io { what, path: path.display().to_string(), source };
+    if let Some(parent) = path.parent().filter(|p| p.exists())
+        && let Ok(meta) = std::fs::metadata(parent)
+        && meta.permissions().mode() & 0o002 != 0
+    {
+        warn!(dir = %parent.display(), "the socket's directory is world-writable; prefer a 0700 runtime dir");
+    }
     if let Some(parent) = path.parent().filter(|p| !p.exists()) {
         std::fs::DirBuilder::new()
             .recursive(true)
