@@ -28,6 +28,7 @@
 //! ```
 
 mod builder;
+pub mod daemon;
 mod error;
 mod vm_config;
 

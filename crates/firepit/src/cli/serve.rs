@@ -1,12 +1,40 @@
-//! `firepit serve` (placeholder: implemented with the daemon).
+//! `firepit serve`: run the daemon for a config file until SIGTERM / SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use firepit::daemon::{self, config::Config, logging, shutdown};
 
 use super::CliResult;
 
 /// Arguments of `firepit serve`.
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// The config file (TOML): shapes to keep warm, limits, listeners, lease TTLs.
+    /// See `firepit::daemon::config` for every key.
+    #[arg(long, short, env = "FIREPIT_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+    /// Log one JSON object per line instead of human-readable text (level from RUST_LOG).
+    #[arg(long)]
+    log_json: bool,
+    /// Only validate the config file, then exit.
+    #[arg(long)]
+    check: bool,
+}
 
-/// Runs `firepit serve`.
-pub async fn run(_args: ServeArgs) -> CliResult {
-    Err("`firepit serve` is not implemented yet".into())
+/// Runs `firepit serve`: validates the config, reaps VMs a crashed previous run left behind,
+/// starts the pools and serves until the first SIGTERM / SIGINT (graceful stop; a second one stops
+/// at once). The socket is removed and every VM destroyed before it returns.
+pub async fn run(args: ServeArgs) -> CliResult {
+    logging::init(args.log_json);
+    let config = Config::load(&args.config)?;
+    if args.check {
+        println!("{}: ok ({} shapes)", args.config.display(), config.shapes.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (controller, signal) = shutdown::channel();
+    shutdown::forward_os_signals(controller)?;
+    let config_ref = &config;
+    daemon::run(config_ref, signal, move |records| daemon::build_backend(config_ref, records)).await?;
+    Ok(ExitCode::SUCCESS)
 }
