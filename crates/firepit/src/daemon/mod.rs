@@ -30,6 +30,7 @@ pub mod fake;
 pub mod leases;
 pub mod logging;
 pub mod metrics;
+pub mod qemu_backend;
 pub mod records;
 pub mod server;
 pub mod shutdown;

@@ -9,15 +9,49 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use firepit_agent::{ExecRequest, ExecResult};
-use firepit_pool::{HealthCheck, PoolError, PooledVm, ShapeConfig, ShapeKey, Unhealthy};
-use firepit_qemu::{ImagePaths, ProviderConfig, QemuProvider, QemuVm};
+use firepit_pool::{HealthCheck, PoolError, PooledVm, Provider, ShapeConfig, ShapeKey, Unhealthy};
+use firepit_qemu::{ImagePaths, ProviderConfig, QemuError, QemuProvider, QemuVm};
 
 use super::backend::{
-    AcquireError, BoxFuture, ExecError, FillStrategy, LeaseBackend, LeasedVm, ShapeError, ShapeSpec,
-    ShapeStatusView,
+    AcquireError, BoxFuture, ExecError, FillStrategy, LeaseBackend, LeasedVm, OwnedProcess, OwnershipHook,
+    ShapeError, ShapeSpec, ShapeStatusView,
 };
 
-type QemuPool = firepit_pool::Pool<QemuProvider>;
+type QemuPool = firepit_pool::Pool<RecordedProvider>;
+
+/// The QEMU provider, with every VM it hands to the pool recorded in the daemon's state dir (so a
+/// restarted daemon can reap what a crashed one left) and forgotten once destroyed.
+///
+/// A VM still booting when the daemon dies is not recorded; QEMU's parent-death signal kills it,
+/// and its runtime directory lies under the state dir, which the next start sweeps.
+#[derive(Clone)]
+pub struct RecordedProvider {
+    inner: QemuProvider,
+    hook: Arc<dyn OwnershipHook>,
+}
+
+impl Provider for RecordedProvider {
+    type Vm = QemuVm;
+    type Error = QemuError;
+
+    async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
+        let vm = self.inner.create(shape).await?;
+        let process =
+            OwnedProcess { vm_id: vm.id().to_owned(), pid: vm.pid(), runtime_dir: vm.runtime_dir().to_path_buf() };
+        self.hook.spawned(&process);
+        Ok(vm)
+    }
+
+    async fn probe(&self, vm: &QemuVm) -> Result<(), Unhealthy> {
+        self.inner.probe(vm).await
+    }
+
+    async fn destroy(&self, vm: QemuVm) {
+        let id = vm.id().to_owned();
+        self.inner.destroy(vm).await;
+        self.hook.destroyed(&id);
+    }
+}
 
 /// One registered shape: its engine key and the spec it came from.
 #[derive(Debug, Clone)]
@@ -61,10 +95,12 @@ impl QemuBackend {
         parallel_fills: usize,
         memory_budget_mb: u64,
         shutdown_budget: Duration,
+        hook: Arc<dyn OwnershipHook>,
     ) -> Result<Self, String> {
         let provider = QemuProvider::new(provider_config).map_err(|e| e.to_string())?;
         let table = Arc::new(RwLock::new(ShapeTable::default()));
-        let mut builder = firepit_pool::Pool::builder(provider.clone())
+        let recorded = RecordedProvider { inner: provider.clone(), hook };
+        let mut builder = firepit_pool::Pool::builder(recorded)
             .max_parallel_fills(parallel_fills)
             .shutdown_budget(shutdown_budget)
             .health_check(ShapeHealthCheck { table: table.clone() });
@@ -215,7 +251,7 @@ impl LeaseBackend for QemuBackend {
 
 /// A leased QEMU VM; dropping it releases (destroys) the VM and the pool refills.
 struct QemuLease {
-    vm: PooledVm<QemuProvider>,
+    vm: PooledVm<RecordedProvider>,
 }
 
 impl LeasedVm for QemuLease {

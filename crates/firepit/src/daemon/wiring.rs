@@ -17,14 +17,12 @@ use std::sync::Arc;
 
 use super::backend::LeaseBackend;
 use super::config::Config;
+use super::qemu_backend::QemuBackend;
 use super::records::RecordStore;
 
 /// Why the backend could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildBackendError {
-    /// The QEMU backend is not wired into the daemon yet.
-    #[error("QEMU backend not wired: `firepit serve` cannot start real VMs in this build")]
-    NotWired,
     /// The pool could not be built (warm-up failed, bad image, ...).
     #[error("cannot start the pools: {0}")]
     Pool(String),
@@ -32,12 +30,31 @@ pub enum BuildBackendError {
 
 /// Builds the real backend for `config` (returns once every shape reached its low water mark).
 ///
-/// INTEGRATION POINT: returns [`BuildBackendError::NotWired`] until the coordinator wires the
-/// QEMU pool in (see the module docs).
+/// The QEMU provider keeps its per-VM runtime directories under `<state dir>/vms`, so everything a
+/// run of this daemon starts lives below its own state dir.
 pub async fn build_backend(
     config: &Config,
     records: Arc<RecordStore>,
 ) -> Result<Arc<dyn LeaseBackend>, BuildBackendError> {
-    let _unused = (config, records);
-    Err(BuildBackendError::NotWired)
+    let vms_dir = config.state_dir().join("vms");
+    // The state dir is locked by this daemon (see `RecordStore::open`) and the previous run's
+    // processes are reaped by now: whatever is left under its VM directory is stale.
+    if vms_dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&vms_dir)
+    {
+        return Err(BuildBackendError::Pool(format!("cannot clear stale VM directory {}: {e}", vms_dir.display())));
+    }
+    let provider_config =
+        firepit_qemu::ProviderConfig { runtime_dir: vms_dir, ..firepit_qemu::ProviderConfig::default() };
+    let backend = QemuBackend::start(
+        provider_config,
+        config.shape_specs(),
+        config.limits.parallel_fills,
+        config.limits.memory_budget_mb,
+        config.shutdown_budget(),
+        records,
+    )
+    .await
+    .map_err(BuildBackendError::Pool)?;
+    Ok(Arc::new(backend))
 }
