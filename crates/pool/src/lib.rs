@@ -70,6 +70,7 @@ mod shutdown;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod watch;
 
 pub use builder::PoolBuilder;
 pub use config::{AdaptiveDepth, Backoff, ShapeConfig};
