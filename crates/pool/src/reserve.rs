@@ -216,6 +216,10 @@ pub(crate) fn try_reserve<P: Provider>(
 }
 
 fn finish<P: Provider>(held: Held<P>, started: Instant) -> Result<PooledVm<P>, PoolError> {
+    if held.shared.is_closing() {
+        // Sent before the close began; `Held`'s drop hands it to the shutdown eviction.
+        return Err(PoolError::ShuttingDown);
+    }
     let metrics = Arc::clone(&held.metrics);
     let Some(lease) = held.into_lease() else { return Err(PoolError::Exhausted) };
     metrics.acquired.inc();
