@@ -46,6 +46,8 @@ pub(crate) struct Bucket<V> {
     pub leased: usize,
     /// Ready VMs temporarily out of `ready` for a background probe.
     pub probing: usize,
+    /// Entries of `ready` marked expired (kept in step by the methods below).
+    pub expired_in_ready: usize,
     pub fill_failures: u64,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
@@ -53,11 +55,12 @@ pub(crate) struct Bucket<V> {
     /// The last refill pass could not start a fill because of the memory budget.
     pub budget_blocked: bool,
     pub demand: DemandEstimate,
-    pub metrics: ShapeMetricHandles,
+    pub metrics: Arc<ShapeMetricHandles>,
 }
 
 impl<V> Bucket<V> {
     pub fn new(key: ShapeKey, generation: u64, config: ShapeConfig, metrics: ShapeMetricHandles) -> Self {
+        let metrics = Arc::new(metrics);
         Self {
             key: Arc::new(key),
             generation,
@@ -67,6 +70,7 @@ impl<V> Bucket<V> {
             filling: 0,
             leased: 0,
             probing: 0,
+            expired_in_ready: 0,
             fill_failures: 0,
             consecutive_failures: 0,
             last_error: None,
@@ -87,7 +91,30 @@ impl<V> Bucket<V> {
 
     /// Ready VMs that still count as depth (not expired), plus those out for a probe.
     pub fn fresh_ready(&self) -> usize {
-        self.ready.iter().filter(|e| e.expired.is_none()).count() + self.probing
+        self.ready.len() - self.expired_in_ready.min(self.ready.len()) + self.probing
+    }
+
+    fn left_ready(&mut self, entry: Option<Entry<V>>) -> Option<Entry<V>> {
+        if entry.as_ref().is_some_and(|e| e.expired.is_some()) {
+            self.expired_in_ready = self.expired_in_ready.saturating_sub(1);
+        }
+        entry
+    }
+
+    /// Marks a ready entry expired.
+    pub fn mark_expired(&mut self, pos: usize, reason: EvictReason) {
+        if let Some(e) = self.ready.get_mut(pos)
+            && e.expired.is_none()
+        {
+            e.expired = Some(reason);
+            self.expired_in_ready += 1;
+        }
+    }
+
+    /// Removes every ready entry.
+    pub fn drain_ready(&mut self) -> Vec<Entry<V>> {
+        self.expired_in_ready = 0;
+        self.ready.drain(..).collect()
     }
 
     /// The depth the refiller aims for now, before the memory budget.
@@ -97,17 +124,26 @@ impl<V> Bucket<V> {
 
     /// Takes the oldest fresh VM, or the oldest expired one if none is fresh.
     pub fn take_ready(&mut self) -> Option<Entry<V>> {
-        let pos = self.ready.iter().position(|e| e.expired.is_none()).unwrap_or(0);
-        self.ready.remove(pos)
+        let pos = if self.expired_in_ready == 0 {
+            0
+        } else {
+            self.ready.iter().position(|e| e.expired.is_none()).unwrap_or(0)
+        };
+        let entry = self.ready.remove(pos);
+        self.left_ready(entry)
     }
 
     /// Takes the ready VM at `pos`.
     pub fn take_at(&mut self, pos: usize) -> Option<Entry<V>> {
-        self.ready.remove(pos)
+        let entry = self.ready.remove(pos);
+        self.left_ready(entry)
     }
 
     /// Puts a VM back in age order (after a cancelled hand-out or a probe).
     pub fn put_back(&mut self, entry: Entry<V>) {
+        if entry.expired.is_some() {
+            self.expired_in_ready += 1;
+        }
         let pos = self.ready.partition_point(|e| e.created <= entry.created);
         self.ready.insert(pos, entry);
     }

@@ -179,6 +179,21 @@ impl<P: Provider> PoolBuilder<P> {
         Ok(shapes)
     }
 
+    /// The Capsa-style form: `n` identical VMs of every shape (depth `n..=n`), returns when all are
+    /// ready.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("img", "1", 1, 64)).build_n(4).await?;
+    /// assert_eq!(pool.available_count(), 4);
+    /// # Ok(()) }
+    /// ```
+    pub async fn build_n(self, n: usize) -> Result<Pool<P>, PoolError> {
+        self.depth(n..=n).build().await
+    }
+
     /// Validates, starts the pool and waits until every shape has its low water ready.
     pub async fn build(self) -> Result<Pool<P>, PoolError> {
         let shapes = self.validate()?;

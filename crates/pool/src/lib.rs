@@ -27,6 +27,8 @@
 //!   [`PoolVm::exited`] resolves.
 //! - [`Pool::shutdown`] (or dropping the last `Pool` clone) stops all of it and destroys every VM.
 //!
+//! The [`guide`] shows how to use it: health checks, several shapes, `Drop`, metrics.
+//!
 //! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -70,6 +72,11 @@ mod shutdown;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod watch;
+
+/// The user guide (`GUIDE.md`), with examples that run as doctests.
+#[doc = include_str!("../GUIDE.md")]
+pub mod guide {}
 
 pub use builder::PoolBuilder;
 pub use config::{AdaptiveDepth, Backoff, ShapeConfig};

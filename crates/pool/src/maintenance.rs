@@ -85,7 +85,8 @@ fn sweep<P: Provider>(shared: &Arc<Shared<P>>, now: Instant) -> Option<Instant> 
     for key in keys {
         let Some(b) = st.buckets.get_mut(&key) else { continue };
         let limits = [(b.config.max_age, EvictReason::MaxAge), (b.config.idle_ttl, EvictReason::IdleTtl)];
-        for entry in b.ready.iter_mut().filter(|e| e.expired.is_none()) {
+        for pos in 0..b.ready.len() {
+            let Some(entry) = b.ready.get(pos).filter(|e| e.expired.is_none()) else { continue };
             let mut first: Option<(Instant, EvictReason)> = None;
             for (limit, reason) in limits {
                 if let Some(limit) = limit {
@@ -97,7 +98,7 @@ fn sweep<P: Provider>(shared: &Arc<Shared<P>>, now: Instant) -> Option<Instant> 
             }
             match first {
                 Some((at, reason)) if at <= now => {
-                    entry.expired = Some(reason);
+                    b.mark_expired(pos, reason);
                     marked = true;
                 }
                 Some((at, _)) => wake_at = Some(wake_at.map_or(at, |w| w.min(at))),

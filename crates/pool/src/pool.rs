@@ -82,6 +82,7 @@ impl<P: Provider> Pool<P> {
         health: Option<Box<dyn DynHealthCheck<P::Vm>>>,
     ) -> Self {
         let (retire_tx, retire_rx) = mpsc::unbounded_channel();
+        let (watch_tx, watch_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             provider,
             state: std::sync::Mutex::new(State {
@@ -102,12 +103,14 @@ impl<P: Provider> Pool<P> {
             cancel: CancellationToken::new(),
             reaper_stop: CancellationToken::new(),
             retire_tx,
+            watch_tx,
             closing: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
         });
         tokio::spawn(crate::reaper::run(Arc::clone(&shared), retire_rx));
         tokio::spawn(crate::refill::run(Arc::clone(&shared)));
         tokio::spawn(crate::maintenance::run(Arc::clone(&shared)));
+        tokio::spawn(crate::watch::run(Arc::downgrade(&shared), watch_rx, shared.cancel.clone()));
         Self { handle: Arc::new(PoolHandle { shared }) }
     }
 
@@ -198,7 +201,7 @@ impl<P: Provider> Pool<P> {
             }
             st.orphan_leased += b.leased;
             b.waiters.clear();
-            let drained: Vec<_> = b.ready.drain(..).map(|e| e.vm).collect();
+            let drained: Vec<_> = b.drain_ready().into_iter().map(|e| e.vm).collect();
             for _ in &drained {
                 b.metrics.evicted(EvictReason::Unregistered).inc();
             }

@@ -3,11 +3,13 @@
 //! Anything that wants a VM gone (a lease's `Drop`, an eviction, shutdown) sends it down an
 //! unbounded channel; sending never blocks and never needs a runtime, which is what makes
 //! `PooledVm`'s `Drop` safe anywhere. The reaper destroys each VM in its own task (destroys run in
-//! parallel), then frees its memory and wakes the refiller. It stops once the pool is closed and
+//! parallel, a batch per task), then frees its memory and wakes the refiller. It stops once the pool is closed and
 //! nothing is alive; a VM sent after that is dropped in place and cleans up after itself.
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use crate::Provider;
@@ -27,15 +29,12 @@ pub(crate) async fn run<P: Provider>(
             },
             () = stop.cancelled() => break,
         };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let Retired { vm, memory_mb } = retired;
-            shared.provider.destroy(vm).await;
-            let mut st = shared.lock();
-            shared.forget(&mut st, memory_mb);
-            drop(st);
-            shared.refill_wake.notify_one();
-        });
+        // Take whatever else is queued too: one task destroys the batch concurrently.
+        let mut batch = vec![retired];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        tokio::spawn(destroy_batch(Arc::clone(&shared), batch));
     }
     // Anything still queued was sent after the end: drop it in place (it cleans up after itself).
     rx.close();
@@ -43,5 +42,24 @@ pub(crate) async fn run<P: Provider>(
         drop(vm);
         let mut st = shared.lock();
         shared.forget(&mut st, memory_mb);
+    }
+}
+
+async fn destroy_batch<P: Provider>(shared: Arc<Shared<P>>, batch: Vec<Retired<P::Vm>>) {
+    let mut destroys: FuturesUnordered<_> = batch
+        .into_iter()
+        .map(|Retired { vm, memory_mb }| {
+            let provider = &shared.provider;
+            async move {
+                provider.destroy(vm).await;
+                memory_mb
+            }
+        })
+        .collect();
+    while let Some(memory_mb) = destroys.next().await {
+        let mut st = shared.lock();
+        shared.forget(&mut st, memory_mb);
+        drop(st);
+        shared.refill_wake.notify_one();
     }
 }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::bucket::{Entry, Waiter};
 use crate::lease::PooledVm;
-use crate::metrics::EvictReason;
+use crate::metrics::{EvictReason, ShapeMetricHandles};
 use crate::shared::Shared;
 use crate::{PoolError, Provider, ShapeKey};
 
@@ -30,6 +30,7 @@ pub(crate) struct Held<P: Provider> {
     shape: Arc<ShapeKey>,
     generation: u64,
     shared: Arc<Shared<P>>,
+    metrics: Arc<ShapeMetricHandles>,
 }
 
 impl<P: Provider> Held<P> {
@@ -58,6 +59,7 @@ pub(crate) struct WaitFor<P: Provider> {
     shape: Arc<ShapeKey>,
     generation: u64,
     shared: Arc<Shared<P>>,
+    metrics: Arc<ShapeMetricHandles>,
     done: bool,
 }
 
@@ -75,6 +77,7 @@ impl<P: Provider> Future for WaitFor<P> {
                     shape: Arc::clone(&this.shape),
                     generation: this.generation,
                     shared: Arc::clone(&this.shared),
+                    metrics: Arc::clone(&this.metrics),
                 }))
             }
             Poll::Ready(Err(_)) => {
@@ -144,6 +147,7 @@ pub(crate) fn take_or_enqueue<P: Provider>(
                 shape: Arc::clone(&b.key),
                 generation: b.generation,
                 shared: Arc::clone(shared),
+                metrics: Arc::clone(&b.metrics),
             })
         }
         None if !wait => return Err(PoolError::Exhausted),
@@ -162,6 +166,7 @@ pub(crate) fn take_or_enqueue<P: Provider>(
                 shape: Arc::clone(&b.key),
                 generation: b.generation,
                 shared: Arc::clone(shared),
+                metrics: Arc::clone(&b.metrics),
                 done: false,
             })
         }
@@ -194,7 +199,7 @@ pub(crate) async fn reserve<P: Provider>(
                 continue;
             }
         }
-        return finish(shared, held, started);
+        return finish(held, started);
     }
 }
 
@@ -205,23 +210,20 @@ pub(crate) fn try_reserve<P: Provider>(
 ) -> Result<PooledVm<P>, PoolError> {
     let started = Instant::now();
     match take_or_enqueue(shared, key, false, false, true)? {
-        Step::Got(held) => finish(shared, held, started),
+        Step::Got(held) => finish(held, started),
         Step::Wait(_) => Err(PoolError::Exhausted),
     }
 }
 
-fn finish<P: Provider>(
-    shared: &Arc<Shared<P>>,
-    held: Held<P>,
-    started: Instant,
-) -> Result<PooledVm<P>, PoolError> {
-    let shape = Arc::clone(&held.shape);
-    let Some(lease) = held.into_lease() else { return Err(PoolError::Exhausted) };
-    let st = shared.lock();
-    if let Some(b) = st.buckets.get(&*shape) {
-        b.metrics.acquired.inc();
-        b.metrics.observe_wait(started.elapsed());
+fn finish<P: Provider>(held: Held<P>, started: Instant) -> Result<PooledVm<P>, PoolError> {
+    if held.shared.is_closing() {
+        // Sent before the close began; `Held`'s drop hands it to the shutdown eviction.
+        return Err(PoolError::ShuttingDown);
     }
+    let metrics = Arc::clone(&held.metrics);
+    let Some(lease) = held.into_lease() else { return Err(PoolError::Exhausted) };
+    metrics.acquired.inc();
+    metrics.observe_wait(started.elapsed());
     Ok(lease)
 }
 

@@ -85,6 +85,7 @@ pub(crate) struct Shared<P: Provider> {
     /// Stops the reaper once nothing is alive after close.
     pub reaper_stop: CancellationToken,
     pub retire_tx: mpsc::UnboundedSender<Retired<P::Vm>>,
+    pub watch_tx: mpsc::UnboundedSender<crate::watch::Watch>,
     pub closing: AtomicBool,
     pub next_id: AtomicU64,
 }
@@ -168,7 +169,7 @@ impl<P: Provider> Shared<P> {
             let drained = match st.buckets.get_mut(&key) {
                 Some(b) => {
                     b.waiters.clear();
-                    let drained: Vec<_> = b.ready.drain(..).collect();
+                    let drained = b.drain_ready();
                     b.sync_gauges();
                     drained
                 }

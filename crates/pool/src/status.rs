@@ -13,7 +13,7 @@ use crate::ShapeKey;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
-    /// One entry per registered shape, in registration order of their keys (sorted by key).
+    /// One entry per registered shape, sorted by key.
     pub shapes: Vec<ShapeStatus>,
     /// Memory of all alive VMs (ready, filling, leased, being destroyed), MiB.
     pub memory_used_mb: u64,

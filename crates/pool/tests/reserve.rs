@@ -93,3 +93,14 @@ async fn pool_without_shapes_has_no_default_shape() {
     tick().await;
     pool.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn build_n_waits_for_n_identical_vms() {
+    let provider = MemoryProvider::new();
+    provider.set_fill_latency(Duration::from_millis(100));
+    let pool = builder(&provider).max_parallel_fills(2).build_n(4).await.unwrap();
+    assert_eq!(pool.available_count(), 4);
+    let s = &pool.status().shapes[0];
+    assert_eq!((s.low_water, s.high_water), (4, 4));
+    pool.shutdown().await;
+}

@@ -135,3 +135,21 @@ fn dropping_a_lease_during_shutdown_on_another_thread_does_not_panic() {
     rt.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
     assert_eq!(provider.alive(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_vm_sent_to_a_waiter_before_shutdown_is_not_handed_out_after_it() {
+    let provider = MemoryProvider::new();
+    provider.set_fill_latency(Duration::from_millis(100));
+    let pool = builder(&provider).depth(1..=1).build().await.unwrap();
+    let held = pool.reserve().await.unwrap();
+    let mut pending = Box::pin(pool.reserve());
+    assert!(tokio::time::timeout(Duration::from_millis(1), &mut pending).await.is_err());
+    settle(Duration::from_millis(150)).await; // the refill was sent to `pending`, unpolled
+    pool.shutdown().await;
+    assert_eq!(pending.await.unwrap_err(), PoolError::ShuttingDown);
+    tick().await;
+    assert_eq!(provider.alive(), 1, "only the lease taken before shutdown is alive");
+    drop(held);
+    tick().await;
+    assert_eq!(provider.alive(), 0);
+}

@@ -1,0 +1,64 @@
+//! Watching idle VMs die: one task awaits `PoolVm::exited` of every ready VM.
+//!
+//! A VM that dies while ready is evicted (reason `exited`) the moment its future resolves, so it is
+//! never counted as depth nor handed out, and the refiller replaces it at once. The watch of a VM
+//! ends when it leaves the bucket (its entry's `DropGuard` cancels it). One task with a
+//! `FuturesUnordered` instead of a task per VM keeps the fill path cheap.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::metrics::EvictReason;
+use crate::shared::Shared;
+use crate::{PoolVm, Provider, ShapeKey};
+
+type Died = Pin<Box<dyn Future<Output = Option<(Arc<ShapeKey>, String)>> + Send>>;
+
+/// A watch request for the watcher task.
+pub(crate) struct Watch(Died);
+
+/// Starts watching `vm`; the returned guard ends the watch when dropped.
+pub(crate) fn watch_exit<P: Provider>(shared: &Shared<P>, shape: &Arc<ShapeKey>, vm: &P::Vm) -> DropGuard {
+    let token = CancellationToken::new();
+    let guard = token.clone().drop_guard();
+    let exited = vm.exited();
+    let id = vm.id().to_owned();
+    let shape = Arc::clone(shape);
+    let died: Died = Box::pin(async move {
+        tokio::select! {
+            () = token.cancelled() => None,
+            () = exited => Some((shape, id)),
+        }
+    });
+    // If the watcher is gone (pool closing), there is nothing to watch for.
+    let _ = shared.watch_tx.send(Watch(died));
+    guard
+}
+
+pub(crate) async fn run<P: Provider>(
+    shared: Weak<Shared<P>>,
+    mut rx: mpsc::UnboundedReceiver<Watch>,
+    stop: CancellationToken,
+) {
+    let mut watches: FuturesUnordered<Died> = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            msg = rx.recv() => match msg {
+                Some(Watch(died)) => watches.push(died),
+                None => break,
+            },
+            Some(done) = watches.next(), if !watches.is_empty() => {
+                if let (Some((shape, id)), Some(shared)) = (done, shared.upgrade()) {
+                    crate::maintenance::evict_by_id(&shared, &shape, &id, EvictReason::Exited);
+                }
+            }
+        }
+    }
+}
