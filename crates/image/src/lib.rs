@@ -25,6 +25,7 @@ mod builder;
 pub mod cpio;
 pub mod deb;
 mod error;
+mod files;
 pub mod initramfs;
 pub mod kernel;
 mod manifest;
