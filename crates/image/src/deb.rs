@@ -129,6 +129,13 @@ pub fn read_control(deb: &Path) -> Result<Control, ImageError> {
 }
 
 /// Parses the fields of a control file (continuation lines are ignored: none of ours need them).
+///
+/// ```
+/// let control = firepit_image::deb::parse_control(
+///     "Package: linux-image-cloud-amd64\nVersion: 6.1.192-2\nDepends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)\n",
+/// );
+/// assert_eq!(control.depends_exact[0].1, "6.1.192-2");
+/// ```
 pub fn parse_control(text: &str) -> Control {
     let mut control = Control::default();
     for line in text.lines() {

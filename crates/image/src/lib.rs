@@ -20,7 +20,7 @@
 //! # Ok::<(), firepit_image::ImageError>(())
 //! ```
 
-pub mod apt;
+mod apt;
 mod builder;
 pub mod cpio;
 pub mod deb;
@@ -31,6 +31,7 @@ pub mod kernel;
 mod manifest;
 pub mod modules;
 
+pub use apt::PackageRef;
 pub use builder::{DEFAULT_KERNEL_CMDLINE, DEFAULT_MODULES, ImageBuilder, Progress, build_default};
 pub use error::ImageError;
 pub use manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};
