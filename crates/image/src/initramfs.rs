@@ -180,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn static_check_rejects_non_elf_and_accepts_this_crates_static_header() {
+    fn static_check_accepts_static_elf_and_rejects_dynamic_or_non_elf() {
         assert!(check_static_elf(b"#!/bin/sh").is_err());
         // A minimal ELF64 x86-64 header with no program headers counts as static.
         let mut elf = vec![0u8; 64];
