@@ -10,6 +10,9 @@ use firepit_agent::{IdentityApplied, IdentityRequest};
 
 /// `RNDADDENTROPY` = `_IOW('R', 0x03, int[2])` from `<linux/random.h>`.
 const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+/// `RNDRESEEDCRNG` = `_IO('R', 0x07)`: reseed the CRNG now, so a restored clone stops producing the
+/// template's random stream at once instead of at the next scheduled reseed.
+const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
 /// Most entropy bytes accepted in one request (the kernel caps a single ioctl far above this).
 const MAX_ENTROPY: usize = 4096;
 
@@ -97,7 +100,8 @@ fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     OpenOptions::new().write(true).create(true).truncate(true).open(path)?.write_all(bytes)
 }
 
-/// Credits `bytes` to the kernel pool (RNDADDENTROPY) and also mixes them in through /dev/urandom.
+/// Credits `bytes` to the kernel pool (RNDADDENTROPY), also mixes them in through /dev/urandom, then
+/// forces a CRNG reseed (RNDRESEEDCRNG).
 fn add_entropy(bytes: &[u8]) -> Result<(), IdentityError> {
     let mut urandom =
         OpenOptions::new().write(true).open("/dev/urandom").map_err(os("opening /dev/urandom"))?;
@@ -119,6 +123,10 @@ fn add_entropy(bytes: &[u8]) -> Result<(), IdentityError> {
     let rc = unsafe { libc::ioctl(urandom.as_raw_fd(), RNDADDENTROPY as _, info.as_ptr()) };
     if rc != 0 {
         return Err(os("ioctl RNDADDENTROPY")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: RNDRESEEDCRNG takes no argument.
+    if unsafe { libc::ioctl(urandom.as_raw_fd(), RNDRESEEDCRNG as _) } != 0 {
+        return Err(os("ioctl RNDRESEEDCRNG")(std::io::Error::last_os_error()));
     }
     Ok(())
 }

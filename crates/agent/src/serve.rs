@@ -204,6 +204,14 @@ mod tests {
     }
 
     #[test]
+    fn end_of_file_returns_eof_so_the_caller_can_wait_for_the_next_host() {
+        let (host, guest) = UnixStream::pair().unwrap();
+        let (tx, _rx) = mpsc::channel();
+        drop(host);
+        assert!(matches!(serve_connection(guest, &tx), ConnectionEnd::Eof));
+    }
+
+    #[test]
     fn exec_errors_are_reported_not_fatal() {
         let mut client = Client::start();
         client.send(7, Request::Exec(ExecRequest::default()));

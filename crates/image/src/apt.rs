@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::deb::{self, Control};
 use crate::error::ImageError;
 
 /// A package pinned to one version.
@@ -84,29 +85,80 @@ pub fn parse_candidate(policy: &str, name: &str) -> Option<String> {
     None
 }
 
-/// Downloads `package` into `cache_dir/<name>/<version>/` unless a .deb is already there; returns
-/// the .deb's path.
-pub fn download(package: &PackageRef, cache_dir: &Path) -> Result<PathBuf, ImageError> {
-    let dir = cache_dir.join(&package.name).join(package.version.replace(':', "%3a"));
-    if let Some(deb) = find_deb(&dir)? {
-        return Ok(deb);
-    }
-    std::fs::create_dir_all(&dir).map_err(ImageError::io("creating", &dir))?;
-    let spec = format!("{}={}", package.name, package.version);
-    let output = run("apt-get", &["download", "-q", &spec], Some(&dir))?;
-    if let (true, Some(deb)) = (output.status.success(), find_deb(&dir)?) {
-        return Ok(deb);
+/// Runs `apt-get download specs...` in `dir`; maps failures to errors that say what to do.
+fn apt_get_download(specs: &[String], dir: &Path) -> Result<(), ImageError> {
+    let mut args = vec!["download", "-q"];
+    args.extend(specs.iter().map(String::as_str));
+    let output = run("apt-get", &args, Some(dir))?;
+    if output.status.success() {
+        return Ok(());
     }
     let detail = String::from_utf8_lossy(&output.stderr)
         .lines()
         .filter(|l| l.starts_with("E:"))
         .collect::<Vec<_>>()
         .join("; ");
+    let spec = specs.join(" ");
     if is_root() {
         Err(ImageError::PackageUnavailable { package: spec, detail })
     } else {
         Err(ImageError::NotRoot { command: format!("apt-get download {spec}"), detail })
     }
+}
+
+fn version_dir(cache_dir: &Path, package: &PackageRef) -> PathBuf {
+    cache_dir.join(&package.name).join(package.version.replace(':', "%3a"))
+}
+
+/// Downloads `package` into `cache_dir/<name>/<version>/` unless a .deb is already there; returns
+/// the .deb's path.
+pub fn download(package: &PackageRef, cache_dir: &Path) -> Result<PathBuf, ImageError> {
+    let dir = version_dir(cache_dir, package);
+    if let Some(deb) = find_deb(&dir)? {
+        return Ok(deb);
+    }
+    std::fs::create_dir_all(&dir).map_err(ImageError::io("creating", &dir))?;
+    let spec = format!("{}={}", package.name, package.version);
+    apt_get_download(std::slice::from_ref(&spec), &dir)?;
+    find_deb(&dir)?.ok_or_else(|| ImageError::PackageUnavailable {
+        package: spec,
+        detail: format!("apt-get download left no .deb in {}", dir.display()),
+    })
+}
+
+/// Downloads the candidate version of each of `names` with one `apt-get download` call, files
+/// each .deb under `cache_dir/<name>/<version>/`, and returns them (with their control files) in
+/// the order asked.
+pub fn download_candidates(names: &[&str], cache_dir: &Path) -> Result<Vec<(Control, PathBuf)>, ImageError> {
+    let incoming = cache_dir.join(format!("incoming-{}", std::process::id()));
+    std::fs::create_dir_all(&incoming).map_err(ImageError::io("creating", &incoming))?;
+    let result = (|| {
+        apt_get_download(&names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(), &incoming)?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&incoming).map_err(ImageError::io("reading", &incoming))?.flatten() {
+            let path = entry.path();
+            let control = deb::read_control(&path)?;
+            let package = PackageRef { name: control.package.clone(), version: control.version.clone() };
+            let dir = version_dir(cache_dir, &package);
+            std::fs::create_dir_all(&dir).map_err(ImageError::io("creating", &dir))?;
+            let target = dir.join(entry.file_name());
+            std::fs::rename(&path, &target).map_err(ImageError::io("moving into the cache", &target))?;
+            found.push((control, target));
+        }
+        names
+            .iter()
+            .map(|name| {
+                let at = found.iter().position(|(c, _)| c.package == *name);
+                at.map(|i| found.swap_remove(i)).ok_or_else(|| ImageError::PackageUnavailable {
+                    package: (*name).to_owned(),
+                    detail: "apt-get download did not fetch it".into(),
+                })
+            })
+            .collect()
+    })();
+    // The directory is empty unless something failed half-way; nothing in it is worth keeping.
+    let _leftovers_are_disposable = std::fs::remove_dir_all(&incoming);
+    result
 }
 
 fn find_deb(dir: &Path) -> Result<Option<PathBuf>, ImageError> {

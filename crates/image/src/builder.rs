@@ -14,8 +14,8 @@ use crate::apt::{self, PackageRef};
 use crate::deb;
 use crate::error::ImageError;
 use crate::initramfs::{self, Contents};
-use crate::kernel;
 use crate::manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};
+use crate::{files, kernel};
 
 /// Kernel command line the image is built for: `-M microvm` under TCG cannot calibrate the TSC,
 /// hence `tsc=reliable tsc_early_khz=`; `quiet` because console output under TCG is slow.
@@ -26,7 +26,6 @@ pub const DEFAULT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtio_
 const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
 const KERNEL_PREFIX: &str = "linux-image-";
 const BUSYBOX_PACKAGE: &str = "busybox-static";
-const APT_LISTS: &str = "/var/lib/apt/lists";
 /// Bump when the image layout changes in a way the inputs do not show.
 const FORMAT: u32 = 1;
 const TOTAL_STEPS: u32 = 6;
@@ -108,30 +107,40 @@ impl ImageBuilder {
         };
         let agent_path = self.agent.clone().unwrap_or_else(|| PathBuf::from("firepit-agent"));
         report(format!("checking agent {}", agent_path.display()));
-        let agent = match std::fs::read(&agent_path) {
-            Ok(bytes) => bytes,
+        let agent_stamp = match std::fs::metadata(&agent_path) {
+            Ok(meta) => files::stamp(&meta),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ImageError::AgentMissing(agent_path));
             }
             Err(error) => return Err(ImageError::io("reading", &agent_path)(error)),
         };
-        initramfs::require_static(&agent_path, &agent)?;
-        let agent_sha256 = sha256_hex(&[&agent]);
+        let read_agent = || -> Result<Vec<u8>, ImageError> {
+            let bytes = std::fs::read(&agent_path).map_err(ImageError::io("reading", &agent_path))?;
+            initramfs::require_static(&agent_path, &bytes)?;
+            Ok(bytes)
+        };
 
         report("resolving packages".into());
         std::fs::create_dir_all(&self.out_dir).map_err(ImageError::io("creating", &self.out_dir))?;
         // Two builds into one directory (parallel test processes) would overwrite each other's files.
-        let _lock = lock_dir(&self.out_dir)?;
+        let _lock = files::lock_dir(&self.out_dir)?;
         let previous = Image::open(&self.out_dir).ok();
-        let lists_stamp = apt_lists_stamp();
+        let cache_dir = self.cache_dir.clone().unwrap_or_else(|| self.out_dir.join(".cache").join("debs"));
+        let lists_stamp = files::apt_lists_stamp();
         let packages = match &previous {
             Some(image) if lists_stamp.is_some() && image.manifest().apt_lists_stamp == lists_stamp => {
                 image.manifest().packages.iter().map(|p| p.package.clone()).collect()
             }
-            _ => {
-                let kernel_package = apt::resolve_dependency(KERNEL_METAPACKAGE, KERNEL_PREFIX)?;
-                apt::candidate_versions(&[&kernel_package, BUSYBOX_PACKAGE])?
+            _ => self.resolve_packages(&cache_dir)?,
+        };
+        // Hashing in an unoptimised build runs at a few MB/s: an agent file whose size, mtime and
+        // inode are unchanged keeps the hash recorded for it.
+        let mut agent = None;
+        let agent_sha256 = match &previous {
+            Some(image) if image.manifest().agent_stamp == agent_stamp => {
+                image.manifest().agent_sha256.clone()
             }
+            _ => files::sha256_hex(&[agent.insert(read_agent()?)]),
         };
         let fingerprint = self.fingerprint(&packages, &agent_sha256);
         if let Some(image) = previous
@@ -145,7 +154,6 @@ impl ImageBuilder {
             return Ok(image);
         }
 
-        let cache_dir = self.cache_dir.clone().unwrap_or_else(|| self.out_dir.join(".cache").join("debs"));
         let mut debs = Vec::new();
         for package in &packages {
             report(format!("downloading {} {}", package.name, package.version));
@@ -169,6 +177,10 @@ impl ImageBuilder {
             })?;
 
         report(format!("writing image to {}", self.out_dir.display()));
+        let agent = match agent {
+            Some(bytes) => bytes,
+            None => read_agent()?,
+        };
         let contents = Contents {
             kernel_version: &kernel_version,
             modules: &modules,
@@ -180,22 +192,29 @@ impl ImageBuilder {
         let mut initramfs_bytes = Vec::new();
         initramfs::write_gzipped(&archive, &mut initramfs_bytes)
             .map_err(ImageError::io("compressing", &self.out_dir))?;
-        write_atomic(&self.out_dir.join(KERNEL_FILE), &kernel)?;
-        write_atomic(&self.out_dir.join(INITRAMFS_FILE), &initramfs_bytes)?;
-        let mut infos = Vec::new();
-        for (package, deb) in packages.iter().zip(&debs) {
-            let bytes = std::fs::read(deb).map_err(ImageError::io("reading", deb))?;
-            infos.push(PackageInfo { package: package.clone(), deb_sha256: sha256_hex(&[&bytes]) });
-        }
+        files::write_atomic(&self.out_dir.join(KERNEL_FILE), &kernel)?;
+        files::write_atomic(&self.out_dir.join(INITRAMFS_FILE), &initramfs_bytes)?;
+        let infos = packages
+            .iter()
+            .zip(&debs)
+            .map(|(package, deb)| PackageInfo {
+                package: package.clone(),
+                deb_file: deb.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            })
+            .collect();
+        let kernel_sha256 = files::sha256_hex(&[&kernel]);
+        let initramfs_sha256 = files::sha256_hex(&[&initramfs_bytes]);
         let manifest = Manifest {
-            id: sha256_hex(&[&kernel, &initramfs_bytes])[..16].to_owned(),
+            id: files::sha256_hex(&[kernel_sha256.as_bytes(), b"\n", initramfs_sha256.as_bytes()])[..16]
+                .to_owned(),
             kernel_version,
             kernel_cmdline: self.kernel_cmdline.clone(),
-            kernel_sha256: sha256_hex(&[&kernel]),
-            initramfs_sha256: sha256_hex(&[&initramfs_bytes]),
+            kernel_sha256,
+            initramfs_sha256,
             kernel_bytes: kernel.len() as u64,
             initramfs_bytes: initramfs_bytes.len() as u64,
             agent_sha256,
+            agent_stamp,
             packages: infos,
             modules: modules.into_iter().map(|(name, _)| name).collect(),
             files: archive.paths().map(str::to_owned).collect(),
@@ -208,8 +227,36 @@ impl ImageBuilder {
             path: self.out_dir.join(MANIFEST_FILE),
             source: std::io::Error::other(e),
         })?;
-        write_atomic(&self.out_dir.join(MANIFEST_FILE), &json)?;
+        files::write_atomic(&self.out_dir.join(MANIFEST_FILE), &json)?;
         Image::open(&self.out_dir)
+    }
+
+    /// Asks apt for the concrete kernel package and busybox: one `apt-get download` of the kernel
+    /// metapackage (a tiny .deb whose control file pins the concrete package and version) and of
+    /// busybox-static; `apt-cache` (slower) only if the metapackage pins no version.
+    fn resolve_packages(&self, cache_dir: &Path) -> Result<Vec<PackageRef>, ImageError> {
+        let fetched = apt::download_candidates(&[KERNEL_METAPACKAGE, BUSYBOX_PACKAGE], cache_dir)?;
+        let (meta, busybox) = match fetched.as_slice() {
+            [(meta, _), (busybox, _)] => (meta, busybox),
+            _ => {
+                return Err(ImageError::PackageUnavailable {
+                    package: KERNEL_METAPACKAGE.into(),
+                    detail: "apt-get download fetched an unexpected set".into(),
+                });
+            }
+        };
+        let busybox = PackageRef { name: busybox.package.clone(), version: busybox.version.clone() };
+        let pinned = meta.depends_exact.iter().find(|(name, _)| name.starts_with(KERNEL_PREFIX));
+        let kernel = match pinned {
+            Some((name, version)) => PackageRef { name: name.clone(), version: version.clone() },
+            None => {
+                let name = apt::resolve_dependency(KERNEL_METAPACKAGE, KERNEL_PREFIX)?;
+                apt::candidate_versions(&[&name])?.into_iter().next().ok_or_else(|| {
+                    ImageError::PackageUnavailable { package: name, detail: "no candidate version".into() }
+                })?
+            }
+        };
+        Ok(vec![kernel, busybox])
     }
 
     /// Hash of every input.
@@ -241,55 +288,4 @@ impl ImageBuilder {
 /// ```
 pub fn build_default(agent: &Path, out_dir: &Path) -> Result<Image, ImageError> {
     ImageBuilder::new(out_dir).agent(agent).build(&mut |_| {})
-}
-
-/// Hash of the names, sizes and mtimes of apt's package lists; `None` when unreadable.
-fn apt_lists_stamp() -> Option<String> {
-    let mut entries: Vec<String> = std::fs::read_dir(APT_LISTS)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| {
-            let meta = entry.metadata().ok()?;
-            let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
-            Some(format!("{} {} {mtime}", entry.file_name().to_string_lossy(), meta.len()))
-        })
-        .collect();
-    entries.sort();
-    Some(sha256_hex(&[entries.join("\n").as_bytes()]))
-}
-
-fn sha256_hex(parts: &[&[u8]]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part);
-    }
-    hex::encode(hasher.finalize())
-}
-
-/// Holds an exclusive `flock` on `<dir>/.build.lock` until dropped (blocks while another build runs).
-fn lock_dir(dir: &Path) -> Result<std::fs::File, ImageError> {
-    use std::os::fd::AsRawFd;
-    let path = dir.join(".build.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(ImageError::io("opening", &path))?;
-    loop {
-        // SAFETY: flock on a file descriptor we own; the lock is released when `file` is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(ImageError::io("locking", &path)(error));
-        }
-    }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(ImageError::io("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(ImageError::io("renaming into place", path))
 }

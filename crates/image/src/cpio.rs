@@ -112,6 +112,14 @@ fn write_entry(
 }
 
 /// Parses a newc archive back into `path -> (permission bits, node)` (used to check images).
+///
+/// ```
+/// let mut archive = firepit_image::cpio::Archive::new();
+/// archive.add("etc/hostname", 0o644, firepit_image::cpio::Node::File(b"fp\n".to_vec()));
+/// let mut bytes = Vec::new();
+/// archive.write(&mut bytes).unwrap();
+/// assert_eq!(firepit_image::cpio::read(&bytes).unwrap().len(), 2); // etc/ and etc/hostname
+/// ```
 pub fn read(bytes: &[u8]) -> Result<BTreeMap<String, (u32, Node)>, String> {
     let mut entries = BTreeMap::new();
     let mut pos = 0usize;

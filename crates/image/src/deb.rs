@@ -27,6 +27,8 @@ pub struct Control {
     pub version: String,
     /// `Depends:`, split at commas, version constraints and alternatives removed.
     pub depends: Vec<String>,
+    /// The dependencies pinned to one version (`name (= version)`), as `(name, version)`.
+    pub depends_exact: Vec<(String, String)>,
 }
 
 fn bad(path: &Path, detail: impl Into<String>) -> ImageError {
@@ -127,6 +129,13 @@ pub fn read_control(deb: &Path) -> Result<Control, ImageError> {
 }
 
 /// Parses the fields of a control file (continuation lines are ignored: none of ours need them).
+///
+/// ```
+/// let control = firepit_image::deb::parse_control(
+///     "Package: linux-image-cloud-amd64\nVersion: 6.1.192-2\nDepends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)\n",
+/// );
+/// assert_eq!(control.depends_exact[0].1, "6.1.192-2");
+/// ```
 pub fn parse_control(text: &str) -> Control {
     let mut control = Control::default();
     for line in text.lines() {
@@ -135,10 +144,19 @@ pub fn parse_control(text: &str) -> Control {
         match key {
             "Package" => control.package = value.to_owned(),
             "Version" => control.version = value.to_owned(),
-            "Depends" | "Pre-Depends" => control.depends.extend(value.split(',').filter_map(|dep| {
-                let first = dep.split('|').next()?.trim();
-                first.split([' ', '(']).next().filter(|n| !n.is_empty()).map(str::to_owned)
-            })),
+            "Depends" | "Pre-Depends" => {
+                for dep in value.split(',') {
+                    let first = dep.split('|').next().unwrap_or("").trim();
+                    let Some(name) = first.split([' ', '(']).next().filter(|n| !n.is_empty()) else {
+                        continue;
+                    };
+                    control.depends.push(name.to_owned());
+                    let pinned = first.split_once("(=").and_then(|(_, v)| v.split(')').next());
+                    if let Some(version) = pinned {
+                        control.depends_exact.push((name.to_owned(), version.trim().to_owned()));
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -201,6 +219,8 @@ pub(crate) mod tests {
         let control = read_control(&deb).unwrap();
         assert_eq!(control.version, "6.1.192-2");
         assert_eq!(control.depends, ["linux-image-6.1.0-56-cloud-amd64", "a"]);
+        let pinned = [("linux-image-6.1.0-56-cloud-amd64".to_string(), "6.1.192-2".to_string())];
+        assert_eq!(control.depends_exact, pinned);
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub fn write_gzipped(archive: &Archive, out: impl Write) -> std::io::Result<()> 
 
 /// Checks that `bytes` is a static x86-64 ELF executable (no `PT_INTERP`): a dynamically linked
 /// agent would not start in the guest, which has no libc.
+///
+/// ```
+/// assert!(firepit_image::initramfs::check_static_elf(b"#!/bin/sh\n").is_err());
+/// ```
 pub fn check_static_elf(bytes: &[u8]) -> Result<(), String> {
     if bytes.get(..4) != Some(b"\x7fELF") {
         return Err("not an ELF file".into());
@@ -176,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn static_check_rejects_non_elf_and_accepts_this_crates_static_header() {
+    fn static_check_accepts_static_elf_and_rejects_dynamic_or_non_elf() {
         assert!(check_static_elf(b"#!/bin/sh").is_err());
         // A minimal ELF64 x86-64 header with no program headers counts as static.
         let mut elf = vec![0u8; 64];

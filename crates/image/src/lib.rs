@@ -8,7 +8,15 @@
 //! ([`deb`]), picks the kernel and the virtio modules ([`modules`]), and writes a reproducible
 //! newc initramfs ([`cpio`], [`initramfs`]). The result is a directory with `vmlinuz`,
 //! `initramfs.cpio.gz` and `manifest.json` ([`Manifest`]); its id is a hash of the kernel and
-//! initramfs, so equal images have equal ids. Rebuilding with unchanged inputs returns at once.
+//! initramfs, so equal images have equal ids.
+//!
+//! Caching: downloaded .deb files stay in `<out_dir>/.cache/debs/<package>/<version>/` (or
+//! [`ImageBuilder::cache_dir`]). The manifest records an input fingerprint (package versions, agent
+//! hash, modules, hostname, kernel command line, `/init` template, builder version); a build whose
+//! fingerprint matches returns the existing image without touching apt (≈0.02 s). apt is asked
+//! again only after its package lists change (`apt-get update`), and the agent is re-hashed only
+//! when its file's size, mtime or inode change. Builds into one directory are serialised by a
+//! `flock` on `<out_dir>/.build.lock`.
 //!
 //! ```no_run
 //! let image = firepit_image::build_default(
@@ -20,16 +28,18 @@
 //! # Ok::<(), firepit_image::ImageError>(())
 //! ```
 
-pub mod apt;
+mod apt;
 mod builder;
 pub mod cpio;
 pub mod deb;
 mod error;
+mod files;
 pub mod initramfs;
 pub mod kernel;
 mod manifest;
 pub mod modules;
 
+pub use apt::PackageRef;
 pub use builder::{DEFAULT_KERNEL_CMDLINE, DEFAULT_MODULES, ImageBuilder, Progress, build_default};
 pub use error::ImageError;
 pub use manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};

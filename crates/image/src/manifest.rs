@@ -22,15 +22,16 @@ pub struct PackageInfo {
     /// Name and version.
     #[serde(flatten)]
     pub package: PackageRef,
-    /// sha256 of the .deb file.
-    pub deb_sha256: String,
+    /// File name of the .deb used (apt checked its hash against the signed package lists).
+    pub deb_file: String,
 }
 
 /// What `manifest.json` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Image id: the first 16 hex digits of sha256(kernel ‖ initramfs). Names the image in a `ShapeKey`.
+    /// Image id: the first 16 hex digits of sha256("<kernel_sha256>\n<initramfs_sha256>"), a content
+    /// hash of the kernel and initramfs. Names the image in a `ShapeKey`.
     pub id: String,
     /// Kernel release, e.g. `6.1.0-56-cloud-amd64`.
     pub kernel_version: String,
@@ -46,6 +47,8 @@ pub struct Manifest {
     pub initramfs_bytes: u64,
     /// sha256 of the agent binary inside.
     pub agent_sha256: String,
+    /// Size, mtime and inode of the agent file hashed: while they are unchanged the hash is reused.
+    pub agent_stamp: String,
     /// The packages used.
     pub packages: Vec<PackageInfo>,
     /// Kernel modules loaded by `/init`, in load order.

@@ -46,6 +46,16 @@ pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
 
 /// Orders `wanted` and everything they depend on so each module comes after its dependencies.
 /// Returns the names that are needed but not in `available`, as the error.
+///
+/// ```
+/// use firepit_image::modules::{load_order, Module};
+/// let module = |name: &str, deps: &[&str]| (name.to_string(), Module {
+///     name: name.into(), path: format!("{name}.ko").into(),
+///     depends: deps.iter().map(|d| d.to_string()).collect(), data: vec![],
+/// });
+/// let available = [module("virtio_ring", &[]), module("virtio", &["virtio_ring"])].into();
+/// assert_eq!(load_order(&["virtio"], &available).unwrap(), ["virtio_ring", "virtio"]);
+/// ```
 pub fn load_order(wanted: &[&str], available: &BTreeMap<String, Module>) -> Result<Vec<String>, Vec<String>> {
     fn visit(
         name: &str,

@@ -189,6 +189,12 @@ fn vm_guest_boots_prints_ready_and_answers_agent_and_console() {
 
     console.write_all(b"echo hel''lo\n").unwrap();
     read_until(&mut console, "hello", deadline);
+    let script = "dmesg | grep -m1 'Run .init'; cat /proc/uptime";
+    let timing =
+        ExecRequest { argv: vec!["sh".into(), "-c".into(), script.into()], ..ExecRequest::default() };
+    if let Response::Exec(result) = call(&mut agent, &mut decoder, 8, Request::Exec(timing)) {
+        eprintln!("guest clock (kernel log, uptime):\n{}", String::from_utf8_lossy(&result.stdout));
+    }
     eprintln!(
         "boot to ready {ready_after:?}, ping round trip {ping_rtt:?}, exec `uname -r` round trip {exec_rtt:?}"
     );
