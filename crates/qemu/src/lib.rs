@@ -45,4 +45,5 @@ pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
 pub use process::ExitInfo;
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
+pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, RETRY_AFTER, TemplateState};
 pub use vm::{QemuVm, VmStatus};

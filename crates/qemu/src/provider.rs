@@ -130,6 +130,11 @@ impl QemuProvider {
         self.inner.accel().await
     }
 
+    /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`).
+    pub fn template_state(&self, shape: &ShapeKey) -> crate::TemplateState {
+        self.inner.snapshots.state(shape)
+    }
+
     /// Forgets the snapshot template of `shape` (call when the shape is unregistered). Its files are
     /// removed once the last clone restored from it is gone; the next fill builds a new one.
     pub fn forget_template(&self, shape: &ShapeKey) {
