@@ -29,7 +29,7 @@ pub(crate) struct Started {
     pub process: QemuProcess,
     pub console: Arc<ConsoleShared>,
     pub qmp: QmpClient,
-    pub agent: AgentClient,
+    pub agent: Arc<AgentClient>,
     pub dir: RuntimeDir,
 }
 
@@ -56,7 +56,7 @@ pub(crate) async fn start(
         ConsoleShared::start(console_stream, config.console_buffer_bytes, config.console_read_timeout);
     let qmp_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
     let qmp = QmpClient::handshake(qmp_stream, qmp_timeout.min(Duration::from_secs(10))).await?;
-    let agent = AgentClient::new(dir.path().join(AGENT_SOCKET));
+    let agent = Arc::new(AgentClient::new(dir.path().join(AGENT_SOCKET)));
     Ok(Started { process, console, qmp, agent, dir })
 }
 

@@ -1,5 +1,6 @@
 //! Results of guest commands, identities for clones, and the pool health check.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use firepit_agent::{ExecResult, IdentityRequest};
@@ -90,11 +91,38 @@ pub fn fresh_identity(hostname: &str) -> IdentityRequest {
 }
 
 /// Health check for `PoolBuilder::health_check`: the agent answers a ping within the provider's
-/// `probe_timeout`.
+/// `probe_timeout`. The future does not borrow the VM, so the function fits the pool's closure form
+/// `Fn(&Vm) -> impl Future + 'static` as it is.
 ///
 /// ```ignore
 /// let pool = Pool::builder(provider).shape(shape).health_check(firepit_qemu::agent_health_check).build().await?;
 /// ```
-pub async fn agent_health_check(vm: &QemuVm) -> Result<(), Unhealthy> {
-    vm.ping().await.map(drop).map_err(|e| Unhealthy::new(format!("agent ping failed: {e}")))
+pub fn agent_health_check(vm: &QemuVm) -> impl Future<Output = Result<(), Unhealthy>> + Send + use<> {
+    let ping = vm.ping_detached();
+    async move { ping.await.map(drop).map_err(|e| Unhealthy::new(format!("agent ping failed: {e}"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts_pool_closure_form<F, Fut>(_check: F)
+    where
+        F: Fn(&QemuVm) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Unhealthy>> + Send + 'static,
+    {
+    }
+
+    #[test]
+    fn agent_health_check_fits_the_pool_closure_form() {
+        accepts_pool_closure_form(agent_health_check);
+    }
+
+    #[test]
+    fn fresh_identities_differ() {
+        let (a, b) = (fresh_identity("a"), fresh_identity("b"));
+        assert_ne!(a.entropy, b.entropy);
+        assert_ne!(a.machine_id, b.machine_id);
+        assert!(a.unix_time_ns.is_some());
+    }
 }

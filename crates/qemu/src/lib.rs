@@ -15,6 +15,17 @@
 //!
 //! Accelerator: [`Accel::Auto`] picks KVM only when it can run our guests ([`detect_accel`]);
 //! on our hosts (`kvm_pvm`) that is TCG. The env var `FIREPIT_ACCEL` overrides the config.
+//!
+//! Fill strategies ([`FillStrategy`]): `ColdBoot` boots the kernel for every VM; `Snapshot` boots one
+//! template per shape and restores copy-on-write clones of it (see the `snapshot` module docs for how,
+//! and [`QemuProvider::template_state`] for the fallback to cold boot).
+//!
+//! Caveat: QEMU is spawned with `PR_SET_PDEATHSIG(SIGKILL)`, which fires when the *thread* that
+//! spawned it exits. Call `create` from async tasks on a runtime that outlives the VMs (tokio workers
+//! live as long as their runtime); never from a `spawn_blocking` thread or a short-lived thread.
+//!
+//! Tests: `cargo test -p firepit-qemu` boots real VMs and needs `FIREPIT_IMAGE_DIR` pointing at a
+//! built guest image (`scripts/build-image`); without it the VM tests fail with that instruction.
 
 mod accel;
 mod agent;
@@ -45,4 +56,5 @@ pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
 pub use process::ExitInfo;
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
+pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, RETRY_AFTER, TemplateState};
 pub use vm::{QemuVm, VmStatus};

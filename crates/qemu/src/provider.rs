@@ -59,7 +59,9 @@ pub struct QemuProvider {
 }
 
 impl QemuProvider {
-    /// Checks the configuration and the QEMU binary, creates the runtime directory.
+    /// Checks the configuration and the QEMU binary, creates the runtime directory and removes what
+    /// firepit processes that were killed (SIGKILL leaves no chance to clean up) left in it and in
+    /// /dev/shm.
     pub fn new(config: ProviderConfig) -> Result<Self, QemuError> {
         let requested_accel = config.requested_accel().map_err(|e| QemuError::Config(e.to_string()))?;
         if config.boot_timeout.is_zero() || config.probe_timeout.is_zero() || config.agent_timeout.is_zero() {
@@ -77,6 +79,7 @@ impl QemuProvider {
         }
         let caps = QemuCaps::detect(&config.qemu_binary)?;
         ensure_base(&config.runtime_dir)?;
+        crate::rundir::remove_stale(&config.runtime_dir);
         let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
         tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
         Ok(Self {
@@ -128,6 +131,11 @@ impl QemuProvider {
     /// The accelerator VMs run under (runs detection on first call when `Auto`).
     pub async fn accel(&self) -> Accel {
         self.inner.accel().await
+    }
+
+    /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`).
+    pub fn template_state(&self, shape: &ShapeKey) -> crate::TemplateState {
+        self.inner.snapshots.state(shape)
     }
 
     /// Forgets the snapshot template of `shape` (call when the shape is unregistered). Its files are

@@ -49,7 +49,7 @@ pub struct QemuVm {
     pub(crate) config: Arc<ProviderConfig>,
     pub(crate) qmp: QmpClient,
     pub(crate) console: Arc<ConsoleShared>,
-    pub(crate) agent: AgentClient,
+    pub(crate) agent: Arc<AgentClient>,
     // Field order matters for drop: the process is killed before its directory is removed.
     pub(crate) process: QemuProcess,
     pub(crate) dir: RuntimeDir,
@@ -150,13 +150,37 @@ impl QemuVm {
     }
 
     async fn agent_request(&self, request: Request, timeout: Duration) -> Result<Response, QemuError> {
-        let kind = crate::agent::request_kind(&request);
-        if self.process.exit_info().is_some() {
-            return Err(AgentError::Closed.into());
+        self.detached_request(request, timeout).await
+    }
+
+    /// An agent request as a future that does not borrow the VM (for the pool's `'static` checks).
+    fn detached_request(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Response, QemuError>> + Send + use<> {
+        let agent = self.agent.clone();
+        let exited = self.process.exit_info().is_some();
+        async move {
+            let kind = crate::agent::request_kind(&request);
+            if exited {
+                return Err(AgentError::Closed.into());
+            }
+            match agent.request(request, timeout).await? {
+                Response::Error { message } => Err(AgentError::Remote { request: kind, message }.into()),
+                response => Ok(response),
+            }
         }
-        match self.agent.request(request, timeout).await? {
-            Response::Error { message } => Err(AgentError::Remote { request: kind, message }.into()),
-            response => Ok(response),
+    }
+
+    /// [`ping`](Self::ping) as a future that does not borrow the VM.
+    pub fn ping_detached(&self) -> impl std::future::Future<Output = Result<Pong, QemuError>> + Send + use<> {
+        let request = self.detached_request(Request::Ping, self.config.probe_timeout);
+        async move {
+            match request.await? {
+                Response::Pong(pong) => Ok(pong),
+                other => Err(unexpected("ping", other)),
+            }
         }
     }
 

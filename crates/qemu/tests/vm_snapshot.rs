@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use firepit_pool::Provider;
-use firepit_qemu::FillStrategy;
+use firepit_qemu::{FillStrategy, TemplateState};
 
 fn template_files() -> Vec<String> {
     let prefix = format!("firepit-{}-t", std::process::id());
@@ -106,5 +106,30 @@ fn snapshot_clones_read_different_random_bytes() {
             random[0], random[1],
             "two clones read the same bytes from /dev/urandom right after restore"
         );
+    });
+}
+
+#[test]
+fn missing_template_state_falls_back_to_cold_boot() {
+    common::run(async {
+        let image = common::image();
+        let dir = common::runtime_dir("snapshot-fallback");
+        let provider = common::provider(&image, &dir, |_| {});
+        provider.register_image_with(&image.id, image.paths.clone(), FillStrategy::Snapshot).unwrap();
+        let shape = common::shape(&image);
+        let first = provider.create(&shape).await.unwrap();
+        assert_eq!(provider.template_state(&shape), TemplateState::Ready);
+        let state_files: Vec<_> =
+            common::leftovers(&dir).into_iter().map(|d| d.join("state.bin")).filter(|f| f.exists()).collect();
+        assert_eq!(state_files.len(), 1, "exactly one template state file");
+        std::fs::remove_file(&state_files[0]).unwrap();
+        let fallback = provider.create(&shape).await.expect("cold boot fallback");
+        assert!(fallback.exec(["true"]).await.unwrap().success());
+        assert!(fallback.boot_duration() > first.boot_duration(), "fallback should have cold-booted");
+        provider.destroy(first).await;
+        provider.destroy(fallback).await;
+        drop(provider);
+        common::assert_removed_empty(&dir);
+        assert!(common::qemu_children(&dir).is_empty());
     });
 }
