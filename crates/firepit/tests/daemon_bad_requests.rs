@@ -65,6 +65,7 @@ async fn bad_argv_env_stdin_and_timeout_are_400() {
         (r#"{"argv":["cat"],"stdin":"%%%","stdin_encoding":"base64"}"#, "bad_stdin"),
         (r#"{"argv":["cat"],"stdin_encoding":"rot13"}"#, "bad_json"),
         (r#"{"argv":["true"],"timeout_ms":99999999999}"#, "bad_request"),
+        (r#"{"argv":["true"],"max_output_bytes":99999999999}"#, "bad_request"),
     ];
     for (body, code) in cases {
         let response = daemon.raw(Method::POST, &path, body).await;
