@@ -65,6 +65,7 @@ async fn bad_argv_env_stdin_and_timeout_are_400() {
         (r#"{"argv":["cat"],"stdin":"%%%","stdin_encoding":"base64"}"#, "bad_stdin"),
         (r#"{"argv":["cat"],"stdin_encoding":"rot13"}"#, "bad_json"),
         (r#"{"argv":["true"],"timeout_ms":99999999999}"#, "bad_request"),
+        (r#"{"argv":["true"],"max_output_bytes":99999999999}"#, "bad_request"),
     ];
     for (body, code) in cases {
         let response = daemon.raw(Method::POST, &path, body).await;
@@ -100,6 +101,9 @@ async fn unknown_route_and_wrong_method_get_json_errors() {
     let response = daemon.raw(Method::GET, "/v2/nothing", "").await;
     assert_eq!(response.status, 404);
     assert_eq!(error_code(&response), "not_found");
+    let response = daemon.raw(Method::POST, "/v1/leases/%FF%FE/renew", "").await;
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert_eq!(error_code(&response), "bad_request", "axum's own rejection is JSON too");
     let response = daemon.raw(Method::GET, "/v1/leases", "").await;
     assert_eq!(response.status, 405);
     assert_eq!(error_code(&response), "method_not_allowed");

@@ -300,3 +300,7 @@ async fn expire_when_due(table: std::sync::Weak<LeaseTable>, lease: Arc<Lease>) 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+#[path = "leases_tests.rs"]
+mod tests;

@@ -2,7 +2,7 @@
 //!
 //! Order of a stop: mark the daemon as shutting down (acquires get 503) and stop accepting;
 //! give in-flight requests the shutdown budget (or nothing, on an immediate stop); cancel what is
-//! left; end every lease; shut the backend down (destroys every VM); remove the socket file.
+//! left; remove the socket file; end every lease; shut the backend down (destroys every VM).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -182,12 +182,13 @@ impl Daemon {
                 while servers.join_next().await.is_some() {}
             }
         }
-        let leases_ended = self.leases.release_all();
-        self.cancel.cancel();
-        self.backend.shutdown().await;
+        // Nothing listens any more: remove the socket now, so clients fail fast while VMs stop.
         if let Err(error) = std::fs::remove_file(&self.socket) {
             warn!(socket = %self.socket.display(), %error, "cannot remove the socket");
         }
+        let leases_ended = self.leases.release_all();
+        self.cancel.cancel();
+        self.backend.shutdown().await;
         let report = StopReport { drained, immediate: signal.phase() == Phase::Immediate, leases_ended };
         info!(?report, "stopped");
         report

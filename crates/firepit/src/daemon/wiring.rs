@@ -12,6 +12,59 @@
 //! - `register_metrics` → `pool.register_metrics(registry)`; `shutdown` → `pool.shutdown()`;
 //! - pass `records` (an [`OwnershipHook`](super::backend::OwnershipHook)) to the provider so each
 //!   QEMU process is recorded when spawned and forgotten when destroyed.
+//!
+//! A sketch of the adapter, written against the interfaces in the plan (not compiled here: the
+//! engine and the provider are not in this branch; names may need adjusting):
+//!
+//! ```ignore
+//! struct PoolBackend {
+//!     pool: Pool<QemuProvider>,
+//!     shapes: std::sync::RwLock<HashMap<String, (ShapeKey, ShapeSpec)>>,
+//!     accelerator: String, // firepit_qemu::detect_accel(..) resolved once
+//! }
+//!
+//! struct PoolLease(PooledVm<QemuProvider>);
+//!
+//! impl LeasedVm for PoolLease {
+//!     fn vm_id(&self) -> &str { self.0.id() }
+//!     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>> {
+//!         Box::pin(async move {
+//!             self.0.exec_request(request).await.map_err(|e| ExecError::Unreachable(e.to_string()))
+//!         })
+//!     }
+//! } // Drop of PooledVm = release (destroy + refill): nothing else to do.
+//!
+//! impl LeaseBackend for PoolBackend {
+//!     fn acquire<'a>(&'a self, shape: &'a str, wait: Duration)
+//!         -> BoxFuture<'a, Result<Box<dyn LeasedVm>, AcquireError>> {
+//!         Box::pin(async move {
+//!             let key = self.key(shape).ok_or_else(|| AcquireError::UnknownShape(shape.into()))?;
+//!             let vm = if wait.is_zero() {
+//!                 self.pool.try_reserve_shape(&key)
+//!             } else {
+//!                 self.pool.reserve_shape_timeout(&key, wait).await
+//!             };
+//!             match vm {
+//!                 Ok(vm) => Ok(Box::new(PoolLease(vm)) as Box<dyn LeasedVm>),
+//!                 Err(PoolError::Exhausted | PoolError::Timeout) => Err(AcquireError::Exhausted {
+//!                     shape: shape.into(), waited_ms: wait.as_millis() as u64 }),
+//!                 Err(PoolError::UnknownShape(_)) => Err(AcquireError::UnknownShape(shape.into())),
+//!                 Err(PoolError::ShuttingDown) => Err(AcquireError::ShuttingDown),
+//!                 Err(e) => Err(AcquireError::Other(e.to_string())),
+//!             }
+//!         })
+//!     }
+//!     fn status(&self) -> Vec<ShapeStatusView> { /* pool.status().shapes, matched to names */ }
+//!     fn register_metrics(&self, registry: &mut Registry) { self.pool.register_metrics(registry) }
+//!     fn register_shape<'a>(&'a self, spec: ShapeSpec) -> BoxFuture<'a, Result<(), ShapeError>> {
+//!         /* open image, provider.register_image, pool.register_shape(key, ShapeConfig{..}) */
+//!     }
+//!     fn unregister_shape<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ShapeError>> {
+//!         /* pool.unregister_shape(&key).await */
+//!     }
+//!     fn shutdown(&self) -> BoxFuture<'_, ()> { Box::pin(self.pool.shutdown()) }
+//! }
+//! ```
 
 use std::sync::Arc;
 

@@ -169,3 +169,31 @@ where
         })
     }
 }
+
+/// Middleware: turns any error response that is not JSON yet (axum's own rejections, e.g. a path
+/// that is not valid UTF-8) into the [`ErrorBody`] shape, so clients only ever parse one format.
+pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    let message =
+        if message.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { message };
+    let code = if status.is_client_error() { "bad_request" } else { "internal_error" };
+    let mut converted = ApiError::new(status, code, message).into_response();
+    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW] {
+        if let Some(value) = parts.headers.get(&name) {
+            converted.headers_mut().insert(name, value.clone());
+        }
+    }
+    converted
+}

@@ -21,6 +21,8 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// Longest exec timeout a client may ask for.
 const MAX_EXEC_TIMEOUT_MS: u64 = 3_600_000;
+/// Largest per-stream output a client may ask the agent to keep.
+const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Lease one warm VM of a shape.
 #[utoipa::path(
@@ -151,6 +153,12 @@ fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> 
         return Err(ApiError::bad_request(format!(
             "timeout_ms = {}: must be at most {MAX_EXEC_TIMEOUT_MS}",
             body.timeout_ms
+        )));
+    }
+    if body.max_output_bytes > MAX_OUTPUT_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "max_output_bytes = {}: must be at most {MAX_OUTPUT_BYTES} (64 MiB)",
+            body.max_output_bytes
         )));
     }
     let stdin = match body.stdin_encoding {
