@@ -24,7 +24,7 @@ async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_u
         .await
         .expect("a pool of 2 real VMs boots");
     assert_eq!(pool.available_count(), 2, "build(2) returns once both VMs are ready");
-    assert_eq!(common::child_qemu_pids().len(), 2, "one QEMU process per VM");
+    assert_eq!(common::child_qemu_pids(runtime.path()).len(), 2, "one QEMU process per VM");
 
     let vm = pool.reserve().await.unwrap();
     let first_id = vm.id().to_owned();
@@ -62,7 +62,7 @@ async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_u
     pool.shutdown().await;
     pool.shutdown().await; // idempotent
     assert!(matches!(pool.reserve().await, Err(PoolError::ShuttingDown)), "reserve after shutdown");
-    assert!(common::child_qemu_pids().is_empty(), "no QEMU left: {:?}", common::child_qemu_pids());
+    assert!(common::child_qemu_pids(runtime.path()).is_empty(), "no QEMU left: {:?}", common::child_qemu_pids(runtime.path()));
     assert!(common::leftovers(runtime.path()).is_empty(), "left behind: {:?}", common::leftovers(runtime.path()));
 }
 
@@ -74,14 +74,14 @@ async fn vm_killed_idle_qemu_is_noticed_and_replaced() {
         .build(1)
         .await
         .expect("a pool of 1 real VM boots");
-    let pids = common::child_qemu_pids();
+    let pids = common::child_qemu_pids(runtime.path());
     assert_eq!(pids.len(), 1);
     let victim = pids[0];
     // SAFETY: kill(2) on a PID we just read as our own child.
     assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
 
     let replaced = common::eventually(REFILL_DEADLINE, || {
-        let pids = common::child_qemu_pids();
+        let pids = common::child_qemu_pids(runtime.path());
         pool.available_count() == 1 && pids.len() == 1 && pids[0] != victim
     })
     .await;
@@ -93,7 +93,7 @@ async fn vm_killed_idle_qemu_is_noticed_and_replaced() {
     assert!(evicted >= 1, "the eviction is counted: {:?}", pool.metrics());
     drop(vm);
     pool.shutdown().await;
-    assert!(common::child_qemu_pids().is_empty());
+    assert!(common::child_qemu_pids(runtime.path()).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

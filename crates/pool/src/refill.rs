@@ -124,8 +124,17 @@ type FillResult<V> = Result<V, (String, Option<V>)>;
 
 /// Creates a VM and runs the health check once, so `try_reserve` (which cannot await) only hands
 /// out VMs that passed one; `reserve` checks again right before hand-out.
+///
+/// A shutdown cancels a fill still in progress: the provider's `create` future is dropped, so a
+/// slow boot never outlives the pool (providers clean up a half-made VM when dropped).
 async fn create_checked<P: Provider>(shared: &Shared<P>, shape: &ShapeKey) -> FillResult<P::Vm> {
-    let vm = shared.provider.create(shape).await.map_err(|e| (error_chain(&e), None))?;
+    let vm = tokio::select! {
+        biased;
+        () = shared.cancel.cancelled() => {
+            return Err(("fill cancelled: the pool is shutting down".to_owned(), None));
+        }
+        created = shared.provider.create(shape) => created.map_err(|e| (error_chain(&e), None))?,
+    };
     if let Some(check) = &shared.health
         && let Err(why) = check.check_dyn(&vm).await
     {
@@ -171,7 +180,13 @@ fn deliver<P: Provider>(
             shared.retire(&mut st, vm, shape.memory_mb);
         }
         (Err((message, rejected)), bucket) => {
-            if let Some(b) = bucket {
+            if closing {
+                // A fill cancelled by shutdown is no failure of the provider.
+                if let Some(b) = bucket {
+                    b.filling -= 1;
+                    b.sync_gauges();
+                }
+            } else if let Some(b) = bucket {
                 b.filling -= 1;
                 b.fill_failures += 1;
                 b.consecutive_failures = b.consecutive_failures.saturating_add(1);

@@ -21,8 +21,10 @@ pub fn provider_config(runtime_dir: &Path) -> firepit::qemu::ProviderConfig {
     firepit::qemu::ProviderConfig { runtime_dir: runtime_dir.to_path_buf(), ..Default::default() }
 }
 
-/// PIDs of the QEMU processes that are children of this test process.
-pub fn child_qemu_pids() -> Vec<u32> {
+/// PIDs of the QEMU processes that are children of this test process and keep their sockets under
+/// `runtime_dir` (tests of one binary run in parallel: each looks only at its own VMs).
+pub fn child_qemu_pids(runtime_dir: &Path) -> Vec<u32> {
+    let marker = runtime_dir.as_os_str().as_encoded_bytes();
     let me = std::process::id();
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
@@ -32,7 +34,9 @@ pub fn child_qemu_pids() -> Vec<u32> {
         let Some(close) = stat.rfind(')') else { continue };
         let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("");
         let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok());
-        if ppid == Some(me) && comm.starts_with("qemu-system") {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let ours = cmdline.windows(marker.len().max(1)).any(|w| w == marker);
+        if ppid == Some(me) && comm.starts_with("qemu-system") && ours {
             pids.push(pid);
         }
     }
