@@ -153,3 +153,21 @@ async fn a_vm_sent_to_a_waiter_before_shutdown_is_not_handed_out_after_it() {
     tick().await;
     assert_eq!(provider.alive(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_cancels_a_slow_fill_instead_of_waiting_for_it() {
+    let provider = MemoryProvider::new();
+    let pool = builder(&provider).depth(1..=1).shutdown_budget(Duration::from_secs(30)).build().await.unwrap();
+    provider.set_fill_latency(Duration::from_secs(3600));
+    let held = pool.reserve().await.unwrap();
+    tick().await; // the refiller starts the (hour-long) replacement fill
+    assert_eq!(pool.status().shapes[0].filling, 1);
+    let started = tokio::time::Instant::now();
+    pool.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(1), "shutdown waited {:?} for a fill", started.elapsed());
+    assert_eq!(provider.alive(), 1, "only the lease is alive; the cancelled fill made no VM");
+    assert_eq!(pool.status().shapes[0].fill_failures, 0, "a cancelled fill is not a provider failure");
+    drop(held);
+    settle(Duration::from_millis(10)).await;
+    assert_eq!(provider.alive(), 0);
+}
