@@ -133,7 +133,7 @@ fn config_in(dir: &tempfile::TempDir) -> Config {
 async fn start_up_reaps_processes_a_crashed_previous_run_left() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(&dir);
-    let mut orphan = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let mut orphan = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let vm_dir = dir.path().join("vms").join("vm-0");
     std::fs::create_dir_all(&vm_dir).unwrap();
     {

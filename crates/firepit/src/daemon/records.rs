@@ -9,7 +9,9 @@
 //! daemon only ever reaps its own predecessors.
 //!
 //! A pid is only killed when `/proc/<pid>/cmdline` and the process start time still match what
-//! was recorded, so a pid reused by an unrelated process is left alone.
+//! was recorded, so a pid reused by an unrelated process is left alone. (A child recorded in the
+//! instant between fork and exec has no command line of its own yet; its start time, set at fork,
+//! identifies it alone.)
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -118,7 +120,12 @@ impl RecordStore {
 
     /// Records a process (atomically: temp file + rename).
     pub fn record(&self, process: &OwnedProcess) -> Result<(), RecordError> {
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", process.pid)).unwrap_or_default();
+        let mut cmdline = std::fs::read(format!("/proc/{}/cmdline", process.pid)).unwrap_or_default();
+        // Between fork and the end of exec a child shows no command line, or ours: then record none
+        // and let the start time alone identify it (it is set at fork and survives exec).
+        if cmdline == std::fs::read("/proc/self/cmdline").unwrap_or_default() {
+            cmdline.clear();
+        }
         let record = Record {
             vm_id: process.vm_id.clone(),
             pid: process.pid,
@@ -213,19 +220,27 @@ fn reap_one(path: &Path, report: &mut ReapReport) -> Result<(), String> {
     let text = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let record: Record = serde_json::from_slice(&text).map_err(|e| format!("corrupt record: {e}"))?;
     let recorded_cmdline = BASE64.decode(&record.cmdline).map_err(|e| format!("corrupt cmdline: {e}"))?;
-    match std::fs::read(format!("/proc/{}/cmdline", record.pid)) {
+    // A zombie is dead already (its parent reaps it): only a running process counts as alive.
+    let now = std::fs::read(format!("/proc/{}/cmdline", record.pid));
+    match now {
+        _ if !is_alive(record.pid) => report.gone += 1,
         Err(_) => report.gone += 1,
-        // A zombie has an empty cmdline: it is dead already, its parent reaps it.
-        Ok(now) if now.is_empty() => report.gone += 1,
-        Ok(now) if now != recorded_cmdline || start_time(record.pid) != record.start_time => {
-            report.mismatched += 1;
-        }
+        Ok(now) if !same_process(&record, &recorded_cmdline, &now) => report.mismatched += 1,
         Ok(_) => {
             kill_and_wait(record.pid)?;
             report.killed += 1;
         }
     }
     remove_runtime_dir(&record.runtime_dir, report)
+}
+
+/// Whether the live process `pid` is still the one recorded: same start time (when recorded) and
+/// same command line (when recorded); at least one of the two must have been recorded.
+fn same_process(record: &Record, recorded_cmdline: &[u8], now: &[u8]) -> bool {
+    let start_ok = record.start_time.is_none() || start_time(record.pid) == record.start_time;
+    let cmdline_ok =
+        if recorded_cmdline.is_empty() { record.start_time.is_some() } else { recorded_cmdline == now };
+    start_ok && cmdline_ok
 }
 
 fn kill_and_wait(pid: u32) -> Result<(), String> {
@@ -236,8 +251,7 @@ fn kill_and_wait(pid: u32) -> Result<(), String> {
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
-        if !alive {
+        if !is_alive(pid) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -262,12 +276,23 @@ fn remove_runtime_dir(dir: &Path, report: &mut ReapReport) -> Result<(), String>
     }
 }
 
+/// Whether `pid` exists and is not a zombie (state field of `/proc/<pid>/stat`).
+fn is_alive(pid: u32) -> bool {
+    stat_fields(pid)
+        .is_some_and(|fields| !matches!(fields.first().map(String::as_str), Some("Z" | "X" | "x")))
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (field 3, the state, comes first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// The process start time (field 22 of `/proc/<pid>/stat`), which tells a reused pid apart.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 #[cfg(test)]

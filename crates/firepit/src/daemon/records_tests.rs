@@ -2,8 +2,45 @@ use std::process::{Child, Command};
 
 use super::*;
 
-fn sleeper() -> Child {
-    Command::new("sleep").arg("600").spawn().expect("spawn sleep")
+/// A `sleep 600` child killed when the test ends, even when it fails.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.0.try_wait()
+    }
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper() -> Sleeper {
+    Sleeper(Command::new("sleep").arg("600").spawn().expect("spawn sleep"))
+}
+
+/// Reopens a state dir. Other tests of this process fork children, which hold a duplicate of the
+/// lock file's descriptor until they exec (it is close-on-exec): retry briefly.
+fn reopen(state: &Path) -> RecordStore {
+    for _ in 0..100 {
+        match RecordStore::open(state) {
+            Err(RecordError::Locked(_)) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("state dir still locked after 1 s");
 }
 
 fn owned(vm_id: &str, pid: u32, dir: &Path) -> OwnedProcess {
@@ -41,7 +78,7 @@ fn reap_kills_recorded_process_and_removes_its_runtime_dir() {
         store.spawned(&owned("vm-1", child.id(), &vm_dir));
         // The daemon "crashes": the store is dropped without forgetting.
     }
-    let store = RecordStore::open(state.path()).unwrap();
+    let store = reopen(state.path());
     let report = store.reap_previous();
     assert_eq!(report.killed, 1, "{report:?}");
     assert_eq!(report.dirs_removed, 1);
@@ -64,7 +101,7 @@ fn reap_leaves_a_pid_whose_cmdline_no_longer_matches() {
         record.cmdline = BASE64.encode(b"qemu-system-x86_64\0-M\0microvm\0");
         std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
     }
-    let store = RecordStore::open(state.path()).unwrap();
+    let store = reopen(state.path());
     let report = store.reap_previous();
     assert_eq!((report.killed, report.mismatched), (0, 1), "{report:?}");
     assert!(child.try_wait().unwrap().is_none(), "the unrelated process must still run");
@@ -85,7 +122,7 @@ fn reap_counts_a_process_that_is_already_gone() {
         // Record by hand: the process is gone, so `record` could not read its cmdline.
         store.record(&owned("vm-3", pid, Path::new("/nonexistent/a/b"))).unwrap();
     }
-    let report = RecordStore::open(state.path()).unwrap().reap_previous();
+    let report = reopen(state.path()).reap_previous();
     assert_eq!((report.killed, report.gone), (0, 1), "{report:?}");
 }
 
@@ -96,8 +133,46 @@ fn reap_refuses_to_remove_a_shallow_runtime_dir() {
         let store = RecordStore::open(state.path()).unwrap();
         store.record(&owned("vm-4", u32::MAX - 1, Path::new("/tmp"))).unwrap();
     }
-    let report = RecordStore::open(state.path()).unwrap().reap_previous();
+    let report = reopen(state.path()).reap_previous();
     assert_eq!(report.dirs_removed, 0);
     assert_eq!(report.errors.len(), 1, "{report:?}");
     assert!(Path::new("/tmp").exists());
+}
+
+#[test]
+fn reap_kills_a_process_recorded_before_its_exec_by_start_time() {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = sleeper();
+    {
+        let store = RecordStore::open(state.path()).unwrap();
+        store.record(&owned("vm-5", child.id(), Path::new("/nonexistent/a/b"))).unwrap();
+        // As if recorded between fork and exec: no command line, only the start time.
+        let path = store.path_of("vm-5");
+        let mut record: Record = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        record.cmdline = String::new();
+        assert!(record.start_time.is_some());
+        std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    }
+    let report = reopen(state.path()).reap_previous();
+    assert_eq!(report.killed, 1, "{report:?}");
+    assert!(!child.wait().unwrap().success());
+}
+
+#[test]
+fn reap_leaves_a_pid_whose_start_time_changed() {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = sleeper();
+    {
+        let store = RecordStore::open(state.path()).unwrap();
+        store.record(&owned("vm-6", child.id(), Path::new("/nonexistent/a/b"))).unwrap();
+        let path = store.path_of("vm-6");
+        let mut record: Record = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        record.start_time = record.start_time.map(|t| t + 1);
+        std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    }
+    let report = reopen(state.path()).reap_previous();
+    assert_eq!((report.killed, report.mismatched), (0, 1), "{report:?}");
+    assert!(child.try_wait().unwrap().is_none());
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
