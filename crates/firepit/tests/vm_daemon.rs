@@ -1,0 +1,88 @@
+//! The real daemon on real VMs: `firepit serve` with a tiny config on a temporary socket, used
+//! through the `firepit` CLI and raw HTTP; SIGTERM leaves no QEMU process and no socket behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use firepit::daemon::client::{Client, Endpoint};
+use hyper::Method;
+
+async fn firepit(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_firepit"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the firepit binary runs")
+}
+
+/// QEMU processes whose command line mentions `dir` (the daemon's state dir holds their sockets).
+fn qemu_under(dir: &Path) -> Vec<u32> {
+    let marker = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.starts_with(b"qemu-system") && cmdline.windows(marker.len()).any(|w| w == marker)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_daemon_serves_run_and_leases_exposes_metrics_and_sigterm_leaves_nothing() {
+    let image = common::image();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let state = dir.path().join("state");
+    let config = dir.path().join("firepit.toml");
+    let text = format!(
+        "state_dir = {state:?}\n[listen]\nsocket = {socket:?}\n[[shape]]\nname = \"small\"\nimage = {image:?}\n\
+         depth = {{ low = 1, high = 1 }}\n",
+        image = image.dir()
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_firepit"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(180), || socket.exists()).await,
+        "the daemon listens once its pool is warm"
+    );
+    let socket_arg = socket.to_str().unwrap().to_owned();
+
+    // `firepit run`: acquire, exec, print, release, exit with the guest's exit code.
+    let out = firepit(&["run", "--socket", &socket_arg, "--shape", "small", "--", "uname", "-r"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.kernel_version());
+    let out = firepit(&["run", "--socket", &socket_arg, "--shape", "small", "--", "sh", "-c", "exit 3"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The API: unknown shape → 404 with a JSON message; metrics carry the shape label.
+    let client = Client::new(Endpoint::Unix(socket.clone()));
+    let body = br#"{"shape":"huge","wait_ms":0}"#.to_vec();
+    let response = client.request(Method::POST, "/v1/leases", Some(body), &[]).await.unwrap();
+    assert_eq!(response.status.as_u16(), 404, "{}", response.text());
+    assert!(response.text().contains("huge"), "{}", response.text());
+    let metrics = client.request(Method::GET, "/metrics", None, &[]).await.unwrap().text();
+    assert!(metrics.contains("firepit_pool_vms_acquired_total{shape="), "{metrics}");
+    assert!(metrics.contains("firepit_pool_vms_ready{shape="), "{metrics}");
+    assert!(!qemu_under(&state).is_empty(), "the daemon's VMs run with their sockets under its state dir");
+
+    // SIGTERM: the daemon stops, kills its VMs and removes its socket.
+    let pid = daemon.id().expect("the daemon runs") as i32;
+    // SAFETY: kill(2) on the daemon this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(60), daemon.wait()).await.expect("exits").unwrap();
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+    assert!(!socket.exists(), "socket removed");
+    assert!(common::eventually(Duration::from_secs(5), || qemu_under(&state).is_empty()).await, "no QEMU left");
+}
