@@ -17,7 +17,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let image = firepit::image::Image::open(dir.as_ref())?;
 
     let started = Instant::now();
-    let pool = Firepit::pool(VmConfig::from_image(&image)).cpus(1).memory_mb(256).console_enabled().build(2).await?;
+    let pool =
+        Firepit::pool(VmConfig::from_image(&image)).cpus(1).memory_mb(256).console_enabled().build(2).await?;
     println!("pool of 2 ready in {:.1} s; running {tests} tests", started.elapsed().as_secs_f64());
 
     let mut runs = tokio::task::JoinSet::new();
@@ -29,7 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let waited = waited.elapsed();
             let console = vm.console().await?;
             console.send(&format!("echo test-{test}: $(({test}*{test})) && echo TEST_DONE-{test}\n")).await?;
-            let out = console.read_until_timeout(&format!("TEST_DONE-{test}"), Duration::from_secs(30)).await?;
+            let out =
+                console.read_until_timeout(&format!("TEST_DONE-{test}"), Duration::from_secs(30)).await?;
             let passed = out.contains(&format!("test-{test}: {}", test * test));
             Ok::<_, firepit::Error>((test, vm.id().to_owned(), waited, passed))
             // dropping `vm` here destroys it; the pool boots a replacement for the next test
@@ -38,7 +40,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut failed = 0;
     while let Some(result) = runs.join_next().await {
         let (test, vm, waited, passed) = result??;
-        println!("test {test:>2} on {vm}: {} (waited {:.2} s for a VM)", if passed { "ok" } else { "FAILED" }, waited.as_secs_f64());
+        println!(
+            "test {test:>2} on {vm}: {} (waited {:.2} s for a VM)",
+            if passed { "ok" } else { "FAILED" },
+            waited.as_secs_f64()
+        );
         failed += usize::from(!passed);
     }
     pool.shutdown().await;

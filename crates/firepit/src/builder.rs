@@ -98,7 +98,9 @@ impl VmPoolBuilder {
     /// pool keeps `n` ready.
     pub async fn build(self, n: usize) -> Result<VmPool, Error> {
         if n == 0 {
-            return Err(Error::InvalidConfig("build(0): a pool needs at least one VM; use build(1) or more".into()));
+            return Err(Error::InvalidConfig(
+                "build(0): a pool needs at least one VM; use build(1) or more".into(),
+            ));
         }
         let Self { config, mut provider, max_age, health_check } = self;
         let resolve = config.clone();
@@ -117,7 +119,9 @@ impl VmPoolBuilder {
             .shape(shape)
             .depth(n..=n)
             // Boots run two at a time on a small host; a warm-up may need n/2 boot deadlines.
-            .warmup_timeout(boot_timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1)));
+            .warmup_timeout(
+                boot_timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1)),
+            );
         if let Some(max_age) = max_age {
             builder = builder.max_age(max_age);
         }

@@ -63,7 +63,8 @@ async fn vm_daemon_serves_run_and_leases_exposes_metrics_and_sigterm_leaves_noth
     let out = firepit(&["run", "--socket", &socket_arg, "--shape", "small", "--", "uname", "-r"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.kernel_version());
-    let out = firepit(&["run", "--socket", &socket_arg, "--shape", "small", "--", "sh", "-c", "exit 3"]).await;
+    let out =
+        firepit(&["run", "--socket", &socket_arg, "--shape", "small", "--", "sh", "-c", "exit 3"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 
     // The API: unknown shape → 404 with a JSON message; metrics carry the shape label.
@@ -84,5 +85,8 @@ async fn vm_daemon_serves_run_and_leases_exposes_metrics_and_sigterm_leaves_noth
     let status = tokio::time::timeout(Duration::from_secs(60), daemon.wait()).await.expect("exits").unwrap();
     assert!(status.success(), "graceful stop exits 0: {status:?}");
     assert!(!socket.exists(), "socket removed");
-    assert!(common::eventually(Duration::from_secs(5), || qemu_under(&state).is_empty()).await, "no QEMU left");
+    assert!(
+        common::eventually(Duration::from_secs(5), || qemu_under(&state).is_empty()).await,
+        "no QEMU left"
+    );
 }

@@ -53,7 +53,10 @@ async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_u
         "pool refilled to 2 after two drops: {:?}",
         pool.status()
     );
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the dropped VM's QEMU is gone and reaped");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the dropped VM's QEMU is gone and reaped"
+    );
     let fresh = pool.reserve().await.unwrap();
     assert_ne!(fresh.id(), first_id, "a lease never gets a used VM back");
     assert_eq!(fresh.exec(["true"]).await.unwrap().exit_code, Some(0));
@@ -62,8 +65,16 @@ async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_u
     pool.shutdown().await;
     pool.shutdown().await; // idempotent
     assert!(matches!(pool.reserve().await, Err(PoolError::ShuttingDown)), "reserve after shutdown");
-    assert!(common::child_qemu_pids(runtime.path()).is_empty(), "no QEMU left: {:?}", common::child_qemu_pids(runtime.path()));
-    assert!(common::leftovers(runtime.path()).is_empty(), "left behind: {:?}", common::leftovers(runtime.path()));
+    assert!(
+        common::child_qemu_pids(runtime.path()).is_empty(),
+        "no QEMU left: {:?}",
+        common::child_qemu_pids(runtime.path())
+    );
+    assert!(
+        common::leftovers(runtime.path()).is_empty(),
+        "left behind: {:?}",
+        common::leftovers(runtime.path())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,5 +130,9 @@ async fn vm_leased_qemu_killed_reports_exited_status() {
     assert!(vm.exec(["true"]).await.is_err(), "exec on a dead VM is an error, not a hang");
     drop(vm);
     pool.shutdown().await;
-    assert!(common::leftovers(runtime.path()).is_empty(), "left behind: {:?}", common::leftovers(runtime.path()));
+    assert!(
+        common::leftovers(runtime.path()).is_empty(),
+        "left behind: {:?}",
+        common::leftovers(runtime.path())
+    );
 }

@@ -157,7 +157,8 @@ async fn a_vm_sent_to_a_waiter_before_shutdown_is_not_handed_out_after_it() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_cancels_a_slow_fill_instead_of_waiting_for_it() {
     let provider = MemoryProvider::new();
-    let pool = builder(&provider).depth(1..=1).shutdown_budget(Duration::from_secs(30)).build().await.unwrap();
+    let pool =
+        builder(&provider).depth(1..=1).shutdown_budget(Duration::from_secs(30)).build().await.unwrap();
     provider.set_fill_latency(Duration::from_secs(3600));
     let held = pool.reserve().await.unwrap();
     tick().await; // the refiller starts the (hour-long) replacement fill

@@ -117,7 +117,12 @@ async fn vm(args: VmBenchArgs) -> CliResult {
         }
     }
     let (p50, p99) = percentiles(&mut execs);
-    report.emit("exec_rtt_ms", ms(p50), "ms", serde_json::json!({"p99_ms": round(ms(p99)), "samples": execs.len()}));
+    report.emit(
+        "exec_rtt_ms",
+        ms(p50),
+        "ms",
+        serde_json::json!({"p99_ms": round(ms(p99)), "samples": execs.len()}),
+    );
 
     let idle = pool.try_reserve()?;
     let pid = idle.pid();

@@ -72,7 +72,12 @@ pub async fn run(args: FillBenchArgs) -> CliResult {
     let (restore_p50, _) = percentiles(&mut restore_times);
     let speedup = cold_p50.as_secs_f64() / restore_p50.as_secs_f64().max(1e-9);
     report.emit("cold_boot_ms", ms(cold_p50), "ms", serde_json::json!({"samples": samples}));
-    report.emit("restore_ms", ms(restore_p50), "ms", serde_json::json!({"samples": samples, "speedup": speedup}));
+    report.emit(
+        "restore_ms",
+        ms(restore_p50),
+        "ms",
+        serde_json::json!({"samples": samples, "speedup": speedup}),
+    );
 
     // Four clones alive, idle for a moment: PSS of one of them.
     let mut clones = Vec::new();
@@ -119,7 +124,9 @@ async fn refill(
     drop(leases);
     while pool.available_count() < depth {
         if before.elapsed() > Duration::from_secs(600) {
-            return Err(format!("the pool did not refill to {depth} within 600 s: {:?}", pool.status()).into());
+            return Err(
+                format!("the pool did not refill to {depth} within 600 s: {:?}", pool.status()).into()
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

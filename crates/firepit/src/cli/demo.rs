@@ -28,7 +28,10 @@ pub struct DemoArgs {
 /// Runs `firepit demo`.
 pub async fn run(args: DemoArgs) -> CliResult {
     let image = firepit::image::Image::open(&args.image).map_err(|e| {
-        format!("{e}\n  build the image first: scripts/build-image (or `firepit image build --out {}`)", args.image.display())
+        format!(
+            "{e}\n  build the image first: scripts/build-image (or `firepit image build --out {}`)",
+            args.image.display()
+        )
     })?;
     println!("image {} (kernel {}) at {}", image.id(), image.kernel_version(), image.dir().display());
 
@@ -64,7 +67,11 @@ pub async fn run(args: DemoArgs) -> CliResult {
     }
     let leftovers: Vec<PathBuf> = rows.iter().map(|r| r.runtime_dir.clone()).filter(|d| d.exists()).collect();
     if !leftovers.is_empty() {
-        return Err(format!("runtime directories left behind under {}: {leftovers:?}", runtime_dir.display()).into());
+        return Err(format!(
+            "runtime directories left behind under {}: {leftovers:?}",
+            runtime_dir.display()
+        )
+        .into());
     }
     println!("nothing left behind: all {} QEMU processes gone, runtime directories removed", rows.len());
     Ok(ExitCode::SUCCESS)
@@ -83,7 +90,10 @@ struct Row {
 }
 
 /// Reserves every VM, runs a command in each through the agent and one through the console.
-async fn use_all(pool: &firepit::VmPool, n: usize) -> Result<Vec<Row>, Box<dyn std::error::Error + Send + Sync>> {
+async fn use_all(
+    pool: &firepit::VmPool,
+    n: usize,
+) -> Result<Vec<Row>, Box<dyn std::error::Error + Send + Sync>> {
     let mut leases: Vec<PooledVm> = Vec::with_capacity(n);
     let mut rows = Vec::with_capacity(n);
     for _ in 0..n {
@@ -121,7 +131,10 @@ async fn use_all(pool: &firepit::VmPool, n: usize) -> Result<Vec<Row>, Box<dyn s
 }
 
 fn print_table(rows: &[Row]) {
-    println!("{:<24} {:>6} {:>9} {:>12} {:>10}  {}", "vm", "accel", "boot ms", "reserve µs", "exec ms", "uname -r");
+    println!(
+        "{:<24} {:>6} {:>9} {:>12} {:>10}  {}",
+        "vm", "accel", "boot ms", "reserve µs", "exec ms", "uname -r"
+    );
     for row in rows {
         println!(
             "{:<24} {:>6} {:>9.0} {:>12.1} {:>10.1}  {}",

@@ -36,8 +36,11 @@ impl Provider for RecordedProvider {
 
     async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let vm = self.inner.create(shape).await?;
-        let process =
-            OwnedProcess { vm_id: vm.id().to_owned(), pid: vm.pid(), runtime_dir: vm.runtime_dir().to_path_buf() };
+        let process = OwnedProcess {
+            vm_id: vm.id().to_owned(),
+            pid: vm.pid(),
+            runtime_dir: vm.runtime_dir().to_path_buf(),
+        };
         self.hook.spawned(&process);
         Ok(vm)
     }
@@ -130,7 +133,9 @@ fn prepare_shape(provider: &QemuProvider, spec: ShapeSpec) -> Result<Shape, Stri
         FillStrategy::Snapshot => firepit_qemu::FillStrategy::Snapshot,
     };
     let paths = ImagePaths::new(image.kernel(), image.initramfs());
-    provider.register_image_with(image.id(), paths, fill).map_err(|e| format!("shape `{}`: {e}", spec.name))?;
+    provider
+        .register_image_with(image.id(), paths, fill)
+        .map_err(|e| format!("shape `{}`: {e}", spec.name))?;
     let memory_mb = u32::try_from(spec.memory_mb)
         .map_err(|_| format!("shape `{}`: memory_mb {} is too large", spec.name, spec.memory_mb))?;
     // The name is part of the key's version so two names over one image stay two buckets.
@@ -235,7 +240,10 @@ impl LeaseBackend for QemuBackend {
 
     fn unregister_shape<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ShapeError>> {
         Box::pin(async move {
-            let shape = write(&self.table).by_name.remove(name).ok_or_else(|| ShapeError::Unknown(name.to_owned()))?;
+            let shape = write(&self.table)
+                .by_name
+                .remove(name)
+                .ok_or_else(|| ShapeError::Unknown(name.to_owned()))?;
             write(&self.table).checked.remove(&shape.key);
             self.pool.unregister_shape(&shape.key).await.map_err(|e| match e {
                 PoolError::ShuttingDown => ShapeError::ShuttingDown,

@@ -95,7 +95,10 @@ pub async fn build_backend(
     if vms_dir.exists()
         && let Err(e) = std::fs::remove_dir_all(&vms_dir)
     {
-        return Err(BuildBackendError::Pool(format!("cannot clear stale VM directory {}: {e}", vms_dir.display())));
+        return Err(BuildBackendError::Pool(format!(
+            "cannot clear stale VM directory {}: {e}",
+            vms_dir.display()
+        )));
     }
     let provider_config =
         firepit_qemu::ProviderConfig { runtime_dir: vms_dir, ..firepit_qemu::ProviderConfig::default() };
