@@ -131,10 +131,7 @@ async fn use_all(
 }
 
 fn print_table(rows: &[Row]) {
-    println!(
-        "{:<24} {:>6} {:>9} {:>12} {:>10}  {}",
-        "vm", "accel", "boot ms", "reserve µs", "exec ms", "uname -r"
-    );
+    println!("{:<24} {:>6} {:>9} {:>12} {:>10}  uname -r", "vm", "accel", "boot ms", "reserve µs", "exec ms");
     for row in rows {
         println!(
             "{:<24} {:>6} {:>9.0} {:>12.1} {:>10.1}  {}",
