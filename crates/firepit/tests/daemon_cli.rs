@@ -131,7 +131,7 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
 }
 
 #[tokio::test]
-async fn serve_without_the_qemu_backend_fails_cleanly_and_leaves_no_socket() {
+async fn serve_with_a_shape_whose_image_is_missing_fails_cleanly_and_leaves_no_socket() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("firepit.sock");
     let config = dir.path().join("firepit.toml");
@@ -143,6 +143,7 @@ async fn serve_without_the_qemu_backend_fails_cleanly_and_leaves_no_socket() {
     std::fs::write(&config, text).unwrap();
     let out = firepit(&["serve", "--config", config.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("QEMU backend not wired"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("shape `small`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a firepit image"), "{}", stderr(&out));
     assert!(!socket.exists());
 }
