@@ -35,16 +35,10 @@ pub(crate) async fn run<P: Provider>(shared: Arc<Shared<P>>) {
             }
             wake_at = Some(wake_at.map_or(*at, |w| w.min(*at)));
         }
-        let sleep = async {
-            match wake_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = shared.cancel.cancelled() => break,
             () = shared.maint_wake.notified() => {}
-            () = sleep => {}
+            () = crate::shared::sleep_until_or_forever(wake_at) => {}
         }
     }
 }

@@ -25,16 +25,10 @@ use crate::{Provider, ShapeKey};
 pub(crate) async fn run<P: Provider>(shared: Arc<Shared<P>>) {
     loop {
         let wake_at = plan(&shared);
-        let sleep = async {
-            match wake_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = shared.cancel.cancelled() => break,
             () = shared.refill_wake.notified() => {}
-            () = sleep => {}
+            () = crate::shared::sleep_until_or_forever(wake_at) => {}
         }
     }
 }

@@ -186,3 +186,12 @@ impl<P: Provider> Shared<P> {
         self.progress.notify_waiters();
     }
 }
+
+/// Sleeps until `at`, or forever when there is nothing to wake for (the refiller and the
+/// maintenance task otherwise wait on their notifications and the cancellation token).
+pub(crate) async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

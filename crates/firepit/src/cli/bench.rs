@@ -25,8 +25,8 @@ pub enum BenchCommand {
 /// Arguments of `firepit bench vm`.
 #[derive(Debug, clap::Args)]
 pub struct VmBenchArgs {
-    /// The guest image directory.
-    #[arg(long, env = "FIREPIT_IMAGE_DIR", default_value = "target/firepit-image")]
+    /// The guest image directory (default: where `firepit image build` writes it).
+    #[arg(long, default_value_os_t = super::image::default_out())]
     image: PathBuf,
     /// Print one JSON object per line (else a human-readable line per metric).
     #[arg(long)]

@@ -20,8 +20,8 @@ use super::procstat::memory_kib;
 /// Arguments of `firepit bench fill`.
 #[derive(Debug, clap::Args)]
 pub struct FillBenchArgs {
-    /// The guest image directory.
-    #[arg(long, env = "FIREPIT_IMAGE_DIR", default_value = "target/firepit-image")]
+    /// The guest image directory (default: where `firepit image build` writes it).
+    #[arg(long, default_value_os_t = super::image::default_out())]
     image: PathBuf,
     /// Print one JSON object per line.
     #[arg(long)]

@@ -14,8 +14,8 @@ use super::{CliResult, progress};
 /// Arguments of `firepit demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// The guest image directory (built by `firepit image build`).
-    #[arg(long, env = "FIREPIT_IMAGE_DIR", default_value = "target/firepit-image")]
+    /// The guest image directory (default: where `firepit image build` writes it).
+    #[arg(long, default_value_os_t = super::image::default_out())]
     image: PathBuf,
     /// Number of VMs in the pool.
     #[arg(long, default_value_t = 4)]

@@ -24,7 +24,7 @@ fn default_agent() -> PathBuf {
 
 /// Default output: `$FIREPIT_IMAGE_DIR`, else `$XDG_DATA_HOME/firepit/image`, else
 /// `~/.local/share/firepit/image`, else `target/firepit-image`.
-fn default_out() -> PathBuf {
+pub(super) fn default_out() -> PathBuf {
     if let Some(dir) = std::env::var_os("FIREPIT_IMAGE_DIR") {
         return PathBuf::from(dir);
     }
