@@ -20,6 +20,9 @@ pub enum BenchCommand {
     Vm(VmBenchArgs),
     /// Fill strategies side by side: cold boot vs snapshot restore (time, PSS), refill of 16.
     Fill(super::bench_fill::FillBenchArgs),
+    /// The daemon's API against the library: acquire + release and exec round trip over the Unix
+    /// socket vs in process, p50/p99, same pool shape, same run.
+    Api(super::bench_api::ApiBenchArgs),
 }
 
 /// Arguments of `firepit bench vm`.
@@ -47,6 +50,7 @@ pub async fn run(command: BenchCommand) -> CliResult {
     match command {
         BenchCommand::Vm(args) => vm(args).await,
         BenchCommand::Fill(args) => super::bench_fill::run(args).await,
+        BenchCommand::Api(args) => super::bench_api::run(args).await,
     }
 }
 

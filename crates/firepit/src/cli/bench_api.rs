@@ -1,0 +1,419 @@
+//! `firepit bench api`: what the daemon's HTTP API costs on top of the library, in one run.
+//!
+//! Two pools of the same shape (image, 1 vCPU, 256 MiB, depth `--depth`, fill `--fill`) run side by
+//! side: a real `firepit serve` started as a child process on a temporary Unix socket and state
+//! dir, and an in-process pool built with the facade (`Firepit::pool`). Every measurement alternates
+//! between the two (API first on even iterations, in-process first on odd ones), so both see the
+//! same machine at the same moment.
+//!
+//! - `acquire_ms`, `release_ms`, `acquire_release_ms`: `POST /v1/leases {wait_ms: 0}` then
+//!   `DELETE /v1/leases/{id}` through [`Client`] (one HTTP/1.1 connection per request, as the CLI
+//!   does), against `try_reserve()` then `drop` in process. A release destroys the VM and the pool
+//!   boots a replacement, which takes seconds under TCG; before every timed pair the bench waits
+//!   until **both** pools are full again with no boot in flight, and only the two calls are timed.
+//!   That is why the default is a modest 10 pairs per side: each pair costs one boot.
+//! - `exec_ms`: `true` run through the guest agent of one leased VM, via
+//!   `POST /v1/leases/{id}/exec` against `vm.exec(["true"])`, `--execs` times each.
+//!
+//! Output: one JSON object per metric with p50/p99 of both sides and their ratio (API / in-process)
+//! with `--json`, else a table. The daemon logs at `info` (its default) to a file in the temporary
+//! directory; the last lines of that log are part of the error if it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use firepit::daemon::api::types::{AcquireRequest, Encoding, ExecBody};
+use firepit::daemon::client::{Client, Endpoint};
+use firepit::{FillStrategy, Firepit, VmConfig, VmPool};
+
+use super::CliResult;
+use super::bench::{ms, percentiles, round};
+
+type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The shape name the child daemon serves.
+const SHAPE: &str = "bench";
+/// How long either pool may take to be full again (cold boots under a loaded TCG host).
+const REFILL_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Arguments of `firepit bench api`.
+#[derive(Debug, clap::Args)]
+pub struct ApiBenchArgs {
+    /// The guest image directory (default: where `firepit image build` writes it).
+    #[arg(long, default_value_os_t = super::image::default_out())]
+    image: PathBuf,
+    /// Print one JSON object per metric (else a table).
+    #[arg(long)]
+    json: bool,
+    /// Acquire + release pairs per side; each pair waits for one VM boot first.
+    #[arg(long, default_value_t = 10)]
+    iterations: usize,
+    /// Exec round trips (`true`) per side.
+    #[arg(long, default_value_t = 100)]
+    execs: usize,
+    /// Ready VMs each pool keeps (low = high water).
+    #[arg(long, default_value_t = 2)]
+    depth: usize,
+    /// How both pools fill: cold boot or snapshot restore.
+    #[arg(long, value_enum, default_value_t = BenchFill::Cold)]
+    fill: BenchFill,
+}
+
+/// Fill strategy of both pools.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchFill {
+    /// Boot every VM from the kernel.
+    Cold,
+    /// Restore copy-on-write clones of a booted template.
+    Snapshot,
+}
+
+impl BenchFill {
+    fn config_name(self) -> &'static str {
+        match self {
+            Self::Cold => "cold",
+            Self::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// p50 and p99 samples of one metric, both sides.
+struct Row {
+    metric: &'static str,
+    api: Vec<Duration>,
+    local: Vec<Duration>,
+}
+
+impl Row {
+    fn new(metric: &'static str) -> Self {
+        Self { metric, api: Vec::new(), local: Vec::new() }
+    }
+}
+
+/// Runs `firepit bench api`.
+pub async fn run(args: ApiBenchArgs) -> CliResult {
+    let scratch = Scratch::create()?;
+    let image = firepit::image::Image::open(&args.image)?;
+    let config = scratch.write_config(&args, &image)?;
+    let mut daemon = ChildDaemon::spawn(&config, &scratch.log())?;
+    let measured = measure(&args, &image, &scratch, &mut daemon).await;
+    let stopped = daemon.stop().await;
+    let (rows, accel) = measured.map_err(|e| daemon_failure(e, &scratch.log()))?;
+    stopped?;
+    print(&args, &rows, &accel);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(
+    args: &ApiBenchArgs,
+    image: &firepit::image::Image,
+    scratch: &Scratch,
+    daemon: &mut ChildDaemon,
+) -> Result<(Vec<Row>, String), BenchError> {
+    let depth = args.depth.max(1);
+    let fill = match args.fill {
+        BenchFill::Cold => FillStrategy::ColdBoot,
+        BenchFill::Snapshot => FillStrategy::Snapshot,
+    };
+    let provider = firepit::qemu::ProviderConfig {
+        runtime_dir: scratch.dir.join("in-process"),
+        ..firepit::qemu::ProviderConfig::default()
+    };
+    let builder = Firepit::pool(VmConfig::from_image(image))
+        .cpus(1)
+        .memory_mb(256)
+        .fill_strategy(fill)
+        .provider_config(provider);
+    let socket = scratch.socket();
+    let client = Client::new(Endpoint::Unix(socket.clone()));
+    // Both pools warm up at the same time.
+    let (pool, daemon_ready) = tokio::join!(builder.build(depth), daemon.wait_listening(&socket));
+    let pool = pool?;
+    let result = match daemon_ready {
+        Ok(()) => measure_pools(args, depth, &pool, &client, daemon).await,
+        Err(e) => Err(e),
+    };
+    pool.shutdown().await;
+    result
+}
+
+async fn measure_pools(
+    args: &ApiBenchArgs,
+    depth: usize,
+    pool: &VmPool,
+    client: &Client,
+    daemon: &mut ChildDaemon,
+) -> Result<(Vec<Row>, String), BenchError> {
+    let (mut acquire, mut release, mut pair) =
+        (Row::new("acquire_ms"), Row::new("release_ms"), Row::new("acquire_release_ms"));
+    let request = AcquireRequest { shape: SHAPE.to_owned(), wait_ms: 0, ttl_ms: None };
+    for iteration in 0..args.iterations.max(1) {
+        for api_side in sides(iteration) {
+            wait_full(pool, client, depth, daemon).await?;
+            let before = Instant::now();
+            if api_side {
+                let lease = client.acquire(&request, None).await?;
+                let acquired = before.elapsed();
+                client.release(&lease.lease_id).await?;
+                acquire.api.push(acquired);
+                release.api.push(before.elapsed() - acquired);
+                pair.api.push(before.elapsed());
+            } else {
+                let vm = pool.try_reserve()?;
+                let acquired = before.elapsed();
+                drop(vm);
+                acquire.local.push(acquired);
+                release.local.push(before.elapsed() - acquired);
+                pair.local.push(before.elapsed());
+            }
+        }
+    }
+
+    wait_full(pool, client, depth, daemon).await?;
+    let mut exec = Row::new("exec_ms");
+    let lease = client.acquire(&request, None).await?;
+    let vm = pool.try_reserve()?;
+    let body = ExecBody {
+        argv: vec!["true".to_owned()],
+        env: Default::default(),
+        cwd: None,
+        stdin: String::new(),
+        stdin_encoding: Encoding::Utf8,
+        timeout_ms: 0,
+        max_output_bytes: 0,
+    };
+    for iteration in 0..args.execs.max(1) {
+        for api_side in sides(iteration) {
+            let before = Instant::now();
+            let exit_code = if api_side {
+                client.exec(&lease.lease_id, &body).await?.exit_code
+            } else {
+                vm.exec(["true"]).await?.exit_code
+            };
+            let took = before.elapsed();
+            if exit_code != Some(0) {
+                return Err(format!("`true` exited with {exit_code:?} in the guest").into());
+            }
+            if api_side { exec.api.push(took) } else { exec.local.push(took) }
+        }
+    }
+    client.release(&lease.lease_id).await?;
+    drop(vm);
+    let accel = client.pools().await?.shapes.first().map(|s| s.accelerator.clone()).unwrap_or_default();
+    Ok((vec![acquire, release, pair, exec], accel))
+}
+
+/// Which side goes first: the API on even iterations, in-process on odd ones.
+fn sides(iteration: usize) -> [bool; 2] {
+    if iteration % 2 == 0 { [true, false] } else { [false, true] }
+}
+
+/// Waits until both pools hold `depth` ready VMs and boot none (the machine is quiet again).
+async fn wait_full(
+    pool: &VmPool,
+    client: &Client,
+    depth: usize,
+    daemon: &mut ChildDaemon,
+) -> Result<(), BenchError> {
+    let started = Instant::now();
+    loop {
+        let local = pool.status().shapes.first().is_some_and(|s| s.ready >= depth && s.filling == 0);
+        let api = client
+            .pools()
+            .await?
+            .shapes
+            .iter()
+            .any(|s| s.name == SHAPE && s.ready >= depth && s.filling == 0);
+        if local && api {
+            return Ok(());
+        }
+        daemon.check_running()?;
+        if started.elapsed() > REFILL_DEADLINE {
+            return Err(format!(
+                "the pools were not full again within {REFILL_DEADLINE:?}: in-process {:?}",
+                pool.status()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn print(args: &ApiBenchArgs, rows: &[Row], accel: &str) {
+    if !args.json {
+        println!(
+            "{:<20} {:>7} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9}",
+            "metric", "samples", "api p50", "api p99", "in-proc p50", "in-proc p99", "ratio p50", "ratio p99"
+        );
+    }
+    for row in rows {
+        let (mut api, mut local) = (row.api.clone(), row.local.clone());
+        let (api_p50, api_p99) = percentiles(&mut api);
+        let (local_p50, local_p99) = percentiles(&mut local);
+        let ratio = |a: Duration, b: Duration| round(a.as_secs_f64() / b.as_secs_f64().max(1e-9));
+        if args.json {
+            let line = serde_json::json!({
+                "system": "firepit", "bench": "api", "metric": row.metric, "unit": "ms",
+                "value": round(ms(api_p50)),
+                "api_p50": round(ms(api_p50)), "api_p99": round(ms(api_p99)),
+                "in_process_p50": round(ms(local_p50)), "in_process_p99": round(ms(local_p99)),
+                "ratio_p50": ratio(api_p50, local_p50), "ratio_p99": ratio(api_p99, local_p99),
+                "samples": api.len(), "depth": args.depth, "fill": args.fill.config_name(), "accel": accel,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{:<20} {:>7} {:>10.3} {:>10.3} {:>12.3} {:>12.3} {:>9.1} {:>9.1}",
+                row.metric,
+                api.len(),
+                ms(api_p50),
+                ms(api_p99),
+                ms(local_p50),
+                ms(local_p99),
+                ratio(api_p50, local_p50),
+                ratio(api_p99, local_p99)
+            );
+        }
+    }
+    if !args.json {
+        println!("(ms; api = firepit serve over its Unix socket, in-proc = Firepit::pool; accel {accel})");
+    }
+}
+
+/// A private temporary directory for the child daemon (socket, state dir, config, log) and the
+/// in-process pool's runtime dirs; removed on drop.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn create() -> Result<Self, BenchError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("firepit-bench-api-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(Self { dir })
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    fn write_config(
+        &self,
+        args: &ApiBenchArgs,
+        image: &firepit::image::Image,
+    ) -> Result<PathBuf, BenchError> {
+        let depth = args.depth.max(1) as i64;
+        let mut shape = toml::Table::new();
+        shape.insert("name".into(), SHAPE.into());
+        shape.insert("image".into(), path_str(image.dir())?.into());
+        shape.insert("cpus".into(), 1.into());
+        shape.insert("memory_mb".into(), 256.into());
+        shape.insert("fill".into(), args.fill.config_name().into());
+        let mut range = toml::Table::new();
+        range.insert("low".into(), depth.into());
+        range.insert("high".into(), depth.into());
+        shape.insert("depth".into(), range.into());
+        let mut listen = toml::Table::new();
+        listen.insert("socket".into(), path_str(&self.socket())?.into());
+        let mut config = toml::Table::new();
+        config.insert("state_dir".into(), path_str(&self.dir.join("state"))?.into());
+        config.insert("listen".into(), listen.into());
+        config.insert("shape".into(), toml::Value::Array(vec![shape.into()]));
+        let path = self.dir.join("firepit.toml");
+        std::fs::write(&path, config.to_string())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("warning: cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+fn path_str(path: &Path) -> Result<String, BenchError> {
+    path.to_str().map(str::to_owned).ok_or_else(|| format!("path {} is not UTF-8", path.display()).into())
+}
+
+/// `firepit serve` as a child process of this bench.
+struct ChildDaemon {
+    child: tokio::process::Child,
+}
+
+impl ChildDaemon {
+    fn spawn(config: &Path, log: &Path) -> Result<Self, BenchError> {
+        let log = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // A last resort only: `stop` ends it with SIGTERM so it destroys its VMs itself.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start `firepit serve`: {e}"))?;
+        Ok(Self { child })
+    }
+
+    fn check_running(&mut self) -> Result<(), BenchError> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => Err(format!("`firepit serve` exited early: {status}").into()),
+        }
+    }
+
+    /// Waits until the daemon answers on `socket` (it binds once its pool reached low water).
+    async fn wait_listening(&mut self, socket: &Path) -> Result<(), BenchError> {
+        let client = Client::new(Endpoint::Unix(socket.to_path_buf()));
+        let started = Instant::now();
+        loop {
+            self.check_running()?;
+            if socket.exists() && client.pools().await.is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > REFILL_DEADLINE {
+                return Err(format!("`firepit serve` did not listen within {REFILL_DEADLINE:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for the graceful stop (the daemon destroys its VMs and its socket).
+    async fn stop(&mut self) -> Result<(), BenchError> {
+        let Some(pid) = self.child.id() else { return Ok(()) };
+        let pid = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+        // SAFETY: kill(2) on our own child, which has not been reaped yet (`id()` returned it).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
+            Ok(status) if status.as_ref().is_ok_and(|s| s.success()) => Ok(()),
+            Ok(status) => Err(format!("`firepit serve` stopped with {status:?}").into()),
+            Err(_) => {
+                self.child.kill().await?;
+                Err("`firepit serve` did not stop within 60 s of SIGTERM; killed".into())
+            }
+        }
+    }
+}
+
+/// Adds the end of the daemon's log to an error.
+fn daemon_failure(error: BenchError, log: &Path) -> BenchError {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    format!("{error}\nlast lines of the daemon's log:\n{tail}").into()
+}
