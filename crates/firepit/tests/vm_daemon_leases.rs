@@ -175,6 +175,11 @@ async fn expired_lease_destroys_its_vm_and_the_pool_refills_to_depth() {
     }
     let pools = client.pools().await.unwrap();
     assert_eq!(pools.leases, 0, "the expired lease is out of the table");
+    let metrics = client.request(hyper::Method::GET, "/metrics", None, &[]).await.unwrap().text();
+    assert!(
+        metrics.contains("firepit_daemon_leases_ended_total{shape=\"small\",outcome=\"expired\"} 1"),
+        "the expiry is counted: {metrics}"
+    );
 
     // The pool boots a replacement: back to depth 1 with another VM.
     daemon.wait_full().await;

@@ -20,8 +20,11 @@ pub enum BenchCommand {
     Vm(VmBenchArgs),
     /// Fill strategies side by side: cold boot vs snapshot restore (time, PSS), refill of 16.
     Fill(super::bench_fill::FillBenchArgs),
-    /// The daemon's API against the library: acquire + release and exec round trip over the Unix
-    /// socket vs in process, p50/p99, same pool shape, same run.
+    /// The daemon's API vs in process: acquire + release and exec round trip, p50/p99.
+    ///
+    /// Starts `firepit serve` on a temporary Unix socket and an in-process pool of the same shape,
+    /// and measures both in the same run, alternating between them. A release destroys the VM, so
+    /// every timed acquire + release first waits until both pools are full again.
     Api(super::bench_api::ApiBenchArgs),
 }
 

@@ -19,8 +19,8 @@
 //! with `--json`, else a table. The daemon logs at `info` (its default) to a file in the temporary
 //! directory; the last lines of that log are part of the error if it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use firepit::daemon::api::types::{AcquireRequest, Encoding, ExecBody};
@@ -29,13 +29,14 @@ use firepit::{FillStrategy, Firepit, VmConfig, VmPool};
 
 use super::CliResult;
 use super::bench::{ms, percentiles, round};
+use super::bench_api_child::{ChildDaemon, Scratch, daemon_failure};
 
-type BenchError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BenchError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The shape name the child daemon serves.
-const SHAPE: &str = "bench";
+pub(super) const SHAPE: &str = "bench";
 /// How long either pool may take to be full again (cold boots under a loaded TCG host).
-const REFILL_DEADLINE: Duration = Duration::from_secs(600);
+pub(super) const REFILL_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Arguments of `firepit bench api`.
 #[derive(Debug, clap::Args)]
@@ -54,10 +55,10 @@ pub struct ApiBenchArgs {
     execs: usize,
     /// Ready VMs each pool keeps (low = high water).
     #[arg(long, default_value_t = 2)]
-    depth: usize,
+    pub(super) depth: usize,
     /// How both pools fill: cold boot or snapshot restore.
     #[arg(long, value_enum, default_value_t = BenchFill::Cold)]
-    fill: BenchFill,
+    pub(super) fill: BenchFill,
 }
 
 /// Fill strategy of both pools.
@@ -70,7 +71,7 @@ pub enum BenchFill {
 }
 
 impl BenchFill {
-    fn config_name(self) -> &'static str {
+    pub(super) fn config_name(self) -> &'static str {
         match self {
             Self::Cold => "cold",
             Self::Snapshot => "snapshot",
@@ -206,7 +207,7 @@ async fn measure_pools(
 
 /// Which side goes first: the API on even iterations, in-process on odd ones.
 fn sides(iteration: usize) -> [bool; 2] {
-    if iteration % 2 == 0 { [true, false] } else { [false, true] }
+    if iteration.is_multiple_of(2) { [true, false] } else { [false, true] }
 }
 
 /// Waits until both pools hold `depth` ready VMs and boot none (the machine is quiet again).
@@ -279,141 +280,4 @@ fn print(args: &ApiBenchArgs, rows: &[Row], accel: &str) {
     if !args.json {
         println!("(ms; api = firepit serve over its Unix socket, in-proc = Firepit::pool; accel {accel})");
     }
-}
-
-/// A private temporary directory for the child daemon (socket, state dir, config, log) and the
-/// in-process pool's runtime dirs; removed on drop.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn create() -> Result<Self, BenchError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let dir = std::env::temp_dir().join(format!("firepit-bench-api-{}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Ok(Self { dir })
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("api.sock")
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.join("daemon.log")
-    }
-
-    fn write_config(
-        &self,
-        args: &ApiBenchArgs,
-        image: &firepit::image::Image,
-    ) -> Result<PathBuf, BenchError> {
-        let depth = args.depth.max(1) as i64;
-        let mut shape = toml::Table::new();
-        shape.insert("name".into(), SHAPE.into());
-        shape.insert("image".into(), path_str(image.dir())?.into());
-        shape.insert("cpus".into(), 1.into());
-        shape.insert("memory_mb".into(), 256.into());
-        shape.insert("fill".into(), args.fill.config_name().into());
-        let mut range = toml::Table::new();
-        range.insert("low".into(), depth.into());
-        range.insert("high".into(), depth.into());
-        shape.insert("depth".into(), range.into());
-        let mut listen = toml::Table::new();
-        listen.insert("socket".into(), path_str(&self.socket())?.into());
-        let mut config = toml::Table::new();
-        config.insert("state_dir".into(), path_str(&self.dir.join("state"))?.into());
-        config.insert("listen".into(), listen.into());
-        config.insert("shape".into(), toml::Value::Array(vec![shape.into()]));
-        let path = self.dir.join("firepit.toml");
-        std::fs::write(&path, config.to_string())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("warning: cannot remove {}: {e}", self.dir.display());
-        }
-    }
-}
-
-fn path_str(path: &Path) -> Result<String, BenchError> {
-    path.to_str().map(str::to_owned).ok_or_else(|| format!("path {} is not UTF-8", path.display()).into())
-}
-
-/// `firepit serve` as a child process of this bench.
-struct ChildDaemon {
-    child: tokio::process::Child,
-}
-
-impl ChildDaemon {
-    fn spawn(config: &Path, log: &Path) -> Result<Self, BenchError> {
-        let log = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let child = tokio::process::Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // A last resort only: `stop` ends it with SIGTERM so it destroys its VMs itself.
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start `firepit serve`: {e}"))?;
-        Ok(Self { child })
-    }
-
-    fn check_running(&mut self) -> Result<(), BenchError> {
-        match self.child.try_wait()? {
-            None => Ok(()),
-            Some(status) => Err(format!("`firepit serve` exited early: {status}").into()),
-        }
-    }
-
-    /// Waits until the daemon answers on `socket` (it binds once its pool reached low water).
-    async fn wait_listening(&mut self, socket: &Path) -> Result<(), BenchError> {
-        let client = Client::new(Endpoint::Unix(socket.to_path_buf()));
-        let started = Instant::now();
-        loop {
-            self.check_running()?;
-            if socket.exists() && client.pools().await.is_ok() {
-                return Ok(());
-            }
-            if started.elapsed() > REFILL_DEADLINE {
-                return Err(format!("`firepit serve` did not listen within {REFILL_DEADLINE:?}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, then waits for the graceful stop (the daemon destroys its VMs and its socket).
-    async fn stop(&mut self) -> Result<(), BenchError> {
-        let Some(pid) = self.child.id() else { return Ok(()) };
-        let pid = libc::pid_t::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-        // SAFETY: kill(2) on our own child, which has not been reaped yet (`id()` returned it).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
-            Ok(status) if status.as_ref().is_ok_and(|s| s.success()) => Ok(()),
-            Ok(status) => Err(format!("`firepit serve` stopped with {status:?}").into()),
-            Err(_) => {
-                self.child.kill().await?;
-                Err("`firepit serve` did not stop within 60 s of SIGTERM; killed".into())
-            }
-        }
-    }
-}
-
-/// Adds the end of the daemon's log to an error.
-fn daemon_failure(error: BenchError, log: &Path) -> BenchError {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-    format!("{error}\nlast lines of the daemon's log:\n{tail}").into()
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_api;
+mod bench_api_child;
 mod bench_fill;
 mod demo;
 mod image;
@@ -48,7 +49,7 @@ enum Command {
     /// Acquire a VM from the daemon, run one command in it, print its output, release the VM; exits
     /// with the guest command's exit code.
     Run(run::RunArgs),
-    /// Benchmarks (JSON lines on stdout).
+    /// Benchmarks on real VMs: numbers, no verdicts (one JSON object per line with --json).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }

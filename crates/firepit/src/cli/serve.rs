@@ -10,8 +10,8 @@ use super::CliResult;
 /// Arguments of `firepit serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The config file (TOML): shapes to keep warm, limits, listeners, lease TTLs.
-    /// See `firepit::daemon::config` for every key.
+    /// The config file (TOML): shapes to keep warm, limits, listeners, lease TTLs. Every key is
+    /// explained in the annotated example `crates/firepit/src/daemon/firepit.example.toml`.
     #[arg(long, short, env = "FIREPIT_CONFIG", value_name = "FILE")]
     config: PathBuf,
     /// Log one JSON object per line instead of human-readable text (level from RUST_LOG).
