@@ -46,6 +46,8 @@ pub(crate) struct LaunchSpec {
     pub memory: GuestMemory,
     /// `-incoming` value (e.g. `defer`), for snapshot clones.
     pub incoming: Option<String>,
+    /// TCG translation-cache size in MiB (`-accel tcg,tb-size=N`); `None`: QEMU's default.
+    pub tb_size_mb: Option<u32>,
 }
 
 /// The kernel command line firepit passes before the user's extra arguments.
@@ -84,7 +86,10 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
         Accel::Kvm => "kvm",
         Accel::Tcg | Accel::Auto => "tcg",
     };
-    let mut machine = format!("microvm,accel={accel}");
+    // `-accel` and `-M accel=` exclude each other: a TCG cache size needs the `-accel` form.
+    let tb_size = spec.tb_size_mb.filter(|_| accel == "tcg");
+    let mut machine =
+        if tb_size.is_some() { String::from("microvm") } else { format!("microvm,accel={accel}") };
     if let GuestMemory::File { path, shared } = &spec.memory {
         machine.push_str(",memory-backend=mem");
         let share = if *shared { "on" } else { "off" };
@@ -96,6 +101,9 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
         push(&["-object", &backend]);
     }
     push(&["-name", &spec.name, "-M", &machine]);
+    if let Some(mb) = tb_size {
+        push(&["-accel", &format!("tcg,tb-size={mb}")]);
+    }
     if spec.accel == Accel::Kvm {
         push(&["-cpu", "host"]);
     }
@@ -140,6 +148,7 @@ mod tests {
             runtime_dir: "/run/fp/vm-1".into(),
             memory: GuestMemory::Anonymous,
             incoming: None,
+            tb_size_mb: None,
         }
     }
 
@@ -149,6 +158,16 @@ mod tests {
 
     fn value_after<'a>(argv: &'a [String], flag: &str) -> Vec<&'a str> {
         argv.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+    }
+
+    #[test]
+    fn tcg_cache_size_moves_the_accelerator_to_dash_accel() {
+        let argv = strings(&build_argv(&LaunchSpec { tb_size_mb: Some(16), ..spec() }));
+        assert_eq!(value_after(&argv, "-M"), ["microvm"]);
+        assert_eq!(value_after(&argv, "-accel"), ["tcg,tb-size=16"]);
+        let kvm = strings(&build_argv(&LaunchSpec { tb_size_mb: Some(16), accel: Accel::Kvm, ..spec() }));
+        assert_eq!(value_after(&kvm, "-M"), ["microvm,accel=kvm"]);
+        assert!(value_after(&kvm, "-accel").is_empty(), "tb-size is a TCG option");
     }
 
     #[test]

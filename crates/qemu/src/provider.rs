@@ -12,9 +12,10 @@ use tokio::time::Instant;
 use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
 use crate::boot;
 use crate::caps::QemuCaps;
-use crate::config::{Accel, FillStrategy, ImagePaths, ProviderConfig};
+use crate::config::{Accel, FillKind, FillStrategy, ImagePaths, ProviderConfig};
 use crate::error::{QemuError, SpawnError};
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
+use std::path::Path;
 use crate::vm::QemuVm;
 
 /// Room kept in socket paths for `/<vm id>/console.sock`.
@@ -80,6 +81,8 @@ impl QemuProvider {
         let caps = QemuCaps::detect(&config.qemu_binary)?;
         ensure_base(&config.runtime_dir)?;
         crate::rundir::remove_stale(&config.runtime_dir);
+        // Scratch and discarded templates of dead processes (`firepit-<pid>-t<n>`).
+        crate::rundir::remove_stale_in(&config.template_dir);
         let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
         tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
         Ok(Self {
@@ -133,21 +136,46 @@ impl QemuProvider {
         self.inner.accel().await
     }
 
-    /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`).
+    /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`, with
+    /// the reason); its `Display` is a one-line status.
     pub fn template_state(&self, shape: &ShapeKey) -> crate::TemplateState {
-        self.inner.snapshots.state(shape)
+        self.inner.snapshots.state(shape, self.inner.config.snapshot_retry_after)
     }
 
-    /// Forgets the snapshot template of `shape` (call when the shape is unregistered). Its files are
-    /// removed once the last clone restored from it is gone; the next fill builds a new one.
+    /// Forgets the snapshot template of `shape` and discards its files: they are moved aside at once
+    /// (no later provider reuses them) and removed once the last clone restored from it is gone. The
+    /// next fill builds a new one. The pool calls this through
+    /// [`Provider::shape_unregistered`] when the shape is unregistered.
     pub fn forget_template(&self, shape: &ShapeKey) {
         self.inner.snapshots.forget(shape);
+    }
+
+    /// Removes every template in the template directory that no provider of this process uses, and
+    /// the directory itself when it ends up empty. Templates in use are left alone (forget their
+    /// shapes first). Returns how many were removed. For an explicit cleanup (e.g. after the last
+    /// pool stopped, when `keep_templates` kept them for reuse).
+    pub fn remove_templates(&self) -> usize {
+        let dir = &self.inner.config.template_dir;
+        let in_use = self.inner.snapshots.dirs_in_use();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Scratch names are builds or clones' discarded templates of live processes.
+            if in_use.contains(&path) || name.starts_with("firepit-") {
+                continue;
+            }
+            crate::template_store::remove(&path);
+            removed += 1;
+        }
+        let _ = std::fs::remove_dir(dir); // only succeeds when empty
+        removed
     }
 
     /// Boots a VM from scratch (ignores the image's fill strategy).
     pub async fn cold_boot(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;
-        self.inner.cold_boot(shape, &image.paths).await
+        self.inner.cold_boot(shape, &image.paths, FillKind::ColdBoot).await
     }
 }
 
@@ -182,7 +210,7 @@ impl ProviderInner {
         accel: Accel,
         shape: &ShapeKey,
         paths: &ImagePaths,
-        dir: &RuntimeDir,
+        dir: &Path,
         memory: GuestMemory,
     ) -> Result<LaunchSpec, QemuError> {
         if shape.vcpus == 0 || shape.memory_mb < 32 {
@@ -197,23 +225,29 @@ impl ProviderInner {
             initramfs: paths.initramfs.clone(),
             kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
             sandbox: self.caps.sandbox,
-            runtime_dir: dir.path().to_path_buf(),
+            runtime_dir: dir.to_path_buf(),
             memory,
             incoming: None,
+            tb_size_mb: None,
         })
     }
 
-    pub(crate) async fn cold_boot(&self, shape: &ShapeKey, paths: &ImagePaths) -> Result<QemuVm, QemuError> {
+    pub(crate) async fn cold_boot(
+        &self,
+        shape: &ShapeKey,
+        paths: &ImagePaths,
+        fill: FillKind,
+    ) -> Result<QemuVm, QemuError> {
         let started_at = Instant::now();
         let deadline = started_at + self.config.boot_timeout;
         let accel = self.accel().await;
         let (id, dir) = self.new_dir()?;
-        let spec = self.spec(&id, accel, shape, paths, &dir, GuestMemory::Anonymous)?;
+        let spec = self.spec(&id, accel, shape, paths, dir.path(), GuestMemory::Anonymous)?;
         let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
-        tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, "VM booted");
-        Ok(self.vm(id, shape, accel, boot_duration, started, None))
+        tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
+        Ok(self.vm(id, shape, accel, boot_duration, started, None, fill))
     }
 
     pub(crate) fn vm(
@@ -224,6 +258,7 @@ impl ProviderInner {
         boot_duration: Duration,
         started: boot::Started,
         template: Option<Arc<dyn std::any::Any + Send + Sync>>,
+        fill: FillKind,
     ) -> QemuVm {
         QemuVm {
             id,
@@ -237,6 +272,7 @@ impl ProviderInner {
             process: started.process,
             dir: started.dir,
             template,
+            fill,
         }
     }
 }
@@ -248,7 +284,7 @@ impl Provider for QemuProvider {
     async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;
         match image.fill {
-            FillStrategy::ColdBoot => self.inner.cold_boot(shape, &image.paths).await,
+            FillStrategy::ColdBoot => self.inner.cold_boot(shape, &image.paths, FillKind::ColdBoot).await,
             FillStrategy::Snapshot => crate::snapshot::create_clone(&self.inner, shape, &image.paths).await,
         }
     }
@@ -262,5 +298,9 @@ impl Provider for QemuProvider {
 
     async fn destroy(&self, vm: QemuVm) {
         vm.shutdown().await;
+    }
+
+    fn shape_unregistered(&self, shape: &ShapeKey) {
+        self.forget_template(shape);
     }
 }
