@@ -48,6 +48,9 @@ pub(crate) struct LaunchSpec {
     pub incoming: Option<String>,
     /// TCG translation-cache size in MiB (`-accel tcg,tb-size=N`); `None`: QEMU's default.
     pub tb_size_mb: Option<u32>,
+    /// Leave out `-kernel`/`-initrd`/`-append`: a snapshot clone's kernel is already in the RAM it
+    /// maps, and QEMU would otherwise keep a private copy of both files (≈14 MiB per clone).
+    pub without_kernel: bool,
 }
 
 /// The kernel command line firepit passes before the user's extra arguments.
@@ -115,8 +118,10 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
         push(&["-sandbox", &sandbox]);
     }
     push(&["-smp", &spec.vcpus.to_string(), "-m", &format!("{}M", spec.memory_mb)]);
-    push(&["-kernel", &spec.kernel.to_string_lossy(), "-initrd", &spec.initramfs.to_string_lossy()]);
-    push(&["-append", &spec.kernel_args]);
+    if !spec.without_kernel {
+        push(&["-kernel", &spec.kernel.to_string_lossy(), "-initrd", &spec.initramfs.to_string_lossy()]);
+        push(&["-append", &spec.kernel_args]);
+    }
     let console = format!("socket,id=console,path={}", opt_path(&dir.join(CONSOLE_SOCKET)));
     push(&["-chardev", &console, "-serial", "chardev:console"]);
     let qmp = format!("socket,id=qmp,path={}", opt_path(&dir.join(QMP_SOCKET)));
@@ -149,6 +154,7 @@ mod tests {
             memory: GuestMemory::Anonymous,
             incoming: None,
             tb_size_mb: None,
+            without_kernel: false,
         }
     }
 
@@ -158,6 +164,15 @@ mod tests {
 
     fn value_after<'a>(argv: &'a [String], flag: &str) -> Vec<&'a str> {
         argv.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+    }
+
+    #[test]
+    fn a_clone_argv_has_no_kernel_to_keep_in_memory() {
+        let argv = strings(&build_argv(&LaunchSpec { without_kernel: true, ..spec() }));
+        for flag in ["-kernel", "-initrd", "-append"] {
+            assert!(!argv.iter().any(|a| a == flag), "{flag} in {argv:?}");
+        }
+        assert_eq!(value_after(&argv, "-m"), ["256M"], "the machine itself is unchanged");
     }
 
     #[test]

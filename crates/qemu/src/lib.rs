@@ -39,9 +39,9 @@ mod exec;
 mod process;
 mod provider;
 mod qmp;
+mod restore;
 mod ring;
 mod rundir;
-mod restore;
 mod snapshot;
 mod template_store;
 mod vm;
@@ -49,8 +49,8 @@ mod vm;
 pub use accel::{AccelVerdict, detect_accel};
 pub use caps::QemuCaps;
 pub use config::{
-    ACCEL_ENV, Accel, FillKind, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig, default_runtime_dir,
-    default_template_dir,
+    ACCEL_ENV, Accel, FillKind, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig,
+    default_runtime_dir, default_template_dir,
 };
 pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};

@@ -15,8 +15,8 @@ use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, FillStrategy, ImagePaths, ProviderConfig};
 use crate::error::{QemuError, SpawnError};
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
-use std::path::Path;
 use crate::vm::QemuVm;
+use std::path::Path;
 
 /// Room kept in socket paths for `/<vm id>/console.sock`.
 const VM_PATH_SUFFIX: usize = 48;
@@ -229,6 +229,7 @@ impl ProviderInner {
             memory,
             incoming: None,
             tb_size_mb: None,
+            without_kernel: false,
         })
     }
 

@@ -60,6 +60,7 @@ pub(crate) async fn restore_clone(
     let mut spec = inner.spec(&id, accel, shape, paths, dir.path(), memory)?;
     spec.incoming = Some("defer".into());
     spec.tb_size_mb = inner.config.snapshot_tb_size_mb;
+    spec.without_kernel = true;
     let started = crate::boot::start(&inner.config.qemu_binary, &spec, dir, &inner.config, deadline).await?;
     let qmp = started.qmp.clone();
     qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;

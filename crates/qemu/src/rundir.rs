@@ -74,8 +74,7 @@ pub(crate) fn remove_stale_in(dir: &Path) -> usize {
             continue;
         }
         let path = entry.path();
-        let result =
-            if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        let result = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         match result {
             Ok(()) => {
                 tracing::info!(path = %path.display(), pid, "removed leftovers of a dead firepit process");

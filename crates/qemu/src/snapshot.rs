@@ -87,7 +87,9 @@ impl Template {
                 tracing::info!(template = %dir.display(), %why, "snapshot template discarded");
                 *dir = moved;
             }
-            Err(e) => tracing::warn!(template = %dir.display(), error = %e, "moving a discarded template aside failed"),
+            Err(e) => {
+                tracing::warn!(template = %dir.display(), error = %e, "moving a discarded template aside failed")
+            }
         }
     }
 
@@ -150,11 +152,9 @@ impl std::fmt::Display for TemplateState {
             TemplateState::Ready(TemplateOrigin::Rebuilt(why)) => {
                 write!(f, "snapshot: template rebuilt ({why})")
             }
-            TemplateState::Failed { error, retry_in } => write!(
-                f,
-                "cold boot fallback: {error}; template retried in {} s",
-                retry_in.as_secs()
-            ),
+            TemplateState::Failed { error, retry_in } => {
+                write!(f, "cold boot fallback: {error}; template retried in {} s", retry_in.as_secs())
+            }
         }
     }
 }
@@ -315,7 +315,13 @@ async fn obtain(
             tracing::warn!(%shape, dir = %dir.display(), %why, "snapshot template unusable; rebuilding it");
             match store::retire(&dir) {
                 Ok(moved) => store::remove(&moved),
-                Err(e) => return Err(SnapshotError::Io { what: format!("moving {} aside", dir.display()), source: e }.into()),
+                Err(e) => {
+                    return Err(SnapshotError::Io {
+                        what: format!("moving {} aside", dir.display()),
+                        source: e,
+                    }
+                    .into());
+                }
             }
             TemplateOrigin::Rebuilt(why)
         }
@@ -324,16 +330,29 @@ async fn obtain(
     Ok((Template::new(dir, manifest, keep), origin))
 }
 
-/// What a template of `shape` must match: image, shape, QEMU, and the clone command line with
-/// per-VM paths replaced by placeholders.
-async fn template_key(inner: &ProviderInner, shape: &ShapeKey, paths: &ImagePaths) -> Result<TemplateKey, QemuError> {
+/// What a template of `shape` must match: image, shape, QEMU, and the command lines of template
+/// and clone (kernel arguments included) with per-VM paths replaced by placeholders.
+async fn template_key(
+    inner: &ProviderInner,
+    shape: &ShapeKey,
+    paths: &ImagePaths,
+) -> Result<TemplateKey, QemuError> {
     let accel = inner.accel().await;
-    let memory = GuestMemory::File { path: PathBuf::from("/TEMPLATE/memory"), shared: false };
-    let mut spec = inner.spec("VM", accel, shape, paths, Path::new("/RUNTIME"), memory)?;
-    spec.incoming = Some("defer".into());
-    spec.tb_size_mb = inner.config.snapshot_tb_size_mb;
-    let argv = crate::argv::build_argv(&spec);
-    let joined: Vec<u8> = argv.iter().flat_map(|a| a.as_encoded_bytes().iter().copied().chain([0])).collect();
+    let mut joined = Vec::new();
+    for clone in [false, true] {
+        let memory = GuestMemory::File { path: PathBuf::from("/TEMPLATE/memory"), shared: !clone };
+        let mut spec = inner.spec("VM", accel, shape, paths, Path::new("/RUNTIME"), memory)?;
+        spec.tb_size_mb = inner.config.snapshot_tb_size_mb;
+        if clone {
+            spec.incoming = Some("defer".into());
+            spec.without_kernel = true;
+        }
+        for arg in crate::argv::build_argv(&spec) {
+            joined.extend_from_slice(arg.as_encoded_bytes());
+            joined.push(0);
+        }
+        joined.push(b'\n');
+    }
     Ok(TemplateKey {
         image_id: shape.image_id.clone(),
         shape: shape.to_string(),
@@ -364,7 +383,8 @@ async fn build(
 ) -> Result<Manifest, QemuError> {
     crate::rundir::ensure_base(&inner.config.template_dir)?;
     let scratch = store::scratch_path(&inner.config.template_dir);
-    std::fs::create_dir(&scratch).map_err(|e| SpawnError::io(format!("creating {}", scratch.display()), e))?;
+    std::fs::create_dir(&scratch)
+        .map_err(|e| SpawnError::io(format!("creating {}", scratch.display()), e))?;
     let result = build_in(inner, shape, paths, &scratch).await.and_then(|()| {
         let memory_bytes = u64::from(shape.memory_mb) * 1024 * 1024;
         store::publish(&scratch, target, key, memory_bytes)
@@ -375,7 +395,12 @@ async fn build(
     result
 }
 
-async fn build_in(inner: &ProviderInner, shape: &ShapeKey, paths: &ImagePaths, scratch: &Path) -> Result<(), QemuError> {
+async fn build_in(
+    inner: &ProviderInner,
+    shape: &ShapeKey,
+    paths: &ImagePaths,
+    scratch: &Path,
+) -> Result<(), QemuError> {
     let started_at = Instant::now();
     let deadline = started_at + inner.config.boot_timeout;
     let accel = inner.accel().await;
@@ -383,7 +408,8 @@ async fn build_in(inner: &ProviderInner, shape: &ShapeKey, paths: &ImagePaths, s
     let memory = GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true };
     let mut spec = inner.spec(&id, accel, shape, paths, vm_dir.path(), memory)?;
     spec.tb_size_mb = inner.config.snapshot_tb_size_mb;
-    let started = crate::boot::start(&inner.config.qemu_binary, &spec, vm_dir, &inner.config, deadline).await?;
+    let started =
+        crate::boot::start(&inner.config.qemu_binary, &spec, vm_dir, &inner.config, deadline).await?;
     crate::boot::wait_ready(&started, inner.config.boot_timeout, deadline).await?;
     let booted = started_at.elapsed();
     let qmp = started.qmp.clone();
@@ -405,5 +431,13 @@ async fn restore(
 ) -> Result<QemuVm, QemuError> {
     let dir = template.dir();
     let holder: Arc<dyn std::any::Any + Send + Sync> = template.clone();
-    crate::restore::restore_clone(inner, shape, paths, &dir.join(store::MEMORY_FILE), &quoted(&dir.join(store::STATE_FILE))?, holder).await
+    crate::restore::restore_clone(
+        inner,
+        shape,
+        paths,
+        &dir.join(store::MEMORY_FILE),
+        &quoted(&dir.join(store::STATE_FILE))?,
+        holder,
+    )
+    .await
 }

@@ -120,7 +120,9 @@ pub(crate) fn inspect(dir: &Path, key: &TemplateKey) -> Found {
     };
     let manifest: Manifest = match serde_json::from_str(&text) {
         Ok(m) => m,
-        Err(e) => return Found::Corrupt(format!("{} is not a template manifest: {e}", manifest_path.display())),
+        Err(e) => {
+            return Found::Corrupt(format!("{} is not a template manifest: {e}", manifest_path.display()));
+        }
     };
     if manifest.format != FORMAT {
         return Found::Stale(format!("manifest format {} (this firepit writes {FORMAT})", manifest.format));
@@ -266,7 +268,9 @@ mod tests {
         std::fs::remove_file(dir.join(MEMORY_FILE)).unwrap();
         assert!(matches!(inspect(&dir, &key()), Found::Corrupt(_)));
         std::fs::write(dir.join(MANIFEST_FILE), b"{not json").unwrap();
-        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("not a template manifest")));
+        assert!(
+            matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("not a template manifest"))
+        );
         std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
         assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("missing")));
     }
