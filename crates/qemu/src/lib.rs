@@ -43,6 +43,7 @@ mod restore;
 mod ring;
 mod rundir;
 mod snapshot;
+mod template_build;
 mod template_store;
 mod vm;
 

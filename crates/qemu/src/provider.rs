@@ -248,7 +248,7 @@ impl ProviderInner {
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
-        Ok(self.vm(id, shape, accel, boot_duration, started, None, fill))
+        Ok(self.vm(id, shape, accel, boot_duration, started, fill))
     }
 
     pub(crate) fn vm(
@@ -258,7 +258,6 @@ impl ProviderInner {
         accel: Accel,
         boot_duration: Duration,
         started: boot::Started,
-        template: Option<Arc<dyn std::any::Any + Send + Sync>>,
         fill: FillKind,
     ) -> QemuVm {
         QemuVm {
@@ -272,7 +271,7 @@ impl ProviderInner {
             agent: started.agent,
             process: started.process,
             dir: started.dir,
-            template,
+            template: None,
             fill,
         }
     }

@@ -69,7 +69,8 @@ pub(crate) async fn restore_clone(
     qmp.cont().await?;
     crate::boot::wait_for_agent(&started, timeout, deadline).await?;
     let restored = started_at.elapsed();
-    let mut vm = inner.vm(id, shape, accel, restored, started, Some(template), FillKind::Snapshot);
+    let mut vm = inner.vm(id, shape, accel, restored, started, FillKind::Snapshot);
+    vm.template = Some(template);
     let applied = vm.set_identity(crate::exec::fresh_identity(vm.id())).await?;
     vm.boot_duration = started_at.elapsed();
     tracing::info!(vm = %vm.id(), %shape, ?restored, ready = ?started_at.elapsed(), ?applied, "VM restored from snapshot");
