@@ -37,6 +37,8 @@ pub(crate) struct ProviderInner {
     requested_accel: Accel,
     resolved_accel: OnceCell<Accel>,
     images: RwLock<HashMap<String, RegisteredImage>>,
+    /// Fill strategies set per shape; they win over the image's.
+    shape_fills: RwLock<HashMap<ShapeKey, FillStrategy>>,
     tsc_khz: u64,
     pub snapshots: crate::snapshot::Templates,
 }
@@ -92,6 +94,7 @@ impl QemuProvider {
                 requested_accel,
                 resolved_accel: OnceCell::new(),
                 images: RwLock::new(HashMap::new()),
+                shape_fills: RwLock::new(HashMap::new()),
                 tsc_khz,
                 snapshots: Default::default(),
             }),
@@ -119,6 +122,28 @@ impl QemuProvider {
         let mut images = self.inner.images.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         images.insert(image_id.to_string(), RegisteredImage { paths, fill });
         Ok(())
+    }
+
+    /// Sets the fill strategy of one shape, over its image's (two shapes of one image may fill
+    /// differently). Forgotten when the pool unregisters the shape.
+    pub fn set_fill_strategy(&self, shape: &ShapeKey, fill: FillStrategy) {
+        let mut fills = self.inner.shape_fills.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        fills.insert(shape.clone(), fill);
+    }
+
+    /// The fill strategy `shape` uses: its own, else its image's.
+    pub fn fill_strategy(&self, shape: &ShapeKey) -> Result<FillStrategy, QemuError> {
+        let own = self
+            .inner
+            .shape_fills
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(shape)
+            .copied();
+        match own {
+            Some(fill) => Ok(fill),
+            None => Ok(self.inner.image(&shape.image_id)?.fill),
+        }
     }
 
     /// The configuration in use.
@@ -283,7 +308,7 @@ impl Provider for QemuProvider {
 
     async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;
-        match image.fill {
+        match self.fill_strategy(shape)? {
             FillStrategy::ColdBoot => self.inner.cold_boot(shape, &image.paths, FillKind::ColdBoot).await,
             FillStrategy::Snapshot => crate::snapshot::create_clone(&self.inner, shape, &image.paths).await,
         }
@@ -301,6 +326,36 @@ impl Provider for QemuProvider {
     }
 
     fn shape_unregistered(&self, shape: &ShapeKey) {
+        self.inner.shape_fills.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(shape);
         self.forget_template(shape);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_fill_strategy_wins_over_its_images_until_the_shape_is_unregistered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kernel, initramfs) = (dir.path().join("vmlinuz"), dir.path().join("initramfs"));
+        std::fs::write(&kernel, b"k").unwrap();
+        std::fs::write(&initramfs, b"i").unwrap();
+        let config = ProviderConfig {
+            runtime_dir: dir.path().join("run"),
+            template_dir: dir.path().join("templates"),
+            ..Default::default()
+        };
+        let provider = QemuProvider::new(config).unwrap();
+        provider
+            .register_image_with("img", ImagePaths::new(kernel, initramfs), FillStrategy::ColdBoot)
+            .unwrap();
+        let (cold, snap) = (ShapeKey::new("img", "1+cold", 1, 64), ShapeKey::new("img", "1+snap", 1, 64));
+        provider.set_fill_strategy(&snap, FillStrategy::Snapshot);
+        assert_eq!(provider.fill_strategy(&cold).unwrap(), FillStrategy::ColdBoot);
+        assert_eq!(provider.fill_strategy(&snap).unwrap(), FillStrategy::Snapshot);
+        provider.shape_unregistered(&snap);
+        assert_eq!(provider.fill_strategy(&snap).unwrap(), FillStrategy::ColdBoot);
+        assert!(provider.fill_strategy(&ShapeKey::new("other", "1", 1, 64)).is_err());
     }
 }

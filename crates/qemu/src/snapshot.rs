@@ -186,6 +186,12 @@ impl Templates {
         slots.entry(shape.clone()).or_default().clone()
     }
 
+    /// Whether `slot` is still the shape's slot (not forgotten since a fill took it).
+    fn is_current(&self, shape: &ShapeKey, slot: &Arc<tokio::sync::Mutex<Slot>>) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.get(shape).is_some_and(|current| Arc::ptr_eq(current, slot))
+    }
+
     /// The state of the shape's template.
     pub(crate) fn state(&self, shape: &ShapeKey, retry_after: Duration) -> TemplateState {
         let slot = {
@@ -264,6 +270,10 @@ pub(crate) async fn create_clone(
     let Some(template) = template else {
         return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
     };
+    if !inner.snapshots.is_current(shape, &slot) {
+        // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
+        template.discard("its shape was unregistered");
+    }
     if let Err(why) = template.check() {
         tracing::warn!(%shape, %why, "snapshot template damaged; cold booting until it is rebuilt");
         template.discard(&why);

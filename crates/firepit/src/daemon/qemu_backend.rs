@@ -146,6 +146,8 @@ fn prepare_shape(provider: &QemuProvider, spec: ShapeSpec) -> Result<Shape, Stri
     // The name is part of the key's version so two names over one image stay two buckets.
     let version = format!("{}+{}", image.kernel_version(), spec.name);
     let key = ShapeKey::new(image.id(), version, spec.cpus, memory_mb);
+    // Per shape: two shapes over one image may fill differently.
+    provider.set_fill_strategy(&key, fill);
     Ok(Shape { key, spec })
 }
 
