@@ -306,6 +306,7 @@ async fn obtain(
 ) -> Result<(Template, TemplateOrigin), QemuError> {
     let key = crate::template_build::template_key(inner, shape, paths).await?;
     let base = &inner.config.template_dir;
+    store::ensure_private_dir(base)?;
     let dir = base.join(store::shape_dir_name(&key.shape));
     let keep = inner.config.keep_templates;
     let inspect_dir = dir.clone();

@@ -63,7 +63,7 @@ pub(crate) async fn build(
     key: &TemplateKey,
     target: &Path,
 ) -> Result<Manifest, QemuError> {
-    crate::rundir::ensure_base(&inner.config.template_dir)?;
+    store::ensure_private_dir(&inner.config.template_dir)?;
     let scratch = store::scratch_path(&inner.config.template_dir);
     std::fs::create_dir(&scratch)
         .map_err(|e| SpawnError::io(format!("creating {}", scratch.display()), e))?;

@@ -70,6 +70,29 @@ pub(crate) enum Found {
     Corrupt(String),
 }
 
+/// Creates the template directory (0700) if needed and checks that it is private: a real
+/// directory (not a symlink), owned by this user, with no group or other access. The default lives
+/// in world-writable /dev/shm, where another user could have made it first to read guest memory
+/// or plant a template; firepit then refuses it (the shape cold-boots, saying why).
+pub(crate) fn ensure_private_dir(path: &Path) -> Result<(), QemuError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    crate::rundir::ensure_base(path)?;
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| SpawnError::io(format!("checking template directory {}", path.display()), e))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.file_type().is_dir() || meta.uid() != uid || mode & 0o077 != 0 {
+        return Err(QemuError::Config(format!(
+            "template directory {} is not private (a directory owned by uid {uid} with mode 0700; \
+             found uid {}, mode {mode:o}): remove it or set another template_dir",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
 /// SHA-256 of `bytes` as lowercase hex.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
@@ -273,6 +296,22 @@ mod tests {
         );
         std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
         assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("missing")));
+    }
+
+    #[test]
+    fn a_template_dir_others_can_enter_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("templates");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let error = ensure_private_dir(&dir).unwrap_err().to_string();
+        assert!(error.contains("not private"), "{error}");
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(ensure_private_dir(&link).is_err(), "a symlink is refused");
     }
 
     #[test]
