@@ -134,3 +134,15 @@ fn example_config_file_is_valid() {
     assert_eq!(config.shapes.len(), 1);
     assert_eq!(config.shape_specs()[0].depth_high, 4);
 }
+
+#[test]
+fn snapshots_table_sets_the_template_dir_and_keep_flag() {
+    let config = parse(&shape("")).unwrap();
+    assert_eq!((config.snapshots.template_dir.clone(), config.snapshots.keep_templates), (None, true));
+    let text =
+        format!("[snapshots]\ntemplate_dir = \"/dev/shm/fp-t\"\nkeep_templates = false\n{}", shape(""));
+    let config = parse(&text).unwrap();
+    assert_eq!(config.snapshots.template_dir.as_deref(), Some(Path::new("/dev/shm/fp-t")));
+    assert!(!config.snapshots.keep_templates);
+    refused(&format!("[snapshots]\nkeep = true\n{}", shape("")), &["keep"]);
+}

@@ -51,6 +51,8 @@ pub(crate) struct Bucket<V> {
     pub fill_failures: u64,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+    /// `PoolVm::fill_kind` of the last VM a fill delivered.
+    pub last_fill: Option<&'static str>,
     pub backoff_until: Option<Instant>,
     /// The last refill pass could not start a fill because of the memory budget.
     pub budget_blocked: bool,
@@ -74,6 +76,7 @@ impl<V> Bucket<V> {
             fill_failures: 0,
             consecutive_failures: 0,
             last_error: None,
+            last_fill: None,
             backoff_until: None,
             budget_blocked: false,
             demand: DemandEstimate::default(),

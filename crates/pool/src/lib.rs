@@ -83,7 +83,7 @@ pub use config::{AdaptiveDepth, Backoff, ShapeConfig};
 pub use error::PoolError;
 pub use health::{BorrowingCheck, CheckFuture, HealthCheck};
 pub use lease::PooledVm;
-pub use metrics::{EvictReason, MetricsSnapshot, ShapeMetrics};
+pub use metrics::{EvictReason, MetricsSnapshot, ShapeMetrics, UNSPECIFIED_FILL};
 pub use pool::Pool;
 pub use provider::{PoolVm, Provider, Unhealthy};
 pub use shape::ShapeKey;

@@ -9,8 +9,8 @@
 //! [`Pool::metrics`]: crate::Pool::metrics
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -87,6 +87,15 @@ struct ShapeLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FillLabels {
+    shape: String,
+    fill_strategy: String,
+}
+
+/// The `fill_strategy` label of VMs whose [`PoolVm::fill_kind`](crate::PoolVm::fill_kind) is `None`.
+pub const UNSPECIFIED_FILL: &str = "unspecified";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EvictLabels {
     shape: String,
     reason: EvictReasonLabel,
@@ -128,6 +137,7 @@ fn wait_histogram() -> Histogram {
 /// The pool-wide metric families.
 pub(crate) struct Metrics {
     created: Family<ShapeLabel, Counter>,
+    filled: Family<FillLabels, Counter>,
     acquired: Family<ShapeLabel, Counter>,
     released: Family<ShapeLabel, Counter>,
     evicted: Family<EvictLabels, Counter>,
@@ -144,6 +154,8 @@ pub(crate) struct Metrics {
 #[derive(Clone)]
 pub(crate) struct ShapeMetricHandles {
     pub created: Counter,
+    /// Successful fills by `fill_strategy` label (few values per shape: a short list beats a map).
+    pub filled: FillCounters,
     pub acquired: Counter,
     pub released: Counter,
     pub evicted: [Counter; 7],
@@ -157,6 +169,37 @@ pub(crate) struct ShapeMetricHandles {
     /// Count and sum (ns) of the waits, for the snapshot (the histogram does not expose them).
     pub wait_count: Arc<AtomicU64>,
     pub wait_sum_ns: Arc<AtomicU64>,
+}
+
+/// One shape's `vms_filled` counters, created on first use of each `fill_strategy` value.
+#[derive(Clone)]
+pub(crate) struct FillCounters {
+    family: Family<FillLabels, Counter>,
+    shape: String,
+    by_kind: Arc<Mutex<Vec<(&'static str, Counter)>>>,
+}
+
+impl FillCounters {
+    /// Counts one successful fill of a VM made the `kind` way.
+    pub fn count(&self, kind: Option<&'static str>) {
+        let kind = kind.unwrap_or(UNSPECIFIED_FILL);
+        let mut by_kind = self.by_kind.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, counter)) = by_kind.iter().find(|(k, _)| *k == kind) {
+            counter.inc();
+            return;
+        }
+        let labels = FillLabels { shape: self.shape.clone(), fill_strategy: kind.to_owned() };
+        let counter = self.family.get_or_create_owned(&labels);
+        counter.inc();
+        by_kind.push((kind, counter));
+    }
+
+    fn read(&self) -> Vec<(&'static str, u64)> {
+        let by_kind = self.by_kind.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counts: Vec<_> = by_kind.iter().map(|(k, c)| (*k, c.get())).collect();
+        counts.sort_unstable();
+        counts
+    }
 }
 
 impl ShapeMetricHandles {
@@ -175,6 +218,7 @@ impl Metrics {
     pub fn new() -> Self {
         Self {
             created: Family::default(),
+            filled: Family::default(),
             acquired: Family::default(),
             released: Family::default(),
             evicted: Family::default(),
@@ -196,6 +240,11 @@ impl Metrics {
         });
         ShapeMetricHandles {
             created: self.created.get_or_create_owned(&label),
+            filled: FillCounters {
+                family: self.filled.clone(),
+                shape: label.shape.clone(),
+                by_kind: Arc::default(),
+            },
             acquired: self.acquired.get_or_create_owned(&label),
             released: self.released.get_or_create_owned(&label),
             evicted,
@@ -214,6 +263,11 @@ impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("firepit_pool");
         r.register("vms_created", "VMs created by the provider", self.created.clone());
+        r.register(
+            "vms_filled",
+            "VMs the refiller added to the pool, by how the provider made them (label fill_strategy)",
+            self.filled.clone(),
+        );
         r.register("vms_acquired", "VMs handed out", self.acquired.clone());
         r.register("vms_released", "Leases ended (VM destroyed)", self.released.clone());
         r.register("vms_evicted", "VMs removed without being handed out, by reason", self.evicted.clone());
@@ -244,6 +298,9 @@ pub struct ShapeMetrics {
     pub shape: Option<ShapeKey>,
     /// VMs created.
     pub created: u64,
+    /// VMs added to the pool, by `fill_strategy` label value (see
+    /// [`PoolVm::fill_kind`](crate::PoolVm::fill_kind)), sorted by label.
+    pub filled: Vec<(&'static str, u64)>,
     /// VMs handed out.
     pub acquired: u64,
     /// Leases ended.
@@ -274,6 +331,11 @@ impl ShapeMetrics {
         self.evicted.iter().map(|(_, n)| n).sum()
     }
 
+    /// Fills counted under one `fill_strategy` label value.
+    pub fn filled(&self, fill_strategy: &str) -> u64 {
+        self.filled.iter().filter(|(k, _)| *k == fill_strategy).map(|(_, n)| n).sum()
+    }
+
     /// Evictions for one reason.
     pub fn evicted(&self, reason: EvictReason) -> u64 {
         self.evicted.iter().filter(|(r, _)| *r == reason).map(|(_, n)| n).sum()
@@ -283,6 +345,7 @@ impl ShapeMetrics {
         Self {
             shape: Some(shape.clone()),
             created: h.created.get(),
+            filled: h.filled.read(),
             acquired: h.acquired.get(),
             released: h.released.get(),
             evicted: EvictReason::ALL.iter().map(|r| (*r, h.evicted(*r).get())).collect(),

@@ -223,6 +223,7 @@ impl<P: Provider> Pool<P> {
             });
         }
         while destroys.join_next().await.is_some() {}
+        shared.provider.shape_unregistered(key);
         Ok(())
     }
 
@@ -264,6 +265,7 @@ impl<P: Provider> Pool<P> {
                     backing_off: backoff_remaining.is_some(),
                     backoff_remaining,
                     fill_latency: b.demand.fill_latency(),
+                    last_fill: b.last_fill,
                 }
             })
             .collect();

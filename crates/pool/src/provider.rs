@@ -45,6 +45,30 @@ pub trait PoolVm: Send + Sync + 'static {
     fn exited(&self) -> impl Future<Output = ()> + Send + 'static {
         std::future::pending()
     }
+
+    /// How the provider made this VM, when it has more than one way (e.g. `"cold_boot"`,
+    /// `"snapshot"`, `"cold_boot_fallback"`). The engine only passes it on: it is the `fill_strategy`
+    /// label of the `firepit_pool_vms_filled_total` counter, [`ShapeMetrics::filled`] and
+    /// [`ShapeStatus::last_fill`]. The default, `None`, is counted as [`UNSPECIFIED_FILL`].
+    ///
+    /// Return a short constant (a label value: lowercase, no spaces), not a per-VM string.
+    ///
+    /// ```
+    /// use firepit_pool::PoolVm;
+    /// struct Clone(String);
+    /// impl PoolVm for Clone {
+    ///     fn id(&self) -> &str { &self.0 }
+    ///     fn fill_kind(&self) -> Option<&'static str> { Some("snapshot") }
+    /// }
+    /// assert_eq!(Clone("vm-1".into()).fill_kind(), Some("snapshot"));
+    /// ```
+    ///
+    /// [`ShapeMetrics::filled`]: crate::ShapeMetrics::filled
+    /// [`ShapeStatus::last_fill`]: crate::ShapeStatus::last_fill
+    /// [`UNSPECIFIED_FILL`]: crate::UNSPECIFIED_FILL
+    fn fill_kind(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Creates, probes and destroys VMs for the pool.
@@ -68,4 +92,12 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Destroys a VM and releases everything it holds. Must not fail: log what went wrong.
     fn destroy(&self, vm: Self::Vm) -> impl Future<Output = ()> + Send;
+
+    /// Called once by [`Pool::unregister_shape`](crate::Pool::unregister_shape), after the shape's
+    /// idle VMs were destroyed (leased ones may still be alive). A provider drops what it keeps per
+    /// shape here; a snapshot provider removes the shape's template once its last clone is gone. The
+    /// default does nothing.
+    fn shape_unregistered(&self, shape: &ShapeKey) {
+        let _ = shape;
+    }
 }

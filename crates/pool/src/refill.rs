@@ -151,6 +151,9 @@ fn deliver<P: Provider>(
         (Ok(vm), Some(b)) if !closing => {
             b.filling -= 1;
             b.metrics.created.inc();
+            let kind = crate::PoolVm::fill_kind(&vm);
+            b.metrics.filled.count(kind);
+            b.last_fill = kind;
             b.consecutive_failures = 0;
             b.backoff_until = None;
             b.demand.record_fill(latency);

@@ -58,6 +58,8 @@ pub struct FaultPlan {
     pub always_unhealthy: bool,
     /// Every probe fails.
     pub probes_fail: bool,
+    /// What new VMs report as [`PoolVm::fill_kind`] (e.g. `Some("snapshot")`; default `None`).
+    pub fill_kind: Option<&'static str>,
 }
 
 /// The error of a failed in-memory `create`.
@@ -75,6 +77,7 @@ struct Inner {
     destroyed: AtomicU64,
     dropped_undestroyed: AtomicU64,
     health_checks: AtomicU64,
+    unregistered: Mutex<Vec<ShapeKey>>,
 }
 
 impl Inner {
@@ -190,6 +193,11 @@ impl MemoryProvider {
     pub fn health_checks(&self) -> u64 {
         self.inner.health_checks.load(Ordering::SeqCst)
     }
+
+    /// Shapes the pool told the provider it unregistered ([`Provider::shape_unregistered`]), in order.
+    pub fn unregistered_shapes(&self) -> Vec<ShapeKey> {
+        self.inner.unregistered.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 /// A VM of the [`MemoryProvider`].
@@ -198,6 +206,7 @@ pub struct MemoryVm {
     shape: ShapeKey,
     died: CancellationToken,
     destroyed: bool,
+    fill_kind: Option<&'static str>,
     inner: Arc<Inner>,
 }
 
@@ -244,6 +253,10 @@ impl PoolVm for MemoryVm {
     fn exited(&self) -> impl Future<Output = ()> + Send + 'static {
         self.died.clone().cancelled_owned()
     }
+
+    fn fill_kind(&self) -> Option<&'static str> {
+        self.fill_kind
+    }
 }
 
 impl Drop for MemoryVm {
@@ -261,7 +274,7 @@ impl Provider for MemoryProvider {
 
     async fn create(&self, shape: &ShapeKey) -> Result<MemoryVm, InjectedFailure> {
         let n = self.inner.create_calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let (latency, fail) = {
+        let (latency, fail, fill_kind) = {
             let mut plan = self.inner.plan();
             let fail = if plan.fail_next > 0 {
                 plan.fail_next -= 1;
@@ -269,7 +282,7 @@ impl Provider for MemoryProvider {
             } else {
                 plan.failure_rate > 0.0 && rand::random::<f64>() < plan.failure_rate
             };
-            (plan.fill_latency, fail)
+            (plan.fill_latency, fail, plan.fill_kind)
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -281,7 +294,14 @@ impl Provider for MemoryProvider {
         let died = CancellationToken::new();
         self.inner.alive().insert(id.clone(), died.clone());
         self.inner.created.fetch_add(1, Ordering::SeqCst);
-        Ok(MemoryVm { id, shape: shape.clone(), died, destroyed: false, inner: Arc::clone(&self.inner) })
+        Ok(MemoryVm {
+            id,
+            shape: shape.clone(),
+            died,
+            destroyed: false,
+            fill_kind,
+            inner: Arc::clone(&self.inner),
+        })
     }
 
     async fn probe(&self, vm: &MemoryVm) -> Result<(), Unhealthy> {
@@ -302,5 +322,9 @@ impl Provider for MemoryProvider {
         vm.destroyed = true;
         self.inner.alive().remove(&vm.id);
         self.inner.destroyed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn shape_unregistered(&self, shape: &ShapeKey) {
+        self.inner.unregistered.lock().unwrap_or_else(PoisonError::into_inner).push(shape.clone());
     }
 }

@@ -65,3 +65,42 @@ async fn prometheus_text_carries_the_shape_label() {
     }
     pool.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn fills_are_counted_by_the_fill_kind_the_vm_reports() {
+    let provider = MemoryProvider::new();
+    let pool = builder(&provider).depth(2..=2).build().await.unwrap();
+    let mut registry = Registry::default();
+    pool.register_metrics(&mut registry);
+    assert_eq!(pool.status().shapes[0].last_fill, None, "the memory provider reports no kind by default");
+    // The provider changes how it makes VMs (as a snapshot provider falling back to cold boot does).
+    provider.update_plan(|plan| plan.fill_kind = Some("snapshot"));
+    let vm = pool.reserve().await.unwrap();
+    drop(vm);
+    tick().await;
+    assert_eq!(pool.status().shapes[0].last_fill, Some("snapshot"));
+    provider.update_plan(|plan| plan.fill_kind = Some("cold_boot_fallback"));
+    let vm = pool.reserve().await.unwrap();
+    drop(vm);
+    tick().await;
+    let status = pool.status();
+    assert_eq!(status.shapes[0].last_fill, Some("cold_boot_fallback"));
+    let m = pool.metrics();
+    let s = &m.shapes[0];
+    assert_eq!(
+        s.filled,
+        vec![("cold_boot_fallback", 1), ("snapshot", 1), (firepit_pool::UNSPECIFIED_FILL, 2)]
+    );
+    assert_eq!(s.filled("snapshot"), 1);
+    assert_eq!(s.filled.iter().map(|(_, n)| n).sum::<u64>(), s.created);
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    for needle in [
+        r#"firepit_pool_vms_filled_total{shape="img@1/1cpu/256MiB",fill_strategy="snapshot"} 1"#,
+        r#"firepit_pool_vms_filled_total{shape="img@1/1cpu/256MiB",fill_strategy="cold_boot_fallback"} 1"#,
+        r#"firepit_pool_vms_filled_total{shape="img@1/1cpu/256MiB",fill_strategy="unspecified"} 2"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    pool.shutdown().await;
+}

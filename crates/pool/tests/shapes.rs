@@ -55,7 +55,9 @@ async fn unregister_destroys_the_bucket_and_fails_its_waiters() {
     });
     tick().await;
     let alive_before = provider.alive();
+    assert!(provider.unregistered_shapes().is_empty());
     pool.unregister_shape(&other_shape()).await.unwrap();
+    assert_eq!(provider.unregistered_shapes(), [other_shape()], "the provider is told once");
     assert_eq!(waiter.await.unwrap(), Err(PoolError::UnknownShape(other_shape())));
     assert!(pool.status().shape(&other_shape()).is_none());
     assert_eq!(pool.reserve_shape(&other_shape()).await.unwrap_err(), PoolError::UnknownShape(other_shape()));
@@ -70,6 +72,7 @@ async fn unregister_destroys_the_bucket_and_fails_its_waiters() {
         pool.unregister_shape(&other_shape()).await.unwrap_err(),
         PoolError::UnknownShape(other_shape())
     );
+    assert_eq!(provider.unregistered_shapes().len(), 1, "an unknown shape is not passed on");
     pool.shutdown().await;
 }
 

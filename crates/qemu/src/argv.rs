@@ -46,6 +46,11 @@ pub(crate) struct LaunchSpec {
     pub memory: GuestMemory,
     /// `-incoming` value (e.g. `defer`), for snapshot clones.
     pub incoming: Option<String>,
+    /// TCG translation-cache size in MiB (`-accel tcg,tb-size=N`); `None`: QEMU's default.
+    pub tb_size_mb: Option<u32>,
+    /// Leave out `-kernel`/`-initrd`/`-append`: a snapshot clone's kernel is already in the RAM it
+    /// maps, and QEMU would otherwise keep a private copy of both files (≈14 MiB per clone).
+    pub without_kernel: bool,
 }
 
 /// The kernel command line firepit passes before the user's extra arguments.
@@ -84,7 +89,10 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
         Accel::Kvm => "kvm",
         Accel::Tcg | Accel::Auto => "tcg",
     };
-    let mut machine = format!("microvm,accel={accel}");
+    // `-accel` and `-M accel=` exclude each other: a TCG cache size needs the `-accel` form.
+    let tb_size = spec.tb_size_mb.filter(|_| accel == "tcg");
+    let mut machine =
+        if tb_size.is_some() { String::from("microvm") } else { format!("microvm,accel={accel}") };
     if let GuestMemory::File { path, shared } = &spec.memory {
         machine.push_str(",memory-backend=mem");
         let share = if *shared { "on" } else { "off" };
@@ -96,6 +104,9 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
         push(&["-object", &backend]);
     }
     push(&["-name", &spec.name, "-M", &machine]);
+    if let Some(mb) = tb_size {
+        push(&["-accel", &format!("tcg,tb-size={mb}")]);
+    }
     if spec.accel == Accel::Kvm {
         push(&["-cpu", "host"]);
     }
@@ -107,8 +118,10 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
         push(&["-sandbox", &sandbox]);
     }
     push(&["-smp", &spec.vcpus.to_string(), "-m", &format!("{}M", spec.memory_mb)]);
-    push(&["-kernel", &spec.kernel.to_string_lossy(), "-initrd", &spec.initramfs.to_string_lossy()]);
-    push(&["-append", &spec.kernel_args]);
+    if !spec.without_kernel {
+        push(&["-kernel", &spec.kernel.to_string_lossy(), "-initrd", &spec.initramfs.to_string_lossy()]);
+        push(&["-append", &spec.kernel_args]);
+    }
     let console = format!("socket,id=console,path={}", opt_path(&dir.join(CONSOLE_SOCKET)));
     push(&["-chardev", &console, "-serial", "chardev:console"]);
     let qmp = format!("socket,id=qmp,path={}", opt_path(&dir.join(QMP_SOCKET)));
@@ -140,6 +153,8 @@ mod tests {
             runtime_dir: "/run/fp/vm-1".into(),
             memory: GuestMemory::Anonymous,
             incoming: None,
+            tb_size_mb: None,
+            without_kernel: false,
         }
     }
 
@@ -149,6 +164,25 @@ mod tests {
 
     fn value_after<'a>(argv: &'a [String], flag: &str) -> Vec<&'a str> {
         argv.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+    }
+
+    #[test]
+    fn a_clone_argv_has_no_kernel_to_keep_in_memory() {
+        let argv = strings(&build_argv(&LaunchSpec { without_kernel: true, ..spec() }));
+        for flag in ["-kernel", "-initrd", "-append"] {
+            assert!(!argv.iter().any(|a| a == flag), "{flag} in {argv:?}");
+        }
+        assert_eq!(value_after(&argv, "-m"), ["256M"], "the machine itself is unchanged");
+    }
+
+    #[test]
+    fn tcg_cache_size_moves_the_accelerator_to_dash_accel() {
+        let argv = strings(&build_argv(&LaunchSpec { tb_size_mb: Some(16), ..spec() }));
+        assert_eq!(value_after(&argv, "-M"), ["microvm"]);
+        assert_eq!(value_after(&argv, "-accel"), ["tcg,tb-size=16"]);
+        let kvm = strings(&build_argv(&LaunchSpec { tb_size_mb: Some(16), accel: Accel::Kvm, ..spec() }));
+        assert_eq!(value_after(&kvm, "-M"), ["microvm,accel=kvm"]);
+        assert!(value_after(&kvm, "-accel").is_empty(), "tb-size is a TCG option");
     }
 
     #[test]

@@ -78,6 +78,36 @@ pub enum FillStrategy {
     Snapshot,
 }
 
+/// How one VM was actually made: its [`FillStrategy`], or the fallback a `Snapshot` shape took.
+/// The pool engine counts it as the `fill_strategy` label of `firepit_pool_vms_filled_total` and
+/// shows the last one in its status (see [`firepit_pool::PoolVm::fill_kind`]).
+///
+/// ```
+/// use firepit_qemu::FillKind;
+/// assert_eq!(FillKind::ColdBootFallback.as_str(), "cold_boot_fallback");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FillKind {
+    /// Booted from the kernel: the shape's strategy is `ColdBoot`.
+    ColdBoot,
+    /// Restored from the shape's snapshot template.
+    Snapshot,
+    /// Booted from the kernel although the shape's strategy is `Snapshot`: its template could not
+    /// be built or restores failed (see `QemuProvider::template_state` for why).
+    ColdBootFallback,
+}
+
+impl FillKind {
+    /// The metrics label value: `cold_boot`, `snapshot` or `cold_boot_fallback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FillKind::ColdBoot => "cold_boot",
+            FillKind::Snapshot => "snapshot",
+            FillKind::ColdBootFallback => "cold_boot_fallback",
+        }
+    }
+}
+
 /// Kernel and initramfs of a guest image, registered under an image id with
 /// [`QemuProvider::register_image`](crate::QemuProvider::register_image).
 ///
@@ -136,6 +166,21 @@ pub struct ProviderConfig {
     pub console_buffer_bytes: usize,
     /// Default fill strategy for images registered without one.
     pub fill_strategy: FillStrategy,
+    /// Where snapshot templates live: one directory per shape (guest RAM file, device state,
+    /// `manifest.json`). Clones map the RAM file, so keep this on tmpfs. Default:
+    /// `/dev/shm/firepit-<uid>-templates`.
+    pub template_dir: PathBuf,
+    /// Keep templates when the provider goes away, so the next provider with the same image, QEMU
+    /// version and command line reuses them instead of booting a new one (default `true`). Either
+    /// way a template is removed when its shape is unregistered (after its last clone is gone), when
+    /// it turns out stale or corrupt, and by [`QemuProvider::remove_templates`](crate::QemuProvider::remove_templates).
+    pub keep_templates: bool,
+    /// TCG translation-cache size (MiB, QEMU `-accel tcg,tb-size=`) of snapshot templates and
+    /// clones; `None` keeps QEMU's default. Ignored under KVM.
+    pub snapshot_tb_size_mb: Option<u32>,
+    /// How long a `Snapshot` shape cold-boots after its template failed before the template is
+    /// built again (default [`RETRY_AFTER`](crate::RETRY_AFTER), 60 s).
+    pub snapshot_retry_after: Duration,
 }
 
 impl Default for ProviderConfig {
@@ -152,6 +197,10 @@ impl Default for ProviderConfig {
             extra_kernel_args: Vec::new(),
             console_buffer_bytes: 1024 * 1024,
             fill_strategy: FillStrategy::ColdBoot,
+            template_dir: default_template_dir(),
+            keep_templates: true,
+            snapshot_tb_size_mb: None,
+            snapshot_retry_after: crate::snapshot::RETRY_AFTER,
         }
     }
 }
@@ -173,6 +222,12 @@ pub fn default_runtime_dir() -> PathBuf {
         // SAFETY: getuid has no preconditions and cannot fail.
         _ => std::env::temp_dir().join(format!("firepit-{}", unsafe { libc::getuid() })),
     }
+}
+
+/// `/dev/shm/firepit-<uid>-templates`: tmpfs, so clones map template RAM at memory speed.
+pub fn default_template_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    PathBuf::from(format!("/dev/shm/firepit-{}-templates", unsafe { libc::getuid() }))
 }
 
 #[cfg(test)]

@@ -39,15 +39,19 @@ mod exec;
 mod process;
 mod provider;
 mod qmp;
+mod restore;
 mod ring;
 mod rundir;
 mod snapshot;
+mod template_build;
+mod template_store;
 mod vm;
 
 pub use accel::{AccelVerdict, detect_accel};
 pub use caps::QemuCaps;
 pub use config::{
-    ACCEL_ENV, Accel, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig, default_runtime_dir,
+    ACCEL_ENV, Accel, FillKind, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig,
+    default_runtime_dir, default_template_dir,
 };
 pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
@@ -56,5 +60,5 @@ pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
 pub use process::ExitInfo;
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
-pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, RETRY_AFTER, TemplateState};
+pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, RETRY_AFTER, TemplateOrigin, TemplateState};
 pub use vm::{QemuVm, VmStatus};

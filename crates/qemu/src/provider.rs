@@ -12,10 +12,11 @@ use tokio::time::Instant;
 use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
 use crate::boot;
 use crate::caps::QemuCaps;
-use crate::config::{Accel, FillStrategy, ImagePaths, ProviderConfig};
+use crate::config::{Accel, FillKind, FillStrategy, ImagePaths, ProviderConfig};
 use crate::error::{QemuError, SpawnError};
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
+use std::path::Path;
 
 /// Room kept in socket paths for `/<vm id>/console.sock`.
 const VM_PATH_SUFFIX: usize = 48;
@@ -36,6 +37,8 @@ pub(crate) struct ProviderInner {
     requested_accel: Accel,
     resolved_accel: OnceCell<Accel>,
     images: RwLock<HashMap<String, RegisteredImage>>,
+    /// Fill strategies set per shape; they win over the image's.
+    shape_fills: RwLock<HashMap<ShapeKey, FillStrategy>>,
     tsc_khz: u64,
     pub snapshots: crate::snapshot::Templates,
 }
@@ -80,6 +83,8 @@ impl QemuProvider {
         let caps = QemuCaps::detect(&config.qemu_binary)?;
         ensure_base(&config.runtime_dir)?;
         crate::rundir::remove_stale(&config.runtime_dir);
+        // Scratch and discarded templates of dead processes (`firepit-<pid>-t<n>`).
+        crate::rundir::remove_stale_in(&config.template_dir);
         let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
         tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
         Ok(Self {
@@ -89,6 +94,7 @@ impl QemuProvider {
                 requested_accel,
                 resolved_accel: OnceCell::new(),
                 images: RwLock::new(HashMap::new()),
+                shape_fills: RwLock::new(HashMap::new()),
                 tsc_khz,
                 snapshots: Default::default(),
             }),
@@ -118,6 +124,28 @@ impl QemuProvider {
         Ok(())
     }
 
+    /// Sets the fill strategy of one shape, over its image's (two shapes of one image may fill
+    /// differently). Forgotten when the pool unregisters the shape.
+    pub fn set_fill_strategy(&self, shape: &ShapeKey, fill: FillStrategy) {
+        let mut fills = self.inner.shape_fills.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        fills.insert(shape.clone(), fill);
+    }
+
+    /// The fill strategy `shape` uses: its own, else its image's.
+    pub fn fill_strategy(&self, shape: &ShapeKey) -> Result<FillStrategy, QemuError> {
+        let own = self
+            .inner
+            .shape_fills
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(shape)
+            .copied();
+        match own {
+            Some(fill) => Ok(fill),
+            None => Ok(self.inner.image(&shape.image_id)?.fill),
+        }
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &ProviderConfig {
         &self.inner.config
@@ -133,21 +161,46 @@ impl QemuProvider {
         self.inner.accel().await
     }
 
-    /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`).
+    /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`, with
+    /// the reason); its `Display` is a one-line status.
     pub fn template_state(&self, shape: &ShapeKey) -> crate::TemplateState {
-        self.inner.snapshots.state(shape)
+        self.inner.snapshots.state(shape, self.inner.config.snapshot_retry_after)
     }
 
-    /// Forgets the snapshot template of `shape` (call when the shape is unregistered). Its files are
-    /// removed once the last clone restored from it is gone; the next fill builds a new one.
+    /// Forgets the snapshot template of `shape` and discards its files: they are moved aside at once
+    /// (no later provider reuses them) and removed once the last clone restored from it is gone. The
+    /// next fill builds a new one. The pool calls this through
+    /// [`Provider::shape_unregistered`] when the shape is unregistered.
     pub fn forget_template(&self, shape: &ShapeKey) {
         self.inner.snapshots.forget(shape);
+    }
+
+    /// Removes every template in the template directory that no provider of this process uses, and
+    /// the directory itself when it ends up empty. Templates in use are left alone (forget their
+    /// shapes first). Returns how many were removed. For an explicit cleanup (e.g. after the last
+    /// pool stopped, when `keep_templates` kept them for reuse).
+    pub fn remove_templates(&self) -> usize {
+        let dir = &self.inner.config.template_dir;
+        let in_use = self.inner.snapshots.dirs_in_use();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Scratch names are builds or clones' discarded templates of live processes.
+            if in_use.contains(&path) || name.starts_with("firepit-") {
+                continue;
+            }
+            crate::template_store::remove(&path);
+            removed += 1;
+        }
+        let _ = std::fs::remove_dir(dir); // only succeeds when empty
+        removed
     }
 
     /// Boots a VM from scratch (ignores the image's fill strategy).
     pub async fn cold_boot(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;
-        self.inner.cold_boot(shape, &image.paths).await
+        self.inner.cold_boot(shape, &image.paths, FillKind::ColdBoot).await
     }
 }
 
@@ -182,7 +235,7 @@ impl ProviderInner {
         accel: Accel,
         shape: &ShapeKey,
         paths: &ImagePaths,
-        dir: &RuntimeDir,
+        dir: &Path,
         memory: GuestMemory,
     ) -> Result<LaunchSpec, QemuError> {
         if shape.vcpus == 0 || shape.memory_mb < 32 {
@@ -197,23 +250,30 @@ impl ProviderInner {
             initramfs: paths.initramfs.clone(),
             kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
             sandbox: self.caps.sandbox,
-            runtime_dir: dir.path().to_path_buf(),
+            runtime_dir: dir.to_path_buf(),
             memory,
             incoming: None,
+            tb_size_mb: None,
+            without_kernel: false,
         })
     }
 
-    pub(crate) async fn cold_boot(&self, shape: &ShapeKey, paths: &ImagePaths) -> Result<QemuVm, QemuError> {
+    pub(crate) async fn cold_boot(
+        &self,
+        shape: &ShapeKey,
+        paths: &ImagePaths,
+        fill: FillKind,
+    ) -> Result<QemuVm, QemuError> {
         let started_at = Instant::now();
         let deadline = started_at + self.config.boot_timeout;
         let accel = self.accel().await;
         let (id, dir) = self.new_dir()?;
-        let spec = self.spec(&id, accel, shape, paths, &dir, GuestMemory::Anonymous)?;
+        let spec = self.spec(&id, accel, shape, paths, dir.path(), GuestMemory::Anonymous)?;
         let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
-        tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, "VM booted");
-        Ok(self.vm(id, shape, accel, boot_duration, started, None))
+        tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
+        Ok(self.vm(id, shape, accel, boot_duration, started, fill))
     }
 
     pub(crate) fn vm(
@@ -223,7 +283,7 @@ impl ProviderInner {
         accel: Accel,
         boot_duration: Duration,
         started: boot::Started,
-        template: Option<Arc<dyn std::any::Any + Send + Sync>>,
+        fill: FillKind,
     ) -> QemuVm {
         QemuVm {
             id,
@@ -236,7 +296,8 @@ impl ProviderInner {
             agent: started.agent,
             process: started.process,
             dir: started.dir,
-            template,
+            template: None,
+            fill,
         }
     }
 }
@@ -247,8 +308,8 @@ impl Provider for QemuProvider {
 
     async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;
-        match image.fill {
-            FillStrategy::ColdBoot => self.inner.cold_boot(shape, &image.paths).await,
+        match self.fill_strategy(shape)? {
+            FillStrategy::ColdBoot => self.inner.cold_boot(shape, &image.paths, FillKind::ColdBoot).await,
             FillStrategy::Snapshot => crate::snapshot::create_clone(&self.inner, shape, &image.paths).await,
         }
     }
@@ -262,5 +323,39 @@ impl Provider for QemuProvider {
 
     async fn destroy(&self, vm: QemuVm) {
         vm.shutdown().await;
+    }
+
+    fn shape_unregistered(&self, shape: &ShapeKey) {
+        self.inner.shape_fills.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(shape);
+        self.forget_template(shape);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_fill_strategy_wins_over_its_images_until_the_shape_is_unregistered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kernel, initramfs) = (dir.path().join("vmlinuz"), dir.path().join("initramfs"));
+        std::fs::write(&kernel, b"k").unwrap();
+        std::fs::write(&initramfs, b"i").unwrap();
+        let config = ProviderConfig {
+            runtime_dir: dir.path().join("run"),
+            template_dir: dir.path().join("templates"),
+            ..Default::default()
+        };
+        let provider = QemuProvider::new(config).unwrap();
+        provider
+            .register_image_with("img", ImagePaths::new(kernel, initramfs), FillStrategy::ColdBoot)
+            .unwrap();
+        let (cold, snap) = (ShapeKey::new("img", "1+cold", 1, 64), ShapeKey::new("img", "1+snap", 1, 64));
+        provider.set_fill_strategy(&snap, FillStrategy::Snapshot);
+        assert_eq!(provider.fill_strategy(&cold).unwrap(), FillStrategy::ColdBoot);
+        assert_eq!(provider.fill_strategy(&snap).unwrap(), FillStrategy::Snapshot);
+        provider.shape_unregistered(&snap);
+        assert_eq!(provider.fill_strategy(&snap).unwrap(), FillStrategy::ColdBoot);
+        assert!(provider.fill_strategy(&ShapeKey::new("other", "1", 1, 64)).is_err());
     }
 }

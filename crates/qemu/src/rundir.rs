@@ -60,25 +60,28 @@ pub(crate) fn ensure_base(path: &Path) -> Result<(), SpawnError> {
 /// `fp-<pid>-*` / `firepit-<pid>-t*` under `base` and template files `firepit-<pid>-t*` in /dev/shm,
 /// for every `<pid>` that no longer runs. Returns how many entries were removed.
 pub(crate) fn remove_stale(base: &Path) -> usize {
+    remove_stale_in(base) + remove_stale_in(Path::new("/dev/shm"))
+}
+
+/// [`remove_stale`] for one directory (also the template directory: scratch and discarded
+/// templates use the `firepit-<pid>-t<n>` names).
+pub(crate) fn remove_stale_in(dir: &Path) -> usize {
     let mut removed = 0;
-    for dir in [base, Path::new("/dev/shm")] {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = owner_pid(&name) else { continue };
-            if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
-                continue;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = owner_pid(&name) else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let result = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        match result {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), pid, "removed leftovers of a dead firepit process");
+                removed += 1;
             }
-            let path = entry.path();
-            let result =
-                if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-            match result {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), pid, "removed leftovers of a dead firepit process");
-                    removed += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "removing stale leftovers failed")
-                }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "removing stale leftovers failed")
             }
         }
     }

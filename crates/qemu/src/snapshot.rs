@@ -1,7 +1,7 @@
 //! Snapshot fill: one template VM per shape, then copy-on-write clones restored in ~0.1–0.3 s.
 //!
 //! The Kata "VM templating" trick, measured in notes/qemu.md for QEMU 7.2:
-//! - the template boots with its RAM in a file in /dev/shm mapped `share=on`, so the guest's memory
+//! - the template boots with its RAM in a file on tmpfs mapped `share=on`, so the guest's memory
 //!   *is* the file; once ready it is stopped and only its device state is migrated to a file
 //!   (`x-ignore-shared`: ~50 KB in ~20 ms), then it quits; the RAM file stays;
 //! - a clone starts with the same RAM file mapped `share=off` (a private copy-on-write mapping: pages
@@ -9,83 +9,163 @@
 //!   `migrate-incoming exec:cat STATE`, `cont`s, answers an agent ping, and gets its own identity
 //!   (entropy, clock, hostname, machine id) before it is handed out.
 //!
-//! The template (RAM file + state) is shared through an `Arc` held by every clone; its files are
-//! removed when the last holder (provider cache or clone) drops it, never while a clone maps them.
+//! Templates live in `ProviderConfig::template_dir`, one directory per shape with a manifest (see
+//! [`crate::template_store`]); a new provider reuses a valid one instead of booting. In memory a
+//! template is an `Arc` held by the provider and by every clone: when it is dropped for good (shape
+//! unregistered, found corrupt, restores failing, or `keep_templates = false`), its directory is
+//! moved aside at once and removed when the last holder goes, never while a clone maps it.
 //!
-//! Fallback: when the template cannot be built, or restores fail [`MAX_RESTORE_FAILURES`] times in a
-//! row, the shape cold-boots (with a warning) and the template is rebuilt after [`RETRY_AFTER`].
+//! Fallback: when the template cannot be built, is found damaged before a restore, or restores fail
+//! [`MAX_RESTORE_FAILURES`] times in a row, the shape cold-boots (`fill_strategy` label
+//! `cold_boot_fallback`, [`TemplateState::Failed`] with the reason) and the template is rebuilt
+//! after `ProviderConfig::snapshot_retry_after` ([`RETRY_AFTER`] by default).
 //!
-//! Limitations: templates are not reused across provider restarts (they are rebuilt, ≈ one cold
-//! boot); `exec:` migration forks `cat`, so snapshot VMs run with `-sandbox ...,spawn=allow`.
+//! Limitation: `exec:` migration forks `cat`, so snapshot VMs run with `-sandbox ...,spawn=allow`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
-use crate::argv::GuestMemory;
-use crate::boot;
-use crate::config::ImagePaths;
-use crate::error::{QemuError, SnapshotError, SpawnError};
+use crate::config::{FillKind, ImagePaths};
+use crate::error::{QemuError, SnapshotError};
 use crate::provider::ProviderInner;
-use crate::qmp::QmpClient;
+use crate::template_store::{self as store, Found, Manifest};
 use crate::vm::QemuVm;
 
 /// Consecutive failed restores after which the template is dropped and rebuilt.
 pub const MAX_RESTORE_FAILURES: u32 = 3;
-/// How long a shape cold-boots after its template failed before the template is tried again.
+/// Default of `ProviderConfig::snapshot_retry_after`: how long a shape cold-boots after its
+/// template failed before the template is built again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest a restore may take (capped by the boot timeout). Measured: 0.1–0.3 s idle, 2.5 s under heavy
 /// load. A broken state file makes QEMU 7.2 wait in `setup` forever (it reports no failure), so
-/// this deadline is what ends such a restore.
+/// this deadline is what ends such a restore (the state file's hash is checked first).
 pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(20);
 
-static NEXT_TEMPLATE: AtomicU64 = AtomicU64::new(1);
-
-/// A template's files: the guest RAM file and the device state. Removed on drop.
+/// A template on disk, shared by the provider and its clones.
 #[derive(Debug)]
 pub(crate) struct Template {
-    memory_file: PathBuf,
-    state_file: PathBuf,
-    dir: PathBuf,
+    /// Where its files are (moved aside when the template is discarded).
+    dir: Mutex<PathBuf>,
+    manifest: Manifest,
+    /// Remove the files when the last holder drops it.
+    remove_on_drop: AtomicBool,
+    discarded: AtomicBool,
     restore_failures: AtomicU32,
+}
+
+impl Template {
+    fn new(dir: PathBuf, manifest: Manifest, keep: bool) -> Self {
+        Self {
+            dir: Mutex::new(dir),
+            manifest,
+            remove_on_drop: AtomicBool::new(!keep),
+            discarded: AtomicBool::new(false),
+            restore_failures: AtomicU32::new(0),
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.dir.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Moves the files out of the loaders' way now and removes them with the last holder.
+    fn discard(&self, why: &str) {
+        self.remove_on_drop.store(true, Ordering::SeqCst);
+        if self.discarded.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut dir = self.dir.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match store::retire(&dir) {
+            Ok(moved) => {
+                tracing::info!(template = %dir.display(), %why, "snapshot template discarded");
+                *dir = moved;
+            }
+            Err(e) => {
+                tracing::warn!(template = %dir.display(), error = %e, "moving a discarded template aside failed")
+            }
+        }
+    }
+
+    /// Checks the files before a restore: QEMU 7.2 hangs instead of failing on a broken state file.
+    fn check(&self) -> Result<(), String> {
+        match store::inspect(&self.dir(), &self.manifest.key) {
+            Found::Valid(found) if found == self.manifest => Ok(()),
+            Found::Valid(_) => Err("its manifest changed on disk".into()),
+            Found::Absent => Err("its directory is gone".into()),
+            Found::Stale(why) | Found::Corrupt(why) => Err(why),
+        }
+    }
 }
 
 impl Drop for Template {
     fn drop(&mut self) {
-        for result in [std::fs::remove_file(&self.memory_file), std::fs::remove_dir_all(&self.dir)] {
-            if let Err(e) = result.map_err(|e| (e.kind(), e))
-                && e.0 != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(error = %e.1, "removing snapshot template files failed");
-            }
+        if self.remove_on_drop.load(Ordering::SeqCst) {
+            store::remove(&self.dir());
         }
-        tracing::debug!(memory = %self.memory_file.display(), "snapshot template removed");
     }
 }
 
-/// Where a `Snapshot` shape's template stands (see `QemuProvider::template_state`).
+/// How a shape's ready template came to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateOrigin {
+    /// Built by this provider (there was none).
+    Built,
+    /// Found valid in the template directory (made by an earlier provider) and reused.
+    Reused,
+    /// Built by this provider because the one found was stale or corrupt (says why).
+    Rebuilt(String),
+}
+
+/// Where a `Snapshot` shape's template stands (see `QemuProvider::template_state`); its `Display`
+/// is the one-line status the daemon shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateState {
-    /// Not built yet (the next fill builds it).
+    /// Not built or loaded yet (the next fill does it).
     Missing,
-    /// Being built (or a fill is deciding).
+    /// Being built or loaded (or a fill is deciding).
     Building,
     /// Fills restore clones from it.
-    Ready,
-    /// Building or restoring failed: fills cold-boot until it is retried. The last error.
-    Failed(String),
+    Ready(TemplateOrigin),
+    /// Building or restoring failed: fills cold-boot until the template is tried again.
+    Failed {
+        /// Why the shape fell back to cold boot.
+        error: String,
+        /// When the next fill tries the template again.
+        retry_in: Duration,
+    },
+}
+
+impl std::fmt::Display for TemplateState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateState::Missing => f.write_str("snapshot: no template yet"),
+            TemplateState::Building => f.write_str("snapshot: template being built"),
+            TemplateState::Ready(TemplateOrigin::Built) => f.write_str("snapshot: template built"),
+            TemplateState::Ready(TemplateOrigin::Reused) => f.write_str("snapshot: template reused"),
+            TemplateState::Ready(TemplateOrigin::Rebuilt(why)) => {
+                write!(f, "snapshot: template rebuilt ({why})")
+            }
+            TemplateState::Failed { error, retry_in } => {
+                write!(f, "cold boot fallback: {error}; template retried in {} s", retry_in.as_secs())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 enum Slot {
     #[default]
     Empty,
-    Ready(Arc<Template>),
+    Ready {
+        template: Arc<Template>,
+        origin: TemplateOrigin,
+    },
     Failed {
         at: Instant,
         error: String,
@@ -96,6 +176,8 @@ enum Slot {
 #[derive(Debug, Default)]
 pub(crate) struct Templates {
     slots: Mutex<HashMap<ShapeKey, Arc<tokio::sync::Mutex<Slot>>>>,
+    /// Every template made, until its last holder drops it (for `remove_templates`).
+    live: Mutex<Vec<std::sync::Weak<Template>>>,
 }
 
 impl Templates {
@@ -104,8 +186,14 @@ impl Templates {
         slots.entry(shape.clone()).or_default().clone()
     }
 
+    /// Whether `slot` is still the shape's slot (not forgotten since a fill took it).
+    fn is_current(&self, shape: &ShapeKey, slot: &Arc<tokio::sync::Mutex<Slot>>) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.get(shape).is_some_and(|current| Arc::ptr_eq(current, slot))
+    }
+
     /// The state of the shape's template.
-    pub(crate) fn state(&self, shape: &ShapeKey) -> TemplateState {
+    pub(crate) fn state(&self, shape: &ShapeKey, retry_after: Duration) -> TemplateState {
         let slot = {
             let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             slots.get(shape).cloned()
@@ -114,15 +202,42 @@ impl Templates {
         let Ok(slot) = slot.try_lock() else { return TemplateState::Building };
         match &*slot {
             Slot::Empty => TemplateState::Missing,
-            Slot::Ready(_) => TemplateState::Ready,
-            Slot::Failed { error, .. } => TemplateState::Failed(error.clone()),
+            Slot::Ready { origin, .. } => TemplateState::Ready(origin.clone()),
+            Slot::Failed { at, error } => TemplateState::Failed {
+                error: error.clone(),
+                retry_in: retry_after.saturating_sub(at.elapsed()),
+            },
         }
     }
 
-    /// Forgets the shape's template; its files go when the last clone using it is gone.
+    /// Directories of the templates of this provider still alive (held by its cache or a clone).
+    pub(crate) fn dirs_in_use(&self) -> Vec<PathBuf> {
+        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.retain(|template| template.strong_count() > 0);
+        live.iter().filter_map(std::sync::Weak::upgrade).map(|template| template.dir()).collect()
+    }
+
+    fn track(&self, template: Template) -> Arc<Template> {
+        let template = Arc::new(template);
+        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.retain(|template| template.strong_count() > 0);
+        live.push(Arc::downgrade(&template));
+        template
+    }
+
+    /// Forgets the shape's template and discards its files (removed with its last clone).
     pub(crate) fn forget(&self, shape: &ShapeKey) {
-        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        slots.remove(shape);
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            slots.remove(shape)
+        };
+        let Some(slot) = slot else { return };
+        // A fill holding the lock finishes with its own Arc; try_lock avoids blocking here.
+        if let Ok(slot) = slot.try_lock()
+            && let Slot::Ready { template, .. } = &*slot
+        {
+            template.discard("its shape was unregistered");
+        }
     }
 }
 
@@ -136,28 +251,35 @@ pub(crate) async fn create_clone(
     let template = {
         let mut slot = slot.lock().await;
         match &*slot {
-            Slot::Ready(template) => Some(template.clone()),
-            Slot::Failed { at, error } if at.elapsed() < RETRY_AFTER => {
-                tracing::warn!(%shape, %error, "snapshot template unavailable; cold booting");
-                None
-            }
-            Slot::Empty | Slot::Failed { .. } => match build_template(inner, shape, paths).await {
-                Ok(template) => {
-                    let template = Arc::new(template);
-                    *slot = Slot::Ready(template.clone());
+            Slot::Ready { template, .. } => Some(template.clone()),
+            Slot::Failed { at, .. } if at.elapsed() < inner.config.snapshot_retry_after => None,
+            Slot::Empty | Slot::Failed { .. } => match obtain(inner, shape, paths).await {
+                Ok((template, origin)) => {
+                    let template = inner.snapshots.track(template);
+                    *slot = Slot::Ready { template: template.clone(), origin };
                     Some(template)
                 }
                 Err(e) => {
                     tracing::warn!(%shape, error = %e, "building the snapshot template failed; cold booting");
-                    *slot = Slot::Failed { at: Instant::now(), error: e.to_string() };
+                    *slot = Slot::Failed { at: Instant::now(), error: format!("template build failed: {e}") };
                     None
                 }
             },
         }
     };
     let Some(template) = template else {
-        return inner.cold_boot(shape, paths).await;
+        return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
     };
+    if !inner.snapshots.is_current(shape, &slot) {
+        // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
+        template.discard("its shape was unregistered");
+    }
+    if let Err(why) = template.check() {
+        tracing::warn!(%shape, %why, "snapshot template damaged; cold booting until it is rebuilt");
+        template.discard(&why);
+        *slot.lock().await = Slot::Failed { at: Instant::now(), error: format!("template damaged: {why}") };
+        return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
+    }
     match restore(inner, shape, paths, &template).await {
         Ok(vm) => {
             template.restore_failures.store(0, Ordering::Relaxed);
@@ -167,85 +289,55 @@ pub(crate) async fn create_clone(
             let failures = template.restore_failures.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(%shape, failures, error = %e, "snapshot restore failed; cold booting");
             if failures >= MAX_RESTORE_FAILURES {
-                let mut slot = slot.lock().await;
-                *slot =
-                    Slot::Failed { at: Instant::now(), error: format!("{failures} restores failed: {e}") };
+                let error = format!("{failures} restores in a row failed: {e}");
+                template.discard(&error);
+                *slot.lock().await = Slot::Failed { at: Instant::now(), error };
             }
-            inner.cold_boot(shape, paths).await
+            inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await
         }
     }
 }
 
-/// Shell-quotes a path for an `exec:` migration URI (run by `/bin/sh -c`).
-fn quoted(path: &Path) -> Result<String, SnapshotError> {
-    let text = path.to_string_lossy();
-    if text.contains('\'') {
-        return Err(SnapshotError::Migration {
-            direction: "out",
-            message: format!("path {text} contains a single quote; choose another runtime_dir"),
-        });
-    }
-    Ok(format!("'{text}'"))
-}
-
-async fn build_template(
+/// The shape's template: reused from the template directory when valid, else built.
+async fn obtain(
     inner: &ProviderInner,
     shape: &ShapeKey,
     paths: &ImagePaths,
-) -> Result<Template, QemuError> {
-    let started_at = Instant::now();
-    let n = NEXT_TEMPLATE.fetch_add(1, Ordering::Relaxed);
-    let name = format!("firepit-{}-t{n}", std::process::id());
-    let dir = inner.config.runtime_dir.join(&name);
-    std::fs::create_dir_all(&dir).map_err(|e| SpawnError::io(format!("creating {}", dir.display()), e))?;
-    let template = Template {
-        memory_file: Path::new("/dev/shm").join(&name),
-        state_file: dir.join("state.bin"),
-        dir,
-        restore_failures: AtomicU32::new(0),
-    };
-    let deadline = started_at + inner.config.boot_timeout;
-    let accel = inner.accel().await;
-    let (id, vm_dir) = inner.new_dir()?;
-    let memory = GuestMemory::File { path: template.memory_file.clone(), shared: true };
-    let spec = inner.spec(&id, accel, shape, paths, &vm_dir, memory)?;
-    let started = boot::start(&inner.config.qemu_binary, &spec, vm_dir, &inner.config, deadline).await?;
-    boot::wait_ready(&started, inner.config.boot_timeout, deadline).await?;
-    let booted = started_at.elapsed();
-    let qmp = started.qmp.clone();
-    qmp.stop().await?;
-    qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;
-    qmp.migrate(&format!("exec:cat > {}", quoted(&template.state_file)?)).await?;
-    wait_migration(&qmp, "out", deadline).await?;
-    let vm = inner.vm(id, shape, accel, booted, started, None);
-    vm.shutdown().await;
-    tracing::info!(%shape, ?booted, total = ?started_at.elapsed(), memory = %template.memory_file.display(),
-        "snapshot template built");
-    Ok(template)
-}
-
-async fn wait_migration(
-    qmp: &QmpClient,
-    direction: &'static str,
-    deadline: Instant,
-) -> Result<(), QemuError> {
-    loop {
-        let info = qmp.query_migrate().await?;
-        match info.status.as_deref() {
-            Some("completed") => return Ok(()),
-            Some("failed") | Some("cancelled") => {
-                let message = info.error_desc.unwrap_or_else(|| "migration failed".into());
-                return Err(SnapshotError::Migration { direction, message }.into());
-            }
-            status => {
-                if Instant::now() >= deadline {
-                    let message = format!("still {status:?} at the deadline");
-                    return Err(SnapshotError::Migration { direction, message }.into());
+) -> Result<(Template, TemplateOrigin), QemuError> {
+    let key = crate::template_build::template_key(inner, shape, paths).await?;
+    let base = &inner.config.template_dir;
+    store::ensure_private_dir(base)?;
+    let dir = base.join(store::shape_dir_name(&key.shape));
+    let keep = inner.config.keep_templates;
+    let inspect_dir = dir.clone();
+    let inspect_key = key.clone();
+    let found = tokio::task::spawn_blocking(move || store::inspect(&inspect_dir, &inspect_key))
+        .await
+        .map_err(|e| QemuError::Config(format!("checking the template failed: {e}")))?;
+    let origin = match found {
+        Found::Valid(manifest) => {
+            tracing::info!(%shape, dir = %dir.display(), created_unix = manifest.created_unix,
+                "snapshot template reused");
+            return Ok((Template::new(dir, manifest, keep), TemplateOrigin::Reused));
+        }
+        Found::Absent => TemplateOrigin::Built,
+        Found::Stale(why) | Found::Corrupt(why) => {
+            tracing::warn!(%shape, dir = %dir.display(), %why, "snapshot template unusable; rebuilding it");
+            match store::retire(&dir) {
+                Ok(moved) => store::remove(&moved),
+                Err(e) => {
+                    return Err(SnapshotError::Io {
+                        what: format!("moving {} aside", dir.display()),
+                        source: e,
+                    }
+                    .into());
                 }
             }
+            TemplateOrigin::Rebuilt(why)
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
+    let manifest = crate::template_build::build(inner, shape, paths, &key, &dir).await?;
+    Ok((Template::new(dir, manifest, keep), origin))
 }
 
 async fn restore(
@@ -254,32 +346,15 @@ async fn restore(
     paths: &ImagePaths,
     template: &Arc<Template>,
 ) -> Result<QemuVm, QemuError> {
-    let started_at = Instant::now();
-    let deadline = started_at + inner.config.boot_timeout.min(RESTORE_TIMEOUT);
-    for file in [&template.state_file, &template.memory_file] {
-        let usable = std::fs::metadata(file).map(|m| m.len() > 0).unwrap_or(false);
-        if !usable {
-            let message = format!("template file {} is missing or empty", file.display());
-            return Err(SnapshotError::Migration { direction: "in", message }.into());
-        }
-    }
-    let accel = inner.accel().await;
-    let (id, dir) = inner.new_dir()?;
-    let memory = GuestMemory::File { path: template.memory_file.clone(), shared: false };
-    let mut spec = inner.spec(&id, accel, shape, paths, &dir, memory)?;
-    spec.incoming = Some("defer".into());
-    let started = boot::start(&inner.config.qemu_binary, &spec, dir, &inner.config, deadline).await?;
-    let qmp = started.qmp.clone();
-    qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;
-    qmp.migrate_incoming(&format!("exec:cat {}", quoted(&template.state_file)?)).await?;
-    wait_migration(&qmp, "in", deadline).await?;
-    qmp.cont().await?;
-    boot::wait_for_agent(&started, inner.config.boot_timeout.min(RESTORE_TIMEOUT), deadline).await?;
-    let restored = started_at.elapsed();
-    let template_holder: Arc<dyn std::any::Any + Send + Sync> = template.clone();
-    let mut vm = inner.vm(id, shape, accel, restored, started, Some(template_holder));
-    let applied = vm.set_identity(crate::exec::fresh_identity(vm.id())).await?;
-    vm.boot_duration = started_at.elapsed();
-    tracing::info!(vm = %vm.id(), %shape, ?restored, ready = ?started_at.elapsed(), ?applied, "VM restored from snapshot");
-    Ok(vm)
+    let dir = template.dir();
+    let holder: Arc<dyn std::any::Any + Send + Sync> = template.clone();
+    crate::restore::restore_clone(
+        inner,
+        shape,
+        paths,
+        &dir.join(store::MEMORY_FILE),
+        &crate::template_build::quoted(&dir.join(store::STATE_FILE))?,
+        holder,
+    )
+    .await
 }

@@ -56,6 +56,8 @@ pub struct QemuVm {
     /// Keeps a snapshot template's memory file alive while this clone maps it (held for its Drop).
     #[allow(dead_code)]
     pub(crate) template: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// How it was made.
+    pub(crate) fill: crate::config::FillKind,
 }
 
 impl QemuVm {
@@ -67,6 +69,11 @@ impl QemuVm {
     /// The shape it was made for.
     pub fn shape(&self) -> &ShapeKey {
         &self.shape
+    }
+
+    /// How it was made: cold boot, snapshot restore, or cold boot as a snapshot shape's fallback.
+    pub fn fill(&self) -> crate::config::FillKind {
+        self.fill
     }
 
     /// The accelerator it runs under (`Kvm` or `Tcg`).
@@ -259,5 +266,9 @@ impl PoolVm for QemuVm {
         async move {
             exited.await;
         }
+    }
+
+    fn fill_kind(&self) -> Option<&'static str> {
+        Some(self.fill.as_str())
     }
 }

@@ -32,13 +32,42 @@ pub struct FillBenchArgs {
     /// Depth of the refill measurement (0 skips it).
     #[arg(long, default_value_t = 16)]
     refill_depth: usize,
+    /// TCG translation-cache size (MiB) of template and clones (`-accel tcg,tb-size=N`); default:
+    /// the provider's default.
+    #[arg(long)]
+    tb_size_mb: Option<u32>,
 }
 
 /// Runs `firepit bench fill`.
 pub async fn run(args: FillBenchArgs) -> CliResult {
     let report = Report { json: args.json, bench: "fill" };
     let image = firepit::image::Image::open(&args.image)?;
-    let provider = QemuProvider::new(ProviderConfig::default())?;
+    // A private template directory, so an earlier run's template is neither reused nor left behind.
+    let template_dir = PathBuf::from(format!(
+        "{}-bench-{}",
+        firepit_qemu::default_template_dir().display(),
+        std::process::id()
+    ));
+    let defaults = ProviderConfig::default();
+    let provider = QemuProvider::new(ProviderConfig {
+        template_dir: template_dir.clone(),
+        keep_templates: false,
+        snapshot_tb_size_mb: args.tb_size_mb.or(defaults.snapshot_tb_size_mb),
+        ..defaults
+    })?;
+    let result = measure(&args, &report, &image, &provider).await;
+    provider.remove_templates();
+    drop(provider);
+    let _ = std::fs::remove_dir_all(&template_dir);
+    result
+}
+
+async fn measure(
+    args: &FillBenchArgs,
+    report: &Report,
+    image: &firepit::image::Image,
+    provider: &QemuProvider,
+) -> CliResult {
     let paths = ImagePaths::new(image.kernel(), image.initramfs());
     let cold_id = format!("{}-cold", image.id());
     let snap_id = format!("{}-snap", image.id());
@@ -50,7 +79,8 @@ pub async fn run(args: FillBenchArgs) -> CliResult {
     // The first snapshot create builds the template; it is reported, not counted as a restore.
     let before = Instant::now();
     let first_clone = provider.create(&snap).await?;
-    report.emit("template_build_ms", ms(before.elapsed()), "ms", serde_json::json!({}));
+    let tb_size = serde_json::json!({"tb_size_mb": provider.config().snapshot_tb_size_mb});
+    report.emit("template_build_ms", ms(before.elapsed()), "ms", tb_size.clone());
     provider.destroy(first_clone).await;
 
     let samples = args.samples.max(1);
@@ -94,10 +124,18 @@ pub async fn run(args: FillBenchArgs) -> CliResult {
     }
     report.emit("cold_pss_kib", cold_pss as f64, "KiB", serde_json::json!({}));
     let ratio = clone_pss as f64 / (cold_pss as f64).max(1.0);
-    report.emit("clone_pss_kib", clone_pss as f64, "KiB", serde_json::json!({"ratio_to_cold": ratio}));
+    report.emit(
+        "clone_pss_kib",
+        clone_pss as f64,
+        "KiB",
+        serde_json::json!({"ratio_to_cold": ratio, "clones_alive": 4, "tb_size_mb": provider.config().snapshot_tb_size_mb}),
+    );
+
+    report.emit("restore_speedup", speedup, "x", serde_json::json!({"goal_min": 10}));
+    report.emit("clone_pss_ratio", ratio, "ratio", serde_json::json!({"goal_max": 0.2}));
 
     if args.refill_depth > 0 {
-        let refill = refill(provider, snap, args.refill_depth).await?;
+        let refill = refill(provider.clone(), snap, args.refill_depth).await?;
         report.emit("refill_16_ms", ms(refill), "ms", serde_json::json!({"depth": args.refill_depth}));
     }
     Ok(ExitCode::SUCCESS)

@@ -65,6 +65,14 @@ enum ImageCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Remove the snapshot templates kept for reuse (RAM file, state and manifest per shape).
+    /// Templates outlive pools and daemons so the next start skips the template boot; a running
+    /// daemon whose template is removed falls back to cold boot until it has rebuilt it.
+    CleanTemplates {
+        /// Template directory (default: /dev/shm/firepit-<uid>-templates).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -87,6 +95,14 @@ pub fn run(cli: Cli) -> ExitCode {
 fn dispatch(command: Command) -> CliResult {
     if let Command::Image(ImageCommand::Build { agent, out }) = command {
         return image::run_build(agent, out).map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string().into());
+    }
+    if let Command::Image(ImageCommand::CleanTemplates { dir }) = command {
+        let template_dir = dir.unwrap_or_else(firepit_qemu::default_template_dir);
+        let config =
+            firepit_qemu::ProviderConfig { template_dir: template_dir.clone(), ..Default::default() };
+        let removed = firepit_qemu::QemuProvider::new(config)?.remove_templates();
+        println!("removed {removed} snapshot template(s) from {}", template_dir.display());
+        return Ok(ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

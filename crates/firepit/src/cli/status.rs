@@ -76,6 +76,9 @@ pub async fn run(args: StatusArgs) -> CliResult {
             s.accelerator,
             format!("{:?}", s.fill).to_lowercase(),
         );
+        if let Some(state) = &s.fill_state {
+            println!("  {state}");
+        }
         if let Some(error) = &s.last_error {
             println!("  last error: {error}");
         }

@@ -215,6 +215,14 @@ pub struct ShapeStatusView {
     pub accelerator: String,
     /// How VMs are made ready.
     pub fill: FillStrategy,
+    /// How the last VM was actually made: `cold_boot`, `snapshot`, or `cold_boot_fallback` when a
+    /// snapshot shape fell back to cold boot (see `fill_state`). `None` before the first fill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fill: Option<String>,
+    /// For snapshot shapes, the template's state in one line, e.g. `snapshot: template reused` or
+    /// `cold boot fallback: template damaged: ...; template retried in 42 s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_state: Option<String>,
 }
 
 /// A process and runtime directory the backend created; recorded so that a later daemon run can

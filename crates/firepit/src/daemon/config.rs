@@ -54,6 +54,9 @@ pub struct Config {
     /// Graceful shutdown.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Where `fill = "snapshot"` shapes keep their templates.
+    #[serde(default)]
+    pub snapshots: SnapshotConfig,
     /// The shapes to keep warm (at least one).
     #[serde(default, rename = "shape")]
     pub shapes: Vec<ShapeConfig>,
@@ -114,6 +117,27 @@ pub struct ShutdownConfig {
     /// Time in-flight requests get to finish before they are cancelled, in seconds.
     #[serde(default = "default_shutdown_budget_secs")]
     pub budget_secs: u64,
+}
+
+/// `[snapshots]`: templates of `fill = "snapshot"` shapes (guest RAM file, device state, manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Template directory; keep it on tmpfs (clones map the RAM file). Default:
+    /// `/dev/shm/firepit-<uid>-templates`.
+    #[serde(default)]
+    pub template_dir: Option<PathBuf>,
+    /// Keep templates when the daemon stops, so the next start reuses them instead of booting a
+    /// template again (they are checked first: same image, QEMU version and command line). Remove
+    /// them with `firepit image clean-templates`. Unregistering a shape always removes its template.
+    #[serde(default = "default_true")]
+    pub keep_templates: bool,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self { template_dir: None, keep_templates: true }
+    }
 }
 
 /// `[[shape]]`: one kind of VM kept warm.

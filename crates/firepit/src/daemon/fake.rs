@@ -177,6 +177,8 @@ impl LeaseBackend for FakeBackend {
                 last_error: None,
                 accelerator: "none".to_owned(),
                 fill: s.spec.fill,
+                last_fill: None,
+                fill_state: None,
             })
             .collect()
     }

@@ -54,6 +54,11 @@ impl Provider for RecordedProvider {
         self.inner.destroy(vm).await;
         self.hook.destroyed(&id);
     }
+
+    fn shape_unregistered(&self, shape: &ShapeKey) {
+        // Drops the shape's snapshot template (removed once its last clone is gone).
+        self.inner.shape_unregistered(shape);
+    }
 }
 
 /// One registered shape: its engine key and the spec it came from.
@@ -141,6 +146,8 @@ fn prepare_shape(provider: &QemuProvider, spec: ShapeSpec) -> Result<Shape, Stri
     // The name is part of the key's version so two names over one image stay two buckets.
     let version = format!("{}+{}", image.kernel_version(), spec.name);
     let key = ShapeKey::new(image.id(), version, spec.cpus, memory_mb);
+    // Per shape: two shapes over one image may fill differently.
+    provider.set_fill_strategy(&key, fill);
     Ok(Shape { key, spec })
 }
 
@@ -212,6 +219,9 @@ impl LeaseBackend for QemuBackend {
                     last_error: s.last_error.clone(),
                     accelerator: self.accelerator.clone(),
                     fill: shape.spec.fill,
+                    last_fill: s.last_fill.map(str::to_owned),
+                    fill_state: (shape.spec.fill == FillStrategy::Snapshot)
+                        .then(|| self.provider.template_state(&shape.key).to_string()),
                 })
             })
             .collect();

@@ -36,8 +36,13 @@ pub async fn build_backend(
             vms_dir.display()
         )));
     }
-    let provider_config =
-        firepit_qemu::ProviderConfig { runtime_dir: vms_dir, ..firepit_qemu::ProviderConfig::default() };
+    let defaults = firepit_qemu::ProviderConfig::default();
+    let provider_config = firepit_qemu::ProviderConfig {
+        runtime_dir: vms_dir,
+        template_dir: config.snapshots.template_dir.clone().unwrap_or(defaults.template_dir.clone()),
+        keep_templates: config.snapshots.keep_templates,
+        ..defaults
+    };
     let backend = QemuBackend::start(
         provider_config,
         config.shape_specs(),

@@ -1,0 +1,78 @@
+//! One snapshot restore: start QEMU waiting for an incoming migration, load the template's device
+//! state, resume, wait for the agent, give the clone its own identity.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use firepit_pool::ShapeKey;
+use tokio::time::Instant;
+
+use crate::argv::GuestMemory;
+use crate::config::{FillKind, ImagePaths};
+use crate::error::{QemuError, SnapshotError};
+use crate::provider::ProviderInner;
+use crate::qmp::QmpClient;
+use crate::snapshot::RESTORE_TIMEOUT;
+use crate::vm::QemuVm;
+
+/// Polls `query-migrate` until the migration completed, failed, or `deadline` passed.
+pub(crate) async fn wait_migration(
+    qmp: &QmpClient,
+    direction: &'static str,
+    deadline: Instant,
+) -> Result<(), QemuError> {
+    loop {
+        let info = qmp.query_migrate().await?;
+        match info.status.as_deref() {
+            Some("completed") => return Ok(()),
+            Some("failed") | Some("cancelled") => {
+                let message = info.error_desc.unwrap_or_else(|| "migration failed".into());
+                return Err(SnapshotError::Migration { direction, message }.into());
+            }
+            status => {
+                if Instant::now() >= deadline {
+                    let message = format!("still {status:?} at the deadline");
+                    return Err(SnapshotError::Migration { direction, message }.into());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Restores a clone mapping `memory_file` copy-on-write, with device state from `quoted_state` (a
+/// shell-quoted path). `template` is kept alive by the clone.
+pub(crate) async fn restore_clone(
+    inner: &ProviderInner,
+    shape: &ShapeKey,
+    paths: &ImagePaths,
+    memory_file: &Path,
+    quoted_state: &str,
+    template: Arc<dyn std::any::Any + Send + Sync>,
+) -> Result<QemuVm, QemuError> {
+    let started_at = Instant::now();
+    let timeout = inner.config.boot_timeout.min(RESTORE_TIMEOUT);
+    let deadline = started_at + timeout;
+    let accel = inner.accel().await;
+    let (id, dir) = inner.new_dir()?;
+    let memory = GuestMemory::File { path: memory_file.to_path_buf(), shared: false };
+    let mut spec = inner.spec(&id, accel, shape, paths, dir.path(), memory)?;
+    spec.incoming = Some("defer".into());
+    spec.tb_size_mb = inner.config.snapshot_tb_size_mb;
+    spec.without_kernel = true;
+    let started = crate::boot::start(&inner.config.qemu_binary, &spec, dir, &inner.config, deadline).await?;
+    let qmp = started.qmp.clone();
+    qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;
+    qmp.migrate_incoming(&format!("exec:cat {quoted_state}")).await?;
+    wait_migration(&qmp, "in", deadline).await?;
+    qmp.cont().await?;
+    crate::boot::wait_for_agent(&started, timeout, deadline).await?;
+    let restored = started_at.elapsed();
+    let mut vm = inner.vm(id, shape, accel, restored, started, FillKind::Snapshot);
+    vm.template = Some(template);
+    let applied = vm.set_identity(crate::exec::fresh_identity(vm.id())).await?;
+    vm.boot_duration = started_at.elapsed();
+    tracing::info!(vm = %vm.id(), %shape, ?restored, ready = ?started_at.elapsed(), ?applied, "VM restored from snapshot");
+    Ok(vm)
+}

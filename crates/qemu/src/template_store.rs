@@ -1,0 +1,335 @@
+//! Snapshot templates on disk, so a new provider reuses what an earlier one built.
+//!
+//! Layout: `<template_dir>/<shape dir>/{memory, state.bin, manifest.json}`, one directory per shape
+//! (image id, version, vCPUs, memory). The manifest says whose template it is: image id, shape,
+//! QEMU version and a hash of the clone command line (with per-VM paths replaced by placeholders).
+//! A template is reused only when all of them match and its files pass a check (sizes, and the
+//! SHA-256 of the device state); otherwise it is *stale* (key mismatch) or *corrupt* and is rebuilt.
+//!
+//! Writes are crash-safe: a template is built in `firepit-<pid>-t<n>` (swept as a dead process's
+//! leftover if the builder dies) and renamed into place with its manifest written last. A template
+//! that is dropped (shape unregistered, stale, corrupt, failing) is first renamed back to such a
+//! name, so no loader finds it, then removed once the last clone that maps it is gone (unlinking
+//! a mapped file would be safe for the clone, but firepit keeps the promise that it never does).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{QemuError, SpawnError};
+
+/// The guest RAM file (mapped `share=on` by the template, copy-on-write by clones).
+pub(crate) const MEMORY_FILE: &str = "memory";
+/// The device state written by the template's migration.
+pub(crate) const STATE_FILE: &str = "state.bin";
+/// What the template is and whose it is; written last.
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
+const FORMAT: u32 = 1;
+
+static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(1);
+
+/// What a template must match to be reused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TemplateKey {
+    /// The image id the shape names.
+    pub image_id: String,
+    /// The shape, as `ShapeKey` displays it.
+    pub shape: String,
+    /// First line of `qemu -version`.
+    pub qemu_version: String,
+    /// SHA-256 (hex) of the clone command line with per-VM paths replaced by placeholders.
+    pub cmdline_sha256: String,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Manifest {
+    pub format: u32,
+    #[serde(flatten)]
+    pub key: TemplateKey,
+    pub memory_bytes: u64,
+    pub state_bytes: u64,
+    pub state_sha256: String,
+    /// Seconds since the Unix epoch when the template was snapshotted.
+    pub created_unix: u64,
+}
+
+/// What a shape directory holds.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// Nothing: build a template.
+    Absent,
+    /// A template for this key whose files check out.
+    Valid(Manifest),
+    /// A template made for another image, QEMU or command line (says which).
+    Stale(String),
+    /// Files missing, truncated, or not what the manifest says.
+    Corrupt(String),
+}
+
+/// Creates the template directory (0700) if needed and checks that it is private: a real
+/// directory (not a symlink), owned by this user, with no group or other access. The default lives
+/// in world-writable /dev/shm, where another user could have made it first to read guest memory
+/// or plant a template; firepit then refuses it (the shape cold-boots, saying why).
+pub(crate) fn ensure_private_dir(path: &Path) -> Result<(), QemuError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    crate::rundir::ensure_base(path)?;
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| SpawnError::io(format!("checking template directory {}", path.display()), e))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.file_type().is_dir() || meta.uid() != uid || mode & 0o077 != 0 {
+        return Err(QemuError::Config(format!(
+            "template directory {} is not private (a directory owned by uid {uid} with mode 0700; \
+             found uid {}, mode {mode:o}): remove it or set another template_dir",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// SHA-256 of `bytes` as lowercase hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn file_sha256(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((total, hex(&hasher.finalize())));
+        }
+        total += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+}
+
+/// A file-system-safe directory name for a shape: readable, plus a short hash against collisions.
+pub(crate) fn shape_dir_name(shape: &str) -> String {
+    let readable: String = shape
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') { c } else { '_' })
+        .take(80)
+        .collect();
+    format!("{readable}-{}", &sha256_hex(shape.as_bytes())[..12])
+}
+
+/// Reads and checks the template in `dir` against `key`.
+pub(crate) fn inspect(dir: &Path, key: &TemplateKey) -> Found {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let text = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return if dir.exists() {
+                Found::Corrupt(format!("{} is missing", manifest_path.display()))
+            } else {
+                Found::Absent
+            };
+        }
+        Err(e) => return Found::Corrupt(format!("reading {}: {e}", manifest_path.display())),
+    };
+    let manifest: Manifest = match serde_json::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => {
+            return Found::Corrupt(format!("{} is not a template manifest: {e}", manifest_path.display()));
+        }
+    };
+    if manifest.format != FORMAT {
+        return Found::Stale(format!("manifest format {} (this firepit writes {FORMAT})", manifest.format));
+    }
+    if let Some(why) = key_mismatch(&manifest.key, key) {
+        return Found::Stale(why);
+    }
+    let memory = dir.join(MEMORY_FILE);
+    match std::fs::metadata(&memory) {
+        Ok(m) if m.len() == manifest.memory_bytes => {}
+        Ok(m) => {
+            return Found::Corrupt(format!(
+                "{} has {} bytes, the manifest says {}",
+                memory.display(),
+                m.len(),
+                manifest.memory_bytes
+            ));
+        }
+        Err(e) => return Found::Corrupt(format!("{}: {e}", memory.display())),
+    }
+    let state = dir.join(STATE_FILE);
+    match file_sha256(&state) {
+        Ok((len, _)) if len != manifest.state_bytes => Found::Corrupt(format!(
+            "{} has {len} bytes, the manifest says {} (truncated?)",
+            state.display(),
+            manifest.state_bytes
+        )),
+        Ok((_, sha)) if sha != manifest.state_sha256 => {
+            Found::Corrupt(format!("{} does not match its SHA-256 in the manifest", state.display()))
+        }
+        Ok(_) => Found::Valid(manifest),
+        Err(e) => Found::Corrupt(format!("{}: {e}", state.display())),
+    }
+}
+
+fn key_mismatch(found: &TemplateKey, wanted: &TemplateKey) -> Option<String> {
+    let pairs = [
+        ("image id", &found.image_id, &wanted.image_id),
+        ("shape", &found.shape, &wanted.shape),
+        ("QEMU version", &found.qemu_version, &wanted.qemu_version),
+        ("command line hash", &found.cmdline_sha256, &wanted.cmdline_sha256),
+    ];
+    pairs
+        .into_iter()
+        .find(|(_, found, wanted)| found != wanted)
+        .map(|(what, found, wanted)| format!("made for {what} {found:?}, now {wanted:?}"))
+}
+
+/// Hashes the state file of a freshly built template in `scratch`, writes its manifest, and moves
+/// it to `target` (which must not exist).
+pub(crate) fn publish(
+    scratch: &Path,
+    target: &Path,
+    key: &TemplateKey,
+    memory_bytes: u64,
+) -> Result<Manifest, QemuError> {
+    let state = scratch.join(STATE_FILE);
+    let (state_bytes, state_sha256) =
+        file_sha256(&state).map_err(|e| SpawnError::io(format!("reading {}", state.display()), e))?;
+    let created_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let manifest =
+        Manifest { format: FORMAT, key: key.clone(), memory_bytes, state_bytes, state_sha256, created_unix };
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| QemuError::Config(format!("encoding the template manifest: {e}")))?;
+    let manifest_path = scratch.join(MANIFEST_FILE);
+    std::fs::write(&manifest_path, text)
+        .map_err(|e| SpawnError::io(format!("writing {}", manifest_path.display()), e))?;
+    std::fs::rename(scratch, target).map_err(|e| {
+        SpawnError::io(format!("moving template {} to {}", scratch.display(), target.display()), e)
+    })?;
+    Ok(manifest)
+}
+
+/// A fresh scratch directory name under `base`: `firepit-<pid>-t<n>` (swept if this process dies).
+pub(crate) fn scratch_path(base: &Path) -> PathBuf {
+    let n = NEXT_SCRATCH.fetch_add(1, Ordering::Relaxed);
+    base.join(format!("firepit-{}-t{n}", std::process::id()))
+}
+
+/// Moves `dir` out of the loaders' way (to a scratch name); returns where it went.
+pub(crate) fn retire(dir: &Path) -> std::io::Result<PathBuf> {
+    let base = dir.parent().unwrap_or(dir);
+    let to = scratch_path(base);
+    std::fs::rename(dir, &to)?;
+    Ok(to)
+}
+
+/// Removes `dir` and everything in it; a missing directory is fine.
+pub(crate) fn remove(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => tracing::debug!(dir = %dir.display(), "snapshot template removed"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "removing snapshot template files failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> TemplateKey {
+        TemplateKey {
+            image_id: "img".into(),
+            shape: "img@1/1cpu/64MiB".into(),
+            qemu_version: "QEMU emulator version 7.2.22".into(),
+            cmdline_sha256: sha256_hex(b"argv"),
+        }
+    }
+
+    fn published(base: &Path) -> PathBuf {
+        let scratch = scratch_path(base);
+        std::fs::create_dir(&scratch).unwrap();
+        std::fs::write(scratch.join(MEMORY_FILE), vec![0u8; 4096]).unwrap();
+        std::fs::write(scratch.join(STATE_FILE), b"device state").unwrap();
+        let target = base.join(shape_dir_name(&key().shape));
+        publish(&scratch, &target, &key(), 4096).unwrap();
+        assert!(!scratch.exists());
+        target
+    }
+
+    #[test]
+    fn a_published_template_is_valid_for_its_key_only() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = published(base.path());
+        assert!(matches!(inspect(&dir, &key()), Found::Valid(m) if m.state_bytes == 12));
+        let newer_qemu = TemplateKey { qemu_version: "QEMU emulator version 8.0".into(), ..key() };
+        assert!(matches!(inspect(&dir, &newer_qemu), Found::Stale(why) if why.contains("QEMU version")));
+        let other_argv = TemplateKey { cmdline_sha256: sha256_hex(b"other"), ..key() };
+        assert!(matches!(inspect(&dir, &other_argv), Found::Stale(why) if why.contains("command line")));
+        assert!(matches!(inspect(&base.path().join("nothing"), &key()), Found::Absent));
+    }
+
+    #[test]
+    fn truncated_altered_or_missing_files_are_corrupt() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = published(base.path());
+        std::fs::write(dir.join(STATE_FILE), b"device").unwrap();
+        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("truncated")));
+        std::fs::write(dir.join(STATE_FILE), b"DEVICE STATE").unwrap();
+        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("SHA-256")));
+        std::fs::write(dir.join(STATE_FILE), b"device state").unwrap();
+        std::fs::remove_file(dir.join(MEMORY_FILE)).unwrap();
+        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(_)));
+        std::fs::write(dir.join(MANIFEST_FILE), b"{not json").unwrap();
+        assert!(
+            matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("not a template manifest"))
+        );
+        std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
+        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("missing")));
+    }
+
+    #[test]
+    fn a_template_dir_others_can_enter_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("templates");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let error = ensure_private_dir(&dir).unwrap_err().to_string();
+        assert!(error.contains("not private"), "{error}");
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(ensure_private_dir(&link).is_err(), "a symlink is refused");
+    }
+
+    #[test]
+    fn shape_dir_names_are_safe_and_distinct() {
+        let a = shape_dir_name("img@6.1/1cpu/256MiB");
+        let b = shape_dir_name("img@6.1/1cpu/256MiB+x");
+        assert!(!a.contains('/') && a.starts_with("img@6.1_1cpu_256MiB-"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_retired_template_gets_a_scratch_name_and_is_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = published(base.path());
+        let moved = retire(&dir).unwrap();
+        assert!(!dir.exists() && moved.exists());
+        assert!(moved.file_name().unwrap().to_string_lossy().starts_with("firepit-"));
+        remove(&moved);
+        assert!(!moved.exists());
+    }
+}
