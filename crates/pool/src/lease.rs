@@ -89,6 +89,6 @@ impl<P: Provider> Drop for PooledVm<P> {
         if let Some(b) = st.unlease(&self.shape, self.generation) {
             b.metrics.released.inc();
         }
-        self.shared.retire(&mut st, vm, self.shape.memory_mb);
+        self.shared.retire(&mut st, vm, &self.shape);
     }
 }

@@ -69,6 +69,25 @@ pub trait PoolVm: Send + Sync + 'static {
     fn fill_kind(&self) -> Option<&'static str> {
         None
     }
+
+    /// What this VM costs against the pool's memory budget, MiB, when the provider knows better than
+    /// the shape's `memory_mb`: a copy-on-write clone costs its private pages (e.g. estimated from
+    /// its PSS), its template being charged once through [`Provider::shared_memory_mb`]. Read once,
+    /// when the VM is delivered, and again when it is destroyed, so return a value fixed at creation.
+    /// The default, `None`, charges the shape's `memory_mb`.
+    ///
+    /// ```
+    /// use firepit_pool::PoolVm;
+    /// struct Clone { id: String, pss_mib: u64 }
+    /// impl PoolVm for Clone {
+    ///     fn id(&self) -> &str { &self.id }
+    ///     fn memory_charge_mb(&self) -> Option<u64> { Some(self.pss_mib) }
+    /// }
+    /// assert_eq!(Clone { id: "vm-1".into(), pss_mib: 36 }.memory_charge_mb(), Some(36));
+    /// ```
+    fn memory_charge_mb(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Creates, probes and destroys VMs for the pool.
@@ -99,5 +118,20 @@ pub trait Provider: Send + Sync + 'static {
     /// default does nothing.
     fn shape_unregistered(&self, shape: &ShapeKey) {
         let _ = shape;
+    }
+
+    /// What the next VM of `shape` is expected to cost against the memory budget, MiB, before it
+    /// exists: the refiller reserves this much when it starts a fill and corrects it to the VM's
+    /// [`PoolVm::memory_charge_mb`] when the VM arrives. Called with the pool's lock held: keep it
+    /// cheap and non-blocking. The default is the shape's `memory_mb`.
+    fn memory_estimate_mb(&self, shape: &ShapeKey) -> u64 {
+        u64::from(shape.memory_mb)
+    }
+
+    /// Memory the provider holds once for many VMs (e.g. snapshot templates' RAM files), MiB,
+    /// charged against the memory budget on top of the VMs' own charges. Called with the pool's
+    /// lock held: keep it cheap. The default is 0.
+    fn shared_memory_mb(&self) -> u64 {
+        0
     }
 }

@@ -31,7 +31,7 @@ pub(crate) struct PoolSettings {
 /// A VM on its way to `Provider::destroy`.
 pub(crate) struct Retired<V> {
     pub vm: V,
-    pub memory_mb: u32,
+    pub memory_mb: u64,
 }
 
 pub(crate) struct State<V> {
@@ -107,7 +107,8 @@ impl<P: Provider> Shared<P> {
 
     /// Sends a VM to the reaper. If the reaper is gone (no runtime any more), the VM value is
     /// dropped here and cleans up after itself.
-    pub fn retire(&self, st: &mut State<P::Vm>, vm: P::Vm, memory_mb: u32) {
+    pub fn retire(&self, st: &mut State<P::Vm>, vm: P::Vm, shape: &ShapeKey) {
+        let memory_mb = memory_charge(&vm, shape);
         if let Err(mpsc::error::SendError(back)) = self.retire_tx.send(Retired { vm, memory_mb }) {
             tracing::debug!("reaper gone; dropping VM {} in place", crate::PoolVm::id(&back.vm));
             drop(back);
@@ -116,9 +117,9 @@ impl<P: Provider> Shared<P> {
     }
 
     /// Accounts for a VM that no longer exists.
-    pub fn forget(&self, st: &mut State<P::Vm>, memory_mb: u32) {
+    pub fn forget(&self, st: &mut State<P::Vm>, memory_mb: u64) {
         st.alive = st.alive.saturating_sub(1);
-        st.mem_used_mb = st.mem_used_mb.saturating_sub(u64::from(memory_mb));
+        st.mem_used_mb = st.mem_used_mb.saturating_sub(memory_mb);
         if st.closing && st.alive == 0 {
             self.reaper_stop.cancel();
         }
@@ -133,7 +134,7 @@ impl<P: Provider> Shared<P> {
         tracing::debug!(vm = crate::PoolVm::id(&entry.vm), %shape, %reason, "evicting VM");
         let Entry { vm, watch, .. } = entry;
         drop(watch);
-        self.retire(st, vm, shape.memory_mb);
+        self.retire(st, vm, shape);
         self.refill_wake.notify_one();
     }
 
@@ -194,4 +195,14 @@ pub(crate) async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// What `vm` is charged against the memory budget: its own figure, else its shape's `memory_mb`.
+pub(crate) fn memory_charge<V: crate::PoolVm>(vm: &V, shape: &ShapeKey) -> u64 {
+    vm.memory_charge_mb().unwrap_or(u64::from(shape.memory_mb))
+}
+
+/// Memory in use against the budget: the VMs' charges plus what the provider holds once for all.
+pub(crate) fn memory_in_use<P: Provider>(shared: &Shared<P>, st: &State<P::Vm>) -> u64 {
+    st.mem_used_mb.saturating_add(shared.provider.shared_memory_mb())
 }
