@@ -213,7 +213,7 @@ impl<P: Provider> Pool<P> {
         let mut destroys = tokio::task::JoinSet::new();
         for vm in drained {
             let shared = Arc::clone(shared);
-            let memory_mb = key.memory_mb;
+            let memory_mb = crate::shared::memory_charge(&vm, key);
             destroys.spawn(async move {
                 shared.provider.destroy(vm).await;
                 let mut st = shared.lock();
@@ -241,13 +241,15 @@ impl<P: Provider> Pool<P> {
         let shared = self.shared();
         let now = Instant::now();
         let st = shared.lock();
+        let shared_mb = shared.provider.shared_memory_mb();
         let mut shapes: Vec<ShapeStatus> = st
             .buckets
             .values()
             .map(|b| {
                 let mut target = b.target(now);
                 if let Some(budget) = shared.settings.memory_budget_mb {
-                    target = target.min((budget / u64::from(b.key.memory_mb).max(1)) as usize);
+                    let per_vm = shared.provider.memory_estimate_mb(&b.key).max(1);
+                    target = target.min((budget.saturating_sub(shared_mb) / per_vm) as usize);
                 }
                 let backoff_remaining = b.backoff_until.filter(|u| *u > now).map(|u| u - now);
                 ShapeStatus {
@@ -272,7 +274,8 @@ impl<P: Provider> Pool<P> {
         shapes.sort_by(|a, b| a.key.cmp(&b.key));
         Status {
             shapes,
-            memory_used_mb: st.mem_used_mb,
+            memory_used_mb: st.mem_used_mb.saturating_add(shared_mb),
+            shared_memory_mb: shared_mb,
             memory_budget_mb: shared.settings.memory_budget_mb,
             alive: st.alive,
             shutting_down: st.closing,

@@ -43,6 +43,7 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
     let budget = shared.settings.memory_budget_mb;
     let mut wake_at: Option<Instant> = None;
     let mut blocked = Vec::new();
+    let shared_mb = shared.provider.shared_memory_mb();
     let State { buckets, mem_used_mb, alive, .. } = &mut *st;
     for b in buckets.values_mut() {
         if let Some(until) = b.backoff_until {
@@ -52,17 +53,17 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
             }
             b.backoff_until = None;
         }
-        let memory_mb = u64::from(b.key.memory_mb);
+        let memory_mb = shared.provider.memory_estimate_mb(&b.key).max(1);
         let mut target = b.target(now);
         if let Some(budget) = budget {
-            target = target.min((budget / memory_mb.max(1)) as usize);
+            target = target.min((budget.saturating_sub(shared_mb) / memory_mb) as usize);
         }
         let have = b.fresh_ready() + b.filling;
         let mut permits = Vec::new();
         b.budget_blocked = false;
         for _ in have..target {
             if let Some(budget) = budget
-                && *mem_used_mb + memory_mb > budget
+                && *mem_used_mb + shared_mb + memory_mb > budget
             {
                 b.budget_blocked = true;
                 blocked.push((*b.key).clone());
@@ -77,7 +78,8 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
         if !permits.is_empty() {
             b.metrics.refill_runs.inc();
             b.sync_gauges();
-            tokio::spawn(fill_batch(Arc::clone(shared), Arc::clone(&b.key), b.generation, permits));
+            let batch = Batch { shape: Arc::clone(&b.key), generation: b.generation, charged_mb: memory_mb };
+            tokio::spawn(fill_batch(Arc::clone(shared), batch, permits));
         }
     }
     for key in blocked {
@@ -86,18 +88,22 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
     wake_at
 }
 
-/// Creates one VM per permit, concurrently, delivering each as soon as it is ready.
-async fn fill_batch<P: Provider>(
-    shared: Arc<Shared<P>>,
+/// Fills started together for one shape.
+struct Batch {
     shape: Arc<ShapeKey>,
+    /// The bucket generation the fills belong to (a re-registered shape is a new generation).
     generation: u64,
-    permits: Vec<OwnedSemaphorePermit>,
-) {
+    /// Memory reserved per fill (the provider's estimate), corrected to the VM's own charge on arrival.
+    charged_mb: u64,
+}
+
+/// Creates one VM per permit, concurrently, delivering each as soon as it is ready.
+async fn fill_batch<P: Provider>(shared: Arc<Shared<P>>, batch: Batch, permits: Vec<OwnedSemaphorePermit>) {
+    let shape = &batch.shape;
     let mut creates: FuturesUnordered<_> = permits
         .into_iter()
         .map(|permit| {
             let shared = &shared;
-            let shape = &shape;
             async move {
                 let started = Instant::now();
                 let result = create_checked(shared, shape).await;
@@ -106,7 +112,7 @@ async fn fill_batch<P: Provider>(
         })
         .collect();
     while let Some((result, latency, permit)) = creates.next().await {
-        deliver(&shared, &shape, generation, result, latency);
+        deliver(&shared, &batch, result, latency);
         drop(permit);
         shared.progress.notify_waiters();
         shared.refill_wake.notify_one();
@@ -137,14 +143,15 @@ async fn create_checked<P: Provider>(shared: &Shared<P>, shape: &ShapeKey) -> Fi
     Ok(vm)
 }
 
-fn deliver<P: Provider>(
-    shared: &Arc<Shared<P>>,
-    shape: &Arc<ShapeKey>,
-    generation: u64,
-    result: FillResult<P::Vm>,
-    latency: Duration,
-) {
+fn deliver<P: Provider>(shared: &Arc<Shared<P>>, batch: &Batch, result: FillResult<P::Vm>, latency: Duration) {
+    let Batch { shape, generation, charged_mb } = batch;
+    let generation = *generation;
     let mut st = shared.lock();
+    // The fill reserved the provider's estimate; from now on the VM is charged its own figure.
+    if let Ok(vm) | Err((_, Some(vm))) = &result {
+        let actual = crate::shared::memory_charge(vm, shape);
+        st.mem_used_mb = st.mem_used_mb.saturating_sub(*charged_mb).saturating_add(actual);
+    }
     let closing = st.closing;
     let bucket = st.buckets.get_mut(&**shape).filter(|b| b.generation == generation);
     match (result, bucket) {
@@ -174,7 +181,7 @@ fn deliver<P: Provider>(
                 b.metrics.created.inc();
                 b.sync_gauges();
             }
-            shared.retire(&mut st, vm, shape.memory_mb);
+            shared.retire(&mut st, vm, shape);
         }
         (Err((message, rejected)), bucket) => {
             if closing {
@@ -202,8 +209,8 @@ fn deliver<P: Provider>(
             }
             match rejected {
                 // Still alive and charged: the reaper destroys it and frees its memory.
-                Some(vm) => shared.retire(&mut st, vm, shape.memory_mb),
-                None => shared.forget(&mut st, shape.memory_mb),
+                Some(vm) => shared.retire(&mut st, vm, shape),
+                None => shared.forget(&mut st, *charged_mb),
             }
         }
     }

@@ -202,7 +202,3 @@ pub(crate) fn memory_charge<V: crate::PoolVm>(vm: &V, shape: &ShapeKey) -> u64 {
     vm.memory_charge_mb().unwrap_or(u64::from(shape.memory_mb))
 }
 
-/// Memory in use against the budget: the VMs' charges plus what the provider holds once for all.
-pub(crate) fn memory_in_use<P: Provider>(shared: &Shared<P>, st: &State<P::Vm>) -> u64 {
-    st.mem_used_mb.saturating_add(shared.provider.shared_memory_mb())
-}

@@ -15,8 +15,13 @@ use crate::ShapeKey;
 pub struct Status {
     /// One entry per registered shape, sorted by key.
     pub shapes: Vec<ShapeStatus>,
-    /// Memory of all alive VMs (ready, filling, leased, being destroyed), MiB.
+    /// Memory charged against the budget, MiB: every alive VM (ready, filling, leased, being
+    /// destroyed) at its charge (the shape's `memory_mb`, or the provider's own figure such as a
+    /// clone's PSS) plus [`Status::shared_memory_mb`].
     pub memory_used_mb: u64,
+    /// Memory the provider holds once for many VMs (snapshot templates), MiB; part of
+    /// `memory_used_mb`.
+    pub shared_memory_mb: u64,
     /// The memory cap, if any.
     pub memory_budget_mb: Option<u64>,
     /// VMs alive in any state.

@@ -60,6 +60,12 @@ pub struct FaultPlan {
     pub probes_fail: bool,
     /// What new VMs report as [`PoolVm::fill_kind`] (e.g. `Some("snapshot")`; default `None`).
     pub fill_kind: Option<&'static str>,
+    /// What new VMs report as [`PoolVm::memory_charge_mb`] (default `None`: the shape's memory).
+    pub memory_charge_mb: Option<u64>,
+    /// What the provider answers to [`Provider::memory_estimate_mb`] (default `None`: the shape's).
+    pub memory_estimate_mb: Option<u64>,
+    /// What the provider answers to [`Provider::shared_memory_mb`].
+    pub shared_memory_mb: u64,
 }
 
 /// The error of a failed in-memory `create`.
@@ -207,6 +213,7 @@ pub struct MemoryVm {
     died: CancellationToken,
     destroyed: bool,
     fill_kind: Option<&'static str>,
+    memory_charge_mb: Option<u64>,
     inner: Arc<Inner>,
 }
 
@@ -257,6 +264,10 @@ impl PoolVm for MemoryVm {
     fn fill_kind(&self) -> Option<&'static str> {
         self.fill_kind
     }
+
+    fn memory_charge_mb(&self) -> Option<u64> {
+        self.memory_charge_mb
+    }
 }
 
 impl Drop for MemoryVm {
@@ -274,7 +285,7 @@ impl Provider for MemoryProvider {
 
     async fn create(&self, shape: &ShapeKey) -> Result<MemoryVm, InjectedFailure> {
         let n = self.inner.create_calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let (latency, fail, fill_kind) = {
+        let (latency, fail, fill_kind, memory_charge_mb) = {
             let mut plan = self.inner.plan();
             let fail = if plan.fail_next > 0 {
                 plan.fail_next -= 1;
@@ -282,7 +293,7 @@ impl Provider for MemoryProvider {
             } else {
                 plan.failure_rate > 0.0 && rand::random::<f64>() < plan.failure_rate
             };
-            (plan.fill_latency, fail, plan.fill_kind)
+            (plan.fill_latency, fail, plan.fill_kind, plan.memory_charge_mb)
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -300,6 +311,7 @@ impl Provider for MemoryProvider {
             died,
             destroyed: false,
             fill_kind,
+            memory_charge_mb,
             inner: Arc::clone(&self.inner),
         })
     }
@@ -326,5 +338,13 @@ impl Provider for MemoryProvider {
 
     fn shape_unregistered(&self, shape: &ShapeKey) {
         self.inner.unregistered.lock().unwrap_or_else(PoisonError::into_inner).push(shape.clone());
+    }
+
+    fn memory_estimate_mb(&self, shape: &ShapeKey) -> u64 {
+        self.inner.plan().memory_estimate_mb.unwrap_or(u64::from(shape.memory_mb))
+    }
+
+    fn shared_memory_mb(&self) -> u64 {
+        self.inner.plan().shared_memory_mb
     }
 }

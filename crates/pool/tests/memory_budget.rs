@@ -4,7 +4,7 @@ mod common;
 use std::time::Duration;
 
 use common::{builder, settle, tick};
-use firepit_pool::testing::MemoryProvider;
+use firepit_pool::testing::{FaultPlan, MemoryProvider};
 use firepit_pool::{AdaptiveDepth, PoolError};
 
 #[tokio::test(start_paused = true)]
@@ -93,4 +93,58 @@ async fn a_budget_below_the_low_water_is_rejected() {
     let err = builder(&MemoryProvider::new()).depth(3..=4).memory_budget_mb(512).build().await.unwrap_err();
     let PoolError::InvalidConfig(msg) = err else { panic!("expected InvalidConfig") };
     assert!(msg.contains("768") && msg.contains("raise the budget"), "{msg}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn clones_are_charged_their_own_memory_and_the_template_once() {
+    // Snapshot-like provider: 256 MiB shape, a 256 MiB template held once, clones costing 64 MiB.
+    let provider = MemoryProvider::with_plan(FaultPlan {
+        fill_latency: Duration::from_millis(10),
+        memory_charge_mb: Some(64),
+        memory_estimate_mb: Some(64),
+        shared_memory_mb: 256,
+        ..FaultPlan::default()
+    });
+    let pool = builder(&provider).depth(2..=16).memory_budget_mb(1024).build().await.unwrap();
+    settle(Duration::from_millis(100)).await;
+    let status = pool.status();
+    assert_eq!(pool.available_count(), 12, "(1024 - 256) / 64 clones fit: {status:?}");
+    assert_eq!(status.shapes[0].target, 12);
+    assert_eq!(status.shared_memory_mb, 256);
+    assert_eq!(status.memory_used_mb, 256 + 12 * 64);
+    let held = pool.reserve().await.unwrap();
+    settle(Duration::from_millis(100)).await;
+    assert_eq!(provider.alive(), 12, "a leased clone still counts");
+    drop(held);
+    settle(Duration::from_millis(100)).await;
+    assert_eq!(pool.status().memory_used_mb, 1024, "the released clone's charge went back and was refilled");
+    pool.shutdown().await;
+    assert_eq!(pool.status().memory_used_mb, 256, "only the template's memory is left");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fill_reserves_the_estimate_and_is_then_charged_what_the_vm_reports() {
+    // The provider does not know yet what a VM costs (estimate = the shape's 256 MiB), but each VM
+    // reports 64 MiB once it exists.
+    let provider = MemoryProvider::with_plan(FaultPlan {
+        fill_latency: Duration::from_millis(10),
+        memory_charge_mb: Some(64),
+        ..FaultPlan::default()
+    });
+    let pool = builder(&provider).depth(1..=8).memory_budget_mb(1024).build().await.unwrap();
+    settle(Duration::from_millis(100)).await;
+    assert_eq!(pool.available_count(), 4, "planning uses the estimate: 1024 / 256");
+    assert_eq!(pool.status().memory_used_mb, 4 * 64, "delivered VMs are charged what they report");
+    // Once the provider has learnt the real cost, the pool grows to its high water.
+    provider.update_plan(|p| p.memory_estimate_mb = Some(64));
+    drop(pool.reserve().await.unwrap());
+    settle(Duration::from_millis(100)).await;
+    assert_eq!(pool.available_count(), 8);
+    assert_eq!(pool.status().memory_used_mb, 8 * 64);
+    // A failed fill gives back exactly what it reserved.
+    provider.fail_next_creates(3);
+    drop(pool.reserve().await.unwrap());
+    settle(Duration::from_millis(100)).await;
+    pool.shutdown().await;
+    assert_eq!(pool.status().memory_used_mb, 0, "nothing left charged after shutdown");
 }

@@ -36,6 +36,7 @@ mod config;
 mod console;
 mod error;
 mod exec;
+mod memory_charge;
 mod process;
 mod provider;
 mod qmp;

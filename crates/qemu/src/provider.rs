@@ -298,6 +298,7 @@ impl ProviderInner {
             dir: started.dir,
             template: None,
             fill,
+            memory_charge_mb: None,
         }
     }
 }
@@ -323,6 +324,14 @@ impl Provider for QemuProvider {
 
     async fn destroy(&self, vm: QemuVm) {
         vm.shutdown().await;
+    }
+
+    fn memory_estimate_mb(&self, shape: &ShapeKey) -> u64 {
+        self.inner.snapshots.charges.estimate_mb(shape)
+    }
+
+    fn shared_memory_mb(&self) -> u64 {
+        self.inner.snapshots.charges.shared_mb()
     }
 
     fn shape_unregistered(&self, shape: &ShapeKey) {

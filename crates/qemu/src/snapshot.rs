@@ -178,6 +178,8 @@ pub(crate) struct Templates {
     slots: Mutex<HashMap<ShapeKey, Arc<tokio::sync::Mutex<Slot>>>>,
     /// Every template made, until its last holder drops it (for `remove_templates`).
     live: Mutex<Vec<std::sync::Weak<Template>>>,
+    /// What templates and clones cost against the pool's memory budget.
+    pub(crate) charges: crate::memory_charge::Charges,
 }
 
 impl Templates {
@@ -231,6 +233,7 @@ impl Templates {
             let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             slots.remove(shape)
         };
+        self.charges.template_gone(shape);
         let Some(slot) = slot else { return };
         // A fill holding the lock finishes with its own Arc; try_lock avoids blocking here.
         if let Ok(slot) = slot.try_lock()
@@ -257,6 +260,7 @@ pub(crate) async fn create_clone(
                 Ok((template, origin)) => {
                     let template = inner.snapshots.track(template);
                     *slot = Slot::Ready { template: template.clone(), origin };
+                    inner.snapshots.charges.template_ready(shape);
                     Some(template)
                 }
                 Err(e) => {
@@ -273,16 +277,24 @@ pub(crate) async fn create_clone(
     if !inner.snapshots.is_current(shape, &slot) {
         // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
         template.discard("its shape was unregistered");
+        inner.snapshots.charges.template_gone(shape);
     }
     if let Err(why) = template.check() {
         tracing::warn!(%shape, %why, "snapshot template damaged; cold booting until it is rebuilt");
         template.discard(&why);
+        inner.snapshots.charges.template_gone(shape);
         *slot.lock().await = Slot::Failed { at: Instant::now(), error: format!("template damaged: {why}") };
         return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
     }
     match restore(inner, shape, paths, &template).await {
-        Ok(vm) => {
+        Ok(mut vm) => {
             template.restore_failures.store(0, Ordering::Relaxed);
+            if let Some(kib) = crate::memory_charge::pss_kib(vm.pid()) {
+                let mb = crate::memory_charge::kib_to_mib_ceil(kib);
+                vm.memory_charge_mb = Some(mb);
+                inner.snapshots.charges.clone_measured(shape, mb);
+                tracing::debug!(vm = %vm.id(), %shape, pss_mib = mb, "clone charged its PSS");
+            }
             Ok(vm)
         }
         Err(e) => {
@@ -291,6 +303,7 @@ pub(crate) async fn create_clone(
             if failures >= MAX_RESTORE_FAILURES {
                 let error = format!("{failures} restores in a row failed: {e}");
                 template.discard(&error);
+                inner.snapshots.charges.template_gone(shape);
                 *slot.lock().await = Slot::Failed { at: Instant::now(), error };
             }
             inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await

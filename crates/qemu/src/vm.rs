@@ -58,6 +58,9 @@ pub struct QemuVm {
     pub(crate) template: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// How it was made.
     pub(crate) fill: crate::config::FillKind,
+    /// What it costs against the pool's memory budget when not its full memory (a snapshot clone:
+    /// its PSS once restored, MiB); see `memory_charge.rs`.
+    pub(crate) memory_charge_mb: Option<u64>,
 }
 
 impl QemuVm {
@@ -270,5 +273,9 @@ impl PoolVm for QemuVm {
 
     fn fill_kind(&self) -> Option<&'static str> {
         Some(self.fill.as_str())
+    }
+
+    fn memory_charge_mb(&self) -> Option<u64> {
+        self.memory_charge_mb
     }
 }

@@ -124,6 +124,16 @@ fn a_pool_of_three_snapshot_clones_answers_exec_and_reports_its_fill_strategy() 
         }
         let status = pool.status();
         assert_eq!(status.shape(&shape).unwrap().last_fill, Some("snapshot"));
+        // Memory budget: the template's RAM once, each clone its measured PSS.
+        let full = u64::from(shape.memory_mb);
+        assert_eq!(status.shared_memory_mb, full, "{status:?}");
+        for vm in &leases {
+            let charge = firepit_pool::PoolVm::memory_charge_mb(&**vm).expect("a clone is charged its PSS");
+            assert!(charge > 0 && charge * 2 < full, "clone {} charged {charge} MiB of {full}", vm.id());
+        }
+        let estimate = firepit_pool::Provider::memory_estimate_mb(&provider, &shape);
+        assert!(estimate * 2 < full, "estimate {estimate} MiB after measured clones");
+        assert!(status.memory_used_mb < full * status.alive as u64, "{status:?}");
         assert!(pool.metrics().shape(&shape).unwrap().filled("snapshot") >= 3);
         assert!(matches!(provider.template_state(&shape), TemplateState::Ready(_)));
         drop(leases);

@@ -1,0 +1,122 @@
+//! What snapshot VMs cost against the pool's memory budget.
+//!
+//! A cold-booted VM is charged its shape's `memory_mb` (the engine's default). A snapshot shape is
+//! different: its template's RAM file (one guest's memory, on tmpfs) is paid once however many
+//! clones map it, and each clone pays only what it does not share — estimated from its PSS, read
+//! from `/proc/PID/smaps_rollup` right after it is restored and given its identity. The pool asks
+//! for an estimate before a fill starts: the largest clone PSS seen for the shape's current
+//! template, or the shape's full memory while no clone has been measured yet.
+//!
+//! Limitation: a clone's private pages grow as its guest writes memory, so a leased clone running a
+//! memory-hungry workload can cost more than the estimate (up to `memory_mb`). The estimate is what
+//! an idle clone costs, which is what a pool holds most of the time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use firepit_pool::ShapeKey;
+
+/// PSS of `pid` in KiB, from `/proc/PID/smaps_rollup`; `None` when it cannot be read.
+pub(crate) fn pss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_pss_kib(&text)
+}
+
+fn parse_pss_kib(smaps_rollup: &str) -> Option<u64> {
+    smaps_rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// KiB to MiB, rounded up (a charge is never smaller than what was measured).
+pub(crate) fn kib_to_mib_ceil(kib: u64) -> u64 {
+    kib.div_ceil(1024)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ShapeCharge {
+    /// The ready template's RAM, MiB (0: no template loaded).
+    template_mb: u64,
+    /// The largest PSS of a clone of this template, MiB (0: none measured yet).
+    clone_mb: u64,
+}
+
+/// Per-shape memory charges of snapshot templates and their clones.
+#[derive(Debug, Default)]
+pub(crate) struct Charges {
+    shapes: Mutex<HashMap<ShapeKey, ShapeCharge>>,
+}
+
+impl Charges {
+    fn shapes(&self) -> std::sync::MutexGuard<'_, HashMap<ShapeKey, ShapeCharge>> {
+        self.shapes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shape's template is ready: its RAM is charged once, clones are not measured yet.
+    pub(crate) fn template_ready(&self, shape: &ShapeKey) {
+        let template_mb = u64::from(shape.memory_mb);
+        self.shapes().insert(shape.clone(), ShapeCharge { template_mb, clone_mb: 0 });
+    }
+
+    /// The shape's template is gone (discarded, failed, unregistered).
+    pub(crate) fn template_gone(&self, shape: &ShapeKey) {
+        self.shapes().remove(shape);
+    }
+
+    /// A clone of the shape's template measured `mb`.
+    pub(crate) fn clone_measured(&self, shape: &ShapeKey, mb: u64) {
+        if let Some(charge) = self.shapes().get_mut(shape) {
+            charge.clone_mb = charge.clone_mb.max(mb);
+        }
+    }
+
+    /// What the next VM of `shape` is expected to cost, MiB.
+    pub(crate) fn estimate_mb(&self, shape: &ShapeKey) -> u64 {
+        match self.shapes().get(shape) {
+            Some(charge) if charge.template_mb > 0 && charge.clone_mb > 0 => charge.clone_mb,
+            _ => u64::from(shape.memory_mb),
+        }
+    }
+
+    /// The RAM of all ready templates, MiB.
+    pub(crate) fn shared_mb(&self) -> u64 {
+        self.shapes().values().map(|charge| charge.template_mb).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pss_is_read_from_smaps_rollup() {
+        let text = "00400000-7ffd [rollup]\nRss:              231688 kB\nPss:              215323 kB\nPss_Anon: 1 kB\n";
+        assert_eq!(parse_pss_kib(text), Some(215_323));
+        assert_eq!(parse_pss_kib("Rss: 5 kB\n"), None);
+        assert!(pss_kib(std::process::id()).is_some_and(|kib| kib > 0), "our own PSS is readable");
+        assert_eq!(kib_to_mib_ceil(1), 1);
+        assert_eq!(kib_to_mib_ceil(2048), 2);
+    }
+
+    #[test]
+    fn clones_are_estimated_from_the_largest_measured_and_templates_charged_once() {
+        let charges = Charges::default();
+        let shape = ShapeKey::new("img", "1", 1, 256);
+        let other = ShapeKey::new("img", "1", 2, 512);
+        assert_eq!(charges.estimate_mb(&shape), 256, "no template: the full memory");
+        charges.template_ready(&shape);
+        assert_eq!(charges.estimate_mb(&shape), 256, "no clone measured yet");
+        charges.clone_measured(&shape, 30);
+        charges.clone_measured(&shape, 36);
+        charges.clone_measured(&shape, 33);
+        assert_eq!(charges.estimate_mb(&shape), 36);
+        charges.template_ready(&other);
+        assert_eq!(charges.shared_mb(), 256 + 512);
+        charges.template_gone(&shape);
+        assert_eq!(charges.estimate_mb(&shape), 256);
+        charges.clone_measured(&shape, 10);
+        assert_eq!(charges.estimate_mb(&shape), 256, "a clone of a discarded template teaches nothing");
+        assert_eq!(charges.shared_mb(), 512);
+    }
+}
