@@ -143,7 +143,12 @@ async fn create_checked<P: Provider>(shared: &Shared<P>, shape: &ShapeKey) -> Fi
     Ok(vm)
 }
 
-fn deliver<P: Provider>(shared: &Arc<Shared<P>>, batch: &Batch, result: FillResult<P::Vm>, latency: Duration) {
+fn deliver<P: Provider>(
+    shared: &Arc<Shared<P>>,
+    batch: &Batch,
+    result: FillResult<P::Vm>,
+    latency: Duration,
+) {
     let Batch { shape, generation, charged_mb } = batch;
     let generation = *generation;
     let mut st = shared.lock();

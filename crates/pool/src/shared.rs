@@ -201,4 +201,3 @@ pub(crate) async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
 pub(crate) fn memory_charge<V: crate::PoolVm>(vm: &V, shape: &ShapeKey) -> u64 {
     vm.memory_charge_mb().unwrap_or(u64::from(shape.memory_mb))
 }
-
