@@ -154,7 +154,7 @@ fn mutated_body() -> impl Strategy<Value = Vec<u8>> {
         ),
         Just(r#"{"ttl_ms":1000}"#),
         Just(
-            r#"{"image":"/nonexistent","cpus":1,"memory_mb":128,"depth_low":1,"depth_high":2,"fill":"cold"}"#
+            r#"{"image":"/","cpus":1,"memory_mb":128,"depth_low":1,"depth_high":2,"max_age_secs":60,"fill":"cold"}"#
         ),
     ];
     let edits = proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6);
