@@ -46,6 +46,8 @@ pub(crate) struct LaunchSpec {
     pub memory: GuestMemory,
     /// `-incoming` value (e.g. `defer`), for snapshot clones.
     pub incoming: Option<String>,
+    /// The unprivileged user QEMU runs as (not part of the argv).
+    pub run_as: Option<crate::process::Credentials>,
 }
 
 /// The kernel command line firepit passes before the user's extra arguments.
@@ -140,6 +142,7 @@ mod tests {
             runtime_dir: "/run/fp/vm-1".into(),
             memory: GuestMemory::Anonymous,
             incoming: None,
+            run_as: None,
         }
     }
 

@@ -47,9 +47,15 @@ pub(crate) async fn start(
     };
     let console_listener = bind(CONSOLE_SOCKET)?;
     let qmp_listener = bind(QMP_SOCKET)?;
+    if let Some(owner) = spec.run_as {
+        // QEMU, running as `owner`, connects to these: a socket needs write permission to connect.
+        for name in [CONSOLE_SOCKET, QMP_SOCKET] {
+            crate::rundir::chown(&dir.path().join(name), owner)?;
+        }
+    }
     let argv = build_argv(spec);
     tracing::debug!(binary = %binary.display(), ?argv, "spawning qemu");
-    let process = QemuProcess::spawn(binary, &argv)?;
+    let process = QemuProcess::spawn(binary, &argv, spec.run_as)?;
     let console_stream = accept(&console_listener, "console", &process, deadline).await?;
     let qmp_stream = accept(&qmp_listener, "qmp", &process, deadline).await?;
     let console =

@@ -136,6 +136,11 @@ pub struct ProviderConfig {
     pub console_buffer_bytes: usize,
     /// Default fill strategy for images registered without one.
     pub fill_strategy: FillStrategy,
+    /// Run QEMU as this unprivileged user: a user name (its primary group is used) or `uid[:gid]`.
+    /// Needs root. VM directories and the sockets QEMU connects to are given to that user; the
+    /// runtime directory becomes 0711 and every directory above it must be searchable by it. A
+    /// QEMU escape then holds that user's rights, not ours (all VMs share the user, though).
+    pub run_as: Option<String>,
 }
 
 impl Default for ProviderConfig {
@@ -152,6 +157,7 @@ impl Default for ProviderConfig {
             extra_kernel_args: Vec::new(),
             console_buffer_bytes: 1024 * 1024,
             fill_strategy: FillStrategy::ColdBoot,
+            run_as: None,
         }
     }
 }

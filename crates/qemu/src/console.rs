@@ -76,6 +76,11 @@ impl ConsoleShared {
         tail_lines(&ring.since(0), lines)
     }
 
+    /// Bytes received from the guest since boot (kept or already dropped from the ring).
+    pub(crate) fn bytes_received(&self) -> u64 {
+        lock(&self.ring).end()
+    }
+
     /// A handle whose cursor starts at `from` (0: the oldest byte kept).
     pub(crate) fn handle(self: &Arc<Self>, from: Option<u64>) -> Console {
         let cursor = from.unwrap_or_else(|| lock(&self.ring).end());

@@ -40,6 +40,7 @@ mod process;
 mod provider;
 mod qmp;
 mod ring;
+mod run_as;
 mod rundir;
 mod snapshot;
 mod vm;

@@ -38,6 +38,8 @@ pub(crate) struct ProviderInner {
     images: RwLock<HashMap<String, RegisteredImage>>,
     tsc_khz: u64,
     pub snapshots: crate::snapshot::Templates,
+    /// The user QEMU runs as (`ProviderConfig::run_as`, resolved).
+    run_as: Option<crate::process::Credentials>,
 }
 
 /// Makes, probes and destroys QEMU microVMs; implements [`firepit_pool::Provider`].
@@ -77,8 +79,12 @@ impl QemuProvider {
                 MAX_SOCKET_PATH - VM_PATH_SUFFIX
             )));
         }
+        let run_as = config.run_as.as_deref().map(crate::run_as::resolve).transpose()?;
+        if let Some(user) = run_as {
+            crate::run_as::check_reachable(&config.runtime_dir, user)?;
+        }
         let caps = QemuCaps::detect(&config.qemu_binary)?;
-        ensure_base(&config.runtime_dir)?;
+        ensure_base(&config.runtime_dir, run_as.is_some())?;
         crate::rundir::remove_stale(&config.runtime_dir);
         let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
         tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
@@ -91,6 +97,7 @@ impl QemuProvider {
                 images: RwLock::new(HashMap::new()),
                 tsc_khz,
                 snapshots: Default::default(),
+                run_as,
             }),
         })
     }
@@ -173,6 +180,10 @@ impl ProviderInner {
     pub(crate) fn new_dir(&self) -> Result<(String, RuntimeDir), QemuError> {
         let id = format!("fp-{}-{}", std::process::id(), NEXT_VM.fetch_add(1, Ordering::Relaxed));
         let dir = RuntimeDir::create(&self.config.runtime_dir, &id)?;
+        if let Some(owner) = self.run_as {
+            // QEMU creates its agent socket (and a snapshot's state file) in here.
+            crate::rundir::chown(dir.path(), owner)?;
+        }
         Ok((id, dir))
     }
 
@@ -200,6 +211,7 @@ impl ProviderInner {
             runtime_dir: dir.path().to_path_buf(),
             memory,
             incoming: None,
+            run_as: self.run_as,
         })
     }
 
