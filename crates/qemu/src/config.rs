@@ -138,7 +138,8 @@ pub struct ProviderConfig {
     pub fill_strategy: FillStrategy,
     /// Run QEMU as this unprivileged user: a user name (its primary group is used) or `uid[:gid]`.
     /// Needs root. VM directories and the sockets QEMU connects to are given to that user; the
-    /// runtime directory becomes 0711 and every directory above it must be searchable by it. A
+    /// runtime directory becomes 0711 and directories above it that we own get `o+x` (pass through,
+    /// no listing); one we do not own must already be searchable by that user. A
     /// QEMU escape then holds that user's rights, not ours (all VMs share the user, though).
     pub run_as: Option<String>,
 }

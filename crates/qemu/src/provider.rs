@@ -81,7 +81,7 @@ impl QemuProvider {
         }
         let run_as = config.run_as.as_deref().map(crate::run_as::resolve).transpose()?;
         if let Some(user) = run_as {
-            crate::run_as::check_reachable(&config.runtime_dir, user)?;
+            crate::run_as::make_reachable(&config.runtime_dir, user)?;
         }
         let caps = QemuCaps::detect(&config.qemu_binary)?;
         ensure_base(&config.runtime_dir, run_as.is_some())?;

@@ -35,8 +35,13 @@ pub(crate) fn resolve(spec: &str) -> Result<Credentials, QemuError> {
     Ok(credentials)
 }
 
-/// Checks that every existing directory above `runtime_dir` can be searched by `user`.
-pub(crate) fn check_reachable(runtime_dir: &Path, user: Credentials) -> Result<(), QemuError> {
+/// Makes every existing directory above `runtime_dir` searchable by `user`: a directory this
+/// process owns gets the search bit for others (`o+x`: pass through, never list); one owned by
+/// someone else that `user` cannot search is an error naming it.
+pub(crate) fn make_reachable(runtime_dir: &Path, user: Credentials) -> Result<(), QemuError> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
     for ancestor in runtime_dir.ancestors().skip(1) {
         let Ok(meta) = std::fs::metadata(ancestor) else { continue };
         let searchable = if meta.uid() == user.uid {
@@ -46,16 +51,26 @@ pub(crate) fn check_reachable(runtime_dir: &Path, user: Credentials) -> Result<(
         } else {
             meta.mode() & 0o001 != 0
         };
-        if !searchable {
-            return Err(QemuError::Config(format!(
-                "run_as: uid {} cannot reach runtime_dir {}: {} (mode {:o}) is not searchable by it; \
-                 use a runtime_dir whose parents are o+x (e.g. /run/firepit-vms)",
-                user.uid,
-                runtime_dir.display(),
-                ancestor.display(),
-                meta.mode() & 0o777
-            )));
+        if searchable {
+            continue;
         }
+        if meta.uid() == me {
+            let mode = (meta.mode() & 0o7777) | 0o001;
+            tracing::info!(dir = %ancestor.display(), mode = format!("{mode:o}"), "run_as: letting QEMU's user pass through");
+            std::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+                QemuError::Config(format!("run_as: cannot chmod o+x {}: {e}", ancestor.display()))
+            })?;
+            continue;
+        }
+        return Err(QemuError::Config(format!(
+            "run_as: uid {} cannot reach runtime_dir {}: {} (mode {:o}, owned by uid {}) is not searchable \
+             by it; use a runtime_dir whose parents are o+x (e.g. /run/firepit-vms)",
+            user.uid,
+            runtime_dir.display(),
+            ancestor.display(),
+            meta.mode() & 0o777,
+            meta.uid()
+        )));
     }
     Ok(())
 }
@@ -111,18 +126,25 @@ mod tests {
     }
 
     #[test]
-    fn unsearchable_parent_is_reported_by_name() {
+    fn parents_we_own_become_searchable_and_others_are_reported_by_name() {
         use std::os::unix::fs::PermissionsExt;
+        if !is_root() {
+            return; // run_as needs root; `resolve` refuses it earlier.
+        }
         let root = tempfile::tempdir().unwrap();
-        let closed = root.path().join("closed");
-        std::fs::create_dir(&closed).unwrap();
-        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let ours = root.path().join("ours");
+        std::fs::create_dir(&ours).unwrap();
+        std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
         let nobody = Credentials { uid: 65534, gid: 65534 };
-        let err = check_reachable(&closed.join("vms"), nobody).unwrap_err().to_string();
-        assert!(err.contains("closed") && err.contains("not searchable"), "{err}");
-        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
-        let tmp_ok = check_reachable(&closed.join("vms"), nobody);
-        // The temp dir's own parents (/tmp: 1777) are searchable by everyone.
-        assert!(tmp_ok.is_ok(), "{tmp_ok:?}");
+        make_reachable(&ours.join("vms"), nobody).unwrap();
+        assert_eq!(std::fs::metadata(&ours).unwrap().permissions().mode() & 0o777, 0o701);
+        // Owned by another user and closed to nobody: reported, not changed.
+        let theirs = root.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(12345), Some(12345)).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = make_reachable(&theirs.join("vms"), nobody).unwrap_err().to_string();
+        assert!(err.contains("theirs") && err.contains("not searchable"), "{err}");
+        assert_eq!(std::fs::metadata(&theirs).unwrap().permissions().mode() & 0o777, 0o700);
     }
 }

@@ -82,6 +82,15 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
             "must be 0..=600",
         ));
     }
+    if let Some(user) = &config.qemu_user
+        && (user.trim().is_empty() || user.contains('\0'))
+    {
+        return Err(ConfigError::invalid(
+            "qemu_user",
+            format!("{user:?}"),
+            "must be a user name or uid[:gid]",
+        ));
+    }
     listen(config)
 }
 

@@ -36,8 +36,11 @@ pub async fn build_backend(
             vms_dir.display()
         )));
     }
-    let provider_config =
-        firepit_qemu::ProviderConfig { runtime_dir: vms_dir, ..firepit_qemu::ProviderConfig::default() };
+    let provider_config = firepit_qemu::ProviderConfig {
+        runtime_dir: vms_dir,
+        run_as: config.qemu_user.clone(),
+        ..firepit_qemu::ProviderConfig::default()
+    };
     let backend = QemuBackend::start(
         provider_config,
         config.shape_specs(),
