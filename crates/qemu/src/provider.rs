@@ -115,6 +115,12 @@ impl QemuProvider {
         paths: ImagePaths,
         fill: FillStrategy,
     ) -> Result<(), QemuError> {
+        if fill == FillStrategy::Snapshot && self.inner.run_as.is_some() {
+            return Err(QemuError::Config(format!(
+                "image {image_id}: snapshot fill does not support run_as yet (the template's state \
+                 directory is not given to QEMU's user); use cold boot or drop run_as"
+            )));
+        }
         for path in [&paths.kernel, &paths.initramfs] {
             if !path.is_file() {
                 return Err(SpawnError::ImageFileMissing { path: path.clone() }.into());
