@@ -84,10 +84,10 @@ fn sweep<P: Provider>(shared: &Arc<Shared<P>>, now: Instant) -> Option<Instant> 
             let mut first: Option<(Instant, EvictReason)> = None;
             for (limit, reason) in limits {
                 // A limit too large for the clock (e.g. `Duration::MAX`) never expires anything.
-                if let Some(at) = limit.and_then(|limit| entry.created.checked_add(limit)) {
-                    if first.is_none_or(|(f, _)| at < f) {
-                        first = Some((at, reason));
-                    }
+                if let Some(at) = limit.and_then(|limit| entry.created.checked_add(limit))
+                    && first.is_none_or(|(f, _)| at < f)
+                {
+                    first = Some((at, reason));
                 }
             }
             match first {
