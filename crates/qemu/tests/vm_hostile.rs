@@ -134,7 +134,7 @@ fn confined_vm_survives_a_console_flood_and_agent_garbage_makes_it_unhealthy() {
         );
         assert!(flooded <= CONSOLE_BUFFER, "the console kept {flooded} bytes, more than its ring");
         assert!(max_rss < rss_before + 32 * 1024, "host memory grew from {rss_before} to {max_rss} KiB");
-        assert!(pings >= 3, "the VM was pinged while flooding");
+        assert!(pings >= 2, "the VM was pinged while flooding");
         provider.probe(&vm).await.expect("a VM that flooded its console is still healthy");
 
         // 2. Agent garbage: a guest process kills the agent and writes random bytes to its port.
