@@ -88,18 +88,41 @@ pub fn serve_connection<R: Read>(mut reader: R, responses: &Sender<ResponseFrame
             Err(error) => return ConnectionEnd::Error(error),
         };
         decoder.push(&chunk[..n]);
-        loop {
-            match decoder.next_frame::<RequestFrame>() {
-                Ok(None) => break,
-                Ok(Some(frame)) => dispatch(frame, responses),
-                Err(error) => {
-                    if matches!(error, FrameError::TooLarge { .. }) {
-                        decoder.clear();
-                    }
-                    let message = format!("bad request frame: {error}");
-                    let _host_gone =
-                        responses.send(ResponseFrame { id: 0, response: Response::Error { message } });
+        for incoming in drain_requests(&mut decoder) {
+            match incoming {
+                Incoming::Request(frame) => dispatch(frame, responses),
+                Incoming::Reply(reply) => {
+                    let _host_gone = responses.send(reply);
                 }
+            }
+        }
+    }
+}
+
+/// What one decoded frame asks of the serving loop.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A well-formed request: run it.
+    Request(RequestFrame),
+    /// A frame that could not be decoded: send this error reply (id 0) and go on.
+    Reply(ResponseFrame),
+}
+
+/// Pops every complete frame out of `decoder` (pure: no I/O, nothing run). A malformed body becomes an
+/// error reply; an oversized length prefix becomes an error reply and the buffered bytes are dropped,
+/// so after this returns the decoder holds less than one maximal frame.
+pub fn drain_requests(decoder: &mut FrameDecoder) -> Vec<Incoming> {
+    let mut out = Vec::new();
+    loop {
+        match decoder.next_frame::<RequestFrame>() {
+            Ok(None) => return out,
+            Ok(Some(frame)) => out.push(Incoming::Request(frame)),
+            Err(error) => {
+                if matches!(error, FrameError::TooLarge { .. }) {
+                    decoder.clear();
+                }
+                let message = format!("bad request frame: {error}");
+                out.push(Incoming::Reply(ResponseFrame { id: 0, response: Response::Error { message } }));
             }
         }
     }
@@ -201,6 +224,33 @@ mod tests {
         assert!(matches!(client.recv().response, Response::Error { .. }));
         client.send(6, Request::Ping);
         assert_eq!(client.recv().id, 6);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
+            ..Default::default()
+        })]
+
+        /// Whatever the host sends, decoding never panics, only errors are replied (with id 0), and
+        /// what stays buffered is less than one maximal frame.
+        #[test]
+        fn random_bytes_become_requests_or_error_replies(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..512), 0..16)
+        ) {
+            let mut decoder = FrameDecoder::new();
+            for chunk in &chunks {
+                decoder.push(chunk);
+                for incoming in drain_requests(&mut decoder) {
+                    if let Incoming::Reply(reply) = incoming {
+                        proptest::prop_assert_eq!(reply.id, 0);
+                        let is_error = matches!(reply.response, Response::Error { .. });
+                        proptest::prop_assert!(is_error);
+                    }
+                }
+                proptest::prop_assert!(decoder.buffered() < 4 + firepit_agent::MAX_FRAME_LEN);
+            }
+        }
     }
 
     #[test]

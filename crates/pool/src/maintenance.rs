@@ -83,11 +83,11 @@ fn sweep<P: Provider>(shared: &Arc<Shared<P>>, now: Instant) -> Option<Instant> 
             let Some(entry) = b.ready.get(pos).filter(|e| e.expired.is_none()) else { continue };
             let mut first: Option<(Instant, EvictReason)> = None;
             for (limit, reason) in limits {
-                if let Some(limit) = limit {
-                    let at = entry.created + limit;
-                    if first.is_none_or(|(f, _)| at < f) {
-                        first = Some((at, reason));
-                    }
+                // A limit too large for the clock (e.g. `Duration::MAX`) never expires anything.
+                if let Some(at) = limit.and_then(|limit| entry.created.checked_add(limit))
+                    && first.is_none_or(|(f, _)| at < f)
+                {
+                    first = Some((at, reason));
                 }
             }
             match first {
@@ -101,8 +101,7 @@ fn sweep<P: Provider>(shared: &Arc<Shared<P>>, now: Instant) -> Option<Instant> 
         }
         // A VM that becomes ready later expires no earlier than this.
         let soonest = limits.iter().filter_map(|(l, _)| *l).min();
-        if let Some(limit) = soonest {
-            let at = now + limit;
+        if let Some(at) = soonest.and_then(|limit| now.checked_add(limit)) {
             wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
         }
         retire_expired(shared, &mut st, &key);

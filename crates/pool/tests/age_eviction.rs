@@ -89,3 +89,23 @@ async fn expired_vm_makes_room_when_the_budget_blocks_its_replacement() {
     assert_eq!(pool.available_count(), 1);
     pool.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn max_age_too_large_for_the_clock_is_ignored_and_maintenance_goes_on() {
+    let provider = MemoryProvider::new();
+    let pool = builder(&provider)
+        .depth(1..=1)
+        .max_age(Duration::MAX)
+        .idle_ttl(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let first = provider.ids();
+    settle(Duration::from_secs(90)).await;
+    // Maintenance survived the unbounded max_age: idle_ttl still replaced the idle VM.
+    assert_eq!(pool.metrics().shapes[0].evicted(EvictReason::IdleTtl), 1);
+    assert_eq!(pool.metrics().shapes[0].evicted(EvictReason::MaxAge), 0);
+    assert!(provider.ids().iter().all(|id| !first.contains(id)), "the idle VM was not replaced");
+    assert!(pool.try_reserve().is_ok(), "the pool still serves");
+    pool.shutdown().await;
+}

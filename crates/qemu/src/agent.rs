@@ -142,28 +142,55 @@ async fn read_loop(mut read: OwnedReadHalf, waiters: Waiters) {
                 break;
             }
         }
-        loop {
-            match decoder.next_frame::<ResponseFrame>() {
-                Ok(Some(frame)) => {
-                    let waiter = lock(&waiters).as_mut().and_then(|map| map.remove(&frame.id));
-                    match waiter {
-                        Some(waiter) => {
-                            let _caller_may_have_timed_out = waiter.send(frame.response);
-                        }
-                        None => tracing::debug!(id = frame.id, "agent response for no waiting request"),
-                    }
+        let drained = drain_responses(&mut decoder);
+        for frame in drained.frames {
+            let waiter = lock(&waiters).as_mut().and_then(|map| map.remove(&frame.id));
+            match waiter {
+                Some(waiter) => {
+                    let _caller_may_have_timed_out = waiter.send(frame.response);
                 }
-                Ok(None) => break,
-                Err(FrameError::Malformed(e)) => tracing::warn!(error = %e, "malformed agent frame skipped"),
-                Err(e @ FrameError::TooLarge { .. }) => {
-                    tracing::warn!(error = %e, "agent stream unusable; reconnecting");
-                    break 'outer;
-                }
+                None => tracing::debug!(id = frame.id, "agent response for no waiting request"),
             }
+        }
+        if drained.malformed > 0 {
+            tracing::warn!(frames = drained.malformed, "malformed agent frames skipped");
+        }
+        if let Some(e) = drained.unusable {
+            tracing::warn!(error = %e, "agent stream unusable; reconnecting");
+            break 'outer;
         }
     }
     // Dropping the senders fails every pending request with `Closed`; the next request reconnects.
     lock(&waiters).take();
+}
+
+/// The complete frames popped from a decoder by [`drain_responses`].
+#[derive(Debug, Default)]
+pub(crate) struct Drained {
+    /// Well-formed responses, in stream order.
+    pub frames: Vec<ResponseFrame>,
+    /// Frames whose body did not decode (skipped; the stream stays in sync).
+    pub malformed: usize,
+    /// Set when a length prefix exceeded the limit: the stream cannot be trusted any more.
+    pub unusable: Option<FrameError>,
+}
+
+/// Pops every complete response frame out of `decoder` (pure: the guest's bytes in, typed results
+/// out). Stops at an oversized length prefix, which makes the connection unusable.
+pub(crate) fn drain_responses(decoder: &mut FrameDecoder) -> Drained {
+    let mut drained = Drained::default();
+    loop {
+        match decoder.next_frame::<ResponseFrame>() {
+            Ok(Some(frame)) => drained.frames.push(frame),
+            Ok(None) => return drained,
+            Err(FrameError::Malformed(_)) => drained.malformed += 1,
+            Err(e @ FrameError::TooLarge { .. }) => {
+                decoder.clear();
+                drained.unusable = Some(e);
+                return drained;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

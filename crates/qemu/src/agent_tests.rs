@@ -103,3 +103,96 @@ async fn missing_socket_reports_closed() {
     let err = client.request(Request::Ping, Duration::from_secs(1)).await.unwrap_err();
     assert!(matches!(err, AgentError::Closed), "{err:?}");
 }
+
+/// A fake agent that answers every connection with `garbage` and then keeps the connection open.
+fn garbage_agent(listener: UnixListener, garbage: Vec<u8>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let garbage = garbage.clone();
+            tokio::spawn(async move {
+                let _ = stream.write_all(&garbage).await;
+                let mut sink = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    })
+}
+
+fn cases(default: u32) -> proptest::prelude::ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(default);
+    proptest::prelude::ProptestConfig { cases, ..Default::default() }
+}
+
+proptest::proptest! {
+    #![proptest_config(cases(256))]
+
+    /// Whatever the guest sends, draining never panics and never keeps a maximal frame buffered.
+    #[test]
+    fn random_guest_bytes_drain_into_frames_or_typed_errors(
+        chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..512), 0..16)
+    ) {
+        let mut decoder = FrameDecoder::new();
+        for chunk in &chunks {
+            decoder.push(chunk);
+            let drained = drain_responses(&mut decoder);
+            if drained.unusable.is_some() {
+                proptest::prop_assert_eq!(decoder.buffered(), 0);
+            }
+            proptest::prop_assert!(decoder.buffered() < 4 + firepit_agent::MAX_FRAME_LEN);
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(cases(12))]
+
+    /// A guest that answers with garbage makes requests fail with a typed error within their
+    /// deadline: never a panic, never a hang, never a made-up response.
+    #[test]
+    fn garbage_from_the_guest_fails_requests_with_typed_errors(
+        garbage in proptest::collection::vec(proptest::num::u8::ANY, 1..4096)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let outcome = runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("agent.sock");
+            let _fake = garbage_agent(UnixListener::bind(&path).unwrap(), garbage);
+            let client = AgentClient::new(path);
+            let started = std::time::Instant::now();
+            let outcome = client.request(Request::Ping, Duration::from_millis(200)).await;
+            (outcome, started.elapsed())
+        });
+        let (outcome, took) = outcome;
+        proptest::prop_assert!(took < Duration::from_secs(2), "request took {took:?}");
+        // Request ids start at 1; random bytes could only answer id 1 by forming a valid frame.
+        match outcome {
+            Err(AgentError::Timeout { .. } | AgentError::Closed) => {}
+            Ok(response) => proptest::prop_assert!(false, "garbage produced a response: {response:?}"),
+            Err(other) => proptest::prop_assert!(false, "unexpected error kind: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn oversized_frame_from_the_guest_closes_the_connection_and_the_next_request_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let client = AgentClient::new(path);
+    let server = tokio::spawn(async move {
+        // First connection: a length prefix of 4 GiB.
+        let (mut first, _) = listener.accept().await.unwrap();
+        first.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+        // Second connection: a proper agent.
+        fake_agent(listener).await.unwrap();
+    });
+    let err = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(err, AgentError::Closed), "{err:?}");
+    let pong = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap();
+    assert!(matches!(pong, Response::Pong(_)));
+    server.abort();
+}

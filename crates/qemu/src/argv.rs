@@ -51,6 +51,8 @@ pub(crate) struct LaunchSpec {
     /// Leave out `-kernel`/`-initrd`/`-append`: a snapshot clone's kernel is already in the RAM it
     /// maps, and QEMU would otherwise keep a private copy of both files (≈14 MiB per clone).
     pub without_kernel: bool,
+    /// The unprivileged user QEMU runs as (not part of the argv).
+    pub run_as: Option<crate::process::Credentials>,
 }
 
 /// The kernel command line firepit passes before the user's extra arguments.
@@ -155,6 +157,7 @@ mod tests {
             incoming: None,
             tb_size_mb: None,
             without_kernel: false,
+            run_as: None,
         }
     }
 

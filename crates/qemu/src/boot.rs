@@ -13,7 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
 
 use crate::agent::AgentClient;
-use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, LaunchSpec, QMP_SOCKET, build_argv};
+use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, GuestMemory, LaunchSpec, QMP_SOCKET, build_argv};
 use crate::config::ProviderConfig;
 use crate::console::ConsoleShared;
 use crate::error::{AgentError, BootError, ConsoleError, QemuError, SpawnError};
@@ -47,9 +47,18 @@ pub(crate) async fn start(
     };
     let console_listener = bind(CONSOLE_SOCKET)?;
     let qmp_listener = bind(QMP_SOCKET)?;
+    if let GuestMemory::File { path, shared: true } = &spec.memory {
+        create_private_memory_file(path, spec.run_as)?;
+    }
+    if let Some(owner) = spec.run_as {
+        // QEMU, running as `owner`, connects to these: a socket needs write permission to connect.
+        for name in [CONSOLE_SOCKET, QMP_SOCKET] {
+            crate::rundir::chown(&dir.path().join(name), owner)?;
+        }
+    }
     let argv = build_argv(spec);
     tracing::debug!(binary = %binary.display(), ?argv, "spawning qemu");
-    let process = QemuProcess::spawn(binary, &argv)?;
+    let process = QemuProcess::spawn(binary, &argv, spec.run_as)?;
     let console_stream = accept(&console_listener, "console", &process, deadline).await?;
     let qmp_stream = accept(&qmp_listener, "qmp", &process, deadline).await?;
     let console =
@@ -58,6 +67,42 @@ pub(crate) async fn start(
     let qmp = QmpClient::handshake(qmp_stream, qmp_timeout.min(Duration::from_secs(10))).await?;
     let agent = Arc::new(AgentClient::new(dir.path().join(AGENT_SOCKET)));
     Ok(Started { process, console, qmp, agent, dir })
+}
+
+/// Creates a snapshot template's memory file before QEMU maps it: exclusively (a file someone else
+/// placed at that predictable /dev/shm name is refused, never mapped) and 0600 (left to QEMU it
+/// would be 0644: the guest's RAM readable by every local user). QEMU grows the empty file to size.
+fn create_private_memory_file(
+    path: &std::path::Path,
+    owner: Option<crate::process::Credentials>,
+) -> Result<(), SpawnError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let create = || std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    let created = match create() {
+        // A leftover of ours (same name from an earlier template) is replaced; anyone else's is not.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            match std::fs::symlink_metadata(path) {
+                Ok(meta)
+                    if meta.file_type().is_file()
+                        && (meta.uid() == me || Some(meta.uid()) == owner.map(|o| o.uid)) =>
+                {
+                    std::fs::remove_file(path).and_then(|()| create())
+                }
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists and is not a file of ours: refusing to map it as guest memory",
+                )),
+            }
+        }
+        other => other,
+    };
+    created.map_err(|e| SpawnError::io(format!("creating guest memory file {}", path.display()), e))?;
+    if let Some(owner) = owner {
+        crate::rundir::chown(path, owner)?;
+    }
+    Ok(())
 }
 
 async fn accept(
@@ -157,4 +202,36 @@ async fn exited(started: &Started) -> QemuError {
         console_tail: started.console.tail(TAIL_LINES),
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn template_memory_file_is_created_0600_and_a_foreign_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("firepit-1-t1");
+        create_private_memory_file(&path, None).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        // A leftover of ours is replaced by a fresh private file.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        create_private_memory_file(&path, None).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        // A symlink planted at the name is never followed.
+        let planted = dir.path().join("firepit-1-t2");
+        std::os::unix::fs::symlink(dir.path().join("target"), &planted).unwrap();
+        let err = create_private_memory_file(&planted, None).unwrap_err().to_string();
+        assert!(err.contains("not a file of ours"), "{err}");
+        assert!(!dir.path().join("target").exists());
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let foreign = dir.path().join("firepit-1-t3");
+            std::fs::write(&foreign, b"").unwrap();
+            std::os::unix::fs::chown(&foreign, Some(12345), Some(12345)).unwrap();
+            let err = create_private_memory_file(&foreign, None).unwrap_err().to_string();
+            assert!(err.contains("not a file of ours"), "{err}");
+        }
+    }
 }

@@ -181,6 +181,12 @@ pub struct ProviderConfig {
     /// How long a `Snapshot` shape cold-boots after its template failed before the template is
     /// built again (default [`RETRY_AFTER`](crate::RETRY_AFTER), 60 s).
     pub snapshot_retry_after: Duration,
+    /// Run QEMU as this unprivileged user: a user name (its primary group is used) or `uid[:gid]`.
+    /// Needs root. VM directories and the sockets QEMU connects to are given to that user; the
+    /// runtime directory becomes 0711 and directories above it that we own get `o+x` (pass through,
+    /// no listing); one we do not own must already be searchable by that user. A
+    /// QEMU escape then holds that user's rights, not ours (all VMs share the user, though).
+    pub run_as: Option<String>,
 }
 
 impl Default for ProviderConfig {
@@ -201,6 +207,7 @@ impl Default for ProviderConfig {
             keep_templates: true,
             snapshot_tb_size_mb: None,
             snapshot_retry_after: crate::snapshot::RETRY_AFTER,
+            run_as: None,
         }
     }
 }

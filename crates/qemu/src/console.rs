@@ -76,6 +76,11 @@ impl ConsoleShared {
         tail_lines(&ring.since(0), lines)
     }
 
+    /// Bytes received from the guest since boot (kept or already dropped from the ring).
+    pub(crate) fn bytes_received(&self) -> u64 {
+        lock(&self.ring).end()
+    }
+
     /// A handle whose cursor starts at `from` (0: the oldest byte kept).
     pub(crate) fn handle(self: &Arc<Self>, from: Option<u64>) -> Console {
         let cursor = from.unwrap_or_else(|| lock(&self.ring).end());
@@ -141,7 +146,7 @@ impl Console {
         let mut progress = self.shared.progress.subscribe();
         loop {
             let closed = progress.borrow_and_update().closed;
-            let (found, seen) = {
+            let (found, start) = {
                 let ring = lock(&self.shared.ring);
                 let mut cursor = lock(&self.cursor);
                 let (start, found) = ring.find(*cursor, pattern.as_bytes());
@@ -149,15 +154,16 @@ impl Console {
                     Some(match_end) => {
                         let text = ring.range(start, match_end);
                         *cursor = match_end;
-                        (Some(text), Vec::new())
+                        (Some(text), start)
                     }
-                    None => (None, ring.since(start)),
+                    None => (None, start),
                 }
             };
             if let Some(text) = found {
                 return Ok(String::from_utf8_lossy(&text).into_owned());
             }
-            let tail = || tail_lines(&seen, TAIL_LINES);
+            // Copied only when an error quotes it: a flooding guest wakes this loop constantly.
+            let tail = || tail_lines(&lock(&self.shared.ring).since(start), TAIL_LINES);
             if closed {
                 return Err(ConsoleError::Closed { pattern: pattern.to_string(), tail: tail() });
             }

@@ -176,8 +176,9 @@ pub enum AgentError {
         /// The response, debug-printed.
         response: String,
     },
-    /// The VM is gone.
-    #[error("agent channel closed: the VM has exited")]
+    /// The channel is gone: the VM exited, or the guest side hung up or broke the protocol (a frame
+    /// over the size limit); the next request reconnects.
+    #[error("agent channel closed (the VM exited, or the guest hung up or sent a malformed stream)")]
     Closed,
 }
 

@@ -42,6 +42,7 @@ mod provider;
 mod qmp;
 mod restore;
 mod ring;
+mod run_as;
 mod rundir;
 mod snapshot;
 mod template_build;

@@ -24,6 +24,13 @@ use tokio::sync::watch;
 use crate::error::SpawnError;
 use crate::ring::OutputRing;
 
+/// The unprivileged user (and group) QEMU runs as: `ProviderConfig::run_as`, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// How a QEMU process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitInfo {
@@ -53,15 +60,28 @@ pub(crate) struct QemuProcess {
 }
 
 impl QemuProcess {
-    /// Spawns `binary` with `argv` (stdin/stdout null, stderr kept in a 64 KiB ring).
-    pub(crate) fn spawn(binary: &Path, argv: &[OsString]) -> Result<Self, SpawnError> {
+    /// Spawns `binary` with `argv` (stdin/stdout null, stderr kept in a 64 KiB ring), with an
+    /// environment of `PATH` only (nothing of ours, e.g. an API token, reaches QEMU), as `run_as`
+    /// when given (supplementary groups dropped, then gid, then uid, before the death signal is set:
+    /// a credential change would clear it).
+    pub(crate) fn spawn(
+        binary: &Path,
+        argv: &[OsString],
+        run_as: Option<Credentials>,
+    ) -> Result<Self, SpawnError> {
         let mut command = tokio::process::Command::new(binary);
         command
             .args(argv)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(Credentials { uid, gid }) = run_as {
+            // std drops the supplementary groups (setgroups) when it changes uid as root.
+            command.uid(uid).gid(gid);
+        }
         // SAFETY: getpid is async-signal-safe; read before fork and compared in the child.
         let parent = unsafe { libc::getpid() };
         // SAFETY: the closure runs in the forked child before exec and only calls async-signal-safe
@@ -197,7 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn killed_child_is_reaped_and_exit_is_published() {
-        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()]).unwrap();
+        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None).unwrap();
         let pid = process.pid();
         assert!(process.exit_info().is_none());
         process.kill();
@@ -208,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_handle_kills_the_child() {
-        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()]).unwrap();
+        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None).unwrap();
         let pid = process.pid();
         let exited = process.exited();
         drop(process);
@@ -218,15 +238,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn child_environment_is_path_only() {
+        assert!(std::env::vars().count() > 1, "the test process has more than PATH in its environment");
+        let process = QemuProcess::spawn(Path::new("sh"), &["-c".into(), "env >&2".into()], None).unwrap();
+        process.exited().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let names: Vec<String> =
+            process.stderr_tail().lines().filter_map(|l| l.split('=').next()).map(str::to_owned).collect();
+        // `sh` itself adds PWD (and some shells SHLVL / _); nothing else may come from us.
+        assert!(names.iter().all(|n| ["PATH", "PWD", "SHLVL", "_"].contains(&n.as_str())), "{names:?}");
+        assert!(names.iter().any(|n| n == "PATH"), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn run_as_drops_to_that_user_and_its_group_only() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: only root can run a child as another user");
+            return;
+        }
+        let nobody = Credentials { uid: 65534, gid: 65534 };
+        let script = "echo uid=$(id -u) gid=$(id -g) groups=$(id -G) >&2".to_string();
+        let process =
+            QemuProcess::spawn(Path::new("sh"), &["-c".into(), script.into()], Some(nobody)).unwrap();
+        assert_eq!(process.exited().await.unwrap().code, Some(0));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(process.stderr_tail(), "uid=65534 gid=65534 groups=65534");
+    }
+
+    #[tokio::test]
     async fn missing_binary_says_how_to_install_qemu() {
-        let err = QemuProcess::spawn(Path::new("/nonexistent/qemu-system-x86_64"), &[]).unwrap_err();
+        let err = QemuProcess::spawn(Path::new("/nonexistent/qemu-system-x86_64"), &[], None).unwrap_err();
         assert!(err.to_string().contains("apt-get install qemu-system-x86"), "{err}");
     }
 
     #[tokio::test]
     async fn stderr_is_kept_for_error_messages() {
         let process =
-            QemuProcess::spawn(Path::new("sh"), &["-c".into(), "echo boom >&2; exit 3".into()]).unwrap();
+            QemuProcess::spawn(Path::new("sh"), &["-c".into(), "echo boom >&2; exit 3".into()], None)
+                .unwrap();
         let info = process.exited().await.unwrap();
         assert_eq!(info.code, Some(3));
         tokio::time::sleep(Duration::from_millis(50)).await;

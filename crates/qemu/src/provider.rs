@@ -41,6 +41,8 @@ pub(crate) struct ProviderInner {
     shape_fills: RwLock<HashMap<ShapeKey, FillStrategy>>,
     tsc_khz: u64,
     pub snapshots: crate::snapshot::Templates,
+    /// The user QEMU runs as (`ProviderConfig::run_as`, resolved).
+    run_as: Option<crate::process::Credentials>,
 }
 
 /// Makes, probes and destroys QEMU microVMs; implements [`firepit_pool::Provider`].
@@ -80,8 +82,12 @@ impl QemuProvider {
                 MAX_SOCKET_PATH - VM_PATH_SUFFIX
             )));
         }
+        let run_as = config.run_as.as_deref().map(crate::run_as::resolve).transpose()?;
+        if let Some(user) = run_as {
+            crate::run_as::make_reachable(&config.runtime_dir, user)?;
+        }
         let caps = QemuCaps::detect(&config.qemu_binary)?;
-        ensure_base(&config.runtime_dir)?;
+        ensure_base(&config.runtime_dir, run_as.is_some())?;
         crate::rundir::remove_stale(&config.runtime_dir);
         // Scratch and discarded templates of dead processes (`firepit-<pid>-t<n>`).
         crate::rundir::remove_stale_in(&config.template_dir);
@@ -97,6 +103,7 @@ impl QemuProvider {
                 shape_fills: RwLock::new(HashMap::new()),
                 tsc_khz,
                 snapshots: Default::default(),
+                run_as,
             }),
         })
     }
@@ -114,6 +121,12 @@ impl QemuProvider {
         paths: ImagePaths,
         fill: FillStrategy,
     ) -> Result<(), QemuError> {
+        if fill == FillStrategy::Snapshot && self.inner.run_as.is_some() {
+            return Err(QemuError::Config(format!(
+                "image {image_id}: snapshot fill does not support run_as yet (the template's state \
+                 directory is not given to QEMU's user); use cold boot or drop run_as"
+            )));
+        }
         for path in [&paths.kernel, &paths.initramfs] {
             if !path.is_file() {
                 return Err(SpawnError::ImageFileMissing { path: path.clone() }.into());
@@ -226,6 +239,10 @@ impl ProviderInner {
     pub(crate) fn new_dir(&self) -> Result<(String, RuntimeDir), QemuError> {
         let id = format!("fp-{}-{}", std::process::id(), NEXT_VM.fetch_add(1, Ordering::Relaxed));
         let dir = RuntimeDir::create(&self.config.runtime_dir, &id)?;
+        if let Some(owner) = self.run_as {
+            // QEMU creates its agent socket (and a snapshot's state file) in here.
+            crate::rundir::chown(dir.path(), owner)?;
+        }
         Ok((id, dir))
     }
 
@@ -255,6 +272,7 @@ impl ProviderInner {
             incoming: None,
             tb_size_mb: None,
             without_kernel: false,
+            run_as: self.run_as,
         })
     }
 

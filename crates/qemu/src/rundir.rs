@@ -4,6 +4,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::SpawnError;
+use crate::process::Credentials;
 
 /// Longest Unix socket path (`sun_path` is 108 bytes including the NUL).
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
@@ -47,13 +48,61 @@ impl Drop for RuntimeDir {
     }
 }
 
-/// Creates the provider's base runtime directory (0700, parents as needed).
-pub(crate) fn ensure_base(path: &Path) -> Result<(), SpawnError> {
+/// Creates the provider's base runtime directory (0700, parents as needed) and makes sure it is
+/// really ours: the default `<tmp>/firepit-<uid>` is a predictable name in a world-writable
+/// directory, so another local user could have created it first (to read or swap our sockets).
+/// A directory owned by someone else, or a symlink, is refused; one of ours that is open to others
+/// is tightened to 0700.
+///
+/// With `traversable` (QEMU runs as another user, see `ProviderConfig::run_as`) the mode is 0711:
+/// others may pass through to a VM directory they own, but not list or create anything.
+pub(crate) fn ensure_base(path: &Path, traversable: bool) -> Result<(), SpawnError> {
     std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
         .create(path)
-        .map_err(|e| SpawnError::io(format!("creating runtime directory {}", path.display()), e))
+        .map_err(|e| SpawnError::io(format!("creating runtime directory {}", path.display()), e))?;
+    ensure_private(path, if traversable { 0o711 } else { 0o700 })
+}
+
+/// Changes the owner of `path` (a VM directory or socket) to the user QEMU runs as.
+pub(crate) fn chown(path: &Path, owner: Credentials) -> Result<(), SpawnError> {
+    std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid))
+        .map_err(|e| SpawnError::io(format!("chown {}:{} {}", owner.uid, owner.gid, path.display()), e))
+}
+
+/// Refuses `path` unless it is a directory (not a symlink) owned by this process's effective user;
+/// sets its mode to `mode` if it has other permission bits.
+pub(crate) fn ensure_private(path: &Path, mode: u32) -> Result<(), SpawnError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |why: String| {
+        SpawnError::io(
+            format!("runtime directory {}", path.display()),
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+        )
+    };
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| SpawnError::io(format!("inspecting runtime directory {}", path.display()), e))?;
+    if !meta.file_type().is_dir() {
+        return Err(refuse("is not a directory (a symlink?): remove it or set runtime_dir elsewhere".into()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "is owned by uid {}, not by this user (uid {me}): another user created it; remove it or set \
+             runtime_dir elsewhere",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o777 != mode {
+        if meta.mode() & 0o077 & !mode != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.mode() & 0o777), "runtime directory was open to others; tightening it");
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| SpawnError::io(format!("chmod {mode:o} {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Removes what firepit processes that died without cleaning up left behind: runtime directories
@@ -110,6 +159,42 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn base_dir_is_created_0700_and_an_open_one_of_ours_is_tightened() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("a/b/firepit");
+        ensure_base(&base, false).unwrap();
+        assert_eq!(std::fs::metadata(&base).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ensure_base(&base, false).unwrap();
+        assert_eq!(std::fs::metadata(&base).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn base_dir_that_is_a_symlink_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("elsewhere")).unwrap();
+        let link = root.path().join("firepit");
+        std::os::unix::fs::symlink(root.path().join("elsewhere"), &link).unwrap();
+        let err = ensure_base(&link, false).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn base_dir_owned_by_another_user_is_refused() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to chown a directory to another user");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("firepit");
+        std::fs::create_dir(&base).unwrap();
+        std::os::unix::fs::chown(&base, Some(65534), Some(65534)).unwrap();
+        let err = ensure_base(&base, false).unwrap_err().to_string();
+        assert!(err.contains("owned by uid 65534"), "{err}");
     }
 
     #[test]

@@ -75,8 +75,16 @@ pub(crate) enum Found {
 /// in world-writable /dev/shm, where another user could have made it first to read guest memory
 /// or plant a template; firepit then refuses it (the shape cold-boots, saying why).
 pub(crate) fn ensure_private_dir(path: &Path) -> Result<(), QemuError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    crate::rundir::ensure_base(path)?;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    // Check before creating: `ensure_base` would quietly tighten a directory of ours that was open
+    // to others, who may already have planted files in it.
+    if std::fs::symlink_metadata(path).is_err() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(path)
+            .map_err(|e| SpawnError::io(format!("creating template directory {}", path.display()), e))?;
+    }
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| SpawnError::io(format!("checking template directory {}", path.display()), e))?;
     // SAFETY: getuid has no preconditions and cannot fail.

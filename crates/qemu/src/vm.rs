@@ -109,6 +109,12 @@ impl QemuVm {
         self.console.tail(lines)
     }
 
+    /// Bytes the guest has written to its console since boot. Only the last
+    /// `ProviderConfig::console_buffer_bytes` of them are kept in memory.
+    pub fn console_bytes_received(&self) -> u64 {
+        self.console.bytes_received()
+    }
+
     /// The QMP session, for commands this API does not wrap.
     pub fn qmp(&self) -> &QmpClient {
         &self.qmp

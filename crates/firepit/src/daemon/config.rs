@@ -42,6 +42,10 @@ pub struct Config {
     /// `<runtime dir>/state`. Two daemons must not share one.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Run every QEMU process as this unprivileged user: a name such as `nobody`, or `uid[:gid]`.
+    /// Needs the daemon to run as root. Default: QEMU runs as the daemon's user.
+    #[serde(default)]
+    pub qemu_user: Option<String>,
     /// Where the API listens.
     #[serde(default)]
     pub listen: ListenConfig,

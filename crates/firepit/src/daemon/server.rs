@@ -5,7 +5,7 @@
 //! left; remove the socket file; end every lease; shut the backend down (destroys every VM).
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,9 +235,24 @@ fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
     let io = |what, source| ServeError::Io { what, path: path.display().to_string(), source };
     if let Some(parent) = path.parent().filter(|p| p.exists())
         && let Ok(meta) = std::fs::metadata(parent)
-        && meta.permissions().mode() & 0o002 != 0
     {
-        warn!(dir = %parent.display(), "the socket's directory is world-writable; prefer a 0700 runtime dir");
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        // A directory another user owns (e.g. a predictable <tmp>/firepit-<uid> created first by
+        // someone else) lets that user swap our socket for theirs: refuse it.
+        if meta.uid() != me && meta.uid() != 0 {
+            let owner = format!(
+                "owned by uid {}, not by this user (uid {me}); remove it or set listen.socket",
+                meta.uid()
+            );
+            return Err(io(
+                "refusing the directory of",
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, owner),
+            ));
+        }
+        if meta.permissions().mode() & 0o002 != 0 {
+            warn!(dir = %parent.display(), "the socket's directory is world-writable; prefer a 0700 runtime dir");
+        }
     }
     if let Some(parent) = path.parent().filter(|p| !p.exists()) {
         std::fs::DirBuilder::new()

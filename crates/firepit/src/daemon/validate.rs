@@ -13,6 +13,9 @@ pub const MAX_CPUS: u32 = 64;
 pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u64> = 64..=65536;
 /// Largest high-water mark per shape.
 pub const MAX_DEPTH: usize = 64;
+/// Longest lease TTL and VM max age, in seconds (one year): durations are added to the clocks, and
+/// an unbounded one would overflow them (a panic at the first lease or eviction).
+pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
 
 /// Validates the whole file.
 pub fn config(config: &Config) -> Result<(), ConfigError> {
@@ -58,6 +61,13 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
     if leases.default_ttl_secs == 0 {
         return Err(ConfigError::invalid("leases.default_ttl_secs", 0, "must be at least 1"));
     }
+    if leases.max_ttl_secs > MAX_DURATION_SECS {
+        return Err(ConfigError::invalid(
+            "leases.max_ttl_secs",
+            leases.max_ttl_secs,
+            format!("must be at most {MAX_DURATION_SECS} (one year)"),
+        ));
+    }
     if leases.max_ttl_secs < leases.default_ttl_secs {
         return Err(ConfigError::invalid(
             "leases.max_ttl_secs",
@@ -70,6 +80,15 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
             "shutdown.budget_secs",
             config.shutdown.budget_secs,
             "must be 0..=600",
+        ));
+    }
+    if let Some(user) = &config.qemu_user
+        && (user.trim().is_empty() || user.contains('\0'))
+    {
+        return Err(ConfigError::invalid(
+            "qemu_user",
+            format!("{user:?}"),
+            "must be a user name or uid[:gid]",
         ));
     }
     listen(config)
@@ -156,8 +175,14 @@ pub fn shape_spec(spec: &ShapeSpec, key: &str) -> Result<(), ConfigError> {
             format!("must be at most depth.high ({})", spec.depth_high),
         ));
     }
-    if spec.max_age.is_some_and(|age| age.as_secs() == 0) {
-        return Err(ConfigError::invalid(format!("{key}.max_age_secs"), 0, "must be at least 1, or absent"));
+    if let Some(age) = spec.max_age.map(|age| age.as_secs())
+        && !(1..=MAX_DURATION_SECS).contains(&age)
+    {
+        return Err(ConfigError::invalid(
+            format!("{key}.max_age_secs"),
+            age,
+            format!("must be 1..={MAX_DURATION_SECS} (one year), or absent"),
+        ));
     }
     Ok(())
 }

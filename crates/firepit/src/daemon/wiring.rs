@@ -41,6 +41,7 @@ pub async fn build_backend(
         runtime_dir: vms_dir,
         template_dir: config.snapshots.template_dir.clone().unwrap_or(defaults.template_dir.clone()),
         keep_templates: config.snapshots.keep_templates,
+        run_as: config.qemu_user.clone(),
         ..defaults
     };
     let backend = QemuBackend::start(
