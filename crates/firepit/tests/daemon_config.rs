@@ -134,3 +134,15 @@ fn example_config_file_is_valid() {
     assert_eq!(config.shapes.len(), 1);
     assert_eq!(config.shape_specs()[0].depth_high, 4);
 }
+
+#[test]
+fn fault_injection_is_off_by_default_and_validated() {
+    assert_eq!(parse(&shape("")).unwrap().faults.fail_fills_file, None);
+    let config = parse(&format!("[faults]\nfail_fills_file = \"/tmp/soak/fail-fills\"\n{}", shape(""))).unwrap();
+    assert_eq!(config.faults.fail_fills_file.as_deref(), Some(Path::new("/tmp/soak/fail-fills")));
+    refused(
+        &format!("[faults]\nfail_fills_file = \"relative\"\n{}", shape("")),
+        &["faults.fail_fills_file", "relative", "absolute"],
+    );
+    refused(&format!("[faults]\nfail_all = true\n{}", shape("")), &["fail_all"]);
+}

@@ -8,8 +8,9 @@
 //!    request ended.
 //! 2. *Dropped*: the cycle aborted one of its own requests on purpose and this is the retried
 //!    release answering `404 lease_not_found` (the aborted release may have gone through).
-//! 3. *Window*: the request overlapped a fill-failure window (from its start until
-//!    [`WINDOW_GRACE`] after its end, the engine's largest backoff), or a daemon restart (from the
+//! 3. *Window*: the request is an acquire that overlapped a fill-failure window (from its start
+//!    until [`WINDOW_GRACE`] after its end: the engine's largest backoff plus a fill), or any
+//!    request that overlapped a daemon restart (from the
 //!    `kill -9` until [`RESTART_GRACE`] after the new daemon answered `/healthz`), or the cycle
 //!    started before a daemon restart (its lease died with the daemon).
 //!
@@ -169,27 +170,39 @@ impl SoakLog {
         *lock(&self.requests)
     }
 
-    /// Failed requests, split into explained and unexplained by the rule in the module docs.
-    pub fn classify(&self) -> (Vec<Failure>, Vec<Failure>) {
+    /// Explained failures counted by reason, and the unexplained ones (the rule in the module docs).
+    pub fn classify(&self) -> (BTreeMap<&'static str, u64>, Vec<Failure>) {
         let faults = lock(&self.faults).clone();
-        lock(&self.failures).iter().cloned().partition(|f| explained(f, &faults))
+        let mut explained = BTreeMap::new();
+        let mut unexplained = Vec::new();
+        for failure in lock(&self.failures).iter() {
+            match explanation(failure, &faults) {
+                Some(reason) => *explained.entry(reason).or_default() += 1,
+                None => unexplained.push(failure.clone()),
+            }
+        }
+        (explained, unexplained)
     }
 }
 
-fn explained(failure: &Failure, faults: &[FaultEvent]) -> bool {
+/// The reason a failure is explained (see the module docs), or `None`.
+fn explanation(failure: &Failure, faults: &[FaultEvent]) -> Option<&'static str> {
     if failure.after_own_drop {
-        return true;
+        return Some("own_drop");
     }
-    faults.iter().filter(|f| !f.retracted).any(|fault| match fault.kind {
+    faults.iter().filter(|f| !f.retracted).find_map(|fault| match fault.kind {
         FaultKind::KillLeasedVm | FaultKind::KillIdleVm | FaultKind::AgentStall => {
-            fault.vm_id.is_some() && fault.vm_id == failure.vm_id && fault.start <= failure.end
+            (fault.vm_id.is_some() && fault.vm_id == failure.vm_id && fault.start <= failure.end)
+                .then_some("vm_fault")
         }
-        FaultKind::FillFailure => overlaps(failure, fault, WINDOW_GRACE),
-        FaultKind::DaemonRestart => {
-            overlaps(failure, fault, RESTART_GRACE)
-                || failure.cycle_start <= fault.start && fault.start <= failure.end
-        }
-        FaultKind::ExecTimeout | FaultKind::DroppedRequest | FaultKind::LeaseExpired => false,
+        // Failing fills only starve acquires.
+        FaultKind::FillFailure => (failure.what.starts_with("acquire")
+            && overlaps(failure, fault, WINDOW_GRACE))
+        .then_some("fill_window"),
+        FaultKind::DaemonRestart => (overlaps(failure, fault, RESTART_GRACE)
+            || failure.cycle_start <= fault.start && fault.start <= failure.end)
+            .then_some("daemon_restart"),
+        FaultKind::ExecTimeout | FaultKind::DroppedRequest | FaultKind::LeaseExpired => None,
     })
 }
 
@@ -213,6 +226,8 @@ pub struct SoakReport {
     pub requests: u64,
     /// Requests that failed.
     pub requests_failed: u64,
+    /// Explained failures by reason: `vm_fault`, `own_drop`, `fill_window`, `daemon_restart`.
+    pub requests_failed_explained: BTreeMap<&'static str, u64>,
     /// Failed requests not attributable to an injected fault (must be 0).
     pub requests_failed_unexplained: u64,
     /// The first unexplained failures, for the reader.
