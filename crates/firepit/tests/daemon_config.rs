@@ -138,7 +138,8 @@ fn example_config_file_is_valid() {
 #[test]
 fn fault_injection_is_off_by_default_and_validated() {
     assert_eq!(parse(&shape("")).unwrap().faults.fail_fills_file, None);
-    let config = parse(&format!("[faults]\nfail_fills_file = \"/tmp/soak/fail-fills\"\n{}", shape(""))).unwrap();
+    let config =
+        parse(&format!("[faults]\nfail_fills_file = \"/tmp/soak/fail-fills\"\n{}", shape(""))).unwrap();
     assert_eq!(config.faults.fail_fills_file.as_deref(), Some(Path::new("/tmp/soak/fail-fills")));
     refused(
         &format!("[faults]\nfail_fills_file = \"relative\"\n{}", shape("")),

@@ -3,7 +3,7 @@
 //! leak accounting and one JSON line. Exit code 1 when a pass condition fails.
 //!
 //! Faults (see [`super::soak_chaos`]): `kill -9` of leased and idle VMs' QEMU, fill failures
-//! (the daemon's `[faults] fail_fills_file`), agent stalls (`SIGSTOP` of a QEMU for 3-12 s, which
+//! (the daemon's `[faults] fail_fills_file`), agent stalls (`SIGSTOP` of a QEMU for 4-14 s, which
 //! the health check or the agent timeout must catch), execs sleeping past their timeout, requests
 //! aborted mid-way, leases left to expire, and once a `kill -9` of the daemon and a restart on the
 //! same state dir.

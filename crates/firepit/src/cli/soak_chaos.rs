@@ -124,7 +124,7 @@ impl Chaos {
         let live = qemu_under(&daemon.state_dir);
         let mut candidates: Vec<(QemuProcess, String)> = owned_vms(&daemon.state_dir)
             .into_iter()
-            .filter(|o| self.shared.is_leased(&o.vm_id) == leased)
+            .filter(|o| self.shared.is_leased(&o.vm_id) == leased && !self.shared.is_abandoned(&o.vm_id))
             .filter_map(|o| live.iter().find(|p| p.pid == o.pid).map(|p| (*p, o.vm_id)))
             .collect();
         candidates.shuffle(&mut rand::rng());
@@ -154,7 +154,7 @@ impl Chaos {
                     log.retract(index);
                     return false;
                 }
-                let stall = Duration::from_millis(rand::rng().random_range(3_000..12_000));
+                let stall = Duration::from_millis(rand::rng().random_range(4_000..14_000));
                 let state_dir = daemon.state_dir.clone();
                 self.background.spawn(async move {
                     tokio::time::sleep(stall).await;
@@ -277,6 +277,7 @@ async fn abandon_lease(shared: Arc<SoakShared>, state_dir: PathBuf) {
         Sent::Failed(error) => return fail("acquire (expiry)", error.to_string(), started, None),
         Sent::Hung | Sent::Aborted => return fail("acquire (expiry)", "no answer".into(), started, None),
     };
+    shared.abandoned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(lease.vm_id.clone());
     log.fault(FaultKind::LeaseExpired, Some(lease.vm_id.clone()));
     tokio::time::sleep(Duration::from_secs(4)).await;
     let checked = Instant::now();

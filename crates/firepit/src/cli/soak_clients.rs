@@ -31,6 +31,8 @@ pub struct SoakShared {
     pub log: SoakLog,
     /// VM ids currently held by a client.
     pub leased: Mutex<HashSet<String>>,
+    /// VM ids of leases the chaos task abandoned (held, but by nobody who will use them).
+    pub abandoned: Mutex<HashSet<String>>,
     /// Pending "abort one request" tokens.
     pub drop_tokens: AtomicU32,
     /// Pending "exec past its timeout" tokens.
@@ -58,6 +60,7 @@ impl SoakShared {
             client,
             log: SoakLog::default(),
             leased: Mutex::default(),
+            abandoned: Mutex::default(),
             drop_tokens: AtomicU32::new(0),
             exec_timeout_tokens: AtomicU32::new(0),
             cycles_started: AtomicU64::new(0),
@@ -77,6 +80,11 @@ impl SoakShared {
     /// Whether a client holds `vm_id` now.
     pub fn is_leased(&self, vm_id: &str) -> bool {
         self.leased().contains(vm_id)
+    }
+
+    /// Whether `vm_id` is the VM of a lease the chaos task abandoned.
+    pub fn is_abandoned(&self, vm_id: &str) -> bool {
+        self.abandoned.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(vm_id)
     }
 }
 

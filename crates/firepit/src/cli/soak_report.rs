@@ -36,7 +36,7 @@ pub const RESTART_GRACE: Duration = Duration::from_secs(5);
 pub enum FaultKind {
     /// `kill -9` of the QEMU of a VM a soak client holds.
     KillLeasedVm,
-    /// `kill -9` of the QEMU of a VM not held by a soak client (ready or filling).
+    /// `kill -9` of the QEMU of a ready VM (held by no client and no abandoned lease).
     KillIdleVm,
     /// Fills fail for a while (`faults.fail_fills_file` exists).
     FillFailure,
@@ -126,6 +126,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl SoakLog {
     /// Records a fault; returns its index (to close a window later).
     pub fn fault(&self, kind: FaultKind, vm_id: Option<String>) -> usize {
+        tracing::info!(kind = kind.name(), vm_id = vm_id.as_deref().unwrap_or("-"), "soak: fault injected");
         let mut faults = lock(&self.faults);
         faults.push(FaultEvent { kind, start: Instant::now(), end: None, vm_id, retracted: false });
         faults.len() - 1
