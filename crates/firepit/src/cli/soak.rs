@@ -141,6 +141,7 @@ pub async fn run(args: SoakArgs) -> CliResult {
         leaked_file_paths: leftovers.iter().take(20).map(|p| p.display().to_string()).collect(),
         restart_reaped_only_its_own: chaos.outcome.restart_reaped_only_its_own,
         timeouts_enforced,
+        health_check_rejections: daemon.health_check_rejections,
         daemon_max_rss_kib: daemon.max_rss_kib,
         full_depth_regained,
         clean_stop,

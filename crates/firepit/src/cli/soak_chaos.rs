@@ -41,6 +41,7 @@ pub struct Chaos {
     restart_at: u64,
     deck: Vec<FaultKind>,
     fill_window_open: Arc<AtomicBool>,
+    stall_leased: bool,
     background: JoinSet<()>,
     /// Unowned-QEMU watch.
     pub leak_watch: RunLeakWatch,
@@ -67,6 +68,7 @@ impl Chaos {
             restart_at,
             deck: Vec::new(),
             fill_window_open: Arc::new(AtomicBool::new(false)),
+            stall_leased: false,
             background: JoinSet::new(),
             leak_watch: RunLeakWatch::new(Duration::from_secs(150)),
             outcome: ChaosOutcome::default(),
@@ -147,7 +149,10 @@ impl Chaos {
                 true
             }
             FaultKind::AgentStall => {
-                let leased = rand::rng().random_bool(0.5);
+                // Alternate: an idle one (the health check must refuse it) and a leased one (the
+                // exec waits, then answers or fails with the agent timeout).
+                self.stall_leased = !self.stall_leased;
+                let leased = !self.stall_leased;
                 let Some((process, vm_id)) = self.pick_vm(daemon, leased) else { return false };
                 let index = log.fault(kind, Some(vm_id));
                 if !signal(process, &daemon.state_dir, libc::SIGSTOP) {
@@ -173,7 +178,7 @@ impl Chaos {
                     return false;
                 }
                 let index = log.fault(kind, None);
-                let window = Duration::from_millis(rand::rng().random_range(3_000..10_000));
+                let window = Duration::from_millis(rand::rng().random_range(2_000..6_000));
                 let (shared, open) = (self.shared.clone(), self.fill_window_open.clone());
                 self.background.spawn(async move {
                     tokio::time::sleep(window).await;

@@ -85,6 +85,8 @@ pub struct SoakDaemon {
     pub pids: Vec<u32>,
     /// Highest VmHWM (peak RSS, KiB) seen over all runs.
     pub max_rss_kib: u64,
+    /// VMs the health check refused at hand-out, summed over runs (from `/metrics`).
+    pub health_check_rejections: u64,
 }
 
 impl SoakDaemon {
@@ -123,6 +125,7 @@ impl SoakDaemon {
             runs: 0,
             pids: Vec::new(),
             max_rss_kib: 0,
+            health_check_rejections: 0,
         })
     }
 
@@ -191,9 +194,25 @@ impl SoakDaemon {
         self.max_rss_kib = self.max_rss_kib.max(hwm);
     }
 
+    /// Adds this run's `firepit_pool_validation_failures_total` (health-check refusals); call once
+    /// per run, right before it ends (counters restart with the daemon).
+    async fn count_health_rejections(&mut self) {
+        let Ok(response) = self.client().request(Method::GET, "/metrics", None, &[]).await else { return };
+        let text = response.text();
+        let sum: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("firepit_pool_validation_failures_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        self.health_check_rejections += sum as u64;
+    }
+
     /// `kill -9` the daemon and wait for it to be gone.
     pub async fn kill_hard(&mut self) {
         self.sample_rss();
+        if self.child.is_some() {
+            self.count_health_rejections().await;
+        }
         if let Some(mut child) = self.child.take() {
             if let Err(error) = child.start_kill() {
                 tracing::warn!(%error, "cannot SIGKILL the daemon");
@@ -204,10 +223,11 @@ impl SoakDaemon {
         }
     }
 
-    /// SIGTERM, then wait up to `within` for a clean exit; `Ok(true)` when it exited 0. If it did
-    /// not exit in time it is killed and `Ok(false)` returned.
+    /// SIGTERM, then wait up to `within` for a clean exit; true when it exited 0. If it did not
+    /// exit in time it is killed and false returned.
     pub async fn stop(&mut self, within: Duration) -> bool {
         self.sample_rss();
+        self.count_health_rejections().await;
         let Some(mut child) = self.child.take() else { return false };
         let Some(pid) = child.id().and_then(|p| libc::pid_t::try_from(p).ok()) else { return false };
         // SAFETY: kill(2) on our own child, which has not been waited for (its pid is still ours).
@@ -217,8 +237,12 @@ impl SoakDaemon {
         match tokio::time::timeout(within, child.wait()).await {
             Ok(Ok(status)) => status.success(),
             _ => {
-                self.child = Some(child);
-                self.kill_hard().await;
+                if let Err(error) = child.start_kill() {
+                    tracing::warn!(%error, "cannot SIGKILL the daemon");
+                }
+                if let Err(error) = child.wait().await {
+                    tracing::warn!(%error, "cannot wait for the daemon");
+                }
                 false
             }
         }

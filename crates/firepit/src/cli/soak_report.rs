@@ -247,6 +247,8 @@ pub struct SoakReport {
     pub restart_reaped_only_its_own: bool,
     /// Expired leases answered 404 and their VMs were destroyed; timed-out execs said so.
     pub timeouts_enforced: bool,
+    /// VMs the daemon's health check refused at hand-out (stalled or killed idle VMs caught).
+    pub health_check_rejections: u64,
     /// Peak RSS of the daemon over all its runs, KiB.
     pub daemon_max_rss_kib: u64,
     /// The pool was back at full depth within the bound after the chaos stopped.
