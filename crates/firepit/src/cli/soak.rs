@@ -39,6 +39,9 @@ pub struct SoakArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// Mean pause of each client between two cycles, in ms.
+    #[arg(long, default_value_t = 300)]
+    pause_ms: u64,
     /// Ready VMs the daemon keeps (depth.high).
     #[arg(long, default_value_t = 3)]
     depth: usize,
@@ -80,7 +83,8 @@ pub async fn run(args: SoakArgs) -> CliResult {
     eprintln!("soak: directory {}", daemon.dir.display());
     daemon.start(Duration::from_secs(300)).await?;
 
-    let shared = Arc::new(SoakShared::new(daemon.client(), args.cycles));
+    let shared =
+        Arc::new(SoakShared::new(daemon.client(), args.cycles, Duration::from_millis(args.pause_ms)));
     let restart_at = (args.cycles as f64 * rand::rng().random_range(0.3..0.6)) as u64;
     let mut chaos = Chaos::new(shared.clone(), Duration::from_millis(args.chaos_interval_ms), restart_at);
     let done = tokio_util::sync::CancellationToken::new();

@@ -45,6 +45,9 @@ pub struct SoakShared {
     pub every_kind_injected: AtomicBool,
     /// Cycles that fully succeeded.
     pub cycles_ok: AtomicU64,
+    /// Mean pause of a client between two cycles (think time: without it the clients take every
+    /// VM the moment it is ready and no VM is ever idle).
+    pub pause: Duration,
     /// Cycles to run at least; more (up to 3×) while some fault kind was never injected.
     pub target: u64,
     /// Durations of successful cycles, seconds.
@@ -54,9 +57,10 @@ pub struct SoakShared {
 }
 
 impl SoakShared {
-    /// Shared state for `target` cycles against `client`.
-    pub fn new(client: Client, target: u64) -> Self {
+    /// Shared state for `target` cycles against `client`, clients pausing about `pause` between.
+    pub fn new(client: Client, target: u64, pause: Duration) -> Self {
         Self {
+            pause,
             client,
             log: SoakLog::default(),
             leased: Mutex::default(),
@@ -140,9 +144,9 @@ pub async fn client_loop(shared: std::sync::Arc<SoakShared>) {
         shared.cycles_run.fetch_add(1, Ordering::AcqRel);
         let cycle = Cycle { shared: &shared, start: Instant::now(), vm_id: None, ok: true };
         let connect_failed = cycle.run().await;
-        if connect_failed {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let pause = shared.pause.mul_f64(rand::rng().random_range(0.0..2.0));
+        let pause = if connect_failed { pause.max(Duration::from_millis(500)) } else { pause };
+        tokio::time::sleep(pause).await;
     }
 }
 
