@@ -146,3 +146,16 @@ fn snapshots_table_sets_the_template_dir_and_keep_flag() {
     assert!(!config.snapshots.keep_templates);
     refused(&format!("[snapshots]\nkeep = true\n{}", shape("")), &["keep"]);
 }
+
+#[test]
+fn fault_injection_is_off_by_default_and_validated() {
+    assert_eq!(parse(&shape("")).unwrap().faults.fail_fills_file, None);
+    let config =
+        parse(&format!("[faults]\nfail_fills_file = \"/tmp/soak/fail-fills\"\n{}", shape(""))).unwrap();
+    assert_eq!(config.faults.fail_fills_file.as_deref(), Some(Path::new("/tmp/soak/fail-fills")));
+    refused(
+        &format!("[faults]\nfail_fills_file = \"relative\"\n{}", shape("")),
+        &["faults.fail_fills_file", "relative", "absolute"],
+    );
+    refused(&format!("[faults]\nfail_all = true\n{}", shape("")), &["fail_all"]);
+}

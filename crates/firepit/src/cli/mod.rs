@@ -19,6 +19,12 @@ mod procstat;
 mod progress;
 mod run;
 mod serve;
+mod soak;
+mod soak_chaos;
+mod soak_clients;
+mod soak_daemon;
+mod soak_leaks;
+mod soak_report;
 mod status;
 
 /// What a subcommand returns: the process exit code, or an error whose chain is printed.
@@ -49,6 +55,10 @@ enum Command {
     /// Acquire a VM from the daemon, run one command in it, print its output, release the VM; exits
     /// with the guest command's exit code.
     Run(run::RunArgs),
+    /// Soak with faults: cycles from concurrent clients against a real daemon while VMs are killed
+    /// and stalled, fills fail, requests are dropped, leases expire and the daemon is restarted;
+    /// prints one JSON line (leaks, failures, depth regained) and exits 1 if a pass condition fails.
+    Soak(soak::SoakArgs),
     /// Benchmarks on real VMs: numbers, no verdicts (one JSON object per line with --json).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -114,6 +124,7 @@ fn dispatch(command: Command) -> CliResult {
             Command::Lease(command) => lease::run(command).await,
             Command::Run(args) => run::run(args).await,
             Command::Bench(command) => bench::run(command).await,
+            Command::Soak(args) => soak::run(args).await,
         }
     })
 }

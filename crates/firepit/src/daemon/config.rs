@@ -64,6 +64,19 @@ pub struct Config {
     /// The shapes to keep warm (at least one).
     #[serde(default, rename = "shape")]
     pub shapes: Vec<ShapeConfig>,
+    /// Fault injection for soak tests (`firepit soak`); off unless set.
+    #[serde(default)]
+    pub faults: FaultsConfig,
+}
+
+/// `[faults]`: deliberate failures for soak tests. Never set this in production.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsConfig {
+    /// While this file exists, every VM fill fails before QEMU starts (see
+    /// [`crate::daemon::faults`]). An absolute path; the file itself need not exist.
+    #[serde(default)]
+    pub fail_fills_file: Option<PathBuf>,
 }
 
 /// `[listen]`: the API's sockets.

@@ -27,6 +27,7 @@ pub mod backend;
 pub mod client;
 pub mod config;
 pub mod fake;
+pub mod faults;
 pub mod leases;
 pub mod logging;
 pub mod metrics;

@@ -16,6 +16,7 @@ use super::backend::{
     AcquireError, BoxFuture, ExecError, FillStrategy, LeaseBackend, LeasedVm, OwnedProcess, OwnershipHook,
     ShapeError, ShapeSpec, ShapeStatusView,
 };
+use super::faults::FillFaults;
 
 type QemuPool = firepit_pool::Pool<RecordedProvider>;
 
@@ -25,9 +26,12 @@ type QemuPool = firepit_pool::Pool<RecordedProvider>;
 /// A VM still booting when the daemon dies is not recorded; QEMU's parent-death signal kills it,
 /// and its runtime directory lies under the state dir, which the next start sweeps.
 #[derive(Clone)]
+///
+/// It also applies the config's fault injection ([`FillFaults`]), which is off by default.
 pub struct RecordedProvider {
     inner: QemuProvider,
     hook: Arc<dyn OwnershipHook>,
+    faults: FillFaults,
 }
 
 impl Provider for RecordedProvider {
@@ -35,6 +39,7 @@ impl Provider for RecordedProvider {
     type Error = QemuError;
 
     async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
+        self.faults.check()?;
         let vm = self.inner.create(shape).await?;
         let process = OwnedProcess {
             vm_id: vm.id().to_owned(),
@@ -104,10 +109,11 @@ impl QemuBackend {
         memory_budget_mb: u64,
         shutdown_budget: Duration,
         hook: Arc<dyn OwnershipHook>,
+        faults: FillFaults,
     ) -> Result<Self, String> {
         let provider = QemuProvider::new(provider_config).map_err(|e| e.to_string())?;
         let table = Arc::new(RwLock::new(ShapeTable::default()));
-        let recorded = RecordedProvider { inner: provider.clone(), hook };
+        let recorded = RecordedProvider { inner: provider.clone(), hook, faults };
         let mut builder = firepit_pool::Pool::builder(recorded)
             .max_parallel_fills(parallel_fills)
             .shutdown_budget(shutdown_budget)

@@ -91,7 +91,21 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
             "must be a user name or uid[:gid]",
         ));
     }
-    listen(config)
+    listen(config)?;
+    faults(config)
+}
+
+fn faults(config: &Config) -> Result<(), ConfigError> {
+    if let Some(file) = &config.faults.fail_fills_file
+        && (!file.is_absolute() || file.file_name().is_none())
+    {
+        return Err(ConfigError::invalid(
+            "faults.fail_fills_file",
+            file.display(),
+            "must be an absolute file path (or absent: no fault injection)",
+        ));
+    }
+    Ok(())
 }
 
 fn listen(config: &Config) -> Result<(), ConfigError> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::backend::LeaseBackend;
 use super::config::Config;
+use super::faults::FillFaults;
 use super::qemu_backend::QemuBackend;
 use super::records::RecordStore;
 
@@ -51,6 +52,7 @@ pub async fn build_backend(
         config.limits.memory_budget_mb,
         config.shutdown_budget(),
         records,
+        FillFaults::new(config.faults.fail_fills_file.clone()),
     )
     .await
     .map_err(BuildBackendError::Pool)?;
