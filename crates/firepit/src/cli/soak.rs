@@ -171,8 +171,17 @@ pub async fn run(args: SoakArgs) -> CliResult {
     println!("{line}");
     if report.pass && !args.keep_dir {
         std::fs::remove_dir_all(&daemon.dir)?;
+        match std::fs::remove_dir_all(&daemon.template_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
     } else {
-        eprintln!("soak: kept {} (daemon logs: {:?})", daemon.dir.display(), daemon.logs());
+        eprintln!(
+            "soak: kept {} and {} (daemon logs: {:?})",
+            daemon.dir.display(),
+            daemon.template_dir.display(),
+            daemon.logs()
+        );
     }
     Ok(if report.pass { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -10,6 +10,11 @@
 //! <soak dir>/daemon-<n>.log   stderr of the n-th daemon run
 //! <soak dir>/state/           the daemon's state dir: daemon.lock, owned/, vms/
 //! ```
+//!
+//! Snapshot templates go to a private template dir of the soak's own on tmpfs
+//! (`/dev/shm/<soak dir name>-templates`), so a soak never touches the machine's default template
+//! dir; the daemon keeps its template there across the restart (reused) and the soak removes the
+//! dir at the end with the soak directory.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -77,6 +82,8 @@ pub struct SoakDaemon {
     pub socket: PathBuf,
     /// The fault-injection trigger file (`faults.fail_fills_file`).
     pub fail_fills_file: PathBuf,
+    /// The daemon's snapshot template dir (`snapshots.template_dir`), the soak's own.
+    pub template_dir: PathBuf,
     config: PathBuf,
     binary: PathBuf,
     child: Option<Child>,
@@ -98,6 +105,12 @@ impl SoakDaemon {
         let socket = dir.join("api.sock");
         let fail_fills_file = dir.join("fail-fills");
         let config = dir.join("firepit.toml");
+        let shm = Path::new("/dev/shm");
+        let template_base = if shm.is_dir() { shm } else { dir.as_path() };
+        let template_dir = template_base.join(format!(
+            "{}-templates",
+            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
         let text = format!(
             "state_dir = {state_dir:?}\n\
              [listen]\nsocket = {socket:?}\n\
@@ -105,6 +118,7 @@ impl SoakDaemon {
              [leases]\ndefault_ttl_secs = 60\nmax_ttl_secs = 600\n\
              [shutdown]\nbudget_secs = 5\n\
              [faults]\nfail_fills_file = {fail_fills_file:?}\n\
+             [snapshots]\ntemplate_dir = {template_dir:?}\n\
              [[shape]]\nname = \"{SHAPE}\"\nimage = {image:?}\nmemory_mb = {memory}\n\
              depth = {{ low = 1, high = {depth} }}\nfill = \"{fill}\"\nhealth_check = true\n",
             image = settings.image,
@@ -119,6 +133,7 @@ impl SoakDaemon {
             state_dir,
             socket,
             fail_fills_file,
+            template_dir,
             config,
             binary,
             child: None,
