@@ -38,7 +38,10 @@ pub struct VmConfig {
     pub accel: Accel,
     /// Deadline from QEMU start to a ready guest.
     pub boot_timeout: Duration,
-    /// How the pool makes new VMs.
+    /// How the pool makes new VMs. Default [`FillStrategy::Snapshot`]: one template VM per shape
+    /// is booted, and every VM after it is a copy-on-write clone restored in ~0.1 s (cold boot is
+    /// the fallback when the template cannot be built or restored). Set
+    /// [`FillStrategy::ColdBoot`] to boot every VM.
     pub fill_strategy: FillStrategy,
 }
 
@@ -56,7 +59,7 @@ impl VmConfig {
             console_enabled: false,
             accel: defaults.accel,
             boot_timeout: defaults.boot_timeout,
-            fill_strategy: defaults.fill_strategy,
+            fill_strategy: FillStrategy::Snapshot,
         }
     }
 

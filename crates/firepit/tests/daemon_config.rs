@@ -52,7 +52,7 @@ cpus = 2
 memory_mb = 512
 depth = {{ low = 2, high = 4 }}
 max_age_secs = 600
-fill = "snapshot"
+fill = "cold"
 health_check = false
 "#,
         image = image_dir()
@@ -64,7 +64,7 @@ health_check = false
     assert_eq!(config.shutdown_budget(), Duration::from_secs(5));
     let spec = &config.shape_specs()[0];
     assert_eq!((spec.cpus, spec.memory_mb, spec.depth_low, spec.depth_high), (2, 512, 2, 4));
-    assert_eq!((spec.fill, spec.health_check), (FillStrategy::Snapshot, false));
+    assert_eq!((spec.fill, spec.health_check), (FillStrategy::Cold, false));
     assert_eq!(spec.max_age, Some(Duration::from_secs(600)));
 }
 
@@ -72,7 +72,7 @@ health_check = false
 fn minimal_config_gets_defaults() {
     let config = parse(&shape("")).unwrap();
     let spec = &config.shape_specs()[0];
-    assert_eq!((spec.cpus, spec.memory_mb, spec.fill, spec.health_check), (1, 256, FillStrategy::Cold, true));
+    assert_eq!((spec.cpus, spec.memory_mb, spec.fill, spec.health_check), (1, 256, FillStrategy::Snapshot, true));
     assert!(config.socket_path().ends_with("firepit.sock"));
     assert_eq!(config.listen.tcp, None);
 }
@@ -158,4 +158,12 @@ fn fault_injection_is_off_by_default_and_validated() {
         &["faults.fail_fills_file", "relative", "absolute"],
     );
     refused(&format!("[faults]\nfail_all = true\n{}", shape("")), &["fail_all"]);
+}
+
+#[test]
+fn qemu_user_with_a_snapshot_shape_is_refused_naming_the_key() {
+    // Snapshot is the default fill, so a shape that does not say `fill = "cold"` is refused.
+    refused(&format!("qemu_user = \"nobody\"\n{}", shape("")), &["shape.fill", "cold", "qemu_user"]);
+    let config = parse(&format!("qemu_user = \"nobody\"\n{}", shape("fill = \"cold\"\n"))).unwrap();
+    assert_eq!(config.shape_specs()[0].fill, FillStrategy::Cold);
 }

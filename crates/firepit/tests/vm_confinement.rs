@@ -62,7 +62,7 @@ async fn vm_daemon_keeps_its_token_secret_and_its_files_and_qemu_confined() {
     let text = format!(
         "state_dir = {state:?}\n{qemu_user}[listen]\nsocket = {socket:?}\ntcp = \"127.0.0.1:{port}\"\n\
          token_env = \"{TOKEN_ENV}\"\n[[shape]]\nname = \"small\"\nimage = {image:?}\n\
-         depth = {{ low = 1, high = 1 }}\n",
+         depth = {{ low = 1, high = 1 }}\nfill = \"cold\"\n",
         image = image.dir()
     );
     std::fs::write(&config, text).unwrap();

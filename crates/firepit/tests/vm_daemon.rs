@@ -42,7 +42,7 @@ async fn vm_daemon_serves_run_and_leases_exposes_metrics_and_sigterm_leaves_noth
     let config = dir.path().join("firepit.toml");
     let text = format!(
         "state_dir = {state:?}\n[listen]\nsocket = {socket:?}\n[[shape]]\nname = \"small\"\nimage = {image:?}\n\
-         depth = {{ low = 1, high = 1 }}\n",
+         depth = {{ low = 1, high = 1 }}\nfill = \"cold\"\n",
         image = image.dir()
     );
     std::fs::write(&config, text).unwrap();

@@ -34,7 +34,7 @@ impl ServeChild {
         let config = dir.join(format!("{name}.toml"));
         let text = format!(
             "state_dir = {state:?}\n[listen]\nsocket = {socket:?}\n[[shape]]\nname = \"small\"\n\
-             image = {image:?}\ndepth = {{ low = 1, high = 1 }}\n",
+             image = {image:?}\ndepth = {{ low = 1, high = 1 }}\nfill = \"cold\"\n",
             image = image.dir()
         );
         std::fs::write(&config, text).unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use firepit::{Firepit, PoolError, VmConfig, VmStatus};
+use firepit::{FillStrategy, Firepit, PoolError, VmConfig, VmStatus};
 
 const REFILL_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -19,6 +19,9 @@ async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_u
         .cpus(1)
         .memory_mb(256)
         .console_enabled()
+        // Cold boots on purpose: a refill takes seconds, so the exhaustion checks below cannot race
+        // it (a snapshot refill can land within 0.1 s). The other tests use the default, snapshot.
+        .fill_strategy(FillStrategy::ColdBoot)
         .provider_config(common::provider_config(runtime.path()))
         .build(2)
         .await

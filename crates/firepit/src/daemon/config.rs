@@ -383,7 +383,7 @@ fn default_memory_mb() -> u64 {
     256
 }
 fn default_fill() -> FillStrategy {
-    FillStrategy::Cold
+    FillStrategy::Snapshot
 }
 fn default_true() -> bool {
     true

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::backend::ShapeSpec;
+use super::backend::{FillStrategy, ShapeSpec};
 use super::config::{Config, ConfigError};
 
 /// Most vCPUs a shape may ask for.
@@ -89,6 +89,15 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
             "qemu_user",
             format!("{user:?}"),
             "must be a user name or uid[:gid]",
+        ));
+    }
+    if config.qemu_user.is_some()
+        && let Some(shape) = config.shape_specs().iter().find(|s| s.fill == FillStrategy::Snapshot)
+    {
+        return Err(ConfigError::invalid(
+            "shape.fill",
+            format!("\"snapshot\" (shape {}, the default)", shape.name),
+            "\"cold\" while qemu_user is set: snapshot fill cannot run QEMU as another user yet",
         ));
     }
     listen(config)?;

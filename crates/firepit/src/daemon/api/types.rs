@@ -162,8 +162,9 @@ pub struct ShapeBody {
     /// Replace ready VMs older than this many seconds.
     #[serde(default)]
     pub max_age_secs: Option<u64>,
-    /// `cold` or `snapshot`.
-    #[serde(default = "cold")]
+    /// `snapshot` (the default: copy-on-write clones of a template, cold boot as the fallback) or
+    /// `cold`.
+    #[serde(default = "snapshot")]
     pub fill: FillStrategy,
     /// Ping the agent before handing VMs out.
     #[serde(default = "yes")]
@@ -225,8 +226,8 @@ fn one_usize() -> usize {
 fn default_memory_mb() -> u64 {
     256
 }
-fn cold() -> FillStrategy {
-    FillStrategy::Cold
+fn snapshot() -> FillStrategy {
+    FillStrategy::Snapshot
 }
 fn yes() -> bool {
     true
