@@ -72,7 +72,10 @@ health_check = false
 fn minimal_config_gets_defaults() {
     let config = parse(&shape("")).unwrap();
     let spec = &config.shape_specs()[0];
-    assert_eq!((spec.cpus, spec.memory_mb, spec.fill, spec.health_check), (1, 256, FillStrategy::Snapshot, true));
+    assert_eq!(
+        (spec.cpus, spec.memory_mb, spec.fill, spec.health_check),
+        (1, 256, FillStrategy::Snapshot, true)
+    );
     assert!(config.socket_path().ends_with("firepit.sock"));
     assert_eq!(config.listen.tcp, None);
 }
