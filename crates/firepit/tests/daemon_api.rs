@@ -17,15 +17,7 @@ fn acquire(shape: &str, wait_ms: u64) -> AcquireRequest {
 }
 
 fn exec_body(argv: &[&str]) -> ExecBody {
-    ExecBody {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        env: Default::default(),
-        cwd: None,
-        stdin: String::new(),
-        stdin_encoding: Encoding::Utf8,
-        timeout_ms: 0,
-        max_output_bytes: 0,
-    }
+    ExecBody::new(argv.iter().copied())
 }
 
 fn status_of(error: ClientError) -> u16 {

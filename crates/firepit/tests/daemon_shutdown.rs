@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use daemon_support::TestDaemon;
-use firepit::daemon::api::types::{AcquireRequest, Encoding, ExecBody};
+use firepit::daemon::api::types::{AcquireRequest, ExecBody};
 use firepit::daemon::backend::{LeaseBackend, OwnedProcess};
 use firepit::daemon::client::ClientError;
 use firepit::daemon::config::Config;
@@ -18,15 +18,7 @@ use firepit::daemon::shutdown::{self, Phase};
 use firepit::daemon::{DaemonError, records::RecordError};
 
 fn sleep_body(ms: u64) -> ExecBody {
-    ExecBody {
-        argv: vec!["sleep".into(), ms.to_string()],
-        env: Default::default(),
-        cwd: None,
-        stdin: String::new(),
-        stdin_encoding: Encoding::Utf8,
-        timeout_ms: 0,
-        max_output_bytes: 0,
-    }
+    ExecBody::new(["sleep".to_owned(), ms.to_string()])
 }
 
 async fn lease(daemon: &TestDaemon) -> String {

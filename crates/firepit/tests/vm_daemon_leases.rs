@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use firepit::daemon::api::types::{AcquireRequest, Encoding, ExecBody};
+use firepit::daemon::api::types::{AcquireRequest, ExecBody};
 use firepit::daemon::client::{Client, ClientError, Endpoint};
 
 /// Cold boots under a loaded TCG host take up to 30 s; warm-up and refill get generous deadlines.
@@ -129,15 +129,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 }
 
 fn exec_true() -> ExecBody {
-    ExecBody {
-        argv: vec!["true".into()],
-        env: Default::default(),
-        cwd: None,
-        stdin: String::new(),
-        stdin_encoding: Encoding::Utf8,
-        timeout_ms: 0,
-        max_output_bytes: 0,
-    }
+    ExecBody::new(["true"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

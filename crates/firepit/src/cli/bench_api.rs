@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use firepit::daemon::api::types::{AcquireRequest, Encoding, ExecBody};
+use firepit::daemon::api::types::{AcquireRequest, ExecBody};
 use firepit::daemon::client::{Client, Endpoint};
 use firepit::{FillStrategy, Firepit, VmConfig, VmPool};
 
@@ -175,15 +175,7 @@ async fn measure_pools(
     let mut exec = Row::new("exec_ms");
     let lease = client.acquire(&request, None).await?;
     let vm = pool.try_reserve()?;
-    let body = ExecBody {
-        argv: vec!["true".to_owned()],
-        env: Default::default(),
-        cwd: None,
-        stdin: String::new(),
-        stdin_encoding: Encoding::Utf8,
-        timeout_ms: 0,
-        max_output_bytes: 0,
-    };
+    let body = ExecBody::new(["true"]);
     for iteration in 0..args.execs.max(1) {
         for api_side in sides(iteration) {
             let before = Instant::now();

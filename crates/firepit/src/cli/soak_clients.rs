@@ -223,15 +223,7 @@ impl Cycle<'_> {
         } else {
             (vec!["sh".into(), "-c".into(), format!("echo soak-{n}")], 0, None)
         };
-        let body = ExecBody {
-            argv,
-            env: Default::default(),
-            cwd: None,
-            stdin: String::new(),
-            stdin_encoding: Default::default(),
-            timeout_ms,
-            max_output_bytes: 0,
-        };
+        let body = ExecBody { timeout_ms, ..ExecBody::new(argv) };
         let started = Instant::now();
         match send(log, abort, shared.client.exec(&lease.lease_id, &body)).await {
             Sent::Ok(out) if exec_timeout => {

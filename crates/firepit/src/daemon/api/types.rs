@@ -113,6 +113,30 @@ pub struct ExecBody {
     pub max_output_bytes: u64,
 }
 
+impl ExecBody {
+    /// An exec of `argv` with every other field at its default, as a JSON body that names only
+    /// `argv` would get: no extra environment, `/`, empty stdin, the agent's timeout, 1 MiB of
+    /// output. Set other fields with struct update syntax.
+    ///
+    /// ```
+    /// use firepit::daemon::api::types::ExecBody;
+    /// let body = ExecBody { timeout_ms: 500, ..ExecBody::new(["uname", "-r"]) };
+    /// assert_eq!(body.argv, ["uname", "-r"]);
+    /// assert!(body.env.is_empty() && body.stdin.is_empty() && body.max_output_bytes == 0);
+    /// ```
+    pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+            stdin: String::new(),
+            stdin_encoding: Encoding::default(),
+            timeout_ms: 0,
+            max_output_bytes: 0,
+        }
+    }
+}
+
 impl EmptyBody for ExecBody {
     fn empty() -> Option<Self> {
         None
