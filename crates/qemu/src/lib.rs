@@ -59,6 +59,7 @@ pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exec::{ExecOutput, agent_health_check, fresh_identity};
 pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
+pub use memory_charge::process_memory_kib;
 pub use process::ExitInfo;
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};

@@ -16,17 +16,26 @@ use std::sync::Mutex;
 
 use firepit_pool::ShapeKey;
 
-/// PSS of `pid` in KiB, from `/proc/PID/smaps_rollup`; `None` when it cannot be read.
-pub(crate) fn pss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    parse_pss_kib(&text)
+/// RSS and PSS of process `pid` in KiB, from `/proc/PID/smaps_rollup` (a field the kernel does not
+/// report reads 0). Used for clone charges here and by firepit's benchmarks.
+///
+/// ```
+/// let (rss, pss) = firepit_qemu::process_memory_kib(std::process::id())?;
+/// assert!(rss > 0 && pss > 0 && pss <= rss);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn process_memory_kib(pid: u32) -> std::io::Result<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    Ok((smaps_field_kib(&text, "Rss:"), smaps_field_kib(&text, "Pss:")))
 }
 
-fn parse_pss_kib(smaps_rollup: &str) -> Option<u64> {
+fn smaps_field_kib(smaps_rollup: &str, name: &str) -> u64 {
     smaps_rollup
         .lines()
-        .find_map(|line| line.strip_prefix("Pss:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
 }
 
 /// KiB to MiB, rounded up (a charge is never smaller than what was measured).
@@ -92,9 +101,11 @@ mod tests {
     #[test]
     fn pss_is_read_from_smaps_rollup() {
         let text = "00400000-7ffd [rollup]\nRss:              231688 kB\nPss:              215323 kB\nPss_Anon: 1 kB\n";
-        assert_eq!(parse_pss_kib(text), Some(215_323));
-        assert_eq!(parse_pss_kib("Rss: 5 kB\n"), None);
-        assert!(pss_kib(std::process::id()).is_some_and(|kib| kib > 0), "our own PSS is readable");
+        assert_eq!(smaps_field_kib(text, "Pss:"), 215_323);
+        assert_eq!(smaps_field_kib(text, "Rss:"), 231_688);
+        assert_eq!(smaps_field_kib("Rss: 5 kB\n", "Pss:"), 0);
+        let (rss, pss) = process_memory_kib(std::process::id()).unwrap();
+        assert!(rss > 0 && pss > 0 && pss <= rss, "our own memory is readable: rss {rss} pss {pss}");
         assert_eq!(kib_to_mib_ceil(1), 1);
         assert_eq!(kib_to_mib_ceil(2048), 2);
     }

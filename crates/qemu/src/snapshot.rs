@@ -289,7 +289,9 @@ pub(crate) async fn create_clone(
     match restore(inner, shape, paths, &template).await {
         Ok(mut vm) => {
             template.restore_failures.store(0, Ordering::Relaxed);
-            if let Some(kib) = crate::memory_charge::pss_kib(vm.pid()) {
+            if let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
+                && kib > 0
+            {
                 let mb = crate::memory_charge::kib_to_mib_ceil(kib);
                 vm.memory_charge_mb = Some(mb);
                 inner.snapshots.charges.clone_measured(shape, mb);

@@ -11,7 +11,8 @@ use firepit::{Firepit, VmConfig};
 use firepit_pool::Provider;
 
 use super::CliResult;
-use super::procstat::{cpu_ticks, memory_kib, ticks_per_second};
+use super::procstat::{cpu_ticks, ticks_per_second};
+use firepit::qemu::process_memory_kib;
 
 /// Subcommands of `firepit bench`.
 #[derive(Debug, clap::Subcommand)]
@@ -133,7 +134,7 @@ async fn vm(args: VmBenchArgs) -> CliResult {
 
     let idle = pool.try_reserve()?;
     let pid = idle.pid();
-    let (rss, pss) = memory_kib(pid)?;
+    let (rss, pss) = process_memory_kib(pid)?;
     report.emit("idle_vm_rss_kib", rss as f64, "KiB", serde_json::json!({"pss_kib": pss}));
     let ticks_before = cpu_ticks(pid)?;
     tokio::time::sleep(Duration::from_secs(args.idle_seconds.max(1))).await;

@@ -15,7 +15,7 @@ use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider};
 
 use super::CliResult;
 use super::bench::{Report, ms, percentiles};
-use super::procstat::memory_kib;
+use firepit::qemu::process_memory_kib;
 
 /// Arguments of `firepit bench fill`.
 #[derive(Debug, clap::Args)]
@@ -91,7 +91,7 @@ async fn measure(
         cold_times.push(vm.boot_duration());
         if round == 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            cold_pss = memory_kib(vm.pid())?.1;
+            cold_pss = process_memory_kib(vm.pid())?.1;
         }
         provider.destroy(vm).await;
         let vm = provider.create(&snap).await?;
@@ -116,7 +116,7 @@ async fn measure(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let clone_pss = match clones.first() {
-        Some(vm) => memory_kib(vm.pid())?.1,
+        Some(vm) => process_memory_kib(vm.pid())?.1,
         None => 0,
     };
     for vm in clones {

@@ -1,20 +1,7 @@
-//! Reading a process's memory and CPU use from /proc (for benchmarks and the demo).
+//! Reading a process's CPU use from /proc (for benchmarks). Its memory comes from
+//! [`firepit::qemu::process_memory_kib`], the reader the provider prices snapshot clones with.
 
 use std::io;
-
-/// RSS and PSS of `pid` in KiB, from `/proc/<pid>/smaps_rollup`.
-pub fn memory_kib(pid: u32) -> io::Result<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
-    Ok((field_kib(&text, "Rss:"), field_kib(&text, "Pss:")))
-}
-
-fn field_kib(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 /// User + system CPU time of `pid` in clock ticks, from `/proc/<pid>/stat`.
 pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
@@ -53,7 +40,7 @@ mod tests {
     #[test]
     fn own_process_has_memory_and_cpu() {
         let pid = std::process::id();
-        let (rss, pss) = memory_kib(pid).unwrap();
+        let (rss, pss) = firepit::qemu::process_memory_kib(pid).unwrap();
         assert!(rss > 0 && pss > 0 && pss <= rss, "rss {rss} pss {pss}");
         assert!(cpu_ticks(pid).is_ok());
     }

@@ -152,13 +152,5 @@ pub fn assert_removed_empty(dir: &Path) {
 
 /// (RSS, PSS) of a process in KiB, from /proc/PID/smaps_rollup.
 pub fn memory_kib(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("Rss:"), field("Pss:"))
+    firepit_qemu::process_memory_kib(pid).unwrap_or_default()
 }
