@@ -25,20 +25,6 @@ fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).mode() & 0o777
 }
 
-/// QEMU processes whose command line mentions `dir`.
-fn qemu_under(dir: &Path) -> Vec<u32> {
-    let marker = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            cmdline.starts_with(b"qemu-system") && cmdline.windows(marker.len()).any(|w| w == marker)
-        })
-        .collect()
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -96,7 +82,7 @@ async fn vm_daemon_keeps_its_token_secret_and_its_files_and_qemu_confined() {
     }
 
     // QEMU: sandboxed, as nobody, with no token in its command line or environment.
-    let qemus = qemu_under(&state);
+    let qemus = common::qemu_under(&state);
     assert!(!qemus.is_empty(), "the daemon's VM runs");
     for pid in &qemus {
         assert_eq!(status_field(*pid, "Seccomp:"), "2", "qemu {pid} runs under seccomp");
@@ -162,7 +148,7 @@ async fn vm_daemon_keeps_its_token_secret_and_its_files_and_qemu_confined() {
     assert!(!contains(&logged, &token), "the token is in the daemon's log");
     assert!(!contains(&printed, &token), "the token is in the daemon's stdout");
     assert!(
-        common::eventually(Duration::from_secs(5), || qemu_under(&state).is_empty()).await,
+        common::eventually(Duration::from_secs(5), || common::qemu_under(&state).is_empty()).await,
         "no QEMU left"
     );
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -17,20 +16,6 @@ async fn firepit(args: &[&str]) -> Output {
         .output()
         .await
         .expect("the firepit binary runs")
-}
-
-/// QEMU processes whose command line mentions `dir` (the daemon's state dir holds their sockets).
-fn qemu_under(dir: &Path) -> Vec<u32> {
-    let marker = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            cmdline.starts_with(b"qemu-system") && cmdline.windows(marker.len()).any(|w| w == marker)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +61,10 @@ async fn vm_daemon_serves_run_and_leases_exposes_metrics_and_sigterm_leaves_noth
     let metrics = client.request(Method::GET, "/metrics", None, &[]).await.unwrap().text();
     assert!(metrics.contains("firepit_pool_vms_acquired_total{shape="), "{metrics}");
     assert!(metrics.contains("firepit_pool_vms_ready{shape="), "{metrics}");
-    assert!(!qemu_under(&state).is_empty(), "the daemon's VMs run with their sockets under its state dir");
+    assert!(
+        !common::qemu_under(&state).is_empty(),
+        "the daemon's VMs run with their sockets under its state dir"
+    );
 
     // SIGTERM: the daemon stops, kills its VMs and removes its socket.
     let pid = daemon.id().expect("the daemon runs") as i32;
@@ -86,7 +74,7 @@ async fn vm_daemon_serves_run_and_leases_exposes_metrics_and_sigterm_leaves_noth
     assert!(status.success(), "graceful stop exits 0: {status:?}");
     assert!(!socket.exists(), "socket removed");
     assert!(
-        common::eventually(Duration::from_secs(5), || qemu_under(&state).is_empty()).await,
+        common::eventually(Duration::from_secs(5), || common::qemu_under(&state).is_empty()).await,
         "no QEMU left"
     );
 }

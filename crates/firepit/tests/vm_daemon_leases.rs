@@ -95,17 +95,8 @@ impl ServeChild {
 
 /// Running (not zombie) QEMU processes whose command line mentions `dir`, with their start times.
 fn qemu_under(dir: &Path) -> Vec<(u32, u64)> {
-    let marker = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut found: Vec<(u32, u64)> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            cmdline.starts_with(b"qemu-system") && cmdline.windows(marker.len()).any(|w| w == marker)
-        })
-        .filter_map(|pid| Some((pid, running_since(pid)?)))
-        .collect();
+    let mut found: Vec<(u32, u64)> =
+        common::qemu_under(dir).into_iter().filter_map(|pid| Some((pid, running_since(pid)?))).collect();
     found.sort_unstable();
     found
 }

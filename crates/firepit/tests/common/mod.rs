@@ -32,6 +32,21 @@ pub fn provider_config(runtime_dir: &Path) -> firepit::qemu::ProviderConfig {
 /// The template dir's name under a test's runtime dir.
 pub const TEMPLATES: &str = "templates";
 
+/// QEMU processes (any parent) whose command line mentions `dir`: a daemon's VMs keep their sockets
+/// under its state dir.
+pub fn qemu_under(dir: &Path) -> Vec<u32> {
+    let marker = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.starts_with(b"qemu-system") && cmdline.windows(marker.len()).any(|w| w == marker)
+        })
+        .collect()
+}
+
 /// PIDs of the QEMU processes that are children of this test process and keep their sockets under
 /// `runtime_dir` (tests of one binary run in parallel: each looks only at its own VMs).
 pub fn child_qemu_pids(runtime_dir: &Path) -> Vec<u32> {
