@@ -227,6 +227,13 @@ impl Templates {
         template
     }
 
+    /// Discards `shape`'s `template` (its files go with its last holder) and stops charging its RAM
+    /// against the memory budget.
+    fn discard(&self, shape: &ShapeKey, template: &Template, why: &str) {
+        template.discard(why);
+        self.charges.template_gone(shape);
+    }
+
     /// Forgets the shape's template and discards its files (removed with its last clone).
     pub(crate) fn forget(&self, shape: &ShapeKey) {
         let slot = {
@@ -276,13 +283,11 @@ pub(crate) async fn create_clone(
     };
     if !inner.snapshots.is_current(shape, &slot) {
         // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
-        template.discard("its shape was unregistered");
-        inner.snapshots.charges.template_gone(shape);
+        inner.snapshots.discard(shape, &template, "its shape was unregistered");
     }
     if let Err(why) = template.check() {
         tracing::warn!(%shape, %why, "snapshot template damaged; cold booting until it is rebuilt");
-        template.discard(&why);
-        inner.snapshots.charges.template_gone(shape);
+        inner.snapshots.discard(shape, &template, &why);
         *slot.lock().await = Slot::Failed { at: Instant::now(), error: format!("template damaged: {why}") };
         return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
     }
@@ -304,8 +309,7 @@ pub(crate) async fn create_clone(
             tracing::warn!(%shape, failures, error = %e, "snapshot restore failed; cold booting");
             if failures >= MAX_RESTORE_FAILURES {
                 let error = format!("{failures} restores in a row failed: {e}");
-                template.discard(&error);
-                inner.snapshots.charges.template_gone(shape);
+                inner.snapshots.discard(shape, &template, &error);
                 *slot.lock().await = Slot::Failed { at: Instant::now(), error };
             }
             inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await
