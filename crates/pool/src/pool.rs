@@ -248,8 +248,8 @@ impl<P: Provider> Pool<P> {
             .map(|b| {
                 let mut target = b.target(now);
                 if let Some(budget) = shared.settings.memory_budget_mb {
-                    let per_vm = shared.provider.memory_estimate_mb(&b.key).max(1);
-                    target = target.min((budget.saturating_sub(shared_mb) / per_vm) as usize);
+                    let per_vm = shared.provider.memory_estimate_mb(&b.key);
+                    target = target.min(crate::shared::vms_within_budget(budget, shared_mb, per_vm));
                 }
                 let backoff_remaining = b.backoff_until.filter(|u| *u > now).map(|u| u - now);
                 ShapeStatus {

@@ -56,7 +56,7 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
         let memory_mb = shared.provider.memory_estimate_mb(&b.key).max(1);
         let mut target = b.target(now);
         if let Some(budget) = budget {
-            target = target.min((budget.saturating_sub(shared_mb) / memory_mb) as usize);
+            target = target.min(crate::shared::vms_within_budget(budget, shared_mb, memory_mb));
         }
         let have = b.fresh_ready() + b.filling;
         let mut permits = Vec::new();

@@ -197,6 +197,12 @@ pub(crate) async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// How many VMs expected to cost `per_vm_mb` each fit in `budget_mb` beside `shared_mb` held once:
+/// the cap on a shape's target, for the refiller and for the status it reports.
+pub(crate) fn vms_within_budget(budget_mb: u64, shared_mb: u64, per_vm_mb: u64) -> usize {
+    (budget_mb.saturating_sub(shared_mb) / per_vm_mb.max(1)) as usize
+}
+
 /// What `vm` is charged against the memory budget: its own figure, else its shape's `memory_mb`.
 pub(crate) fn memory_charge<V: crate::PoolVm>(vm: &V, shape: &ShapeKey) -> u64 {
     vm.memory_charge_mb().unwrap_or(u64::from(shape.memory_mb))
