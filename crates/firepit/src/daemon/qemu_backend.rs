@@ -25,9 +25,10 @@ type QemuPool = firepit_pool::Pool<RecordedProvider>;
 ///
 /// A VM still booting when the daemon dies is not recorded; QEMU's parent-death signal kills it,
 /// and its runtime directory lies under the state dir, which the next start sweeps.
-#[derive(Clone)]
 ///
 /// It also applies the config's fault injection ([`FillFaults`]), which is off by default.
+/// Everything else is the QEMU provider's: every `Provider` method is passed on.
+#[derive(Clone)]
 pub struct RecordedProvider {
     inner: QemuProvider,
     hook: Arc<dyn OwnershipHook>,
@@ -63,6 +64,14 @@ impl Provider for RecordedProvider {
     fn shape_unregistered(&self, shape: &ShapeKey) {
         // Drops the shape's snapshot template (removed once its last clone is gone).
         self.inner.shape_unregistered(shape);
+    }
+
+    fn memory_estimate_mb(&self, shape: &ShapeKey) -> u64 {
+        self.inner.memory_estimate_mb(shape)
+    }
+
+    fn shared_memory_mb(&self) -> u64 {
+        self.inner.shared_memory_mb()
     }
 }
 
