@@ -28,7 +28,6 @@
 //! ```
 
 mod builder;
-pub mod daemon;
 mod error;
 mod vm_config;
 

@@ -5,6 +5,19 @@ use std::path::{Path, PathBuf};
 /// Why an image could not be built or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// There is no image at the default location.
+    #[error(
+        "no guest image in {} (the default location; FIREPIT_IMAGE_DIR overrides it): \
+         build it with `firepit image build`",
+        dir.display()
+    )]
+    NoDefaultImage {
+        /// The default image directory.
+        dir: std::path::PathBuf,
+        /// Why opening it failed.
+        #[source]
+        source: Box<ImageError>,
+    },
     /// `apt-get` / `apt-cache` is not installed: the builder needs Debian's package tools.
     #[error(
         "`{tool}` not found: firepit builds its guest image from Debian packages; run it on Debian \

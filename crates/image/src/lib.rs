@@ -36,10 +36,12 @@ mod error;
 mod files;
 pub mod initramfs;
 pub mod kernel;
+mod location;
 mod manifest;
 pub mod modules;
 
 pub use apt::PackageRef;
 pub use builder::{DEFAULT_KERNEL_CMDLINE, DEFAULT_MODULES, ImageBuilder, Progress, build_default};
 pub use error::ImageError;
+pub use location::{IMAGE_DIR_ENV, default_dir};
 pub use manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};

@@ -1,0 +1,37 @@
+//! The daemon's HTTP API as data: the request and response bodies of `firepit serve`'s `/v1`
+//! endpoints, shared by the daemon (which serves them), the Rust client (which sends them) and
+//! the tests.
+//!
+//! What it is not: no HTTP, no I/O, no behaviour beyond serde's defaults. The daemon
+//! (`firepit-daemon`) owns the handlers and the OpenAPI document; with the `openapi` feature
+//! every type here also derives `utoipa::ToSchema`, so that document is generated from these very
+//! types and cannot drift from what the client sends. The client (`firepit-client`) depends on this
+//! crate without that feature and so without utoipa.
+//!
+//! How data flows: a client builds e.g. an [`AcquireRequest`], serialises it as the JSON body of
+//! `POST /v1/leases`; the daemon deserialises the same type (`deny_unknown_fields`: a typo is a 400,
+//! not a silently ignored field) and answers a [`LeaseResponse`], or an [`ErrorBody`] with a stable
+//! `error` code.
+//!
+//! ```
+//! let request = firepit_api::AcquireRequest { shape: "default".into(), wait_ms: 1000, ttl_ms: None };
+//! let json = serde_json::to_string(&request).unwrap();
+//! assert_eq!(json, r#"{"shape":"default","wait_ms":1000,"ttl_ms":null}"#);
+//! let back: firepit_api::AcquireRequest = serde_json::from_str(&json).unwrap();
+//! assert_eq!(back.wait_ms, 1000);
+//! ```
+
+#![warn(missing_docs)]
+
+mod endpoint;
+mod error;
+mod shapes;
+mod types;
+
+pub use endpoint::{default_runtime_dir, default_socket_path};
+pub use error::ErrorBody;
+pub use shapes::{FillStrategy, ShapeStatusView};
+pub use types::{
+    AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,
+    RenewRequest, ShapeBody,
+};

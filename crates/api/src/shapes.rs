@@ -1,0 +1,50 @@
+//! What the daemon reports about its shapes, and how a shape fills.
+
+use serde::{Deserialize, Serialize};
+
+/// How a shape's VMs are made ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FillStrategy {
+    /// Boot every VM from the kernel.
+    Cold,
+    /// Boot once, snapshot, restore clones from the snapshot.
+    Snapshot,
+}
+
+/// One shape's state, as the backend reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShapeStatusView {
+    /// Shape name.
+    pub name: String,
+    /// VMs ready to hand out.
+    pub ready: usize,
+    /// VMs being booted or restored.
+    pub filling: usize,
+    /// VMs handed out and not yet released.
+    pub leased: usize,
+    /// Low water mark.
+    pub depth_low: usize,
+    /// High water mark.
+    pub depth_high: usize,
+    /// Failed fills since start.
+    pub fill_failures: u64,
+    /// Failed fills in a row (reset by a success).
+    pub consecutive_failures: u64,
+    /// The last fill error, if any.
+    pub last_error: Option<String>,
+    /// Accelerator the VMs run on (`kvm`, `tcg`, or `none` for fakes).
+    pub accelerator: String,
+    /// How VMs are made ready.
+    pub fill: FillStrategy,
+    /// How the last VM was actually made: `cold_boot`, `snapshot`, or `cold_boot_fallback` when a
+    /// snapshot shape fell back to cold boot (see `fill_state`). `None` before the first fill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fill: Option<String>,
+    /// For snapshot shapes, the template's state in one line, e.g. `snapshot: template reused` or
+    /// `cold boot fallback: template damaged: ...; template retried in 42 s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_state: Option<String>,
+}

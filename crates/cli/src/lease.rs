@@ -1,0 +1,154 @@
+//! `firepit lease acquire|exec|renew|release`: manage leases by hand or from shell scripts.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use firepit_api::{AcquireRequest, Encoding, ExecBody};
+use firepit_client::Client;
+
+use crate::CliResult;
+use crate::status::ConnectArgs;
+
+/// Subcommands of `firepit lease`.
+#[derive(Debug, clap::Subcommand)]
+pub enum LeaseCommand {
+    /// Lease one VM; prints the lease as JSON (`lease_id`, `vm_id`, `shape`, `expires_at`).
+    Acquire {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// Shape to lease (see `firepit status`).
+        #[arg(long)]
+        shape: String,
+        /// How long to wait for a ready VM, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        wait_ms: u64,
+        /// Lease lifetime in ms (default: the daemon's); renew before it runs out.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+        /// Retrying with the same key returns the same lease instead of a second VM.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Run a command in a leased VM; prints its output and exits with its exit code.
+    Exec {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The lease id from `firepit lease acquire`.
+        lease_id: String,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Extend a lease's lifetime, counted from now.
+    Renew {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The lease id.
+        lease_id: String,
+        /// New lifetime in ms (default: the daemon's default TTL).
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+    },
+    /// Give a VM back: it is destroyed and the pool refills.
+    Release {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The lease id.
+        lease_id: String,
+    },
+}
+
+/// What to run in the guest (shared by `lease exec` and `run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecArgs {
+    /// Extra environment variable for the command, as NAME=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// Working directory in the guest.
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Send this process's stdin to the command.
+    #[arg(long)]
+    stdin: bool,
+    /// Kill the command after this many ms (0: the agent's default, 60 s).
+    #[arg(long, default_value_t = 0)]
+    timeout_ms: u64,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    argv: Vec<String>,
+}
+
+/// Runs `firepit lease ...`.
+pub async fn run(command: LeaseCommand) -> CliResult {
+    match command {
+        LeaseCommand::Acquire { connect, shape, wait_ms, ttl_ms, idempotency_key } => {
+            let lease = connect
+                .client()?
+                .acquire(&AcquireRequest { shape, wait_ms, ttl_ms }, idempotency_key.as_deref())
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&lease)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LeaseCommand::Exec { connect, lease_id, exec } => {
+            exec_and_print(&connect.client()?, &lease_id, &exec).await
+        }
+        LeaseCommand::Renew { connect, lease_id, ttl_ms } => {
+            let lease = connect.client()?.renew(&lease_id, ttl_ms).await?;
+            println!("{}", serde_json::to_string_pretty(&lease)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LeaseCommand::Release { connect, lease_id } => {
+            connect.client()?.release(&lease_id).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs `exec` in the lease, copies its stdout / stderr to ours, and returns its exit code
+/// (128 + signal when it was killed by a signal).
+pub async fn exec_and_print(client: &Client, lease_id: &str, exec: &ExecArgs) -> CliResult {
+    let mut env = BTreeMap::new();
+    for pair in &exec.env {
+        let (name, value) =
+            pair.split_once('=').ok_or_else(|| format!("--env {pair:?}: expected NAME=VALUE"))?;
+        env.insert(name.to_owned(), value.to_owned());
+    }
+    let stdin = if exec.stdin {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes)?;
+        BASE64.encode(bytes)
+    } else {
+        String::new()
+    };
+    let body = ExecBody {
+        argv: exec.argv.clone(),
+        env,
+        cwd: exec.cwd.clone(),
+        stdin,
+        stdin_encoding: Encoding::Base64,
+        timeout_ms: exec.timeout_ms,
+        max_output_bytes: 0,
+    };
+    let result = client.exec(lease_id, &body).await?;
+    let (stdout, stderr) = match result.encoding {
+        Encoding::Utf8 => (result.stdout.into_bytes(), result.stderr.into_bytes()),
+        Encoding::Base64 => (BASE64.decode(result.stdout)?, BASE64.decode(result.stderr)?),
+    };
+    std::io::stdout().write_all(&stdout)?;
+    std::io::stdout().flush()?;
+    std::io::stderr().write_all(&stderr)?;
+    if result.timed_out {
+        eprintln!("firepit: the command was killed after {} ms", exec.timeout_ms);
+    }
+    if result.truncated {
+        eprintln!("firepit: output was truncated");
+    }
+    let code = match (result.exit_code, result.signal) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 1,
+    };
+    Ok(ExitCode::from((code & 0xff) as u8))
+}

@@ -1,0 +1,126 @@
+//! The `firepit` command: verbs only. Each verb parses its arguments (clap) and calls a library:
+//! the `firepit` facade (`demo`), `firepit-image` (`image`), `firepit-daemon` (`serve`),
+//! `firepit-client` (`status`, `lease`, `run`), `firepit-tools` (`bench`, `soak`).
+//!
+//! Every verb returns a `Result`; [`run`] prints the error with its whole cause chain and maps it
+//! to exit code 1, so no verb panics or exits half-way. `firepit run` returns the guest command's
+//! exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod image;
+mod lease;
+mod logging;
+mod progress;
+mod run;
+mod serve;
+mod status;
+
+/// What a subcommand returns: the process exit code, or an error whose chain is printed.
+pub type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
+
+/// firepit keeps real microVMs warm and hands one out in microseconds.
+#[derive(Debug, Parser)]
+#[command(name = "firepit", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Guest images: build the default image from Debian packages.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Start a pool of real VMs, use them (agent and console), print timings, shut down cleanly.
+    Demo(demo::DemoArgs),
+    /// Run the daemon: warm pools per shape behind an HTTP API (Unix socket by default).
+    Serve(serve::ServeArgs),
+    /// Show the daemon's pools: ready, filling, leased VMs per shape.
+    Status(status::StatusArgs),
+    /// Acquire, use and release leases through the daemon.
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
+    /// Acquire a VM from the daemon, run one command in it, print its output, release the VM; exits
+    /// with the guest command's exit code.
+    Run(run::RunArgs),
+    /// Soak with faults: cycles from concurrent clients against a real daemon while VMs are killed
+    /// and stalled, fills fail, requests are dropped, leases expire and the daemon is restarted;
+    /// prints one JSON line (leaks, failures, depth regained) and exits 1 if a pass condition fails.
+    Soak(firepit_tools::soak::SoakArgs),
+    /// Benchmarks on real VMs: numbers, no verdicts (one JSON object per line with --json).
+    #[command(subcommand)]
+    Bench(firepit_tools::bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Build (or reuse, when cached) the guest image: Debian cloud kernel + busybox + firepit-agent.
+    Build {
+        /// The static guest agent binary (default: $FIREPIT_AGENT, else next to this executable).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+        /// Output directory (default: $FIREPIT_IMAGE_DIR, else a per-user data directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Remove the snapshot templates kept for reuse (RAM file, state and manifest per shape).
+    /// Templates outlive pools and daemons so the next start skips the template boot; a running
+    /// daemon whose template is removed falls back to cold boot until it has rebuilt it.
+    CleanTemplates {
+        /// Template directory (default: /dev/shm/firepit-<uid>-templates).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = dispatch(cli.command);
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> CliResult {
+    if let Command::Image(ImageCommand::Build { agent, out }) = command {
+        return image::run_build(agent, out).map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string().into());
+    }
+    if let Command::Image(ImageCommand::CleanTemplates { dir }) = command {
+        let template_dir = dir.unwrap_or_else(firepit_qemu::default_template_dir);
+        let config =
+            firepit_qemu::ProviderConfig { template_dir: template_dir.clone(), ..Default::default() };
+        let removed = firepit_qemu::QemuProvider::new(config)?.remove_templates();
+        println!("removed {removed} snapshot template(s) from {}", template_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Image(_) => Ok(ExitCode::SUCCESS),
+            Command::Demo(args) => demo::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::Lease(command) => lease::run(command).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Bench(command) => Ok(firepit_tools::bench::run(command).await?),
+            Command::Soak(args) => {
+                logging::init(false);
+                Ok(firepit_tools::soak::run(args).await?)
+            }
+        }
+    })
+}

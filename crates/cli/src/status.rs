@@ -1,0 +1,88 @@
+//! `firepit status`, and how every client subcommand finds the daemon ([`ConnectArgs`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use firepit_api::default_socket_path;
+use firepit_client::{Client, Endpoint};
+
+use crate::CliResult;
+
+/// Where the daemon is: its Unix socket (default) or a TCP URL with a token.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// The daemon's Unix socket [default: $XDG_RUNTIME_DIR/firepit/firepit.sock, or
+    /// /run/firepit/firepit.sock for root].
+    #[arg(long, env = "FIREPIT_SOCKET", value_name = "PATH", conflicts_with = "url")]
+    socket: Option<PathBuf>,
+    /// The daemon's TCP address instead, as http://host:port (needs a bearer token: --token-file
+    /// or $FIREPIT_TOKEN).
+    #[arg(long, env = "FIREPIT_URL", value_name = "URL")]
+    url: Option<String>,
+    /// File holding the bearer token for --url.
+    #[arg(long, env = "FIREPIT_TOKEN_FILE", value_name = "FILE", requires = "url")]
+    token_file: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// A client for the daemon these arguments name.
+    pub fn client(&self) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+        let Some(url) = &self.url else {
+            return Ok(Client::new(Endpoint::Unix(self.socket.clone().unwrap_or_else(default_socket_path))));
+        };
+        let token = match &self.token_file {
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read token file {}: {e}", file.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var("FIREPIT_TOKEN").ok(),
+        };
+        Ok(Client::new(Endpoint::from_url(url, token)?))
+    }
+}
+
+/// Arguments of `firepit status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Print the daemon's JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `firepit status`: one line per shape (ready, filling, leased VMs, failures).
+pub async fn run(args: StatusArgs) -> CliResult {
+    let pools = args.connect.client()?.pools().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&pools)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16} {:>5} {:>7} {:>6} {:>9} {:>8}  {:<5} {:<8}",
+        "SHAPE", "READY", "FILLING", "LEASED", "LOW-HIGH", "FAILURES", "ACCEL", "FILL"
+    );
+    for s in &pools.shapes {
+        println!(
+            "{:<16} {:>5} {:>7} {:>6} {:>9} {:>8}  {:<5} {:<8}",
+            s.name,
+            s.ready,
+            s.filling,
+            s.leased,
+            format!("{}-{}", s.depth_low, s.depth_high),
+            s.fill_failures,
+            s.accelerator,
+            format!("{:?}", s.fill).to_lowercase(),
+        );
+        if let Some(state) = &s.fill_state {
+            println!("  {state}");
+        }
+        if let Some(error) = &s.last_error {
+            println!("  last error: {error}");
+        }
+    }
+    println!("{} leases held, up {} s", pools.leases, pools.uptime_secs);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,147 @@
+//! The `firepit` binary as a client of a running daemon (`run`, `lease`, `status`) and `serve`'s
+//! start-up checks.
+
+use std::process::Output;
+
+use firepit_daemon::test_daemon::TestDaemon;
+
+async fn firepit(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_firepit"))
+        .args(args)
+        .env_remove("FIREPIT_SOCKET")
+        .env_remove("FIREPIT_URL")
+        .env_remove("FIREPIT_TOKEN_FILE")
+        .env_remove("FIREPIT_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn run_prints_output_and_exits_with_the_guest_exit_code() {
+    let daemon = TestDaemon::start().await;
+    let socket = daemon.socket.to_str().unwrap().to_owned();
+    let out = firepit(&["run", "--socket", &socket, "--shape", "small", "--", "echo", "hello", "-n"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello -n\n");
+    let out = firepit(&["run", "--socket", &socket, "--shape", "small", "--", "exit", "3"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = firepit(&["run", "--socket", &socket, "--shape", "small", "--", "no-such-program"]).await;
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("no-such-program: not found"), "{}", stderr(&out));
+    assert_eq!(daemon.backend.leased("small"), 0, "every run released its VM");
+    assert_eq!(daemon.backend.destroyed("small"), 3);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn run_with_an_unknown_shape_fails_with_the_daemons_message() {
+    let daemon = TestDaemon::start().await;
+    let socket = daemon.socket.to_str().unwrap().to_owned();
+    let out = firepit(&["run", "--socket", &socket, "--shape", "huge", "--", "true"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown shape `huge`"), "{}", stderr(&out));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn client_commands_without_a_daemon_say_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
+    let out = firepit(&["status", "--socket", socket.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("firepit serve"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn lease_commands_acquire_exec_renew_release() {
+    let daemon = TestDaemon::start().await;
+    let socket = daemon.socket.to_str().unwrap().to_owned();
+    let out =
+        firepit(&["lease", "acquire", "--socket", &socket, "--shape", "small", "--ttl-ms", "60000"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease["lease_id"].as_str().unwrap().to_owned();
+
+    let out = firepit(&["lease", "exec", "--socket", &socket, &id, "-e", "A=1", "--", "env"]).await;
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "A=1\n"), "{}", stderr(&out));
+    let out = firepit(&["lease", "exec", "--socket", &socket, &id, "--", "false"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let out = firepit(&["lease", "renew", "--socket", &socket, &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = firepit(&["lease", "release", "--socket", &socket, &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = firepit(&["lease", "release", "--socket", &socket, &id]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("404"), "{}", stderr(&out));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn status_prints_one_line_per_shape_and_json_on_request() {
+    let daemon = TestDaemon::start().await;
+    let socket = daemon.socket.to_str().unwrap().to_owned();
+    let out = firepit(&["status", "--socket", &socket]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.lines().any(|l| l.starts_with("small ") && l.contains(" 2 ")), "{text}");
+    let out = firepit(&["status", "--socket", &socket, "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["shapes"][0]["ready"], 2);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn status_over_tcp_needs_the_token_file() {
+    let daemon = TestDaemon::start_tcp().await;
+    let url = format!("http://{}", daemon.tcp.unwrap());
+    let out = firepit(&["status", "--url", &url]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let token_file = daemon.dir.path().join("token");
+    std::fs::write(&token_file, format!("{}\n", firepit_daemon::test_daemon::TOKEN)).unwrap();
+    let out = firepit(&["status", "--url", &url, "--token-file", token_file.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_bad_config_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("firepit.toml");
+    std::fs::write(&config, format!("[[shape]]\nname = \"small\"\nimage = {:?}\ncpus = 0\n", dir.path()))
+        .unwrap();
+    let out = firepit(&["serve", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("shape[0].cpus"), "{}", stderr(&out));
+    std::fs::write(&config, format!("[[shape]]\nname = \"small\"\nimage = {:?}\n", dir.path())).unwrap();
+    let out = firepit(&["serve", "--check", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn serve_with_a_shape_whose_image_is_missing_fails_cleanly_and_leaves_no_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("firepit.sock");
+    let config = dir.path().join("firepit.toml");
+    let text = format!(
+        "state_dir = {:?}\n[listen]\nsocket = {socket:?}\n[[shape]]\nname = \"small\"\nimage = {:?}\n",
+        dir.path().join("state"),
+        dir.path()
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = firepit(&["serve", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("shape `small`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a firepit image"), "{}", stderr(&out));
+    assert!(!socket.exists());
+}

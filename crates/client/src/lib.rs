@@ -1,0 +1,354 @@
+//! The typed Rust client of the firepit daemon's HTTP API, over its Unix socket or TCP (with the
+//! bearer token).
+//!
+//! What it is: one method per endpoint, taking and returning the `firepit-api` types, with every
+//! non-2xx answer turned into [`ClientError::Api`] carrying the daemon's stable error code. The
+//! CLI, the benchmarks, the soak and the daemon's tests all talk to the daemon through it; nothing
+//! else in the workspace speaks raw HTTP to the daemon ([`Client::request`] exists for tests of
+//! malformed requests).
+//!
+//! What it is not: a connection-level HTTP library. It is built on hyper's connection API
+//! (`hyper::client::conn::http1`) because reqwest cannot dial a Unix socket. Connections are kept
+//! alive and reused: an idle connection goes back to a small free list once its response has been
+//! read, and the next request takes it instead of paying a new connect and handshake (a daemon
+//! closes idle connections after a while; a closed one is dropped and a new one opened).
+//!
+//! ```no_run
+//! use firepit_client::{Client, Endpoint};
+//! # async fn demo() -> Result<(), firepit_client::ClientError> {
+//! let client = Client::new(Endpoint::Unix(firepit_api::default_socket_path()));
+//! let lease = client.acquire(&firepit_api::AcquireRequest { shape: "default".into(), wait_ms: 5000, ttl_ms: None }, None).await?;
+//! let out = client.exec(&lease.lease_id, &firepit_api::ExecBody::new(["uname", "-r"])).await?;
+//! println!("{}", out.stdout);
+//! client.release(&lease.lease_id).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use firepit_api::{
+    AcquireRequest, ErrorBody, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,
+    RenewRequest, ShapeBody,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use hyper::header::HeaderMap;
+pub use hyper::{Method, StatusCode};
+
+/// Idle connections kept for reuse (more concurrent requests open more; the extra ones close).
+const MAX_IDLE_CONNECTIONS: usize = 16;
+
+/// Where the daemon listens.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// A Unix socket path.
+    Unix(PathBuf),
+    /// `host:port` over TCP, with the bearer token.
+    Tcp {
+        /// `host:port`.
+        authority: String,
+        /// Bearer token (never printed: `Debug` redacts it).
+        token: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Tcp { authority, .. } => write!(f, "http://{authority}"),
+        }
+    }
+}
+
+impl Endpoint {
+    /// An endpoint from an `http://host:port` URL (https is not supported).
+    pub fn from_url(url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let authority = url
+            .strip_prefix("http://")
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|a| !a.is_empty() && !a.contains('/'))
+            .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+        Ok(Self::Tcp { authority: authority.to_owned(), token })
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not `http://host:port`.
+    #[error("bad daemon URL `{0}`: use http://host:port")]
+    BadUrl(String),
+    /// The daemon could not be reached.
+    #[error("cannot connect to the daemon at {endpoint:?}: {source} (is `firepit serve` running?)")]
+    Connect {
+        /// Where we tried.
+        endpoint: Endpoint,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP exchange failed.
+    #[error("HTTP error talking to the daemon: {0}")]
+    Http(#[from] hyper::Error),
+    /// The request could not be built.
+    #[error("cannot build the request: {0}")]
+    Request(#[from] hyper::http::Error),
+    /// The daemon answered with an error.
+    #[error("the daemon answered {status}: {message} ({error})")]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// Machine-readable code.
+        error: String,
+        /// Human-readable message.
+        message: String,
+    },
+    /// The answer was not the JSON expected.
+    #[error("unexpected answer from the daemon ({status}): {message}")]
+    Decode {
+        /// HTTP status.
+        status: StatusCode,
+        /// What could not be decoded.
+        message: String,
+    },
+}
+
+/// A raw response: status, headers, body.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Decodes a 2xx JSON body, or turns an error body into [`ClientError::Api`].
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+        if !self.status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&self.body) {
+                Ok(e) => ClientError::Api { status: self.status, error: e.error, message: e.message },
+                Err(_) => ClientError::Decode { status: self.status, message: self.text() },
+            });
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ClientError::Decode { status: self.status, message: e.to_string() })
+    }
+}
+
+/// A client for one daemon.
+///
+/// # Example
+/// ```no_run
+/// use firepit::daemon::client::{Client, Endpoint};
+/// # async fn demo() -> Result<(), firepit::daemon::client::ClientError> {
+/// let client = Client::new(Endpoint::Unix(firepit::daemon::config::default_socket_path()));
+/// for shape in client.pools().await?.shapes {
+///     println!("{}: {} ready", shape.name, shape.ready);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: Endpoint,
+    idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+}
+
+impl Client {
+    /// A client for `endpoint` (connects on the first request).
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self { endpoint, idle: Arc::default() }
+    }
+
+    /// Where this client connects.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends one request with an optional body (bytes sent as JSON) and extra headers, and reads the
+    /// whole response. For endpoints without a typed method and for tests of malformed requests.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
+        let mut builder = Request::builder().method(method).uri(path).header(HOST, self.host());
+        if let Endpoint::Tcp { token: Some(token), .. } = &self.endpoint {
+            builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let mut sender = self.connection().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await?.to_bytes();
+        self.give_back(sender);
+        Ok(RawResponse { status, headers, body })
+    }
+
+    fn host(&self) -> &str {
+        match &self.endpoint {
+            Endpoint::Unix(_) => "localhost",
+            Endpoint::Tcp { authority, .. } => authority,
+        }
+    }
+
+    /// An idle kept-alive connection that is still open, else a new one.
+    async fn connection(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+        loop {
+            let idle = lock(&self.idle).pop();
+            let Some(mut sender) = idle else { break };
+            if !sender.is_closed() && sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+        let connect_error = |source| ClientError::Connect { endpoint: self.endpoint.clone(), source };
+        match &self.endpoint {
+            Endpoint::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path).await.map_err(connect_error)?;
+                handshake(stream).await
+            }
+            Endpoint::Tcp { authority, .. } => {
+                let stream =
+                    tokio::net::TcpStream::connect(authority.as_str()).await.map_err(connect_error)?;
+                stream.set_nodelay(true).map_err(connect_error)?;
+                handshake(stream).await
+            }
+        }
+    }
+
+    /// Keeps a connection whose exchange is complete for the next request.
+    fn give_back(&self, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push(sender);
+        }
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        headers: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        let body = body.map(to_json).transpose()?;
+        self.request(method, path, body, headers).await?.json()
+    }
+
+    /// `POST /v1/leases`.
+    pub async fn acquire(
+        &self,
+        request: &AcquireRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<LeaseResponse, ClientError> {
+        let headers: Vec<(&str, &str)> =
+            idempotency_key.map(|k| ("idempotency-key", k)).into_iter().collect();
+        self.call(Method::POST, "/v1/leases", Some(request), &headers).await
+    }
+
+    /// `POST /v1/leases/{id}/exec`.
+    pub async fn exec(&self, lease_id: &str, body: &ExecBody) -> Result<ExecResponse, ClientError> {
+        self.call(Method::POST, &format!("/v1/leases/{lease_id}/exec"), Some(body), &[]).await
+    }
+
+    /// `POST /v1/leases/{id}/renew`.
+    pub async fn renew(&self, lease_id: &str, ttl_ms: Option<u64>) -> Result<LeaseResponse, ClientError> {
+        self.call(Method::POST, &format!("/v1/leases/{lease_id}/renew"), Some(&RenewRequest { ttl_ms }), &[])
+            .await
+    }
+
+    /// `DELETE /v1/leases/{id}`.
+    pub async fn release(&self, lease_id: &str) -> Result<(), ClientError> {
+        let response = self.request(Method::DELETE, &format!("/v1/leases/{lease_id}"), None, &[]).await?;
+        if response.status.is_success() { Ok(()) } else { response.json::<()>() }
+    }
+
+    /// `GET /v1/pools`.
+    pub async fn pools(&self) -> Result<PoolsResponse, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/pools", None, &[]).await
+    }
+
+    /// `PUT /v1/shapes/{name}`: registers a shape at run time (it starts filling at once).
+    pub async fn register_shape(&self, name: &str, body: &ShapeBody) -> Result<(), ClientError> {
+        let response =
+            self.request(Method::PUT, &format!("/v1/shapes/{name}"), Some(to_json(body)?), &[]).await?;
+        if response.status.is_success() { Ok(()) } else { response.json::<()>() }
+    }
+
+    /// `DELETE /v1/shapes/{name}`: unregisters a shape (leased VMs stay valid until released).
+    pub async fn unregister_shape(&self, name: &str) -> Result<(), ClientError> {
+        let response = self.request(Method::DELETE, &format!("/v1/shapes/{name}"), None, &[]).await?;
+        if response.status.is_success() { Ok(()) } else { response.json::<()>() }
+    }
+
+    /// `GET /healthz`: `ok`, or an error while the daemon shuts down.
+    pub async fn healthz(&self) -> Result<HealthResponse, ClientError> {
+        self.call::<(), _>(Method::GET, "/healthz", None, &[]).await
+    }
+
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        self.text("/metrics").await
+    }
+
+    /// `GET /v1/openapi.json`: the API's OpenAPI document.
+    pub async fn openapi(&self) -> Result<String, ClientError> {
+        self.text("/v1/openapi.json").await
+    }
+
+    async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let response = self.request(Method::GET, path, None, &[]).await?;
+        if response.status.is_success() { Ok(response.text()) } else { response.json::<String>() }
+    }
+}
+
+fn to_json<B: Serialize>(body: &B) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(body)
+        .map_err(|e| ClientError::Decode { status: StatusCode::OK, message: e.to_string() })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "daemon connection closed with an error");
+        }
+    });
+    Ok(sender)
+}

@@ -1,0 +1,109 @@
+//! Pool and daemon endpoints: status, shapes at run time, metrics, health, OpenAPI.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tracing::info;
+
+use super::AppState;
+use super::error::{ApiError, ApiJson};
+use crate::validate;
+use firepit_api::{HealthResponse, PoolsResponse, ShapeBody};
+
+/// Content type of `GET /metrics`.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Status of every shape's pool.
+#[utoipa::path(
+    get, path = "/v1/pools", tag = "pools",
+    responses((status = 200, description = "Per-shape status", body = PoolsResponse))
+)]
+pub async fn pools(State(state): State<AppState>) -> axum::Json<PoolsResponse> {
+    axum::Json(PoolsResponse {
+        shapes: state.backend().status(),
+        leases: state.leases().len(),
+        uptime_secs: state.inner.started.elapsed().as_secs(),
+    })
+}
+
+/// Register a shape at run time; its pool starts filling.
+#[utoipa::path(
+    put, path = "/v1/shapes/{name}", tag = "pools",
+    params(("name" = String, Path, description = "Shape name ([a-z0-9][a-z0-9_-]*)")),
+    request_body = ShapeBody,
+    responses(
+        (status = 201, description = "Registered"),
+        (status = 400, description = "Malformed body", body = super::ErrorBody),
+        (status = 409, description = "A shape of that name exists (delete it first)", body = super::ErrorBody),
+        (status = 422, description = "Invalid shape (the message names the field)", body = super::ErrorBody),
+    )
+)]
+pub async fn put_shape(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<ShapeBody>,
+) -> Result<StatusCode, ApiError> {
+    let spec = crate::backend::ShapeSpec::from_body(body, name);
+    validate::shape_spec(&spec, "body")
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_shape", e.to_string()))?;
+    let name = spec.name.clone();
+    state.backend().register_shape(spec).await?;
+    info!(shape = %name, "shape registered");
+    Ok(StatusCode::CREATED)
+}
+
+/// Unregister a shape: its ready VMs are destroyed; leased VMs stay valid until released.
+#[utoipa::path(
+    delete, path = "/v1/shapes/{name}", tag = "pools",
+    params(("name" = String, Path, description = "Shape name")),
+    responses(
+        (status = 204, description = "Unregistered"),
+        (status = 404, description = "Unknown shape", body = super::ErrorBody),
+    )
+)]
+pub async fn delete_shape(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.backend().unregister_shape(&name).await?;
+    info!(shape = %name, "shape unregistered");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(
+    get, path = "/metrics", tag = "daemon",
+    responses((status = 200, description = "Metrics with a `shape` label", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &state.inner.registry).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", format!("cannot encode metrics: {e}"))
+    })?;
+    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+}
+
+/// Liveness: 200 while serving, 503 once shutdown has begun.
+#[utoipa::path(
+    get, path = "/healthz", tag = "daemon",
+    responses(
+        (status = 200, description = "Serving", body = HealthResponse),
+        (status = 503, description = "Shutting down", body = HealthResponse),
+    )
+)]
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    if state.is_shutting_down() {
+        let body = HealthResponse { status: "shutting_down".into() };
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    axum::Json(HealthResponse { status: "ok".into() }).into_response()
+}
+
+/// This API's OpenAPI 3 document, generated from the handlers.
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "daemon",
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json"))
+)]
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], state.inner.openapi_json.clone()).into_response()
+}

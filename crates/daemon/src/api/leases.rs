@@ -1,0 +1,239 @@
+//! Lease endpoints: acquire, exec, renew, release.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use tracing::{Instrument, info, warn};
+
+use super::error::{ApiError, ApiJson};
+use super::{AppState, MAX_WAIT};
+use crate::leases::{AcquireParams, lease_response};
+use firepit_api::{AcquireRequest, Encoding, ExecBody, ExecResponse, LeaseResponse, RenewRequest};
+
+/// Header making acquire retries return the same lease.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Header set to `true` when acquire replayed an earlier request's lease.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Longest exec timeout a client may ask for.
+const MAX_EXEC_TIMEOUT_MS: u64 = 3_600_000;
+/// Largest per-stream output a client may ask the agent to keep.
+const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Lease one warm VM of a shape.
+#[utoipa::path(
+    post, path = "/v1/leases", tag = "leases",
+    request_body = AcquireRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Client-chosen key (1-200 visible ASCII characters); a retry with the same key returns the same lease")),
+    responses(
+        (status = 201, description = "VM leased (also for an idempotent replay, with `Idempotent-Replayed: true`)", body = LeaseResponse),
+        (status = 400, description = "Malformed request", body = super::ErrorBody),
+        (status = 404, description = "Unknown shape", body = super::ErrorBody),
+        (status = 422, description = "Idempotency key reused for another shape", body = super::ErrorBody),
+        (status = 503, description = "No VM ready within `wait_ms` (see `Retry-After`), or shutting down", body = super::ErrorBody),
+    )
+)]
+pub async fn acquire(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AcquireRequest>,
+) -> Result<Response, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the daemon is shutting down",
+        ));
+    }
+    let wait = Duration::from_millis(body.wait_ms);
+    if wait > MAX_WAIT {
+        return Err(ApiError::bad_request(format!(
+            "wait_ms = {}: must be at most {}",
+            body.wait_ms,
+            MAX_WAIT.as_millis()
+        )));
+    }
+    let idempotency_key = idempotency_key(&headers)?;
+    let params = AcquireParams {
+        shape: body.shape,
+        wait,
+        ttl: body.ttl_ms.map(Duration::from_millis),
+        idempotency_key,
+    };
+    let (lease, replayed) = state.leases().acquire(state.backend(), params).await?;
+    let mut response = (StatusCode::CREATED, axum::Json(lease_response(&lease))).into_response();
+    if replayed {
+        response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(ApiError::bad_request("Idempotency-Key must be 1 to 200 visible ASCII characters")),
+    }
+}
+
+/// Run a command in a leased VM.
+#[utoipa::path(
+    post, path = "/v1/leases/{id}/exec", tag = "leases",
+    params(("id" = String, Path, description = "Lease id")),
+    request_body = ExecBody,
+    responses(
+        (status = 200, description = "The command ran (whatever its exit code)", body = ExecResponse),
+        (status = 400, description = "Bad argv, env, stdin or timeout", body = super::ErrorBody),
+        (status = 404, description = "No such lease", body = super::ErrorBody),
+        (status = 422, description = "The guest agent refused the command", body = super::ErrorBody),
+        (status = 502, description = "The VM did not answer", body = super::ErrorBody),
+    )
+)]
+pub async fn exec(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ExecBody>,
+) -> Result<axum::Json<ExecResponse>, ApiError> {
+    let request = exec_request(body)?;
+    let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
+    let span = lease.span.clone();
+    async move {
+        info!(argv0 = %request.argv[0], "exec");
+        let result = lease.vm.exec(request).await;
+        let metrics = &state.leases().metrics();
+        match result {
+            Ok(result) => {
+                metrics.exec_outcome(&lease.shape, "ok");
+                info!(exit_code = ?result.exit_code, duration_ms = result.duration_ms, "exec done");
+                Ok(axum::Json(exec_response(result)))
+            }
+            Err(error) => {
+                metrics.exec_outcome(&lease.shape, "error");
+                warn!(%error, "exec failed");
+                Err(error.into())
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Checks and converts an exec body into the agent's request.
+fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> {
+    let bad_argv = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "bad_argv", m.to_owned());
+    match body.argv.first() {
+        None => return Err(bad_argv("argv must name a program: it has no elements")),
+        Some(program) if program.is_empty() => {
+            return Err(bad_argv("argv[0] is empty: it must name a program"));
+        }
+        Some(_) => {}
+    }
+    if body.argv.iter().any(|a| a.contains('\0')) {
+        return Err(bad_argv("argv elements must not contain NUL bytes"));
+    }
+    for (name, value) in &body.env {
+        if name.is_empty() || name.contains('=') || name.contains('\0') || value.contains('\0') {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_env",
+                format!("env `{name}`: names must be non-empty without `=`, names and values without NUL"),
+            ));
+        }
+    }
+    if body.timeout_ms > MAX_EXEC_TIMEOUT_MS {
+        return Err(ApiError::bad_request(format!(
+            "timeout_ms = {}: must be at most {MAX_EXEC_TIMEOUT_MS}",
+            body.timeout_ms
+        )));
+    }
+    if body.max_output_bytes > MAX_OUTPUT_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "max_output_bytes = {}: must be at most {MAX_OUTPUT_BYTES} (64 MiB)",
+            body.max_output_bytes
+        )));
+    }
+    let stdin = match body.stdin_encoding {
+        Encoding::Utf8 => body.stdin.into_bytes(),
+        Encoding::Base64 => BASE64.decode(body.stdin.as_bytes()).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_stdin", format!("stdin is not valid base64: {e}"))
+        })?,
+    };
+    Ok(firepit_agent::ExecRequest {
+        argv: body.argv,
+        env: body.env.into_iter().collect(),
+        cwd: body.cwd,
+        stdin,
+        timeout_ms: body.timeout_ms,
+        max_output_bytes: body.max_output_bytes,
+    })
+}
+
+/// Encodes output as UTF-8 when both streams are text, else both as base64.
+fn exec_response(result: firepit_agent::ExecResult) -> ExecResponse {
+    let (stdout, stderr, encoding) =
+        match (String::from_utf8(result.stdout), String::from_utf8(result.stderr)) {
+            (Ok(out), Ok(err)) => (out, err, Encoding::Utf8),
+            (out, err) => {
+                let out = out.map_or_else(|e| e.into_bytes(), String::into_bytes);
+                let err = err.map_or_else(|e| e.into_bytes(), String::into_bytes);
+                (BASE64.encode(out), BASE64.encode(err), Encoding::Base64)
+            }
+        };
+    ExecResponse {
+        exit_code: result.exit_code,
+        signal: result.signal,
+        stdout,
+        stderr,
+        encoding,
+        truncated: result.truncated,
+        timed_out: result.timed_out,
+        duration_ms: result.duration_ms,
+    }
+}
+
+/// Extend a lease's lifetime (from now).
+#[utoipa::path(
+    post, path = "/v1/leases/{id}/renew", tag = "leases",
+    params(("id" = String, Path, description = "Lease id")),
+    request_body(content = Option<RenewRequest>, description = "Optional; an empty body renews for the default TTL"),
+    responses(
+        (status = 200, description = "Renewed", body = LeaseResponse),
+        (status = 400, description = "TTL out of range", body = super::ErrorBody),
+        (status = 404, description = "No such lease", body = super::ErrorBody),
+    )
+)]
+pub async fn renew(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RenewRequest>,
+) -> Result<axum::Json<LeaseResponse>, ApiError> {
+    let lease = state.leases().renew(&id, body.ttl_ms.map(Duration::from_millis))?;
+    Ok(axum::Json(lease_response(&lease)))
+}
+
+/// Release a lease: the VM is destroyed and the pool refills.
+#[utoipa::path(
+    delete, path = "/v1/leases/{id}", tag = "leases",
+    params(("id" = String, Path, description = "Lease id")),
+    responses(
+        (status = 204, description = "Released"),
+        (status = 404, description = "No such lease", body = super::ErrorBody),
+    )
+)]
+pub async fn release(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.leases().release(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn lease_not_found(id: &str) -> ApiError {
+    crate::leases::LeaseError::NotFound(id.to_owned()).into()
+}

@@ -1,0 +1,160 @@
+//! The HTTP API: routes under `/v1`, `/metrics`, `/healthz`, and the OpenAPI document.
+//!
+//! Routes are declared once, through `utoipa-axum`'s `routes!`, which registers each handler with
+//! the axum router *and* its `#[utoipa::path]` description with the OpenAPI document, so the two
+//! cannot drift. Handlers are thin: they validate input, call the [`LeaseTable`] or the backend, and
+//! map errors to [`ApiError`]s.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use prometheus_client::registry::Registry;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::backend::LeaseBackend;
+use super::leases::LeaseTable;
+
+pub mod admin;
+pub mod error;
+pub mod leases;
+
+pub use error::{ApiError, ErrorBody};
+
+/// Longest `wait_ms` an acquire may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn LeaseBackend>,
+    leases: Arc<LeaseTable>,
+    registry: Registry,
+    openapi_json: String,
+    started: Instant,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// The backend.
+    pub fn backend(&self) -> &dyn LeaseBackend {
+        self.inner.backend.as_ref()
+    }
+
+    /// The lease table.
+    pub fn leases(&self) -> &Arc<LeaseTable> {
+        &self.inner.leases
+    }
+
+    /// Marks the daemon as shutting down: acquires get 503, `/healthz` reports it.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "firepit daemon API",
+        description = "Lease warm microVMs, run commands in them, inspect and reshape the pools."
+    ),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// The routes with their OpenAPI descriptions (no state yet).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(leases::acquire))
+        .routes(routes!(leases::release))
+        .routes(routes!(leases::exec))
+        .routes(routes!(leases::renew))
+        .routes(routes!(admin::pools))
+        .routes(routes!(admin::put_shape, admin::delete_shape))
+        .routes(routes!(admin::metrics))
+        .routes(routes!(admin::healthz))
+        .routes(routes!(admin::openapi))
+}
+
+/// The OpenAPI document of the API, as JSON.
+///
+/// # Example
+/// ```
+/// let doc = firepit_daemon::api::openapi_json();
+/// assert!(doc.contains("/v1/leases"));
+/// ```
+pub fn openapi_json() -> String {
+    let (_router, doc) = routes().split_for_parts();
+    doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"openapi\",\"message\":\"{e}\"}}"))
+}
+
+/// Builds the router and the state it shares; `registry` already holds the backend's and the
+/// daemon's metric families.
+pub fn router(
+    backend: Arc<dyn LeaseBackend>,
+    leases: Arc<LeaseTable>,
+    registry: Registry,
+    max_body_bytes: usize,
+) -> (Router, AppState) {
+    let (router, doc) = routes().split_for_parts();
+    let openapi_json = doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let state = AppState {
+        inner: Arc::new(Inner {
+            backend,
+            leases,
+            registry,
+            openapi_json,
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+        }),
+    };
+    let router = router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state.clone());
+    (router, state)
+}
+
+/// Logs each request with its status and duration (health and metrics scrapes at debug level).
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if path == "/healthz" || path == "/metrics" {
+        tracing::debug!(%method, %path, status, ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, ms, "request");
+    }
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see GET /v1/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+}

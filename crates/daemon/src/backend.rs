@@ -1,0 +1,223 @@
+//! The daemon's only door to VMs: a small, object-safe trait over a warm pool.
+//!
+//! The HTTP layer never sees QEMU or the engine's generic `Pool<P>`: it talks to an
+//! `Arc<dyn LeaseBackend>`. The real backend is an adapter over `firepit_pool::Pool<QemuProvider>`
+//! (see [`crate::build_backend`]); [`crate::fake::FakeBackend`] is an in-memory one
+//! for tests and examples.
+//!
+//! Contract, in short:
+//! - [`LeaseBackend::acquire`] hands out one warm VM of a shape, waiting at most `wait`.
+//! - The VM is a `Box<dyn LeasedVm>`; **dropping it releases the VM** (the backend destroys it and
+//!   refills). `Drop` must not block and must not panic (no `tokio::spawn` inside `Drop`).
+//! - [`LeaseBackend::shutdown`] is idempotent and bounded; after it, `acquire` returns
+//!   [`AcquireError::ShuttingDown`].
+//!
+//! Methods that wait return a [`BoxFuture`] so the trait stays object-safe without extra crates;
+//! implement them with `Box::pin(async move { ... })`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use firepit_agent::{ExecRequest, ExecResult};
+use serde::{Deserialize, Serialize};
+
+pub use firepit_api::{FillStrategy, ShapeStatusView};
+
+/// A boxed, sendable future: what the async methods of [`LeaseBackend`] and [`LeasedVm`] return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A pool of warm VMs, seen from the daemon.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use firepit_daemon::backend::LeaseBackend;
+/// use firepit_daemon::fake::FakeBackend;
+///
+/// # tokio_test_block_on(async {
+/// let backend = FakeBackend::with_shape("small", 2);
+/// let vm = backend.acquire("small", Duration::from_millis(10)).await?;
+/// assert!(vm.vm_id().starts_with("fake-"));
+/// drop(vm); // release: destroyed and refilled
+/// backend.shutdown().await;
+/// # Ok::<(), firepit_daemon::backend::AcquireError>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub trait LeaseBackend: Send + Sync + 'static {
+    /// Hands out one ready VM of `shape`, waiting up to `wait` for one (zero: do not wait).
+    ///
+    /// Errors: [`AcquireError::UnknownShape`], [`AcquireError::Exhausted`] (none ready within
+    /// `wait`), [`AcquireError::ShuttingDown`], [`AcquireError::Other`].
+    fn acquire<'a>(
+        &'a self,
+        shape: &'a str,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Box<dyn LeasedVm>, AcquireError>>;
+
+    /// A snapshot of every shape's state, for `GET /v1/pools` and `firepit status`.
+    fn status(&self) -> Vec<ShapeStatusView>;
+
+    /// Registers the backend's metric families (with a `shape` label) once, at start-up; the
+    /// daemon encodes them with its own on `GET /metrics`. The default registers nothing.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _unused = registry;
+    }
+
+    /// Adds a shape at run time and starts filling it; `Err` when the name is taken or the spec
+    /// cannot be served (say why in the error).
+    fn register_shape<'a>(&'a self, spec: ShapeSpec) -> BoxFuture<'a, Result<(), ShapeError>>;
+
+    /// Removes a shape: its ready VMs are destroyed; VMs already leased stay valid until dropped.
+    fn unregister_shape<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ShapeError>>;
+
+    /// Stops filling and destroys every VM the backend still holds. Idempotent, bounded in time.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// One leased VM. Dropping it releases the VM: the backend destroys it and refills.
+pub trait LeasedVm: Send + Sync {
+    /// The VM's id, unique within the daemon's lifetime (shown to clients as `vm_id`).
+    fn vm_id(&self) -> &str;
+
+    /// Runs a program in the guest through its agent.
+    fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>>;
+}
+
+/// Why [`LeaseBackend::acquire`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    /// No shape of that name is registered.
+    #[error("unknown shape `{0}`")]
+    UnknownShape(String),
+    /// No VM of the shape became ready within the wait.
+    #[error("no ready VM of shape `{shape}` within {waited_ms} ms")]
+    Exhausted {
+        /// The shape asked for.
+        shape: String,
+        /// How long the backend waited.
+        waited_ms: u64,
+    },
+    /// The backend is shutting down.
+    #[error("the pool is shutting down")]
+    ShuttingDown,
+    /// Anything else (the message is shown to the client).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why [`LeasedVm::exec`] failed (the program's own failure is an `Ok` with its exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The agent refused the request (bad argv, program not found, ...).
+    #[error("the guest agent refused the request: {0}")]
+    Refused(String),
+    /// The agent did not answer or the VM is gone.
+    #[error("the VM did not answer: {0}")]
+    Unreachable(String),
+}
+
+/// Why registering or unregistering a shape failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeError {
+    /// A shape of that name exists already.
+    #[error("shape `{0}` is already registered")]
+    AlreadyExists(String),
+    /// No shape of that name is registered.
+    #[error("unknown shape `{0}`")]
+    Unknown(String),
+    /// The spec is invalid or cannot be served (the message says what to change).
+    #[error("{0}")]
+    Invalid(String),
+    /// The backend is shutting down.
+    #[error("the pool is shutting down")]
+    ShuttingDown,
+}
+
+/// Everything the backend needs to serve one shape (validated before it reaches the backend).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShapeSpec {
+    /// Shape name, used by clients in `POST /v1/leases`.
+    pub name: String,
+    /// Guest image directory (`vmlinuz`, `initramfs.cpio.gz`, `manifest.json`).
+    #[schema(value_type = String)]
+    pub image: PathBuf,
+    /// Virtual CPUs per VM.
+    pub cpus: u32,
+    /// Guest memory per VM, in MiB.
+    pub memory_mb: u64,
+    /// Refill when fewer than this many VMs are ready.
+    pub depth_low: usize,
+    /// Fill up to this many ready VMs.
+    pub depth_high: usize,
+    /// Ready VMs older than this are replaced (`None`: never).
+    #[schema(value_type = Option<u64>)]
+    #[serde(with = "opt_duration_secs", default)]
+    pub max_age: Option<Duration>,
+    /// Cold boot or snapshot restore.
+    pub fill: FillStrategy,
+    /// Ping the guest agent before handing a VM out and periodically while it waits.
+    pub health_check: bool,
+}
+
+impl ShapeSpec {
+    /// The spec of a shape registered at run time as `name` with the body of `PUT /v1/shapes/{name}`.
+    pub fn from_body(body: firepit_api::ShapeBody, name: String) -> Self {
+        Self {
+            name,
+            image: body.image,
+            cpus: body.cpus,
+            memory_mb: body.memory_mb,
+            depth_low: body.depth_low,
+            depth_high: body.depth_high,
+            max_age: body.max_age_secs.map(Duration::from_secs),
+            fill: body.fill,
+            health_check: body.health_check,
+        }
+    }
+}
+
+/// `Option<Duration>` as whole seconds in JSON.
+mod opt_duration_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
+    }
+}
+
+/// A process and runtime directory the backend created; recorded so that a later daemon run can
+/// reap them after a crash (see [`crate::records`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedProcess {
+    /// The VM's id (the record's key).
+    pub vm_id: String,
+    /// The VM process's pid.
+    pub pid: u32,
+    /// The VM's runtime directory, removed by the reaper.
+    pub runtime_dir: PathBuf,
+}
+
+/// The hook a backend calls when it starts and when it has destroyed a VM process.
+///
+/// [`crate::records::RecordStore`] implements it durably; pass it to the provider so that
+/// every spawned QEMU is recorded *before* it is handed to the pool.
+pub trait OwnershipHook: Send + Sync + 'static {
+    /// Records a process just spawned. Errors are logged by the implementation, never fatal.
+    fn spawned(&self, process: &OwnedProcess);
+    /// Forgets a process that has been killed and whose runtime directory is gone.
+    fn destroyed(&self, vm_id: &str);
+}

@@ -1,0 +1,323 @@
+//! Leases: which client holds which VM, until when, and the tasks that reclaim expired ones.
+//!
+//! A lease wraps the backend's `Box<dyn LeasedVm>` in an `Arc`, so an exec in flight keeps the VM
+//! alive while a release or an expiry removes the lease from the table; the VM is dropped (released
+//! to the backend: destroy + refill) when the last holder lets go. Each lease has one expiry task
+//! that sleeps until its deadline, wakes early on renew, and ends on release (its cancellation
+//! token is a child of the table's, so shutdown stops all of them).
+//!
+//! The TTL starts when the backend hands the VM out, not when the request arrived.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span, info, info_span};
+
+use crate::backend::{AcquireError, LeaseBackend, LeasedVm};
+use crate::metrics::DaemonMetrics;
+
+/// One VM held by a client.
+pub struct Lease {
+    /// The lease id (`l-` and 16 hex digits).
+    pub id: String,
+    /// The shape the VM belongs to.
+    pub shape: String,
+    /// The VM; dropped (released) with the last `Arc<Lease>`.
+    pub vm: Box<dyn LeasedVm>,
+    /// One span per lease: exec, renew, release and expiry log inside it.
+    pub span: Span,
+    idempotency_key: Option<String>,
+    deadline: Mutex<Deadline>,
+    renewed: Notify,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    wall: SystemTime,
+}
+
+impl Lease {
+    /// When the lease expires (wall clock, for clients).
+    pub fn expires_at(&self) -> SystemTime {
+        lock(&self.deadline).wall
+    }
+
+    fn deadline(&self) -> Instant {
+        lock(&self.deadline).at
+    }
+}
+
+/// The API's view of a lease, as acquire and renew return it.
+pub fn lease_response(lease: &Lease) -> firepit_api::LeaseResponse {
+    let expires = lease.expires_at();
+    firepit_api::LeaseResponse {
+        lease_id: lease.id.clone(),
+        vm_id: lease.vm.vm_id().to_owned(),
+        shape: lease.shape.clone(),
+        expires_at: humantime::format_rfc3339_millis(expires).to_string(),
+        expires_at_unix_ms: unix_ms(expires),
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
+}
+
+/// Why a lease operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The backend could not hand a VM out.
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
+    /// No such lease (never existed, released or expired).
+    #[error("no lease `{0}` (released, expired or never acquired)")]
+    NotFound(String),
+    /// The TTL asked for is out of range.
+    #[error("ttl_ms = {asked_ms}: must be 1..={max_ms}")]
+    BadTtl {
+        /// What the client asked for.
+        asked_ms: u64,
+        /// The configured maximum.
+        max_ms: u64,
+    },
+    /// The idempotency key was used before for another shape.
+    #[error("Idempotency-Key `{key}` was used for shape `{shape}`; use a new key for another request")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The shape of the first request.
+        shape: String,
+    },
+    /// The daemon is shutting down.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// What an acquire asks for.
+#[derive(Debug, Clone)]
+pub struct AcquireParams {
+    /// Shape name.
+    pub shape: String,
+    /// How long to wait for a ready VM.
+    pub wait: Duration,
+    /// Lease TTL (`None`: the configured default).
+    pub ttl: Option<Duration>,
+    /// Client-chosen key making retries return the same lease.
+    pub idempotency_key: Option<String>,
+}
+
+/// All live leases.
+pub struct LeaseTable {
+    leases: Mutex<HashMap<String, Arc<Lease>>>,
+    idempotency: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<String>>>>>,
+    default_ttl: Duration,
+    max_ttl: Duration,
+    cancel: CancellationToken,
+    metrics: DaemonMetrics,
+}
+
+impl LeaseTable {
+    /// An empty table; `cancel` stops every expiry task (on shutdown).
+    pub fn new(
+        default_ttl: Duration,
+        max_ttl: Duration,
+        metrics: DaemonMetrics,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            leases: Mutex::default(),
+            idempotency: Mutex::default(),
+            default_ttl,
+            max_ttl,
+            cancel,
+            metrics,
+        }
+    }
+
+    fn check_ttl(&self, ttl: Option<Duration>) -> Result<Duration, LeaseError> {
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        if ttl.is_zero() || ttl > self.max_ttl {
+            return Err(LeaseError::BadTtl {
+                asked_ms: ttl.as_millis() as u64,
+                max_ms: self.max_ttl.as_millis() as u64,
+            });
+        }
+        Ok(ttl)
+    }
+
+    /// Acquires a VM and records the lease; returns it and whether it is a replay of an earlier
+    /// request with the same idempotency key.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        backend: &dyn LeaseBackend,
+        params: AcquireParams,
+    ) -> Result<(Arc<Lease>, bool), LeaseError> {
+        let ttl = self.check_ttl(params.ttl)?;
+        let Some(key) = params.idempotency_key.clone() else {
+            return Ok((self.acquire_new(backend, &params, ttl).await?, false));
+        };
+        let slot_handle = lock(&self.idempotency).entry(key.clone()).or_default().clone();
+        // Held across the backend call: a concurrent retry with the same key waits for the first.
+        let mut slot = slot_handle.lock().await;
+        if let Some(id) = slot.as_ref()
+            && let Some(lease) = self.get(id)
+        {
+            if lease.shape != params.shape {
+                return Err(LeaseError::IdempotencyConflict { key, shape: lease.shape.clone() });
+            }
+            return Ok((lease, true));
+        }
+        let result = self.acquire_new(backend, &params, ttl).await;
+        match &result {
+            Ok(lease) => {
+                *slot = Some(lease.id.clone());
+                // A failed first attempt may have removed the entry while we waited: put it back.
+                lock(&self.idempotency).insert(key, slot_handle.clone());
+            }
+            Err(_) => {
+                lock(&self.idempotency).remove(&key);
+            }
+        }
+        Ok((result?, false))
+    }
+
+    async fn acquire_new(
+        self: &Arc<Self>,
+        backend: &dyn LeaseBackend,
+        params: &AcquireParams,
+        ttl: Duration,
+    ) -> Result<Arc<Lease>, LeaseError> {
+        if self.cancel.is_cancelled() {
+            return Err(LeaseError::ShuttingDown);
+        }
+        let started = Instant::now();
+        let vm = match backend.acquire(&params.shape, params.wait).await {
+            Ok(vm) => vm,
+            Err(error) => {
+                let what = match &error {
+                    AcquireError::UnknownShape(_) => "unknown_shape",
+                    AcquireError::Exhausted { .. } => "exhausted",
+                    AcquireError::ShuttingDown => "shutting_down",
+                    AcquireError::Other(_) => "error",
+                };
+                self.metrics.acquire_outcome(&params.shape, what);
+                return Err(error.into());
+            }
+        };
+        let handed_out = Instant::now();
+        self.metrics.acquire_outcome(&params.shape, "ok");
+        self.metrics
+            .acquire_seconds
+            .get_or_create(&crate::metrics::ShapeLabel { shape: params.shape.clone() })
+            .observe(handed_out.duration_since(started).as_secs_f64());
+        let id = format!("l-{:016x}", rand::random::<u64>());
+        let span =
+            info_span!(parent: None, "lease", lease_id = %id, vm_id = %vm.vm_id(), shape = %params.shape);
+        let lease = Arc::new(Lease {
+            id: id.clone(),
+            shape: params.shape.clone(),
+            vm,
+            span: span.clone(),
+            idempotency_key: params.idempotency_key.clone(),
+            deadline: Mutex::new(Deadline { at: handed_out + ttl, wall: SystemTime::now() + ttl }),
+            renewed: Notify::new(),
+            cancel: self.cancel.child_token(),
+        });
+        lock(&self.leases).insert(id, lease.clone());
+        self.metrics.lease_started(&lease.shape);
+        span.in_scope(|| info!(ttl_ms = ttl.as_millis() as u64, "lease acquired"));
+        let table = Arc::downgrade(self);
+        let watched = lease.clone();
+        tokio::spawn(async move { expire_when_due(table, watched).await }.instrument(span));
+        Ok(lease)
+    }
+
+    /// The live lease with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<Lease>> {
+        lock(&self.leases).get(id).cloned()
+    }
+
+    /// Extends a lease to `now + ttl` (`None`: the default TTL).
+    pub fn renew(&self, id: &str, ttl: Option<Duration>) -> Result<Arc<Lease>, LeaseError> {
+        let ttl = self.check_ttl(ttl)?;
+        let lease = self.get(id).ok_or_else(|| LeaseError::NotFound(id.to_owned()))?;
+        *lock(&lease.deadline) = Deadline { at: Instant::now() + ttl, wall: SystemTime::now() + ttl };
+        lease.renewed.notify_one();
+        lease.span.in_scope(|| info!(ttl_ms = ttl.as_millis() as u64, "lease renewed"));
+        Ok(lease)
+    }
+
+    /// Ends a lease: the VM is released once no exec holds it any more.
+    pub fn release(&self, id: &str) -> Result<(), LeaseError> {
+        self.end(id, "released").map(drop).ok_or_else(|| LeaseError::NotFound(id.to_owned()))
+    }
+
+    fn end(&self, id: &str, how: &str) -> Option<Arc<Lease>> {
+        let lease = lock(&self.leases).remove(id)?;
+        if let Some(key) = &lease.idempotency_key {
+            lock(&self.idempotency).remove(key);
+        }
+        lease.cancel.cancel();
+        self.metrics.lease_ended(&lease.shape, how);
+        lease.span.in_scope(|| info!(how, "lease ended"));
+        Some(lease)
+    }
+
+    /// Ends every lease (shutdown); returns how many there were.
+    pub fn release_all(&self) -> usize {
+        let ids: Vec<String> = lock(&self.leases).keys().cloned().collect();
+        ids.iter().filter(|id| self.end(id, "shutdown").is_some()).count()
+    }
+
+    /// The daemon's metric families.
+    pub fn metrics(&self) -> &DaemonMetrics {
+        &self.metrics
+    }
+
+    /// Number of live leases.
+    pub fn len(&self) -> usize {
+        lock(&self.leases).len()
+    }
+
+    /// True when no lease is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sleeps until the lease's deadline (re-reading it after each renew) and then ends it.
+async fn expire_when_due(table: std::sync::Weak<LeaseTable>, lease: Arc<Lease>) {
+    loop {
+        let deadline = lease.deadline();
+        tokio::select! {
+            () = lease.cancel.cancelled() => return,
+            () = lease.renewed.notified() => continue,
+            () = tokio::time::sleep_until(deadline) => {
+                if lease.deadline() > Instant::now() {
+                    continue;
+                }
+                if let Some(table) = table.upgrade() {
+                    table.end(&lease.id, "expired");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning: every critical section here leaves the map
+/// consistent, so a panic elsewhere must not take the daemon down.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+#[path = "leases_tests.rs"]
+mod tests;

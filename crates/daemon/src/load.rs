@@ -1,0 +1,43 @@
+//! Reading a config file: parse (TOML, unknown keys refused) then validate, so that a [`Config`]
+//! value in the daemon is always a valid one.
+//!
+//! It sits above both [`crate::config`] (the types) and [`crate::validate`] (the range checks).
+
+use std::path::Path;
+
+use crate::config::{Config, ConfigError};
+use crate::validate;
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    ///
+    /// # Example
+    /// ```no_run
+    /// let config = firepit_daemon::config::Config::load("firepit.toml".as_ref())?;
+    /// println!("{} shapes", config.shapes.len());
+    /// # Ok::<(), firepit_daemon::config::ConfigError>(())
+    /// ```
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates config text; `origin` only names the source in errors.
+    ///
+    /// # Example
+    /// ```
+    /// use firepit_daemon::config::Config;
+    /// let dir = std::env::temp_dir();
+    /// let text = format!("[[shape]]\nname = \"small\"\nimage = {:?}\ndepth = {{ low = 1, high = 2 }}\n", dir);
+    /// let config = Config::from_toml(&text, "inline".as_ref())?;
+    /// assert_eq!(config.shapes[0].cpus, 1);
+    /// # Ok::<(), firepit_daemon::config::ConfigError>(())
+    /// ```
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        validate::config(&config)?;
+        Ok(config)
+    }
+}

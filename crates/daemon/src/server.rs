@@ -1,0 +1,277 @@
+//! The listeners and the serve loop: bind, serve until told to stop, then stop in order.
+//!
+//! Order of a stop: mark the daemon as shutting down (acquires get 503) and stop accepting;
+//! give in-flight requests the shutdown budget (or nothing, on an immediate stop); cancel what is
+//! left; remove the socket file; end every lease; shut the backend down (destroys every VM).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use prometheus_client::registry::Registry;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::auth::{BearerToken, require_bearer};
+use crate::backend::LeaseBackend;
+use crate::leases::LeaseTable;
+use crate::metrics::DaemonMetrics;
+use crate::shutdown::{Phase, ShutdownSignal};
+
+/// How the daemon listens and stops.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Unix socket path (parent created 0700 if missing; socket 0600).
+    pub socket: PathBuf,
+    /// Optional TCP listener and the token it requires.
+    pub tcp: Option<(SocketAddr, BearerToken)>,
+    /// Time in-flight requests get on a graceful stop.
+    pub shutdown_budget: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Lease TTL when the client names none.
+    pub default_ttl: Duration,
+    /// Largest lease TTL.
+    pub max_ttl: Duration,
+}
+
+/// Why the daemon could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A filesystem or socket operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On which path or address.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another process answers on the socket.
+    #[error("another daemon is listening on {0}; stop it or set listen.socket to another path")]
+    SocketInUse(PathBuf),
+    /// Something that is not a socket sits at the socket path.
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+}
+
+/// What a stop did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopReport {
+    /// All in-flight requests finished within the budget.
+    pub drained: bool,
+    /// The stop was (or became) immediate.
+    pub immediate: bool,
+    /// Leases ended by the stop.
+    pub leases_ended: usize,
+}
+
+/// A bound, not yet serving daemon.
+pub struct Daemon {
+    state: AppState,
+    backend: Arc<dyn LeaseBackend>,
+    leases: Arc<LeaseTable>,
+    cancel: CancellationToken,
+    cancel_requests: CancellationToken,
+    router: Router,
+    unix: UnixListener,
+    socket: PathBuf,
+    tcp: Option<(TcpListener, Router)>,
+    budget: Duration,
+}
+
+impl Daemon {
+    /// Builds the API over `backend` and binds the listeners.
+    pub async fn bind(backend: Arc<dyn LeaseBackend>, options: ServeOptions) -> Result<Self, ServeError> {
+        let mut registry = Registry::default();
+        backend.register_metrics(&mut registry);
+        let metrics = DaemonMetrics::register(&mut registry);
+        let cancel = CancellationToken::new();
+        let leases =
+            Arc::new(LeaseTable::new(options.default_ttl, options.max_ttl, metrics, cancel.child_token()));
+        let (router, state) = api::router(backend.clone(), leases.clone(), registry, options.max_body_bytes);
+        // Handlers still running when the budget is spent (or on an immediate stop) are dropped
+        // here, answering 503: axum runs each connection in its own task, which aborting the
+        // accept loop would not reach.
+        let cancel_requests = CancellationToken::new();
+        let router =
+            router.layer(axum::middleware::from_fn_with_state(cancel_requests.clone(), cancel_on_stop));
+        let unix = bind_unix(&options.socket)?;
+        let tcp = match options.tcp {
+            None => None,
+            Some((addr, token)) => {
+                let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Io {
+                    what: "cannot listen on",
+                    path: addr.to_string(),
+                    source,
+                })?;
+                let authed =
+                    router.clone().layer(axum::middleware::from_fn_with_state(token, require_bearer));
+                Some((listener, authed))
+            }
+        };
+        Ok(Self {
+            state,
+            backend,
+            leases,
+            cancel,
+            cancel_requests,
+            router,
+            unix,
+            socket: options.socket,
+            tcp,
+            budget: options.shutdown_budget,
+        })
+    }
+
+    /// The TCP address actually bound (useful with port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The Unix socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Serves until `signal` asks for a stop, then stops in order (see the module docs).
+    pub async fn run(self, signal: ShutdownSignal) -> StopReport {
+        let mut servers = JoinSet::new();
+        // One token fired on the first stop request, shared by every listener.
+        let stop = CancellationToken::new();
+        let fire = stop.clone();
+        let reached = signal.clone().reached(Phase::Graceful);
+        tokio::spawn(async move {
+            reached.await;
+            fire.cancel();
+        });
+        info!(socket = %self.socket.display(), "listening");
+        servers.spawn(
+            axum::serve(self.unix, self.router)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        if let Some((listener, router)) = self.tcp {
+            info!(addr = ?listener.local_addr().ok(), "listening on TCP (bearer token required)");
+            servers.spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future(),
+            );
+        }
+        stop.cancelled().await;
+        self.state.begin_shutdown();
+        let immediate = signal.clone().reached(Phase::Immediate);
+        let drained = tokio::select! {
+            drained = drain(&mut servers, self.budget) => drained,
+            () = immediate => false,
+        };
+        if !drained {
+            warn!(budget_ms = self.budget.as_millis() as u64, "cancelling in-flight requests");
+            self.cancel_requests.cancel();
+            // Cancelled handlers answer at once; give the connections a moment to flush that.
+            if !drain(&mut servers, CANCEL_GRACE).await {
+                servers.abort_all();
+                while servers.join_next().await.is_some() {}
+            }
+        }
+        // Nothing listens any more: remove the socket now, so clients fail fast while VMs stop.
+        if let Err(error) = std::fs::remove_file(&self.socket) {
+            warn!(socket = %self.socket.display(), %error, "cannot remove the socket");
+        }
+        let leases_ended = self.leases.release_all();
+        self.cancel.cancel();
+        self.backend.shutdown().await;
+        let report = StopReport { drained, immediate: signal.phase() == Phase::Immediate, leases_ended };
+        info!(?report, "stopped");
+        report
+    }
+}
+
+/// How long connections get to deliver the 503 of a cancelled request.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// Middleware: runs the request unless the daemon cancels in-flight requests first (503).
+async fn cancel_on_stop(
+    axum::extract::State(cancel): axum::extract::State<CancellationToken>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tokio::select! {
+        response = next.run(request) => response,
+        () = cancel.cancelled() => api::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the daemon stopped before this request finished; it was cancelled",
+        )
+        .into_response(),
+    }
+}
+
+/// Waits for every server task to finish, at most `budget`; true if they all did.
+async fn drain(servers: &mut JoinSet<std::io::Result<()>>, budget: Duration) -> bool {
+    let all = async {
+        while let Some(joined) = servers.join_next().await {
+            match joined {
+                Ok(Err(error)) => warn!(%error, "listener failed"),
+                Err(error) => warn!(%error, "listener task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+    };
+    tokio::time::timeout(budget, all).await.is_ok()
+}
+
+/// Binds the Unix socket: parent dir 0700 when created, stale socket replaced, socket 0600.
+fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
+    let io = |what, source| ServeError::Io { what, path: path.display().to_string(), source };
+    if let Some(parent) = path.parent().filter(|p| p.exists())
+        && let Ok(meta) = std::fs::metadata(parent)
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        // A directory another user owns (e.g. a predictable <tmp>/firepit-<uid> created first by
+        // someone else) lets that user swap our socket for theirs: refuse it.
+        if meta.uid() != me && meta.uid() != 0 {
+            let owner = format!(
+                "owned by uid {}, not by this user (uid {me}); remove it or set listen.socket",
+                meta.uid()
+            );
+            return Err(io(
+                "refusing the directory of",
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, owner),
+            ));
+        }
+        if meta.permissions().mode() & 0o002 != 0 {
+            warn!(dir = %parent.display(), "the socket's directory is world-writable; prefer a 0700 runtime dir");
+        }
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| io("cannot create the directory of", e))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ServeError::NotASocket(path.to_owned()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::SocketInUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(|e| io("cannot remove stale socket", e))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| io("cannot bind", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| io("cannot chmod", e))?;
+    Ok(listener)
+}

@@ -1,0 +1,48 @@
+//! Where the default guest image lives, so that every tool agrees on one place.
+//!
+//! `scripts/demo`, `scripts/test`, `firepit image build`, `firepit demo`, every bench, the
+//! default shape of `firepit serve` and the library all call [`default_dir`]; the environment
+//! variable [`IMAGE_DIR_ENV`] overrides it everywhere.
+
+use std::path::PathBuf;
+
+/// Environment variable naming the default image directory (overrides the per-user data dir).
+pub const IMAGE_DIR_ENV: &str = "FIREPIT_IMAGE_DIR";
+
+/// The default image directory: `$FIREPIT_IMAGE_DIR` when set and not empty, else
+/// `$XDG_DATA_HOME/firepit/image`, else `$HOME/.local/share/firepit/image`, else
+/// `/var/lib/firepit/image` (no home: a system service).
+///
+/// ```
+/// // SAFETY (test): no other thread reads the environment here.
+/// unsafe { std::env::set_var("FIREPIT_IMAGE_DIR", "/srv/firepit/image") };
+/// assert_eq!(firepit_image::default_dir(), std::path::Path::new("/srv/firepit/image"));
+/// ```
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(IMAGE_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let data_home =
+        std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()).map(PathBuf::from).or_else(|| {
+            std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share"))
+        });
+    match data_home {
+        Some(dir) => dir.join("firepit/image"),
+        None => PathBuf::from("/var/lib/firepit/image"),
+    }
+}
+
+impl crate::Image {
+    /// Opens the image at [`default_dir`], with an error that says how to build it when it is
+    /// missing.
+    ///
+    /// ```no_run
+    /// let image = firepit_image::Image::open_default()?;
+    /// println!("{} at {}", image.id(), image.dir().display());
+    /// # Ok::<(), firepit_image::ImageError>(())
+    /// ```
+    pub fn open_default() -> Result<Self, crate::ImageError> {
+        let dir = default_dir();
+        Self::open(&dir).map_err(|error| crate::ImageError::NoDefaultImage { dir, source: Box::new(error) })
+    }
+}

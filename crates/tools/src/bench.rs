@@ -1,0 +1,30 @@
+//! `firepit bench`: measurements on real VMs, one JSON object per line with `--json`.
+//!
+//! Benchmarks are not tests: they print numbers and judge nothing. Everything a run compares is
+//! measured side by side in that run, because the machines are noisy.
+
+use crate::ToolResult;
+
+/// Subcommands of `firepit bench`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// VM benchmarks: cold boot, reserve → first console reply, exec round trip, memory, idle CPU.
+    Vm(crate::bench_vm::VmBenchArgs),
+    /// Fill strategies side by side: cold boot vs snapshot restore (time, PSS), refill of 16.
+    Fill(crate::bench_fill::FillBenchArgs),
+    /// The daemon's API vs in process: acquire + release and exec round trip, p50/p99.
+    ///
+    /// Starts `firepit serve` on a temporary Unix socket and an in-process pool of the same shape,
+    /// and measures both in the same run, alternating between them. A release destroys the VM, so
+    /// every timed acquire + release first waits until both pools are full again.
+    Api(crate::bench_api::ApiBenchArgs),
+}
+
+/// Runs `firepit bench ...`.
+pub async fn run(command: BenchCommand) -> ToolResult {
+    match command {
+        BenchCommand::Vm(args) => crate::bench_vm::run(args).await,
+        BenchCommand::Fill(args) => crate::bench_fill::run(args).await,
+        BenchCommand::Api(args) => crate::bench_api::run(args).await,
+    }
+}

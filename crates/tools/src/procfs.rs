@@ -1,0 +1,100 @@
+//! What the tools read from /proc: a process's CPU time and peak RSS, and the one scan that finds
+//! our QEMU processes (by a directory their command line names: a daemon's state dir, a pool's
+//! runtime dir). A process's memory (RSS, PSS) comes from [`firepit::qemu::process_memory_kib`],
+//! the reader the provider prices snapshot clones with.
+
+use std::io;
+use std::path::Path;
+
+/// User + system CPU time of `pid` in clock ticks, from `/proc/<pid>/stat`.
+pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_cpu_ticks(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("cannot parse /proc/{pid}/stat")))
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces: count fields after its closing parenthesis.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime) of the whole line are 12 and 13 after the command name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 when unknown).
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// A QEMU process seen in /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QemuProcess {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time (clock ticks since boot), which tells a reused pid apart.
+    pub start_time: u64,
+}
+
+/// QEMU processes (not zombies, any parent) whose command line mentions `dir`: a daemon's VMs keep
+/// their sockets under its state dir, a pool's under its runtime dir.
+pub fn qemu_under(dir: &Path) -> Vec<QemuProcess> {
+    let marker = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let ours =
+                cmdline.starts_with(b"qemu-system") && cmdline.windows(marker.len()).any(|w| w == marker);
+            let (state, start_time) = stat_state(pid)?;
+            (ours && state != 'Z').then_some(QemuProcess { pid, start_time })
+        })
+        .collect()
+}
+
+/// State letter and start time of a process, from `/proc/<pid>/stat`.
+fn stat_state(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
+}
+
+/// Whether this exact process (pid and start time) is still alive and not a zombie.
+pub fn still_running(process: QemuProcess) -> bool {
+    stat_state(process.pid).is_some_and(|(state, start)| state != 'Z' && start == process.start_time)
+}
+
+/// Peak resident set size of `pid` in KiB (`VmHWM` in `/proc/<pid>/status`), 0 when unreadable.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_parse_survives_spaces_in_the_command_name() {
+        let stat = "42 (qemu system x86) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 100 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(12));
+    }
+
+    #[test]
+    fn own_process_has_memory_and_cpu() {
+        let pid = std::process::id();
+        let (rss, pss) = firepit::qemu::process_memory_kib(pid).unwrap();
+        assert!(rss > 0 && pss > 0 && pss <= rss, "rss {rss} pss {pss}");
+        assert!(cpu_ticks(pid).is_ok());
+    }
+}
