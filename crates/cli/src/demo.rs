@@ -14,9 +14,9 @@ use crate::{CliResult, progress};
 /// Arguments of `firepit demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// The guest image directory (default: where `firepit image build` writes it).
-    #[arg(long, default_value_os_t = crate::image::default_out())]
-    image: PathBuf,
+    /// The guest image directory (default: the default image, built first when missing).
+    #[arg(long)]
+    image: Option<PathBuf>,
     /// Number of VMs in the pool.
     #[arg(long, default_value_t = 4)]
     vms: usize,
@@ -27,12 +27,10 @@ pub struct DemoArgs {
 
 /// Runs `firepit demo`.
 pub async fn run(args: DemoArgs) -> CliResult {
-    let image = firepit::image::Image::open(&args.image).map_err(|e| {
-        format!(
-            "{e}\n  build the image first: scripts/build-image (or `firepit image build --out {}`)",
-            args.image.display()
-        )
-    })?;
+    let image = match &args.image {
+        Some(dir) => firepit::image::Image::open(dir)?,
+        None => crate::image::ensure_default()?,
+    };
     println!("image {} (kernel {}) at {}", image.id(), image.kernel_version(), image.dir().display());
 
     let started = Instant::now();

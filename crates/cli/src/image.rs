@@ -1,45 +1,66 @@
-//! `firepit image build`: builds (or reuses) the guest image, drawing a progress bar on a terminal
-//! and plain lines otherwise (CI logs).
+//! `firepit image build` and the default image the other verbs need: the guest agent embedded in
+//! this binary (see `build.rs`), a progress bar on a terminal and plain lines otherwise (CI logs).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use firepit_image::{ImageBuilder, Progress};
+use firepit_image::{Image, ImageBuilder, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
 
-/// Default agent: `$FIREPIT_AGENT`, else `firepit-agent` next to this executable, else the path
-/// `scripts/build-image` builds it to.
-fn default_agent() -> PathBuf {
-    if let Some(path) = std::env::var_os("FIREPIT_AGENT") {
-        return PathBuf::from(path);
+/// The static guest agent, built for the guest and embedded at build time.
+const EMBEDDED_AGENT: &[u8] = include_bytes!(env!("FIREPIT_EMBEDDED_AGENT"));
+
+type ImageResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The embedded agent as a file under `<image dir>/.cache/agent/`, named by its hash and written
+/// once, so the image builder's cache sees the same file (size, mtime, inode) on every build.
+fn embedded_agent(image_dir: &Path) -> ImageResult<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let hash = hex::encode(&Sha256::digest(EMBEDDED_AGENT)[..8]);
+    let dir = image_dir.join(".cache").join("agent");
+    let path = dir.join(format!("firepit-agent-{hash}"));
+    if path.is_file() {
+        return Ok(path);
     }
-    let beside_us =
-        std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("firepit-agent")));
-    match beside_us {
-        Some(path) if path.is_file() => path,
-        _ => PathBuf::from("target/x86_64-unknown-linux-gnu/agent/firepit-agent"),
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let partial = dir.join(format!(".firepit-agent-{hash}.{}", std::process::id()));
+    std::fs::write(&partial, EMBEDDED_AGENT)
+        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&partial, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Builds (or reuses, when its inputs are unchanged) the guest image in `out` — default: the
+/// default image location — with `agent` or else the embedded agent. Prints the directory.
+pub fn run_build(agent: Option<PathBuf>, out: Option<PathBuf>) -> ImageResult<()> {
+    let out = out.unwrap_or_else(firepit_image::default_dir);
+    build(agent, &out)?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// The image at the default location, built first (with progress) when there is none.
+pub fn ensure_default() -> ImageResult<Image> {
+    match Image::open_default() {
+        Ok(image) => Ok(image),
+        Err(_) => {
+            let dir = firepit_image::default_dir();
+            eprintln!("no guest image in {} yet: building it (once; later starts reuse it)", dir.display());
+            build(None, &dir)
+        }
     }
 }
 
-/// Default output: `$FIREPIT_IMAGE_DIR`, else `$XDG_DATA_HOME/firepit/image`, else
-/// `~/.local/share/firepit/image`, else `target/firepit-image`.
-pub(super) fn default_out() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FIREPIT_IMAGE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")));
-    data_home.map_or_else(|| PathBuf::from("target/firepit-image"), |dir| dir.join("firepit/image"))
-}
-
-/// Builds the guest image.
-pub fn run_build(agent: Option<PathBuf>, out: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
-    let agent = agent.unwrap_or_else(default_agent);
-    let out = out.unwrap_or_else(default_out);
+fn build(agent: Option<PathBuf>, out: &Path) -> ImageResult<Image> {
+    let agent = match agent {
+        Some(path) => path,
+        None => embedded_agent(out)?,
+    };
     let started = Instant::now();
-    let builder = ImageBuilder::new(&out).agent(&agent);
+    let builder = ImageBuilder::new(out).agent(&agent);
     let image = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")?);
@@ -61,6 +82,5 @@ pub fn run_build(agent: Option<PathBuf>, out: Option<PathBuf>) -> Result<(), Box
         out.display(),
         started.elapsed().as_secs_f64()
     );
-    println!("{}", out.display());
-    Ok(())
+    Ok(image)
 }

@@ -20,7 +20,7 @@ pub enum LeaseCommand {
         #[command(flatten)]
         connect: ConnectArgs,
         /// Shape to lease (see `firepit status`).
-        #[arg(long)]
+        #[arg(long, default_value = "default")]
         shape: String,
         /// How long to wait for a ready VM, in ms.
         #[arg(long, default_value_t = 30_000)]

@@ -61,10 +61,11 @@ enum Command {
 enum ImageCommand {
     /// Build (or reuse, when cached) the guest image: Debian cloud kernel + busybox + firepit-agent.
     Build {
-        /// The static guest agent binary (default: $FIREPIT_AGENT, else next to this executable).
+        /// A static guest agent binary to use instead of the one embedded in this executable.
         #[arg(long)]
         agent: Option<PathBuf>,
-        /// Output directory (default: $FIREPIT_IMAGE_DIR, else a per-user data directory).
+        /// Output directory (default: $FIREPIT_IMAGE_DIR, else $XDG_DATA_HOME/firepit/image, else
+        /// ~/.local/share/firepit/image).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -72,7 +73,7 @@ enum ImageCommand {
     /// Templates outlive pools and daemons so the next start skips the template boot; a running
     /// daemon whose template is removed falls back to cold boot until it has rebuilt it.
     CleanTemplates {
-        /// Template directory (default: /dev/shm/firepit-<uid>-templates).
+        /// Template directory (default: `/dev/shm/firepit-<uid>-templates`).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -97,7 +98,7 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> CliResult {
     if let Command::Image(ImageCommand::Build { agent, out }) = command {
-        return image::run_build(agent, out).map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string().into());
+        return image::run_build(agent, out).map(|()| ExitCode::SUCCESS);
     }
     if let Command::Image(ImageCommand::CleanTemplates { dir }) = command {
         let template_dir = dir.unwrap_or_else(firepit_qemu::default_template_dir);

@@ -12,7 +12,7 @@ pub struct RunArgs {
     #[command(flatten)]
     connect: ConnectArgs,
     /// Shape of the VM (see `firepit status`).
-    #[arg(long)]
+    #[arg(long, default_value = "default")]
     shape: String,
     /// How long to wait for a ready VM, in ms.
     #[arg(long, default_value_t = 30_000)]

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use firepit_daemon::{self as daemon, config::Config, shutdown};
+use firepit_daemon::config::Config;
+use firepit_daemon::server::Listeners;
 
 use crate::logging;
 
@@ -13,9 +14,11 @@ use crate::CliResult;
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// The config file (TOML): shapes to keep warm, limits, listeners, lease TTLs. Every key is
-    /// explained in the annotated example `crates/firepit/src/daemon/firepit.example.toml`.
+    /// explained in the annotated example `crates/daemon/firepit.example.toml`. Without one, the
+    /// daemon serves one shape named `default` on the default image (built on first start) at the
+    /// default socket.
     #[arg(long, short, env = "FIREPIT_CONFIG", value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Log one JSON object per line instead of human-readable text (level from RUST_LOG).
     #[arg(long)]
     log_json: bool,
@@ -29,14 +32,33 @@ pub struct ServeArgs {
 /// at once). The socket is removed and every VM destroyed before it returns.
 pub async fn run(args: ServeArgs) -> CliResult {
     logging::init(args.log_json);
-    let config = Config::load(&args.config)?;
-    if args.check {
-        println!("{}: ok ({} shapes)", args.config.display(), config.shapes.len());
+    if let Some(path) = &args.config {
+        let config = Config::load(path)?;
+        if args.check {
+            println!("{}: ok ({} shapes)", path.display(), config.shapes.len());
+            return Ok(ExitCode::SUCCESS);
+        }
+        firepit_daemon::serve(&config).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (controller, signal) = shutdown::channel();
-    shutdown::forward_os_signals(controller)?;
-    let config_ref = &config;
-    daemon::run(config_ref, signal, move |records| daemon::build_backend(config_ref, records)).await?;
+    // The built-in config: bind the default socket first, so that clients started right after
+    // `firepit serve &` wait for the daemon while it builds the default image (first start only)
+    // and warms the pool, instead of finding no socket.
+    let listeners = match args.check {
+        true => None,
+        false => Some(Listeners::bind(&firepit_api::default_socket_path(), None).await?),
+    };
+    let image = tokio::task::spawn_blocking(crate::image::ensure_default).await??;
+    let config = Config::builtin(image.dir())?;
+    match listeners {
+        None => println!(
+            "built-in default config: ok ({} shape on {})",
+            config.shapes.len(),
+            image.dir().display()
+        ),
+        Some(listeners) => {
+            firepit_daemon::serve_on(listeners, &config).await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

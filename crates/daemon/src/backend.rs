@@ -2,7 +2,7 @@
 //!
 //! The HTTP layer never sees QEMU or the engine's generic `Pool<P>`: it talks to an
 //! `Arc<dyn LeaseBackend>`. The real backend is an adapter over `firepit_pool::Pool<QemuProvider>`
-//! (see [`crate::build_backend`]); [`crate::fake::FakeBackend`] is an in-memory one
+//! (see [`crate::build_backend`]); `fake::FakeBackend` (behind the `testing` feature) is an in-memory one
 //! for tests and examples.
 //!
 //! Contract, in short:
@@ -52,7 +52,7 @@ pub trait LeaseBackend: Send + Sync + 'static {
     /// Hands out one ready VM of `shape`, waiting up to `wait` for one (zero: do not wait).
     ///
     /// Errors: [`AcquireError::UnknownShape`], [`AcquireError::Exhausted`] (none ready within
-    /// `wait`), [`AcquireError::ShuttingDown`], [`AcquireError::Other`].
+    /// `wait`), [`AcquireError::ShuttingDown`], [`AcquireError::Backend`].
     fn acquire<'a>(
         &'a self,
         shape: &'a str,
@@ -105,10 +105,13 @@ pub enum AcquireError {
     /// The backend is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,
-    /// Anything else (the message is shown to the client).
-    #[error("{0}")]
-    Other(String),
+    /// The backend failed for another reason (its cause chain is shown to the client).
+    #[error("the pool failed to hand out a VM")]
+    Backend(#[source] BoxError),
 }
+
+/// A backend's own error, boxed: the trait is backend-agnostic, the cause chain is kept.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why [`LeasedVm::exec`] failed (the program's own failure is an `Ok` with its exit code).
 #[derive(Debug, thiserror::Error)]
@@ -130,9 +133,15 @@ pub enum ShapeError {
     /// No shape of that name is registered.
     #[error("unknown shape `{0}`")]
     Unknown(String),
-    /// The spec is invalid or cannot be served (the message says what to change).
-    #[error("{0}")]
-    Invalid(String),
+    /// The spec is valid but cannot be served (e.g. its image does not open); the cause says why.
+    #[error("shape `{shape}` cannot be served")]
+    Invalid {
+        /// The shape's name.
+        shape: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
     /// The backend is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,

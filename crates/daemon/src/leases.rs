@@ -205,7 +205,7 @@ impl LeaseTable {
                     AcquireError::UnknownShape(_) => "unknown_shape",
                     AcquireError::Exhausted { .. } => "exhausted",
                     AcquireError::ShuttingDown => "shutting_down",
-                    AcquireError::Other(_) => "error",
+                    AcquireError::Backend(_) => "error",
                 };
                 self.metrics.acquire_outcome(&params.shape, what);
                 return Err(error.into());

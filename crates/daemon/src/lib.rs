@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The HTTP layer only knows the small [`backend::LeaseBackend`] trait; the QEMU pool is plugged in
-//! by [`wiring::build_backend`], and [`fake::FakeBackend`] serves the tests.
+//! by [`wiring::build_backend`], and `fake::FakeBackend` (behind the `testing` feature) serves the tests.
 
 #![warn(missing_docs)]
 
@@ -50,7 +50,7 @@ use auth::{BearerToken, TokenError};
 use backend::LeaseBackend;
 use config::Config;
 use records::{RecordError, RecordStore};
-use server::{Daemon, ServeError, ServeOptions, StopReport};
+use server::{Daemon, Listeners, ServeError, ServeOptions, StopReport};
 use shutdown::ShutdownSignal;
 use wiring::BuildBackendError;
 
@@ -69,6 +69,34 @@ pub enum DaemonError {
     /// The listeners could not be bound.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// SIGTERM / SIGINT could not be watched.
+    #[error("cannot watch SIGTERM / SIGINT: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Serves `config` until SIGTERM or SIGINT: what `firepit serve` does. The first signal stops
+/// gracefully (in-flight requests get `shutdown.budget_secs`), a second one at once; every VM is
+/// destroyed and the socket removed before it returns.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = firepit_daemon::config::Config::builtin(&firepit_image::default_dir())?;
+/// let report = firepit_daemon::serve(&config).await?;
+/// println!("stopped: {report:?}");
+/// # Ok(()) }
+/// ```
+pub async fn serve(config: &Config) -> Result<StopReport, DaemonError> {
+    let options = serve_options(config)?;
+    let listeners = Listeners::bind(&options.socket, options.tcp).await?;
+    serve_on(listeners, config).await
+}
+
+/// [`serve`] on listeners bound earlier: `firepit serve` without a config binds the default
+/// socket first, then builds the default image, so clients started meanwhile wait for it.
+pub async fn serve_on(listeners: Listeners, config: &Config) -> Result<StopReport, DaemonError> {
+    let (controller, signal) = shutdown::channel();
+    shutdown::forward_os_signals(controller).map_err(DaemonError::Signals)?;
+    run_on(listeners, config, signal, |records| build_backend(config, records)).await
 }
 
 /// The listener options a validated config asks for (loads the TCP token).
@@ -95,8 +123,8 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
     })
 }
 
-/// Runs the daemon for a validated config until `signal` stops it: locks the state dir, reaps
-/// what a previous run left, builds the backend with `build`, binds and serves.
+/// Runs the daemon for a validated config until `signal` stops it: binds the listeners, locks the
+/// state dir, reaps what a previous run left, builds the backend with `build` and serves.
 ///
 /// `build` is [`build_backend`] in `firepit serve`; tests pass a fake.
 pub async fn run<F, Fut>(config: &Config, signal: ShutdownSignal, build: F) -> Result<StopReport, DaemonError>
@@ -105,24 +133,33 @@ where
     Fut: Future<Output = Result<Arc<dyn LeaseBackend>, BuildBackendError>>,
 {
     let options = serve_options(config)?;
+    let listeners = Listeners::bind(&options.socket, options.tcp).await?;
+    run_on(listeners, config, signal, build).await
+}
+
+/// [`run`] on listeners bound earlier.
+pub async fn run_on<F, Fut>(
+    listeners: Listeners,
+    config: &Config,
+    signal: ShutdownSignal,
+    build: F,
+) -> Result<StopReport, DaemonError>
+where
+    F: FnOnce(Arc<RecordStore>) -> Fut,
+    Fut: Future<Output = Result<Arc<dyn LeaseBackend>, BuildBackendError>>,
+{
+    let options = serve_options(config)?;
     let records = Arc::new(RecordStore::open(&config.state_dir())?);
     let reaper = records.clone();
-    let report = tokio::task::spawn_blocking(move || reaper.reap_previous())
-        .await
-        .map_err(|e| BuildBackendError::Pool(format!("the reaper task failed: {e}")))?;
+    let report =
+        tokio::task::spawn_blocking(move || reaper.reap_previous()).await.map_err(BuildBackendError::Task)?;
     if !report.errors.is_empty() {
         tracing::warn!(errors = ?report.errors, "some VMs of a previous run could not be reaped");
     }
     // The state-dir lock lives as long as this function, whatever the backend does with its handle.
     let _state_dir_lock = records.clone();
     let backend = build(records).await?;
-    let daemon = match Daemon::bind(backend.clone(), options).await {
-        Ok(daemon) => daemon,
-        Err(error) => {
-            backend.shutdown().await;
-            return Err(error.into());
-        }
-    };
+    let daemon = Daemon::new(backend, listeners, &options);
     info!(shapes = config.shapes.len(), "daemon ready");
     Ok(daemon.run(signal).await)
 }

@@ -40,4 +40,24 @@ impl Config {
         validate::config(&config)?;
         Ok(config)
     }
+
+    /// The configuration `firepit serve` runs without `--config`: one shape named `default` on
+    /// `image` (normally the default image, `firepit_image::default_dir()`), every other key at its
+    /// default (the socket at [`crate::config::default_socket_path`]). It goes through the same
+    /// parser and validation as a file, so its defaults are the file's.
+    ///
+    /// ```
+    /// let image = std::env::temp_dir(); // any existing directory passes validation
+    /// let config = firepit_daemon::config::Config::builtin(&image)?;
+    /// assert_eq!(config.shapes[0].name, "default");
+    /// assert_eq!(config.socket_path(), firepit_daemon::config::default_socket_path());
+    /// # Ok::<(), firepit_daemon::config::ConfigError>(())
+    /// ```
+    pub fn builtin(image: &Path) -> Result<Self, ConfigError> {
+        let text = format!(
+            "[[shape]]\nname = \"default\"\nimage = {}\n",
+            toml::Value::String(image.to_string_lossy().into_owned())
+        );
+        Self::from_toml(&text, Path::new("<built-in default config>"))
+    }
 }

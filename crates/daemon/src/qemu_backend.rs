@@ -13,8 +13,8 @@ use firepit_pool::{HealthCheck, PoolError, PooledVm, Provider, ShapeConfig, Shap
 use firepit_qemu::{ImagePaths, ProviderConfig, QemuError, QemuProvider, QemuVm};
 
 use crate::backend::{
-    AcquireError, BoxFuture, ExecError, FillStrategy, LeaseBackend, LeasedVm, OwnedProcess, OwnershipHook,
-    ShapeError, ShapeSpec, ShapeStatusView,
+    AcquireError, BoxError, BoxFuture, ExecError, FillStrategy, LeaseBackend, LeasedVm, OwnedProcess,
+    OwnershipHook, ShapeError, ShapeSpec, ShapeStatusView,
 };
 
 type QemuPool = firepit_pool::Pool<RecordedProvider>;
@@ -96,6 +96,51 @@ impl HealthCheck<QemuVm> for ShapeHealthCheck {
     }
 }
 
+/// Why a shape cannot be served by the QEMU backend.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeSetupError {
+    /// Its image directory does not hold a firepit image.
+    #[error("shape `{shape}`: cannot open its image")]
+    Image {
+        /// The shape.
+        shape: String,
+        /// Why.
+        #[source]
+        source: firepit_image::ImageError,
+    },
+    /// The provider refused its image.
+    #[error("shape `{shape}`: the QEMU provider refused its image")]
+    Provider {
+        /// The shape.
+        shape: String,
+        /// Why.
+        #[source]
+        source: QemuError,
+    },
+    /// Its memory does not fit the engine's 32-bit MiB count.
+    #[error("shape `{shape}`: memory_mb {memory_mb} is too large")]
+    MemoryTooLarge {
+        /// The shape.
+        shape: String,
+        /// What it asked for.
+        memory_mb: u64,
+    },
+}
+
+/// Why the QEMU backend did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The QEMU provider could not be set up (binary, runtime dir, user).
+    #[error("cannot set up the QEMU provider")]
+    Provider(#[source] QemuError),
+    /// A configured shape cannot be served.
+    #[error(transparent)]
+    Shape(#[from] ShapeSetupError),
+    /// The pools did not warm up.
+    #[error("the pools did not warm up")]
+    Pool(#[source] PoolError),
+}
+
 /// [`LeaseBackend`] over a pool of QEMU microVMs.
 pub struct QemuBackend {
     pool: QemuPool,
@@ -113,8 +158,8 @@ impl QemuBackend {
         memory_budget_mb: u64,
         shutdown_budget: Duration,
         hook: Arc<dyn OwnershipHook>,
-    ) -> Result<Self, String> {
-        let provider = QemuProvider::new(provider_config).map_err(|e| e.to_string())?;
+    ) -> Result<Self, StartError> {
+        let provider = QemuProvider::new(provider_config).map_err(StartError::Provider)?;
         let table = Arc::new(RwLock::new(ShapeTable::default()));
         let recorded = RecordedProvider { inner: provider.clone(), hook };
         let mut builder = firepit_pool::Pool::builder(recorded)
@@ -129,7 +174,7 @@ impl QemuBackend {
             builder = builder.shape_with(shape.key.clone(), shape_config(&shape.spec));
             insert(&mut write(&table), shape);
         }
-        let pool = builder.build().await.map_err(|e| e.to_string())?;
+        let pool = builder.build().await.map_err(StartError::Pool)?;
         let accelerator = provider.accel().await.as_str().to_owned();
         Ok(Self { pool, provider, table, accelerator })
     }
@@ -140,8 +185,9 @@ impl QemuBackend {
 }
 
 /// Opens the shape's image, registers it with the provider and derives its engine key.
-fn prepare_shape(provider: &QemuProvider, spec: ShapeSpec) -> Result<Shape, String> {
-    let image = firepit_image::Image::open(&spec.image).map_err(|e| format!("shape `{}`: {e}", spec.name))?;
+fn prepare_shape(provider: &QemuProvider, spec: ShapeSpec) -> Result<Shape, ShapeSetupError> {
+    let image = firepit_image::Image::open(&spec.image)
+        .map_err(|source| ShapeSetupError::Image { shape: spec.name.clone(), source })?;
     let fill = match spec.fill {
         FillStrategy::Cold => firepit_qemu::FillStrategy::ColdBoot,
         FillStrategy::Snapshot => firepit_qemu::FillStrategy::Snapshot,
@@ -149,9 +195,11 @@ fn prepare_shape(provider: &QemuProvider, spec: ShapeSpec) -> Result<Shape, Stri
     let paths = ImagePaths::new(image.kernel(), image.initramfs());
     provider
         .register_image_with(image.id(), paths, fill)
-        .map_err(|e| format!("shape `{}`: {e}", spec.name))?;
-    let memory_mb = u32::try_from(spec.memory_mb)
-        .map_err(|_| format!("shape `{}`: memory_mb {} is too large", spec.name, spec.memory_mb))?;
+        .map_err(|source| ShapeSetupError::Provider { shape: spec.name.clone(), source })?;
+    let memory_mb = u32::try_from(spec.memory_mb).map_err(|_| ShapeSetupError::MemoryTooLarge {
+        shape: spec.name.clone(),
+        memory_mb: spec.memory_mb,
+    })?;
     // The name is part of the key's version so two names over one image stay two buckets.
     let version = format!("{}+{}", image.kernel_version(), spec.name);
     let key = ShapeKey::new(image.id(), version, spec.cpus, memory_mb);
@@ -186,7 +234,7 @@ fn acquire_error(shape: &str, wait: Duration, error: PoolError) -> AcquireError 
             AcquireError::Exhausted { shape: shape.to_owned(), waited_ms: wait.as_millis() as u64 }
         }
         PoolError::ShuttingDown => AcquireError::ShuttingDown,
-        other => AcquireError::Other(other.to_string()),
+        other => AcquireError::Backend(Box::new(other)),
     }
 }
 
@@ -247,10 +295,12 @@ impl LeaseBackend for QemuBackend {
             if read(&self.table).by_name.contains_key(&spec.name) {
                 return Err(ShapeError::AlreadyExists(spec.name));
             }
-            let shape = prepare_shape(&self.provider, spec).map_err(ShapeError::Invalid)?;
+            let name = spec.name.clone();
+            let invalid = |source: BoxError| ShapeError::Invalid { shape: name.clone(), source };
+            let shape = prepare_shape(&self.provider, spec).map_err(|e| invalid(Box::new(e)))?;
             self.pool.register_shape(shape.key.clone(), shape_config(&shape.spec)).map_err(|e| match e {
                 PoolError::ShuttingDown => ShapeError::ShuttingDown,
-                other => ShapeError::Invalid(other.to_string()),
+                other => invalid(Box::new(other)),
             })?;
             insert(&mut write(&self.table), shape);
             Ok(())
@@ -266,7 +316,7 @@ impl LeaseBackend for QemuBackend {
             write(&self.table).checked.remove(&shape.key);
             self.pool.unregister_shape(&shape.key).await.map_err(|e| match e {
                 PoolError::ShuttingDown => ShapeError::ShuttingDown,
-                other => ShapeError::Invalid(other.to_string()),
+                other => ShapeError::Invalid { shape: name.to_owned(), source: Box::new(other) },
             })
         })
     }

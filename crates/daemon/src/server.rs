@@ -73,6 +73,54 @@ pub struct StopReport {
     pub leases_ended: usize,
 }
 
+/// The daemon's listeners, bound before its pools warm up: a client that connects meanwhile waits
+/// in the listen backlog and is answered once the daemon serves (so `firepit serve &` followed at
+/// once by `firepit run` works). Dropped without serving, they remove the socket file.
+pub struct Listeners {
+    unix: UnixListener,
+    socket: SocketFile,
+    tcp: Option<(TcpListener, BearerToken)>,
+}
+
+impl Listeners {
+    /// Binds the Unix socket (see [`ServeOptions::socket`] for its modes) and the TCP listener.
+    pub async fn bind(socket: &Path, tcp: Option<(SocketAddr, BearerToken)>) -> Result<Self, ServeError> {
+        let unix = bind_unix(socket)?;
+        let socket = SocketFile(socket.to_owned());
+        let tcp = match tcp {
+            None => None,
+            Some((addr, token)) => {
+                let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Io {
+                    what: "cannot listen on",
+                    path: addr.to_string(),
+                    source,
+                })?;
+                Some((listener, token))
+            }
+        };
+        Ok(Self { unix, socket, tcp })
+    }
+
+    /// The Unix socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket.0
+    }
+}
+
+/// The socket file we bound; removed when dropped.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                warn!(socket = %self.0.display(), %error, "cannot remove the socket");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A bound, not yet serving daemon.
 pub struct Daemon {
     state: AppState,
@@ -82,14 +130,21 @@ pub struct Daemon {
     cancel_requests: CancellationToken,
     router: Router,
     unix: UnixListener,
-    socket: PathBuf,
+    socket: SocketFile,
     tcp: Option<(TcpListener, Router)>,
     budget: Duration,
 }
 
 impl Daemon {
-    /// Builds the API over `backend` and binds the listeners.
+    /// Binds the listeners of `options` and builds the API over `backend`.
     pub async fn bind(backend: Arc<dyn LeaseBackend>, options: ServeOptions) -> Result<Self, ServeError> {
+        let listeners = Listeners::bind(&options.socket, options.tcp.clone()).await?;
+        Ok(Self::new(backend, listeners, &options))
+    }
+
+    /// Builds the API over `backend` on listeners bound earlier (the socket and TCP settings of
+    /// `options` are the listeners').
+    pub fn new(backend: Arc<dyn LeaseBackend>, listeners: Listeners, options: &ServeOptions) -> Self {
         let mut registry = Registry::default();
         backend.register_metrics(&mut registry);
         let metrics = DaemonMetrics::register(&mut registry);
@@ -103,21 +158,12 @@ impl Daemon {
         let cancel_requests = CancellationToken::new();
         let router =
             router.layer(axum::middleware::from_fn_with_state(cancel_requests.clone(), cancel_on_stop));
-        let unix = bind_unix(&options.socket)?;
-        let tcp = match options.tcp {
-            None => None,
-            Some((addr, token)) => {
-                let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Io {
-                    what: "cannot listen on",
-                    path: addr.to_string(),
-                    source,
-                })?;
-                let authed =
-                    router.clone().layer(axum::middleware::from_fn_with_state(token, require_bearer));
-                Some((listener, authed))
-            }
-        };
-        Ok(Self {
+        let Listeners { unix, socket, tcp } = listeners;
+        let tcp = tcp.map(|(listener, token)| {
+            let authed = router.clone().layer(axum::middleware::from_fn_with_state(token, require_bearer));
+            (listener, authed)
+        });
+        Self {
             state,
             backend,
             leases,
@@ -125,10 +171,10 @@ impl Daemon {
             cancel_requests,
             router,
             unix,
-            socket: options.socket,
+            socket,
             tcp,
             budget: options.shutdown_budget,
-        })
+        }
     }
 
     /// The TCP address actually bound (useful with port 0).
@@ -138,7 +184,7 @@ impl Daemon {
 
     /// The Unix socket path.
     pub fn socket_path(&self) -> &Path {
-        &self.socket
+        &self.socket.0
     }
 
     /// Serves until `signal` asks for a stop, then stops in order (see the module docs).
@@ -152,7 +198,7 @@ impl Daemon {
             reached.await;
             fire.cancel();
         });
-        info!(socket = %self.socket.display(), "listening");
+        info!(socket = %self.socket.0.display(), "listening");
         servers.spawn(
             axum::serve(self.unix, self.router)
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
@@ -183,9 +229,7 @@ impl Daemon {
             }
         }
         // Nothing listens any more: remove the socket now, so clients fail fast while VMs stop.
-        if let Err(error) = std::fs::remove_file(&self.socket) {
-            warn!(socket = %self.socket.display(), %error, "cannot remove the socket");
-        }
+        drop(self.socket);
         let leases_ended = self.leases.release_all();
         self.cancel.cancel();
         self.backend.shutdown().await;

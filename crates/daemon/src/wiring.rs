@@ -6,15 +6,27 @@ use std::sync::Arc;
 
 use crate::backend::LeaseBackend;
 use crate::config::Config;
-use crate::qemu_backend::QemuBackend;
+use crate::qemu_backend::{QemuBackend, StartError};
 use crate::records::RecordStore;
 
 /// Why the backend could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildBackendError {
-    /// The pool could not be built (warm-up failed, bad image, ...).
-    #[error("cannot start the pools: {0}")]
-    Pool(String),
+    /// What a previous run left under the state dir could not be removed.
+    #[error("cannot clear the stale VM directory {}", dir.display())]
+    StaleVmDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking start-up task (the reaper) panicked or was cancelled.
+    #[error("a start-up task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// The QEMU backend did not start (provider, a shape, warm-up).
+    #[error("cannot start the pools")]
+    Start(#[from] StartError),
 }
 
 /// Builds the real backend for `config` (returns once every shape reached its low water mark).
@@ -31,10 +43,7 @@ pub async fn build_backend(
     if vms_dir.exists()
         && let Err(e) = std::fs::remove_dir_all(&vms_dir)
     {
-        return Err(BuildBackendError::Pool(format!(
-            "cannot clear stale VM directory {}: {e}",
-            vms_dir.display()
-        )));
+        return Err(BuildBackendError::StaleVmDir { dir: vms_dir, source: e });
     }
     let defaults = firepit_qemu::ProviderConfig::default();
     let provider_config = firepit_qemu::ProviderConfig {
@@ -53,7 +62,6 @@ pub async fn build_backend(
         config.shutdown_budget(),
         records,
     )
-    .await
-    .map_err(BuildBackendError::Pool)?;
+    .await?;
     Ok(Arc::new(backend))
 }

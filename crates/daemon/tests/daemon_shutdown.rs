@@ -110,10 +110,14 @@ async fn stale_socket_is_replaced_and_a_live_one_is_refused() {
 }
 
 fn config_in(dir: &tempfile::TempDir) -> Config {
+    config_with_socket(dir, "firepit.sock")
+}
+
+fn config_with_socket(dir: &tempfile::TempDir, socket: &str) -> Config {
     let text = format!(
         "state_dir = {state:?}\n[listen]\nsocket = {socket:?}\n[[shape]]\nname = \"small\"\nimage = {image:?}\n",
         state = dir.path().join("state"),
-        socket = dir.path().join("firepit.sock"),
+        socket = dir.path().join(socket),
         image = dir.path(),
     );
     Config::from_toml(&text, "test".as_ref()).unwrap()
@@ -143,20 +147,24 @@ async fn start_up_reaps_processes_a_crashed_previous_run_left() {
         })
         .await
     });
+    // The socket is bound first; requests are answered once the daemon serves.
+    let client = firepit_client::Client::new(firepit_client::Endpoint::Unix(config.socket_path()));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !config.socket_path().exists() && Instant::now() < deadline {
+    while client.healthz().await.is_err() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(orphan.try_wait().unwrap().is_some(), "the orphan was killed before serving");
     assert!(!vm_dir.exists(), "its runtime dir was removed");
 
-    // A second daemon on the same state dir is refused.
+    // A second daemon on the same state dir (another socket) is refused, and its socket removed.
+    let other = config_with_socket(&dir, "other.sock");
     let (_c2, signal2) = shutdown::channel();
-    let second = firepit_daemon::run(&config, signal2, |_records| async {
+    let second = firepit_daemon::run(&other, signal2, |_records| async {
         Ok(Arc::new(FakeBackend::default()) as Arc<dyn LeaseBackend>)
     })
     .await;
     assert!(matches!(second, Err(DaemonError::Records(RecordError::Locked(_)))), "{second:?}");
+    assert!(!other.socket_path().exists(), "a daemon that did not start leaves no socket");
 
     controller.graceful();
     daemon.await.unwrap().unwrap();

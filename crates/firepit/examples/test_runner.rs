@@ -2,9 +2,12 @@
 //! VM, each sends a command on the serial console and waits for `TEST_DONE`.
 //!
 //! ```sh
-//! scripts/build-image
-//! FIREPIT_IMAGE_DIR=target/firepit-image cargo run -p firepit --example test_runner -- 8
+//! cargo run -p firepit --example test_runner -- 8    # after `firepit image build` (or scripts/demo)
 //! ```
+//!
+//! The console echoes what is typed, so the command line itself must not contain the marker the
+//! runner waits for: the shell computes it (`TEST_DONE-$((N+0))` prints `TEST_DONE-N`, which the
+//! echoed line does not contain), as the result (`$((N*N))`) it checks.
 
 use std::time::{Duration, Instant};
 
@@ -13,8 +16,7 @@ use firepit::{Firepit, VmConfig};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let tests: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(6);
-    let dir = std::env::var_os("FIREPIT_IMAGE_DIR").unwrap_or_else(|| "target/firepit-image".into());
-    let image = firepit::image::Image::open(dir.as_ref())?;
+    let image = firepit::image::Image::open_default()?;
 
     let started = Instant::now();
     let pool =
@@ -29,7 +31,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let vm = pool.reserve().await?;
             let waited = waited.elapsed();
             let console = vm.console().await?;
-            console.send(&format!("echo test-{test}: $(({test}*{test})) && echo TEST_DONE-{test}\n")).await?;
+            console
+                .send(&format!("echo test-{test}: $(({test}*{test})) && echo TEST_DONE-$(({test}+0))\n"))
+                .await?;
             let out =
                 console.read_until_timeout(&format!("TEST_DONE-{test}"), Duration::from_secs(30)).await?;
             let passed = out.contains(&format!("test-{test}: {}", test * test));

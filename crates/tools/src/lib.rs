@@ -13,7 +13,7 @@
 //! How the parts fit, bottom up: [`stats`] (percentiles, JSON lines) and [`procfs`] (CPU time,
 //! peak RSS, the scan for our QEMU processes) use nothing of ours; [`child_daemon`] starts and
 //! stops `firepit serve`; the benches ([`bench_vm`], [`bench_fill`], [`bench_api`]) and the soak
-//! (`soak_*`) use those; [`bench`] and [`soak`] are the entry points the CLI calls.
+//! (`soak_*`) use those; [`bench`](mod@bench) and [`soak`](mod@soak) are the entry points the CLI calls.
 
 #![warn(missing_docs)]
 

@@ -2,13 +2,13 @@
 //! (`firepit serve` as a child process, real QEMU VMs) while a chaos task injects faults; then
 //! leak accounting and one JSON line. Exit code 1 when a pass condition fails.
 //!
-//! Faults (see [`crate::soak_chaos`]): `kill -9` of leased and idle VMs' QEMU, fill failures
+//! Faults (see the `soak_chaos` module): `kill -9` of leased and idle VMs' QEMU, fill failures
 //! (the daemon's `[faults] fail_fills_file`), agent stalls (`SIGSTOP` of a QEMU for 4-14 s, which
 //! the health check or the agent timeout must catch), execs sleeping past their timeout, requests
 //! aborted mid-way, leases left to expire, and once a `kill -9` of the daemon and a restart on the
 //! same state dir.
 //!
-//! Which failures count as explained is the rule in [`crate::soak_report`]. Pass conditions: every
+//! Which failures count as explained is the rule in the `soak_report` module. Pass conditions: every
 //! fault kind injected, 0 unexplained failures, 0 leaked VMs (after the final stop and during the
 //! run), 0 leaked files, the restart reaped only its own, timeouts enforced, full depth regained
 //! within `--regain-secs`, and a clean SIGTERM stop.

@@ -51,9 +51,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An error and its causes in one line (`outer: cause: root cause`), for the message clients see.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 impl From<AcquireError> for ApiError {
     fn from(error: AcquireError) -> Self {
-        let message = error.to_string();
+        let message = with_causes(&error);
         match error {
             AcquireError::UnknownShape(_) => Self::new(StatusCode::NOT_FOUND, "unknown_shape", message),
             AcquireError::Exhausted { .. } => Self {
@@ -63,7 +75,9 @@ impl From<AcquireError> for ApiError {
             AcquireError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
-            AcquireError::Other(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message),
+            AcquireError::Backend(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message)
+            }
         }
     }
 }
@@ -95,11 +109,13 @@ impl From<ExecError> for ApiError {
 
 impl From<ShapeError> for ApiError {
     fn from(error: ShapeError) -> Self {
-        let message = error.to_string();
+        let message = with_causes(&error);
         match error {
             ShapeError::AlreadyExists(_) => Self::new(StatusCode::CONFLICT, "shape_exists", message),
             ShapeError::Unknown(_) => Self::new(StatusCode::NOT_FOUND, "unknown_shape", message),
-            ShapeError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_shape", message),
+            ShapeError::Invalid { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_shape", message)
+            }
             ShapeError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
         }
     }
