@@ -225,6 +225,16 @@ fn reap_one(path: &Path, report: &mut ReapReport) -> Result<(), String> {
     match now {
         _ if !is_alive(record.pid) => report.gone += 1,
         Err(_) => report.gone += 1,
+        // Our process in the middle of exiting: the kernel has released its memory (the command
+        // line reads empty) but it is not a zombie yet. It is gone in a moment.
+        Ok(now)
+            if now.is_empty()
+                && record.start_time.is_some()
+                && start_time(record.pid) == record.start_time =>
+        {
+            wait_gone(record.pid)?;
+            report.gone += 1;
+        }
         Ok(now) if !same_process(&record, &recorded_cmdline, &now) => report.mismatched += 1,
         Ok(_) => {
             kill_and_wait(record.pid)?;
@@ -249,6 +259,11 @@ fn kill_and_wait(pid: u32) -> Result<(), String> {
     if unsafe { libc::kill(raw, libc::SIGKILL) } != 0 {
         return Err(format!("cannot kill pid {pid}: {}", std::io::Error::last_os_error()));
     }
+    wait_gone(pid)
+}
+
+/// Waits up to 5 s until `pid` is dead (gone or a zombie).
+fn wait_gone(pid: u32) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if !is_alive(pid) {
@@ -256,7 +271,7 @@ fn kill_and_wait(pid: u32) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Err(format!("pid {pid} still alive 5 s after SIGKILL"))
+    Err(format!("pid {pid} still alive after 5 s"))
 }
 
 fn remove_runtime_dir(dir: &Path, report: &mut ReapReport) -> Result<(), String> {
