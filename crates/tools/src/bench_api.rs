@@ -27,7 +27,8 @@ use firepit::{FillStrategy, Firepit, VmConfig, VmPool};
 use firepit_api::{AcquireRequest, ExecBody};
 use firepit_client::Client;
 
-use crate::child_daemon::{ChildDaemon, DaemonDir, DaemonSettings, ShapeSettings};
+use crate::child_daemon::ChildDaemon;
+use crate::daemon_dir::{DaemonDir, DaemonSettings, ShapeSettings};
 use crate::stats::{ms, percentiles, round};
 use crate::{ToolError, ToolResult};
 

@@ -22,6 +22,7 @@ pub mod bench_api;
 pub mod bench_fill;
 pub mod bench_vm;
 pub mod child_daemon;
+pub mod daemon_dir;
 pub mod procfs;
 pub mod soak;
 mod soak_chaos;

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::child_daemon::ChildDaemonError;
+use crate::daemon_dir::ChildDaemonError;
 use crate::procfs::{QemuProcess, qemu_under, still_running};
 use crate::soak_clients::{Sent, SoakShared, send};
 use crate::soak_daemon::{SHAPE, SoakDaemon};

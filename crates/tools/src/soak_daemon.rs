@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use firepit_client::Client;
 
-use crate::child_daemon::{ChildDaemon, ChildDaemonError, DaemonDir, DaemonSettings, ShapeSettings};
+use crate::child_daemon::ChildDaemon;
+use crate::daemon_dir::{ChildDaemonError, DaemonDir, DaemonSettings, ShapeSettings};
 
 /// The shape name the soak config declares.
 pub const SHAPE: &str = "soak";

@@ -5,15 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The guest image the test command builds (`scripts/test` exports `FIREPIT_IMAGE_DIR`).
+/// The guest image at the default location (`FIREPIT_IMAGE_DIR`, which `scripts/test` exports).
 ///
 /// Missing image = a failed test with the fix in the message, never a silent skip.
 pub fn image() -> firepit::image::Image {
-    let dir = std::env::var_os("FIREPIT_IMAGE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        panic!("FIREPIT_IMAGE_DIR is not set: run the tests with scripts/test (it builds the guest image)")
-    });
-    firepit::image::Image::open(&dir)
-        .unwrap_or_else(|e| panic!("no guest image in {}: {e}; run scripts/build-image", dir.display()))
+    firepit::image::Image::open_default().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A provider config whose runtime directory is private to this test, so leftovers are ours.
@@ -31,21 +27,6 @@ pub fn provider_config(runtime_dir: &Path) -> firepit::qemu::ProviderConfig {
 
 /// The template dir's name under a test's runtime dir.
 pub const TEMPLATES: &str = "templates";
-
-/// QEMU processes (any parent) whose command line mentions `dir`: a daemon's VMs keep their sockets
-/// under its state dir.
-pub fn qemu_under(dir: &Path) -> Vec<u32> {
-    let marker = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            cmdline.starts_with(b"qemu-system") && cmdline.windows(marker.len()).any(|w| w == marker)
-        })
-        .collect()
-}
 
 /// PIDs of the QEMU processes that are children of this test process and keep their sockets under
 /// `runtime_dir` (tests of one binary run in parallel: each looks only at its own VMs).
