@@ -49,12 +49,19 @@ pub fn qemu_under(dir: &Path) -> Vec<QemuProcess> {
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
         .filter_map(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let ours =
-                cmdline.starts_with(b"qemu-system") && cmdline.windows(marker.len()).any(|w| w == marker);
+            let ours = is_qemu(&cmdline) && cmdline.windows(marker.len()).any(|w| w == marker);
             let (state, start_time) = stat_state(pid)?;
             (ours && state != 'Z').then_some(QemuProcess { pid, start_time })
         })
         .collect()
+}
+
+/// Whether a command line's program (argv\[0\], by its file name: `qemu-system-x86_64` or
+/// `/usr/bin/qemu-system-x86_64`) is QEMU.
+fn is_qemu(cmdline: &[u8]) -> bool {
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let name = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    name.starts_with(b"qemu-system")
 }
 
 /// State letter and start time of a process, from `/proc/<pid>/stat`.
@@ -83,6 +90,14 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qemu_is_recognised_by_program_name_with_or_without_a_path() {
+        assert!(is_qemu(b"qemu-system-x86_64\0-M\0microvm\0"));
+        assert!(is_qemu(b"/usr/bin/qemu-system-x86_64\0-M\0"));
+        assert!(!is_qemu(b"/bin/sh\0/tmp/qemu-system-wrapper\0"));
+        assert!(!is_qemu(b""));
+    }
 
     #[test]
     fn cpu_ticks_parse_survives_spaces_in_the_command_name() {
