@@ -1,19 +1,32 @@
-//! `firepit serve`: warm pools behind an HTTP API, for clients that are not Rust programs.
+//! `firepit serve`: warm pools of microVMs behind an HTTP API, for clients that are not Rust
+//! programs (the CLI, the Python SDK, anything that speaks HTTP over a Unix socket or TCP).
 //!
-//! How the parts fit:
+//! What it is: [`serve`] takes a validated [`config::Config`] and runs until SIGTERM — it binds the
+//! listeners, locks its state dir and reaps what a crashed previous run left, starts one pool per
+//! configured shape, and answers `/v1/leases…` (acquire, exec, renew, release with TTLs and
+//! idempotency keys), `/v1/pools`, `/v1/shapes`, `/metrics` and `/healthz`.
+//!
+//! What it is not: a VM library (the pools are `firepit`'s, the VMs `firepit-qemu`'s), a client
+//! (that is `firepit-client`) or a command line (`firepit-cli` parses arguments and calls
+//! [`serve`]). The request and response bodies are `firepit-api`'s.
+//!
+//! How data flows:
 //!
 //! ```text
-//! config.rs ──validate──▶ start() ──▶ records.rs (lock state dir, reap a previous run)
-//!                            │
-//!                            ├──▶ wiring::build_backend ──▶ Arc<dyn LeaseBackend>  (backend.rs)
-//!                            └──▶ server.rs: Unix socket (0600) [+ TCP with auth.rs bearer token]
-//!                                    └── api/: /v1/leases… ──▶ leases.rs (TTL, expiry, idempotency)
-//!                                             /v1/pools, /v1/shapes, /metrics (metrics.rs), /healthz
+//! config.rs + load.rs (parse) + validate.rs ──▶ serve() ──▶ server.rs: Listeners (Unix socket 0600,
+//!                                                │            [+ TCP with auth.rs bearer token])
+//!                                                ├──▶ records.rs (lock state dir, reap a previous run)
+//!                                                ├──▶ wiring::build_backend ──▶ Arc<dyn LeaseBackend>
+//!                                                │      (backend.rs; qemu_backend.rs over the pools)
+//!                                                └──▶ server.rs: Daemon::run
+//!                                                       └── api/: /v1/leases… ──▶ leases.rs (TTL,
+//!                                                           expiry, idempotency) ──▶ the backend
 //! shutdown.rs: SIGTERM/SIGINT ──▶ Phase::Graceful ──▶ Phase::Immediate
 //! ```
 //!
 //! The HTTP layer only knows the small [`backend::LeaseBackend`] trait; the QEMU pool is plugged in
-//! by [`wiring::build_backend`], and `fake::FakeBackend` (behind the `testing` feature) serves the tests.
+//! by [`wiring::build_backend`], and `fake::FakeBackend` (behind the `testing` feature, with
+//! `test_daemon::TestDaemon` serving it) stands in for it in tests.
 
 #![warn(missing_docs)]
 
