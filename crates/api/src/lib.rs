@@ -8,6 +8,9 @@
 //! types and cannot drift from what the client sends. The client (`firepit-client`) depends on this
 //! crate without that feature and so without utoipa.
 //!
+//! The shape description in `PUT /v1/shapes/{name}` and in the config file is `firepit-shape`'s
+//! [`ShapeSpec`], re-exported here.
+//!
 //! How data flows: a client builds e.g. an [`AcquireRequest`], serialises it as the JSON body of
 //! `POST /v1/leases`; the daemon deserialises the same type (`deny_unknown_fields`: a typo is a 400,
 //! not a silently ignored field) and answers a [`LeaseResponse`], or an [`ErrorBody`] with a stable
@@ -30,8 +33,9 @@ mod types;
 
 pub use endpoint::{default_runtime_dir, default_socket_path};
 pub use error::ErrorBody;
-pub use shapes::{FillStrategy, ShapeStatusView};
+pub use firepit_shape::{Depth, FillStrategy, ShapeSpec};
+pub use shapes::ShapeStatusView;
 pub use types::{
     AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,
-    RenewRequest, ShapeBody,
+    RenewRequest,
 };

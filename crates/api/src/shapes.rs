@@ -1,17 +1,7 @@
-//! What the daemon reports about its shapes, and how a shape fills.
+//! What the daemon reports about its shapes.
 
+use firepit_shape::FillStrategy;
 use serde::{Deserialize, Serialize};
-
-/// How a shape's VMs are made ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum FillStrategy {
-    /// Boot every VM from the kernel.
-    Cold,
-    /// Boot once, snapshot, restore clones from the snapshot.
-    Snapshot,
-}
 
 /// One shape's state, as the backend reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,11 +1,10 @@
 //! Request and response bodies of the `/v1` API (they also define the OpenAPI schemas).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::shapes::{FillStrategy, ShapeStatusView};
+use crate::shapes::ShapeStatusView;
 
 /// `POST /v1/leases`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,38 +133,6 @@ pub struct ExecResponse {
     pub duration_ms: u64,
 }
 
-/// `PUT /v1/shapes/{name}`: a shape to register (the name comes from the path).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct ShapeBody {
-    /// Guest image directory on the daemon's host.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    pub image: PathBuf,
-    /// Virtual CPUs per VM.
-    #[serde(default = "one")]
-    pub cpus: u32,
-    /// Guest memory per VM, in MiB.
-    #[serde(default = "default_memory_mb")]
-    pub memory_mb: u64,
-    /// Refill below this many ready VMs.
-    #[serde(default = "one_usize")]
-    pub depth_low: usize,
-    /// Fill up to this many ready VMs.
-    #[serde(default = "one_usize")]
-    pub depth_high: usize,
-    /// Replace ready VMs older than this many seconds.
-    #[serde(default)]
-    pub max_age_secs: Option<u64>,
-    /// `snapshot` (the default: copy-on-write clones of a template, cold boot as the fallback) or
-    /// `cold`.
-    #[serde(default = "snapshot")]
-    pub fill: FillStrategy,
-    /// Ping the agent before handing VMs out.
-    #[serde(default = "yes")]
-    pub health_check: bool,
-}
-
 /// `GET /v1/pools`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -184,20 +151,4 @@ pub struct PoolsResponse {
 pub struct HealthResponse {
     /// `ok`, or `shutting_down` (with status 503).
     pub status: String,
-}
-
-fn one() -> u32 {
-    1
-}
-fn one_usize() -> usize {
-    1
-}
-fn default_memory_mb() -> u64 {
-    256
-}
-fn snapshot() -> FillStrategy {
-    FillStrategy::Snapshot
-}
-fn yes() -> bool {
-    true
 }

@@ -74,7 +74,7 @@ pub async fn run(args: StatusArgs) -> CliResult {
             format!("{}-{}", s.depth_low, s.depth_high),
             s.fill_failures,
             s.accelerator,
-            format!("{:?}", s.fill).to_lowercase(),
+            s.fill.as_str(),
         );
         if let Some(state) = &s.fill_state {
             println!("  {state}");

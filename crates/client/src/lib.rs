@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use firepit_api::{
     AcquireRequest, ErrorBody, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,
-    RenewRequest, ShapeBody,
+    RenewRequest, ShapeSpec,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -157,9 +157,9 @@ impl RawResponse {
 ///
 /// # Example
 /// ```no_run
-/// use firepit::daemon::client::{Client, Endpoint};
-/// # async fn demo() -> Result<(), firepit::daemon::client::ClientError> {
-/// let client = Client::new(Endpoint::Unix(firepit::daemon::config::default_socket_path()));
+/// use firepit_client::{Client, Endpoint};
+/// # async fn demo() -> Result<(), firepit_client::ClientError> {
+/// let client = Client::new(Endpoint::Unix(firepit_api::default_socket_path()));
 /// for shape in client.pools().await?.shapes {
 ///     println!("{}: {} ready", shape.name, shape.ready);
 /// }
@@ -298,7 +298,7 @@ impl Client {
     }
 
     /// `PUT /v1/shapes/{name}`: registers a shape at run time (it starts filling at once).
-    pub async fn register_shape(&self, name: &str, body: &ShapeBody) -> Result<(), ClientError> {
+    pub async fn register_shape(&self, name: &str, body: &ShapeSpec) -> Result<(), ClientError> {
         let response =
             self.request(Method::PUT, &format!("/v1/shapes/{name}"), Some(to_json(body)?), &[]).await?;
         if response.status.is_success() { Ok(()) } else { response.json::<()>() }

@@ -23,7 +23,8 @@ use std::time::Duration;
 use firepit_agent::{ExecRequest, ExecResult};
 use serde::{Deserialize, Serialize};
 
-pub use firepit_api::{FillStrategy, ShapeStatusView};
+pub use firepit_api::ShapeStatusView;
+pub use firepit_shape::{FillStrategy, ShapeSpec};
 
 /// A boxed, sendable future: what the async methods of [`LeaseBackend`] and [`LeasedVm`] return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -145,67 +146,6 @@ pub enum ShapeError {
     /// The backend is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,
-}
-
-/// Everything the backend needs to serve one shape (validated before it reaches the backend).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ShapeSpec {
-    /// Shape name, used by clients in `POST /v1/leases`.
-    pub name: String,
-    /// Guest image directory (`vmlinuz`, `initramfs.cpio.gz`, `manifest.json`).
-    #[schema(value_type = String)]
-    pub image: PathBuf,
-    /// Virtual CPUs per VM.
-    pub cpus: u32,
-    /// Guest memory per VM, in MiB.
-    pub memory_mb: u64,
-    /// Refill when fewer than this many VMs are ready.
-    pub depth_low: usize,
-    /// Fill up to this many ready VMs.
-    pub depth_high: usize,
-    /// Ready VMs older than this are replaced (`None`: never).
-    #[schema(value_type = Option<u64>)]
-    #[serde(with = "opt_duration_secs", default)]
-    pub max_age: Option<Duration>,
-    /// Cold boot or snapshot restore.
-    pub fill: FillStrategy,
-    /// Ping the guest agent before handing a VM out and periodically while it waits.
-    pub health_check: bool,
-}
-
-impl ShapeSpec {
-    /// The spec of a shape registered at run time as `name` with the body of `PUT /v1/shapes/{name}`.
-    pub fn from_body(body: firepit_api::ShapeBody, name: String) -> Self {
-        Self {
-            name,
-            image: body.image,
-            cpus: body.cpus,
-            memory_mb: body.memory_mb,
-            depth_low: body.depth_low,
-            depth_high: body.depth_high,
-            max_age: body.max_age_secs.map(Duration::from_secs),
-            fill: body.fill,
-            health_check: body.health_check,
-        }
-    }
-}
-
-/// `Option<Duration>` as whole seconds in JSON.
-mod opt_duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_some(&d.as_secs()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_secs))
-    }
 }
 
 /// A process and runtime directory the backend created; recorded so that a later daemon run can

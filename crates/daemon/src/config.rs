@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 pub use firepit_api::{default_runtime_dir, default_socket_path};
 
-use crate::backend::{FillStrategy, ShapeSpec};
+use firepit_shape::ShapeSpec;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -65,9 +65,10 @@ pub struct Config {
     /// Where `fill = "snapshot"` shapes keep their templates.
     #[serde(default)]
     pub snapshots: SnapshotConfig,
-    /// The shapes to keep warm (at least one).
+    /// The shapes to keep warm (at least one): `[[shape]]` tables, each a
+    /// [`ShapeSpec`] (the same description `PUT /v1/shapes/{name}` takes).
     #[serde(default, rename = "shape")]
-    pub shapes: Vec<ShapeConfig>,
+    pub shapes: Vec<ShapeSpec>,
 }
 
 /// `[listen]`: the API's sockets.
@@ -148,44 +149,6 @@ impl Default for SnapshotConfig {
     }
 }
 
-/// `[[shape]]`: one kind of VM kept warm.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShapeConfig {
-    /// Name clients use (`[a-z0-9][a-z0-9_-]*`, at most 63 characters).
-    pub name: String,
-    /// Guest image directory built by `firepit image build`.
-    pub image: PathBuf,
-    /// Virtual CPUs per VM (1..=64).
-    #[serde(default = "default_cpus")]
-    pub cpus: u32,
-    /// Guest memory per VM in MiB (64..=65536).
-    #[serde(default = "default_memory_mb")]
-    pub memory_mb: u64,
-    /// How many ready VMs to keep.
-    #[serde(default)]
-    pub depth: DepthConfig,
-    /// Replace ready VMs older than this many seconds (absent: never).
-    #[serde(default)]
-    pub max_age_secs: Option<u64>,
-    /// `cold` (boot every VM) or `snapshot` (restore clones of one booted VM).
-    #[serde(default = "default_fill")]
-    pub fill: FillStrategy,
-    /// Ping the guest agent before handing a VM out.
-    #[serde(default = "default_true")]
-    pub health_check: bool,
-}
-
-/// `depth = { low = 2, high = 4 }`: refill below `low`, up to `high`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DepthConfig {
-    /// Refill when fewer than this many VMs are ready.
-    pub low: usize,
-    /// Fill up to this many ready VMs (1..=64, at least `low`).
-    pub high: usize,
-}
-
 /// Why the configuration file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -224,11 +187,6 @@ impl ConfigError {
 }
 
 impl Config {
-    /// The shapes as the backend takes them.
-    pub fn shape_specs(&self) -> Vec<ShapeSpec> {
-        self.shapes.iter().map(ShapeConfig::to_spec).collect()
-    }
-
     /// The directory holding the default socket and state dir.
     pub fn runtime_dir(&self) -> PathBuf {
         default_runtime_dir()
@@ -260,23 +218,6 @@ impl Config {
     }
 }
 
-impl ShapeConfig {
-    /// The backend's view of this shape.
-    pub fn to_spec(&self) -> ShapeSpec {
-        ShapeSpec {
-            name: self.name.clone(),
-            image: self.image.clone(),
-            cpus: self.cpus,
-            memory_mb: self.memory_mb,
-            depth_low: self.depth.low,
-            depth_high: self.depth.high,
-            max_age: self.max_age_secs.map(Duration::from_secs),
-            fill: self.fill,
-            health_check: self.health_check,
-        }
-    }
-}
-
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
@@ -299,12 +240,6 @@ impl Default for ShutdownConfig {
     }
 }
 
-impl Default for DepthConfig {
-    fn default() -> Self {
-        Self { low: 1, high: 2 }
-    }
-}
-
 fn default_parallel_fills() -> usize {
     2
 }
@@ -319,15 +254,6 @@ fn default_max_ttl_secs() -> u64 {
 }
 fn default_shutdown_budget_secs() -> u64 {
     10
-}
-fn default_cpus() -> u32 {
-    1
-}
-fn default_memory_mb() -> u64 {
-    256
-}
-fn default_fill() -> FillStrategy {
-    FillStrategy::Snapshot
 }
 fn default_true() -> bool {
     true

@@ -1,7 +1,7 @@
 //! An in-memory [`LeaseBackend`] with no VMs behind it: for the daemon's tests, doc examples and
 //! trying the API without QEMU.
 //!
-//! Each shape holds `depth_high` ready "VMs"; dropping a leased one destroys it and refills at once.
+//! Each shape holds `depth.high` ready "VMs"; dropping a leased one destroys it and refills at once.
 //! `exec` understands a few programs: `echo ARGS..`, `cat` (stdin to stdout), `true`, `false`,
 //! `exit N`, `binary` (writes non-UTF-8 bytes), `sleep MS`, `unreachable` (fails like a dead VM);
 //! anything else exits 127.
@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use firepit_agent::{ExecRequest, ExecResult};
+use firepit_shape::Depth;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
@@ -62,20 +63,16 @@ impl FakeBackend {
     /// A valid spec for a fake shape of `depth` VMs (its image is the temp dir).
     pub fn spec(name: &str, depth: usize) -> ShapeSpec {
         ShapeSpec {
-            name: name.to_owned(),
-            image: std::env::temp_dir(),
-            cpus: 1,
             memory_mb: 128,
-            depth_low: depth,
-            depth_high: depth,
-            max_age: None,
-            fill: FillStrategy::Cold,
+            depth: Depth { low: depth, high: depth },
+            fill: FillStrategy::ColdBoot,
             health_check: false,
+            ..ShapeSpec::new(name, std::env::temp_dir())
         }
     }
 
     fn insert(&self, spec: ShapeSpec) {
-        let ready = spec.depth_high;
+        let ready = spec.depth.high;
         self.set_gauge(&spec.name, ready);
         self.lock().insert(spec.name.clone(), FakeShape { spec, ready, leased: 0, destroyed: 0 });
     }
@@ -170,8 +167,8 @@ impl LeaseBackend for FakeBackend {
                 ready: s.ready,
                 filling: 0,
                 leased: s.leased,
-                depth_low: s.spec.depth_low,
-                depth_high: s.spec.depth_high,
+                depth_low: s.spec.depth.low,
+                depth_high: s.spec.depth.high,
                 fill_failures: 0,
                 consecutive_failures: 0,
                 last_error: None,

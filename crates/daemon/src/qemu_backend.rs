@@ -189,7 +189,7 @@ fn prepare_shape(provider: &QemuProvider, spec: ShapeSpec) -> Result<Shape, Shap
     let image = firepit_image::Image::open(&spec.image)
         .map_err(|source| ShapeSetupError::Image { shape: spec.name.clone(), source })?;
     let fill = match spec.fill {
-        FillStrategy::Cold => firepit_qemu::FillStrategy::ColdBoot,
+        FillStrategy::ColdBoot => firepit_qemu::FillStrategy::ColdBoot,
         FillStrategy::Snapshot => firepit_qemu::FillStrategy::Snapshot,
     };
     let paths = ImagePaths::new(image.kernel(), image.initramfs());
@@ -209,7 +209,7 @@ fn prepare_shape(provider: &QemuProvider, spec: ShapeSpec) -> Result<Shape, Shap
 }
 
 fn shape_config(spec: &ShapeSpec) -> ShapeConfig {
-    ShapeConfig { depth: spec.depth_low..=spec.depth_high, max_age: spec.max_age, ..ShapeConfig::default() }
+    ShapeConfig { depth: spec.depth.low..=spec.depth.high, max_age: spec.max_age(), ..ShapeConfig::default() }
 }
 
 fn insert(table: &mut ShapeTable, shape: Shape) {

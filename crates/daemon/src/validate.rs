@@ -4,18 +4,10 @@
 
 use std::collections::HashSet;
 
-use crate::backend::{FillStrategy, ShapeSpec};
 use crate::config::{Config, ConfigError};
+use firepit_shape::{FillStrategy, ShapeSpec};
 
-/// Most vCPUs a shape may ask for.
-pub const MAX_CPUS: u32 = 64;
-/// Guest memory bounds per VM, in MiB.
-pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u64> = 64..=65536;
-/// Largest high-water mark per shape.
-pub const MAX_DEPTH: usize = 64;
-/// Longest lease TTL and VM max age, in seconds (one year): durations are added to the clocks, and
-/// an unbounded one would overflow them (a panic at the first lease or eviction).
-pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
+pub use firepit_shape::MAX_DURATION_SECS;
 
 /// Validates the whole file.
 pub fn config(config: &Config) -> Result<(), ConfigError> {
@@ -24,17 +16,16 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
     }
     let mut names = HashSet::new();
     let mut peak_memory_mb: u64 = 0;
-    for (i, shape) in config.shapes.iter().enumerate() {
-        let spec = shape.to_spec();
-        shape_spec(&spec, &format!("shape[{i}]"))?;
-        if !names.insert(shape.name.as_str()) {
+    for (i, spec) in config.shapes.iter().enumerate() {
+        shape_spec(spec, &format!("shape[{i}]"))?;
+        if !names.insert(spec.name.as_str()) {
             return Err(ConfigError::invalid(
                 format!("shape[{i}].name"),
-                format!("{:?}", shape.name),
+                format!("{:?}", spec.name),
                 "shape names must be unique",
             ));
         }
-        peak_memory_mb = peak_memory_mb.saturating_add(spec.memory_mb.saturating_mul(spec.depth_high as u64));
+        peak_memory_mb = peak_memory_mb.saturating_add(spec.memory_mb.saturating_mul(spec.depth.high as u64));
     }
     let limits = &config.limits;
     if limits.memory_budget_mb != 0 && peak_memory_mb > limits.memory_budget_mb {
@@ -92,7 +83,7 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     if config.qemu_user.is_some()
-        && let Some(shape) = config.shape_specs().iter().find(|s| s.fill == FillStrategy::Snapshot)
+        && let Some(shape) = config.shapes.iter().find(|s| s.fill == FillStrategy::Snapshot)
     {
         return Err(ConfigError::invalid(
             "shape.fill",
@@ -142,61 +133,5 @@ fn listen(config: &Config) -> Result<(), ConfigError> {
 
 /// Validates one shape; `key` prefixes the field names in errors (`shape[0]` or `body`).
 pub fn shape_spec(spec: &ShapeSpec, key: &str) -> Result<(), ConfigError> {
-    let name_ok = !spec.name.is_empty()
-        && spec.name.len() <= 63
-        && spec.name.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'))
-        });
-    if !name_ok {
-        return Err(ConfigError::invalid(
-            format!("{key}.name"),
-            format!("{:?}", spec.name),
-            "must match [a-z0-9][a-z0-9_-]* and be at most 63 characters",
-        ));
-    }
-    if !spec.image.is_dir() {
-        return Err(ConfigError::invalid(
-            format!("{key}.image"),
-            spec.image.display(),
-            "must be an existing image directory (build one with `firepit image build`)",
-        ));
-    }
-    if !(1..=MAX_CPUS).contains(&spec.cpus) {
-        return Err(ConfigError::invalid(
-            format!("{key}.cpus"),
-            spec.cpus,
-            format!("must be 1..={MAX_CPUS}"),
-        ));
-    }
-    if !MEMORY_MB_RANGE.contains(&spec.memory_mb) {
-        return Err(ConfigError::invalid(
-            format!("{key}.memory_mb"),
-            spec.memory_mb,
-            format!("must be {}..={}", MEMORY_MB_RANGE.start(), MEMORY_MB_RANGE.end()),
-        ));
-    }
-    if !(1..=MAX_DEPTH).contains(&spec.depth_high) {
-        return Err(ConfigError::invalid(
-            format!("{key}.depth.high"),
-            spec.depth_high,
-            format!("must be 1..={MAX_DEPTH}"),
-        ));
-    }
-    if spec.depth_low > spec.depth_high {
-        return Err(ConfigError::invalid(
-            format!("{key}.depth.low"),
-            spec.depth_low,
-            format!("must be at most depth.high ({})", spec.depth_high),
-        ));
-    }
-    if let Some(age) = spec.max_age.map(|age| age.as_secs())
-        && !(1..=MAX_DURATION_SECS).contains(&age)
-    {
-        return Err(ConfigError::invalid(
-            format!("{key}.max_age_secs"),
-            age,
-            format!("must be 1..={MAX_DURATION_SECS} (one year), or absent"),
-        ));
-    }
-    Ok(())
+    spec.validate().map_err(|e| ConfigError::invalid(format!("{key}.{}", e.key), e.value, e.allowed))
 }

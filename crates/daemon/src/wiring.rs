@@ -56,7 +56,7 @@ pub async fn build_backend(
     };
     let backend = QemuBackend::start(
         provider_config,
-        config.shape_specs(),
+        config.shapes.clone(),
         config.limits.parallel_fills,
         config.limits.memory_budget_mb,
         config.shutdown_budget(),

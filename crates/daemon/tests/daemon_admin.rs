@@ -81,7 +81,7 @@ async fn pools_report_ready_and_leased_per_shape() {
 async fn shapes_can_be_registered_and_unregistered_at_run_time() {
     let daemon = TestDaemon::start().await;
     let image = daemon.dir.path().to_str().unwrap().to_owned();
-    let body = format!(r#"{{"image":"{image}","cpus":1,"memory_mb":128,"depth_low":1,"depth_high":3}}"#);
+    let body = format!(r#"{{"image":"{image}","cpus":1,"memory_mb":128,"depth":{{"low":1,"high":3}}}}"#);
     let response = daemon.raw(Method::PUT, "/v1/shapes/big", &body).await;
     assert_eq!(response.status, 201, "{}", response.text());
     let response = daemon.raw(Method::PUT, "/v1/shapes/big", &body).await;
@@ -110,7 +110,7 @@ async fn invalid_shapes_are_422_naming_the_field() {
     let cases = [
         ("Big", format!(r#"{{"image":"{image}"}}"#), "body.name"),
         ("big", format!(r#"{{"image":"{image}","cpus":0}}"#), "body.cpus"),
-        ("big", format!(r#"{{"image":"{image}","depth_low":5,"depth_high":2}}"#), "body.depth.low"),
+        ("big", format!(r#"{{"image":"{image}","depth":{{"low":5,"high":2}}}}"#), "body.depth.low"),
         ("big", r#"{"image":"/nonexistent/image"}"#.to_owned(), "body.image"),
     ];
     for (name, body, key) in cases {

@@ -62,16 +62,16 @@ health_check = false
     assert_eq!(config.state_dir(), Path::new("/var/lib/firepit-test"));
     assert_eq!(config.default_ttl(), Duration::from_secs(60));
     assert_eq!(config.shutdown_budget(), Duration::from_secs(5));
-    let spec = &config.shape_specs()[0];
-    assert_eq!((spec.cpus, spec.memory_mb, spec.depth_low, spec.depth_high), (2, 512, 2, 4));
-    assert_eq!((spec.fill, spec.health_check), (FillStrategy::Cold, false));
-    assert_eq!(spec.max_age, Some(Duration::from_secs(600)));
+    let spec = &config.shapes[0];
+    assert_eq!((spec.cpus, spec.memory_mb, spec.depth.low, spec.depth.high), (2, 512, 2, 4));
+    assert_eq!((spec.fill, spec.health_check), (FillStrategy::ColdBoot, false));
+    assert_eq!(spec.max_age(), Some(Duration::from_secs(600)));
 }
 
 #[test]
 fn minimal_config_gets_defaults() {
     let config = parse(&shape("")).unwrap();
-    let spec = &config.shape_specs()[0];
+    let spec = &config.shapes[0];
     assert_eq!(
         (spec.cpus, spec.memory_mb, spec.fill, spec.health_check),
         (1, 256, FillStrategy::Snapshot, true)
@@ -134,7 +134,7 @@ fn example_config_file_is_valid() {
     let text = include_str!("../firepit.example.toml").replace("\"/var/lib/firepit/image\"", &image_dir());
     let config = parse(&text).unwrap();
     assert_eq!(config.shapes.len(), 1);
-    assert_eq!(config.shape_specs()[0].depth_high, 4);
+    assert_eq!(config.shapes[0].depth.high, 4);
 }
 
 #[test]
@@ -164,5 +164,5 @@ fn qemu_user_with_a_snapshot_shape_is_refused_naming_the_key() {
     // Snapshot is the default fill, so a shape that does not say `fill = "cold"` is refused.
     refused(&format!("qemu_user = \"nobody\"\n{}", shape("")), &["shape.fill", "cold", "qemu_user"]);
     let config = parse(&format!("qemu_user = \"nobody\"\n{}", shape("fill = \"cold\"\n"))).unwrap();
-    assert_eq!(config.shape_specs()[0].fill, FillStrategy::Cold);
+    assert_eq!(config.shapes[0].fill, FillStrategy::ColdBoot);
 }

@@ -130,8 +130,9 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
             Just("image".to_owned()),
             Just("cpus".to_owned()),
             Just("memory_mb".to_owned()),
-            Just("depth_low".to_owned()),
-            Just("depth_high".to_owned()),
+            Just("depth".to_owned()),
+            Just("low".to_owned()),
+            Just("high".to_owned()),
             Just("fill".to_owned()),
             ".{0,12}",
         ];
@@ -152,7 +153,7 @@ fn mutated_body() -> impl Strategy<Value = Vec<u8>> {
         ),
         Just(r#"{"ttl_ms":1000}"#),
         Just(
-            r#"{"image":"/","cpus":1,"memory_mb":128,"depth_low":1,"depth_high":2,"max_age_secs":60,"fill":"cold"}"#
+            r#"{"image":"/","cpus":1,"memory_mb":128,"depth":{"low":1,"high":2},"max_age_secs":60,"fill":"cold"}"#
         ),
     ];
     let edits = proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6);

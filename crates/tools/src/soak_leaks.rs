@@ -23,7 +23,7 @@ pub struct OwnedVm {
     pub pid: u32,
 }
 
-/// The daemon's ownership records (see `firepit::daemon::records`), as it wrote them.
+/// The daemon's ownership records (see `firepit_daemon::records`), as it wrote them.
 pub fn owned_vms(state_dir: &Path) -> Vec<OwnedVm> {
     let Ok(entries) = std::fs::read_dir(state_dir.join("owned")) else { return Vec::new() };
     entries

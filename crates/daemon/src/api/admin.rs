@@ -8,7 +8,7 @@ use tracing::info;
 use super::AppState;
 use super::error::{ApiError, ApiJson};
 use crate::validate;
-use firepit_api::{HealthResponse, PoolsResponse, ShapeBody};
+use firepit_api::{HealthResponse, PoolsResponse, ShapeSpec};
 
 /// Content type of `GET /metrics`.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -30,7 +30,7 @@ pub async fn pools(State(state): State<AppState>) -> axum::Json<PoolsResponse> {
 #[utoipa::path(
     put, path = "/v1/shapes/{name}", tag = "pools",
     params(("name" = String, Path, description = "Shape name ([a-z0-9][a-z0-9_-]*)")),
-    request_body = ShapeBody,
+    request_body = ShapeSpec,
     responses(
         (status = 201, description = "Registered"),
         (status = 400, description = "Malformed body", body = super::ErrorBody),
@@ -41,9 +41,15 @@ pub async fn pools(State(state): State<AppState>) -> axum::Json<PoolsResponse> {
 pub async fn put_shape(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    ApiJson(body): ApiJson<ShapeBody>,
+    ApiJson(mut spec): ApiJson<ShapeSpec>,
 ) -> Result<StatusCode, ApiError> {
-    let spec = crate::backend::ShapeSpec::from_body(body, name);
+    if !spec.name.is_empty() && spec.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the body names shape `{}` but the path `{name}`: leave `name` out of the body or make them equal",
+            spec.name
+        )));
+    }
+    spec.name = name;
     validate::shape_spec(&spec, "body")
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_shape", e.to_string()))?;
     let name = spec.name.clone();

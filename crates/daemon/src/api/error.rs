@@ -139,7 +139,7 @@ impl EmptyBody for firepit_api::ExecBody {
     }
 }
 
-impl EmptyBody for firepit_api::ShapeBody {
+impl EmptyBody for firepit_api::ShapeSpec {
     fn empty() -> Option<Self> {
         None
     }

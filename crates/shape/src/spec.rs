@@ -1,0 +1,104 @@
+//! The shape description and its defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::FillStrategy;
+
+/// One kind of VM kept warm: a `[[shape]]` table of the daemon's config, the body of
+/// `PUT /v1/shapes/{name}`, or built in code. Every field but `name` and `image` has a default
+/// ([`ShapeSpec::new`] shows them); unknown fields are refused.
+///
+/// ```
+/// use firepit_shape::{Depth, FillStrategy, ShapeSpec};
+/// let spec = ShapeSpec { cpus: 2, depth: Depth { low: 2, high: 4 }, ..ShapeSpec::new("big", "/images/debian") };
+/// assert_eq!(spec.memory_mb, 256);
+/// assert!(spec.validate().is_err(), "the image directory does not exist here");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ShapeSpec {
+    /// Name clients lease by (`[a-z0-9][a-z0-9_-]*`, at most 63 characters). In the body of
+    /// `PUT /v1/shapes/{name}` it may be left out (the path names the shape).
+    #[serde(default)]
+    pub name: String,
+    /// Guest image directory (built by `firepit image build`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub image: PathBuf,
+    /// Virtual CPUs per VM (1..=64). Default 1.
+    #[serde(default = "defaults::cpus")]
+    pub cpus: u32,
+    /// Guest memory per VM in MiB (64..=65536). Default 256.
+    #[serde(default = "defaults::memory_mb")]
+    pub memory_mb: u64,
+    /// How many ready VMs to keep. Default `{ low = 1, high = 2 }`.
+    #[serde(default)]
+    pub depth: Depth,
+    /// Replace ready VMs older than this many seconds. Default: never.
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
+    /// `snapshot` (default) or `cold`.
+    #[serde(default)]
+    pub fill: FillStrategy,
+    /// Ping the guest agent before handing a VM out. Default `true`.
+    #[serde(default = "defaults::yes")]
+    pub health_check: bool,
+}
+
+impl ShapeSpec {
+    /// A shape named `name` on `image`, every other field at its default: 1 vCPU, 256 MiB,
+    /// depth 1..=2, no age limit, snapshot fill, health check on.
+    pub fn new(name: impl Into<String>, image: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            image: image.into(),
+            cpus: defaults::cpus(),
+            memory_mb: defaults::memory_mb(),
+            depth: Depth::default(),
+            max_age_secs: None,
+            fill: FillStrategy::default(),
+            health_check: true,
+        }
+    }
+
+    /// `max_age_secs` as a duration.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.max_age_secs.map(Duration::from_secs)
+    }
+}
+
+/// `depth = { low = 2, high = 4 }`: refill when fewer than `low` VMs are ready, up to `high`.
+///
+/// ```
+/// assert_eq!(firepit_shape::Depth::default(), firepit_shape::Depth { low: 1, high: 2 });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Depth {
+    /// Refill when fewer than this many VMs are ready.
+    pub low: usize,
+    /// Fill up to this many ready VMs (1..=64, at least `low`).
+    pub high: usize,
+}
+
+impl Default for Depth {
+    fn default() -> Self {
+        Self { low: 1, high: 2 }
+    }
+}
+
+mod defaults {
+    pub fn cpus() -> u32 {
+        1
+    }
+    pub fn memory_mb() -> u64 {
+        256
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}

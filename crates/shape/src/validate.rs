@@ -1,0 +1,116 @@
+//! What a shape may ask for. Each error names the field, the value and what is allowed.
+
+use crate::ShapeSpec;
+
+/// Most vCPUs a shape may ask for.
+pub const MAX_CPUS: u32 = 64;
+/// Guest memory bounds per VM, in MiB.
+pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u64> = 64..=65536;
+/// Largest high-water mark per shape.
+pub const MAX_DEPTH: usize = 64;
+/// Longest lease TTL and VM max age, in seconds (one year): durations are added to the clocks, and
+/// an unbounded one would overflow them.
+pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
+
+/// A field of a [`ShapeSpec`] out of range.
+///
+/// ```
+/// let spec = firepit_shape::ShapeSpec { cpus: 0, ..firepit_shape::ShapeSpec::new("small", "/") };
+/// let error = spec.validate().unwrap_err();
+/// assert_eq!(error.key, "cpus");
+/// assert_eq!(error.to_string(), "`cpus` = 0: must be 1..=64");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}` = {value}: {allowed}")]
+pub struct InvalidShape {
+    /// The field, e.g. `depth.low` (callers prefix it: `shape[0].depth.low`).
+    pub key: String,
+    /// The value as written.
+    pub value: String,
+    /// What is allowed instead.
+    pub allowed: String,
+}
+
+fn invalid(key: &str, value: impl ToString, allowed: impl Into<String>) -> InvalidShape {
+    InvalidShape { key: key.to_owned(), value: value.to_string(), allowed: allowed.into() }
+}
+
+impl ShapeSpec {
+    /// Checks every field (and that `image` is a directory).
+    pub fn validate(&self) -> Result<(), InvalidShape> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 63
+            && self.name.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'))
+            });
+        if !name_ok {
+            return Err(invalid(
+                "name",
+                format!("{:?}", self.name),
+                "must match [a-z0-9][a-z0-9_-]* and be at most 63 characters",
+            ));
+        }
+        if !self.image.is_dir() {
+            return Err(invalid(
+                "image",
+                self.image.display(),
+                "must be an existing image directory (build one with `firepit image build`)",
+            ));
+        }
+        if !(1..=MAX_CPUS).contains(&self.cpus) {
+            return Err(invalid("cpus", self.cpus, format!("must be 1..={MAX_CPUS}")));
+        }
+        if !MEMORY_MB_RANGE.contains(&self.memory_mb) {
+            let allowed = format!("must be {}..={}", MEMORY_MB_RANGE.start(), MEMORY_MB_RANGE.end());
+            return Err(invalid("memory_mb", self.memory_mb, allowed));
+        }
+        if !(1..=MAX_DEPTH).contains(&self.depth.high) {
+            return Err(invalid("depth.high", self.depth.high, format!("must be 1..={MAX_DEPTH}")));
+        }
+        if self.depth.low > self.depth.high {
+            let allowed = format!("must be at most depth.high ({})", self.depth.high);
+            return Err(invalid("depth.low", self.depth.low, allowed));
+        }
+        if let Some(age) = self.max_age_secs
+            && !(1..=MAX_DURATION_SECS).contains(&age)
+        {
+            let allowed = format!("must be 1..={MAX_DURATION_SECS} (one year), or absent");
+            return Err(invalid("max_age_secs", age, allowed));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> ShapeSpec {
+        ShapeSpec::new("small", std::env::temp_dir())
+    }
+
+    #[test]
+    fn defaults_validate_and_each_bound_is_named() {
+        assert_eq!(valid().validate(), Ok(()));
+        let key = |spec: ShapeSpec| spec.validate().unwrap_err().key;
+        assert_eq!(key(ShapeSpec { name: "Bad".into(), ..valid() }), "name");
+        assert_eq!(key(ShapeSpec { name: "-x".into(), ..valid() }), "name");
+        assert_eq!(key(ShapeSpec { image: "/nonexistent/image".into(), ..valid() }), "image");
+        assert_eq!(key(ShapeSpec { cpus: 65, ..valid() }), "cpus");
+        assert_eq!(key(ShapeSpec { memory_mb: 32, ..valid() }), "memory_mb");
+        let depth = |low, high| ShapeSpec { depth: crate::Depth { low, high }, ..valid() };
+        assert_eq!(key(depth(0, 0)), "depth.high");
+        assert_eq!(key(depth(3, 2)), "depth.low");
+        assert_eq!(depth(0, 1).validate(), Ok(()));
+        assert_eq!(key(ShapeSpec { max_age_secs: Some(0), ..valid() }), "max_age_secs");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_and_json_and_toml_share_defaults() {
+        let json: ShapeSpec = serde_json::from_str(r#"{"image":"/i"}"#).unwrap();
+        let toml: ShapeSpec = toml::from_str("image = \"/i\"\n").unwrap();
+        assert_eq!(json, toml);
+        assert_eq!(json, ShapeSpec::new("", "/i"));
+        assert!(serde_json::from_str::<ShapeSpec>(r#"{"image":"/i","depth_low":1}"#).is_err());
+    }
+}
