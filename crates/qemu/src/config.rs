@@ -6,6 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default of [`ProviderConfig::snapshot_retry_after`]: how long a shape cold-boots after its
+/// template failed before the template is built again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// Environment variable that overrides [`ProviderConfig::accel`]: `auto`, `kvm` or `tcg`.
 pub const ACCEL_ENV: &str = "FIREPIT_ACCEL";
 
@@ -179,7 +183,7 @@ pub struct ProviderConfig {
     /// clones; `None` keeps QEMU's default. Ignored under KVM.
     pub snapshot_tb_size_mb: Option<u32>,
     /// How long a `Snapshot` shape cold-boots after its template failed before the template is
-    /// built again (default [`RETRY_AFTER`](crate::RETRY_AFTER), 60 s).
+    /// built again (default [`RETRY_AFTER`], 60 s).
     pub snapshot_retry_after: Duration,
     /// Run QEMU as this unprivileged user: a user name (its primary group is used) or `uid[:gid]`.
     /// Needs root. VM directories and the sockets QEMU connects to are given to that user; the
@@ -206,7 +210,7 @@ impl Default for ProviderConfig {
             template_dir: default_template_dir(),
             keep_templates: true,
             snapshot_tb_size_mb: None,
-            snapshot_retry_after: crate::snapshot::RETRY_AFTER,
+            snapshot_retry_after: RETRY_AFTER,
             run_as: None,
         }
     }

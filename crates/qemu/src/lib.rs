@@ -27,6 +27,8 @@
 //! Tests: `cargo test -p firepit-qemu` boots real VMs and needs `FIREPIT_IMAGE_DIR` pointing at a
 //! built guest image (`scripts/build-image`); without it the VM tests fail with that instruction.
 
+#![warn(missing_docs)]
+
 mod accel;
 mod agent;
 mod argv;
@@ -36,6 +38,8 @@ mod config;
 mod console;
 mod error;
 mod exec;
+mod health;
+mod launch;
 mod memory_charge;
 mod process;
 mod provider;
@@ -52,16 +56,18 @@ mod vm;
 pub use accel::{AccelVerdict, detect_accel};
 pub use caps::QemuCaps;
 pub use config::{
-    ACCEL_ENV, Accel, FillKind, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig,
+    ACCEL_ENV, Accel, FillKind, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig, RETRY_AFTER,
     default_runtime_dir, default_template_dir,
 };
 pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
-pub use exec::{ExecOutput, agent_health_check, fresh_identity};
+pub use exec::{ExecOutput, fresh_identity};
 pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
+pub use health::agent_health_check;
 pub use memory_charge::process_memory_kib;
 pub use process::ExitInfo;
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
-pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, RETRY_AFTER, TemplateOrigin, TemplateState};
+pub use restore::RESTORE_TIMEOUT;
+pub use snapshot::{MAX_RESTORE_FAILURES, TemplateOrigin, TemplateState};
 pub use vm::{QemuVm, VmStatus};

@@ -18,7 +18,7 @@
 //! Fallback: when the template cannot be built, is found damaged before a restore, or restores fail
 //! [`MAX_RESTORE_FAILURES`] times in a row, the shape cold-boots (`fill_strategy` label
 //! `cold_boot_fallback`, [`TemplateState::Failed`] with the reason) and the template is rebuilt
-//! after `ProviderConfig::snapshot_retry_after` ([`RETRY_AFTER`] by default).
+//! after `ProviderConfig::snapshot_retry_after` ([`RETRY_AFTER`](crate::RETRY_AFTER) by default).
 //!
 //! Limitation: `exec:` migration forks `cat`, so snapshot VMs run with `-sandbox ...,spawn=allow`.
 
@@ -33,20 +33,12 @@ use tokio::time::Instant;
 
 use crate::config::{FillKind, ImagePaths};
 use crate::error::{QemuError, SnapshotError};
-use crate::provider::ProviderInner;
+use crate::launch::Launcher;
 use crate::template_store::{self as store, Found, Manifest};
 use crate::vm::QemuVm;
 
 /// Consecutive failed restores after which the template is dropped and rebuilt.
 pub const MAX_RESTORE_FAILURES: u32 = 3;
-/// Default of `ProviderConfig::snapshot_retry_after`: how long a shape cold-boots after its
-/// template failed before the template is built again.
-pub const RETRY_AFTER: Duration = Duration::from_secs(60);
-/// Longest a restore may take (capped by the boot timeout). Measured: 0.1–0.3 s idle, 2.5 s under heavy
-/// load. A broken state file makes QEMU 7.2 wait in `setup` forever (it reports no failure), so
-/// this deadline is what ends such a restore (the state file's hash is checked first).
-pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// A template on disk, shared by the provider and its clones.
 #[derive(Debug)]
 pub(crate) struct Template {
@@ -251,83 +243,88 @@ impl Templates {
     }
 }
 
-/// Makes a VM for a `Snapshot` shape: a clone of its template, or a cold boot as fallback.
-pub(crate) async fn create_clone(
-    inner: &ProviderInner,
-    shape: &ShapeKey,
-    paths: &ImagePaths,
-) -> Result<QemuVm, QemuError> {
-    let slot = inner.snapshots.slot(shape);
-    let template = {
-        let mut slot = slot.lock().await;
-        match &*slot {
-            Slot::Ready { template, .. } => Some(template.clone()),
-            Slot::Failed { at, .. } if at.elapsed() < inner.config.snapshot_retry_after => None,
-            Slot::Empty | Slot::Failed { .. } => match obtain(inner, shape, paths).await {
-                Ok((template, origin)) => {
-                    let template = inner.snapshots.track(template);
-                    *slot = Slot::Ready { template: template.clone(), origin };
-                    inner.snapshots.charges.template_ready(shape);
-                    Some(template)
-                }
-                Err(e) => {
-                    tracing::warn!(%shape, error = %e, "building the snapshot template failed; cold booting");
-                    *slot = Slot::Failed { at: Instant::now(), error: format!("template build failed: {e}") };
-                    None
-                }
-            },
-        }
-    };
-    let Some(template) = template else {
-        return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
-    };
-    if !inner.snapshots.is_current(shape, &slot) {
-        // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
-        inner.snapshots.discard(shape, &template, "its shape was unregistered");
-    }
-    if let Err(why) = template.check() {
-        tracing::warn!(%shape, %why, "snapshot template damaged; cold booting until it is rebuilt");
-        inner.snapshots.discard(shape, &template, &why);
-        *slot.lock().await = Slot::Failed { at: Instant::now(), error: format!("template damaged: {why}") };
-        return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
-    }
-    match restore(inner, shape, paths, &template).await {
-        Ok(mut vm) => {
-            template.restore_failures.store(0, Ordering::Relaxed);
-            if let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
-                && kib > 0
-            {
-                let mb = crate::memory_charge::kib_to_mib_ceil(kib);
-                vm.memory_charge_mb = Some(mb);
-                inner.snapshots.charges.clone_measured(shape, mb);
-                tracing::debug!(vm = %vm.id(), %shape, pss_mib = mb, "clone charged its PSS");
+impl Templates {
+    /// Makes a VM for a `Snapshot` shape: a clone of its template, or a cold boot as fallback.
+    pub(crate) async fn create_clone(
+        &self,
+        launcher: &Launcher,
+        shape: &ShapeKey,
+        paths: &ImagePaths,
+    ) -> Result<QemuVm, QemuError> {
+        let slot = self.slot(shape);
+        let template = {
+            let mut slot = slot.lock().await;
+            match &*slot {
+                Slot::Ready { template, .. } => Some(template.clone()),
+                Slot::Failed { at, .. } if at.elapsed() < launcher.config.snapshot_retry_after => None,
+                Slot::Empty | Slot::Failed { .. } => match obtain(launcher, shape, paths).await {
+                    Ok((template, origin)) => {
+                        let template = self.track(template);
+                        *slot = Slot::Ready { template: template.clone(), origin };
+                        self.charges.template_ready(shape);
+                        Some(template)
+                    }
+                    Err(e) => {
+                        tracing::warn!(%shape, error = %e, "building the snapshot template failed; cold booting");
+                        *slot =
+                            Slot::Failed { at: Instant::now(), error: format!("template build failed: {e}") };
+                        None
+                    }
+                },
             }
-            Ok(vm)
+        };
+        let Some(template) = template else {
+            return launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
+        };
+        if !self.is_current(shape, &slot) {
+            // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
+            self.discard(shape, &template, "its shape was unregistered");
         }
-        Err(e) => {
-            let failures = template.restore_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(%shape, failures, error = %e, "snapshot restore failed; cold booting");
-            if failures >= MAX_RESTORE_FAILURES {
-                let error = format!("{failures} restores in a row failed: {e}");
-                inner.snapshots.discard(shape, &template, &error);
-                *slot.lock().await = Slot::Failed { at: Instant::now(), error };
+        if let Err(why) = template.check() {
+            tracing::warn!(%shape, %why, "snapshot template damaged; cold booting until it is rebuilt");
+            self.discard(shape, &template, &why);
+            *slot.lock().await =
+                Slot::Failed { at: Instant::now(), error: format!("template damaged: {why}") };
+            return launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
+        }
+        match restore(launcher, shape, paths, &template).await {
+            Ok(mut vm) => {
+                template.restore_failures.store(0, Ordering::Relaxed);
+                if let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
+                    && kib > 0
+                {
+                    let mb = crate::memory_charge::kib_to_mib_ceil(kib);
+                    vm.memory_charge_mb = Some(mb);
+                    self.charges.clone_measured(shape, mb);
+                    tracing::debug!(vm = %vm.id(), %shape, pss_mib = mb, "clone charged its PSS");
+                }
+                Ok(vm)
             }
-            inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await
+            Err(e) => {
+                let failures = template.restore_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(%shape, failures, error = %e, "snapshot restore failed; cold booting");
+                if failures >= MAX_RESTORE_FAILURES {
+                    let error = format!("{failures} restores in a row failed: {e}");
+                    self.discard(shape, &template, &error);
+                    *slot.lock().await = Slot::Failed { at: Instant::now(), error };
+                }
+                launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await
+            }
         }
     }
 }
 
 /// The shape's template: reused from the template directory when valid, else built.
 async fn obtain(
-    inner: &ProviderInner,
+    launcher: &Launcher,
     shape: &ShapeKey,
     paths: &ImagePaths,
 ) -> Result<(Template, TemplateOrigin), QemuError> {
-    let key = crate::template_build::template_key(inner, shape, paths).await?;
-    let base = &inner.config.template_dir;
+    let key = crate::template_build::template_key(launcher, shape, paths).await?;
+    let base = &launcher.config.template_dir;
     store::ensure_private_dir(base)?;
     let dir = base.join(store::shape_dir_name(&key.shape));
-    let keep = inner.config.keep_templates;
+    let keep = launcher.config.keep_templates;
     let inspect_dir = dir.clone();
     let inspect_key = key.clone();
     let found = tokio::task::spawn_blocking(move || store::inspect(&inspect_dir, &inspect_key))
@@ -355,12 +352,12 @@ async fn obtain(
             TemplateOrigin::Rebuilt(why)
         }
     };
-    let manifest = crate::template_build::build(inner, shape, paths, &key, &dir).await?;
+    let manifest = crate::template_build::build(launcher, shape, paths, &key, &dir).await?;
     Ok((Template::new(dir, manifest, keep), origin))
 }
 
 async fn restore(
-    inner: &ProviderInner,
+    launcher: &Launcher,
     shape: &ShapeKey,
     paths: &ImagePaths,
     template: &Arc<Template>,
@@ -368,7 +365,7 @@ async fn restore(
     let dir = template.dir();
     let holder: Arc<dyn std::any::Any + Send + Sync> = template.clone();
     crate::restore::restore_clone(
-        inner,
+        launcher,
         shape,
         paths,
         &dir.join(store::MEMORY_FILE),
