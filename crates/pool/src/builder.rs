@@ -10,9 +10,13 @@ use std::collections::HashSet;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::health::DynHealthCheck;
+use crate::config::{AdaptiveDepth, Backoff, ShapeConfig, check_budget};
+use crate::error::PoolError;
+use crate::health::{DynHealthCheck, HealthCheck};
+use crate::pool::Pool;
+use crate::provider::Provider;
+use crate::shape::ShapeKey;
 use crate::shared::PoolSettings;
-use crate::{AdaptiveDepth, Backoff, HealthCheck, Pool, PoolError, Provider, ShapeConfig, ShapeKey};
 
 /// Configures and starts a [`Pool`].
 ///
@@ -38,8 +42,21 @@ pub struct PoolBuilder<P: Provider> {
     health: Option<Box<dyn DynHealthCheck<P::Vm>>>,
 }
 
+impl<P: Provider> Pool<P> {
+    /// Starts configuring a pool over `provider`.
+    ///
+    /// ```
+    /// use firepit_pool::{Pool, testing::MemoryProvider};
+    /// let builder = Pool::builder(MemoryProvider::new()).max_parallel_fills(8);
+    /// # drop(builder);
+    /// ```
+    pub fn builder(provider: P) -> PoolBuilder<P> {
+        PoolBuilder::new(provider)
+    }
+}
+
 impl<P: Provider> PoolBuilder<P> {
-    pub(crate) fn new(provider: P) -> Self {
+    fn new(provider: P) -> Self {
         Self {
             provider,
             defaults: ShapeConfig::default(),
@@ -212,20 +229,4 @@ impl<P: Provider> PoolBuilder<P> {
         }
         Ok(pool)
     }
-}
-
-/// The low water of every shape together must fit in the budget, or `build()` could never finish.
-pub(crate) fn check_budget<'a>(
-    budget: Option<u64>,
-    shapes: impl Iterator<Item = (&'a ShapeKey, &'a ShapeConfig)>,
-) -> Result<(), PoolError> {
-    let Some(budget) = budget else { return Ok(()) };
-    let need: u64 = shapes.map(|(k, c)| u64::from(k.memory_mb) * *c.depth.start() as u64).sum();
-    if need > budget {
-        return Err(PoolError::InvalidConfig(format!(
-            "the low water of all shapes needs {need} MiB but memory_budget_mb is {budget}: \
-             raise the budget to at least {need} or lower the depths"
-        )));
-    }
-    Ok(())
 }

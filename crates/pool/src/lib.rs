@@ -52,6 +52,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod adaptive;
 mod bucket;
 mod builder;

@@ -10,11 +10,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket::Bucket;
-use crate::builder::{PoolBuilder, check_budget};
+use crate::config::{ShapeConfig, check_budget};
+use crate::error::PoolError;
 use crate::health::DynHealthCheck;
+use crate::lease::PooledVm;
 use crate::metrics::{EvictReason, Metrics, MetricsSnapshot, ShapeMetrics};
+use crate::provider::Provider;
+use crate::shape::ShapeKey;
 use crate::shared::{PoolSettings, Shared, State};
-use crate::{PoolError, PooledVm, Provider, ShapeConfig, ShapeKey, ShapeStatus, Status};
+use crate::status::{ShapeStatus, Status};
 
 /// A warm pool of VMs from provider `P`. `Clone + Send + Sync`; all clones share one pool.
 ///
@@ -61,17 +65,6 @@ impl<P: Provider> std::fmt::Debug for Pool<P> {
 }
 
 impl<P: Provider> Pool<P> {
-    /// Starts configuring a pool over `provider`.
-    ///
-    /// ```
-    /// use firepit_pool::{Pool, testing::MemoryProvider};
-    /// let builder = Pool::builder(MemoryProvider::new()).max_parallel_fills(8);
-    /// # drop(builder);
-    /// ```
-    pub fn builder(provider: P) -> PoolBuilder<P> {
-        PoolBuilder::new(provider)
-    }
-
     fn shared(&self) -> &Arc<Shared<P>> {
         &self.handle.shared
     }
@@ -110,7 +103,13 @@ impl<P: Provider> Pool<P> {
         tokio::spawn(crate::reaper::run(Arc::clone(&shared), retire_rx));
         tokio::spawn(crate::refill::run(Arc::clone(&shared)));
         tokio::spawn(crate::maintenance::run(Arc::clone(&shared)));
-        tokio::spawn(crate::watch::run(Arc::downgrade(&shared), watch_rx, shared.cancel.clone()));
+        let weak = Arc::downgrade(&shared);
+        let evict_dead = move |shape: &ShapeKey, id: &str| {
+            if let Some(shared) = weak.upgrade() {
+                crate::maintenance::evict_by_id(&shared, shape, id, EvictReason::Exited);
+            }
+        };
+        tokio::spawn(crate::watch::run(watch_rx, shared.cancel.clone(), evict_dead));
         Self { handle: Arc::new(PoolHandle { shared }) }
     }
 

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use crate::ShapeKey;
+use crate::shape::ShapeKey;
 
 /// Why a VM is not fit to be handed out.
 ///

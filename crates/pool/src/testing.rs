@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{PoolVm, Provider, ShapeKey, Unhealthy};
+use crate::provider::{PoolVm, Provider, Unhealthy};
+use crate::shape::ShapeKey;
 
 /// Faults and timings of a [`MemoryProvider`].
 ///
