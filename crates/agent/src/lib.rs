@@ -18,6 +18,8 @@
 //! assert_eq!(frame.id, 7);
 //! ```
 
+#![warn(missing_docs)]
+
 mod frame;
 
 /// Name of the virtio-serial port the agent serves (`-device virtserialport,name=...`); the guest

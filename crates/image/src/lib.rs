@@ -28,6 +28,8 @@
 //! # Ok::<(), firepit_image::ImageError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod apt;
 mod builder;
 pub mod cpio;
