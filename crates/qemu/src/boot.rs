@@ -90,10 +90,7 @@ fn create_private_memory_file(
                 {
                     std::fs::remove_file(path).and_then(|()| create())
                 }
-                _ => Err(std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "exists and is not a file of ours: refusing to map it as guest memory",
-                )),
+                _ => return Err(SpawnError::MemoryFileTaken { path: path.to_path_buf() }),
             }
         }
         other => other,

@@ -20,7 +20,7 @@ use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
 use crate::boot;
 use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, ImagePaths, ProviderConfig};
-use crate::error::QemuError;
+use crate::error::{ConfigError, QemuError};
 use crate::process::Credentials;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
@@ -47,19 +47,19 @@ impl Launcher {
     /// Checks `config` and the QEMU binary, and prepares the runtime directory (see
     /// [`QemuProvider::new`](crate::QemuProvider::new)).
     pub(crate) fn new(config: ProviderConfig) -> Result<Self, QemuError> {
-        let requested_accel = config.requested_accel().map_err(|e| QemuError::Config(e.to_string()))?;
-        if config.boot_timeout.is_zero() || config.probe_timeout.is_zero() || config.agent_timeout.is_zero() {
-            return Err(QemuError::Config(
-                "boot_timeout, probe_timeout and agent_timeout must be > 0".into(),
-            ));
+        let requested_accel = config.requested_accel().map_err(ConfigError::Accel)?;
+        let deadlines = [
+            ("boot_timeout", config.boot_timeout),
+            ("probe_timeout", config.probe_timeout),
+            ("agent_timeout", config.agent_timeout),
+        ];
+        if let Some((field, _)) = deadlines.into_iter().find(|(_, deadline)| deadline.is_zero()) {
+            return Err(ConfigError::ZeroTimeout { field }.into());
         }
         let room = config.runtime_dir.as_os_str().len() + VM_PATH_SUFFIX;
         if room > MAX_SOCKET_PATH {
-            return Err(QemuError::Config(format!(
-                "runtime_dir {} is too long for Unix socket paths (keep it under {} bytes)",
-                config.runtime_dir.display(),
-                MAX_SOCKET_PATH - VM_PATH_SUFFIX
-            )));
+            let (dir, max) = (config.runtime_dir.clone(), MAX_SOCKET_PATH - VM_PATH_SUFFIX);
+            return Err(ConfigError::RuntimeDirTooLong { dir, max }.into());
         }
         let run_as = config.run_as.as_deref().map(crate::run_as::resolve).transpose()?;
         if let Some(user) = run_as {
@@ -117,7 +117,7 @@ impl Launcher {
         memory: GuestMemory,
     ) -> Result<LaunchSpec, QemuError> {
         if shape.vcpus == 0 || shape.memory_mb < 32 {
-            return Err(QemuError::Config(format!("shape {shape}: need at least 1 vCPU and 32 MiB")));
+            return Err(ConfigError::ShapeTooSmall { shape: shape.clone() }.into());
         }
         Ok(LaunchSpec {
             name: id.to_string(),

@@ -60,7 +60,9 @@ pub use config::{
     default_runtime_dir, default_template_dir,
 };
 pub use console::{Console, ConsoleOutput};
-pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
+pub use error::{
+    AgentError, BootError, ConfigError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError,
+};
 pub use exec::{ExecOutput, fresh_identity};
 pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
 pub use health::agent_health_check;

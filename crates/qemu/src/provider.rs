@@ -10,7 +10,7 @@ use firepit_pool::{Provider, ShapeKey, Unhealthy};
 
 use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, FillStrategy, ImagePaths, ProviderConfig};
-use crate::error::{QemuError, SpawnError};
+use crate::error::{ConfigError, QemuError, SpawnError};
 use crate::launch::Launcher;
 use crate::snapshot::{TemplateState, Templates};
 use crate::vm::QemuVm;
@@ -77,10 +77,7 @@ impl QemuProvider {
         fill: FillStrategy,
     ) -> Result<(), QemuError> {
         if fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
-            return Err(QemuError::Config(format!(
-                "image {image_id}: snapshot fill does not support run_as yet (the template's state \
-                 directory is not given to QEMU's user); use cold boot or drop run_as"
-            )));
+            return Err(ConfigError::SnapshotWithRunAs { image: image_id.to_string() }.into());
         }
         for path in [&paths.kernel, &paths.initramfs] {
             if !path.is_file() {

@@ -76,9 +76,9 @@ impl QmpClient {
             return Err(QmpError::Closed);
         }
         let value: Value = serde_json::from_str(&line)
-            .map_err(|e| QmpError::Protocol(format!("greeting is not JSON ({e}): {line:?}")))?;
+            .map_err(|source| QmpError::BadGreeting { line: line.clone(), source: Some(source) })?;
         if value.get("QMP").is_none() {
-            return Err(QmpError::Protocol(format!("expected a QMP greeting, got {line:?}")));
+            return Err(QmpError::BadGreeting { line, source: None });
         }
         let (events, _) = broadcast::channel(64);
         let client = QmpClient {
@@ -141,7 +141,7 @@ impl QmpClient {
     /// `query-status`.
     pub async fn query_status(&self) -> Result<StatusInfo, QmpError> {
         let value = self.execute("query-status", None).await?;
-        serde_json::from_value(value).map_err(|e| QmpError::Protocol(format!("query-status: {e}")))
+        serde_json::from_value(value).map_err(|source| QmpError::BadReply { command: "query-status", source })
     }
 
     /// `stop`: pause the vCPUs.
@@ -175,7 +175,8 @@ impl QmpClient {
     /// `query-migrate`.
     pub async fn query_migrate(&self) -> Result<MigrationInfo, QmpError> {
         let value = self.execute("query-migrate", None).await?;
-        serde_json::from_value(value).map_err(|e| QmpError::Protocol(format!("query-migrate: {e}")))
+        serde_json::from_value(value)
+            .map_err(|source| QmpError::BadReply { command: "query-migrate", source })
     }
 
     /// `migrate-set-capabilities` with `(name, state)` pairs, e.g. `("x-ignore-shared", true)`.
@@ -239,7 +240,7 @@ async fn read_loop(
             let field = |name: &str| err.get(name).and_then(Value::as_str).unwrap_or("?").to_string();
             Err(QmpError::Command { command: String::new(), class: field("class"), desc: field("desc") })
         } else {
-            Err(QmpError::Protocol(format!("reply has neither return nor error: {}", line.trim())))
+            Err(QmpError::NoOutcome { line: line.trim().to_string() })
         };
         let waiter = lock(&waiters).as_mut().and_then(|map| map.remove(&id));
         if let Some(waiter) = waiter {

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use crate::config::{FillKind, ImagePaths};
 use crate::error::{QemuError, SnapshotError};
 use crate::launch::Launcher;
-use crate::template_store::{self as store, Found, Manifest};
+use crate::template_store::{self as store, Found, Manifest, TemplateFault};
 use crate::vm::QemuVm;
 
 /// Consecutive failed restores after which the template is dropped and rebuilt.
@@ -67,7 +67,7 @@ impl Template {
     }
 
     /// Moves the files out of the loaders' way now and removes them with the last holder.
-    fn discard(&self, why: &str) {
+    fn discard(&self, why: impl std::fmt::Display) {
         self.remove_on_drop.store(true, Ordering::SeqCst);
         if self.discarded.swap(true, Ordering::SeqCst) {
             return;
@@ -85,12 +85,12 @@ impl Template {
     }
 
     /// Checks the files before a restore: QEMU 7.2 hangs instead of failing on a broken state file.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), TemplateFault> {
         match store::inspect(&self.dir(), &self.manifest.key) {
             Found::Valid(found) if found == self.manifest => Ok(()),
-            Found::Valid(_) => Err("its manifest changed on disk".into()),
-            Found::Absent => Err("its directory is gone".into()),
-            Found::Stale(why) | Found::Corrupt(why) => Err(why),
+            Found::Valid(_) => Err(TemplateFault::ManifestChanged),
+            Found::Absent => Err(TemplateFault::Gone),
+            Found::Stale(fault) | Found::Corrupt(fault) => Err(fault),
         }
     }
 }
@@ -221,7 +221,7 @@ impl Templates {
 
     /// Discards `shape`'s `template` (its files go with its last holder) and stops charging its RAM
     /// against the memory budget.
-    fn discard(&self, shape: &ShapeKey, template: &Template, why: &str) {
+    fn discard(&self, shape: &ShapeKey, template: &Template, why: impl std::fmt::Display) {
         template.discard(why);
         self.charges.template_gone(shape);
     }
@@ -329,7 +329,7 @@ async fn obtain(
     let inspect_key = key.clone();
     let found = tokio::task::spawn_blocking(move || store::inspect(&inspect_dir, &inspect_key))
         .await
-        .map_err(|e| QemuError::Config(format!("checking the template failed: {e}")))?;
+        .map_err(SnapshotError::Check)?;
     let origin = match found {
         Found::Valid(manifest) => {
             tracing::info!(%shape, dir = %dir.display(), created_unix = manifest.created_unix,
@@ -349,7 +349,7 @@ async fn obtain(
                     .into());
                 }
             }
-            TemplateOrigin::Rebuilt(why)
+            TemplateOrigin::Rebuilt(why.to_string())
         }
     };
     let manifest = crate::template_build::build(launcher, shape, paths, &key, &dir).await?;

@@ -47,10 +47,7 @@ pub(crate) async fn template_key(
 pub(crate) fn quoted(path: &Path) -> Result<String, SnapshotError> {
     let text = path.to_string_lossy();
     if text.contains('\'') {
-        return Err(SnapshotError::Migration {
-            direction: "out",
-            message: format!("path {text} contains a single quote; choose another template_dir"),
-        });
+        return Err(SnapshotError::UnquotablePath { path: path.to_path_buf() });
     }
     Ok(format!("'{text}'"))
 }
