@@ -35,6 +35,7 @@ mod argv;
 mod boot;
 mod caps;
 mod config;
+mod config_error;
 mod console;
 mod error;
 mod exec;
@@ -59,10 +60,9 @@ pub use config::{
     ACCEL_ENV, Accel, FillKind, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig, RETRY_AFTER,
     default_runtime_dir, default_template_dir,
 };
+pub use config_error::ConfigError;
 pub use console::{Console, ConsoleOutput};
-pub use error::{
-    AgentError, BootError, ConfigError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError,
-};
+pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exec::{ExecOutput, fresh_identity};
 pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
 pub use health::agent_health_check;

@@ -10,7 +10,8 @@ use firepit_pool::{Provider, ShapeKey, Unhealthy};
 
 use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, FillStrategy, ImagePaths, ProviderConfig};
-use crate::error::{ConfigError, QemuError, SpawnError};
+use crate::config_error::ConfigError;
+use crate::error::{QemuError, SpawnError};
 use crate::launch::Launcher;
 use crate::snapshot::{TemplateState, Templates};
 use crate::vm::QemuVm;

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::process::Credentials;
 
 /// Resolves `spec` (a user name, or `uid[:gid]`) and checks that this process may switch to it.

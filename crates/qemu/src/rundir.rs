@@ -3,7 +3,8 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{ConfigError, QemuError, SpawnError};
+use crate::config_error::ConfigError;
+use crate::error::{QemuError, SpawnError};
 use crate::process::Credentials;
 
 /// Longest Unix socket path (`sun_path` is 108 bytes including the NUL).

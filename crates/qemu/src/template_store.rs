@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{ConfigError, QemuError, SnapshotError, SpawnError};
+use crate::config_error::ConfigError;
+use crate::error::{QemuError, SnapshotError, SpawnError};
 
 /// The guest RAM file (mapped `share=on` by the template, copy-on-write by clones).
 pub(crate) const MEMORY_FILE: &str = "memory";
