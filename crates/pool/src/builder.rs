@@ -157,7 +157,24 @@ impl<P: Provider> PoolBuilder<P> {
         self
     }
 
-    /// Check every VM before it is handed out (see [`HealthCheck`]).
+    /// Check every VM before it is handed out (see [`HealthCheck`]): once when it becomes ready and
+    /// again right before `reserve()` hands it out. A VM that fails is destroyed, never handed out.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, Unhealthy, testing::MemoryProvider};
+    /// let pool = Pool::builder(MemoryProvider::new())
+    ///     .shape(ShapeKey::new("img", "1", 1, 64))
+    ///     // Any `Fn(&Vm) -> impl Future<Output = Result<(), Unhealthy>> + 'static` will do.
+    ///     .health_check(|vm: &firepit_pool::testing::MemoryVm| {
+    ///         let fine = vm.shape().memory_mb >= 64;
+    ///         async move { if fine { Ok(()) } else { Err(Unhealthy::new("too small")) } }
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
     pub fn health_check(mut self, check: impl HealthCheck<P::Vm>) -> Self {
         self.health = Some(Box::new(check));
         self
@@ -211,7 +228,11 @@ impl<P: Provider> PoolBuilder<P> {
         self.depth(n..=n).build().await
     }
 
-    /// Validates, starts the pool and waits until every shape has its low water ready.
+    /// Validates, starts the pool and waits until every shape has its low water ready. Fails
+    /// with [`PoolError::InvalidConfig`] (what to change), [`PoolError::WarmupFailed`] (the
+    /// provider's error after `warmup_max_failures` failed creates in a row),
+    /// [`PoolError::WarmupTimeout`] or [`PoolError::NoRuntime`]; it never hangs. See the
+    /// [`PoolBuilder`] example.
     pub async fn build(self) -> Result<Pool<P>, PoolError> {
         let shapes = self.validate()?;
         if tokio::runtime::Handle::try_current().is_err() {

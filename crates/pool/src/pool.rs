@@ -160,7 +160,23 @@ impl<P: Provider> Pool<P> {
     }
 
     /// Adds a shape at run time; its bucket starts filling at once. The first shape registered
-    /// becomes the default shape if there is none.
+    /// becomes the default shape if there is none. `config` is validated here, like `build()` does.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, PoolError, ShapeConfig, ShapeKey, testing::MemoryProvider};
+    /// let small = ShapeKey::new("img", "1", 1, 128);
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(small).build().await?;
+    /// let big = ShapeKey::new("img", "1", 4, 2048);
+    /// pool.register_shape(big.clone(), ShapeConfig { depth: 1..=2, ..ShapeConfig::default() })?;
+    /// let vm = pool.reserve_shape(&big).await?;       // waits for the new bucket's first VM
+    /// assert_eq!(vm.shape().vcpus, 4);
+    /// drop(vm);
+    /// pool.unregister_shape(&big).await?;             // its ready VMs are destroyed
+    /// assert!(matches!(pool.try_reserve_shape(&big), Err(PoolError::UnknownShape(_))));
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
     pub fn register_shape(&self, key: ShapeKey, config: ShapeConfig) -> Result<(), PoolError> {
         config.validate(&key)?;
         let shared = self.shared();
@@ -235,7 +251,22 @@ impl<P: Provider> Pool<P> {
         }
     }
 
-    /// The pool at this instant.
+    /// The pool at this instant: per shape what is ready, filling, leased and waiting, and the
+    /// memory budget. A plain struct, for health endpoints and tests.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+    /// let shape = ShapeKey::new("img", "1", 1, 256);
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(shape.clone()).depth(2..=2).build().await?;
+    /// let vm = pool.reserve().await?;
+    /// let status = pool.status();
+    /// let bucket = status.shape(&shape).expect("registered");
+    /// assert_eq!((bucket.leased, bucket.low_water), (1, 2));
+    /// assert!(status.memory_used_mb >= 2 * 256); // the leased VM and at least one ready
+    /// # drop(vm); pool.shutdown().await; Ok(()) }
+    /// ```
     pub fn status(&self) -> Status {
         let shared = self.shared();
         let now = Instant::now();
@@ -281,7 +312,20 @@ impl<P: Provider> Pool<P> {
         }
     }
 
-    /// Counters and gauges of every registered shape.
+    /// Counters and gauges of every registered shape, as plain numbers (for Prometheus, see
+    /// [`register_metrics`](Self::register_metrics)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+    /// let shape = ShapeKey::new("img", "1", 1, 64);
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(shape.clone()).build().await?;
+    /// drop(pool.reserve().await?);
+    /// let metrics = pool.metrics();
+    /// assert_eq!(metrics.shape(&shape).map(|m| m.acquired), Some(1));
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
     pub fn metrics(&self) -> MetricsSnapshot {
         let st = self.shared().lock();
         let mut shapes: Vec<ShapeMetrics> =
