@@ -48,6 +48,12 @@ pub enum QemuError {
 }
 
 /// Why a QEMU process could not be started.
+///
+/// ```
+/// use firepit_qemu::SpawnError;
+/// let err = SpawnError::BinaryNotFound { binary: "qemu-system-x86_64".into() };
+/// assert!(err.to_string().contains("apt-get install qemu-system-x86"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     /// The binary is not there.
@@ -110,7 +116,19 @@ impl SpawnError {
     }
 }
 
-/// Why a started guest did not become ready.
+/// Why a started guest did not become ready. Both variants quote the guest's last console lines,
+/// which usually say why (a kernel panic, a missing module, a hung init).
+///
+/// ```
+/// use std::time::Duration;
+/// use firepit_qemu::BootError;
+/// let err = BootError::Timeout {
+///     after: Duration::from_secs(60),
+///     waiting_for: "an agent ping",
+///     console_tail: "Kernel panic - not syncing".into(),
+/// };
+/// assert!(err.to_string().contains("Kernel panic"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     /// The deadline passed; the VM was killed.
@@ -138,6 +156,18 @@ pub enum BootError {
 }
 
 /// A QMP failure.
+///
+/// ```
+/// # async fn demo(vm: &firepit_qemu::QemuVm) {
+/// use firepit_qemu::QmpError;
+/// match vm.qmp().stop().await {
+///     Ok(()) => {}
+///     Err(QmpError::Command { class, desc, .. }) => eprintln!("QEMU refused: {class}: {desc}"),
+///     Err(QmpError::Closed) => eprintln!("QEMU has exited"),
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
     /// Reading or writing the QMP socket failed.
@@ -191,6 +221,20 @@ pub enum QmpError {
 }
 
 /// A guest agent failure.
+///
+/// [`Remote`](AgentError::Remote) is the agent's own answer (the request reached the guest and
+/// failed there, e.g. a program that does not exist); the other variants are the channel's.
+///
+/// ```
+/// # async fn demo(vm: &firepit_qemu::QemuVm) {
+/// use firepit_qemu::{AgentError, QemuError};
+/// match vm.exec(["no-such-program"]).await {
+///     Ok(out) => println!("exit code {:?}", out.exit_code),
+///     Err(QemuError::Agent(AgentError::Remote { message, .. })) => println!("the guest said: {message}"),
+///     Err(e) => println!("no answer from the guest: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// Reading or writing the agent socket failed.
@@ -230,6 +274,17 @@ pub enum AgentError {
 }
 
 /// A console failure.
+///
+/// ```
+/// # async fn demo(console: &firepit_qemu::Console) {
+/// use firepit_qemu::ConsoleError;
+/// match console.read_until("login:").await {
+///     Ok(text) => println!("{text}"),
+///     Err(ConsoleError::Timeout { tail, .. }) => println!("not yet; the guest printed:\n{tail}"),
+///     Err(e) => println!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     /// The pattern did not appear in time.
@@ -255,7 +310,15 @@ pub enum ConsoleError {
     Io(#[from] std::io::Error),
 }
 
-/// A snapshot failure.
+/// A snapshot failure. A `Snapshot` shape does not fail its fills with these: it falls back to
+/// cold boot, and [`QemuProvider::template_state`](crate::QemuProvider::template_state) shows the
+/// error.
+///
+/// ```
+/// use firepit_qemu::SnapshotError;
+/// let err = SnapshotError::Migration { direction: "in", message: "still \"setup\" at the deadline".into() };
+/// assert_eq!(err.to_string(), "migration in failed: still \"setup\" at the deadline");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// A file-system operation on the template failed.

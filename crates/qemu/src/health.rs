@@ -13,8 +13,15 @@ use crate::vm::QemuVm;
 /// `probe_timeout`. The future does not borrow the VM, so the function fits the pool's closure form
 /// `Fn(&Vm) -> impl Future + 'static` as it is.
 ///
-/// ```ignore
-/// let pool = Pool::builder(provider).shape(shape).health_check(firepit_qemu::agent_health_check).build().await?;
+/// ```no_run
+/// # async fn demo(provider: firepit_qemu::QemuProvider) -> Result<(), firepit_pool::PoolError> {
+/// use firepit_pool::{Pool, ShapeKey};
+/// let pool = Pool::builder(provider)
+///     .shape(ShapeKey::new("img", "1", 1, 256))
+///     .health_check(firepit_qemu::agent_health_check)
+///     .build()
+///     .await?;
+/// # drop(pool); Ok(()) }
 /// ```
 pub fn agent_health_check(vm: &QemuVm) -> impl Future<Output = Result<(), Unhealthy>> + Send + use<> {
     let ping = vm.ping_detached();

@@ -32,6 +32,12 @@ pub(crate) struct Credentials {
 }
 
 /// How a QEMU process ended.
+///
+/// ```
+/// use firepit_qemu::ExitInfo;
+/// let killed = ExitInfo { code: None, signal: Some(9) };
+/// assert_eq!(killed.to_string(), "killed by signal 9");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitInfo {
     /// Exit code, `None` when killed by a signal.

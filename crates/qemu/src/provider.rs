@@ -13,7 +13,8 @@ use crate::config::{Accel, FillKind, FillStrategy, ImagePaths, ProviderConfig};
 use crate::config_error::ConfigError;
 use crate::error::{QemuError, SpawnError};
 use crate::launch::Launcher;
-use crate::snapshot::{TemplateState, Templates};
+use crate::snapshot::Templates;
+use crate::template_state::TemplateState;
 use crate::vm::QemuVm;
 
 #[derive(Debug, Clone)]
@@ -52,7 +53,21 @@ pub struct QemuProvider {
 impl QemuProvider {
     /// Checks the configuration and the QEMU binary, creates the runtime directory and removes what
     /// firepit processes that were killed (SIGKILL leaves no chance to clean up) left in it and in
-    /// /dev/shm.
+    /// /dev/shm. Fails with [`QemuError::Config`] for a setting to change, or
+    /// [`SpawnError::BinaryNotFound`] when QEMU is not installed.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use firepit_qemu::{Accel, ProviderConfig, QemuProvider};
+    /// let provider = QemuProvider::new(ProviderConfig {
+    ///     accel: Accel::Tcg,
+    ///     boot_timeout: Duration::from_secs(30),
+    ///     runtime_dir: "/run/firepit-vms".into(),
+    ///     ..ProviderConfig::default()
+    /// })?;
+    /// println!("{}, seccomp sandbox: {}", provider.caps().version, provider.caps().sandbox);
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
     pub fn new(config: ProviderConfig) -> Result<Self, QemuError> {
         Ok(Self {
             inner: Arc::new(ProviderInner {
@@ -70,7 +85,23 @@ impl QemuProvider {
         self.register_image_with(image_id, paths, self.inner.launcher.config.fill_strategy)
     }
 
-    /// Registers an image with an explicit [`FillStrategy`].
+    /// Registers an image with an explicit [`FillStrategy`]. Fails if a file is missing, or for
+    /// `Snapshot` together with [`ProviderConfig::run_as`] (not supported yet).
+    ///
+    /// ```no_run
+    /// use firepit_pool::ShapeKey;
+    /// use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider, TemplateState};
+    /// let provider = QemuProvider::new(ProviderConfig::default())?;
+    /// let paths = ImagePaths::new("out/vmlinuz", "out/initramfs.cpio.gz");
+    /// provider.register_image_with("img", paths, FillStrategy::Snapshot)?;
+    /// // One shape of the image cold-boots anyway: it wants a fresh kernel every time.
+    /// let fresh = ShapeKey::new("img", "1+fresh", 1, 256);
+    /// provider.set_fill_strategy(&fresh, FillStrategy::ColdBoot);
+    /// assert_eq!(provider.fill_strategy(&fresh)?, FillStrategy::ColdBoot);
+    /// let cloned = ShapeKey::new("img", "1", 1, 256);
+    /// assert_eq!(provider.template_state(&cloned), TemplateState::Missing); // built by the first fill
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
     pub fn register_image_with(
         &self,
         image_id: &str,
@@ -145,6 +176,13 @@ impl QemuProvider {
     /// the directory itself when it ends up empty. Templates in use are left alone (forget their
     /// shapes first). Returns how many were removed. For an explicit cleanup (e.g. after the last
     /// pool stopped, when `keep_templates` kept them for reuse).
+    ///
+    /// ```no_run
+    /// use firepit_qemu::{ProviderConfig, QemuProvider};
+    /// let provider = QemuProvider::new(ProviderConfig::default())?;
+    /// println!("removed {} snapshot templates", provider.remove_templates());
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
     pub fn remove_templates(&self) -> usize {
         let dir = &self.inner.launcher.config.template_dir;
         let in_use = self.inner.snapshots.dirs_in_use();

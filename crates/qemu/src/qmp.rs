@@ -54,6 +54,22 @@ pub struct MigrationInfo {
 }
 
 /// A connected, negotiated QMP session. Cheap to clone; commands may run concurrently.
+///
+/// Every [`QemuVm`](crate::QemuVm) has one ([`QemuVm::qmp`](crate::QemuVm::qmp)); the typed
+/// methods cover what firepit uses, [`execute`](Self::execute) the rest.
+///
+/// ```no_run
+/// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QmpError> {
+/// let qmp = vm.qmp();
+/// let mut events = qmp.events();
+/// qmp.stop().await?;
+/// assert!(!qmp.query_status().await?.running);
+/// println!("first event after stop: {}", events.recv().await.map(|e| e.name).unwrap_or_default());
+/// let cpus = qmp.execute("query-cpus-fast", None).await?;
+/// println!("{} vCPUs", cpus.as_array().map_or(0, Vec::len));
+/// qmp.cont().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct QmpClient {
     writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use crate::config::{FillKind, ImagePaths};
 use crate::error::{QemuError, SnapshotError};
 use crate::launch::Launcher;
+use crate::template_state::{TemplateOrigin, TemplateState};
 use crate::template_store::{self as store, Found, Manifest, TemplateFault};
 use crate::vm::QemuVm;
 
@@ -99,53 +100,6 @@ impl Drop for Template {
     fn drop(&mut self) {
         if self.remove_on_drop.load(Ordering::SeqCst) {
             store::remove(&self.dir());
-        }
-    }
-}
-
-/// How a shape's ready template came to be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplateOrigin {
-    /// Built by this provider (there was none).
-    Built,
-    /// Found valid in the template directory (made by an earlier provider) and reused.
-    Reused,
-    /// Built by this provider because the one found was stale or corrupt (says why).
-    Rebuilt(String),
-}
-
-/// Where a `Snapshot` shape's template stands (see `QemuProvider::template_state`); its `Display`
-/// is the one-line status the daemon shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplateState {
-    /// Not built or loaded yet (the next fill does it).
-    Missing,
-    /// Being built or loaded (or a fill is deciding).
-    Building,
-    /// Fills restore clones from it.
-    Ready(TemplateOrigin),
-    /// Building or restoring failed: fills cold-boot until the template is tried again.
-    Failed {
-        /// Why the shape fell back to cold boot.
-        error: String,
-        /// When the next fill tries the template again.
-        retry_in: Duration,
-    },
-}
-
-impl std::fmt::Display for TemplateState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TemplateState::Missing => f.write_str("snapshot: no template yet"),
-            TemplateState::Building => f.write_str("snapshot: template being built"),
-            TemplateState::Ready(TemplateOrigin::Built) => f.write_str("snapshot: template built"),
-            TemplateState::Ready(TemplateOrigin::Reused) => f.write_str("snapshot: template reused"),
-            TemplateState::Ready(TemplateOrigin::Rebuilt(why)) => {
-                write!(f, "snapshot: template rebuilt ({why})")
-            }
-            TemplateState::Failed { error, retry_in } => {
-                write!(f, "cold boot fallback: {error}; template retried in {} s", retry_in.as_secs())
-            }
         }
     }
 }
