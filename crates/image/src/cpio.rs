@@ -72,6 +72,13 @@ pub enum CpioError {
 }
 
 /// What a path in the archive is.
+///
+/// ```
+/// use firepit_image::cpio::Node;
+/// let init = Node::File(b"#!/bin/sh\nexec /sbin/firepit-agent\n".to_vec());
+/// let sh = Node::Symlink("busybox".into());
+/// assert_ne!(init, sh);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     /// A directory.

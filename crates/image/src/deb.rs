@@ -18,7 +18,13 @@ pub struct DebFile {
     pub data: Vec<u8>,
 }
 
-/// The fields of a package's `control` file that the builder uses.
+/// The fields of a package's `control` file that the builder uses (see [`parse_control`]).
+///
+/// ```
+/// let control = firepit_image::deb::parse_control("Package: busybox-static\nVersion: 1:1.35.0-4\n");
+/// assert_eq!((control.package.as_str(), control.version.as_str()), ("busybox-static", "1:1.35.0-4"));
+/// assert!(control.depends.is_empty());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Control {
     /// `Package:`.

@@ -3,6 +3,14 @@
 use std::path::{Path, PathBuf};
 
 /// Why an image could not be built or opened.
+///
+/// ```
+/// use firepit_image::{Image, ImageError};
+/// match Image::open("/nonexistent".as_ref()) {
+///     Err(ImageError::NotAnImage { path, .. }) => assert!(path.ends_with("manifest.json")),
+///     other => panic!("expected NotAnImage, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// `apt-get` / `apt-cache` is not installed: the builder needs Debian's package tools.

@@ -21,6 +21,10 @@ pub struct Module {
 }
 
 /// The module name of a .ko file name (`virtio-rng.ko` → `virtio_rng`).
+///
+/// ```
+/// assert_eq!(firepit_image::modules::module_name("virtio-rng.ko"), "virtio_rng");
+/// ```
 pub fn module_name(file_name: &str) -> String {
     file_name.trim_end_matches(".ko").replace('-', "_")
 }

@@ -9,8 +9,8 @@
 //! # What it is not
 //! - Not a pool: it makes, probes and destroys one VM at a time; depth, refill and leases are the
 //!   engine's.
-//! - Not an image builder: it boots a kernel and initramfs it is given ([`ImagePaths`]);
-//!   `firepit-image` builds them.
+//! - Not an image builder: it boots the guest image it is given ([`ImagePaths`]); `firepit-image`
+//!   builds them.
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
 //!   port, virtio-rng) and nothing configurable beyond [`ProviderConfig`].
