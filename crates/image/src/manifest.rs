@@ -65,7 +65,16 @@ pub struct Manifest {
     pub apt_lists_stamp: Option<String>,
 }
 
-/// A built image: its directory and manifest.
+/// A built image: its directory and manifest. Made by [`ImageBuilder::build`](crate::ImageBuilder::build)
+/// or read back with [`Image::open`]; hand its two files to the VM provider.
+///
+/// ```no_run
+/// let image = firepit_image::Image::open("target/firepit-image".as_ref())?;
+/// let manifest = image.manifest();
+/// println!("image {} (kernel {}, modules {:?})", image.id(), manifest.kernel_version, manifest.modules);
+/// println!("boot with: -kernel {} -initrd {}", image.kernel().display(), image.initramfs().display());
+/// # Ok::<(), firepit_image::ImageError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Image {
     dir: PathBuf,

@@ -201,7 +201,8 @@ impl QemuProvider {
         removed
     }
 
-    /// Boots a VM from scratch (ignores the image's fill strategy).
+    /// Boots a VM from scratch (ignores the image's fill strategy), outside any pool: the caller
+    /// owns the VM and ends it with [`QemuVm::shutdown`] (see there for an example).
     pub async fn cold_boot(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;
         self.inner.launcher.cold_boot(shape, &image.paths, FillKind::ColdBoot).await

@@ -275,7 +275,19 @@ impl QemuVm {
     }
 
     /// Stops the VM: QMP `quit`, up to `ProviderConfig::quit_grace` to exit, then SIGKILL; waits
-    /// until the process is reaped, then removes the runtime directory.
+    /// until the process is reaped, then removes the runtime directory. What
+    /// [`Provider::destroy`](firepit_pool::Provider::destroy) does; dropping the VM instead kills
+    /// it at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: firepit_qemu::QemuProvider) -> Result<(), firepit_qemu::QemuError> {
+    /// let vm = provider.cold_boot(&firepit_pool::ShapeKey::new("img", "1", 1, 256)).await?;
+    /// let dir = vm.runtime_dir().to_path_buf();
+    /// println!("{}", vm.console_tail(5));
+    /// vm.shutdown().await;
+    /// assert!(!dir.exists());
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(self) {
         if self.process.exit_info().is_none() {
             let quit = tokio::time::timeout(self.config.quit_grace, self.qmp.quit()).await;
