@@ -90,6 +90,7 @@ mod shutdown;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod warmup;
 mod watch;
 
 /// The user guide (`GUIDE.md`), with examples that run as doctests.

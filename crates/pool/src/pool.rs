@@ -366,33 +366,6 @@ impl<P: Provider> Pool<P> {
 
     /// `build()`'s wait: every shape at low water, or an error.
     pub(crate) async fn warm_up(&self) -> Result<(), PoolError> {
-        let shared = self.shared();
-        let started = Instant::now();
-        let deadline = started + shared.settings.warmup_timeout;
-        loop {
-            let progressed = shared.progress.notified();
-            tokio::pin!(progressed);
-            progressed.as_mut().enable();
-            let mut slowest = None;
-            {
-                let st = shared.lock();
-                for b in st.buckets.values() {
-                    if b.ready.len() + b.probing >= b.low_water() {
-                        continue;
-                    }
-                    if b.consecutive_failures >= shared.settings.warmup_max_failures {
-                        return Err(PoolError::WarmupFailed {
-                            shape: (*b.key).clone(),
-                            message: b.last_error.clone().unwrap_or_else(|| "unknown error".to_owned()),
-                        });
-                    }
-                    slowest = Some(((*b.key).clone(), b.ready.len(), b.low_water()));
-                }
-            }
-            let Some((shape, ready, low_water)) = slowest else { return Ok(()) };
-            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
-                return Err(PoolError::WarmupTimeout { shape, waited: started.elapsed(), ready, low_water });
-            }
-        }
+        crate::warmup::warm_up(self.shared()).await
     }
 }
