@@ -17,7 +17,7 @@ use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, GuestMemory, LaunchSpec, QMP_SOC
 use crate::config::ProviderConfig;
 use crate::console::ConsoleShared;
 use crate::error::{AgentError, BootError, ConsoleError, QemuError, SpawnError};
-use crate::process::QemuProcess;
+use crate::process::{ExitInfo, QemuProcess};
 use crate::qmp::QmpClient;
 use crate::rundir::RuntimeDir;
 
@@ -121,7 +121,7 @@ async fn accept(
         info = process.exited() => {
             // Let the stderr reader drain the pipe: QEMU's last words explain the exit.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let status = info.map_or_else(|| "status unknown".to_string(), |i| i.to_string());
+            let status = info.unwrap_or(ExitInfo::UNKNOWN);
             Err(SpawnError::EarlyExit { status, stderr: process.stderr_tail() })
         }
     }
@@ -194,7 +194,7 @@ async fn exited(started: &Started) -> QemuError {
     let info = started.process.exited().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     BootError::Exited {
-        status: info.map_or_else(|| "status unknown".to_string(), |i| i.to_string()),
+        status: info.unwrap_or(ExitInfo::UNKNOWN),
         stderr: started.process.stderr_tail(),
         console_tail: started.console.tail(TAIL_LINES),
     }

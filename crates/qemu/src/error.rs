@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config_error::ConfigError;
+use crate::process::ExitInfo;
 
 /// Any error of this crate.
 ///
@@ -93,8 +94,8 @@ pub enum SpawnError {
     /// QEMU exited before it connected its sockets (bad command line, missing accelerator, ...).
     #[error("qemu exited during start-up ({status}); its stderr: {stderr}")]
     EarlyExit {
-        /// How it exited.
-        status: String,
+        /// How it exited (both fields `None` when its status could not be read).
+        status: ExitInfo,
         /// The end of its standard error.
         stderr: String,
     },
@@ -146,8 +147,8 @@ pub enum BootError {
     /// QEMU exited during boot.
     #[error("qemu exited during boot ({status}); stderr: {stderr}. Last console lines:\n{console_tail}")]
     Exited {
-        /// How it exited.
-        status: String,
+        /// How it exited (both fields `None` when its status could not be read).
+        status: ExitInfo,
         /// The end of QEMU's standard error.
         stderr: String,
         /// The last console lines.

@@ -46,6 +46,11 @@ pub struct ExitInfo {
     pub signal: Option<i32>,
 }
 
+impl ExitInfo {
+    /// An exit whose status could not be read (the reaper failed): neither code nor signal.
+    pub const UNKNOWN: ExitInfo = ExitInfo { code: None, signal: None };
+}
+
 impl std::fmt::Display for ExitInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.code, self.signal) {
@@ -134,7 +139,7 @@ impl QemuProcess {
                 Ok(status) => ExitInfo { code: status.code(), signal: status.signal() },
                 Err(e) => {
                     tracing::warn!(pid, error = %e, "waiting for qemu failed");
-                    ExitInfo { code: None, signal: None }
+                    ExitInfo::UNKNOWN
                 }
             };
             tracing::debug!(pid, %info, "qemu exited");
