@@ -17,7 +17,8 @@ use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, GuestMemory, LaunchSpec, QMP_SOC
 use crate::config::ProviderConfig;
 use crate::console::ConsoleShared;
 use crate::error::{AgentError, BootError, ConsoleError, QemuError, SpawnError};
-use crate::process::{ExitInfo, QemuProcess};
+use crate::exit::ExitInfo;
+use crate::process::QemuProcess;
 use crate::qmp::QmpClient;
 use crate::rundir::RuntimeDir;
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config_error::ConfigError;
-use crate::process::ExitInfo;
+use crate::exit::ExitInfo;
 
 /// Any error of this crate.
 ///

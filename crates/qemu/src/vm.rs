@@ -16,7 +16,8 @@ use crate::config::{Accel, ProviderConfig};
 use crate::console::{Console, ConsoleShared};
 use crate::error::{AgentError, QemuError, QmpError};
 use crate::exec::ExecOutput;
-use crate::process::{ExitInfo, QemuProcess};
+use crate::exit::ExitInfo;
+use crate::process::QemuProcess;
 use crate::qmp::QmpClient;
 use crate::rundir::RuntimeDir;
 
