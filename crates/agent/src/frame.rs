@@ -1,4 +1,5 @@
-//! Length-prefixed framing shared by host and guest.
+//! Length-prefixed framing shared by host and guest: sans-IO, so both sides (and the fuzzer) feed
+//! it the bytes they read and take whole frames out.
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -6,6 +7,15 @@ use serde::{Serialize, de::DeserializeOwned};
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 
 /// Why a frame could not be encoded or decoded.
+///
+/// ```
+/// use firepit_agent::{FrameDecoder, FrameError, MAX_FRAME_LEN, RequestFrame};
+/// let mut decoder = FrameDecoder::new();
+/// decoder.push(&(MAX_FRAME_LEN as u32 + 1).to_be_bytes()); // a hostile length prefix
+/// let err = decoder.next_frame::<RequestFrame>().unwrap_err();
+/// assert!(matches!(err, FrameError::TooLarge { .. })); // refused before allocating anything
+/// decoder.clear();
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The length prefix announces more than [`MAX_FRAME_LEN`]; the stream cannot be resynchronised.

@@ -1,13 +1,30 @@
-//! The wire protocol between firepit (host) and `firepit-agent` (guest).
+//! firepit's guest agent and its wire protocol.
 //!
-//! The channel is a byte stream (a virtio-serial port on our hosts: no vsock there). Each message is
-//! a *frame*: a 4-byte big-endian length followed by that many bytes of a [`postcard`]-encoded
-//! [`RequestFrame`] or [`ResponseFrame`]. postcard was chosen over JSON because exec output is raw
-//! bytes (no base64 blow-up) and its decoder never allocates more than the frame it is given.
-//! Lengths above [`MAX_FRAME_LEN`] are rejected before any allocation, so a hostile peer cannot make
-//! either side allocate without bound.
+//! # Why
+//! The host must run programs in a guest, give a restored snapshot clone its own identity, and know
+//! that the guest is ready, without a network (none is configured) and without trusting the guest.
+//! This crate is both ends' shared language: the library holds the messages and their framing, and
+//! the `firepit-agent` binary (a static executable the guest's `/init` starts) serves them.
 //!
-//! Both sides use the same sans-IO [`FrameDecoder`]: push bytes in, pop whole frames out.
+//! # What it is not
+//! - Not an RPC framework: one byte stream, a handful of message kinds, each answer carrying its
+//!   request's id (execs run concurrently, so answers may come out of order). No service
+//!   discovery, no versioned schema: host and agent are built from the same source.
+//! - Not a shell: the agent runs an argv it is given (no shell unless the argv asks for one) and
+//!   reports exit code, output and timing; it keeps no session.
+//! - Not I/O: the library does no reading or writing. The host side (`firepit-qemu`) and the agent
+//!   bring their own sockets and files and feed bytes through the same [`FrameDecoder`].
+//!
+//! # How data flows
+//! The host encodes a [`RequestFrame`] with [`encode_frame`] and writes it to the VM's
+//! virtio-serial port ([`AGENT_PORT_NAME`]); the agent pushes what it reads into a
+//! [`FrameDecoder`], pops the request, runs it and answers with a [`ResponseFrame`] carrying the
+//! same id, which the host decodes the same way. Each message is a *frame*: a 4-byte big-endian
+//! length followed by that many bytes of [`postcard`]. postcard was chosen over JSON because exec
+//! output is raw bytes (no base64 blow-up) and its decoder never allocates more than the frame it
+//! is given. Lengths above [`MAX_FRAME_LEN`] are rejected before any allocation, so a hostile peer
+//! cannot make either side allocate without bound. (The channel is a virtio-serial port because our
+//! hosts have no vsock.)
 //!
 //! ```
 //! use firepit_agent::{encode_frame, FrameDecoder, Request, RequestFrame};
@@ -17,6 +34,8 @@
 //! let frame: RequestFrame = decoder.next_frame().unwrap().unwrap();
 //! assert_eq!(frame.id, 7);
 //! ```
+
+#![warn(missing_docs)]
 
 mod frame;
 

@@ -7,6 +7,8 @@
 //! found in `/sys/class/virtio-ports` when not given; the ready file is created once the port is
 //! open, so `/init` can announce readiness only when the agent can answer.
 
+#![warn(missing_docs)]
+
 mod exec;
 mod identity;
 mod serve;

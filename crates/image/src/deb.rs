@@ -18,7 +18,13 @@ pub struct DebFile {
     pub data: Vec<u8>,
 }
 
-/// The fields of a package's `control` file that the builder uses.
+/// The fields of a package's `control` file that the builder uses (see [`parse_control`]).
+///
+/// ```
+/// let control = firepit_image::deb::parse_control("Package: busybox-static\nVersion: 1:1.35.0-4\n");
+/// assert_eq!((control.package.as_str(), control.version.as_str()), ("busybox-static", "1:1.35.0-4"));
+/// assert!(control.depends.is_empty());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Control {
     /// `Package:`.
@@ -35,6 +41,12 @@ fn bad(path: &Path, detail: impl Into<String>) -> ImageError {
     ImageError::BadPackage { package: path.to_path_buf(), detail: detail.into() }
 }
 
+/// A part of `deb` could not be read: `part` says which, `source` why.
+fn unreadable(deb: &Path, part: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImageError {
+    let (package, part) = (deb.to_path_buf(), part.into());
+    move |source| ImageError::PackageUnreadable { package, part, source }
+}
+
 /// Opens the member of `deb` whose name starts with `prefix` (`"data.tar"`), decompressed.
 fn open_member(
     deb: &Path,
@@ -44,7 +56,7 @@ fn open_member(
     let file = File::open(deb).map_err(ImageError::io("opening", deb))?;
     let mut archive = ar::Archive::new(BufReader::new(file));
     while let Some(entry) = archive.next_entry() {
-        let entry = entry.map_err(|e| bad(deb, format!("not an ar archive: {e}")))?;
+        let entry = entry.map_err(unreadable(deb, "ar archive"))?;
         let name = String::from_utf8_lossy(entry.header().identifier()).into_owned();
         let Some(suffix) = name.strip_prefix(prefix) else { continue };
         return match suffix {
@@ -82,19 +94,19 @@ pub fn read_files(
     let mut found = BTreeMap::new();
     open_member(deb, "data.tar", &mut |reader| {
         let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|e| bad(deb, format!("data tarball: {e}")))?;
+        let entries = archive.entries().map_err(unreadable(deb, "data tarball"))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| bad(deb, format!("data tarball: {e}")))?;
+            let mut entry = entry.map_err(unreadable(deb, "data tarball"))?;
             if entry.header().entry_type() != tar::EntryType::Regular {
                 continue;
             }
-            let path = normalize(&entry.path().map_err(|e| bad(deb, format!("bad path in tarball: {e}")))?);
+            let path = normalize(&entry.path().map_err(unreadable(deb, "a path in the data tarball"))?);
             if !wanted(&path) {
                 continue;
             }
             let mode = entry.header().mode().unwrap_or(0o644);
             let mut data = Vec::new();
-            entry.read_to_end(&mut data).map_err(|e| bad(deb, format!("reading {}: {e}", path.display())))?;
+            entry.read_to_end(&mut data).map_err(unreadable(deb, path.display().to_string()))?;
             found.insert(path, DebFile { mode, data });
         }
         Ok(())
@@ -113,12 +125,12 @@ pub fn read_control(deb: &Path) -> Result<Control, ImageError> {
     let mut text = None;
     open_member(deb, "control.tar", &mut |reader| {
         let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().map_err(|e| bad(deb, format!("control tarball: {e}")))? {
-            let mut entry = entry.map_err(|e| bad(deb, format!("control tarball: {e}")))?;
+        for entry in archive.entries().map_err(unreadable(deb, "control tarball"))? {
+            let mut entry = entry.map_err(unreadable(deb, "control tarball"))?;
             let is_control = entry.path().map(|p| normalize(&p) == Path::new("control")).unwrap_or(false);
             if is_control {
                 let mut body = String::new();
-                entry.read_to_string(&mut body).map_err(|e| bad(deb, format!("control file: {e}")))?;
+                entry.read_to_string(&mut body).map_err(unreadable(deb, "control file"))?;
                 text = Some(body);
                 break;
             }
@@ -224,10 +236,10 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_file_that_is_not_a_deb_is_a_bad_package_error() {
+    fn a_file_that_is_not_a_deb_is_an_unreadable_package_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("junk.deb");
         std::fs::write(&path, b"not an archive at all").unwrap();
-        assert!(matches!(read_files(&path, |_| true), Err(ImageError::BadPackage { .. })));
+        assert!(matches!(read_files(&path, |_| true), Err(ImageError::PackageUnreadable { .. })));
     }
 }

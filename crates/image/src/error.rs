@@ -3,6 +3,14 @@
 use std::path::{Path, PathBuf};
 
 /// Why an image could not be built or opened.
+///
+/// ```
+/// use firepit_image::{Image, ImageError};
+/// match Image::open("/nonexistent".as_ref()) {
+///     Err(ImageError::NotAnImage { path, .. }) => assert!(path.ends_with("manifest.json")),
+///     other => panic!("expected NotAnImage, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// There is no image at the default location.
@@ -68,6 +76,30 @@ pub enum ImageError {
         /// What is missing or malformed.
         detail: String,
     },
+    /// A package could not be unpacked (a damaged or partial download).
+    #[error(
+        "package {package}: reading its {part} failed: {source}; delete the file (it is downloaded again) and retry"
+    )]
+    PackageUnreadable {
+        /// The .deb file.
+        package: PathBuf,
+        /// Which part of it (`ar archive`, `data tarball`, a file's path, ...).
+        part: String,
+        /// The decoder's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel package lacks modules the image needs.
+    #[error(
+        "package {package}: {missing}; pick a kernel that has them, or drop them from ImageBuilder::modules"
+    )]
+    ModulesMissing {
+        /// The kernel .deb file.
+        package: PathBuf,
+        /// The modules not found.
+        #[source]
+        missing: crate::modules::MissingModules,
+    },
     /// The disk (or quota) is full.
     #[error("no space left while writing {0}: free some disk space (the build needs about 150 MB) and retry")]
     DiskFull(PathBuf),
@@ -83,12 +115,46 @@ pub enum ImageError {
         source: std::io::Error,
     },
     /// `manifest.json` is missing or unreadable: the directory holds no image (build one first).
-    #[error("{path} is not a firepit image: {detail}; build one with `firepit image build --out DIR`")]
+    #[error("{path} is not a firepit image: {source}; build one with `firepit image build --out DIR`")]
     NotAnImage {
         /// The manifest path.
         path: PathBuf,
-        /// What is wrong.
-        detail: String,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `manifest.json` is not a manifest this firepit reads (damaged, or from another version).
+    #[error(
+        "{path} is not a firepit image manifest: {source}; rebuild the image with `firepit image build --out DIR`"
+    )]
+    BadManifest {
+        /// The manifest path.
+        path: PathBuf,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file the manifest lists (kernel, initramfs) is missing or unreadable.
+    #[error("image file {path}: {source}; rebuild the image with `firepit image build --out DIR`")]
+    ImageFileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file the manifest lists has another size than the manifest says (damaged or replaced).
+    #[error(
+        "image file {path} has {actual} bytes, the manifest says {expected}; rebuild the image with \
+         `firepit image build --out DIR`"
+    )]
+    ImageFileSize {
+        /// The file.
+        path: PathBuf,
+        /// Its size on disk.
+        actual: u64,
+        /// The size the manifest records.
+        expected: u64,
     },
 }
 

@@ -74,13 +74,10 @@ pub fn unpack(deb_path: &Path, wanted_modules: &[String]) -> Result<KernelParts,
                 let more = deb::read_files(deb_path, |p| {
                     p.file_name()
                         .and_then(|f| f.to_str())
-                        .is_some_and(|f| f.ends_with(".ko") && missing.contains(&modules::module_name(f)))
+                        .is_some_and(|f| f.ends_with(".ko") && missing.0.contains(&modules::module_name(f)))
                 })?;
                 if more.is_empty() {
-                    return Err(bad(format!(
-                        "kernel modules not found in the package: {}",
-                        missing.join(", ")
-                    )));
+                    return Err(ImageError::ModulesMissing { package: deb_path.to_path_buf(), missing });
                 }
                 files.extend(more);
             }

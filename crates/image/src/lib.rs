@@ -1,14 +1,28 @@
 //! Builds firepit's guest image — a Debian cloud kernel plus a tiny busybox initramfs that starts
 //! the firepit agent — from Debian packages, with nothing but apt and Rust.
 //!
-//! Why it exists: the pool needs a guest that boots in a couple of seconds under TCG, answers the
-//! agent protocol, and is the same on every machine. Debian already ships a signed, maintained
-//! kernel (`linux-image-cloud-amd64`) and a static busybox (`busybox-static`); this crate fetches
-//! them with `apt-get download` (nothing is installed), unpacks the `.deb` files in Rust
-//! ([`deb`]), picks the kernel and the virtio modules ([`modules`]), and writes a reproducible
-//! newc initramfs ([`cpio`], [`initramfs`]). The result is a directory with `vmlinuz`,
-//! `initramfs.cpio.gz` and `manifest.json` ([`Manifest`]); its id is a hash of the kernel and
-//! initramfs, so equal images have equal ids.
+//! # Why
+//! The pool needs a guest that boots in a couple of seconds under TCG, answers the agent protocol,
+//! and is the same on every machine. Debian already ships a signed, maintained kernel
+//! (`linux-image-cloud-amd64`) and a static busybox (`busybox-static`); building from them needs
+//! no root file system, no container runtime, no loop devices and no network beyond apt.
+//!
+//! # What it is not
+//! - Not a distribution builder: the guest holds what its packages bring (today a kernel, its
+//!   virtio modules, busybox and the agent), unpacked without dpkg; there is no package manager
+//!   inside it.
+//! - Not an installer: packages are fetched with `apt-get download` and unpacked in Rust; nothing
+//!   is installed on the host and no maintainer script runs.
+//! - Not a VMM: it writes files. `firepit-qemu` boots them.
+//!
+//! # How data flows
+//! [`ImageBuilder`] (or [`build_default`]) resolves package versions with apt ([`PackageRef`]),
+//! downloads the `.deb` files into a cache, unpacks them in Rust ([`deb`]), takes the kernel and
+//! the virtio modules it needs in load order ([`kernel`], [`modules`]), adds busybox, the agent and
+//! a generated `/init` ([`initramfs`]), and writes a reproducible newc archive ([`cpio`]). The
+//! result is a directory with `vmlinuz`, `initramfs.cpio.gz` and `manifest.json` ([`Manifest`]),
+//! opened again later with [`Image::open`]; its id is a hash of the kernel and initramfs, so equal
+//! images have equal ids. Every failure is an [`ImageError`] that says what to do.
 //!
 //! Caching: downloaded .deb files stay in `<out_dir>/.cache/debs/<package>/<version>/` (or
 //! [`ImageBuilder::cache_dir`]). The manifest records an input fingerprint (package versions, agent
@@ -27,6 +41,8 @@
 //!     image.kernel().display(), image.initramfs().display(), image.manifest().kernel_cmdline);
 //! # Ok::<(), firepit_image::ImageError>(())
 //! ```
+
+#![warn(missing_docs)]
 
 mod apt;
 mod builder;

@@ -65,7 +65,16 @@ pub struct Manifest {
     pub apt_lists_stamp: Option<String>,
 }
 
-/// A built image: its directory and manifest.
+/// A built image: its directory and manifest. Made by [`ImageBuilder::build`](crate::ImageBuilder::build)
+/// or read back with [`Image::open`]; hand its two files to the VM provider.
+///
+/// ```no_run
+/// let image = firepit_image::Image::open("target/firepit-image".as_ref())?;
+/// let manifest = image.manifest();
+/// println!("image {} (kernel {}, modules {:?})", image.id(), manifest.kernel_version, manifest.modules);
+/// println!("boot with: -kernel {} -initrd {}", image.kernel().display(), image.initramfs().display());
+/// # Ok::<(), firepit_image::ImageError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Image {
     dir: PathBuf,
@@ -84,9 +93,10 @@ impl Image {
     /// ```
     pub fn open(dir: &Path) -> Result<Self, ImageError> {
         let path = dir.join(MANIFEST_FILE);
-        let not_image = |detail: String| ImageError::NotAnImage { path: path.clone(), detail };
-        let text = std::fs::read_to_string(&path).map_err(|e| not_image(e.to_string()))?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| not_image(e.to_string()))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ImageError::NotAnImage { path: path.clone(), source })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|source| ImageError::BadManifest { path: path.clone(), source })?;
         let image = Self {
             dir: dir.to_path_buf(),
             kernel: dir.join(KERNEL_FILE),
@@ -96,13 +106,11 @@ impl Image {
         for (file, bytes) in
             [(&image.kernel, image.manifest.kernel_bytes), (&image.initramfs, image.manifest.initramfs_bytes)]
         {
-            let len =
-                std::fs::metadata(file).map_err(|e| not_image(format!("{}: {e}", file.display())))?.len();
+            let len = std::fs::metadata(file)
+                .map_err(|source| ImageError::ImageFileUnreadable { path: file.clone(), source })?
+                .len();
             if len != bytes {
-                return Err(not_image(format!(
-                    "{} has {len} bytes, the manifest says {bytes}",
-                    file.display()
-                )));
+                return Err(ImageError::ImageFileSize { path: file.clone(), actual: len, expected: bytes });
             }
         }
         Ok(image)
@@ -136,5 +144,51 @@ impl Image {
     /// Everything the manifest records.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(kernel_bytes: u64) -> Manifest {
+        Manifest {
+            id: "0123456789abcdef".into(),
+            kernel_version: "6.1.0-56-cloud-amd64".into(),
+            kernel_cmdline: "console=ttyS0".into(),
+            kernel_sha256: String::new(),
+            initramfs_sha256: String::new(),
+            kernel_bytes,
+            initramfs_bytes: 2,
+            agent_sha256: String::new(),
+            agent_stamp: String::new(),
+            packages: Vec::new(),
+            modules: Vec::new(),
+            files: Vec::new(),
+            builder_version: "0".into(),
+            input_fingerprint: String::new(),
+            apt_lists_stamp: None,
+        }
+    }
+
+    #[test]
+    fn open_says_which_part_of_an_image_is_missing_or_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Image::open(dir.path()), Err(ImageError::NotAnImage { .. })));
+        std::fs::write(dir.path().join(MANIFEST_FILE), b"{\"id\": 1}").unwrap();
+        assert!(matches!(Image::open(dir.path()), Err(ImageError::BadManifest { .. })));
+        let json = serde_json::to_vec(&manifest(3)).unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), json).unwrap();
+        let missing = Image::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&missing, ImageError::ImageFileUnreadable { path, .. } if path.ends_with(KERNEL_FILE))
+        );
+        std::fs::write(dir.path().join(KERNEL_FILE), b"k").unwrap();
+        std::fs::write(dir.path().join(INITRAMFS_FILE), b"ir").unwrap();
+        let short = Image::open(dir.path()).unwrap_err();
+        assert!(matches!(short, ImageError::ImageFileSize { actual: 1, expected: 3, .. }), "{short}");
+        let json = serde_json::to_vec(&manifest(1)).unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), json).unwrap();
+        assert_eq!(Image::open(dir.path()).unwrap().id(), "0123456789abcdef");
     }
 }

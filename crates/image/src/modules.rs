@@ -21,6 +21,10 @@ pub struct Module {
 }
 
 /// The module name of a .ko file name (`virtio-rng.ko` → `virtio_rng`).
+///
+/// ```
+/// assert_eq!(firepit_image::modules::module_name("virtio-rng.ko"), "virtio_rng");
+/// ```
 pub fn module_name(file_name: &str) -> String {
     file_name.trim_end_matches(".ko").replace('-', "_")
 }
@@ -44,8 +48,18 @@ pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Kernel modules that are needed (asked for, or a dependency of one) but not available.
+///
+/// ```
+/// let missing = firepit_image::modules::MissingModules(vec!["virtio_ring".into()]);
+/// assert_eq!(missing.to_string(), "kernel modules not found: virtio_ring");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("kernel modules not found: {}", .0.join(", "))]
+pub struct MissingModules(pub Vec<String>);
+
 /// Orders `wanted` and everything they depend on so each module comes after its dependencies.
-/// Returns the names that are needed but not in `available`, as the error.
+/// The error names every module that is needed but not in `available`.
 ///
 /// ```
 /// use firepit_image::modules::{load_order, Module};
@@ -55,8 +69,12 @@ pub fn modinfo_depends(ko: &[u8]) -> Vec<String> {
 /// });
 /// let available = [module("virtio_ring", &[]), module("virtio", &["virtio_ring"])].into();
 /// assert_eq!(load_order(&["virtio"], &available).unwrap(), ["virtio_ring", "virtio"]);
+/// assert_eq!(load_order(&["virtio_console"], &available).unwrap_err().0, ["virtio_console"]);
 /// ```
-pub fn load_order(wanted: &[&str], available: &BTreeMap<String, Module>) -> Result<Vec<String>, Vec<String>> {
+pub fn load_order(
+    wanted: &[&str],
+    available: &BTreeMap<String, Module>,
+) -> Result<Vec<String>, MissingModules> {
     fn visit(
         name: &str,
         available: &BTreeMap<String, Module>,
@@ -81,7 +99,7 @@ pub fn load_order(wanted: &[&str], available: &BTreeMap<String, Module>) -> Resu
     for name in wanted {
         visit(&module_name(name), available, &mut order, &mut missing, 0);
     }
-    if missing.is_empty() { Ok(order) } else { Err(missing) }
+    if missing.is_empty() { Ok(order) } else { Err(MissingModules(missing)) }
 }
 
 #[cfg(test)]
@@ -115,6 +133,6 @@ mod tests {
     #[test]
     fn missing_modules_are_named() {
         let available: BTreeMap<_, _> = [module("virtio", &["virtio_ring"])].into();
-        assert_eq!(load_order(&["virtio"], &available), Err(vec!["virtio_ring".to_string()]));
+        assert_eq!(load_order(&["virtio"], &available), Err(MissingModules(vec!["virtio_ring".to_string()])));
     }
 }

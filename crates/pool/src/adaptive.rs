@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::AdaptiveDepth;
+use crate::config::AdaptiveDepth;
 
 /// An exponentially decayed event rate plus an EWMA of fill latency.
 #[derive(Debug, Default)]

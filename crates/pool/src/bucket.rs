@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use tokio_util::sync::DropGuard;
 
 use crate::adaptive::DemandEstimate;
+use crate::config::ShapeConfig;
 use crate::metrics::{EvictReason, ShapeMetricHandles};
-use crate::{ShapeConfig, ShapeKey};
+use crate::shape::ShapeKey;
 
 /// A ready VM and what the pool knows about it.
 pub(crate) struct Entry<V> {

@@ -10,9 +10,13 @@ use std::collections::HashSet;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::health::DynHealthCheck;
+use crate::config::{AdaptiveDepth, Backoff, ShapeConfig, check_budget};
+use crate::error::PoolError;
+use crate::health::{DynHealthCheck, HealthCheck};
+use crate::pool::Pool;
+use crate::provider::Provider;
+use crate::shape::ShapeKey;
 use crate::shared::PoolSettings;
-use crate::{AdaptiveDepth, Backoff, HealthCheck, Pool, PoolError, Provider, ShapeConfig, ShapeKey};
 
 /// Configures and starts a [`Pool`].
 ///
@@ -38,8 +42,21 @@ pub struct PoolBuilder<P: Provider> {
     health: Option<Box<dyn DynHealthCheck<P::Vm>>>,
 }
 
+impl<P: Provider> Pool<P> {
+    /// Starts configuring a pool over `provider`.
+    ///
+    /// ```
+    /// use firepit_pool::{Pool, testing::MemoryProvider};
+    /// let builder = Pool::builder(MemoryProvider::new()).max_parallel_fills(8);
+    /// # drop(builder);
+    /// ```
+    pub fn builder(provider: P) -> PoolBuilder<P> {
+        PoolBuilder::new(provider)
+    }
+}
+
 impl<P: Provider> PoolBuilder<P> {
-    pub(crate) fn new(provider: P) -> Self {
+    fn new(provider: P) -> Self {
         Self {
             provider,
             defaults: ShapeConfig::default(),
@@ -140,7 +157,24 @@ impl<P: Provider> PoolBuilder<P> {
         self
     }
 
-    /// Check every VM before it is handed out (see [`HealthCheck`]).
+    /// Check every VM before it is handed out (see [`HealthCheck`]): once when it becomes ready and
+    /// again right before `reserve()` hands it out. A VM that fails is destroyed, never handed out.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, Unhealthy, testing::MemoryProvider};
+    /// let pool = Pool::builder(MemoryProvider::new())
+    ///     .shape(ShapeKey::new("img", "1", 1, 64))
+    ///     // Any `Fn(&Vm) -> impl Future<Output = Result<(), Unhealthy>> + 'static` will do.
+    ///     .health_check(|vm: &firepit_pool::testing::MemoryVm| {
+    ///         let fine = vm.shape().memory_mb >= 64;
+    ///         async move { if fine { Ok(()) } else { Err(Unhealthy::new("too small")) } }
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
     pub fn health_check(mut self, check: impl HealthCheck<P::Vm>) -> Self {
         self.health = Some(Box::new(check));
         self
@@ -194,7 +228,11 @@ impl<P: Provider> PoolBuilder<P> {
         self.depth(n..=n).build().await
     }
 
-    /// Validates, starts the pool and waits until every shape has its low water ready.
+    /// Validates, starts the pool and waits until every shape has its low water ready. Fails
+    /// with [`PoolError::InvalidConfig`] (what to change), [`PoolError::WarmupFailed`] (the
+    /// provider's error after `warmup_max_failures` failed creates in a row),
+    /// [`PoolError::WarmupTimeout`] or [`PoolError::NoRuntime`]; it never hangs. See the
+    /// [`PoolBuilder`] example.
     pub async fn build(self) -> Result<Pool<P>, PoolError> {
         let shapes = self.validate()?;
         if tokio::runtime::Handle::try_current().is_err() {
@@ -212,20 +250,4 @@ impl<P: Provider> PoolBuilder<P> {
         }
         Ok(pool)
     }
-}
-
-/// The low water of every shape together must fit in the budget, or `build()` could never finish.
-pub(crate) fn check_budget<'a>(
-    budget: Option<u64>,
-    shapes: impl Iterator<Item = (&'a ShapeKey, &'a ShapeConfig)>,
-) -> Result<(), PoolError> {
-    let Some(budget) = budget else { return Ok(()) };
-    let need: u64 = shapes.map(|(k, c)| u64::from(k.memory_mb) * *c.depth.start() as u64).sum();
-    if need > budget {
-        return Err(PoolError::InvalidConfig(format!(
-            "the low water of all shapes needs {need} MiB but memory_budget_mb is {budget}: \
-             raise the budget to at least {need} or lower the depths"
-        )));
-    }
-    Ok(())
 }

@@ -6,7 +6,8 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::{PoolError, ShapeKey};
+use crate::error::PoolError;
+use crate::shape::ShapeKey;
 
 /// How a shape's bucket is kept warm.
 ///
@@ -27,7 +28,7 @@ pub struct ShapeConfig {
     /// (a lease ends in destruction), so this differs from `max_age` only in its metrics label.
     pub idle_ttl: Option<Duration>,
     /// How often idle VMs are probed with [`Provider::probe`](crate::Provider::probe). `None`: never
-    /// (the pool then only watches [`PoolVm::exited`](crate::PoolVm::exited)).
+    /// (the pool then only watches [`PoolVm::exited`](crate::provider::PoolVm::exited)).
     pub probe_interval: Option<Duration>,
     /// Grow the high water with demand. `None`: fixed depth.
     pub adaptive: Option<AdaptiveDepth>,
@@ -216,4 +217,20 @@ impl ShapeConfig {
         }
         Ok(())
     }
+}
+
+/// The low water of every shape together must fit in the budget, or `build()` could never finish.
+pub(crate) fn check_budget<'a>(
+    budget: Option<u64>,
+    shapes: impl Iterator<Item = (&'a ShapeKey, &'a ShapeConfig)>,
+) -> Result<(), PoolError> {
+    let Some(budget) = budget else { return Ok(()) };
+    let need: u64 = shapes.map(|(k, c)| u64::from(k.memory_mb) * *c.depth.start() as u64).sum();
+    if need > budget {
+        return Err(PoolError::InvalidConfig(format!(
+            "the low water of all shapes needs {need} MiB but memory_budget_mb is {budget}: \
+             raise the budget to at least {need} or lower the depths"
+        )));
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::ShapeKey;
+use crate::shape::ShapeKey;
 
 /// Why a pool operation failed.
 ///

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::Unhealthy;
+use crate::provider::Unhealthy;
 
 /// A boxed future that may borrow what it checks.
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Unhealthy>> + Send + 'a>>;

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::provider::{PoolVm, Provider};
+use crate::shape::ShapeKey;
 use crate::shared::Shared;
-use crate::{PoolVm, Provider, ShapeKey};
 
 /// A VM reserved from the pool. Derefs to the provider's VM type.
 ///

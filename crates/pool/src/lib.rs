@@ -7,6 +7,22 @@
 //! made: a [`Provider`] creates, probes and destroys them (firepit's is QEMU; the `testing` feature
 //! has an in-memory one).
 //!
+//! # What it is not
+//! - Not a VMM, and not tied to one: it never starts a process, opens a socket or reads an image.
+//!   Everything about a VM goes through the two small traits [`Provider`] and [`PoolVm`].
+//! - Not a recycler: VMs are single-use. A lease that ends destroys its VM (a tenant may have
+//!   changed anything inside); the pool only ever hands out fresh ones.
+//! - Not a scheduler or a server: no HTTP, no tenants, no placement across hosts. One process, one
+//!   pool per provider; the daemon and the CLI sit on top of it.
+//!
+//! # How data flows
+//! A VM travels one way: the provider creates it → it waits, ready, in its shape's bucket → a
+//! `reserve()` takes it out as a [`PooledVm`] → the lease is dropped → the reaper destroys it →
+//! the refiller, woken by the hand-out, has already started its replacement. Configuration flows
+//! the same way, once: [`PoolBuilder`] (or [`Pool::register_shape`]) validates a [`ShapeConfig`] at
+//! the edge, and the engine trusts it from then on. Observations flow out as [`Status`] (a plain
+//! struct) and metrics labelled by shape.
+//!
 //! # How the parts fit
 //! - A [`Pool`] holds one *bucket* per [`ShapeKey`] (image, version, vCPUs, memory): its ready VMs
 //!   (oldest first), its FIFO queue of waiting `reserve()` calls, and its counts. One mutex covers
@@ -23,7 +39,7 @@
 //!   and show in [`Status`] and the metrics. With [`AdaptiveDepth`] the target grows with demand
 //!   (acquire rate × fill latency × safety, Little's law).
 //! - The *maintenance* task replaces VMs past `max_age` / `idle_ttl` (a replacement first, so the
-//!   pool never empties under load) and probes idle VMs; a watcher per idle VM evicts it the moment
+//!   pool never empties under load) and probes idle VMs; one watcher task evicts an idle VM the moment
 //!   [`PoolVm::exited`] resolves.
 //! - [`Pool::shutdown`] (or dropping the last `Pool` clone) stops all of it and destroys every VM.
 //!
@@ -52,6 +68,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod adaptive;
 mod bucket;
 mod builder;
@@ -72,6 +90,7 @@ mod shutdown;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod warmup;
 mod watch;
 
 /// The user guide (`GUIDE.md`), with examples that run as doctests.

@@ -6,7 +6,7 @@
 //! pool under load. When the memory budget blocks the replacement and nobody is waiting, one expired
 //! VM is evicted first to make room. Probes take one VM at a time out of `ready`, run
 //! [`Provider::probe`] with a timeout, and put it back or evict it. Dead VMs (`PoolVm::exited`) are
-//! evicted by their watcher task the moment they die (see `refill::watch_exit`).
+//! evicted the moment they die: the watcher task (`watch`) calls [`evict_by_id`] for them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +14,9 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::metrics::EvictReason;
+use crate::provider::{PoolVm, Provider};
+use crate::shape::ShapeKey;
 use crate::shared::{Shared, State};
-use crate::{PoolVm, Provider, ShapeKey};
 
 pub(crate) async fn run<P: Provider>(shared: Arc<Shared<P>>) {
     let mut next_probe: HashMap<ShapeKey, Instant> = HashMap::new();
@@ -175,7 +176,7 @@ async fn probe_bucket<P: Provider>(shared: &Arc<Shared<P>>, key: &ShapeKey) {
             match tokio::time::timeout(shared.settings.probe_timeout, shared.provider.probe(&entry.vm)).await
             {
                 Ok(v) => v,
-                Err(_) => Err(crate::Unhealthy::new(format!(
+                Err(_) => Err(crate::provider::Unhealthy::new(format!(
                     "probe did not answer within {:?}",
                     shared.settings.probe_timeout
                 ))),

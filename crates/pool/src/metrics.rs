@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::ShapeKey;
+use crate::shape::ShapeKey;
 
 /// Why a VM left the pool without being handed out.
 ///
@@ -92,7 +92,7 @@ struct FillLabels {
     fill_strategy: String,
 }
 
-/// The `fill_strategy` label of VMs whose [`PoolVm::fill_kind`](crate::PoolVm::fill_kind) is `None`.
+/// The `fill_strategy` label of VMs whose [`PoolVm::fill_kind`](crate::provider::PoolVm::fill_kind) is `None`.
 pub const UNSPECIFIED_FILL: &str = "unspecified";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -299,7 +299,7 @@ pub struct ShapeMetrics {
     /// VMs created.
     pub created: u64,
     /// VMs added to the pool, by `fill_strategy` label value (see
-    /// [`PoolVm::fill_kind`](crate::PoolVm::fill_kind)), sorted by label.
+    /// [`PoolVm::fill_kind`](crate::provider::PoolVm::fill_kind)), sorted by label.
     pub filled: Vec<(&'static str, u64)>,
     /// VMs handed out.
     pub acquired: u64,

@@ -10,11 +10,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket::Bucket;
-use crate::builder::{PoolBuilder, check_budget};
+use crate::config::{ShapeConfig, check_budget};
+use crate::error::PoolError;
 use crate::health::DynHealthCheck;
+use crate::lease::PooledVm;
 use crate::metrics::{EvictReason, Metrics, MetricsSnapshot, ShapeMetrics};
+use crate::provider::Provider;
+use crate::shape::ShapeKey;
 use crate::shared::{PoolSettings, Shared, State};
-use crate::{PoolError, PooledVm, Provider, ShapeConfig, ShapeKey, ShapeStatus, Status};
+use crate::status::{ShapeStatus, Status};
 
 /// A warm pool of VMs from provider `P`. `Clone + Send + Sync`; all clones share one pool.
 ///
@@ -61,17 +65,6 @@ impl<P: Provider> std::fmt::Debug for Pool<P> {
 }
 
 impl<P: Provider> Pool<P> {
-    /// Starts configuring a pool over `provider`.
-    ///
-    /// ```
-    /// use firepit_pool::{Pool, testing::MemoryProvider};
-    /// let builder = Pool::builder(MemoryProvider::new()).max_parallel_fills(8);
-    /// # drop(builder);
-    /// ```
-    pub fn builder(provider: P) -> PoolBuilder<P> {
-        PoolBuilder::new(provider)
-    }
-
     fn shared(&self) -> &Arc<Shared<P>> {
         &self.handle.shared
     }
@@ -110,7 +103,13 @@ impl<P: Provider> Pool<P> {
         tokio::spawn(crate::reaper::run(Arc::clone(&shared), retire_rx));
         tokio::spawn(crate::refill::run(Arc::clone(&shared)));
         tokio::spawn(crate::maintenance::run(Arc::clone(&shared)));
-        tokio::spawn(crate::watch::run(Arc::downgrade(&shared), watch_rx, shared.cancel.clone()));
+        let weak = Arc::downgrade(&shared);
+        let evict_dead = move |shape: &ShapeKey, id: &str| {
+            if let Some(shared) = weak.upgrade() {
+                crate::maintenance::evict_by_id(&shared, shape, id, EvictReason::Exited);
+            }
+        };
+        tokio::spawn(crate::watch::run(watch_rx, shared.cancel.clone(), evict_dead));
         Self { handle: Arc::new(PoolHandle { shared }) }
     }
 
@@ -161,7 +160,23 @@ impl<P: Provider> Pool<P> {
     }
 
     /// Adds a shape at run time; its bucket starts filling at once. The first shape registered
-    /// becomes the default shape if there is none.
+    /// becomes the default shape if there is none. `config` is validated here, like `build()` does.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, PoolError, ShapeConfig, ShapeKey, testing::MemoryProvider};
+    /// let small = ShapeKey::new("img", "1", 1, 128);
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(small).build().await?;
+    /// let big = ShapeKey::new("img", "1", 4, 2048);
+    /// pool.register_shape(big.clone(), ShapeConfig { depth: 1..=2, ..ShapeConfig::default() })?;
+    /// let vm = pool.reserve_shape(&big).await?;       // waits for the new bucket's first VM
+    /// assert_eq!(vm.shape().vcpus, 4);
+    /// drop(vm);
+    /// pool.unregister_shape(&big).await?;             // its ready VMs are destroyed
+    /// assert!(matches!(pool.try_reserve_shape(&big), Err(PoolError::UnknownShape(_))));
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
     pub fn register_shape(&self, key: ShapeKey, config: ShapeConfig) -> Result<(), PoolError> {
         config.validate(&key)?;
         let shared = self.shared();
@@ -236,7 +251,22 @@ impl<P: Provider> Pool<P> {
         }
     }
 
-    /// The pool at this instant.
+    /// The pool at this instant: per shape what is ready, filling, leased and waiting, and the
+    /// memory budget. A plain struct, for health endpoints and tests.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+    /// let shape = ShapeKey::new("img", "1", 1, 256);
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(shape.clone()).depth(2..=2).build().await?;
+    /// let vm = pool.reserve().await?;
+    /// let status = pool.status();
+    /// let bucket = status.shape(&shape).expect("registered");
+    /// assert_eq!((bucket.leased, bucket.low_water), (1, 2));
+    /// assert!(status.memory_used_mb >= 2 * 256); // the leased VM and at least one ready
+    /// # drop(vm); pool.shutdown().await; Ok(()) }
+    /// ```
     pub fn status(&self) -> Status {
         let shared = self.shared();
         let now = Instant::now();
@@ -282,7 +312,20 @@ impl<P: Provider> Pool<P> {
         }
     }
 
-    /// Counters and gauges of every registered shape.
+    /// Counters and gauges of every registered shape, as plain numbers (for Prometheus, see
+    /// [`register_metrics`](Self::register_metrics)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+    /// let shape = ShapeKey::new("img", "1", 1, 64);
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(shape.clone()).build().await?;
+    /// drop(pool.reserve().await?);
+    /// let metrics = pool.metrics();
+    /// assert_eq!(metrics.shape(&shape).map(|m| m.acquired), Some(1));
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
     pub fn metrics(&self) -> MetricsSnapshot {
         let st = self.shared().lock();
         let mut shapes: Vec<ShapeMetrics> =
@@ -323,33 +366,6 @@ impl<P: Provider> Pool<P> {
 
     /// `build()`'s wait: every shape at low water, or an error.
     pub(crate) async fn warm_up(&self) -> Result<(), PoolError> {
-        let shared = self.shared();
-        let started = Instant::now();
-        let deadline = started + shared.settings.warmup_timeout;
-        loop {
-            let progressed = shared.progress.notified();
-            tokio::pin!(progressed);
-            progressed.as_mut().enable();
-            let mut slowest = None;
-            {
-                let st = shared.lock();
-                for b in st.buckets.values() {
-                    if b.ready.len() + b.probing >= b.low_water() {
-                        continue;
-                    }
-                    if b.consecutive_failures >= shared.settings.warmup_max_failures {
-                        return Err(PoolError::WarmupFailed {
-                            shape: (*b.key).clone(),
-                            message: b.last_error.clone().unwrap_or_else(|| "unknown error".to_owned()),
-                        });
-                    }
-                    slowest = Some(((*b.key).clone(), b.ready.len(), b.low_water()));
-                }
-            }
-            let Some((shape, ready, low_water)) = slowest else { return Ok(()) };
-            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
-                return Err(PoolError::WarmupTimeout { shape, waited: started.elapsed(), ready, low_water });
-            }
-        }
+        crate::warmup::warm_up(self.shared()).await
     }
 }

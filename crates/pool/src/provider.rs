@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use crate::ShapeKey;
+use crate::shape::ShapeKey;
 
 /// Why a VM is not fit to be handed out.
 ///
@@ -93,6 +93,39 @@ pub trait PoolVm: Send + Sync + 'static {
 /// Creates, probes and destroys VMs for the pool.
 ///
 /// All methods take `&self` and may run concurrently (the pool fills in parallel up to its limit).
+/// Only `create` and `destroy` are required; the rest have defaults a simple provider keeps.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), firepit_pool::PoolError> {
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use firepit_pool::{Pool, PoolVm, Provider, ShapeKey};
+///
+/// /// A "VM" that is only a name: enough to show the contract.
+/// struct Sandbox(String);
+/// impl PoolVm for Sandbox {
+///     fn id(&self) -> &str { &self.0 }
+/// }
+///
+/// #[derive(Default)]
+/// struct Sandboxes { next: AtomicU64 }
+/// impl Provider for Sandboxes {
+///     type Vm = Sandbox;
+///     type Error = std::io::Error;
+///     async fn create(&self, shape: &ShapeKey) -> Result<Sandbox, std::io::Error> {
+///         // A real provider boots here and returns once the VM is ready to use.
+///         Ok(Sandbox(format!("{}-{}", shape.image_id, self.next.fetch_add(1, Ordering::Relaxed))))
+///     }
+///     async fn destroy(&self, vm: Sandbox) {
+///         drop(vm); // a real provider stops the VM and removes its files; it never fails
+///     }
+/// }
+///
+/// let pool = Pool::builder(Sandboxes::default()).shape(ShapeKey::new("img", "1", 1, 64)).build().await?;
+/// assert!(pool.reserve().await?.id().starts_with("img-"));
+/// pool.shutdown().await;
+/// # Ok(()) }
+/// ```
 pub trait Provider: Send + Sync + 'static {
     /// The VM type handed out in a lease (`PooledVm<P>` derefs to it).
     type Vm: PoolVm;

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
-use crate::Provider;
+use crate::provider::Provider;
 use crate::shared::{Retired, Shared};
 
 pub(crate) async fn run<P: Provider>(

@@ -19,8 +19,9 @@ use tokio::time::Instant;
 
 use crate::bucket::Entry;
 use crate::error::error_chain;
+use crate::provider::Provider;
+use crate::shape::ShapeKey;
 use crate::shared::{Shared, State};
-use crate::{Provider, ShapeKey};
 
 pub(crate) async fn run<P: Provider>(shared: Arc<Shared<P>>) {
     loop {
@@ -163,13 +164,13 @@ fn deliver<P: Provider>(
         (Ok(vm), Some(b)) if !closing => {
             b.filling -= 1;
             b.metrics.created.inc();
-            let kind = crate::PoolVm::fill_kind(&vm);
+            let kind = crate::provider::PoolVm::fill_kind(&vm);
             b.metrics.filled.count(kind);
             b.last_fill = kind;
             b.consecutive_failures = 0;
             b.backoff_until = None;
             b.demand.record_fill(latency);
-            let watch = crate::watch::watch_exit(shared, shape, &vm);
+            let watch = crate::watch::watch_exit(&shared.watch_tx, shape, &vm);
             let entry = Entry { vm, created: Instant::now(), expired: None, watch: Some(watch) };
             if let Some(entry) = b.hand_to_waiter(entry) {
                 b.ready.push_back(entry);

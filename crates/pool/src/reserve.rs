@@ -19,10 +19,12 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::bucket::{Entry, Waiter};
+use crate::error::PoolError;
 use crate::lease::PooledVm;
 use crate::metrics::{EvictReason, ShapeMetricHandles};
+use crate::provider::Provider;
+use crate::shape::ShapeKey;
 use crate::shared::Shared;
-use crate::{PoolError, Provider, ShapeKey};
 
 /// A VM taken out of its bucket, counted as leased, not yet handed to the caller.
 pub(crate) struct Held<P: Provider> {
@@ -229,7 +231,7 @@ fn finish<P: Provider>(held: Held<P>, started: Instant) -> Result<PooledVm<P>, P
 
 fn reject<P: Provider>(shared: &Arc<Shared<P>>, mut held: Held<P>, reason: &str) {
     let Some(entry) = held.entry.take() else { return };
-    tracing::warn!(vm = crate::PoolVm::id(&entry.vm), shape = %held.shape, reason, "VM failed its health check; trying the next");
+    tracing::warn!(vm = crate::provider::PoolVm::id(&entry.vm), shape = %held.shape, reason, "VM failed its health check; trying the next");
     let mut st = shared.lock();
     if let Some(b) = st.unlease(&held.shape, held.generation) {
         b.metrics.validation_failures.inc();

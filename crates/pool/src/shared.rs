@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::bucket::{Bucket, Entry};
 use crate::health::DynHealthCheck;
 use crate::metrics::{EvictReason, Metrics};
-use crate::{Provider, ShapeKey};
+use crate::provider::Provider;
+use crate::shape::ShapeKey;
 
 /// Pool-wide settings (per-shape ones live in [`ShapeConfig`](crate::ShapeConfig)).
 #[derive(Debug, Clone)]
@@ -110,7 +111,7 @@ impl<P: Provider> Shared<P> {
     pub fn retire(&self, st: &mut State<P::Vm>, vm: P::Vm, shape: &ShapeKey) {
         let memory_mb = memory_charge(&vm, shape);
         if let Err(mpsc::error::SendError(back)) = self.retire_tx.send(Retired { vm, memory_mb }) {
-            tracing::debug!("reaper gone; dropping VM {} in place", crate::PoolVm::id(&back.vm));
+            tracing::debug!("reaper gone; dropping VM {} in place", crate::provider::PoolVm::id(&back.vm));
             drop(back);
             self.forget(st, memory_mb);
         }
@@ -131,7 +132,7 @@ impl<P: Provider> Shared<P> {
         if let Some(b) = st.buckets.get(shape) {
             b.metrics.evicted(reason).inc();
         }
-        tracing::debug!(vm = crate::PoolVm::id(&entry.vm), %shape, %reason, "evicting VM");
+        tracing::debug!(vm = crate::provider::PoolVm::id(&entry.vm), %shape, %reason, "evicting VM");
         let Entry { vm, watch, .. } = entry;
         drop(watch);
         self.retire(st, vm, shape);
@@ -204,6 +205,6 @@ pub(crate) fn vms_within_budget(budget_mb: u64, shared_mb: u64, per_vm_mb: u64) 
 }
 
 /// What `vm` is charged against the memory budget: its own figure, else its shape's `memory_mb`.
-pub(crate) fn memory_charge<V: crate::PoolVm>(vm: &V, shape: &ShapeKey) -> u64 {
+pub(crate) fn memory_charge<V: crate::provider::PoolVm>(vm: &V, shape: &ShapeKey) -> u64 {
     vm.memory_charge_mb().unwrap_or(u64::from(shape.memory_mb))
 }

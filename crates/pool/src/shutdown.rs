@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::Provider;
+use crate::provider::Provider;
 use crate::shared::Shared;
 
 pub(crate) async fn shutdown<P: Provider>(shared: &Arc<Shared<P>>) {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::ShapeKey;
+use crate::shape::ShapeKey;
 
 /// The pool at one instant.
 ///
@@ -79,7 +79,7 @@ pub struct ShapeStatus {
     pub backoff_remaining: Option<Duration>,
     /// Average fill latency observed.
     pub fill_latency: Option<Duration>,
-    /// How the last VM added to this shape was made ([`PoolVm::fill_kind`](crate::PoolVm::fill_kind);
+    /// How the last VM added to this shape was made ([`PoolVm::fill_kind`](crate::provider::PoolVm::fill_kind);
     /// `None` before the first fill or when the provider does not say). A provider that falls back
     /// from one way to another shows it here first.
     pub last_fill: Option<&'static str>,

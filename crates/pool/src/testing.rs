@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{PoolVm, Provider, ShapeKey, Unhealthy};
+use crate::provider::{PoolVm, Provider, Unhealthy};
+use crate::shape::ShapeKey;
 
 /// Faults and timings of a [`MemoryProvider`].
 ///
@@ -207,6 +208,21 @@ impl MemoryProvider {
 }
 
 /// A VM of the [`MemoryProvider`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), firepit_pool::PoolError> {
+/// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+/// let provider = MemoryProvider::new();
+/// let pool = Pool::builder(provider.clone()).shape(ShapeKey::new("img", "1", 1, 64)).build().await?;
+/// let vm = pool.reserve().await?;
+/// assert!(vm.health().await.is_ok());
+/// vm.kill();                                 // "the VM dies" while leased
+/// drop(vm);
+/// # pool.shutdown().await;
+/// assert_eq!(provider.alive(), 0);
+/// # Ok(()) }
+/// ```
 pub struct MemoryVm {
     id: String,
     shape: ShapeKey,

@@ -4,27 +4,35 @@
 //! never counted as depth nor handed out, and the refiller replaces it at once. The watch of a VM
 //! ends when it leaves the bucket (its entry's `DropGuard` cancels it). One task with a
 //! `FuturesUnordered` instead of a task per VM keeps the fill path cheap.
+//!
+//! This module knows nothing of the pool's state: the refiller sends it watch requests over a
+//! channel, and the pool hands it what to do with a dead VM as a closure (evict it), so the
+//! watcher sits below everything that uses it.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::metrics::EvictReason;
-use crate::shared::Shared;
-use crate::{PoolVm, Provider, ShapeKey};
+use crate::provider::PoolVm;
+use crate::shape::ShapeKey;
 
 type Died = Pin<Box<dyn Future<Output = Option<(Arc<ShapeKey>, String)>> + Send>>;
 
 /// A watch request for the watcher task.
 pub(crate) struct Watch(Died);
 
-/// Starts watching `vm`; the returned guard ends the watch when dropped.
-pub(crate) fn watch_exit<P: Provider>(shared: &Shared<P>, shape: &Arc<ShapeKey>, vm: &P::Vm) -> DropGuard {
+/// Starts watching `vm` (the request goes to the watcher task through `watches`); the returned
+/// guard ends the watch when dropped.
+pub(crate) fn watch_exit<V: PoolVm>(
+    watches: &mpsc::UnboundedSender<Watch>,
+    shape: &Arc<ShapeKey>,
+    vm: &V,
+) -> DropGuard {
     let token = CancellationToken::new();
     let guard = token.clone().drop_guard();
     let exited = vm.exited();
@@ -37,14 +45,16 @@ pub(crate) fn watch_exit<P: Provider>(shared: &Shared<P>, shape: &Arc<ShapeKey>,
         }
     });
     // If the watcher is gone (pool closing), there is nothing to watch for.
-    let _ = shared.watch_tx.send(Watch(died));
+    let _ = watches.send(Watch(died));
     guard
 }
 
-pub(crate) async fn run<P: Provider>(
-    shared: Weak<Shared<P>>,
+/// The watcher task: collects watch requests from `rx` and calls `died(shape, vm id)` for every
+/// watched VM that exits while still watched, until `stop` fires or every sender is gone.
+pub(crate) async fn run(
     mut rx: mpsc::UnboundedReceiver<Watch>,
     stop: CancellationToken,
+    died: impl Fn(&ShapeKey, &str),
 ) {
     let mut watches: FuturesUnordered<Died> = FuturesUnordered::new();
     loop {
@@ -55,8 +65,8 @@ pub(crate) async fn run<P: Provider>(
                 None => break,
             },
             Some(done) = watches.next(), if !watches.is_empty() => {
-                if let (Some((shape, id)), Some(shared)) = (done, shared.upgrade()) {
-                    crate::maintenance::evict_by_id(&shared, &shape, &id, EvictReason::Exited);
+                if let Some((shape, id)) = done {
+                    died(&shape, &id);
                 }
             }
         }

@@ -11,7 +11,7 @@
 //! Measured limitation: under `kvm_pvm` the firmware probe of step 2 *succeeds* (real-mode code
 //! runs); only step 1 tells PVM apart. Step 2 catches a missing or broken KVM, not PVM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
@@ -32,6 +32,25 @@ pub struct AccelVerdict {
     pub accel: Accel,
     /// Why, in words (shown in logs and status).
     pub reason: String,
+}
+
+/// Why KVM cannot run our guests here: the cheap check's verdict or the probe boot's failure.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KvmUnusable {
+    #[error("/dev/kvm cannot be opened read-write")]
+    NoDevKvm,
+    #[error("/dev/kvm is kvm_pvm, which runs only PVM guest kernels")]
+    KvmPvm,
+    #[error("CPU flags have neither vmx nor svm")]
+    NoVirtualization,
+    #[error("KVM probe boot failed: {what} {path}: {source}")]
+    ProbeFiles { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("KVM probe boot failed: cannot run {binary}: {source}")]
+    ProbeSpawn { binary: PathBuf, source: std::io::Error },
+    #[error("KVM probe boot failed: no vCPU ran within {0:?}")]
+    ProbeTimeout(Duration),
+    #[error("KVM probe boot failed: qemu exited with {status} ({stderr})")]
+    ProbeExit { status: std::process::ExitStatus, stderr: String },
 }
 
 /// Exit code of the probe firmware: `(0x2a << 1) | 1`, as `isa-debug-exit` encodes it.
@@ -59,12 +78,13 @@ async fn decide(qemu_binary: &Path) -> AccelVerdict {
         cpu_has_virt: cpu_has_virtualization(&cpuinfo),
         kvm_pvm_loaded: Path::new("/sys/module/kvm_pvm").exists(),
     };
-    if let Err(reason) = facts.kvm_plausible() {
-        return AccelVerdict { accel: Accel::Tcg, reason };
-    }
-    match probe_boot(qemu_binary).await {
+    let verdict = match facts.kvm_plausible() {
+        Ok(()) => probe_boot_with(qemu_binary, "kvm").await,
+        Err(unusable) => Err(unusable),
+    };
+    match verdict {
         Ok(()) => AccelVerdict { accel: Accel::Kvm, reason: "KVM probe boot ran a vCPU".into() },
-        Err(reason) => AccelVerdict { accel: Accel::Tcg, reason: format!("KVM probe boot failed: {reason}") },
+        Err(unusable) => AccelVerdict { accel: Accel::Tcg, reason: unusable.to_string() },
     }
 }
 
@@ -78,15 +98,15 @@ pub(crate) struct HostFacts {
 
 impl HostFacts {
     /// `Ok` when KVM may run a normal guest, else why not.
-    pub(crate) fn kvm_plausible(&self) -> Result<(), String> {
+    pub(crate) fn kvm_plausible(&self) -> Result<(), KvmUnusable> {
         if !self.dev_kvm_rw {
-            return Err("/dev/kvm cannot be opened read-write".into());
+            return Err(KvmUnusable::NoDevKvm);
         }
         if self.kvm_pvm_loaded {
-            return Err("/dev/kvm is kvm_pvm, which runs only PVM guest kernels".into());
+            return Err(KvmUnusable::KvmPvm);
         }
         if !self.cpu_has_virt {
-            return Err("CPU flags have neither vmx nor svm".into());
+            return Err(KvmUnusable::NoVirtualization);
         }
         Ok(())
     }
@@ -110,12 +130,19 @@ pub(crate) fn probe_firmware() -> Vec<u8> {
 }
 
 /// Runs the probe firmware under `accel` (KVM in production; tests run it under TCG).
-pub(crate) async fn probe_boot_with(qemu_binary: &Path, accel: &str) -> Result<(), String> {
+pub(crate) async fn probe_boot_with(qemu_binary: &Path, accel: &str) -> Result<(), KvmUnusable> {
     let dir = std::env::temp_dir().join(format!("firepit-accel-probe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| KvmUnusable::ProbeFiles {
+        what: "creating",
+        path: dir.clone(),
+        source,
+    })?;
     let firmware = dir.join(format!("probe-{accel}.bin"));
-    std::fs::write(&firmware, probe_firmware())
-        .map_err(|e| format!("writing {}: {e}", firmware.display()))?;
+    std::fs::write(&firmware, probe_firmware()).map_err(|source| KvmUnusable::ProbeFiles {
+        what: "writing",
+        path: firmware.clone(),
+        source,
+    })?;
     let mut command = tokio::process::Command::new(qemu_binary);
     command
         .args(["-M", &format!("microvm,accel={accel}"), "-nodefaults", "-no-user-config", "-display", "none"])
@@ -130,19 +157,14 @@ pub(crate) async fn probe_boot_with(qemu_binary: &Path, accel: &str) -> Result<(
         tracing::debug!(error = %e, "removing the accel probe directory failed");
     }
     match outcome {
-        Err(_) => Err(format!("no vCPU ran within {PROBE_DEADLINE:?}")),
-        Ok(Err(e)) => Err(format!("cannot run {}: {e}", qemu_binary.display())),
+        Err(_) => Err(KvmUnusable::ProbeTimeout(PROBE_DEADLINE)),
+        Ok(Err(source)) => Err(KvmUnusable::ProbeSpawn { binary: qemu_binary.to_path_buf(), source }),
         Ok(Ok(output)) if output.status.code() == Some(PROBE_EXIT_CODE) => Ok(()),
-        Ok(Ok(output)) => Err(format!(
-            "qemu exited with {} ({})",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
+        Ok(Ok(output)) => Err(KvmUnusable::ProbeExit {
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        }),
     }
-}
-
-async fn probe_boot(qemu_binary: &Path) -> Result<(), String> {
-    probe_boot_with(qemu_binary, "kvm").await
 }
 
 #[cfg(test)]
@@ -155,9 +177,11 @@ mod tests {
     fn kvm_is_plausible_only_with_rw_dev_kvm_virt_flags_and_no_pvm() {
         assert!(GOOD.kvm_plausible().is_ok());
         let pvm = HostFacts { kvm_pvm_loaded: true, ..GOOD };
-        assert!(pvm.kvm_plausible().unwrap_err().contains("kvm_pvm"));
-        assert!(HostFacts { dev_kvm_rw: false, ..GOOD }.kvm_plausible().unwrap_err().contains("/dev/kvm"));
-        assert!(HostFacts { cpu_has_virt: false, ..GOOD }.kvm_plausible().unwrap_err().contains("vmx"));
+        assert!(matches!(pvm.kvm_plausible(), Err(KvmUnusable::KvmPvm)));
+        let closed = HostFacts { dev_kvm_rw: false, ..GOOD };
+        assert!(matches!(closed.kvm_plausible(), Err(KvmUnusable::NoDevKvm)));
+        let no_virt = HostFacts { cpu_has_virt: false, ..GOOD };
+        assert!(no_virt.kvm_plausible().unwrap_err().to_string().contains("vmx"));
     }
 
     #[test]

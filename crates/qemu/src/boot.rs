@@ -17,6 +17,7 @@ use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, GuestMemory, LaunchSpec, QMP_SOC
 use crate::config::ProviderConfig;
 use crate::console::ConsoleShared;
 use crate::error::{AgentError, BootError, ConsoleError, QemuError, SpawnError};
+use crate::exit::ExitInfo;
 use crate::process::QemuProcess;
 use crate::qmp::QmpClient;
 use crate::rundir::RuntimeDir;
@@ -90,10 +91,7 @@ fn create_private_memory_file(
                 {
                     std::fs::remove_file(path).and_then(|()| create())
                 }
-                _ => Err(std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "exists and is not a file of ours: refusing to map it as guest memory",
-                )),
+                _ => return Err(SpawnError::MemoryFileTaken { path: path.to_path_buf() }),
             }
         }
         other => other,
@@ -124,7 +122,7 @@ async fn accept(
         info = process.exited() => {
             // Let the stderr reader drain the pipe: QEMU's last words explain the exit.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let status = info.map_or_else(|| "status unknown".to_string(), |i| i.to_string());
+            let status = info.unwrap_or(ExitInfo::UNKNOWN);
             Err(SpawnError::EarlyExit { status, stderr: process.stderr_tail() })
         }
     }
@@ -197,7 +195,7 @@ async fn exited(started: &Started) -> QemuError {
     let info = started.process.exited().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     BootError::Exited {
-        status: info.map_or_else(|| "status unknown".to_string(), |i| i.to_string()),
+        status: info.unwrap_or(ExitInfo::UNKNOWN),
         stderr: started.process.stderr_tail(),
         console_tail: started.console.tail(TAIL_LINES),
     }

@@ -17,6 +17,12 @@ pub struct QemuCaps {
 
 impl QemuCaps {
     /// Runs `binary -version` and `binary -help` (≈50 ms, synchronously).
+    ///
+    /// ```no_run
+    /// let caps = firepit_qemu::QemuCaps::detect("qemu-system-x86_64".as_ref())?;
+    /// assert!(caps.version.starts_with("QEMU emulator version"));
+    /// # Ok::<(), firepit_qemu::SpawnError>(())
+    /// ```
     pub fn detect(binary: &Path) -> Result<Self, SpawnError> {
         let run = |arg: &str| {
             std::process::Command::new(binary).arg(arg).output().map_err(|e| match e.kind() {

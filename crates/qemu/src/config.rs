@@ -6,6 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default of [`ProviderConfig::snapshot_retry_after`]: how long a shape cold-boots after its
+/// template failed before the template is built again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// Environment variable that overrides [`ProviderConfig::accel`]: `auto`, `kvm` or `tcg`.
 pub const ACCEL_ENV: &str = "FIREPIT_ACCEL";
 
@@ -143,28 +147,30 @@ impl ImagePaths {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderConfig {
-    /// QEMU binary: a path, or a name looked up in `PATH`.
+    /// QEMU binary: a path, or a name looked up in `PATH`. Default: `qemu-system-x86_64`.
     pub qemu_binary: PathBuf,
-    /// Accelerator; the environment variable [`ACCEL_ENV`] overrides it.
+    /// Accelerator; the environment variable [`ACCEL_ENV`] overrides it. Default: [`Accel::Auto`].
     pub accel: Accel,
     /// Directory for per-VM runtime directories (sockets, snapshot state). Created 0700.
     /// Default: `$XDG_RUNTIME_DIR/firepit`, else `<temp dir>/firepit-<uid>`.
     pub runtime_dir: PathBuf,
-    /// Deadline from process start to "ready" (readiness line and agent ping).
+    /// Deadline from process start to "ready" (readiness line and agent ping); a snapshot restore
+    /// gets the smaller of this and [`RESTORE_TIMEOUT`](crate::RESTORE_TIMEOUT). Default: 60 s.
     pub boot_timeout: Duration,
-    /// Default deadline of [`Console::read_until`](crate::Console::read_until).
+    /// Default deadline of [`Console::read_until`](crate::Console::read_until). Default: 10 s.
     pub console_read_timeout: Duration,
-    /// Deadline of the agent ping used by `probe` and the health check.
+    /// Deadline of the agent ping used by `probe` and the health check. Default: 2 s.
     pub probe_timeout: Duration,
-    /// Default deadline of an agent request (exec adds its own timeout to it).
+    /// Default deadline of an agent request (exec adds its own timeout to it). Default: 10 s.
     pub agent_timeout: Duration,
-    /// How long `destroy` waits after QMP `quit` before it sends SIGKILL.
+    /// How long `destroy` waits after QMP `quit` before it sends SIGKILL. Default: 2 s.
     pub quit_grace: Duration,
-    /// Appended to the kernel command line after firepit's own arguments.
+    /// Appended to the kernel command line after firepit's own arguments. Default: none.
     pub extra_kernel_args: Vec<String>,
-    /// Console output kept in memory per VM (older bytes are dropped).
+    /// Console output kept in memory per VM (older bytes are dropped). Default: 1 MiB.
     pub console_buffer_bytes: usize,
-    /// Default fill strategy for images registered without one.
+    /// Fill strategy of images registered with
+    /// [`register_image`](crate::QemuProvider::register_image). Default: [`FillStrategy::ColdBoot`].
     pub fill_strategy: FillStrategy,
     /// Where snapshot templates live: one directory per shape (guest RAM file, device state,
     /// `manifest.json`). Clones map the RAM file, so keep this on tmpfs. Default:
@@ -176,16 +182,17 @@ pub struct ProviderConfig {
     /// it turns out stale or corrupt, and by [`QemuProvider::remove_templates`](crate::QemuProvider::remove_templates).
     pub keep_templates: bool,
     /// TCG translation-cache size (MiB, QEMU `-accel tcg,tb-size=`) of snapshot templates and
-    /// clones; `None` keeps QEMU's default. Ignored under KVM.
+    /// clones; `None` (the default) keeps QEMU's. Ignored under KVM.
     pub snapshot_tb_size_mb: Option<u32>,
     /// How long a `Snapshot` shape cold-boots after its template failed before the template is
-    /// built again (default [`RETRY_AFTER`](crate::RETRY_AFTER), 60 s).
+    /// built again (default [`RETRY_AFTER`], 60 s).
     pub snapshot_retry_after: Duration,
     /// Run QEMU as this unprivileged user: a user name (its primary group is used) or `uid[:gid]`.
     /// Needs root. VM directories and the sockets QEMU connects to are given to that user; the
     /// runtime directory becomes 0711 and directories above it that we own get `o+x` (pass through,
     /// no listing); one we do not own must already be searchable by that user. A
     /// QEMU escape then holds that user's rights, not ours (all VMs share the user, though).
+    /// Not supported with [`FillStrategy::Snapshot`] yet. Default: `None` (QEMU runs as we do).
     pub run_as: Option<String>,
 }
 
@@ -206,14 +213,23 @@ impl Default for ProviderConfig {
             template_dir: default_template_dir(),
             keep_templates: true,
             snapshot_tb_size_mb: None,
-            snapshot_retry_after: crate::snapshot::RETRY_AFTER,
+            snapshot_retry_after: RETRY_AFTER,
             run_as: None,
         }
     }
 }
 
 impl ProviderConfig {
-    /// The accelerator asked for, after the [`ACCEL_ENV`] override.
+    /// The accelerator asked for, after the [`ACCEL_ENV`] override (`Auto` is resolved later, by
+    /// [`QemuProvider::accel`](crate::QemuProvider::accel)).
+    ///
+    /// ```
+    /// use firepit_qemu::{Accel, ProviderConfig};
+    /// let config = ProviderConfig { accel: Accel::Tcg, ..Default::default() };
+    /// if std::env::var_os(firepit_qemu::ACCEL_ENV).is_none() {
+    ///     assert_eq!(config.requested_accel(), Ok(Accel::Tcg));
+    /// }
+    /// ```
     pub fn requested_accel(&self) -> Result<Accel, ParseAccelError> {
         match std::env::var(ACCEL_ENV) {
             Ok(value) => value.parse(),
@@ -222,7 +238,12 @@ impl ProviderConfig {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/firepit` when set, else `<temp dir>/firepit-<uid>`.
+/// `$XDG_RUNTIME_DIR/firepit` when set, else `<temp dir>/firepit-<uid>`: the default of
+/// [`ProviderConfig::runtime_dir`].
+///
+/// ```
+/// assert!(firepit_qemu::default_runtime_dir().to_string_lossy().contains("firepit"));
+/// ```
 pub fn default_runtime_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("firepit"),
@@ -231,7 +252,12 @@ pub fn default_runtime_dir() -> PathBuf {
     }
 }
 
-/// `/dev/shm/firepit-<uid>-templates`: tmpfs, so clones map template RAM at memory speed.
+/// `/dev/shm/firepit-<uid>-templates`: tmpfs, so clones map template RAM at memory speed. The
+/// default of [`ProviderConfig::template_dir`].
+///
+/// ```
+/// assert!(firepit_qemu::default_template_dir().starts_with("/dev/shm"));
+/// ```
 pub fn default_template_dir() -> PathBuf {
     // SAFETY: getuid has no preconditions and cannot fail.
     PathBuf::from(format!("/dev/shm/firepit-{}-templates", unsafe { libc::getuid() }))

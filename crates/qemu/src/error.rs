@@ -1,16 +1,33 @@
 //! Errors, one enum per operation area, gathered in [`QemuError`].
 //!
-//! Every variant names what failed and, where a user can act, what to do about it.
+//! Every variant names what failed and, where a user can act, what to do about it; where a lower
+//! error caused it, that error is kept as its `source`.
+//!
+//! ```
+//! use firepit_qemu::{ConfigError, QemuError};
+//! let err = QemuError::from(ConfigError::ZeroTimeout { field: "boot_timeout" });
+//! assert!(matches!(err, QemuError::Config(ConfigError::ZeroTimeout { .. })));
+//! assert!(err.to_string().contains("boot_timeout"));
+//! ```
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config_error::ConfigError;
+use crate::exit::ExitInfo;
+
 /// Any error of this crate.
+///
+/// ```
+/// use firepit_qemu::{QemuError, SpawnError};
+/// let err = QemuError::from(SpawnError::UnknownImage("debian".into()));
+/// assert!(err.to_string().contains("register_image"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
-    /// The configuration is invalid; the message says what to change.
-    #[error("invalid QEMU provider configuration: {0}")]
-    Config(String),
+    /// The configuration, a shape or an image registration cannot be used; says what to change.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Starting the QEMU process failed.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
@@ -32,6 +49,12 @@ pub enum QemuError {
 }
 
 /// Why a QEMU process could not be started.
+///
+/// ```
+/// use firepit_qemu::SpawnError;
+/// let err = SpawnError::BinaryNotFound { binary: "qemu-system-x86_64".into() };
+/// assert!(err.to_string().contains("apt-get install qemu-system-x86"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     /// The binary is not there.
@@ -58,11 +81,21 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    /// Something other than a file of ours stands where a snapshot template's guest memory file
+    /// goes; it is never mapped.
+    #[error(
+        "guest memory file {path} exists and is not a file of ours: refusing to map it as guest \
+         memory; remove it or set another template_dir"
+    )]
+    MemoryFileTaken {
+        /// The memory file's path.
+        path: PathBuf,
+    },
     /// QEMU exited before it connected its sockets (bad command line, missing accelerator, ...).
     #[error("qemu exited during start-up ({status}); its stderr: {stderr}")]
     EarlyExit {
-        /// How it exited.
-        status: String,
+        /// How it exited (both fields `None` when its status could not be read).
+        status: ExitInfo,
         /// The end of its standard error.
         stderr: String,
     },
@@ -84,7 +117,19 @@ impl SpawnError {
     }
 }
 
-/// Why a started guest did not become ready.
+/// Why a started guest did not become ready. Both variants quote the guest's last console lines,
+/// which usually say why (a kernel panic, a missing module, a hung init).
+///
+/// ```
+/// use std::time::Duration;
+/// use firepit_qemu::BootError;
+/// let err = BootError::Timeout {
+///     after: Duration::from_secs(60),
+///     waiting_for: "an agent ping",
+///     console_tail: "Kernel panic - not syncing".into(),
+/// };
+/// assert!(err.to_string().contains("Kernel panic"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     /// The deadline passed; the VM was killed.
@@ -102,8 +147,8 @@ pub enum BootError {
     /// QEMU exited during boot.
     #[error("qemu exited during boot ({status}); stderr: {stderr}. Last console lines:\n{console_tail}")]
     Exited {
-        /// How it exited.
-        status: String,
+        /// How it exited (both fields `None` when its status could not be read).
+        status: ExitInfo,
         /// The end of QEMU's standard error.
         stderr: String,
         /// The last console lines.
@@ -112,14 +157,47 @@ pub enum BootError {
 }
 
 /// A QMP failure.
+///
+/// ```
+/// # async fn demo(vm: &firepit_qemu::QemuVm) {
+/// use firepit_qemu::QmpError;
+/// match vm.qmp().stop().await {
+///     Ok(()) => {}
+///     Err(QmpError::Command { class, desc, .. }) => eprintln!("QEMU refused: {class}: {desc}"),
+///     Err(QmpError::Closed) => eprintln!("QEMU has exited"),
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
     /// Reading or writing the QMP socket failed.
     #[error("QMP socket I/O failed: {0}")]
     Io(#[from] std::io::Error),
-    /// QEMU sent something that is not QMP.
-    #[error("QMP protocol error: {0}")]
-    Protocol(String),
+    /// What QEMU sent first is not a QMP greeting (is the socket QEMU's monitor?).
+    #[error("expected a QMP greeting, got {line:?}")]
+    BadGreeting {
+        /// The line received.
+        line: String,
+        /// Why it is not JSON, when it is not.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// A reply's `return` value does not have the shape the command's answer has.
+    #[error("QMP answer to {command} is not what this QEMU version should send: {source}")]
+    BadReply {
+        /// The command.
+        command: &'static str,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A reply with our id but neither `return` nor `error`.
+    #[error("QMP reply has neither return nor error: {line}")]
+    NoOutcome {
+        /// The reply line.
+        line: String,
+    },
     /// QEMU refused a command.
     #[error("QMP command {command} failed: {class}: {desc}")]
     Command {
@@ -144,6 +222,20 @@ pub enum QmpError {
 }
 
 /// A guest agent failure.
+///
+/// [`Remote`](AgentError::Remote) is the agent's own answer (the request reached the guest and
+/// failed there, e.g. a program that does not exist); the other variants are the channel's.
+///
+/// ```
+/// # async fn demo(vm: &firepit_qemu::QemuVm) {
+/// use firepit_qemu::{AgentError, QemuError};
+/// match vm.exec(["no-such-program"]).await {
+///     Ok(out) => println!("exit code {:?}", out.exit_code),
+///     Err(QemuError::Agent(AgentError::Remote { message, .. })) => println!("the guest said: {message}"),
+///     Err(e) => println!("no answer from the guest: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// Reading or writing the agent socket failed.
@@ -183,6 +275,17 @@ pub enum AgentError {
 }
 
 /// A console failure.
+///
+/// ```
+/// # async fn demo(console: &firepit_qemu::Console) {
+/// use firepit_qemu::ConsoleError;
+/// match console.read_until("login:").await {
+///     Ok(text) => println!("{text}"),
+///     Err(ConsoleError::Timeout { tail, .. }) => println!("not yet; the guest printed:\n{tail}"),
+///     Err(e) => println!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     /// The pattern did not appear in time.
@@ -208,7 +311,15 @@ pub enum ConsoleError {
     Io(#[from] std::io::Error),
 }
 
-/// A snapshot failure.
+/// A snapshot failure. A `Snapshot` shape does not fail its fills with these: it falls back to
+/// cold boot, and [`QemuProvider::template_state`](crate::QemuProvider::template_state) shows the
+/// error.
+///
+/// ```
+/// use firepit_qemu::SnapshotError;
+/// let err = SnapshotError::Migration { direction: "in", message: "still \"setup\" at the deadline".into() };
+/// assert_eq!(err.to_string(), "migration in failed: still \"setup\" at the deadline");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// A file-system operation on the template failed.
@@ -228,4 +339,18 @@ pub enum SnapshotError {
         /// QEMU's status or error description.
         message: String,
     },
+    /// A template path that the `exec:` migration URI (a shell command) cannot carry.
+    #[error(
+        "template path {path} contains a single quote, which an exec: migration cannot carry; choose another template_dir"
+    )]
+    UnquotablePath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Checking a template's files on disk did not finish (its blocking task panicked or was cancelled).
+    #[error("checking the snapshot template's files failed: {0}")]
+    Check(#[source] tokio::task::JoinError),
+    /// A template's manifest could not be encoded.
+    #[error("encoding the snapshot template manifest: {0}")]
+    Manifest(#[source] serde_json::Error),
 }

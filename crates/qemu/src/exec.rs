@@ -1,13 +1,9 @@
-//! Results of guest commands, identities for clones, and the pool health check.
+//! Results of guest commands and identities for restored clones: plain data, no VM handle.
 
-use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use firepit_agent::{ExecResult, IdentityRequest};
-use firepit_pool::Unhealthy;
 use rand::RngCore;
-
-use crate::vm::QemuVm;
 
 /// What a command run in the guest produced.
 ///
@@ -90,33 +86,9 @@ pub fn fresh_identity(hostname: &str) -> IdentityRequest {
     }
 }
 
-/// Health check for `PoolBuilder::health_check`: the agent answers a ping within the provider's
-/// `probe_timeout`. The future does not borrow the VM, so the function fits the pool's closure form
-/// `Fn(&Vm) -> impl Future + 'static` as it is.
-///
-/// ```ignore
-/// let pool = Pool::builder(provider).shape(shape).health_check(firepit_qemu::agent_health_check).build().await?;
-/// ```
-pub fn agent_health_check(vm: &QemuVm) -> impl Future<Output = Result<(), Unhealthy>> + Send + use<> {
-    let ping = vm.ping_detached();
-    async move { ping.await.map(drop).map_err(|e| Unhealthy::new(format!("agent ping failed: {e}"))) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn accepts_pool_closure_form<F, Fut>(_check: F)
-    where
-        F: Fn(&QemuVm) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), Unhealthy>> + Send + 'static,
-    {
-    }
-
-    #[test]
-    fn agent_health_check_fits_the_pool_closure_form() {
-        accepts_pool_closure_form(agent_health_check);
-    }
 
     #[test]
     fn fresh_identities_differ() {

@@ -22,6 +22,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::error::SpawnError;
+use crate::exit::ExitInfo;
 use crate::ring::OutputRing;
 
 /// The unprivileged user (and group) QEMU runs as: `ProviderConfig::run_as`, resolved.
@@ -29,25 +30,6 @@ use crate::ring::OutputRing;
 pub(crate) struct Credentials {
     pub uid: u32,
     pub gid: u32,
-}
-
-/// How a QEMU process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitInfo {
-    /// Exit code, `None` when killed by a signal.
-    pub code: Option<i32>,
-    /// The signal that killed it.
-    pub signal: Option<i32>,
-}
-
-impl std::fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.code, self.signal) {
-            (Some(code), _) => write!(f, "exit code {code}"),
-            (None, Some(signal)) => write!(f, "killed by signal {signal}"),
-            (None, None) => f.write_str("exit status unknown"),
-        }
-    }
 }
 
 /// A running (or exited) QEMU process.
@@ -128,7 +110,7 @@ impl QemuProcess {
                 Ok(status) => ExitInfo { code: status.code(), signal: status.signal() },
                 Err(e) => {
                     tracing::warn!(pid, error = %e, "waiting for qemu failed");
-                    ExitInfo { code: None, signal: None }
+                    ExitInfo::UNKNOWN
                 }
             };
             tracing::debug!(pid, %info, "qemu exited");

@@ -1,48 +1,35 @@
 //! [`QemuProvider`]: the pool's door to QEMU microVMs.
+//!
+//! The provider keeps the registered images and each shape's fill strategy, and routes every
+//! `create` to a cold boot ([`Launcher`]) or a snapshot clone ([`crate::snapshot`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use firepit_pool::{Provider, ShapeKey, Unhealthy};
-use tokio::sync::OnceCell;
-use tokio::time::Instant;
 
-use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
-use crate::boot;
 use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, FillStrategy, ImagePaths, ProviderConfig};
+use crate::config_error::ConfigError;
 use crate::error::{QemuError, SpawnError};
-use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
+use crate::launch::Launcher;
+use crate::snapshot::Templates;
+use crate::template_state::TemplateState;
 use crate::vm::QemuVm;
-use std::path::Path;
-
-/// Room kept in socket paths for `/<vm id>/console.sock`.
-const VM_PATH_SUFFIX: usize = 48;
-
-/// Unique VM ids across every provider of this process.
-static NEXT_VM: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug, Clone)]
-pub(crate) struct RegisteredImage {
-    pub paths: ImagePaths,
-    pub fill: FillStrategy,
+struct RegisteredImage {
+    paths: ImagePaths,
+    fill: FillStrategy,
 }
 
 #[derive(Debug)]
-pub(crate) struct ProviderInner {
-    pub config: Arc<ProviderConfig>,
-    pub caps: QemuCaps,
-    requested_accel: Accel,
-    resolved_accel: OnceCell<Accel>,
+struct ProviderInner {
+    launcher: Launcher,
     images: RwLock<HashMap<String, RegisteredImage>>,
     /// Fill strategies set per shape; they win over the image's.
     shape_fills: RwLock<HashMap<ShapeKey, FillStrategy>>,
-    tsc_khz: u64,
-    pub snapshots: crate::snapshot::Templates,
-    /// The user QEMU runs as (`ProviderConfig::run_as`, resolved).
-    run_as: Option<crate::process::Credentials>,
+    snapshots: Templates,
 }
 
 /// Makes, probes and destroys QEMU microVMs; implements [`firepit_pool::Provider`].
@@ -60,50 +47,34 @@ pub(crate) struct ProviderInner {
 /// ```
 #[derive(Debug, Clone)]
 pub struct QemuProvider {
-    pub(crate) inner: Arc<ProviderInner>,
+    inner: Arc<ProviderInner>,
 }
 
 impl QemuProvider {
     /// Checks the configuration and the QEMU binary, creates the runtime directory and removes what
     /// firepit processes that were killed (SIGKILL leaves no chance to clean up) left in it and in
-    /// /dev/shm.
+    /// /dev/shm. Fails with [`QemuError::Config`] for a setting to change, or
+    /// [`SpawnError::BinaryNotFound`] when QEMU is not installed.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use firepit_qemu::{Accel, ProviderConfig, QemuProvider};
+    /// let provider = QemuProvider::new(ProviderConfig {
+    ///     accel: Accel::Tcg,
+    ///     boot_timeout: Duration::from_secs(30),
+    ///     runtime_dir: "/run/firepit-vms".into(),
+    ///     ..ProviderConfig::default()
+    /// })?;
+    /// println!("{}, seccomp sandbox: {}", provider.caps().version, provider.caps().sandbox);
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
     pub fn new(config: ProviderConfig) -> Result<Self, QemuError> {
-        let requested_accel = config.requested_accel().map_err(|e| QemuError::Config(e.to_string()))?;
-        if config.boot_timeout.is_zero() || config.probe_timeout.is_zero() || config.agent_timeout.is_zero() {
-            return Err(QemuError::Config(
-                "boot_timeout, probe_timeout and agent_timeout must be > 0".into(),
-            ));
-        }
-        let room = config.runtime_dir.as_os_str().len() + VM_PATH_SUFFIX;
-        if room > MAX_SOCKET_PATH {
-            return Err(QemuError::Config(format!(
-                "runtime_dir {} is too long for Unix socket paths (keep it under {} bytes)",
-                config.runtime_dir.display(),
-                MAX_SOCKET_PATH - VM_PATH_SUFFIX
-            )));
-        }
-        let run_as = config.run_as.as_deref().map(crate::run_as::resolve).transpose()?;
-        if let Some(user) = run_as {
-            crate::run_as::make_reachable(&config.runtime_dir, user)?;
-        }
-        let caps = QemuCaps::detect(&config.qemu_binary)?;
-        ensure_base(&config.runtime_dir, run_as.is_some())?;
-        crate::rundir::remove_stale(&config.runtime_dir);
-        // Scratch and discarded templates of dead processes (`firepit-<pid>-t<n>`).
-        crate::rundir::remove_stale_in(&config.template_dir);
-        let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
-        tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
         Ok(Self {
             inner: Arc::new(ProviderInner {
-                config: Arc::new(config),
-                caps,
-                requested_accel,
-                resolved_accel: OnceCell::new(),
+                launcher: Launcher::new(config)?,
                 images: RwLock::new(HashMap::new()),
                 shape_fills: RwLock::new(HashMap::new()),
-                tsc_khz,
-                snapshots: Default::default(),
-                run_as,
+                snapshots: Templates::default(),
             }),
         })
     }
@@ -111,21 +82,34 @@ impl QemuProvider {
     /// Registers (or replaces) an image under `image_id` with the configured fill strategy; shapes
     /// name images by this id. Fails if a file is missing.
     pub fn register_image(&self, image_id: &str, paths: ImagePaths) -> Result<(), QemuError> {
-        self.register_image_with(image_id, paths, self.inner.config.fill_strategy)
+        self.register_image_with(image_id, paths, self.inner.launcher.config.fill_strategy)
     }
 
-    /// Registers an image with an explicit [`FillStrategy`].
+    /// Registers an image with an explicit [`FillStrategy`]. Fails if a file is missing, or for
+    /// `Snapshot` together with [`ProviderConfig::run_as`] (not supported yet).
+    ///
+    /// ```no_run
+    /// use firepit_pool::ShapeKey;
+    /// use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider, TemplateState};
+    /// let provider = QemuProvider::new(ProviderConfig::default())?;
+    /// let paths = ImagePaths::new("out/vmlinuz", "out/initramfs.cpio.gz");
+    /// provider.register_image_with("img", paths, FillStrategy::Snapshot)?;
+    /// // One shape of the image cold-boots anyway: it wants a fresh kernel every time.
+    /// let fresh = ShapeKey::new("img", "1+fresh", 1, 256);
+    /// provider.set_fill_strategy(&fresh, FillStrategy::ColdBoot);
+    /// assert_eq!(provider.fill_strategy(&fresh)?, FillStrategy::ColdBoot);
+    /// let cloned = ShapeKey::new("img", "1", 1, 256);
+    /// assert_eq!(provider.template_state(&cloned), TemplateState::Missing); // built by the first fill
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
     pub fn register_image_with(
         &self,
         image_id: &str,
         paths: ImagePaths,
         fill: FillStrategy,
     ) -> Result<(), QemuError> {
-        if fill == FillStrategy::Snapshot && self.inner.run_as.is_some() {
-            return Err(QemuError::Config(format!(
-                "image {image_id}: snapshot fill does not support run_as yet (the template's state \
-                 directory is not given to QEMU's user); use cold boot or drop run_as"
-            )));
+        if fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
+            return Err(ConfigError::SnapshotWithRunAs { image: image_id.to_string() }.into());
         }
         for path in [&paths.kernel, &paths.initramfs] {
             if !path.is_file() {
@@ -161,23 +145,23 @@ impl QemuProvider {
 
     /// The configuration in use.
     pub fn config(&self) -> &ProviderConfig {
-        &self.inner.config
+        &self.inner.launcher.config
     }
 
     /// What the QEMU binary supports.
     pub fn caps(&self) -> &QemuCaps {
-        &self.inner.caps
+        &self.inner.launcher.caps
     }
 
     /// The accelerator VMs run under (runs detection on first call when `Auto`).
     pub async fn accel(&self) -> Accel {
-        self.inner.accel().await
+        self.inner.launcher.accel().await
     }
 
     /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`, with
     /// the reason); its `Display` is a one-line status.
-    pub fn template_state(&self, shape: &ShapeKey) -> crate::TemplateState {
-        self.inner.snapshots.state(shape, self.inner.config.snapshot_retry_after)
+    pub fn template_state(&self, shape: &ShapeKey) -> TemplateState {
+        self.inner.snapshots.state(shape, self.inner.launcher.config.snapshot_retry_after)
     }
 
     /// Forgets the snapshot template of `shape` and discards its files: they are moved aside at once
@@ -192,8 +176,15 @@ impl QemuProvider {
     /// the directory itself when it ends up empty. Templates in use are left alone (forget their
     /// shapes first). Returns how many were removed. For an explicit cleanup (e.g. after the last
     /// pool stopped, when `keep_templates` kept them for reuse).
+    ///
+    /// ```no_run
+    /// use firepit_qemu::{ProviderConfig, QemuProvider};
+    /// let provider = QemuProvider::new(ProviderConfig::default())?;
+    /// println!("removed {} snapshot templates", provider.remove_templates());
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
     pub fn remove_templates(&self) -> usize {
-        let dir = &self.inner.config.template_dir;
+        let dir = &self.inner.launcher.config.template_dir;
         let in_use = self.inner.snapshots.dirs_in_use();
         let mut removed = 0;
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -210,114 +201,18 @@ impl QemuProvider {
         removed
     }
 
-    /// Boots a VM from scratch (ignores the image's fill strategy).
+    /// Boots a VM from scratch (ignores the image's fill strategy), outside any pool: the caller
+    /// owns the VM and ends it with [`QemuVm::shutdown`] (see there for an example).
     pub async fn cold_boot(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;
-        self.inner.cold_boot(shape, &image.paths, FillKind::ColdBoot).await
+        self.inner.launcher.cold_boot(shape, &image.paths, FillKind::ColdBoot).await
     }
 }
 
 impl ProviderInner {
-    pub(crate) async fn accel(&self) -> Accel {
-        *self
-            .resolved_accel
-            .get_or_init(|| async {
-                match self.requested_accel {
-                    Accel::Auto => crate::accel::detect_accel(&self.config.qemu_binary).await.accel,
-                    forced => forced,
-                }
-            })
-            .await
-    }
-
-    pub(crate) fn image(&self, image_id: &str) -> Result<RegisteredImage, QemuError> {
+    fn image(&self, image_id: &str) -> Result<RegisteredImage, QemuError> {
         let images = self.images.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         images.get(image_id).cloned().ok_or_else(|| SpawnError::UnknownImage(image_id.to_string()).into())
-    }
-
-    /// A fresh VM id and its runtime directory.
-    pub(crate) fn new_dir(&self) -> Result<(String, RuntimeDir), QemuError> {
-        let id = format!("fp-{}-{}", std::process::id(), NEXT_VM.fetch_add(1, Ordering::Relaxed));
-        let dir = RuntimeDir::create(&self.config.runtime_dir, &id)?;
-        if let Some(owner) = self.run_as {
-            // QEMU creates its agent socket (and a snapshot's state file) in here.
-            crate::rundir::chown(dir.path(), owner)?;
-        }
-        Ok((id, dir))
-    }
-
-    pub(crate) fn spec(
-        &self,
-        id: &str,
-        accel: Accel,
-        shape: &ShapeKey,
-        paths: &ImagePaths,
-        dir: &Path,
-        memory: GuestMemory,
-    ) -> Result<LaunchSpec, QemuError> {
-        if shape.vcpus == 0 || shape.memory_mb < 32 {
-            return Err(QemuError::Config(format!("shape {shape}: need at least 1 vCPU and 32 MiB")));
-        }
-        Ok(LaunchSpec {
-            name: id.to_string(),
-            accel,
-            vcpus: shape.vcpus,
-            memory_mb: shape.memory_mb,
-            kernel: paths.kernel.clone(),
-            initramfs: paths.initramfs.clone(),
-            kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
-            sandbox: self.caps.sandbox,
-            runtime_dir: dir.to_path_buf(),
-            memory,
-            incoming: None,
-            tb_size_mb: None,
-            without_kernel: false,
-            run_as: self.run_as,
-        })
-    }
-
-    pub(crate) async fn cold_boot(
-        &self,
-        shape: &ShapeKey,
-        paths: &ImagePaths,
-        fill: FillKind,
-    ) -> Result<QemuVm, QemuError> {
-        let started_at = Instant::now();
-        let deadline = started_at + self.config.boot_timeout;
-        let accel = self.accel().await;
-        let (id, dir) = self.new_dir()?;
-        let spec = self.spec(&id, accel, shape, paths, dir.path(), GuestMemory::Anonymous)?;
-        let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
-        boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
-        let boot_duration = started_at.elapsed();
-        tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
-        Ok(self.vm(id, shape, accel, boot_duration, started, fill))
-    }
-
-    pub(crate) fn vm(
-        &self,
-        id: String,
-        shape: &ShapeKey,
-        accel: Accel,
-        boot_duration: Duration,
-        started: boot::Started,
-        fill: FillKind,
-    ) -> QemuVm {
-        QemuVm {
-            id,
-            shape: shape.clone(),
-            accel,
-            boot_duration,
-            config: self.config.clone(),
-            qmp: started.qmp,
-            console: started.console,
-            agent: started.agent,
-            process: started.process,
-            dir: started.dir,
-            template: None,
-            fill,
-            memory_charge_mb: None,
-        }
     }
 }
 
@@ -328,8 +223,12 @@ impl Provider for QemuProvider {
     async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
         let image = self.inner.image(&shape.image_id)?;
         match self.fill_strategy(shape)? {
-            FillStrategy::ColdBoot => self.inner.cold_boot(shape, &image.paths, FillKind::ColdBoot).await,
-            FillStrategy::Snapshot => crate::snapshot::create_clone(&self.inner, shape, &image.paths).await,
+            FillStrategy::ColdBoot => {
+                self.inner.launcher.cold_boot(shape, &image.paths, FillKind::ColdBoot).await
+            }
+            FillStrategy::Snapshot => {
+                self.inner.snapshots.create_clone(&self.inner.launcher, shape, &image.paths).await
+            }
         }
     }
 
@@ -337,7 +236,7 @@ impl Provider for QemuProvider {
         if let Some(info) = vm.exit_info() {
             return Err(Unhealthy::new(format!("qemu exited ({info})")));
         }
-        crate::exec::agent_health_check(vm).await
+        crate::health::agent_health_check(vm).await
     }
 
     async fn destroy(&self, vm: QemuVm) {

@@ -54,6 +54,22 @@ pub struct MigrationInfo {
 }
 
 /// A connected, negotiated QMP session. Cheap to clone; commands may run concurrently.
+///
+/// Every [`QemuVm`](crate::QemuVm) has one ([`QemuVm::qmp`](crate::QemuVm::qmp)); the typed
+/// methods cover what firepit uses, [`execute`](Self::execute) the rest.
+///
+/// ```no_run
+/// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QmpError> {
+/// let qmp = vm.qmp();
+/// let mut events = qmp.events();
+/// qmp.stop().await?;
+/// assert!(!qmp.query_status().await?.running);
+/// println!("first event after stop: {}", events.recv().await.map(|e| e.name).unwrap_or_default());
+/// let cpus = qmp.execute("query-cpus-fast", None).await?;
+/// println!("{} vCPUs", cpus.as_array().map_or(0, Vec::len));
+/// qmp.cont().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct QmpClient {
     writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
@@ -76,9 +92,9 @@ impl QmpClient {
             return Err(QmpError::Closed);
         }
         let value: Value = serde_json::from_str(&line)
-            .map_err(|e| QmpError::Protocol(format!("greeting is not JSON ({e}): {line:?}")))?;
+            .map_err(|source| QmpError::BadGreeting { line: line.clone(), source: Some(source) })?;
         if value.get("QMP").is_none() {
-            return Err(QmpError::Protocol(format!("expected a QMP greeting, got {line:?}")));
+            return Err(QmpError::BadGreeting { line, source: None });
         }
         let (events, _) = broadcast::channel(64);
         let client = QmpClient {
@@ -141,7 +157,7 @@ impl QmpClient {
     /// `query-status`.
     pub async fn query_status(&self) -> Result<StatusInfo, QmpError> {
         let value = self.execute("query-status", None).await?;
-        serde_json::from_value(value).map_err(|e| QmpError::Protocol(format!("query-status: {e}")))
+        serde_json::from_value(value).map_err(|source| QmpError::BadReply { command: "query-status", source })
     }
 
     /// `stop`: pause the vCPUs.
@@ -175,7 +191,8 @@ impl QmpClient {
     /// `query-migrate`.
     pub async fn query_migrate(&self) -> Result<MigrationInfo, QmpError> {
         let value = self.execute("query-migrate", None).await?;
-        serde_json::from_value(value).map_err(|e| QmpError::Protocol(format!("query-migrate: {e}")))
+        serde_json::from_value(value)
+            .map_err(|source| QmpError::BadReply { command: "query-migrate", source })
     }
 
     /// `migrate-set-capabilities` with `(name, state)` pairs, e.g. `("x-ignore-shared", true)`.
@@ -239,7 +256,7 @@ async fn read_loop(
             let field = |name: &str| err.get(name).and_then(Value::as_str).unwrap_or("?").to_string();
             Err(QmpError::Command { command: String::new(), class: field("class"), desc: field("desc") })
         } else {
-            Err(QmpError::Protocol(format!("reply has neither return nor error: {}", line.trim())))
+            Err(QmpError::NoOutcome { line: line.trim().to_string() })
         };
         let waiter = lock(&waiters).as_mut().and_then(|map| map.remove(&id));
         if let Some(waiter) = waiter {

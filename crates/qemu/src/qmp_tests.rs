@@ -141,9 +141,16 @@ async fn silent_peer_times_out_naming_the_command() {
 }
 
 #[tokio::test]
-async fn non_qmp_greeting_is_a_protocol_error() {
+async fn non_qmp_greeting_is_a_bad_greeting_error() {
     let (ours, mut theirs) = UnixStream::pair().unwrap();
     theirs.write_all(b"{\"hello\": 1}\n").await.unwrap();
     let err = QmpClient::handshake(ours, Duration::from_secs(1)).await.unwrap_err();
-    assert!(matches!(err, QmpError::Protocol(_)), "{err:?}");
+    assert!(
+        matches!(&err, QmpError::BadGreeting { source: None, line } if line.contains("hello")),
+        "{err:?}"
+    );
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    theirs.write_all(b"not json\n").await.unwrap();
+    let err = QmpClient::handshake(ours, Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(err, QmpError::BadGreeting { source: Some(_), .. }), "{err:?}");
 }

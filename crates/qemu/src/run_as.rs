@@ -10,14 +10,14 @@ use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::error::QemuError;
+use crate::config_error::ConfigError;
 use crate::process::Credentials;
 
 /// Resolves `spec` (a user name, or `uid[:gid]`) and checks that this process may switch to it.
-pub(crate) fn resolve(spec: &str) -> Result<Credentials, QemuError> {
+pub(crate) fn resolve(spec: &str) -> Result<Credentials, ConfigError> {
     let spec = spec.trim();
     let credentials = match spec.split_once(':') {
-        _ if spec.is_empty() => return Err(config_error(spec, "is empty")),
+        _ if spec.is_empty() => return Err(invalid(spec, "is empty")),
         Some((uid, gid)) => Credentials { uid: number(spec, uid)?, gid: number(spec, gid)? },
         None if spec.bytes().all(|b| b.is_ascii_digit()) => {
             let uid = number(spec, spec)?;
@@ -27,10 +27,10 @@ pub(crate) fn resolve(spec: &str) -> Result<Credentials, QemuError> {
     };
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(config_error(spec, "needs the provider to run as root (to switch QEMU to that user)"));
+        return Err(ConfigError::RunAsNeedsRoot { spec: spec.to_string() });
     }
     if credentials.uid == 0 {
-        return Err(config_error(spec, "is root: name an unprivileged user such as `nobody`"));
+        return Err(ConfigError::RunAsRoot { spec: spec.to_string() });
     }
     Ok(credentials)
 }
@@ -38,7 +38,7 @@ pub(crate) fn resolve(spec: &str) -> Result<Credentials, QemuError> {
 /// Makes every existing directory above `runtime_dir` searchable by `user`: a directory this
 /// process owns gets the search bit for others (`o+x`: pass through, never list); one owned by
 /// someone else that `user` cannot search is an error naming it.
-pub(crate) fn make_reachable(runtime_dir: &Path, user: Credentials) -> Result<(), QemuError> {
+pub(crate) fn make_reachable(runtime_dir: &Path, user: Credentials) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
@@ -57,35 +57,32 @@ pub(crate) fn make_reachable(runtime_dir: &Path, user: Credentials) -> Result<()
         if meta.uid() == me {
             let mode = (meta.mode() & 0o7777) | 0o001;
             tracing::info!(dir = %ancestor.display(), mode = format!("{mode:o}"), "run_as: letting QEMU's user pass through");
-            std::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(mode)).map_err(|e| {
-                QemuError::Config(format!("run_as: cannot chmod o+x {}: {e}", ancestor.display()))
-            })?;
+            std::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(mode))
+                .map_err(|source| ConfigError::RunAsChmod { dir: ancestor.to_path_buf(), source })?;
             continue;
         }
-        return Err(QemuError::Config(format!(
-            "run_as: uid {} cannot reach runtime_dir {}: {} (mode {:o}, owned by uid {}) is not searchable \
-             by it; use a runtime_dir whose parents are o+x (e.g. /run/firepit-vms)",
-            user.uid,
-            runtime_dir.display(),
-            ancestor.display(),
-            meta.mode() & 0o777,
-            meta.uid()
-        )));
+        return Err(ConfigError::RunAsUnreachable {
+            uid: user.uid,
+            runtime_dir: runtime_dir.to_path_buf(),
+            blocking: ancestor.to_path_buf(),
+            mode: meta.mode() & 0o777,
+            owner: meta.uid(),
+        });
     }
     Ok(())
 }
 
-fn number(spec: &str, text: &str) -> Result<u32, QemuError> {
-    text.parse().map_err(|_| config_error(spec, "must be a user name or uid[:gid]"))
+fn number(spec: &str, text: &str) -> Result<u32, ConfigError> {
+    text.parse().map_err(|_| invalid(spec, "must be a user name or uid[:gid]"))
 }
 
-fn config_error(spec: &str, why: &str) -> QemuError {
-    QemuError::Config(format!("run_as = {spec:?} {why}"))
+fn invalid(spec: &str, problem: &'static str) -> ConfigError {
+    ConfigError::RunAsInvalid { spec: spec.to_string(), problem }
 }
 
 /// The uid and primary gid of a user name, from the password database.
-fn lookup_user(name: &str) -> Result<Credentials, QemuError> {
-    let c_name = CString::new(name).map_err(|_| config_error(name, "contains a NUL byte"))?;
+fn lookup_user(name: &str) -> Result<Credentials, ConfigError> {
+    let c_name = CString::new(name).map_err(|_| invalid(name, "contains a NUL byte"))?;
     let mut buffer = vec![0u8; 16 * 1024];
     // SAFETY: passwd is plain old data; getpwnam_r fills it in.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
@@ -95,7 +92,7 @@ fn lookup_user(name: &str) -> Result<Credentials, QemuError> {
         libc::getpwnam_r(c_name.as_ptr(), &mut entry, buffer.as_mut_ptr().cast(), buffer.len(), &mut found)
     };
     if status != 0 || found.is_null() {
-        return Err(config_error(name, "is not a known user (see /etc/passwd)"));
+        return Err(ConfigError::RunAsUnknownUser { spec: name.to_string() });
     }
     Ok(Credentials { uid: entry.pw_uid, gid: entry.pw_gid })
 }

@@ -3,7 +3,8 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::SpawnError;
+use crate::config_error::ConfigError;
+use crate::error::{QemuError, SpawnError};
 use crate::process::Credentials;
 
 /// Longest Unix socket path (`sun_path` is 108 bytes including the NUL).
@@ -56,7 +57,7 @@ impl Drop for RuntimeDir {
 ///
 /// With `traversable` (QEMU runs as another user, see `ProviderConfig::run_as`) the mode is 0711:
 /// others may pass through to a VM directory they own, but not list or create anything.
-pub(crate) fn ensure_base(path: &Path, traversable: bool) -> Result<(), SpawnError> {
+pub(crate) fn ensure_base(path: &Path, traversable: bool) -> Result<(), QemuError> {
     std::fs::DirBuilder::new()
         .mode(0o700)
         .recursive(true)
@@ -73,27 +74,17 @@ pub(crate) fn chown(path: &Path, owner: Credentials) -> Result<(), SpawnError> {
 
 /// Refuses `path` unless it is a directory (not a symlink) owned by this process's effective user;
 /// sets its mode to `mode` if it has other permission bits.
-pub(crate) fn ensure_private(path: &Path, mode: u32) -> Result<(), SpawnError> {
+fn ensure_private(path: &Path, mode: u32) -> Result<(), QemuError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let refuse = |why: String| {
-        SpawnError::io(
-            format!("runtime directory {}", path.display()),
-            std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
-        )
-    };
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| SpawnError::io(format!("inspecting runtime directory {}", path.display()), e))?;
     if !meta.file_type().is_dir() {
-        return Err(refuse("is not a directory (a symlink?): remove it or set runtime_dir elsewhere".into()));
+        return Err(ConfigError::RuntimeDirNotADirectory { dir: path.to_path_buf() }.into());
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
-        return Err(refuse(format!(
-            "is owned by uid {}, not by this user (uid {me}): another user created it; remove it or set \
-             runtime_dir elsewhere",
-            meta.uid()
-        )));
+        return Err(ConfigError::RuntimeDirForeign { dir: path.to_path_buf(), owner: meta.uid(), me }.into());
     }
     if meta.mode() & 0o777 != mode {
         if meta.mode() & 0o077 & !mode != 0 {

@@ -18,7 +18,7 @@
 //! Fallback: when the template cannot be built, is found damaged before a restore, or restores fail
 //! [`MAX_RESTORE_FAILURES`] times in a row, the shape cold-boots (`fill_strategy` label
 //! `cold_boot_fallback`, [`TemplateState::Failed`] with the reason) and the template is rebuilt
-//! after `ProviderConfig::snapshot_retry_after` ([`RETRY_AFTER`] by default).
+//! after `ProviderConfig::snapshot_retry_after` ([`RETRY_AFTER`](crate::RETRY_AFTER) by default).
 //!
 //! Limitation: `exec:` migration forks `cat`, so snapshot VMs run with `-sandbox ...,spawn=allow`.
 
@@ -33,20 +33,13 @@ use tokio::time::Instant;
 
 use crate::config::{FillKind, ImagePaths};
 use crate::error::{QemuError, SnapshotError};
-use crate::provider::ProviderInner;
-use crate::template_store::{self as store, Found, Manifest};
+use crate::launch::Launcher;
+use crate::template_state::{TemplateOrigin, TemplateState};
+use crate::template_store::{self as store, Found, Manifest, TemplateFault};
 use crate::vm::QemuVm;
 
 /// Consecutive failed restores after which the template is dropped and rebuilt.
 pub const MAX_RESTORE_FAILURES: u32 = 3;
-/// Default of `ProviderConfig::snapshot_retry_after`: how long a shape cold-boots after its
-/// template failed before the template is built again.
-pub const RETRY_AFTER: Duration = Duration::from_secs(60);
-/// Longest a restore may take (capped by the boot timeout). Measured: 0.1–0.3 s idle, 2.5 s under heavy
-/// load. A broken state file makes QEMU 7.2 wait in `setup` forever (it reports no failure), so
-/// this deadline is what ends such a restore (the state file's hash is checked first).
-pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// A template on disk, shared by the provider and its clones.
 #[derive(Debug)]
 pub(crate) struct Template {
@@ -75,7 +68,7 @@ impl Template {
     }
 
     /// Moves the files out of the loaders' way now and removes them with the last holder.
-    fn discard(&self, why: &str) {
+    fn discard(&self, why: impl std::fmt::Display) {
         self.remove_on_drop.store(true, Ordering::SeqCst);
         if self.discarded.swap(true, Ordering::SeqCst) {
             return;
@@ -93,12 +86,12 @@ impl Template {
     }
 
     /// Checks the files before a restore: QEMU 7.2 hangs instead of failing on a broken state file.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), TemplateFault> {
         match store::inspect(&self.dir(), &self.manifest.key) {
             Found::Valid(found) if found == self.manifest => Ok(()),
-            Found::Valid(_) => Err("its manifest changed on disk".into()),
-            Found::Absent => Err("its directory is gone".into()),
-            Found::Stale(why) | Found::Corrupt(why) => Err(why),
+            Found::Valid(_) => Err(TemplateFault::ManifestChanged),
+            Found::Absent => Err(TemplateFault::Gone),
+            Found::Stale(fault) | Found::Corrupt(fault) => Err(fault),
         }
     }
 }
@@ -107,53 +100,6 @@ impl Drop for Template {
     fn drop(&mut self) {
         if self.remove_on_drop.load(Ordering::SeqCst) {
             store::remove(&self.dir());
-        }
-    }
-}
-
-/// How a shape's ready template came to be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplateOrigin {
-    /// Built by this provider (there was none).
-    Built,
-    /// Found valid in the template directory (made by an earlier provider) and reused.
-    Reused,
-    /// Built by this provider because the one found was stale or corrupt (says why).
-    Rebuilt(String),
-}
-
-/// Where a `Snapshot` shape's template stands (see `QemuProvider::template_state`); its `Display`
-/// is the one-line status the daemon shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplateState {
-    /// Not built or loaded yet (the next fill does it).
-    Missing,
-    /// Being built or loaded (or a fill is deciding).
-    Building,
-    /// Fills restore clones from it.
-    Ready(TemplateOrigin),
-    /// Building or restoring failed: fills cold-boot until the template is tried again.
-    Failed {
-        /// Why the shape fell back to cold boot.
-        error: String,
-        /// When the next fill tries the template again.
-        retry_in: Duration,
-    },
-}
-
-impl std::fmt::Display for TemplateState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TemplateState::Missing => f.write_str("snapshot: no template yet"),
-            TemplateState::Building => f.write_str("snapshot: template being built"),
-            TemplateState::Ready(TemplateOrigin::Built) => f.write_str("snapshot: template built"),
-            TemplateState::Ready(TemplateOrigin::Reused) => f.write_str("snapshot: template reused"),
-            TemplateState::Ready(TemplateOrigin::Rebuilt(why)) => {
-                write!(f, "snapshot: template rebuilt ({why})")
-            }
-            TemplateState::Failed { error, retry_in } => {
-                write!(f, "cold boot fallback: {error}; template retried in {} s", retry_in.as_secs())
-            }
         }
     }
 }
@@ -229,7 +175,7 @@ impl Templates {
 
     /// Discards `shape`'s `template` (its files go with its last holder) and stops charging its RAM
     /// against the memory budget.
-    fn discard(&self, shape: &ShapeKey, template: &Template, why: &str) {
+    fn discard(&self, shape: &ShapeKey, template: &Template, why: impl std::fmt::Display) {
         template.discard(why);
         self.charges.template_gone(shape);
     }
@@ -251,88 +197,93 @@ impl Templates {
     }
 }
 
-/// Makes a VM for a `Snapshot` shape: a clone of its template, or a cold boot as fallback.
-pub(crate) async fn create_clone(
-    inner: &ProviderInner,
-    shape: &ShapeKey,
-    paths: &ImagePaths,
-) -> Result<QemuVm, QemuError> {
-    let slot = inner.snapshots.slot(shape);
-    let template = {
-        let mut slot = slot.lock().await;
-        match &*slot {
-            Slot::Ready { template, .. } => Some(template.clone()),
-            Slot::Failed { at, .. } if at.elapsed() < inner.config.snapshot_retry_after => None,
-            Slot::Empty | Slot::Failed { .. } => match obtain(inner, shape, paths).await {
-                Ok((template, origin)) => {
-                    let template = inner.snapshots.track(template);
-                    *slot = Slot::Ready { template: template.clone(), origin };
-                    inner.snapshots.charges.template_ready(shape);
-                    Some(template)
-                }
-                Err(e) => {
-                    tracing::warn!(%shape, error = %e, "building the snapshot template failed; cold booting");
-                    *slot = Slot::Failed { at: Instant::now(), error: format!("template build failed: {e}") };
-                    None
-                }
-            },
-        }
-    };
-    let Some(template) = template else {
-        return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
-    };
-    if !inner.snapshots.is_current(shape, &slot) {
-        // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
-        inner.snapshots.discard(shape, &template, "its shape was unregistered");
-    }
-    if let Err(why) = template.check() {
-        tracing::warn!(%shape, %why, "snapshot template damaged; cold booting until it is rebuilt");
-        inner.snapshots.discard(shape, &template, &why);
-        *slot.lock().await = Slot::Failed { at: Instant::now(), error: format!("template damaged: {why}") };
-        return inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
-    }
-    match restore(inner, shape, paths, &template).await {
-        Ok(mut vm) => {
-            template.restore_failures.store(0, Ordering::Relaxed);
-            if let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
-                && kib > 0
-            {
-                let mb = crate::memory_charge::kib_to_mib_ceil(kib);
-                vm.memory_charge_mb = Some(mb);
-                inner.snapshots.charges.clone_measured(shape, mb);
-                tracing::debug!(vm = %vm.id(), %shape, pss_mib = mb, "clone charged its PSS");
+impl Templates {
+    /// Makes a VM for a `Snapshot` shape: a clone of its template, or a cold boot as fallback.
+    pub(crate) async fn create_clone(
+        &self,
+        launcher: &Launcher,
+        shape: &ShapeKey,
+        paths: &ImagePaths,
+    ) -> Result<QemuVm, QemuError> {
+        let slot = self.slot(shape);
+        let template = {
+            let mut slot = slot.lock().await;
+            match &*slot {
+                Slot::Ready { template, .. } => Some(template.clone()),
+                Slot::Failed { at, .. } if at.elapsed() < launcher.config.snapshot_retry_after => None,
+                Slot::Empty | Slot::Failed { .. } => match obtain(launcher, shape, paths).await {
+                    Ok((template, origin)) => {
+                        let template = self.track(template);
+                        *slot = Slot::Ready { template: template.clone(), origin };
+                        self.charges.template_ready(shape);
+                        Some(template)
+                    }
+                    Err(e) => {
+                        tracing::warn!(%shape, error = %e, "building the snapshot template failed; cold booting");
+                        *slot =
+                            Slot::Failed { at: Instant::now(), error: format!("template build failed: {e}") };
+                        None
+                    }
+                },
             }
-            Ok(vm)
+        };
+        let Some(template) = template else {
+            return launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
+        };
+        if !self.is_current(shape, &slot) {
+            // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
+            self.discard(shape, &template, "its shape was unregistered");
         }
-        Err(e) => {
-            let failures = template.restore_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(%shape, failures, error = %e, "snapshot restore failed; cold booting");
-            if failures >= MAX_RESTORE_FAILURES {
-                let error = format!("{failures} restores in a row failed: {e}");
-                inner.snapshots.discard(shape, &template, &error);
-                *slot.lock().await = Slot::Failed { at: Instant::now(), error };
+        if let Err(why) = template.check() {
+            tracing::warn!(%shape, %why, "snapshot template damaged; cold booting until it is rebuilt");
+            self.discard(shape, &template, &why);
+            *slot.lock().await =
+                Slot::Failed { at: Instant::now(), error: format!("template damaged: {why}") };
+            return launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
+        }
+        match restore(launcher, shape, paths, &template).await {
+            Ok(mut vm) => {
+                template.restore_failures.store(0, Ordering::Relaxed);
+                if let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
+                    && kib > 0
+                {
+                    let mb = crate::memory_charge::kib_to_mib_ceil(kib);
+                    vm.memory_charge_mb = Some(mb);
+                    self.charges.clone_measured(shape, mb);
+                    tracing::debug!(vm = %vm.id(), %shape, pss_mib = mb, "clone charged its PSS");
+                }
+                Ok(vm)
             }
-            inner.cold_boot(shape, paths, FillKind::ColdBootFallback).await
+            Err(e) => {
+                let failures = template.restore_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(%shape, failures, error = %e, "snapshot restore failed; cold booting");
+                if failures >= MAX_RESTORE_FAILURES {
+                    let error = format!("{failures} restores in a row failed: {e}");
+                    self.discard(shape, &template, &error);
+                    *slot.lock().await = Slot::Failed { at: Instant::now(), error };
+                }
+                launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await
+            }
         }
     }
 }
 
 /// The shape's template: reused from the template directory when valid, else built.
 async fn obtain(
-    inner: &ProviderInner,
+    launcher: &Launcher,
     shape: &ShapeKey,
     paths: &ImagePaths,
 ) -> Result<(Template, TemplateOrigin), QemuError> {
-    let key = crate::template_build::template_key(inner, shape, paths).await?;
-    let base = &inner.config.template_dir;
+    let key = crate::template_build::template_key(launcher, shape, paths).await?;
+    let base = &launcher.config.template_dir;
     store::ensure_private_dir(base)?;
     let dir = base.join(store::shape_dir_name(&key.shape));
-    let keep = inner.config.keep_templates;
+    let keep = launcher.config.keep_templates;
     let inspect_dir = dir.clone();
     let inspect_key = key.clone();
     let found = tokio::task::spawn_blocking(move || store::inspect(&inspect_dir, &inspect_key))
         .await
-        .map_err(|e| QemuError::Config(format!("checking the template failed: {e}")))?;
+        .map_err(SnapshotError::Check)?;
     let origin = match found {
         Found::Valid(manifest) => {
             tracing::info!(%shape, dir = %dir.display(), created_unix = manifest.created_unix,
@@ -352,15 +303,15 @@ async fn obtain(
                     .into());
                 }
             }
-            TemplateOrigin::Rebuilt(why)
+            TemplateOrigin::Rebuilt(why.to_string())
         }
     };
-    let manifest = crate::template_build::build(inner, shape, paths, &key, &dir).await?;
+    let manifest = crate::template_build::build(launcher, shape, paths, &key, &dir).await?;
     Ok((Template::new(dir, manifest, keep), origin))
 }
 
 async fn restore(
-    inner: &ProviderInner,
+    launcher: &Launcher,
     shape: &ShapeKey,
     paths: &ImagePaths,
     template: &Arc<Template>,
@@ -368,7 +319,7 @@ async fn restore(
     let dir = template.dir();
     let holder: Arc<dyn std::any::Any + Send + Sync> = template.clone();
     crate::restore::restore_clone(
-        inner,
+        launcher,
         shape,
         paths,
         &dir.join(store::MEMORY_FILE),

@@ -9,22 +9,22 @@ use tokio::time::Instant;
 use crate::argv::GuestMemory;
 use crate::config::{FillKind, ImagePaths};
 use crate::error::{QemuError, SnapshotError, SpawnError};
-use crate::provider::ProviderInner;
+use crate::launch::Launcher;
 use crate::template_store::{self as store, Manifest, TemplateKey};
 
 /// What a template of `shape` must match: image, shape, QEMU, and the command lines of template
 /// and clone (kernel arguments included) with per-VM paths replaced by placeholders.
 pub(crate) async fn template_key(
-    inner: &ProviderInner,
+    launcher: &Launcher,
     shape: &ShapeKey,
     paths: &ImagePaths,
 ) -> Result<TemplateKey, QemuError> {
-    let accel = inner.accel().await;
+    let accel = launcher.accel().await;
     let mut joined = Vec::new();
     for clone in [false, true] {
         let memory = GuestMemory::File { path: PathBuf::from("/TEMPLATE/memory"), shared: !clone };
-        let mut spec = inner.spec("VM", accel, shape, paths, Path::new("/RUNTIME"), memory)?;
-        spec.tb_size_mb = inner.config.snapshot_tb_size_mb;
+        let mut spec = launcher.spec("VM", accel, shape, paths, Path::new("/RUNTIME"), memory)?;
+        spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
         if clone {
             spec.incoming = Some("defer".into());
             spec.without_kernel = true;
@@ -38,7 +38,7 @@ pub(crate) async fn template_key(
     Ok(TemplateKey {
         image_id: shape.image_id.clone(),
         shape: shape.to_string(),
-        qemu_version: inner.caps.version.clone(),
+        qemu_version: launcher.caps.version.clone(),
         cmdline_sha256: store::sha256_hex(&joined),
     })
 }
@@ -47,27 +47,24 @@ pub(crate) async fn template_key(
 pub(crate) fn quoted(path: &Path) -> Result<String, SnapshotError> {
     let text = path.to_string_lossy();
     if text.contains('\'') {
-        return Err(SnapshotError::Migration {
-            direction: "out",
-            message: format!("path {text} contains a single quote; choose another template_dir"),
-        });
+        return Err(SnapshotError::UnquotablePath { path: path.to_path_buf() });
     }
     Ok(format!("'{text}'"))
 }
 
 /// Boots the template in a scratch directory, snapshots it and moves it to `target`.
 pub(crate) async fn build(
-    inner: &ProviderInner,
+    launcher: &Launcher,
     shape: &ShapeKey,
     paths: &ImagePaths,
     key: &TemplateKey,
     target: &Path,
 ) -> Result<Manifest, QemuError> {
-    store::ensure_private_dir(&inner.config.template_dir)?;
-    let scratch = store::scratch_path(&inner.config.template_dir);
+    store::ensure_private_dir(&launcher.config.template_dir)?;
+    let scratch = store::scratch_path(&launcher.config.template_dir);
     std::fs::create_dir(&scratch)
         .map_err(|e| SpawnError::io(format!("creating {}", scratch.display()), e))?;
-    let result = build_in(inner, shape, paths, &scratch).await.and_then(|()| {
+    let result = build_in(launcher, shape, paths, &scratch).await.and_then(|()| {
         let memory_bytes = u64::from(shape.memory_mb) * 1024 * 1024;
         store::publish(&scratch, target, key, memory_bytes)
     });
@@ -78,28 +75,28 @@ pub(crate) async fn build(
 }
 
 async fn build_in(
-    inner: &ProviderInner,
+    launcher: &Launcher,
     shape: &ShapeKey,
     paths: &ImagePaths,
     scratch: &Path,
 ) -> Result<(), QemuError> {
     let started_at = Instant::now();
-    let deadline = started_at + inner.config.boot_timeout;
-    let accel = inner.accel().await;
-    let (id, vm_dir) = inner.new_dir()?;
+    let deadline = started_at + launcher.config.boot_timeout;
+    let accel = launcher.accel().await;
+    let (id, vm_dir) = launcher.new_dir()?;
     let memory = GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true };
-    let mut spec = inner.spec(&id, accel, shape, paths, vm_dir.path(), memory)?;
-    spec.tb_size_mb = inner.config.snapshot_tb_size_mb;
+    let mut spec = launcher.spec(&id, accel, shape, paths, vm_dir.path(), memory)?;
+    spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
     let started =
-        crate::boot::start(&inner.config.qemu_binary, &spec, vm_dir, &inner.config, deadline).await?;
-    crate::boot::wait_ready(&started, inner.config.boot_timeout, deadline).await?;
+        crate::boot::start(&launcher.config.qemu_binary, &spec, vm_dir, &launcher.config, deadline).await?;
+    crate::boot::wait_ready(&started, launcher.config.boot_timeout, deadline).await?;
     let booted = started_at.elapsed();
     let qmp = started.qmp.clone();
     qmp.stop().await?;
     qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;
     qmp.migrate(&format!("exec:cat > {}", quoted(&scratch.join(store::STATE_FILE))?)).await?;
     crate::restore::wait_migration(&qmp, "out", deadline).await?;
-    let vm = inner.vm(id, shape, accel, booted, started, FillKind::Snapshot);
+    let vm = launcher.vm(id, shape, accel, booted, started, FillKind::Snapshot);
     vm.shutdown().await;
     tracing::info!(%shape, ?booted, total = ?started_at.elapsed(), "snapshot template built");
     Ok(())

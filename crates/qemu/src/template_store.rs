@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{QemuError, SpawnError};
+use crate::config_error::ConfigError;
+use crate::error::{QemuError, SnapshotError, SpawnError};
 
 /// The guest RAM file (mapped `share=on` by the template, copy-on-write by clones).
 pub(crate) const MEMORY_FILE: &str = "memory";
@@ -65,9 +66,41 @@ pub(crate) enum Found {
     /// A template for this key whose files check out.
     Valid(Manifest),
     /// A template made for another image, QEMU or command line (says which).
-    Stale(String),
+    Stale(TemplateFault),
     /// Files missing, truncated, or not what the manifest says.
-    Corrupt(String),
+    Corrupt(TemplateFault),
+}
+
+/// Why a template on disk cannot be used; shown in `TemplateState` and the logs.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TemplateFault {
+    /// The template directory is there but has no manifest (a build that died half-way).
+    #[error("{0} is missing")]
+    ManifestMissing(PathBuf),
+    /// The manifest is not a manifest of this firepit.
+    #[error("{path} is not a template manifest: {source}")]
+    ManifestInvalid { path: PathBuf, source: serde_json::Error },
+    /// Written by a firepit with another manifest format.
+    #[error("manifest format {found} (this firepit writes {FORMAT})")]
+    Format { found: u32 },
+    /// Made for another image, shape, QEMU or command line.
+    #[error("made for {what} {found:?}, now {wanted:?}")]
+    KeyMismatch { what: &'static str, found: String, wanted: String },
+    /// A file has another size than the manifest says.
+    #[error("{path} has {actual} bytes, the manifest says {expected} (truncated?)")]
+    Size { path: PathBuf, actual: u64, expected: u64 },
+    /// The device state is not what was saved.
+    #[error("{path} does not match its SHA-256 in the manifest")]
+    Checksum { path: PathBuf },
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    /// The manifest on disk is no longer the one the template was loaded with.
+    #[error("its manifest changed on disk")]
+    ManifestChanged,
+    /// The template's directory disappeared.
+    #[error("its directory is gone")]
+    Gone,
 }
 
 /// Creates the template directory (0700) if needed and checks that it is private: a real
@@ -91,12 +124,8 @@ pub(crate) fn ensure_private_dir(path: &Path) -> Result<(), QemuError> {
     let uid = unsafe { libc::getuid() };
     let mode = meta.permissions().mode() & 0o777;
     if !meta.file_type().is_dir() || meta.uid() != uid || mode & 0o077 != 0 {
-        return Err(QemuError::Config(format!(
-            "template directory {} is not private (a directory owned by uid {uid} with mode 0700; \
-             found uid {}, mode {mode:o}): remove it or set another template_dir",
-            path.display(),
-            meta.uid()
-        )));
+        let (dir, owner) = (path.to_path_buf(), meta.uid());
+        return Err(ConfigError::TemplateDirNotPrivate { dir, me: uid, owner, mode }.into());
     }
     Ok(())
 }
@@ -142,64 +171,55 @@ pub(crate) fn inspect(dir: &Path, key: &TemplateKey) -> Found {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return if dir.exists() {
-                Found::Corrupt(format!("{} is missing", manifest_path.display()))
+                Found::Corrupt(TemplateFault::ManifestMissing(manifest_path))
             } else {
                 Found::Absent
             };
         }
-        Err(e) => return Found::Corrupt(format!("reading {}: {e}", manifest_path.display())),
+        Err(source) => return Found::Corrupt(TemplateFault::Unreadable { path: manifest_path, source }),
     };
     let manifest: Manifest = match serde_json::from_str(&text) {
         Ok(m) => m,
-        Err(e) => {
-            return Found::Corrupt(format!("{} is not a template manifest: {e}", manifest_path.display()));
-        }
+        Err(source) => return Found::Corrupt(TemplateFault::ManifestInvalid { path: manifest_path, source }),
     };
     if manifest.format != FORMAT {
-        return Found::Stale(format!("manifest format {} (this firepit writes {FORMAT})", manifest.format));
+        return Found::Stale(TemplateFault::Format { found: manifest.format });
     }
-    if let Some(why) = key_mismatch(&manifest.key, key) {
-        return Found::Stale(why);
+    if let Some(mismatch) = key_mismatch(&manifest.key, key) {
+        return Found::Stale(mismatch);
     }
     let memory = dir.join(MEMORY_FILE);
     match std::fs::metadata(&memory) {
         Ok(m) if m.len() == manifest.memory_bytes => {}
         Ok(m) => {
-            return Found::Corrupt(format!(
-                "{} has {} bytes, the manifest says {}",
-                memory.display(),
-                m.len(),
-                manifest.memory_bytes
-            ));
+            let (actual, expected) = (m.len(), manifest.memory_bytes);
+            return Found::Corrupt(TemplateFault::Size { path: memory, actual, expected });
         }
-        Err(e) => return Found::Corrupt(format!("{}: {e}", memory.display())),
+        Err(source) => return Found::Corrupt(TemplateFault::Unreadable { path: memory, source }),
     }
     let state = dir.join(STATE_FILE);
     match file_sha256(&state) {
-        Ok((len, _)) if len != manifest.state_bytes => Found::Corrupt(format!(
-            "{} has {len} bytes, the manifest says {} (truncated?)",
-            state.display(),
-            manifest.state_bytes
-        )),
+        Ok((actual, _)) if actual != manifest.state_bytes => {
+            Found::Corrupt(TemplateFault::Size { path: state, actual, expected: manifest.state_bytes })
+        }
         Ok((_, sha)) if sha != manifest.state_sha256 => {
-            Found::Corrupt(format!("{} does not match its SHA-256 in the manifest", state.display()))
+            Found::Corrupt(TemplateFault::Checksum { path: state })
         }
         Ok(_) => Found::Valid(manifest),
-        Err(e) => Found::Corrupt(format!("{}: {e}", state.display())),
+        Err(source) => Found::Corrupt(TemplateFault::Unreadable { path: state, source }),
     }
 }
 
-fn key_mismatch(found: &TemplateKey, wanted: &TemplateKey) -> Option<String> {
+fn key_mismatch(found: &TemplateKey, wanted: &TemplateKey) -> Option<TemplateFault> {
     let pairs = [
         ("image id", &found.image_id, &wanted.image_id),
         ("shape", &found.shape, &wanted.shape),
         ("QEMU version", &found.qemu_version, &wanted.qemu_version),
         ("command line hash", &found.cmdline_sha256, &wanted.cmdline_sha256),
     ];
-    pairs
-        .into_iter()
-        .find(|(_, found, wanted)| found != wanted)
-        .map(|(what, found, wanted)| format!("made for {what} {found:?}, now {wanted:?}"))
+    pairs.into_iter().find(|(_, found, wanted)| found != wanted).map(|(what, found, wanted)| {
+        TemplateFault::KeyMismatch { what, found: found.clone(), wanted: wanted.clone() }
+    })
 }
 
 /// Hashes the state file of a freshly built template in `scratch`, writes its manifest, and moves
@@ -217,8 +237,7 @@ pub(crate) fn publish(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let manifest =
         Manifest { format: FORMAT, key: key.clone(), memory_bytes, state_bytes, state_sha256, created_unix };
-    let text = serde_json::to_string_pretty(&manifest)
-        .map_err(|e| QemuError::Config(format!("encoding the template manifest: {e}")))?;
+    let text = serde_json::to_string_pretty(&manifest).map_err(SnapshotError::Manifest)?;
     let manifest_path = scratch.join(MANIFEST_FILE);
     std::fs::write(&manifest_path, text)
         .map_err(|e| SpawnError::io(format!("writing {}", manifest_path.display()), e))?;
@@ -281,9 +300,15 @@ mod tests {
         let dir = published(base.path());
         assert!(matches!(inspect(&dir, &key()), Found::Valid(m) if m.state_bytes == 12));
         let newer_qemu = TemplateKey { qemu_version: "QEMU emulator version 8.0".into(), ..key() };
-        assert!(matches!(inspect(&dir, &newer_qemu), Found::Stale(why) if why.contains("QEMU version")));
+        assert!(matches!(
+            inspect(&dir, &newer_qemu),
+            Found::Stale(TemplateFault::KeyMismatch { what: "QEMU version", .. })
+        ));
         let other_argv = TemplateKey { cmdline_sha256: sha256_hex(b"other"), ..key() };
-        assert!(matches!(inspect(&dir, &other_argv), Found::Stale(why) if why.contains("command line")));
+        assert!(matches!(
+            inspect(&dir, &other_argv),
+            Found::Stale(TemplateFault::KeyMismatch { what: "command line hash", .. })
+        ));
         assert!(matches!(inspect(&base.path().join("nothing"), &key()), Found::Absent));
     }
 
@@ -292,18 +317,20 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let dir = published(base.path());
         std::fs::write(dir.join(STATE_FILE), b"device").unwrap();
-        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("truncated")));
+        assert!(matches!(
+            inspect(&dir, &key()),
+            Found::Corrupt(TemplateFault::Size { actual: 6, expected: 12, .. })
+        ));
         std::fs::write(dir.join(STATE_FILE), b"DEVICE STATE").unwrap();
-        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("SHA-256")));
+        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(TemplateFault::Checksum { .. })));
         std::fs::write(dir.join(STATE_FILE), b"device state").unwrap();
         std::fs::remove_file(dir.join(MEMORY_FILE)).unwrap();
-        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(_)));
+        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(TemplateFault::Unreadable { .. })));
         std::fs::write(dir.join(MANIFEST_FILE), b"{not json").unwrap();
-        assert!(
-            matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("not a template manifest"))
-        );
+        let Found::Corrupt(fault) = inspect(&dir, &key()) else { panic!("a garbled manifest is corrupt") };
+        assert!(fault.to_string().contains("not a template manifest"), "{fault}");
         std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
-        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(why) if why.contains("missing")));
+        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(TemplateFault::ManifestMissing(_))));
     }
 
     #[test]

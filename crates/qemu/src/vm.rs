@@ -16,11 +16,22 @@ use crate::config::{Accel, ProviderConfig};
 use crate::console::{Console, ConsoleShared};
 use crate::error::{AgentError, QemuError, QmpError};
 use crate::exec::ExecOutput;
-use crate::process::{ExitInfo, QemuProcess};
+use crate::exit::ExitInfo;
+use crate::process::QemuProcess;
 use crate::qmp::QmpClient;
 use crate::rundir::RuntimeDir;
 
 /// What a VM is doing.
+///
+/// ```no_run
+/// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
+/// use firepit_qemu::VmStatus;
+/// vm.pause().await?;
+/// assert_eq!(vm.status().await?, VmStatus::Paused);
+/// vm.kill();
+/// assert!(matches!(vm.status().await?, VmStatus::Exited(None))); // killed by a signal
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmStatus {
     /// vCPUs run.
@@ -130,7 +141,24 @@ impl QemuVm {
         self.exec_request(ExecRequest { argv, ..Default::default() }).await
     }
 
-    /// Runs a full [`ExecRequest`] (env, cwd, stdin, timeout, output limit).
+    /// Runs a full [`ExecRequest`] (env, cwd, stdin, timeout, output limit). The host waits the
+    /// request's timeout (0: the agent's 60 s) plus [`ProviderConfig::agent_timeout`].
+    ///
+    /// ```no_run
+    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
+    /// use firepit_qemu::ExecRequest;
+    /// let out = vm
+    ///     .exec_request(ExecRequest {
+    ///         argv: vec!["sh".into(), "-c".into(), "wc -c".into()],
+    ///         stdin: b"four".to_vec(),
+    ///         timeout_ms: 5_000,
+    ///         ..Default::default()
+    ///     })
+    ///     .await?;
+    /// assert_eq!(out.stdout_lossy().trim(), "4");
+    /// assert!(!out.timed_out);
+    /// # Ok(()) }
+    /// ```
     pub async fn exec_request(&self, request: ExecRequest) -> Result<ExecOutput, QemuError> {
         let guest_timeout = match request.timeout_ms {
             0 => Duration::from_secs(60),
@@ -157,7 +185,15 @@ impl QemuVm {
     }
 
     /// Gives the guest its own identity (entropy, clock, hostname, machine id); see
-    /// [`fresh_identity`](crate::fresh_identity).
+    /// [`fresh_identity`](crate::fresh_identity). Snapshot clones get one before they are handed
+    /// out; call it again to change the hostname, say.
+    ///
+    /// ```no_run
+    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
+    /// let applied = vm.set_identity(firepit_qemu::fresh_identity("build-42")).await?;
+    /// assert!(applied.hostname_set && applied.clock_set);
+    /// # Ok(()) }
+    /// ```
     pub async fn set_identity(&self, identity: IdentityRequest) -> Result<IdentityApplied, QemuError> {
         match self.agent_request(Request::SetIdentity(identity), self.config.agent_timeout).await? {
             Response::Identity(applied) => Ok(applied),
@@ -240,7 +276,19 @@ impl QemuVm {
     }
 
     /// Stops the VM: QMP `quit`, up to `ProviderConfig::quit_grace` to exit, then SIGKILL; waits
-    /// until the process is reaped, then removes the runtime directory.
+    /// until the process is reaped, then removes the runtime directory. What
+    /// [`Provider::destroy`](firepit_pool::Provider::destroy) does; dropping the VM instead kills
+    /// it at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(provider: firepit_qemu::QemuProvider) -> Result<(), firepit_qemu::QemuError> {
+    /// let vm = provider.cold_boot(&firepit_pool::ShapeKey::new("img", "1", 1, 256)).await?;
+    /// let dir = vm.runtime_dir().to_path_buf();
+    /// println!("{}", vm.console_tail(5));
+    /// vm.shutdown().await;
+    /// assert!(!dir.exists());
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(self) {
         if self.process.exit_info().is_none() {
             let quit = tokio::time::timeout(self.config.quit_grace, self.qmp.quit()).await;

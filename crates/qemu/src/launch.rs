@@ -1,0 +1,186 @@
+//! [`Launcher`]: what every way of making a VM needs, below the provider and its fill strategies.
+//!
+//! A cold boot, a snapshot template build and a clone restore all do the same first steps: resolve
+//! the accelerator once, give the VM an id and a private runtime directory, describe its command
+//! line as a [`LaunchSpec`], start QEMU and wrap what started into a [`QemuVm`]. Those steps live
+//! here, with the checked configuration they read, so the snapshot machinery (`snapshot`,
+//! `template_build`, `restore`) uses them without knowing the provider that owns it: the provider
+//! sits above both and chooses between them per shape.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use firepit_pool::ShapeKey;
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
+use crate::boot;
+use crate::caps::QemuCaps;
+use crate::config::{Accel, FillKind, ImagePaths, ProviderConfig};
+use crate::config_error::ConfigError;
+use crate::error::QemuError;
+use crate::process::Credentials;
+use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
+use crate::vm::QemuVm;
+
+/// Room kept in socket paths for `/<vm id>/console.sock`.
+const VM_PATH_SUFFIX: usize = 48;
+
+/// Unique VM ids across every provider of this process.
+static NEXT_VM: AtomicU64 = AtomicU64::new(1);
+
+/// The checked configuration and host facts every VM launch reads.
+#[derive(Debug)]
+pub(crate) struct Launcher {
+    pub config: Arc<ProviderConfig>,
+    pub caps: QemuCaps,
+    requested_accel: Accel,
+    resolved_accel: OnceCell<Accel>,
+    tsc_khz: u64,
+    /// The user QEMU runs as (`ProviderConfig::run_as`, resolved).
+    pub run_as: Option<Credentials>,
+}
+
+impl Launcher {
+    /// Checks `config` and the QEMU binary, and prepares the runtime directory (see
+    /// [`QemuProvider::new`](crate::QemuProvider::new)).
+    pub(crate) fn new(config: ProviderConfig) -> Result<Self, QemuError> {
+        let requested_accel = config.requested_accel().map_err(ConfigError::Accel)?;
+        let deadlines = [
+            ("boot_timeout", config.boot_timeout),
+            ("probe_timeout", config.probe_timeout),
+            ("agent_timeout", config.agent_timeout),
+        ];
+        if let Some((field, _)) = deadlines.into_iter().find(|(_, deadline)| deadline.is_zero()) {
+            return Err(ConfigError::ZeroTimeout { field }.into());
+        }
+        let room = config.runtime_dir.as_os_str().len() + VM_PATH_SUFFIX;
+        if room > MAX_SOCKET_PATH {
+            let (dir, max) = (config.runtime_dir.clone(), MAX_SOCKET_PATH - VM_PATH_SUFFIX);
+            return Err(ConfigError::RuntimeDirTooLong { dir, max }.into());
+        }
+        let run_as = config.run_as.as_deref().map(crate::run_as::resolve).transpose()?;
+        if let Some(user) = run_as {
+            crate::run_as::make_reachable(&config.runtime_dir, user)?;
+        }
+        let caps = QemuCaps::detect(&config.qemu_binary)?;
+        ensure_base(&config.runtime_dir, run_as.is_some())?;
+        crate::rundir::remove_stale(&config.runtime_dir);
+        // Scratch and discarded templates of dead processes (`firepit-<pid>-t<n>`).
+        crate::rundir::remove_stale_in(&config.template_dir);
+        let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+        tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
+        Ok(Self {
+            config: Arc::new(config),
+            caps,
+            requested_accel,
+            resolved_accel: OnceCell::new(),
+            tsc_khz,
+            run_as,
+        })
+    }
+
+    /// The accelerator VMs run under; `Auto` is detected on the first call and kept.
+    pub(crate) async fn accel(&self) -> Accel {
+        *self
+            .resolved_accel
+            .get_or_init(|| async {
+                match self.requested_accel {
+                    Accel::Auto => crate::accel::detect_accel(&self.config.qemu_binary).await.accel,
+                    forced => forced,
+                }
+            })
+            .await
+    }
+
+    /// A fresh VM id and its runtime directory.
+    pub(crate) fn new_dir(&self) -> Result<(String, RuntimeDir), QemuError> {
+        let id = format!("fp-{}-{}", std::process::id(), NEXT_VM.fetch_add(1, Ordering::Relaxed));
+        let dir = RuntimeDir::create(&self.config.runtime_dir, &id)?;
+        if let Some(owner) = self.run_as {
+            // QEMU creates its agent socket (and a snapshot's state file) in here.
+            crate::rundir::chown(dir.path(), owner)?;
+        }
+        Ok((id, dir))
+    }
+
+    /// The command line of VM `id` of `shape`, with its runtime directory `dir` and guest `memory`.
+    pub(crate) fn spec(
+        &self,
+        id: &str,
+        accel: Accel,
+        shape: &ShapeKey,
+        paths: &ImagePaths,
+        dir: &Path,
+        memory: GuestMemory,
+    ) -> Result<LaunchSpec, QemuError> {
+        if shape.vcpus == 0 || shape.memory_mb < 32 {
+            return Err(ConfigError::ShapeTooSmall { shape: shape.clone() }.into());
+        }
+        Ok(LaunchSpec {
+            name: id.to_string(),
+            accel,
+            vcpus: shape.vcpus,
+            memory_mb: shape.memory_mb,
+            kernel: paths.kernel.clone(),
+            initramfs: paths.initramfs.clone(),
+            kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
+            sandbox: self.caps.sandbox,
+            runtime_dir: dir.to_path_buf(),
+            memory,
+            incoming: None,
+            tb_size_mb: None,
+            without_kernel: false,
+            run_as: self.run_as,
+        })
+    }
+
+    /// Boots a VM of `shape` from its kernel, under one boot deadline.
+    pub(crate) async fn cold_boot(
+        &self,
+        shape: &ShapeKey,
+        paths: &ImagePaths,
+        fill: FillKind,
+    ) -> Result<QemuVm, QemuError> {
+        let started_at = Instant::now();
+        let deadline = started_at + self.config.boot_timeout;
+        let accel = self.accel().await;
+        let (id, dir) = self.new_dir()?;
+        let spec = self.spec(&id, accel, shape, paths, dir.path(), GuestMemory::Anonymous)?;
+        let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
+        boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
+        let boot_duration = started_at.elapsed();
+        tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
+        Ok(self.vm(id, shape, accel, boot_duration, started, fill))
+    }
+
+    /// Wraps a started QEMU into the VM handle.
+    pub(crate) fn vm(
+        &self,
+        id: String,
+        shape: &ShapeKey,
+        accel: Accel,
+        boot_duration: Duration,
+        started: boot::Started,
+        fill: FillKind,
+    ) -> QemuVm {
+        QemuVm {
+            id,
+            shape: shape.clone(),
+            accel,
+            boot_duration,
+            config: self.config.clone(),
+            qmp: started.qmp,
+            console: started.console,
+            agent: started.agent,
+            process: started.process,
+            dir: started.dir,
+            template: None,
+            fill,
+            memory_charge_mb: None,
+        }
+    }
+}
