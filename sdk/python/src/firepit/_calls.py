@@ -1,0 +1,201 @@
+"""Each endpoint as data: what to send and how to read the answer, with no I/O.
+
+The sync :class:`firepit.Client` and the async :class:`firepit.AsyncClient` share this module, so
+the two cannot disagree on a path, a field or an error: each of their methods builds a
+:class:`Call` here and hands it to its own transport, then to :func:`finish`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import PurePath
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from .errors import FirepitError, error_from_response
+from .models import ExecResult, Health, LeaseInfo, Pools
+
+T = TypeVar("T")
+
+Seconds = float | timedelta
+"""A duration: seconds as ``int``/``float``, or a :class:`datetime.timedelta`."""
+
+AGENT_DEFAULT_EXEC_TIMEOUT = 60.0
+"""What the guest agent uses when an exec names no timeout, in seconds."""
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request and the parser of its successful answer."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    body: dict[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    server_time: float = 0.0
+    """Seconds the daemon may take on purpose (a wait, a command's timeout) on top of the
+    client's own timeout."""
+
+
+def finish(call: Call[T], response: httpx.Response) -> T:
+    """The parsed answer, or the typed error of a non-2xx one (the body must have been read)."""
+    if not response.is_success:
+        raise error_from_response(response)
+    try:
+        return call.parse(response)
+    except ValueError as error:
+        raise FirepitError(
+            "unexpected_response",
+            f"{call.method} {call.path}: the daemon's answer is not what this SDK expects: {error}",
+            status=response.status_code,
+        ) from error
+
+
+def to_ms(value: Seconds, what: str) -> int:
+    """Seconds (or a timedelta) as whole milliseconds, rounded up; negative values are refused."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what} must be a non-negative number of seconds, got {value!r}")
+    return math.ceil(seconds * 1000)
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _json(response: httpx.Response) -> Any:
+    return json.loads(response.content)
+
+
+def _nothing(_response: httpx.Response) -> None:
+    return None
+
+
+def acquire(shape: str, wait: Seconds, ttl: Seconds | None, idempotency_key: str | None) -> Call[LeaseInfo]:
+    """``POST /v1/leases``."""
+    wait_ms = to_ms(wait, "wait")
+    body: dict[str, Any] = {"shape": shape, "wait_ms": wait_ms}
+    if ttl is not None:
+        body["ttl_ms"] = to_ms(ttl, "ttl")
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+
+    def parse(response: httpx.Response) -> LeaseInfo:
+        replayed = response.headers.get("idempotent-replayed", "").lower() == "true"
+        return LeaseInfo.from_json(_json(response), replayed=replayed)
+
+    return Call("POST", "/v1/leases", parse, body, headers, server_time=wait_ms / 1000)
+
+
+def exec_(
+    lease_id: str,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | PurePath | None,
+    stdin: bytes | bytearray | memoryview | str | None,
+    timeout: Seconds | None,
+    max_output_bytes: int | None,
+) -> Call[ExecResult]:
+    """``POST /v1/leases/{id}/exec``: ``str`` stdin goes as UTF-8, bytes as base64."""
+    if isinstance(argv, (str, bytes)):
+        raise TypeError("argv must be a list of strings, e.g. ['sh', '-c', 'echo hi'], not one string")
+    body: dict[str, Any] = {"argv": [str(a) for a in argv]}
+    if env:
+        body["env"] = dict(env)
+    if cwd is not None:
+        body["cwd"] = str(cwd)
+    if isinstance(stdin, str):
+        body["stdin"] = stdin
+    elif stdin is not None:
+        body["stdin"] = base64.b64encode(bytes(stdin)).decode("ascii")
+        body["stdin_encoding"] = "base64"
+    timeout_ms = 0
+    if timeout is not None:
+        timeout_ms = to_ms(timeout, "timeout")
+        if timeout_ms == 0:
+            raise ValueError("timeout must be positive (None: the agent's default of 60 s)")
+        body["timeout_ms"] = timeout_ms
+    if max_output_bytes is not None:
+        body["max_output_bytes"] = max_output_bytes
+    server_time = timeout_ms / 1000 if timeout_ms else AGENT_DEFAULT_EXEC_TIMEOUT
+    path = f"/v1/leases/{_segment(lease_id)}/exec"
+    return Call("POST", path, lambda r: ExecResult.from_json(_json(r)), body, server_time=server_time)
+
+
+def renew(lease_id: str, ttl: Seconds | None) -> Call[LeaseInfo]:
+    """``POST /v1/leases/{id}/renew``."""
+    body = {"ttl_ms": to_ms(ttl, "ttl")} if ttl is not None else {}
+    path = f"/v1/leases/{_segment(lease_id)}/renew"
+    return Call("POST", path, lambda r: LeaseInfo.from_json(_json(r)), body)
+
+
+def release(lease_id: str) -> Call[None]:
+    """``DELETE /v1/leases/{id}``."""
+    return Call("DELETE", f"/v1/leases/{_segment(lease_id)}", _nothing)
+
+
+def pools() -> Call[Pools]:
+    """``GET /v1/pools``."""
+    return Call("GET", "/v1/pools", lambda r: Pools.from_json(_json(r)))
+
+
+def register_shape(
+    name: str,
+    image: str | os.PathLike[str],
+    cpus: int | None,
+    memory_mb: int | None,
+    depth_low: int | None,
+    depth_high: int | None,
+    max_age: Seconds | None,
+    fill: str | None,
+    health_check: bool | None,
+) -> Call[None]:
+    """``PUT /v1/shapes/{name}``: fields left ``None`` take the daemon's defaults."""
+    body: dict[str, Any] = {"image": os.fspath(image)}
+    optional: dict[str, Any] = {
+        "cpus": cpus,
+        "memory_mb": memory_mb,
+        "depth_low": depth_low,
+        "depth_high": depth_high,
+        "fill": fill,
+        "health_check": health_check,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if max_age is not None:
+        body["max_age_secs"] = math.ceil(to_ms(max_age, "max_age") / 1000)
+    return Call("PUT", f"/v1/shapes/{_segment(name)}", _nothing, body)
+
+
+def unregister_shape(name: str) -> Call[None]:
+    """``DELETE /v1/shapes/{name}``."""
+    return Call("DELETE", f"/v1/shapes/{_segment(name)}", _nothing)
+
+
+def healthz() -> Call[Health]:
+    """``GET /healthz``."""
+    return Call("GET", "/healthz", lambda r: Health.from_json(_json(r)))
+
+
+def metrics() -> Call[str]:
+    """``GET /metrics``: Prometheus text."""
+    return Call("GET", "/metrics", lambda r: r.text)
+
+
+def openapi() -> Call[dict[str, Any]]:
+    """``GET /v1/openapi.json``."""
+
+    def parse(response: httpx.Response) -> dict[str, Any]:
+        document = _json(response)
+        if not isinstance(document, dict):
+            raise ValueError("the OpenAPI document is not a JSON object")
+        return document
+
+    return Call("GET", "/v1/openapi.json", parse)

@@ -1,0 +1,345 @@
+"""The synchronous client: :class:`Client` and the :class:`Lease` it hands out.
+
+One :class:`Client` holds one keep-alive connection pool to one daemon and is safe to share
+between threads. Every method maps to one endpoint of the daemon's API; failures raise
+:class:`firepit.FirepitError` subclasses. :class:`firepit.AsyncClient` has the same surface for
+asyncio.
+
+Example::
+
+    import firepit
+
+    with firepit.Client() as client:
+        with client.lease("default") as vm:
+            result = vm.exec(["uname", "-r"])
+            print(result.stdout_text)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import PurePath
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from . import _calls, _http
+from ._calls import Seconds
+from ._lease import LeaseBase, release_failed_on_exit
+from .endpoint import Endpoint, resolve_endpoint
+from .errors import FirepitError, error_from_response
+from .models import ExecResult, Health, LeaseInfo, Pools
+
+__all__ = ["Client", "Lease"]
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds to connect and to wait for an answer, on top of any wait the call asks the daemon for."""
+
+DEFAULT_WAIT = 30.0
+"""Seconds an acquire waits for a ready VM by default (as ``firepit lease acquire``)."""
+
+
+class Client:
+    """A client of one firepit daemon, over its Unix socket or TCP with a bearer token.
+
+    Args:
+        socket: the daemon's Unix socket.
+        url: the daemon's ``http://host:port`` instead (not with ``socket``).
+        token: the bearer token for ``url`` (default ``$FIREPIT_TOKEN`` or ``$FIREPIT_TOKEN_FILE``).
+        timeout: seconds to connect and to wait for an answer, on top of the time a call asks the
+            daemon to take (an acquire's ``wait``, a command's ``timeout``).
+
+    With neither ``socket`` nor ``url``, ``$FIREPIT_SOCKET`` or ``$FIREPIT_URL`` name the daemon,
+    else the daemon's default socket (see :func:`firepit.resolve_endpoint`). Nothing connects
+    until the first call.
+
+    Example::
+
+        with firepit.Client(url="http://127.0.0.1:7070", token=token) as client:
+            print(client.pools().shape("default").ready)
+    """
+
+    def __init__(
+        self,
+        socket: str | os.PathLike[str] | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.endpoint: Endpoint = resolve_endpoint(socket, url, token)
+        """Where this client connects."""
+        self._timeout = timeout
+        uds = str(self.endpoint.socket) if self.endpoint.socket is not None else None
+        self._http = httpx.Client(
+            base_url=_http.base_url(self.endpoint),
+            transport=httpx.HTTPTransport(uds=uds),
+            headers=_http.headers(self.endpoint),
+            timeout=timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Client {self.endpoint}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the kept-alive connections (leases stay valid: release them first)."""
+        self._http.close()
+
+    def _call(self, call: _calls.Call[T]) -> T:
+        try:
+            response = self._http.request(
+                call.method,
+                call.path,
+                json=call.body,
+                headers=call.headers,
+                timeout=_http.timeout(self._timeout, call.server_time),
+            )
+        except httpx.TransportError as error:
+            raise _http.transport_error(self.endpoint, error) from error
+        return _calls.finish(call, response)
+
+    def lease(
+        self,
+        shape: str = "default",
+        *,
+        wait: Seconds = DEFAULT_WAIT,
+        ttl: Seconds | None = None,
+        idempotency_key: str | None = None,
+    ) -> Lease:
+        """Leases a warm VM of ``shape`` (``POST /v1/leases``).
+
+        Args:
+            shape: the shape to lease a VM of.
+            wait: how long the daemon may wait for a ready VM (0: fail at once with
+                :class:`firepit.Exhausted` when none is ready).
+            ttl: the lease's lifetime from now (default: the daemon's ``default_ttl_secs``); a
+                lease neither renewed nor released is reclaimed at expiry.
+            idempotency_key: a retry with the same key returns the same lease while it lives.
+
+        Returns a :class:`Lease`, also a context manager that releases the VM when the block
+        ends, by exception too.
+
+        Raises :class:`firepit.UnknownShape`, :class:`firepit.Exhausted`,
+        :class:`firepit.BadTtl`, :class:`firepit.IdempotencyConflict`,
+        :class:`firepit.ShuttingDown`, :class:`firepit.ConnectError`.
+
+        Example::
+
+            with client.lease("default", wait=10, ttl=600) as vm:
+                vm.exec(["true"])
+        """
+        return Lease(self, self._call(_calls.acquire(shape, wait, ttl, idempotency_key)))
+
+    def pools(self) -> Pools:
+        """Every shape's pool: ready, filling and leased VMs, depth, failures (``GET /v1/pools``)."""
+        return self._call(_calls.pools())
+
+    def register_shape(
+        self,
+        name: str,
+        image: str | os.PathLike[str],
+        *,
+        cpus: int | None = None,
+        memory_mb: int | None = None,
+        depth_low: int | None = None,
+        depth_high: int | None = None,
+        max_age: Seconds | None = None,
+        fill: str | None = None,
+        health_check: bool | None = None,
+    ) -> None:
+        """Registers a shape at run time; its pool starts filling at once (``PUT /v1/shapes/{name}``).
+
+        ``image`` is a guest image directory on the daemon's host; ``fill`` is ``"snapshot"``
+        or ``"cold"``; ``max_age`` replaces ready VMs older than that. Arguments left ``None``
+        take the daemon's defaults (1 CPU, 256 MiB, depth 1..1, snapshot fill, health check).
+        Raises :class:`firepit.ShapeExists` or :class:`firepit.InvalidShape`.
+
+        Example::
+
+            client.register_shape("big", "/var/lib/firepit/image", cpus=2, memory_mb=1024)
+        """
+        self._call(
+            _calls.register_shape(
+                name, image, cpus, memory_mb, depth_low, depth_high, max_age, fill, health_check
+            )
+        )
+
+    def unregister_shape(self, name: str) -> None:
+        """Unregisters a shape; its ready VMs are destroyed, leased ones stay valid until released
+        (``DELETE /v1/shapes/{name}``). Raises :class:`firepit.UnknownShape`."""
+        self._call(_calls.unregister_shape(name))
+
+    def healthz(self) -> Health:
+        """``GET /healthz``: ``Health(status="ok")`` while the daemon serves, else
+        :class:`firepit.ShuttingDown`."""
+        return self._call(_calls.healthz())
+
+    def metrics(self) -> str:
+        """``GET /metrics``: the Prometheus text exposition."""
+        return self._call(_calls.metrics())
+
+    def openapi(self) -> dict[str, Any]:
+        """``GET /v1/openapi.json``: the API's OpenAPI 3 document."""
+        return self._call(_calls.openapi())
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Sends one raw request and returns the answer whatever its status, for endpoints this
+        SDK has no method for yet; :func:`firepit.error_from_response` types an error answer.
+
+        Example::
+
+            response = client.request("GET", "/v1/pools")
+            assert response.status_code == 200
+        """
+        try:
+            return self._http.request(
+                method, path, json=json, content=content, headers=headers, timeout=timeout or self._timeout
+            )
+        except httpx.TransportError as error:
+            raise _http.transport_error(self.endpoint, error) from error
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[httpx.Response]:
+        """Sends one request and yields its answer before the body is read, to consume it
+        piecewise (``iter_bytes()``, ``iter_lines()``); an error answer raises its typed
+        :class:`firepit.FirepitError` instead. ``timeout`` bounds each read (default: the
+        client's).
+
+        Example::
+
+            with client.stream("GET", "/metrics") as response:
+                for line in response.iter_lines():
+                    print(line)
+        """
+        try:
+            with self._http.stream(
+                method, path, json=json, content=content, headers=headers, timeout=timeout or self._timeout
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_from_response(response)
+                yield response
+        except httpx.TransportError as error:
+            raise _http.transport_error(self.endpoint, error) from error
+
+
+class Lease(LeaseBase):
+    """A VM leased from the daemon, until :meth:`release` (or the end of a ``with`` block).
+
+    Attributes ``id``, ``vm_id``, ``shape``, ``expires_at``, ``info`` and ``released`` describe
+    the lease. Leaving a ``with`` block releases it, also when the block raised; a lease the
+    daemon no longer knows (expired) counts as released.
+
+    Example::
+
+        with client.lease("default") as vm:
+            assert vm.exec(["cat"], stdin=b"hi").stdout == b"hi"
+        assert vm.released
+    """
+
+    def __init__(self, client: Client, info: LeaseInfo) -> None:
+        super().__init__(info)
+        self.client = client
+        """The client this lease was acquired through."""
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._released:
+            return
+        try:
+            self.release()
+        except FirepitError as error:
+            if not release_failed_on_exit(self.id, error, exc is not None):
+                raise
+            self._released = True
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | PurePath | None = None,
+        stdin: bytes | bytearray | memoryview | str | None = None,
+        timeout: Seconds | None = None,
+        max_output_bytes: int | None = None,
+    ) -> ExecResult:
+        """Runs a program in the VM to completion and returns its outcome, whatever its exit code
+        (``POST /v1/leases/{id}/exec``).
+
+        Args:
+            argv: program and arguments (a list; ``argv[0]`` is looked up in the guest's ``PATH``).
+            env: extra environment variables.
+            cwd: working directory in the guest (default ``/``).
+            stdin: bytes (or text, sent as UTF-8) for the program's standard input.
+            timeout: kill the program after this long (default: the agent's 60 s); the result
+                then has ``timed_out`` set.
+            max_output_bytes: keep at most this many bytes of stdout and of stderr each (default
+                1 MiB, at most 64 MiB); the result has ``truncated`` set when cut.
+
+        Raises :class:`firepit.ExecRefused` (e.g. no such program), :class:`firepit.BadRequest`,
+        :class:`firepit.LeaseNotFound`, :class:`firepit.VmUnreachable`.
+
+        Example::
+
+            result = vm.exec(["sh", "-c", "echo $GREETING from $(pwd)"],
+                             env={"GREETING": "hi"}, cwd="/tmp", timeout=10)
+            assert result.stdout_text == "hi from /tmp\\n"
+        """
+        return self.client._call(_calls.exec_(self.id, argv, env, cwd, stdin, timeout, max_output_bytes))
+
+    def renew(self, ttl: Seconds | None = None) -> LeaseInfo:
+        """Extends the lease to ``ttl`` from now (default: the daemon's default TTL) and returns
+        the updated lease (``POST /v1/leases/{id}/renew``). Raises :class:`firepit.BadTtl`,
+        :class:`firepit.LeaseNotFound`."""
+        self._info = self.client._call(_calls.renew(self.id, ttl))
+        return self._info
+
+    def release(self) -> None:
+        """Gives the VM back: the daemon destroys it and refills the pool
+        (``DELETE /v1/leases/{id}``). Releasing twice is a no-op; a lease that expired raises
+        :class:`firepit.LeaseNotFound`."""
+        if self._released:
+            return
+        self.client._call(_calls.release(self.id))
+        self._released = True

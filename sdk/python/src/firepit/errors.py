@@ -1,0 +1,216 @@
+"""Every failure the SDK raises, as one exception hierarchy.
+
+The daemon answers every error with a JSON body ``{"error": "<code>", "message": "<text>"}``
+and a 4xx/5xx status. The ``code`` is stable and machine-readable; :func:`error_from_response`
+maps it to a subclass of :class:`FirepitError` so callers can ``except firepit.Exhausted:``
+instead of comparing strings. A code this SDK does not know yet (a newer daemon) still raises
+:class:`FirepitError` with that code, never a crash.
+
+Failures before an answer arrives (no daemon listening, a read timeout, a dropped connection)
+are :class:`TransportError` and :class:`ConnectError`, with ``status`` ``None``.
+
+Example::
+
+    import firepit
+
+    try:
+        with firepit.Client() as client, client.lease("default", wait=0) as vm:
+            vm.exec(["true"])
+    except firepit.Exhausted as error:
+        print(f"no VM ready, retry in {error.retry_after} s")
+    except firepit.FirepitError as error:
+        print(error.code, error.status, error.message)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "BadRequest",
+    "BadTtl",
+    "ConnectError",
+    "ExecRefused",
+    "Exhausted",
+    "FirepitError",
+    "IdempotencyConflict",
+    "InvalidShape",
+    "LeaseNotFound",
+    "ShapeExists",
+    "ShuttingDown",
+    "TransportError",
+    "Unauthorized",
+    "UnknownShape",
+    "VmUnreachable",
+    "error_from_response",
+]
+
+
+class FirepitError(Exception):
+    """Base class of every error the SDK raises.
+
+    Attributes:
+        code: the daemon's stable error code (``"exhausted"``, ``"lease_not_found"``, ...), or
+            ``"connect"`` / ``"transport"`` when no answer arrived, ``"unexpected_response"``
+            when the answer was not the JSON expected.
+        status: the HTTP status, or ``None`` when no answer arrived.
+        message: what went wrong and what to do, for humans.
+        retry_after: seconds the daemon asked the client to wait (``Retry-After``), if any.
+
+    Example::
+
+        error = firepit.FirepitError("backend_error", "the pool failed", status=500)
+        assert str(error) == "the pool failed (backend_error, HTTP 500)"
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        where = f", HTTP {self.status}" if self.status is not None else ""
+        return f"{self.message} ({self.code}{where})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, status={self.status!r}, message={self.message!r})"
+
+
+class TransportError(FirepitError):
+    """The HTTP exchange failed before a complete answer arrived (timeout, dropped connection)."""
+
+
+class ConnectError(TransportError):
+    """No daemon answered at the endpoint; the message says where and how to start one."""
+
+
+class BadRequest(FirepitError):
+    """The daemon rejected the request as malformed (``bad_request``, ``bad_json``, ``bad_argv``,
+    ``bad_env``, ``bad_stdin``, ``bad_body``, ``body_too_large``, ``unsupported_media_type``)."""
+
+
+class BadTtl(BadRequest):
+    """A lease TTL outside ``1 ms ..= leases.max_ttl_secs`` (``bad_ttl``)."""
+
+
+class UnknownShape(FirepitError):
+    """No shape of that name is registered (``unknown_shape``)."""
+
+
+class Exhausted(FirepitError):
+    """No VM of the shape became ready within ``wait`` (``exhausted``); see ``retry_after``."""
+
+
+class ShuttingDown(FirepitError):
+    """The daemon is stopping and takes no new work (``shutting_down``)."""
+
+
+class LeaseNotFound(FirepitError):
+    """The lease was released, expired or never existed (``lease_not_found``)."""
+
+
+class IdempotencyConflict(FirepitError):
+    """The idempotency key was used before for another shape (``idempotency_conflict``)."""
+
+
+class ExecRefused(FirepitError):
+    """The guest agent refused the command, e.g. the program does not exist (``exec_refused``)."""
+
+
+class VmUnreachable(FirepitError):
+    """The leased VM did not answer (``vm_unreachable``)."""
+
+
+class Unauthorized(FirepitError):
+    """The TCP listener needs ``Authorization: Bearer <token>`` and got none or a wrong one."""
+
+
+class ShapeExists(FirepitError):
+    """A shape of that name is registered already; unregister it first (``shape_exists``)."""
+
+
+class InvalidShape(FirepitError):
+    """The shape's settings are invalid; the message names the field (``invalid_shape``)."""
+
+
+_BY_CODE: dict[str, type[FirepitError]] = {
+    "bad_request": BadRequest,
+    "bad_json": BadRequest,
+    "bad_body": BadRequest,
+    "body_too_large": BadRequest,
+    "unsupported_media_type": BadRequest,
+    "bad_argv": BadRequest,
+    "bad_env": BadRequest,
+    "bad_stdin": BadRequest,
+    "bad_ttl": BadTtl,
+    "unknown_shape": UnknownShape,
+    "exhausted": Exhausted,
+    "shutting_down": ShuttingDown,
+    "lease_not_found": LeaseNotFound,
+    "idempotency_conflict": IdempotencyConflict,
+    "exec_refused": ExecRefused,
+    "vm_unreachable": VmUnreachable,
+    "unauthorized": Unauthorized,
+    "shape_exists": ShapeExists,
+    "invalid_shape": InvalidShape,
+}
+
+
+def error_from_response(response: httpx.Response) -> FirepitError:
+    """The typed error for a non-2xx answer (the body must have been read).
+
+    Example::
+
+        response = client.request("POST", "/v1/leases", content=b"[]",
+                                  headers={"content-type": "application/json"})
+        error = firepit.error_from_response(response)
+        assert isinstance(error, firepit.BadRequest) and error.code == "bad_json"
+    """
+    status = response.status_code
+    retry_after = _retry_after(response.headers.get("retry-after"))
+    body = _json_object(response.content)
+    code = body.get("error") if body is not None else None
+    message = body.get("message") if body is not None else None
+    if isinstance(code, str):
+        text = message if isinstance(message, str) else code
+        cls = _BY_CODE.get(code, FirepitError)
+        return cls(code, text, status=status, retry_after=retry_after)
+    if body is not None and body.get("status") == "shutting_down":
+        # `/healthz` answers 503 with its own body while the daemon stops.
+        return ShuttingDown("shutting_down", "the daemon is shutting down", status=status)
+    text = response.text.strip() or response.reason_phrase or "no body"
+    return FirepitError(
+        "unexpected_response",
+        f"unexpected answer from the daemon: {text[:500]}",
+        status=status,
+        retry_after=retry_after,
+    )
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # an HTTP date; the daemon sends seconds
