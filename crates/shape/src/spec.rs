@@ -70,14 +70,17 @@ impl ShapeSpec {
     }
 }
 
-/// `depth = { low = 2, high = 4 }`: refill when fewer than `low` VMs are ready, up to `high`.
+/// `depth = { low = 2, high = 4 }`: refill when fewer than `low` VMs are ready, up to `high`. A
+/// field left out takes its default (`low` 1, `high` 2).
 ///
 /// ```
-/// assert_eq!(firepit_shape::Depth::default(), firepit_shape::Depth { low: 1, high: 2 });
+/// use firepit_shape::Depth;
+/// assert_eq!(Depth::default(), Depth { low: 1, high: 2 });
+/// assert_eq!(serde_json::from_str::<Depth>(r#"{"high": 4}"#).unwrap(), Depth { low: 1, high: 4 });
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Depth {
     /// Refill when fewer than this many VMs are ready.
     pub low: usize,

@@ -163,12 +163,13 @@ def register_shape(
     optional: dict[str, Any] = {
         "cpus": cpus,
         "memory_mb": memory_mb,
-        "depth_low": depth_low,
-        "depth_high": depth_high,
         "fill": fill,
         "health_check": health_check,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
+    depth = {"low": depth_low, "high": depth_high}
+    if any(v is not None for v in depth.values()):
+        body["depth"] = {k: v for k, v in depth.items() if v is not None}
     if max_age is not None:
         body["max_age_secs"] = math.ceil(to_ms(max_age, "max_age") / 1000)
     return Call("PUT", f"/v1/shapes/{_segment(name)}", _nothing, body)
