@@ -157,9 +157,9 @@ impl RawResponse {
 ///
 /// # Example
 /// ```no_run
-/// use firepit::daemon::client::{Client, Endpoint};
-/// # async fn demo() -> Result<(), firepit::daemon::client::ClientError> {
-/// let client = Client::new(Endpoint::Unix(firepit::daemon::config::default_socket_path()));
+/// use firepit_client::{Client, Endpoint};
+/// # async fn demo() -> Result<(), firepit_client::ClientError> {
+/// let client = Client::new(Endpoint::Unix(firepit_api::default_socket_path()));
 /// for shape in client.pools().await?.shapes {
 ///     println!("{}: {} ready", shape.name, shape.ready);
 /// }
@@ -204,11 +204,10 @@ impl Client {
         let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let mut sender = self.connection().await?;
         let response = sender.send_request(request).await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await?.to_bytes();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
         self.give_back(sender);
-        Ok(RawResponse { status, headers, body })
+        Ok(RawResponse { status: parts.status, headers: parts.headers, body })
     }
 
     fn host(&self) -> &str {

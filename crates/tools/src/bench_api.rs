@@ -370,6 +370,16 @@ fn print(args: &ApiBenchArgs, rows: &[Row], accel: &str) {
                 }
             }
             println!("{line}");
+        } else if row.local.is_empty() {
+            println!(
+                "{:<36} {:>7} {:>9.3} {:>9.3} {:>11} {:>11}",
+                row.metric,
+                api.len(),
+                ms(api_p50),
+                ms(api_p99),
+                "-",
+                "-"
+            );
         } else {
             println!(
                 "{:<36} {:>7} {:>9.3} {:>9.3} {:>11.3} {:>11.3} {:>9.3} {:>9.3} {:>9.1} {:>9.1}",

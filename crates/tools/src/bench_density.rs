@@ -35,31 +35,31 @@ use crate::{ToolError, ToolResult};
 pub struct DensityBenchArgs {
     /// The guest image directory (default: where `firepit image build` writes it).
     #[arg(long, default_value_os_t = firepit_image::default_dir())]
-    pub(crate) image: PathBuf,
+    image: PathBuf,
     /// Print one JSON object per line.
     #[arg(long)]
-    pub(crate) json: bool,
+    json: bool,
     /// The pool's memory budget, MiB: the template's RAM once plus each clone's PSS.
     #[arg(long, default_value_t = 1024)]
-    pub(crate) budget_mb: u64,
+    budget_mb: u64,
     /// Guest memory per VM, MiB.
     #[arg(long, default_value_t = 256)]
-    pub(crate) memory_mb: u32,
+    memory_mb: u32,
     /// Seconds over which the idle pool's CPU use is measured.
     #[arg(long, default_value_t = 30)]
-    pub(crate) idle_seconds: u64,
+    idle_seconds: u64,
     /// Reserve → first exec samples (each takes one VM, replaced before the next sample).
     #[arg(long, default_value_t = 10)]
-    pub(crate) samples: usize,
+    samples: usize,
     /// Restores running at once while the pool fills.
     #[arg(long, default_value_t = 4)]
-    pub(crate) parallel_fills: usize,
+    parallel_fills: usize,
     /// The pool's high water: a cap on VMs in case the budget allows more.
     #[arg(long, default_value_t = 2000)]
-    pub(crate) max_vms: usize,
+    max_vms: usize,
     /// Give up when the pool is not full after this many seconds.
     #[arg(long, default_value_t = 3600)]
-    pub(crate) fill_timeout_secs: u64,
+    fill_timeout_secs: u64,
 }
 
 /// Runs `firepit bench density`.

@@ -7,7 +7,7 @@
 //! answers, and stops it with SIGTERM (graceful: the daemon destroys its VMs) or `kill -9`.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), firepit_tools::child_daemon::ChildDaemonError> {
+//! # async fn demo() -> Result<(), firepit_tools::daemon_dir::ChildDaemonError> {
 //! use std::time::Duration;
 //! use firepit_tools::child_daemon::ChildDaemon;
 //! use firepit_tools::daemon_dir::{DaemonDir, DaemonSettings, ShapeSettings};
