@@ -8,11 +8,23 @@
 //! open, so `/init` can announce readiness only when the agent can answer.
 
 mod exec;
+mod failure;
+mod files;
+mod group;
 mod identity;
+mod processes;
+mod pty;
+mod pump;
+mod ring;
 mod serve;
+mod spawn;
+mod stream;
+mod supervise;
+mod transfer;
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -65,6 +77,7 @@ fn main() {
             }
         }
     }
+    let processes = Arc::new(processes::ProcessTable::default());
     loop {
         let port = open_port(explicit.as_ref());
         if let Some(path) = ready_file.take()
@@ -80,9 +93,9 @@ fn main() {
                 continue;
             }
         };
-        let responses = serve::spawn_writer(writer);
+        let agent = serve::Agent::new(writer, processes.clone());
         loop {
-            match serve::serve_connection(&port, &responses) {
+            match serve::serve_connection(&port, &agent) {
                 // No host connected (or it went away): the same handle works once one connects.
                 serve::ConnectionEnd::Eof => sleep(RETRY),
                 serve::ConnectionEnd::Error(error) => {
