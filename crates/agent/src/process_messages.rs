@@ -204,3 +204,68 @@ pub struct ProcessOutput {
     /// The channel is closed and everything up to `next_offset` has been returned: no more output.
     pub eof: bool,
 }
+
+impl SpawnRequest {
+    /// Runs `argv` with no stdin, no extra environment, in `/`, without a timeout.
+    ///
+    /// ```
+    /// let request = firepit_agent::SpawnRequest::new(["sh", "-c", "echo hi"]);
+    /// assert_eq!(request.argv.len(), 3);
+    /// assert!(!request.stdin);
+    /// ```
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self { argv: argv.into_iter().map(Into::into).collect(), ..Self::default() }
+    }
+}
+
+impl StartProcessRequest {
+    /// Starts `argv` in the background, untagged, without a timeout, keeping the default output.
+    ///
+    /// ```
+    /// let mut request = firepit_agent::StartProcessRequest::new(["sleep", "60"]);
+    /// request.tag = Some("sleeper".into());
+    /// assert_eq!(request.argv, ["sleep", "60"]);
+    /// ```
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self { argv: argv.into_iter().map(Into::into).collect(), ..Self::default() }
+    }
+}
+
+impl PtyRequest {
+    /// A login shell (`/bin/sh -l`) on a terminal of `rows` × `cols`.
+    ///
+    /// ```
+    /// let request = firepit_agent::PtyRequest::shell(24, 80);
+    /// assert!(request.argv.is_empty());
+    /// assert_eq!(request.size.cols, 80);
+    /// ```
+    pub fn shell(rows: u16, cols: u16) -> Self {
+        Self { size: WindowSize { rows, cols }, ..Self::default() }
+    }
+}
+
+impl From<u64> for ProcessRef {
+    fn from(id: u64) -> Self {
+        ProcessRef::Id(id)
+    }
+}
+
+impl From<&str> for ProcessRef {
+    fn from(tag: &str) -> Self {
+        ProcessRef::Tag(tag.into())
+    }
+}
+
+impl From<String> for ProcessRef {
+    fn from(tag: String) -> Self {
+        ProcessRef::Tag(tag)
+    }
+}

@@ -9,6 +9,14 @@
 //!   answered a ping, all under one boot deadline.
 //! - [`QemuVm`] is the handle a lease derefs to: [`Console`] (serial console: send, `read_until`,
 //!   output stream), `exec` through the guest agent, `status` through QMP and the process state.
+//! - The sandbox API on [`QemuVm`], all through the guest agent's streams (bounded memory on both
+//!   sides whatever the size: see [`STREAM_WINDOW`]): files (`write_file`, `read_file`, `stat`,
+//!   `list_dir`, `mkdir`, `remove`, `chmod`, `chown`, `rename`), directories as tar streams
+//!   (`upload_dir`, `download_dir`, `upload_tar`, `download_tar`), attached processes with streamed
+//!   output (`spawn` → [`GuestProcess`]), background processes that outlive connections
+//!   (`start_process`, `processes`, `signal_process`, `wait_process`, `process_output`), and
+//!   terminals (`pty` → [`PtySession`]). Failures the guest reports carry a [`GuestErrorKind`]
+//!   ([`QemuError::guest_error_kind`]).
 //! - Supervision: QEMU dies with its handle (SIGKILL on drop) and with the firepit process
 //!   (`PR_SET_PDEATHSIG`); a watcher task reaps it and makes `exited()` resolve at once.
 //! - The QMP client ([`QmpClient`]) is a small typed one; its module docs say why not `qapi`.
@@ -29,6 +37,7 @@
 
 mod accel;
 mod agent;
+mod agent_routes;
 mod argv;
 mod boot;
 mod caps;
@@ -36,6 +45,11 @@ mod config;
 mod console;
 mod error;
 mod exec;
+mod guest_background;
+mod guest_dirs;
+mod guest_files;
+mod guest_process;
+mod guest_pty;
 mod memory_charge;
 mod process;
 mod provider;
@@ -45,6 +59,7 @@ mod ring;
 mod run_as;
 mod rundir;
 mod snapshot;
+mod streams;
 mod template_build;
 mod template_store;
 mod vm;
@@ -58,10 +73,19 @@ pub use config::{
 pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exec::{ExecOutput, agent_health_check, fresh_identity};
-pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
+pub use firepit_agent::{
+    Channel, DirEntry, DirListing, ExecRequest, ExitStatus, FailureKind as GuestErrorKind, FileKind,
+    FileStat, IdentityApplied, IdentityRequest, MkdirRequest, Pong, ProcessInfo, ProcessOutput,
+    ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest, StartProcessRequest,
+    WindowSize,
+};
+pub use guest_files::{GuestFileReader, WriteOptions};
+pub use guest_process::{GuestProcess, ProcessControl};
+pub use guest_pty::PtySession;
 pub use memory_charge::process_memory_kib;
 pub use process::ExitInfo;
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
 pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, RETRY_AFTER, TemplateOrigin, TemplateState};
+pub use streams::{GuestInput, GuestOutput};
 pub use vm::{QemuVm, VmStatus};
