@@ -128,8 +128,10 @@ impl<'a> Session<'a> {
         }
         match request {
             Request::Hello(nonce) => {
-                self.end("a new host session started");
-                *self = Session::new(self.agent);
+                // The new session (a new writer generation) first, so that nothing the old
+                // streams send while they wind down gets out.
+                let old = std::mem::replace(self, Session::new(self.agent));
+                old.end("a new host session started");
                 self.sink.send(id, Response::Hello(nonce));
             }
             Request::Ping => {
@@ -198,6 +200,9 @@ pub fn serve_connection<R: Read>(mut reader: R, agent: &Agent) -> ConnectionEnd 
             }
         }
     };
+    // Move the writer past this session before cancelling its streams: their last frames are
+    // for a host that is gone.
+    drop(agent.writer.new_session());
     session.end("the host disconnected");
     end
 }

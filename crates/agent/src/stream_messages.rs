@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bytes a sender may have in flight (sent, not yet credited) per stream, direction and channel.
-pub const STREAM_WINDOW: u32 = 256 * 1024;
+pub const STREAM_WINDOW: u32 = 512 * 1024;
 
 /// Largest payload of one data frame (well under [`MAX_FRAME_LEN`](crate::MAX_FRAME_LEN)).
 pub const MAX_CHUNK: usize = 64 * 1024;

@@ -59,6 +59,13 @@ pub fn supervise(handle: &StreamHandle, mut spec: Supervised<'_>) -> Outcome {
         if spec.open_outputs == 0
             && let Some(status) = exited.take()
         {
+            // A cancel counts even if the child died before its event was handled (the pumps
+            // stop on cancel, and a child writing to a closed pipe dies of SIGPIPE); what else
+            // the group holds dies too.
+            if !cancelled && handle.is_cancelled() {
+                group::kill(pid);
+                cancelled = true;
+            }
             return if cancelled { Outcome::Cancelled } else { Outcome::Exited(status, timed_out) };
         }
         let wake = [spec.deadline, grace].into_iter().flatten().min();
