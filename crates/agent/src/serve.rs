@@ -239,3 +239,7 @@ pub fn drain_requests(decoder: &mut FrameDecoder) -> Vec<Incoming> {
 #[cfg(test)]
 #[path = "serve_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "serve_stream_tests.rs"]
+mod stream_tests;
