@@ -21,6 +21,7 @@ mod spawn;
 mod stream;
 mod supervise;
 mod transfer;
+mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;

@@ -19,7 +19,8 @@ use firepit_agent::{
 };
 
 use crate::processes::ProcessTable;
-use crate::stream::{Control, Sink, StreamHandle, Streams, Writer};
+use crate::stream::{Control, StreamHandle, Streams};
+use crate::writer::{Sink, Writer};
 use crate::{exec, files, identity, pty, spawn, transfer};
 
 /// What outlives host connections: the response writer and the background processes.

@@ -1,5 +1,5 @@
-//! The agent's end of a stream: the credit it may spend, the input the host queued, the control
-//! events (signal, resize, cancel) and the one writer every frame goes through.
+//! The agent's end of a stream: the credit it may spend, the input the host queued, and the control
+//! events (signal, resize, cancel).
 //!
 //! The reader thread never blocks on a stream: it only locks a stream's state, updates it and wakes
 //! the stream's handler thread. Handlers block on the stream's condition variable, never the
@@ -8,79 +8,17 @@
 //! credit.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread;
 use std::time::Instant;
 
 use firepit_agent::{
-    Channel, Credit, Failure, FailureKind, InputChunk, OutputChunk, Response, ResponseFrame, STREAM_WINDOW,
-    WindowSize, encode_frame,
+    Channel, Credit, Failure, FailureKind, InputChunk, OutputChunk, Response, STREAM_WINDOW, WindowSize,
 };
+
+use crate::writer::Sink;
 
 /// Most streams open at once on one host session.
 pub const MAX_STREAMS: usize = 1024;
-
-/// A frame on its way to the writer thread, tagged with the session it belongs to.
-pub struct Outgoing {
-    generation: u64,
-    frame: ResponseFrame,
-}
-
-/// Where a session's responses go: the writer thread, which drops frames of ended sessions.
-#[derive(Clone)]
-pub struct Sink {
-    tx: Sender<Outgoing>,
-    generation: u64,
-}
-
-impl Sink {
-    /// Queues `response` for request `id`; false when the writer is gone.
-    pub fn send(&self, id: u64, response: Response) -> bool {
-        self.tx.send(Outgoing { generation: self.generation, frame: ResponseFrame { id, response } }).is_ok()
-    }
-}
-
-/// The writer thread and the session generation it lets through.
-pub struct Writer {
-    tx: Sender<Outgoing>,
-    current: Arc<AtomicU64>,
-}
-
-impl Writer {
-    /// Starts the writer thread: frames of the current session are written whole, in order; frames
-    /// of ended sessions are dropped. The thread ends when every sender is gone or a write fails.
-    pub fn spawn<W: Write + Send + 'static>(mut writer: W) -> Self {
-        let (tx, rx) = mpsc::channel::<Outgoing>();
-        let current = Arc::new(AtomicU64::new(0));
-        let live = current.clone();
-        thread::spawn(move || {
-            for Outgoing { generation, frame } in rx {
-                if generation != live.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let bytes = encode_frame(&frame).or_else(|error| {
-                    let message = format!("response could not be encoded: {error}");
-                    encode_frame(&ResponseFrame { id: frame.id, response: Response::Error { message } })
-                });
-                let Ok(bytes) = bytes else { continue };
-                if let Err(error) = writer.write_all(&bytes).and_then(|()| writer.flush()) {
-                    eprintln!("firepit-agent: writing a response failed: {error}");
-                    return;
-                }
-            }
-        });
-        Self { tx, current }
-    }
-
-    /// Ends the current session (its queued frames are dropped) and returns the sink of a new one.
-    pub fn new_session(&self) -> Sink {
-        let generation = self.current.fetch_add(1, Ordering::SeqCst) + 1;
-        Sink { tx: self.tx.clone(), generation }
-    }
-}
 
 /// A control event for a stream's handler.
 #[derive(Debug)]
@@ -358,5 +296,55 @@ impl Drop for StreamHandle {
         drop(map);
         // Wake helper threads still waiting on credit or input.
         self.stream.cancel(Failure::new(FailureKind::Cancelled, "stream ended"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::Writer;
+
+    fn stream() -> Stream {
+        let writer = Writer::spawn(std::io::sink());
+        Stream::new(1, writer.new_session())
+    }
+
+    proptest::proptest! {
+        /// Whatever a host sends and however the handler consumes, queued input never exceeds the
+        /// window, and sending beyond the credit fails the stream instead of growing the queue.
+        #[test]
+        fn queued_input_never_exceeds_the_window(
+            steps in proptest::collection::vec((0usize..200_000, proptest::bool::ANY), 1..64)
+        ) {
+            let stream = stream();
+            for (len, consume) in steps {
+                stream.push_input(InputChunk { bytes: vec![0; len], eof: false });
+                let state = stream.lock();
+                proptest::prop_assert!(state.input_bytes <= u64::from(STREAM_WINDOW));
+                let queued: usize = state.input.iter().map(Vec::len).sum();
+                proptest::prop_assert!(queued as u64 <= state.input_bytes);
+                let failed = state.cancelled.is_some();
+                drop(state);
+                if failed {
+                    proptest::prop_assert!(stream.next_input().is_err());
+                    return Ok(());
+                }
+                if consume && let Ok(Some(chunk)) = stream.next_input() {
+                    stream.grant_input(chunk.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn credit_is_spent_by_output_and_restored_by_the_host() {
+        let stream = stream();
+        assert_eq!(stream.wait_credit(Channel::Stdout).unwrap(), STREAM_WINDOW as usize);
+        stream.send_output(Channel::Stdout, vec![0; STREAM_WINDOW as usize], false);
+        stream.add_credit(Credit { channel: Channel::Stdout, bytes: 10 });
+        assert_eq!(stream.wait_credit(Channel::Stdout).unwrap(), 10);
+        assert_eq!(stream.wait_credit(Channel::Stderr).unwrap(), STREAM_WINDOW as usize);
+        stream.cancel(Failure::new(FailureKind::Cancelled, "test"));
+        assert!(stream.wait_credit(Channel::Stdout).is_err());
     }
 }
