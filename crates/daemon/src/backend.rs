@@ -23,6 +23,8 @@ use std::time::Duration;
 use firepit_agent::{ExecRequest, ExecResult};
 use serde::{Deserialize, Serialize};
 
+use crate::sandbox::Sandbox;
+
 pub use firepit_api::ShapeStatusView;
 pub use firepit_shape::{FillStrategy, ShapeSpec};
 
@@ -87,6 +89,9 @@ pub trait LeasedVm: Send + Sync {
 
     /// Runs a program in the guest through its agent.
     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>>;
+
+    /// Files, streamed processes, background processes and terminals ([`crate::sandbox`]).
+    fn sandbox(&self) -> &dyn Sandbox;
 }
 
 /// Why [`LeaseBackend::acquire`] failed.
