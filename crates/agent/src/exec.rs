@@ -103,6 +103,7 @@ pub fn run(request: &ExecRequest) -> Result<ExecResult, ExecError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    crate::group::default_signals(&mut command);
     let mut child =
         command.spawn().map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
     let pid = child.id();

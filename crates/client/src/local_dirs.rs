@@ -37,7 +37,11 @@ pub(crate) fn pack(
     let (reader, writer) = tokio::io::simplex(PIPE);
     let root = dir.to_path_buf();
     let writer = SyncIoBridge::new(writer);
-    let packer = tokio::task::spawn_blocking(move || write_archive(&root, writer));
+    let packer = tokio::task::spawn_blocking(move || {
+        let mut writer = write_archive(&root, writer)?;
+        // The reader sees the end only after a shutdown (dropping a simplex's writer is not one).
+        writer.shutdown()
+    });
     Ok((reader, packer))
 }
 
@@ -58,7 +62,8 @@ pub(crate) async fn finish(
     }
 }
 
-fn write_archive<W: Write>(dir: &Path, out: W) -> io::Result<()> {
+/// Writes the archive of `dir`'s contents into `out` and hands `out` back, flushed.
+fn write_archive<W: Write>(dir: &Path, out: W) -> io::Result<W> {
     fn walk<W: Write>(builder: &mut tar::Builder<W>, dir: &Path, prefix: &Path) -> io::Result<()> {
         let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
         entries.sort_by_key(|entry| entry.file_name());
@@ -79,7 +84,8 @@ fn write_archive<W: Write>(dir: &Path, out: W) -> io::Result<()> {
     builder.follow_symlinks(false);
     walk(&mut builder, dir, Path::new(""))?;
     let mut out = builder.into_inner()?;
-    out.flush()
+    out.flush()?;
+    Ok(out)
 }
 
 /// Unpacks a downloaded archive into `dir` (created if missing); returns the archive's size.
