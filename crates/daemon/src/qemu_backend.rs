@@ -55,6 +55,21 @@ pub struct QemuBackend {
 impl QemuBackend {
     /// Starts the pool over `provider` with `shapes` and returns once every shape reached its low
     /// water mark. The agent ping is the health check of the shapes that ask for one.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use firepit_daemon::backend::{LeaseBackend, ShapeSpec};
+    /// use firepit_daemon::qemu_backend::{PoolLimits, QemuBackend};
+    /// use firepit_qemu::{ProviderConfig, QemuProvider};
+    /// let provider = QemuProvider::new(ProviderConfig::default())?;
+    /// let shapes = [ShapeSpec::new("small", firepit_image::default_dir())];
+    /// let limits = PoolLimits { parallel_fills: 2, memory_budget_mb: 0, shutdown_budget: Duration::from_secs(10) };
+    /// let backend = QemuBackend::start(provider, &shapes, limits).await?;
+    /// let vm = backend.acquire("small", Duration::from_secs(30)).await?;
+    /// println!("leased {}", vm.vm_id());
+    /// # Ok(()) }
+    /// ```
     pub async fn start(
         provider: QemuProvider,
         shapes: &[ShapeSpec],

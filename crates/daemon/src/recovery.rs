@@ -179,6 +179,20 @@ pub struct Recovery {
 /// Runs steps 1 and 2 of crash recovery for `state_dir`, whose lock `records` holds (see the
 /// module docs for what is recovered and in which order; step 3 happens when the QEMU provider
 /// starts). Blocking work runs on tokio's blocking pool.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use firepit_daemon::{recovery, records::RecordStore};
+/// let state = tempfile::tempdir()?;
+/// std::fs::create_dir_all(recovery::vms_dir(state.path()).join("fp-1-1"))?; // a VM that was booting
+/// let records = Arc::new(RecordStore::open(state.path())?);
+/// let recovered = recovery::recover(state.path(), records).await?;
+/// assert_eq!((recovered.reaped.killed, recovered.stale_vm_dirs), (0, 1));
+/// assert!(!recovery::vms_dir(state.path()).exists());
+/// # Ok(()) }
+/// ```
 pub async fn recover(state_dir: &Path, records: Arc<RecordStore>) -> Result<Recovery, RecoveryError> {
     let vms = vms_dir(state_dir);
     tokio::task::spawn_blocking(move || {

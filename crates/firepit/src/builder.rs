@@ -9,8 +9,9 @@ use std::time::Duration;
 use firepit_pool::{HealthCheck, Unhealthy};
 use firepit_qemu::{Accel, FillStrategy, ImagePaths, ProviderConfig, QemuProvider, QemuVm};
 
-use crate::wiring::PoolShape;
-use crate::{Error, VmConfig, VmPool};
+use crate::error::Error;
+use crate::vm_config::VmConfig;
+use crate::wiring::{PoolShape, VmPool};
 
 /// The name of the one shape of a pool built by [`Firepit::pool`]: the `shape` label of its
 /// metrics, and the key of its entry in [`Status`](crate::Status).

@@ -63,11 +63,4 @@ pub use firepit_pool::{PoolError, ShapeKey, Status};
 pub use firepit_qemu::{Accel, Console, ExecOutput, ExecRequest, FillStrategy, QemuVm as VmHandle, VmStatus};
 pub use firepit_shape::{Depth, ShapeSpec};
 pub use vm_config::VmConfig;
-pub use wiring::PoolShape;
-
-/// A pool of QEMU microVMs, as built by [`Firepit::pool`].
-pub type VmPool = firepit_pool::Pool<firepit_qemu::QemuProvider>;
-
-/// A VM leased from a [`VmPool`]: derefs to [`VmHandle`]; dropping it destroys the VM and the
-/// pool boots a replacement.
-pub type PooledVm = firepit_pool::PooledVm<firepit_qemu::QemuProvider>;
+pub use wiring::{PoolShape, PooledVm, VmPool};

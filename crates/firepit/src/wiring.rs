@@ -12,7 +12,15 @@ use firepit_pool::{PoolBuilder, ShapeConfig, ShapeKey};
 use firepit_qemu::{ImagePaths, QemuProvider, VmSpec};
 use firepit_shape::ShapeSpec;
 
-use crate::{Error, VmPool};
+use crate::error::Error;
+
+/// A pool of QEMU microVMs, as built by [`Firepit::pool`](crate::Firepit::pool) or wired shape by
+/// shape with [`PoolShape`].
+pub type VmPool = firepit_pool::Pool<QemuProvider>;
+
+/// A VM leased from a [`VmPool`]: derefs to [`VmHandle`](crate::VmHandle); dropping it destroys
+/// the VM and the pool boots a replacement.
+pub type PooledVm = firepit_pool::PooledVm<QemuProvider>;
 
 /// A shape wired for a pool of QEMU VMs: the pool's key and settings and the provider's spec, all
 /// taken from one [`ShapeSpec`].
