@@ -84,7 +84,7 @@ fn request() -> impl Strategy<Value = Request> {
         any::<u64>(),
     )
         .prop_map(|(argv, env, cwd, stdin, timeout_ms, max_output_bytes)| {
-            Request::Exec(ExecRequest { argv, env, cwd, stdin, timeout_ms, max_output_bytes })
+            Request::Exec(ExecRequest { argv, env, cwd, stdin, timeout_ms, max_output_bytes, user: None })
         });
     let identity = (bytes(64), any::<Option<u128>>(), any::<Option<String>>(), any::<Option<String>>())
         .prop_map(|(entropy, unix_time_ns, hostname, machine_id)| {

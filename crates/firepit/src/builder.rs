@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use firepit_pool::{HealthCheck, ShapeKey, Unhealthy};
-use firepit_qemu::{Accel, FillStrategy, ImagePaths, ProviderConfig, QemuProvider, QemuVm};
+use firepit_qemu::{Accel, FillStrategy, ProviderConfig, QemuProvider, QemuVm};
 
 use crate::{Error, VmConfig, VmPool};
 
@@ -104,17 +104,15 @@ impl VmPoolBuilder {
         }
         let Self { config, mut provider, max_age, health_check } = self;
         let resolve = config.clone();
-        let (image_id, version) = tokio::task::spawn_blocking(move || resolve.resolve_image_id())
-            .await
-            .map_err(|e| Error::InvalidConfig(format!("resolving the image id failed: {e}")))?
-            .map_err(Error::Image)?;
+        // Before anything starts: an image that is no initramfs and no disk fails here.
+        let resolved = tokio::task::spawn_blocking(move || resolve.resolve()).await??;
         provider.accel = config.accel;
         provider.boot_timeout = config.boot_timeout;
         provider.fill_strategy = config.fill_strategy;
         let boot_timeout = provider.boot_timeout;
         let qemu = QemuProvider::new(provider)?;
-        qemu.register_image(&image_id, ImagePaths::new(&config.kernel, &config.initramfs))?;
-        let shape = ShapeKey::new(image_id, version, config.cpus, config.memory_mb);
+        qemu.register_image(&resolved.image_id, resolved.paths)?;
+        let shape = ShapeKey::new(resolved.image_id, resolved.version, config.cpus, config.memory_mb);
         let mut builder = firepit_pool::Pool::builder(qemu)
             .shape(shape)
             .depth(n..=n)

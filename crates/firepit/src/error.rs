@@ -26,4 +26,8 @@ pub enum Error {
     /// Sending to or reading from a VM's serial console failed.
     #[error(transparent)]
     Console(#[from] firepit_qemu::ConsoleError),
+    /// A task spawned to use a VM panicked or was cancelled (`handle.await??` in a function
+    /// returning `Result<_, firepit::Error>`).
+    #[error("a task using a VM failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }

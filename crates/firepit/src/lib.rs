@@ -39,7 +39,7 @@ pub use builder::{AgentPing, Firepit, VmPoolBuilder};
 pub use error::Error;
 pub use firepit_pool::{PoolError, ShapeKey, Status};
 pub use firepit_qemu::{Accel, Console, ExecOutput, ExecRequest, FillStrategy, QemuVm as VmHandle, VmStatus};
-pub use vm_config::VmConfig;
+pub use vm_config::{ResolvedImage, VmConfig};
 
 /// A pool of QEMU microVMs, as built by [`Firepit::pool`].
 pub type VmPool = firepit_pool::Pool<firepit_qemu::QemuProvider>;

@@ -4,6 +4,16 @@
 //! needs on `-M microvm`, and the agent. `/init` is a busybox shell script, PID 1 for the guest's
 //! whole life: it mounts the pseudo file systems, loads the modules, starts the agent, prints
 //! [`firepit_agent::READY_LINE`] and then keeps an interactive shell on the console.
+//!
+//! With a root disk (`firepit.root=/dev/vda` on the kernel command line, which `firepit-qemu`
+//! adds when a VM has one) `/init` mounts the disk, moves `/dev`, `/proc`, `/sys` and `/run` into
+//! it, starts the agent chrooted into it (from the initramfs, through `/proc/1/root`: nothing is
+//! installed on the disk), prints the readiness line once the agent holds its port, and hands PID 1
+//! and the console to the disk's init with `switch_root`. A disk without an init (a Debian minbase
+//! tree, most OCI images) keeps firepit's `/init` as PID 1 with a shell inside the disk's root on
+//! the console (the disk's `/bin/sh`, else busybox). `firepit.init=PATH` names another init,
+//! `firepit.init=none` forces the shell. A disk that cannot be mounted ends the VM at once with a
+//! `firepit-init:` line on the console (the boot error quotes it).
 
 use std::io::Write;
 
@@ -15,6 +25,10 @@ const CORE_APPLETS: &[&str] = &[
     "sh", "mount", "mkdir", "insmod", "setsid", "cttyhack", "hostname", "cat", "echo", "ls", "uname",
     "sleep", "ps", "kill",
 ];
+
+/// The part of `/init` that boots a root disk (see the script's comments); `@READY@` stands for
+/// [`firepit_agent::READY_LINE`].
+const ROOT_DISK_SCRIPT: &str = include_str!("initramfs/root_disk.sh");
 
 /// Renders `/init` for a kernel version and an ordered list of module names.
 ///
@@ -44,6 +58,7 @@ pub fn init_script(kernel_version: &str, modules: &[String]) -> String {
             "insmod /lib/modules/{kernel_version}/{module}.ko || echo \"firepit-init: insmod {module} failed\"\n"
         ));
     }
+    script.push_str(&ROOT_DISK_SCRIPT.replace("@READY@", firepit_agent::READY_LINE));
     script.push_str(&format!(
         "/sbin/firepit-agent --ready-file /run/firepit-agent.ready </dev/null >/run/firepit-agent.log 2>&1 &\n\
          # Announce readiness once the agent holds its port (at most ~2 s), so READY means it serves.\n\

@@ -46,18 +46,28 @@
 
 mod apt;
 mod builder;
+mod catalog;
 pub mod cpio;
 pub mod deb;
 mod error;
 mod files;
 pub mod initramfs;
 pub mod kernel;
+mod kind;
 mod location;
 mod manifest;
+mod mkdisk;
 pub mod modules;
+pub mod oci;
+mod packages;
+mod store;
 
 pub use apt::PackageRef;
 pub use builder::{DEFAULT_KERNEL_CMDLINE, DEFAULT_MODULES, ImageBuilder, Progress, build_default};
 pub use error::ImageError;
-pub use location::{IMAGE_DIR_ENV, default_dir};
+pub use kind::ImageKind;
+pub use catalog::{GuestImage, ImageInfo, list_images};
+pub use location::{IMAGE_DIR_ENV, STORE_DIR_ENV, default_dir, default_store_dir};
+pub use packages::PackageDiskBuilder;
+pub use store::{DISK_FILE, DISK_RECORD_FILE, DiskImage, DiskRecord, ExecConfig, ImageSource, ImageStore};
 pub use manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};

@@ -46,6 +46,9 @@ pub enum QemuError {
     /// Taking or restoring a snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A VM's root disk (its copy-on-write overlay) could not be prepared.
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
 }
 
 /// Why a QEMU process could not be started.

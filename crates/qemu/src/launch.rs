@@ -21,7 +21,9 @@ use crate::boot;
 use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, ImagePaths, ProviderConfig};
 use crate::config_error::ConfigError;
+use crate::disk::{DiskFormat, OVERLAY_FILE};
 use crate::error::QemuError;
+use crate::exec_defaults::ExecDefaults;
 use crate::process::Credentials;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
@@ -127,7 +129,7 @@ impl Launcher {
             memory_mb: shape.memory_mb,
             kernel: paths.kernel.clone(),
             initramfs: paths.initramfs.clone(),
-            kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
+            kernel_args: kernel_args(self.tsc_khz, paths.disk.is_some(), &self.config.extra_kernel_args),
             sandbox: self.caps.sandbox,
             runtime_dir: dir.to_path_buf(),
             memory,
@@ -135,7 +137,16 @@ impl Launcher {
             tb_size_mb: None,
             without_kernel: false,
             run_as: self.run_as,
+            // Cold boots and clones keep their overlay in their runtime directory (removed with
+            // it); a template build puts its own where the template is saved.
+            disk: paths.disk.as_ref().map(|_| dir.join(OVERLAY_FILE)),
         })
+    }
+
+    /// Creates the qcow2 `overlay` over `base` (see [`crate::disk`]), owned by QEMU's user.
+    pub(crate) async fn overlay(&self, base: &Path, format: DiskFormat, overlay: &Path) -> Result<(), QemuError> {
+        let qemu_img = &self.config.qemu_img_binary;
+        Ok(crate::disk::create_overlay(qemu_img, base, format, overlay, self.run_as).await?)
     }
 
     /// Boots a VM of `shape` from its kernel, under one boot deadline.
@@ -150,11 +161,16 @@ impl Launcher {
         let accel = self.accel().await;
         let (id, dir) = self.new_dir()?;
         let spec = self.spec(&id, accel, shape, paths, dir.path(), GuestMemory::Anonymous)?;
+        if let (Some(disk), Some(overlay)) = (&paths.disk, &spec.disk) {
+            self.overlay(&disk.base, disk.format, overlay).await?;
+        }
         let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
-        Ok(self.vm(id, shape, accel, boot_duration, started, fill))
+        let mut vm = self.vm(id, shape, accel, boot_duration, started, fill);
+        vm.exec_defaults = paths.exec_defaults.clone();
+        Ok(vm)
     }
 
     /// Wraps a started QEMU into the VM handle.
@@ -181,6 +197,7 @@ impl Launcher {
             template: None,
             fill,
             memory_charge_mb: None,
+            exec_defaults: ExecDefaults::default(),
         }
     }
 }

@@ -85,8 +85,10 @@ impl QemuProvider {
         self.register_image_with(image_id, paths, self.inner.launcher.config.fill_strategy)
     }
 
-    /// Registers an image with an explicit [`FillStrategy`]. Fails if a file is missing, or for
-    /// `Snapshot` together with [`ProviderConfig::run_as`] (not supported yet).
+    /// Registers an image with an explicit [`FillStrategy`]. Fails if a file is missing (kernel,
+    /// initramfs, a root disk's base), or for `Snapshot` together with [`ProviderConfig::run_as`]
+    /// (not supported yet). The files' contents are not checked here: `firepit_image::ImageKind`
+    /// tells a usable disk from anything else.
     ///
     /// ```no_run
     /// use firepit_pool::ShapeKey;
@@ -111,7 +113,8 @@ impl QemuProvider {
         if fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
             return Err(ConfigError::SnapshotWithRunAs { image: image_id.to_string() }.into());
         }
-        for path in [&paths.kernel, &paths.initramfs] {
+        let disk = paths.disk.as_ref().map(|disk| &disk.base);
+        for path in [&paths.kernel, &paths.initramfs].into_iter().chain(disk) {
             if !path.is_file() {
                 return Err(SpawnError::ImageFileMissing { path: path.clone() }.into());
             }

@@ -1,8 +1,10 @@
 //! Snapshot templates on disk, so a new provider reuses what an earlier one built.
 //!
 //! Layout: `<template_dir>/<shape dir>/{memory, state.bin, manifest.json}`, one directory per shape
-//! (image id, version, vCPUs, memory). The manifest says whose template it is: image id, shape,
-//! QEMU version and a hash of the clone command line (with per-VM paths replaced by placeholders).
+//! (image id, version, vCPUs, memory), plus `disk.qcow2` for an image with a root disk: the
+//! template's overlay at save time, read-only, the base of every clone's overlay. The manifest says
+//! whose template it is: image id, shape, QEMU version, a hash of the clone command line (with
+//! per-VM paths replaced by placeholders) and the root disk's base (path, size, mtime, inode).
 //! A template is reused only when all of them match and its files pass a check (sizes, and the
 //! SHA-256 of the device state); otherwise it is *stale* (key mismatch) or *corrupt* and is rebuilt.
 //!
@@ -27,7 +29,7 @@ pub(crate) const MEMORY_FILE: &str = "memory";
 pub(crate) const STATE_FILE: &str = "state.bin";
 /// What the template is and whose it is; written last.
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(1);
 
@@ -42,6 +44,9 @@ pub(crate) struct TemplateKey {
     pub qemu_version: String,
     /// SHA-256 (hex) of the clone command line with per-VM paths replaced by placeholders.
     pub cmdline_sha256: String,
+    /// The root disk's base as `crate::disk::base_stamp` describes it; `None`: no root disk.
+    #[serde(default)]
+    pub disk: Option<String>,
 }
 
 /// `manifest.json`.
@@ -54,6 +59,9 @@ pub(crate) struct Manifest {
     pub memory_bytes: u64,
     pub state_bytes: u64,
     pub state_sha256: String,
+    /// Size of the template's disk (`disk.qcow2`); `None`: the image has no root disk.
+    #[serde(default)]
+    pub disk_bytes: Option<u64>,
     /// Seconds since the Unix epoch when the template was snapshotted.
     pub created_unix: u64,
 }
@@ -197,6 +205,14 @@ pub(crate) fn inspect(dir: &Path, key: &TemplateKey) -> Found {
         }
         Err(source) => return Found::Corrupt(TemplateFault::Unreadable { path: memory, source }),
     }
+    if let Some(expected) = manifest.disk_bytes {
+        let disk = dir.join(crate::disk::OVERLAY_FILE);
+        match std::fs::metadata(&disk) {
+            Ok(m) if m.len() == expected => {}
+            Ok(m) => return Found::Corrupt(TemplateFault::Size { path: disk, actual: m.len(), expected }),
+            Err(source) => return Found::Corrupt(TemplateFault::Unreadable { path: disk, source }),
+        }
+    }
     let state = dir.join(STATE_FILE);
     match file_sha256(&state) {
         Ok((actual, _)) if actual != manifest.state_bytes => {
@@ -211,11 +227,13 @@ pub(crate) fn inspect(dir: &Path, key: &TemplateKey) -> Found {
 }
 
 fn key_mismatch(found: &TemplateKey, wanted: &TemplateKey) -> Option<TemplateFault> {
+    let (found_disk, wanted_disk) = (found.disk.clone().unwrap_or_default(), wanted.disk.clone().unwrap_or_default());
     let pairs = [
         ("image id", &found.image_id, &wanted.image_id),
         ("shape", &found.shape, &wanted.shape),
         ("QEMU version", &found.qemu_version, &wanted.qemu_version),
         ("command line hash", &found.cmdline_sha256, &wanted.cmdline_sha256),
+        ("root disk", &found_disk, &wanted_disk),
     ];
     pairs.into_iter().find(|(_, found, wanted)| found != wanted).map(|(what, found, wanted)| {
         TemplateFault::KeyMismatch { what, found: found.clone(), wanted: wanted.clone() }
@@ -235,8 +253,20 @@ pub(crate) fn publish(
         file_sha256(&state).map_err(|e| SpawnError::io(format!("reading {}", state.display()), e))?;
     let created_unix =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let manifest =
-        Manifest { format: FORMAT, key: key.clone(), memory_bytes, state_bytes, state_sha256, created_unix };
+    let disk_bytes = match std::fs::metadata(scratch.join(crate::disk::OVERLAY_FILE)) {
+        Ok(meta) => Some(meta.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(SpawnError::io(format!("inspecting the template disk in {}", scratch.display()), e).into()),
+    };
+    let manifest = Manifest {
+        format: FORMAT,
+        key: key.clone(),
+        memory_bytes,
+        state_bytes,
+        state_sha256,
+        disk_bytes,
+        created_unix,
+    };
     let text = serde_json::to_string_pretty(&manifest).map_err(SnapshotError::Manifest)?;
     let manifest_path = scratch.join(MANIFEST_FILE);
     std::fs::write(&manifest_path, text)
@@ -280,6 +310,7 @@ mod tests {
             shape: "img@1/1cpu/64MiB".into(),
             qemu_version: "QEMU emulator version 7.2.22".into(),
             cmdline_sha256: sha256_hex(b"argv"),
+            disk: None,
         }
     }
 
@@ -303,6 +334,11 @@ mod tests {
         assert!(matches!(
             inspect(&dir, &newer_qemu),
             Found::Stale(TemplateFault::KeyMismatch { what: "QEMU version", .. })
+        ));
+        let rewritten_disk = TemplateKey { disk: Some("/img/disk.img 4096 1.0 7".into()), ..key() };
+        assert!(matches!(
+            inspect(&dir, &rewritten_disk),
+            Found::Stale(TemplateFault::KeyMismatch { what: "root disk", .. })
         ));
         let other_argv = TemplateKey { cmdline_sha256: sha256_hex(b"other"), ..key() };
         assert!(matches!(
