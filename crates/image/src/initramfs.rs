@@ -125,6 +125,31 @@ pub fn write_gzipped(archive: &Archive, out: impl Write) -> std::io::Result<()> 
     encoder.finish()?.flush()
 }
 
+/// The regular file `name` (e.g. `bin/busybox`) from the gzip-compressed initramfs at `path`;
+/// `None` when the archive has no such file.
+///
+/// ```no_run
+/// let image = firepit_image::Image::open_default()?;
+/// let busybox = firepit_image::initramfs::extract(image.initramfs(), "bin/busybox")?;
+/// assert!(busybox.is_some_and(|bytes| bytes.starts_with(b"\x7fELF")));
+/// # Ok::<(), firepit_image::ImageError>(())
+/// ```
+pub fn extract(path: &std::path::Path, name: &str) -> Result<Option<Vec<u8>>, ImageError> {
+    let file = std::fs::File::open(path).map_err(ImageError::io("opening", path))?;
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(file), &mut raw)
+        .map_err(ImageError::io("decompressing", path))?;
+    let files = crate::cpio::read(&raw).map_err(|e| ImageError::Io {
+        action: "reading the cpio archive",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    Ok(files.get(name).and_then(|(_, node)| match node {
+        Node::File(bytes) => Some(bytes.clone()),
+        _ => None,
+    }))
+}
+
 /// Checks that `bytes` is a static x86-64 ELF executable (no `PT_INTERP`): a dynamically linked
 /// agent would not start in the guest, which has no libc.
 ///
