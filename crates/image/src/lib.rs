@@ -68,6 +68,7 @@ pub use error::ImageError;
 pub use kind::ImageKind;
 pub use catalog::{GuestImage, ImageInfo, list_images};
 pub use location::{IMAGE_DIR_ENV, STORE_DIR_ENV, default_dir, default_store_dir};
+pub use oci::OciImporter;
 pub use packages::PackageDiskBuilder;
 pub use store::{DISK_FILE, DISK_RECORD_FILE, DiskImage, DiskRecord, ExecConfig, ImageSource, ImageStore};
 pub use manifest::{INITRAMFS_FILE, Image, KERNEL_FILE, MANIFEST_FILE, Manifest, PackageInfo};

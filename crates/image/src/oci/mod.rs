@@ -144,7 +144,6 @@ impl OciImporter {
     /// this image (same manifest digest) was imported before.
     pub fn import(&self, path: &Path, progress: &mut dyn FnMut(Progress)) -> Result<DiskImage, ImageError> {
         let mut say = |step: u32, total: u32, message: String| progress(Progress { step, total, message });
-        say(1, 4, format!("reading {}", path.display()));
         if !crate::mkdisk::is_root() {
             return Err(ImageError::ToolFailed {
                 command: "firepit image import".into(),
@@ -160,6 +159,7 @@ impl OciImporter {
         let id = fingerprint[..16].to_owned();
         let _lock = self.store.lock(&id)?;
         let total = image.layers.len() as u32 + 3;
+        say(1, total, format!("read {}: {} layers, manifest {}", path.display(), image.layers.len(), image.digest));
         if let Ok(stored) = self.store.get(&id) {
             say(total, total, format!("cached image {id}"));
             return Ok(stored);
