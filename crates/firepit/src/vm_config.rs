@@ -6,7 +6,7 @@ use std::time::Duration;
 use firepit_image::ImageKind;
 use firepit_qemu::{Accel, DiskFormat, ExecDefaults, FillStrategy, ImagePaths, RootDisk};
 
-use crate::Error;
+use crate::error::Error;
 
 /// The guest and machine size of the VMs of one pool, as the seed API names it.
 ///
@@ -148,7 +148,8 @@ impl VmConfig {
         let kind = ImageKind::detect(&self.image)?;
         if !kind.is_disk() {
             let (image_id, version) = self.initramfs_id(&self.image)?;
-            let paths = ImagePaths::new(&self.kernel, &self.image).with_exec_defaults(self.exec_defaults.clone());
+            let paths =
+                ImagePaths::new(&self.kernel, &self.image).with_exec_defaults(self.exec_defaults.clone());
             return Ok(ResolvedImage { image_id, version, paths });
         }
         let initramfs = match &self.initramfs {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use firepit::{Firepit, FillStrategy, VmConfig, VmPool};
+use firepit::{FillStrategy, Firepit, VmConfig, VmPool};
 use vm_disk_support as support;
 
 /// The busybox disk, made once for every test of this binary (removed with the process's temp dir).
@@ -55,8 +55,10 @@ async fn run_test(pool: VmPool, name: &'static str) -> Result<(String, String), 
 /// `handle.await??` in a function returning `Result<_, firepit::Error>`.
 async fn run_tests(pool: &VmPool) -> Result<Vec<(String, String)>, firepit::Error> {
     assert_eq!(pool.available_count().await, 4, "build(4) returns once all four are ready");
-    let handles: Vec<_> =
-        ["alpha", "beta", "gamma"].into_iter().map(|name| tokio::spawn(run_test(pool.clone(), name))).collect();
+    let handles: Vec<_> = ["alpha", "beta", "gamma"]
+        .into_iter()
+        .map(|name| tokio::spawn(run_test(pool.clone(), name)))
+        .collect();
     let mut results = Vec::new();
     for handle in handles {
         results.push(handle.await??);
@@ -77,7 +79,10 @@ async fn vm_a_pool_of_4_on_a_busybox_disk_runs_3_tests_through_the_console() {
     }
     // The agent runs inside the disk's root too, though nothing of firepit is on the disk.
     let vm = pool.reserve().await.unwrap();
-    let out = vm.exec(["sh", "-c", "test -x /run-test && ! test -e /sbin/firepit-agent && echo in-disk"]).await.unwrap();
+    let out = vm
+        .exec(["sh", "-c", "test -x /run-test && ! test -e /sbin/firepit-agent && echo in-disk"])
+        .await
+        .unwrap();
     assert_eq!(out.stdout_lossy().trim(), "in-disk", "{out:?}");
     drop(vm);
     pool.shutdown().await;
@@ -101,9 +106,16 @@ async fn vm_each_lease_writes_only_its_own_overlay_and_the_base_never_changes() 
         assert_eq!(vm.fill(), firepit::qemu::FillKind::Snapshot, "lease {lease}: a clone of the template");
         let overlay = vm.runtime_dir().join("disk.qcow2");
         assert!(overlay.is_file(), "lease {lease}: the VM writes to its own overlay {}", overlay.display());
-        let script = format!("test ! -e /lease-mark || {{ cat /lease-mark; exit 3; }}; echo {lease} > /lease-mark; sync");
+        let script = format!(
+            "test ! -e /lease-mark || {{ cat /lease-mark; exit 3; }}; echo {lease} > /lease-mark; sync"
+        );
         let out = vm.exec(["sh", "-c", script.as_str()]).await.unwrap();
-        assert_eq!(out.exit_code, Some(0), "lease {lease} saw an earlier lease's file: {}", out.stdout_lossy());
+        assert_eq!(
+            out.exit_code,
+            Some(0),
+            "lease {lease} saw an earlier lease's file: {}",
+            out.stdout_lossy()
+        );
         let back = vm.exec(["cat", "/lease-mark"]).await.unwrap();
         assert_eq!(back.stdout_lossy().trim(), lease.to_string(), "the lease sees its own write");
     }
@@ -131,8 +143,11 @@ async fn vm_bad_images_fail_clearly_before_a_vm_starts_and_the_pool_stays_up() {
     let pool = pool_on(&qcow2, runtime.path(), 1).await.unwrap();
 
     let random = work.path().join("random.img");
-    std::fs::write(&random, (0..65536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect::<Vec<_>>())
-        .unwrap();
+    std::fs::write(
+        &random,
+        (0..65536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
     let truncated = work.path().join("truncated.qcow2");
     let whole = std::fs::read(&qcow2).unwrap();
     std::fs::write(&truncated, &whole[..whole.len().min(128 * 1024)]).unwrap();
@@ -144,14 +159,32 @@ async fn vm_bad_images_fail_clearly_before_a_vm_starts_and_the_pool_stays_up() {
     ];
     let bad_runtime = tempfile::tempdir().unwrap();
     for (image, found) in &cases {
-        let err = pool_on(image, bad_runtime.path(), 1).await.err().expect("a bad image must not build a pool");
+        let Err(err) = pool_on(image, bad_runtime.path(), 1).await else {
+            panic!("{}: a bad image must not build a pool", image.display());
+        };
         let text = err.to_string();
-        assert!(text.contains(&image.display().to_string()) && text.contains(found), "{}: {text}", image.display());
-        assert!(common::child_qemu_pids(bad_runtime.path()).is_empty(), "no VM may start for {}", image.display());
-        assert!(common::leftovers(bad_runtime.path()).is_empty(), "nothing may be left for {}", image.display());
+        assert!(
+            text.contains(&image.display().to_string()) && text.contains(found),
+            "{}: {text}",
+            image.display()
+        );
+        assert!(
+            common::child_qemu_pids(bad_runtime.path()).is_empty(),
+            "no VM may start for {}",
+            image.display()
+        );
+        assert!(
+            common::leftovers(bad_runtime.path()).is_empty(),
+            "nothing may be left for {}",
+            image.display()
+        );
     }
     let vm = pool.reserve().await.unwrap();
-    assert_eq!(vm.exec(["cat", "/proc/1/cmdline"]).await.unwrap().exit_code, Some(0), "the pool still serves");
+    assert_eq!(
+        vm.exec(["cat", "/proc/1/cmdline"]).await.unwrap().exit_code,
+        Some(0),
+        "the pool still serves"
+    );
     drop(vm);
     pool.shutdown().await;
 }

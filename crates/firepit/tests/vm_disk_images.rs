@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use firepit::image::{DiskImage, Image, OciImporter, PackageDiskBuilder};
 use firepit::qemu::FillKind;
-use firepit::{Firepit, FillStrategy, VmConfig};
+use firepit::{FillStrategy, Firepit, VmConfig};
 use sha2::{Digest, Sha256};
 use vm_disk_support as support;
 
@@ -33,10 +33,12 @@ async fn vm_a_python3_package_disk_answers_42_on_a_snapshot_clone() {
     let store = support::test_store();
     let started = Instant::now();
     let builder = PackageDiskBuilder::new(&store, ["python3"]);
-    let disk = tokio::task::spawn_blocking(move || builder.build(&mut |p| eprintln!("[{}/{}] {}", p.step, p.total, p.message)))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let disk = tokio::task::spawn_blocking(move || {
+        builder.build(&mut |p| eprintln!("[{}/{}] {}", p.step, p.total, p.message))
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"));
     let first_build = started.elapsed();
     let started = Instant::now();
     let again = PackageDiskBuilder::new(&store, ["python3"]).build(&mut |_| {}).unwrap();
@@ -45,7 +47,8 @@ async fn vm_a_python3_package_disk_answers_42_on_a_snapshot_clone() {
     assert!(disk.record().packages.iter().any(|p| p.name == "python3"), "{:?}", disk.record().packages);
 
     let runtime = tempfile::tempdir().unwrap();
-    let pool = pool_builder(&disk, runtime.path()).fill_strategy(FillStrategy::Snapshot).build(2).await.unwrap();
+    let pool =
+        pool_builder(&disk, runtime.path()).fill_strategy(FillStrategy::Snapshot).build(2).await.unwrap();
     let vm = pool.reserve().await.unwrap();
     assert_eq!(vm.fill(), FillKind::Snapshot, "a clone of the template");
     let restore = vm.boot_duration();
@@ -58,7 +61,11 @@ async fn vm_a_python3_package_disk_answers_42_on_a_snapshot_clone() {
 
     // The same disk cold-booted, for comparison.
     let cold_runtime = tempfile::tempdir().unwrap();
-    let cold_pool = pool_builder(&disk, cold_runtime.path()).fill_strategy(FillStrategy::ColdBoot).build(1).await.unwrap();
+    let cold_pool = pool_builder(&disk, cold_runtime.path())
+        .fill_strategy(FillStrategy::ColdBoot)
+        .build(1)
+        .await
+        .unwrap();
     let cold = cold_pool.reserve().await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (cold_boot, cold_pss) = (cold.boot_duration(), pss_mib(cold.pid()));
@@ -125,7 +132,11 @@ fn chown(path: &Path, uid: u32) {
 fn two_layer_layout(work: &Path) -> std::path::PathBuf {
     let lower = work.join("lower");
     support::busybox_tree(&lower);
-    std::fs::write(lower.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n").unwrap();
+    std::fs::write(
+        lower.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/app:/bin/sh\n",
+    )
+    .unwrap();
     std::fs::write(lower.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
     std::fs::write(lower.join("etc/remove-me"), "lower layer\n").unwrap();
     std::fs::create_dir_all(lower.join("data/sub")).unwrap();
@@ -172,12 +183,24 @@ async fn vm_an_imported_two_layer_oci_image_shows_its_layers_whiteouts_and_confi
     let work = tempfile::tempdir().unwrap();
     let layout = two_layer_layout(work.path());
     let store = firepit::image::ImageStore::new(work.path().join("store"));
-    let disk = OciImporter::new(&store).import(&layout, &mut |p| eprintln!("[{}/{}] {}", p.step, p.total, p.message)).unwrap();
+    let disk = OciImporter::new(&store)
+        .import(&layout, &mut |p| eprintln!("[{}/{}] {}", p.step, p.total, p.message))
+        .unwrap();
     let exec = &disk.record().exec;
     assert_eq!((exec.user.as_deref(), exec.working_dir.as_deref()), (Some("1000:1000"), Some("/app")));
     // The same image as an oci-archive tarball is the same image (same manifest digest).
     let archive = work.path().join("app-oci.tar");
-    assert!(Command::new("tar").arg("-cf").arg(&archive).arg("-C").arg(&layout).arg(".").status().unwrap().success());
+    assert!(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&layout)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
     assert_eq!(OciImporter::new(&store).import(&archive, &mut |_| {}).unwrap().id(), disk.id());
 
     let runtime = tempfile::tempdir().unwrap();

@@ -40,7 +40,11 @@ pub fn list_images(default_dir: &Path, store: &ImageStore) -> Result<Vec<ImageIn
             id: image.id().to_owned(),
             kind: ImageKind::Initramfs,
             size_bytes: allocated_bytes(image.kernel()) + allocated_bytes(image.initramfs()),
-            source: format!("firepit initramfs + kernel {} (packages {})", image.kernel_version(), names.join(",")),
+            source: format!(
+                "firepit initramfs + kernel {} (packages {})",
+                image.kernel_version(),
+                names.join(",")
+            ),
             dir: image.dir().to_path_buf(),
         });
     }

@@ -212,7 +212,7 @@ pub enum ImageError {
     },
     /// Importing an OCI image failed.
     #[error(transparent)]
-    Oci(#[from] crate::oci::OciError),
+    Oci(#[from] crate::oci_error::OciError),
 }
 
 impl ImageError {

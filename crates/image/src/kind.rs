@@ -136,10 +136,7 @@ fn be32(bytes: &[u8], at: usize) -> u64 {
 }
 
 fn be64(bytes: &[u8], at: usize) -> u64 {
-    bytes
-        .get(at..at + 8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_be_bytes)
+    bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
 }
 
 fn le32(bytes: &[u8], at: usize) -> u64 {
@@ -257,7 +254,9 @@ fn initramfs(path: &Path, head: &[u8]) -> Result<bool, String> {
 }
 
 fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, String> {
-    std::fs::File::open(path).map(std::io::BufReader::new).map_err(|e| format!("a file that cannot be read ({e})"))
+    std::fs::File::open(path)
+        .map(std::io::BufReader::new)
+        .map_err(|e| format!("a file that cannot be read ({e})"))
 }
 
 /// What unknown bytes look like, for the error message.

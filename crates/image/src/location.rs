@@ -58,7 +58,7 @@ fn data_dir() -> PathBuf {
     }
 }
 
-impl crate::Image {
+impl crate::manifest::Image {
     /// Opens the image at [`default_dir`], with an error that says how to build it when it is
     /// missing.
     ///
@@ -67,8 +67,8 @@ impl crate::Image {
     /// println!("{} at {}", image.id(), image.dir().display());
     /// # Ok::<(), firepit_image::ImageError>(())
     /// ```
-    pub fn open_default() -> Result<Self, crate::ImageError> {
+    pub fn open_default() -> Result<Self, crate::error::ImageError> {
         let dir = default_dir();
-        Self::open(&dir).map_err(|error| crate::ImageError::NoDefaultImage { dir, source: Box::new(error) })
+        Self::open(&dir).map_err(|error| crate::error::ImageError::NoDefaultImage { dir, source: Box::new(error) })
     }
 }

@@ -42,7 +42,8 @@ pub(crate) fn run(
             }
         }
     }
-    let status = child.wait().map_err(|source| ImageError::Io { action: "waiting for", path: tool.into(), source })?;
+    let status =
+        child.wait().map_err(|source| ImageError::Io { action: "waiting for", path: tool.into(), source })?;
     if status.success() {
         return Ok(());
     }
@@ -67,7 +68,8 @@ fn tree_usage(root: &Path) -> Result<(u64, u64), ImageError> {
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).map_err(ImageError::io("reading", &dir))? {
             let entry = entry.map_err(ImageError::io("reading", &dir))?;
-            let meta = entry.path().symlink_metadata().map_err(ImageError::io("inspecting", &entry.path()))?;
+            let meta =
+                entry.path().symlink_metadata().map_err(ImageError::io("inspecting", &entry.path()))?;
             inodes += 1;
             bytes += meta.size().div_ceil(4096) * 4096;
             if meta.is_dir() {

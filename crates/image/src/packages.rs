@@ -80,7 +80,14 @@ impl PackageDiskBuilder {
         let mut packages: Vec<String> = packages.into_iter().map(Into::into).collect();
         packages.sort();
         packages.dedup();
-        Self { store: store.clone(), packages, suite: None, sources: None, free_space_mb: 256, rebuild: false }
+        Self {
+            store: store.clone(),
+            packages,
+            suite: None,
+            sources: None,
+            free_space_mb: 256,
+            rebuild: false,
+        }
     }
 
     /// The Debian suite (default: the host's, `VERSION_CODENAME` in `/etc/os-release`).
@@ -131,19 +138,28 @@ impl PackageDiskBuilder {
         if !self.rebuild
             && let Ok(image) = self.store.get(&id)
         {
-            progress(Progress { step: TOTAL_STEPS, total: TOTAL_STEPS, message: format!("cached image {id}") });
+            progress(Progress {
+                step: TOTAL_STEPS,
+                total: TOTAL_STEPS,
+                message: format!("cached image {id}"),
+            });
             return Ok(image);
         }
         if !crate::mkdisk::is_root() {
             return Err(ImageError::ToolFailed {
                 command: "mmdebstrap".into(),
                 status: "not started".into(),
-                stderr: "building a root disk needs root (its files must belong to their Debian owners)".into(),
+                stderr: "building a root disk needs root (its files must belong to their Debian owners)"
+                    .into(),
             });
         }
         let staging = self.store.stage()?;
         let tree = staging.path().join("rootfs");
-        next(progress, &mut step, format!("installing {} with mmdebstrap ({suite})", self.packages.join(",")));
+        next(
+            progress,
+            &mut step,
+            format!("installing {} with mmdebstrap ({suite})", self.packages.join(",")),
+        );
         let mut args: Vec<OsString> = vec![
             format!("--variant={VARIANT}").into(),
             "--format=directory".into(),
@@ -198,8 +214,14 @@ impl PackageDiskBuilder {
             });
         }
         let mut hasher = Sha256::new();
-        hasher.update(format!("firepit package disk format {STORE_FORMAT}\nvariant {VARIANT}\nsuite {suite}\n"));
-        hasher.update(format!("packages {}\nfree {}\nexcludes {DPKG_EXCLUDES:?}\n", self.packages.join(","), self.free_space_mb));
+        hasher.update(format!(
+            "firepit package disk format {STORE_FORMAT}\nvariant {VARIANT}\nsuite {suite}\n"
+        ));
+        hasher.update(format!(
+            "packages {}\nfree {}\nexcludes {DPKG_EXCLUDES:?}\n",
+            self.packages.join(","),
+            self.free_space_mb
+        ));
         for file in &sources {
             let text = std::fs::read(file).map_err(ImageError::io("reading", file))?;
             hasher.update(format!("source {} {}\n", file.display(), text.len()));
@@ -221,9 +243,8 @@ fn valid_package_spec(spec: &str) -> bool {
     let name_ok = name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-    let version_ok = version.is_none_or(|v| {
-        !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c))
-    });
+    let version_ok = version
+        .is_none_or(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c)));
     name_ok && version_ok
 }
 
@@ -237,7 +258,8 @@ fn host_suite() -> Result<String, ImageError> {
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ImageError::PackageUnavailable {
             package: "the Debian suite".into(),
-            detail: "/etc/os-release has no VERSION_CODENAME: name the suite (PackageDiskBuilder::suite)".into(),
+            detail: "/etc/os-release has no VERSION_CODENAME: name the suite (PackageDiskBuilder::suite)"
+                .into(),
         })
 }
 
@@ -299,17 +321,21 @@ mod tests {
     fn the_id_follows_the_inputs_not_their_order() {
         let dir = tempfile::tempdir().unwrap();
         let sources = dir.path().join("debian.sources");
-        std::fs::write(&sources, "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n").unwrap();
+        std::fs::write(&sources, "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n")
+            .unwrap();
         let store = ImageStore::new(dir.path().join("store"));
         let builder = |packages: &[&str]| {
-            PackageDiskBuilder::new(&store, packages.iter().copied()).suite("bookworm").sources(vec![sources.clone()])
+            PackageDiskBuilder::new(&store, packages.iter().copied())
+                .suite("bookworm")
+                .sources(vec![sources.clone()])
         };
         let id = builder(&["python3", "git"]).id().unwrap();
         assert_eq!(id.len(), 16);
         assert_eq!(builder(&["git", "python3", "git"]).id().unwrap(), id, "order and repeats do not matter");
         assert_ne!(builder(&["python3"]).id().unwrap(), id);
         assert_ne!(builder(&["python3", "git"]).free_space_mb(1).id().unwrap(), id);
-        std::fs::write(&sources, "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n").unwrap();
+        std::fs::write(&sources, "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n")
+            .unwrap();
         assert_ne!(builder(&["python3", "git"]).id().unwrap(), id, "other sources, other image");
     }
 
@@ -317,7 +343,8 @@ mod tests {
     fn bad_names_fail_before_anything_runs() {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::new(dir.path());
-        let err = PackageDiskBuilder::new(&store, ["--root=/"]).suite("bookworm").build(&mut |_| {}).unwrap_err();
+        let err =
+            PackageDiskBuilder::new(&store, ["--root=/"]).suite("bookworm").build(&mut |_| {}).unwrap_err();
         assert!(matches!(err, ImageError::InvalidPackageName { .. }), "{err}");
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing was staged");
     }

@@ -61,7 +61,9 @@ pub enum ImageSource {
 impl std::fmt::Display for ImageSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ImageSource::Packages { packages, suite } => write!(f, "packages {} ({suite})", packages.join(",")),
+            ImageSource::Packages { packages, suite } => {
+                write!(f, "packages {} ({suite})", packages.join(","))
+            }
             ImageSource::Oci { path, digest, reference } => {
                 let short = digest.get(..19).unwrap_or(digest);
                 match reference {
@@ -93,7 +95,7 @@ pub struct ExecConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskRecord {
-    /// Record format ([`STORE_FORMAT`]).
+    /// Record format (this firepit writes 1).
     pub format: u32,
     /// The image id (16 hex digits of the input hash); also its directory's name.
     pub id: String,
@@ -141,7 +143,11 @@ impl DiskImage {
         let disk = dir.join(&record.disk_file);
         let len = std::fs::metadata(&disk).map_err(|e| bad(format!("{}: {e}", disk.display())))?.len();
         if len != record.disk_bytes {
-            return Err(bad(format!("{} has {len} bytes, the record says {}", disk.display(), record.disk_bytes)));
+            return Err(bad(format!(
+                "{} has {len} bytes, the record says {}",
+                disk.display(),
+                record.disk_bytes
+            )));
         }
         Ok(Self { dir: dir.to_path_buf(), record })
     }
@@ -261,7 +267,10 @@ impl ImageStore {
     /// Writes `record` into `staging` and moves it into place as `<store>/<id>`.
     pub(crate) fn commit(&self, mut staging: Staging, record: &DiskRecord) -> Result<DiskImage, ImageError> {
         let Some(dir) = staging.dir.clone() else {
-            return Err(ImageError::BadDiskRecord { path: self.dir.clone(), detail: "staging committed twice".into() });
+            return Err(ImageError::BadDiskRecord {
+                path: self.dir.clone(),
+                detail: "staging committed twice".into(),
+            });
         };
         let json = serde_json::to_vec_pretty(record).map_err(|e| ImageError::BadDiskRecord {
             path: dir.join(DISK_RECORD_FILE),
@@ -281,10 +290,12 @@ impl ImageStore {
     fn sweep(&self) {
         for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix(".tmp-").and_then(|rest| rest.split('-').next()) else { continue };
-            let alive = pid.parse::<u32>().is_ok_and(|pid| {
-                pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
-            });
+            let Some(pid) = name.strip_prefix(".tmp-").and_then(|rest| rest.split('-').next()) else {
+                continue;
+            };
+            let alive = pid
+                .parse::<u32>()
+                .is_ok_and(|pid| pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists());
             if !alive && let Err(error) = std::fs::remove_dir_all(entry.path()) {
                 tracing::warn!(path = %entry.path().display(), %error, "removing a dead build's staging dir failed");
             }

@@ -22,11 +22,7 @@ async fn old_vms_are_replaced_and_the_pool_never_drops_below_low_water() {
     // Watch every 100 ms across the expiry and the replacement fills.
     for _ in 0..700 {
         settle(Duration::from_millis(100)).await;
-        assert!(
-            pool.available_now() >= 2,
-            "ready dropped to {} during age eviction",
-            pool.available_now()
-        );
+        assert!(pool.available_now() >= 2, "ready dropped to {} during age eviction", pool.available_now());
     }
     let now = provider.ids();
     for id in &old {

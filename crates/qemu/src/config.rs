@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::disk::RootDisk;
+use crate::root_disk::RootDisk;
 use crate::exec_defaults::ExecDefaults;
 
 /// Default of [`ProviderConfig::snapshot_retry_after`]: how long a shape cold-boots after its

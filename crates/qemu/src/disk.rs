@@ -9,7 +9,7 @@
 //! removed with that directory when the VM is destroyed. QEMU opens a backing file read-only.
 //!
 //! # How it fits
-//! An image registered with a [`RootDisk`] (see [`ImagePaths::with_disk`](crate::ImagePaths::with_disk))
+//! An image registered with a [`RootDisk`](crate::RootDisk) (see [`ImagePaths::with_disk`](crate::ImagePaths::with_disk))
 //! boots firepit's kernel and initramfs with the overlay as `/dev/vda` (virtio-blk) and
 //! `firepit.root=/dev/vda` on the kernel command line; the initramfs mounts it, starts the agent
 //! inside it and hands over to the disk's init (see `firepit_image::initramfs`). For snapshot
@@ -17,10 +17,11 @@
 //! and becomes the read-only base of every clone's overlay (see `snapshot`), so a clone's disk is
 //! the template's disk at save time, matching the guest memory it restores.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::process::Credentials;
+use crate::root_disk::{DiskError, DiskFormat};
 
 /// The overlay's file name in a VM's runtime directory (and the template's disk in a template
 /// directory).
@@ -29,104 +30,12 @@ pub(crate) const OVERLAY_FILE: &str = "disk.qcow2";
 /// How long `qemu-img create` may take (it writes a few KiB; the deadline catches a hung one).
 const QEMU_IMG_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The format of a root disk's base file (what `-F` says to `qemu-img create`).
-///
-/// ```
-/// assert_eq!(firepit_qemu::DiskFormat::Raw.as_str(), "raw");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DiskFormat {
-    /// A raw file system image (e.g. ext4 made by `mkfs.ext4 -d`).
-    Raw,
-    /// A qcow2 image.
-    Qcow2,
-}
-
-impl DiskFormat {
-    /// `raw` or `qcow2`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DiskFormat::Raw => "raw",
-            DiskFormat::Qcow2 => "qcow2",
-        }
-    }
-}
-
-/// A root disk: its base file (never written) and that file's format.
-///
-/// ```
-/// use firepit_qemu::{DiskFormat, RootDisk};
-/// let disk = RootDisk::new("/images/python3/disk.img", DiskFormat::Raw);
-/// assert_eq!(disk.format, DiskFormat::Raw);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RootDisk {
-    /// The base image. Give an absolute path: overlays name it as their backing file.
-    pub base: PathBuf,
-    /// Its format.
-    pub format: DiskFormat,
-}
-
-impl RootDisk {
-    /// A root disk with base `base` in `format`.
-    pub fn new(base: impl Into<PathBuf>, format: DiskFormat) -> Self {
-        Self { base: base.into(), format }
-    }
-}
-
-/// Why a VM's root disk could not be prepared.
-///
-/// ```
-/// let err = firepit_qemu::DiskError::QemuImgNotFound { binary: "qemu-img".into() };
-/// assert!(err.to_string().contains("apt-get install qemu-utils"));
-/// ```
-#[derive(Debug, thiserror::Error)]
-pub enum DiskError {
-    /// `qemu-img` is not installed.
-    #[error("{binary} not found: run `apt-get install qemu-utils` or set ProviderConfig::qemu_img_binary")]
-    QemuImgNotFound {
-        /// The binary asked for.
-        binary: PathBuf,
-    },
-    /// The base image cannot be used.
-    #[error("root disk {base}: {source}")]
-    Base {
-        /// The base image.
-        base: PathBuf,
-        /// Why it cannot be read.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Running `qemu-img` failed.
-    #[error("running {binary}: {source}")]
-    Run {
-        /// The binary.
-        binary: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `qemu-img create` of an overlay failed or took too long.
-    #[error("creating the overlay {overlay} over {base} failed ({status}): {stderr}")]
-    Overlay {
-        /// The overlay that was to be created.
-        overlay: PathBuf,
-        /// Its backing file.
-        base: PathBuf,
-        /// How `qemu-img` ended.
-        status: String,
-        /// The end of its standard error.
-        stderr: String,
-    },
-}
-
 /// What identifies a base file's content cheaply: path, size, modification time and inode. A
 /// snapshot template records it, so a base replaced or rewritten makes the template stale.
 pub(crate) fn base_stamp(base: &Path) -> Result<String, DiskError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(base).map_err(|source| DiskError::Base { base: base.to_path_buf(), source })?;
+    let meta =
+        std::fs::metadata(base).map_err(|source| DiskError::Base { base: base.to_path_buf(), source })?;
     Ok(format!("{} {} {}.{:09} {}", base.display(), meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino()))
 }
 
@@ -208,9 +117,10 @@ mod tests {
         let named = base.to_string_lossy();
         assert!(header.windows(named.len()).any(|w| w == named.as_bytes()), "backing file recorded");
         let missing = dir.path().join("absent.img");
-        let err = create_overlay(Path::new("qemu-img"), &missing, DiskFormat::Raw, &dir.path().join("o2"), None)
-            .await
-            .unwrap_err();
+        let err =
+            create_overlay(Path::new("qemu-img"), &missing, DiskFormat::Raw, &dir.path().join("o2"), None)
+                .await
+                .unwrap_err();
         assert!(matches!(err, DiskError::Overlay { .. }), "{err}");
         let err = create_overlay(Path::new("/nonexistent/qemu-img"), &base, DiskFormat::Raw, &overlay, None)
             .await

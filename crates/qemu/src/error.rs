@@ -48,7 +48,7 @@ pub enum QemuError {
     Snapshot(#[from] SnapshotError),
     /// A VM's root disk (its copy-on-write overlay) could not be prepared.
     #[error(transparent)]
-    Disk(#[from] crate::disk::DiskError),
+    Disk(#[from] crate::root_disk::DiskError),
 }
 
 /// Why a QEMU process could not be started.

@@ -47,8 +47,12 @@ impl ExecDefaults {
             return request;
         }
         let own = std::mem::take(&mut request.env);
-        let mut env: Vec<(String, String)> =
-            self.env.iter().filter(|(name, _)| !own.iter().any(|(other, _)| other == name)).cloned().collect();
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(name, _)| !own.iter().any(|(other, _)| other == name))
+            .cloned()
+            .collect();
         env.extend(own);
         request.env = env;
         if request.cwd.is_none() {

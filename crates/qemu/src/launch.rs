@@ -21,7 +21,8 @@ use crate::boot;
 use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, ImagePaths, ProviderConfig};
 use crate::config_error::ConfigError;
-use crate::disk::{DiskFormat, OVERLAY_FILE};
+use crate::disk::OVERLAY_FILE;
+use crate::root_disk::DiskFormat;
 use crate::error::QemuError;
 use crate::exec_defaults::ExecDefaults;
 use crate::process::Credentials;
@@ -144,7 +145,12 @@ impl Launcher {
     }
 
     /// Creates the qcow2 `overlay` over `base` (see [`crate::disk`]), owned by QEMU's user.
-    pub(crate) async fn overlay(&self, base: &Path, format: DiskFormat, overlay: &Path) -> Result<(), QemuError> {
+    pub(crate) async fn overlay(
+        &self,
+        base: &Path,
+        format: DiskFormat,
+        overlay: &Path,
+    ) -> Result<(), QemuError> {
         let qemu_img = &self.config.qemu_img_binary;
         Ok(crate::disk::create_overlay(qemu_img, base, format, overlay, self.run_as).await?)
     }

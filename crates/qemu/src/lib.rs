@@ -13,7 +13,8 @@
 //!   builds them.
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
-//!   port, virtio-rng) and nothing configurable beyond [`ProviderConfig`].
+//!   port, virtio-rng, and a virtio-blk root disk when the image has one: see [`RootDisk`]) and
+//!   nothing configurable beyond [`ProviderConfig`].
 //!
 //! # How data flows
 //! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). Each
@@ -79,6 +80,7 @@ mod process;
 mod provider;
 mod qmp;
 mod restore;
+mod root_disk;
 mod ring;
 mod run_as;
 mod rundir;
@@ -96,7 +98,7 @@ pub use config::{
 };
 pub use config_error::ConfigError;
 pub use console::{Console, ConsoleOutput};
-pub use disk::{DiskError, DiskFormat, RootDisk};
+pub use root_disk::{DiskError, DiskFormat, RootDisk};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exec::{ExecOutput, fresh_identity};
 pub use exec_defaults::ExecDefaults;

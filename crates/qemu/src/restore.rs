@@ -68,7 +68,7 @@ pub(crate) async fn restore_clone(
     if let Some(overlay) = &spec.disk {
         // The template's disk at save time, matching the memory this clone maps.
         let template_disk = memory_file.with_file_name(crate::disk::OVERLAY_FILE);
-        launcher.overlay(&template_disk, crate::disk::DiskFormat::Qcow2, overlay).await?;
+        launcher.overlay(&template_disk, crate::root_disk::DiskFormat::Qcow2, overlay).await?;
     }
     let started =
         crate::boot::start(&launcher.config.qemu_binary, &spec, dir, &launcher.config, deadline).await?;

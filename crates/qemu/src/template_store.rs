@@ -227,7 +227,8 @@ pub(crate) fn inspect(dir: &Path, key: &TemplateKey) -> Found {
 }
 
 fn key_mismatch(found: &TemplateKey, wanted: &TemplateKey) -> Option<TemplateFault> {
-    let (found_disk, wanted_disk) = (found.disk.clone().unwrap_or_default(), wanted.disk.clone().unwrap_or_default());
+    let (found_disk, wanted_disk) =
+        (found.disk.clone().unwrap_or_default(), wanted.disk.clone().unwrap_or_default());
     let pairs = [
         ("image id", &found.image_id, &wanted.image_id),
         ("shape", &found.shape, &wanted.shape),
@@ -256,7 +257,11 @@ pub(crate) fn publish(
     let disk_bytes = match std::fs::metadata(scratch.join(crate::disk::OVERLAY_FILE)) {
         Ok(meta) => Some(meta.len()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(SpawnError::io(format!("inspecting the template disk in {}", scratch.display()), e).into()),
+        Err(e) => {
+            return Err(
+                SpawnError::io(format!("inspecting the template disk in {}", scratch.display()), e).into()
+            );
+        }
     };
     let manifest = Manifest {
         format: FORMAT,

@@ -42,9 +42,15 @@ fn a_disk_boots_with_the_given_initramfs_from_its_absolute_path() {
     config.initramfs = Some(dir.path().join("i"));
     let resolved = config.resolve().unwrap();
     let disk = resolved.paths.disk.expect("a root disk");
-    assert_eq!((disk.base.as_path(), disk.format), (dir.path().join("disk.img").canonicalize().unwrap().as_path(), DiskFormat::Raw));
+    assert_eq!(
+        (disk.base.as_path(), disk.format),
+        (dir.path().join("disk.img").canonicalize().unwrap().as_path(), DiskFormat::Raw)
+    );
     assert_eq!(resolved.paths.initramfs, dir.path().join("i"));
-    assert_ne!(resolved.image_id, VmConfig::new(dir.path().join("k"), dir.path().join("i")).resolve().unwrap().image_id);
+    assert_ne!(
+        resolved.image_id,
+        VmConfig::new(dir.path().join("k"), dir.path().join("i")).resolve().unwrap().image_id
+    );
 }
 
 #[test]
@@ -53,7 +59,8 @@ fn anything_else_is_an_error_naming_the_file_and_what_was_found() {
     std::fs::write(dir.path().join("k"), b"kernel").unwrap();
     std::fs::write(dir.path().join("junk"), b"0123456789").unwrap();
     for (image, found) in [("junk", "unknown content"), ("missing", "no such file"), (".", "a directory")] {
-        let err = VmConfig::new(dir.path().join("k"), dir.path().join(image)).resolve().unwrap_err().to_string();
+        let err =
+            VmConfig::new(dir.path().join("k"), dir.path().join(image)).resolve().unwrap_err().to_string();
         assert!(err.contains(&dir.path().join(image).display().to_string()) && err.contains(found), "{err}");
     }
 }

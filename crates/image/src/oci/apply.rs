@@ -7,7 +7,7 @@ use std::io::{BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::OciError;
+use crate::oci_error::OciError;
 use crate::error::ImageError;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -104,7 +104,8 @@ fn add_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, target: &Path)
         EntryType::Link => {
             let link = entry.link_name().map_err(|e| e.to_string())?.ok_or("a hard link without a target")?;
             let source = resolve(root, &link, false)?;
-            std::fs::hard_link(&source, target).map_err(|e| format!("hard link to {}: {e}", link.display()))?;
+            std::fs::hard_link(&source, target)
+                .map_err(|e| format!("hard link to {}: {e}", link.display()))?;
             return Ok(()); // shares the source's inode: owner and mode are already right
         }
         EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -124,11 +125,13 @@ fn add_entry<R: Read>(root: &Path, entry: &mut tar::Entry<'_, R>, target: &Path)
         }
         _ => return Ok(()), // PAX and GNU headers are read by the tar crate; nothing else to make
     }
-    std::os::unix::fs::lchown(target, Some(uid as u32), Some(gid as u32)).map_err(|e| format!("chown: {e}"))?;
+    std::os::unix::fs::lchown(target, Some(uid as u32), Some(gid as u32))
+        .map_err(|e| format!("chown: {e}"))?;
     if kind != EntryType::Symlink {
         // After chown, which clears set-uid bits.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod: {e}"))?;
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod: {e}"))?;
     }
     set_xattrs(entry, target)?;
     if kind != EntryType::Directory {
@@ -161,7 +164,9 @@ fn set_mtime(target: &Path, mtime: u64) -> Result<(), String> {
     let secs = libc::time_t::try_from(mtime).unwrap_or(0);
     let times = [libc::timespec { tv_sec: secs, tv_nsec: 0 }, libc::timespec { tv_sec: secs, tv_nsec: 0 }];
     // SAFETY: valid path and a two-element timespec array; AT_SYMLINK_NOFOLLOW sets a link's own time.
-    let done = unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let done = unsafe {
+        libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+    };
     if done != 0 {
         return Err(format!("setting its time: {}", std::io::Error::last_os_error()));
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::OciError;
+use crate::oci_error::OciError;
 use crate::error::ImageError;
 use crate::store::ExecConfig;
 
@@ -38,7 +38,9 @@ pub(super) fn exec_config(bytes: &[u8]) -> Result<ExecConfig, ImageError> {
     let config: ImageConfig = serde_json::from_slice(bytes)
         .map_err(|e| OciError::BadDocument { what: "the image config".into(), detail: e.to_string() })?;
     let platform = format!("{}/{}", config.os, config.architecture);
-    if !(config.os.is_empty() || config.os == "linux") || !(config.architecture.is_empty() || config.architecture == "amd64") {
+    if !(config.os.is_empty() || config.os == "linux")
+        || !(config.architecture.is_empty() || config.architecture == "amd64")
+    {
         return Err(OciError::Platform { found: platform }.into());
     }
     let run = config.config.unwrap_or_default();
@@ -68,9 +70,10 @@ pub(super) fn resolve_user(mut exec: ExecConfig, root: &Path) -> Result<ExecConf
     let fail = |detail: String| ImageError::from(OciError::User { user: user.clone(), detail });
     let (name, group_name) = user.split_once(':').map_or((user.as_str(), None), |(u, g)| (u, Some(g)));
     // passwd: name:x:uid:gid:...; group: name:x:gid:...
-    let passwd_entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() > 3 && (f[0] == name || (name.parse::<u32>().is_ok() && f[2] == name))
-    });
+    let passwd_entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && (f[0] == name || (name.parse::<u32>().is_ok() && f[2] == name)));
     let uid: u32 = match name.parse() {
         Ok(uid) => uid,
         Err(_) => passwd_entry
@@ -100,7 +103,8 @@ mod tests {
 
     #[test]
     fn env_workdir_user_and_command_are_read_and_other_platforms_refused() {
-        let json = br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/app/bin:/bin","EMPTY=","junk"],
+        let json =
+            br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/app/bin:/bin","EMPTY=","junk"],
             "WorkingDir":"/app","User":"app","Entrypoint":["/app/run"],"Cmd":["--serve"]}}"#;
         let exec = exec_config(json).unwrap();
         assert_eq!(exec.env, [("PATH".into(), "/app/bin:/bin".into()), ("EMPTY".into(), String::new())]);
@@ -115,7 +119,11 @@ mod tests {
     fn users_resolve_to_uid_and_gid_in_the_image() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("etc")).unwrap();
-        std::fs::write(root.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n").unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(root.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
         let user = |u: &str| {
             let exec = ExecConfig { user: Some(u.into()), ..Default::default() };

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::OciError;
+use crate::oci_error::OciError;
 use crate::error::ImageError;
 
 /// Where an archive is unpacked inside the staging directory.
@@ -78,7 +78,8 @@ fn not_image(path: &Path, detail: impl Into<String>) -> ImageError {
 }
 
 fn document<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, ImageError> {
-    serde_json::from_slice(bytes).map_err(|e| OciError::BadDocument { what: what.into(), detail: e.to_string() }.into())
+    serde_json::from_slice(bytes)
+        .map_err(|e| OciError::BadDocument { what: what.into(), detail: e.to_string() }.into())
 }
 
 /// Opens the image at `path`: a layout directory, or an archive unpacked into `staging`.
@@ -126,7 +127,8 @@ fn blob(dir: &Path, digest: &str) -> Result<(PathBuf, Vec<u8>), ImageError> {
 }
 
 fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, ImageError> {
-    let hex = digest.strip_prefix("sha256:").filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let hex =
+        digest.strip_prefix("sha256:").filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
     match hex {
         Some(hex) => Ok(dir.join("blobs/sha256").join(hex)),
         None => Err(blob_error(digest, dir, "only sha256 digests are supported".into())),
@@ -139,7 +141,11 @@ fn blob_error(digest: &str, path: &Path, detail: String) -> ImageError {
 
 fn check_digest(digest: &str, path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     let actual = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-    if actual == digest { Ok(()) } else { Err(blob_error(digest, path, format!("its content hashes to {actual}"))) }
+    if actual == digest {
+        Ok(())
+    } else {
+        Err(blob_error(digest, path, format!("its content hashes to {actual}")))
+    }
 }
 
 /// Checks a (possibly large) layer file against `digest` without reading it into memory.
@@ -155,7 +161,11 @@ fn check_file_digest(digest: &str, path: &Path) -> Result<(), ImageError> {
         }
     }
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if actual == digest { Ok(()) } else { Err(blob_error(digest, path, format!("its content hashes to {actual}"))) }
+    if actual == digest {
+        Ok(())
+    } else {
+        Err(blob_error(digest, path, format!("its content hashes to {actual}")))
+    }
 }
 
 fn is_index(media_type: &str) -> bool {
@@ -176,7 +186,9 @@ fn from_layout(dir: &Path, given: &Path, reference: Option<&str>) -> Result<Open
             index.manifests.iter().filter_map(|d| d.annotations.get(REF_NAME)).map(String::as_str).collect();
         let detail = match reference {
             Some(name) => format!("no image named {name:?} (names: {names:?})"),
-            None => format!("{} images (names: {names:?}): choose one with a reference", index.manifests.len()),
+            None => {
+                format!("{} images (names: {names:?}): choose one with a reference", index.manifests.len())
+            }
         };
         return Err(OciError::WhichImage { path: given.to_path_buf(), detail }.into());
     };
@@ -204,7 +216,8 @@ fn from_layout(dir: &Path, given: &Path, reference: Option<&str>) -> Result<Open
             .ok_or(OciError::Platform { found: platforms.join(", ") })?;
         (digest, media_type) = (amd64.digest, amd64.media_type);
     }
-    Err(OciError::BadDocument { what: "index.json".into(), detail: "image indexes nest too deep".into() }.into())
+    Err(OciError::BadDocument { what: "index.json".into(), detail: "image indexes nest too deep".into() }
+        .into())
 }
 
 fn manifest_image(

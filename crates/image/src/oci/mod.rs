@@ -9,14 +9,14 @@
 //! initramfs and agent like any root disk.
 //!
 //! # How
-//! - [`layout`]: finds the image manifest (following an image index to `linux/amd64`), its config
+//! - `layout`: finds the image manifest (following an image index to `linux/amd64`), its config
 //!   and its layers, checking every blob against its SHA-256 digest. An archive is unpacked into a
 //!   staging directory first; a `docker save` archive's own `manifest.json` is understood too.
-//! - [`apply`]: applies each layer (gzip, zstd or plain tar) in order: first its whiteouts
+//! - `apply`: applies each layer (gzip, zstd or plain tar) in order: first its whiteouts
 //!   (`.wh.NAME` deletes `NAME`, `.wh..wh..opq` empties its directory of what lower layers put
 //!   there), then its entries with owners, modes, times and extended attributes kept. Every path
 //!   is resolved inside the root (symlinks included), so no layer can write outside it.
-//! - [`config`]: the image config's `Env`, `WorkingDir` and `User` become the image's
+//! - `config`: the image config's `Env`, `WorkingDir` and `User` become the image's
 //!   [`ExecConfig`](crate::ExecConfig) (the user resolved to `uid:gid` with the image's own
 //!   `/etc/passwd` and `/etc/group`); firepit applies them to every exec on the host side.
 //!
@@ -30,80 +30,15 @@ mod apply;
 mod config;
 mod layout;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::builder::Progress;
 use crate::error::ImageError;
+pub use crate::oci_error::OciError;
 use crate::kind::ImageKind;
 use crate::store::{DISK_FILE, DiskImage, DiskRecord, ImageSource, ImageStore, STORE_FORMAT};
-
-/// Why an OCI image could not be imported.
-///
-/// ```
-/// let err = firepit_image::oci::OciError::Platform { found: "linux/arm64".into() };
-/// assert!(err.to_string().contains("linux/amd64"));
-/// ```
-#[derive(Debug, thiserror::Error)]
-pub enum OciError {
-    /// The path is no OCI layout, oci-archive or docker-save archive.
-    #[error("{path} is not an OCI image layout, an oci-archive or a `docker save` archive: {detail}")]
-    NotAnImage {
-        /// The path given.
-        path: PathBuf,
-        /// What was found.
-        detail: String,
-    },
-    /// The layout holds several images and none was chosen, or the one asked for is not there.
-    #[error("{path}: {detail}")]
-    WhichImage {
-        /// The layout.
-        path: PathBuf,
-        /// What is there.
-        detail: String,
-    },
-    /// The image is not for linux/amd64.
-    #[error("the image is for {found}; firepit runs linux/amd64 guests")]
-    Platform {
-        /// `os/architecture` of the image.
-        found: String,
-    },
-    /// A blob the manifest names is missing or does not match its digest.
-    #[error("blob {digest} ({path}): {detail}; the image is incomplete or damaged")]
-    Blob {
-        /// Its digest.
-        digest: String,
-        /// Where it should be.
-        path: PathBuf,
-        /// What is wrong.
-        detail: String,
-    },
-    /// A JSON document of the image (index, manifest, config) is not what the spec says.
-    #[error("{what} of the image is not valid: {detail}")]
-    BadDocument {
-        /// Which document.
-        what: String,
-        /// The decoding error.
-        detail: String,
-    },
-    /// A layer cannot be applied.
-    #[error("layer {layer}: {detail}")]
-    BadLayer {
-        /// The layer's digest or file.
-        layer: String,
-        /// What is wrong (an entry escaping the root, a hard link to nothing, ...).
-        detail: String,
-    },
-    /// The config's `User` names no user or group of the image.
-    #[error("the image's User {user:?}: {detail}")]
-    User {
-        /// The `User` value.
-        user: String,
-        /// What could not be resolved.
-        detail: String,
-    },
-}
 
 /// Imports OCI images into an [`ImageStore`].
 ///
@@ -154,12 +89,19 @@ impl OciImporter {
         let staging = self.store.stage()?;
         let image = layout::open(path, self.reference.as_deref(), staging.path())?;
         let mut hasher = Sha256::new();
-        hasher.update(format!("firepit oci import format {STORE_FORMAT}\n{}\n{}\n", image.digest, self.free_space_mb));
+        hasher.update(format!(
+            "firepit oci import format {STORE_FORMAT}\n{}\n{}\n",
+            image.digest, self.free_space_mb
+        ));
         let fingerprint = hex::encode(hasher.finalize());
         let id = fingerprint[..16].to_owned();
         let _lock = self.store.lock(&id)?;
         let total = image.layers.len() as u32 + 3;
-        say(1, total, format!("read {}: {} layers, manifest {}", path.display(), image.layers.len(), image.digest));
+        say(
+            1,
+            total,
+            format!("read {}: {} layers, manifest {}", path.display(), image.layers.len(), image.digest),
+        );
         if let Ok(stored) = self.store.get(&id) {
             say(total, total, format!("cached image {id}"));
             return Ok(stored);
@@ -168,7 +110,11 @@ impl OciImporter {
         let tree = staging.path().join("rootfs");
         std::fs::create_dir(&tree).map_err(ImageError::io("creating", &tree))?;
         for (n, layer) in image.layers.iter().enumerate() {
-            say(n as u32 + 2, total, format!("applying layer {}/{} {}", n + 1, image.layers.len(), layer.digest));
+            say(
+                n as u32 + 2,
+                total,
+                format!("applying layer {}/{} {}", n + 1, image.layers.len(), layer.digest),
+            );
             apply::apply_layer(&tree, &layer.path, &layer.digest)?;
         }
         let exec = config::resolve_user(exec, &tree)?;
@@ -184,7 +130,11 @@ impl OciImporter {
             kind: ImageKind::RawExt4,
             disk_file: DISK_FILE.into(),
             disk_bytes,
-            source: ImageSource::Oci { path: path.to_path_buf(), digest: image.digest, reference: image.reference },
+            source: ImageSource::Oci {
+                path: path.to_path_buf(),
+                digest: image.digest,
+                reference: image.reference,
+            },
             packages: Vec::new(),
             exec,
             created_unix: crate::store::now_unix(),

@@ -53,7 +53,8 @@ fn a_disk_of_the_wrong_size_is_a_damaged_record() {
 
 #[test]
 fn sources_display_what_the_image_holds() {
-    let packages = ImageSource::Packages { packages: vec!["python3".into(), "git".into()], suite: "bookworm".into() };
+    let packages =
+        ImageSource::Packages { packages: vec!["python3".into(), "git".into()], suite: "bookworm".into() };
     assert_eq!(packages.to_string(), "packages python3,git (bookworm)");
     let oci = ImageSource::Oci {
         path: "/tmp/app".into(),

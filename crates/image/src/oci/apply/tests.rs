@@ -33,7 +33,11 @@ fn layer(dir: &Path, name: &str, items: &[Item<'_>]) -> PathBuf {
                 builder.append_data(&mut header, path, text.as_bytes()).unwrap();
             }
             Item::Link(path, target) | Item::Hard(path, target) => {
-                let kind = if matches!(item, Item::Link(..)) { tar::EntryType::Symlink } else { tar::EntryType::Link };
+                let kind = if matches!(item, Item::Link(..)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                };
                 header.set_entry_type(kind);
                 header.set_mode(0o777);
                 header.set_size(0);
@@ -54,30 +58,40 @@ fn whiteouts_delete_files_and_opaque_dirs_hide_lower_content() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let lower = layer(dir.path(), "l1", &[
-        Item::Dir("etc"),
-        Item::File("etc/keep", "kept\n", 0o644),
-        Item::File("etc/gone", "deleted\n", 0o600),
-        Item::Dir("data"),
-        Item::File("data/old", "old\n", 0o644),
-        Item::Dir("data/sub"),
-        Item::File("bin/tool", "#!/bin/sh\n", 0o4755),
-        Item::Hard("bin/tool2", "bin/tool"),
-    ]);
-    let upper = layer(dir.path(), "l2", &[
-        Item::File("etc/.wh.gone", "", 0o644),
-        Item::Dir("data"),
-        Item::File("data/.wh..wh..opq", "", 0o644),
-        Item::File("data/new", "new\n", 0o640),
-        Item::Link("etc/keep-link", "/etc/keep"),
-    ]);
+    let lower = layer(
+        dir.path(),
+        "l1",
+        &[
+            Item::Dir("etc"),
+            Item::File("etc/keep", "kept\n", 0o644),
+            Item::File("etc/gone", "deleted\n", 0o600),
+            Item::Dir("data"),
+            Item::File("data/old", "old\n", 0o644),
+            Item::Dir("data/sub"),
+            Item::File("bin/tool", "#!/bin/sh\n", 0o4755),
+            Item::Hard("bin/tool2", "bin/tool"),
+        ],
+    );
+    let upper = layer(
+        dir.path(),
+        "l2",
+        &[
+            Item::File("etc/.wh.gone", "", 0o644),
+            Item::Dir("data"),
+            Item::File("data/.wh..wh..opq", "", 0o644),
+            Item::File("data/new", "new\n", 0o640),
+            Item::Link("etc/keep-link", "/etc/keep"),
+        ],
+    );
     apply_layer(&root, &lower, "l1").unwrap();
     apply_layer(&root, &upper, "l2").unwrap();
     assert_eq!(std::fs::read_to_string(root.join("etc/keep")).unwrap(), "kept\n");
     assert!(!root.join("etc/gone").exists(), "a .wh. file deletes its namesake");
     assert!(!root.join("etc/.wh.gone").exists(), "whiteouts are not files of the tree");
-    let mut data: Vec<String> =
-        std::fs::read_dir(root.join("data")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut data: Vec<String> = std::fs::read_dir(root.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     data.sort();
     assert_eq!(data, ["new"], "an opaque directory keeps only this layer's entries");
     let tool = std::fs::metadata(root.join("bin/tool")).unwrap();
@@ -96,19 +110,27 @@ fn paths_and_links_never_lead_outside_the_root() {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(&outside).unwrap();
     // A lower layer plants links pointing out of the root, by absolute and relative paths.
-    let lower = layer(dir.path(), "l1", &[
-        Item::Link("abs", outside.to_str().unwrap()),
-        Item::Link("rel", "../../outside"),
-    ]);
+    let lower = layer(
+        dir.path(),
+        "l1",
+        &[Item::Link("abs", outside.to_str().unwrap()), Item::Link("rel", "../../outside")],
+    );
     apply_layer(&root, &lower, "l1").unwrap();
-    let upper = layer(dir.path(), "l2", &[
-        Item::File("abs/escaped", "x", 0o644),
-        Item::File("rel/escaped", "x", 0o644),
-        Item::File("abs/.wh.victim", "", 0o644),
-    ]);
+    let upper = layer(
+        dir.path(),
+        "l2",
+        &[
+            Item::File("abs/escaped", "x", 0o644),
+            Item::File("rel/escaped", "x", 0o644),
+            Item::File("abs/.wh.victim", "", 0o644),
+        ],
+    );
     std::fs::write(outside.join("victim"), b"safe").unwrap();
     apply_layer(&root, &upper, "l2").unwrap();
-    assert!(std::fs::read_dir(&outside).unwrap().count() == 1 && outside.join("victim").exists(), "nothing outside changed");
+    assert!(
+        std::fs::read_dir(&outside).unwrap().count() == 1 && outside.join("victim").exists(),
+        "nothing outside changed"
+    );
     // The links resolve inside the root instead: /abs -> <root>/<outside path>, /rel -> <root>/outside.
     assert!(root.join(outside.strip_prefix("/").unwrap()).join("escaped").exists());
     assert!(root.join("outside/escaped").exists());
