@@ -19,6 +19,40 @@ use crate::{Error, VmConfig, VmPool};
 /// println!("{}", out.stdout_lossy());
 /// # Ok(()) }
 /// ```
+///
+/// The VM-pool guide's test runner: a root disk that knows nothing of firepit (`./run-test` is on
+/// it), tests in parallel on fresh VMs through the console, joined with `handle.await??`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use firepit::{Firepit, VmConfig};
+///
+/// async fn run_tests() -> Result<(), firepit::Error> {
+///     let pool = Firepit::pool(VmConfig::new("./kernel", "./disk.img"))
+///         .cpus(1)
+///         .memory_mb(256)
+///         .console_enabled()
+///         .build(4)
+///         .await?;
+///     println!("{} VMs ready", pool.available_count().await);
+///     let mut handles = Vec::new();
+///     for name in ["test_a", "test_b", "test_c"] {
+///         let pool = pool.clone();
+///         handles.push(tokio::spawn(async move {
+///             let vm = pool.reserve().await?;
+///             let console = vm.console().await?;
+///             console.send(&format!("./run-test {name}\n")).await?;
+///             console.read_until_timeout("TEST_DONE", Duration::from_secs(60)).await?;
+///             Ok::<_, firepit::Error>(())
+///         }));
+///     }
+///     for handle in handles {
+///         handle.await??;
+///     }
+///     pool.shutdown().await;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Firepit;
 
@@ -69,7 +103,7 @@ impl VmPoolBuilder {
         self
     }
 
-    /// Cold boot (default) or snapshot restore.
+    /// Snapshot restore (default) or cold boot.
     pub fn fill_strategy(mut self, strategy: FillStrategy) -> Self {
         self.config.fill_strategy = strategy;
         self
@@ -95,7 +129,8 @@ impl VmPoolBuilder {
     }
 
     /// Boots `n` identical VMs and returns once all `n` are ready; dropped leases are replaced so the
-    /// pool keeps `n` ready.
+    /// pool keeps `n` ready. The image is told apart first ([`VmConfig::resolve`]): one that is no
+    /// initramfs and no disk fails here, naming the file and what it is, before anything starts.
     pub async fn build(self, n: usize) -> Result<VmPool, Error> {
         if n == 0 {
             return Err(Error::InvalidConfig(

@@ -69,6 +69,7 @@ impl crate::manifest::Image {
     /// ```
     pub fn open_default() -> Result<Self, crate::error::ImageError> {
         let dir = default_dir();
-        Self::open(&dir).map_err(|error| crate::error::ImageError::NoDefaultImage { dir, source: Box::new(error) })
+        Self::open(&dir)
+            .map_err(|error| crate::error::ImageError::NoDefaultImage { dir, source: Box::new(error) })
     }
 }

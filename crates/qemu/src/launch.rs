@@ -22,10 +22,10 @@ use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, ImagePaths, ProviderConfig};
 use crate::config_error::ConfigError;
 use crate::disk::OVERLAY_FILE;
-use crate::root_disk::DiskFormat;
 use crate::error::QemuError;
 use crate::exec_defaults::ExecDefaults;
 use crate::process::Credentials;
+use crate::root_disk::DiskFormat;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
 

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::oci_error::OciError;
 use crate::error::ImageError;
+use crate::oci_error::OciError;
 use crate::store::ExecConfig;
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::oci_error::OciError;
 use crate::error::ImageError;
+use crate::oci_error::OciError;
 
 /// Where an archive is unpacked inside the staging directory.
 const UNPACKED: &str = "unpacked";

@@ -36,8 +36,8 @@ use sha2::{Digest, Sha256};
 
 use crate::builder::Progress;
 use crate::error::ImageError;
-pub use crate::oci_error::OciError;
 use crate::kind::ImageKind;
+pub use crate::oci_error::OciError;
 use crate::store::{DISK_FILE, DiskImage, DiskRecord, ImageSource, ImageStore, STORE_FORMAT};
 
 /// Imports OCI images into an [`ImageStore`].
