@@ -34,6 +34,15 @@
 //! [`exit_info`](QemuVm::exit_info) and the pool's `exited()` resolve at once. `destroy` quits
 //! QEMU over QMP, waits [`ProviderConfig::quit_grace`], then kills it and removes its directory.
 //!
+//! The sandbox API on [`QemuVm`] goes through the guest agent's streams (bounded memory on both
+//! sides whatever the size: see [`STREAM_WINDOW`]): files (`write_file`, `read_file`, `stat`,
+//! `list_dir`, `mkdir`, `remove`, `chmod`, `chown`, `rename`), directories as tar streams
+//! (`upload_dir`, `download_dir`, `upload_tar`, `download_tar`), attached processes with streamed
+//! output (`spawn` → [`GuestProcess`]), background processes that outlive connections
+//! (`start_process`, `processes`, `signal_process`, `wait_process`, `process_output`), and
+//! terminals (`pty` → [`PtySession`]). Failures the guest reports carry a [`GuestErrorKind`]
+//! ([`QemuError::guest_error_kind`]).
+//!
 //! Accelerator: [`Accel::Auto`] picks KVM only when it can run our guests ([`detect_accel`]);
 //! on our hosts (`kvm_pvm`) that is TCG. The env var [`ACCEL_ENV`] (`FIREPIT_ACCEL`) overrides the
 //! config.
@@ -62,6 +71,7 @@
 
 mod accel;
 mod agent;
+mod agent_routes;
 mod argv;
 mod boot;
 mod caps;
@@ -73,6 +83,11 @@ mod error;
 mod exec;
 mod exec_defaults;
 mod exit;
+mod guest_background;
+mod guest_dirs;
+mod guest_files;
+mod guest_process;
+mod guest_pty;
 mod health;
 mod launch;
 mod memory_charge;
@@ -85,6 +100,7 @@ mod root_disk;
 mod run_as;
 mod rundir;
 mod snapshot;
+mod streams;
 mod template_build;
 mod template_state;
 mod template_store;
@@ -102,7 +118,15 @@ pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, Snapsh
 pub use exec::{ExecOutput, fresh_identity};
 pub use exec_defaults::ExecDefaults;
 pub use exit::ExitInfo;
-pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
+pub use firepit_agent::{
+    Channel, DirEntry, DirListing, ExecRequest, ExitStatus, FailureKind as GuestErrorKind, FileKind,
+    FileStat, IdentityApplied, IdentityRequest, MkdirRequest, Pong, ProcessInfo, ProcessOutput,
+    ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest, StartProcessRequest,
+    WindowSize,
+};
+pub use guest_files::{GuestFileReader, WriteOptions};
+pub use guest_process::{GuestProcess, ProcessControl};
+pub use guest_pty::PtySession;
 pub use health::agent_health_check;
 pub use memory_charge::process_memory_kib;
 pub use provider::QemuProvider;
@@ -110,5 +134,6 @@ pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
 pub use restore::RESTORE_TIMEOUT;
 pub use root_disk::{DiskError, DiskFormat, RootDisk};
 pub use snapshot::MAX_RESTORE_FAILURES;
+pub use streams::{GuestInput, GuestOutput};
 pub use template_state::{TemplateOrigin, TemplateState};
 pub use vm::{QemuVm, VmStatus};
