@@ -14,6 +14,16 @@
 //! the console (the disk's `/bin/sh`, else busybox). `firepit.init=PATH` names another init,
 //! `firepit.init=none` forces the shell. A disk that cannot be mounted ends the VM at once with a
 //! `firepit-init:` line on the console (the boot error quotes it).
+//!
+//! Readiness and snapshots: without an init, the console shell is started and waiting before the
+//! readiness line, so a snapshot template is saved with it and clones start with nothing left to
+//! do. With an init, the readiness line comes right before the hand-over (the agent already
+//! serves): a template is saved then, and each clone runs the rest of the disk init's start-up
+//! after its restore — milliseconds for a busybox init, a whole boot for systemd (use cold boot,
+//! or a disk without an init, for such images). Typed console input that arrives before the
+//! disk's shell runs waits in the tty for it. The identity files `/etc/machine-id` and
+//! `/etc/hostname` are bind-mounted from `/run/firepit` (the disk's content copied there), so a
+//! clone's identity is set in RAM.
 
 use std::io::Write;
 

@@ -12,7 +12,8 @@
 //! - initramfs: a newc cpio archive (`070701`/`070702`), plain or gzip/zstd/xz-compressed (the
 //!   compressed stream must decompress to a cpio header);
 //! - raw ext4 (ext2/3/4 share the layout; the kernel's ext4 driver mounts all three): the
-//!   superblock magic `0xEF53` at byte 1080 and a block count that fits in the file;
+//!   superblock magic `0xEF53` at byte 1080 and a block count that fits in the file. The file
+//!   system must fill the image: a partitioned disk (MBR/GPT) is not supported;
 //! - qcow2: magic `QFI\xfb`, version 2 or 3, a sane cluster size, no encryption, no "corrupt" or
 //!   "dirty" flag, an L1 table and a refcount table that lie inside the file (a truncated copy
 //!   fails here), and a backing file that exists when it names one.
