@@ -46,6 +46,9 @@ pub enum QemuError {
     /// Taking or restoring a snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A VM's root disk (its copy-on-write overlay) could not be prepared.
+    #[error(transparent)]
+    Disk(#[from] crate::root_disk::DiskError),
     /// Reading or writing a file on the host failed (the source of an upload, the target of a
     /// download).
     #[error("{what}: {source}")]

@@ -14,7 +14,8 @@
 //!   (`firepit_shape::ShapeSpec`) into a [`VmSpec`].
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
-//!   port, virtio-rng) and nothing configurable beyond [`ProviderConfig`].
+//!   port, virtio-rng, and a virtio-blk root disk when the image has one: see [`RootDisk`]) and
+//!   nothing configurable beyond [`ProviderConfig`].
 //!
 //! # How data flows
 //! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). A shape's
@@ -84,8 +85,10 @@ mod caps;
 mod config;
 mod config_error;
 mod console;
+mod disk;
 mod error;
 mod exec;
+mod exec_defaults;
 mod exit;
 mod guest_background;
 mod guest_dirs;
@@ -101,6 +104,7 @@ mod provider;
 mod qmp;
 mod restore;
 mod ring;
+mod root_disk;
 mod run_as;
 mod rundir;
 mod snapshot;
@@ -121,6 +125,7 @@ pub use config_error::ConfigError;
 pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exec::{ExecOutput, fresh_identity};
+pub use exec_defaults::ExecDefaults;
 pub use exit::ExitInfo;
 pub use firepit_agent::{
     Channel, DirEntry, DirListing, ExecRequest, ExitStatus, FailureKind as GuestErrorKind, FileKind,
@@ -139,6 +144,7 @@ pub use ownership::{OwnedProcess, OwnershipHook};
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
 pub use restore::RESTORE_TIMEOUT;
+pub use root_disk::{DiskError, DiskFormat, RootDisk};
 pub use snapshot::MAX_RESTORE_FAILURES;
 pub use streams::{GuestInput, GuestOutput};
 pub use template_state::{TemplateOrigin, TemplateState};
