@@ -1,6 +1,7 @@
 //! Root disks through the facade, on real VMs (TCG here): a busybox disk that knows nothing of
 //! firepit boots with firepit's kernel and initramfs, its console answers, every VM writes only to
-//! its own overlay, and images that are no image fail before anything starts.
+//! its own overlay, and images that are no image fail before anything starts — through the facade's
+//! builder and through `PoolShape::open`, the daemon's path, where a shape's `image` may name a disk.
 //!
 //! The disk is built once per test binary (a busybox root from firepit's own initramfs, written
 //! with `mkfs.ext4 -d`); each test runs its own small pool on it (snapshot fill, the facade's
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use firepit::{FillStrategy, Firepit, VmConfig, VmPool};
+use firepit::{FillStrategy, Firepit, PoolShape, ShapeSpec, VmConfig, VmPool};
 use vm_disk_support as support;
 
 /// The busybox disk, made once for every test of this binary (removed with the process's temp dir).
@@ -179,6 +180,36 @@ async fn vm_bad_images_fail_clearly_before_a_vm_starts_and_the_pool_stays_up() {
             image.display()
         );
     }
+    // The daemon's path: a shape whose `image` names a file goes through `PoolShape::open`; bad
+    // ones are refused the same way, naming the file, and the running pool is untouched.
+    for (image, found) in &cases {
+        let Err(err) = PoolShape::open(&ShapeSpec::new("bad", image)) else {
+            panic!("{}: a bad image must not make a shape", image.display());
+        };
+        // A missing path is refused by the shape's validation (it is no file and no store id).
+        let found = if image.exists() { *found } else { "must be an existing image directory" };
+        let text = error_chain(&err);
+        assert!(
+            text.contains(&image.display().to_string()) && text.contains(found),
+            "{}: {text}",
+            image.display()
+        );
+    }
+    let raw = ShapeSpec {
+        fill: FillStrategy::ColdBoot,
+        depth: firepit::Depth { low: 1, high: 1 },
+        ..ShapeSpec::new("raw-disk", disk())
+    };
+    let shape = PoolShape::open(&raw).unwrap();
+    let base = shape.vm.image.disk.as_ref().map(|disk| disk.base.clone());
+    assert_eq!(base, Some(disk().canonicalize().unwrap()), "the file is the shape's root disk");
+    shape.register(&pool).unwrap();
+    let on_disk = pool.reserve_shape(&"raw-disk".into()).await.unwrap();
+    assert!(on_disk.runtime_dir().join("disk.qcow2").is_file(), "a VM of the shape writes to its overlay");
+    let out = on_disk.exec(["sh", "-c", "test -x /run-test && echo in-disk"]).await.unwrap();
+    assert_eq!(out.stdout_lossy().trim(), "in-disk", "{out:?}");
+    drop(on_disk);
+
     let vm = pool.reserve().await.unwrap();
     assert_eq!(
         vm.exec(["cat", "/proc/1/cmdline"]).await.unwrap().exit_code,
@@ -187,4 +218,17 @@ async fn vm_bad_images_fail_clearly_before_a_vm_starts_and_the_pool_stays_up() {
     );
     drop(vm);
     pool.shutdown().await;
+    assert!(common::leftovers(runtime.path()).is_empty(), "left: {:?}", common::leftovers(runtime.path()));
+}
+
+/// An error and its sources, one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use firepit::image::{DiskImage, Image, OciImporter, PackageDiskBuilder};
 use firepit::qemu::FillKind;
-use firepit::{FillStrategy, Firepit, VmConfig};
+use firepit::{FillStrategy, Firepit, PoolShape, ShapeSpec, VmConfig};
 use sha2::{Digest, Sha256};
 use vm_disk_support as support;
 
@@ -202,6 +202,15 @@ async fn vm_an_imported_two_layer_oci_image_shows_its_layers_whiteouts_and_confi
             .success()
     );
     assert_eq!(OciImporter::new(&store).import(&archive, &mut |_| {}).unwrap().id(), disk.id());
+    // A shape naming the stored image (by id, as a daemon's `[[shape]]` may, or by directory) is
+    // wired to the same files and exec defaults as `VmConfig::from_disk`.
+    let image = Image::open_default().unwrap_or_else(|e| panic!("{e}"));
+    let expected = VmConfig::from_disk(&image, &disk).resolve().unwrap();
+    for name in [std::path::PathBuf::from(disk.id()), disk.dir().to_path_buf()] {
+        let shape = PoolShape::open_in(&ShapeSpec::new("app", &name), &store).unwrap();
+        assert_eq!((&shape.vm.image_id, &shape.vm.image), (&expected.image_id, &expected.paths), "{name:?}");
+    }
+    assert_eq!(expected.paths.exec_defaults.cwd.as_deref(), Some("/app"));
 
     let runtime = tempfile::tempdir().unwrap();
     let pool = pool_builder(&disk, runtime.path()).build(1).await.unwrap();
