@@ -186,8 +186,13 @@ async fn vm_bad_images_fail_clearly_before_a_vm_starts_and_the_pool_stays_up() {
         let Err(err) = PoolShape::open(&ShapeSpec::new("bad", image)) else {
             panic!("{}: a bad image must not make a shape", image.display());
         };
-        // A missing path is refused by the shape's validation (it is no file and no store id).
-        let found = if image.exists() { *found } else { "must be an existing image directory" };
+        // A missing path is refused by the shape's validation (it is no file and no store id), a
+        // directory is meant as a firepit image.
+        let found = match *found {
+            _ if !image.exists() => "must be an existing image directory",
+            "a directory" => "is not a firepit image",
+            other => other,
+        };
         let text = error_chain(&err);
         assert!(
             text.contains(&image.display().to_string()) && text.contains(found),

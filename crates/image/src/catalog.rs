@@ -86,8 +86,9 @@ pub enum GuestImage {
 }
 
 impl GuestImage {
-    /// Resolves `name`: a firepit image directory, a stored image's directory, an image file
-    /// (told apart by content, see [`ImageKind::detect`]), or the id of an image in `store`.
+    /// Resolves `name`: a stored image's directory, a firepit image directory (any other
+    /// directory fails as [`ImageError::NotAnImage`]), an image file (told apart by content, see
+    /// [`ImageKind::detect`]), or the id of an image in `store`.
     ///
     /// ```no_run
     /// use firepit_image::{GuestImage, ImageStore};
@@ -99,12 +100,11 @@ impl GuestImage {
     /// ```
     pub fn resolve(name: &Path, store: &ImageStore) -> Result<Self, ImageError> {
         if name.is_dir() {
-            if name.join(crate::manifest::MANIFEST_FILE).exists() {
-                return Image::open(name).map(GuestImage::Firepit);
-            }
             if name.join(crate::store::DISK_RECORD_FILE).exists() {
                 return DiskImage::open(name).map(GuestImage::Stored);
             }
+            // Any other directory is meant as a firepit image: say what it lacks.
+            return Image::open(name).map(GuestImage::Firepit);
         }
         if !name.exists()
             && let Some(id) = name.to_str().filter(|s| !s.contains('/'))
@@ -127,7 +127,7 @@ mod tests {
         let err = GuestImage::resolve("0123456789abcdef".as_ref(), &store).unwrap_err();
         assert!(matches!(err, ImageError::NotInStore { .. }), "{err}");
         let err = GuestImage::resolve(dir.path(), &store).unwrap_err();
-        assert!(err.to_string().contains("a directory"), "{err}");
+        assert!(matches!(err, ImageError::NotAnImage { .. }), "a directory is no firepit image: {err}");
         let junk = dir.path().join("junk");
         std::fs::write(&junk, b"junk").unwrap();
         assert!(matches!(GuestImage::resolve(&junk, &store), Err(ImageError::UnusableImage { .. })));
