@@ -143,8 +143,11 @@ impl LeaseBackend for QemuBackend {
             .shapes
             .into_iter()
             .filter_map(|s| {
-                let fill = self.pool.spec(&s.key)?.fill;
+                let spec = self.pool.spec(&s.key)?;
+                let fill = spec.fill;
                 Some(ShapeStatusView {
+                    image_id: spec.image_id.clone(),
+                    root_disk: spec.image.disk.as_ref().map(|disk| disk.base.display().to_string()),
                     name: s.key.to_string(),
                     ready: s.ready,
                     filling: s.filling,

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use firepit_pool::{Pool, Provider, ShapeKey};
-use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider, VmSpec};
+use firepit_qemu::{FillStrategy, ProviderConfig, QemuProvider, VmSpec};
 
 use crate::ToolResult;
 use crate::stats::{Report, ms, percentiles};
@@ -20,7 +20,8 @@ use firepit::qemu::process_memory_kib;
 /// Arguments of `firepit bench fill`.
 #[derive(Debug, clap::Args)]
 pub struct FillBenchArgs {
-    /// The guest image directory (default: where `firepit image build` writes it).
+    /// The guest image: a firepit image directory, a root disk file (raw ext4 or qcow2) or an
+    /// image-store id, as a shape's `image` (default: the default image).
     #[arg(long, default_value_os_t = firepit_image::default_dir())]
     image: PathBuf,
     /// Print one JSON object per line.
@@ -41,7 +42,13 @@ pub struct FillBenchArgs {
 /// Runs `firepit bench fill`.
 pub async fn run(args: FillBenchArgs) -> ToolResult {
     let report = Report { json: args.json, bench: "fill" };
-    let image = firepit::image::Image::open(&args.image)?;
+    // Resolved as a daemon shape's `image` is: image directory, disk file or store id.
+    let image = tokio::task::spawn_blocking({
+        let spec = firepit::ShapeSpec::new("bench", args.image.clone());
+        move || firepit::PoolShape::open(&spec)
+    })
+    .await??
+    .vm;
     // A private template directory, so an earlier run's template is neither reused nor left behind.
     let template_dir = PathBuf::from(format!(
         "{}-bench-{}",
@@ -65,10 +72,10 @@ pub async fn run(args: FillBenchArgs) -> ToolResult {
 async fn measure(
     args: &FillBenchArgs,
     report: &Report,
-    image: &firepit::image::Image,
+    image: &VmSpec,
     provider: &QemuProvider,
 ) -> ToolResult {
-    let mut cold_spec = VmSpec::new(image.id(), ImagePaths::new(image.kernel(), image.initramfs()));
+    let mut cold_spec = image.clone();
     (cold_spec.cpus, cold_spec.memory_mb, cold_spec.fill) = (1, 256, FillStrategy::ColdBoot);
     let mut snap_spec = cold_spec.clone();
     snap_spec.fill = FillStrategy::Snapshot;
