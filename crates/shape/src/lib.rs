@@ -22,9 +22,13 @@
 #![warn(missing_docs)]
 
 mod fill;
+mod network;
 mod spec;
 mod validate;
 
 pub use fill::FillStrategy;
+pub use network::{
+    EgressPolicy, EgressRule, EgressTarget, MAX_EGRESS_RULES, MAX_HOST_PORTS, NetworkMode, NetworkSpec,
+};
 pub use spec::{Depth, ShapeSpec};
 pub use validate::{InvalidShape, MAX_CPUS, MAX_DEPTH, MAX_DURATION_SECS, MEMORY_MB_RANGE};
