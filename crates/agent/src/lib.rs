@@ -48,9 +48,11 @@ pub const AGENT_PORT_NAME: &str = "firepit.agent";
 pub const READY_LINE: &str = "FIREPIT-GUEST-READY";
 
 mod messages;
+mod network_messages;
 
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
 pub use messages::{
     ExecRequest, ExecResult, IdentityApplied, IdentityRequest, Pong, Request, RequestFrame, Response,
     ResponseFrame,
 };
+pub use network_messages::{NetworkApplied, NetworkConfig};

@@ -29,6 +29,8 @@ pub enum Request {
     Exec(ExecRequest),
     /// Give a restored clone its own identity; answered with [`Response::Identity`].
     SetIdentity(IdentityRequest),
+    /// Configure the network interface; answered with [`Response::Network`].
+    ConfigureNetwork(crate::NetworkConfig),
 }
 
 /// Run `argv` in the guest.
@@ -115,6 +117,8 @@ pub enum Response {
     Exec(ExecResult),
     /// Answer to [`Request::SetIdentity`].
     Identity(IdentityApplied),
+    /// Answer to [`Request::ConfigureNetwork`].
+    Network(crate::NetworkApplied),
     /// The request failed or could not be decoded; the agent goes on serving.
     Error {
         /// What went wrong.

@@ -12,7 +12,7 @@ use firepit_agent::{
     FrameDecoder, FrameError, Pong, Request, RequestFrame, Response, ResponseFrame, encode_frame,
 };
 
-use crate::{exec, identity};
+use crate::{exec, identity, network};
 
 /// Why [`serve_connection`] returned.
 #[derive(Debug)]
@@ -35,6 +35,10 @@ pub fn handle(request: Request) -> Response {
         },
         Request::SetIdentity(identity_request) => match identity::apply(&identity_request) {
             Ok(applied) => Response::Identity(applied),
+            Err(error) => Response::Error { message: error.to_string() },
+        },
+        Request::ConfigureNetwork(config) => match network::configure(&config) {
+            Ok(applied) => Response::Network(applied),
             Err(error) => Response::Error { message: error.to_string() },
         },
     }
