@@ -122,6 +122,7 @@ pub(crate) fn request_kind(request: &Request) -> &'static str {
         Request::Ping => "ping",
         Request::Exec(_) => "exec",
         Request::SetIdentity(_) => "set-identity",
+        Request::ConfigureNetwork(_) => "configure-network",
     }
 }
 

@@ -36,7 +36,9 @@ fn fake_agent(listener: UnixListener) -> tokio::task::JoinHandle<()> {
                                 }),
                             )
                         }
-                        Request::SetIdentity(_) => (0, Response::Error { message: "nope".into() }),
+                        Request::SetIdentity(_) | Request::ConfigureNetwork(_) => {
+                            (0, Response::Error { message: "nope".into() })
+                        }
                     };
                     let write = write.clone();
                     tokio::spawn(async move {

@@ -53,6 +53,8 @@ pub(crate) struct LaunchSpec {
     pub without_kernel: bool,
     /// The unprivileged user QEMU runs as (not part of the argv).
     pub run_as: Option<crate::process::Credentials>,
+    /// The shape's network (a NIC behind the NAT and firepit's filter), `None`: no NIC.
+    pub network: Option<crate::net::NetPlan>,
 }
 
 /// The kernel command line firepit passes before the user's extra arguments.
@@ -132,8 +134,12 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
     push(&["-device", "virtio-serial-device", "-chardev", &agent]);
     let port = format!("virtserialport,chardev=agent,name={}", firepit_agent::AGENT_PORT_NAME);
     push(&["-device", &port, "-device", "virtio-rng-device"]);
+    if spec.network.is_some() {
+        argv.extend(crate::net::qemu_args::qemu_args(dir));
+    }
     if let Some(incoming) = &spec.incoming {
-        push(&["-incoming", incoming]);
+        argv.push("-incoming".into());
+        argv.push(incoming.clone());
     }
     argv.into_iter().map(OsString::from).collect()
 }
@@ -158,6 +164,7 @@ mod tests {
             tb_size_mb: None,
             without_kernel: false,
             run_as: None,
+            network: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub enum QemuError {
     /// Taking or restoring a snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A network operation failed.
+    #[error(transparent)]
+    Network(#[from] crate::net::NetError),
 }
 
 /// Why a QEMU process could not be started.

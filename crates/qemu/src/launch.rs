@@ -42,6 +42,8 @@ pub(crate) struct Launcher {
     tsc_khz: u64,
     /// The user QEMU runs as (`ProviderConfig::run_as`, resolved).
     pub run_as: Option<Credentials>,
+    /// Each shape's network.
+    pub networks: crate::net::Networks,
 }
 
 impl Launcher {
@@ -80,6 +82,7 @@ impl Launcher {
             resolved_accel: OnceCell::new(),
             tsc_khz,
             run_as,
+            networks: crate::net::Networks::default(),
         })
     }
 
@@ -135,6 +138,7 @@ impl Launcher {
             tb_size_mb: None,
             without_kernel: false,
             run_as: self.run_as,
+            network: self.networks.plan(shape),
         })
     }
 
@@ -154,7 +158,9 @@ impl Launcher {
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
-        Ok(self.vm(id, shape, accel, boot_duration, started, fill))
+        let vm = self.vm(id, shape, accel, boot_duration, started, fill);
+        vm.configure_network().await?;
+        Ok(vm)
     }
 
     /// Wraps a started QEMU into the VM handle.
@@ -176,6 +182,7 @@ impl Launcher {
             qmp: started.qmp,
             console: started.console,
             agent: started.agent,
+            network: started.network,
             process: started.process,
             dir: started.dir,
             template: None,

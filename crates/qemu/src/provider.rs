@@ -209,6 +209,13 @@ impl QemuProvider {
     }
 }
 
+impl QemuProvider {
+    /// The launcher (for the network methods in `provider_net.rs`).
+    pub(crate) fn launcher(&self) -> &Launcher {
+        &self.inner.launcher
+    }
+}
+
 impl ProviderInner {
     fn image(&self, image_id: &str) -> Result<RegisteredImage, QemuError> {
         let images = self.images.read().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -252,6 +259,7 @@ impl Provider for QemuProvider {
     }
 
     fn shape_unregistered(&self, shape: &ShapeKey) {
+        self.inner.launcher.networks.forget(shape);
         self.inner.shape_fills.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(shape);
         self.forget_template(shape);
     }

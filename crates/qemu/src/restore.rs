@@ -77,6 +77,7 @@ pub(crate) async fn restore_clone(
     let mut vm = launcher.vm(id, shape, accel, restored, started, FillKind::Snapshot);
     vm.template = Some(template);
     let applied = vm.set_identity(crate::exec::fresh_identity(vm.id())).await?;
+    vm.configure_network().await?;
     vm.boot_duration = started_at.elapsed();
     tracing::info!(vm = %vm.id(), %shape, ?restored, ready = ?started_at.elapsed(), ?applied, "VM restored from snapshot");
     Ok(vm)
