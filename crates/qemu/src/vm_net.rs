@@ -31,12 +31,11 @@ impl QemuVm {
     /// is gone when the VM is (the listening socket belongs to its QEMU process).
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
+    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), Box<dyn std::error::Error>> {
     /// vm.exec(["sh", "-c", "mkdir -p /tmp/www && httpd -p 8000 -h /tmp/www"]).await?;
     /// let addr = vm.forward_port(8000).await?;
     /// let _stream = tokio::net::TcpStream::connect(addr).await?;
     /// # Ok(()) }
-    /// # impl From<std::io::Error> for firepit_qemu::QemuError { fn from(_: std::io::Error) -> Self { unimplemented!() } }
     /// ```
     pub async fn forward_port(&self, guest_port: u16) -> Result<SocketAddr, QemuError> {
         let net = self.net()?;

@@ -18,6 +18,10 @@ pub enum BenchCommand {
     /// and measures both in the same run, alternating between them. A release destroys the VM, so
     /// every timed acquire + release first waits until both pools are full again.
     Api(crate::bench_api::ApiBenchArgs),
+    /// Networking: guest → host TCP throughput, connect round trip, the time a NIC adds to a
+    /// snapshot restore; firepit (NAT + policy filter) next to raw QEMU with the same backend
+    /// (and passt when installed), measured in the same run.
+    Net(crate::bench_net::NetBenchArgs),
 }
 
 /// Runs `firepit bench ...`.
@@ -26,5 +30,6 @@ pub async fn run(command: BenchCommand) -> ToolResult {
         BenchCommand::Vm(args) => crate::bench_vm::run(args).await,
         BenchCommand::Fill(args) => crate::bench_fill::run(args).await,
         BenchCommand::Api(args) => crate::bench_api::run(args).await,
+        BenchCommand::Net(args) => crate::bench_net::run(args).await,
     }
 }

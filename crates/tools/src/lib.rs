@@ -12,7 +12,8 @@
 //!
 //! How the parts fit, bottom up: [`stats`] (percentiles, JSON lines) and [`procfs`] (CPU time,
 //! peak RSS, the scan for our QEMU processes) use nothing of ours; [`child_daemon`] starts and
-//! stops `firepit serve`; the benches ([`bench_vm`], [`bench_fill`], [`bench_api`]) and the soak
+//! stops `firepit serve`; the benches ([`bench_vm`], [`bench_fill`], [`bench_api`], [`bench_net`]
+//! with [`bench_net_raw`]) and the soak
 //! (`soak_*`) use those; [`bench`](mod@bench) and [`soak`](mod@soak) are the entry points the CLI calls.
 
 #![warn(missing_docs)]
@@ -20,6 +21,8 @@
 pub mod bench;
 pub mod bench_api;
 pub mod bench_fill;
+pub mod bench_net;
+pub mod bench_net_raw;
 pub mod bench_vm;
 pub mod child_daemon;
 pub mod daemon_dir;
