@@ -37,14 +37,15 @@ pub enum FrameError {
 /// assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - 4);
 /// ```
 pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
-    let body = postcard::to_stdvec(message)?;
-    if body.len() > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge { len: body.len() });
+    // Serialized behind a placeholder prefix, so the body is not copied a second time (a data
+    // frame is 64 KiB).
+    let mut out = postcard::to_extend(message, vec![0u8; 4])?;
+    let len = out.len() - 4;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge { len });
     }
-    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge { len: body.len() })?;
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&body);
+    let prefix = u32::try_from(len).map_err(|_| FrameError::TooLarge { len })?;
+    out[..4].copy_from_slice(&prefix.to_be_bytes());
     Ok(out)
 }
 

@@ -26,6 +26,28 @@
 //! cannot make either side allocate without bound. (The channel is a virtio-serial port because our
 //! hosts have no vsock.)
 //!
+//! # Streams
+//!
+//! A *stream* is a request whose id lives on after the first response: the agent answers with any
+//! number of frames for that id (output chunks, credit, a start event) and ends it with one
+//! *terminal* response ([`Response::is_terminal`]). While it is open
+//! the host may send frames with the same id: [`Request::Input`] (file
+//! contents, a tar archive, stdin, terminal input), [`Request::Credit`],
+//! [`Request::Cancel`], [`Request::Resize`] and
+//! [`Request::Signal`].
+//!
+//! Flow control is credit-based, one window of [`STREAM_WINDOW`] bytes per direction and output
+//! channel, granted implicitly when the stream opens. A sender may have at most that many payload
+//! bytes sent and not yet credited back; the receiver credits bytes once it has *consumed* them
+//! (written them to a file or pipe, handed them to its reader). So a reader that stops reading stops
+//! the producer: the agent stops reading the child's pipe and the child blocks in `write`. Neither
+//! side ever buffers more than a window per stream and channel; a peer that sends beyond its credit
+//! breaks the protocol and its stream is failed.
+//!
+//! Each host connection starts with [`Request::Hello`]: it resets the agent's session (streams of an
+//! earlier connection are cancelled; background processes live on) and lets the host skip stale
+//! bytes an earlier connection left in the channel.
+//!
 //! ```
 //! use firepit_agent::{encode_frame, FrameDecoder, Request, RequestFrame};
 //! let bytes = encode_frame(&RequestFrame { id: 7, request: Request::Ping }).unwrap();
@@ -47,12 +69,28 @@ pub const AGENT_PORT_NAME: &str = "firepit.agent";
 /// provider waits for it (and then for an agent ping) before calling a VM ready.
 pub const READY_LINE: &str = "FIREPIT-GUEST-READY";
 
+mod fs_messages;
 mod messages;
 mod network_messages;
+mod process_messages;
+mod stream_messages;
 
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
+pub use fs_messages::{
+    ChmodRequest, ChownRequest, DirEntry, DirListing, Done, DownloadTarRequest, FileKind, FileStat,
+    ListDirRequest, MAX_DIR_ENTRIES, MkdirRequest, ReadFileRequest, RemoveRequest, RenameRequest,
+    StatRequest, UploadTarRequest, WriteFileRequest,
+};
 pub use messages::{
     ExecRequest, ExecResult, IdentityApplied, IdentityRequest, Pong, Request, RequestFrame, Response,
     ResponseFrame,
 };
 pub use network_messages::{NetworkApplied, NetworkConfig};
+pub use process_messages::{
+    DEFAULT_PROCESS_OUTPUT_LIMIT, ExitStatus, MAX_OUTPUT_READ, MAX_PROCESS_OUTPUT_LIMIT, ProcessInfo,
+    ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest, SignalProcessRequest, SpawnRequest,
+    StartProcessRequest, Started, WaitProcessRequest, WindowSize,
+};
+pub use stream_messages::{
+    Channel, Credit, Failure, FailureKind, InputChunk, MAX_CHUNK, OutputChunk, STREAM_WINDOW,
+};

@@ -10,13 +10,26 @@
 #![warn(missing_docs)]
 
 mod exec;
+mod failure;
+mod files;
+mod group;
 mod identity;
 mod netprobe;
 mod network;
+mod processes;
+mod pty;
+mod pump;
+mod ring;
 mod serve;
+mod spawn;
+mod stream;
+mod supervise;
+mod transfer;
+mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -73,6 +86,7 @@ fn main() {
             }
         }
     }
+    let processes = Arc::new(processes::ProcessTable::default());
     loop {
         let port = open_port(explicit.as_ref());
         if let Some(path) = ready_file.take()
@@ -88,9 +102,9 @@ fn main() {
                 continue;
             }
         };
-        let responses = serve::spawn_writer(writer);
+        let agent = serve::Agent::new(writer, processes.clone());
         loop {
-            match serve::serve_connection(&port, &responses) {
+            match serve::serve_connection(&port, &agent) {
                 // No host connected (or it went away): the same handle works once one connects.
                 serve::ConnectionEnd::Eof => sleep(RETRY),
                 serve::ConnectionEnd::Error(error) => {

@@ -1,6 +1,22 @@
 //! Requests the host sends and the responses the agent returns.
+//!
+//! The first three requests (`Ping`, `Exec`, `SetIdentity`) are one request, one response. The rest
+//! came with streams (see the `stream_messages` module docs): the payload types live in
+//! `fs_messages`, `process_messages` and `stream_messages`; the two enums here name them all.
+//! New variants go at the end of each enum: postcard encodes a variant by its index.
 
 use serde::{Deserialize, Serialize};
+
+use crate::fs_messages::{
+    ChmodRequest, ChownRequest, DirListing, Done, DownloadTarRequest, FileStat, ListDirRequest, MkdirRequest,
+    ReadFileRequest, RemoveRequest, RenameRequest, StatRequest, UploadTarRequest, WriteFileRequest,
+};
+use crate::network_messages::{NetworkApplied, NetworkConfig};
+use crate::process_messages::{
+    ExitStatus, ProcessInfo, ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest,
+    SignalProcessRequest, SpawnRequest, StartProcessRequest, Started, WaitProcessRequest, WindowSize,
+};
+use crate::stream_messages::{Credit, Failure, InputChunk, OutputChunk};
 
 /// A request with the id its response will carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +45,122 @@ pub enum Request {
     Exec(ExecRequest),
     /// Give a restored clone its own identity; answered with [`Response::Identity`].
     SetIdentity(IdentityRequest),
-    /// Configure the network interface; answered with [`Response::Network`].
-    ConfigureNetwork(crate::NetworkConfig),
+    /// Starts a new host session: the agent cancels every stream of the previous one and answers
+    /// [`Response::Hello`] with the same nonce. Every host connection sends it first and discards
+    /// whatever arrives before that answer (stale frames of an earlier connection).
+    Hello(u64),
+    /// Input for the open stream with this frame's id (within the agent's credit).
+    Input(InputChunk),
+    /// The host consumed output of the open stream with this frame's id.
+    Credit(Credit),
+    /// The host abandons the open stream with this frame's id: a transfer stops, an attached
+    /// process's group is killed. The stream ends with [`Response::Failed`] (`Cancelled`) or its
+    /// normal end if that came first.
+    Cancel,
+    /// New terminal size for the open PTY stream with this frame's id.
+    Resize(WindowSize),
+    /// Send this signal to the process group of the attached process of the stream with this id.
+    Signal(i32),
+    /// Metadata of a path; answered with [`Response::Stat`].
+    Stat(StatRequest),
+    /// A directory's entries; answered with [`Response::Entries`].
+    ListDir(ListDirRequest),
+    /// Create a directory; answered with [`Response::Ok`].
+    Mkdir(MkdirRequest),
+    /// Remove a path; answered with [`Response::Ok`].
+    Remove(RemoveRequest),
+    /// Change permission bits; answered with [`Response::Ok`].
+    Chmod(ChmodRequest),
+    /// Change owner or group; answered with [`Response::Ok`].
+    Chown(ChownRequest),
+    /// Rename a path; answered with [`Response::Ok`].
+    Rename(RenameRequest),
+    /// Write a file from the stream's input (a stream).
+    WriteFile(WriteFileRequest),
+    /// Read a file as a stream.
+    ReadFile(ReadFileRequest),
+    /// Unpack a tar archive from the stream's input (a stream).
+    UploadTar(UploadTarRequest),
+    /// Pack a directory as a tar archive stream.
+    DownloadTar(DownloadTarRequest),
+    /// Run a program attached to the stream.
+    Spawn(SpawnRequest),
+    /// Run a program on a pseudo-terminal attached to the stream.
+    Pty(PtyRequest),
+    /// Start a background process; answered with [`Response::Process`].
+    StartProcess(StartProcessRequest),
+    /// Every background process the agent keeps; answered with [`Response::Processes`].
+    ListProcesses,
+    /// Signal a background process's group; answered with [`Response::Ok`].
+    SignalProcess(SignalProcessRequest),
+    /// Wait for a background process; answered with [`Response::Process`].
+    WaitProcess(WaitProcessRequest),
+    /// Read a background process's output; answered with [`Response::ProcessOutput`].
+    ProcessOutput(ProcessOutputRequest),
+    /// Forget an exited background process (its output is freed); answered with [`Response::Ok`].
+    RemoveProcess(ProcessRef),
+    /// Configure the network interface (MAC, address, route, DNS); answered with
+    /// [`Response::Network`].
+    ConfigureNetwork(NetworkConfig),
+}
+
+impl Request {
+    /// A short name, for errors and logs.
+    ///
+    /// ```
+    /// assert_eq!(firepit_agent::Request::Ping.kind(), "ping");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::Exec(_) => "exec",
+            Request::SetIdentity(_) => "set-identity",
+            Request::Hello(_) => "hello",
+            Request::Input(_) => "input",
+            Request::Credit(_) => "credit",
+            Request::Cancel => "cancel",
+            Request::Resize(_) => "resize",
+            Request::Signal(_) => "signal",
+            Request::Stat(_) => "stat",
+            Request::ListDir(_) => "list-dir",
+            Request::Mkdir(_) => "mkdir",
+            Request::Remove(_) => "remove",
+            Request::Chmod(_) => "chmod",
+            Request::Chown(_) => "chown",
+            Request::Rename(_) => "rename",
+            Request::WriteFile(_) => "write-file",
+            Request::ReadFile(_) => "read-file",
+            Request::UploadTar(_) => "upload-tar",
+            Request::DownloadTar(_) => "download-tar",
+            Request::Spawn(_) => "spawn",
+            Request::Pty(_) => "pty",
+            Request::StartProcess(_) => "start-process",
+            Request::ListProcesses => "list-processes",
+            Request::SignalProcess(_) => "signal-process",
+            Request::WaitProcess(_) => "wait-process",
+            Request::ProcessOutput(_) => "process-output",
+            Request::RemoveProcess(_) => "remove-process",
+            Request::ConfigureNetwork(_) => "configure-network",
+        }
+    }
+
+    /// Whether this frame addresses an already open stream (input, credit, cancel, resize, signal)
+    /// rather than starting a request of its own.
+    ///
+    /// ```
+    /// assert!(firepit_agent::Request::Cancel.is_stream_control());
+    /// assert!(!firepit_agent::Request::Ping.is_stream_control());
+    /// ```
+    pub fn is_stream_control(&self) -> bool {
+        matches!(
+            self,
+            Request::Input(_)
+                | Request::Credit(_)
+                | Request::Cancel
+                | Request::Resize(_)
+                | Request::Signal(_)
+        )
+    }
 }
 
 /// Run `argv` in the guest.
@@ -117,11 +247,56 @@ pub enum Response {
     Exec(ExecResult),
     /// Answer to [`Request::SetIdentity`].
     Identity(IdentityApplied),
-    /// Answer to [`Request::ConfigureNetwork`].
-    Network(crate::NetworkApplied),
     /// The request failed or could not be decoded; the agent goes on serving.
     Error {
         /// What went wrong.
         message: String,
     },
+    /// Answer to [`Request::Hello`] (same nonce): everything before it on the byte stream is stale.
+    Hello(u64),
+    /// Output of an open stream (within the host's credit).
+    Output(OutputChunk),
+    /// The agent consumed this many input bytes of an open stream: the host may send that many more.
+    Credit(u32),
+    /// A read stream opened this path (first frame of `ReadFile` and `DownloadTar`).
+    Opened(FileStat),
+    /// An attached process started (first frame of `Spawn` and `Pty`).
+    Started(Started),
+    /// An attached process ended (terminal).
+    Exited(ExitStatus),
+    /// A transfer completed (terminal).
+    Done(Done),
+    /// The request or stream failed (terminal).
+    Failed(Failure),
+    /// Answer to [`Request::Stat`].
+    Stat(FileStat),
+    /// Answer to [`Request::ListDir`].
+    Entries(DirListing),
+    /// A request without a result succeeded.
+    Ok,
+    /// One background process.
+    Process(ProcessInfo),
+    /// Every background process.
+    Processes(Vec<ProcessInfo>),
+    /// Answer to [`Request::ProcessOutput`].
+    ProcessOutput(ProcessOutput),
+    /// Answer to [`Request::ConfigureNetwork`].
+    Network(NetworkApplied),
+}
+
+impl Response {
+    /// Whether this response ends its request: everything but output, credit and the first frames
+    /// of a stream (`Opened`, `Started`).
+    ///
+    /// ```
+    /// use firepit_agent::Response;
+    /// assert!(Response::Ok.is_terminal());
+    /// assert!(!Response::Credit(10).is_terminal());
+    /// ```
+    pub fn is_terminal(&self) -> bool {
+        !matches!(
+            self,
+            Response::Output(_) | Response::Credit(_) | Response::Opened(_) | Response::Started(_)
+        )
+    }
 }

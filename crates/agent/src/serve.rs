@@ -1,18 +1,41 @@
 //! Request handling, independent of where the bytes come from (a virtio-serial port in the guest,
 //! a Unix socket pair in tests).
 //!
-//! One reader decodes frames; pings and identity requests are answered inline, each exec runs on its
-//! own thread; every response goes through one writer thread so frames never interleave.
+//! One reader decodes frames and never blocks on a request: pings and stream-control frames
+//! (input, credit, cancel, resize, signal) are handled inline, every other request runs on a thread
+//! of its own, and every response goes through one writer thread so frames never interleave.
+//!
+//! A *session* is what one host connection sees: its open streams and the writer generation its
+//! responses carry. It ends at end-of-file (the host went away) or at the host's next
+//! [`Request::Hello`]; its streams are cancelled (attached processes killed, transfers stopped) and
+//! its queued responses dropped. Background processes belong to the [`Agent`], not to a session.
 
-use std::io::{ErrorKind, Read, Write};
-use std::sync::mpsc::{self, Sender};
+use std::io::{ErrorKind, Read};
+use std::sync::Arc;
 use std::thread;
 
 use firepit_agent::{
-    FrameDecoder, FrameError, Pong, Request, RequestFrame, Response, ResponseFrame, encode_frame,
+    Failure, FailureKind, FrameDecoder, FrameError, Pong, Request, RequestFrame, Response, ResponseFrame,
 };
 
-use crate::{exec, identity, network};
+use crate::processes::ProcessTable;
+use crate::stream::{Control, StreamHandle, Streams};
+use crate::writer::{Sink, Writer};
+use crate::{exec, files, identity, network, pty, spawn, transfer};
+
+/// What outlives host connections: the response writer and the background processes.
+pub struct Agent {
+    writer: Writer,
+    processes: Arc<ProcessTable>,
+}
+
+impl Agent {
+    /// An agent writing responses to `writer`, keeping background processes in `processes` (one
+    /// table for the agent's life, shared by the agents of successive port handles).
+    pub fn new<W: std::io::Write + Send + 'static>(writer: W, processes: Arc<ProcessTable>) -> Self {
+        Self { writer: Writer::spawn(writer), processes }
+    }
+}
 
 /// Why [`serve_connection`] returned.
 #[derive(Debug)]
@@ -23,8 +46,9 @@ pub enum ConnectionEnd {
     Error(std::io::Error),
 }
 
-/// Answers one request (runs it on the calling thread).
-pub fn handle(request: Request) -> Response {
+/// Answers one request that is neither a stream nor stream control (runs on the calling thread).
+pub fn handle(request: Request, processes: &Arc<ProcessTable>) -> Response {
+    let answer = |result: Result<Response, Failure>| result.unwrap_or_else(Response::Failed);
     match request {
         Request::Ping => {
             Response::Pong(Pong { agent_version: env!("CARGO_PKG_VERSION").into(), uptime_ms: uptime_ms() })
@@ -37,10 +61,30 @@ pub fn handle(request: Request) -> Response {
             Ok(applied) => Response::Identity(applied),
             Err(error) => Response::Error { message: error.to_string() },
         },
+        Request::Stat(r) => answer(files::stat(&r).map(Response::Stat)),
+        Request::ListDir(r) => answer(files::list_dir(&r).map(Response::Entries)),
+        Request::Mkdir(r) => answer(files::mkdir(&r).map(|()| Response::Ok)),
+        Request::Remove(r) => answer(files::remove(&r).map(|()| Response::Ok)),
+        Request::Chmod(r) => answer(files::chmod(&r).map(|()| Response::Ok)),
+        Request::Chown(r) => answer(files::chown(&r).map(|()| Response::Ok)),
+        Request::Rename(r) => answer(files::rename(&r).map(|()| Response::Ok)),
+        Request::StartProcess(r) => answer(processes.start(&r).map(Response::Process)),
+        Request::ListProcesses => Response::Processes(processes.list()),
+        Request::SignalProcess(r) => answer(processes.signal(&r.process, r.signal).map(|()| Response::Ok)),
+        Request::WaitProcess(r) => {
+            let timeout = std::time::Duration::from_millis(r.timeout_ms);
+            answer(processes.wait(&r.process, timeout).map(Response::Process))
+        }
+        Request::ProcessOutput(r) => answer(processes.output(&r).map(Response::ProcessOutput)),
+        Request::RemoveProcess(r) => answer(processes.remove(&r).map(|()| Response::Ok)),
         Request::ConfigureNetwork(config) => match network::configure(&config) {
             Ok(applied) => Response::Network(applied),
             Err(error) => Response::Error { message: error.to_string() },
         },
+        other => {
+            let message = format!("{} is not a one-shot request", other.kind());
+            Response::Failed(Failure::new(FailureKind::Protocol, message))
+        }
     }
 }
 
@@ -52,55 +96,120 @@ fn uptime_ms() -> u64 {
         .map_or(0, |secs| (secs * 1000.0) as u64)
 }
 
-/// Starts the writer thread: every frame sent on the returned channel is written whole, in order.
-/// The thread ends when every sender is dropped or a write fails.
-pub fn spawn_writer<W: Write + Send + 'static>(mut writer: W) -> Sender<ResponseFrame> {
-    let (tx, rx) = mpsc::channel::<ResponseFrame>();
-    thread::spawn(move || {
-        for frame in rx {
-            let bytes = match encode_frame(&frame) {
-                Ok(bytes) => bytes,
-                Err(error) => match encode_frame(&ResponseFrame {
-                    id: frame.id,
-                    response: Response::Error { message: format!("response could not be encoded: {error}") },
-                }) {
-                    Ok(bytes) => bytes,
-                    Err(_) => continue,
-                },
-            };
-            if let Err(error) = writer.write_all(&bytes).and_then(|()| writer.flush()) {
-                eprintln!("firepit-agent: writing a response failed: {error}");
-                return;
-            }
-        }
-    });
-    tx
+/// One host session: its sink (writer generation) and its open streams.
+struct Session<'a> {
+    agent: &'a Agent,
+    sink: Sink,
+    streams: Streams,
 }
 
-/// Reads frames from `reader` until end-of-file or a read error, dispatching each request.
+impl<'a> Session<'a> {
+    fn new(agent: &'a Agent) -> Self {
+        Self { agent, sink: agent.writer.new_session(), streams: Streams::default() }
+    }
+
+    fn end(&self, why: &str) {
+        self.streams.cancel_all(why);
+    }
+
+    fn dispatch(&mut self, frame: RequestFrame) {
+        let RequestFrame { id, request } = frame;
+        if request.is_stream_control() {
+            // Control for a stream that already ended (or never was) is dropped: the host may still
+            // be crediting or sending into a stream whose end is on its way.
+            if let Some(stream) = self.streams.get(id) {
+                match request {
+                    Request::Input(chunk) => stream.push_input(chunk),
+                    Request::Credit(credit) => stream.add_credit(credit),
+                    Request::Cancel => {
+                        stream.cancel(Failure::new(FailureKind::Cancelled, "cancelled by the host"))
+                    }
+                    Request::Resize(size) => stream.post(Control::Resize(size)),
+                    Request::Signal(signal) => stream.post(Control::Signal(signal)),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        match request {
+            Request::Hello(nonce) => {
+                // The new session (a new writer generation) first, so that nothing the old
+                // streams send while they wind down gets out.
+                let old = std::mem::replace(self, Session::new(self.agent));
+                old.end("a new host session started");
+                self.sink.send(id, Response::Hello(nonce));
+            }
+            Request::Ping => {
+                self.sink.send(id, handle(request, &self.agent.processes));
+            }
+            request => match job(request) {
+                Job::Stream(job) => match self.streams.open(id, &self.sink) {
+                    Ok(stream) => {
+                        thread::spawn(move || job(stream));
+                    }
+                    Err(failure) => {
+                        self.sink.send(id, Response::Failed(failure));
+                    }
+                },
+                Job::OneShot(request) => {
+                    let (sink, processes) = (self.sink.clone(), self.agent.processes.clone());
+                    thread::spawn(move || sink.send(id, handle(request, &processes)));
+                }
+            },
+        }
+    }
+}
+
+/// What a request needs: a stream and its handler, or one answer.
+enum Job {
+    Stream(Box<dyn FnOnce(StreamHandle) + Send>),
+    OneShot(Request),
+}
+
+/// Sorts a request into a stream job or a one-shot request.
+fn job(request: Request) -> Job {
+    Job::Stream(match request {
+        Request::WriteFile(r) => Box::new(move |stream| transfer::write_file(stream, r)),
+        Request::ReadFile(r) => Box::new(move |stream| transfer::read_file(stream, r)),
+        Request::UploadTar(r) => Box::new(move |stream| transfer::upload_tar(stream, r)),
+        Request::DownloadTar(r) => Box::new(move |stream| transfer::download_tar(stream, r)),
+        Request::Spawn(r) => Box::new(move |stream| spawn::run(stream, r)),
+        Request::Pty(r) => Box::new(move |stream| pty::run(stream, r)),
+        other => return Job::OneShot(other),
+    })
+}
+
+/// Reads frames from `reader` until end-of-file or a read error, dispatching each request. The
+/// session ends with it (its streams are cancelled).
 ///
 /// A malformed frame is answered with [`Response::Error`] (id 0) and skipped; a frame announcing
 /// more than the size limit is answered likewise and the buffered bytes are dropped (resync).
-pub fn serve_connection<R: Read>(mut reader: R, responses: &Sender<ResponseFrame>) -> ConnectionEnd {
+pub fn serve_connection<R: Read>(mut reader: R, agent: &Agent) -> ConnectionEnd {
+    let mut session = Session::new(agent);
     let mut decoder = FrameDecoder::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    loop {
+    let end = loop {
         let n = match reader.read(&mut chunk) {
-            Ok(0) => return ConnectionEnd::Eof,
+            Ok(0) => break ConnectionEnd::Eof,
             Ok(n) => n,
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(error) => return ConnectionEnd::Error(error),
+            Err(error) => break ConnectionEnd::Error(error),
         };
         decoder.push(&chunk[..n]);
         for incoming in drain_requests(&mut decoder) {
             match incoming {
-                Incoming::Request(frame) => dispatch(frame, responses),
+                Incoming::Request(frame) => session.dispatch(frame),
                 Incoming::Reply(reply) => {
-                    let _host_gone = responses.send(reply);
+                    session.sink.send(reply.id, reply.response);
                 }
             }
         }
-    }
+    };
+    // Move the writer past this session before cancelling its streams: their last frames are
+    // for a host that is gone.
+    drop(agent.writer.new_session());
+    session.end("the host disconnected");
+    end
 }
 
 /// What one decoded frame asks of the serving loop.
@@ -132,145 +241,10 @@ pub fn drain_requests(decoder: &mut FrameDecoder) -> Vec<Incoming> {
     }
 }
 
-fn dispatch(frame: RequestFrame, responses: &Sender<ResponseFrame>) {
-    let RequestFrame { id, request } = frame;
-    if matches!(request, Request::Exec(_)) {
-        let responses = responses.clone();
-        thread::spawn(move || {
-            let _host_gone = responses.send(ResponseFrame { id, response: handle(request) });
-        });
-    } else {
-        let _host_gone = responses.send(ResponseFrame { id, response: handle(request) });
-    }
-}
+#[cfg(test)]
+#[path = "serve_tests.rs"]
+mod tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use firepit_agent::ExecRequest;
-    use std::os::unix::net::UnixStream;
-    use std::time::Duration;
-
-    struct Client {
-        stream: UnixStream,
-        decoder: FrameDecoder,
-    }
-
-    impl Client {
-        fn start() -> Self {
-            let (host, guest) = UnixStream::pair().unwrap();
-            let writer = spawn_writer(guest.try_clone().unwrap());
-            thread::spawn(move || serve_connection(guest, &writer));
-            host.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            Self { stream: host, decoder: FrameDecoder::new() }
-        }
-        fn send(&mut self, id: u64, request: Request) {
-            self.stream.write_all(&encode_frame(&RequestFrame { id, request }).unwrap()).unwrap();
-        }
-        fn recv(&mut self) -> ResponseFrame {
-            let mut buf = [0u8; 4096];
-            loop {
-                if let Some(frame) = self.decoder.next_frame().unwrap() {
-                    return frame;
-                }
-                let n = self.stream.read(&mut buf).unwrap();
-                assert!(n > 0, "agent closed the stream");
-                self.decoder.push(&buf[..n]);
-            }
-        }
-    }
-
-    fn sh(script: &str) -> Request {
-        Request::Exec(ExecRequest {
-            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            ..ExecRequest::default()
-        })
-    }
-
-    #[test]
-    fn ping_is_answered_with_version_and_the_request_id() {
-        let mut client = Client::start();
-        client.send(42, Request::Ping);
-        let frame = client.recv();
-        assert_eq!(frame.id, 42);
-        let Response::Pong(pong) = frame.response else { panic!("expected pong, got {frame:?}") };
-        assert_eq!(pong.agent_version, env!("CARGO_PKG_VERSION"));
-    }
-
-    #[test]
-    fn execs_run_concurrently_and_answer_by_id() {
-        let mut client = Client::start();
-        client.send(1, sh("sleep 1; echo slow"));
-        client.send(2, sh("echo fast"));
-        let first = client.recv();
-        assert_eq!(first.id, 2, "the fast exec must not wait for the slow one");
-        let second = client.recv();
-        assert_eq!(second.id, 1);
-        let Response::Exec(result) = second.response else { panic!("expected exec result") };
-        assert_eq!(result.stdout, b"slow\n");
-    }
-
-    #[test]
-    fn malformed_frame_gets_an_error_and_serving_goes_on() {
-        let mut client = Client::start();
-        client.stream.write_all(&[0, 0, 0, 2, 0xff, 0xff]).unwrap();
-        let frame = client.recv();
-        assert_eq!(frame.id, 0);
-        assert!(matches!(frame.response, Response::Error { .. }));
-        client.send(5, Request::Ping);
-        assert_eq!(client.recv().id, 5);
-    }
-
-    #[test]
-    fn oversized_frame_is_rejected_and_the_stream_resyncs() {
-        let mut client = Client::start();
-        client.stream.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
-        assert!(matches!(client.recv().response, Response::Error { .. }));
-        client.send(6, Request::Ping);
-        assert_eq!(client.recv().id, 6);
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
-            ..Default::default()
-        })]
-
-        /// Whatever the host sends, decoding never panics, only errors are replied (with id 0), and
-        /// what stays buffered is less than one maximal frame.
-        #[test]
-        fn random_bytes_become_requests_or_error_replies(
-            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..512), 0..16)
-        ) {
-            let mut decoder = FrameDecoder::new();
-            for chunk in &chunks {
-                decoder.push(chunk);
-                for incoming in drain_requests(&mut decoder) {
-                    if let Incoming::Reply(reply) = incoming {
-                        proptest::prop_assert_eq!(reply.id, 0);
-                        let is_error = matches!(reply.response, Response::Error { .. });
-                        proptest::prop_assert!(is_error);
-                    }
-                }
-                proptest::prop_assert!(decoder.buffered() < 4 + firepit_agent::MAX_FRAME_LEN);
-            }
-        }
-    }
-
-    #[test]
-    fn end_of_file_returns_eof_so_the_caller_can_wait_for_the_next_host() {
-        let (host, guest) = UnixStream::pair().unwrap();
-        let (tx, _rx) = mpsc::channel();
-        drop(host);
-        assert!(matches!(serve_connection(guest, &tx), ConnectionEnd::Eof));
-    }
-
-    #[test]
-    fn exec_errors_are_reported_not_fatal() {
-        let mut client = Client::start();
-        client.send(7, Request::Exec(ExecRequest::default()));
-        let frame = client.recv();
-        assert_eq!(frame.id, 7);
-        assert!(matches!(frame.response, Response::Error { .. }));
-    }
-}
+#[path = "serve_stream_tests.rs"]
+mod stream_tests;

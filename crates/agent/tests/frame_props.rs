@@ -1,6 +1,7 @@
 //! Property tests of the agent wire protocol's frame decoder, the code both the host and the guest
 //! run on bytes from the other side.
 //!
+//! The strategies (in `strategies/`) cover every request and response, streams included.
 //! What must hold for *any* input: decoding never panics; a length prefix above `MAX_FRAME_LEN` is
 //! rejected from the 4-byte header alone; no single allocation made while decoding is larger than the
 //! bytes received plus serde's 1 MiB pre-allocation cap (a hostile length inside a body cannot make the
@@ -12,11 +13,13 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+mod strategies;
+
 use firepit_agent::{
-    ExecRequest, ExecResult, FrameDecoder, FrameError, IdentityApplied, IdentityRequest, MAX_FRAME_LEN, Pong,
-    Request, RequestFrame, Response, ResponseFrame, encode_frame,
+    ExecRequest, FrameDecoder, FrameError, MAX_FRAME_LEN, Request, RequestFrame, ResponseFrame, encode_frame,
 };
 use proptest::prelude::*;
+use strategies::{bytes, request, response};
 
 /// Counts the largest single allocation made on the current thread while tracking is on.
 struct LargestAllocation;
@@ -68,55 +71,6 @@ const SERDE_PREALLOCATION_CAP: usize = 1024 * 1024;
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);
     ProptestConfig { cases, ..ProptestConfig::default() }
-}
-
-fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(any::<u8>(), 0..max)
-}
-
-fn request() -> impl Strategy<Value = Request> {
-    let exec = (
-        proptest::collection::vec(any::<String>(), 0..4),
-        proptest::collection::vec((any::<String>(), any::<String>()), 0..3),
-        proptest::option::of(any::<String>()),
-        bytes(64),
-        any::<u64>(),
-        any::<u64>(),
-    )
-        .prop_map(|(argv, env, cwd, stdin, timeout_ms, max_output_bytes)| {
-            Request::Exec(ExecRequest { argv, env, cwd, stdin, timeout_ms, max_output_bytes })
-        });
-    let identity = (bytes(64), any::<Option<u128>>(), any::<Option<String>>(), any::<Option<String>>())
-        .prop_map(|(entropy, unix_time_ns, hostname, machine_id)| {
-            Request::SetIdentity(IdentityRequest { entropy, unix_time_ns, hostname, machine_id })
-        });
-    prop_oneof![Just(Request::Ping), exec, identity]
-}
-
-fn response() -> impl Strategy<Value = Response> {
-    let exec = (any::<Option<i32>>(), any::<Option<i32>>(), bytes(64), bytes(64), any::<(bool, bool, u64)>())
-        .prop_map(|(exit_code, signal, stdout, stderr, (truncated, timed_out, duration_ms))| {
-            Response::Exec(ExecResult {
-                exit_code,
-                signal,
-                stdout,
-                stderr,
-                truncated,
-                timed_out,
-                duration_ms,
-            })
-        });
-    prop_oneof![
-        (any::<String>(), any::<u64>())
-            .prop_map(|(agent_version, uptime_ms)| Response::Pong(Pong { agent_version, uptime_ms })),
-        exec,
-        any::<(u32, bool, bool, bool)>().prop_map(
-            |(entropy_bytes, clock_set, hostname_set, machine_id_set)| {
-                Response::Identity(IdentityApplied { entropy_bytes, clock_set, hostname_set, machine_id_set })
-            }
-        ),
-        any::<String>().prop_map(|message| Response::Error { message }),
-    ]
 }
 
 /// Feeds `input` in pieces cut at `cuts` and pops frames after each piece, as the read loops do.

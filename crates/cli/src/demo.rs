@@ -37,7 +37,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
     let spinner = progress::spinner(format!("booting a pool of {} VMs", args.vms));
     let pool = Firepit::pool(VmConfig::from_image(&image))
         .cpus(1)
-        .memory_mb(args.memory_mb)
+        .memory_mb(u64::from(args.memory_mb))
         .console_enabled()
         .build(args.vms)
         .await;

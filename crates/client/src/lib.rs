@@ -204,11 +204,10 @@ impl Client {
         let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let mut sender = self.connection().await?;
         let response = sender.send_request(request).await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await?.to_bytes();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
         self.give_back(sender);
-        Ok(RawResponse { status, headers, body })
+        Ok(RawResponse { status: parts.status, headers: parts.headers, body })
     }
 
     fn host(&self) -> &str {

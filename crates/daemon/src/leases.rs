@@ -232,7 +232,8 @@ impl LeaseTable {
         });
         lock(&self.leases).insert(id, lease.clone());
         self.metrics.lease_started(&lease.shape);
-        span.in_scope(|| info!(ttl_ms = ttl.as_millis() as u64, "lease acquired"));
+        let wait_ms = handed_out.duration_since(started).as_secs_f64() * 1000.0;
+        span.in_scope(|| info!(ttl_ms = ttl.as_millis() as u64, wait_ms, "lease acquired"));
         let table = Arc::downgrade(self);
         let watched = lease.clone();
         tokio::spawn(async move { expire_when_due(table, watched).await }.instrument(span));

@@ -1,9 +1,15 @@
 //! What one VM of a facade pool looks like: image, size, console, accelerator.
+//!
+//! The library's way to describe a shape: like a [`ShapeSpec`] (which it becomes, with the same
+//! defaults, on its way to the pool through [`PoolShape`](crate::PoolShape)), but naming a kernel
+//! and an initramfs instead of an image directory, and with the provider-wide accelerator and boot
+//! deadline beside it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use firepit_qemu::{Accel, FillStrategy};
+use firepit_shape::{Depth, ShapeSpec};
 
 /// The guest and machine size of the VMs of one pool, as the seed API names it.
 ///
@@ -22,15 +28,14 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// The initramfs (`-initrd`).
     pub initramfs: PathBuf,
-    /// Image id used in the pool's shape key. `None`: taken from a `manifest.json` next to the
-    /// kernel when there is one, else a content hash of kernel and initramfs.
+    /// Names the image (in snapshot template manifests and logs). `None`: taken from a
+    /// `manifest.json` next to the kernel when there is one, else a content hash of kernel and
+    /// initramfs.
     pub image_id: Option<String>,
-    /// Image version used in the shape key (for firepit images: the kernel release).
-    pub version: String,
     /// Virtual CPUs per VM.
     pub cpus: u32,
     /// Guest memory per VM, in MiB.
-    pub memory_mb: u32,
+    pub memory_mb: u64,
     /// Whether [`QemuVm::console`](firepit_qemu::QemuVm::console) is meant to be used; the serial
     /// console is always attached (the provider reads the guest's readiness line from it).
     pub console_enabled: bool,
@@ -46,24 +51,25 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
-    /// A config for the given kernel and initramfs, 1 vCPU and 256 MiB.
+    /// A config for the given kernel and initramfs, with the shape defaults of [`ShapeSpec::new`]
+    /// (1 vCPU, 256 MiB, snapshot fill) and the provider's (accelerator, boot deadline).
     pub fn new(kernel: impl Into<PathBuf>, initramfs: impl Into<PathBuf>) -> Self {
-        let defaults = firepit_qemu::ProviderConfig::default();
+        let provider = firepit_qemu::ProviderConfig::default();
+        let shape = ShapeSpec::new(String::new(), PathBuf::new());
         Self {
             kernel: kernel.into(),
             initramfs: initramfs.into(),
             image_id: None,
-            version: String::from("unversioned"),
-            cpus: 1,
-            memory_mb: 256,
+            cpus: shape.cpus,
+            memory_mb: shape.memory_mb,
             console_enabled: false,
-            accel: defaults.accel,
-            boot_timeout: defaults.boot_timeout,
-            fill_strategy: FillStrategy::Snapshot,
+            accel: provider.accel,
+            boot_timeout: provider.boot_timeout,
+            fill_strategy: shape.fill,
         }
     }
 
-    /// A config for an image built by [`firepit_image`] (its id and kernel release name the shape).
+    /// A config for an image built by [`firepit_image`] (its id names the image).
     ///
     /// ```no_run
     /// let image = firepit::image::Image::open("target/firepit-image".as_ref())?;
@@ -74,24 +80,45 @@ impl VmConfig {
     pub fn from_image(image: &firepit_image::Image) -> Self {
         let mut config = Self::new(image.kernel(), image.initramfs());
         config.image_id = Some(image.id().to_owned());
-        config.version = image.kernel_version().to_owned();
         config
     }
 
+    /// The shape these VMs are, named `name`, kept at `depth` VMs: what goes to the pool through
+    /// [`PoolShape::with_image`](crate::PoolShape::with_image) (the kernel and initramfs go beside
+    /// it; `image` is the kernel's directory, for the record). `max_age` counts whole seconds,
+    /// rounded up.
+    pub(crate) fn shape_spec(
+        &self,
+        name: &str,
+        depth: usize,
+        max_age: Option<Duration>,
+        health_check: bool,
+    ) -> ShapeSpec {
+        let image = self.kernel.parent().map(Path::to_path_buf).unwrap_or_default();
+        ShapeSpec {
+            cpus: self.cpus,
+            memory_mb: self.memory_mb,
+            depth: Depth { low: depth, high: depth },
+            max_age_secs: max_age.map(|age| age.as_secs() + u64::from(age.subsec_nanos() > 0)),
+            fill: self.fill_strategy,
+            health_check,
+            ..ShapeSpec::new(name, image)
+        }
+    }
+
     /// The image id: the configured one, a firepit manifest's next to the kernel, or a content hash.
-    pub(crate) fn resolve_image_id(&self) -> Result<(String, String), std::io::Error> {
+    pub(crate) fn resolve_image_id(&self) -> Result<String, std::io::Error> {
         if let Some(id) = &self.image_id {
-            return Ok((id.clone(), self.version.clone()));
+            return Ok(id.clone());
         }
         if let Some(dir) = self.kernel.parent()
             && let Ok(image) = firepit_image::Image::open(dir)
             && same_file(image.kernel(), &self.kernel)
             && same_file(image.initramfs(), &self.initramfs)
         {
-            return Ok((image.id().to_owned(), image.kernel_version().to_owned()));
+            return Ok(image.id().to_owned());
         }
-        let digest = content_hash(&[&self.kernel, &self.initramfs])?;
-        Ok((digest, self.version.clone()))
+        content_hash(&[&self.kernel, &self.initramfs])
     }
 }
 
@@ -125,11 +152,24 @@ mod tests {
         std::fs::write(dir.path().join("k"), b"kernel").unwrap();
         std::fs::write(dir.path().join("i"), b"initrd").unwrap();
         let config = VmConfig::new(dir.path().join("k"), dir.path().join("i"));
-        let (id, version) = config.resolve_image_id().unwrap();
+        let id = config.resolve_image_id().unwrap();
         assert_eq!(id.len(), 16);
-        assert_eq!(version, "unversioned");
         std::fs::write(dir.path().join("i"), b"other").unwrap();
-        assert_ne!(config.resolve_image_id().unwrap().0, id, "the id must follow the content");
+        assert_ne!(config.resolve_image_id().unwrap(), id, "the id must follow the content");
+    }
+
+    #[test]
+    fn a_vm_config_is_a_shape_with_the_shape_defaults() {
+        let config = VmConfig::new("/images/vmlinuz", "/images/initrd");
+        let defaults = ShapeSpec::new("default", "/images");
+        let spec = config.shape_spec("default", 2, Some(Duration::from_millis(1500)), true);
+        assert_eq!(
+            (spec.cpus, spec.memory_mb, spec.fill),
+            (defaults.cpus, defaults.memory_mb, defaults.fill)
+        );
+        assert_eq!(spec.depth, Depth { low: 2, high: 2 });
+        assert_eq!(spec.max_age_secs, Some(2), "rounded up to whole seconds");
+        assert_eq!(spec, ShapeSpec { depth: spec.depth, max_age_secs: Some(2), ..defaults });
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use firepit_pool::testing::MemoryProvider;
+use firepit_pool::testing::{MemoryProvider, MemorySpec};
 use firepit_pool::{Pool, ShapeKey};
 use microvm_runtime::model::{SnapshotRef, VmSpec, VmView};
 use microvm_runtime::{InMemoryVmProvider, VmProvider, VmQuery, VmRuntimeResult};
@@ -51,7 +51,7 @@ async fn bench_firepit(s: &Scenario) {
     let provider = MemoryProvider::new();
     provider.set_fill_latency(s.fill_latency);
     let pool = Pool::builder(provider)
-        .shape(ShapeKey::new("bench", "1", 1, 128))
+        .shape(ShapeKey::new("bench"), MemorySpec::new(128))
         .depth(s.depth..=s.depth)
         .max_parallel_fills(s.depth)
         .probe_interval(Duration::from_secs(3600))

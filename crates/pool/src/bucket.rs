@@ -14,11 +14,15 @@ use tokio_util::sync::DropGuard;
 use crate::adaptive::DemandEstimate;
 use crate::config::ShapeConfig;
 use crate::metrics::{EvictReason, ShapeMetricHandles};
+use crate::provider::Provider;
 use crate::shape::ShapeKey;
 
 /// A ready VM and what the pool knows about it.
 pub(crate) struct Entry<V> {
     pub vm: V,
+    /// What the VM is charged against the memory budget (`MemoryAccounting::charge_mb`, read once
+    /// when it was delivered), MiB.
+    pub charge_mb: u64,
     /// When the VM became ready.
     pub created: Instant,
     /// Set once the VM outlived `max_age` / `idle_ttl`: it no longer counts as depth and is
@@ -34,14 +38,18 @@ pub(crate) struct Waiter<V> {
     pub tx: oneshot::Sender<Entry<V>>,
 }
 
-pub(crate) struct Bucket<V> {
+pub(crate) struct Bucket<P: Provider> {
     pub key: Arc<ShapeKey>,
     /// Distinguishes this registration from an earlier one of the same key.
     pub generation: u64,
     pub config: ShapeConfig,
+    /// What the provider makes this shape's VMs from (passed to every `create`).
+    pub spec: Arc<P::Spec>,
+    /// `MemoryAccounting::full_mb` of the spec, read at registration (for the budget check).
+    pub full_mb: u64,
     /// Oldest first.
-    pub ready: VecDeque<Entry<V>>,
-    pub waiters: VecDeque<Waiter<V>>,
+    pub ready: VecDeque<Entry<P::Vm>>,
+    pub waiters: VecDeque<Waiter<P::Vm>>,
     pub filling: usize,
     /// Handed out (including VMs under their hand-out health check) and not yet released.
     pub leased: usize,
@@ -61,13 +69,24 @@ pub(crate) struct Bucket<V> {
     pub metrics: Arc<ShapeMetricHandles>,
 }
 
-impl<V> Bucket<V> {
-    pub fn new(key: ShapeKey, generation: u64, config: ShapeConfig, metrics: ShapeMetricHandles) -> Self {
+/// A new shape's registration, as the pool validated it.
+pub(crate) struct NewShape<S> {
+    pub key: ShapeKey,
+    pub spec: S,
+    pub config: ShapeConfig,
+    pub full_mb: u64,
+}
+
+impl<P: Provider> Bucket<P> {
+    pub fn new(shape: NewShape<P::Spec>, generation: u64, metrics: ShapeMetricHandles) -> Self {
+        let NewShape { key, spec, config, full_mb } = shape;
         let metrics = Arc::new(metrics);
         Self {
             key: Arc::new(key),
             generation,
             config,
+            spec: Arc::new(spec),
+            full_mb,
             ready: VecDeque::new(),
             waiters: VecDeque::new(),
             filling: 0,
@@ -98,7 +117,7 @@ impl<V> Bucket<V> {
         self.ready.len() - self.expired_in_ready.min(self.ready.len()) + self.probing
     }
 
-    fn left_ready(&mut self, entry: Option<Entry<V>>) -> Option<Entry<V>> {
+    fn left_ready(&mut self, entry: Option<Entry<P::Vm>>) -> Option<Entry<P::Vm>> {
         if entry.as_ref().is_some_and(|e| e.expired.is_some()) {
             self.expired_in_ready = self.expired_in_ready.saturating_sub(1);
         }
@@ -116,7 +135,7 @@ impl<V> Bucket<V> {
     }
 
     /// Removes every ready entry.
-    pub fn drain_ready(&mut self) -> Vec<Entry<V>> {
+    pub fn drain_ready(&mut self) -> Vec<Entry<P::Vm>> {
         self.expired_in_ready = 0;
         self.ready.drain(..).collect()
     }
@@ -127,7 +146,7 @@ impl<V> Bucket<V> {
     }
 
     /// Takes the oldest fresh VM, or the oldest expired one if none is fresh.
-    pub fn take_ready(&mut self) -> Option<Entry<V>> {
+    pub fn take_ready(&mut self) -> Option<Entry<P::Vm>> {
         let pos = if self.expired_in_ready == 0 {
             0
         } else {
@@ -138,13 +157,13 @@ impl<V> Bucket<V> {
     }
 
     /// Takes the ready VM at `pos`.
-    pub fn take_at(&mut self, pos: usize) -> Option<Entry<V>> {
+    pub fn take_at(&mut self, pos: usize) -> Option<Entry<P::Vm>> {
         let entry = self.ready.remove(pos);
         self.left_ready(entry)
     }
 
     /// Puts a VM back in age order (after a cancelled hand-out or a probe).
-    pub fn put_back(&mut self, entry: Entry<V>) {
+    pub fn put_back(&mut self, entry: Entry<P::Vm>) {
         if entry.expired.is_some() {
             self.expired_in_ready += 1;
         }
@@ -153,7 +172,7 @@ impl<V> Bucket<V> {
     }
 
     /// Hands `entry` to the first live waiter; gives it back if there is none.
-    pub fn hand_to_waiter(&mut self, mut entry: Entry<V>) -> Option<Entry<V>> {
+    pub fn hand_to_waiter(&mut self, mut entry: Entry<P::Vm>) -> Option<Entry<P::Vm>> {
         while let Some(waiter) = self.waiters.pop_front() {
             match waiter.tx.send(entry) {
                 Ok(()) => {

@@ -44,7 +44,8 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
     let budget = shared.settings.memory_budget_mb;
     let mut wake_at: Option<Instant> = None;
     let mut blocked = Vec::new();
-    let shared_mb = shared.provider.shared_memory_mb();
+    let memory = shared.provider.memory();
+    let shared_mb = memory.shared_mb();
     let State { buckets, mem_used_mb, alive, .. } = &mut *st;
     for b in buckets.values_mut() {
         if let Some(until) = b.backoff_until {
@@ -54,7 +55,7 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
             }
             b.backoff_until = None;
         }
-        let memory_mb = shared.provider.memory_estimate_mb(&b.key).max(1);
+        let memory_mb = memory.estimate_mb(&b.key, &b.spec).max(1);
         let mut target = b.target(now);
         if let Some(budget) = budget {
             target = target.min(crate::shared::vms_within_budget(budget, shared_mb, memory_mb));
@@ -79,7 +80,13 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
         if !permits.is_empty() {
             b.metrics.refill_runs.inc();
             b.sync_gauges();
-            let batch = Batch { shape: Arc::clone(&b.key), generation: b.generation, charged_mb: memory_mb };
+            let batch = Batch {
+                shape: Arc::clone(&b.key),
+                spec: Arc::clone(&b.spec),
+                check: b.config.health_check,
+                generation: b.generation,
+                charged_mb: memory_mb,
+            };
             tokio::spawn(fill_batch(Arc::clone(shared), batch, permits));
         }
     }
@@ -90,8 +97,12 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
 }
 
 /// Fills started together for one shape.
-struct Batch {
+struct Batch<S> {
     shape: Arc<ShapeKey>,
+    /// What the provider makes the shape's VMs from.
+    spec: Arc<S>,
+    /// Run the pool's health check on each new VM (`ShapeConfig::health_check`).
+    check: bool,
     /// The bucket generation the fills belong to (a re-registered shape is a new generation).
     generation: u64,
     /// Memory reserved per fill (the provider's estimate), corrected to the VM's own charge on arrival.
@@ -99,15 +110,19 @@ struct Batch {
 }
 
 /// Creates one VM per permit, concurrently, delivering each as soon as it is ready.
-async fn fill_batch<P: Provider>(shared: Arc<Shared<P>>, batch: Batch, permits: Vec<OwnedSemaphorePermit>) {
-    let shape = &batch.shape;
+async fn fill_batch<P: Provider>(
+    shared: Arc<Shared<P>>,
+    batch: Batch<P::Spec>,
+    permits: Vec<OwnedSemaphorePermit>,
+) {
+    let batch_ref = &batch;
     let mut creates: FuturesUnordered<_> = permits
         .into_iter()
         .map(|permit| {
             let shared = &shared;
             async move {
                 let started = Instant::now();
-                let result = create_checked(shared, shape).await;
+                let result = create_checked(shared, batch_ref).await;
                 (result, started.elapsed(), permit)
             }
         })
@@ -123,20 +138,20 @@ async fn fill_batch<P: Provider>(shared: Arc<Shared<P>>, batch: Batch, permits: 
 /// The outcome of one fill: a VM, or the reason it failed (and the VM that failed its check).
 type FillResult<V> = Result<V, (String, Option<V>)>;
 
-/// Creates a VM and runs the health check once, so `try_reserve` (which cannot await) only hands
-/// out VMs that passed one; `reserve` checks again right before hand-out.
+/// Creates a VM and runs the health check once (if its shape wants it), so `try_reserve` (which
+/// cannot await) only hands out VMs that passed one; `reserve` checks again right before hand-out.
 ///
 /// A shutdown cancels a fill still in progress: the provider's `create` future is dropped, so a
 /// slow boot never outlives the pool (providers clean up a half-made VM when dropped).
-async fn create_checked<P: Provider>(shared: &Shared<P>, shape: &ShapeKey) -> FillResult<P::Vm> {
+async fn create_checked<P: Provider>(shared: &Shared<P>, batch: &Batch<P::Spec>) -> FillResult<P::Vm> {
     let vm = tokio::select! {
         biased;
         () = shared.cancel.cancelled() => {
             return Err(("fill cancelled: the pool is shutting down".to_owned(), None));
         }
-        created = shared.provider.create(shape) => created.map_err(|e| (error_chain(&e), None))?,
+        created = shared.provider.create(&batch.shape, &batch.spec) => created.map_err(|e| (error_chain(&e), None))?,
     };
-    if let Some(check) = &shared.health
+    if let Some(check) = shared.health.as_ref().filter(|_| batch.check)
         && let Err(why) = check.check_dyn(&vm).await
     {
         return Err((format!("new VM failed its health check: {why}"), Some(vm)));
@@ -146,18 +161,22 @@ async fn create_checked<P: Provider>(shared: &Shared<P>, shape: &ShapeKey) -> Fi
 
 fn deliver<P: Provider>(
     shared: &Arc<Shared<P>>,
-    batch: &Batch,
+    batch: &Batch<P::Spec>,
     result: FillResult<P::Vm>,
     latency: Duration,
 ) {
-    let Batch { shape, generation, charged_mb } = batch;
+    let Batch { shape, spec, generation, charged_mb, .. } = batch;
     let generation = *generation;
     let mut st = shared.lock();
     // The fill reserved the provider's estimate; from now on the VM is charged its own figure.
-    if let Ok(vm) | Err((_, Some(vm))) = &result {
-        let actual = crate::shared::memory_charge(vm, shape);
-        st.mem_used_mb = st.mem_used_mb.saturating_sub(*charged_mb).saturating_add(actual);
-    }
+    let charge_mb = match &result {
+        Ok(vm) | Err((_, Some(vm))) => {
+            let actual = shared.provider.memory().charge_mb(shape, spec, vm);
+            st.mem_used_mb = st.mem_used_mb.saturating_sub(*charged_mb).saturating_add(actual);
+            actual
+        }
+        Err((_, None)) => *charged_mb,
+    };
     let closing = st.closing;
     let bucket = st.buckets.get_mut(&**shape).filter(|b| b.generation == generation);
     match (result, bucket) {
@@ -171,7 +190,7 @@ fn deliver<P: Provider>(
             b.backoff_until = None;
             b.demand.record_fill(latency);
             let watch = crate::watch::watch_exit(&shared.watch_tx, shape, &vm);
-            let entry = Entry { vm, created: Instant::now(), expired: None, watch: Some(watch) };
+            let entry = Entry { vm, charge_mb, created: Instant::now(), expired: None, watch: Some(watch) };
             if let Some(entry) = b.hand_to_waiter(entry) {
                 b.ready.push_back(entry);
             }
@@ -187,7 +206,7 @@ fn deliver<P: Provider>(
                 b.metrics.created.inc();
                 b.sync_gauges();
             }
-            shared.retire(&mut st, vm, shape);
+            shared.retire(&mut st, vm, charge_mb);
         }
         (Err((message, rejected)), bucket) => {
             if closing {
@@ -215,8 +234,8 @@ fn deliver<P: Provider>(
             }
             match rejected {
                 // Still alive and charged: the reaper destroys it and frees its memory.
-                Some(vm) => shared.retire(&mut st, vm, shape),
-                None => shared.forget(&mut st, *charged_mb),
+                Some(vm) => shared.retire(&mut st, vm, charge_mb),
+                None => shared.forget(&mut st, charge_mb),
             }
         }
     }

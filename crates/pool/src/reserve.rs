@@ -30,6 +30,8 @@ use crate::shared::Shared;
 pub(crate) struct Held<P: Provider> {
     entry: Option<Entry<P::Vm>>,
     shape: Arc<ShapeKey>,
+    /// The shape wants the pool's health check before hand-out (`ShapeConfig::health_check`).
+    check: bool,
     generation: u64,
     shared: Arc<Shared<P>>,
     metrics: Arc<ShapeMetricHandles>,
@@ -38,9 +40,10 @@ pub(crate) struct Held<P: Provider> {
 impl<P: Provider> Held<P> {
     fn into_lease(mut self) -> Option<PooledVm<P>> {
         let entry = self.entry.take()?;
-        let Entry { vm, created, watch, .. } = entry;
+        let Entry { vm, charge_mb, created, watch, .. } = entry;
         drop(watch);
-        Some(PooledVm::new(vm, Arc::clone(&self.shape), self.generation, created, Arc::clone(&self.shared)))
+        let (shape, shared) = (Arc::clone(&self.shape), Arc::clone(&self.shared));
+        Some(PooledVm::new((vm, charge_mb), shape, self.generation, created, shared))
     }
 }
 
@@ -59,6 +62,7 @@ pub(crate) struct WaitFor<P: Provider> {
     rx: oneshot::Receiver<Entry<P::Vm>>,
     id: u64,
     shape: Arc<ShapeKey>,
+    check: bool,
     generation: u64,
     shared: Arc<Shared<P>>,
     metrics: Arc<ShapeMetricHandles>,
@@ -77,6 +81,7 @@ impl<P: Provider> Future for WaitFor<P> {
                 Poll::Ready(Ok(Held {
                     entry: Some(entry),
                     shape: Arc::clone(&this.shape),
+                    check: this.check,
                     generation: this.generation,
                     shared: Arc::clone(&this.shared),
                     metrics: Arc::clone(&this.metrics),
@@ -147,6 +152,7 @@ pub(crate) fn take_or_enqueue<P: Provider>(
             Step::Got(Held {
                 entry: Some(entry),
                 shape: Arc::clone(&b.key),
+                check: b.config.health_check,
                 generation: b.generation,
                 shared: Arc::clone(shared),
                 metrics: Arc::clone(&b.metrics),
@@ -166,6 +172,7 @@ pub(crate) fn take_or_enqueue<P: Provider>(
                 rx,
                 id,
                 shape: Arc::clone(&b.key),
+                check: b.config.health_check,
                 generation: b.generation,
                 shared: Arc::clone(shared),
                 metrics: Arc::clone(&b.metrics),
@@ -191,7 +198,7 @@ pub(crate) async fn reserve<P: Provider>(
             Step::Wait(wait) => wait.await?,
         };
         retry = true;
-        if let Some(check) = &shared.health {
+        if let Some(check) = shared.health.as_ref().filter(|_| held.check) {
             let verdict = match &held.entry {
                 Some(entry) => check.check_dyn(&entry.vm).await,
                 None => continue,
@@ -205,7 +212,8 @@ pub(crate) async fn reserve<P: Provider>(
     }
 }
 
-/// `try_reserve()`: never waits. VMs were checked when they became ready (see `refill`).
+/// `try_reserve()`: never waits. VMs of a checked shape were checked when they became ready (see
+/// `refill`).
 pub(crate) fn try_reserve<P: Provider>(
     shared: &Arc<Shared<P>>,
     key: &ShapeKey,

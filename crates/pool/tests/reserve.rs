@@ -79,7 +79,7 @@ async fn reserve_waits_for_the_refill() {
 async fn reserve_of_unknown_shape_errors() {
     let provider = MemoryProvider::new();
     let pool = builder(&provider).build().await.unwrap();
-    let stranger = ShapeKey::new("nope", "0", 1, 64);
+    let stranger = ShapeKey::new("nope");
     assert_eq!(pool.reserve_shape(&stranger).await.unwrap_err(), PoolError::UnknownShape(stranger.clone()));
     assert_eq!(pool.try_reserve_shape(&stranger).unwrap_err(), PoolError::UnknownShape(stranger));
     pool.shutdown().await;

@@ -5,10 +5,17 @@
 //! connected and keeps polling its port. Bytes we send before the agent opens its port wait in the
 //! socket (QEMU reads nothing while the guest side is closed), so an early request is not lost.
 //!
-//! Requests are multiplexed on one connection by id: a reader task routes each response to the
-//! caller waiting for that id, so a long exec does not block a ping. Every request has a deadline. A
-//! broken connection (EOF, an oversized frame) fails its pending requests and is replaced by a fresh
-//! one on the next request.
+//! Every connection starts with [`Request::Hello`] and a random nonce; the reader discards bytes
+//! until the agent's matching answer, so frames an earlier connection left in the channel (or half
+//! a frame cut by a disconnect) never reach a caller. The agent ends its previous session there:
+//! streams of the earlier connection are cancelled; background processes live on.
+//!
+//! Requests are multiplexed on one connection by id (ids start at a random value, so a new client
+//! never reuses the ids of an earlier one): a reader task routes each response to the caller
+//! waiting for that id or to the queues of an open stream ([`agent_routes`](crate::agent_routes)),
+//! so a long exec does not block a ping. One writer task sends every frame in order. A broken
+//! connection (EOF, an oversized frame) fails its pending requests and streams and is replaced by a
+//! fresh one on the next request.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,28 +27,52 @@ use firepit_agent::{FrameDecoder, FrameError, Request, RequestFrame, Response, R
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::agent_routes::{Route, Routed, StreamEnds, StreamRoute};
 use crate::error::AgentError;
 
-type Waiters = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Response>>>>>;
+type Routes = Arc<Mutex<Option<HashMap<u64, Route>>>>;
 
+/// One connection to the agent: a writer task fed by a queue, a reader task routing responses.
 #[derive(Debug)]
-struct Connection {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    waiters: Waiters,
+pub(crate) struct Connection {
+    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    routes: Routes,
     reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         self.reader.abort();
+        self.writer.abort();
     }
 }
 
 impl Connection {
     fn is_broken(&self) -> bool {
-        lock(&self.waiters).is_none()
+        lock(&self.routes).is_none()
+    }
+
+    /// Queues one frame for the writer.
+    pub(crate) fn send(&self, id: u64, request: Request) -> Result<(), AgentError> {
+        let bytes = encode_frame(&RequestFrame { id, request })?;
+        self.outgoing.send(bytes).map_err(|_| AgentError::Closed)
+    }
+
+    /// Forgets the route of `id` (a caller that stopped waiting).
+    pub(crate) fn forget(&self, id: u64) {
+        if let Some(map) = lock(&self.routes).as_mut() {
+            map.remove(&id);
+        }
+    }
+
+    /// Closes the connection: pending requests and streams fail with `Closed`.
+    fn close(&self) {
+        lock(&self.routes).take();
+        self.reader.abort();
+        self.writer.abort();
     }
 }
 
@@ -56,7 +87,13 @@ pub(crate) struct AgentClient {
 impl AgentClient {
     /// A client for the agent socket at `path` (connects lazily).
     pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path, connection: tokio::sync::Mutex::new(None), next_id: AtomicU64::new(1) }
+        // A random start (below 2^62, so it never wraps) keeps a new client clear of an old one's ids.
+        let first = rand::random::<u64>() >> 2;
+        Self { path, connection: tokio::sync::Mutex::new(None), next_id: AtomicU64::new(first) }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     async fn connection(&self) -> Result<Arc<Connection>, AgentError> {
@@ -69,100 +106,181 @@ impl AgentClient {
             _ => AgentError::Io(e),
         })?;
         let (read, write) = stream.into_split();
-        let waiters: Waiters = Arc::new(Mutex::new(Some(HashMap::new())));
-        let reader = tokio::spawn(read_loop(read, waiters.clone()));
-        let conn = Arc::new(Connection { writer: tokio::sync::Mutex::new(write), waiters, reader });
+        let (hello_id, nonce) = (self.next_id(), rand::random::<u64>());
+        let expected = encode_frame(&ResponseFrame { id: hello_id, response: Response::Hello(nonce) })?;
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        outgoing
+            .send(encode_frame(&RequestFrame { id: hello_id, request: Request::Hello(nonce) })?)
+            .map_err(|_| AgentError::Closed)?;
+        let routes: Routes = Arc::new(Mutex::new(Some(HashMap::new())));
+        let reader = tokio::spawn(read_loop(read, routes.clone(), outgoing.clone(), expected));
+        let writer = tokio::spawn(write_loop(write, queue, routes.clone()));
+        let conn = Arc::new(Connection { outgoing, routes, reader, writer });
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
+    /// Closes the current connection (the next request opens a new one). Pending requests and open
+    /// streams fail with [`AgentError::Closed`]; the agent cancels that session's streams.
+    pub(crate) async fn disconnect(&self) {
+        if let Some(conn) = self.connection.lock().await.take() {
+            conn.close();
+        }
+    }
+
     /// Sends `request`, waits at most `timeout` for its response.
     pub(crate) async fn request(&self, request: Request, timeout: Duration) -> Result<Response, AgentError> {
-        let kind = request_kind(&request);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let bytes = encode_frame(&RequestFrame { id, request })?;
+        let kind = request.kind();
+        let id = self.next_id();
         let attempt = async {
             let conn = self.connection().await?;
             let (tx, rx) = oneshot::channel();
-            match lock(&conn.waiters).as_mut() {
-                Some(map) => map.insert(id, tx),
+            match lock(&conn.routes).as_mut() {
+                Some(map) => map.insert(id, Route::Reply(tx)),
                 None => return Err(AgentError::Closed),
             };
-            let written = async {
-                let mut writer = conn.writer.lock().await;
-                writer.write_all(&bytes).await?;
-                writer.flush().await
-            }
-            .await;
-            if let Err(e) = written {
-                lock(&conn.waiters).take();
-                return Err(AgentError::Io(e));
-            }
-            let response = rx.await.map_err(|_| AgentError::Closed);
-            Ok((conn, response))
+            conn.send(id, request)?;
+            rx.await.map_err(|_| AgentError::Closed)
         };
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok((_, response))) => response,
-            Ok(Err(e)) => Err(e),
+            Ok(result) => result,
             Err(_) => {
-                if let Some(conn) = self.connection.lock().await.as_ref()
-                    && let Some(map) = lock(&conn.waiters).as_mut()
-                {
-                    map.remove(&id);
+                if let Some(conn) = self.connection.lock().await.as_ref() {
+                    conn.forget(id);
                 }
                 Err(AgentError::Timeout { request: kind, after: timeout })
             }
         }
     }
+
+    /// Opens a stream with `request`; returns its id, the connection and its receiving ends.
+    pub(crate) async fn open_stream(
+        &self,
+        request: Request,
+    ) -> Result<(u64, Arc<Connection>, StreamEnds), AgentError> {
+        let id = self.next_id();
+        let conn = self.connection().await?;
+        let (route, ends) = StreamRoute::new();
+        match lock(&conn.routes).as_mut() {
+            Some(map) => map.insert(id, Route::Stream(route)),
+            None => return Err(AgentError::Closed),
+        };
+        conn.send(id, request)?;
+        Ok((id, conn, ends))
+    }
 }
 
 /// A short name of a request, for errors and logs.
 pub(crate) fn request_kind(request: &Request) -> &'static str {
-    match request {
-        Request::Ping => "ping",
-        Request::Exec(_) => "exec",
-        Request::SetIdentity(_) => "set-identity",
-        Request::ConfigureNetwork(_) => "configure-network",
-    }
+    request.kind()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The waiter map stays consistent: every operation on it is a single insert/remove/take.
+    // The route map stays consistent: every operation on it is a single insert/remove/take.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn read_loop(mut read: OwnedReadHalf, waiters: Waiters) {
+async fn write_loop(mut write: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Vec<u8>>, routes: Routes) {
+    while let Some(bytes) = queue.recv().await {
+        if let Err(e) = write.write_all(&bytes).await {
+            tracing::debug!(error = %e, "agent channel write failed");
+            break;
+        }
+    }
+    lock(&routes).take();
+}
+
+/// Skips bytes until `expected` (the agent's answer to our hello) has gone by; returns what follows
+/// it, or `None` while it has not been seen. `seen` keeps only a pattern's length of bytes.
+fn skip_to_hello(seen: &mut Vec<u8>, bytes: &[u8], expected: &[u8]) -> Option<Vec<u8>> {
+    seen.extend_from_slice(bytes);
+    if let Some(at) = seen.windows(expected.len()).position(|window| window == expected) {
+        let rest = seen.split_off(at + expected.len());
+        seen.clear();
+        return Some(rest);
+    }
+    let keep = seen.len().min(expected.len().saturating_sub(1));
+    seen.drain(..seen.len() - keep);
+    None
+}
+
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    routes: Routes,
+    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    expected_hello: Vec<u8>,
+) {
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 64 * 1024];
-    'outer: loop {
-        match read.read(&mut buf).await {
+    let mut syncing = Some(Vec::new());
+    loop {
+        let n = match read.read(&mut buf).await {
             Ok(0) => break,
-            Ok(n) => decoder.push(&buf[..n]),
+            Ok(n) => n,
             Err(e) => {
                 tracing::debug!(error = %e, "agent channel read failed");
                 break;
             }
+        };
+        match syncing.as_mut() {
+            Some(seen) => match skip_to_hello(seen, &buf[..n], &expected_hello) {
+                Some(rest) => {
+                    syncing = None;
+                    decoder.push(&rest);
+                }
+                None => continue,
+            },
+            None => decoder.push(&buf[..n]),
         }
         let drained = drain_responses(&mut decoder);
         for frame in drained.frames {
-            let waiter = lock(&waiters).as_mut().and_then(|map| map.remove(&frame.id));
-            match waiter {
-                Some(waiter) => {
-                    let _caller_may_have_timed_out = waiter.send(frame.response);
-                }
-                None => tracing::debug!(id = frame.id, "agent response for no waiting request"),
-            }
+            route(&routes, &outgoing, frame);
         }
         if drained.malformed > 0 {
             tracing::warn!(frames = drained.malformed, "malformed agent frames skipped");
         }
         if let Some(e) = drained.unusable {
             tracing::warn!(error = %e, "agent stream unusable; reconnecting");
-            break 'outer;
+            break;
         }
     }
-    // Dropping the senders fails every pending request with `Closed`; the next request reconnects.
-    lock(&waiters).take();
+    // Dropping the routes fails every pending request and stream with `Closed`; the next request
+    // reconnects.
+    lock(&routes).take();
+}
+
+/// Hands one frame to whoever waits for its id.
+fn route(routes: &Routes, outgoing: &mpsc::UnboundedSender<Vec<u8>>, frame: ResponseFrame) {
+    let send = |request: Request| {
+        if let Ok(bytes) = encode_frame(&RequestFrame { id: frame.id, request }) {
+            let _connection_closing = outgoing.send(bytes);
+        }
+    };
+    let mut guard = lock(routes);
+    let Some(map) = guard.as_mut() else { return };
+    match map.get_mut(&frame.id) {
+        None => tracing::debug!(id = frame.id, "agent response for no waiting request"),
+        Some(Route::Reply(_)) => {
+            if let Some(Route::Reply(waiter)) = map.remove(&frame.id) {
+                let _caller_may_have_timed_out = waiter.send(frame.response);
+            }
+        }
+        Some(Route::Stream(stream)) => match stream.deliver(frame.response) {
+            Routed::Open => {}
+            Routed::Ended => {
+                map.remove(&frame.id);
+            }
+            Routed::CreditBack(channel, bytes) => {
+                send(Request::Credit(firepit_agent::Credit { channel, bytes }))
+            }
+            Routed::Violation(message) => {
+                tracing::warn!(id = frame.id, %message, "agent broke the stream protocol; stream cancelled");
+                stream.fail(&message);
+                map.remove(&frame.id);
+                send(Request::Cancel);
+            }
+        },
+    }
 }
 
 /// The complete frames popped from a decoder by [`drain_responses`].

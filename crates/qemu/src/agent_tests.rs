@@ -20,6 +20,7 @@ fn fake_agent(listener: UnixListener) -> tokio::task::JoinHandle<()> {
                 decoder.push(&buf[..n]);
                 while let Ok(Some(frame)) = decoder.next_frame::<RequestFrame>() {
                     let (delay, response) = match frame.request {
+                        Request::Hello(nonce) => (0, Response::Hello(nonce)),
                         Request::Ping => {
                             (0, Response::Pong(Pong { agent_version: "t".into(), uptime_ms: 1 }))
                         }
@@ -36,9 +37,7 @@ fn fake_agent(listener: UnixListener) -> tokio::task::JoinHandle<()> {
                                 }),
                             )
                         }
-                        Request::SetIdentity(_) | Request::ConfigureNetwork(_) => {
-                            (0, Response::Error { message: "nope".into() })
-                        }
+                        _ => (0, Response::Error { message: "nope".into() }),
                     };
                     let write = write.clone();
                     tokio::spawn(async move {
@@ -170,7 +169,8 @@ proptest::proptest! {
         });
         let (outcome, took) = outcome;
         proptest::prop_assert!(took < Duration::from_secs(2), "request took {took:?}");
-        // Request ids start at 1; random bytes could only answer id 1 by forming a valid frame.
+        // Random bytes are skipped while the client waits for the agent's answer to its hello (a
+        // random nonce), so nothing they contain can answer a request.
         match outcome {
             Err(AgentError::Timeout { .. } | AgentError::Closed) => {}
             Ok(response) => proptest::prop_assert!(false, "garbage produced a response: {response:?}"),
@@ -186,8 +186,11 @@ async fn oversized_frame_from_the_guest_closes_the_connection_and_the_next_reque
     let listener = UnixListener::bind(&path).unwrap();
     let client = AgentClient::new(path);
     let server = tokio::spawn(async move {
-        // First connection: a length prefix of 4 GiB.
+        // First connection: answers the hello, then sends a length prefix of 4 GiB.
         let (mut first, _) = listener.accept().await.unwrap();
+        let hello = read_requests(&mut first, 1).await.remove(0);
+        let answer = encode_frame(&ResponseFrame { id: hello.id, response: hello_answer(&hello) }).unwrap();
+        first.write_all(&answer).await.unwrap();
         first.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
         // Second connection: a proper agent.
         fake_agent(listener).await.unwrap();
@@ -197,4 +200,65 @@ async fn oversized_frame_from_the_guest_closes_the_connection_and_the_next_reque
     let pong = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap();
     assert!(matches!(pong, Response::Pong(_)));
     server.abort();
+}
+
+/// Reads `count` request frames (they may arrive in one read).
+async fn read_requests(stream: &mut tokio::net::UnixStream, count: usize) -> Vec<RequestFrame> {
+    let mut decoder = FrameDecoder::new();
+    let mut buf = [0u8; 4096];
+    let mut frames = Vec::new();
+    while frames.len() < count {
+        if let Some(frame) = decoder.next_frame::<RequestFrame>().unwrap() {
+            frames.push(frame);
+            continue;
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "client hung up");
+        decoder.push(&buf[..n]);
+    }
+    frames
+}
+
+fn hello_answer(frame: &RequestFrame) -> Response {
+    match frame.request {
+        Request::Hello(nonce) => Response::Hello(nonce),
+        ref other => panic!("the first request must be hello, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn stale_bytes_before_the_hello_answer_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let client = AgentClient::new(path);
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut frames = read_requests(&mut stream, 2).await;
+        let (hello, ping) = (frames.remove(0), frames.remove(0));
+        // What an earlier connection left behind: the tail of a frame, then a whole frame that
+        // answers the ping's id with something else.
+        let stale = encode_frame(&ResponseFrame { id: ping.id, response: Response::Ok }).unwrap();
+        stream.write_all(&[0, 0, 0x10, 0x00, 7, 7, 7]).await.unwrap();
+        stream.write_all(&stale).await.unwrap();
+        let answer = encode_frame(&ResponseFrame { id: hello.id, response: hello_answer(&hello) }).unwrap();
+        let pong = Response::Pong(Pong { agent_version: "t".into(), uptime_ms: 1 });
+        let pong = encode_frame(&ResponseFrame { id: ping.id, response: pong }).unwrap();
+        stream.write_all(&[answer, pong].concat()).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    });
+    let response = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap();
+    assert!(matches!(response, Response::Pong(_)), "{response:?}");
+    server.abort();
+}
+
+#[test]
+fn skip_to_hello_keeps_at_most_a_pattern_of_bytes_and_returns_what_follows() {
+    let expected = b"HELLO".to_vec();
+    let mut seen = Vec::new();
+    assert!(skip_to_hello(&mut seen, &[9; 1000], &expected).is_none());
+    assert!(seen.len() < expected.len());
+    assert!(skip_to_hello(&mut seen, b"xxHEL", &expected).is_none());
+    assert_eq!(skip_to_hello(&mut seen, b"LOtail", &expected), Some(b"tail".to_vec()));
 }

@@ -66,23 +66,8 @@ impl std::str::FromStr for Accel {
     }
 }
 
-/// How the provider makes a new VM.
-///
-/// ```
-/// use firepit_qemu::FillStrategy;
-/// assert_eq!(FillStrategy::default(), FillStrategy::ColdBoot);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FillStrategy {
-    /// Boot the kernel every time (≈3 s under TCG).
-    #[default]
-    ColdBoot,
-    /// Boot one template per shape, then restore copy-on-write clones of it (≈0.1–0.3 s).
-    Snapshot,
-}
-
-/// How one VM was actually made: its [`FillStrategy`], or the fallback a `Snapshot` shape took.
+/// How one VM was actually made: its shape's [`FillStrategy`](firepit_shape::FillStrategy), or the
+/// fallback a `Snapshot` shape took.
 /// The pool engine counts it as the `fill_strategy` label of `firepit_pool_vms_filled_total` and
 /// shows the last one in its status (see [`firepit_pool::PoolVm::fill_kind`]).
 ///
@@ -112,8 +97,7 @@ impl FillKind {
     }
 }
 
-/// Kernel and initramfs of a guest image, registered under an image id with
-/// [`QemuProvider::register_image`](crate::QemuProvider::register_image).
+/// Kernel and initramfs of a guest image: the files a [`VmSpec`](crate::VmSpec) boots.
 ///
 /// ```
 /// use firepit_qemu::ImagePaths;
@@ -169,9 +153,6 @@ pub struct ProviderConfig {
     pub extra_kernel_args: Vec<String>,
     /// Console output kept in memory per VM (older bytes are dropped). Default: 1 MiB.
     pub console_buffer_bytes: usize,
-    /// Fill strategy of images registered with
-    /// [`register_image`](crate::QemuProvider::register_image). Default: [`FillStrategy::ColdBoot`].
-    pub fill_strategy: FillStrategy,
     /// Where snapshot templates live: one directory per shape (guest RAM file, device state,
     /// `manifest.json`). Clones map the RAM file, so keep this on tmpfs. Default:
     /// `/dev/shm/firepit-<uid>-templates`.
@@ -192,7 +173,7 @@ pub struct ProviderConfig {
     /// runtime directory becomes 0711 and directories above it that we own get `o+x` (pass through,
     /// no listing); one we do not own must already be searchable by that user. A
     /// QEMU escape then holds that user's rights, not ours (all VMs share the user, though).
-    /// Not supported with [`FillStrategy::Snapshot`] yet. Default: `None` (QEMU runs as we do).
+    /// Not supported with snapshot fill yet. Default: `None` (QEMU runs as we do).
     pub run_as: Option<String>,
 }
 
@@ -209,7 +190,6 @@ impl Default for ProviderConfig {
             quit_grace: Duration::from_secs(2),
             extra_kernel_args: Vec::new(),
             console_buffer_bytes: 1024 * 1024,
-            fill_strategy: FillStrategy::ColdBoot,
             template_dir: default_template_dir(),
             keep_templates: true,
             snapshot_tb_size_mb: None,

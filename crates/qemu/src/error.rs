@@ -20,12 +20,12 @@ use crate::exit::ExitInfo;
 ///
 /// ```
 /// use firepit_qemu::{QemuError, SpawnError};
-/// let err = QemuError::from(SpawnError::UnknownImage("debian".into()));
-/// assert!(err.to_string().contains("register_image"));
+/// let err = QemuError::from(SpawnError::ImageFileMissing { path: "/images/vmlinuz".into() });
+/// assert!(err.to_string().contains("firepit image build"));
 /// ```
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
-    /// The configuration, a shape or an image registration cannot be used; says what to change.
+    /// The configuration or a shape's spec cannot be used; says what to change.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Starting the QEMU process failed.
@@ -49,6 +49,34 @@ pub enum QemuError {
     /// A network operation failed.
     #[error(transparent)]
     Network(#[from] crate::net::NetError),
+    /// Reading or writing a file on the host failed (the source of an upload, the target of a
+    /// download).
+    #[error("{what}: {source}")]
+    HostIo {
+        /// What was being done, naming the path.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl QemuError {
+    /// What kind of failure the guest reported, if this is one (a missing file, a bad path, no
+    /// such process...): for callers that map errors to statuses or exceptions.
+    ///
+    /// ```
+    /// use firepit_qemu::{AgentError, GuestErrorKind, QemuError};
+    /// let error: QemuError =
+    ///     AgentError::Failed { request: "stat", kind: GuestErrorKind::NotFound, message: "/x".into() }.into();
+    /// assert_eq!(error.guest_error_kind(), Some(GuestErrorKind::NotFound));
+    /// ```
+    pub fn guest_error_kind(&self) -> Option<firepit_agent::FailureKind> {
+        match self {
+            QemuError::Agent(AgentError::Failed { kind, .. }) => Some(*kind),
+            _ => None,
+        }
+    }
 }
 
 /// Why a QEMU process could not be started.
@@ -66,9 +94,6 @@ pub enum SpawnError {
         /// The binary asked for.
         binary: PathBuf,
     },
-    /// No image was registered under this id.
-    #[error("image {0:?} is not registered: call QemuProvider::register_image first")]
-    UnknownImage(String),
     /// A kernel or initramfs file is missing.
     #[error("image file {path} is missing: rebuild the image (`firepit image build`)")]
     ImageFileMissing {
@@ -270,6 +295,17 @@ pub enum AgentError {
         request: &'static str,
         /// The response, debug-printed.
         response: String,
+    },
+    /// The guest could not do what was asked; `kind` says why (see
+    /// [`QemuError::guest_error_kind`]). The VM is fine and the channel stays usable.
+    #[error("guest failed {request}: {message}")]
+    Failed {
+        /// The request kind.
+        request: &'static str,
+        /// What kind of failure.
+        kind: firepit_agent::FailureKind,
+        /// The guest's message (names the path or process).
+        message: String,
     },
     /// The channel is gone: the VM exited, or the guest side hung up or broke the protocol (a frame
     /// over the size limit); the next request reconnects.

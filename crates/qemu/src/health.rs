@@ -14,10 +14,10 @@ use crate::vm::QemuVm;
 /// `Fn(&Vm) -> impl Future + 'static` as it is.
 ///
 /// ```no_run
-/// # async fn demo(provider: firepit_qemu::QemuProvider) -> Result<(), firepit_pool::PoolError> {
+/// # async fn demo(provider: firepit_qemu::QemuProvider, spec: firepit_qemu::VmSpec) -> Result<(), firepit_pool::PoolError> {
 /// use firepit_pool::{Pool, ShapeKey};
 /// let pool = Pool::builder(provider)
-///     .shape(ShapeKey::new("img", "1", 1, 256))
+///     .shape(ShapeKey::new("small"), spec)
 ///     .health_check(firepit_qemu::agent_health_check)
 ///     .build()
 ///     .await?;

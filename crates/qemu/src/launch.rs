@@ -19,12 +19,13 @@ use tokio::time::Instant;
 use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
 use crate::boot;
 use crate::caps::QemuCaps;
-use crate::config::{Accel, FillKind, ImagePaths, ProviderConfig};
+use crate::config::{Accel, FillKind, ProviderConfig};
 use crate::config_error::ConfigError;
 use crate::error::QemuError;
 use crate::process::Credentials;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
+use crate::vm_spec::VmSpec;
 
 /// Room kept in socket paths for `/<vm id>/console.sock`.
 const VM_PATH_SUFFIX: usize = 48;
@@ -42,7 +43,7 @@ pub(crate) struct Launcher {
     tsc_khz: u64,
     /// The user QEMU runs as (`ProviderConfig::run_as`, resolved).
     pub run_as: Option<Credentials>,
-    /// Each shape's network.
+    /// Traffic totals per shape (for VMs with a network).
     pub networks: crate::net::Networks,
 }
 
@@ -110,26 +111,24 @@ impl Launcher {
         Ok((id, dir))
     }
 
-    /// The command line of VM `id` of `shape`, with its runtime directory `dir` and guest `memory`.
-    pub(crate) fn spec(
+    /// The command line of VM `id` of `shape` (made from `vm`), with its runtime directory `dir`
+    /// and guest `memory`.
+    pub(crate) fn launch_spec(
         &self,
         id: &str,
         accel: Accel,
-        shape: &ShapeKey,
-        paths: &ImagePaths,
+        (shape, vm): (&ShapeKey, &VmSpec),
         dir: &Path,
         memory: GuestMemory,
     ) -> Result<LaunchSpec, QemuError> {
-        if shape.vcpus == 0 || shape.memory_mb < 32 {
-            return Err(ConfigError::ShapeTooSmall { shape: shape.clone() }.into());
-        }
+        let memory_mb = checked_memory_mb(shape, vm)?;
         Ok(LaunchSpec {
             name: id.to_string(),
             accel,
-            vcpus: shape.vcpus,
-            memory_mb: shape.memory_mb,
-            kernel: paths.kernel.clone(),
-            initramfs: paths.initramfs.clone(),
+            vcpus: vm.cpus,
+            memory_mb,
+            kernel: vm.image.kernel.clone(),
+            initramfs: vm.image.initramfs.clone(),
             kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
             sandbox: self.caps.sandbox,
             runtime_dir: dir.to_path_buf(),
@@ -138,22 +137,22 @@ impl Launcher {
             tb_size_mb: None,
             without_kernel: false,
             run_as: self.run_as,
-            network: self.networks.plan(shape),
+            network: self.networks.plan(shape, &vm.network),
         })
     }
 
-    /// Boots a VM of `shape` from its kernel, under one boot deadline.
+    /// Boots a VM of `shape` (made from `vm`) from its kernel, under one boot deadline.
     pub(crate) async fn cold_boot(
         &self,
         shape: &ShapeKey,
-        paths: &ImagePaths,
+        vm: &VmSpec,
         fill: FillKind,
     ) -> Result<QemuVm, QemuError> {
         let started_at = Instant::now();
         let deadline = started_at + self.config.boot_timeout;
         let accel = self.accel().await;
         let (id, dir) = self.new_dir()?;
-        let spec = self.spec(&id, accel, shape, paths, dir.path(), GuestMemory::Anonymous)?;
+        let spec = self.launch_spec(&id, accel, (shape, vm), dir.path(), GuestMemory::Anonymous)?;
         let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
@@ -190,4 +189,14 @@ impl Launcher {
             memory_charge_mb: None,
         }
     }
+}
+
+/// The guest memory of `vm` as QEMU takes it, if the machine size can boot: at least 1 vCPU and
+/// 32 MiB, at most `u32::MAX` MiB.
+pub(crate) fn checked_memory_mb(shape: &ShapeKey, vm: &VmSpec) -> Result<u32, ConfigError> {
+    if vm.cpus == 0 || vm.memory_mb < 32 {
+        return Err(ConfigError::ShapeTooSmall { shape: shape.clone() });
+    }
+    u32::try_from(vm.memory_mb)
+        .map_err(|_| ConfigError::ShapeTooLarge { shape: shape.clone(), memory_mb: vm.memory_mb })
 }

@@ -8,16 +8,19 @@
 //!
 //! # What it is not
 //! - Not a pool: it makes, probes and destroys one VM at a time; depth, refill and leases are the
-//!   engine's.
-//! - Not an image builder: it boots the guest image it is given ([`ImagePaths`]); `firepit-image`
-//!   builds them.
+//!   engine's. It keeps no table of shapes either: the pool hands it each shape's [`VmSpec`].
+//! - Not an image builder: it boots the guest image it is given ([`ImagePaths`] in a [`VmSpec`]);
+//!   `firepit-image` builds them, and the `firepit` facade turns a shape description
+//!   (`firepit_shape::ShapeSpec`) into a [`VmSpec`].
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
 //!   port, virtio-rng) and nothing configurable beyond [`ProviderConfig`].
 //!
 //! # How data flows
-//! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). Each
-//! `create` of a shape then goes one of two ways, chosen per shape ([`FillStrategy`]):
+//! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). A shape's
+//! [`VmSpec`] (image, vCPUs, memory, [`FillStrategy`]) is checked when it is added
+//! ([`QemuProvider::check`]) and arrives with every `create` of the shape, which then goes one of
+//! two ways, chosen by the spec's fill strategy:
 //! - cold boot: a private runtime directory, a command line, QEMU spawned under supervision, its
 //!   console and QMP sockets accepted, then the readiness line [`firepit_agent::READY_LINE`] on the
 //!   console and an agent ping, all under one boot deadline;
@@ -32,6 +35,19 @@
 //! and with the firepit process (`PR_SET_PDEATHSIG`); a watcher task reaps it and makes
 //! [`exit_info`](QemuVm::exit_info) and the pool's `exited()` resolve at once. `destroy` quits
 //! QEMU over QMP, waits [`ProviderConfig::quit_grace`], then kills it and removes its directory.
+//! An [`OwnershipHook`] ([`QemuProvider::with_ownership_hook`]) hears of every VM handed to the
+//! pool and every VM destroyed: the daemon records them so that a restart after a crash can reap
+//! them. What a VM costs against the pool's memory budget is the provider's
+//! [`MemoryAccounting`](firepit_pool::MemoryAccounting): a clone its PSS, its template once.
+//!
+//! The sandbox API on [`QemuVm`] goes through the guest agent's streams (bounded memory on both
+//! sides whatever the size: see [`STREAM_WINDOW`]): files (`write_file`, `read_file`, `stat`,
+//! `list_dir`, `mkdir`, `remove`, `chmod`, `chown`, `rename`), directories as tar streams
+//! (`upload_dir`, `download_dir`, `upload_tar`, `download_tar`), attached processes with streamed
+//! output (`spawn` → [`GuestProcess`]), background processes that outlive connections
+//! (`start_process`, `processes`, `signal_process`, `wait_process`, `process_output`), and
+//! terminals (`pty` → [`PtySession`]). Failures the guest reports carry a [`GuestErrorKind`]
+//! ([`QemuError::guest_error_kind`]).
 //!
 //! Accelerator: [`Accel::Auto`] picks KVM only when it can run our guests ([`detect_accel`]);
 //! on our hosts (`kvm_pvm`) that is TCG. The env var [`ACCEL_ENV`] (`FIREPIT_ACCEL`) overrides the
@@ -44,11 +60,11 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), firepit_qemu::QemuError> {
 //! use firepit_pool::{Provider, ShapeKey};
-//! use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider};
+//! use firepit_qemu::{ImagePaths, ProviderConfig, QemuProvider, VmSpec};
 //! let provider = QemuProvider::new(ProviderConfig::default())?;
 //! let paths = ImagePaths::new("target/firepit-image/vmlinuz", "target/firepit-image/initramfs.cpio.gz");
-//! provider.register_image_with("img", paths, FillStrategy::Snapshot)?;
-//! let vm = provider.create(&ShapeKey::new("img", "1", 1, 256)).await?; // builds the template first
+//! let spec = VmSpec::new("img", paths);                 // 1 vCPU, 256 MiB, snapshot fill
+//! let vm = provider.create(&ShapeKey::new("small"), &spec).await?; // builds the template first
 //! println!("{} ({:?})", vm.exec(["uname", "-r"]).await?.stdout_lossy(), vm.fill());
 //! provider.destroy(vm).await;
 //! # Ok(()) }
@@ -61,6 +77,7 @@
 
 mod accel;
 mod agent;
+mod agent_routes;
 mod argv;
 mod boot;
 mod caps;
@@ -70,10 +87,16 @@ mod console;
 mod error;
 mod exec;
 mod exit;
+mod guest_background;
+mod guest_dirs;
+mod guest_files;
+mod guest_process;
+mod guest_pty;
 mod health;
 mod launch;
 mod memory_charge;
 mod net;
+mod ownership;
 mod process;
 mod provider;
 mod provider_net;
@@ -83,16 +106,18 @@ mod ring;
 mod run_as;
 mod rundir;
 mod snapshot;
+mod streams;
 mod template_build;
 mod template_state;
 mod template_store;
 mod vm;
 mod vm_net;
+mod vm_spec;
 
 pub use accel::{AccelVerdict, detect_accel};
 pub use caps::QemuCaps;
 pub use config::{
-    ACCEL_ENV, Accel, FillKind, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig, RETRY_AFTER,
+    ACCEL_ENV, Accel, FillKind, ImagePaths, ParseAccelError, ProviderConfig, RETRY_AFTER,
     default_runtime_dir, default_template_dir,
 };
 pub use config_error::ConfigError;
@@ -100,15 +125,27 @@ pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exec::{ExecOutput, fresh_identity};
 pub use exit::ExitInfo;
-pub use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong};
-pub use firepit_agent::{NetworkApplied, NetworkConfig};
+pub use firepit_agent::{
+    Channel, DirEntry, DirListing, ExecRequest, ExitStatus, FailureKind as GuestErrorKind, FileKind,
+    FileStat, IdentityApplied, IdentityRequest, MkdirRequest, NetworkApplied, NetworkConfig, Pong,
+    ProcessInfo, ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest,
+    StartProcessRequest, WindowSize,
+};
+/// How a shape's VMs are made ready: the one `FillStrategy`, firepit-shape's.
+pub use firepit_shape::FillStrategy;
 pub use firepit_shape::{EgressPolicy, EgressRule, EgressTarget, NetworkMode, NetworkSpec};
+pub use guest_files::{GuestFileReader, WriteOptions};
+pub use guest_process::{GuestProcess, ProcessControl};
+pub use guest_pty::PtySession;
 pub use health::agent_health_check;
 pub use memory_charge::process_memory_kib;
 pub use net::{NetError, NetStats, NetworkInfo};
+pub use ownership::{OwnedProcess, OwnershipHook};
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
 pub use restore::RESTORE_TIMEOUT;
 pub use snapshot::MAX_RESTORE_FAILURES;
+pub use streams::{GuestInput, GuestOutput};
 pub use template_state::{TemplateOrigin, TemplateState};
 pub use vm::{QemuVm, VmStatus};
+pub use vm_spec::VmSpec;

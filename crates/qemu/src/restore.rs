@@ -9,11 +9,12 @@ use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
 use crate::argv::GuestMemory;
-use crate::config::{FillKind, ImagePaths};
+use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError};
 use crate::launch::Launcher;
 use crate::qmp::QmpClient;
 use crate::vm::QemuVm;
+use crate::vm_spec::VmSpec;
 
 /// Longest a restore may take (capped by the boot timeout). Measured: 0.1–0.3 s idle, 2.5 s under heavy
 /// load. A broken state file makes QEMU 7.2 wait in `setup` forever (it reports no failure), so
@@ -45,12 +46,11 @@ pub(crate) async fn wait_migration(
     }
 }
 
-/// Restores a clone mapping `memory_file` copy-on-write, with device state from `quoted_state` (a
-/// shell-quoted path). `template` is kept alive by the clone.
+/// Restores a clone of `shape` (made from `vm`) mapping `memory_file` copy-on-write, with device
+/// state from `quoted_state` (a shell-quoted path). `template` is kept alive by the clone.
 pub(crate) async fn restore_clone(
     launcher: &Launcher,
-    shape: &ShapeKey,
-    paths: &ImagePaths,
+    (shape, vm_spec): (&ShapeKey, &VmSpec),
     memory_file: &Path,
     quoted_state: &str,
     template: Arc<dyn std::any::Any + Send + Sync>,
@@ -61,7 +61,7 @@ pub(crate) async fn restore_clone(
     let accel = launcher.accel().await;
     let (id, dir) = launcher.new_dir()?;
     let memory = GuestMemory::File { path: memory_file.to_path_buf(), shared: false };
-    let mut spec = launcher.spec(&id, accel, shape, paths, dir.path(), memory)?;
+    let mut spec = launcher.launch_spec(&id, accel, (shape, vm_spec), dir.path(), memory)?;
     spec.incoming = Some("defer".into());
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
     spec.without_kernel = true;

@@ -7,23 +7,25 @@ use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
 use crate::argv::GuestMemory;
-use crate::config::{FillKind, ImagePaths};
+use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError, SpawnError};
 use crate::launch::Launcher;
 use crate::template_store::{self as store, Manifest, TemplateKey};
+use crate::vm_spec::VmSpec;
 
-/// What a template of `shape` must match: image, shape, QEMU, and the command lines of template
-/// and clone (kernel arguments included) with per-VM paths replaced by placeholders.
+/// What a template of `shape` must match: image, shape (name and machine size), QEMU, and the
+/// command lines of template and clone (kernel arguments included) with per-VM paths replaced by
+/// placeholders.
 pub(crate) async fn template_key(
     launcher: &Launcher,
     shape: &ShapeKey,
-    paths: &ImagePaths,
+    vm: &VmSpec,
 ) -> Result<TemplateKey, QemuError> {
     let accel = launcher.accel().await;
     let mut joined = Vec::new();
     for clone in [false, true] {
         let memory = GuestMemory::File { path: PathBuf::from("/TEMPLATE/memory"), shared: !clone };
-        let mut spec = launcher.spec("VM", accel, shape, paths, Path::new("/RUNTIME"), memory)?;
+        let mut spec = launcher.launch_spec("VM", accel, (shape, vm), Path::new("/RUNTIME"), memory)?;
         spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
         if clone {
             spec.incoming = Some("defer".into());
@@ -36,11 +38,16 @@ pub(crate) async fn template_key(
         joined.push(b'\n');
     }
     Ok(TemplateKey {
-        image_id: shape.image_id.clone(),
-        shape: shape.to_string(),
+        image_id: vm.image_id.clone(),
+        shape: describe(shape, vm),
         qemu_version: launcher.caps.version.clone(),
         cmdline_sha256: store::sha256_hex(&joined),
     })
+}
+
+/// A shape as a template's manifest and directory name show it: `name@image/1cpu/256MiB`.
+pub(crate) fn describe(shape: &ShapeKey, vm: &VmSpec) -> String {
+    format!("{shape}@{}/{}cpu/{}MiB", vm.image_id, vm.cpus, vm.memory_mb)
 }
 
 /// Shell-quotes a path for an `exec:` migration URI (run by `/bin/sh -c`).
@@ -55,8 +62,7 @@ pub(crate) fn quoted(path: &Path) -> Result<String, SnapshotError> {
 /// Boots the template in a scratch directory, snapshots it and moves it to `target`.
 pub(crate) async fn build(
     launcher: &Launcher,
-    shape: &ShapeKey,
-    paths: &ImagePaths,
+    (shape, vm): (&ShapeKey, &VmSpec),
     key: &TemplateKey,
     target: &Path,
 ) -> Result<Manifest, QemuError> {
@@ -64,8 +70,8 @@ pub(crate) async fn build(
     let scratch = store::scratch_path(&launcher.config.template_dir);
     std::fs::create_dir(&scratch)
         .map_err(|e| SpawnError::io(format!("creating {}", scratch.display()), e))?;
-    let result = build_in(launcher, shape, paths, &scratch).await.and_then(|()| {
-        let memory_bytes = u64::from(shape.memory_mb) * 1024 * 1024;
+    let result = build_in(launcher, shape, vm, &scratch).await.and_then(|()| {
+        let memory_bytes = vm.memory_mb.saturating_mul(1024 * 1024);
         store::publish(&scratch, target, key, memory_bytes)
     });
     if result.is_err() {
@@ -77,7 +83,7 @@ pub(crate) async fn build(
 async fn build_in(
     launcher: &Launcher,
     shape: &ShapeKey,
-    paths: &ImagePaths,
+    vm_spec: &VmSpec,
     scratch: &Path,
 ) -> Result<(), QemuError> {
     let started_at = Instant::now();
@@ -85,7 +91,7 @@ async fn build_in(
     let accel = launcher.accel().await;
     let (id, vm_dir) = launcher.new_dir()?;
     let memory = GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true };
-    let mut spec = launcher.spec(&id, accel, shape, paths, vm_dir.path(), memory)?;
+    let mut spec = launcher.launch_spec(&id, accel, (shape, vm_spec), vm_dir.path(), memory)?;
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
     let started =
         crate::boot::start(&launcher.config.qemu_binary, &spec, vm_dir, &launcher.config, deadline).await?;

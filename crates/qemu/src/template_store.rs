@@ -1,7 +1,7 @@
 //! Snapshot templates on disk, so a new provider reuses what an earlier one built.
 //!
 //! Layout: `<template_dir>/<shape dir>/{memory, state.bin, manifest.json}`, one directory per shape
-//! (image id, version, vCPUs, memory). The manifest says whose template it is: image id, shape,
+//! (name, image id, vCPUs, memory). The manifest says whose template it is: image id, shape,
 //! QEMU version and a hash of the clone command line (with per-VM paths replaced by placeholders).
 //! A template is reused only when all of them match and its files pass a check (sizes, and the
 //! SHA-256 of the device state); otherwise it is *stale* (key mismatch) or *corrupt* and is rebuilt.
@@ -36,7 +36,7 @@ static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct TemplateKey {
     /// The image id the shape names.
     pub image_id: String,
-    /// The shape, as `ShapeKey` displays it.
+    /// The shape: its name, image and machine size (`name@image/1cpu/256MiB`).
     pub shape: String,
     /// First line of `qemu -version`.
     pub qemu_version: String,

@@ -71,8 +71,9 @@ pub struct QemuVm {
     pub(crate) template: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// How it was made.
     pub(crate) fill: crate::config::FillKind,
-    /// What it costs against the pool's memory budget when not its full memory (a snapshot clone:
-    /// its PSS once restored, MiB); see `memory_charge.rs`.
+    /// What it costs against the pool's memory budget when not its spec's full memory (a snapshot
+    /// clone: its PSS once restored, MiB); read by the provider's `MemoryAccounting`
+    /// (`memory_charge.rs`).
     pub(crate) memory_charge_mb: Option<u64>,
 }
 
@@ -287,8 +288,8 @@ impl QemuVm {
     /// it at once.
     ///
     /// ```no_run
-    /// # async fn demo(provider: firepit_qemu::QemuProvider) -> Result<(), firepit_qemu::QemuError> {
-    /// let vm = provider.cold_boot(&firepit_pool::ShapeKey::new("img", "1", 1, 256)).await?;
+    /// # async fn demo(provider: firepit_qemu::QemuProvider, spec: firepit_qemu::VmSpec) -> Result<(), firepit_qemu::QemuError> {
+    /// let vm = provider.cold_boot(&firepit_pool::ShapeKey::new("small"), &spec).await?;
     /// let dir = vm.runtime_dir().to_path_buf();
     /// println!("{}", vm.console_tail(5));
     /// vm.shutdown().await;
@@ -333,9 +334,5 @@ impl PoolVm for QemuVm {
 
     fn fill_kind(&self) -> Option<&'static str> {
         Some(self.fill.as_str())
-    }
-
-    fn memory_charge_mb(&self) -> Option<u64> {
-        self.memory_charge_mb
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use firepit_pool::{Provider, ShapeKey};
-use firepit_qemu::{EgressPolicy, ExecRequest, FillKind, FillStrategy, NetworkSpec, QemuProvider, QemuVm};
+use firepit_qemu::{EgressPolicy, ExecRequest, FillKind, NetworkSpec, QemuProvider, QemuVm, VmSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, OnceCell};
@@ -33,12 +33,10 @@ async fn provider() -> &'static QemuProvider {
     static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
     PROVIDER
         .get_or_init(|| async {
-            let image = common::image();
-            let provider = common::provider(&image, &common::runtime_dir("network"), |c| {
+            let provider = common::provider(&common::runtime_dir("network"), |c| {
                 c.template_dir = template_dir();
                 c.keep_templates = false;
             });
-            provider.register_image_with(&image.id, image.paths.clone(), FillStrategy::Snapshot).unwrap();
             // SAFETY: registering a plain extern "C" fn with no captured state.
             unsafe { libc::atexit(remove_shared_files) };
             provider
@@ -46,21 +44,21 @@ async fn provider() -> &'static QemuProvider {
         .await
 }
 
-/// A shape of the test image named `name` with `network`.
-fn shape(name: &str, network: NetworkSpec) -> ShapeKey {
-    let image = common::image();
-    let key = ShapeKey::new(image.id.clone(), format!("{}+{name}", image.version), 1, 256);
-    let provider = PROVIDER_SYNC.get().expect("provider() first");
-    provider.set_network(&key, network).unwrap();
-    key
+/// A snapshot shape of the test image named `name` with `network`.
+fn shape(name: &str, network: NetworkSpec) -> (ShapeKey, VmSpec) {
+    let mut spec = common::snapshot_spec(&common::image());
+    spec.network = network;
+    (ShapeKey::new(name), spec)
 }
 
-static PROVIDER_SYNC: std::sync::OnceLock<QemuProvider> = std::sync::OnceLock::new();
-
 async fn setup() -> &'static QemuProvider {
-    let provider = provider().await;
-    let _ = PROVIDER_SYNC.set(provider.clone());
-    provider
+    provider().await
+}
+
+/// A VM of shape `name` with `network`.
+async fn create(provider: &QemuProvider, name: &str, network: NetworkSpec) -> QemuVm {
+    let (key, spec) = shape(name, network);
+    provider.create(&key, &spec).await.unwrap()
 }
 
 fn policy(json: &str) -> EgressPolicy {
@@ -160,12 +158,10 @@ fn egress_policy_lets_a_guest_fetch_from_the_host_or_refuses_at_once() {
             host_ports: vec![lo_port],
             ..NetworkSpec::nat()
         };
-        let allowed = provider.create(&shape("egress-listed", listed)).await.unwrap();
-        let denied = provider
-            .create(&shape("egress-deny", NetworkSpec { egress: EgressPolicy::Deny, ..NetworkSpec::nat() }))
-            .await
-            .unwrap();
-        let everything = provider.create(&shape("egress-allow", NetworkSpec::nat())).await.unwrap();
+        let allowed = create(provider, "egress-listed", listed).await;
+        let deny = NetworkSpec { egress: EgressPolicy::Deny, ..NetworkSpec::nat() };
+        let denied = create(provider, "egress-deny", deny).await;
+        let everything = create(provider, "egress-allow", NetworkSpec::nat()).await;
         assert_eq!(allowed.fill(), FillKind::Snapshot);
 
         let fetch = |ip: String, port: u16| format!("wget -O - http://{ip}:{port}/");
@@ -202,10 +198,7 @@ fn egress_policy_lets_a_guest_fetch_from_the_host_or_refuses_at_once() {
             provider.destroy(vm).await;
         }
         let totals = provider.network_stats();
-        assert!(
-            totals.iter().any(|(s, t)| s.version.ends_with("egress-listed") && t.bytes_out > 0),
-            "{totals:?}"
-        );
+        assert!(totals.iter().any(|(s, t)| s.as_str() == "egress-listed" && t.bytes_out > 0), "{totals:?}");
     });
 }
 
@@ -215,7 +208,7 @@ fn the_host_answers_dns_for_listed_names_only() {
         let _turn = TURN.lock().await;
         let provider = setup().await;
         let spec = NetworkSpec { egress: policy(r#"["localhost", "*.allowed.test"]"#), ..NetworkSpec::nat() };
-        let vm = provider.create(&shape("dns", spec)).await.unwrap();
+        let vm = create(provider, "dns", spec).await;
         let (_, resolv, _) = sh(&vm, "cat /etc/resolv.conf").await;
         assert!(resolv.contains(&format!("nameserver {}", vm.network().unwrap().dns)), "{resolv}");
         let started = Instant::now();
@@ -238,7 +231,7 @@ fn a_port_forward_reaches_a_guest_server_and_is_gone_with_the_vm() {
     common::run(async {
         let _turn = TURN.lock().await;
         let provider = setup().await;
-        let vm = provider.create(&shape("forward", NetworkSpec::nat())).await.unwrap();
+        let vm = create(provider, "forward", NetworkSpec::nat()).await;
         let (code, _, err) = sh(
             &vm,
             "mkdir -p /tmp/www && echo guest-page > /tmp/www/index.html && httpd -p 8000 -h /tmp/www",
@@ -266,10 +259,10 @@ fn eight_clones_have_their_own_mac_and_address_and_each_its_own_forward() {
     common::run(async {
         let _turn = TURN.lock().await;
         let provider = setup().await;
-        let key = shape("clones", NetworkSpec::nat());
+        let (key, spec) = shape("clones", NetworkSpec::nat());
         let mut vms = Vec::new();
         for _ in 0..8 {
-            vms.push(provider.create(&key).await.unwrap());
+            vms.push(provider.create(&key, &spec).await.unwrap());
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, vm) in vms.iter().enumerate() {
@@ -311,7 +304,7 @@ fn a_shape_without_network_has_only_lo() {
     common::run(async {
         let _turn = TURN.lock().await;
         let provider = setup().await;
-        let vm = provider.create(&shape("none", NetworkSpec::default())).await.unwrap();
+        let vm = create(provider, "none", NetworkSpec::default()).await;
         let (_, out, _) = sh(&vm, "ls /sys/class/net").await;
         assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"]);
         assert!(vm.network().is_none() && vm.network_stats().is_none());
@@ -328,9 +321,9 @@ fn a_guest_flooding_the_network_does_not_stall_the_provider_or_other_vms() {
         let provider = setup().await;
         let server = HttpServer::start(host_ip(), "still-here").await;
         let spec = NetworkSpec { egress: policy(&format!(r#"["{}"]"#, server.addr)), ..NetworkSpec::nat() };
-        let key = shape("flood", spec);
-        let flooder = Arc::new(provider.create(&key).await.unwrap());
-        let victim = provider.create(&key).await.unwrap();
+        let (key, spec) = shape("flood", spec);
+        let flooder = Arc::new(provider.create(&key, &spec).await.unwrap());
+        let victim = provider.create(&key, &spec).await.unwrap();
         // Denied connects (reset by the filter) and allowed ones (through the NAT), as fast as
         // the guest can, for 20 s.
         let flood = |target: String| {
@@ -351,7 +344,7 @@ fn a_guest_flooding_the_network_does_not_stall_the_provider_or_other_vms() {
             slowest = slowest.max(started.elapsed());
         }
         let started = Instant::now();
-        let fresh = provider.create(&key).await.unwrap();
+        let fresh = provider.create(&key, &spec).await.unwrap();
         let create = started.elapsed();
         let (denied, allowed) = (denied.await.unwrap(), allowed.await.unwrap());
         eprintln!(

@@ -8,7 +8,8 @@ use crate::ToolResult;
 /// Subcommands of `firepit bench`.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
-    /// VM benchmarks: cold boot, reserve → first console reply, exec round trip, memory, idle CPU.
+    /// VM benchmarks: cold boot, reserve → first console reply, exec round trip, reserve → first
+    /// exec on fresh VMs (pool quiet and refilling), memory, idle CPU of pooled and leased VMs.
     Vm(crate::bench_vm::VmBenchArgs),
     /// Fill strategies side by side: cold boot vs snapshot restore (time, PSS), refill of 16.
     Fill(crate::bench_fill::FillBenchArgs),
@@ -18,8 +19,11 @@ pub enum BenchCommand {
     /// and measures both in the same run, alternating between them. A release destroys the VM, so
     /// every timed acquire + release first waits until both pools are full again.
     Api(crate::bench_api::ApiBenchArgs),
-    /// Networking: guest → host TCP throughput, connect round trip, the time a NIC adds to a
-    /// snapshot restore; firepit (NAT + policy filter) next to raw QEMU with the same backend
+    /// Snapshot clones of one shape filled up to a memory budget: VMs, PSS, idle host CPU, time to
+    /// fill, reserve → first exec at that density.
+    Density(crate::bench_density::DensityBenchArgs),
+    /// Networking: guest → host TCP throughput, connect round trip, host CPU, the time a NIC adds
+    /// to a snapshot restore; firepit (NAT + policy filter) next to raw QEMU with the same backend
     /// (and passt when installed), measured in the same run.
     Net(crate::bench_net::NetBenchArgs),
 }
@@ -30,6 +34,7 @@ pub async fn run(command: BenchCommand) -> ToolResult {
         BenchCommand::Vm(args) => crate::bench_vm::run(args).await,
         BenchCommand::Fill(args) => crate::bench_fill::run(args).await,
         BenchCommand::Api(args) => crate::bench_api::run(args).await,
+        BenchCommand::Density(args) => crate::bench_density::run(args).await,
         BenchCommand::Net(args) => crate::bench_net::run(args).await,
     }
 }

@@ -1,23 +1,32 @@
 //! `firepit bench api`: what the daemon's HTTP API costs on top of the library, in one run.
 //!
-//! Two pools of the same shape (image, 1 vCPU, 256 MiB, depth `--depth`, fill `--fill`) run side by
-//! side: a real `firepit serve` started as a child process on a temporary Unix socket and state
-//! dir, and an in-process pool built with the facade (`Firepit::pool`). Every measurement alternates
-//! between the two (API first on even iterations, in-process first on odd ones), so both see the
-//! same machine at the same moment.
+//! Two pools of the same shape (image, 1 vCPU, 256 MiB, depth `--depth`, fill `--fill`, agent ping
+//! before hand-out on both) run side by side: a real `firepit serve` started as a child process on
+//! a temporary Unix socket and state dir, and an in-process pool built with the facade
+//! (`Firepit::pool`). Every measurement alternates between the two (API first on even iterations,
+//! in-process first on odd ones), so both see the same machine at the same moment. The client keeps
+//! its connection alive, as `firepit-client` does.
 //!
-//! - `acquire_ms`, `release_ms`, `acquire_release_ms`: `POST /v1/leases {wait_ms: 0}` then
-//!   `DELETE /v1/leases/{id}` through [`Client`] (one HTTP/1.1 connection per request, as the CLI
-//!   does), against `try_reserve()` then `drop` in process. A release destroys the VM and the pool
-//!   boots a replacement, which takes seconds under TCG; before every timed pair the bench waits
-//!   until **both** pools are full again with no boot in flight, and only the two calls are timed.
-//!   That is why the default is a modest 10 pairs per side: each pair costs one boot.
-//! - `exec_ms`: `true` run through the guest agent of one leased VM, via
-//!   `POST /v1/leases/{id}/exec` against `vm.exec(["true"])`, `--execs` times each.
+//! Each iteration, per side, costs three VM fills:
+//! 1. both pools full and quiet: `acquire_ms` — `POST /v1/leases {wait_ms: 0}` against
+//!    `try_reserve()` (the daemon serves `wait_ms: 0` with `try_reserve`, which skips the hand-out
+//!    check, so this pair is like with like too) — then `release_ms` (`DELETE`) against `drop`,
+//!    and `acquire_release_ms` for the two;
+//! 2. at once, while that pool refills (depth ≥ 2): `acquire_reserve_refilling_ms` —
+//!    `POST /v1/leases {wait_ms: 60000}` (served with `reserve`, health check included) against
+//!    `reserve()` — and `reserve_to_first_exec_refilling_ms`: from that call to the answer of
+//!    `true` run through the agent on the fresh VM (`POST .../exec` against `vm.exec`);
+//! 3. both pools full and quiet again: the same two, `acquire_reserve_ms` and
+//!    `reserve_to_first_exec_ms`.
 //!
-//! Output: one JSON object per metric with p50/p99 of both sides and their ratio (API / in-process)
-//! with `--json`, else a table. The daemon logs at `info` (its default) to a file in the temporary
-//! directory; the last lines of that log are part of the error if it fails.
+//! Before step 1 on the API side, `request_floor_ms` times `GET /healthz`: what any request over
+//! the socket costs at that moment (no in-process counterpart). Then `exec_ms`: `true` on one
+//! leased VM, `--execs` times per side.
+//!
+//! Output: one JSON object per metric with p50/p99 of both sides, their ratio (API / in-process)
+//! and their difference (API − in-process, ms) with `--json`, else a table. The daemon logs at
+//! `$RUST_LOG` (default `info`, its default) to a file in the temporary directory; the last lines
+//! of that log are part of the error if it fails.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,18 +87,29 @@ impl BenchFill {
     }
 }
 
-/// p50 and p99 samples of one metric, both sides.
+/// Samples of one metric, both sides, and what each side called.
 struct Row {
     metric: &'static str,
+    /// The in-process call (`try_reserve`, `reserve`, `vm.exec`, ...).
+    in_process: &'static str,
+    /// `none` (both pools full, nothing filling) or `competing` (the measured pool refilling).
+    refills: &'static str,
     api: Vec<Duration>,
     local: Vec<Duration>,
 }
 
 impl Row {
-    fn new(metric: &'static str) -> Self {
-        Self { metric, api: Vec::new(), local: Vec::new() }
+    fn new(metric: &'static str, in_process: &'static str, refills: &'static str) -> Self {
+        Self { metric, in_process, refills, api: Vec::new(), local: Vec::new() }
+    }
+
+    fn push(&mut self, api_side: bool, sample: Duration) {
+        if api_side { self.api.push(sample) } else { self.local.push(sample) }
     }
 }
+
+/// How long an acquire that must be served by `reserve` may wait (the pool is never empty here).
+const RESERVE_WAIT_MS: u64 = 60_000;
 
 /// Runs `firepit bench api`.
 pub async fn run(args: ApiBenchArgs) -> ToolResult {
@@ -153,12 +173,29 @@ async fn measure_pools(
     client: &Client,
     daemon: &mut ChildDaemon,
 ) -> Result<(Vec<Row>, String), ToolError> {
-    let (mut acquire, mut release, mut pair) =
-        (Row::new("acquire_ms"), Row::new("release_ms"), Row::new("acquire_release_ms"));
+    let (mut acquire, mut release, mut pair) = (
+        Row::new("acquire_ms", "try_reserve", "none"),
+        Row::new("release_ms", "drop", "none"),
+        Row::new("acquire_release_ms", "try_reserve+drop", "none"),
+    );
+    let (mut reserve, mut first_exec) = (
+        Row::new("acquire_reserve_ms", "reserve", "none"),
+        Row::new("reserve_to_first_exec_ms", "reserve+exec", "none"),
+    );
+    let (mut reserve_busy, mut first_exec_busy) = (
+        Row::new("acquire_reserve_refilling_ms", "reserve", "competing"),
+        Row::new("reserve_to_first_exec_refilling_ms", "reserve+exec", "competing"),
+    );
+    let mut floor = Row::new("request_floor_ms", "", "none");
     let request = AcquireRequest { shape: SHAPE.to_owned(), wait_ms: 0, ttl_ms: None };
     for iteration in 0..args.iterations.max(1) {
         for api_side in sides(iteration) {
             wait_full(pool, client, depth, daemon).await?;
+            if api_side {
+                let before = Instant::now();
+                client.healthz().await?;
+                floor.api.push(before.elapsed());
+            }
             let before = Instant::now();
             if api_side {
                 let lease = client.acquire(&request, None).await?;
@@ -175,11 +212,21 @@ async fn measure_pools(
                 release.local.push(before.elapsed() - acquired);
                 pair.local.push(before.elapsed());
             }
+            // The pool now refills the VM just taken: a fill competes with the next hand-out.
+            if depth >= 2 {
+                let (reserved, first) = reserve_and_first_exec(api_side, pool, client).await?;
+                reserve_busy.push(api_side, reserved);
+                first_exec_busy.push(api_side, first);
+            }
+            wait_full(pool, client, depth, daemon).await?;
+            let (reserved, first) = reserve_and_first_exec(api_side, pool, client).await?;
+            reserve.push(api_side, reserved);
+            first_exec.push(api_side, first);
         }
     }
 
     wait_full(pool, client, depth, daemon).await?;
-    let mut exec = Row::new("exec_ms");
+    let mut exec = Row::new("exec_ms", "vm.exec", "none");
     let lease = client.acquire(&request, None).await?;
     let vm = pool.try_reserve()?;
     let body = ExecBody::new(["true"]);
@@ -195,13 +242,48 @@ async fn measure_pools(
             if exit_code != Some(0) {
                 return Err(format!("`true` exited with {exit_code:?} in the guest").into());
             }
-            if api_side { exec.api.push(took) } else { exec.local.push(took) }
+            exec.push(api_side, took);
         }
     }
     client.release(&lease.lease_id).await?;
     drop(vm);
     let accel = client.pools().await?.shapes.first().map(|s| s.accelerator.clone()).unwrap_or_default();
-    Ok((vec![acquire, release, pair, exec], accel))
+    let mut rows = vec![floor, acquire, release, pair, reserve, first_exec];
+    if depth >= 2 {
+        rows.extend([reserve_busy, first_exec_busy]);
+    }
+    rows.push(exec);
+    Ok((rows, accel))
+}
+
+/// A hand-out with the pool's health check and the first exec on the fresh VM, on one side:
+/// `POST /v1/leases` with a wait (served by `reserve`) + `POST .../exec` + `DELETE`, or
+/// `reserve()` + `vm.exec` + drop. Returns the time from the call to the VM in hand and to the
+/// answer of `true`.
+async fn reserve_and_first_exec(
+    api_side: bool,
+    pool: &VmPool,
+    client: &Client,
+) -> Result<(Duration, Duration), ToolError> {
+    let before = Instant::now();
+    let (reserved, first, exit_code) = if api_side {
+        let request = AcquireRequest { shape: SHAPE.to_owned(), wait_ms: RESERVE_WAIT_MS, ttl_ms: None };
+        let lease = client.acquire(&request, None).await?;
+        let reserved = before.elapsed();
+        let out = client.exec(&lease.lease_id, &ExecBody::new(["true"])).await;
+        let first = before.elapsed();
+        client.release(&lease.lease_id).await?;
+        (reserved, first, out?.exit_code)
+    } else {
+        let vm = pool.reserve().await?;
+        let reserved = before.elapsed();
+        let exit_code = vm.exec(["true"]).await?.exit_code;
+        (reserved, before.elapsed(), exit_code)
+    };
+    if exit_code != Some(0) {
+        return Err(format!("`true` exited with {exit_code:?} in the guest").into());
+    }
+    Ok((reserved, first))
 }
 
 /// Which side goes first: the API on even iterations, in-process on odd ones.
@@ -243,8 +325,17 @@ async fn wait_full(
 fn print(args: &ApiBenchArgs, rows: &[Row], accel: &str) {
     if !args.json {
         println!(
-            "{:<20} {:>7} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9}",
-            "metric", "samples", "api p50", "api p99", "in-proc p50", "in-proc p99", "ratio p50", "ratio p99"
+            "{:<36} {:>7} {:>9} {:>9} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            "metric",
+            "samples",
+            "api p50",
+            "api p99",
+            "in-proc p50",
+            "in-proc p99",
+            "diff p50",
+            "diff p99",
+            "ratio p50",
+            "ratio p99"
         );
     }
     for row in rows {
@@ -252,31 +343,62 @@ fn print(args: &ApiBenchArgs, rows: &[Row], accel: &str) {
         let (api_p50, api_p99) = percentiles(&mut api);
         let (local_p50, local_p99) = percentiles(&mut local);
         let ratio = |a: Duration, b: Duration| round(a.as_secs_f64() / b.as_secs_f64().max(1e-9));
+        let diff = |a: Duration, b: Duration| round(ms(a) - ms(b));
         if args.json {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "system": "firepit", "bench": "api", "metric": row.metric, "unit": "ms",
                 "value": round(ms(api_p50)),
                 "api_p50": round(ms(api_p50)), "api_p99": round(ms(api_p99)),
                 "in_process_p50": round(ms(local_p50)), "in_process_p99": round(ms(local_p99)),
                 "ratio_p50": ratio(api_p50, local_p50), "ratio_p99": ratio(api_p99, local_p99),
+                "diff_p50": diff(api_p50, local_p50), "diff_p99": diff(api_p99, local_p99),
+                "in_process": row.in_process, "refills": row.refills,
                 "samples": api.len(), "depth": args.depth, "fill": args.fill.config_name(), "accel": accel,
             });
+            if let (true, Some(fields)) = (row.local.is_empty(), line.as_object_mut()) {
+                // No in-process counterpart (the floor of any request): API numbers only.
+                for key in [
+                    "in_process_p50",
+                    "in_process_p99",
+                    "ratio_p50",
+                    "ratio_p99",
+                    "diff_p50",
+                    "diff_p99",
+                    "in_process",
+                ] {
+                    fields.remove(key);
+                }
+            }
             println!("{line}");
+        } else if row.local.is_empty() {
+            println!(
+                "{:<36} {:>7} {:>9.3} {:>9.3} {:>11} {:>11}",
+                row.metric,
+                api.len(),
+                ms(api_p50),
+                ms(api_p99),
+                "-",
+                "-"
+            );
         } else {
             println!(
-                "{:<20} {:>7} {:>10.3} {:>10.3} {:>12.3} {:>12.3} {:>9.1} {:>9.1}",
+                "{:<36} {:>7} {:>9.3} {:>9.3} {:>11.3} {:>11.3} {:>9.3} {:>9.3} {:>9.1} {:>9.1}",
                 row.metric,
                 api.len(),
                 ms(api_p50),
                 ms(api_p99),
                 ms(local_p50),
                 ms(local_p99),
+                diff(api_p50, local_p50),
+                diff(api_p99, local_p99),
                 ratio(api_p50, local_p50),
                 ratio(api_p99, local_p99)
             );
         }
     }
     if !args.json {
-        println!("(ms; api = firepit serve over its Unix socket, in-proc = Firepit::pool; accel {accel})");
+        println!(
+            "(ms; api = firepit serve over its Unix socket, in-proc = Firepit::pool; diff = api - in-proc; accel {accel})"
+        );
     }
 }

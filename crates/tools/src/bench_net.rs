@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use firepit_pool::{Provider, ShapeKey};
 use firepit_qemu::{
-    ExecRequest, FillStrategy, ImagePaths, NetworkSpec, ProviderConfig, QemuProvider, QemuVm,
+    ExecRequest, FillStrategy, ImagePaths, NetworkSpec, ProviderConfig, QemuProvider, QemuVm, VmSpec,
 };
 use tokio::io::AsyncReadExt;
 
@@ -203,31 +203,28 @@ async fn firepit_side(
     provider: &QemuProvider,
     server: SocketAddr,
 ) -> Result<(), ToolError> {
-    provider.register_image_with(
-        image.id(),
-        ImagePaths::new(image.kernel(), image.initramfs()),
-        FillStrategy::Snapshot,
-    )?;
-    let nat = ShapeKey::new(image.id(), format!("{}+nat", image.kernel_version()), 1, 256);
-    let none = ShapeKey::new(image.id(), format!("{}+none", image.kernel_version()), 1, 256);
+    let mut bare = VmSpec::new(image.id(), ImagePaths::new(image.kernel(), image.initramfs()));
+    bare.fill = FillStrategy::Snapshot;
+    let mut with_net = bare.clone();
     let egress = serde_json::from_str(&format!(r#"["{server}"]"#))?;
-    provider.set_network(&nat, NetworkSpec { egress, ..NetworkSpec::nat() })?;
+    with_net.network = NetworkSpec { egress, ..NetworkSpec::nat() };
+    let (nat, none) = ((ShapeKey::new("nat"), with_net), (ShapeKey::new("none"), bare));
     // First creates build the templates; not counted.
-    for shape in [&nat, &none] {
-        let vm = provider.create(shape).await?;
+    for (shape, spec) in [&nat, &none] {
+        let vm = provider.create(shape, spec).await?;
         provider.destroy(vm).await;
     }
     let (mut with_nic, mut without) = (Vec::new(), Vec::new());
     for _ in 0..args.samples.max(1) {
-        for (shape, times) in [(&nat, &mut with_nic), (&none, &mut without)] {
-            let vm = provider.create(shape).await?;
+        for ((shape, spec), times) in [(&nat, &mut with_nic), (&none, &mut without)] {
+            let vm = provider.create(shape, spec).await?;
             times.push(vm.boot_duration());
             provider.destroy(vm).await;
         }
     }
     emit_restores(report, "firepit", "slirp+filter", with_nic, without);
 
-    let vm = provider.create(&nat).await?;
+    let vm = provider.create(&nat.0, &nat.1).await?;
     let bytes = args.megabytes * 1024 * 1024;
     let (mut rates, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..3 {

@@ -1,4 +1,4 @@
-//! firepit's tools: the benchmarks (`firepit bench vm|fill|api`), the soak (`firepit soak`) and the
+//! firepit's tools: the benchmarks (`firepit bench vm|fill|api|density|net`), the soak (`firepit soak`) and the
 //! one harness that runs a child `firepit serve` for them and for the end-to-end tests.
 //!
 //! Why a crate of its own: the `firepit` binary stays thin (its verbs parse arguments and call
@@ -10,23 +10,29 @@
 //! What it is not: a test framework. Benchmarks print numbers and judge nothing (the soak alone
 //! has pass conditions, because it is a fault-injection run); tests assert on what they measure.
 //!
-//! How the parts fit, bottom up: [`stats`] (percentiles, JSON lines) and [`procfs`] (CPU time,
-//! peak RSS, the scan for our QEMU processes) use nothing of ours; [`child_daemon`] starts and
-//! stops `firepit serve`; the benches ([`bench_vm`], [`bench_fill`], [`bench_api`], [`bench_net`]
-//! with [`bench_net_raw`]) and the soak
+//! How the parts fit, bottom up: [`stats`] (percentiles, JSON lines), [`procfs`] (CPU time of
+//! processes and of the host, peak RSS, the scan for our QEMU processes), [`scratch`] (private
+//! directories) and [`signals`] use nothing of ours; [`pool_wait`] waits on in-process pools;
+//! [`child_daemon`] starts and stops `firepit serve`; the benches ([`bench_vm`], [`bench_fill`],
+//! [`bench_api`], [`bench_density`], [`bench_net`] with [`bench_net_raw`]) and the soak
 //! (`soak_*`) use those; [`bench`](mod@bench) and [`soak`](mod@soak) are the entry points the CLI calls.
 
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_density;
 pub mod bench_fill;
 pub mod bench_net;
 pub mod bench_net_raw;
 pub mod bench_vm;
 pub mod child_daemon;
 pub mod daemon_dir;
+mod density_idle;
+pub mod pool_wait;
 pub mod procfs;
+pub mod scratch;
+pub mod signals;
 pub mod soak;
 mod soak_chaos;
 mod soak_clients;

@@ -30,6 +30,70 @@ pub fn ticks_per_second() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
+/// The whole host's CPU time so far, from the `cpu` line of `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostCpu {
+    /// Ticks spent running anything (user, nice, system, irq, softirq, steal).
+    pub busy: u64,
+    /// All ticks, idle and iowait included (summed over every CPU).
+    pub total: u64,
+}
+
+impl HostCpu {
+    /// Reads `/proc/stat` now.
+    pub fn now() -> io::Result<Self> {
+        let text = std::fs::read_to_string("/proc/stat")?;
+        parse_host_cpu(&text).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "cannot parse the cpu line of /proc/stat")
+        })
+    }
+
+    /// Busy share of the whole host since `earlier`, in percent (100 = every CPU busy).
+    ///
+    /// ```
+    /// use firepit_tools::procfs::HostCpu;
+    /// let (a, b) = (HostCpu { busy: 10, total: 100 }, HostCpu { busy: 30, total: 300 });
+    /// assert_eq!(b.percent_since(a), 10.0);
+    /// ```
+    pub fn percent_since(self, earlier: Self) -> f64 {
+        let busy = self.busy.saturating_sub(earlier.busy) as f64;
+        let total = self.total.saturating_sub(earlier.total) as f64;
+        if total > 0.0 { busy / total * 100.0 } else { 0.0 }
+    }
+}
+
+fn parse_host_cpu(stat: &str) -> Option<HostCpu> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some(HostCpu { busy: total.saturating_sub(idle), total })
+}
+
+/// CPUs the host has (`cpuN` lines of `/proc/stat`; 1 when unreadable): a whole-host percentage
+/// times this is a percentage of one core.
+pub fn host_cpus() -> usize {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let n = text.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count();
+    n.max(1)
+}
+
+/// CPU time (clock ticks) of each process in `pids`; `None` for one that is gone (or whose pid now
+/// belongs to another process). [`cpu_ticks_delta`] compares two such readings.
+pub fn cpu_ticks_of(pids: &[QemuProcess]) -> Vec<Option<u64>> {
+    pids.iter().map(|p| if still_running(*p) { cpu_ticks(p.pid).ok() } else { None }).collect()
+}
+
+/// Ticks used between two readings of [`cpu_ticks_of`] over the same processes, summed over those
+/// readable both times, and how many those were.
+pub fn cpu_ticks_delta(before: &[Option<u64>], after: &[Option<u64>]) -> (u64, usize) {
+    before.iter().zip(after).fold((0, 0), |(sum, n), pair| match pair {
+        (Some(b), Some(a)) => (sum + a.saturating_sub(*b), n + 1),
+        _ => (sum, n),
+    })
+}
+
 /// A QEMU process seen in /proc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct QemuProcess {
@@ -103,6 +167,26 @@ mod tests {
     fn cpu_ticks_parse_survives_spaces_in_the_command_name() {
         let stat = "42 (qemu system x86) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 100 0 0";
         assert_eq!(parse_cpu_ticks(stat), Some(12));
+    }
+
+    #[test]
+    fn host_cpu_counts_idle_and_iowait_as_not_busy() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\nintr 1\n";
+        assert_eq!(parse_host_cpu(stat), Some(HostCpu { busy: 160, total: 1000 }));
+        assert_eq!(parse_host_cpu("intr 1\n"), None);
+        let now = HostCpu::now().unwrap();
+        assert!(now.total >= now.busy && now.total > 0);
+        assert!(host_cpus() >= 1);
+    }
+
+    #[test]
+    fn tick_deltas_skip_processes_gone_at_either_end() {
+        let before = [Some(10), None, Some(5)];
+        let after = [Some(15), Some(7), None];
+        assert_eq!(cpu_ticks_delta(&before, &after), (5, 1));
+        let me =
+            QemuProcess { pid: std::process::id(), start_time: stat_state(std::process::id()).unwrap().1 };
+        assert!(cpu_ticks_of(&[me])[0].is_some());
     }
 
     #[test]

@@ -33,6 +33,26 @@ impl Report {
     }
 }
 
+impl Report {
+    /// Prints a latency metric: p50 in ms as the value, with `p99_ms` and `samples` (and `extra`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let report = firepit_tools::stats::Report { json: true, bench: "vm" };
+    /// let mut samples = vec![Duration::from_millis(20), Duration::from_millis(10)];
+    /// report.latency("reserve_to_first_exec_ms", &mut samples, serde_json::json!({"vms": 2}));
+    /// // prints {...,"metric":"reserve_to_first_exec_ms","value":20.0,"unit":"ms","p99_ms":20.0,"samples":2,"vms":2}
+    /// ```
+    pub fn latency(&self, metric: &str, samples: &mut [Duration], extra: serde_json::Value) {
+        let (p50, p99) = percentiles(samples);
+        let mut fields = serde_json::json!({"p99_ms": round(ms(p99)), "samples": samples.len()});
+        if let (Some(fields), serde_json::Value::Object(extra)) = (fields.as_object_mut(), extra) {
+            fields.extend(extra);
+        }
+        self.emit(metric, ms(p50), "ms", fields);
+    }
+}
+
 /// `value` rounded to three decimals (what the JSON lines carry).
 ///
 /// ```

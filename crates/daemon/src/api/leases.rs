@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::error::{ApiError, ApiJson};
 use super::{AppState, MAX_WAIT};
@@ -107,18 +107,20 @@ pub async fn exec(
     let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
     let span = lease.span.clone();
     async move {
-        info!(argv0 = %request.argv[0], "exec");
+        // One info line per exec, when it ends (the start at debug: it matters for long commands).
+        let argv0 = request.argv[0].clone();
+        debug!(%argv0, "exec");
         let result = lease.vm.exec(request).await;
         let metrics = &state.leases().metrics();
         match result {
             Ok(result) => {
                 metrics.exec_outcome(&lease.shape, "ok");
-                info!(exit_code = ?result.exit_code, duration_ms = result.duration_ms, "exec done");
+                info!(%argv0, exit_code = ?result.exit_code, duration_ms = result.duration_ms, "exec done");
                 Ok(axum::Json(exec_response(result)))
             }
             Err(error) => {
                 metrics.exec_outcome(&lease.shape, "error");
-                warn!(%error, "exec failed");
+                warn!(%argv0, %error, "exec failed");
                 Err(error.into())
             }
         }

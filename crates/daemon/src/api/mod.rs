@@ -132,23 +132,40 @@ pub fn router(
     (router, state)
 }
 
-/// Logs each request with its status and duration (health and metrics scrapes at debug level).
+/// Logs each request with its status and duration. Failures and the rare endpoints log at info;
+/// successful calls of the hot endpoints log at debug: lease calls (acquire, exec, renew, release:
+/// their lease events are logged at info inside the lease's span, with the lease and VM ids) and
+/// status reads (`/healthz`, `/metrics`, `/v1/pools`, which tools poll). This keeps one log line
+/// per lease event instead of two, and none per poll; `RUST_LOG=firepit_daemon=debug` shows all.
 async fn log_request(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // A cheap clone (shared bytes), not a copy of the path.
+    let uri = request.uri().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16();
+    let status = response.status();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    if path == "/healthz" || path == "/metrics" {
-        tracing::debug!(%method, %path, status, ms, "request");
+    let path = uri.path();
+    if status.is_success() && quiet_when_ok(&method, path) {
+        tracing::debug!(%method, path, status = status.as_u16(), ms, "request");
     } else {
-        tracing::info!(%method, %path, status, ms, "request");
+        tracing::info!(%method, path, status = status.as_u16(), ms, "request");
     }
     response
+}
+
+/// Endpoints whose successful calls log at debug (see [`log_request`]).
+fn quiet_when_ok(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    match *method {
+        Method::GET => matches!(path, "/healthz" | "/metrics" | "/v1/pools"),
+        Method::POST => path == "/v1/leases" || path.starts_with("/v1/leases/"),
+        Method::DELETE => path.starts_with("/v1/leases/"),
+        _ => false,
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -157,4 +174,24 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_when_ok;
+    use axum::http::Method;
+
+    #[test]
+    fn lease_calls_and_status_reads_are_quiet_shape_changes_are_not() {
+        assert!(quiet_when_ok(&Method::POST, "/v1/leases"));
+        assert!(quiet_when_ok(&Method::POST, "/v1/leases/l-1/exec"));
+        assert!(quiet_when_ok(&Method::POST, "/v1/leases/l-1/renew"));
+        assert!(quiet_when_ok(&Method::DELETE, "/v1/leases/l-1"));
+        assert!(quiet_when_ok(&Method::GET, "/v1/pools"));
+        assert!(quiet_when_ok(&Method::GET, "/healthz"));
+        assert!(!quiet_when_ok(&Method::PUT, "/v1/shapes/small"));
+        assert!(!quiet_when_ok(&Method::DELETE, "/v1/shapes/small"));
+        assert!(!quiet_when_ok(&Method::GET, "/v1/openapi.json"));
+        assert!(!quiet_when_ok(&Method::GET, "/v1/leasesX"));
+    }
 }

@@ -9,7 +9,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// The VM has no network device.
-    #[error("VM {vm} has no network: its shape needs network = \"nat\" (QemuProvider::set_network)")]
+    #[error("VM {vm} has no network: its shape needs network = \"nat\" (VmSpec::network)")]
     NoNetwork {
         /// The VM's id.
         vm: String,

@@ -31,11 +31,12 @@
 //!   so it goes with the VM.
 //!
 //! # How the parts fit
-//! [`shapes::Networks`] holds each shape's `NetworkSpec` and traffic totals; a launch of a shape
-//! with a network carries a [`shapes::NetPlan`], adds [`qemu_args`] to the command line, binds the
-//! sockets before QEMU starts and [`vm_network::attach`]es after: an address, an
-//! [`policy::EgressFilter`], the [`relay`] tasks. The VM handle owns the resulting
-//! [`vm_network::VmNetwork`].
+//! A shape's network is its `VmSpec::network` (a [`firepit_shape::NetworkSpec`]). A launch of a
+//! shape with one carries a [`shapes::NetPlan`] (the spec and the shape's traffic counters, kept in
+//! [`shapes::Networks`]), adds [`qemu_args`] to the command line, binds the sockets before QEMU
+//! starts and [`vm_network::attach`]es after: an address, an [`policy::EgressFilter`], the
+//! [`relay`] tasks. The VM handle owns the resulting [`vm_network::VmNetwork`]; the agent is told
+//! the address after every cold boot and restore.
 
 pub(crate) mod addr;
 pub(crate) mod dns;

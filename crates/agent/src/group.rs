@@ -1,0 +1,71 @@
+//! Building child commands and signalling their process groups.
+//!
+//! Every child the agent starts leads its own process group (`setpgid(0, 0)` before `exec`), so
+//! one `kill(-pgid, sig)` reaches everything it started that did not leave the group on purpose.
+
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Command;
+use std::time::Instant;
+
+use firepit_agent::{ExitStatus, Failure};
+
+use crate::failure;
+
+/// A command for `argv` with extra `env`, in `cwd` (absolute), leading a new process group.
+pub fn command(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> Result<Command, Failure> {
+    let mut command = command_in_group(argv, env, cwd)?;
+    command.process_group(0);
+    Ok(command)
+}
+
+/// Like [`command`] but staying in the agent's process group (for a caller that calls `setsid`
+/// itself, which a group leader cannot).
+pub fn command_in_group(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&str>,
+) -> Result<Command, Failure> {
+    let program = argv.first().ok_or_else(|| failure::invalid("argv is empty"))?;
+    let cwd = failure::cwd(cwd)?;
+    let mut command = Command::new(program);
+    command.args(&argv[1..]).envs(env.iter().map(|(k, v)| (k, v))).current_dir(cwd);
+    Ok(command)
+}
+
+/// The failure for a command that could not be started.
+pub fn spawn_failure(argv: &[String], error: &io::Error) -> Failure {
+    failure::io(format!("cannot start {:?}", argv.first().map_or("", String::as_str)), error)
+}
+
+/// Sends `signal` to the process group led by `pid`.
+pub fn signal(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    if pid <= 1 {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    // SAFETY: plain syscall; a negative pid names the process group our child leads.
+    if unsafe { libc::kill(-pid, signal) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Kills the process group led by `pid` (SIGKILL); a group already gone is fine.
+pub fn kill(pid: u32) {
+    let _already_gone = signal(pid, libc::SIGKILL);
+}
+
+/// The protocol's exit status for a reaped child.
+pub fn exit_status(status: std::process::ExitStatus, timed_out: bool, started: Instant) -> ExitStatus {
+    ExitStatus {
+        exit_code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Milliseconds since the Unix epoch on the guest's clock.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
