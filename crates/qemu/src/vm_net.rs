@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use firepit_agent::{NetworkApplied, Request, Response};
 use firepit_shape::EgressPolicy;
 
+use crate::agent::AgentClient;
 use crate::error::{AgentError, QemuError};
 use crate::net::{NetError, NetStats, NetworkInfo, VmNetwork};
 use crate::vm::QemuVm;
@@ -86,16 +87,28 @@ impl QemuVm {
     /// Sends the guest its network configuration (MAC, address, route, DNS); a no-op without a
     /// network. Run after every cold boot and restore, before the VM is handed out.
     pub(crate) async fn configure_network(&self) -> Result<Option<NetworkApplied>, QemuError> {
-        let Some(net) = &self.network else { return Ok(None) };
-        let request = Request::ConfigureNetwork(net.guest_config());
-        match self.agent_request(request, self.config.agent_timeout).await? {
-            Response::Network(applied) => Ok(Some(applied)),
-            other => Err(AgentError::UnexpectedResponse {
-                request: "configure-network",
-                response: format!("{other:?}"),
-            }
-            .into()),
+        configure(&self.agent, self.network.as_ref(), self.config.agent_timeout).await
+    }
+}
+
+/// Sends the agent behind `agent` the configuration of `network` (nothing when `None`); also used
+/// for a snapshot template before it is saved, so its clones change a configured interface live.
+pub(crate) async fn configure(
+    agent: &AgentClient,
+    network: Option<&VmNetwork>,
+    timeout: std::time::Duration,
+) -> Result<Option<NetworkApplied>, QemuError> {
+    let Some(net) = network else { return Ok(None) };
+    match agent.request(Request::ConfigureNetwork(net.guest_config()), timeout).await? {
+        Response::Network(applied) => Ok(Some(applied)),
+        Response::Error { message } => {
+            Err(AgentError::Remote { request: "configure-network", message }.into())
         }
+        other => Err(AgentError::UnexpectedResponse {
+            request: "configure-network",
+            response: format!("{other:?}"),
+        }
+        .into()),
     }
 }
 
