@@ -116,6 +116,7 @@ impl RawVm {
         let dir = setup.dir.join(format!("template-{}", backend.as_str()));
         std::fs::create_dir_all(&dir)?;
         let (memory, state) = (dir.join("memory"), dir.join("state"));
+        let _ = std::fs::remove_file(&memory); // an earlier backend's run made the bare one
         let mut vm =
             Self::start(setup, backend, &format!("t-{}", backend.as_str()), Memory::Template(memory.clone()))
                 .await?;
@@ -154,7 +155,10 @@ impl RawVm {
         name: &str,
         memory: Memory,
     ) -> Result<Self, ToolError> {
-        let dir = setup.dir.join(name);
+        // Unique per VM: a name may come back (the bare template of each backend's run).
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = setup.dir.join(format!("{name}-{n}"));
         std::fs::create_dir_all(&dir)?;
         let console_path = dir.join("console.sock");
         let qmp_path = dir.join("qmp.sock");

@@ -32,8 +32,9 @@ use super::stats::{Counters, Event};
 /// Largest frame accepted from QEMU (64 KiB payload plus headers); anything larger is a broken
 /// stream and ends the relay.
 const MAX_FRAME: usize = 65_536 + 64;
-/// Frames queued per direction before new ones are dropped.
-const QUEUE_FRAMES: usize = 1024;
+/// Batches (the frames of one read from QEMU, up to 64 KiB) queued per direction before new ones
+/// are dropped.
+const QUEUE_BATCHES: usize = 64;
 /// DNS lookups on the host in flight per VM; more queries are answered "server failure" at once.
 const MAX_LOOKUPS: usize = 8;
 /// Longest a host lookup may take.
@@ -66,117 +67,178 @@ impl Drop for Relay {
     }
 }
 
+/// A batch of frames in the redirector's framing (4-byte big-endian length, frame, repeated).
+type Batch = Vec<u8>;
+
+/// Appends `frame` to `batch` in redirector framing.
+fn push_framed(batch: &mut Batch, frame: &[u8]) {
+    batch.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(0).to_be_bytes());
+    batch.extend_from_slice(frame);
+}
+
+/// The frames of `framed` (whole frames in redirector framing, as `read_batches` hands them out).
+fn frames(framed: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = framed;
+    std::iter::from_fn(move || {
+        let header = rest.get(..4)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let frame = rest.get(4..4 + len)?;
+        rest = &rest[4 + len..];
+        Some(frame)
+    })
+}
+
 /// Starts relaying `sockets` through `filter`.
 pub(crate) fn start(sockets: NetSockets, filter: Arc<EgressFilter>, counters: Counters) -> Relay {
-    let (to_nat, from_guest) = mpsc::channel(QUEUE_FRAMES);
-    let (to_guest, for_guest) = mpsc::channel(QUEUE_FRAMES);
+    let (to_nat, from_guest) = mpsc::channel(QUEUE_BATCHES);
+    let (to_guest, for_guest) = mpsc::channel(QUEUE_BATCHES);
     let (dns_tx, dns_rx) = mpsc::channel(64);
     let dns_filter = filter.clone();
     let decide =
         Decide { filter, counters: counters.clone(), to_nat, to_guest: to_guest.clone(), dns: dns_tx };
     let tasks = vec![
-        tokio::spawn(read_frames(sockets.rx_out, move |frame| decide.frame(frame))).abort_handle(),
-        tokio::spawn(read_frames(sockets.tx_out, {
+        tokio::spawn(read_batches(sockets.rx_out, move |framed| decide.batch(framed))).abort_handle(),
+        tokio::spawn(read_batches(sockets.tx_out, {
             let (to_guest, counters) = (to_guest.clone(), counters.clone());
-            move |frame| queue(&to_guest, frame, &counters)
+            move |framed| forward(&to_guest, framed, &counters)
         }))
         .abort_handle(),
-        tokio::spawn(write_frames(sockets.rx_in, from_guest)).abort_handle(),
-        tokio::spawn(write_frames(sockets.tx_in, for_guest)).abort_handle(),
+        tokio::spawn(write_batches(sockets.rx_in, from_guest)).abort_handle(),
+        tokio::spawn(write_batches(sockets.tx_in, for_guest)).abort_handle(),
         tokio::spawn(answer_dns(dns_rx, dns_filter, to_guest, counters)).abort_handle(),
     ];
     Relay { tasks }
 }
 
-fn queue(queue: &mpsc::Sender<Vec<u8>>, frame: Vec<u8>, counters: &Counters) {
-    let len = frame.len();
-    match queue.try_send(frame) {
-        Ok(()) => counters.add(Event::In(len)),
-        Err(_) => counters.add(Event::Dropped),
+/// Queues `framed` for the guest as it is, counting its frames in (or as dropped when full).
+fn forward(queue: &mpsc::Sender<Batch>, framed: &[u8], counters: &Counters) {
+    let (mut count, mut bytes) = (0, 0);
+    for frame in frames(framed) {
+        count += 1;
+        bytes += frame.len();
+    }
+    match queue.try_send(framed.to_vec()) {
+        Ok(()) => counters.add(Event::In { frames: count, bytes }),
+        Err(_) => counters.add(Event::Dropped(count)),
     }
 }
 
-/// What the guest-side reader does with each frame.
+/// What happens to one frame from the guest.
+enum Verdict {
+    Pass,
+    /// Refused, with the answer to send the guest (none for multicast or broadcast).
+    Refuse(Option<Vec<u8>>),
+    Drop,
+    Dns(dns::Query),
+}
+
+/// What the guest-side reader does with each batch.
 struct Decide {
     filter: Arc<EgressFilter>,
     counters: Counters,
-    to_nat: mpsc::Sender<Vec<u8>>,
-    to_guest: mpsc::Sender<Vec<u8>>,
+    to_nat: mpsc::Sender<Batch>,
+    to_guest: mpsc::Sender<Batch>,
     dns: mpsc::Sender<(Vec<u8>, dns::Query)>,
 }
 
 impl Decide {
-    fn frame(&self, frame: Vec<u8>) {
-        let packet = match packet::parse(&frame) {
-            Frame::Arp => return self.pass(frame),
-            Frame::Fragment | Frame::Other => return self.counters.add(Event::Dropped),
+    fn batch(&self, framed: &[u8]) {
+        let mut pass = Vec::with_capacity(framed.len());
+        let mut replies = Vec::new();
+        let (mut out_frames, mut out_bytes, mut dropped, mut denied) = (0, 0, 0, 0);
+        for frame in frames(framed) {
+            match self.decide(frame) {
+                Verdict::Pass => {
+                    push_framed(&mut pass, frame);
+                    out_frames += 1;
+                    out_bytes += frame.len();
+                }
+                Verdict::Refuse(reply) => {
+                    denied += 1;
+                    if let Some(reply) = reply {
+                        push_framed(&mut replies, &reply);
+                    }
+                }
+                Verdict::Drop => dropped += 1,
+                Verdict::Dns(query) => {
+                    if self.dns.try_send((frame.to_vec(), query)).is_err() {
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+        if !pass.is_empty() {
+            match self.to_nat.try_send(pass) {
+                Ok(()) => self.counters.add(Event::Out { frames: out_frames, bytes: out_bytes }),
+                Err(_) => dropped += out_frames,
+            }
+        }
+        if denied > 0 {
+            self.counters.add(Event::Denied(denied));
+        }
+        if dropped > 0 {
+            self.counters.add(Event::Dropped(dropped));
+        }
+        if !replies.is_empty() {
+            forward(&self.to_guest, &replies, &self.counters);
+        }
+    }
+
+    fn decide(&self, frame: &[u8]) -> Verdict {
+        let packet = match packet::parse(frame) {
+            Frame::Arp => return Verdict::Pass,
+            Frame::Fragment | Frame::Other => return Verdict::Drop,
             Frame::Ipv4(packet) => packet,
         };
         let unicast = packet.dst.octets()[0] < 224;
         let refusal = match packet.transport {
             Transport::Tcp { dst_port, opens: true, .. } => {
                 if self.filter.allows(packet.dst, Proto::Tcp, Some(dst_port)) {
-                    return self.pass(frame);
+                    return Verdict::Pass;
                 }
-                packet::tcp_reset(&frame, &packet)
+                packet::tcp_reset(frame, &packet)
             }
             // Only a bare SYN makes the NAT open a host connection; the rest belongs to one it has.
-            Transport::Tcp { .. } => return self.pass(frame),
+            Transport::Tcp { .. } => return Verdict::Pass,
             Transport::Udp { dst_port: 53, .. } if packet.dst == super::addr::DNS => {
-                match dns::parse_query(packet::udp_payload(&frame, &packet)) {
-                    Some(query) => {
-                        if self.dns.try_send((frame, query)).is_err() {
-                            self.counters.add(Event::Dropped);
-                        }
-                    }
-                    None => self.counters.add(Event::Dropped),
-                }
-                return;
+                return match dns::parse_query(packet::udp_payload(frame, &packet)) {
+                    Some(query) => Verdict::Dns(query),
+                    None => Verdict::Drop,
+                };
             }
             Transport::Udp { dst_port, .. } => {
                 if self.filter.allows(packet.dst, Proto::Udp, Some(dst_port)) {
-                    return self.pass(frame);
+                    return Verdict::Pass;
                 }
-                packet::icmp_unreachable(&frame, &packet, 3)
+                packet::icmp_unreachable(frame, &packet, 3)
             }
             Transport::IcmpEcho => {
                 if self.filter.allows(packet.dst, Proto::Icmp, None) {
-                    return self.pass(frame);
+                    return Verdict::Pass;
                 }
-                packet::icmp_unreachable(&frame, &packet, 13)
+                packet::icmp_unreachable(frame, &packet, 13)
             }
-            Transport::Other => return self.counters.add(Event::Dropped),
+            Transport::Other => return Verdict::Drop,
         };
-        self.counters.add(Event::Denied);
-        if let Some(reply) = refusal.filter(|_| unicast) {
-            queue(&self.to_guest, reply, &self.counters);
-        }
-    }
-
-    fn pass(&self, frame: Vec<u8>) {
-        let len = frame.len();
-        match self.to_nat.try_send(frame) {
-            Ok(()) => self.counters.add(Event::Out(len)),
-            Err(_) => self.counters.add(Event::Dropped),
-        }
+        Verdict::Refuse(refusal.filter(|_| unicast))
     }
 }
 
-/// Reads redirector frames from `stream` until it closes, handing each to `handle`.
-async fn read_frames(mut stream: UnixStream, mut handle: impl FnMut(Vec<u8>)) {
-    let mut buf: Vec<u8> = Vec::with_capacity(128 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+/// Reads `stream` until it closes, handing each run of whole frames (in redirector framing, as
+/// many as one read completed) to `handle`.
+async fn read_batches(mut stream: UnixStream, mut handle: impl FnMut(&[u8])) {
+    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
     loop {
-        let n = match stream.read(&mut chunk).await {
+        buf.reserve(64 * 1024);
+        match stream.read_buf(&mut buf).await {
             Ok(0) => return,
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::debug!(error = %e, "network relay: reading from qemu failed");
                 return;
             }
-        };
-        buf.extend_from_slice(&chunk[..n]);
+        }
         let mut at = 0;
         while let Some(header) = buf.get(at..at + 4) {
             let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -184,31 +246,34 @@ async fn read_frames(mut stream: UnixStream, mut handle: impl FnMut(Vec<u8>)) {
                 tracing::warn!(len, "network relay: oversized frame from qemu; closing the relay");
                 return;
             }
-            let Some(frame) = buf.get(at + 4..at + 4 + len) else { break };
-            handle(frame.to_vec());
+            if buf.len() < at + 4 + len {
+                break;
+            }
             at += 4 + len;
         }
-        buf.drain(..at);
+        if at > 0 {
+            handle(&buf[..at]);
+            buf.drain(..at);
+        }
     }
 }
 
-/// Writes queued frames to `stream` (batched: whatever is queued goes in one write).
-async fn write_frames(mut stream: UnixStream, mut frames: mpsc::Receiver<Vec<u8>>) {
-    let mut out = Vec::with_capacity(128 * 1024);
-    while let Some(frame) = frames.recv().await {
-        out.clear();
-        let mut next = Some(frame);
-        while let Some(frame) = next.take() {
-            out.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(0).to_be_bytes());
-            out.extend_from_slice(&frame);
-            if out.len() < 64 * 1024 {
-                next = frames.try_recv().ok();
+/// Writes queued batches to `stream`, several at a time when more are waiting.
+async fn write_batches(mut stream: UnixStream, mut batches: mpsc::Receiver<Batch>) {
+    let mut out = Vec::with_capacity(256 * 1024);
+    while let Some(mut batch) = batches.recv().await {
+        while batch.len() < 256 * 1024 {
+            match batches.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
             }
         }
+        std::mem::swap(&mut out, &mut batch);
         if let Err(e) = stream.write_all(&out).await {
             tracing::debug!(error = %e, "network relay: writing to qemu failed");
             return;
         }
+        out.clear();
     }
 }
 
@@ -218,7 +283,7 @@ async fn write_frames(mut stream: UnixStream, mut frames: mpsc::Receiver<Vec<u8>
 async fn answer_dns(
     mut queries: mpsc::Receiver<(Vec<u8>, dns::Query)>,
     filter: Arc<EgressFilter>,
-    to_guest: mpsc::Sender<Vec<u8>>,
+    to_guest: mpsc::Sender<Batch>,
     counters: Counters,
 ) {
     let lookups = Arc::new(Semaphore::new(MAX_LOOKUPS));
@@ -230,7 +295,9 @@ async fn answer_dns(
         let send = |rcode: u8, addrs: &[Ipv4Addr]| {
             let Frame::Ipv4(packet) = packet::parse(&frame) else { return };
             if let Some(reply) = packet::udp_reply(&frame, &packet, &dns::answer(&query, rcode, addrs)) {
-                queue(&to_guest, reply, &counters);
+                let mut framed = Vec::with_capacity(reply.len() + 4);
+                push_framed(&mut framed, &reply);
+                forward(&to_guest, &framed, &counters);
             }
         };
         if !filter.allows_name(&query.name) {
@@ -257,7 +324,9 @@ async fn answer_dns(
             drop(permit);
             let Frame::Ipv4(packet) = packet::parse(&frame) else { return };
             if let Some(reply) = packet::udp_reply(&frame, &packet, &dns::answer(&query, rcode, &addrs)) {
-                queue(&to_guest, reply, &counters);
+                let mut framed = Vec::with_capacity(reply.len() + 4);
+                push_framed(&mut framed, &reply);
+                forward(&to_guest, &framed, &counters);
             }
         });
     }
@@ -279,3 +348,7 @@ pub(crate) async fn resolve(name: &str) -> io::Result<Vec<Ipv4Addr>> {
     }
     Ok(addrs)
 }
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

@@ -58,11 +58,11 @@ impl NetCounters {
 /// What one event adds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Event {
-    Out(usize),
-    In(usize),
-    Denied,
+    Out { frames: usize, bytes: usize },
+    In { frames: usize, bytes: usize },
+    Denied(usize),
     Dns,
-    Dropped,
+    Dropped(usize),
 }
 
 /// The VM's counters and its shape's, updated together.
@@ -79,17 +79,17 @@ impl Counters {
                 counter.fetch_add(n as u64, Ordering::Relaxed);
             };
             match event {
-                Event::Out(bytes) => {
+                Event::Out { frames, bytes } => {
                     add(&counters.bytes_out, bytes);
-                    add(&counters.frames_out, 1);
+                    add(&counters.frames_out, frames);
                 }
-                Event::In(bytes) => {
+                Event::In { frames, bytes } => {
                     add(&counters.bytes_in, bytes);
-                    add(&counters.frames_in, 1);
+                    add(&counters.frames_in, frames);
                 }
-                Event::Denied => add(&counters.denied, 1),
+                Event::Denied(n) => add(&counters.denied, n),
                 Event::Dns => add(&counters.dns_queries, 1),
-                Event::Dropped => add(&counters.dropped, 1),
+                Event::Dropped(n) => add(&counters.dropped, n),
             }
         }
     }
@@ -104,9 +104,9 @@ mod tests {
         let shape = Arc::new(NetCounters::default());
         let one = Counters { vm: Arc::new(NetCounters::default()), shape: shape.clone() };
         let two = Counters { vm: Arc::new(NetCounters::default()), shape: shape.clone() };
-        one.add(Event::Out(100));
-        two.add(Event::In(40));
-        two.add(Event::Denied);
+        one.add(Event::Out { frames: 1, bytes: 100 });
+        two.add(Event::In { frames: 1, bytes: 40 });
+        two.add(Event::Denied(1));
         assert_eq!(one.vm.snapshot().bytes_out, 100);
         assert_eq!(two.vm.snapshot().bytes_out, 0);
         let total = shape.snapshot();
