@@ -39,7 +39,7 @@ pub struct NetBenchArgs {
     #[arg(long)]
     json: bool,
     /// Restores measured per variant (with and without a NIC).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     samples: usize,
     /// MiB the guest sends per throughput sample.
     #[arg(long, default_value_t = 32)]
@@ -103,13 +103,17 @@ fn median(mut values: Vec<f64>) -> f64 {
 struct Figures {
     throughput: f64,
     cpu_ms_per_mb: f64,
+    /// The part of it spent outside QEMU (passt, or the firepit process running the filter).
+    helper_cpu_ms_per_mb: f64,
     rtt: Vec<Duration>,
 }
 
 fn emit(report: &Report, setup: &str, backend: &str, figures: &mut Figures) {
     let tags = serde_json::json!({"setup": setup, "backend": backend});
     report.emit("throughput_mb_s", figures.throughput, "MB/s", tags.clone());
-    report.emit("host_cpu_ms_per_mb", figures.cpu_ms_per_mb, "ms/MB", tags.clone());
+    let split =
+        serde_json::json!({"setup": setup, "backend": backend, "outside_qemu": figures.helper_cpu_ms_per_mb});
+    report.emit("host_cpu_ms_per_mb", figures.cpu_ms_per_mb, "ms/MB", split);
     let samples = figures.rtt.len();
     let (p50, p99) = percentiles(&mut figures.rtt);
     report.emit(
@@ -214,35 +218,51 @@ async fn firepit_side(
         let vm = provider.create(shape, spec).await?;
         provider.destroy(vm).await;
     }
-    let (mut with_nic, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..args.samples.max(1) {
-        for ((shape, spec), times) in [(&nat, &mut with_nic), (&none, &mut without)] {
+    // Alternating which goes first: the first restore after a pause tends to be slower.
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..args.samples.max(1) {
+        let mut order = [(&nat, 0), (&none, 1)];
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        for ((shape, spec), which) in order {
             let vm = provider.create(shape, spec).await?;
-            times.push(vm.boot_duration());
+            times[which].push(vm.boot_duration());
             provider.destroy(vm).await;
         }
     }
+    let [with_nic, without] = times;
     emit_restores(report, "firepit", "slirp+filter", with_nic, without);
 
     let vm = provider.create(&nat.0, &nat.1).await?;
     let bytes = args.megabytes * 1024 * 1024;
     let (mut rates, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        let before = cpu_ticks(vm.pid())? + cpu_ticks(std::process::id())?;
+        let before = (cpu_ticks(vm.pid())?, cpu_ticks(std::process::id())?);
         let out = guest(&vm, &probe("send", server, bytes)).await?;
-        let used = (cpu_ticks(vm.pid())? + cpu_ticks(std::process::id())?).saturating_sub(before);
+        let used = (
+            cpu_ticks(vm.pid())?.saturating_sub(before.0),
+            cpu_ticks(std::process::id())?.saturating_sub(before.1),
+        );
         rates.push(throughput(&out).ok_or_else(|| format!("no throughput in {out:?}"))?);
-        cpu.push(used as f64 / ticks_per_second() * 1e3 / (bytes as f64 / 1e6));
+        cpu.push(per_mb(used, bytes));
     }
     let rtt = connects(&guest(&vm, &probe("connect", server, args.connects)).await?);
     provider.destroy(vm).await;
-    emit(
-        report,
-        "firepit",
-        "slirp+filter",
-        &mut Figures { throughput: median(rates), cpu_ms_per_mb: median(cpu), rtt },
-    );
+    emit(report, "firepit", "slirp+filter", &mut figures(rates, cpu, rtt));
     Ok(())
+}
+
+/// CPU ms per MB of `(qemu, helper)` ticks for `bytes`.
+fn per_mb((qemu, helper): (u64, u64), bytes: u64) -> (f64, f64) {
+    let ms = |ticks: u64| ticks as f64 / ticks_per_second() * 1e3 / (bytes as f64 / 1e6);
+    (ms(qemu + helper), ms(helper))
+}
+
+fn figures(rates: Vec<f64>, cpu: Vec<(f64, f64)>, rtt: Vec<Duration>) -> Figures {
+    let total = median(cpu.iter().map(|c| c.0).collect());
+    let helper = median(cpu.iter().map(|c| c.1).collect());
+    Figures { throughput: median(rates), cpu_ms_per_mb: total, helper_cpu_ms_per_mb: helper, rtt }
 }
 
 fn emit_restores(
@@ -274,39 +294,38 @@ async fn raw_side(
     vm.configure().await?;
     let bytes = args.megabytes * 1024 * 1024;
     let (mut rates, mut cpu) = (Vec::new(), Vec::new());
-    let ticks = |vm: &RawVm| -> Result<u64, ToolError> {
-        Ok(cpu_ticks(vm.pid)? + vm.passt_pid.map(cpu_ticks).transpose()?.unwrap_or(0))
+    let ticks = |vm: &RawVm| -> Result<(u64, u64), ToolError> {
+        Ok((cpu_ticks(vm.pid)?, vm.passt_pid.map(cpu_ticks).transpose()?.unwrap_or(0)))
     };
     let long = Duration::from_secs(600);
     for _ in 0..3 {
         let before = ticks(&vm)?;
         let out = vm.sh(&probe("send", server, bytes).join(" "), long).await?;
-        let used = ticks(&vm)?.saturating_sub(before);
+        let after = ticks(&vm)?;
+        let used = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));
         rates.push(throughput(&out).ok_or_else(|| format!("no throughput in {out:?}"))?);
-        cpu.push(used as f64 / ticks_per_second() * 1e3 / (bytes as f64 / 1e6));
+        cpu.push(per_mb(used, bytes));
     }
     let rtt = connects(&vm.sh(&probe("connect", server, args.connects).join(" "), long).await?);
     vm.shutdown().await;
-    emit(
-        report,
-        "raw-qemu",
-        name,
-        &mut Figures { throughput: median(rates), cpu_ms_per_mb: median(cpu), rtt },
-    );
+    emit(report, "raw-qemu", name, &mut figures(rates, cpu, rtt));
 
     let with_template = RawVm::template(setup, backend).await?;
     let bare_template = RawVm::template(setup, RawBackend::None).await?;
-    let (mut with_nic, mut without) = (Vec::new(), Vec::new());
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     for i in 0..args.samples.max(1) {
-        for (template, kind, times) in
-            [(&with_template, backend, &mut with_nic), (&bare_template, RawBackend::None, &mut without)]
-        {
+        let mut order = [(&with_template, backend, 0), (&bare_template, RawBackend::None, 1)];
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        for (template, kind, which) in order {
             let (vm, took) =
-                RawVm::restore(setup, kind, template, &format!("clone-{name}-{}-{i}", kind.as_str())).await?;
-            times.push(took);
+                RawVm::restore(setup, kind, template, &format!("clone-{name}-{}", kind.as_str())).await?;
+            times[which].push(took);
             vm.shutdown().await;
         }
     }
+    let [with_nic, without] = times;
     emit_restores(report, "raw-qemu", name, with_nic, without);
     Ok(())
 }
