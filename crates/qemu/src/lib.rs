@@ -14,7 +14,8 @@
 //!   (`firepit_shape::ShapeSpec`) into a [`VmSpec`].
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
-//!   port, virtio-rng) and nothing configurable beyond [`ProviderConfig`].
+//!   port, virtio-rng, and for a shape with `network = "nat"` one virtio NIC) and nothing
+//!   configurable beyond [`ProviderConfig`] and the [`VmSpec`].
 //!
 //! # How data flows
 //! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). A shape's
@@ -28,6 +29,14 @@
 //!   and every VM after that is a copy-on-write clone restored from it in ≈0.1–0.3 s and given its
 //!   own identity ([`fresh_identity`]); when that fails the shape cold-boots
 //!   ([`QemuProvider::template_state`] says why).
+//!
+//! Networking ([`VmSpec::network`], a [`NetworkSpec`]): none by default. With `nat`, each VM has
+//! a user-mode NAT (libslirp, in its QEMU process) behind firepit's own egress filter, which
+//! answers the guest's DNS too; its own MAC and IPv4 address, set by the agent after every cold
+//! boot and restore ([`QemuVm::network`]); port forwards made at run time
+//! ([`QemuVm::forward_port`]); an egress policy a lease can narrow ([`QemuVm::narrow_egress`]);
+//! traffic counters per VM and per shape ([`QemuProvider::network_stats`]). Why this design, and
+//! measurements against passt: the `net` module's docs (in the source) and `firepit bench net`.
 //!
 //! Either way the result is a [`QemuVm`], the handle a lease derefs to: [`Console`] (serial
 //! console: send, `read_until`, output stream), `exec` through the guest agent, `status` through
