@@ -48,7 +48,7 @@ pub enum QemuError {
     Snapshot(#[from] SnapshotError),
     /// A network operation failed.
     #[error(transparent)]
-    Network(#[from] crate::net::NetError),
+    Network(#[from] crate::net_error::NetError),
     /// Reading or writing a file on the host failed (the source of an upload, the target of a
     /// download).
     #[error("{what}: {source}")]

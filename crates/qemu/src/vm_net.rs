@@ -8,7 +8,8 @@ use firepit_shape::EgressPolicy;
 
 use crate::agent::AgentClient;
 use crate::error::{AgentError, QemuError};
-use crate::net::{NetError, NetStats, NetworkInfo, VmNetwork};
+use crate::net::{NetStats, NetworkInfo, VmNetwork};
+use crate::net_error::NetError;
 use crate::vm::QemuVm;
 
 impl QemuVm {

@@ -10,9 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
 
-use super::error::NetError;
 use super::qemu_args::NETDEV_ID;
 use crate::error::QemuError;
+use crate::net_error::NetError;
 use crate::qmp::QmpClient;
 
 async fn hmp(qmp: &QmpClient, command: &str) -> Result<String, QemuError> {

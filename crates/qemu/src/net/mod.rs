@@ -40,7 +40,6 @@
 
 pub(crate) mod addr;
 pub(crate) mod dns;
-mod error;
 pub(crate) mod forward;
 pub(crate) mod packet;
 pub(crate) mod policy;
@@ -50,7 +49,6 @@ pub(crate) mod shapes;
 mod stats;
 pub(crate) mod vm_network;
 
-pub use error::NetError;
 pub(crate) use qemu_args::Listeners;
 pub(crate) use shapes::{NetPlan, Networks};
 pub use stats::NetStats;

@@ -11,13 +11,13 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::addr::{self, AddressLease};
-use super::error::NetError;
 use super::policy::EgressFilter;
 use super::qemu_args::Listeners;
 use super::relay::{self, Relay};
 use super::shapes::NetPlan;
 use super::stats::{Counters, NetCounters, NetStats};
 use crate::error::QemuError;
+use crate::net_error::NetError;
 use crate::process::QemuProcess;
 
 /// Where a VM is on its network.

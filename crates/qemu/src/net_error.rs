@@ -1,4 +1,5 @@
-//! Network errors.
+//! Network errors (a module of their own, like `config_error`, so that `error` and `net` both
+//! sit above it).
 
 /// Why a network operation failed.
 ///
