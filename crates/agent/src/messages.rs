@@ -179,6 +179,10 @@ pub struct ExecRequest {
     pub timeout_ms: u64,
     /// Keep at most this many bytes of stdout and of stderr each (0 = 1 MiB).
     pub max_output_bytes: u64,
+    /// Run as this user: a numeric `uid` or `uid:gid` (default: the agent's, root). Set from an
+    /// OCI image's `User` (resolved to numbers when the image is imported).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Outcome of an [`ExecRequest`].

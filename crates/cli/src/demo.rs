@@ -44,7 +44,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
     spinner.finish();
     let pool = pool?;
     let warm = started.elapsed();
-    println!("pool ready: {} VMs in {:.2} s", pool.available_count(), warm.as_secs_f64());
+    println!("pool ready: {} VMs in {:.2} s", pool.available_now(), warm.as_secs_f64());
 
     let outcome = use_all(&pool, args.vms).await;
     let pids: Vec<u32> = match &outcome {

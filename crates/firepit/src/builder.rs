@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use firepit_pool::{HealthCheck, Unhealthy};
-use firepit_qemu::{Accel, FillStrategy, ImagePaths, ProviderConfig, QemuProvider, QemuVm};
+use firepit_qemu::{Accel, FillStrategy, ProviderConfig, QemuProvider, QemuVm};
 
 use crate::error::Error;
 use crate::vm_config::VmConfig;
@@ -29,6 +29,40 @@ pub const POOL_SHAPE: &str = "default";
 /// println!("{}", out.stdout_lossy());
 /// assert_eq!(vm.shape(), &ShapeKey::new(firepit::POOL_SHAPE));
 /// # Ok(()) }
+/// ```
+///
+/// The VM-pool guide's test runner: a root disk that knows nothing of firepit (`./run-test` is on
+/// it), tests in parallel on fresh VMs through the console, joined with `handle.await??`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use firepit::{Firepit, VmConfig};
+///
+/// async fn run_tests() -> Result<(), firepit::Error> {
+///     let pool = Firepit::pool(VmConfig::new("./kernel", "./disk.img"))
+///         .cpus(1)
+///         .memory_mb(256)
+///         .console_enabled()
+///         .build(4)
+///         .await?;
+///     println!("{} VMs ready", pool.available_count().await);
+///     let mut handles = Vec::new();
+///     for name in ["test_a", "test_b", "test_c"] {
+///         let pool = pool.clone();
+///         handles.push(tokio::spawn(async move {
+///             let vm = pool.reserve().await?;
+///             let console = vm.console().await?;
+///             console.send(&format!("./run-test {name}\n")).await?;
+///             console.read_until_timeout("TEST_DONE", Duration::from_secs(60)).await?;
+///             Ok::<_, firepit::Error>(())
+///         }));
+///     }
+///     for handle in handles {
+///         handle.await??;
+///     }
+///     pool.shutdown().await;
+///     Ok(())
+/// }
 /// ```
 #[derive(Debug)]
 pub struct Firepit;
@@ -121,7 +155,9 @@ impl VmPoolBuilder {
     }
 
     /// Boots `n` identical VMs and returns once all `n` are ready; dropped leases are replaced so the
-    /// pool keeps `n` ready. Its one shape is named [`POOL_SHAPE`].
+    /// pool keeps `n` ready. Its one shape is named [`POOL_SHAPE`]. The image is told apart first
+    /// ([`VmConfig::resolve`]): one that is no initramfs and no disk fails here, naming the file
+    /// and what it is, before anything starts.
     pub async fn build(self, n: usize) -> Result<VmPool, Error> {
         if n == 0 {
             return Err(Error::InvalidConfig(
@@ -130,16 +166,14 @@ impl VmPoolBuilder {
         }
         let Self { config, mut provider, max_age, health_check } = self;
         let resolve = config.clone();
-        let image_id = tokio::task::spawn_blocking(move || resolve.resolve_image_id())
-            .await
-            .map_err(Error::Task)?
-            .map_err(Error::Image)?;
+        // Before anything starts: an image that is no initramfs and no disk fails here.
+        let resolved =
+            tokio::task::spawn_blocking(move || resolve.resolve()).await.map_err(Error::Task)??;
         provider.accel = config.accel;
         provider.boot_timeout = config.boot_timeout;
         let boot_timeout = provider.boot_timeout;
         let spec = config.shape_spec(POOL_SHAPE, n, max_age, health_check);
-        let shape =
-            PoolShape::with_image(&spec, image_id, ImagePaths::new(&config.kernel, &config.initramfs));
+        let shape = PoolShape::with_image(&spec, resolved.image_id, resolved.paths);
         // Fills run up to 4 at a time, but on a small host concurrent boots take about as long
         // as sequential ones: allow one boot deadline per VM, plus one for a snapshot template.
         let warmup = boot_timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1));

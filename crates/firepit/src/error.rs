@@ -32,4 +32,8 @@ pub enum Error {
     /// A blocking step (reading the image files) panicked or was cancelled.
     #[error("a blocking task of the pool's set-up failed")]
     Task(#[source] tokio::task::JoinError),
+    /// A task spawned to use a VM panicked or was cancelled (`handle.await??` in a function
+    /// returning `Result<_, firepit::Error>`).
+    #[error("a task using a VM failed")]
+    Join(#[from] tokio::task::JoinError),
 }

@@ -62,5 +62,5 @@ pub use error::Error;
 pub use firepit_pool::{PoolError, ShapeKey, Status};
 pub use firepit_qemu::{Accel, Console, ExecOutput, ExecRequest, FillStrategy, QemuVm as VmHandle, VmStatus};
 pub use firepit_shape::{Depth, ShapeSpec};
-pub use vm_config::VmConfig;
+pub use vm_config::{ResolvedImage, VmConfig};
 pub use wiring::{PoolShape, PooledVm, VmPool};

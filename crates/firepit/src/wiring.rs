@@ -8,11 +8,13 @@
 //! ([`VmSpec`]: image, vCPUs, memory, fill). The pool stores the `VmSpec` in the shape's bucket
 //! and hands it to every `create`; nobody else keeps a table of shapes.
 
+use firepit_image::{GuestImage, Image, ImageStore};
 use firepit_pool::{PoolBuilder, ShapeConfig, ShapeKey};
 use firepit_qemu::{ImagePaths, QemuProvider, VmSpec};
 use firepit_shape::ShapeSpec;
 
 use crate::error::Error;
+use crate::vm_config::{ResolvedImage, VmConfig};
 
 /// A pool of QEMU microVMs, as built by [`Firepit::pool`](crate::Firepit::pool) or wired shape by
 /// shape with [`PoolShape`].
@@ -50,20 +52,56 @@ pub struct PoolShape {
 }
 
 impl PoolShape {
-    /// Wires `spec`: checks it ([`ShapeSpec::validate`]) and opens its image directory (a firepit
-    /// image: its id names the image, its kernel and initramfs are what the VMs boot).
+    /// Wires `spec`: checks it ([`ShapeSpec::validate`]) and resolves its image
+    /// ([`GuestImage::resolve`]) in the default image store ([`ImageStore::open_default`]); see
+    /// [`open_in`](Self::open_in).
     ///
     /// Errors: [`Error::InvalidShape`] (which field, what is allowed), [`Error::ImageBuild`] (the
-    /// directory holds no usable image).
+    /// image names nothing usable, and what was found instead).
     pub fn open(spec: &ShapeSpec) -> Result<Self, Error> {
+        Self::open_in(spec, &ImageStore::open_default())
+    }
+
+    /// [`open`](Self::open) with the image store given. `spec.image` may name
+    /// - a firepit image directory (`firepit image build`): its id names the image, its kernel and
+    ///   initramfs are what the VMs boot;
+    /// - a root disk in `store`, by its directory or its id: booted with the default image's
+    ///   kernel and initramfs (as [`VmConfig::from_disk`] does), its exec defaults applied;
+    /// - a file: a root disk (raw ext4 or qcow2), or an initramfs, booted with the default
+    ///   image's kernel (and initramfs), told apart by content (as [`VmConfig::resolve`] does).
+    ///
+    /// Blocking (reads image files): call it from `spawn_blocking` where that matters.
+    ///
+    /// ```no_run
+    /// use firepit::{PoolShape, ShapeSpec};
+    /// use firepit::image::ImageStore;
+    /// let store = ImageStore::new("/var/lib/firepit/images");
+    /// let shape = PoolShape::open_in(&ShapeSpec::new("python", "0123456789abcdef"), &store)?;
+    /// assert!(shape.vm.image.disk.is_some());
+    /// # Ok::<(), firepit::Error>(())
+    /// ```
+    pub fn open_in(spec: &ShapeSpec, store: &ImageStore) -> Result<Self, Error> {
         spec.validate()?;
-        let image = firepit_image::Image::open(&spec.image)?;
-        Ok(Self::with_image(spec, image.id(), ImagePaths::new(image.kernel(), image.initramfs())))
+        let resolved = match GuestImage::resolve(&spec.image, store)? {
+            GuestImage::Firepit(image) => ResolvedImage {
+                image_id: image.id().to_owned(),
+                paths: ImagePaths::new(image.kernel(), image.initramfs()),
+            },
+            GuestImage::Stored(disk) => VmConfig::from_disk(&Image::open_default()?, &disk).resolve()?,
+            GuestImage::File { path, .. } => {
+                let firepit = Image::open_default()?;
+                let mut config = VmConfig::new(firepit.kernel(), path);
+                config.initramfs = Some(firepit.initramfs().to_path_buf());
+                config.resolve()?
+            }
+        };
+        Ok(Self::with_image(spec, resolved.image_id, resolved.paths))
     }
 
     /// Wires `spec` with its guest given explicitly (`spec.image` is not read): `image_id` names the
-    /// image, `files` are what the VMs boot. The library's [`VmConfig`](crate::VmConfig), which
-    /// names a kernel and an initramfs rather than an image directory, comes through here. Nothing
+    /// image, `files` are what the VMs boot. The library's [`VmConfig`], which names a kernel and
+    /// an image file rather than an image directory, comes through here
+    /// ([`VmConfig::resolve`] found the files). Nothing
     /// is checked: [`add_to`](Self::add_to) and [`register`](Self::register) have the provider
     /// check the result.
     ///
@@ -141,5 +179,9 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let no_image = ShapeSpec::new("small", empty.path());
         assert!(matches!(PoolShape::open(&no_image), Err(Error::ImageBuild(_))));
+        let store = firepit_image::ImageStore::new(empty.path().join("store"));
+        let unknown_id = ShapeSpec::new("small", "0123456789abcdef");
+        let err = PoolShape::open_in(&unknown_id, &store).unwrap_err();
+        assert!(matches!(err, Error::ImageBuild(firepit_image::ImageError::NotInStore { .. })), "{err}");
     }
 }

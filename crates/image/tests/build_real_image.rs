@@ -31,6 +31,7 @@ fn real_image_builds_from_debian_packages_and_rebuilds_from_cache() {
             "virtio_mmio",
             "virtio_console",
             "virtio_rng",
+            "virtio_blk",
             "failover",
             "net_failover",
             "virtio_net"

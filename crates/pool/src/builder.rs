@@ -31,7 +31,7 @@ use crate::shared::PoolSettings;
 ///     .max_age(Duration::from_secs(600))
 ///     .build()
 ///     .await?;
-/// assert!(pool.available_count() >= 2);
+/// assert!(pool.available_now() >= 2);
 /// # pool.shutdown().await; Ok(()) }
 /// ```
 pub struct PoolBuilder<P: Provider> {
@@ -249,7 +249,7 @@ impl<P: Provider> PoolBuilder<P> {
     /// # async fn main() -> Result<(), firepit_pool::PoolError> {
     /// use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec}};
     /// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("small"), MemorySpec::new(64)).build_n(4).await?;
-    /// assert_eq!(pool.available_count(), 4);
+    /// assert_eq!(pool.available_now(), 4);
     /// # Ok(()) }
     /// ```
     pub async fn build_n(self, n: usize) -> Result<Pool<P>, PoolError> {

@@ -31,7 +31,7 @@ use crate::status::{ShapeStatus, Status};
 ///     .build()
 ///     .await?;
 /// let vm = pool.reserve().await?;                       // waits, FIFO-fair
-/// assert!(matches!(pool.try_reserve(), Err(PoolError::Exhausted)) || pool.available_count() > 0);
+/// assert!(matches!(pool.try_reserve(), Err(PoolError::Exhausted)) || pool.available_now() > 0);
 /// drop(vm);                                             // destroyed; a replacement is on its way
 /// let again = pool.reserve_timeout(Duration::from_secs(1)).await?;
 /// # drop(again);
@@ -161,8 +161,28 @@ impl<P: Provider> Pool<P> {
         }
     }
 
-    /// Ready VMs of the default shape (of all shapes if there is no default shape).
-    pub fn available_count(&self) -> usize {
+    /// Ready VMs of the default shape (of all shapes if there is no default shape), as the
+    /// VM-pool guide awaits it; [`available_now`](Self::available_now) is the same count for code
+    /// that cannot await.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec}};
+    /// let pool = Pool::builder(MemoryProvider::new())
+    ///     .shape(ShapeKey::new("small"), MemorySpec::new(256))
+    ///     .depth(2..=2)
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(pool.available_count().await, 2);
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn available_count(&self) -> usize {
+        self.available_now()
+    }
+
+    /// [`available_count`](Self::available_count) without awaiting (it never waits).
+    pub fn available_now(&self) -> usize {
         let st = self.shared().lock();
         match &st.default_shape {
             Some(key) => st.buckets.get(key).map_or(0, |b| b.ready.len() + b.probing),

@@ -22,7 +22,7 @@ async fn drop_destroys_the_vm_and_replaces_it() {
     }
     assert_eq!(provider.destroyed(), 2);
     settle(Duration::from_millis(20)).await;
-    assert_eq!(pool.available_count(), 2);
+    assert_eq!(pool.available_now(), 2);
     assert_eq!(provider.created(), 4);
     let m = pool.metrics();
     assert_eq!((m.shapes[0].acquired, m.shapes[0].released), (2, 2));
@@ -36,7 +36,7 @@ async fn refill_starts_the_moment_a_vm_is_handed_out() {
     let pool = builder(&provider).depth(1..=1).build().await.unwrap();
     let started = Instant::now();
     let _held = pool.reserve().await.unwrap();
-    while pool.available_count() == 0 {
+    while pool.available_now() == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     // Exactly one fill latency after the hand-out (paused clock): no polling interval in between.

@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::exec_defaults::ExecDefaults;
+use crate::root_disk::RootDisk;
+
 /// Default of [`ProviderConfig::snapshot_retry_after`]: how long a shape cold-boots after its
 /// template failed before the template is built again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -97,26 +100,56 @@ impl FillKind {
     }
 }
 
-/// Kernel and initramfs of a guest image: the files a [`VmSpec`](crate::VmSpec) boots.
+/// What a guest image is made of, the files a [`VmSpec`](crate::VmSpec) boots: kernel and
+/// initramfs, optionally a root disk and the defaults its commands run with.
 ///
 /// ```
-/// use firepit_qemu::ImagePaths;
+/// use firepit_qemu::{DiskFormat, ImagePaths, RootDisk};
 /// let paths = ImagePaths::new("/images/vmlinuz", "/images/initramfs.cpio.gz");
-/// assert!(paths.kernel.ends_with("vmlinuz"));
+/// assert!(paths.kernel.ends_with("vmlinuz") && paths.disk.is_none());
+/// // firepit's kernel and initramfs booting a user's disk (each VM writes to its own overlay):
+/// let paths = paths.with_disk(RootDisk::new("/images/app.qcow2", DiskFormat::Qcow2));
+/// assert_eq!(paths.disk.unwrap().format, DiskFormat::Qcow2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagePaths {
     /// The guest kernel (`bzImage`, e.g. `vmlinuz`).
     pub kernel: PathBuf,
-    /// The initramfs (newc cpio, optionally compressed).
+    /// The initramfs (newc cpio, optionally compressed). With a [`disk`](Self::disk) it must be
+    /// firepit's (it mounts the disk and starts the agent inside it).
     pub initramfs: PathBuf,
+    /// The root disk, if the guest boots from one: every VM gets a private qcow2 overlay over it
+    /// (see [`RootDisk`]). Default: none (the initramfs is the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<RootDisk>,
+    /// Environment, working directory and user that `exec` uses unless a request says otherwise
+    /// (an imported OCI image's `Env`, `WorkingDir` and `User`). Default: none.
+    #[serde(default, skip_serializing_if = "ExecDefaults::is_empty")]
+    pub exec_defaults: ExecDefaults,
 }
 
 impl ImagePaths {
-    /// Creates image paths.
+    /// Creates image paths (no root disk, no exec defaults).
     pub fn new(kernel: impl Into<PathBuf>, initramfs: impl Into<PathBuf>) -> Self {
-        Self { kernel: kernel.into(), initramfs: initramfs.into() }
+        Self {
+            kernel: kernel.into(),
+            initramfs: initramfs.into(),
+            disk: None,
+            exec_defaults: ExecDefaults::default(),
+        }
+    }
+
+    /// Boots with `disk` as the root file system.
+    pub fn with_disk(mut self, disk: RootDisk) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Runs commands with `defaults` unless a request says otherwise.
+    pub fn with_exec_defaults(mut self, defaults: ExecDefaults) -> Self {
+        self.exec_defaults = defaults;
+        self
     }
 }
 
@@ -133,6 +166,9 @@ impl ImagePaths {
 pub struct ProviderConfig {
     /// QEMU binary: a path, or a name looked up in `PATH`. Default: `qemu-system-x86_64`.
     pub qemu_binary: PathBuf,
+    /// `qemu-img` (Debian package `qemu-utils`), which makes each VM's root-disk overlay: a path,
+    /// or a name looked up in `PATH`. Only used for images with a root disk. Default: `qemu-img`.
+    pub qemu_img_binary: PathBuf,
     /// Accelerator; the environment variable [`ACCEL_ENV`] overrides it. Default: [`Accel::Auto`].
     pub accel: Accel,
     /// Directory for per-VM runtime directories (sockets, snapshot state). Created 0700.
@@ -181,6 +217,7 @@ impl Default for ProviderConfig {
     fn default() -> Self {
         Self {
             qemu_binary: PathBuf::from("qemu-system-x86_64"),
+            qemu_img_binary: PathBuf::from("qemu-img"),
             accel: Accel::Auto,
             runtime_dir: default_runtime_dir(),
             boot_timeout: Duration::from_secs(60),

@@ -49,6 +49,9 @@ pub enum QemuError {
     /// A network operation failed.
     #[error(transparent)]
     Network(#[from] crate::net_error::NetError),
+    /// A VM's root disk (its copy-on-write overlay) could not be prepared.
+    #[error(transparent)]
+    Disk(#[from] crate::root_disk::DiskError),
     /// Reading or writing a file on the host failed (the source of an upload, the target of a
     /// download).
     #[error("{what}: {source}")]

@@ -21,8 +21,11 @@ use crate::boot;
 use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, ProviderConfig};
 use crate::config_error::ConfigError;
+use crate::disk::OVERLAY_FILE;
 use crate::error::QemuError;
+use crate::exec_defaults::ExecDefaults;
 use crate::process::Credentials;
+use crate::root_disk::DiskFormat;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
 use crate::vm_spec::VmSpec;
@@ -129,7 +132,7 @@ impl Launcher {
             memory_mb,
             kernel: vm.image.kernel.clone(),
             initramfs: vm.image.initramfs.clone(),
-            kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
+            kernel_args: kernel_args(self.tsc_khz, vm.image.disk.is_some(), &self.config.extra_kernel_args),
             sandbox: self.caps.sandbox,
             runtime_dir: dir.to_path_buf(),
             memory,
@@ -137,8 +140,22 @@ impl Launcher {
             tb_size_mb: None,
             without_kernel: false,
             run_as: self.run_as,
+            // Cold boots and clones keep their overlay in their runtime directory (removed with
+            // it); a template build puts its own where the template is saved.
+            disk: vm.image.disk.as_ref().map(|_| dir.join(OVERLAY_FILE)),
             network: self.networks.plan(shape, &vm.network),
         })
+    }
+
+    /// Creates the qcow2 `overlay` over `base` (see [`crate::disk`]), owned by QEMU's user.
+    pub(crate) async fn overlay(
+        &self,
+        base: &Path,
+        format: DiskFormat,
+        overlay: &Path,
+    ) -> Result<(), QemuError> {
+        let qemu_img = &self.config.qemu_img_binary;
+        Ok(crate::disk::create_overlay(qemu_img, base, format, overlay, self.run_as).await?)
     }
 
     /// Boots a VM of `shape` (made from `vm`) from its kernel, under one boot deadline.
@@ -153,11 +170,16 @@ impl Launcher {
         let accel = self.accel().await;
         let (id, dir) = self.new_dir()?;
         let spec = self.launch_spec(&id, accel, (shape, vm), dir.path(), GuestMemory::Anonymous)?;
+        if let (Some(disk), Some(overlay)) = (&vm.image.disk, &spec.disk) {
+            self.overlay(&disk.base, disk.format, overlay).await?;
+        }
         let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
-        let vm = self.vm(id, shape, accel, boot_duration, started, fill);
+        let exec_defaults = vm.image.exec_defaults.clone();
+        let mut vm = self.vm(id, shape, accel, boot_duration, started, fill);
+        vm.exec_defaults = exec_defaults;
         vm.configure_network().await?;
         Ok(vm)
     }
@@ -187,6 +209,7 @@ impl Launcher {
             template: None,
             fill,
             memory_charge_mb: None,
+            exec_defaults: ExecDefaults::default(),
         }
     }
 }

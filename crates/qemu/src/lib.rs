@@ -14,8 +14,9 @@
 //!   (`firepit_shape::ShapeSpec`) into a [`VmSpec`].
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
-//!   port, virtio-rng, and for a shape with `network = "nat"` one virtio NIC) and nothing
-//!   configurable beyond [`ProviderConfig`] and the [`VmSpec`].
+//!   port, virtio-rng, a virtio-blk root disk when the image has one: see [`RootDisk`], and for a
+//!   shape with `network = "nat"` one virtio NIC) and nothing configurable beyond
+//!   [`ProviderConfig`] and the [`VmSpec`].
 //!
 //! # How data flows
 //! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). A shape's
@@ -93,8 +94,10 @@ mod caps;
 mod config;
 mod config_error;
 mod console;
+mod disk;
 mod error;
 mod exec;
+mod exec_defaults;
 mod exit;
 mod guest_background;
 mod guest_dirs;
@@ -113,6 +116,7 @@ mod provider_net;
 mod qmp;
 mod restore;
 mod ring;
+mod root_disk;
 mod run_as;
 mod rundir;
 mod snapshot;
@@ -134,6 +138,7 @@ pub use config_error::ConfigError;
 pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exec::{ExecOutput, fresh_identity};
+pub use exec_defaults::ExecDefaults;
 pub use exit::ExitInfo;
 pub use firepit_agent::{
     Channel, DirEntry, DirListing, ExecRequest, ExitStatus, FailureKind as GuestErrorKind, FileKind,
@@ -155,6 +160,7 @@ pub use ownership::{OwnedProcess, OwnershipHook};
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
 pub use restore::RESTORE_TIMEOUT;
+pub use root_disk::{DiskError, DiskFormat, RootDisk};
 pub use snapshot::MAX_RESTORE_FAILURES;
 pub use streams::{GuestInput, GuestOutput};
 pub use template_state::{TemplateOrigin, TemplateState};

@@ -113,10 +113,11 @@ impl QemuProvider {
         })
     }
 
-    /// Whether this provider can make VMs of `spec`: its kernel and initramfs exist, its size can
-    /// boot (at least 1 vCPU and 32 MiB), and snapshot fill is not combined with
-    /// [`ProviderConfig::run_as`] (not supported yet). Cheap: a shape is checked when it is added
-    /// to a pool, and again by every `create`.
+    /// Whether this provider can make VMs of `spec`: its files exist (kernel, initramfs, a root
+    /// disk's base), its size can boot (at least 1 vCPU and 32 MiB), and snapshot fill is not
+    /// combined with [`ProviderConfig::run_as`] (not supported yet). Cheap: a shape is checked when
+    /// it is added to a pool, and again by every `create`. The files' contents are not checked
+    /// here: `firepit_image::ImageKind` tells a usable disk from anything else.
     ///
     /// ```
     /// use firepit_pool::ShapeKey;
@@ -133,7 +134,8 @@ impl QemuProvider {
         if spec.fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
             return Err(ConfigError::SnapshotWithRunAs { image: spec.image_id.clone() }.into());
         }
-        for path in [&spec.image.kernel, &spec.image.initramfs] {
+        let disk = spec.image.disk.as_ref().map(|disk| &disk.base);
+        for path in [&spec.image.kernel, &spec.image.initramfs].into_iter().chain(disk) {
             if !path.is_file() {
                 return Err(SpawnError::ImageFileMissing { path: path.clone() }.into());
             }

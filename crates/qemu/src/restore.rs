@@ -65,6 +65,11 @@ pub(crate) async fn restore_clone(
     spec.incoming = Some("defer".into());
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
     spec.without_kernel = true;
+    if let Some(overlay) = &spec.disk {
+        // The template's disk at save time, matching the memory this clone maps.
+        let template_disk = memory_file.with_file_name(crate::disk::OVERLAY_FILE);
+        launcher.overlay(&template_disk, crate::root_disk::DiskFormat::Qcow2, overlay).await?;
+    }
     let started =
         crate::boot::start(&launcher.config.qemu_binary, &spec, dir, &launcher.config, deadline).await?;
     let qmp = started.qmp.clone();
@@ -76,6 +81,7 @@ pub(crate) async fn restore_clone(
     let restored = started_at.elapsed();
     let mut vm = launcher.vm(id, shape, accel, restored, started, FillKind::Snapshot);
     vm.template = Some(template);
+    vm.exec_defaults = vm_spec.image.exec_defaults.clone();
     let applied = vm.set_identity(crate::exec::fresh_identity(vm.id())).await?;
     vm.configure_network().await?;
     vm.boot_duration = started_at.elapsed();

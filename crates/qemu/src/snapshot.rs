@@ -9,6 +9,10 @@
 //!   `migrate-incoming exec:cat STATE`, `cont`s, answers an agent ping, and gets its own identity
 //!   (entropy, clock, hostname, machine id) before it is handed out.
 //!
+//! With a root disk, the template writes to an overlay kept in its template directory; at save
+//! time (stopped, flushed by the migration) it becomes read-only and the base of each clone's own
+//! overlay, so a clone's disk is exactly the disk its restored memory knows (see `disk`).
+//!
 //! Templates live in `ProviderConfig::template_dir`, one directory per shape (named after the
 //! shape's name, image and size) with a manifest (see
 //! [`crate::template_store`]); a new provider reuses a valid one instead of booting. In memory a

@@ -1,5 +1,7 @@
 //! Building a snapshot template: boot the shape once with its RAM in a shared file, stop it, save
 //! its device state, and publish both under the template directory (see [`crate::template_store`]).
+//! With a root disk the template writes to an overlay in the template directory; once the
+//! template has quit, that overlay is made read-only and saved with it as its clones' base.
 
 use std::path::{Path, PathBuf};
 
@@ -37,11 +39,13 @@ pub(crate) async fn template_key(
         }
         joined.push(b'\n');
     }
+    let disk = vm.image.disk.as_ref().map(|disk| crate::disk::base_stamp(&disk.base)).transpose()?;
     Ok(TemplateKey {
         image_id: vm.image_id.clone(),
         shape: describe(shape, vm),
         qemu_version: launcher.caps.version.clone(),
         cmdline_sha256: store::sha256_hex(&joined),
+        disk,
     })
 }
 
@@ -93,6 +97,12 @@ async fn build_in(
     let memory = GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true };
     let mut spec = launcher.launch_spec(&id, accel, (shape, vm_spec), vm_dir.path(), memory)?;
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
+    // The template's overlay is saved with it: at save time it is the disk its clones start from.
+    let disk = scratch.join(crate::disk::OVERLAY_FILE);
+    if let Some(base) = &vm_spec.image.disk {
+        launcher.overlay(&base.base, base.format, &disk).await?;
+        spec.disk = Some(disk.clone());
+    }
     let started =
         crate::boot::start(&launcher.config.qemu_binary, &spec, vm_dir, &launcher.config, deadline).await?;
     crate::boot::wait_ready(&started, launcher.config.boot_timeout, deadline).await?;
@@ -105,6 +115,9 @@ async fn build_in(
     crate::restore::wait_migration(&qmp, "out", deadline).await?;
     let vm = launcher.vm(id, shape, accel, booted, started, FillKind::Snapshot);
     vm.shutdown().await;
+    if spec.disk.is_some() {
+        crate::disk::freeze(&disk)?;
+    }
     tracing::info!(%shape, ?booted, total = ?started_at.elapsed(), "snapshot template built");
     Ok(())
 }

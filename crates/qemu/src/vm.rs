@@ -75,6 +75,8 @@ pub struct QemuVm {
     /// clone: its PSS once restored, MiB); read by the provider's `MemoryAccounting`
     /// (`memory_charge.rs`).
     pub(crate) memory_charge_mb: Option<u64>,
+    /// The image's environment, working directory and user for `exec` (see [`ExecDefaults`]).
+    pub(crate) exec_defaults: crate::exec_defaults::ExecDefaults,
 }
 
 impl QemuVm {
@@ -168,6 +170,7 @@ impl QemuVm {
             ms => Duration::from_millis(ms),
         };
         let deadline = guest_timeout + self.config.agent_timeout;
+        let request = self.exec_defaults.applied_to(request);
         match self.agent_request(Request::Exec(request), deadline).await? {
             Response::Exec(result) => Ok(ExecOutput::from(result)),
             other => Err(unexpected("exec", other)),

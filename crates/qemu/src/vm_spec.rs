@@ -12,7 +12,7 @@ use crate::config::ImagePaths;
 /// What the QEMU provider makes the VMs of one shape from: the guest image, the machine size and
 /// how a VM is made ready.
 ///
-/// Fields will be added (a root disk is next), so it is built with [`VmSpec::new`], which takes
+/// Fields may be added, so it is built with [`VmSpec::new`], which takes
 /// the shape defaults of [`ShapeSpec::new`] (1 vCPU, 256 MiB, snapshot fill), and then changed
 /// field by field. A `firepit_shape::ShapeSpec` becomes one through the `firepit` facade, which
 /// opens the shape's image directory.
@@ -30,7 +30,8 @@ pub struct VmSpec {
     /// Names the guest image in template manifests and logs (for firepit images: the image's
     /// content id, `firepit_image::Image::id`).
     pub image_id: String,
-    /// The kernel and initramfs the VMs boot.
+    /// The kernel and initramfs the VMs boot, and the root disk each VM gets its own overlay of
+    /// (if any) with the defaults its commands run with.
     pub image: ImagePaths,
     /// Virtual CPUs per VM (at least 1).
     pub cpus: u32,

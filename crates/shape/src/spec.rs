@@ -25,7 +25,8 @@ pub struct ShapeSpec {
     /// `PUT /v1/shapes/{name}` it may be left out (the path names the shape).
     #[serde(default)]
     pub name: String,
-    /// Guest image directory (built by `firepit image build`).
+    /// The guest image: a firepit image directory (built by `firepit image build`), a root disk
+    /// (raw ext4 or qcow2) or initramfs file, or the id of a stored image (`firepit image ls`).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub image: PathBuf,
     /// Virtual CPUs per VM (1..=64). Default 1.

@@ -160,7 +160,7 @@ async fn refill(
     }
     let before = Instant::now();
     drop(leases);
-    while pool.available_count() < depth {
+    while pool.available_now() < depth {
         if before.elapsed() > Duration::from_secs(600) {
             return Err(
                 format!("the pool did not refill to {depth} within 600 s: {:?}", pool.status()).into()

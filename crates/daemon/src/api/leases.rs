@@ -176,6 +176,8 @@ fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> 
         stdin,
         timeout_ms: body.timeout_ms,
         max_output_bytes: body.max_output_bytes,
+        // The image's default user (if any) is filled in by the provider.
+        user: None,
     })
 }
 
