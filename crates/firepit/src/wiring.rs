@@ -120,6 +120,7 @@ impl PoolShape {
         vm.cpus = spec.cpus;
         vm.memory_mb = spec.memory_mb;
         vm.fill = spec.fill;
+        vm.network = spec.network.clone();
         let config = ShapeConfig {
             depth: spec.depth.low..=spec.depth.high,
             max_age: spec.max_age(),

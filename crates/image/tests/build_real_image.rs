@@ -25,7 +25,17 @@ fn real_image_builds_from_debian_packages_and_rebuilds_from_cache() {
     assert!(manifest.packages.iter().any(|p| p.package.name == "busybox-static"));
     assert_eq!(
         manifest.modules,
-        ["virtio_ring", "virtio", "virtio_mmio", "virtio_console", "virtio_rng", "virtio_blk"]
+        [
+            "virtio_ring",
+            "virtio",
+            "virtio_mmio",
+            "virtio_console",
+            "virtio_rng",
+            "virtio_blk",
+            "failover",
+            "net_failover",
+            "virtio_net"
+        ]
     );
     assert!(std::fs::metadata(image.kernel()).unwrap().len() > 5_000_000);
 

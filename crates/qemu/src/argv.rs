@@ -55,6 +55,8 @@ pub(crate) struct LaunchSpec {
     pub run_as: Option<crate::process::Credentials>,
     /// The VM's root-disk overlay (qcow2), attached as virtio-blk `/dev/vda`; `None`: no disk.
     pub disk: Option<PathBuf>,
+    /// The shape's network (a NIC behind the NAT and firepit's filter), `None`: no NIC.
+    pub network: Option<crate::net::NetPlan>,
 }
 
 /// What the guest's initramfs reads to find its root disk (the first virtio-blk device).
@@ -148,8 +150,12 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
         let drive = format!("if=none,id=root,format=qcow2,cache=unsafe,file={}", opt_path(overlay));
         push(&["-drive", &drive, "-device", "virtio-blk-device,drive=root"]);
     }
+    if spec.network.is_some() {
+        argv.extend(crate::net::qemu_args::qemu_args(dir));
+    }
     if let Some(incoming) = &spec.incoming {
-        push(&["-incoming", incoming]);
+        argv.push("-incoming".into());
+        argv.push(incoming.clone());
     }
     argv.into_iter().map(OsString::from).collect()
 }
@@ -175,6 +181,7 @@ mod tests {
             without_kernel: false,
             run_as: None,
             disk: None,
+            network: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub enum QemuError {
     /// Taking or restoring a snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A network operation failed.
+    #[error(transparent)]
+    Network(#[from] crate::net_error::NetError),
     /// A VM's root disk (its copy-on-write overlay) could not be prepared.
     #[error(transparent)]
     Disk(#[from] crate::root_disk::DiskError),

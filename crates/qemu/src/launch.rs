@@ -46,6 +46,8 @@ pub(crate) struct Launcher {
     tsc_khz: u64,
     /// The user QEMU runs as (`ProviderConfig::run_as`, resolved).
     pub run_as: Option<Credentials>,
+    /// Traffic totals per shape (for VMs with a network).
+    pub networks: crate::net::Networks,
 }
 
 impl Launcher {
@@ -84,6 +86,7 @@ impl Launcher {
             resolved_accel: OnceCell::new(),
             tsc_khz,
             run_as,
+            networks: crate::net::Networks::default(),
         })
     }
 
@@ -140,6 +143,7 @@ impl Launcher {
             // Cold boots and clones keep their overlay in their runtime directory (removed with
             // it); a template build puts its own where the template is saved.
             disk: vm.image.disk.as_ref().map(|_| dir.join(OVERLAY_FILE)),
+            network: self.networks.plan(shape, &vm.network),
         })
     }
 
@@ -176,6 +180,7 @@ impl Launcher {
         let exec_defaults = vm.image.exec_defaults.clone();
         let mut vm = self.vm(id, shape, accel, boot_duration, started, fill);
         vm.exec_defaults = exec_defaults;
+        vm.configure_network().await?;
         Ok(vm)
     }
 
@@ -198,6 +203,7 @@ impl Launcher {
             qmp: started.qmp,
             console: started.console,
             agent: started.agent,
+            network: started.network,
             process: started.process,
             dir: started.dir,
             template: None,

@@ -14,8 +14,9 @@
 //!   (`firepit_shape::ShapeSpec`) into a [`VmSpec`].
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
-//!   port, virtio-rng, and a virtio-blk root disk when the image has one: see [`RootDisk`]) and
-//!   nothing configurable beyond [`ProviderConfig`].
+//!   port, virtio-rng, a virtio-blk root disk when the image has one: see [`RootDisk`], and for a
+//!   shape with `network = "nat"` one virtio NIC) and nothing configurable beyond
+//!   [`ProviderConfig`] and the [`VmSpec`].
 //!
 //! # How data flows
 //! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). A shape's
@@ -29,6 +30,14 @@
 //!   and every VM after that is a copy-on-write clone restored from it in ≈0.1–0.3 s and given its
 //!   own identity ([`fresh_identity`]); when that fails the shape cold-boots
 //!   ([`QemuProvider::template_state`] says why).
+//!
+//! Networking ([`VmSpec::network`], a [`NetworkSpec`]): none by default. With `nat`, each VM has
+//! a user-mode NAT (libslirp, in its QEMU process) behind firepit's own egress filter, which
+//! answers the guest's DNS too; its own MAC and IPv4 address, set by the agent after every cold
+//! boot and restore ([`QemuVm::network`]); port forwards made at run time
+//! ([`QemuVm::forward_port`]); an egress policy a lease can narrow ([`QemuVm::narrow_egress`]);
+//! traffic counters per VM and per shape ([`QemuProvider::network_stats`]). Why this design, and
+//! measurements against passt: the `net` module's docs (in the source) and `firepit bench net`.
 //!
 //! Either way the result is a [`QemuVm`], the handle a lease derefs to: [`Console`] (serial
 //! console: send, `read_until`, output stream), `exec` through the guest agent, `status` through
@@ -98,9 +107,12 @@ mod guest_pty;
 mod health;
 mod launch;
 mod memory_charge;
+mod net;
+mod net_error;
 mod ownership;
 mod process;
 mod provider;
+mod provider_net;
 mod qmp;
 mod restore;
 mod ring;
@@ -113,6 +125,7 @@ mod template_build;
 mod template_state;
 mod template_store;
 mod vm;
+mod vm_net;
 mod vm_spec;
 
 pub use accel::{AccelVerdict, detect_accel};
@@ -129,17 +142,20 @@ pub use exec_defaults::ExecDefaults;
 pub use exit::ExitInfo;
 pub use firepit_agent::{
     Channel, DirEntry, DirListing, ExecRequest, ExitStatus, FailureKind as GuestErrorKind, FileKind,
-    FileStat, IdentityApplied, IdentityRequest, MkdirRequest, Pong, ProcessInfo, ProcessOutput,
-    ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest, StartProcessRequest,
-    WindowSize,
+    FileStat, IdentityApplied, IdentityRequest, MkdirRequest, NetworkApplied, NetworkConfig, Pong,
+    ProcessInfo, ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest,
+    StartProcessRequest, WindowSize,
 };
 /// How a shape's VMs are made ready: the one `FillStrategy`, firepit-shape's.
 pub use firepit_shape::FillStrategy;
+pub use firepit_shape::{EgressPolicy, EgressRule, EgressTarget, NetworkMode, NetworkSpec};
 pub use guest_files::{GuestFileReader, WriteOptions};
 pub use guest_process::{GuestProcess, ProcessControl};
 pub use guest_pty::PtySession;
 pub use health::agent_health_check;
 pub use memory_charge::process_memory_kib;
+pub use net::{NetStats, NetworkInfo};
+pub use net_error::NetError;
 pub use ownership::{OwnedProcess, OwnershipHook};
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};

@@ -130,6 +130,7 @@ impl QemuProvider {
     /// ```
     pub fn check(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<(), QemuError> {
         crate::launch::checked_memory_mb(shape, spec)?;
+        spec.network.validate().map_err(|(field, why)| crate::net_error::NetError::Invalid { field, why })?;
         if spec.fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
             return Err(ConfigError::SnapshotWithRunAs { image: spec.image_id.clone() }.into());
         }
@@ -198,6 +199,11 @@ impl QemuProvider {
         }
         let _ = std::fs::remove_dir(dir); // only succeeds when empty
         removed
+    }
+
+    /// The launcher (for the network methods in `provider_net.rs`).
+    pub(crate) fn launcher(&self) -> &Launcher {
+        &self.inner.launcher
     }
 
     /// Boots a VM of `spec` from scratch (whatever its fill strategy), outside any pool: the caller

@@ -61,6 +61,8 @@ pub struct QemuVm {
     pub(crate) qmp: QmpClient,
     pub(crate) console: Arc<ConsoleShared>,
     pub(crate) agent: Arc<AgentClient>,
+    /// The NIC's address, filter and forwards (`None`: the shape has no network).
+    pub(crate) network: Option<crate::net::VmNetwork>,
     // Field order matters for drop: the process is killed before its directory is removed.
     pub(crate) process: QemuProcess,
     pub(crate) dir: RuntimeDir,
@@ -205,7 +207,11 @@ impl QemuVm {
         }
     }
 
-    async fn agent_request(&self, request: Request, timeout: Duration) -> Result<Response, QemuError> {
+    pub(crate) async fn agent_request(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, QemuError> {
         self.detached_request(request, timeout).await
     }
 

@@ -5,7 +5,7 @@
 //! against the host (files exist, size bounds, snapshot with `run_as`) is
 //! [`QemuProvider::check`](crate::QemuProvider::check)'s job.
 
-use firepit_shape::{FillStrategy, ShapeSpec};
+use firepit_shape::{FillStrategy, NetworkSpec, ShapeSpec};
 
 use crate::config::ImagePaths;
 
@@ -40,11 +40,13 @@ pub struct VmSpec {
     pub memory_mb: u64,
     /// Cold boot every VM, or restore copy-on-write clones of a template (the shape's fill).
     pub fill: FillStrategy,
+    /// No NIC (the default), or NAT egress under a policy (see [`NetworkSpec`]).
+    pub network: NetworkSpec,
 }
 
 impl VmSpec {
     /// A spec for `image` (named `image_id`) with the shape defaults of [`ShapeSpec::new`]:
-    /// 1 vCPU, 256 MiB, snapshot fill.
+    /// 1 vCPU, 256 MiB, snapshot fill, no network.
     pub fn new(image_id: impl Into<String>, image: ImagePaths) -> Self {
         let defaults = ShapeSpec::new(String::new(), std::path::PathBuf::new());
         Self {
@@ -53,6 +55,7 @@ impl VmSpec {
             cpus: defaults.cpus,
             memory_mb: defaults.memory_mb,
             fill: defaults.fill,
+            network: defaults.network,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::FillStrategy;
+use crate::{FillStrategy, NetworkSpec};
 
 /// One kind of VM kept warm: a `[[shape]]` table of the daemon's config, the body of
 /// `PUT /v1/shapes/{name}`, or built in code. Every field but `name` and `image` has a default
@@ -47,11 +47,15 @@ pub struct ShapeSpec {
     /// Ping the guest agent before handing a VM out. Default `true`.
     #[serde(default = "defaults::yes")]
     pub health_check: bool,
+    /// `"none"` (default: no network device) or `"nat"`, or a table with the egress policy (see
+    /// [`NetworkSpec`]).
+    #[serde(default)]
+    pub network: NetworkSpec,
 }
 
 impl ShapeSpec {
     /// A shape named `name` on `image`, every other field at its default: 1 vCPU, 256 MiB,
-    /// depth 1..=2, no age limit, snapshot fill, health check on.
+    /// depth 1..=2, no age limit, snapshot fill, health check on, no network.
     pub fn new(name: impl Into<String>, image: impl Into<PathBuf>) -> Self {
         Self {
             name: name.into(),
@@ -62,6 +66,7 @@ impl ShapeSpec {
             max_age_secs: None,
             fill: FillStrategy::default(),
             health_check: true,
+            network: NetworkSpec::default(),
         }
     }
 

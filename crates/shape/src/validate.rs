@@ -87,6 +87,9 @@ impl ShapeSpec {
             let allowed = format!("must be 1..={MAX_DURATION_SECS} (one year), or absent");
             return Err(invalid("max_age_secs", age, allowed));
         }
+        if let Err((field, why)) = self.network.validate() {
+            return Err(invalid(&format!("network.{field}"), self.network.mode, why));
+        }
         Ok(())
     }
 }
@@ -126,6 +129,8 @@ mod tests {
         assert_eq!(key(depth(3, 2)), "depth.low");
         assert_eq!(depth(0, 1).validate(), Ok(()));
         assert_eq!(key(ShapeSpec { max_age_secs: Some(0), ..valid() }), "max_age_secs");
+        let network = crate::NetworkSpec { host_ports: vec![0], ..crate::NetworkSpec::nat() };
+        assert_eq!(key(ShapeSpec { network, ..valid() }), "network.host_ports");
     }
 
     #[test]
