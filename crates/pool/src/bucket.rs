@@ -30,6 +30,9 @@ pub(crate) struct Entry<V> {
     pub expired: Option<EvictReason>,
     /// Cancels the task watching `PoolVm::exited` when the entry leaves the bucket.
     pub watch: Option<DropGuard>,
+    /// The provider put the VM to rest (`Provider::pause`): it is woken (`Provider::resume`) when
+    /// it is handed out.
+    pub paused: bool,
 }
 
 /// A `reserve()` waiting for a VM; the VM is sent through `tx`.

@@ -84,6 +84,7 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
                 shape: Arc::clone(&b.key),
                 spec: Arc::clone(&b.spec),
                 check: b.config.health_check,
+                pause: b.config.pause_idle,
                 generation: b.generation,
                 charged_mb: memory_mb,
             };
@@ -103,6 +104,8 @@ struct Batch<S> {
     spec: Arc<S>,
     /// Run the pool's health check on each new VM (`ShapeConfig::health_check`).
     check: bool,
+    /// Let each new VM rest until it is handed out (`ShapeConfig::pause_idle`).
+    pause: bool,
     /// The bucket generation the fills belong to (a re-registered shape is a new generation).
     generation: u64,
     /// Memory reserved per fill (the provider's estimate), corrected to the VM's own charge on arrival.
@@ -135,11 +138,13 @@ async fn fill_batch<P: Provider>(
     }
 }
 
-/// The outcome of one fill: a VM, or the reason it failed (and the VM that failed its check).
-type FillResult<V> = Result<V, (String, Option<V>)>;
+/// The outcome of one fill: a VM and whether it rests (`Provider::pause`), or the reason it failed
+/// (and the VM that failed its check).
+type FillResult<V> = Result<(V, bool), (String, Option<V>)>;
 
 /// Creates a VM and runs the health check once (if its shape wants it), so `try_reserve` (which
 /// cannot await) only hands out VMs that passed one; `reserve` checks again right before hand-out.
+/// Then, if the shape lets idle VMs rest and nobody is waiting for this one, the provider pauses it.
 ///
 /// A shutdown cancels a fill still in progress: the provider's `create` future is dropped, so a
 /// slow boot never outlives the pool (providers clean up a half-made VM when dropped).
@@ -156,7 +161,19 @@ async fn create_checked<P: Provider>(shared: &Shared<P>, batch: &Batch<P::Spec>)
     {
         return Err((format!("new VM failed its health check: {why}"), Some(vm)));
     }
-    Ok(vm)
+    if !batch.pause || has_waiters(shared, batch) {
+        // A waiter takes it at once: pausing would only add a pause and a resume to its wait.
+        return Ok((vm, false));
+    }
+    match shared.provider.pause(&vm).await {
+        Ok(paused) => Ok((vm, paused)),
+        Err(why) => Err((format!("pausing the new VM failed: {why}"), Some(vm))),
+    }
+}
+
+fn has_waiters<P: Provider>(shared: &Shared<P>, batch: &Batch<P::Spec>) -> bool {
+    let st = shared.lock();
+    st.buckets.get(&*batch.shape).is_some_and(|b| b.generation == batch.generation && !b.waiters.is_empty())
 }
 
 fn deliver<P: Provider>(
@@ -170,7 +187,7 @@ fn deliver<P: Provider>(
     let mut st = shared.lock();
     // The fill reserved the provider's estimate; from now on the VM is charged its own figure.
     let charge_mb = match &result {
-        Ok(vm) | Err((_, Some(vm))) => {
+        Ok((vm, _)) | Err((_, Some(vm))) => {
             let actual = shared.provider.memory().charge_mb(shape, spec, vm);
             st.mem_used_mb = st.mem_used_mb.saturating_sub(*charged_mb).saturating_add(actual);
             actual
@@ -180,7 +197,7 @@ fn deliver<P: Provider>(
     let closing = st.closing;
     let bucket = st.buckets.get_mut(&**shape).filter(|b| b.generation == generation);
     match (result, bucket) {
-        (Ok(vm), Some(b)) if !closing => {
+        (Ok((vm, paused)), Some(b)) if !closing => {
             b.filling -= 1;
             b.metrics.created.inc();
             let kind = crate::provider::PoolVm::fill_kind(&vm);
@@ -190,7 +207,8 @@ fn deliver<P: Provider>(
             b.backoff_until = None;
             b.demand.record_fill(latency);
             let watch = crate::watch::watch_exit(&shared.watch_tx, shape, &vm);
-            let entry = Entry { vm, charge_mb, created: Instant::now(), expired: None, watch: Some(watch) };
+            let entry =
+                Entry { vm, charge_mb, created: Instant::now(), expired: None, watch: Some(watch), paused };
             if let Some(entry) = b.hand_to_waiter(entry) {
                 b.ready.push_back(entry);
             }
@@ -199,7 +217,7 @@ fn deliver<P: Provider>(
                 crate::maintenance::retire_expired(shared, &mut st, shape);
             }
         }
-        (Ok(vm), bucket) => {
+        (Ok((vm, _)), bucket) => {
             // Shape unregistered or pool closing while the VM booted: destroy it.
             if let Some(b) = bucket {
                 b.filling -= 1;
