@@ -178,6 +178,7 @@ impl Launcher {
             process: started.process,
             dir: started.dir,
             template: None,
+            rest: Arc::default(),
             fill,
             memory_charge_mb: None,
         }

@@ -46,11 +46,15 @@ pub struct ShapeSpec {
     /// Ping the guest agent before handing a VM out. Default `true`.
     #[serde(default = "defaults::yes")]
     pub health_check: bool,
+    /// Pause idle VMs while they wait in the pool (their vCPUs stop: no CPU used) and wake them,
+    /// with the guest clock set, as they are handed out. Default `true`.
+    #[serde(default = "defaults::yes")]
+    pub pause_idle: bool,
 }
 
 impl ShapeSpec {
     /// A shape named `name` on `image`, every other field at its default: 1 vCPU, 256 MiB,
-    /// depth 1..=2, no age limit, snapshot fill, health check on.
+    /// depth 1..=2, no age limit, snapshot fill, health check on, idle VMs paused.
     pub fn new(name: impl Into<String>, image: impl Into<PathBuf>) -> Self {
         Self {
             name: name.into(),
@@ -61,6 +65,7 @@ impl ShapeSpec {
             max_age_secs: None,
             fill: FillStrategy::default(),
             health_check: true,
+            pause_idle: true,
         }
     }
 
