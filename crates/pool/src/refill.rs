@@ -10,6 +10,7 @@
 //! never silently shrinks the pool.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -85,6 +86,7 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
                 spec: Arc::clone(&b.spec),
                 check: b.config.health_check,
                 pause: b.config.pause_idle,
+                queued: Arc::clone(&b.queued),
                 generation: b.generation,
                 charged_mb: memory_mb,
             };
@@ -106,6 +108,8 @@ struct Batch<S> {
     check: bool,
     /// Let each new VM rest until it is handed out (`ShapeConfig::pause_idle`).
     pause: bool,
+    /// Callers queued for the shape (`Bucket::queued`): a VM someone waits for is not paused.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     /// The bucket generation the fills belong to (a re-registered shape is a new generation).
     generation: u64,
     /// Memory reserved per fill (the provider's estimate), corrected to the VM's own charge on arrival.
@@ -161,7 +165,7 @@ async fn create_checked<P: Provider>(shared: &Shared<P>, batch: &Batch<P::Spec>)
     {
         return Err((format!("new VM failed its health check: {why}"), Some(vm)));
     }
-    if !batch.pause || has_waiters(shared, batch) {
+    if !batch.pause || batch.queued.load(Ordering::Relaxed) > 0 {
         // A waiter takes it at once: pausing would only add a pause and a resume to its wait.
         return Ok((vm, false));
     }
@@ -169,11 +173,6 @@ async fn create_checked<P: Provider>(shared: &Shared<P>, batch: &Batch<P::Spec>)
         Ok(paused) => Ok((vm, paused)),
         Err(why) => Err((format!("pausing the new VM failed: {why}"), Some(vm))),
     }
-}
-
-fn has_waiters<P: Provider>(shared: &Shared<P>, batch: &Batch<P::Spec>) -> bool {
-    let st = shared.lock();
-    st.buckets.get(&*batch.shape).is_some_and(|b| b.generation == batch.generation && !b.waiters.is_empty())
 }
 
 fn deliver<P: Provider>(

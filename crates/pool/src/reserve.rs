@@ -189,11 +189,7 @@ pub(crate) fn take_or_enqueue<P: Provider>(
     let (tx, rx) = oneshot::channel();
     let id = shared.next_id();
     let waiter = Waiter { id, tx };
-    if priority {
-        b.waiters.push_front(waiter)
-    } else {
-        b.waiters.push_back(waiter)
-    }
+    b.queue_waiter(waiter, priority);
     let wait = WaitFor {
         rx,
         id,

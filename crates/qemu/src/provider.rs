@@ -219,6 +219,7 @@ impl Provider for QemuProvider {
             FillStrategy::ColdBoot => inner.launcher.cold_boot(shape, spec, FillKind::ColdBoot).await?,
             FillStrategy::Snapshot => inner.snapshots.create_clone(&inner.launcher, shape, spec).await?,
         };
+        let mut vm = vm;
         if spec.warm_up {
             match crate::warm::warm_up(&vm).await {
                 Ok(took) => tracing::debug!(vm = %vm.id(), ?took, "VM warmed up"),
@@ -226,6 +227,15 @@ impl Provider for QemuProvider {
                     vm.shutdown().await;
                     return Err(e);
                 }
+            }
+            // A clone is charged its PSS: include what the warm-up added (code, copied pages).
+            if vm.memory_charge_mb.is_some()
+                && let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
+                && kib > 0
+            {
+                let mb = crate::memory_charge::kib_to_mib_ceil(kib);
+                vm.memory_charge_mb = Some(mb);
+                inner.snapshots.charges.clone_measured(shape, mb);
             }
         }
         if let Some(hook) = &inner.hook {
