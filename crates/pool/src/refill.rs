@@ -1,7 +1,9 @@
 //! The refiller: keeps every bucket at its target depth, event-driven.
 //!
 //! One task plans; fills run in tasks (one per planning pass and shape, each running its creates
-//! concurrently). The planner runs when something changed — a VM was handed out or evicted, a fill
+//! concurrently). A fill that only tops a bucket up after a hand-out starts a moment later (1 % of
+//! a fill's duration, at most 2 ms: see `top_up_delay`), so that starting it does not take the CPU
+//! from the caller that just got its VM. The planner runs when something changed — a VM was handed out or evicted, a fill
 //! ended, memory was freed, a shape was registered: all of these `notify_one` the refiller — or
 //! when a backoff ends, never on a polling interval. A pass starts as many fills as the bucket
 //! lacks, bounded by the fill semaphore (`max_parallel_fills`) and the memory budget. A failed fill
@@ -32,7 +34,52 @@ pub(crate) async fn run<P: Provider>(shared: Arc<Shared<P>>) {
             () = shared.refill_wake.notified() => {}
             () = crate::shared::sleep_until_or_forever(wake_at) => {}
         }
+        if let Some(delay) = top_up_delay(&shared) {
+            // Let the hand-out that woke us finish first (unless a fill becomes urgent meanwhile).
+            let until = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    () = shared.cancel.cancelled() => return,
+                    () = tokio::time::sleep_until(until) => break,
+                    () = shared.refill_wake.notified() => {
+                        if top_up_delay(&shared).is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Longest a top-up waits, and the share of a fill's duration it may wait.
+const TOP_UP_DELAY_MAX: Duration = Duration::from_millis(2);
+const TOP_UP_DELAY_SHARE: u32 = 100;
+
+/// How long to hold back fills that only top a bucket up. A hand-out wakes the refiller, and
+/// starting a fill takes the CPU for a moment (a VMM's process start): started at once, it competes
+/// with the caller that just got its VM (a server still writing its response). So when every bucket
+/// that lacks VMs still has ready ones and nobody waits, fills start after 1 % of their observed
+/// duration, at most [`TOP_UP_DELAY_MAX`]; fills that take under 100 ms (where that would be under
+/// the timer's millisecond) and urgent ones (a caller waits, or nothing is ready) start at once.
+fn top_up_delay<P: Provider>(shared: &Shared<P>) -> Option<Duration> {
+    let now = Instant::now();
+    let st = shared.lock();
+    let mut delay: Option<Duration> = None;
+    for b in st.buckets.values() {
+        if b.fresh_ready() + b.filling >= b.target(now) {
+            continue;
+        }
+        if !b.waiters.is_empty() || b.fresh_ready() == 0 {
+            return None;
+        }
+        let share = b.demand.fill_latency().map_or(Duration::ZERO, |fill| fill / TOP_UP_DELAY_SHARE);
+        if share < Duration::from_millis(1) {
+            return None;
+        }
+        delay = Some(delay.map_or(share, |d| d.max(share)).min(TOP_UP_DELAY_MAX));
+    }
+    delay
 }
 
 /// One planning pass. Returns when the planner must run again at the latest (a backoff end).
