@@ -82,6 +82,7 @@ impl PoolShape {
         vm.cpus = spec.cpus;
         vm.memory_mb = spec.memory_mb;
         vm.fill = spec.fill;
+        vm.warm_up = spec.warm_up;
         let config = ShapeConfig {
             depth: spec.depth.low..=spec.depth.high,
             max_age: spec.max_age(),
@@ -123,6 +124,7 @@ mod tests {
             fill: firepit_shape::FillStrategy::ColdBoot,
             health_check: false,
             pause_idle: false,
+            warm_up: false,
             ..ShapeSpec::new("big", "/unused")
         };
         let files = ImagePaths::new("/k", "/i");
@@ -134,6 +136,7 @@ mod tests {
         assert_eq!(shape.config.max_age, Some(std::time::Duration::from_secs(90)));
         assert!(!shape.config.health_check);
         assert!(!shape.config.pause_idle);
+        assert!(!shape.vm.warm_up);
         assert!(PoolShape::with_image(&ShapeSpec::new("small", "/unused"), "img", files).config.pause_idle);
     }
 
