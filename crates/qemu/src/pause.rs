@@ -64,7 +64,8 @@ pub(crate) struct Waker {
     pub rest: Arc<Rest>,
     pub qmp: QmpClient,
     pub agent: Arc<AgentClient>,
-    /// Deadline of the clock request (the provider's `agent_timeout`).
+    /// Deadline of the whole wake-up (the provider's `probe_timeout`, as for the ping it replaces):
+    /// a QEMU that stopped answering fails the hand-out check in that time, not QMP's own.
     pub timeout: Duration,
 }
 
@@ -77,6 +78,14 @@ impl Waker {
         if !self.rest.is_resting() {
             return Ok(false);
         }
+        let after = self.timeout;
+        match tokio::time::timeout(after, self.wake_now()).await {
+            Ok(woke) => woke,
+            Err(_) => Err(AgentError::Timeout { request: "wake-up", after }.into()),
+        }
+    }
+
+    async fn wake_now(&self) -> Result<bool, QemuError> {
         let _one_at_a_time = self.rest.waking.lock().await;
         if !self.rest.is_resting() {
             return Ok(false);

@@ -215,7 +215,7 @@ impl QemuVm {
             rest: self.rest.clone(),
             qmp: self.qmp.clone(),
             agent: self.agent.clone(),
-            timeout: self.config.agent_timeout,
+            timeout: self.config.probe_timeout,
         }
     }
 
