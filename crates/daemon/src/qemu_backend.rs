@@ -126,7 +126,9 @@ impl LeaseBackend for QemuBackend {
         Box::pin(async move {
             let key = ShapeKey::new(shape);
             let vm = if wait.is_zero() {
-                self.pool.try_reserve_shape(&key)
+                // Never waits for a fill, but readies the VM like `reserve` does: woken if it
+                // rested in the pool, health-checked if the shape asks for it.
+                self.pool.reserve_shape_now(&key).await
             } else {
                 self.pool.reserve_shape_timeout(&key, wait).await
             };

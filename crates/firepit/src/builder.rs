@@ -70,7 +70,13 @@ pub struct Firepit;
 impl Firepit {
     /// Starts building a pool of VMs that look like `config`.
     pub fn pool(config: VmConfig) -> VmPoolBuilder {
-        VmPoolBuilder { config, provider: ProviderConfig::default(), max_age: None, health_check: true }
+        VmPoolBuilder {
+            config,
+            provider: ProviderConfig::default(),
+            max_age: None,
+            health_check: true,
+            pause_idle: true,
+        }
     }
 }
 
@@ -95,6 +101,7 @@ pub struct VmPoolBuilder {
     provider: ProviderConfig,
     max_age: Option<Duration>,
     health_check: bool,
+    pause_idle: bool,
 }
 
 impl VmPoolBuilder {
@@ -147,6 +154,13 @@ impl VmPoolBuilder {
         self
     }
 
+    /// Whether idle VMs pause while they wait in the pool (default `true`: their vCPUs stop, so
+    /// they use no CPU, and they are woken, guest clock set, as they are handed out).
+    pub fn pause_idle(mut self, pause: bool) -> Self {
+        self.pause_idle = pause;
+        self
+    }
+
     /// Everything else of the QEMU provider (runtime dir, QEMU binary, timeouts). The fields this
     /// builder sets itself (accelerator, boot timeout) win over the ones given here.
     pub fn provider_config(mut self, config: ProviderConfig) -> Self {
@@ -164,7 +178,7 @@ impl VmPoolBuilder {
                 "build(0): a pool needs at least one VM; use build(1) or more".into(),
             ));
         }
-        let Self { config, mut provider, max_age, health_check } = self;
+        let Self { config, mut provider, max_age, health_check, pause_idle } = self;
         let resolve = config.clone();
         // Before anything starts: an image that is no initramfs and no disk fails here.
         let resolved =
@@ -172,7 +186,8 @@ impl VmPoolBuilder {
         provider.accel = config.accel;
         provider.boot_timeout = config.boot_timeout;
         let boot_timeout = provider.boot_timeout;
-        let spec = config.shape_spec(POOL_SHAPE, n, max_age, health_check);
+        let mut spec = config.shape_spec(POOL_SHAPE, n, max_age, health_check);
+        spec.pause_idle = pause_idle;
         let shape = PoolShape::with_image(&spec, resolved.image_id, resolved.paths);
         // Fills run up to 4 at a time, but on a small host concurrent boots take about as long
         // as sequential ones: allow one boot deadline per VM, plus one for a snapshot template.

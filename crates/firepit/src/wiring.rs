@@ -121,10 +121,12 @@ impl PoolShape {
         vm.memory_mb = spec.memory_mb;
         vm.fill = spec.fill;
         vm.network = spec.network.clone();
+        vm.warm_up = spec.warm_up;
         let config = ShapeConfig {
             depth: spec.depth.low..=spec.depth.high,
             max_age: spec.max_age(),
             health_check: spec.health_check,
+            pause_idle: spec.pause_idle,
             ..ShapeConfig::default()
         };
         Self { key: ShapeKey::new(spec.name.clone()), vm, config }
@@ -160,6 +162,8 @@ mod tests {
             max_age_secs: Some(90),
             fill: firepit_shape::FillStrategy::ColdBoot,
             health_check: false,
+            pause_idle: false,
+            warm_up: false,
             ..ShapeSpec::new("big", "/unused")
         };
         let files = ImagePaths::new("/k", "/i");
@@ -170,6 +174,9 @@ mod tests {
         assert_eq!(shape.config.depth, 2..=3);
         assert_eq!(shape.config.max_age, Some(std::time::Duration::from_secs(90)));
         assert!(!shape.config.health_check);
+        assert!(!shape.config.pause_idle);
+        assert!(!shape.vm.warm_up);
+        assert!(PoolShape::with_image(&ShapeSpec::new("small", "/unused"), "img", files).config.pause_idle);
     }
 
     #[test]

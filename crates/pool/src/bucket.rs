@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -30,6 +31,9 @@ pub(crate) struct Entry<V> {
     pub expired: Option<EvictReason>,
     /// Cancels the task watching `PoolVm::exited` when the entry leaves the bucket.
     pub watch: Option<DropGuard>,
+    /// The provider put the VM to rest (`Provider::pause`): it is woken (`Provider::resume`) when
+    /// it is handed out.
+    pub paused: bool,
 }
 
 /// A `reserve()` waiting for a VM; the VM is sent through `tx`.
@@ -49,7 +53,11 @@ pub(crate) struct Bucket<P: Provider> {
     pub full_mb: u64,
     /// Oldest first.
     pub ready: VecDeque<Entry<P::Vm>>,
+    /// Change it only through the methods below, which keep `queued` in step.
     pub waiters: VecDeque<Waiter<P::Vm>>,
+    /// How many callers are queued, readable without the pool's lock (a fill asks it whether to
+    /// pause its new VM: not when a caller waits for it).
+    pub queued: Arc<AtomicUsize>,
     pub filling: usize,
     /// Handed out (including VMs under their hand-out health check) and not yet released.
     pub leased: usize,
@@ -89,6 +97,7 @@ impl<P: Provider> Bucket<P> {
             full_mb,
             ready: VecDeque::new(),
             waiters: VecDeque::new(),
+            queued: Arc::default(),
             filling: 0,
             leased: 0,
             probing: 0,
@@ -171,8 +180,30 @@ impl<P: Provider> Bucket<P> {
         self.ready.insert(pos, entry);
     }
 
+    /// Queues a caller (first in line when `front`: a retry after a failed health check).
+    pub fn queue_waiter(&mut self, waiter: Waiter<P::Vm>, front: bool) {
+        if front {
+            self.waiters.push_front(waiter);
+        } else {
+            self.waiters.push_back(waiter);
+        }
+        self.queued.store(self.waiters.len(), Ordering::Relaxed);
+    }
+
+    /// Drops every queued caller (their `reserve` fails).
+    pub fn clear_waiters(&mut self) {
+        self.waiters.clear();
+        self.queued.store(0, Ordering::Relaxed);
+    }
+
     /// Hands `entry` to the first live waiter; gives it back if there is none.
-    pub fn hand_to_waiter(&mut self, mut entry: Entry<P::Vm>) -> Option<Entry<P::Vm>> {
+    pub fn hand_to_waiter(&mut self, entry: Entry<P::Vm>) -> Option<Entry<P::Vm>> {
+        let left = self.serve_waiter(entry);
+        self.queued.store(self.waiters.len(), Ordering::Relaxed);
+        left
+    }
+
+    fn serve_waiter(&mut self, mut entry: Entry<P::Vm>) -> Option<Entry<P::Vm>> {
         while let Some(waiter) = self.waiters.pop_front() {
             match waiter.tx.send(entry) {
                 Ok(()) => {
@@ -191,6 +222,7 @@ impl<P: Provider> Bucket<P> {
         match self.waiters.iter().position(|w| w.id == id) {
             Some(pos) => {
                 self.waiters.remove(pos);
+                self.queued.store(self.waiters.len(), Ordering::Relaxed);
                 true
             }
             None => false,

@@ -147,6 +147,27 @@ impl<P: Provider> PoolBuilder<P> {
         self
     }
 
+    /// Whether shapes added with [`shape`](Self::shape) let their idle VMs rest
+    /// ([`ShapeConfig::pause_idle`]). Default `true`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::{FaultPlan, MemoryProvider, MemorySpec}};
+    /// let provider = MemoryProvider::with_plan(FaultPlan { pause: true, ..FaultPlan::default() });
+    /// let pool = Pool::builder(provider.clone())
+    ///     .shape(ShapeKey::new("small"), MemorySpec::new(64))
+    ///     .pause_idle(false)                    // idle VMs keep running
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(provider.paused(), 0);
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
+    pub fn pause_idle(mut self, pause: bool) -> Self {
+        self.defaults.pause_idle = pause;
+        self
+    }
+
     /// Fills running at once, over all shapes. Default 4.
     pub fn max_parallel_fills(mut self, n: usize) -> Self {
         self.settings.max_parallel_fills = n;

@@ -39,6 +39,13 @@ pub struct ShapeConfig {
     /// check set with [`PoolBuilder::health_check`](crate::PoolBuilder::health_check) there is
     /// nothing to run either way.
     pub health_check: bool,
+    /// Let this shape's VMs rest while they wait in the pool ([`Provider::pause`]: the QEMU
+    /// provider stops their vCPUs), and wake them as they are handed out ([`Provider::resume`]).
+    /// Idle VMs then cost (next to) no CPU. Default `true`; a provider that cannot pause ignores it.
+    ///
+    /// [`Provider::pause`]: crate::Provider::pause
+    /// [`Provider::resume`]: crate::Provider::resume
+    pub pause_idle: bool,
 }
 
 impl Default for ShapeConfig {
@@ -51,6 +58,7 @@ impl Default for ShapeConfig {
             adaptive: None,
             backoff: Backoff::default(),
             health_check: true,
+            pause_idle: true,
         }
     }
 }

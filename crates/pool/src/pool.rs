@@ -14,6 +14,7 @@ use crate::health::DynHealthCheck;
 use crate::lease::PooledVm;
 use crate::metrics::{EvictReason, Metrics, MetricsSnapshot, ShapeMetrics};
 use crate::provider::Provider;
+use crate::reserve::Which;
 use crate::shape::ShapeKey;
 use crate::shared::{PoolSettings, Shared, State};
 use crate::status::{ShapeStatus, Status};
@@ -115,38 +116,63 @@ impl<P: Provider> Pool<P> {
         Self { handle: Arc::new(PoolHandle { shared }) }
     }
 
-    fn default_shape(&self) -> Result<ShapeKey, PoolError> {
-        self.shared().lock().default_shape.clone().ok_or(PoolError::NoDefaultShape)
-    }
-
     /// Waits for a VM of the default shape: FIFO-fair, cancellation-safe (dropping the future never
-    /// loses a VM), health-checked right before hand-out.
+    /// loses a VM), woken if it rested in the pool and health-checked right before hand-out. With a
+    /// ready VM, nobody queued and nothing to wake or check, it completes without yielding.
     pub async fn reserve(&self) -> Result<PooledVm<P>, PoolError> {
-        let key = self.default_shape()?;
-        crate::reserve::reserve(self.shared(), &key).await
+        crate::reserve::reserve(self.shared(), Which::Default, true).await
     }
 
     /// A ready VM of the default shape now, or `Err(Exhausted)`. Cannot await, so it relies on the
-    /// health check every VM passed when it became ready (plus the background probes).
+    /// health check every VM passed when it became ready (plus the background probes); a VM that
+    /// rested in the pool is handed out at once and wakes in the background (its first use waits
+    /// for that). [`reserve_now`](Self::reserve_now) is the same with the hand-out check.
     pub fn try_reserve(&self) -> Result<PooledVm<P>, PoolError> {
-        let key = self.default_shape()?;
-        crate::reserve::try_reserve(self.shared(), &key)
+        crate::reserve::try_reserve(self.shared(), Which::Default)
+    }
+
+    /// A ready VM of the default shape, readied like [`reserve`](Self::reserve) readies it (woken,
+    /// health-checked), but never waiting for a fill: `Err(Exhausted)` when no VM is ready or
+    /// callers are queued for one. For servers that answer "none ready" at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, PoolError, ShapeKey, testing::{MemoryProvider, MemorySpec, MemoryVm}};
+    /// let provider = MemoryProvider::new();
+    /// let pool = Pool::builder(provider.clone())
+    ///     .shape(ShapeKey::new("small"), MemorySpec::new(64))
+    ///     .health_check(|vm: &MemoryVm| vm.health())
+    ///     .build()
+    ///     .await?;
+    /// let checks = provider.health_checks();
+    /// let vm = pool.reserve_now().await?;          // checked right before hand-out
+    /// assert_eq!(provider.health_checks(), checks + 1);
+    /// assert!(matches!(pool.reserve_now().await, Err(PoolError::Exhausted))); // none ready: no wait
+    /// # drop(vm); pool.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn reserve_now(&self) -> Result<PooledVm<P>, PoolError> {
+        crate::reserve::reserve(self.shared(), Which::Default, false).await
     }
 
     /// [`reserve`](Self::reserve) with a deadline: `Err(Timeout)` when it elapses.
     pub async fn reserve_timeout(&self, timeout: Duration) -> Result<PooledVm<P>, PoolError> {
-        let key = self.default_shape()?;
-        self.reserve_shape_timeout(&key, timeout).await
+        Self::with_timeout(timeout, crate::reserve::reserve(self.shared(), Which::Default, true)).await
     }
 
     /// [`reserve`](Self::reserve) for `shape`; `Err(UnknownShape)` if it is not registered.
     pub async fn reserve_shape(&self, shape: &ShapeKey) -> Result<PooledVm<P>, PoolError> {
-        crate::reserve::reserve(self.shared(), shape).await
+        crate::reserve::reserve(self.shared(), Which::Shape(shape), true).await
     }
 
     /// [`try_reserve`](Self::try_reserve) for `shape`.
     pub fn try_reserve_shape(&self, shape: &ShapeKey) -> Result<PooledVm<P>, PoolError> {
-        crate::reserve::try_reserve(self.shared(), shape)
+        crate::reserve::try_reserve(self.shared(), Which::Shape(shape))
+    }
+
+    /// [`reserve_now`](Self::reserve_now) for `shape`.
+    pub async fn reserve_shape_now(&self, shape: &ShapeKey) -> Result<PooledVm<P>, PoolError> {
+        crate::reserve::reserve(self.shared(), Which::Shape(shape), false).await
     }
 
     /// [`reserve_timeout`](Self::reserve_timeout) for `shape`.
@@ -155,7 +181,14 @@ impl<P: Provider> Pool<P> {
         shape: &ShapeKey,
         timeout: Duration,
     ) -> Result<PooledVm<P>, PoolError> {
-        match tokio::time::timeout(timeout, crate::reserve::reserve(self.shared(), shape)).await {
+        Self::with_timeout(timeout, crate::reserve::reserve(self.shared(), Which::Shape(shape), true)).await
+    }
+
+    async fn with_timeout(
+        timeout: Duration,
+        reserve: impl std::future::Future<Output = Result<PooledVm<P>, PoolError>>,
+    ) -> Result<PooledVm<P>, PoolError> {
+        match tokio::time::timeout(timeout, reserve).await {
             Ok(result) => result,
             Err(_) => Err(PoolError::Timeout),
         }

@@ -78,8 +78,8 @@ pub trait PoolVm: Send + Sync + 'static {
 /// Creates, probes and destroys VMs for the pool.
 ///
 /// All methods take `&self` and may run concurrently (the pool fills in parallel up to its limit).
-/// `create`, `destroy` and `memory` are required; `probe` and `shape_unregistered` have defaults a
-/// simple provider keeps.
+/// `create`, `destroy` and `memory` are required; `probe`, `pause`, `resume` and
+/// `shape_unregistered` have defaults a simple provider keeps.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -145,6 +145,30 @@ pub trait Provider: Send + Sync + 'static {
     /// Cheap liveness probe of an idle VM (run in the background at the pool's probe interval).
     /// The default says every VM is alive.
     fn probe(&self, vm: &Self::Vm) -> impl Future<Output = Result<(), Unhealthy>> + Send {
+        let _ = vm;
+        std::future::ready(Ok(()))
+    }
+
+    /// Lets a VM that just became ready rest while it waits in the pool (e.g. stops its vCPUs), so
+    /// idle VMs cost no CPU. The pool calls it once per VM, after the VM's fill-time health check,
+    /// for shapes whose [`ShapeConfig::pause_idle`](crate::ShapeConfig::pause_idle) is on (and not
+    /// when a caller is already waiting for the VM). `Ok(true)`: the VM now rests, and
+    /// [`resume`](Self::resume) wakes it when it is handed out. The default does nothing and
+    /// returns `Ok(false)`. An error destroys the VM (counted as a failed fill).
+    ///
+    /// While a VM rests, [`probe`](Self::probe) must not need the guest (a provider probes a
+    /// resting VM from the outside: its process, its VMM), and `PoolVm::exited` still resolves.
+    fn pause(&self, vm: &Self::Vm) -> impl Future<Output = Result<bool, Unhealthy>> + Send {
+        let _ = vm;
+        std::future::ready(Ok(false))
+    }
+
+    /// Wakes a VM that [`pause`](Self::pause) put to rest, when it leaves the pool for a lease and
+    /// before the hand-out health check: `reserve` awaits it (an error destroys the VM and the next
+    /// one is tried). The future must not borrow: `try_reserve`, which cannot await, spawns it and
+    /// hands the VM out at once, so a provider whose VMs rest must also make a resting VM wake on
+    /// its first use (QEMU's does). The default does nothing.
+    fn resume(&self, vm: &Self::Vm) -> impl Future<Output = Result<(), Unhealthy>> + Send + 'static {
         let _ = vm;
         std::future::ready(Ok(()))
     }

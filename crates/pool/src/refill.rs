@@ -1,7 +1,9 @@
 //! The refiller: keeps every bucket at its target depth, event-driven.
 //!
 //! One task plans; fills run in tasks (one per planning pass and shape, each running its creates
-//! concurrently). The planner runs when something changed — a VM was handed out or evicted, a fill
+//! concurrently). A fill that only tops a bucket up after a hand-out starts a moment later (1 % of
+//! a fill's duration, at most 2 ms: see `top_up_delay`), so that starting it does not take the CPU
+//! from the caller that just got its VM. The planner runs when something changed — a VM was handed out or evicted, a fill
 //! ended, memory was freed, a shape was registered: all of these `notify_one` the refiller — or
 //! when a backoff ends, never on a polling interval. A pass starts as many fills as the bucket
 //! lacks, bounded by the fill semaphore (`max_parallel_fills`) and the memory budget. A failed fill
@@ -10,6 +12,7 @@
 //! never silently shrinks the pool.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -31,7 +34,52 @@ pub(crate) async fn run<P: Provider>(shared: Arc<Shared<P>>) {
             () = shared.refill_wake.notified() => {}
             () = crate::shared::sleep_until_or_forever(wake_at) => {}
         }
+        if let Some(delay) = top_up_delay(&shared) {
+            // Let the hand-out that woke us finish first (unless a fill becomes urgent meanwhile).
+            let until = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    () = shared.cancel.cancelled() => return,
+                    () = tokio::time::sleep_until(until) => break,
+                    () = shared.refill_wake.notified() => {
+                        if top_up_delay(&shared).is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Longest a top-up waits, and the share of a fill's duration it may wait.
+const TOP_UP_DELAY_MAX: Duration = Duration::from_millis(2);
+const TOP_UP_DELAY_SHARE: u32 = 100;
+
+/// How long to hold back fills that only top a bucket up. A hand-out wakes the refiller, and
+/// starting a fill takes the CPU for a moment (a VMM's process start): started at once, it competes
+/// with the caller that just got its VM (a server still writing its response). So when every bucket
+/// that lacks VMs still has ready ones and nobody waits, fills start after 1 % of their observed
+/// duration, at most [`TOP_UP_DELAY_MAX`]; fills that take under 100 ms (where that would be under
+/// the timer's millisecond) and urgent ones (a caller waits, or nothing is ready) start at once.
+fn top_up_delay<P: Provider>(shared: &Shared<P>) -> Option<Duration> {
+    let now = Instant::now();
+    let st = shared.lock();
+    let mut delay: Option<Duration> = None;
+    for b in st.buckets.values() {
+        if b.fresh_ready() + b.filling >= b.target(now) {
+            continue;
+        }
+        if !b.waiters.is_empty() || b.fresh_ready() == 0 {
+            return None;
+        }
+        let share = b.demand.fill_latency().map_or(Duration::ZERO, |fill| fill / TOP_UP_DELAY_SHARE);
+        if share < Duration::from_millis(1) {
+            return None;
+        }
+        delay = Some(delay.map_or(share, |d| d.max(share)).min(TOP_UP_DELAY_MAX));
+    }
+    delay
 }
 
 /// One planning pass. Returns when the planner must run again at the latest (a backoff end).
@@ -84,6 +132,8 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
                 shape: Arc::clone(&b.key),
                 spec: Arc::clone(&b.spec),
                 check: b.config.health_check,
+                pause: b.config.pause_idle,
+                queued: Arc::clone(&b.queued),
                 generation: b.generation,
                 charged_mb: memory_mb,
             };
@@ -103,6 +153,10 @@ struct Batch<S> {
     spec: Arc<S>,
     /// Run the pool's health check on each new VM (`ShapeConfig::health_check`).
     check: bool,
+    /// Let each new VM rest until it is handed out (`ShapeConfig::pause_idle`).
+    pause: bool,
+    /// Callers queued for the shape (`Bucket::queued`): a VM someone waits for is not paused.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     /// The bucket generation the fills belong to (a re-registered shape is a new generation).
     generation: u64,
     /// Memory reserved per fill (the provider's estimate), corrected to the VM's own charge on arrival.
@@ -135,11 +189,13 @@ async fn fill_batch<P: Provider>(
     }
 }
 
-/// The outcome of one fill: a VM, or the reason it failed (and the VM that failed its check).
-type FillResult<V> = Result<V, (String, Option<V>)>;
+/// The outcome of one fill: a VM and whether it rests (`Provider::pause`), or the reason it failed
+/// (and the VM that failed its check).
+type FillResult<V> = Result<(V, bool), (String, Option<V>)>;
 
 /// Creates a VM and runs the health check once (if its shape wants it), so `try_reserve` (which
 /// cannot await) only hands out VMs that passed one; `reserve` checks again right before hand-out.
+/// Then, if the shape lets idle VMs rest and nobody is waiting for this one, the provider pauses it.
 ///
 /// A shutdown cancels a fill still in progress: the provider's `create` future is dropped, so a
 /// slow boot never outlives the pool (providers clean up a half-made VM when dropped).
@@ -156,7 +212,14 @@ async fn create_checked<P: Provider>(shared: &Shared<P>, batch: &Batch<P::Spec>)
     {
         return Err((format!("new VM failed its health check: {why}"), Some(vm)));
     }
-    Ok(vm)
+    if !batch.pause || batch.queued.load(Ordering::Relaxed) > 0 {
+        // A waiter takes it at once: pausing would only add a pause and a resume to its wait.
+        return Ok((vm, false));
+    }
+    match shared.provider.pause(&vm).await {
+        Ok(paused) => Ok((vm, paused)),
+        Err(why) => Err((format!("pausing the new VM failed: {why}"), Some(vm))),
+    }
 }
 
 fn deliver<P: Provider>(
@@ -170,7 +233,7 @@ fn deliver<P: Provider>(
     let mut st = shared.lock();
     // The fill reserved the provider's estimate; from now on the VM is charged its own figure.
     let charge_mb = match &result {
-        Ok(vm) | Err((_, Some(vm))) => {
+        Ok((vm, _)) | Err((_, Some(vm))) => {
             let actual = shared.provider.memory().charge_mb(shape, spec, vm);
             st.mem_used_mb = st.mem_used_mb.saturating_sub(*charged_mb).saturating_add(actual);
             actual
@@ -180,7 +243,7 @@ fn deliver<P: Provider>(
     let closing = st.closing;
     let bucket = st.buckets.get_mut(&**shape).filter(|b| b.generation == generation);
     match (result, bucket) {
-        (Ok(vm), Some(b)) if !closing => {
+        (Ok((vm, paused)), Some(b)) if !closing => {
             b.filling -= 1;
             b.metrics.created.inc();
             let kind = crate::provider::PoolVm::fill_kind(&vm);
@@ -190,7 +253,8 @@ fn deliver<P: Provider>(
             b.backoff_until = None;
             b.demand.record_fill(latency);
             let watch = crate::watch::watch_exit(&shared.watch_tx, shape, &vm);
-            let entry = Entry { vm, charge_mb, created: Instant::now(), expired: None, watch: Some(watch) };
+            let entry =
+                Entry { vm, charge_mb, created: Instant::now(), expired: None, watch: Some(watch), paused };
             if let Some(entry) = b.hand_to_waiter(entry) {
                 b.ready.push_back(entry);
             }
@@ -199,7 +263,7 @@ fn deliver<P: Provider>(
                 crate::maintenance::retire_expired(shared, &mut st, shape);
             }
         }
-        (Ok(vm), bucket) => {
+        (Ok((vm, _)), bucket) => {
             // Shape unregistered or pool closing while the VM booted: destroy it.
             if let Some(b) = bucket {
                 b.filling -= 1;

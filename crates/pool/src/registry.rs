@@ -83,7 +83,7 @@ impl<P: Provider> Pool<P> {
                 st.default_shape = None;
             }
             st.orphan_leased += b.leased;
-            b.waiters.clear();
+            b.clear_waiters();
             let drained = b.drain_ready();
             for _ in &drained {
                 b.metrics.evicted(EvictReason::Unregistered).inc();

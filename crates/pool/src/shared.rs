@@ -169,7 +169,7 @@ impl<P: Provider> Shared<P> {
         for key in keys {
             let drained = match st.buckets.get_mut(&key) {
                 Some(b) => {
-                    b.waiters.clear();
+                    b.clear_waiters();
                     let drained = b.drain_ready();
                     b.sync_gauges();
                     drained

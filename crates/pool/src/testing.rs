@@ -2,7 +2,10 @@
 //!
 //! VMs are plain values; "booting" is a `tokio::time::sleep` of the configured fill latency (so
 //! paused-time tests are exact). Faults: a failure rate and scripted failures of `create`, failing
-//! health checks and probes, and "VM dies" (`kill`) which resolves the VM's [`PoolVm::exited`](crate::PoolVm::exited).
+//! health checks, probes and resumes, and "VM dies" (`kill`) which resolves the VM's
+//! [`PoolVm::exited`](crate::PoolVm::exited). With [`FaultPlan::pause`] idle VMs rest
+//! ([`Provider::pause`]); a resting VM fails its health check, so a test sees a VM handed out or
+//! checked without its wake-up.
 //! The provider counts what matters to leak tests: VMs alive, creates, destroys, and VMs dropped
 //! without `destroy`.
 //!
@@ -92,6 +95,10 @@ pub struct FaultPlan {
     pub memory_estimate_mb: Option<u64>,
     /// What the provider answers to [`MemoryAccounting::shared_mb`].
     pub shared_memory_mb: u64,
+    /// VMs rest while idle: [`Provider::pause`] pauses them (default `false`: it declines).
+    pub pause: bool,
+    /// The next N [`Provider::resume`] calls fail.
+    pub fail_next_resumes: u32,
 }
 
 /// The error of a failed in-memory `create`.
@@ -109,6 +116,10 @@ struct Inner {
     destroyed: AtomicU64,
     dropped_undestroyed: AtomicU64,
     health_checks: AtomicU64,
+    /// VMs alive and paused right now.
+    resting: AtomicU64,
+    pauses: AtomicU64,
+    resumes: AtomicU64,
     unregistered: Mutex<Vec<ShapeKey>>,
 }
 
@@ -171,6 +182,26 @@ impl MemoryProvider {
     /// The next `n` health checks fail.
     pub fn fail_next_health_checks(&self, n: u32) {
         self.update_plan(|p| p.fail_health_next = n);
+    }
+
+    /// The next `n` resumes fail.
+    pub fn fail_next_resumes(&self, n: u32) {
+        self.update_plan(|p| p.fail_next_resumes = n);
+    }
+
+    /// VMs alive and paused ([`Provider::pause`]) right now.
+    pub fn paused(&self) -> u64 {
+        self.inner.resting.load(Ordering::SeqCst)
+    }
+
+    /// Calls to [`Provider::pause`] that paused a VM.
+    pub fn pauses(&self) -> u64 {
+        self.inner.pauses.load(Ordering::SeqCst)
+    }
+
+    /// Calls to [`Provider::resume`], failed ones included.
+    pub fn resumes(&self) -> u64 {
+        self.inner.resumes.load(Ordering::SeqCst)
     }
 
     /// Every probe fails (or not).
@@ -264,6 +295,7 @@ impl Provider for MemoryProvider {
             shape: shape.clone(),
             spec: *spec,
             died,
+            paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             destroyed: false,
             fill_kind,
             memory_charge_mb,
@@ -279,6 +311,38 @@ impl Provider for MemoryProvider {
             return Err(Unhealthy::new(format!("{}: injected probe failure", vm.id)));
         }
         Ok(())
+    }
+
+    async fn pause(&self, vm: &MemoryVm) -> Result<bool, Unhealthy> {
+        if !self.inner.plan().pause {
+            return Ok(false);
+        }
+        if !vm.paused.swap(true, Ordering::SeqCst) {
+            self.inner.resting.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.pauses.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    fn resume(
+        &self,
+        vm: &MemoryVm,
+    ) -> impl std::future::Future<Output = Result<(), Unhealthy>> + Send + 'static {
+        let (inner, paused, id) = (Arc::clone(&self.inner), Arc::clone(&vm.paused), vm.id.clone());
+        async move {
+            inner.resumes.fetch_add(1, Ordering::SeqCst);
+            {
+                let mut plan = inner.plan();
+                if plan.fail_next_resumes > 0 {
+                    plan.fail_next_resumes -= 1;
+                    return Err(Unhealthy::new(format!("{id}: injected resume failure")));
+                }
+            }
+            if paused.swap(false, Ordering::SeqCst) {
+                inner.resting.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
     }
 
     async fn destroy(&self, mut vm: MemoryVm) {

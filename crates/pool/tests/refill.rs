@@ -46,6 +46,33 @@ async fn refill_starts_the_moment_a_vm_is_handed_out() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_top_up_starts_a_moment_after_the_hand_out_an_urgent_fill_at_once() {
+    let provider = MemoryProvider::new();
+    provider.set_fill_latency(Duration::from_millis(500));
+    let pool = builder(&provider).depth(2..=2).build().await.unwrap();
+    // One VM left ready: the replacement only tops the bucket up, so it lets the caller go first,
+    // 1 % of a fill's duration capped at 2 ms.
+    let started = Instant::now();
+    let first = pool.reserve().await.unwrap();
+    while pool.available_count().await < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(502) && took <= Duration::from_millis(503), "took {took:?}");
+    // Nothing left ready after two hand-outs: that fill is urgent and starts at once.
+    let second = pool.reserve().await.unwrap();
+    let third = pool.reserve().await.unwrap();
+    let started = Instant::now();
+    while pool.available_count().await < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = started.elapsed();
+    assert!(took <= Duration::from_millis(501), "took {took:?}");
+    drop((first, second, third));
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_idle_full_pool_does_no_refill_work() {
     let provider = MemoryProvider::new();
     let pool =

@@ -207,6 +207,7 @@ impl Launcher {
             process: started.process,
             dir: started.dir,
             template: None,
+            rest: Arc::default(),
             fill,
             memory_charge_mb: None,
             exec_defaults: ExecDefaults::default(),

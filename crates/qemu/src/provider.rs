@@ -227,6 +227,25 @@ impl Provider for QemuProvider {
             FillStrategy::ColdBoot => inner.launcher.cold_boot(shape, spec, FillKind::ColdBoot).await?,
             FillStrategy::Snapshot => inner.snapshots.create_clone(&inner.launcher, shape, spec).await?,
         };
+        let mut vm = vm;
+        if spec.warm_up {
+            match crate::warm::warm_up(&vm).await {
+                Ok(took) => tracing::debug!(vm = %vm.id(), ?took, "VM warmed up"),
+                Err(e) => {
+                    vm.shutdown().await;
+                    return Err(e);
+                }
+            }
+            // A clone is charged its PSS: include what the warm-up added (code, copied pages).
+            if vm.memory_charge_mb.is_some()
+                && let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
+                && kib > 0
+            {
+                let mb = crate::memory_charge::kib_to_mib_ceil(kib);
+                vm.memory_charge_mb = Some(mb);
+                inner.snapshots.charges.clone_measured(shape, mb);
+            }
+        }
         if let Some(hook) = &inner.hook {
             hook.spawned(&OwnedProcess::of(&vm));
         }
@@ -237,7 +256,32 @@ impl Provider for QemuProvider {
         if let Some(info) = vm.exit_info() {
             return Err(Unhealthy::new(format!("qemu exited ({info})")));
         }
+        if vm.rest.is_resting() {
+            return crate::health::probe_resting(vm, vm.config.probe_timeout).await;
+        }
         crate::health::agent_health_check(vm).await
+    }
+
+    /// Stops the VM's vCPUs (QMP `stop`): a resting VM costs no CPU. See [`crate::pause`].
+    async fn pause(&self, vm: &QemuVm) -> Result<bool, Unhealthy> {
+        match crate::pause::pause(&vm.rest, &vm.qmp).await {
+            Ok(()) => Ok(true),
+            Err(e) => Err(Unhealthy::new(format!("QMP stop failed: {e}"))),
+        }
+    }
+
+    /// `cont`, then the host's clock to the agent (whose answer the hand-out check counts).
+    fn resume(
+        &self,
+        vm: &QemuVm,
+    ) -> impl std::future::Future<Output = Result<(), Unhealthy>> + Send + 'static {
+        let waker = vm.waker();
+        async move {
+            match waker.wake().await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(Unhealthy::new(format!("waking the VM failed: {e}"))),
+            }
+        }
     }
 
     async fn destroy(&self, vm: QemuVm) {

@@ -56,6 +56,8 @@ pub(crate) struct Template {
     remove_on_drop: AtomicBool,
     discarded: AtomicBool,
     restore_failures: AtomicU32,
+    /// Its files as they last passed a full check (a restore re-checks only changed files).
+    checked: crate::template_stamp::CheckedStamps,
 }
 
 impl Template {
@@ -66,6 +68,7 @@ impl Template {
             remove_on_drop: AtomicBool::new(!keep),
             discarded: AtomicBool::new(false),
             restore_failures: AtomicU32::new(0),
+            checked: Default::default(),
         }
     }
 
@@ -92,13 +95,15 @@ impl Template {
     }
 
     /// Checks the files before a restore: QEMU 7.2 hangs instead of failing on a broken state file.
+    /// Files unchanged since they last passed are not read again (`template_stamp`).
     fn check(&self) -> Result<(), TemplateFault> {
-        match store::inspect(&self.dir(), &self.manifest.key) {
+        let dir = self.dir();
+        self.checked.check(&dir, || match store::inspect(&dir, &self.manifest.key) {
             Found::Valid(found) if found == self.manifest => Ok(()),
             Found::Valid(_) => Err(TemplateFault::ManifestChanged),
             Found::Absent => Err(TemplateFault::Gone),
             Found::Stale(fault) | Found::Corrupt(fault) => Err(fault),
-        }
+        })
     }
 }
 

@@ -69,6 +69,8 @@ pub struct QemuVm {
     /// Keeps a snapshot template's memory file alive while this clone maps it (held for its Drop).
     #[allow(dead_code)]
     pub(crate) template: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Whether the VM rests in the pool (vCPUs stopped); see [`crate::pause`].
+    pub(crate) rest: Arc<crate::pause::Rest>,
     /// How it was made.
     pub(crate) fill: crate::config::FillKind,
     /// What it costs against the pool's memory budget when not its spec's full memory (a snapshot
@@ -117,6 +119,7 @@ impl QemuVm {
 
     /// A console handle that sees output printed from now on.
     pub async fn console(&self) -> Result<Console, QemuError> {
+        self.awake().await?;
         Ok(self.console.handle(None))
     }
 
@@ -215,6 +218,25 @@ impl QemuVm {
         self.detached_request(request, timeout).await
     }
 
+    /// What waking this VM needs, detached from the handle (see [`crate::pause`]).
+    pub(crate) fn waker(&self) -> crate::pause::Waker {
+        crate::pause::Waker {
+            rest: self.rest.clone(),
+            qmp: self.qmp.clone(),
+            agent: self.agent.clone(),
+            timeout: self.config.probe_timeout,
+        }
+    }
+
+    /// Wakes the VM if it rested in the pool (a VM handed out by `try_reserve` may still be waking):
+    /// every guest-facing operation calls this first. One atomic load when the VM runs.
+    pub(crate) async fn awake(&self) -> Result<(), QemuError> {
+        if self.rest.is_resting() {
+            self.waker().wake().await?;
+        }
+        Ok(())
+    }
+
     /// An agent request as a future that does not borrow the VM (for the pool's `'static` checks).
     fn detached_request(
         &self,
@@ -223,10 +245,14 @@ impl QemuVm {
     ) -> impl std::future::Future<Output = Result<Response, QemuError>> + Send + use<> {
         let agent = self.agent.clone();
         let exited = self.process.exit_info().is_some();
+        let waker = self.rest.is_resting().then(|| self.waker());
         async move {
             let kind = crate::agent::request_kind(&request);
             if exited {
                 return Err(AgentError::Closed.into());
+            }
+            if let Some(waker) = waker {
+                waker.wake().await?;
             }
             match agent.request(request, timeout).await? {
                 Response::Error { message } => Err(AgentError::Remote { request: kind, message }.into()),
@@ -246,11 +272,13 @@ impl QemuVm {
         }
     }
 
-    /// Running, paused (QMP) or exited (process state).
+    /// Running, paused (QMP) or exited (process state). A VM that rested in the pool is woken
+    /// first: a user never sees the pool's pause, only their own.
     pub async fn status(&self) -> Result<VmStatus, QemuError> {
         if let Some(info) = self.process.exit_info() {
             return Ok(VmStatus::Exited(info.code));
         }
+        self.awake().await?;
         match self.qmp.query_status().await {
             Ok(status) if status.running => Ok(VmStatus::Running),
             Ok(_) => Ok(VmStatus::Paused),
@@ -265,13 +293,18 @@ impl QemuVm {
         }
     }
 
-    /// Pauses the vCPUs (QMP `stop`).
+    /// Pauses the vCPUs (QMP `stop`). The guest's clocks stop with them: after
+    /// [`resume`](Self::resume) it is behind by the pause until something sets its clock
+    /// ([`set_identity`](Self::set_identity)). Idle VMs in the pool are paused by the pool
+    /// (`ShapeConfig::pause_idle`) and woken with their clock set before anyone sees them.
     pub async fn pause(&self) -> Result<(), QemuError> {
+        self.awake().await?;
         Ok(self.qmp.stop().await?)
     }
 
     /// Resumes the vCPUs (QMP `cont`).
     pub async fn resume(&self) -> Result<(), QemuError> {
+        self.awake().await?;
         Ok(self.qmp.cont().await?)
     }
 

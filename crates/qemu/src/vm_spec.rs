@@ -21,6 +21,7 @@ use crate::config::ImagePaths;
 /// use firepit_qemu::{FillStrategy, ImagePaths, VmSpec};
 /// let mut spec = VmSpec::new("debian-6.1", ImagePaths::new("/images/vmlinuz", "/images/initramfs.cpio.gz"));
 /// assert_eq!((spec.cpus, spec.memory_mb, spec.fill), (1, 256, FillStrategy::Snapshot));
+/// assert!(spec.warm_up);
 /// spec.memory_mb = 512;
 /// spec.fill = FillStrategy::ColdBoot;
 /// ```
@@ -42,11 +43,15 @@ pub struct VmSpec {
     pub fill: FillStrategy,
     /// No NIC (the default), or NAT egress under a policy (see [`NetworkSpec`]).
     pub network: NetworkSpec,
+    /// Run a trivial command (`true`) in every new VM before it is handed out, so the code a first
+    /// command needs is translated during the fill, not on the user's clock (see `warm.rs`).
+    /// Default `true`.
+    pub warm_up: bool,
 }
 
 impl VmSpec {
     /// A spec for `image` (named `image_id`) with the shape defaults of [`ShapeSpec::new`]:
-    /// 1 vCPU, 256 MiB, snapshot fill, no network.
+    /// 1 vCPU, 256 MiB, snapshot fill, no network; every VM warmed up before hand-out.
     pub fn new(image_id: impl Into<String>, image: ImagePaths) -> Self {
         let defaults = ShapeSpec::new(String::new(), std::path::PathBuf::new());
         Self {
@@ -56,6 +61,7 @@ impl VmSpec {
             memory_mb: defaults.memory_mb,
             fill: defaults.fill,
             network: defaults.network,
+            warm_up: true,
         }
     }
 }

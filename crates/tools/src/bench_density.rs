@@ -60,6 +60,12 @@ pub struct DensityBenchArgs {
     /// Give up when the pool is not full after this many seconds.
     #[arg(long, default_value_t = 3600)]
     fill_timeout_secs: u64,
+    /// Let idle VMs run instead of pausing them (`pause_idle = false`), for comparison.
+    #[arg(long)]
+    no_pause: bool,
+    /// Hand out VMs without the fill's warm-up (`warm_up = false`), for comparison.
+    #[arg(long)]
+    no_warm_up: bool,
 }
 
 /// Runs `firepit bench density`.
@@ -77,6 +83,7 @@ pub async fn run(args: DensityBenchArgs) -> ToolResult {
     })?;
     let mut spec = VmSpec::new(image.id(), ImagePaths::new(image.kernel(), image.initramfs()));
     (spec.memory_mb, spec.fill) = (u64::from(args.memory_mb), FillStrategy::Snapshot);
+    spec.warm_up = !args.no_warm_up;
     let shape = ShapeKey::new("density");
 
     let run = Run {
@@ -132,6 +139,7 @@ impl Run<'_> {
             .depth(1..=args.max_vms.max(1))
             .memory_budget_mb(args.budget_mb)
             .max_parallel_fills(args.parallel_fills.max(1))
+            .pause_idle(!args.no_pause)
             .health_check(AgentPing)
             .warmup_timeout(Duration::from_secs(600))
             .shutdown_budget(Duration::from_secs(300))
@@ -157,6 +165,7 @@ impl Run<'_> {
                 "memory_used_mb": status.memory_used_mb, "shared_memory_mb": status.shared_memory_mb,
                 "clone_estimate_mb": self.provider.memory().estimate_mb(self.shape, self.spec),
                 "fill_failures": shape_status.map_or(0, |s| s.fill_failures),
+                "pause_idle": !args.no_pause, "warm_up": !args.no_warm_up,
                 "last_fill": shape_status.and_then(|s| s.last_fill),
             }),
         );

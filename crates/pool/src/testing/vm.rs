@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,8 @@ pub struct MemoryVm {
     pub(super) shape: ShapeKey,
     pub(super) spec: MemorySpec,
     pub(super) died: CancellationToken,
+    /// Paused by `Provider::pause`, until `Provider::resume`.
+    pub(super) paused: Arc<AtomicBool>,
     pub(super) destroyed: bool,
     pub(super) fill_kind: Option<&'static str>,
     pub(super) memory_charge_mb: Option<u64>,
@@ -49,6 +51,11 @@ impl MemoryVm {
         &self.spec
     }
 
+    /// Whether the VM rests ([`Provider::pause`](crate::Provider::pause)) and was not woken since.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
     /// "The VM dies": resolves `exited()`.
     pub fn kill(&self) {
         self.died.cancel();
@@ -59,12 +66,16 @@ impl MemoryVm {
     pub fn health(&self) -> impl Future<Output = Result<(), Unhealthy>> + Send + use<> {
         let inner = Arc::clone(&self.inner);
         let dead = self.died.is_cancelled();
+        let paused = self.is_paused();
         let id = self.id.clone();
         async move {
             inner.health_checks.fetch_add(1, Ordering::SeqCst);
             let mut plan = inner.plan();
             if dead {
                 return Err(Unhealthy::new(format!("{id} is dead")));
+            }
+            if paused {
+                return Err(Unhealthy::new(format!("{id} is paused: checked without a wake-up")));
             }
             if plan.always_unhealthy {
                 return Err(Unhealthy::new(format!("{id}: injected: always unhealthy")));
@@ -94,6 +105,9 @@ impl PoolVm for MemoryVm {
 
 impl Drop for MemoryVm {
     fn drop(&mut self) {
+        if self.paused.swap(false, Ordering::SeqCst) {
+            self.inner.resting.fetch_sub(1, Ordering::SeqCst);
+        }
         if !self.destroyed {
             self.inner.dropped_undestroyed.fetch_add(1, Ordering::SeqCst);
             self.inner.alive().remove(&self.id);
