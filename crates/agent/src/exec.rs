@@ -33,6 +33,9 @@ pub enum ExecError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `user` is not a numeric `uid` or `uid:gid`.
+    #[error("exec: user {0:?} is not a numeric uid or uid:gid")]
+    BadUser(String),
     /// Waiting for the program failed.
     #[error("exec: waiting for {program:?} failed: {source}")]
     Wait {
@@ -79,6 +82,12 @@ fn kill_group(pid: u32) {
     }
 }
 
+/// `uid` or `uid:gid` (a lone uid runs with gid = uid).
+fn parse_user(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
 /// Runs `request` to completion (or timeout) and reports what happened.
 pub fn run(request: &ExecRequest) -> Result<ExecResult, ExecError> {
     let started = Instant::now();
@@ -104,6 +113,10 @@ pub fn run(request: &ExecRequest) -> Result<ExecResult, ExecError> {
         .stderr(Stdio::piped())
         .process_group(0);
     crate::group::default_signals(&mut command);
+    if let Some(user) = &request.user {
+        let (uid, gid) = parse_user(user).ok_or_else(|| ExecError::BadUser(user.clone()))?;
+        command.uid(uid).gid(gid);
+    }
     let mut child =
         command.spawn().map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
     let pid = child.id();
@@ -212,6 +225,15 @@ mod tests {
         assert!(result.timed_out);
         assert_eq!(result.signal, Some(libc::SIGKILL));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn user_is_a_numeric_uid_or_uid_and_gid() {
+        assert_eq!(parse_user("1000"), Some((1000, 1000)));
+        assert_eq!(parse_user("1000:50"), Some((1000, 50)));
+        assert_eq!(parse_user("nobody"), None);
+        let request = ExecRequest { user: Some("app".into()), ..sh("true") };
+        assert!(matches!(run(&request), Err(ExecError::BadUser(_))));
     }
 
     #[test]

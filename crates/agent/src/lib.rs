@@ -71,6 +71,7 @@ pub const READY_LINE: &str = "FIREPIT-GUEST-READY";
 
 mod fs_messages;
 mod messages;
+mod network_messages;
 mod process_messages;
 mod stream_messages;
 
@@ -84,6 +85,7 @@ pub use messages::{
     ExecRequest, ExecResult, IdentityApplied, IdentityRequest, Pong, Request, RequestFrame, Response,
     ResponseFrame,
 };
+pub use network_messages::{NetworkApplied, NetworkConfig};
 pub use process_messages::{
     DEFAULT_PROCESS_OUTPUT_LIMIT, ExitStatus, MAX_OUTPUT_READ, MAX_PROCESS_OUTPUT_LIMIT, ProcessInfo,
     ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest, SignalProcessRequest, SpawnRequest,

@@ -14,6 +14,8 @@ mod failure;
 mod files;
 mod group;
 mod identity;
+mod netprobe;
+mod network;
 mod processes;
 mod pty;
 mod pump;
@@ -67,6 +69,10 @@ fn open_port(explicit: Option<&PathBuf>) -> File {
 }
 
 fn main() {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("net-probe") {
+        std::process::exit(netprobe::run(&all[1..]));
+    }
     let mut args = std::env::args().skip(1);
     let mut explicit = None;
     let mut ready_file = None;

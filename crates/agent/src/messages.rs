@@ -11,6 +11,7 @@ use crate::fs_messages::{
     ChmodRequest, ChownRequest, DirListing, Done, DownloadTarRequest, FileStat, ListDirRequest, MkdirRequest,
     ReadFileRequest, RemoveRequest, RenameRequest, StatRequest, UploadTarRequest, WriteFileRequest,
 };
+use crate::network_messages::{NetworkApplied, NetworkConfig};
 use crate::process_messages::{
     ExitStatus, ProcessInfo, ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest,
     SignalProcessRequest, SpawnRequest, StartProcessRequest, Started, WaitProcessRequest, WindowSize,
@@ -98,6 +99,9 @@ pub enum Request {
     ProcessOutput(ProcessOutputRequest),
     /// Forget an exited background process (its output is freed); answered with [`Response::Ok`].
     RemoveProcess(ProcessRef),
+    /// Configure the network interface (MAC, address, route, DNS); answered with
+    /// [`Response::Network`].
+    ConfigureNetwork(NetworkConfig),
 }
 
 impl Request {
@@ -136,6 +140,7 @@ impl Request {
             Request::WaitProcess(_) => "wait-process",
             Request::ProcessOutput(_) => "process-output",
             Request::RemoveProcess(_) => "remove-process",
+            Request::ConfigureNetwork(_) => "configure-network",
         }
     }
 
@@ -174,6 +179,10 @@ pub struct ExecRequest {
     pub timeout_ms: u64,
     /// Keep at most this many bytes of stdout and of stderr each (0 = 1 MiB).
     pub max_output_bytes: u64,
+    /// Run as this user: a numeric `uid` or `uid:gid` (default: the agent's, root). Set from an
+    /// OCI image's `User` (resolved to numbers when the image is imported).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Outcome of an [`ExecRequest`].
@@ -275,6 +284,8 @@ pub enum Response {
     Processes(Vec<ProcessInfo>),
     /// Answer to [`Request::ProcessOutput`].
     ProcessOutput(ProcessOutput),
+    /// Answer to [`Request::ConfigureNetwork`].
+    Network(NetworkApplied),
 }
 
 impl Response {

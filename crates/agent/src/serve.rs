@@ -21,7 +21,7 @@ use firepit_agent::{
 use crate::processes::ProcessTable;
 use crate::stream::{Control, StreamHandle, Streams};
 use crate::writer::{Sink, Writer};
-use crate::{exec, files, identity, pty, spawn, transfer};
+use crate::{exec, files, identity, network, pty, spawn, transfer};
 
 /// What outlives host connections: the response writer and the background processes.
 pub struct Agent {
@@ -77,6 +77,10 @@ pub fn handle(request: Request, processes: &Arc<ProcessTable>) -> Response {
         }
         Request::ProcessOutput(r) => answer(processes.output(&r).map(Response::ProcessOutput)),
         Request::RemoveProcess(r) => answer(processes.remove(&r).map(|()| Response::Ok)),
+        Request::ConfigureNetwork(config) => match network::configure(&config) {
+            Ok(applied) => Response::Network(applied),
+            Err(error) => Response::Error { message: error.to_string() },
+        },
         other => {
             let message = format!("{} is not a one-shot request", other.kind());
             Response::Failed(Failure::new(FailureKind::Protocol, message))

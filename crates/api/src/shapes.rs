@@ -25,6 +25,12 @@ pub struct ShapeStatusView {
     pub consecutive_failures: u64,
     /// The last fill error, if any.
     pub last_error: Option<String>,
+    /// The guest image's id (for a root-disk image, the disk's and the boot image's ids).
+    #[serde(default)]
+    pub image_id: String,
+    /// The root disk every VM gets a private copy-on-write overlay of, when the image has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_disk: Option<String>,
     /// Accelerator the VMs run on (`kvm`, `tcg`, or `none` for fakes).
     pub accelerator: String,
     /// How VMs are made ready.

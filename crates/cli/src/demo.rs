@@ -37,14 +37,14 @@ pub async fn run(args: DemoArgs) -> CliResult {
     let spinner = progress::spinner(format!("booting a pool of {} VMs", args.vms));
     let pool = Firepit::pool(VmConfig::from_image(&image))
         .cpus(1)
-        .memory_mb(args.memory_mb)
+        .memory_mb(u64::from(args.memory_mb))
         .console_enabled()
         .build(args.vms)
         .await;
     spinner.finish();
     let pool = pool?;
     let warm = started.elapsed();
-    println!("pool ready: {} VMs in {:.2} s", pool.available_count(), warm.as_secs_f64());
+    println!("pool ready: {} VMs in {:.2} s", pool.available_now(), warm.as_secs_f64());
 
     let outcome = use_all(&pool, args.vms).await;
     let pids: Vec<u32> = match &outcome {

@@ -1,11 +1,11 @@
-//! `firepit image build` and the default image the other verbs need: the guest agent embedded in
+//! `firepit image build|import|ls` and the default image the other verbs need: the guest agent embedded in
 //! this binary (see `build.rs`), a progress bar on a terminal and plain lines otherwise (CI logs).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use firepit_image::{Image, ImageBuilder, Progress};
+use firepit_image::{DiskImage, Image, ImageBuilder, ImageStore, OciImporter, PackageDiskBuilder, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -61,20 +61,7 @@ fn build(agent: Option<PathBuf>, out: &Path) -> ImageResult<Image> {
     };
     let started = Instant::now();
     let builder = ImageBuilder::new(out).agent(&agent);
-    let image = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(0);
-        bar.set_style(ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")?);
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        let result = builder.build(&mut |p: Progress| {
-            bar.set_length(u64::from(p.total));
-            bar.set_position(u64::from(p.step));
-            bar.set_message(p.message);
-        });
-        bar.finish_and_clear();
-        result?
-    } else {
-        builder.build(&mut |p: Progress| eprintln!("[{}/{}] {}", p.step, p.total, p.message))?
-    };
+    let image = with_progress(|progress| builder.build(progress))?;
     eprintln!(
         "image {} (kernel {}) in {} — built in {:.2} s",
         image.id(),
@@ -83,4 +70,80 @@ fn build(agent: Option<PathBuf>, out: &Path) -> ImageResult<Image> {
         started.elapsed().as_secs_f64()
     );
     Ok(image)
+}
+
+/// `firepit image build --packages ...`: a root disk in the image store. Prints its id.
+pub fn build_packages(packages: Vec<String>, suite: Option<String>, rebuild: bool) -> ImageResult<()> {
+    let store = ImageStore::open_default();
+    let mut builder = PackageDiskBuilder::new(&store, packages).rebuild(rebuild);
+    if let Some(suite) = suite {
+        builder = builder.suite(suite);
+    }
+    let started = Instant::now();
+    let disk = with_progress(|progress| builder.build(progress))?;
+    report_disk(&disk, started);
+    Ok(())
+}
+
+/// `firepit image import PATH`: an OCI image as a root disk in the image store. Prints its id.
+pub fn import(path: &Path, reference: Option<String>) -> ImageResult<()> {
+    let store = ImageStore::open_default();
+    let mut importer = OciImporter::new(&store);
+    if let Some(reference) = reference {
+        importer = importer.reference(reference);
+    }
+    let started = Instant::now();
+    let disk = with_progress(|progress| importer.import(path, progress))?;
+    report_disk(&disk, started);
+    Ok(())
+}
+
+fn report_disk(disk: &DiskImage, started: Instant) {
+    eprintln!(
+        "image {} ({}, {} MiB on disk) in {} — {:.2} s; use it as a shape's `image = \"{}\"`",
+        disk.id(),
+        disk.record().source,
+        disk.usage_bytes() >> 20,
+        disk.dir().display(),
+        started.elapsed().as_secs_f64(),
+        disk.id()
+    );
+    println!("{}", disk.id());
+}
+
+/// `firepit image ls`.
+pub fn list(json: bool) -> ImageResult<()> {
+    let images = firepit_image::list_images(&firepit_image::default_dir(), &ImageStore::open_default())?;
+    if json {
+        for image in &images {
+            println!("{}", serde_json::to_string(image)?);
+        }
+        return Ok(());
+    }
+    println!("{:<18} {:<9} {:>9}  SOURCE", "ID", "KIND", "SIZE");
+    for image in &images {
+        let size = format!("{:.1} MiB", image.size_bytes as f64 / (1024.0 * 1024.0));
+        println!("{:<18} {:<9} {:>9}  {}", image.id, image.kind.as_str(), size, image.source);
+    }
+    Ok(())
+}
+
+/// Runs a build step with a progress bar on a terminal, plain `[n/m] ...` lines otherwise.
+fn with_progress<T, E>(build: impl FnOnce(&mut dyn FnMut(Progress)) -> Result<T, E>) -> ImageResult<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if !std::io::stderr().is_terminal() {
+        return Ok(build(&mut |p: Progress| eprintln!("[{}/{}] {}", p.step, p.total, p.message))?);
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let result = build(&mut |p: Progress| {
+        bar.set_length(u64::from(p.total));
+        bar.set_position(u64::from(p.step));
+        bar.set_message(p.message);
+    });
+    bar.finish_and_clear();
+    Ok(result?)
 }

@@ -70,15 +70,49 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ImageCommand {
-    /// Build (or reuse, when cached) the guest image: Debian cloud kernel + busybox + firepit-agent.
+    /// Build (or reuse, when cached) an image. Without --packages: the default guest image
+    /// (Debian cloud kernel + busybox + firepit-agent). With --packages: a root disk with those
+    /// Debian packages installed as Debian does it (mmdebstrap), kept in the image store; a shape
+    /// names it by the id this prints.
     Build {
+        /// Debian packages for a root disk, comma-separated (e.g. `python3,git`).
+        #[arg(long, value_delimiter = ',', value_name = "PKG,...")]
+        packages: Vec<String>,
+        /// The Debian suite of a package disk (default: the host's).
+        #[arg(long, requires = "packages")]
+        suite: Option<String>,
+        /// Build the package disk again even when one with the same inputs exists (picks up newer
+        /// package versions).
+        #[arg(long, requires = "packages")]
+        rebuild: bool,
         /// A static guest agent binary to use instead of the one embedded in this executable.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "packages")]
         agent: Option<PathBuf>,
-        /// Output directory (default: $FIREPIT_IMAGE_DIR, else $XDG_DATA_HOME/firepit/image, else
+        /// Output directory of the default image (default: $FIREPIT_IMAGE_DIR, else
+        /// $XDG_DATA_HOME/firepit/image, else /var/lib/firepit/image for root, else
         /// ~/.local/share/firepit/image).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "packages")]
         out: Option<PathBuf>,
+    },
+    /// Import an OCI image (an OCI layout directory, an oci-archive or a `docker save` tarball)
+    /// as a root disk in the image store; its Env, WorkingDir and User become exec defaults.
+    Import {
+        /// The layout directory or tarball.
+        path: PathBuf,
+        /// Which image of a layout or archive that holds several (its `org.opencontainers.image.ref.name`).
+        #[arg(long)]
+        reference: Option<String>,
+    },
+    /// List the images: the default image and every image in the store (id, kind, size, source).
+    Ls {
+        /// One JSON object per image instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an image from the store.
+    Rm {
+        /// The image id (see `firepit image ls`).
+        id: String,
     },
     /// Remove the snapshot templates kept for reuse (RAM file, state and manifest per shape).
     /// Templates outlive pools and daemons so the next start skips the template boot; a running
@@ -108,21 +142,13 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> CliResult {
-    if let Command::Image(ImageCommand::Build { agent, out }) = command {
-        return image::run_build(agent, out).map(|()| ExitCode::SUCCESS);
-    }
-    if let Command::Image(ImageCommand::CleanTemplates { dir }) = command {
-        let template_dir = dir.unwrap_or_else(firepit_qemu::default_template_dir);
-        let config =
-            firepit_qemu::ProviderConfig { template_dir: template_dir.clone(), ..Default::default() };
-        let removed = firepit_qemu::QemuProvider::new(config)?.remove_templates();
-        println!("removed {removed} snapshot template(s) from {}", template_dir.display());
-        return Ok(ExitCode::SUCCESS);
+    if let Command::Image(command) = command {
+        return image_command(command);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match command {
-            Command::Image(_) => Ok(ExitCode::SUCCESS),
+            Command::Image(_) => Ok(ExitCode::SUCCESS), // handled above, outside the runtime
             Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Status(args) => status::run(args).await,
@@ -138,4 +164,31 @@ fn dispatch(command: Command) -> CliResult {
             }
         }
     })
+}
+
+/// `firepit image ...`: blocking work (apt, mmdebstrap, mkfs), no runtime needed.
+fn image_command(command: ImageCommand) -> CliResult {
+    match command {
+        ImageCommand::Build { packages, suite, rebuild, agent, out } => {
+            if packages.is_empty() {
+                image::run_build(agent, out)?;
+            } else {
+                image::build_packages(packages, suite, rebuild)?;
+            }
+        }
+        ImageCommand::Import { path, reference } => image::import(&path, reference)?,
+        ImageCommand::Ls { json } => image::list(json)?,
+        ImageCommand::Rm { id } => {
+            firepit_image::ImageStore::open_default().remove(&id)?;
+            println!("removed image {id}");
+        }
+        ImageCommand::CleanTemplates { dir } => {
+            let template_dir = dir.unwrap_or_else(firepit_qemu::default_template_dir);
+            let config =
+                firepit_qemu::ProviderConfig { template_dir: template_dir.clone(), ..Default::default() };
+            let removed = firepit_qemu::QemuProvider::new(config)?.remove_templates();
+            println!("removed {removed} snapshot template(s) from {}", template_dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -61,12 +61,12 @@ pub async fn run(args: StatusArgs) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<16} {:>5} {:>7} {:>6} {:>9} {:>8}  {:<5} {:<8}",
+        "{:<16} {:>5} {:>7} {:>6} {:>9} {:>8}  {:<5} {:<8}  IMAGE",
         "SHAPE", "READY", "FILLING", "LEASED", "LOW-HIGH", "FAILURES", "ACCEL", "FILL"
     );
     for s in &pools.shapes {
         println!(
-            "{:<16} {:>5} {:>7} {:>6} {:>9} {:>8}  {:<5} {:<8}",
+            "{:<16} {:>5} {:>7} {:>6} {:>9} {:>8}  {:<5} {:<8}  {}",
             s.name,
             s.ready,
             s.filling,
@@ -75,7 +75,11 @@ pub async fn run(args: StatusArgs) -> CliResult {
             s.fill_failures,
             s.accelerator,
             s.fill.as_str(),
+            s.image_id,
         );
+        if let Some(disk) = &s.root_disk {
+            println!("  root disk {disk} (a private copy-on-write overlay per VM)");
+        }
         if let Some(state) = &s.fill_state {
             println!("  {state}");
         }

@@ -42,8 +42,9 @@ async fn vm_daemon_serves_run_and_leases_exposes_metrics_and_sigterm_leaves_noth
     assert_eq!(response.status.as_u16(), 404, "{}", response.text());
     assert!(response.text().contains("huge"), "{}", response.text());
     let metrics = client.request(Method::GET, "/metrics", None, &[]).await.unwrap().text();
-    assert!(metrics.contains("firepit_pool_vms_acquired_total{shape="), "{metrics}");
-    assert!(metrics.contains("firepit_pool_vms_ready{shape="), "{metrics}");
+    // The engine's label is the shape's name, like the daemon's own series.
+    assert!(metrics.contains(r#"firepit_pool_vms_acquired_total{shape="small"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"firepit_pool_vms_ready{shape="small"}"#), "{metrics}");
     assert!(!qemu_under(&state).is_empty(), "the daemon's VMs run with their sockets under its state dir");
 
     // SIGTERM: the daemon stops, kills its VMs and removes its socket.

@@ -168,6 +168,7 @@ fn exec_request() -> ExecRequest {
         stdin: Vec::new(),
         timeout_ms: 0,
         max_output_bytes: 1 << 20,
+        user: None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! The daemon's only door to VMs: a small, object-safe trait over a warm pool.
 //!
 //! The HTTP layer never sees QEMU or the engine's generic `Pool<P>`: it talks to an
-//! `Arc<dyn LeaseBackend>`. The real backend is an adapter over `firepit_pool::Pool<QemuProvider>`
-//! (see [`crate::build_backend`]); `fake::FakeBackend` (behind the `testing` feature) is an in-memory one
+//! `Arc<dyn LeaseBackend>`. The real backend is an adapter over the facade's pool
+//! (`firepit::VmPool`, see [`crate::build_backend`]); `fake::FakeBackend` (behind the `testing` feature) is an in-memory one
 //! for tests and examples.
 //!
 //! Contract, in short:
@@ -16,16 +16,17 @@
 //! implement them with `Box::pin(async move { ... })`.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
 use firepit_agent::{ExecRequest, ExecResult};
-use serde::{Deserialize, Serialize};
 
 use crate::sandbox::Sandbox;
 
 pub use firepit_api::ShapeStatusView;
+/// The hook through which the QEMU provider reports the processes it owns (recorded by
+/// [`crate::records::RecordStore`], reaped by [`crate::recovery`] after a crash).
+pub use firepit_qemu::{OwnedProcess, OwnershipHook};
 pub use firepit_shape::{FillStrategy, ShapeSpec};
 
 /// A boxed, sendable future: what the async methods of [`LeaseBackend`] and [`LeasedVm`] return.
@@ -151,27 +152,4 @@ pub enum ShapeError {
     /// The backend is shutting down.
     #[error("the pool is shutting down")]
     ShuttingDown,
-}
-
-/// A process and runtime directory the backend created; recorded so that a later daemon run can
-/// reap them after a crash (see [`crate::records`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnedProcess {
-    /// The VM's id (the record's key).
-    pub vm_id: String,
-    /// The VM process's pid.
-    pub pid: u32,
-    /// The VM's runtime directory, removed by the reaper.
-    pub runtime_dir: PathBuf,
-}
-
-/// The hook a backend calls when it starts and when it has destroyed a VM process.
-///
-/// [`crate::records::RecordStore`] implements it durably; pass it to the provider so that
-/// every spawned QEMU is recorded *before* it is handed to the pool.
-pub trait OwnershipHook: Send + Sync + 'static {
-    /// Records a process just spawned. Errors are logged by the implementation, never fatal.
-    fn spawned(&self, process: &OwnedProcess);
-    /// Forgets a process that has been killed and whose runtime directory is gone.
-    fn destroyed(&self, vm_id: &str);
 }

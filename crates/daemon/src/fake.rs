@@ -166,6 +166,8 @@ impl LeaseBackend for FakeBackend {
         self.lock()
             .values()
             .map(|s| ShapeStatusView {
+                image_id: s.spec.image.display().to_string(),
+                root_disk: None,
                 name: s.spec.name.clone(),
                 ready: s.ready,
                 filling: 0,

@@ -2,11 +2,12 @@
 //! programs (the CLI, the Python SDK, anything that speaks HTTP over a Unix socket or TCP).
 //!
 //! What it is: [`serve`] takes a validated [`config::Config`] and runs until SIGTERM — it binds the
-//! listeners, locks its state dir and reaps what a crashed previous run left, starts one pool per
-//! configured shape, and answers `/v1/leases…` (acquire, exec, renew, release with TTLs and
+//! listeners, locks its state dir and recovers what a crashed previous run left ([`recovery`]),
+//! starts one pool with a bucket per configured shape, and answers `/v1/leases…` (acquire, exec, renew, release with TTLs and
 //! idempotency keys), `/v1/pools`, `/v1/shapes`, `/metrics` and `/healthz`.
 //!
-//! What it is not: a VM library (the pools are `firepit`'s, the VMs `firepit-qemu`'s), a client
+//! What it is not: a VM library (the pool and the wiring of shapes are `firepit`'s, the VMs
+//! `firepit-qemu`'s), a client
 //! (that is `firepit-client`) or a command line (`firepit-cli` parses arguments and calls
 //! [`serve`]). The request and response bodies are `firepit-api`'s.
 //!
@@ -15,9 +16,11 @@
 //! ```text
 //! config.rs + load.rs (parse) + validate.rs ──▶ serve() ──▶ server.rs: Listeners (Unix socket 0600,
 //!                                                │            [+ TCP with auth.rs bearer token])
-//!                                                ├──▶ records.rs (lock state dir, reap a previous run)
+//!                                                ├──▶ records.rs (lock the state dir)
+//!                                                ├──▶ recovery.rs (reap a crashed previous run)
 //!                                                ├──▶ wiring::build_backend ──▶ Arc<dyn LeaseBackend>
-//!                                                │      (backend.rs; qemu_backend.rs over the pools)
+//!                                                │      (backend.rs; qemu_backend.rs over the
+//!                                                │       facade's pool, records.rs as its hook)
 //!                                                └──▶ server.rs: Daemon::run
 //!                                                       └── api/: /v1/leases… ──▶ leases.rs (TTL,
 //!                                                           expiry, idempotency) ──▶ the backend
@@ -48,6 +51,7 @@ pub mod metrics;
 pub mod qemu_backend;
 mod qemu_sandbox;
 pub mod records;
+pub mod recovery;
 pub mod sandbox;
 pub mod server;
 pub mod shutdown;
@@ -67,6 +71,7 @@ use auth::{BearerToken, TokenError};
 use backend::LeaseBackend;
 use config::Config;
 use records::{RecordError, RecordStore};
+use recovery::RecoveryError;
 use server::{Daemon, Listeners, ServeError, ServeOptions, StopReport};
 use shutdown::ShutdownSignal;
 use wiring::BuildBackendError;
@@ -77,6 +82,9 @@ pub enum DaemonError {
     /// The state dir could not be locked or prepared.
     #[error(transparent)]
     Records(#[from] RecordError),
+    /// What a crashed previous run left could not be cleaned up.
+    #[error("cannot recover from the previous run")]
+    Recovery(#[from] RecoveryError),
     /// The TCP bearer token could not be loaded.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -141,7 +149,8 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
 }
 
 /// Runs the daemon for a validated config until `signal` stops it: binds the listeners, locks the
-/// state dir, reaps what a previous run left, builds the backend with `build` and serves.
+/// state dir, recovers what a previous run left ([`recovery::recover`]), builds the backend with
+/// `build` and serves.
 ///
 /// `build` is [`build_backend`] in `firepit serve`; tests pass a fake.
 pub async fn run<F, Fut>(config: &Config, signal: ShutdownSignal, build: F) -> Result<StopReport, DaemonError>
@@ -166,12 +175,12 @@ where
     Fut: Future<Output = Result<Arc<dyn LeaseBackend>, BuildBackendError>>,
 {
     let options = serve_options(config)?;
-    let records = Arc::new(RecordStore::open(&config.state_dir())?);
-    let reaper = records.clone();
-    let report =
-        tokio::task::spawn_blocking(move || reaper.reap_previous()).await.map_err(BuildBackendError::Task)?;
-    if !report.errors.is_empty() {
-        tracing::warn!(errors = ?report.errors, "some VMs of a previous run could not be reaped");
+    let state_dir = config.state_dir();
+    let records = Arc::new(RecordStore::open(&state_dir)?);
+    let recovered = recovery::recover(&state_dir, records.clone()).await?;
+    if !recovered.reaped.errors.is_empty() {
+        let errors = recovered.reaped.errors.len();
+        tracing::warn!(errors, "some VMs of a previous run could not be reaped (each is logged above)");
     }
     // The state-dir lock lives as long as this function, whatever the backend does with its handle.
     let _state_dir_lock = records.clone();

@@ -1,10 +1,28 @@
 //! firepit keeps real microVMs booted and hands one out in microseconds.
 //!
-//! This crate is the facade most users depend on. It ties together
+//! # What it is
+//! The facade most users depend on. It ties together
 //! - [`pool`] (`firepit-pool`): the provider-agnostic engine — buckets per shape, refill, health
 //!   checks, eviction, metrics, shutdown;
 //! - [`qemu`] (`firepit-qemu`): the QEMU provider — microVM processes, QMP, serial console, agent;
-//! - [`image`] (`firepit-image`): the guest image built from Debian packages.
+//! - [`image`] (`firepit-image`): the guest image built from Debian packages;
+//! - [`shape`] (`firepit-shape`): the one description of a shape ([`ShapeSpec`]) with its defaults.
+//!
+//! # What it is not
+//! No HTTP server, no CLI, no progress bars: `firepit serve` (the daemon crate) and the `firepit`
+//! binary are built on this crate, not in it.
+//!
+//! # How data flows
+//! A shape is described once — a [`ShapeSpec`] (the daemon's config file and API), or a
+//! [`VmConfig`] with [`Firepit::pool`] (which becomes one) — and wired by [`PoolShape`] into what
+//! the pool keeps (its name, [`ShapeKey`], and its depth, age and health check) and what the QEMU
+//! provider makes its VMs from ([`qemu::VmSpec`]: image, vCPUs, memory, fill). The pool stores the
+//! spec with the shape and passes it to every `create`:
+//!
+//! ```text
+//! VmConfig ─▶ ShapeSpec ─▶ PoolShape ─┬─▶ Pool: bucket "default" (ShapeConfig + VmSpec) ─▶ QemuProvider::create(key, spec)
+//! [[shape]] / PUT /v1/shapes ─────────┘
+//! ```
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), firepit::Error> {
@@ -27,23 +45,22 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod builder;
 mod error;
 mod vm_config;
+mod wiring;
 
 pub use firepit_image as image;
 pub use firepit_pool as pool;
 pub use firepit_qemu as qemu;
+pub use firepit_shape as shape;
 
-pub use builder::{AgentPing, Firepit, VmPoolBuilder};
+pub use builder::{AgentPing, Firepit, POOL_SHAPE, VmPoolBuilder};
 pub use error::Error;
 pub use firepit_pool::{PoolError, ShapeKey, Status};
 pub use firepit_qemu::{Accel, Console, ExecOutput, ExecRequest, FillStrategy, QemuVm as VmHandle, VmStatus};
-pub use vm_config::VmConfig;
-
-/// A pool of QEMU microVMs, as built by [`Firepit::pool`].
-pub type VmPool = firepit_pool::Pool<firepit_qemu::QemuProvider>;
-
-/// A VM leased from a [`VmPool`]: derefs to [`VmHandle`]; dropping it destroys the VM and the
-/// pool boots a replacement.
-pub type PooledVm = firepit_pool::PooledVm<firepit_qemu::QemuProvider>;
+pub use firepit_shape::{Depth, ShapeSpec};
+pub use vm_config::{ResolvedImage, VmConfig};
+pub use wiring::{PoolShape, PooledVm, VmPool};

@@ -26,7 +26,7 @@ async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_u
         .build(2)
         .await
         .expect("a pool of 2 real VMs boots");
-    assert_eq!(pool.available_count(), 2, "build(2) returns once both VMs are ready");
+    assert_eq!(pool.available_now(), 2, "build(2) returns once both VMs are ready");
     assert_eq!(common::child_qemu_pids(runtime.path()).len(), 2, "one QEMU process per VM");
 
     let vm = pool.reserve().await.unwrap();
@@ -52,7 +52,7 @@ async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_u
     drop(vm);
     drop(second);
     assert!(
-        common::eventually(REFILL_DEADLINE, || pool.available_count() == 2).await,
+        common::eventually(REFILL_DEADLINE, || pool.available_now() == 2).await,
         "pool refilled to 2 after two drops: {:?}",
         pool.status()
     );
@@ -96,7 +96,7 @@ async fn vm_killed_idle_qemu_is_noticed_and_replaced() {
 
     let replaced = common::eventually(REFILL_DEADLINE, || {
         let pids = common::child_qemu_pids(runtime.path());
-        pool.available_count() == 1 && pids.len() == 1 && pids[0] != victim
+        pool.available_now() == 1 && pids.len() == 1 && pids[0] != victim
     })
     .await;
     assert!(replaced, "the killed VM was evicted and replaced: {:?}", pool.status());

@@ -156,6 +156,63 @@ pub enum ImageError {
         /// The size the manifest records.
         expected: u64,
     },
+    /// A file given as a guest image is neither an initramfs nor a root disk firepit can boot.
+    #[error(
+        "{path} is not a usable guest image: found {found}; give an initramfs (newc cpio, optionally \
+         gzip/zstd/xz), a raw ext4 disk image or a qcow2 disk image"
+    )]
+    UnusableImage {
+        /// The file given.
+        path: PathBuf,
+        /// What was found there instead.
+        found: String,
+    },
+    /// A program the disk builders run is not installed.
+    #[error("`{tool}` not found: install it with `apt-get install {package}` (scripts/setup does)")]
+    ToolMissing {
+        /// The program.
+        tool: &'static str,
+        /// The Debian package that has it.
+        package: &'static str,
+    },
+    /// A program the disk builders run failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    ToolFailed {
+        /// The command line (program and the arguments that matter).
+        command: String,
+        /// How it exited.
+        status: String,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// A package name that Debian would not accept (and that must not reach a command line).
+    #[error(
+        "{name:?} is not a Debian package name: use lowercase letters, digits and `+-.` (optionally \
+         `=VERSION`), e.g. `python3` or `git`"
+    )]
+    InvalidPackageName {
+        /// The name given.
+        name: String,
+    },
+    /// No image with this id is in the store.
+    #[error("no image {id} in {}: list the images with `firepit image ls`", store.display())]
+    NotInStore {
+        /// The id asked for.
+        id: String,
+        /// The store directory.
+        store: PathBuf,
+    },
+    /// A stored image's `image.json` is unreadable.
+    #[error("{path} is not a firepit disk image record: {detail}; remove its directory and build it again")]
+    BadDiskRecord {
+        /// The record's path.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Importing an OCI image failed.
+    #[error(transparent)]
+    Oci(#[from] crate::oci_error::OciError),
 }
 
 impl ImageError {

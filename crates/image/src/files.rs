@@ -48,7 +48,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
 
 /// Holds an exclusive `flock` on `<dir>/.build.lock` until dropped (blocks while another build runs).
 pub fn lock_dir(dir: &Path) -> Result<File, ImageError> {
-    let path = dir.join(".build.lock");
+    lock_file(&dir.join(".build.lock"))
+}
+
+/// Holds an exclusive `flock` on `path` (created if missing) until dropped.
+pub fn lock_file(path: &Path) -> Result<File, ImageError> {
+    let path = path.to_path_buf();
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -4,6 +4,26 @@
 //! needs on `-M microvm`, and the agent. `/init` is a busybox shell script, PID 1 for the guest's
 //! whole life: it mounts the pseudo file systems, loads the modules, starts the agent, prints
 //! [`firepit_agent::READY_LINE`] and then keeps an interactive shell on the console.
+//!
+//! With a root disk (`firepit.root=/dev/vda` on the kernel command line, which `firepit-qemu`
+//! adds when a VM has one) `/init` mounts the disk, moves `/dev`, `/proc`, `/sys` and `/run` into
+//! it, starts the agent chrooted into it (from the initramfs, through `/proc/1/root`: nothing is
+//! installed on the disk), prints the readiness line once the agent holds its port, and hands PID 1
+//! and the console to the disk's init with `switch_root`. A disk without an init (a Debian minbase
+//! tree, most OCI images) keeps firepit's `/init` as PID 1 with a shell inside the disk's root on
+//! the console (the disk's `/bin/sh`, else busybox). `firepit.init=PATH` names another init,
+//! `firepit.init=none` forces the shell. A disk that cannot be mounted ends the VM at once with a
+//! `firepit-init:` line on the console (the boot error quotes it).
+//!
+//! Readiness and snapshots: without an init, the console shell is started and waiting before the
+//! readiness line, so a snapshot template is saved with it and clones start with nothing left to
+//! do. With an init, the readiness line comes right before the hand-over (the agent already
+//! serves): a template is saved then, and each clone runs the rest of the disk init's start-up
+//! after its restore — milliseconds for a busybox init, a whole boot for systemd (use cold boot,
+//! or a disk without an init, for such images). Typed console input that arrives before the
+//! disk's shell runs waits in the tty for it. The identity files `/etc/machine-id` and
+//! `/etc/hostname` are bind-mounted from `/run/firepit` (the disk's content copied there), so a
+//! clone's identity is set in RAM.
 
 use std::io::Write;
 
@@ -15,6 +35,10 @@ const CORE_APPLETS: &[&str] = &[
     "sh", "mount", "mkdir", "insmod", "setsid", "cttyhack", "hostname", "cat", "echo", "ls", "uname",
     "sleep", "ps", "kill",
 ];
+
+/// The part of `/init` that boots a root disk (see the script's comments); `@READY@` stands for
+/// [`firepit_agent::READY_LINE`].
+const ROOT_DISK_SCRIPT: &str = include_str!("initramfs/root_disk.sh");
 
 /// Renders `/init` for a kernel version and an ordered list of module names.
 ///
@@ -44,6 +68,7 @@ pub fn init_script(kernel_version: &str, modules: &[String]) -> String {
             "insmod /lib/modules/{kernel_version}/{module}.ko || echo \"firepit-init: insmod {module} failed\"\n"
         ));
     }
+    script.push_str(&ROOT_DISK_SCRIPT.replace("@READY@", firepit_agent::READY_LINE));
     script.push_str(&format!(
         "/sbin/firepit-agent --ready-file /run/firepit-agent.ready </dev/null >/run/firepit-agent.log 2>&1 &\n\
          # Announce readiness once the agent holds its port (at most ~2 s), so READY means it serves.\n\
@@ -108,6 +133,31 @@ pub fn write_gzipped(archive: &Archive, out: impl Write) -> std::io::Result<()> 
     let mut encoder = flate2::GzBuilder::new().mtime(0).write(out, flate2::Compression::default());
     archive.write(&mut encoder)?;
     encoder.finish()?.flush()
+}
+
+/// The regular file `name` (e.g. `bin/busybox`) from the gzip-compressed initramfs at `path`;
+/// `None` when the archive has no such file.
+///
+/// ```no_run
+/// let image = firepit_image::Image::open_default()?;
+/// let busybox = firepit_image::initramfs::extract(image.initramfs(), "bin/busybox")?;
+/// assert!(busybox.is_some_and(|bytes| bytes.starts_with(b"\x7fELF")));
+/// # Ok::<(), firepit_image::ImageError>(())
+/// ```
+pub fn extract(path: &std::path::Path, name: &str) -> Result<Option<Vec<u8>>, ImageError> {
+    let file = std::fs::File::open(path).map_err(ImageError::io("opening", path))?;
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(file), &mut raw)
+        .map_err(ImageError::io("decompressing", path))?;
+    let files = crate::cpio::read(&raw).map_err(|e| ImageError::Io {
+        action: "reading the cpio archive",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    Ok(files.get(name).and_then(|(_, node)| match node {
+        Node::File(bytes) => Some(bytes.clone()),
+        _ => None,
+    }))
 }
 
 /// Checks that `bytes` is a static x86-64 ELF executable (no `PT_INTERP`): a dynamically linked

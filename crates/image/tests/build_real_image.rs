@@ -23,7 +23,20 @@ fn real_image_builds_from_debian_packages_and_rebuilds_from_cache() {
     assert_eq!(image.id().len(), 16);
     assert!(manifest.packages.iter().any(|p| p.package.name.starts_with("linux-image-6")));
     assert!(manifest.packages.iter().any(|p| p.package.name == "busybox-static"));
-    assert_eq!(manifest.modules, ["virtio_ring", "virtio", "virtio_mmio", "virtio_console", "virtio_rng"]);
+    assert_eq!(
+        manifest.modules,
+        [
+            "virtio_ring",
+            "virtio",
+            "virtio_mmio",
+            "virtio_console",
+            "virtio_rng",
+            "virtio_blk",
+            "failover",
+            "net_failover",
+            "virtio_net"
+        ]
+    );
     assert!(std::fs::metadata(image.kernel()).unwrap().len() > 5_000_000);
 
     let mut raw = Vec::new();

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -14,11 +15,15 @@ use tokio_util::sync::DropGuard;
 use crate::adaptive::DemandEstimate;
 use crate::config::ShapeConfig;
 use crate::metrics::{EvictReason, ShapeMetricHandles};
+use crate::provider::Provider;
 use crate::shape::ShapeKey;
 
 /// A ready VM and what the pool knows about it.
 pub(crate) struct Entry<V> {
     pub vm: V,
+    /// What the VM is charged against the memory budget (`MemoryAccounting::charge_mb`, read once
+    /// when it was delivered), MiB.
+    pub charge_mb: u64,
     /// When the VM became ready.
     pub created: Instant,
     /// Set once the VM outlived `max_age` / `idle_ttl`: it no longer counts as depth and is
@@ -26,6 +31,9 @@ pub(crate) struct Entry<V> {
     pub expired: Option<EvictReason>,
     /// Cancels the task watching `PoolVm::exited` when the entry leaves the bucket.
     pub watch: Option<DropGuard>,
+    /// The provider put the VM to rest (`Provider::pause`): it is woken (`Provider::resume`) when
+    /// it is handed out.
+    pub paused: bool,
 }
 
 /// A `reserve()` waiting for a VM; the VM is sent through `tx`.
@@ -34,14 +42,22 @@ pub(crate) struct Waiter<V> {
     pub tx: oneshot::Sender<Entry<V>>,
 }
 
-pub(crate) struct Bucket<V> {
+pub(crate) struct Bucket<P: Provider> {
     pub key: Arc<ShapeKey>,
     /// Distinguishes this registration from an earlier one of the same key.
     pub generation: u64,
     pub config: ShapeConfig,
+    /// What the provider makes this shape's VMs from (passed to every `create`).
+    pub spec: Arc<P::Spec>,
+    /// `MemoryAccounting::full_mb` of the spec, read at registration (for the budget check).
+    pub full_mb: u64,
     /// Oldest first.
-    pub ready: VecDeque<Entry<V>>,
-    pub waiters: VecDeque<Waiter<V>>,
+    pub ready: VecDeque<Entry<P::Vm>>,
+    /// Change it only through the methods below, which keep `queued` in step.
+    pub waiters: VecDeque<Waiter<P::Vm>>,
+    /// How many callers are queued, readable without the pool's lock (a fill asks it whether to
+    /// pause its new VM: not when a caller waits for it).
+    pub queued: Arc<AtomicUsize>,
     pub filling: usize,
     /// Handed out (including VMs under their hand-out health check) and not yet released.
     pub leased: usize,
@@ -61,15 +77,27 @@ pub(crate) struct Bucket<V> {
     pub metrics: Arc<ShapeMetricHandles>,
 }
 
-impl<V> Bucket<V> {
-    pub fn new(key: ShapeKey, generation: u64, config: ShapeConfig, metrics: ShapeMetricHandles) -> Self {
+/// A new shape's registration, as the pool validated it.
+pub(crate) struct NewShape<S> {
+    pub key: ShapeKey,
+    pub spec: S,
+    pub config: ShapeConfig,
+    pub full_mb: u64,
+}
+
+impl<P: Provider> Bucket<P> {
+    pub fn new(shape: NewShape<P::Spec>, generation: u64, metrics: ShapeMetricHandles) -> Self {
+        let NewShape { key, spec, config, full_mb } = shape;
         let metrics = Arc::new(metrics);
         Self {
             key: Arc::new(key),
             generation,
             config,
+            spec: Arc::new(spec),
+            full_mb,
             ready: VecDeque::new(),
             waiters: VecDeque::new(),
+            queued: Arc::default(),
             filling: 0,
             leased: 0,
             probing: 0,
@@ -98,7 +126,7 @@ impl<V> Bucket<V> {
         self.ready.len() - self.expired_in_ready.min(self.ready.len()) + self.probing
     }
 
-    fn left_ready(&mut self, entry: Option<Entry<V>>) -> Option<Entry<V>> {
+    fn left_ready(&mut self, entry: Option<Entry<P::Vm>>) -> Option<Entry<P::Vm>> {
         if entry.as_ref().is_some_and(|e| e.expired.is_some()) {
             self.expired_in_ready = self.expired_in_ready.saturating_sub(1);
         }
@@ -116,7 +144,7 @@ impl<V> Bucket<V> {
     }
 
     /// Removes every ready entry.
-    pub fn drain_ready(&mut self) -> Vec<Entry<V>> {
+    pub fn drain_ready(&mut self) -> Vec<Entry<P::Vm>> {
         self.expired_in_ready = 0;
         self.ready.drain(..).collect()
     }
@@ -127,7 +155,7 @@ impl<V> Bucket<V> {
     }
 
     /// Takes the oldest fresh VM, or the oldest expired one if none is fresh.
-    pub fn take_ready(&mut self) -> Option<Entry<V>> {
+    pub fn take_ready(&mut self) -> Option<Entry<P::Vm>> {
         let pos = if self.expired_in_ready == 0 {
             0
         } else {
@@ -138,13 +166,13 @@ impl<V> Bucket<V> {
     }
 
     /// Takes the ready VM at `pos`.
-    pub fn take_at(&mut self, pos: usize) -> Option<Entry<V>> {
+    pub fn take_at(&mut self, pos: usize) -> Option<Entry<P::Vm>> {
         let entry = self.ready.remove(pos);
         self.left_ready(entry)
     }
 
     /// Puts a VM back in age order (after a cancelled hand-out or a probe).
-    pub fn put_back(&mut self, entry: Entry<V>) {
+    pub fn put_back(&mut self, entry: Entry<P::Vm>) {
         if entry.expired.is_some() {
             self.expired_in_ready += 1;
         }
@@ -152,8 +180,30 @@ impl<V> Bucket<V> {
         self.ready.insert(pos, entry);
     }
 
+    /// Queues a caller (first in line when `front`: a retry after a failed health check).
+    pub fn queue_waiter(&mut self, waiter: Waiter<P::Vm>, front: bool) {
+        if front {
+            self.waiters.push_front(waiter);
+        } else {
+            self.waiters.push_back(waiter);
+        }
+        self.queued.store(self.waiters.len(), Ordering::Relaxed);
+    }
+
+    /// Drops every queued caller (their `reserve` fails).
+    pub fn clear_waiters(&mut self) {
+        self.waiters.clear();
+        self.queued.store(0, Ordering::Relaxed);
+    }
+
     /// Hands `entry` to the first live waiter; gives it back if there is none.
-    pub fn hand_to_waiter(&mut self, mut entry: Entry<V>) -> Option<Entry<V>> {
+    pub fn hand_to_waiter(&mut self, entry: Entry<P::Vm>) -> Option<Entry<P::Vm>> {
+        let left = self.serve_waiter(entry);
+        self.queued.store(self.waiters.len(), Ordering::Relaxed);
+        left
+    }
+
+    fn serve_waiter(&mut self, mut entry: Entry<P::Vm>) -> Option<Entry<P::Vm>> {
         while let Some(waiter) = self.waiters.pop_front() {
             match waiter.tx.send(entry) {
                 Ok(()) => {
@@ -172,6 +222,7 @@ impl<V> Bucket<V> {
         match self.waiters.iter().position(|w| w.id == id) {
             Some(pos) => {
                 self.waiters.remove(pos);
+                self.queued.store(self.waiters.len(), Ordering::Relaxed);
                 true
             }
             None => false,

@@ -1,8 +1,8 @@
 //! `Pool::builder(provider)…build().await`: settings, validation, start, warm-up.
 //!
-//! Builder-wide settings (`depth`, `max_age`, …) are defaults for every shape added with
-//! [`PoolBuilder::shape`], whatever the call order; [`PoolBuilder::shape_with`] gives one shape its
-//! own [`ShapeConfig`]. `build()` validates everything once (messages say what to change), starts
+//! A shape is added with its key and the provider's spec of its VMs. Builder-wide settings
+//! (`depth`, `max_age`, …) are defaults for every shape added with [`PoolBuilder::shape`], whatever
+//! the call order; [`PoolBuilder::shape_with`] gives one shape its own [`ShapeConfig`]. `build()` validates everything once (messages say what to change), starts
 //! the background tasks and returns when every shape has reached its low water — or fails after
 //! `warmup_max_failures` consecutive provider errors, or after `warmup_timeout`. It never hangs.
 
@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::config::{AdaptiveDepth, Backoff, ShapeConfig, check_budget};
+use crate::config::{AdaptiveDepth, Backoff, ShapeConfig, check_budget, check_memory};
 use crate::error::PoolError;
 use crate::health::{DynHealthCheck, HealthCheck};
 use crate::pool::Pool;
@@ -24,20 +24,20 @@ use crate::shared::PoolSettings;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), firepit_pool::PoolError> {
 /// use std::time::Duration;
-/// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+/// use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec}};
 /// let pool = Pool::builder(MemoryProvider::new())
-///     .shape(ShapeKey::new("img", "1", 1, 256))
+///     .shape(ShapeKey::new("small"), MemorySpec::new(256))
 ///     .depth(2..=4)
 ///     .max_age(Duration::from_secs(600))
 ///     .build()
 ///     .await?;
-/// assert!(pool.available_count() >= 2);
+/// assert!(pool.available_now() >= 2);
 /// # pool.shutdown().await; Ok(()) }
 /// ```
 pub struct PoolBuilder<P: Provider> {
     provider: P,
     defaults: ShapeConfig,
-    shapes: Vec<(ShapeKey, Option<ShapeConfig>)>,
+    shapes: Vec<(ShapeKey, P::Spec, Option<ShapeConfig>)>,
     settings: PoolSettings,
     health: Option<Box<dyn DynHealthCheck<P::Vm>>>,
 }
@@ -73,16 +73,36 @@ impl<P: Provider> PoolBuilder<P> {
         }
     }
 
-    /// Adds a shape with the builder-wide settings. The first shape is the default shape.
-    pub fn shape(mut self, key: ShapeKey) -> Self {
-        self.shapes.push((key, None));
+    /// Adds a shape named `key` whose VMs the provider makes from `spec`, with the builder-wide
+    /// settings. The first shape is the default shape.
+    pub fn shape(mut self, key: ShapeKey, spec: P::Spec) -> Self {
+        self.shapes.push((key, spec, None));
         self
     }
 
     /// Adds a shape with its own settings.
-    pub fn shape_with(mut self, key: ShapeKey, config: ShapeConfig) -> Self {
-        self.shapes.push((key, Some(config)));
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeConfig, ShapeKey, testing::{MemoryProvider, MemorySpec}};
+    /// let (small, big) = (ShapeKey::new("small"), ShapeKey::new("big"));
+    /// let pool = Pool::builder(MemoryProvider::new())
+    ///     .shape(small.clone(), MemorySpec::new(256))
+    ///     .shape_with(big.clone(), MemorySpec::new(2048), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() })
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(pool.status().shape(&big).map(|s| s.ready), Some(2));
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
+    pub fn shape_with(mut self, key: ShapeKey, spec: P::Spec, config: ShapeConfig) -> Self {
+        self.shapes.push((key, spec, Some(config)));
         self
+    }
+
+    /// The provider the pool will use (e.g. to check a spec with it before adding a shape).
+    pub fn provider(&self) -> &P {
+        &self.provider
     }
 
     /// Low..=high water for shapes added with [`shape`](Self::shape). Default `1..=1`.
@@ -127,6 +147,27 @@ impl<P: Provider> PoolBuilder<P> {
         self
     }
 
+    /// Whether shapes added with [`shape`](Self::shape) let their idle VMs rest
+    /// ([`ShapeConfig::pause_idle`]). Default `true`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, ShapeKey, testing::{FaultPlan, MemoryProvider, MemorySpec}};
+    /// let provider = MemoryProvider::with_plan(FaultPlan { pause: true, ..FaultPlan::default() });
+    /// let pool = Pool::builder(provider.clone())
+    ///     .shape(ShapeKey::new("small"), MemorySpec::new(64))
+    ///     .pause_idle(false)                    // idle VMs keep running
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(provider.paused(), 0);
+    /// # pool.shutdown().await; Ok(()) }
+    /// ```
+    pub fn pause_idle(mut self, pause: bool) -> Self {
+        self.defaults.pause_idle = pause;
+        self
+    }
+
     /// Fills running at once, over all shapes. Default 4.
     pub fn max_parallel_fills(mut self, n: usize) -> Self {
         self.settings.max_parallel_fills = n;
@@ -159,16 +200,17 @@ impl<P: Provider> PoolBuilder<P> {
 
     /// Check every VM before it is handed out (see [`HealthCheck`]): once when it becomes ready and
     /// again right before `reserve()` hands it out. A VM that fails is destroyed, never handed out.
+    /// A shape whose [`ShapeConfig::health_check`] is `false` skips it.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), firepit_pool::PoolError> {
-    /// use firepit_pool::{Pool, ShapeKey, Unhealthy, testing::MemoryProvider};
+    /// use firepit_pool::{Pool, ShapeKey, Unhealthy, testing::{MemoryProvider, MemorySpec}};
     /// let pool = Pool::builder(MemoryProvider::new())
-    ///     .shape(ShapeKey::new("img", "1", 1, 64))
+    ///     .shape(ShapeKey::new("small"), MemorySpec::new(64))
     ///     // Any `Fn(&Vm) -> impl Future<Output = Result<(), Unhealthy>> + 'static` will do.
     ///     .health_check(|vm: &firepit_pool::testing::MemoryVm| {
-    ///         let fine = vm.shape().memory_mb >= 64;
+    ///         let fine = vm.spec().memory_mb >= 64;
     ///         async move { if fine { Ok(()) } else { Err(Unhealthy::new("too small")) } }
     ///     })
     ///     .build()
@@ -180,7 +222,9 @@ impl<P: Provider> PoolBuilder<P> {
         self
     }
 
-    fn validate(&self) -> Result<Vec<(ShapeKey, ShapeConfig)>, PoolError> {
+    /// Checks the pool-wide settings and every shape; returns each shape's settings (its own, or
+    /// the builder-wide ones).
+    fn validate(&self) -> Result<Vec<ShapeConfig>, PoolError> {
         let s = &self.settings;
         let invalid = |m: &str| Err(PoolError::InvalidConfig(m.to_owned()));
         if s.max_parallel_fills == 0 {
@@ -197,9 +241,11 @@ impl<P: Provider> PoolBuilder<P> {
         if s.warmup_max_failures == 0 {
             return invalid("warmup_max_failures is 0: use at least 1 (default 3)");
         }
+        let memory = self.provider.memory();
         let mut seen = HashSet::new();
-        let mut shapes = Vec::new();
-        for (key, config) in &self.shapes {
+        let mut configs = Vec::new();
+        let mut lows = Vec::new();
+        for (key, spec, config) in &self.shapes {
             if !seen.insert(key.clone()) {
                 return Err(PoolError::InvalidConfig(format!(
                     "shape {key} is added twice: add each shape once"
@@ -207,10 +253,13 @@ impl<P: Provider> PoolBuilder<P> {
             }
             let config = config.clone().unwrap_or_else(|| self.defaults.clone());
             config.validate(key)?;
-            shapes.push((key.clone(), config));
+            let full_mb = memory.full_mb(spec);
+            check_memory(key, full_mb)?;
+            lows.push((*config.depth.start(), full_mb));
+            configs.push(config);
         }
-        check_budget(s.memory_budget_mb, shapes.iter().map(|(k, c)| (k, c)))?;
-        Ok(shapes)
+        check_budget(s.memory_budget_mb, lows.into_iter())?;
+        Ok(configs)
     }
 
     /// The Capsa-style form: `n` identical VMs of every shape (depth `n..=n`), returns when all are
@@ -219,9 +268,9 @@ impl<P: Provider> PoolBuilder<P> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), firepit_pool::PoolError> {
-    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
-    /// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("img", "1", 1, 64)).build_n(4).await?;
-    /// assert_eq!(pool.available_count(), 4);
+    /// use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec}};
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("small"), MemorySpec::new(64)).build_n(4).await?;
+    /// assert_eq!(pool.available_now(), 4);
     /// # Ok(()) }
     /// ```
     pub async fn build_n(self, n: usize) -> Result<Pool<P>, PoolError> {
@@ -234,13 +283,13 @@ impl<P: Provider> PoolBuilder<P> {
     /// [`PoolError::WarmupTimeout`] or [`PoolError::NoRuntime`]; it never hangs. See the
     /// [`PoolBuilder`] example.
     pub async fn build(self) -> Result<Pool<P>, PoolError> {
-        let shapes = self.validate()?;
+        let configs = self.validate()?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(PoolError::NoRuntime);
         }
         let pool = Pool::start(self.provider, self.settings, self.health);
-        for (key, config) in shapes {
-            pool.register_shape(key, config)?;
+        for ((key, spec, _), config) in self.shapes.into_iter().zip(configs) {
+            pool.register_shape(key, spec, config)?;
         }
         if let Err(err) = pool.warm_up().await {
             // Close without waiting, so build() returns within warmup_timeout; what was created is

@@ -34,6 +34,18 @@ pub struct ShapeConfig {
     pub adaptive: Option<AdaptiveDepth>,
     /// Retry policy for failed fills.
     pub backoff: Backoff,
+    /// Run the pool's [`HealthCheck`](crate::HealthCheck) on this shape's VMs: once when a VM
+    /// becomes ready and again right before it is handed out. Default `true`; without a pool-wide
+    /// check set with [`PoolBuilder::health_check`](crate::PoolBuilder::health_check) there is
+    /// nothing to run either way.
+    pub health_check: bool,
+    /// Let this shape's VMs rest while they wait in the pool ([`Provider::pause`]: the QEMU
+    /// provider stops their vCPUs), and wake them as they are handed out ([`Provider::resume`]).
+    /// Idle VMs then cost (next to) no CPU. Default `true`; a provider that cannot pause ignores it.
+    ///
+    /// [`Provider::pause`]: crate::Provider::pause
+    /// [`Provider::resume`]: crate::Provider::resume
+    pub pause_idle: bool,
 }
 
 impl Default for ShapeConfig {
@@ -45,6 +57,8 @@ impl Default for ShapeConfig {
             probe_interval: Some(Duration::from_secs(30)),
             adaptive: None,
             backoff: Backoff::default(),
+            health_check: true,
+            pause_idle: true,
         }
     }
 }
@@ -149,7 +163,7 @@ impl ShapeConfig {
     ///
     /// ```
     /// use firepit_pool::{ShapeConfig, ShapeKey};
-    /// let shape = ShapeKey::new("img", "1", 1, 256);
+    /// let shape = ShapeKey::new("small");
     /// let bad = ShapeConfig { depth: 4..=2, ..ShapeConfig::default() };
     /// assert!(bad.validate(&shape).unwrap_err().to_string().contains("write the smaller number first"));
     /// ```
@@ -164,16 +178,6 @@ impl ShapeConfig {
         if high == 0 {
             return Err(invalid(format!(
                 "shape {shape}: depth {low}..={high} keeps no VM warm: use a high water of at least 1, e.g. .depth(1..=2)"
-            )));
-        }
-        if shape.memory_mb == 0 {
-            return Err(invalid(format!(
-                "shape {shape} has memory_mb = 0: give the VM memory, e.g. ShapeKey::new(image, version, 1, 256)"
-            )));
-        }
-        if shape.vcpus == 0 {
-            return Err(invalid(format!(
-                "shape {shape} has vcpus = 0: give the VM at least one CPU, e.g. ShapeKey::new(image, version, 1, 256)"
             )));
         }
         nonzero("max_age", self.max_age)?;
@@ -219,13 +223,25 @@ impl ShapeConfig {
     }
 }
 
+/// A shape whose VMs cost nothing could never be bounded by the memory budget: refused.
+pub(crate) fn check_memory(shape: &ShapeKey, full_mb: u64) -> Result<(), PoolError> {
+    if full_mb == 0 {
+        return Err(invalid(format!(
+            "shape {shape} has memory_mb = 0 (its provider's MemoryAccounting::full_mb): give the VM memory"
+        )));
+    }
+    Ok(())
+}
+
 /// The low water of every shape together must fit in the budget, or `build()` could never finish.
-pub(crate) fn check_budget<'a>(
+/// `shapes` yields each shape's low water and [`full_mb`](crate::MemoryAccounting::full_mb).
+pub(crate) fn check_budget(
     budget: Option<u64>,
-    shapes: impl Iterator<Item = (&'a ShapeKey, &'a ShapeConfig)>,
+    shapes: impl Iterator<Item = (usize, u64)>,
 ) -> Result<(), PoolError> {
     let Some(budget) = budget else { return Ok(()) };
-    let need: u64 = shapes.map(|(k, c)| u64::from(k.memory_mb) * *c.depth.start() as u64).sum();
+    let need =
+        shapes.fold(0u64, |need, (low, full_mb)| need.saturating_add(full_mb.saturating_mul(low as u64)));
     if need > budget {
         return Err(PoolError::InvalidConfig(format!(
             "the low water of all shapes needs {need} MiB but memory_budget_mb is {budget}: \

@@ -22,16 +22,18 @@ use crate::shared::Shared;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), firepit_pool::PoolError> {
-/// use firepit_pool::{Pool, PoolVm, ShapeKey, testing::MemoryProvider};
-/// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("img", "1", 1, 128)).build().await?;
+/// use firepit_pool::{Pool, PoolVm, ShapeKey, testing::{MemoryProvider, MemorySpec}};
+/// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("small"), MemorySpec::new(128)).build().await?;
 /// let vm = pool.reserve().await?;
 /// assert_eq!(vm.id(), PoolVm::id(&*vm));
-/// assert_eq!(vm.shape().memory_mb, 128);
+/// assert_eq!(vm.shape().as_str(), "small");
 /// drop(vm); // destroyed in the background; a replacement is already being created
 /// # Ok(()) }
 /// ```
 pub struct PooledVm<P: Provider> {
     vm: Option<P::Vm>,
+    /// What the VM is charged against the memory budget, MiB (freed when it is destroyed).
+    charge_mb: u64,
     shape: Arc<ShapeKey>,
     generation: u64,
     ready_at: Instant,
@@ -40,13 +42,13 @@ pub struct PooledVm<P: Provider> {
 
 impl<P: Provider> PooledVm<P> {
     pub(crate) fn new(
-        vm: P::Vm,
+        (vm, charge_mb): (P::Vm, u64),
         shape: Arc<ShapeKey>,
         generation: u64,
         ready_at: Instant,
         shared: Arc<Shared<P>>,
     ) -> Self {
-        Self { vm: Some(vm), shape, generation, ready_at, shared }
+        Self { vm: Some(vm), charge_mb, shape, generation, ready_at, shared }
     }
 
     /// The VM's id (as given by the provider).
@@ -90,6 +92,6 @@ impl<P: Provider> Drop for PooledVm<P> {
         if let Some(b) = st.unlease(&self.shape, self.generation) {
             b.metrics.released.inc();
         }
-        self.shared.retire(&mut st, vm, &self.shape);
+        self.shared.retire(&mut st, vm, self.charge_mb);
     }
 }

@@ -115,7 +115,7 @@ fn sweep<P: Provider>(shared: &Arc<Shared<P>>, now: Instant) -> Option<Instant> 
 }
 
 /// Evicts expired VMs of `key` while enough fresh ones are ready to stand in for them.
-pub(crate) fn retire_expired<P: Provider>(shared: &Shared<P>, st: &mut State<P::Vm>, key: &ShapeKey) {
+pub(crate) fn retire_expired<P: Provider>(shared: &Shared<P>, st: &mut State<P>, key: &ShapeKey) {
     let now = Instant::now();
     let mut victims = Vec::new();
     if let Some(b) = st.buckets.get_mut(key) {

@@ -9,13 +9,12 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::bucket::Bucket;
-use crate::config::{ShapeConfig, check_budget};
 use crate::error::PoolError;
 use crate::health::DynHealthCheck;
 use crate::lease::PooledVm;
 use crate::metrics::{EvictReason, Metrics, MetricsSnapshot, ShapeMetrics};
 use crate::provider::Provider;
+use crate::reserve::Which;
 use crate::shape::ShapeKey;
 use crate::shared::{PoolSettings, Shared, State};
 use crate::status::{ShapeStatus, Status};
@@ -26,10 +25,14 @@ use crate::status::{ShapeStatus, Status};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), firepit_pool::PoolError> {
 /// use std::time::Duration;
-/// use firepit_pool::{Pool, PoolError, ShapeKey, testing::MemoryProvider};
-/// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("img", "1", 1, 256)).depth(1..=1).build().await?;
+/// use firepit_pool::{Pool, PoolError, ShapeKey, testing::{MemoryProvider, MemorySpec}};
+/// let pool = Pool::builder(MemoryProvider::new())
+///     .shape(ShapeKey::new("small"), MemorySpec::new(256))
+///     .depth(1..=1)
+///     .build()
+///     .await?;
 /// let vm = pool.reserve().await?;                       // waits, FIFO-fair
-/// assert!(matches!(pool.try_reserve(), Err(PoolError::Exhausted)) || pool.available_count() > 0);
+/// assert!(matches!(pool.try_reserve(), Err(PoolError::Exhausted)) || pool.available_now() > 0);
 /// drop(vm);                                             // destroyed; a replacement is on its way
 /// let again = pool.reserve_timeout(Duration::from_secs(1)).await?;
 /// # drop(again);
@@ -65,7 +68,7 @@ impl<P: Provider> std::fmt::Debug for Pool<P> {
 }
 
 impl<P: Provider> Pool<P> {
-    fn shared(&self) -> &Arc<Shared<P>> {
+    pub(crate) fn shared(&self) -> &Arc<Shared<P>> {
         &self.handle.shared
     }
 
@@ -113,38 +116,63 @@ impl<P: Provider> Pool<P> {
         Self { handle: Arc::new(PoolHandle { shared }) }
     }
 
-    fn default_shape(&self) -> Result<ShapeKey, PoolError> {
-        self.shared().lock().default_shape.clone().ok_or(PoolError::NoDefaultShape)
-    }
-
     /// Waits for a VM of the default shape: FIFO-fair, cancellation-safe (dropping the future never
-    /// loses a VM), health-checked right before hand-out.
+    /// loses a VM), woken if it rested in the pool and health-checked right before hand-out. With a
+    /// ready VM, nobody queued and nothing to wake or check, it completes without yielding.
     pub async fn reserve(&self) -> Result<PooledVm<P>, PoolError> {
-        let key = self.default_shape()?;
-        crate::reserve::reserve(self.shared(), &key).await
+        crate::reserve::reserve(self.shared(), Which::Default, true).await
     }
 
     /// A ready VM of the default shape now, or `Err(Exhausted)`. Cannot await, so it relies on the
-    /// health check every VM passed when it became ready (plus the background probes).
+    /// health check every VM passed when it became ready (plus the background probes); a VM that
+    /// rested in the pool is handed out at once and wakes in the background (its first use waits
+    /// for that). [`reserve_now`](Self::reserve_now) is the same with the hand-out check.
     pub fn try_reserve(&self) -> Result<PooledVm<P>, PoolError> {
-        let key = self.default_shape()?;
-        crate::reserve::try_reserve(self.shared(), &key)
+        crate::reserve::try_reserve(self.shared(), Which::Default)
+    }
+
+    /// A ready VM of the default shape, readied like [`reserve`](Self::reserve) readies it (woken,
+    /// health-checked), but never waiting for a fill: `Err(Exhausted)` when no VM is ready or
+    /// callers are queued for one. For servers that answer "none ready" at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), firepit_pool::PoolError> {
+    /// use firepit_pool::{Pool, PoolError, ShapeKey, testing::{MemoryProvider, MemorySpec, MemoryVm}};
+    /// let provider = MemoryProvider::new();
+    /// let pool = Pool::builder(provider.clone())
+    ///     .shape(ShapeKey::new("small"), MemorySpec::new(64))
+    ///     .health_check(|vm: &MemoryVm| vm.health())
+    ///     .build()
+    ///     .await?;
+    /// let checks = provider.health_checks();
+    /// let vm = pool.reserve_now().await?;          // checked right before hand-out
+    /// assert_eq!(provider.health_checks(), checks + 1);
+    /// assert!(matches!(pool.reserve_now().await, Err(PoolError::Exhausted))); // none ready: no wait
+    /// # drop(vm); pool.shutdown().await; Ok(()) }
+    /// ```
+    pub async fn reserve_now(&self) -> Result<PooledVm<P>, PoolError> {
+        crate::reserve::reserve(self.shared(), Which::Default, false).await
     }
 
     /// [`reserve`](Self::reserve) with a deadline: `Err(Timeout)` when it elapses.
     pub async fn reserve_timeout(&self, timeout: Duration) -> Result<PooledVm<P>, PoolError> {
-        let key = self.default_shape()?;
-        self.reserve_shape_timeout(&key, timeout).await
+        Self::with_timeout(timeout, crate::reserve::reserve(self.shared(), Which::Default, true)).await
     }
 
     /// [`reserve`](Self::reserve) for `shape`; `Err(UnknownShape)` if it is not registered.
     pub async fn reserve_shape(&self, shape: &ShapeKey) -> Result<PooledVm<P>, PoolError> {
-        crate::reserve::reserve(self.shared(), shape).await
+        crate::reserve::reserve(self.shared(), Which::Shape(shape), true).await
     }
 
     /// [`try_reserve`](Self::try_reserve) for `shape`.
     pub fn try_reserve_shape(&self, shape: &ShapeKey) -> Result<PooledVm<P>, PoolError> {
-        crate::reserve::try_reserve(self.shared(), shape)
+        crate::reserve::try_reserve(self.shared(), Which::Shape(shape))
+    }
+
+    /// [`reserve_now`](Self::reserve_now) for `shape`.
+    pub async fn reserve_shape_now(&self, shape: &ShapeKey) -> Result<PooledVm<P>, PoolError> {
+        crate::reserve::reserve(self.shared(), Which::Shape(shape), false).await
     }
 
     /// [`reserve_timeout`](Self::reserve_timeout) for `shape`.
@@ -153,97 +181,41 @@ impl<P: Provider> Pool<P> {
         shape: &ShapeKey,
         timeout: Duration,
     ) -> Result<PooledVm<P>, PoolError> {
-        match tokio::time::timeout(timeout, crate::reserve::reserve(self.shared(), shape)).await {
+        Self::with_timeout(timeout, crate::reserve::reserve(self.shared(), Which::Shape(shape), true)).await
+    }
+
+    async fn with_timeout(
+        timeout: Duration,
+        reserve: impl std::future::Future<Output = Result<PooledVm<P>, PoolError>>,
+    ) -> Result<PooledVm<P>, PoolError> {
+        match tokio::time::timeout(timeout, reserve).await {
             Ok(result) => result,
             Err(_) => Err(PoolError::Timeout),
         }
     }
 
-    /// Adds a shape at run time; its bucket starts filling at once. The first shape registered
-    /// becomes the default shape if there is none. `config` is validated here, like `build()` does.
+    /// Ready VMs of the default shape (of all shapes if there is no default shape), as the
+    /// VM-pool guide awaits it; [`available_now`](Self::available_now) is the same count for code
+    /// that cannot await.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), firepit_pool::PoolError> {
-    /// use firepit_pool::{Pool, PoolError, ShapeConfig, ShapeKey, testing::MemoryProvider};
-    /// let small = ShapeKey::new("img", "1", 1, 128);
-    /// let pool = Pool::builder(MemoryProvider::new()).shape(small).build().await?;
-    /// let big = ShapeKey::new("img", "1", 4, 2048);
-    /// pool.register_shape(big.clone(), ShapeConfig { depth: 1..=2, ..ShapeConfig::default() })?;
-    /// let vm = pool.reserve_shape(&big).await?;       // waits for the new bucket's first VM
-    /// assert_eq!(vm.shape().vcpus, 4);
-    /// drop(vm);
-    /// pool.unregister_shape(&big).await?;             // its ready VMs are destroyed
-    /// assert!(matches!(pool.try_reserve_shape(&big), Err(PoolError::UnknownShape(_))));
+    /// use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec}};
+    /// let pool = Pool::builder(MemoryProvider::new())
+    ///     .shape(ShapeKey::new("small"), MemorySpec::new(256))
+    ///     .depth(2..=2)
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(pool.available_count().await, 2);
     /// # pool.shutdown().await; Ok(()) }
     /// ```
-    pub fn register_shape(&self, key: ShapeKey, config: ShapeConfig) -> Result<(), PoolError> {
-        config.validate(&key)?;
-        let shared = self.shared();
-        let mut st = shared.lock();
-        if st.closing {
-            return Err(PoolError::ShuttingDown);
-        }
-        if st.buckets.contains_key(&key) {
-            return Err(PoolError::DuplicateShape(key));
-        }
-        let budget = shared.settings.memory_budget_mb;
-        check_budget(budget, st.buckets.iter().map(|(k, b)| (k, &b.config)).chain([(&key, &config)]))?;
-        let bucket = Bucket::new(key.clone(), shared.next_id(), config, shared.metrics.handles(&key));
-        bucket.sync_gauges();
-        st.buckets.insert(key.clone(), bucket);
-        if st.default_shape.is_none() {
-            st.default_shape = Some(key);
-        }
-        drop(st);
-        shared.refill_wake.notify_one();
-        shared.maint_wake.notify_one();
-        Ok(())
+    pub async fn available_count(&self) -> usize {
+        self.available_now()
     }
 
-    /// Removes a shape: queued reserves fail with `UnknownShape`, ready VMs are destroyed (this
-    /// waits for that), fills in flight are destroyed when they finish, leases out are destroyed
-    /// when dropped.
-    pub async fn unregister_shape(&self, key: &ShapeKey) -> Result<(), PoolError> {
-        let shared = self.shared();
-        let drained = {
-            let mut st = shared.lock();
-            let Some(mut b) = st.buckets.remove(key) else {
-                return Err(PoolError::UnknownShape(key.clone()));
-            };
-            if st.default_shape.as_ref() == Some(key) {
-                st.default_shape = None;
-            }
-            st.orphan_leased += b.leased;
-            b.waiters.clear();
-            let drained: Vec<_> = b.drain_ready().into_iter().map(|e| e.vm).collect();
-            for _ in &drained {
-                b.metrics.evicted(EvictReason::Unregistered).inc();
-            }
-            b.metrics.ready.set(0);
-            b.metrics.filling.set(0);
-            b.metrics.leased.set(0);
-            drained
-        };
-        let mut destroys = tokio::task::JoinSet::new();
-        for vm in drained {
-            let shared = Arc::clone(shared);
-            let memory_mb = crate::shared::memory_charge(&vm, key);
-            destroys.spawn(async move {
-                shared.provider.destroy(vm).await;
-                let mut st = shared.lock();
-                shared.forget(&mut st, memory_mb);
-                drop(st);
-                shared.refill_wake.notify_one();
-            });
-        }
-        while destroys.join_next().await.is_some() {}
-        shared.provider.shape_unregistered(key);
-        Ok(())
-    }
-
-    /// Ready VMs of the default shape (of all shapes if there is no default shape).
-    pub fn available_count(&self) -> usize {
+    /// [`available_count`](Self::available_count) without awaiting (it never waits).
+    pub fn available_now(&self) -> usize {
         let st = self.shared().lock();
         match &st.default_shape {
             Some(key) => st.buckets.get(key).map_or(0, |b| b.ready.len() + b.probing),
@@ -257,9 +229,13 @@ impl<P: Provider> Pool<P> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), firepit_pool::PoolError> {
-    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
-    /// let shape = ShapeKey::new("img", "1", 1, 256);
-    /// let pool = Pool::builder(MemoryProvider::new()).shape(shape.clone()).depth(2..=2).build().await?;
+    /// use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec}};
+    /// let shape = ShapeKey::new("small");
+    /// let pool = Pool::builder(MemoryProvider::new())
+    ///     .shape(shape.clone(), MemorySpec::new(256))
+    ///     .depth(2..=2)
+    ///     .build()
+    ///     .await?;
     /// let vm = pool.reserve().await?;
     /// let status = pool.status();
     /// let bucket = status.shape(&shape).expect("registered");
@@ -271,14 +247,15 @@ impl<P: Provider> Pool<P> {
         let shared = self.shared();
         let now = Instant::now();
         let st = shared.lock();
-        let shared_mb = shared.provider.shared_memory_mb();
+        let memory = shared.provider.memory();
+        let shared_mb = memory.shared_mb();
         let mut shapes: Vec<ShapeStatus> = st
             .buckets
             .values()
             .map(|b| {
                 let mut target = b.target(now);
                 if let Some(budget) = shared.settings.memory_budget_mb {
-                    let per_vm = shared.provider.memory_estimate_mb(&b.key);
+                    let per_vm = memory.estimate_mb(&b.key, &b.spec);
                     target = target.min(crate::shared::vms_within_budget(budget, shared_mb, per_vm));
                 }
                 let backoff_remaining = b.backoff_until.filter(|u| *u > now).map(|u| u - now);
@@ -318,9 +295,9 @@ impl<P: Provider> Pool<P> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), firepit_pool::PoolError> {
-    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
-    /// let shape = ShapeKey::new("img", "1", 1, 64);
-    /// let pool = Pool::builder(MemoryProvider::new()).shape(shape.clone()).build().await?;
+    /// use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec}};
+    /// let shape = ShapeKey::new("small");
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(shape.clone(), MemorySpec::new(64)).build().await?;
     /// drop(pool.reserve().await?);
     /// let metrics = pool.metrics();
     /// assert_eq!(metrics.shape(&shape).map(|m| m.acquired), Some(1));
@@ -334,19 +311,20 @@ impl<P: Provider> Pool<P> {
         MetricsSnapshot { shapes }
     }
 
-    /// Registers the pool's metrics (prefix `firepit_pool_`, label `shape`) into `registry`.
+    /// Registers the pool's metrics (prefix `firepit_pool_`, label `shape`: the shape's name) into
+    /// `registry`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
+    /// use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec}};
     /// use prometheus_client::{encoding::text::encode, registry::Registry};
-    /// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("img", "1", 1, 64)).build().await?;
+    /// let pool = Pool::builder(MemoryProvider::new()).shape(ShapeKey::new("small"), MemorySpec::new(64)).build().await?;
     /// let mut registry = Registry::default();
     /// pool.register_metrics(&mut registry);
     /// let mut text = String::new();
     /// encode(&mut text, &registry)?;
-    /// assert!(text.contains(r#"firepit_pool_vms_created_total{shape="img@1/1cpu/64MiB"} 1"#));
+    /// assert!(text.contains(r#"firepit_pool_vms_created_total{shape="small"} 1"#));
     /// # Ok(()) }
     /// ```
     pub fn register_metrics(&self, registry: &mut Registry) {

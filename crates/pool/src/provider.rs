@@ -1,11 +1,15 @@
 //! The pool's only door to virtual machines.
 //!
 //! The engine knows nothing about QEMU or any other VMM: it asks a [`Provider`] to create, probe and
-//! destroy VMs of a [`ShapeKey`]. A provider is as small as deadpool's `Manager`: `create` and
-//! `destroy` are required, `probe` is optional.
+//! destroy VMs of a shape. A shape is registered once with its name ([`ShapeKey`]) and the
+//! provider's description of its VMs ([`Provider::Spec`]); the pool keeps the spec in the shape's
+//! bucket and passes it to every `create`, so the provider keeps no table of shapes. A provider is
+//! nearly as small as deadpool's `Manager`: `create`, `destroy` and `memory` are required, `probe`
+//! and `shape_unregistered` are optional.
 
 use std::future::Future;
 
+use crate::memory::MemoryAccounting;
 use crate::shape::ShapeKey;
 
 /// Why a VM is not fit to be handed out.
@@ -69,37 +73,19 @@ pub trait PoolVm: Send + Sync + 'static {
     fn fill_kind(&self) -> Option<&'static str> {
         None
     }
-
-    /// What this VM costs against the pool's memory budget, MiB, when the provider knows better than
-    /// the shape's `memory_mb`: a copy-on-write clone costs its private pages (e.g. estimated from
-    /// its PSS), its template being charged once through [`Provider::shared_memory_mb`]. Read once,
-    /// when the VM is delivered, and again when it is destroyed, so return a value fixed at creation.
-    /// The default, `None`, charges the shape's `memory_mb`.
-    ///
-    /// ```
-    /// use firepit_pool::PoolVm;
-    /// struct Clone { id: String, pss_mib: u64 }
-    /// impl PoolVm for Clone {
-    ///     fn id(&self) -> &str { &self.id }
-    ///     fn memory_charge_mb(&self) -> Option<u64> { Some(self.pss_mib) }
-    /// }
-    /// assert_eq!(Clone { id: "vm-1".into(), pss_mib: 36 }.memory_charge_mb(), Some(36));
-    /// ```
-    fn memory_charge_mb(&self) -> Option<u64> {
-        None
-    }
 }
 
 /// Creates, probes and destroys VMs for the pool.
 ///
 /// All methods take `&self` and may run concurrently (the pool fills in parallel up to its limit).
-/// Only `create` and `destroy` are required; the rest have defaults a simple provider keeps.
+/// `create`, `destroy` and `memory` are required; `probe`, `pause`, `resume` and
+/// `shape_unregistered` have defaults a simple provider keeps.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), firepit_pool::PoolError> {
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use firepit_pool::{Pool, PoolVm, Provider, ShapeKey};
+/// use firepit_pool::{MemoryAccounting, Pool, PoolVm, Provider, ShapeKey};
 ///
 /// /// A "VM" that is only a name: enough to show the contract.
 /// struct Sandbox(String);
@@ -107,37 +93,82 @@ pub trait PoolVm: Send + Sync + 'static {
 ///     fn id(&self) -> &str { &self.0 }
 /// }
 ///
+/// /// What a shape's sandboxes look like: here only their memory.
+/// struct SandboxSpec { memory_mb: u64 }
+///
 /// #[derive(Default)]
 /// struct Sandboxes { next: AtomicU64 }
 /// impl Provider for Sandboxes {
 ///     type Vm = Sandbox;
+///     type Spec = SandboxSpec;
 ///     type Error = std::io::Error;
-///     async fn create(&self, shape: &ShapeKey) -> Result<Sandbox, std::io::Error> {
+///     async fn create(&self, shape: &ShapeKey, _spec: &SandboxSpec) -> Result<Sandbox, std::io::Error> {
 ///         // A real provider boots here and returns once the VM is ready to use.
-///         Ok(Sandbox(format!("{}-{}", shape.image_id, self.next.fetch_add(1, Ordering::Relaxed))))
+///         Ok(Sandbox(format!("{shape}-{}", self.next.fetch_add(1, Ordering::Relaxed))))
 ///     }
 ///     async fn destroy(&self, vm: Sandbox) {
 ///         drop(vm); // a real provider stops the VM and removes its files; it never fails
 ///     }
+///     fn memory(&self) -> &dyn MemoryAccounting<SandboxSpec, Sandbox> {
+///         self
+///     }
+/// }
+/// impl MemoryAccounting<SandboxSpec, Sandbox> for Sandboxes {
+///     fn full_mb(&self, spec: &SandboxSpec) -> u64 { spec.memory_mb }
 /// }
 ///
-/// let pool = Pool::builder(Sandboxes::default()).shape(ShapeKey::new("img", "1", 1, 64)).build().await?;
-/// assert!(pool.reserve().await?.id().starts_with("img-"));
+/// let pool = Pool::builder(Sandboxes::default())
+///     .shape(ShapeKey::new("small"), SandboxSpec { memory_mb: 64 })
+///     .build()
+///     .await?;
+/// assert!(pool.reserve().await?.id().starts_with("small-"));
 /// pool.shutdown().await;
 /// # Ok(()) }
 /// ```
 pub trait Provider: Send + Sync + 'static {
     /// The VM type handed out in a lease (`PooledVm<P>` derefs to it).
     type Vm: PoolVm;
+    /// What a VM of one shape looks like (image, size, how it is made), registered with the
+    /// shape's key and passed to every [`create`](Self::create) of that shape.
+    type Spec: Send + Sync + 'static;
     /// Error of a failed `create`; logged, counted as a fill failure, and retried with backoff.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Creates a VM of `shape` and returns it once it is ready to be handed out.
-    fn create(&self, shape: &ShapeKey) -> impl Future<Output = Result<Self::Vm, Self::Error>> + Send;
+    /// Creates a VM of `shape` as `spec` describes it and returns it once it is ready to be handed
+    /// out.
+    fn create(
+        &self,
+        shape: &ShapeKey,
+        spec: &Self::Spec,
+    ) -> impl Future<Output = Result<Self::Vm, Self::Error>> + Send;
 
     /// Cheap liveness probe of an idle VM (run in the background at the pool's probe interval).
     /// The default says every VM is alive.
     fn probe(&self, vm: &Self::Vm) -> impl Future<Output = Result<(), Unhealthy>> + Send {
+        let _ = vm;
+        std::future::ready(Ok(()))
+    }
+
+    /// Lets a VM that just became ready rest while it waits in the pool (e.g. stops its vCPUs), so
+    /// idle VMs cost no CPU. The pool calls it once per VM, after the VM's fill-time health check,
+    /// for shapes whose [`ShapeConfig::pause_idle`](crate::ShapeConfig::pause_idle) is on (and not
+    /// when a caller is already waiting for the VM). `Ok(true)`: the VM now rests, and
+    /// [`resume`](Self::resume) wakes it when it is handed out. The default does nothing and
+    /// returns `Ok(false)`. An error destroys the VM (counted as a failed fill).
+    ///
+    /// While a VM rests, [`probe`](Self::probe) must not need the guest (a provider probes a
+    /// resting VM from the outside: its process, its VMM), and `PoolVm::exited` still resolves.
+    fn pause(&self, vm: &Self::Vm) -> impl Future<Output = Result<bool, Unhealthy>> + Send {
+        let _ = vm;
+        std::future::ready(Ok(false))
+    }
+
+    /// Wakes a VM that [`pause`](Self::pause) put to rest, when it leaves the pool for a lease and
+    /// before the hand-out health check: `reserve` awaits it (an error destroys the VM and the next
+    /// one is tried). The future must not borrow: `try_reserve`, which cannot await, spawns it and
+    /// hands the VM out at once, so a provider whose VMs rest must also make a resting VM wake on
+    /// its first use (QEMU's does). The default does nothing.
+    fn resume(&self, vm: &Self::Vm) -> impl Future<Output = Result<(), Unhealthy>> + Send + 'static {
         let _ = vm;
         std::future::ready(Ok(()))
     }
@@ -153,18 +184,8 @@ pub trait Provider: Send + Sync + 'static {
         let _ = shape;
     }
 
-    /// What the next VM of `shape` is expected to cost against the memory budget, MiB, before it
-    /// exists: the refiller reserves this much when it starts a fill and corrects it to the VM's
-    /// [`PoolVm::memory_charge_mb`] when the VM arrives. Called with the pool's lock held: keep it
-    /// cheap and non-blocking. The default is the shape's `memory_mb`.
-    fn memory_estimate_mb(&self, shape: &ShapeKey) -> u64 {
-        u64::from(shape.memory_mb)
-    }
-
-    /// Memory the provider holds once for many VMs (e.g. snapshot templates' RAM files), MiB,
-    /// charged against the memory budget on top of the VMs' own charges. Called with the pool's
-    /// lock held: keep it cheap. The default is 0.
-    fn shared_memory_mb(&self) -> u64 {
-        0
-    }
+    /// What this provider's VMs cost against the pool's memory budget (see [`MemoryAccounting`]).
+    /// Required, so that a provider wrapping another one cannot drop the inner one's accounting
+    /// without noticing: it returns the inner `memory()`, or its own on purpose.
+    fn memory(&self) -> &dyn MemoryAccounting<Self::Spec, Self::Vm>;
 }

@@ -9,6 +9,11 @@
 //! - [`Held`] (running the health check): on drop it gives the VM back.
 //!
 //! So a `reserve()` future dropped at any `.await` (e.g. by a timeout) never loses a VM.
+//!
+//! The fast path — a ready VM, nobody queued, nothing to wake or check — is one lock, a pop and a
+//! few atomic stores: it never yields to the scheduler. The refiller is woken when a VM is *handed
+//! out* (after its wake-up and health check), not when it is taken, so a fill's start never
+//! competes with the hand-out for the CPU; a caller that has to queue wakes it at once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,12 +29,14 @@ use crate::lease::PooledVm;
 use crate::metrics::{EvictReason, ShapeMetricHandles};
 use crate::provider::Provider;
 use crate::shape::ShapeKey;
-use crate::shared::Shared;
+use crate::shared::{Shared, State};
 
 /// A VM taken out of its bucket, counted as leased, not yet handed to the caller.
 pub(crate) struct Held<P: Provider> {
     entry: Option<Entry<P::Vm>>,
     shape: Arc<ShapeKey>,
+    /// The shape wants the pool's health check before hand-out (`ShapeConfig::health_check`).
+    check: bool,
     generation: u64,
     shared: Arc<Shared<P>>,
     metrics: Arc<ShapeMetricHandles>,
@@ -38,9 +45,10 @@ pub(crate) struct Held<P: Provider> {
 impl<P: Provider> Held<P> {
     fn into_lease(mut self) -> Option<PooledVm<P>> {
         let entry = self.entry.take()?;
-        let Entry { vm, created, watch, .. } = entry;
+        let Entry { vm, charge_mb, created, watch, .. } = entry;
         drop(watch);
-        Some(PooledVm::new(vm, Arc::clone(&self.shape), self.generation, created, Arc::clone(&self.shared)))
+        let (shape, shared) = (Arc::clone(&self.shape), Arc::clone(&self.shared));
+        Some(PooledVm::new((vm, charge_mb), shape, self.generation, created, shared))
     }
 }
 
@@ -59,6 +67,7 @@ pub(crate) struct WaitFor<P: Provider> {
     rx: oneshot::Receiver<Entry<P::Vm>>,
     id: u64,
     shape: Arc<ShapeKey>,
+    check: bool,
     generation: u64,
     shared: Arc<Shared<P>>,
     metrics: Arc<ShapeMetricHandles>,
@@ -77,6 +86,7 @@ impl<P: Provider> Future for WaitFor<P> {
                 Poll::Ready(Ok(Held {
                     entry: Some(entry),
                     shape: Arc::clone(&this.shape),
+                    check: this.check,
                     generation: this.generation,
                     shared: Arc::clone(&this.shared),
                     metrics: Arc::clone(&this.metrics),
@@ -122,98 +132,151 @@ pub(crate) enum Step<P: Provider> {
     Wait(WaitFor<P>),
 }
 
+/// The bucket a reserve is for: the pool's default shape or a named one (resolved under the lock,
+/// so the fast path locks once).
+#[derive(Clone, Copy)]
+pub(crate) enum Which<'a> {
+    Default,
+    Shape(&'a ShapeKey),
+}
+
+fn resolve<'s, P: Provider>(
+    st: &'s mut State<P>,
+    which: Which<'_>,
+) -> Result<&'s mut crate::bucket::Bucket<P>, PoolError> {
+    let State { buckets, default_shape, closing, .. } = st;
+    let key = match which {
+        Which::Shape(key) => key,
+        Which::Default => default_shape.as_ref().ok_or(PoolError::NoDefaultShape)?,
+    };
+    if *closing {
+        return Err(PoolError::ShuttingDown);
+    }
+    buckets.get_mut(key).ok_or_else(|| PoolError::UnknownShape(key.clone()))
+}
+
 /// Takes a ready VM if fairness allows, else queues (when `wait`) or fails with `Exhausted`.
 pub(crate) fn take_or_enqueue<P: Provider>(
     shared: &Arc<Shared<P>>,
-    key: &ShapeKey,
+    which: Which<'_>,
     wait: bool,
     priority: bool,
     count_demand: bool,
 ) -> Result<Step<P>, PoolError> {
     let mut st = shared.lock();
-    if st.closing {
-        return Err(PoolError::ShuttingDown);
-    }
-    let Some(b) = st.buckets.get_mut(key) else { return Err(PoolError::UnknownShape(key.clone())) };
+    let b = resolve(&mut st, which)?;
     if count_demand && let Some(a) = &b.config.adaptive {
         let window = a.window;
         b.demand.record_acquire(Instant::now(), window);
     }
     let taken = if b.waiters.is_empty() || priority { b.take_ready() } else { None };
-    let step = match taken {
-        Some(entry) => {
-            b.leased += 1;
-            b.sync_gauges();
-            Step::Got(Held {
-                entry: Some(entry),
-                shape: Arc::clone(&b.key),
-                generation: b.generation,
-                shared: Arc::clone(shared),
-                metrics: Arc::clone(&b.metrics),
-            })
-        }
-        None if !wait => return Err(PoolError::Exhausted),
-        None => {
-            let (tx, rx) = oneshot::channel();
-            let id = shared.next_id();
-            let waiter = Waiter { id, tx };
-            if priority {
-                b.waiters.push_front(waiter)
-            } else {
-                b.waiters.push_back(waiter)
-            }
-            Step::Wait(WaitFor {
-                rx,
-                id,
-                shape: Arc::clone(&b.key),
-                generation: b.generation,
-                shared: Arc::clone(shared),
-                metrics: Arc::clone(&b.metrics),
-                done: false,
-            })
-        }
+    if let Some(entry) = taken {
+        b.leased += 1;
+        b.sync_gauges();
+        // The refiller is woken when the VM is handed out (`finish`) or evicted.
+        return Ok(Step::Got(Held {
+            entry: Some(entry),
+            shape: Arc::clone(&b.key),
+            check: b.config.health_check,
+            generation: b.generation,
+            shared: Arc::clone(shared),
+            metrics: Arc::clone(&b.metrics),
+        }));
+    }
+    if !wait {
+        return Err(PoolError::Exhausted);
+    }
+    let (tx, rx) = oneshot::channel();
+    let id = shared.next_id();
+    let waiter = Waiter { id, tx };
+    b.queue_waiter(waiter, priority);
+    let wait = WaitFor {
+        rx,
+        id,
+        shape: Arc::clone(&b.key),
+        check: b.config.health_check,
+        generation: b.generation,
+        shared: Arc::clone(shared),
+        metrics: Arc::clone(&b.metrics),
+        done: false,
     };
     drop(st);
     shared.refill_wake.notify_one();
-    Ok(step)
+    Ok(Step::Wait(wait))
 }
 
-/// `reserve()`: waits for a VM, runs the health check, retries with priority on failure.
+/// `reserve()` (`wait`) and `reserve_now()` (not `wait`): takes a VM (queueing for one when
+/// `wait`), wakes it if it rests, runs the health check, and retries with priority on failure.
 pub(crate) async fn reserve<P: Provider>(
     shared: &Arc<Shared<P>>,
-    key: &ShapeKey,
+    which: Which<'_>,
+    wait: bool,
 ) -> Result<PooledVm<P>, PoolError> {
     let started = Instant::now();
-    let mut retry = false;
+    let mut step = take_or_enqueue(shared, which, wait, false, true)?;
     loop {
-        let held = match take_or_enqueue(shared, key, true, retry, !retry)? {
+        let mut held = match step {
             Step::Got(held) => held,
-            Step::Wait(wait) => wait.await?,
+            Step::Wait(waiting) => waiting.await?,
         };
-        retry = true;
-        if let Some(check) = &shared.health {
-            let verdict = match &held.entry {
-                Some(entry) => check.check_dyn(&entry.vm).await,
-                None => continue,
-            };
-            if let Err(why) = verdict {
-                reject(shared, held, &why.reason);
-                continue;
+        let shape = match ready_for_hand_out(shared, &mut held).await {
+            Ok(()) => return finish(held, started),
+            Err(why) => {
+                let shape = Arc::clone(&held.shape);
+                reject(shared, held, &why);
+                shape
             }
-        }
-        return finish(held, started);
+        };
+        step = take_or_enqueue(shared, Which::Shape(&shape), wait, true, false)?;
     }
 }
 
-/// `try_reserve()`: never waits. VMs were checked when they became ready (see `refill`).
+/// Wakes a resting VM (`Provider::resume`) and runs the shape's health check. On the fast path
+/// (the VM runs, no check) this completes at its first poll.
+async fn ready_for_hand_out<P: Provider>(shared: &Shared<P>, held: &mut Held<P>) -> Result<(), String> {
+    let Some(entry) = held.entry.as_mut() else { return Err("the VM is gone".to_owned()) };
+    if entry.paused {
+        shared.provider.resume(&entry.vm).await.map_err(|why| format!("waking it failed: {why}"))?;
+        entry.paused = false;
+    }
+    if let Some(check) = shared.health.as_ref().filter(|_| held.check) {
+        check.check_dyn(&entry.vm).await.map_err(|why| why.reason)?;
+    }
+    Ok(())
+}
+
+/// `try_reserve()`: never waits. VMs of a checked shape were checked when they became ready (see
+/// `refill`). A resting VM is handed out at once and woken by a spawned `Provider::resume`.
 pub(crate) fn try_reserve<P: Provider>(
     shared: &Arc<Shared<P>>,
-    key: &ShapeKey,
+    which: Which<'_>,
 ) -> Result<PooledVm<P>, PoolError> {
     let started = Instant::now();
-    match take_or_enqueue(shared, key, false, false, true)? {
-        Step::Got(held) => finish(held, started),
+    match take_or_enqueue(shared, which, false, false, true)? {
+        Step::Got(mut held) => {
+            wake_detached(shared, &mut held);
+            finish(held, started)
+        }
         Step::Wait(_) => Err(PoolError::Exhausted),
+    }
+}
+
+/// Starts waking a resting VM without waiting for it (the provider's VM waits for the wake-up
+/// itself before it serves its user). Outside a runtime nothing is spawned: the VM wakes on use.
+fn wake_detached<P: Provider>(shared: &Shared<P>, held: &mut Held<P>) {
+    let Some(entry) = held.entry.as_mut().filter(|entry| entry.paused) else { return };
+    entry.paused = false;
+    let resume = shared.provider.resume(&entry.vm);
+    let vm = crate::provider::PoolVm::id(&entry.vm).to_owned();
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Err(why) = resume.await {
+                    tracing::warn!(%vm, reason = %why, "waking a VM handed out by try_reserve failed");
+                }
+            });
+        }
+        Err(_) => tracing::debug!(%vm, "no runtime to wake a resting VM in; it wakes on first use"),
     }
 }
 
@@ -223,15 +286,18 @@ fn finish<P: Provider>(held: Held<P>, started: Instant) -> Result<PooledVm<P>, P
         return Err(PoolError::ShuttingDown);
     }
     let metrics = Arc::clone(&held.metrics);
+    let shared = Arc::clone(&held.shared);
     let Some(lease) = held.into_lease() else { return Err(PoolError::Exhausted) };
     metrics.acquired.inc();
     metrics.observe_wait(started.elapsed());
+    // Handed out: now the refiller may start the replacement.
+    shared.refill_wake.notify_one();
     Ok(lease)
 }
 
 fn reject<P: Provider>(shared: &Arc<Shared<P>>, mut held: Held<P>, reason: &str) {
     let Some(entry) = held.entry.take() else { return };
-    tracing::warn!(vm = crate::provider::PoolVm::id(&entry.vm), shape = %held.shape, reason, "VM failed its health check; trying the next");
+    tracing::warn!(vm = crate::provider::PoolVm::id(&entry.vm), shape = %held.shape, reason, "VM not fit for hand-out (health check or wake-up failed); trying the next");
     let mut st = shared.lock();
     if let Some(b) = st.unlease(&held.shape, held.generation) {
         b.metrics.validation_failures.inc();

@@ -1,37 +1,51 @@
-//! The identity of a VM *shape*: every VM in one bucket is interchangeable.
+//! The identity of a VM *shape*: the name users lease by. Every VM in one bucket is interchangeable.
 
 use std::fmt;
 
-/// What makes two warm VMs interchangeable: the guest image, its version and the machine size.
+/// A shape's name: what makes two warm VMs interchangeable, as users name it (`small`, `default`).
 ///
 /// The pool keeps one bucket per `ShapeKey`; a lease asks for a shape and gets any ready VM of it.
+/// What a VM of the shape *is* (image, size, how it is made) is the provider's spec, registered
+/// with the key ([`Provider::Spec`](crate::Provider::Spec)); nothing of it is packed into the key.
+/// The key is the `shape` label of every metric.
 ///
 /// ```
 /// use firepit_pool::ShapeKey;
-/// let shape = ShapeKey::new("debian-cloud", "6.1.0-28", 1, 256);
-/// assert_eq!(shape.to_string(), "debian-cloud@6.1.0-28/1cpu/256MiB");
+/// let shape = ShapeKey::new("small");
+/// assert_eq!(shape.to_string(), "small");
+/// assert_eq!(shape.as_str(), "small");
+/// assert_eq!(ShapeKey::from("small"), shape);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct ShapeKey {
-    /// Identifier of the guest image (for firepit images: the image's content hash).
-    pub image_id: String,
-    /// Version of the image (free text, e.g. the kernel version).
-    pub version: String,
-    /// Number of virtual CPUs.
-    pub vcpus: u32,
-    /// Guest memory in MiB; also what the pool charges against its memory budget.
-    pub memory_mb: u32,
-}
+#[serde(transparent)]
+pub struct ShapeKey(String);
 
 impl ShapeKey {
-    /// Creates a shape key.
-    pub fn new(image_id: impl Into<String>, version: impl Into<String>, vcpus: u32, memory_mb: u32) -> Self {
-        Self { image_id: image_id.into(), version: version.into(), vcpus, memory_mb }
+    /// A shape key named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
 impl fmt::Display for ShapeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}/{}cpu/{}MiB", self.image_id, self.version, self.vcpus, self.memory_mb)
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ShapeKey {
+    fn from(name: &str) -> Self {
+        Self::new(name)
+    }
+}
+
+impl From<String> for ShapeKey {
+    fn from(name: String) -> Self {
+        Self(name)
     }
 }

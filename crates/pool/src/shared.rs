@@ -35,8 +35,8 @@ pub(crate) struct Retired<V> {
     pub memory_mb: u64,
 }
 
-pub(crate) struct State<V> {
-    pub buckets: HashMap<ShapeKey, Bucket<V>>,
+pub(crate) struct State<P: Provider> {
+    pub buckets: HashMap<ShapeKey, Bucket<P>>,
     pub default_shape: Option<ShapeKey>,
     /// Memory of every VM alive: ready, probing, filling, leased or being destroyed.
     pub mem_used_mb: u64,
@@ -47,13 +47,13 @@ pub(crate) struct State<V> {
     pub closing: bool,
 }
 
-impl<V> State<V> {
+impl<P: Provider> State<P> {
     pub fn leased_total(&self) -> usize {
         self.buckets.values().map(|b| b.leased).sum::<usize>() + self.orphan_leased
     }
 
     /// A leased VM of `shape` (registration `generation`) came back or was released.
-    pub fn unlease(&mut self, shape: &ShapeKey, generation: u64) -> Option<&mut Bucket<V>> {
+    pub fn unlease(&mut self, shape: &ShapeKey, generation: u64) -> Option<&mut Bucket<P>> {
         match self.buckets.get_mut(shape).filter(|b| b.generation == generation) {
             Some(b) => {
                 b.leased = b.leased.saturating_sub(1);
@@ -70,7 +70,7 @@ impl<V> State<V> {
 
 pub(crate) struct Shared<P: Provider> {
     pub provider: P,
-    pub state: Mutex<State<P::Vm>>,
+    pub state: Mutex<State<P>>,
     pub health: Option<Box<dyn DynHealthCheck<P::Vm>>>,
     pub metrics: Metrics,
     pub settings: PoolSettings,
@@ -92,7 +92,7 @@ pub(crate) struct Shared<P: Provider> {
 }
 
 impl<P: Provider> Shared<P> {
-    pub fn lock(&self) -> MutexGuard<'_, State<P::Vm>> {
+    pub fn lock(&self) -> MutexGuard<'_, State<P>> {
         // A panic while holding the lock cannot leave the counts half-updated in a way that is
         // worse than refusing service, so keep going with the data as it is.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -106,10 +106,9 @@ impl<P: Provider> Shared<P> {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Sends a VM to the reaper. If the reaper is gone (no runtime any more), the VM value is
-    /// dropped here and cleans up after itself.
-    pub fn retire(&self, st: &mut State<P::Vm>, vm: P::Vm, shape: &ShapeKey) {
-        let memory_mb = memory_charge(&vm, shape);
+    /// Sends a VM charged `memory_mb` to the reaper. If the reaper is gone (no runtime any more),
+    /// the VM value is dropped here and cleans up after itself.
+    pub fn retire(&self, st: &mut State<P>, vm: P::Vm, memory_mb: u64) {
         if let Err(mpsc::error::SendError(back)) = self.retire_tx.send(Retired { vm, memory_mb }) {
             tracing::debug!("reaper gone; dropping VM {} in place", crate::provider::PoolVm::id(&back.vm));
             drop(back);
@@ -118,7 +117,7 @@ impl<P: Provider> Shared<P> {
     }
 
     /// Accounts for a VM that no longer exists.
-    pub fn forget(&self, st: &mut State<P::Vm>, memory_mb: u64) {
+    pub fn forget(&self, st: &mut State<P>, memory_mb: u64) {
         st.alive = st.alive.saturating_sub(1);
         st.mem_used_mb = st.mem_used_mb.saturating_sub(memory_mb);
         if st.closing && st.alive == 0 {
@@ -128,20 +127,20 @@ impl<P: Provider> Shared<P> {
     }
 
     /// Evicts a ready VM (already removed from its bucket): counts and retires it.
-    pub fn evict(&self, st: &mut State<P::Vm>, shape: &ShapeKey, entry: Entry<P::Vm>, reason: EvictReason) {
+    pub fn evict(&self, st: &mut State<P>, shape: &ShapeKey, entry: Entry<P::Vm>, reason: EvictReason) {
         if let Some(b) = st.buckets.get(shape) {
             b.metrics.evicted(reason).inc();
         }
         tracing::debug!(vm = crate::provider::PoolVm::id(&entry.vm), %shape, %reason, "evicting VM");
-        let Entry { vm, watch, .. } = entry;
+        let Entry { vm, watch, charge_mb, .. } = entry;
         drop(watch);
-        self.retire(st, vm, shape);
+        self.retire(st, vm, charge_mb);
         self.refill_wake.notify_one();
     }
 
     /// Offers a VM that was out of the bucket (cancelled hand-out, probe) back: to the first
     /// waiter, else into `ready` in age order. If the bucket is gone or closing, it is retired.
-    pub fn give_back(&self, st: &mut State<P::Vm>, shape: &ShapeKey, generation: u64, entry: Entry<P::Vm>) {
+    pub fn give_back(&self, st: &mut State<P>, shape: &ShapeKey, generation: u64, entry: Entry<P::Vm>) {
         let closing = st.closing;
         match st.buckets.get_mut(shape) {
             Some(b) if b.generation == generation && !closing => {
@@ -170,7 +169,7 @@ impl<P: Provider> Shared<P> {
         for key in keys {
             let drained = match st.buckets.get_mut(&key) {
                 Some(b) => {
-                    b.waiters.clear();
+                    b.clear_waiters();
                     let drained = b.drain_ready();
                     b.sync_gauges();
                     drained
@@ -202,9 +201,4 @@ pub(crate) async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
 /// the cap on a shape's target, for the refiller and for the status it reports.
 pub(crate) fn vms_within_budget(budget_mb: u64, shared_mb: u64, per_vm_mb: u64) -> usize {
     (budget_mb.saturating_sub(shared_mb) / per_vm_mb.max(1)) as usize
-}
-
-/// What `vm` is charged against the memory budget: its own figure, else its shape's `memory_mb`.
-pub(crate) fn memory_charge<V: crate::provider::PoolVm>(vm: &V, shape: &ShapeKey) -> u64 {
-    vm.memory_charge_mb().unwrap_or(u64::from(shape.memory_mb))
 }

@@ -2,7 +2,10 @@
 //!
 //! VMs are plain values; "booting" is a `tokio::time::sleep` of the configured fill latency (so
 //! paused-time tests are exact). Faults: a failure rate and scripted failures of `create`, failing
-//! health checks and probes, and "VM dies" (`kill`) which resolves the VM's [`PoolVm::exited`].
+//! health checks, probes and resumes, and "VM dies" (`kill`) which resolves the VM's
+//! [`PoolVm::exited`](crate::PoolVm::exited). With [`FaultPlan::pause`] idle VMs rest
+//! ([`Provider::pause`]); a resting VM fails its health check, so a test sees a VM handed out or
+//! checked without its wake-up.
 //! The provider counts what matters to leak tests: VMs alive, creates, destroys, and VMs dropped
 //! without `destroy`.
 //!
@@ -10,10 +13,10 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), firepit_pool::PoolError> {
 //! use std::time::Duration;
-//! use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemoryVm}};
+//! use firepit_pool::{Pool, ShapeKey, testing::{MemoryProvider, MemorySpec, MemoryVm}};
 //! let provider = MemoryProvider::new();
 //! let pool = Pool::builder(provider.clone())
-//!     .shape(ShapeKey::new("img", "1", 1, 64))
+//!     .shape(ShapeKey::new("small"), MemorySpec::new(64))
 //!     .health_check(|vm: &MemoryVm| vm.health())
 //!     .build()
 //!     .await?;
@@ -25,15 +28,39 @@
 //! ```
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::provider::{PoolVm, Provider, Unhealthy};
+mod vm;
+
+pub use vm::MemoryVm;
+
+use crate::memory::MemoryAccounting;
+use crate::provider::{Provider, Unhealthy};
 use crate::shape::ShapeKey;
+
+/// What a [`MemoryProvider`] VM of a shape looks like: only its memory, which the pool charges
+/// against its budget (unless the [`FaultPlan`] says otherwise).
+///
+/// ```
+/// use firepit_pool::testing::MemorySpec;
+/// assert_eq!(MemorySpec::new(256).memory_mb, 256);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySpec {
+    /// Guest memory per VM, MiB.
+    pub memory_mb: u64,
+}
+
+impl MemorySpec {
+    /// A spec of `memory_mb` MiB per VM.
+    pub fn new(memory_mb: u64) -> Self {
+        Self { memory_mb }
+    }
+}
 
 /// Faults and timings of a [`MemoryProvider`].
 ///
@@ -59,14 +86,19 @@ pub struct FaultPlan {
     pub always_unhealthy: bool,
     /// Every probe fails.
     pub probes_fail: bool,
-    /// What new VMs report as [`PoolVm::fill_kind`] (e.g. `Some("snapshot")`; default `None`).
+    /// What new VMs report as [`PoolVm::fill_kind`](crate::PoolVm::fill_kind) (e.g. `Some("snapshot")`; default `None`).
     pub fill_kind: Option<&'static str>,
-    /// What new VMs report as [`PoolVm::memory_charge_mb`] (default `None`: the shape's memory).
+    /// What new VMs are charged ([`MemoryAccounting::charge_mb`]; default `None`: the spec's
+    /// memory).
     pub memory_charge_mb: Option<u64>,
-    /// What the provider answers to [`Provider::memory_estimate_mb`] (default `None`: the shape's).
+    /// What the provider answers to [`MemoryAccounting::estimate_mb`] (default `None`: the spec's).
     pub memory_estimate_mb: Option<u64>,
-    /// What the provider answers to [`Provider::shared_memory_mb`].
+    /// What the provider answers to [`MemoryAccounting::shared_mb`].
     pub shared_memory_mb: u64,
+    /// VMs rest while idle: [`Provider::pause`] pauses them (default `false`: it declines).
+    pub pause: bool,
+    /// The next N [`Provider::resume`] calls fail.
+    pub fail_next_resumes: u32,
 }
 
 /// The error of a failed in-memory `create`.
@@ -84,6 +116,10 @@ struct Inner {
     destroyed: AtomicU64,
     dropped_undestroyed: AtomicU64,
     health_checks: AtomicU64,
+    /// VMs alive and paused right now.
+    resting: AtomicU64,
+    pauses: AtomicU64,
+    resumes: AtomicU64,
     unregistered: Mutex<Vec<ShapeKey>>,
 }
 
@@ -148,6 +184,26 @@ impl MemoryProvider {
         self.update_plan(|p| p.fail_health_next = n);
     }
 
+    /// The next `n` resumes fail.
+    pub fn fail_next_resumes(&self, n: u32) {
+        self.update_plan(|p| p.fail_next_resumes = n);
+    }
+
+    /// VMs alive and paused ([`Provider::pause`]) right now.
+    pub fn paused(&self) -> u64 {
+        self.inner.resting.load(Ordering::SeqCst)
+    }
+
+    /// Calls to [`Provider::pause`] that paused a VM.
+    pub fn pauses(&self) -> u64 {
+        self.inner.pauses.load(Ordering::SeqCst)
+    }
+
+    /// Calls to [`Provider::resume`], failed ones included.
+    pub fn resumes(&self) -> u64 {
+        self.inner.resumes.load(Ordering::SeqCst)
+    }
+
     /// Every probe fails (or not).
     pub fn set_probes_fail(&self, fail: bool) {
         self.update_plan(|p| p.probes_fail = fail);
@@ -207,99 +263,12 @@ impl MemoryProvider {
     }
 }
 
-/// A VM of the [`MemoryProvider`].
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), firepit_pool::PoolError> {
-/// use firepit_pool::{Pool, ShapeKey, testing::MemoryProvider};
-/// let provider = MemoryProvider::new();
-/// let pool = Pool::builder(provider.clone()).shape(ShapeKey::new("img", "1", 1, 64)).build().await?;
-/// let vm = pool.reserve().await?;
-/// assert!(vm.health().await.is_ok());
-/// vm.kill();                                 // "the VM dies" while leased
-/// drop(vm);
-/// # pool.shutdown().await;
-/// assert_eq!(provider.alive(), 0);
-/// # Ok(()) }
-/// ```
-pub struct MemoryVm {
-    id: String,
-    shape: ShapeKey,
-    died: CancellationToken,
-    destroyed: bool,
-    fill_kind: Option<&'static str>,
-    memory_charge_mb: Option<u64>,
-    inner: Arc<Inner>,
-}
-
-impl MemoryVm {
-    /// The shape it was created for.
-    pub fn shape(&self) -> &ShapeKey {
-        &self.shape
-    }
-
-    /// "The VM dies": resolves `exited()`.
-    pub fn kill(&self) {
-        self.died.cancel();
-    }
-
-    /// A health check, following the provider's [`FaultPlan`]; the future is `'static`, so it can
-    /// be used as `.health_check(|vm: &MemoryVm| vm.health())`.
-    pub fn health(&self) -> impl Future<Output = Result<(), Unhealthy>> + Send + use<> {
-        let inner = Arc::clone(&self.inner);
-        let dead = self.died.is_cancelled();
-        let id = self.id.clone();
-        async move {
-            inner.health_checks.fetch_add(1, Ordering::SeqCst);
-            let mut plan = inner.plan();
-            if dead {
-                return Err(Unhealthy::new(format!("{id} is dead")));
-            }
-            if plan.always_unhealthy {
-                return Err(Unhealthy::new(format!("{id}: injected: always unhealthy")));
-            }
-            if plan.fail_health_next > 0 {
-                plan.fail_health_next -= 1;
-                return Err(Unhealthy::new(format!("{id}: injected health-check failure")));
-            }
-            Ok(())
-        }
-    }
-}
-
-impl PoolVm for MemoryVm {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn exited(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.died.clone().cancelled_owned()
-    }
-
-    fn fill_kind(&self) -> Option<&'static str> {
-        self.fill_kind
-    }
-
-    fn memory_charge_mb(&self) -> Option<u64> {
-        self.memory_charge_mb
-    }
-}
-
-impl Drop for MemoryVm {
-    fn drop(&mut self) {
-        if !self.destroyed {
-            self.inner.dropped_undestroyed.fetch_add(1, Ordering::SeqCst);
-            self.inner.alive().remove(&self.id);
-        }
-    }
-}
-
 impl Provider for MemoryProvider {
     type Vm = MemoryVm;
+    type Spec = MemorySpec;
     type Error = InjectedFailure;
 
-    async fn create(&self, shape: &ShapeKey) -> Result<MemoryVm, InjectedFailure> {
+    async fn create(&self, shape: &ShapeKey, spec: &MemorySpec) -> Result<MemoryVm, InjectedFailure> {
         let n = self.inner.create_calls.fetch_add(1, Ordering::SeqCst) + 1;
         let (latency, fail, fill_kind, memory_charge_mb) = {
             let mut plan = self.inner.plan();
@@ -324,7 +293,9 @@ impl Provider for MemoryProvider {
         Ok(MemoryVm {
             id,
             shape: shape.clone(),
+            spec: *spec,
             died,
+            paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             destroyed: false,
             fill_kind,
             memory_charge_mb,
@@ -342,6 +313,38 @@ impl Provider for MemoryProvider {
         Ok(())
     }
 
+    async fn pause(&self, vm: &MemoryVm) -> Result<bool, Unhealthy> {
+        if !self.inner.plan().pause {
+            return Ok(false);
+        }
+        if !vm.paused.swap(true, Ordering::SeqCst) {
+            self.inner.resting.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.pauses.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    fn resume(
+        &self,
+        vm: &MemoryVm,
+    ) -> impl std::future::Future<Output = Result<(), Unhealthy>> + Send + 'static {
+        let (inner, paused, id) = (Arc::clone(&self.inner), Arc::clone(&vm.paused), vm.id.clone());
+        async move {
+            inner.resumes.fetch_add(1, Ordering::SeqCst);
+            {
+                let mut plan = inner.plan();
+                if plan.fail_next_resumes > 0 {
+                    plan.fail_next_resumes -= 1;
+                    return Err(Unhealthy::new(format!("{id}: injected resume failure")));
+                }
+            }
+            if paused.swap(false, Ordering::SeqCst) {
+                inner.resting.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
     async fn destroy(&self, mut vm: MemoryVm) {
         let latency = self.inner.plan().destroy_latency;
         if !latency.is_zero() {
@@ -356,11 +359,26 @@ impl Provider for MemoryProvider {
         self.inner.unregistered.lock().unwrap_or_else(PoisonError::into_inner).push(shape.clone());
     }
 
-    fn memory_estimate_mb(&self, shape: &ShapeKey) -> u64 {
-        self.inner.plan().memory_estimate_mb.unwrap_or(u64::from(shape.memory_mb))
+    fn memory(&self) -> &dyn MemoryAccounting<MemorySpec, MemoryVm> {
+        self
+    }
+}
+
+/// Charges what the [`FaultPlan`] says, else the spec's memory.
+impl MemoryAccounting<MemorySpec, MemoryVm> for MemoryProvider {
+    fn full_mb(&self, spec: &MemorySpec) -> u64 {
+        spec.memory_mb
     }
 
-    fn shared_memory_mb(&self) -> u64 {
+    fn estimate_mb(&self, _shape: &ShapeKey, spec: &MemorySpec) -> u64 {
+        self.inner.plan().memory_estimate_mb.unwrap_or(spec.memory_mb)
+    }
+
+    fn charge_mb(&self, _shape: &ShapeKey, spec: &MemorySpec, vm: &MemoryVm) -> u64 {
+        vm.memory_charge_mb.unwrap_or(spec.memory_mb)
+    }
+
+    fn shared_mb(&self) -> u64 {
         self.inner.plan().shared_memory_mb
     }
 }

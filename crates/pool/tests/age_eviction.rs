@@ -22,11 +22,7 @@ async fn old_vms_are_replaced_and_the_pool_never_drops_below_low_water() {
     // Watch every 100 ms across the expiry and the replacement fills.
     for _ in 0..700 {
         settle(Duration::from_millis(100)).await;
-        assert!(
-            pool.available_count() >= 2,
-            "ready dropped to {} during age eviction",
-            pool.available_count()
-        );
+        assert!(pool.available_now() >= 2, "ready dropped to {} during age eviction", pool.available_now());
     }
     let now = provider.ids();
     for id in &old {
@@ -68,7 +64,7 @@ async fn idle_ttl_replaces_idle_vms_with_its_own_reason() {
     let m = pool.metrics();
     assert_eq!(m.shapes[0].evicted(EvictReason::IdleTtl), 1);
     assert_eq!(m.shapes[0].evicted(EvictReason::MaxAge), 0);
-    assert_eq!(pool.available_count(), 1);
+    assert_eq!(pool.available_now(), 1);
     pool.shutdown().await;
 }
 
@@ -86,7 +82,7 @@ async fn expired_vm_makes_room_when_the_budget_blocks_its_replacement() {
     settle(Duration::from_secs(11)).await;
     settle(Duration::from_millis(10)).await;
     assert_ne!(provider.ids(), old, "the stale VM must be replaced even with no room for both");
-    assert_eq!(pool.available_count(), 1);
+    assert_eq!(pool.available_now(), 1);
     pool.shutdown().await;
 }
 

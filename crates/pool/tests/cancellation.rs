@@ -17,7 +17,7 @@ async fn dropping_a_queued_reserve_leaves_the_queue() {
     assert_eq!(pool.reserve_timeout(Duration::from_millis(10)).await.unwrap_err(), PoolError::Timeout);
     assert_eq!(pool.status().shapes[0].waiting, 0, "a cancelled reserve must leave the queue");
     settle(Duration::from_secs(2)).await;
-    assert_eq!(pool.available_count(), 1, "the refilled VM must be ready, not sent to the dead waiter");
+    assert_eq!(pool.available_now(), 1, "the refilled VM must be ready, not sent to the dead waiter");
     drop(held);
     pool.shutdown().await;
 }
@@ -37,9 +37,9 @@ async fn dropping_a_reserve_after_its_vm_was_sent_gives_the_vm_back() {
     // next refill (started at once) is not done before t = 200 ms.
     settle(Duration::from_millis(150)).await;
     assert_eq!(pool.status().shapes[0].waiting, 0);
-    assert_eq!(pool.available_count(), 0, "the VM is in flight to the waiter");
+    assert_eq!(pool.available_now(), 0, "the VM is in flight to the waiter");
     drop(pending);
-    assert_eq!(pool.available_count(), 1, "dropping the reserve must put the VM back");
+    assert_eq!(pool.available_now(), 1, "dropping the reserve must put the VM back");
     let again = pool.try_reserve().expect("the VM given back is reservable");
     assert_eq!(provider.destroyed(), 0);
     drop((held, again));

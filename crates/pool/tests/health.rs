@@ -89,3 +89,26 @@ async fn trait_and_borrowing_closure_checks_work() {
     assert_ne!(pool.reserve().await.unwrap().id(), "mem-1");
     pool.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shape_without_health_check_skips_the_pools_check() {
+    // Every check fails: the checked shape could never warm up, the unchecked one never runs it.
+    let provider = MemoryProvider::with_plan(FaultPlan { always_unhealthy: true, ..FaultPlan::default() });
+    let unchecked = firepit_pool::ShapeConfig { health_check: false, ..firepit_pool::ShapeConfig::default() };
+    let pool = firepit_pool::Pool::builder(provider.clone())
+        .shape_with(common::shape(), common::spec(), unchecked.clone())
+        .health_check(health)
+        .build()
+        .await
+        .unwrap();
+    let vm = pool.reserve_timeout(Duration::from_secs(1)).await.unwrap();
+    drop(vm);
+    assert_eq!(provider.health_checks(), 0, "neither at fill nor at hand-out");
+    // A checked shape of the same pool runs it (and here fails it).
+    let checked = firepit_pool::ShapeConfig { health_check: true, ..unchecked };
+    pool.register_shape(common::other_shape(), common::other_spec(), checked).unwrap();
+    tick().await;
+    assert!(provider.health_checks() >= 1);
+    assert!(pool.try_reserve_shape(&common::other_shape()).is_err(), "no unhealthy VM is handed out");
+    pool.shutdown().await;
+}

@@ -17,12 +17,12 @@ async fn a_dead_idle_vm_is_evicted_and_replaced_at_once() {
     assert!(provider.kill(&victim));
     tick().await;
     // Not counted as ready depth a moment later, long before any probe.
-    assert_eq!(pool.available_count(), 1);
+    assert_eq!(pool.available_now(), 1);
     assert_eq!(pool.status().shapes[0].filling, 1, "its replacement is being created");
     assert_eq!(pool.metrics().shapes[0].evicted(EvictReason::Exited), 1);
     assert!(!provider.ids().contains(&victim), "the dead VM is destroyed");
     settle(Duration::from_millis(60)).await;
-    assert_eq!(pool.available_count(), 2);
+    assert_eq!(pool.available_now(), 2);
     pool.shutdown().await;
 }
 
@@ -54,7 +54,7 @@ async fn failing_probes_evict_idle_vms_at_the_probe_interval() {
     }
     provider.set_probes_fail(false);
     settle(Duration::from_secs(11)).await;
-    assert_eq!(pool.available_count(), 2, "replacements are ready");
+    assert_eq!(pool.available_now(), 2, "replacements are ready");
     pool.shutdown().await;
 }
 
@@ -66,6 +66,6 @@ async fn healthy_probes_keep_the_vms() {
     settle(Duration::from_secs(30)).await;
     assert_eq!(provider.ids(), ids);
     assert_eq!(pool.metrics().shapes[0].evicted_total(), 0);
-    assert_eq!(pool.available_count(), 2);
+    assert_eq!(pool.available_now(), 2);
     pool.shutdown().await;
 }

@@ -14,7 +14,7 @@ async fn leased_and_ready_vms_together_stay_within_the_budget() {
     // 256 MiB VMs, 1024 MiB budget: at most 4 alive, whatever the depth says.
     let pool = builder(&provider).depth(2..=8).memory_budget_mb(1024).build().await.unwrap();
     settle(Duration::from_millis(100)).await;
-    assert_eq!(pool.available_count(), 4, "the budget caps the depth");
+    assert_eq!(pool.available_now(), 4, "the budget caps the depth");
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(pool.reserve().await.unwrap());
@@ -26,7 +26,7 @@ async fn leased_and_ready_vms_together_stay_within_the_budget() {
     held.pop();
     tick().await;
     settle(Duration::from_millis(20)).await;
-    assert_eq!(pool.available_count(), 1, "the freed memory is refilled");
+    assert_eq!(pool.available_now(), 1, "the freed memory is refilled");
     assert_eq!(provider.alive(), 4);
     drop(held);
     pool.shutdown().await;
@@ -108,7 +108,7 @@ async fn clones_are_charged_their_own_memory_and_the_template_once() {
     let pool = builder(&provider).depth(2..=16).memory_budget_mb(1024).build().await.unwrap();
     settle(Duration::from_millis(100)).await;
     let status = pool.status();
-    assert_eq!(pool.available_count(), 12, "(1024 - 256) / 64 clones fit: {status:?}");
+    assert_eq!(pool.available_now(), 12, "(1024 - 256) / 64 clones fit: {status:?}");
     assert_eq!(status.shapes[0].target, 12);
     assert_eq!(status.shared_memory_mb, 256);
     assert_eq!(status.memory_used_mb, 256 + 12 * 64);
@@ -133,13 +133,13 @@ async fn a_fill_reserves_the_estimate_and_is_then_charged_what_the_vm_reports() 
     });
     let pool = builder(&provider).depth(1..=8).memory_budget_mb(1024).build().await.unwrap();
     settle(Duration::from_millis(100)).await;
-    assert_eq!(pool.available_count(), 4, "planning uses the estimate: 1024 / 256");
+    assert_eq!(pool.available_now(), 4, "planning uses the estimate: 1024 / 256");
     assert_eq!(pool.status().memory_used_mb, 4 * 64, "delivered VMs are charged what they report");
     // Once the provider has learnt the real cost, the pool grows to its high water.
     provider.update_plan(|p| p.memory_estimate_mb = Some(64));
     drop(pool.reserve().await.unwrap());
     settle(Duration::from_millis(100)).await;
-    assert_eq!(pool.available_count(), 8);
+    assert_eq!(pool.available_now(), 8);
     assert_eq!(pool.status().memory_used_mb, 8 * 64);
     // A failed fill gives back exactly what it reserved.
     provider.fail_next_creates(3);

@@ -3,7 +3,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{builder, other_shape, tick};
+use common::{builder, other_shape, other_spec, tick};
 use firepit_pool::testing::MemoryProvider;
 use firepit_pool::{EvictReason, ShapeConfig};
 use prometheus_client::encoding::text::encode;
@@ -35,7 +35,7 @@ async fn prometheus_text_carries_the_shape_label() {
     let provider = MemoryProvider::new();
     let pool = builder(&provider)
         .depth(1..=1)
-        .shape_with(other_shape(), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() })
+        .shape_with(other_shape(), other_spec(), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() })
         .build()
         .await
         .unwrap();
@@ -48,18 +48,18 @@ async fn prometheus_text_carries_the_shape_label() {
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
     for needle in [
-        r#"firepit_pool_vms_created_total{shape="img@1/1cpu/256MiB"} 1"#,
-        r#"firepit_pool_vms_created_total{shape="img@2/2cpu/512MiB"} 2"#,
-        r#"firepit_pool_vms_acquired_total{shape="img@1/1cpu/256MiB"} 1"#,
-        r#"firepit_pool_vms_released_total{shape="img@1/1cpu/256MiB"} 1"#,
-        r#"firepit_pool_fill_failures_total{shape="img@1/1cpu/256MiB"} 1"#,
-        r#"firepit_pool_vms_ready{shape="img@2/2cpu/512MiB"} 2"#,
-        r#"firepit_pool_vms_leased{shape="img@1/1cpu/256MiB"} 0"#,
-        r#"firepit_pool_vms_filling{shape="img@1/1cpu/256MiB"} 0"#,
-        r#"firepit_pool_vms_evicted_total{shape="img@1/1cpu/256MiB",reason="max_age"} 0"#,
-        r#"firepit_pool_validation_failures_total{shape="img@1/1cpu/256MiB"} 0"#,
-        r#"firepit_pool_refill_runs_total{shape="img@1/1cpu/256MiB"}"#,
-        r#"firepit_pool_reserve_wait_seconds_count{shape="img@1/1cpu/256MiB"} 1"#,
+        r#"firepit_pool_vms_created_total{shape="small"} 1"#,
+        r#"firepit_pool_vms_created_total{shape="big"} 2"#,
+        r#"firepit_pool_vms_acquired_total{shape="small"} 1"#,
+        r#"firepit_pool_vms_released_total{shape="small"} 1"#,
+        r#"firepit_pool_fill_failures_total{shape="small"} 1"#,
+        r#"firepit_pool_vms_ready{shape="big"} 2"#,
+        r#"firepit_pool_vms_leased{shape="small"} 0"#,
+        r#"firepit_pool_vms_filling{shape="small"} 0"#,
+        r#"firepit_pool_vms_evicted_total{shape="small",reason="max_age"} 0"#,
+        r#"firepit_pool_validation_failures_total{shape="small"} 0"#,
+        r#"firepit_pool_refill_runs_total{shape="small"}"#,
+        r#"firepit_pool_reserve_wait_seconds_count{shape="small"} 1"#,
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
@@ -96,9 +96,9 @@ async fn fills_are_counted_by_the_fill_kind_the_vm_reports() {
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
     for needle in [
-        r#"firepit_pool_vms_filled_total{shape="img@1/1cpu/256MiB",fill_strategy="snapshot"} 1"#,
-        r#"firepit_pool_vms_filled_total{shape="img@1/1cpu/256MiB",fill_strategy="cold_boot_fallback"} 1"#,
-        r#"firepit_pool_vms_filled_total{shape="img@1/1cpu/256MiB",fill_strategy="unspecified"} 2"#,
+        r#"firepit_pool_vms_filled_total{shape="small",fill_strategy="snapshot"} 1"#,
+        r#"firepit_pool_vms_filled_total{shape="small",fill_strategy="cold_boot_fallback"} 1"#,
+        r#"firepit_pool_vms_filled_total{shape="small",fill_strategy="unspecified"} 2"#,
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

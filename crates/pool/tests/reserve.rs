@@ -12,7 +12,7 @@ async fn build_returns_with_low_water_ready() {
     let provider = MemoryProvider::new();
     provider.set_fill_latency(Duration::from_millis(100));
     let pool = builder(&provider).depth(3..=5).build().await.unwrap();
-    assert!(pool.available_count() >= 3, "low water 3 must be ready, got {}", pool.available_count());
+    assert!(pool.available_now() >= 3, "low water 3 must be ready, got {}", pool.available_now());
     pool.shutdown().await;
 }
 
@@ -79,7 +79,7 @@ async fn reserve_waits_for_the_refill() {
 async fn reserve_of_unknown_shape_errors() {
     let provider = MemoryProvider::new();
     let pool = builder(&provider).build().await.unwrap();
-    let stranger = ShapeKey::new("nope", "0", 1, 64);
+    let stranger = ShapeKey::new("nope");
     assert_eq!(pool.reserve_shape(&stranger).await.unwrap_err(), PoolError::UnknownShape(stranger.clone()));
     assert_eq!(pool.try_reserve_shape(&stranger).unwrap_err(), PoolError::UnknownShape(stranger));
     pool.shutdown().await;
@@ -99,7 +99,7 @@ async fn build_n_waits_for_n_identical_vms() {
     let provider = MemoryProvider::new();
     provider.set_fill_latency(Duration::from_millis(100));
     let pool = builder(&provider).max_parallel_fills(2).build_n(4).await.unwrap();
-    assert_eq!(pool.available_count(), 4);
+    assert_eq!(pool.available_now(), 4);
     let s = &pool.status().shapes[0];
     assert_eq!((s.low_water, s.high_water), (4, 4));
     pool.shutdown().await;

@@ -3,7 +3,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{builder, other_shape, settle, shape, tick};
+use common::{builder, other_shape, other_spec, settle, shape, tick};
 use firepit_pool::testing::MemoryProvider;
 use firepit_pool::{EvictReason, PoolError, ShapeConfig};
 
@@ -12,7 +12,7 @@ async fn each_shape_has_its_own_bucket() {
     let provider = MemoryProvider::new();
     let pool = builder(&provider)
         .depth(1..=1)
-        .shape_with(other_shape(), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() })
+        .shape_with(other_shape(), other_spec(), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() })
         .build()
         .await
         .unwrap();
@@ -21,6 +21,7 @@ async fn each_shape_has_its_own_bucket() {
     assert_eq!(status.shape(&other_shape()).map(|s| s.ready), Some(2));
     let vm = pool.reserve_shape(&other_shape()).await.unwrap();
     assert_eq!(vm.shape(), &other_shape());
+    assert_eq!(vm.spec(), &other_spec(), "the provider made it from the spec registered with the shape");
     assert_eq!(pool.reserve().await.unwrap().shape(), &shape(), "reserve() uses the first shape");
     assert_eq!(status.memory_used_mb, 256 + 2 * 512);
     pool.shutdown().await;
@@ -30,11 +31,12 @@ async fn each_shape_has_its_own_bucket() {
 async fn a_shape_registered_at_run_time_fills() {
     let provider = MemoryProvider::new();
     let pool = builder(&provider).build().await.unwrap();
-    pool.register_shape(other_shape(), ShapeConfig { depth: 3..=3, ..ShapeConfig::default() }).unwrap();
+    pool.register_shape(other_shape(), other_spec(), ShapeConfig { depth: 3..=3, ..ShapeConfig::default() })
+        .unwrap();
     tick().await;
     assert_eq!(pool.status().shape(&other_shape()).map(|s| s.ready), Some(3));
     assert_eq!(
-        pool.register_shape(other_shape(), ShapeConfig::default()).unwrap_err(),
+        pool.register_shape(other_shape(), other_spec(), ShapeConfig::default()).unwrap_err(),
         PoolError::DuplicateShape(other_shape())
     );
     pool.shutdown().await;
@@ -45,7 +47,8 @@ async fn unregister_destroys_the_bucket_and_fails_its_waiters() {
     let provider = MemoryProvider::new();
     provider.set_fill_latency(Duration::from_millis(100));
     let pool = builder(&provider).build().await.unwrap();
-    pool.register_shape(other_shape(), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() }).unwrap();
+    pool.register_shape(other_shape(), other_spec(), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() })
+        .unwrap();
     settle(Duration::from_millis(150)).await;
     let lease = pool.reserve_shape(&other_shape()).await.unwrap();
     let _second = pool.reserve_shape(&other_shape()).await.unwrap();
@@ -82,7 +85,8 @@ async fn unregister_counts_evictions_and_frees_memory() {
     let pool = builder(&provider).build().await.unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
     pool.register_metrics(&mut registry);
-    pool.register_shape(other_shape(), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() }).unwrap();
+    pool.register_shape(other_shape(), other_spec(), ShapeConfig { depth: 2..=2, ..ShapeConfig::default() })
+        .unwrap();
     tick().await;
     assert_eq!(pool.status().memory_used_mb, 256 + 2 * 512);
     assert!(pool.metrics().shape(&other_shape()).is_some());
@@ -104,7 +108,7 @@ async fn unregister_counts_evictions_and_frees_memory() {
 async fn register_validates_its_config() {
     let pool = builder(&MemoryProvider::new()).build().await.unwrap();
     let err = pool
-        .register_shape(other_shape(), ShapeConfig { depth: 0..=0, ..ShapeConfig::default() })
+        .register_shape(other_shape(), other_spec(), ShapeConfig { depth: 0..=0, ..ShapeConfig::default() })
         .unwrap_err();
     assert!(matches!(err, PoolError::InvalidConfig(ref m) if m.contains("at least 1")), "{err}");
     pool.shutdown().await;

@@ -40,7 +40,7 @@ async fn a_slow_provider_hits_the_warmup_timeout() {
 async fn transient_failures_do_not_fail_the_warm_up() {
     let provider = MemoryProvider::with_plan(FaultPlan { fail_next: 2, ..FaultPlan::default() });
     let pool = builder(&provider).depth(1..=1).warmup_max_failures(3).build().await.unwrap();
-    assert_eq!(pool.available_count(), 1);
+    assert_eq!(pool.available_now(), 1);
     assert_eq!(pool.status().shapes[0].fill_failures, 2);
     pool.shutdown().await;
 }

@@ -53,11 +53,23 @@ pub(crate) struct LaunchSpec {
     pub without_kernel: bool,
     /// The unprivileged user QEMU runs as (not part of the argv).
     pub run_as: Option<crate::process::Credentials>,
+    /// The VM's root-disk overlay (qcow2), attached as virtio-blk `/dev/vda`; `None`: no disk.
+    pub disk: Option<PathBuf>,
+    /// The shape's network (a NIC behind the NAT and firepit's filter), `None`: no NIC.
+    pub network: Option<crate::net::NetPlan>,
 }
 
-/// The kernel command line firepit passes before the user's extra arguments.
-pub(crate) fn kernel_args(tsc_khz: u64, extra: &[String]) -> String {
+/// What the guest's initramfs reads to find its root disk (the first virtio-blk device).
+pub(crate) const ROOT_DISK_ARG: &str = "firepit.root=/dev/vda";
+
+/// The kernel command line firepit passes before the user's extra arguments; with a root disk it
+/// names the disk for the initramfs ([`ROOT_DISK_ARG`]).
+pub(crate) fn kernel_args(tsc_khz: u64, root_disk: bool, extra: &[String]) -> String {
     let mut args = format!("console=ttyS0 panic=-1 reboot=t quiet tsc=reliable tsc_early_khz={tsc_khz}");
+    if root_disk {
+        args.push(' ');
+        args.push_str(ROOT_DISK_ARG);
+    }
     for arg in extra {
         args.push(' ');
         args.push_str(arg);
@@ -132,8 +144,18 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
     push(&["-device", "virtio-serial-device", "-chardev", &agent]);
     let port = format!("virtserialport,chardev=agent,name={}", firepit_agent::AGENT_PORT_NAME);
     push(&["-device", &port, "-device", "virtio-rng-device"]);
+    if let Some(overlay) = &spec.disk {
+        // The overlay is private and thrown away with the VM: guest flushes need not reach the
+        // host disk (`cache=unsafe`); a snapshot's migration still flushes it before it completes.
+        let drive = format!("if=none,id=root,format=qcow2,cache=unsafe,file={}", opt_path(overlay));
+        push(&["-drive", &drive, "-device", "virtio-blk-device,drive=root"]);
+    }
+    if spec.network.is_some() {
+        argv.extend(crate::net::qemu_args::qemu_args(dir));
+    }
     if let Some(incoming) = &spec.incoming {
-        push(&["-incoming", incoming]);
+        argv.push("-incoming".into());
+        argv.push(incoming.clone());
     }
     argv.into_iter().map(OsString::from).collect()
 }
@@ -150,7 +172,7 @@ mod tests {
             memory_mb: 256,
             kernel: "/img/vmlinuz".into(),
             initramfs: "/img/initramfs.cpio.gz".into(),
-            kernel_args: kernel_args(2_596_106, &["firepit.x=1".into()]),
+            kernel_args: kernel_args(2_596_106, false, &["firepit.x=1".into()]),
             sandbox: true,
             runtime_dir: "/run/fp/vm-1".into(),
             memory: GuestMemory::Anonymous,
@@ -158,6 +180,8 @@ mod tests {
             tb_size_mb: None,
             without_kernel: false,
             run_as: None,
+            disk: None,
+            network: None,
         }
     }
 
@@ -244,6 +268,23 @@ mod tests {
         let argv = strings(&build_argv(&spec));
         assert!(value_after(&argv, "-sandbox").is_empty());
         assert_eq!(value_after(&argv, "-chardev")[0], "socket,id=console,path=/tmp/a,,b/console.sock");
+    }
+
+    #[test]
+    fn a_root_disk_is_its_overlay_on_virtio_blk_named_on_the_kernel_command_line() {
+        let with_disk = LaunchSpec {
+            disk: Some("/run/fp/vm-1/disk.qcow2".into()),
+            kernel_args: kernel_args(2_000_000, true, &[]),
+            ..spec()
+        };
+        let argv = strings(&build_argv(&with_disk));
+        assert_eq!(
+            value_after(&argv, "-drive"),
+            ["if=none,id=root,format=qcow2,cache=unsafe,file=/run/fp/vm-1/disk.qcow2"]
+        );
+        assert!(value_after(&argv, "-device").contains(&"virtio-blk-device,drive=root"));
+        assert!(value_after(&argv, "-append")[0].ends_with(" firepit.root=/dev/vda"));
+        assert!(value_after(&strings(&build_argv(&spec())), "-drive").is_empty(), "no disk, no drive");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub(crate) struct Started {
     pub qmp: QmpClient,
     pub agent: Arc<AgentClient>,
     pub dir: RuntimeDir,
+    /// The NIC's network, when the shape has one.
+    pub network: Option<crate::net::VmNetwork>,
 }
 
 /// Spawns QEMU for `spec` in `dir` and connects console and QMP before `deadline`.
@@ -57,6 +59,10 @@ pub(crate) async fn start(
             crate::rundir::chown(&dir.path().join(name), owner)?;
         }
     }
+    let net_listeners = match &spec.network {
+        Some(_) => Some(crate::net::Listeners::bind(dir.path(), spec.run_as)?),
+        None => None,
+    };
     let argv = build_argv(spec);
     tracing::debug!(binary = %binary.display(), ?argv, "spawning qemu");
     let process = QemuProcess::spawn(binary, &argv, spec.run_as)?;
@@ -67,7 +73,13 @@ pub(crate) async fn start(
     let qmp_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
     let qmp = QmpClient::handshake(qmp_stream, qmp_timeout.min(Duration::from_secs(10))).await?;
     let agent = Arc::new(AgentClient::new(dir.path().join(AGENT_SOCKET)));
-    Ok(Started { process, console, qmp, agent, dir })
+    let network = match (&spec.network, net_listeners) {
+        (Some(plan), Some(listeners)) => {
+            Some(crate::net::vm_network::attach(plan, listeners, &process, deadline).await?)
+        }
+        _ => None,
+    };
+    Ok(Started { process, console, qmp, agent, dir, network })
 }
 
 /// Creates a snapshot template's memory file before QEMU maps it: exclusively (a file someone else

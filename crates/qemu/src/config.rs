@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::exec_defaults::ExecDefaults;
+use crate::root_disk::RootDisk;
+
 /// Default of [`ProviderConfig::snapshot_retry_after`]: how long a shape cold-boots after its
 /// template failed before the template is built again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -66,23 +69,8 @@ impl std::str::FromStr for Accel {
     }
 }
 
-/// How the provider makes a new VM.
-///
-/// ```
-/// use firepit_qemu::FillStrategy;
-/// assert_eq!(FillStrategy::default(), FillStrategy::ColdBoot);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FillStrategy {
-    /// Boot the kernel every time (≈3 s under TCG).
-    #[default]
-    ColdBoot,
-    /// Boot one template per shape, then restore copy-on-write clones of it (≈0.1–0.3 s).
-    Snapshot,
-}
-
-/// How one VM was actually made: its [`FillStrategy`], or the fallback a `Snapshot` shape took.
+/// How one VM was actually made: its shape's [`FillStrategy`](firepit_shape::FillStrategy), or the
+/// fallback a `Snapshot` shape took.
 /// The pool engine counts it as the `fill_strategy` label of `firepit_pool_vms_filled_total` and
 /// shows the last one in its status (see [`firepit_pool::PoolVm::fill_kind`]).
 ///
@@ -112,27 +100,56 @@ impl FillKind {
     }
 }
 
-/// Kernel and initramfs of a guest image, registered under an image id with
-/// [`QemuProvider::register_image`](crate::QemuProvider::register_image).
+/// What a guest image is made of, the files a [`VmSpec`](crate::VmSpec) boots: kernel and
+/// initramfs, optionally a root disk and the defaults its commands run with.
 ///
 /// ```
-/// use firepit_qemu::ImagePaths;
+/// use firepit_qemu::{DiskFormat, ImagePaths, RootDisk};
 /// let paths = ImagePaths::new("/images/vmlinuz", "/images/initramfs.cpio.gz");
-/// assert!(paths.kernel.ends_with("vmlinuz"));
+/// assert!(paths.kernel.ends_with("vmlinuz") && paths.disk.is_none());
+/// // firepit's kernel and initramfs booting a user's disk (each VM writes to its own overlay):
+/// let paths = paths.with_disk(RootDisk::new("/images/app.qcow2", DiskFormat::Qcow2));
+/// assert_eq!(paths.disk.unwrap().format, DiskFormat::Qcow2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagePaths {
     /// The guest kernel (`bzImage`, e.g. `vmlinuz`).
     pub kernel: PathBuf,
-    /// The initramfs (newc cpio, optionally compressed).
+    /// The initramfs (newc cpio, optionally compressed). With a [`disk`](Self::disk) it must be
+    /// firepit's (it mounts the disk and starts the agent inside it).
     pub initramfs: PathBuf,
+    /// The root disk, if the guest boots from one: every VM gets a private qcow2 overlay over it
+    /// (see [`RootDisk`]). Default: none (the initramfs is the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<RootDisk>,
+    /// Environment, working directory and user that `exec` uses unless a request says otherwise
+    /// (an imported OCI image's `Env`, `WorkingDir` and `User`). Default: none.
+    #[serde(default, skip_serializing_if = "ExecDefaults::is_empty")]
+    pub exec_defaults: ExecDefaults,
 }
 
 impl ImagePaths {
-    /// Creates image paths.
+    /// Creates image paths (no root disk, no exec defaults).
     pub fn new(kernel: impl Into<PathBuf>, initramfs: impl Into<PathBuf>) -> Self {
-        Self { kernel: kernel.into(), initramfs: initramfs.into() }
+        Self {
+            kernel: kernel.into(),
+            initramfs: initramfs.into(),
+            disk: None,
+            exec_defaults: ExecDefaults::default(),
+        }
+    }
+
+    /// Boots with `disk` as the root file system.
+    pub fn with_disk(mut self, disk: RootDisk) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Runs commands with `defaults` unless a request says otherwise.
+    pub fn with_exec_defaults(mut self, defaults: ExecDefaults) -> Self {
+        self.exec_defaults = defaults;
+        self
     }
 }
 
@@ -149,6 +166,9 @@ impl ImagePaths {
 pub struct ProviderConfig {
     /// QEMU binary: a path, or a name looked up in `PATH`. Default: `qemu-system-x86_64`.
     pub qemu_binary: PathBuf,
+    /// `qemu-img` (Debian package `qemu-utils`), which makes each VM's root-disk overlay: a path,
+    /// or a name looked up in `PATH`. Only used for images with a root disk. Default: `qemu-img`.
+    pub qemu_img_binary: PathBuf,
     /// Accelerator; the environment variable [`ACCEL_ENV`] overrides it. Default: [`Accel::Auto`].
     pub accel: Accel,
     /// Directory for per-VM runtime directories (sockets, snapshot state). Created 0700.
@@ -169,9 +189,6 @@ pub struct ProviderConfig {
     pub extra_kernel_args: Vec<String>,
     /// Console output kept in memory per VM (older bytes are dropped). Default: 1 MiB.
     pub console_buffer_bytes: usize,
-    /// Fill strategy of images registered with
-    /// [`register_image`](crate::QemuProvider::register_image). Default: [`FillStrategy::ColdBoot`].
-    pub fill_strategy: FillStrategy,
     /// Where snapshot templates live: one directory per shape (guest RAM file, device state,
     /// `manifest.json`). Clones map the RAM file, so keep this on tmpfs. Default:
     /// `/dev/shm/firepit-<uid>-templates`.
@@ -192,7 +209,7 @@ pub struct ProviderConfig {
     /// runtime directory becomes 0711 and directories above it that we own get `o+x` (pass through,
     /// no listing); one we do not own must already be searchable by that user. A
     /// QEMU escape then holds that user's rights, not ours (all VMs share the user, though).
-    /// Not supported with [`FillStrategy::Snapshot`] yet. Default: `None` (QEMU runs as we do).
+    /// Not supported with snapshot fill yet. Default: `None` (QEMU runs as we do).
     pub run_as: Option<String>,
 }
 
@@ -200,6 +217,7 @@ impl Default for ProviderConfig {
     fn default() -> Self {
         Self {
             qemu_binary: PathBuf::from("qemu-system-x86_64"),
+            qemu_img_binary: PathBuf::from("qemu-img"),
             accel: Accel::Auto,
             runtime_dir: default_runtime_dir(),
             boot_timeout: Duration::from_secs(60),
@@ -209,7 +227,6 @@ impl Default for ProviderConfig {
             quit_grace: Duration::from_secs(2),
             extra_kernel_args: Vec::new(),
             console_buffer_bytes: 1024 * 1024,
-            fill_strategy: FillStrategy::ColdBoot,
             template_dir: default_template_dir(),
             keep_templates: true,
             snapshot_tb_size_mb: None,

@@ -1,8 +1,9 @@
-//! [`ConfigError`]: why a configuration, a shape or an image registration cannot be used.
+//! [`ConfigError`]: why a configuration or a shape's spec cannot be used.
 //!
 //! Configuration is checked once, at the edge ([`QemuProvider::new`](crate::QemuProvider::new),
-//! `register_image_with`, and the launch of a shape's first VM), so these are the errors a user
-//! fixes by changing a setting; each names the setting and says what to change.
+//! [`QemuProvider::check`](crate::QemuProvider::check) when a shape is added, and each launch), so
+//! these are the errors a user fixes by changing a setting; each names the setting and says what
+//! to change.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use firepit_pool::ShapeKey;
 
 use crate::config::ParseAccelError;
 
-/// Why the provider's configuration, a shape or an image registration cannot be used. Each
+/// Why the provider's configuration or a shape's spec cannot be used. Each
 /// variant names the setting and says what to change.
 ///
 /// ```
@@ -80,13 +81,21 @@ pub enum ConfigError {
         /// The shape asked for.
         shape: ShapeKey,
     },
+    /// A shape whose memory QEMU cannot take (more than `u32::MAX` MiB).
+    #[error("shape {shape}: memory_mb {memory_mb} is too large for QEMU; change the shape")]
+    ShapeTooLarge {
+        /// The shape asked for.
+        shape: ShapeKey,
+        /// Its memory, MiB.
+        memory_mb: u64,
+    },
     /// Snapshot fill and `run_as` together (not supported yet).
     #[error(
         "image {image}: snapshot fill does not support run_as yet (the template's state directory is \
          not given to QEMU's user); use cold boot or drop run_as"
     )]
     SnapshotWithRunAs {
-        /// The image registered with the snapshot strategy.
+        /// The image of the snapshot shape.
         image: String,
     },
     /// `run_as` is not a user name or `uid[:gid]`.

@@ -20,12 +20,12 @@ use crate::exit::ExitInfo;
 ///
 /// ```
 /// use firepit_qemu::{QemuError, SpawnError};
-/// let err = QemuError::from(SpawnError::UnknownImage("debian".into()));
-/// assert!(err.to_string().contains("register_image"));
+/// let err = QemuError::from(SpawnError::ImageFileMissing { path: "/images/vmlinuz".into() });
+/// assert!(err.to_string().contains("firepit image build"));
 /// ```
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
-    /// The configuration, a shape or an image registration cannot be used; says what to change.
+    /// The configuration or a shape's spec cannot be used; says what to change.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Starting the QEMU process failed.
@@ -46,6 +46,12 @@ pub enum QemuError {
     /// Taking or restoring a snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A network operation failed.
+    #[error(transparent)]
+    Network(#[from] crate::net_error::NetError),
+    /// A VM's root disk (its copy-on-write overlay) could not be prepared.
+    #[error(transparent)]
+    Disk(#[from] crate::root_disk::DiskError),
     /// Reading or writing a file on the host failed (the source of an upload, the target of a
     /// download).
     #[error("{what}: {source}")]
@@ -91,9 +97,6 @@ pub enum SpawnError {
         /// The binary asked for.
         binary: PathBuf,
     },
-    /// No image was registered under this id.
-    #[error("image {0:?} is not registered: call QemuProvider::register_image first")]
-    UnknownImage(String),
     /// A kernel or initramfs file is missing.
     #[error("image file {path} is missing: rebuild the image (`firepit image build`)")]
     ImageFileMissing {

@@ -19,12 +19,16 @@ use tokio::time::Instant;
 use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
 use crate::boot;
 use crate::caps::QemuCaps;
-use crate::config::{Accel, FillKind, ImagePaths, ProviderConfig};
+use crate::config::{Accel, FillKind, ProviderConfig};
 use crate::config_error::ConfigError;
+use crate::disk::OVERLAY_FILE;
 use crate::error::QemuError;
+use crate::exec_defaults::ExecDefaults;
 use crate::process::Credentials;
+use crate::root_disk::DiskFormat;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
+use crate::vm_spec::VmSpec;
 
 /// Room kept in socket paths for `/<vm id>/console.sock`.
 const VM_PATH_SUFFIX: usize = 48;
@@ -42,6 +46,8 @@ pub(crate) struct Launcher {
     tsc_khz: u64,
     /// The user QEMU runs as (`ProviderConfig::run_as`, resolved).
     pub run_as: Option<Credentials>,
+    /// Traffic totals per shape (for VMs with a network).
+    pub networks: crate::net::Networks,
 }
 
 impl Launcher {
@@ -80,6 +86,7 @@ impl Launcher {
             resolved_accel: OnceCell::new(),
             tsc_khz,
             run_as,
+            networks: crate::net::Networks::default(),
         })
     }
 
@@ -107,27 +114,25 @@ impl Launcher {
         Ok((id, dir))
     }
 
-    /// The command line of VM `id` of `shape`, with its runtime directory `dir` and guest `memory`.
-    pub(crate) fn spec(
+    /// The command line of VM `id` of `shape` (made from `vm`), with its runtime directory `dir`
+    /// and guest `memory`.
+    pub(crate) fn launch_spec(
         &self,
         id: &str,
         accel: Accel,
-        shape: &ShapeKey,
-        paths: &ImagePaths,
+        (shape, vm): (&ShapeKey, &VmSpec),
         dir: &Path,
         memory: GuestMemory,
     ) -> Result<LaunchSpec, QemuError> {
-        if shape.vcpus == 0 || shape.memory_mb < 32 {
-            return Err(ConfigError::ShapeTooSmall { shape: shape.clone() }.into());
-        }
+        let memory_mb = checked_memory_mb(shape, vm)?;
         Ok(LaunchSpec {
             name: id.to_string(),
             accel,
-            vcpus: shape.vcpus,
-            memory_mb: shape.memory_mb,
-            kernel: paths.kernel.clone(),
-            initramfs: paths.initramfs.clone(),
-            kernel_args: kernel_args(self.tsc_khz, &self.config.extra_kernel_args),
+            vcpus: vm.cpus,
+            memory_mb,
+            kernel: vm.image.kernel.clone(),
+            initramfs: vm.image.initramfs.clone(),
+            kernel_args: kernel_args(self.tsc_khz, vm.image.disk.is_some(), &self.config.extra_kernel_args),
             sandbox: self.caps.sandbox,
             runtime_dir: dir.to_path_buf(),
             memory,
@@ -135,26 +140,48 @@ impl Launcher {
             tb_size_mb: None,
             without_kernel: false,
             run_as: self.run_as,
+            // Cold boots and clones keep their overlay in their runtime directory (removed with
+            // it); a template build puts its own where the template is saved.
+            disk: vm.image.disk.as_ref().map(|_| dir.join(OVERLAY_FILE)),
+            network: self.networks.plan(shape, &vm.network),
         })
     }
 
-    /// Boots a VM of `shape` from its kernel, under one boot deadline.
+    /// Creates the qcow2 `overlay` over `base` (see [`crate::disk`]), owned by QEMU's user.
+    pub(crate) async fn overlay(
+        &self,
+        base: &Path,
+        format: DiskFormat,
+        overlay: &Path,
+    ) -> Result<(), QemuError> {
+        let qemu_img = &self.config.qemu_img_binary;
+        Ok(crate::disk::create_overlay(qemu_img, base, format, overlay, self.run_as).await?)
+    }
+
+    /// Boots a VM of `shape` (made from `vm`) from its kernel, under one boot deadline.
     pub(crate) async fn cold_boot(
         &self,
         shape: &ShapeKey,
-        paths: &ImagePaths,
+        vm: &VmSpec,
         fill: FillKind,
     ) -> Result<QemuVm, QemuError> {
         let started_at = Instant::now();
         let deadline = started_at + self.config.boot_timeout;
         let accel = self.accel().await;
         let (id, dir) = self.new_dir()?;
-        let spec = self.spec(&id, accel, shape, paths, dir.path(), GuestMemory::Anonymous)?;
+        let spec = self.launch_spec(&id, accel, (shape, vm), dir.path(), GuestMemory::Anonymous)?;
+        if let (Some(disk), Some(overlay)) = (&vm.image.disk, &spec.disk) {
+            self.overlay(&disk.base, disk.format, overlay).await?;
+        }
         let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
-        Ok(self.vm(id, shape, accel, boot_duration, started, fill))
+        let exec_defaults = vm.image.exec_defaults.clone();
+        let mut vm = self.vm(id, shape, accel, boot_duration, started, fill);
+        vm.exec_defaults = exec_defaults;
+        vm.configure_network().await?;
+        Ok(vm)
     }
 
     /// Wraps a started QEMU into the VM handle.
@@ -176,11 +203,24 @@ impl Launcher {
             qmp: started.qmp,
             console: started.console,
             agent: started.agent,
+            network: started.network,
             process: started.process,
             dir: started.dir,
             template: None,
+            rest: Arc::default(),
             fill,
             memory_charge_mb: None,
+            exec_defaults: ExecDefaults::default(),
         }
     }
+}
+
+/// The guest memory of `vm` as QEMU takes it, if the machine size can boot: at least 1 vCPU and
+/// 32 MiB, at most `u32::MAX` MiB.
+pub(crate) fn checked_memory_mb(shape: &ShapeKey, vm: &VmSpec) -> Result<u32, ConfigError> {
+    if vm.cpus == 0 || vm.memory_mb < 32 {
+        return Err(ConfigError::ShapeTooSmall { shape: shape.clone() });
+    }
+    u32::try_from(vm.memory_mb)
+        .map_err(|_| ConfigError::ShapeTooLarge { shape: shape.clone(), memory_mb: vm.memory_mb })
 }

@@ -8,16 +8,21 @@
 //!
 //! # What it is not
 //! - Not a pool: it makes, probes and destroys one VM at a time; depth, refill and leases are the
-//!   engine's.
-//! - Not an image builder: it boots the guest image it is given ([`ImagePaths`]); `firepit-image`
-//!   builds them.
+//!   engine's. It keeps no table of shapes either: the pool hands it each shape's [`VmSpec`].
+//! - Not an image builder: it boots the guest image it is given ([`ImagePaths`] in a [`VmSpec`]);
+//!   `firepit-image` builds them, and the `firepit` facade turns a shape description
+//!   (`firepit_shape::ShapeSpec`) into a [`VmSpec`].
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
-//!   port, virtio-rng) and nothing configurable beyond [`ProviderConfig`].
+//!   port, virtio-rng, a virtio-blk root disk when the image has one: see [`RootDisk`], and for a
+//!   shape with `network = "nat"` one virtio NIC) and nothing configurable beyond
+//!   [`ProviderConfig`] and the [`VmSpec`].
 //!
 //! # How data flows
-//! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). Each
-//! `create` of a shape then goes one of two ways, chosen per shape ([`FillStrategy`]):
+//! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). A shape's
+//! [`VmSpec`] (image, vCPUs, memory, [`FillStrategy`]) is checked when it is added
+//! ([`QemuProvider::check`]) and arrives with every `create` of the shape, which then goes one of
+//! two ways, chosen by the spec's fill strategy:
 //! - cold boot: a private runtime directory, a command line, QEMU spawned under supervision, its
 //!   console and QMP sockets accepted, then the readiness line [`firepit_agent::READY_LINE`] on the
 //!   console and an agent ping, all under one boot deadline;
@@ -26,12 +31,24 @@
 //!   own identity ([`fresh_identity`]); when that fails the shape cold-boots
 //!   ([`QemuProvider::template_state`] says why).
 //!
+//! Networking ([`VmSpec::network`], a [`NetworkSpec`]): none by default. With `nat`, each VM has
+//! a user-mode NAT (libslirp, in its QEMU process) behind firepit's own egress filter, which
+//! answers the guest's DNS too; its own MAC and IPv4 address, set by the agent after every cold
+//! boot and restore ([`QemuVm::network`]); port forwards made at run time
+//! ([`QemuVm::forward_port`]); an egress policy a lease can narrow ([`QemuVm::narrow_egress`]);
+//! traffic counters per VM and per shape ([`QemuProvider::network_stats`]). Why this design, and
+//! measurements against passt: the `net` module's docs (in the source) and `firepit bench net`.
+//!
 //! Either way the result is a [`QemuVm`], the handle a lease derefs to: [`Console`] (serial
 //! console: send, `read_until`, output stream), `exec` through the guest agent, `status` through
 //! [`QmpClient`] and the process state. Supervision: QEMU dies with its handle (SIGKILL on drop)
 //! and with the firepit process (`PR_SET_PDEATHSIG`); a watcher task reaps it and makes
 //! [`exit_info`](QemuVm::exit_info) and the pool's `exited()` resolve at once. `destroy` quits
 //! QEMU over QMP, waits [`ProviderConfig::quit_grace`], then kills it and removes its directory.
+//! An [`OwnershipHook`] ([`QemuProvider::with_ownership_hook`]) hears of every VM handed to the
+//! pool and every VM destroyed: the daemon records them so that a restart after a crash can reap
+//! them. What a VM costs against the pool's memory budget is the provider's
+//! [`MemoryAccounting`](firepit_pool::MemoryAccounting): a clone its PSS, its template once.
 //!
 //! The sandbox API on [`QemuVm`] goes through the guest agent's streams (bounded memory on both
 //! sides whatever the size: see [`STREAM_WINDOW`]): files (`write_file`, `read_file`, `stat`,
@@ -53,11 +70,11 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), firepit_qemu::QemuError> {
 //! use firepit_pool::{Provider, ShapeKey};
-//! use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider};
+//! use firepit_qemu::{ImagePaths, ProviderConfig, QemuProvider, VmSpec};
 //! let provider = QemuProvider::new(ProviderConfig::default())?;
 //! let paths = ImagePaths::new("target/firepit-image/vmlinuz", "target/firepit-image/initramfs.cpio.gz");
-//! provider.register_image_with("img", paths, FillStrategy::Snapshot)?;
-//! let vm = provider.create(&ShapeKey::new("img", "1", 1, 256)).await?; // builds the template first
+//! let spec = VmSpec::new("img", paths);                 // 1 vCPU, 256 MiB, snapshot fill
+//! let vm = provider.create(&ShapeKey::new("small"), &spec).await?; // builds the template first
 //! println!("{} ({:?})", vm.exec(["uname", "-r"]).await?.stdout_lossy(), vm.fill());
 //! provider.destroy(vm).await;
 //! # Ok(()) }
@@ -77,8 +94,10 @@ mod caps;
 mod config;
 mod config_error;
 mod console;
+mod disk;
 mod error;
 mod exec;
+mod exec_defaults;
 mod exit;
 mod guest_background;
 mod guest_dirs;
@@ -88,46 +107,65 @@ mod guest_pty;
 mod health;
 mod launch;
 mod memory_charge;
+mod net;
+mod net_error;
+mod ownership;
+mod pause;
 mod process;
 mod provider;
+mod provider_net;
 mod qmp;
 mod restore;
 mod ring;
+mod root_disk;
 mod run_as;
 mod rundir;
 mod snapshot;
 mod streams;
 mod template_build;
+mod template_stamp;
 mod template_state;
 mod template_store;
 mod vm;
+mod vm_net;
+mod vm_spec;
+mod warm;
 
 pub use accel::{AccelVerdict, detect_accel};
 pub use caps::QemuCaps;
 pub use config::{
-    ACCEL_ENV, Accel, FillKind, FillStrategy, ImagePaths, ParseAccelError, ProviderConfig, RETRY_AFTER,
+    ACCEL_ENV, Accel, FillKind, ImagePaths, ParseAccelError, ProviderConfig, RETRY_AFTER,
     default_runtime_dir, default_template_dir,
 };
 pub use config_error::ConfigError;
 pub use console::{Console, ConsoleOutput};
 pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exec::{ExecOutput, fresh_identity};
+pub use exec_defaults::ExecDefaults;
 pub use exit::ExitInfo;
 pub use firepit_agent::{
     Channel, DirEntry, DirListing, ExecRequest, ExitStatus, FailureKind as GuestErrorKind, FileKind,
-    FileStat, IdentityApplied, IdentityRequest, MkdirRequest, Pong, ProcessInfo, ProcessOutput,
-    ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest, StartProcessRequest,
-    WindowSize,
+    FileStat, IdentityApplied, IdentityRequest, MkdirRequest, NetworkApplied, NetworkConfig, Pong,
+    ProcessInfo, ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest,
+    StartProcessRequest, WindowSize,
 };
+/// How a shape's VMs are made ready: the one `FillStrategy`, firepit-shape's.
+pub use firepit_shape::FillStrategy;
+pub use firepit_shape::{EgressPolicy, EgressRule, EgressTarget, NetworkMode, NetworkSpec};
 pub use guest_files::{GuestFileReader, WriteOptions};
 pub use guest_process::{GuestProcess, ProcessControl};
 pub use guest_pty::PtySession;
 pub use health::agent_health_check;
 pub use memory_charge::process_memory_kib;
+pub use net::{NetStats, NetworkInfo};
+pub use net_error::NetError;
+pub use ownership::{OwnedProcess, OwnershipHook};
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
 pub use restore::RESTORE_TIMEOUT;
+pub use root_disk::{DiskError, DiskFormat, RootDisk};
 pub use snapshot::MAX_RESTORE_FAILURES;
 pub use streams::{GuestInput, GuestOutput};
 pub use template_state::{TemplateOrigin, TemplateState};
 pub use vm::{QemuVm, VmStatus};
+pub use vm_spec::VmSpec;

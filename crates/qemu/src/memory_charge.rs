@@ -1,11 +1,11 @@
 //! What snapshot VMs cost against the pool's memory budget.
 //!
-//! A cold-booted VM is charged its shape's `memory_mb` (the engine's default). A snapshot shape is
-//! different: its template's RAM file (one guest's memory, on tmpfs) is paid once however many
+//! This is the provider's [`MemoryAccounting`] (its `Provider::memory()`). A cold-booted VM is
+//! charged its spec's `memory_mb`. A snapshot shape is different: its template's RAM file (one guest's memory, on tmpfs) is paid once however many
 //! clones map it, and each clone pays only what it does not share — estimated from its PSS, read
 //! from `/proc/PID/smaps_rollup` right after it is restored and given its identity. The pool asks
 //! for an estimate before a fill starts: the largest clone PSS seen for the shape's current
-//! template, or the shape's full memory while no clone has been measured yet.
+//! template, or the spec's full memory while no clone has been measured yet.
 //!
 //! Limitation: a clone's private pages grow as its guest writes memory, so a leased clone running a
 //! memory-hungry workload can cost more than the estimate (up to `memory_mb`). The estimate is what
@@ -14,7 +14,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use firepit_pool::ShapeKey;
+use firepit_pool::{MemoryAccounting, ShapeKey};
+
+use crate::vm::QemuVm;
+use crate::vm_spec::VmSpec;
 
 /// RSS and PSS of process `pid` in KiB, from `/proc/PID/smaps_rollup` (a field the kernel does not
 /// report reads 0). Used for clone charges here and by firepit's benchmarks.
@@ -62,9 +65,9 @@ impl Charges {
         self.shapes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The shape's template is ready: its RAM is charged once, clones are not measured yet.
-    pub(crate) fn template_ready(&self, shape: &ShapeKey) {
-        let template_mb = u64::from(shape.memory_mb);
+    /// The shape's template (of `template_mb` guest memory) is ready: its RAM is charged once,
+    /// clones are not measured yet.
+    pub(crate) fn template_ready(&self, shape: &ShapeKey, template_mb: u64) {
         self.shapes().insert(shape.clone(), ShapeCharge { template_mb, clone_mb: 0 });
     }
 
@@ -79,17 +82,29 @@ impl Charges {
             charge.clone_mb = charge.clone_mb.max(mb);
         }
     }
+}
 
-    /// What the next VM of `shape` is expected to cost, MiB.
-    pub(crate) fn estimate_mb(&self, shape: &ShapeKey) -> u64 {
+impl MemoryAccounting<VmSpec, QemuVm> for Charges {
+    /// A VM's guest memory.
+    fn full_mb(&self, spec: &VmSpec) -> u64 {
+        spec.memory_mb
+    }
+
+    /// The largest PSS measured of a clone of the shape's current template, else the full memory.
+    fn estimate_mb(&self, shape: &ShapeKey, spec: &VmSpec) -> u64 {
         match self.shapes().get(shape) {
             Some(charge) if charge.template_mb > 0 && charge.clone_mb > 0 => charge.clone_mb,
-            _ => u64::from(shape.memory_mb),
+            _ => spec.memory_mb,
         }
     }
 
-    /// The RAM of all ready templates, MiB.
-    pub(crate) fn shared_mb(&self) -> u64 {
+    /// A clone's PSS measured after its restore, else the full memory.
+    fn charge_mb(&self, _shape: &ShapeKey, spec: &VmSpec, vm: &QemuVm) -> u64 {
+        vm.memory_charge_mb.unwrap_or(spec.memory_mb)
+    }
+
+    /// The RAM of all ready templates.
+    fn shared_mb(&self) -> u64 {
         self.shapes().values().map(|charge| charge.template_mb).sum()
     }
 }
@@ -113,21 +128,28 @@ mod tests {
     #[test]
     fn clones_are_estimated_from_the_largest_measured_and_templates_charged_once() {
         let charges = Charges::default();
-        let shape = ShapeKey::new("img", "1", 1, 256);
-        let other = ShapeKey::new("img", "1", 2, 512);
-        assert_eq!(charges.estimate_mb(&shape), 256, "no template: the full memory");
-        charges.template_ready(&shape);
-        assert_eq!(charges.estimate_mb(&shape), 256, "no clone measured yet");
+        let paths = crate::config::ImagePaths::new("/k", "/i");
+        let (shape, spec) = (ShapeKey::new("small"), VmSpec::new("img", paths.clone()));
+        let (other, mut other_spec) = (ShapeKey::new("big"), VmSpec::new("img", paths));
+        other_spec.memory_mb = 512;
+        assert_eq!(charges.full_mb(&other_spec), 512);
+        assert_eq!(charges.estimate_mb(&shape, &spec), 256, "no template: the full memory");
+        charges.template_ready(&shape, spec.memory_mb);
+        assert_eq!(charges.estimate_mb(&shape, &spec), 256, "no clone measured yet");
         charges.clone_measured(&shape, 30);
         charges.clone_measured(&shape, 36);
         charges.clone_measured(&shape, 33);
-        assert_eq!(charges.estimate_mb(&shape), 36);
-        charges.template_ready(&other);
+        assert_eq!(charges.estimate_mb(&shape, &spec), 36);
+        charges.template_ready(&other, other_spec.memory_mb);
         assert_eq!(charges.shared_mb(), 256 + 512);
         charges.template_gone(&shape);
-        assert_eq!(charges.estimate_mb(&shape), 256);
+        assert_eq!(charges.estimate_mb(&shape, &spec), 256);
         charges.clone_measured(&shape, 10);
-        assert_eq!(charges.estimate_mb(&shape), 256, "a clone of a discarded template teaches nothing");
+        assert_eq!(
+            charges.estimate_mb(&shape, &spec),
+            256,
+            "a clone of a discarded template teaches nothing"
+        );
         assert_eq!(charges.shared_mb(), 512);
     }
 }

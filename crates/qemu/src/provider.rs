@@ -1,60 +1,69 @@
 //! [`QemuProvider`]: the pool's door to QEMU microVMs.
 //!
-//! The provider keeps the registered images and each shape's fill strategy, and routes every
-//! `create` to a cold boot ([`Launcher`]) or a snapshot clone ([`crate::snapshot`]).
+//! The provider keeps no table of shapes: the pool hands it each shape's [`VmSpec`] with every
+//! `create`, and the provider routes it to a cold boot ([`Launcher`]) or a snapshot clone
+//! ([`crate::snapshot`]) by the spec's fill strategy. What it keeps per shape is only what it
+//! learns while filling: the shape's snapshot template and the memory its clones cost.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use firepit_pool::{Provider, ShapeKey, Unhealthy};
+use firepit_pool::{MemoryAccounting, Provider, ShapeKey, Unhealthy};
+use firepit_shape::FillStrategy;
 
 use crate::caps::QemuCaps;
-use crate::config::{Accel, FillKind, FillStrategy, ImagePaths, ProviderConfig};
+use crate::config::{Accel, FillKind, ProviderConfig};
 use crate::config_error::ConfigError;
 use crate::error::{QemuError, SpawnError};
 use crate::launch::Launcher;
+use crate::ownership::{OwnedProcess, OwnershipHook};
 use crate::snapshot::Templates;
 use crate::template_state::TemplateState;
 use crate::vm::QemuVm;
+use crate::vm_spec::VmSpec;
 
-#[derive(Debug, Clone)]
-struct RegisteredImage {
-    paths: ImagePaths,
-    fill: FillStrategy,
-}
-
-#[derive(Debug)]
 struct ProviderInner {
     launcher: Launcher,
-    images: RwLock<HashMap<String, RegisteredImage>>,
-    /// Fill strategies set per shape; they win over the image's.
-    shape_fills: RwLock<HashMap<ShapeKey, FillStrategy>>,
     snapshots: Templates,
+    /// Told about every VM handed to the pool and every VM destroyed.
+    hook: Option<Arc<dyn OwnershipHook>>,
 }
 
-/// Makes, probes and destroys QEMU microVMs; implements [`firepit_pool::Provider`].
+/// Makes, probes and destroys QEMU microVMs; implements [`firepit_pool::Provider`] with
+/// [`VmSpec`] as the per-shape spec.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), firepit_qemu::QemuError> {
 /// use firepit_pool::{Provider, ShapeKey};
-/// use firepit_qemu::{ImagePaths, ProviderConfig, QemuProvider};
+/// use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider, VmSpec};
 /// let provider = QemuProvider::new(ProviderConfig::default())?;
-/// provider.register_image("img", ImagePaths::new("out/vmlinuz", "out/initramfs.cpio.gz"))?;
-/// let vm = provider.create(&ShapeKey::new("img", "1", 1, 256)).await?;
+/// let mut spec = VmSpec::new("img", ImagePaths::new("out/vmlinuz", "out/initramfs.cpio.gz"));
+/// spec.fill = FillStrategy::ColdBoot;
+/// let shape = ShapeKey::new("small");
+/// provider.check(&shape, &spec)?;                 // files exist, size can boot
+/// let vm = provider.create(&shape, &spec).await?;
 /// println!("{}", vm.exec(["uname", "-r"]).await?.stdout_lossy());
 /// provider.destroy(vm).await;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QemuProvider {
     inner: Arc<ProviderInner>,
 }
 
+impl std::fmt::Debug for QemuProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QemuProvider")
+            .field("config", &self.inner.launcher.config)
+            .field("ownership_hook", &self.inner.hook.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl QemuProvider {
     /// Checks the configuration and the QEMU binary, creates the runtime directory and removes what
-    /// firepit processes that were killed (SIGKILL leaves no chance to clean up) left in it and in
-    /// /dev/shm. Fails with [`QemuError::Config`] for a setting to change, or
-    /// [`SpawnError::BinaryNotFound`] when QEMU is not installed.
+    /// firepit processes that were killed (SIGKILL leaves no chance to clean up) left in it, in
+    /// /dev/shm and in the template directory. Fails with [`QemuError::Config`] for a setting to
+    /// change, or [`SpawnError::BinaryNotFound`] when QEMU is not installed.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -69,78 +78,69 @@ impl QemuProvider {
     /// # Ok::<(), firepit_qemu::QemuError>(())
     /// ```
     pub fn new(config: ProviderConfig) -> Result<Self, QemuError> {
+        Self::build(config, None)
+    }
+
+    /// [`new`](Self::new), with `hook` told about every VM the provider hands to the pool and
+    /// every VM it destroys (see [`OwnershipHook`]): how the daemon records the QEMU processes it
+    /// owns, so a restart after a crash can reap them.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use firepit_qemu::{OwnedProcess, OwnershipHook, ProviderConfig, QemuProvider};
+    /// struct Log;
+    /// impl OwnershipHook for Log {
+    ///     fn spawned(&self, process: &OwnedProcess) { println!("{} is pid {}", process.vm_id, process.pid) }
+    ///     fn destroyed(&self, vm_id: &str) { println!("{vm_id} is gone") }
+    /// }
+    /// let provider = QemuProvider::with_ownership_hook(ProviderConfig::default(), Arc::new(Log))?;
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
+    pub fn with_ownership_hook(
+        config: ProviderConfig,
+        hook: Arc<dyn OwnershipHook>,
+    ) -> Result<Self, QemuError> {
+        Self::build(config, Some(hook))
+    }
+
+    fn build(config: ProviderConfig, hook: Option<Arc<dyn OwnershipHook>>) -> Result<Self, QemuError> {
         Ok(Self {
             inner: Arc::new(ProviderInner {
                 launcher: Launcher::new(config)?,
-                images: RwLock::new(HashMap::new()),
-                shape_fills: RwLock::new(HashMap::new()),
                 snapshots: Templates::default(),
+                hook,
             }),
         })
     }
 
-    /// Registers (or replaces) an image under `image_id` with the configured fill strategy; shapes
-    /// name images by this id. Fails if a file is missing.
-    pub fn register_image(&self, image_id: &str, paths: ImagePaths) -> Result<(), QemuError> {
-        self.register_image_with(image_id, paths, self.inner.launcher.config.fill_strategy)
-    }
-
-    /// Registers an image with an explicit [`FillStrategy`]. Fails if a file is missing, or for
-    /// `Snapshot` together with [`ProviderConfig::run_as`] (not supported yet).
+    /// Whether this provider can make VMs of `spec`: its files exist (kernel, initramfs, a root
+    /// disk's base), its size can boot (at least 1 vCPU and 32 MiB), and snapshot fill is not
+    /// combined with [`ProviderConfig::run_as`] (not supported yet). Cheap: a shape is checked when
+    /// it is added to a pool, and again by every `create`. The files' contents are not checked
+    /// here: `firepit_image::ImageKind` tells a usable disk from anything else.
     ///
-    /// ```no_run
-    /// use firepit_pool::ShapeKey;
-    /// use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider, TemplateState};
-    /// let provider = QemuProvider::new(ProviderConfig::default())?;
-    /// let paths = ImagePaths::new("out/vmlinuz", "out/initramfs.cpio.gz");
-    /// provider.register_image_with("img", paths, FillStrategy::Snapshot)?;
-    /// // One shape of the image cold-boots anyway: it wants a fresh kernel every time.
-    /// let fresh = ShapeKey::new("img", "1+fresh", 1, 256);
-    /// provider.set_fill_strategy(&fresh, FillStrategy::ColdBoot);
-    /// assert_eq!(provider.fill_strategy(&fresh)?, FillStrategy::ColdBoot);
-    /// let cloned = ShapeKey::new("img", "1", 1, 256);
-    /// assert_eq!(provider.template_state(&cloned), TemplateState::Missing); // built by the first fill
-    /// # Ok::<(), firepit_qemu::QemuError>(())
     /// ```
-    pub fn register_image_with(
-        &self,
-        image_id: &str,
-        paths: ImagePaths,
-        fill: FillStrategy,
-    ) -> Result<(), QemuError> {
-        if fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
-            return Err(ConfigError::SnapshotWithRunAs { image: image_id.to_string() }.into());
+    /// use firepit_pool::ShapeKey;
+    /// use firepit_qemu::{ImagePaths, QemuError, SpawnError, VmSpec};
+    /// # fn demo(provider: &firepit_qemu::QemuProvider) {
+    /// let spec = VmSpec::new("img", ImagePaths::new("/nonexistent/vmlinuz", "/nonexistent/initrd"));
+    /// let err = provider.check(&ShapeKey::new("small"), &spec).unwrap_err();
+    /// assert!(matches!(err, QemuError::Spawn(SpawnError::ImageFileMissing { .. })));
+    /// # }
+    /// ```
+    pub fn check(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<(), QemuError> {
+        crate::launch::checked_memory_mb(shape, spec)?;
+        spec.network.validate().map_err(|(field, why)| crate::net_error::NetError::Invalid { field, why })?;
+        if spec.fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
+            return Err(ConfigError::SnapshotWithRunAs { image: spec.image_id.clone() }.into());
         }
-        for path in [&paths.kernel, &paths.initramfs] {
+        let disk = spec.image.disk.as_ref().map(|disk| &disk.base);
+        for path in [&spec.image.kernel, &spec.image.initramfs].into_iter().chain(disk) {
             if !path.is_file() {
                 return Err(SpawnError::ImageFileMissing { path: path.clone() }.into());
             }
         }
-        let mut images = self.inner.images.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        images.insert(image_id.to_string(), RegisteredImage { paths, fill });
         Ok(())
-    }
-
-    /// Sets the fill strategy of one shape, over its image's (two shapes of one image may fill
-    /// differently). Forgotten when the pool unregisters the shape.
-    pub fn set_fill_strategy(&self, shape: &ShapeKey, fill: FillStrategy) {
-        let mut fills = self.inner.shape_fills.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        fills.insert(shape.clone(), fill);
-    }
-
-    /// The fill strategy `shape` uses: its own, else its image's.
-    pub fn fill_strategy(&self, shape: &ShapeKey) -> Result<FillStrategy, QemuError> {
-        let own = self
-            .inner
-            .shape_fills
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(shape)
-            .copied();
-        match own {
-            Some(fill) => Ok(fill),
-            None => Ok(self.inner.image(&shape.image_id)?.fill),
-        }
     }
 
     /// The configuration in use.
@@ -201,87 +201,165 @@ impl QemuProvider {
         removed
     }
 
-    /// Boots a VM from scratch (ignores the image's fill strategy), outside any pool: the caller
-    /// owns the VM and ends it with [`QemuVm::shutdown`] (see there for an example).
-    pub async fn cold_boot(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
-        let image = self.inner.image(&shape.image_id)?;
-        self.inner.launcher.cold_boot(shape, &image.paths, FillKind::ColdBoot).await
+    /// The launcher (for the network methods in `provider_net.rs`).
+    pub(crate) fn launcher(&self) -> &Launcher {
+        &self.inner.launcher
     }
-}
 
-impl ProviderInner {
-    fn image(&self, image_id: &str) -> Result<RegisteredImage, QemuError> {
-        let images = self.images.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        images.get(image_id).cloned().ok_or_else(|| SpawnError::UnknownImage(image_id.to_string()).into())
+    /// Boots a VM of `spec` from scratch (whatever its fill strategy), outside any pool: the caller
+    /// owns the VM and ends it with [`QemuVm::shutdown`] (see there for an example). The ownership
+    /// hook is not told about it.
+    pub async fn cold_boot(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<QemuVm, QemuError> {
+        self.check(shape, spec)?;
+        self.inner.launcher.cold_boot(shape, spec, FillKind::ColdBoot).await
     }
 }
 
 impl Provider for QemuProvider {
     type Vm = QemuVm;
+    type Spec = VmSpec;
     type Error = QemuError;
 
-    async fn create(&self, shape: &ShapeKey) -> Result<QemuVm, QemuError> {
-        let image = self.inner.image(&shape.image_id)?;
-        match self.fill_strategy(shape)? {
-            FillStrategy::ColdBoot => {
-                self.inner.launcher.cold_boot(shape, &image.paths, FillKind::ColdBoot).await
+    async fn create(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<QemuVm, QemuError> {
+        self.check(shape, spec)?;
+        let inner = &self.inner;
+        let vm = match spec.fill {
+            FillStrategy::ColdBoot => inner.launcher.cold_boot(shape, spec, FillKind::ColdBoot).await?,
+            FillStrategy::Snapshot => inner.snapshots.create_clone(&inner.launcher, shape, spec).await?,
+        };
+        let mut vm = vm;
+        if spec.warm_up {
+            match crate::warm::warm_up(&vm).await {
+                Ok(took) => tracing::debug!(vm = %vm.id(), ?took, "VM warmed up"),
+                Err(e) => {
+                    vm.shutdown().await;
+                    return Err(e);
+                }
             }
-            FillStrategy::Snapshot => {
-                self.inner.snapshots.create_clone(&self.inner.launcher, shape, &image.paths).await
+            // A clone is charged its PSS: include what the warm-up added (code, copied pages).
+            if vm.memory_charge_mb.is_some()
+                && let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
+                && kib > 0
+            {
+                let mb = crate::memory_charge::kib_to_mib_ceil(kib);
+                vm.memory_charge_mb = Some(mb);
+                inner.snapshots.charges.clone_measured(shape, mb);
             }
         }
+        if let Some(hook) = &inner.hook {
+            hook.spawned(&OwnedProcess::of(&vm));
+        }
+        Ok(vm)
     }
 
     async fn probe(&self, vm: &QemuVm) -> Result<(), Unhealthy> {
         if let Some(info) = vm.exit_info() {
             return Err(Unhealthy::new(format!("qemu exited ({info})")));
         }
+        if vm.rest.is_resting() {
+            return crate::health::probe_resting(vm, vm.config.probe_timeout).await;
+        }
         crate::health::agent_health_check(vm).await
     }
 
+    /// Stops the VM's vCPUs (QMP `stop`): a resting VM costs no CPU. See [`crate::pause`].
+    async fn pause(&self, vm: &QemuVm) -> Result<bool, Unhealthy> {
+        match crate::pause::pause(&vm.rest, &vm.qmp).await {
+            Ok(()) => Ok(true),
+            Err(e) => Err(Unhealthy::new(format!("QMP stop failed: {e}"))),
+        }
+    }
+
+    /// `cont`, then the host's clock to the agent (whose answer the hand-out check counts).
+    fn resume(
+        &self,
+        vm: &QemuVm,
+    ) -> impl std::future::Future<Output = Result<(), Unhealthy>> + Send + 'static {
+        let waker = vm.waker();
+        async move {
+            match waker.wake().await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(Unhealthy::new(format!("waking the VM failed: {e}"))),
+            }
+        }
+    }
+
     async fn destroy(&self, vm: QemuVm) {
+        let id = vm.id().to_owned();
         vm.shutdown().await;
-    }
-
-    fn memory_estimate_mb(&self, shape: &ShapeKey) -> u64 {
-        self.inner.snapshots.charges.estimate_mb(shape)
-    }
-
-    fn shared_memory_mb(&self) -> u64 {
-        self.inner.snapshots.charges.shared_mb()
+        if let Some(hook) = &self.inner.hook {
+            hook.destroyed(&id);
+        }
     }
 
     fn shape_unregistered(&self, shape: &ShapeKey) {
-        self.inner.shape_fills.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(shape);
         self.forget_template(shape);
+    }
+
+    fn memory(&self) -> &dyn MemoryAccounting<VmSpec, QemuVm> {
+        &self.inner.snapshots.charges
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ImagePaths;
+
+    fn provider(dir: &std::path::Path, run_as_nobody: bool) -> Option<QemuProvider> {
+        let config = ProviderConfig {
+            runtime_dir: dir.join("run"),
+            template_dir: dir.join("templates"),
+            // Resolving a run_as user needs root; without it this part of the test is moot.
+            run_as: run_as_nobody.then(|| "nobody".to_owned()),
+            ..Default::default()
+        };
+        QemuProvider::new(config).ok()
+    }
 
     #[test]
-    fn a_shape_fill_strategy_wins_over_its_images_until_the_shape_is_unregistered() {
+    fn check_refuses_missing_files_unbootable_sizes_and_snapshot_with_run_as() {
         let dir = tempfile::tempdir().unwrap();
         let (kernel, initramfs) = (dir.path().join("vmlinuz"), dir.path().join("initramfs"));
         std::fs::write(&kernel, b"k").unwrap();
         std::fs::write(&initramfs, b"i").unwrap();
-        let config = ProviderConfig {
-            runtime_dir: dir.path().join("run"),
-            template_dir: dir.path().join("templates"),
-            ..Default::default()
-        };
-        let provider = QemuProvider::new(config).unwrap();
-        provider
-            .register_image_with("img", ImagePaths::new(kernel, initramfs), FillStrategy::ColdBoot)
-            .unwrap();
-        let (cold, snap) = (ShapeKey::new("img", "1+cold", 1, 64), ShapeKey::new("img", "1+snap", 1, 64));
-        provider.set_fill_strategy(&snap, FillStrategy::Snapshot);
-        assert_eq!(provider.fill_strategy(&cold).unwrap(), FillStrategy::ColdBoot);
-        assert_eq!(provider.fill_strategy(&snap).unwrap(), FillStrategy::Snapshot);
-        provider.shape_unregistered(&snap);
-        assert_eq!(provider.fill_strategy(&snap).unwrap(), FillStrategy::ColdBoot);
-        assert!(provider.fill_strategy(&ShapeKey::new("other", "1", 1, 64)).is_err());
+        let provider = provider(dir.path(), false).expect("a provider without run_as");
+        let shape = ShapeKey::new("small");
+        let good = VmSpec::new("img", ImagePaths::new(&kernel, &initramfs));
+        provider.check(&shape, &good).unwrap();
+        let mut no_cpu = good.clone();
+        no_cpu.cpus = 0;
+        let err = provider.check(&shape, &no_cpu).unwrap_err();
+        assert!(matches!(err, QemuError::Config(ConfigError::ShapeTooSmall { .. })), "{err}");
+        let mut tiny = good.clone();
+        tiny.memory_mb = 16;
+        assert!(matches!(
+            provider.check(&shape, &tiny),
+            Err(QemuError::Config(ConfigError::ShapeTooSmall { .. }))
+        ));
+        let mut huge = good.clone();
+        huge.memory_mb = u64::from(u32::MAX) + 1;
+        assert!(matches!(
+            provider.check(&shape, &huge),
+            Err(QemuError::Config(ConfigError::ShapeTooLarge { .. }))
+        ));
+        let missing = VmSpec::new("img", ImagePaths::new(dir.path().join("nope"), &initramfs));
+        let err = provider.check(&shape, &missing).unwrap_err();
+        assert!(err.to_string().contains("nope"), "the error names the missing file: {err}");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let run_as = provider_with_run_as(dir.path());
+            let err = run_as.check(&shape, &good).unwrap_err();
+            assert!(matches!(err, QemuError::Config(ConfigError::SnapshotWithRunAs { .. })), "{err}");
+            let mut cold = good;
+            cold.fill = FillStrategy::ColdBoot;
+            run_as.check(&shape, &cold).unwrap();
+        }
+    }
+
+    fn provider_with_run_as(dir: &std::path::Path) -> QemuProvider {
+        let other = dir.join("as-nobody");
+        std::fs::create_dir(&other).unwrap();
+        provider(&other, true).expect("root can run QEMU as nobody")
     }
 }

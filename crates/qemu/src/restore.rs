@@ -9,11 +9,12 @@ use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
 use crate::argv::GuestMemory;
-use crate::config::{FillKind, ImagePaths};
+use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError};
 use crate::launch::Launcher;
 use crate::qmp::QmpClient;
 use crate::vm::QemuVm;
+use crate::vm_spec::VmSpec;
 
 /// Longest a restore may take (capped by the boot timeout). Measured: 0.1–0.3 s idle, 2.5 s under heavy
 /// load. A broken state file makes QEMU 7.2 wait in `setup` forever (it reports no failure), so
@@ -45,12 +46,11 @@ pub(crate) async fn wait_migration(
     }
 }
 
-/// Restores a clone mapping `memory_file` copy-on-write, with device state from `quoted_state` (a
-/// shell-quoted path). `template` is kept alive by the clone.
+/// Restores a clone of `shape` (made from `vm`) mapping `memory_file` copy-on-write, with device
+/// state from `quoted_state` (a shell-quoted path). `template` is kept alive by the clone.
 pub(crate) async fn restore_clone(
     launcher: &Launcher,
-    shape: &ShapeKey,
-    paths: &ImagePaths,
+    (shape, vm_spec): (&ShapeKey, &VmSpec),
     memory_file: &Path,
     quoted_state: &str,
     template: Arc<dyn std::any::Any + Send + Sync>,
@@ -61,10 +61,15 @@ pub(crate) async fn restore_clone(
     let accel = launcher.accel().await;
     let (id, dir) = launcher.new_dir()?;
     let memory = GuestMemory::File { path: memory_file.to_path_buf(), shared: false };
-    let mut spec = launcher.spec(&id, accel, shape, paths, dir.path(), memory)?;
+    let mut spec = launcher.launch_spec(&id, accel, (shape, vm_spec), dir.path(), memory)?;
     spec.incoming = Some("defer".into());
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
     spec.without_kernel = true;
+    if let Some(overlay) = &spec.disk {
+        // The template's disk at save time, matching the memory this clone maps.
+        let template_disk = memory_file.with_file_name(crate::disk::OVERLAY_FILE);
+        launcher.overlay(&template_disk, crate::root_disk::DiskFormat::Qcow2, overlay).await?;
+    }
     let started =
         crate::boot::start(&launcher.config.qemu_binary, &spec, dir, &launcher.config, deadline).await?;
     let qmp = started.qmp.clone();
@@ -76,7 +81,9 @@ pub(crate) async fn restore_clone(
     let restored = started_at.elapsed();
     let mut vm = launcher.vm(id, shape, accel, restored, started, FillKind::Snapshot);
     vm.template = Some(template);
+    vm.exec_defaults = vm_spec.image.exec_defaults.clone();
     let applied = vm.set_identity(crate::exec::fresh_identity(vm.id())).await?;
+    vm.configure_network().await?;
     vm.boot_duration = started_at.elapsed();
     tracing::info!(vm = %vm.id(), %shape, ?restored, ready = ?started_at.elapsed(), ?applied, "VM restored from snapshot");
     Ok(vm)

@@ -9,7 +9,12 @@
 //!   `migrate-incoming exec:cat STATE`, `cont`s, answers an agent ping, and gets its own identity
 //!   (entropy, clock, hostname, machine id) before it is handed out.
 //!
-//! Templates live in `ProviderConfig::template_dir`, one directory per shape with a manifest (see
+//! With a root disk, the template writes to an overlay kept in its template directory; at save
+//! time (stopped, flushed by the migration) it becomes read-only and the base of each clone's own
+//! overlay, so a clone's disk is exactly the disk its restored memory knows (see `disk`).
+//!
+//! Templates live in `ProviderConfig::template_dir`, one directory per shape (named after the
+//! shape's name, image and size) with a manifest (see
 //! [`crate::template_store`]); a new provider reuses a valid one instead of booting. In memory a
 //! template is an `Arc` held by the provider and by every clone: when it is dropped for good (shape
 //! unregistered, found corrupt, restores failing, or `keep_templates = false`), its directory is
@@ -31,12 +36,13 @@ use std::time::Duration;
 use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
-use crate::config::{FillKind, ImagePaths};
+use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError};
 use crate::launch::Launcher;
 use crate::template_state::{TemplateOrigin, TemplateState};
 use crate::template_store::{self as store, Found, Manifest, TemplateFault};
 use crate::vm::QemuVm;
+use crate::vm_spec::VmSpec;
 
 /// Consecutive failed restores after which the template is dropped and rebuilt.
 pub const MAX_RESTORE_FAILURES: u32 = 3;
@@ -50,6 +56,8 @@ pub(crate) struct Template {
     remove_on_drop: AtomicBool,
     discarded: AtomicBool,
     restore_failures: AtomicU32,
+    /// Its files as they last passed a full check (a restore re-checks only changed files).
+    checked: crate::template_stamp::CheckedStamps,
 }
 
 impl Template {
@@ -60,6 +68,7 @@ impl Template {
             remove_on_drop: AtomicBool::new(!keep),
             discarded: AtomicBool::new(false),
             restore_failures: AtomicU32::new(0),
+            checked: Default::default(),
         }
     }
 
@@ -86,13 +95,15 @@ impl Template {
     }
 
     /// Checks the files before a restore: QEMU 7.2 hangs instead of failing on a broken state file.
+    /// Files unchanged since they last passed are not read again (`template_stamp`).
     fn check(&self) -> Result<(), TemplateFault> {
-        match store::inspect(&self.dir(), &self.manifest.key) {
+        let dir = self.dir();
+        self.checked.check(&dir, || match store::inspect(&dir, &self.manifest.key) {
             Found::Valid(found) if found == self.manifest => Ok(()),
             Found::Valid(_) => Err(TemplateFault::ManifestChanged),
             Found::Absent => Err(TemplateFault::Gone),
             Found::Stale(fault) | Found::Corrupt(fault) => Err(fault),
-        }
+        })
     }
 }
 
@@ -203,7 +214,7 @@ impl Templates {
         &self,
         launcher: &Launcher,
         shape: &ShapeKey,
-        paths: &ImagePaths,
+        vm: &VmSpec,
     ) -> Result<QemuVm, QemuError> {
         let slot = self.slot(shape);
         let template = {
@@ -211,11 +222,11 @@ impl Templates {
             match &*slot {
                 Slot::Ready { template, .. } => Some(template.clone()),
                 Slot::Failed { at, .. } if at.elapsed() < launcher.config.snapshot_retry_after => None,
-                Slot::Empty | Slot::Failed { .. } => match obtain(launcher, shape, paths).await {
+                Slot::Empty | Slot::Failed { .. } => match obtain(launcher, shape, vm).await {
                     Ok((template, origin)) => {
                         let template = self.track(template);
                         *slot = Slot::Ready { template: template.clone(), origin };
-                        self.charges.template_ready(shape);
+                        self.charges.template_ready(shape, vm.memory_mb);
                         Some(template)
                     }
                     Err(e) => {
@@ -228,7 +239,7 @@ impl Templates {
             }
         };
         let Some(template) = template else {
-            return launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
+            return launcher.cold_boot(shape, vm, FillKind::ColdBootFallback).await;
         };
         if !self.is_current(shape, &slot) {
             // `forget` ran while this fill held the slot (e.g. built the template): it could not see it.
@@ -239,20 +250,20 @@ impl Templates {
             self.discard(shape, &template, &why);
             *slot.lock().await =
                 Slot::Failed { at: Instant::now(), error: format!("template damaged: {why}") };
-            return launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await;
+            return launcher.cold_boot(shape, vm, FillKind::ColdBootFallback).await;
         }
-        match restore(launcher, shape, paths, &template).await {
-            Ok(mut vm) => {
+        match restore(launcher, (shape, vm), &template).await {
+            Ok(mut clone) => {
                 template.restore_failures.store(0, Ordering::Relaxed);
-                if let Ok((_, kib)) = crate::memory_charge::process_memory_kib(vm.pid())
+                if let Ok((_, kib)) = crate::memory_charge::process_memory_kib(clone.pid())
                     && kib > 0
                 {
                     let mb = crate::memory_charge::kib_to_mib_ceil(kib);
-                    vm.memory_charge_mb = Some(mb);
+                    clone.memory_charge_mb = Some(mb);
                     self.charges.clone_measured(shape, mb);
-                    tracing::debug!(vm = %vm.id(), %shape, pss_mib = mb, "clone charged its PSS");
+                    tracing::debug!(vm = %clone.id(), %shape, pss_mib = mb, "clone charged its PSS");
                 }
-                Ok(vm)
+                Ok(clone)
             }
             Err(e) => {
                 let failures = template.restore_failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -262,7 +273,7 @@ impl Templates {
                     self.discard(shape, &template, &error);
                     *slot.lock().await = Slot::Failed { at: Instant::now(), error };
                 }
-                launcher.cold_boot(shape, paths, FillKind::ColdBootFallback).await
+                launcher.cold_boot(shape, vm, FillKind::ColdBootFallback).await
             }
         }
     }
@@ -272,9 +283,9 @@ impl Templates {
 async fn obtain(
     launcher: &Launcher,
     shape: &ShapeKey,
-    paths: &ImagePaths,
+    vm: &VmSpec,
 ) -> Result<(Template, TemplateOrigin), QemuError> {
-    let key = crate::template_build::template_key(launcher, shape, paths).await?;
+    let key = crate::template_build::template_key(launcher, shape, vm).await?;
     let base = &launcher.config.template_dir;
     store::ensure_private_dir(base)?;
     let dir = base.join(store::shape_dir_name(&key.shape));
@@ -306,14 +317,13 @@ async fn obtain(
             TemplateOrigin::Rebuilt(why.to_string())
         }
     };
-    let manifest = crate::template_build::build(launcher, shape, paths, &key, &dir).await?;
+    let manifest = crate::template_build::build(launcher, (shape, vm), &key, &dir).await?;
     Ok((Template::new(dir, manifest, keep), origin))
 }
 
 async fn restore(
     launcher: &Launcher,
-    shape: &ShapeKey,
-    paths: &ImagePaths,
+    shape: (&ShapeKey, &VmSpec),
     template: &Arc<Template>,
 ) -> Result<QemuVm, QemuError> {
     let dir = template.dir();
@@ -321,7 +331,6 @@ async fn restore(
     crate::restore::restore_clone(
         launcher,
         shape,
-        paths,
         &dir.join(store::MEMORY_FILE),
         &crate::template_build::quoted(&dir.join(store::STATE_FILE))?,
         holder,

@@ -58,6 +58,7 @@ pub(crate) async fn one_shot(
     if vm.exit_info().is_some() {
         return Err(AgentError::Closed.into());
     }
+    vm.awake().await?;
     let kind = request.kind();
     let response = vm.agent.request(request, timeout).await?;
     Ok(failure_error(kind, response)?)
@@ -180,6 +181,7 @@ pub(crate) async fn open(
     if vm.exit_info().is_some() {
         return Err(AgentError::Closed.into());
     }
+    vm.awake().await?;
     let kind = request.kind();
     let (id, conn, ends) = vm.agent.open_stream(request).await?;
     let link = Arc::new(StreamLink { id, conn, kind });

@@ -1,5 +1,7 @@
 //! Building a snapshot template: boot the shape once with its RAM in a shared file, stop it, save
 //! its device state, and publish both under the template directory (see [`crate::template_store`]).
+//! With a root disk the template writes to an overlay in the template directory; once the
+//! template has quit, that overlay is made read-only and saved with it as its clones' base.
 
 use std::path::{Path, PathBuf};
 
@@ -7,23 +9,25 @@ use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
 use crate::argv::GuestMemory;
-use crate::config::{FillKind, ImagePaths};
+use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError, SpawnError};
 use crate::launch::Launcher;
 use crate::template_store::{self as store, Manifest, TemplateKey};
+use crate::vm_spec::VmSpec;
 
-/// What a template of `shape` must match: image, shape, QEMU, and the command lines of template
-/// and clone (kernel arguments included) with per-VM paths replaced by placeholders.
+/// What a template of `shape` must match: image, shape (name and machine size), QEMU, and the
+/// command lines of template and clone (kernel arguments included) with per-VM paths replaced by
+/// placeholders.
 pub(crate) async fn template_key(
     launcher: &Launcher,
     shape: &ShapeKey,
-    paths: &ImagePaths,
+    vm: &VmSpec,
 ) -> Result<TemplateKey, QemuError> {
     let accel = launcher.accel().await;
     let mut joined = Vec::new();
     for clone in [false, true] {
         let memory = GuestMemory::File { path: PathBuf::from("/TEMPLATE/memory"), shared: !clone };
-        let mut spec = launcher.spec("VM", accel, shape, paths, Path::new("/RUNTIME"), memory)?;
+        let mut spec = launcher.launch_spec("VM", accel, (shape, vm), Path::new("/RUNTIME"), memory)?;
         spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
         if clone {
             spec.incoming = Some("defer".into());
@@ -35,12 +39,19 @@ pub(crate) async fn template_key(
         }
         joined.push(b'\n');
     }
+    let disk = vm.image.disk.as_ref().map(|disk| crate::disk::base_stamp(&disk.base)).transpose()?;
     Ok(TemplateKey {
-        image_id: shape.image_id.clone(),
-        shape: shape.to_string(),
+        image_id: vm.image_id.clone(),
+        shape: describe(shape, vm),
         qemu_version: launcher.caps.version.clone(),
         cmdline_sha256: store::sha256_hex(&joined),
+        disk,
     })
+}
+
+/// A shape as a template's manifest and directory name show it: `name@image/1cpu/256MiB`.
+pub(crate) fn describe(shape: &ShapeKey, vm: &VmSpec) -> String {
+    format!("{shape}@{}/{}cpu/{}MiB", vm.image_id, vm.cpus, vm.memory_mb)
 }
 
 /// Shell-quotes a path for an `exec:` migration URI (run by `/bin/sh -c`).
@@ -55,8 +66,7 @@ pub(crate) fn quoted(path: &Path) -> Result<String, SnapshotError> {
 /// Boots the template in a scratch directory, snapshots it and moves it to `target`.
 pub(crate) async fn build(
     launcher: &Launcher,
-    shape: &ShapeKey,
-    paths: &ImagePaths,
+    (shape, vm): (&ShapeKey, &VmSpec),
     key: &TemplateKey,
     target: &Path,
 ) -> Result<Manifest, QemuError> {
@@ -64,8 +74,8 @@ pub(crate) async fn build(
     let scratch = store::scratch_path(&launcher.config.template_dir);
     std::fs::create_dir(&scratch)
         .map_err(|e| SpawnError::io(format!("creating {}", scratch.display()), e))?;
-    let result = build_in(launcher, shape, paths, &scratch).await.and_then(|()| {
-        let memory_bytes = u64::from(shape.memory_mb) * 1024 * 1024;
+    let result = build_in(launcher, shape, vm, &scratch).await.and_then(|()| {
+        let memory_bytes = vm.memory_mb.saturating_mul(1024 * 1024);
         store::publish(&scratch, target, key, memory_bytes)
     });
     if result.is_err() {
@@ -77,7 +87,7 @@ pub(crate) async fn build(
 async fn build_in(
     launcher: &Launcher,
     shape: &ShapeKey,
-    paths: &ImagePaths,
+    vm_spec: &VmSpec,
     scratch: &Path,
 ) -> Result<(), QemuError> {
     let started_at = Instant::now();
@@ -85,11 +95,18 @@ async fn build_in(
     let accel = launcher.accel().await;
     let (id, vm_dir) = launcher.new_dir()?;
     let memory = GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true };
-    let mut spec = launcher.spec(&id, accel, shape, paths, vm_dir.path(), memory)?;
+    let mut spec = launcher.launch_spec(&id, accel, (shape, vm_spec), vm_dir.path(), memory)?;
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
+    // The template's overlay is saved with it: at save time it is the disk its clones start from.
+    let disk = scratch.join(crate::disk::OVERLAY_FILE);
+    if let Some(base) = &vm_spec.image.disk {
+        launcher.overlay(&base.base, base.format, &disk).await?;
+        spec.disk = Some(disk.clone());
+    }
     let started =
         crate::boot::start(&launcher.config.qemu_binary, &spec, vm_dir, &launcher.config, deadline).await?;
     crate::boot::wait_ready(&started, launcher.config.boot_timeout, deadline).await?;
+    crate::vm_net::configure(&started.agent, started.network.as_ref(), launcher.config.agent_timeout).await?;
     let booted = started_at.elapsed();
     let qmp = started.qmp.clone();
     qmp.stop().await?;
@@ -98,6 +115,9 @@ async fn build_in(
     crate::restore::wait_migration(&qmp, "out", deadline).await?;
     let vm = launcher.vm(id, shape, accel, booted, started, FillKind::Snapshot);
     vm.shutdown().await;
+    if spec.disk.is_some() {
+        crate::disk::freeze(&disk)?;
+    }
     tracing::info!(%shape, ?booted, total = ?started_at.elapsed(), "snapshot template built");
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! Snapshot templates on disk, so a new provider reuses what an earlier one built.
 //!
 //! Layout: `<template_dir>/<shape dir>/{memory, state.bin, manifest.json}`, one directory per shape
-//! (image id, version, vCPUs, memory). The manifest says whose template it is: image id, shape,
-//! QEMU version and a hash of the clone command line (with per-VM paths replaced by placeholders).
+//! (name, image id, vCPUs, memory), plus `disk.qcow2` for an image with a root disk: the
+//! template's overlay at save time, read-only, the base of every clone's overlay. The manifest says
+//! whose template it is: image id, shape, QEMU version, a hash of the clone command line (with
+//! per-VM paths replaced by placeholders) and the root disk's base (path, size, mtime, inode).
 //! A template is reused only when all of them match and its files pass a check (sizes, and the
 //! SHA-256 of the device state); otherwise it is *stale* (key mismatch) or *corrupt* and is rebuilt.
 //!
@@ -27,7 +29,7 @@ pub(crate) const MEMORY_FILE: &str = "memory";
 pub(crate) const STATE_FILE: &str = "state.bin";
 /// What the template is and whose it is; written last.
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(1);
 
@@ -36,12 +38,15 @@ static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct TemplateKey {
     /// The image id the shape names.
     pub image_id: String,
-    /// The shape, as `ShapeKey` displays it.
+    /// The shape: its name, image and machine size (`name@image/1cpu/256MiB`).
     pub shape: String,
     /// First line of `qemu -version`.
     pub qemu_version: String,
     /// SHA-256 (hex) of the clone command line with per-VM paths replaced by placeholders.
     pub cmdline_sha256: String,
+    /// The root disk's base as `crate::disk::base_stamp` describes it; `None`: no root disk.
+    #[serde(default)]
+    pub disk: Option<String>,
 }
 
 /// `manifest.json`.
@@ -54,6 +59,9 @@ pub(crate) struct Manifest {
     pub memory_bytes: u64,
     pub state_bytes: u64,
     pub state_sha256: String,
+    /// Size of the template's disk (`disk.qcow2`); `None`: the image has no root disk.
+    #[serde(default)]
+    pub disk_bytes: Option<u64>,
     /// Seconds since the Unix epoch when the template was snapshotted.
     pub created_unix: u64,
 }
@@ -197,6 +205,14 @@ pub(crate) fn inspect(dir: &Path, key: &TemplateKey) -> Found {
         }
         Err(source) => return Found::Corrupt(TemplateFault::Unreadable { path: memory, source }),
     }
+    if let Some(expected) = manifest.disk_bytes {
+        let disk = dir.join(crate::disk::OVERLAY_FILE);
+        match std::fs::metadata(&disk) {
+            Ok(m) if m.len() == expected => {}
+            Ok(m) => return Found::Corrupt(TemplateFault::Size { path: disk, actual: m.len(), expected }),
+            Err(source) => return Found::Corrupt(TemplateFault::Unreadable { path: disk, source }),
+        }
+    }
     let state = dir.join(STATE_FILE);
     match file_sha256(&state) {
         Ok((actual, _)) if actual != manifest.state_bytes => {
@@ -211,11 +227,14 @@ pub(crate) fn inspect(dir: &Path, key: &TemplateKey) -> Found {
 }
 
 fn key_mismatch(found: &TemplateKey, wanted: &TemplateKey) -> Option<TemplateFault> {
+    let (found_disk, wanted_disk) =
+        (found.disk.clone().unwrap_or_default(), wanted.disk.clone().unwrap_or_default());
     let pairs = [
         ("image id", &found.image_id, &wanted.image_id),
         ("shape", &found.shape, &wanted.shape),
         ("QEMU version", &found.qemu_version, &wanted.qemu_version),
         ("command line hash", &found.cmdline_sha256, &wanted.cmdline_sha256),
+        ("root disk", &found_disk, &wanted_disk),
     ];
     pairs.into_iter().find(|(_, found, wanted)| found != wanted).map(|(what, found, wanted)| {
         TemplateFault::KeyMismatch { what, found: found.clone(), wanted: wanted.clone() }
@@ -235,8 +254,24 @@ pub(crate) fn publish(
         file_sha256(&state).map_err(|e| SpawnError::io(format!("reading {}", state.display()), e))?;
     let created_unix =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let manifest =
-        Manifest { format: FORMAT, key: key.clone(), memory_bytes, state_bytes, state_sha256, created_unix };
+    let disk_bytes = match std::fs::metadata(scratch.join(crate::disk::OVERLAY_FILE)) {
+        Ok(meta) => Some(meta.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(
+                SpawnError::io(format!("inspecting the template disk in {}", scratch.display()), e).into()
+            );
+        }
+    };
+    let manifest = Manifest {
+        format: FORMAT,
+        key: key.clone(),
+        memory_bytes,
+        state_bytes,
+        state_sha256,
+        disk_bytes,
+        created_unix,
+    };
     let text = serde_json::to_string_pretty(&manifest).map_err(SnapshotError::Manifest)?;
     let manifest_path = scratch.join(MANIFEST_FILE);
     std::fs::write(&manifest_path, text)
@@ -271,100 +306,4 @@ pub(crate) fn remove(dir: &Path) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key() -> TemplateKey {
-        TemplateKey {
-            image_id: "img".into(),
-            shape: "img@1/1cpu/64MiB".into(),
-            qemu_version: "QEMU emulator version 7.2.22".into(),
-            cmdline_sha256: sha256_hex(b"argv"),
-        }
-    }
-
-    fn published(base: &Path) -> PathBuf {
-        let scratch = scratch_path(base);
-        std::fs::create_dir(&scratch).unwrap();
-        std::fs::write(scratch.join(MEMORY_FILE), vec![0u8; 4096]).unwrap();
-        std::fs::write(scratch.join(STATE_FILE), b"device state").unwrap();
-        let target = base.join(shape_dir_name(&key().shape));
-        publish(&scratch, &target, &key(), 4096).unwrap();
-        assert!(!scratch.exists());
-        target
-    }
-
-    #[test]
-    fn a_published_template_is_valid_for_its_key_only() {
-        let base = tempfile::tempdir().unwrap();
-        let dir = published(base.path());
-        assert!(matches!(inspect(&dir, &key()), Found::Valid(m) if m.state_bytes == 12));
-        let newer_qemu = TemplateKey { qemu_version: "QEMU emulator version 8.0".into(), ..key() };
-        assert!(matches!(
-            inspect(&dir, &newer_qemu),
-            Found::Stale(TemplateFault::KeyMismatch { what: "QEMU version", .. })
-        ));
-        let other_argv = TemplateKey { cmdline_sha256: sha256_hex(b"other"), ..key() };
-        assert!(matches!(
-            inspect(&dir, &other_argv),
-            Found::Stale(TemplateFault::KeyMismatch { what: "command line hash", .. })
-        ));
-        assert!(matches!(inspect(&base.path().join("nothing"), &key()), Found::Absent));
-    }
-
-    #[test]
-    fn truncated_altered_or_missing_files_are_corrupt() {
-        let base = tempfile::tempdir().unwrap();
-        let dir = published(base.path());
-        std::fs::write(dir.join(STATE_FILE), b"device").unwrap();
-        assert!(matches!(
-            inspect(&dir, &key()),
-            Found::Corrupt(TemplateFault::Size { actual: 6, expected: 12, .. })
-        ));
-        std::fs::write(dir.join(STATE_FILE), b"DEVICE STATE").unwrap();
-        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(TemplateFault::Checksum { .. })));
-        std::fs::write(dir.join(STATE_FILE), b"device state").unwrap();
-        std::fs::remove_file(dir.join(MEMORY_FILE)).unwrap();
-        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(TemplateFault::Unreadable { .. })));
-        std::fs::write(dir.join(MANIFEST_FILE), b"{not json").unwrap();
-        let Found::Corrupt(fault) = inspect(&dir, &key()) else { panic!("a garbled manifest is corrupt") };
-        assert!(fault.to_string().contains("not a template manifest"), "{fault}");
-        std::fs::remove_file(dir.join(MANIFEST_FILE)).unwrap();
-        assert!(matches!(inspect(&dir, &key()), Found::Corrupt(TemplateFault::ManifestMissing(_))));
-    }
-
-    #[test]
-    fn a_template_dir_others_can_enter_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let base = tempfile::tempdir().unwrap();
-        let dir = base.path().join("templates");
-        ensure_private_dir(&dir).unwrap();
-        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let error = ensure_private_dir(&dir).unwrap_err().to_string();
-        assert!(error.contains("not private"), "{error}");
-        let link = base.path().join("link");
-        std::os::unix::fs::symlink(&dir, &link).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(ensure_private_dir(&link).is_err(), "a symlink is refused");
-    }
-
-    #[test]
-    fn shape_dir_names_are_safe_and_distinct() {
-        let a = shape_dir_name("img@6.1/1cpu/256MiB");
-        let b = shape_dir_name("img@6.1/1cpu/256MiB+x");
-        assert!(!a.contains('/') && a.starts_with("img@6.1_1cpu_256MiB-"));
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn a_retired_template_gets_a_scratch_name_and_is_removed() {
-        let base = tempfile::tempdir().unwrap();
-        let dir = published(base.path());
-        let moved = retire(&dir).unwrap();
-        assert!(!dir.exists() && moved.exists());
-        assert!(moved.file_name().unwrap().to_string_lossy().starts_with("firepit-"));
-        remove(&moved);
-        assert!(!moved.exists());
-    }
-}
+mod tests;

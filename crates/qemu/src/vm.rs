@@ -61,17 +61,24 @@ pub struct QemuVm {
     pub(crate) qmp: QmpClient,
     pub(crate) console: Arc<ConsoleShared>,
     pub(crate) agent: Arc<AgentClient>,
+    /// The NIC's address, filter and forwards (`None`: the shape has no network).
+    pub(crate) network: Option<crate::net::VmNetwork>,
     // Field order matters for drop: the process is killed before its directory is removed.
     pub(crate) process: QemuProcess,
     pub(crate) dir: RuntimeDir,
     /// Keeps a snapshot template's memory file alive while this clone maps it (held for its Drop).
     #[allow(dead_code)]
     pub(crate) template: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Whether the VM rests in the pool (vCPUs stopped); see [`crate::pause`].
+    pub(crate) rest: Arc<crate::pause::Rest>,
     /// How it was made.
     pub(crate) fill: crate::config::FillKind,
-    /// What it costs against the pool's memory budget when not its full memory (a snapshot clone:
-    /// its PSS once restored, MiB); see `memory_charge.rs`.
+    /// What it costs against the pool's memory budget when not its spec's full memory (a snapshot
+    /// clone: its PSS once restored, MiB); read by the provider's `MemoryAccounting`
+    /// (`memory_charge.rs`).
     pub(crate) memory_charge_mb: Option<u64>,
+    /// The image's environment, working directory and user for `exec` (see [`ExecDefaults`]).
+    pub(crate) exec_defaults: crate::exec_defaults::ExecDefaults,
 }
 
 impl QemuVm {
@@ -112,6 +119,7 @@ impl QemuVm {
 
     /// A console handle that sees output printed from now on.
     pub async fn console(&self) -> Result<Console, QemuError> {
+        self.awake().await?;
         Ok(self.console.handle(None))
     }
 
@@ -165,6 +173,7 @@ impl QemuVm {
             ms => Duration::from_millis(ms),
         };
         let deadline = guest_timeout + self.config.agent_timeout;
+        let request = self.exec_defaults.applied_to(request);
         match self.agent_request(Request::Exec(request), deadline).await? {
             Response::Exec(result) => Ok(ExecOutput::from(result)),
             other => Err(unexpected("exec", other)),
@@ -201,8 +210,31 @@ impl QemuVm {
         }
     }
 
-    async fn agent_request(&self, request: Request, timeout: Duration) -> Result<Response, QemuError> {
+    pub(crate) async fn agent_request(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, QemuError> {
         self.detached_request(request, timeout).await
+    }
+
+    /// What waking this VM needs, detached from the handle (see [`crate::pause`]).
+    pub(crate) fn waker(&self) -> crate::pause::Waker {
+        crate::pause::Waker {
+            rest: self.rest.clone(),
+            qmp: self.qmp.clone(),
+            agent: self.agent.clone(),
+            timeout: self.config.probe_timeout,
+        }
+    }
+
+    /// Wakes the VM if it rested in the pool (a VM handed out by `try_reserve` may still be waking):
+    /// every guest-facing operation calls this first. One atomic load when the VM runs.
+    pub(crate) async fn awake(&self) -> Result<(), QemuError> {
+        if self.rest.is_resting() {
+            self.waker().wake().await?;
+        }
+        Ok(())
     }
 
     /// An agent request as a future that does not borrow the VM (for the pool's `'static` checks).
@@ -213,10 +245,14 @@ impl QemuVm {
     ) -> impl std::future::Future<Output = Result<Response, QemuError>> + Send + use<> {
         let agent = self.agent.clone();
         let exited = self.process.exit_info().is_some();
+        let waker = self.rest.is_resting().then(|| self.waker());
         async move {
             let kind = crate::agent::request_kind(&request);
             if exited {
                 return Err(AgentError::Closed.into());
+            }
+            if let Some(waker) = waker {
+                waker.wake().await?;
             }
             match agent.request(request, timeout).await? {
                 Response::Error { message } => Err(AgentError::Remote { request: kind, message }.into()),
@@ -236,11 +272,13 @@ impl QemuVm {
         }
     }
 
-    /// Running, paused (QMP) or exited (process state).
+    /// Running, paused (QMP) or exited (process state). A VM that rested in the pool is woken
+    /// first: a user never sees the pool's pause, only their own.
     pub async fn status(&self) -> Result<VmStatus, QemuError> {
         if let Some(info) = self.process.exit_info() {
             return Ok(VmStatus::Exited(info.code));
         }
+        self.awake().await?;
         match self.qmp.query_status().await {
             Ok(status) if status.running => Ok(VmStatus::Running),
             Ok(_) => Ok(VmStatus::Paused),
@@ -255,13 +293,18 @@ impl QemuVm {
         }
     }
 
-    /// Pauses the vCPUs (QMP `stop`).
+    /// Pauses the vCPUs (QMP `stop`). The guest's clocks stop with them: after
+    /// [`resume`](Self::resume) it is behind by the pause until something sets its clock
+    /// ([`set_identity`](Self::set_identity)). Idle VMs in the pool are paused by the pool
+    /// (`ShapeConfig::pause_idle`) and woken with their clock set before anyone sees them.
     pub async fn pause(&self) -> Result<(), QemuError> {
+        self.awake().await?;
         Ok(self.qmp.stop().await?)
     }
 
     /// Resumes the vCPUs (QMP `cont`).
     pub async fn resume(&self) -> Result<(), QemuError> {
+        self.awake().await?;
         Ok(self.qmp.cont().await?)
     }
 
@@ -281,8 +324,8 @@ impl QemuVm {
     /// it at once.
     ///
     /// ```no_run
-    /// # async fn demo(provider: firepit_qemu::QemuProvider) -> Result<(), firepit_qemu::QemuError> {
-    /// let vm = provider.cold_boot(&firepit_pool::ShapeKey::new("img", "1", 1, 256)).await?;
+    /// # async fn demo(provider: firepit_qemu::QemuProvider, spec: firepit_qemu::VmSpec) -> Result<(), firepit_qemu::QemuError> {
+    /// let vm = provider.cold_boot(&firepit_pool::ShapeKey::new("small"), &spec).await?;
     /// let dir = vm.runtime_dir().to_path_buf();
     /// println!("{}", vm.console_tail(5));
     /// vm.shutdown().await;
@@ -327,9 +370,5 @@ impl PoolVm for QemuVm {
 
     fn fill_kind(&self) -> Option<&'static str> {
         Some(self.fill.as_str())
-    }
-
-    fn memory_charge_mb(&self) -> Option<u64> {
-        self.memory_charge_mb
     }
 }

@@ -29,8 +29,11 @@ async fn vm() -> &'static QemuVm {
     VM.get_or_init(|| async {
         let image = common::image();
         let dir = common::runtime_dir("guest");
-        let provider = common::provider(&image, &dir, |_| {});
-        let vm = provider.create(&common::shape(&image)).await.expect("booting the shared VM");
+        let provider = common::provider(&dir, |_| {});
+        let vm = provider
+            .create(&common::shape(), &common::cold_spec(&image))
+            .await
+            .expect("booting the shared VM");
         SHARED_PID.store(vm.pid(), Ordering::SeqCst);
         // SAFETY: registering a plain extern "C" fn with no captured state.
         unsafe { libc::atexit(kill_shared_vm) };

@@ -88,14 +88,14 @@ fn confined_vm_survives_a_console_flood_and_agent_garbage_makes_it_unhealthy() {
     common::run(async {
         let image = common::image();
         let dir = common::runtime_dir("hostile");
-        let provider = common::provider(&image, &dir, |c| {
+        let provider = common::provider(&dir, |c| {
             c.console_buffer_bytes = CONSOLE_BUFFER;
             c.probe_timeout = Duration::from_secs(5);
             if is_root() {
                 c.run_as = Some("nobody".into());
             }
         });
-        let vm = provider.create(&common::shape(&image)).await.expect("booting the VM");
+        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.expect("booting the VM");
         eprintln!("VM {} booted in {:?} under {}", vm.id(), vm.boot_duration(), vm.accel());
         assert_confined(&vm, &dir);
 

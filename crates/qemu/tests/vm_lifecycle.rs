@@ -13,8 +13,8 @@ fn status_follows_pause_and_resume() {
     common::run(async {
         let image = common::image();
         let dir = common::runtime_dir("status");
-        let provider = common::provider(&image, &dir, |_| {});
-        let vm = provider.create(&common::shape(&image)).await.unwrap();
+        let provider = common::provider(&dir, |_| {});
+        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap();
         assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
         vm.pause().await.unwrap();
         assert_eq!(vm.status().await.unwrap(), VmStatus::Paused);
@@ -31,8 +31,8 @@ fn sigkill_of_qemu_is_noticed_at_once() {
     common::run(async {
         let image = common::image();
         let dir = common::runtime_dir("kill9");
-        let provider = common::provider(&image, &dir, |_| {});
-        let vm = provider.create(&common::shape(&image)).await.unwrap();
+        let provider = common::provider(&dir, |_| {});
+        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap();
         let pid = vm.pid();
         let exited = vm.exited();
         // SAFETY: kill(2) of the QEMU we just started, as an outside `kill -9` would.
@@ -54,8 +54,8 @@ fn destroy_leaves_no_process_socket_or_directory() {
     common::run(async {
         let image = common::image();
         let dir = common::runtime_dir("destroy");
-        let provider = common::provider(&image, &dir, |_| {});
-        let vm = provider.create(&common::shape(&image)).await.unwrap();
+        let provider = common::provider(&dir, |_| {});
+        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap();
         let (pid, vm_dir) = (vm.pid(), vm.runtime_dir().to_path_buf());
         assert!(vm_dir.join("qmp.sock").exists());
         assert!(provider.probe(&vm).await.is_ok());
@@ -73,8 +73,8 @@ fn dropping_a_vm_kills_qemu_and_removes_its_directory() {
     common::run(async {
         let image = common::image();
         let dir = common::runtime_dir("drop");
-        let provider = common::provider(&image, &dir, |_| {});
-        let vm = provider.create(&common::shape(&image)).await.unwrap();
+        let provider = common::provider(&dir, |_| {});
+        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap();
         let (pid, vm_dir) = (vm.pid(), vm.runtime_dir().to_path_buf());
         drop(vm);
         assert!(!vm_dir.exists());
@@ -94,13 +94,13 @@ fn boot_timeout_kills_the_vm_and_reports_the_console_tail() {
         let dir = common::runtime_dir("timeout");
         // A shell as init never prints the readiness line; a verbose kernel (loglevel overrides
         // `quiet`) leaves console output to report.
-        let provider = common::provider(&image, &dir, |c| {
+        let provider = common::provider(&dir, |c| {
             c.boot_timeout = Duration::from_secs(15);
             c.extra_kernel_args =
                 vec!["rdinit=/bin/sh".into(), "loglevel=7".into(), "earlyprintk=ttyS0".into()];
         });
         let started = Instant::now();
-        let err = provider.create(&common::shape(&image)).await.unwrap_err();
+        let err = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
         match &err {
             QemuError::Boot(BootError::Timeout { console_tail, .. }) => {
@@ -127,10 +127,10 @@ fn guest_that_panics_during_boot_is_reported_with_its_console() {
         let image = common::image();
         let dir = common::runtime_dir("panic");
         // No such init: the kernel panics, `panic=-1` reboots, `-no-reboot` makes QEMU exit.
-        let provider = common::provider(&image, &dir, |c| {
+        let provider = common::provider(&dir, |c| {
             c.extra_kernel_args = vec!["rdinit=/nonexistent-init".into(), "loglevel=7".into()];
         });
-        let err = provider.create(&common::shape(&image)).await.unwrap_err();
+        let err = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap_err();
         match &err {
             QemuError::Boot(BootError::Exited { console_tail, .. }) => {
                 assert!(console_tail.contains("Kernel panic"), "{err}");

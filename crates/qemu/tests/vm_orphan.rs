@@ -17,8 +17,8 @@ fn owner_helper() {
     let Some(dir) = std::env::var_os(HELPER_ENV) else { return };
     common::run(async move {
         let image = common::image();
-        let provider = common::provider(&image, std::path::Path::new(&dir), |_| {});
-        let _vm = provider.create(&common::shape(&image)).await;
+        let provider = common::provider(std::path::Path::new(&dir), |_| {});
+        let _vm = provider.create(&common::shape(), &common::cold_spec(&image)).await;
         tokio::time::sleep(Duration::from_secs(600)).await;
     });
 }
@@ -50,7 +50,8 @@ fn is_dead(pid: u32) -> bool {
 
 #[test]
 fn qemu_dies_when_its_owner_is_sigkilled() {
-    let image = common::image();
+    // Fails at once, with instructions, when no guest image is set (the owner boots from it).
+    let _image = common::image();
     let dir = common::runtime_dir("orphan");
     let mut owner = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "owner_helper", "--ignored", "--nocapture"])
@@ -77,7 +78,7 @@ fn qemu_dies_when_its_owner_is_sigkilled() {
 
     // The owner had no chance to clean up; the next provider on that directory does.
     assert!(!common::leftovers(&dir).is_empty(), "expected the dead owner's runtime directory");
-    let provider = common::provider(&image, &dir, |_| {});
+    let provider = common::provider(&dir, |_| {});
     drop(provider);
     common::assert_removed_empty(&dir);
 }

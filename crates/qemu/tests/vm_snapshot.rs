@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use firepit_pool::{Pool, Provider, ShapeConfig, ShapeKey};
-use firepit_qemu::{FillKind, FillStrategy, QemuProvider, TemplateOrigin, TemplateState};
+use firepit_qemu::{FillKind, QemuProvider, TemplateOrigin, TemplateState, VmSpec};
 use tokio::sync::OnceCell;
 
 fn template_dir() -> PathBuf {
@@ -23,18 +23,16 @@ extern "C" fn remove_shared_files() {
     let _ = std::fs::remove_dir_all(common::runtime_dir_path("snapshot"));
 }
 
-/// The shared provider: `Snapshot` fill, templates in a private directory, removed with their shape.
+/// The shared provider: templates in a private directory, removed with their shape.
 async fn provider() -> &'static QemuProvider {
     static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
     PROVIDER
         .get_or_init(|| async {
-            let image = common::image();
             let dir = common::runtime_dir("snapshot");
-            let provider = common::provider(&image, &dir, |c| {
+            let provider = common::provider(&dir, |c| {
                 c.template_dir = template_dir();
                 c.keep_templates = false;
             });
-            provider.register_image_with(&image.id, image.paths.clone(), FillStrategy::Snapshot).unwrap();
             // SAFETY: registering a plain extern "C" fn with no captured state.
             unsafe { libc::atexit(remove_shared_files) };
             provider
@@ -42,14 +40,19 @@ async fn provider() -> &'static QemuProvider {
         .await
 }
 
-/// Seconds since the epoch when the shape's template was snapshotted (from its manifest).
-fn template_created_unix(shape: &ShapeKey) -> u64 {
+/// The snapshot shape the shared provider's tests fill.
+fn snapshot() -> (ShapeKey, VmSpec) {
+    (common::shape(), common::snapshot_spec(&common::image()))
+}
+
+/// Seconds since the epoch when the template of `spec`'s size was snapshotted (from its manifest).
+fn template_created_unix(spec: &VmSpec) -> u64 {
     let dirs = common::leftovers(&template_dir());
-    let marker = format!("{}cpu_{}MiB-", shape.vcpus, shape.memory_mb);
+    let marker = format!("{}cpu_{}MiB-", spec.cpus, spec.memory_mb);
     let dir = dirs
         .iter()
         .find(|d| d.file_name().unwrap().to_string_lossy().contains(&marker))
-        .unwrap_or_else(|| panic!("no template for {shape} in {dirs:?}"));
+        .unwrap_or_else(|| panic!("no template of {marker} in {dirs:?}"));
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     manifest["created_unix"].as_u64().unwrap()
@@ -63,18 +66,19 @@ fn unix_now() -> f64 {
 fn clones_of_an_old_template_get_fresh_entropy_clock_and_hostname() {
     common::run(async {
         let provider = provider().await;
-        let shape = common::shape(&common::image());
-        let first = provider.create(&shape).await.unwrap();
+        let (shape, spec) = snapshot();
+        let first = provider.create(&shape, &spec).await.unwrap();
         assert_eq!(first.fill(), FillKind::Snapshot);
         provider.destroy(first).await;
         // The guest clock stands still while the template is on disk: without the identity step a
         // clone of a template this old would be a minute behind.
-        let created = template_created_unix(&shape);
+        let created = template_created_unix(&spec);
         let age_wanted = 61.0;
         let wait = (created as f64 + age_wanted - unix_now()).max(0.0);
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
 
-        let (a, b) = (provider.create(&shape).await.unwrap(), provider.create(&shape).await.unwrap());
+        let (a, b) =
+            (provider.create(&shape, &spec).await.unwrap(), provider.create(&shape, &spec).await.unwrap());
         let mut seen = Vec::new();
         for vm in [&a, &b] {
             assert_eq!(vm.fill(), FillKind::Snapshot, "a restore, not a cold-boot fallback");
@@ -105,9 +109,9 @@ fn clones_of_an_old_template_get_fresh_entropy_clock_and_hostname() {
 fn a_pool_of_three_snapshot_clones_answers_exec_and_reports_its_fill_strategy() {
     common::run(async {
         let provider = provider().await.clone();
-        let shape = common::shape(&common::image());
+        let (shape, spec) = snapshot();
         let pool = Pool::builder(provider.clone())
-            .shape(shape.clone())
+            .shape(shape.clone(), spec.clone())
             .depth(3..=3)
             .warmup_timeout(Duration::from_secs(600))
             .build()
@@ -125,13 +129,16 @@ fn a_pool_of_three_snapshot_clones_answers_exec_and_reports_its_fill_strategy() 
         let status = pool.status();
         assert_eq!(status.shape(&shape).unwrap().last_fill, Some("snapshot"));
         // Memory budget: the template's RAM once, each clone its measured PSS.
-        let full = u64::from(shape.memory_mb);
+        let full = spec.memory_mb;
         assert_eq!(status.shared_memory_mb, full, "{status:?}");
+        let memory = provider.memory();
+        assert_eq!(memory.full_mb(&spec), full);
         for vm in &leases {
-            let charge = firepit_pool::PoolVm::memory_charge_mb(&**vm).expect("a clone is charged its PSS");
+            // Its measured PSS (the full memory when unmeasured, which fails the bound).
+            let charge = memory.charge_mb(&shape, &spec, vm);
             assert!(charge > 0 && charge * 2 < full, "clone {} charged {charge} MiB of {full}", vm.id());
         }
-        let estimate = firepit_pool::Provider::memory_estimate_mb(&provider, &shape);
+        let estimate = memory.estimate_mb(&shape, &spec);
         assert!(estimate * 2 < full, "estimate {estimate} MiB after measured clones");
         assert!(status.memory_used_mb < full * status.alive as u64, "{status:?}");
         assert!(pool.metrics().shape(&shape).unwrap().filled("snapshot") >= 3);
@@ -148,11 +155,12 @@ fn unregistering_a_shape_removes_its_template_only_after_the_last_clone() {
         let image = common::image();
         let dir = common::runtime_dir("snapshot-unregister");
         let templates = PathBuf::from(format!("/dev/shm/fpq-{}-unregister", std::process::id()));
-        let provider = common::provider(&image, &dir, |c| c.template_dir = templates.clone());
-        provider.register_image_with(&image.id, image.paths.clone(), FillStrategy::Snapshot).unwrap();
-        let shape = ShapeKey::new(image.id.clone(), image.version.clone(), 1, 192);
+        let provider = common::provider(&dir, |c| c.template_dir = templates.clone());
+        let shape = ShapeKey::new("unregister");
+        let mut spec = common::snapshot_spec(&image);
+        spec.memory_mb = 192;
         let pool = Pool::builder(provider.clone())
-            .shape_with(shape.clone(), ShapeConfig { depth: 1..=1, ..ShapeConfig::default() })
+            .shape_with(shape.clone(), spec, ShapeConfig { depth: 1..=1, ..ShapeConfig::default() })
             .warmup_timeout(Duration::from_secs(600))
             .build()
             .await
@@ -188,8 +196,8 @@ fn unregistering_a_shape_removes_its_template_only_after_the_last_clone() {
 fn restores_are_much_faster_than_cold_boots_and_clones_use_less_memory() {
     common::run(async {
         let provider = provider().await;
-        let shape = common::shape(&common::image());
-        let cold = provider.cold_boot(&shape).await.unwrap();
+        let (shape, spec) = snapshot();
+        let cold = provider.cold_boot(&shape, &spec).await.unwrap();
         assert_eq!(cold.fill(), FillKind::ColdBoot);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (_, cold_pss) = common::memory_kib(cold.pid());
@@ -197,7 +205,7 @@ fn restores_are_much_faster_than_cold_boots_and_clones_use_less_memory() {
         provider.destroy(cold).await;
         let mut clones = Vec::new();
         for _ in 0..4 {
-            clones.push(provider.create(&shape).await.unwrap());
+            clones.push(provider.create(&shape, &spec).await.unwrap());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (_, clone_pss) = common::memory_kib(clones[0].pid());

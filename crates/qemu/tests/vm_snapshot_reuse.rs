@@ -8,16 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use firepit_pool::Provider;
-use firepit_qemu::{FillKind, FillStrategy, QemuProvider, TemplateOrigin, TemplateState};
+use firepit_qemu::{FillKind, QemuProvider, TemplateOrigin, TemplateState};
 
 fn snapshot_provider(dir: &Path, templates: &Path) -> QemuProvider {
-    let image = common::image();
-    let provider = common::provider(&image, dir, |c| {
+    common::provider(dir, |c| {
         c.template_dir = templates.to_path_buf();
         c.snapshot_retry_after = Duration::from_secs(1);
-    });
-    provider.register_image_with(&image.id, image.paths.clone(), FillStrategy::Snapshot).unwrap();
-    provider
+    })
 }
 
 /// The one shape directory in `templates` (asserts there is exactly one entry).
@@ -44,8 +41,8 @@ fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 
 /// Creates one VM, checks that it answers, destroys it; returns how it was made.
 async fn fill_once(provider: &QemuProvider) -> FillKind {
-    let shape = common::shape(&common::image());
-    let vm = provider.create(&shape).await.unwrap();
+    let (shape, spec) = (common::shape(), common::snapshot_spec(&common::image()));
+    let vm = provider.create(&shape, &spec).await.unwrap();
     assert!(vm.exec(["true"]).await.unwrap().success());
     let kind = vm.fill();
     provider.destroy(vm).await;
@@ -58,7 +55,7 @@ fn templates_are_reused_across_providers_and_rebuilt_when_stale_damaged_or_corru
         let dir = common::runtime_dir("snapshot-reuse");
         let templates = PathBuf::from(format!("/dev/shm/fpq-{}-reuse", std::process::id()));
         let _ = std::fs::remove_dir_all(&templates);
-        let shape = common::shape(&common::image());
+        let shape = common::shape();
 
         // 1. Built, then kept when the provider goes (keep_templates defaults to true).
         let provider = snapshot_provider(&dir, &templates);

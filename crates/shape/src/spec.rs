@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::FillStrategy;
+use crate::{FillStrategy, NetworkSpec};
 
 /// One kind of VM kept warm: a `[[shape]]` table of the daemon's config, the body of
 /// `PUT /v1/shapes/{name}`, or built in code. Every field but `name` and `image` has a default
@@ -25,7 +25,8 @@ pub struct ShapeSpec {
     /// `PUT /v1/shapes/{name}` it may be left out (the path names the shape).
     #[serde(default)]
     pub name: String,
-    /// Guest image directory (built by `firepit image build`).
+    /// The guest image: a firepit image directory (built by `firepit image build`), a root disk
+    /// (raw ext4 or qcow2) or initramfs file, or the id of a stored image (`firepit image ls`).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub image: PathBuf,
     /// Virtual CPUs per VM (1..=64). Default 1.
@@ -46,11 +47,25 @@ pub struct ShapeSpec {
     /// Ping the guest agent before handing a VM out. Default `true`.
     #[serde(default = "defaults::yes")]
     pub health_check: bool,
+    /// `"none"` (default: no network device) or `"nat"`, or a table with the egress policy (see
+    /// [`NetworkSpec`]).
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Pause idle VMs while they wait in the pool (their vCPUs stop: no CPU used) and wake them,
+    /// with the guest clock set, as they are handed out. Default `true`.
+    #[serde(default = "defaults::yes")]
+    pub pause_idle: bool,
+    /// Run a trivial command in every new VM while it is filled, so the user's first command is as
+    /// fast as later ones (under TCG a fresh VM's first exec costs ≈100–200 ms more; the warm-up
+    /// costs each idle VM ≈8 MiB more memory). Default `true`.
+    #[serde(default = "defaults::yes")]
+    pub warm_up: bool,
 }
 
 impl ShapeSpec {
     /// A shape named `name` on `image`, every other field at its default: 1 vCPU, 256 MiB,
-    /// depth 1..=2, no age limit, snapshot fill, health check on.
+    /// depth 1..=2, no age limit, snapshot fill, health check on, no network, idle VMs paused, new
+    /// VMs warmed up.
     pub fn new(name: impl Into<String>, image: impl Into<PathBuf>) -> Self {
         Self {
             name: name.into(),
@@ -61,6 +76,9 @@ impl ShapeSpec {
             max_age_secs: None,
             fill: FillStrategy::default(),
             health_check: true,
+            network: NetworkSpec::default(),
+            pause_idle: true,
+            warm_up: true,
         }
     }
 

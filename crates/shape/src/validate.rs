@@ -35,8 +35,17 @@ fn invalid(key: &str, value: impl ToString, allowed: impl Into<String>) -> Inval
     InvalidShape { key: key.to_owned(), value: value.to_string(), allowed: allowed.into() }
 }
 
+/// Whether `image` can name an image: something that exists, or one plain path component (a
+/// stored image's id).
+fn names_an_image(image: &std::path::Path) -> bool {
+    let mut parts = image.components();
+    let bare = matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None));
+    image.exists() || bare
+}
+
 impl ShapeSpec {
-    /// Checks every field (and that `image` is a directory).
+    /// Checks every field, and that `image` exists (a directory or a file) or is a bare name (the
+    /// id of a stored image; whether the store has it is checked when the image is opened).
     pub fn validate(&self) -> Result<(), InvalidShape> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 63
@@ -50,11 +59,12 @@ impl ShapeSpec {
                 "must match [a-z0-9][a-z0-9_-]* and be at most 63 characters",
             ));
         }
-        if !self.image.is_dir() {
+        if !names_an_image(&self.image) {
             return Err(invalid(
                 "image",
                 self.image.display(),
-                "must be an existing image directory (build one with `firepit image build`)",
+                "must be an existing image directory (build one with `firepit image build`), a root disk \
+                 or initramfs file, or the id of a stored image",
             ));
         }
         if !(1..=MAX_CPUS).contains(&self.cpus) {
@@ -77,6 +87,9 @@ impl ShapeSpec {
             let allowed = format!("must be 1..={MAX_DURATION_SECS} (one year), or absent");
             return Err(invalid("max_age_secs", age, allowed));
         }
+        if let Err((field, why)) = self.network.validate() {
+            return Err(invalid(&format!("network.{field}"), self.network.mode, why));
+        }
         Ok(())
     }
 }
@@ -96,6 +109,19 @@ mod tests {
         assert_eq!(key(ShapeSpec { name: "Bad".into(), ..valid() }), "name");
         assert_eq!(key(ShapeSpec { name: "-x".into(), ..valid() }), "name");
         assert_eq!(key(ShapeSpec { image: "/nonexistent/image".into(), ..valid() }), "image");
+        assert_eq!(key(ShapeSpec { image: "".into(), ..valid() }), "image");
+        assert_eq!(key(ShapeSpec { image: "../x".into(), ..valid() }), "image");
+        let disk_file = std::env::current_exe().unwrap();
+        assert_eq!(
+            ShapeSpec { image: disk_file, ..valid() }.validate(),
+            Ok(()),
+            "a file (a disk) may be named"
+        );
+        assert_eq!(
+            ShapeSpec { image: "0123456789abcdef".into(), ..valid() }.validate(),
+            Ok(()),
+            "a store id"
+        );
         assert_eq!(key(ShapeSpec { cpus: 65, ..valid() }), "cpus");
         assert_eq!(key(ShapeSpec { memory_mb: 32, ..valid() }), "memory_mb");
         let depth = |low, high| ShapeSpec { depth: crate::Depth { low, high }, ..valid() };
@@ -103,6 +129,8 @@ mod tests {
         assert_eq!(key(depth(3, 2)), "depth.low");
         assert_eq!(depth(0, 1).validate(), Ok(()));
         assert_eq!(key(ShapeSpec { max_age_secs: Some(0), ..valid() }), "max_age_secs");
+        let network = crate::NetworkSpec { host_ports: vec![0], ..crate::NetworkSpec::nat() };
+        assert_eq!(key(ShapeSpec { network, ..valid() }), "network.host_ports");
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub enum BenchCommand {
     /// Snapshot clones of one shape filled up to a memory budget: VMs, PSS, idle host CPU, time to
     /// fill, reserve → first exec at that density.
     Density(crate::bench_density::DensityBenchArgs),
+    /// Networking: guest → host TCP throughput, connect round trip, host CPU, the time a NIC adds
+    /// to a snapshot restore; firepit (NAT + policy filter) next to raw QEMU with the same backend
+    /// (and passt when installed), measured in the same run.
+    Net(crate::bench_net::NetBenchArgs),
 }
 
 /// Runs `firepit bench ...`.
@@ -31,5 +35,6 @@ pub async fn run(command: BenchCommand) -> ToolResult {
         BenchCommand::Fill(args) => crate::bench_fill::run(args).await,
         BenchCommand::Api(args) => crate::bench_api::run(args).await,
         BenchCommand::Density(args) => crate::bench_density::run(args).await,
+        BenchCommand::Net(args) => crate::bench_net::run(args).await,
     }
 }

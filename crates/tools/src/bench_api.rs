@@ -9,9 +9,9 @@
 //!
 //! Each iteration, per side, costs three VM fills:
 //! 1. both pools full and quiet: `acquire_ms` — `POST /v1/leases {wait_ms: 0}` against
-//!    `try_reserve()` (the daemon serves `wait_ms: 0` with `try_reserve`, which skips the hand-out
-//!    check, so this pair is like with like too) — then `release_ms` (`DELETE`) against `drop`,
-//!    and `acquire_release_ms` for the two;
+//!    `reserve_now()` (the daemon serves `wait_ms: 0` with `reserve_now`: a ready VM or none, woken
+//!    and health-checked like `reserve` does, so this pair is like with like) — then `release_ms`
+//!    (`DELETE`) against `drop`, and `acquire_release_ms` for the two;
 //! 2. at once, while that pool refills (depth ≥ 2): `acquire_reserve_refilling_ms` —
 //!    `POST /v1/leases {wait_ms: 60000}` (served with `reserve`, health check included) against
 //!    `reserve()` — and `reserve_to_first_exec_refilling_ms`: from that call to the answer of
@@ -90,7 +90,7 @@ impl BenchFill {
 /// Samples of one metric, both sides, and what each side called.
 struct Row {
     metric: &'static str,
-    /// The in-process call (`try_reserve`, `reserve`, `vm.exec`, ...).
+    /// The in-process call (`reserve_now`, `reserve`, `vm.exec`, ...).
     in_process: &'static str,
     /// `none` (both pools full, nothing filling) or `competing` (the measured pool refilling).
     refills: &'static str,
@@ -174,9 +174,9 @@ async fn measure_pools(
     daemon: &mut ChildDaemon,
 ) -> Result<(Vec<Row>, String), ToolError> {
     let (mut acquire, mut release, mut pair) = (
-        Row::new("acquire_ms", "try_reserve", "none"),
+        Row::new("acquire_ms", "reserve_now", "none"),
         Row::new("release_ms", "drop", "none"),
-        Row::new("acquire_release_ms", "try_reserve+drop", "none"),
+        Row::new("acquire_release_ms", "reserve_now+drop", "none"),
     );
     let (mut reserve, mut first_exec) = (
         Row::new("acquire_reserve_ms", "reserve", "none"),
@@ -205,7 +205,7 @@ async fn measure_pools(
                 release.api.push(before.elapsed() - acquired);
                 pair.api.push(before.elapsed());
             } else {
-                let vm = pool.try_reserve()?;
+                let vm = pool.reserve_now().await?;
                 let acquired = before.elapsed();
                 drop(vm);
                 acquire.local.push(acquired);
@@ -228,7 +228,7 @@ async fn measure_pools(
     wait_full(pool, client, depth, daemon).await?;
     let mut exec = Row::new("exec_ms", "vm.exec", "none");
     let lease = client.acquire(&request, None).await?;
-    let vm = pool.try_reserve()?;
+    let vm = pool.reserve_now().await?;
     let body = ExecBody::new(["true"]);
     for iteration in 0..args.execs.max(1) {
         for api_side in sides(iteration) {

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use firepit::AgentPing;
-use firepit::qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider, process_memory_kib};
+use firepit::qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider, VmSpec, process_memory_kib};
 use firepit_pool::{Pool, Provider, ShapeKey};
 
 use crate::procfs::{HostCpu, QemuProcess, qemu_under};
@@ -60,6 +60,12 @@ pub struct DensityBenchArgs {
     /// Give up when the pool is not full after this many seconds.
     #[arg(long, default_value_t = 3600)]
     fill_timeout_secs: u64,
+    /// Let idle VMs run instead of pausing them (`pause_idle = false`), for comparison.
+    #[arg(long)]
+    no_pause: bool,
+    /// Hand out VMs without the fill's warm-up (`warm_up = false`), for comparison.
+    #[arg(long)]
+    no_warm_up: bool,
 }
 
 /// Runs `firepit bench density`.
@@ -73,18 +79,19 @@ pub async fn run(args: DensityBenchArgs) -> ToolResult {
         runtime_dir: runtime.path().to_owned(),
         template_dir: templates.path().to_owned(),
         keep_templates: false,
-        fill_strategy: FillStrategy::Snapshot,
         ..ProviderConfig::default()
     })?;
-    let paths = ImagePaths::new(image.kernel(), image.initramfs());
-    provider.register_image_with(image.id(), paths, FillStrategy::Snapshot)?;
-    let shape = ShapeKey::new(image.id(), image.kernel_version(), 1, args.memory_mb);
+    let mut spec = VmSpec::new(image.id(), ImagePaths::new(image.kernel(), image.initramfs()));
+    (spec.memory_mb, spec.fill) = (u64::from(args.memory_mb), FillStrategy::Snapshot);
+    spec.warm_up = !args.no_warm_up;
+    let shape = ShapeKey::new("density");
 
     let run = Run {
         args: &args,
         report,
         provider: &provider,
         shape: &shape,
+        spec: &spec,
         runtime: &runtime,
         templates: &templates,
     };
@@ -110,6 +117,7 @@ struct Run<'a> {
     report: Report,
     provider: &'a QemuProvider,
     shape: &'a ShapeKey,
+    spec: &'a VmSpec,
     runtime: &'a ScratchDir,
     templates: &'a ScratchDir,
 }
@@ -127,10 +135,11 @@ impl Run<'_> {
         );
         let started = Instant::now();
         let pool = Pool::builder(self.provider.clone())
-            .shape(self.shape.clone())
+            .shape(self.shape.clone(), self.spec.clone())
             .depth(1..=args.max_vms.max(1))
             .memory_budget_mb(args.budget_mb)
             .max_parallel_fills(args.parallel_fills.max(1))
+            .pause_idle(!args.no_pause)
             .health_check(AgentPing)
             .warmup_timeout(Duration::from_secs(600))
             .shutdown_budget(Duration::from_secs(300))
@@ -154,8 +163,9 @@ impl Run<'_> {
             serde_json::json!({
                 "budget_mb": args.budget_mb, "memory_mb": args.memory_mb,
                 "memory_used_mb": status.memory_used_mb, "shared_memory_mb": status.shared_memory_mb,
-                "clone_estimate_mb": self.provider.memory_estimate_mb(self.shape),
+                "clone_estimate_mb": self.provider.memory().estimate_mb(self.shape, self.spec),
                 "fill_failures": shape_status.map_or(0, |s| s.fill_failures),
+                "pause_idle": !args.no_pause, "warm_up": !args.no_warm_up,
                 "last_fill": shape_status.and_then(|s| s.last_fill),
             }),
         );
@@ -208,7 +218,7 @@ impl Run<'_> {
     fn is_full(&self, pool: &Pool<QemuProvider>) -> Option<usize> {
         let status = pool.status();
         let shape = status.shapes.first()?;
-        let estimate = self.provider.memory_estimate_mb(self.shape);
+        let estimate = self.provider.memory().estimate_mb(self.shape, self.spec);
         let no_room = status.memory_used_mb + estimate > self.args.budget_mb;
         (shape.filling == 0 && !shape.backing_off && (shape.ready >= shape.target || no_room))
             .then_some(shape.ready)

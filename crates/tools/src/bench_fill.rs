@@ -1,6 +1,6 @@
 //! `firepit bench fill`: cold boot and snapshot restore side by side, in one run.
 //!
-//! One provider serves the same image under two ids, one per fill strategy, so both are measured
+//! One provider serves the same image as two shapes, one per fill strategy, so both are measured
 //! on the same machine at the same time of day. Metrics: median time from process start to a ready
 //! agent (`cold_boot_ms`, `restore_ms`), PSS of one idle cold VM and of one idle clone with four
 //! clones alive, and the time a snapshot pool of depth 16 takes to be full again after 16 releases
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use firepit_pool::{Pool, Provider, ShapeKey};
-use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider};
+use firepit_qemu::{FillStrategy, ProviderConfig, QemuProvider, VmSpec};
 
 use crate::ToolResult;
 use crate::stats::{Report, ms, percentiles};
@@ -20,7 +20,8 @@ use firepit::qemu::process_memory_kib;
 /// Arguments of `firepit bench fill`.
 #[derive(Debug, clap::Args)]
 pub struct FillBenchArgs {
-    /// The guest image directory (default: where `firepit image build` writes it).
+    /// The guest image: a firepit image directory, a root disk file (raw ext4 or qcow2) or an
+    /// image-store id, as a shape's `image` (default: the default image).
     #[arg(long, default_value_os_t = firepit_image::default_dir())]
     image: PathBuf,
     /// Print one JSON object per line.
@@ -41,7 +42,13 @@ pub struct FillBenchArgs {
 /// Runs `firepit bench fill`.
 pub async fn run(args: FillBenchArgs) -> ToolResult {
     let report = Report { json: args.json, bench: "fill" };
-    let image = firepit::image::Image::open(&args.image)?;
+    // Resolved as a daemon shape's `image` is: image directory, disk file or store id.
+    let image = tokio::task::spawn_blocking({
+        let spec = firepit::ShapeSpec::new("bench", args.image.clone());
+        move || firepit::PoolShape::open(&spec)
+    })
+    .await??
+    .vm;
     // A private template directory, so an earlier run's template is neither reused nor left behind.
     let template_dir = PathBuf::from(format!(
         "{}-bench-{}",
@@ -65,20 +72,20 @@ pub async fn run(args: FillBenchArgs) -> ToolResult {
 async fn measure(
     args: &FillBenchArgs,
     report: &Report,
-    image: &firepit::image::Image,
+    image: &VmSpec,
     provider: &QemuProvider,
 ) -> ToolResult {
-    let paths = ImagePaths::new(image.kernel(), image.initramfs());
-    let cold_id = format!("{}-cold", image.id());
-    let snap_id = format!("{}-snap", image.id());
-    provider.register_image_with(&cold_id, paths.clone(), FillStrategy::ColdBoot)?;
-    provider.register_image_with(&snap_id, paths, FillStrategy::Snapshot)?;
-    let cold = ShapeKey::new(cold_id, image.kernel_version(), 1, 256);
-    let snap = ShapeKey::new(snap_id, image.kernel_version(), 1, 256);
+    let mut cold_spec = image.clone();
+    (cold_spec.cpus, cold_spec.memory_mb, cold_spec.fill) = (1, 256, FillStrategy::ColdBoot);
+    let mut snap_spec = cold_spec.clone();
+    snap_spec.fill = FillStrategy::Snapshot;
+    let (cold, snap) = (ShapeKey::new("cold"), ShapeKey::new("snapshot"));
+    provider.check(&cold, &cold_spec)?;
+    provider.check(&snap, &snap_spec)?;
 
     // The first snapshot create builds the template; it is reported, not counted as a restore.
     let before = Instant::now();
-    let first_clone = provider.create(&snap).await?;
+    let first_clone = provider.create(&snap, &snap_spec).await?;
     let tb_size = serde_json::json!({"tb_size_mb": provider.config().snapshot_tb_size_mb});
     report.emit("template_build_ms", ms(before.elapsed()), "ms", tb_size.clone());
     provider.destroy(first_clone).await;
@@ -87,14 +94,14 @@ async fn measure(
     let (mut cold_times, mut restore_times) = (Vec::new(), Vec::new());
     let mut cold_pss = 0;
     for round in 0..samples {
-        let vm = provider.create(&cold).await?;
+        let vm = provider.create(&cold, &cold_spec).await?;
         cold_times.push(vm.boot_duration());
         if round == 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;
             cold_pss = process_memory_kib(vm.pid())?.1;
         }
         provider.destroy(vm).await;
-        let vm = provider.create(&snap).await?;
+        let vm = provider.create(&snap, &snap_spec).await?;
         restore_times.push(vm.boot_duration());
         provider.destroy(vm).await;
     }
@@ -112,7 +119,7 @@ async fn measure(
     // Four clones alive, idle for a moment: PSS of one of them.
     let mut clones = Vec::new();
     for _ in 0..4 {
-        clones.push(provider.create(&snap).await?);
+        clones.push(provider.create(&snap, &snap_spec).await?);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let clone_pss = match clones.first() {
@@ -135,7 +142,7 @@ async fn measure(
     report.emit("clone_pss_ratio", ratio, "ratio", serde_json::json!({"goal_max": 0.2}));
 
     if args.refill_depth > 0 {
-        let refill = refill(provider.clone(), snap, args.refill_depth).await?;
+        let refill = refill(provider.clone(), (snap, snap_spec), args.refill_depth).await?;
         report.emit("refill_16_ms", ms(refill), "ms", serde_json::json!({"depth": args.refill_depth}));
     }
     Ok(ExitCode::SUCCESS)
@@ -144,11 +151,11 @@ async fn measure(
 /// Time for a snapshot pool of `depth` to be full again after `depth` releases at once.
 async fn refill(
     provider: QemuProvider,
-    shape: ShapeKey,
+    (shape, spec): (ShapeKey, VmSpec),
     depth: usize,
 ) -> Result<Duration, Box<dyn std::error::Error + Send + Sync>> {
     let pool = Pool::builder(provider)
-        .shape(shape)
+        .shape(shape, spec)
         .depth(depth..=depth)
         .max_parallel_fills(4)
         .warmup_timeout(Duration::from_secs(600))
@@ -160,7 +167,7 @@ async fn refill(
     }
     let before = Instant::now();
     drop(leases);
-    while pool.available_count() < depth {
+    while pool.available_now() < depth {
         if before.elapsed() > Duration::from_secs(600) {
             return Err(
                 format!("the pool did not refill to {depth} within 600 s: {:?}", pool.status()).into()

@@ -76,13 +76,17 @@ async fn cold_boots(
     image: &firepit::image::Image,
 ) -> Result<(), ToolError> {
     let provider = firepit::qemu::QemuProvider::new(ProviderConfig::default())?;
-    provider.register_image(image.id(), firepit::qemu::ImagePaths::new(image.kernel(), image.initramfs()))?;
-    let shape = firepit::ShapeKey::new(image.id(), image.kernel_version(), 1, 256);
+    let mut spec = firepit::qemu::VmSpec::new(
+        image.id(),
+        firepit::qemu::ImagePaths::new(image.kernel(), image.initramfs()),
+    );
+    (spec.cpus, spec.memory_mb, spec.fill) = (1, 256, firepit::FillStrategy::ColdBoot);
+    let shape = firepit::ShapeKey::new("cold");
     let mut boots = Vec::with_capacity(args.boots);
     let mut accel = String::new();
     for _ in 0..args.boots.max(1) {
         let before = Instant::now();
-        let vm = provider.create(&shape).await?;
+        let vm = provider.create(&shape, &spec).await?;
         boots.push(before.elapsed());
         accel = vm.accel().as_str().to_owned();
         provider.destroy(vm).await;

@@ -70,7 +70,7 @@ pub(crate) async fn first_execs(
     let mut vms = 0;
     for _ in 0..samples.max(1) {
         quiet(pool).await?;
-        vms = pool.available_count();
+        vms = pool.available_now();
         let before = Instant::now();
         let vm = pool.reserve().await?;
         reserves.push(before.elapsed());

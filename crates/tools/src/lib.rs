@@ -1,4 +1,4 @@
-//! firepit's tools: the benchmarks (`firepit bench vm|fill|api|density`), the soak (`firepit soak`) and the
+//! firepit's tools: the benchmarks (`firepit bench vm|fill|api|density|net`), the soak (`firepit soak`) and the
 //! one harness that runs a child `firepit serve` for them and for the end-to-end tests.
 //!
 //! Why a crate of its own: the `firepit` binary stays thin (its verbs parse arguments and call
@@ -14,7 +14,7 @@
 //! processes and of the host, peak RSS, the scan for our QEMU processes), [`scratch`] (private
 //! directories) and [`signals`] use nothing of ours; [`pool_wait`] waits on in-process pools;
 //! [`child_daemon`] starts and stops `firepit serve`; the benches ([`bench_vm`], [`bench_fill`],
-//! [`bench_api`], [`bench_density`]) and the soak
+//! [`bench_api`], [`bench_density`], [`bench_net`] with [`bench_net_raw`]) and the soak
 //! (`soak_*`) use those; [`bench`](mod@bench) and [`soak`](mod@soak) are the entry points the CLI calls.
 
 #![warn(missing_docs)]
@@ -23,6 +23,8 @@ pub mod bench;
 pub mod bench_api;
 pub mod bench_density;
 pub mod bench_fill;
+pub mod bench_net;
+pub mod bench_net_raw;
 pub mod bench_vm;
 pub mod child_daemon;
 pub mod daemon_dir;

@@ -96,7 +96,7 @@ fn process_info() -> impl Strategy<Value = ProcessInfo> {
 pub fn request() -> impl Strategy<Value = Request> {
     let exec = (strings(4), env(), any::<Option<String>>(), bytes(64), any::<u64>(), any::<u64>()).prop_map(
         |(argv, env, cwd, stdin, timeout_ms, max_output_bytes)| {
-            Request::Exec(ExecRequest { argv, env, cwd, stdin, timeout_ms, max_output_bytes })
+            Request::Exec(ExecRequest { argv, env, cwd, stdin, timeout_ms, max_output_bytes, user: None })
         },
     );
     let identity = (bytes(64), any::<Option<u128>>(), any::<Option<String>>(), any::<Option<String>>())

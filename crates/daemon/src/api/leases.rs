@@ -146,6 +146,8 @@ fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> 
         stdin: args::decode_stdin(body.stdin, body.stdin_encoding)?,
         timeout_ms: body.timeout_ms,
         max_output_bytes: body.max_output_bytes,
+        // The image's default user (if any) is filled in by the provider.
+        user: None,
     })
 }
 

@@ -3,19 +3,29 @@
 
 use std::time::Duration;
 
-use firepit_pool::testing::{MemoryProvider, MemoryVm};
+use firepit_pool::testing::{MemoryProvider, MemorySpec, MemoryVm};
 use firepit_pool::{Pool, PoolBuilder, ShapeKey};
 
+/// The default test shape: 256 MiB VMs.
 pub fn shape() -> ShapeKey {
-    ShapeKey::new("img", "1", 1, 256)
+    ShapeKey::new("small")
 }
 
+pub fn spec() -> MemorySpec {
+    MemorySpec::new(256)
+}
+
+/// A second shape: 512 MiB VMs.
 pub fn other_shape() -> ShapeKey {
-    ShapeKey::new("img", "2", 2, 512)
+    ShapeKey::new("big")
+}
+
+pub fn other_spec() -> MemorySpec {
+    MemorySpec::new(512)
 }
 
 pub fn builder(provider: &MemoryProvider) -> PoolBuilder<MemoryProvider> {
-    Pool::builder(provider.clone()).shape(shape())
+    Pool::builder(provider.clone()).shape(shape(), spec())
 }
 
 /// Lets background tasks run (under paused time this also advances the clock by `d`).

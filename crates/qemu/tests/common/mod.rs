@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use firepit_pool::ShapeKey;
-use firepit_qemu::{ImagePaths, ProviderConfig, QemuProvider};
+use firepit_qemu::{FillStrategy, ImagePaths, ProviderConfig, QemuProvider, VmSpec};
 
 /// The test image: id, version and paths.
 pub struct TestImage {
@@ -91,9 +91,8 @@ pub fn runtime_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A provider for `image` with runtime files under `dir`, booting under TCG unless FIREPIT_ACCEL says
-/// otherwise.
-pub fn provider(image: &TestImage, dir: &Path, tweak: impl FnOnce(&mut ProviderConfig)) -> QemuProvider {
+/// A provider with runtime files under `dir`, booting under TCG unless FIREPIT_ACCEL says otherwise.
+pub fn provider(dir: &Path, tweak: impl FnOnce(&mut ProviderConfig)) -> QemuProvider {
     let mut config = ProviderConfig {
         runtime_dir: dir.to_path_buf(),
         // Generous: a TCG boot takes ≈3 s on an idle 2-core machine but 30 s and more when other
@@ -102,14 +101,26 @@ pub fn provider(image: &TestImage, dir: &Path, tweak: impl FnOnce(&mut ProviderC
         ..Default::default()
     };
     tweak(&mut config);
-    let provider = QemuProvider::new(config).expect("creating the provider");
-    provider.register_image(&image.id, image.paths.clone()).expect("registering the image");
-    provider
+    QemuProvider::new(config).expect("creating the provider")
 }
 
-/// The default test shape: 1 vCPU, 256 MiB.
-pub fn shape(image: &TestImage) -> ShapeKey {
-    ShapeKey::new(image.id.clone(), image.version.clone(), 1, 256)
+/// The default test shape's name.
+pub fn shape() -> ShapeKey {
+    ShapeKey::new("test")
+}
+
+/// The test image as a cold-booted shape: 1 vCPU, 256 MiB.
+pub fn cold_spec(image: &TestImage) -> VmSpec {
+    let mut spec = VmSpec::new(image.id.clone(), image.paths.clone());
+    spec.fill = FillStrategy::ColdBoot;
+    spec
+}
+
+/// The test image as a snapshot shape: 1 vCPU, 256 MiB, clones of a template.
+pub fn snapshot_spec(image: &TestImage) -> VmSpec {
+    let mut spec = cold_spec(image);
+    spec.fill = FillStrategy::Snapshot;
+    spec
 }
 
 /// Live QEMU children of this test process whose command line mentions `dir` (other tests' VMs,

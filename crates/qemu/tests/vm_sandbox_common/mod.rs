@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use firepit_pool::{Provider, ShapeKey};
+use firepit_pool::Provider;
 use firepit_qemu::QemuVm;
 use tokio::sync::OnceCell;
 
@@ -35,9 +35,10 @@ pub async fn shared_vm(name: &'static str, memory_mb: u32) -> &'static QemuVm {
     VM.get_or_init(|| async move {
         let image = common::image();
         let dir = common::runtime_dir(name);
-        let provider = common::provider(&image, &dir, |_| {});
-        let shape = ShapeKey::new(image.id.clone(), image.version.clone(), 1, memory_mb);
-        let vm = provider.create(&shape).await.expect("booting the shared VM");
+        let provider = common::provider(&dir, |_| {});
+        let mut spec = common::cold_spec(&image);
+        spec.memory_mb = u64::from(memory_mb);
+        let vm = provider.create(&common::shape(), &spec).await.expect("booting the shared VM");
         SHARED_PID.store(vm.pid(), Ordering::SeqCst);
         let _ = SHARED_NAME.set(name);
         // SAFETY: registering a plain extern "C" fn with no captured state.

@@ -132,6 +132,8 @@ class ShapeStatus:
         fill: ``snapshot`` or ``cold``.
         last_fill: how the last VM was made (``snapshot``, ``cold_boot``, ``cold_boot_fallback``).
         fill_state: for snapshot shapes, the template's state in one line.
+        image_id: the guest image's id.
+        root_disk: the root disk each VM gets a private overlay of, if the image has one.
     """
 
     name: str
@@ -147,6 +149,8 @@ class ShapeStatus:
     fill: str
     last_fill: str | None = None
     fill_state: str | None = None
+    image_id: str = ""
+    root_disk: str | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> ShapeStatus:
@@ -166,6 +170,8 @@ class ShapeStatus:
             fill=_str(data, "fill"),
             last_fill=_opt_str(data, "last_fill"),
             fill_state=_opt_str(data, "fill_state"),
+            image_id=_opt_str(data, "image_id") or "",
+            root_disk=_opt_str(data, "root_disk"),
         )
 
 

@@ -1,0 +1,99 @@
+use super::*;
+
+/// A gzip'd newc archive holding one file: enough to be told apart as an initramfs.
+fn initramfs(path: &Path) {
+    let mut archive = firepit_image::cpio::Archive::new();
+    archive.add("init", 0o755, firepit_image::cpio::Node::File(b"#!/bin/sh\n".to_vec()));
+    let mut bytes = Vec::new();
+    firepit_image::initramfs::write_gzipped(&archive, &mut bytes).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A file with an ext4 superblock (4 blocks of 4 KiB).
+fn ext4(path: &Path) {
+    let mut bytes = vec![0u8; 4 * 4096];
+    bytes[1024 + 4] = 4;
+    bytes[1024 + 24] = 2;
+    bytes[1024 + 56..1024 + 58].copy_from_slice(&[0x53, 0xEF]);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn image_id_is_a_content_hash_when_no_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k"), b"kernel").unwrap();
+    initramfs(&dir.path().join("i"));
+    let config = VmConfig::new(dir.path().join("k"), dir.path().join("i"));
+    let resolved = config.resolve().unwrap();
+    assert_eq!(resolved.image_id.len(), 16);
+    assert!(resolved.paths.disk.is_none());
+    std::fs::write(dir.path().join("k"), b"other kernel").unwrap();
+    assert_ne!(config.resolve().unwrap().image_id, resolved.image_id, "the id must follow the content");
+}
+
+#[test]
+fn a_disk_boots_with_the_given_initramfs_from_its_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k"), b"kernel").unwrap();
+    initramfs(&dir.path().join("i"));
+    ext4(&dir.path().join("disk.img"));
+    let mut config = VmConfig::new(dir.path().join("k"), dir.path().join("disk.img"));
+    config.initramfs = Some(dir.path().join("i"));
+    let resolved = config.resolve().unwrap();
+    let disk = resolved.paths.disk.expect("a root disk");
+    assert_eq!(
+        (disk.base.as_path(), disk.format),
+        (dir.path().join("disk.img").canonicalize().unwrap().as_path(), DiskFormat::Raw)
+    );
+    assert_eq!(resolved.paths.initramfs, dir.path().join("i"));
+    assert_ne!(
+        resolved.image_id,
+        VmConfig::new(dir.path().join("k"), dir.path().join("i")).resolve().unwrap().image_id
+    );
+}
+
+#[test]
+fn anything_else_is_an_error_naming_the_file_and_what_was_found() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k"), b"kernel").unwrap();
+    std::fs::write(dir.path().join("junk"), b"0123456789").unwrap();
+    for (image, found) in [("junk", "unknown content"), ("missing", "no such file"), (".", "a directory")] {
+        let err =
+            VmConfig::new(dir.path().join("k"), dir.path().join(image)).resolve().unwrap_err().to_string();
+        assert!(err.contains(&dir.path().join(image).display().to_string()) && err.contains(found), "{err}");
+    }
+}
+
+#[test]
+fn a_vm_config_is_a_shape_with_the_shape_defaults() {
+    let config = VmConfig::new("/images/vmlinuz", "/images/initrd");
+    let defaults = ShapeSpec::new("default", "/images");
+    let spec = config.shape_spec("default", 2, Some(Duration::from_millis(1500)), true);
+    assert_eq!((spec.cpus, spec.memory_mb, spec.fill), (defaults.cpus, defaults.memory_mb, defaults.fill));
+    assert_eq!(spec.depth, Depth { low: 2, high: 2 });
+    assert_eq!(spec.max_age_secs, Some(2), "rounded up to whole seconds");
+    assert_eq!(spec, ShapeSpec { depth: spec.depth, max_age_secs: Some(2), ..defaults });
+}
+
+#[test]
+fn a_missing_kernel_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    initramfs(&dir.path().join("i"));
+    let config = VmConfig::new("/nonexistent/vmlinuz", dir.path().join("i"));
+    let err = config.resolve().unwrap_err();
+    let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(source.contains("/nonexistent/vmlinuz"), "{err}: {source}");
+}
+
+#[test]
+fn a_disk_id_follows_the_kernel_it_boots_with() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k"), b"kernel").unwrap();
+    initramfs(&dir.path().join("i"));
+    ext4(&dir.path().join("disk.img"));
+    let mut config = VmConfig::new(dir.path().join("k"), dir.path().join("disk.img"));
+    config.initramfs = Some(dir.path().join("i"));
+    let first = config.resolve().unwrap().image_id;
+    std::fs::write(dir.path().join("k"), b"another kernel").unwrap();
+    assert_ne!(config.resolve().unwrap().image_id, first, "a disk's id follows the kernel it boots with");
+}

@@ -1,0 +1,194 @@
+//! The one wiring path from a shape description to a pool: [`PoolShape`].
+//!
+//! A shape is described once, as a [`ShapeSpec`] (the daemon's `[[shape]]` table, the body of
+//! `PUT /v1/shapes/{name}`, or the library's [`VmConfig`](crate::VmConfig) through
+//! [`Firepit::pool`](crate::Firepit::pool)). Here it is split, the same way for every caller, into
+//! what the pool keeps per shape — its name ([`ShapeKey`]) and how its bucket is kept warm
+//! ([`ShapeConfig`]: depth, age, health check) — and what the QEMU provider makes its VMs from
+//! ([`VmSpec`]: image, vCPUs, memory, fill). The pool stores the `VmSpec` in the shape's bucket
+//! and hands it to every `create`; nobody else keeps a table of shapes.
+
+use firepit_image::{GuestImage, Image, ImageStore};
+use firepit_pool::{PoolBuilder, ShapeConfig, ShapeKey};
+use firepit_qemu::{ImagePaths, QemuProvider, VmSpec};
+use firepit_shape::ShapeSpec;
+
+use crate::error::Error;
+use crate::vm_config::{ResolvedImage, VmConfig};
+
+/// A pool of QEMU microVMs, as built by [`Firepit::pool`](crate::Firepit::pool) or wired shape by
+/// shape with [`PoolShape`].
+pub type VmPool = firepit_pool::Pool<QemuProvider>;
+
+/// A VM leased from a [`VmPool`]: derefs to [`VmHandle`](crate::VmHandle); dropping it destroys
+/// the VM and the pool boots a replacement.
+pub type PooledVm = firepit_pool::PooledVm<QemuProvider>;
+
+/// A shape wired for a pool of QEMU VMs: the pool's key and settings and the provider's spec, all
+/// taken from one [`ShapeSpec`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), firepit::Error> {
+/// use firepit::{AgentPing, PoolShape, ShapeSpec};
+/// use firepit::qemu::{ProviderConfig, QemuProvider};
+/// let provider = QemuProvider::new(ProviderConfig::default())?;
+/// let builder = firepit::pool::Pool::builder(provider).health_check(AgentPing);
+/// let small = PoolShape::open(&ShapeSpec::new("small", "target/firepit-image"))?;
+/// let pool = small.add_to(builder)?.build().await?;   // one bucket, named `small`
+/// let big = ShapeSpec { cpus: 2, memory_mb: 1024, ..ShapeSpec::new("big", "target/firepit-image") };
+/// PoolShape::open(&big)?.register(&pool)?;           // added at run time
+/// let vm = pool.reserve_shape(&"big".into()).await?;
+/// assert_eq!(pool.spec(vm.shape()).map(|spec| spec.cpus), Some(2));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolShape {
+    /// The shape's name: what callers reserve by, and the `shape` label of every metric.
+    pub key: ShapeKey,
+    /// What the provider makes the shape's VMs from.
+    pub vm: VmSpec,
+    /// How the pool keeps the shape's bucket warm.
+    pub config: ShapeConfig,
+}
+
+impl PoolShape {
+    /// Wires `spec`: checks it ([`ShapeSpec::validate`]) and resolves its image
+    /// ([`GuestImage::resolve`]) in the default image store ([`ImageStore::open_default`]); see
+    /// [`open_in`](Self::open_in).
+    ///
+    /// Errors: [`Error::InvalidShape`] (which field, what is allowed), [`Error::ImageBuild`] (the
+    /// image names nothing usable, and what was found instead).
+    pub fn open(spec: &ShapeSpec) -> Result<Self, Error> {
+        Self::open_in(spec, &ImageStore::open_default())
+    }
+
+    /// [`open`](Self::open) with the image store given. `spec.image` may name
+    /// - a firepit image directory (`firepit image build`): its id names the image, its kernel and
+    ///   initramfs are what the VMs boot;
+    /// - a root disk in `store`, by its directory or its id: booted with the default image's
+    ///   kernel and initramfs (as [`VmConfig::from_disk`] does), its exec defaults applied;
+    /// - a file: a root disk (raw ext4 or qcow2), or an initramfs, booted with the default
+    ///   image's kernel (and initramfs), told apart by content (as [`VmConfig::resolve`] does).
+    ///
+    /// Blocking (reads image files): call it from `spawn_blocking` where that matters.
+    ///
+    /// ```no_run
+    /// use firepit::{PoolShape, ShapeSpec};
+    /// use firepit::image::ImageStore;
+    /// let store = ImageStore::new("/var/lib/firepit/images");
+    /// let shape = PoolShape::open_in(&ShapeSpec::new("python", "0123456789abcdef"), &store)?;
+    /// assert!(shape.vm.image.disk.is_some());
+    /// # Ok::<(), firepit::Error>(())
+    /// ```
+    pub fn open_in(spec: &ShapeSpec, store: &ImageStore) -> Result<Self, Error> {
+        spec.validate()?;
+        let resolved = match GuestImage::resolve(&spec.image, store)? {
+            GuestImage::Firepit(image) => ResolvedImage {
+                image_id: image.id().to_owned(),
+                paths: ImagePaths::new(image.kernel(), image.initramfs()),
+            },
+            GuestImage::Stored(disk) => VmConfig::from_disk(&Image::open_default()?, &disk).resolve()?,
+            GuestImage::File { path, .. } => {
+                let firepit = Image::open_default()?;
+                let mut config = VmConfig::new(firepit.kernel(), path);
+                config.initramfs = Some(firepit.initramfs().to_path_buf());
+                config.resolve()?
+            }
+        };
+        Ok(Self::with_image(spec, resolved.image_id, resolved.paths))
+    }
+
+    /// Wires `spec` with its guest given explicitly (`spec.image` is not read): `image_id` names the
+    /// image, `files` are what the VMs boot. The library's [`VmConfig`], which names a kernel and
+    /// an image file rather than an image directory, comes through here
+    /// ([`VmConfig::resolve`] found the files). Nothing
+    /// is checked: [`add_to`](Self::add_to) and [`register`](Self::register) have the provider
+    /// check the result.
+    ///
+    /// ```
+    /// use firepit::{FillStrategy, PoolShape, ShapeSpec};
+    /// use firepit::qemu::ImagePaths;
+    /// let spec = ShapeSpec { memory_mb: 512, fill: FillStrategy::ColdBoot, ..ShapeSpec::new("small", "/unused") };
+    /// let shape = PoolShape::with_image(&spec, "my-image", ImagePaths::new("/k/vmlinuz", "/k/initrd"));
+    /// assert_eq!(shape.key.as_str(), "small");
+    /// assert_eq!((shape.vm.memory_mb, shape.vm.fill), (512, FillStrategy::ColdBoot));
+    /// assert_eq!(shape.config.depth, 1..=2);
+    /// assert!(shape.config.health_check);
+    /// ```
+    pub fn with_image(spec: &ShapeSpec, image_id: impl Into<String>, files: ImagePaths) -> Self {
+        let mut vm = VmSpec::new(image_id, files);
+        vm.cpus = spec.cpus;
+        vm.memory_mb = spec.memory_mb;
+        vm.fill = spec.fill;
+        vm.network = spec.network.clone();
+        vm.warm_up = spec.warm_up;
+        let config = ShapeConfig {
+            depth: spec.depth.low..=spec.depth.high,
+            max_age: spec.max_age(),
+            health_check: spec.health_check,
+            pause_idle: spec.pause_idle,
+            ..ShapeConfig::default()
+        };
+        Self { key: ShapeKey::new(spec.name.clone()), vm, config }
+    }
+
+    /// Adds the shape to a pool being built, once the builder's provider accepted its spec
+    /// ([`QemuProvider::check`]: files exist, the size can boot).
+    pub fn add_to(self, builder: PoolBuilder<QemuProvider>) -> Result<PoolBuilder<QemuProvider>, Error> {
+        builder.provider().check(&self.key, &self.vm)?;
+        Ok(builder.shape_with(self.key, self.vm, self.config))
+    }
+
+    /// Adds the shape to a running pool, once its provider accepted the spec; its bucket starts
+    /// filling at once. A name already registered fails with
+    /// [`PoolError::DuplicateShape`](firepit_pool::PoolError::DuplicateShape) (in [`Error::Pool`]).
+    pub fn register(self, pool: &VmPool) -> Result<(), Error> {
+        pool.provider().check(&self.key, &self.vm)?;
+        pool.register_shape(self.key, self.vm, self.config)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_of_a_shape_lands_in_the_pool_or_the_provider() {
+        let spec = ShapeSpec {
+            cpus: 2,
+            memory_mb: 512,
+            depth: firepit_shape::Depth { low: 2, high: 3 },
+            max_age_secs: Some(90),
+            fill: firepit_shape::FillStrategy::ColdBoot,
+            health_check: false,
+            pause_idle: false,
+            warm_up: false,
+            ..ShapeSpec::new("big", "/unused")
+        };
+        let files = ImagePaths::new("/k", "/i");
+        let shape = PoolShape::with_image(&spec, "img", files.clone());
+        assert_eq!(shape.key, ShapeKey::new("big"));
+        assert_eq!((shape.vm.image_id.as_str(), &shape.vm.image), ("img", &files));
+        assert_eq!((shape.vm.cpus, shape.vm.memory_mb, shape.vm.fill), (2, 512, spec.fill));
+        assert_eq!(shape.config.depth, 2..=3);
+        assert_eq!(shape.config.max_age, Some(std::time::Duration::from_secs(90)));
+        assert!(!shape.config.health_check);
+        assert!(!shape.config.pause_idle);
+        assert!(!shape.vm.warm_up);
+        assert!(PoolShape::with_image(&ShapeSpec::new("small", "/unused"), "img", files).config.pause_idle);
+    }
+
+    #[test]
+    fn opening_an_invalid_shape_or_a_missing_image_says_which() {
+        let bad = ShapeSpec { cpus: 0, ..ShapeSpec::new("small", std::env::temp_dir()) };
+        assert!(matches!(PoolShape::open(&bad), Err(Error::InvalidShape(e)) if e.key == "cpus"));
+        let empty = tempfile::tempdir().unwrap();
+        let no_image = ShapeSpec::new("small", empty.path());
+        assert!(matches!(PoolShape::open(&no_image), Err(Error::ImageBuild(_))));
+        let store = firepit_image::ImageStore::new(empty.path().join("store"));
+        let unknown_id = ShapeSpec::new("small", "0123456789abcdef");
+        let err = PoolShape::open_in(&unknown_id, &store).unwrap_err();
+        assert!(matches!(err, Error::ImageBuild(firepit_image::ImageError::NotInStore { .. })), "{err}");
+    }
+}

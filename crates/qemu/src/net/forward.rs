@@ -1,0 +1,95 @@
+//! Inbound port forwards: a host TCP port that reaches a guest port, made at run time by the NAT
+//! itself (`hostfwd_add` over QMP's human-monitor passthrough; QEMU 7.2 has no QMP command for it).
+//!
+//! The host port is chosen by the kernel (port 0), so there is no race with other programs for a
+//! port picked in advance; the port it got is read back from `info usernet`, whose listing has one
+//! `TCP[HOST_FORWARD]` line per forward: `FD  bind-addr  host-port  guest-addr  guest-port ...`. A
+//! forward is a listening socket of the QEMU process, so it goes away with the VM whatever happens.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde_json::json;
+
+use super::qemu_args::NETDEV_ID;
+use crate::error::QemuError;
+use crate::net_error::NetError;
+use crate::qmp::QmpClient;
+
+async fn hmp(qmp: &QmpClient, command: &str) -> Result<String, QemuError> {
+    let reply = qmp.execute("human-monitor-command", Some(json!({ "command-line": command }))).await?;
+    Ok(reply.as_str().unwrap_or_default().to_string())
+}
+
+/// The host ports of the NAT's forwards to `guest:guest_port`, from `info usernet` text.
+pub(crate) fn forwarded_ports(listing: &str, guest: Ipv4Addr, guest_port: u16) -> Vec<u16> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                ["TCP[HOST_FORWARD]", _fd, _bind, host_port, addr, port, ..]
+                    if addr.parse::<Ipv4Addr>().ok() == Some(guest)
+                        && port.parse::<u16>().ok() == Some(guest_port) =>
+                {
+                    host_port.parse::<u16>().ok()
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Adds a forward from `bind`:(a free port) to `guest`:`guest_port`; returns the host address.
+/// The caller serialises calls per VM (so the new line in the listing is ours).
+pub(crate) async fn add(
+    qmp: &QmpClient,
+    bind: IpAddr,
+    guest: Ipv4Addr,
+    guest_port: u16,
+) -> Result<SocketAddr, QemuError> {
+    let IpAddr::V4(bind4) = bind else {
+        return Err(
+            NetError::Forward { guest_port, message: format!("{bind}: the NAT forwards IPv4 only") }.into()
+        );
+    };
+    let before = forwarded_ports(&hmp(qmp, "info usernet").await?, guest, guest_port);
+    let output = hmp(qmp, &format!("hostfwd_add {NETDEV_ID} tcp:{bind4}:0-{guest}:{guest_port}")).await?;
+    if !output.trim().is_empty() {
+        return Err(NetError::Forward { guest_port, message: output.trim().to_string() }.into());
+    }
+    let after = forwarded_ports(&hmp(qmp, "info usernet").await?, guest, guest_port);
+    match after.into_iter().find(|port| !before.contains(port)) {
+        Some(port) => Ok(SocketAddr::new(bind, port)),
+        None => {
+            Err(NetError::Forward { guest_port, message: "the new forward is not in `info usernet`".into() }
+                .into())
+        }
+    }
+}
+
+/// Removes the forward listening on `host`.
+pub(crate) async fn remove(qmp: &QmpClient, host: SocketAddr) -> Result<(), QemuError> {
+    let output = hmp(qmp, &format!("hostfwd_remove {NETDEV_ID} tcp:{}:{}", host.ip(), host.port())).await?;
+    if output.contains("removed") || output.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(NetError::Forward { guest_port: 0, message: output.trim().to_string() }.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports_are_read_from_the_usernet_listing() {
+        let listing = "Hub -1 (net0):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n  \
+                       TCP[HOST_FORWARD]  13       127.0.0.1 41737     100.96.0.16  8000     0     0\r\n  \
+                       TCP[HOST_FORWARD]  14       127.0.0.1 41739     100.96.0.16  9000     0     0\r\n  \
+                       TCP[ESTABLISHED]   15       127.0.0.1 41740     100.96.0.16  8000     0     0\r\n";
+        let guest = Ipv4Addr::new(100, 96, 0, 16);
+        assert_eq!(forwarded_ports(listing, guest, 8000), [41737]);
+        assert_eq!(forwarded_ports(listing, guest, 9000), [41739]);
+        assert!(forwarded_ports(listing, Ipv4Addr::new(100, 96, 0, 17), 8000).is_empty());
+    }
+}

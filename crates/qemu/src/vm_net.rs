@@ -1,0 +1,118 @@
+//! The network side of a [`QemuVm`]: its address, port forwards, egress narrowing and traffic.
+//! (A module of its own above `vm` and `net`, so neither has to import the other's internals.)
+
+use std::net::SocketAddr;
+
+use firepit_agent::{NetworkApplied, Request, Response};
+use firepit_shape::EgressPolicy;
+
+use crate::agent::AgentClient;
+use crate::error::{AgentError, QemuError};
+use crate::net::{NetStats, NetworkInfo, VmNetwork};
+use crate::net_error::NetError;
+use crate::vm::QemuVm;
+
+impl QemuVm {
+    fn net(&self) -> Result<&VmNetwork, QemuError> {
+        self.network.as_ref().ok_or_else(|| NetError::NoNetwork { vm: self.id.clone() }.into())
+    }
+
+    /// The VM's MAC, address, gateway and DNS server; `None` when its shape has no network.
+    pub fn network(&self) -> Option<NetworkInfo> {
+        self.network.as_ref().map(VmNetwork::info)
+    }
+
+    /// This VM's traffic so far; `None` without a network.
+    pub fn network_stats(&self) -> Option<NetStats> {
+        self.network.as_ref().map(VmNetwork::stats)
+    }
+
+    /// Forwards a host TCP port to `guest_port`: connections to the returned address (on the
+    /// shape's `forward_bind`, loopback by default, port chosen by the kernel) reach the guest's
+    /// `guest_port`. Asking again for the same guest port returns the same address. The forward
+    /// is gone when the VM is (the listening socket belongs to its QEMU process).
+    ///
+    /// ```no_run
+    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), Box<dyn std::error::Error>> {
+    /// vm.exec(["sh", "-c", "mkdir -p /tmp/www && httpd -p 8000 -h /tmp/www"]).await?;
+    /// let addr = vm.forward_port(8000).await?;
+    /// let _stream = tokio::net::TcpStream::connect(addr).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn forward_port(&self, guest_port: u16) -> Result<SocketAddr, QemuError> {
+        let net = self.net()?;
+        let _one_at_a_time = net.forward_lock.lock().await;
+        if let Some((_, addr)) = lock(&net.forwards).iter().find(|(port, _)| *port == guest_port) {
+            return Ok(*addr);
+        }
+        let addr = crate::net::forward::add(&self.qmp, net.forward_bind, net.info().ipv4, guest_port).await?;
+        lock(&net.forwards).push((guest_port, addr));
+        tracing::debug!(vm = %self.id, guest_port, %addr, "port forward added");
+        Ok(addr)
+    }
+
+    /// Removes the forward to `guest_port`.
+    pub async fn remove_forward(&self, guest_port: u16) -> Result<(), QemuError> {
+        let net = self.net()?;
+        let _one_at_a_time = net.forward_lock.lock().await;
+        let addr = lock(&net.forwards)
+            .iter()
+            .find(|(port, _)| *port == guest_port)
+            .map(|(_, addr)| *addr)
+            .ok_or(NetError::NoSuchForward { guest_port })?;
+        crate::net::forward::remove(&self.qmp, addr).await?;
+        lock(&net.forwards).retain(|(port, _)| *port != guest_port);
+        Ok(())
+    }
+
+    /// The forwards in place: `(guest port, host address)`.
+    pub fn forwards(&self) -> Vec<(u16, SocketAddr)> {
+        self.network.as_ref().map(|net| lock(&net.forwards).clone()).unwrap_or_default()
+    }
+
+    /// Narrows the egress policy (e.g. for one lease): from now on a destination must pass both
+    /// the shape's policy and `policy` (and any earlier narrowing). It can never widen: addresses
+    /// the shape does not allow stay refused. Connections already open are not cut.
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
+    /// let only_pypi: firepit_qemu::EgressPolicy = serde_json::from_str(r#"["pypi.org:443"]"#).unwrap();
+    /// vm.narrow_egress(only_pypi)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), QemuError> {
+        self.net()?.narrow(policy);
+        Ok(())
+    }
+
+    /// Sends the guest its network configuration (MAC, address, route, DNS); a no-op without a
+    /// network. Run after every cold boot and restore, before the VM is handed out.
+    pub(crate) async fn configure_network(&self) -> Result<Option<NetworkApplied>, QemuError> {
+        configure(&self.agent, self.network.as_ref(), self.config.agent_timeout).await
+    }
+}
+
+/// Sends the agent behind `agent` the configuration of `network` (nothing when `None`); also used
+/// for a snapshot template before it is saved, so its clones change a configured interface live.
+pub(crate) async fn configure(
+    agent: &AgentClient,
+    network: Option<&VmNetwork>,
+    timeout: std::time::Duration,
+) -> Result<Option<NetworkApplied>, QemuError> {
+    let Some(net) = network else { return Ok(None) };
+    match agent.request(Request::ConfigureNetwork(net.guest_config()), timeout).await? {
+        Response::Network(applied) => Ok(Some(applied)),
+        Response::Error { message } => {
+            Err(AgentError::Remote { request: "configure-network", message }.into())
+        }
+        other => Err(AgentError::UnexpectedResponse {
+            request: "configure-network",
+            response: format!("{other:?}"),
+        }
+        .into()),
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

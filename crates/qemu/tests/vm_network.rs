@@ -1,0 +1,363 @@
+//! Networking with real VMs: egress policy against a server on the host, DNS answered by the host,
+//! port forwards into the guest, distinct MACs and addresses across snapshot clones, no NIC for
+//! `network = "none"`, and a flooding guest that does not stall the others.
+//!
+//! One provider for the binary (snapshot fill, templates in a private directory removed at exit);
+//! the tests take turns (`TURN`): each boots several VMs and the machine has two cores.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use firepit_pool::{Provider, ShapeKey};
+use firepit_qemu::{EgressPolicy, ExecRequest, FillKind, NetworkSpec, QemuProvider, QemuVm, VmSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, OnceCell};
+
+static TURN: Mutex<()> = Mutex::const_new(());
+
+fn template_dir() -> PathBuf {
+    PathBuf::from(format!("/dev/shm/fpq-{}-net-templates", std::process::id()))
+}
+
+extern "C" fn remove_shared_files() {
+    let _ = std::fs::remove_dir_all(template_dir());
+    let _ = std::fs::remove_dir_all(common::runtime_dir_path("network"));
+}
+
+async fn provider() -> &'static QemuProvider {
+    static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
+    PROVIDER
+        .get_or_init(|| async {
+            let provider = common::provider(&common::runtime_dir("network"), |c| {
+                c.template_dir = template_dir();
+                c.keep_templates = false;
+            });
+            // SAFETY: registering a plain extern "C" fn with no captured state.
+            unsafe { libc::atexit(remove_shared_files) };
+            provider
+        })
+        .await
+}
+
+/// A snapshot shape of the test image named `name` with `network`.
+fn shape(name: &str, network: NetworkSpec) -> (ShapeKey, VmSpec) {
+    let mut spec = common::snapshot_spec(&common::image());
+    spec.network = network;
+    (ShapeKey::new(name), spec)
+}
+
+async fn setup() -> &'static QemuProvider {
+    provider().await
+}
+
+/// A VM of shape `name` with `network`.
+async fn create(provider: &QemuProvider, name: &str, network: NetworkSpec) -> QemuVm {
+    let (key, spec) = shape(name, network);
+    provider.create(&key, &spec).await.unwrap()
+}
+
+fn policy(json: &str) -> EgressPolicy {
+    serde_json::from_str(json).unwrap()
+}
+
+/// The host's first IPv4 address that is not loopback (the tests' "server elsewhere").
+fn host_ip() -> Ipv4Addr {
+    let mut found = None;
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`; it is walked read-only and freed once.
+    unsafe {
+        assert_eq!(libc::getifaddrs(&mut list), 0);
+        let mut entry = list;
+        while !entry.is_null() && found.is_none() {
+            let addr = (*entry).ifa_addr;
+            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
+                let ip = Ipv4Addr::from(u32::from_be((*addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    found = Some(ip);
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found.expect("these tests need a host interface with an IPv4 address besides loopback")
+}
+
+/// A tiny HTTP server on the host answering `body` to every request; aborted on drop.
+struct HttpServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    async fn start(ip: Ipv4Addr, body: &'static str) -> Self {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let reply = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs `script` with `sh -c` in the guest (30 s at most); returns (exit code, stdout, stderr).
+async fn sh(vm: &QemuVm, script: &str) -> (Option<i32>, String, String) {
+    let request = ExecRequest {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        timeout_ms: 30_000,
+        ..Default::default()
+    };
+    let out = vm.exec_request(request).await.unwrap();
+    (out.exit_code, out.stdout_lossy(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `GET /` through `addr` from the host.
+async fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(20), TcpStream::connect(addr)).await??;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut reply)).await??;
+    Ok(reply)
+}
+
+#[test]
+fn egress_policy_lets_a_guest_fetch_from_the_host_or_refuses_at_once() {
+    common::run(async {
+        let _turn = TURN.lock().await;
+        let provider = setup().await;
+        let host = host_ip();
+        let outside = HttpServer::start(host, "hello-from-the-host").await;
+        let loopback = HttpServer::start(Ipv4Addr::LOCALHOST, "hello-from-loopback").await;
+        let (port, lo_port) = (outside.addr.port(), loopback.addr.port());
+        let listed = NetworkSpec {
+            egress: policy(&format!(r#"["{host}:{port}", "localhost"]"#)),
+            host_ports: vec![lo_port],
+            ..NetworkSpec::nat()
+        };
+        let allowed = create(provider, "egress-listed", listed).await;
+        let deny = NetworkSpec { egress: EgressPolicy::Deny, ..NetworkSpec::nat() };
+        let denied = create(provider, "egress-deny", deny).await;
+        let everything = create(provider, "egress-allow", NetworkSpec::nat()).await;
+        assert_eq!(allowed.fill(), FillKind::Snapshot);
+
+        let fetch = |ip: String, port: u16| format!("wget -O - http://{ip}:{port}/");
+        let (code, out, err) = sh(&allowed, &fetch(host.to_string(), port)).await;
+        assert_eq!((code, out.as_str()), (Some(0), "hello-from-the-host"), "stderr: {err}");
+        let gateway = allowed.network().unwrap().gateway.to_string();
+        let (code, out, err) = sh(&allowed, &fetch(gateway.clone(), lo_port)).await;
+        assert_eq!((code, out.as_str()), (Some(0), "hello-from-loopback"), "host port: {err}");
+
+        // Refused, not hung: a reset comes back at once.
+        for (vm, ip, port, why) in [
+            (&denied, host.to_string(), port, "egress = deny"),
+            (&everything, host.to_string(), port, "allow never includes the host's own address"),
+            (&allowed, host.to_string(), lo_port, "a port the list does not name"),
+            (&denied, gateway.clone(), lo_port, "a host port of another shape"),
+            (&allowed, "127.0.0.1".to_string(), lo_port, "loopback is the guest's own"),
+        ] {
+            let started = Instant::now();
+            let (code, _, err) = sh(vm, &fetch(ip.clone(), port)).await;
+            assert_ne!(code, Some(0), "{why}: fetching {ip}:{port} worked");
+            assert!(started.elapsed() < Duration::from_secs(10), "{why}: took {:?}", started.elapsed());
+            if ip != "127.0.0.1" {
+                assert!(err.contains("refused"), "{why}: {err}");
+            }
+        }
+
+        // A lease narrows: the listed VM loses the host once narrowed to another address.
+        allowed.narrow_egress(policy(r#"["10.9.9.9"]"#)).unwrap();
+        let (code, _, err) = sh(&allowed, &fetch(host.to_string(), port)).await;
+        assert_ne!(code, Some(0), "narrowed away: {err}");
+        let stats = allowed.network_stats().unwrap();
+        assert!(stats.bytes_out > 0 && stats.bytes_in > 0 && stats.denied >= 2, "{stats:?}");
+        for vm in [allowed, denied, everything] {
+            provider.destroy(vm).await;
+        }
+        let totals = provider.network_stats();
+        assert!(totals.iter().any(|(s, t)| s.as_str() == "egress-listed" && t.bytes_out > 0), "{totals:?}");
+    });
+}
+
+#[test]
+fn the_host_answers_dns_for_listed_names_only() {
+    common::run(async {
+        let _turn = TURN.lock().await;
+        let provider = setup().await;
+        let spec = NetworkSpec { egress: policy(r#"["localhost", "*.allowed.test"]"#), ..NetworkSpec::nat() };
+        let vm = create(provider, "dns", spec).await;
+        let (_, resolv, _) = sh(&vm, "cat /etc/resolv.conf").await;
+        assert!(resolv.contains(&format!("nameserver {}", vm.network().unwrap().dns)), "{resolv}");
+        let started = Instant::now();
+        let (code, out, err) = sh(&vm, "nslookup not-listed.example").await;
+        assert_ne!(code, Some(0));
+        assert!(format!("{out}{err}").contains("NXDOMAIN"), "{out}{err}");
+        assert!(started.elapsed() < Duration::from_secs(10), "answered, not timed out");
+        // Listed: the host resolves it (to loopback, which the guest may not reach, so the answer
+        // carries no address) and says the name exists.
+        let (_, out, err) = sh(&vm, "nslookup localhost").await;
+        assert!(!format!("{out}{err}").contains("NXDOMAIN"), "{out}{err}");
+        assert!(!out.contains("127.0.0.1"), "an address the guest cannot reach is not handed out: {out}");
+        assert!(vm.network_stats().unwrap().dns_queries >= 2);
+        provider.destroy(vm).await;
+    });
+}
+
+#[test]
+fn a_port_forward_reaches_a_guest_server_and_is_gone_with_the_vm() {
+    common::run(async {
+        let _turn = TURN.lock().await;
+        let provider = setup().await;
+        let vm = create(provider, "forward", NetworkSpec::nat()).await;
+        let (code, _, err) = sh(
+            &vm,
+            "mkdir -p /tmp/www && echo guest-page > /tmp/www/index.html && httpd -p 8000 -h /tmp/www",
+        )
+        .await;
+        assert_eq!(code, Some(0), "{err}");
+        let addr = vm.forward_port(8000).await.unwrap();
+        assert_eq!(addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST), "loopback unless configured");
+        assert_eq!(vm.forward_port(8000).await.unwrap(), addr, "asking again gives the same forward");
+        let reply = http_get(addr).await.unwrap();
+        assert!(reply.ends_with("guest-page\n"), "{reply}");
+        let second = vm.forward_port(8001).await.unwrap();
+        assert_ne!(second.port(), addr.port());
+        vm.remove_forward(8001).await.unwrap();
+        assert!(TcpStream::connect(second).await.is_err(), "removed forward still listens");
+        assert_eq!(vm.forwards(), [(8000, addr)]);
+        provider.destroy(vm).await;
+        let gone = TcpStream::connect(addr).await;
+        assert!(gone.is_err(), "the forward outlived its VM");
+    });
+}
+
+#[test]
+fn eight_clones_have_their_own_mac_and_address_and_each_its_own_forward() {
+    common::run(async {
+        let _turn = TURN.lock().await;
+        let provider = setup().await;
+        let (key, spec) = shape("clones", NetworkSpec::nat());
+        let mut vms = Vec::new();
+        for _ in 0..8 {
+            vms.push(provider.create(&key, &spec).await.unwrap());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, vm) in vms.iter().enumerate() {
+            assert_eq!(vm.fill(), FillKind::Snapshot, "a clone of the template");
+            let info = vm.network().unwrap();
+            let script = format!(
+                "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; ip route; \
+                 mkdir -p /tmp/www && echo clone-{i} > /tmp/www/index.html && httpd -p 80 -h /tmp/www"
+            );
+            let (code, out, err) = sh(vm, &script).await;
+            assert_eq!(code, Some(0), "{err}");
+            assert!(out.starts_with(&info.mac), "guest MAC {out} vs {}", info.mac);
+            assert!(out.contains(&format!("inet {}/16", info.ipv4)), "{out}");
+            assert!(out.contains(&format!("default via {}", info.gateway)), "{out}");
+            assert!(
+                seen.insert(info.mac.clone()) && seen.insert(info.ipv4.to_string()),
+                "{info:?} not unique"
+            );
+        }
+        let forwards: Vec<SocketAddr> = {
+            let mut forwards = Vec::new();
+            for vm in &vms {
+                forwards.push(vm.forward_port(80).await.unwrap());
+            }
+            forwards
+        };
+        for (i, addr) in forwards.iter().enumerate() {
+            let reply = http_get(*addr).await.unwrap();
+            assert!(reply.ends_with(&format!("clone-{i}\n")), "forward {i} reached {reply}");
+        }
+        for vm in vms {
+            provider.destroy(vm).await;
+        }
+    });
+}
+
+#[test]
+fn a_shape_without_network_has_only_lo() {
+    common::run(async {
+        let _turn = TURN.lock().await;
+        let provider = setup().await;
+        let vm = create(provider, "none", NetworkSpec::default()).await;
+        let (_, out, _) = sh(&vm, "ls /sys/class/net").await;
+        assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+        assert!(vm.network().is_none() && vm.network_stats().is_none());
+        let err = vm.forward_port(80).await.unwrap_err().to_string();
+        assert!(err.contains("has no network"), "{err}");
+        provider.destroy(vm).await;
+    });
+}
+
+#[test]
+fn a_guest_flooding_the_network_does_not_stall_the_provider_or_other_vms() {
+    common::run(async {
+        let _turn = TURN.lock().await;
+        let provider = setup().await;
+        let server = HttpServer::start(host_ip(), "still-here").await;
+        let spec = NetworkSpec { egress: policy(&format!(r#"["{}"]"#, server.addr)), ..NetworkSpec::nat() };
+        let (key, spec) = shape("flood", spec);
+        let flooder = Arc::new(provider.create(&key, &spec).await.unwrap());
+        let victim = provider.create(&key, &spec).await.unwrap();
+        // Denied connects (reset by the filter) and allowed ones (through the NAT), as fast as
+        // the guest can, for 20 s.
+        let flood = |target: String| {
+            let vm = flooder.clone();
+            tokio::spawn(async move {
+                sh(&vm, &format!("/sbin/firepit-agent net-probe flood {target} 20")).await.1
+            })
+        };
+        let denied = flood("10.9.9.9:80".into());
+        let allowed = flood(server.addr.to_string());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut slowest = Duration::ZERO;
+        let flood_ends = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < flood_ends {
+            let started = Instant::now();
+            let (code, out, err) = sh(&victim, &format!("wget -O - http://{}/", server.addr)).await;
+            assert_eq!((code, out.as_str()), (Some(0), "still-here"), "{err}");
+            slowest = slowest.max(started.elapsed());
+        }
+        let started = Instant::now();
+        let fresh = provider.create(&key, &spec).await.unwrap();
+        let create = started.elapsed();
+        let (denied, allowed) = (denied.await.unwrap(), allowed.await.unwrap());
+        eprintln!(
+            "flood: denied {denied:?}, allowed {allowed:?}; victim's slowest fetch {slowest:?}; a create took {create:?}"
+        );
+        let refused: u64 = denied.split_whitespace().nth(3).and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(refused > 100, "the flood was not much of one: {denied}");
+        assert!(slowest < Duration::from_secs(10), "the other VM stalled: {slowest:?}");
+        assert!(create < Duration::from_secs(30), "the provider stalled: {create:?}");
+        assert!(flooder.network_stats().unwrap().denied >= refused);
+        provider.destroy(fresh).await;
+        provider.destroy(victim).await;
+        let flooder = Arc::try_unwrap(flooder).expect("flood tasks are done");
+        provider.destroy(flooder).await;
+    });
+}
