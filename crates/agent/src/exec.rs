@@ -112,6 +112,7 @@ pub fn run(request: &ExecRequest) -> Result<ExecResult, ExecError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    crate::group::default_signals(&mut command);
     if let Some(user) = &request.user {
         let (uid, gid) = parse_user(user).ok_or_else(|| ExecError::BadUser(user.clone()))?;
         command.uid(uid).gid(gid);

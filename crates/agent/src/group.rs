@@ -30,7 +30,25 @@ pub fn command_in_group(
     let cwd = failure::cwd(cwd)?;
     let mut command = Command::new(program);
     command.args(&argv[1..]).envs(env.iter().map(|(k, v)| (k, v))).current_dir(cwd);
+    default_signals(&mut command);
     Ok(command)
+}
+
+/// Children start with SIGINT and SIGQUIT at their defaults. The agent runs as a background job
+/// of the guest's `/init` script, which starts it with both ignored, and ignored signals survive
+/// `exec`: without this, Ctrl-C in a terminal or a `signal INT` would not stop anything.
+pub fn default_signals(command: &mut Command) {
+    // SAFETY: the closure only calls signal(2), which is async-signal-safe, in the forked child.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGQUIT] {
+                if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// The failure for a command that could not be started.

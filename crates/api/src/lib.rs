@@ -8,6 +8,10 @@
 //! types and cannot drift from what the client sends. The client (`firepit-client`) depends on this
 //! crate without that feature and so without utoipa.
 //!
+//! The sandbox endpoints (files, archives, streamed exec, background processes, the PTY) have their
+//! bodies in the same crate; their streams' messages are [`StreamEvent`] (NDJSON lines) and
+//! [`PtyControl`] (the PTY WebSocket's text messages).
+//!
 //! The shape description in `PUT /v1/shapes/{name}` and in the config file is `firepit-shape`'s
 //! [`ShapeSpec`], re-exported here.
 //!
@@ -28,12 +32,25 @@
 
 mod endpoint;
 mod error;
+mod events;
+mod files;
+mod processes;
 mod shapes;
 mod types;
 
 pub use endpoint::{default_runtime_dir, default_socket_path};
 pub use error::ErrorBody;
+pub use events::{NDJSON, OutputChunk, PtyControl, StreamEvent};
+pub use files::{
+    ChmodBody, ChownBody, DirEntry, DirListing, FILE_KIND_HEADER, FILE_MODE_HEADER, FILE_SIZE_HEADER,
+    FileKind, FileStat, MkdirBody, PathQuery, ReadFileQuery, RemoveQuery, RenameBody, StatQuery,
+    TransferResponse, WriteFileQuery,
+};
 pub use firepit_shape::{Depth, FillStrategy, ShapeSpec};
+pub use processes::{
+    ExitStatusView, OutputChannel, OutputQuery, ProcessList, ProcessOutputView, ProcessQuery, ProcessView,
+    SignalBody, SignalSpec, SpawnBody, StartProcessBody,
+};
 pub use shapes::ShapeStatusView;
 pub use types::{
     AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,

@@ -65,19 +65,19 @@ pub enum LeaseCommand {
 pub struct ExecArgs {
     /// Extra environment variable for the command, as NAME=VALUE (repeatable).
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
-    env: Vec<String>,
+    pub(crate) env: Vec<String>,
     /// Working directory in the guest.
     #[arg(long)]
-    cwd: Option<String>,
+    pub(crate) cwd: Option<String>,
     /// Send this process's stdin to the command.
     #[arg(long)]
-    stdin: bool,
+    pub(crate) stdin: bool,
     /// Kill the command after this many ms (0: the agent's default, 60 s).
     #[arg(long, default_value_t = 0)]
-    timeout_ms: u64,
+    pub(crate) timeout_ms: u64,
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
-    argv: Vec<String>,
+    pub(crate) argv: Vec<String>,
 }
 
 /// Runs `firepit lease ...`.

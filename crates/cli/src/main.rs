@@ -1,6 +1,7 @@
 //! The `firepit` command: verbs only. Each verb parses its arguments (clap) and calls a library:
 //! the `firepit` facade (`demo`), `firepit-image` (`image`), `firepit-daemon` (`serve`),
-//! `firepit-client` (`status`, `lease`, `run`), `firepit-tools` (`bench`, `soak`).
+//! `firepit-client` (`status`, `lease`, `run`, `exec`, `cp`, `shell`), `firepit-tools` (`bench`,
+//! `soak`).
 //!
 //! Every verb returns a `Result`; [`run`] prints the error with its whole cause chain and maps it
 //! to exit code 1, so no verb panics or exits half-way. `firepit run` returns the guest command's
@@ -11,14 +12,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cp;
 mod demo;
+mod exec;
 mod image;
 mod lease;
 mod logging;
 mod progress;
 mod run;
 mod serve;
+mod shell;
 mod status;
+mod terminal;
 
 /// What a subcommand returns: the process exit code, or an error whose chain is printed.
 pub type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
@@ -48,6 +53,12 @@ enum Command {
     /// Acquire a VM from the daemon, run one command in it, print its output, release the VM; exits
     /// with the guest command's exit code.
     Run(run::RunArgs),
+    /// Run a command in a leased VM, printing its output as it comes; exits with its exit code.
+    Exec(exec::ExecCmd),
+    /// Copy files and directories between this machine and a leased VM (LEASE:/path), streamed.
+    Cp(cp::CpArgs),
+    /// An interactive terminal in a VM (a leased one, or one leased for the session).
+    Shell(shell::ShellArgs),
     /// Soak with faults: cycles from concurrent clients against a real daemon while VMs are killed
     /// and stalled, fills fail, requests are dropped, leases expire and the daemon is restarted;
     /// prints one JSON line (leaks, failures, depth regained) and exits 1 if a pass condition fails.
@@ -143,6 +154,9 @@ fn dispatch(command: Command) -> CliResult {
             Command::Status(args) => status::run(args).await,
             Command::Lease(command) => lease::run(command).await,
             Command::Run(args) => run::run(args).await,
+            Command::Exec(args) => exec::run(args).await,
+            Command::Cp(args) => cp::run(args).await,
+            Command::Shell(args) => shell::run(args).await,
             Command::Bench(command) => Ok(firepit_tools::bench::run(command).await?),
             Command::Soak(args) => {
                 logging::init(false);

@@ -26,6 +26,13 @@
 
 #![warn(missing_docs)]
 
+mod body;
+mod events;
+mod files;
+mod local_dirs;
+mod processes;
+mod pty;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -34,16 +41,20 @@ use firepit_api::{
     AcquireRequest, ErrorBody, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,
     RenewRequest, ShapeSpec,
 };
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::Request;
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use body::{ClientBody, Download};
+pub use events::{EventStream, decode_chunk};
 pub use hyper::header::HeaderMap;
 pub use hyper::{Method, StatusCode};
+pub use pty::{PtyEvent, PtyOptions, PtyReceiver, PtySender, PtySession};
 
 /// Idle connections kept for reuse (more concurrent requests open more; the extra ones close).
 const MAX_IDLE_CONNECTIONS: usize = 16;
@@ -121,6 +132,41 @@ pub enum ClientError {
         /// What could not be decoded.
         message: String,
     },
+    /// Reading or writing local data (an upload's source, a download's destination) failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A stream (NDJSON events, a download, a terminal) broke or ended before its last message.
+    #[error("the stream from the daemon broke: {0}")]
+    Stream(String),
+    /// A stream ended with an `error` event (the lease ended, the VM went away).
+    #[error("the stream ended with an error: {message} ({error})")]
+    StreamError {
+        /// Machine-readable code (`lease_ended`, `vm_unreachable`, ...).
+        error: String,
+        /// Human-readable message.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// The daemon's error code, when the daemon answered one (an API error or a stream's `error`
+    /// event).
+    ///
+    /// ```
+    /// let error = firepit_client::ClientError::StreamError { error: "lease_ended".into(), message: "gone".into() };
+    /// assert_eq!(error.code(), Some("lease_ended"));
+    /// ```
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } | ClientError::StreamError { error, .. } => Some(error),
+            _ => None,
+        }
+    }
 }
 
 /// A raw response: status, headers, body.
@@ -168,7 +214,7 @@ impl RawResponse {
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: Endpoint,
-    idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+    idle: Arc<Mutex<Vec<SendRequest<ClientBody>>>>,
 }
 
 impl Client {
@@ -201,13 +247,64 @@ impl Client {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let request = builder.body(body::full(body.unwrap_or_default()))?;
         let mut sender = self.connection().await?;
         let response = sender.send_request(request).await?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await?.to_bytes();
         self.give_back(sender);
         Ok(RawResponse { status: parts.status, headers: parts.headers, body })
+    }
+
+    /// Sends one request with a streamed body and returns the response as soon as its head
+    /// arrived (the body unread); a non-2xx answer is read and turned into [`ClientError::Api`].
+    /// `path` includes the query string.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: ClientBody,
+        content_type: Option<&str>,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
+        let mut builder = Request::builder().method(method).uri(path).header(HOST, self.host());
+        if let Endpoint::Tcp { token: Some(token), .. } = &self.endpoint {
+            builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(kind) = content_type {
+            builder = builder.header(CONTENT_TYPE, kind);
+        }
+        let request = builder.body(body)?;
+        // The connection goes with the streamed response (it is not reused).
+        let mut sender = self.connection().await?;
+        let response = sender.send_request(request).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Err(RawResponse { status: parts.status, headers: parts.headers, body }.json::<()>().err().unwrap_or(
+            ClientError::Decode { status: parts.status, message: "an error status with a JSON body".into() },
+        ))
+    }
+
+    /// Sends a JSON request and expects an empty 2xx answer.
+    pub(crate) async fn call_empty<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), ClientError> {
+        let body = body.map(to_json).transpose()?;
+        let response = self.request(method, path, body, &[]).await?;
+        if response.status.is_success() { Ok(()) } else { response.json::<()>() }
+    }
+
+    /// The host and credentials of WebSocket requests.
+    pub(crate) fn websocket_parts(&self) -> (&str, Option<&str>) {
+        match &self.endpoint {
+            Endpoint::Unix(_) => ("localhost", None),
+            Endpoint::Tcp { authority, token } => (authority, token.as_deref()),
+        }
     }
 
     fn host(&self) -> &str {
@@ -217,8 +314,24 @@ impl Client {
         }
     }
 
+    /// A new connection to the daemon's socket, for protocols hyper does not speak (WebSocket).
+    pub(crate) async fn connect_raw(&self) -> Result<pty::Io, ClientError> {
+        let connect_error = |source| ClientError::Connect { endpoint: self.endpoint.clone(), source };
+        Ok(match &self.endpoint {
+            Endpoint::Unix(path) => {
+                Box::new(tokio::net::UnixStream::connect(path).await.map_err(connect_error)?)
+            }
+            Endpoint::Tcp { authority, .. } => {
+                let stream =
+                    tokio::net::TcpStream::connect(authority.as_str()).await.map_err(connect_error)?;
+                stream.set_nodelay(true).map_err(connect_error)?;
+                Box::new(stream)
+            }
+        })
+    }
+
     /// An idle kept-alive connection that is still open, else a new one.
-    async fn connection(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    async fn connection(&self) -> Result<SendRequest<ClientBody>, ClientError> {
         loop {
             let idle = lock(&self.idle).pop();
             let Some(mut sender) = idle else { break };
@@ -242,7 +355,7 @@ impl Client {
     }
 
     /// Keeps a connection whose exchange is complete for the next request.
-    fn give_back(&self, sender: SendRequest<Full<Bytes>>) {
+    fn give_back(&self, sender: SendRequest<ClientBody>) {
         if sender.is_closed() {
             return;
         }
@@ -252,7 +365,7 @@ impl Client {
         }
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -330,7 +443,7 @@ impl Client {
     }
 }
 
-fn to_json<B: Serialize>(body: &B) -> Result<Vec<u8>, ClientError> {
+pub(crate) fn to_json<B: Serialize>(body: &B) -> Result<Vec<u8>, ClientError> {
     serde_json::to_vec(body)
         .map_err(|e| ClientError::Decode { status: StatusCode::OK, message: e.to_string() })
 }
@@ -339,7 +452,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, ClientError>
+async fn handshake<S>(stream: S) -> Result<SendRequest<ClientBody>, ClientError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {

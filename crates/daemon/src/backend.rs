@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use firepit_agent::{ExecRequest, ExecResult};
 
+use crate::sandbox::Sandbox;
+
 pub use firepit_api::ShapeStatusView;
 /// The hook through which the QEMU provider reports the processes it owns (recorded by
 /// [`crate::records::RecordStore`], reaped by [`crate::recovery`] after a crash).
@@ -88,6 +90,9 @@ pub trait LeasedVm: Send + Sync {
 
     /// Runs a program in the guest through its agent.
     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>>;
+
+    /// Files, streamed processes, background processes and terminals ([`crate::sandbox`]).
+    fn sandbox(&self) -> &dyn Sandbox;
 }
 
 /// Why [`LeaseBackend::acquire`] failed.

@@ -102,7 +102,8 @@ pub struct LimitsConfig {
     /// VMs booted or restored at the same time, across shapes.
     #[serde(default = "default_parallel_fills")]
     pub parallel_fills: usize,
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted JSON request body, in bytes (file and archive uploads stream and are not
+    /// bound by it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
 }

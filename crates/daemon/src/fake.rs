@@ -4,7 +4,8 @@
 //! Each shape holds `depth.high` ready "VMs"; dropping a leased one destroys it and refills at once.
 //! `exec` understands a few programs: `echo ARGS..`, `cat` (stdin to stdout), `true`, `false`,
 //! `exit N`, `binary` (writes non-UTF-8 bytes), `sleep MS`, `unreachable` (fails like a dead VM);
-//! anything else exits 127.
+//! anything else exits 127. Each VM has an in-memory file system and runs `echo` / `warn` / `sleep`
+//! as streamed processes (`fake_sandbox.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use crate::backend::{
     AcquireError, BoxFuture, ExecError, FillStrategy, LeaseBackend, LeasedVm, ShapeError, ShapeSpec,
     ShapeStatusView,
 };
+use crate::fake_sandbox::FakeSandbox;
 use crate::metrics::ShapeLabel;
 
 /// The in-memory backend (cheap to clone; clones share state).
@@ -129,6 +131,7 @@ impl FakeBackend {
             id: format!("fake-{shape}-{n}"),
             shape: shape.to_owned(),
             backend: self.clone(),
+            sandbox: FakeSandbox::default(),
         })))
     }
 }
@@ -228,6 +231,7 @@ struct FakeVm {
     id: String,
     shape: String,
     backend: FakeBackend,
+    sandbox: FakeSandbox,
 }
 
 impl Drop for FakeVm {
@@ -253,6 +257,10 @@ impl LeasedVm for FakeVm {
 
     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>> {
         Box::pin(async move { fake_exec(request).await })
+    }
+
+    fn sandbox(&self) -> &dyn crate::sandbox::Sandbox {
+        &self.sandbox
     }
 }
 

@@ -51,6 +51,12 @@ impl Lease {
     fn deadline(&self) -> Instant {
         lock(&self.deadline).at
     }
+
+    /// Fired when the lease ends (released, expired, shutdown): streams on the lease (transfers,
+    /// attached processes, terminals) watch it and stop, so they end with their lease.
+    pub fn ended(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
 }
 
 /// The API's view of a lease, as acquire and renew return it.

@@ -43,12 +43,16 @@ pub mod backend;
 pub mod config;
 #[cfg(feature = "testing")]
 pub mod fake;
+#[cfg(feature = "testing")]
+mod fake_sandbox;
 pub mod leases;
 mod load;
 pub mod metrics;
 pub mod qemu_backend;
+mod qemu_sandbox;
 pub mod records;
 pub mod recovery;
+pub mod sandbox;
 pub mod server;
 pub mod shutdown;
 #[cfg(feature = "testing")]

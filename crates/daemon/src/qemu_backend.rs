@@ -206,6 +206,11 @@ impl LeasedVm for QemuLease {
         self.vm.id()
     }
 
+    fn sandbox(&self) -> &dyn crate::sandbox::Sandbox {
+        // `Sandbox for QemuVm` is in qemu_sandbox.rs.
+        &*self.vm
+    }
+
     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>> {
         Box::pin(async move {
             match self.vm.exec_request(request).await {

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tracing::{Instrument, debug, info, warn};
 
+use super::args;
 use super::error::{ApiError, ApiJson};
 use super::{AppState, MAX_WAIT};
 use crate::leases::{AcquireParams, lease_response};
@@ -19,8 +20,6 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Header set to `true` when acquire replayed an earlier request's lease.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
-/// Longest exec timeout a client may ask for.
-const MAX_EXEC_TIMEOUT_MS: u64 = 3_600_000;
 /// Largest per-stream output a client may ask the agent to keep.
 const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -131,49 +130,20 @@ pub async fn exec(
 
 /// Checks and converts an exec body into the agent's request.
 fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> {
-    let bad_argv = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "bad_argv", m.to_owned());
-    match body.argv.first() {
-        None => return Err(bad_argv("argv must name a program: it has no elements")),
-        Some(program) if program.is_empty() => {
-            return Err(bad_argv("argv[0] is empty: it must name a program"));
-        }
-        Some(_) => {}
-    }
-    if body.argv.iter().any(|a| a.contains('\0')) {
-        return Err(bad_argv("argv elements must not contain NUL bytes"));
-    }
-    for (name, value) in &body.env {
-        if name.is_empty() || name.contains('=') || name.contains('\0') || value.contains('\0') {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_env",
-                format!("env `{name}`: names must be non-empty without `=`, names and values without NUL"),
-            ));
-        }
-    }
-    if body.timeout_ms > MAX_EXEC_TIMEOUT_MS {
-        return Err(ApiError::bad_request(format!(
-            "timeout_ms = {}: must be at most {MAX_EXEC_TIMEOUT_MS}",
-            body.timeout_ms
-        )));
-    }
+    args::check_argv(&body.argv)?;
+    let env = args::check_env(body.env)?;
+    args::check_timeout(body.timeout_ms)?;
     if body.max_output_bytes > MAX_OUTPUT_BYTES {
         return Err(ApiError::bad_request(format!(
             "max_output_bytes = {}: must be at most {MAX_OUTPUT_BYTES} (64 MiB)",
             body.max_output_bytes
         )));
     }
-    let stdin = match body.stdin_encoding {
-        Encoding::Utf8 => body.stdin.into_bytes(),
-        Encoding::Base64 => BASE64.decode(body.stdin.as_bytes()).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_stdin", format!("stdin is not valid base64: {e}"))
-        })?,
-    };
     Ok(firepit_agent::ExecRequest {
         argv: body.argv,
-        env: body.env.into_iter().collect(),
+        env,
         cwd: body.cwd,
-        stdin,
+        stdin: args::decode_stdin(body.stdin, body.stdin_encoding)?,
         timeout_ms: body.timeout_ms,
         max_output_bytes: body.max_output_bytes,
         // The image's default user (if any) is filled in by the provider.

@@ -13,6 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,8 +22,16 @@ use super::backend::LeaseBackend;
 use super::leases::LeaseTable;
 
 pub mod admin;
+mod args;
+mod chunks;
 pub mod error;
+pub mod exec_stream;
+pub mod files;
 pub mod leases;
+pub mod processes;
+pub mod pty;
+mod sandbox_error;
+mod streaming;
 
 pub use error::{ApiError, ErrorBody};
 
@@ -42,6 +51,8 @@ struct Inner {
     openapi_json: String,
     started: Instant,
     shutting_down: AtomicBool,
+    /// Fired with `shutting_down`: endless streams (terminals, followed output) end on it.
+    stopping: CancellationToken,
 }
 
 impl AppState {
@@ -58,6 +69,12 @@ impl AppState {
     /// Marks the daemon as shutting down: acquires get 503, `/healthz` reports it.
     pub fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.inner.stopping.cancel();
+    }
+
+    /// Fired when shutdown begins.
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.stopping.clone()
     }
 
     /// Whether shutdown has begun.
@@ -70,7 +87,8 @@ impl AppState {
 #[openapi(
     info(
         title = "firepit daemon API",
-        description = "Lease warm microVMs, run commands in them, inspect and reshape the pools."
+        description = "Lease warm microVMs, run commands in them (streamed too), move files in and out, \
+                       keep background processes, open terminals, inspect and reshape the pools."
     ),
     components(schemas(ErrorBody))
 )]
@@ -83,6 +101,20 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(leases::release))
         .routes(routes!(leases::exec))
         .routes(routes!(leases::renew))
+        .routes(routes!(exec_stream::exec_stream))
+        .routes(routes!(files::put_file, files::get_file, files::delete_file))
+        .routes(routes!(files::stat))
+        .routes(routes!(files::list))
+        .routes(routes!(files::mkdir))
+        .routes(routes!(files::chmod))
+        .routes(routes!(files::chown))
+        .routes(routes!(files::rename))
+        .routes(routes!(files::put_archive, files::get_archive))
+        .routes(routes!(processes::start, processes::list))
+        .routes(routes!(processes::get, processes::remove))
+        .routes(routes!(processes::signal))
+        .routes(routes!(processes::output))
+        .routes(routes!(pty::pty))
         .routes(routes!(admin::pools))
         .routes(routes!(admin::put_shape, admin::delete_shape))
         .routes(routes!(admin::metrics))
@@ -120,6 +152,7 @@ pub fn router(
             openapi_json,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
+            stopping: CancellationToken::new(),
         }),
     };
     let router = router
@@ -161,7 +194,10 @@ async fn log_request(
 fn quiet_when_ok(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     match *method {
-        Method::GET => matches!(path, "/healthz" | "/metrics" | "/v1/pools"),
+        Method::GET => {
+            matches!(path, "/healthz" | "/metrics" | "/v1/pools") || path.starts_with("/v1/leases/")
+        }
+        Method::PUT => path.starts_with("/v1/leases/"),
         Method::POST => path == "/v1/leases" || path.starts_with("/v1/leases/"),
         Method::DELETE => path.starts_with("/v1/leases/"),
         _ => false,
@@ -193,5 +229,7 @@ mod tests {
         assert!(!quiet_when_ok(&Method::DELETE, "/v1/shapes/small"));
         assert!(!quiet_when_ok(&Method::GET, "/v1/openapi.json"));
         assert!(!quiet_when_ok(&Method::GET, "/v1/leasesX"));
+        assert!(quiet_when_ok(&Method::GET, "/v1/leases/l-1/files"));
+        assert!(quiet_when_ok(&Method::PUT, "/v1/leases/l-1/files"));
     }
 }

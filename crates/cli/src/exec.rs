@@ -1,0 +1,88 @@
+//! `firepit exec LEASE -- CMD...`: runs a command in a leased VM and prints its output as the
+//! command writes it (a streamed exec), then exits with the command's exit code.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use firepit_api::{Encoding, SpawnBody, StreamEvent};
+use firepit_client::{Client, decode_chunk};
+use tokio::io::AsyncWriteExt;
+
+use crate::CliResult;
+use crate::lease::ExecArgs;
+use crate::status::ConnectArgs;
+
+/// Arguments of `firepit exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecCmd {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The lease id (from `firepit lease acquire`).
+    lease_id: String,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+/// Runs `firepit exec`.
+pub async fn run(args: ExecCmd) -> CliResult {
+    stream_exec(&args.connect.client()?, &args.lease_id, &args.exec).await
+}
+
+/// Runs `exec` in the lease, copying its stdout and stderr to ours as they come; returns its exit
+/// code (128 + signal when a signal killed it).
+pub async fn stream_exec(client: &Client, lease_id: &str, exec: &ExecArgs) -> CliResult {
+    let mut env = BTreeMap::new();
+    for pair in &exec.env {
+        let (name, value) =
+            pair.split_once('=').ok_or_else(|| format!("--env {pair:?}: expected NAME=VALUE"))?;
+        env.insert(name.to_owned(), value.to_owned());
+    }
+    let stdin = if exec.stdin {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes)?;
+        BASE64.encode(bytes)
+    } else {
+        String::new()
+    };
+    let body = SpawnBody {
+        argv: exec.argv.clone(),
+        env,
+        cwd: exec.cwd.clone(),
+        stdin,
+        stdin_encoding: Encoding::Base64,
+        timeout_ms: exec.timeout_ms,
+    };
+    let mut events = client.exec_stream(lease_id, &body).await?;
+    let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
+    while let Some(event) = events.next_event().await? {
+        match event {
+            StreamEvent::Stdout(chunk) => {
+                stdout.write_all(&decode_chunk(&chunk)?).await?;
+                stdout.flush().await?;
+            }
+            StreamEvent::Stderr(chunk) => {
+                stderr.write_all(&decode_chunk(&chunk)?).await?;
+                stderr.flush().await?;
+            }
+            StreamEvent::Exit(status) => {
+                if status.timed_out {
+                    eprintln!("firepit: the command was killed after {} ms", exec.timeout_ms);
+                }
+                let code = match (status.exit_code, status.signal) {
+                    (Some(code), _) => code,
+                    (None, Some(signal)) => 128 + signal,
+                    (None, None) => 1,
+                };
+                return Ok(ExitCode::from((code & 0xff) as u8));
+            }
+            StreamEvent::Error { error, message } => {
+                return Err(format!("the command's stream broke: {message} ({error})").into());
+            }
+            StreamEvent::Started { .. } | StreamEvent::Eof { .. } => {}
+        }
+    }
+    Err("the daemon ended the stream without the command's exit status".into())
+}

@@ -1,0 +1,182 @@
+//! `GET /v1/leases/{id}/pty`: an interactive terminal over a WebSocket.
+//!
+//! The terminal is started before the upgrade, so a bad request or a program that cannot run is
+//! an ordinary HTTP error. Then: binary messages are terminal bytes both ways; the client's text
+//! messages are [`PtyControl`] (resize, signal); the server's text messages are `started` (first),
+//! then `exit` with the status (or `error`) right before it closes the socket. The terminal is
+//! attached to the socket: a client that disconnects kills it; so does the lease ending or the
+//! daemon stopping (after an `error` message).
+//!
+//! Query: `rows`, `cols` (default 24×80), `cwd`, `arg` (repeated: the program and its arguments;
+//! none: a login shell), `env` (repeated `NAME=VALUE`).
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use firepit_agent::{PtyRequest, WindowSize};
+use firepit_api::{PtyControl, StreamEvent};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use super::AppState;
+use super::error::ApiError;
+use super::exec_stream::{error_event, exit_view};
+use super::processes::signal_number;
+use super::sandbox_error::{lease_ended, shutting_down, start_error};
+use super::streaming::{CHUNK, lease};
+use crate::leases::Lease;
+use crate::sandbox::{Attached, Control, Input};
+
+/// Open an interactive terminal (WebSocket).
+#[utoipa::path(
+    get, path = "/v1/leases/{id}/pty", tag = "leases",
+    params(
+        ("id" = String, Path, description = "Lease id"),
+        ("rows" = Option<u16>, Query, description = "Terminal rows (default 24)"),
+        ("cols" = Option<u16>, Query, description = "Terminal columns (default 80)"),
+        ("cwd" = Option<String>, Query, description = "Working directory (default /root if it exists)"),
+        ("arg" = Option<Vec<String>>, Query, description = "Program and arguments, repeated in order (default: a login shell)"),
+        ("env" = Option<Vec<String>>, Query, description = "NAME=VALUE, repeated"),
+    ),
+    responses(
+        (status = 101, description = "WebSocket: binary = terminal bytes both ways; text = `PtyControl` from the client, `started` / `exit` / `error` events (`StreamEvent`) from the server"),
+        (status = 400, description = "Bad query", body = super::ErrorBody),
+        (status = 404, description = "No such lease", body = super::ErrorBody),
+        (status = 422, description = "The program cannot be started", body = super::ErrorBody),
+    )
+)]
+pub async fn pty(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let request = pty_request(params)?;
+    let lease = lease(&state, &id)?;
+    let attached = lease.vm.sandbox().pty(request).await.map_err(start_error)?;
+    let stopping = state.stopping();
+    Ok(upgrade.on_upgrade(move |socket| bridge(socket, attached, lease, stopping)))
+}
+
+fn pty_request(params: Vec<(String, String)>) -> Result<PtyRequest, ApiError> {
+    let mut request = PtyRequest::default();
+    let size = |name: &str, value: &str| {
+        value.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::bad_request(format!("{name} = {value:?}: must be a number of cells, 1..=65535"))
+        })
+    };
+    for (name, value) in params {
+        match name.as_str() {
+            "rows" => request.size.rows = size("rows", &value)?,
+            "cols" => request.size.cols = size("cols", &value)?,
+            "cwd" => request.cwd = Some(value),
+            "arg" => request.argv.push(value),
+            "env" => {
+                let (key, val) = value.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_env",
+                        format!("env {value:?}: expected NAME=VALUE"),
+                    )
+                })?;
+                request.env.push((key.to_owned(), val.to_owned()));
+            }
+            other => return Err(ApiError::bad_request(format!("unknown query parameter `{other}`"))),
+        }
+    }
+    if request.argv.iter().chain(request.env.iter().flat_map(|(k, v)| [k, v])).any(|s| s.contains('\0')) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_argv",
+            "arguments must not contain NUL bytes",
+        ));
+    }
+    Ok(request)
+}
+
+/// Carries the terminal both ways until it exits, the client leaves, or the lease or daemon ends.
+async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stopping: CancellationToken) {
+    let Attached { pid, mut stdout, stdin, control, exit, .. } = attached;
+    let (mut sink, mut incoming) = socket.split();
+    let ended = lease.ended();
+    let input = async move {
+        let mut stdin = stdin;
+        while let Some(Ok(message)) = incoming.next().await {
+            match message {
+                Message::Binary(bytes) => {
+                    if let Some(input) = stdin.as_mut()
+                        && input.write(&bytes).await.is_err()
+                    {
+                        // The program is gone; its exit is on its way through the output side.
+                        stdin = None;
+                    }
+                }
+                Message::Text(text) => apply_control(text.as_str(), control.as_ref()),
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => {}
+            }
+        }
+        drop::<Option<Box<dyn Input>>>(stdin);
+    };
+    let output = async move {
+        let send =
+            |event: &StreamEvent| Message::Text(serde_json::to_string(event).unwrap_or_default().into());
+        if sink.send(send(&StreamEvent::Started { pid })).await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; CHUNK];
+        let last = loop {
+            let read = tokio::select! {
+                () = ended.cancelled() => break error_event(lease_ended(&lease.id)),
+                () = stopping.cancelled() => break error_event(shutting_down()),
+                read = stdout.read(&mut buf) => read,
+            };
+            match read {
+                Ok(0) => {
+                    break match exit.await {
+                        Ok(status) => StreamEvent::Exit(exit_view(status)),
+                        Err(error) => error_event(error.into()),
+                    };
+                }
+                Ok(n) => {
+                    if sink.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    break error_event(crate::sandbox::SandboxError::Unreachable(error.to_string()).into());
+                }
+            }
+        };
+        let code = if matches!(last, StreamEvent::Exit(_)) { close_code::NORMAL } else { close_code::ERROR };
+        let _client_may_be_gone = sink.send(send(&last)).await;
+        let frame = CloseFrame { code, reason: "".into() };
+        let _client_may_be_gone = sink.send(Message::Close(Some(frame))).await;
+    };
+    // Whichever side ends first ends the session; dropping the other kills the terminal if it runs.
+    tokio::select! {
+        () = input => {}
+        () = output => {}
+    }
+}
+
+fn apply_control(text: &str, control: &dyn Control) {
+    let result = match serde_json::from_str::<PtyControl>(text) {
+        Ok(PtyControl::Resize { rows, cols }) if rows > 0 && cols > 0 => {
+            control.resize(WindowSize { rows, cols })
+        }
+        Ok(PtyControl::Signal { signal }) => match signal_number(&signal) {
+            Ok(signal) => control.signal(signal),
+            Err(error) => return tracing::debug!(message = %error.message, "PTY control ignored"),
+        },
+        Ok(PtyControl::Resize { .. }) => return tracing::debug!("PTY resize to 0 cells ignored"),
+        Err(error) => return tracing::debug!(%error, "PTY control message ignored"),
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "PTY control failed");
+    }
+}
