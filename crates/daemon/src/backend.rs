@@ -15,8 +15,6 @@
 //! Methods that wait return a [`BoxFuture`] so the trait stays object-safe without extra crates;
 //! implement them with `Box::pin(async move { ... })`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use firepit_agent::{ExecRequest, ExecResult};
@@ -29,8 +27,7 @@ pub use firepit_api::ShapeStatusView;
 pub use firepit_qemu::{OwnedProcess, OwnershipHook};
 pub use firepit_shape::{FillStrategy, ShapeSpec};
 
-/// A boxed, sendable future: what the async methods of [`LeaseBackend`] and [`LeasedVm`] return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::boxed_future::BoxFuture;
 
 /// A pool of warm VMs, seen from the daemon.
 ///

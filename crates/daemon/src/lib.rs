@@ -40,6 +40,7 @@ use tracing::info;
 pub mod api;
 pub mod auth;
 pub mod backend;
+pub mod boxed_future;
 pub mod config;
 #[cfg(feature = "testing")]
 pub mod fake;
