@@ -48,6 +48,8 @@ mod fake_sandbox;
 pub mod leases;
 mod load;
 pub mod metrics;
+pub mod narrowing;
+pub mod net_metrics;
 pub mod qemu_backend;
 mod qemu_sandbox;
 pub mod records;
