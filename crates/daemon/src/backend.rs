@@ -15,9 +15,7 @@
 //! Methods that wait return a [`BoxFuture`] so the trait stays object-safe without extra crates;
 //! implement them with `Box::pin(async move { ... })`.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use firepit_agent::{ExecRequest, ExecResult};
@@ -30,8 +28,7 @@ pub use firepit_api::ShapeStatusView;
 pub use firepit_qemu::{OwnedProcess, OwnershipHook};
 pub use firepit_shape::{EgressPolicy, FillStrategy, NetworkSpec, ShapeSpec};
 
-/// A boxed, sendable future: what the async methods of [`LeaseBackend`] and [`LeasedVm`] return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::boxed::BoxFuture;
 
 /// A pool of warm VMs, seen from the daemon.
 ///

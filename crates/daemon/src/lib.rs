@@ -40,6 +40,7 @@ use tracing::info;
 pub mod api;
 pub mod auth;
 pub mod backend;
+mod boxed;
 pub mod config;
 #[cfg(feature = "testing")]
 pub mod fake;
