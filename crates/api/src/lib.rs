@@ -12,6 +12,9 @@
 //! bodies in the same crate; their streams' messages are [`StreamEvent`] (NDJSON lines) and
 //! [`PtyControl`] (the PTY WebSocket's text messages).
 //!
+//! Port forwards of a lease are [`ForwardPortBody`] / [`PortForward`]; an acquire with lease
+//! options (a narrowed egress policy) sends [`AcquireBody`], a superset of [`AcquireRequest`].
+//!
 //! The shape description in `PUT /v1/shapes/{name}` and in the config file is `firepit-shape`'s
 //! [`ShapeSpec`], re-exported here.
 //!
@@ -34,6 +37,7 @@ mod endpoint;
 mod error;
 mod events;
 mod files;
+mod ports;
 mod processes;
 mod shapes;
 mod types;
@@ -46,7 +50,8 @@ pub use files::{
     FileKind, FileStat, MkdirBody, PathQuery, ReadFileQuery, RemoveQuery, RenameBody, StatQuery,
     TransferResponse, WriteFileQuery,
 };
-pub use firepit_shape::{Depth, FillStrategy, ShapeSpec};
+pub use firepit_shape::{Depth, EgressPolicy, EgressRule, FillStrategy, NetworkSpec, ShapeSpec};
+pub use ports::{AcquireBody, ForwardPortBody, PortForward, PortList};
 pub use processes::{
     ExitStatusView, OutputChannel, OutputQuery, ProcessList, ProcessOutputView, ProcessQuery, ProcessView,
     SignalBody, SignalSpec, SpawnBody, StartProcessBody,

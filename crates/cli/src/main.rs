@@ -1,6 +1,6 @@
 //! The `firepit` command: verbs only. Each verb parses its arguments (clap) and calls a library:
 //! the `firepit` facade (`demo`), `firepit-image` (`image`), `firepit-daemon` (`serve`),
-//! `firepit-client` (`status`, `lease`, `run`, `exec`, `cp`, `shell`), `firepit-tools` (`bench`,
+//! `firepit-client` (`status`, `lease`, `run`, `exec`, `cp`, `shell`, `port`), `firepit-tools` (`bench`,
 //! `soak`).
 //!
 //! Every verb returns a `Result`; [`run`] prints the error with its whole cause chain and maps it
@@ -18,6 +18,7 @@ mod exec;
 mod image;
 mod lease;
 mod logging;
+mod port;
 mod progress;
 mod run;
 mod serve;
@@ -59,6 +60,9 @@ enum Command {
     Cp(cp::CpArgs),
     /// An interactive terminal in a VM (a leased one, or one leased for the session).
     Shell(shell::ShellArgs),
+    /// Forward a TCP port of a leased VM to a loopback port of this host (prints the address), or
+    /// list the lease's forwards; they close when the lease ends.
+    Port(port::PortArgs),
     /// Soak with faults: cycles from concurrent clients against a real daemon while VMs are killed
     /// and stalled, fills fail, requests are dropped, leases expire and the daemon is restarted;
     /// prints one JSON line (leaks, failures, depth regained) and exits 1 if a pass condition fails.
@@ -157,6 +161,7 @@ fn dispatch(command: Command) -> CliResult {
             Command::Exec(args) => exec::run(args).await,
             Command::Cp(args) => cp::run(args).await,
             Command::Shell(args) => shell::run(args).await,
+            Command::Port(args) => port::run(args).await,
             Command::Bench(command) => Ok(firepit_tools::bench::run(command).await?),
             Command::Soak(args) => {
                 logging::init(false);

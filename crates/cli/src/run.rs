@@ -1,6 +1,7 @@
-//! `firepit run`: one command in a fresh VM, from the shell.
+//! `firepit run`: one command in a fresh VM, from the shell (with port forwards: `-p 8000`).
 
 use firepit_api::AcquireRequest;
+use firepit_client::Client;
 
 use crate::CliResult;
 use crate::lease::{ExecArgs, exec_and_print};
@@ -17,6 +18,11 @@ pub struct RunArgs {
     /// How long to wait for a ready VM, in ms.
     #[arg(long, default_value_t = 30_000)]
     wait_ms: u64,
+    /// Forward this guest TCP port to a loopback port of this host before the command runs
+    /// (repeatable); prints `guest PORT -> 127.0.0.1:HOSTPORT` on stderr first. The shape needs
+    /// `network = "nat"`.
+    #[arg(long = "publish", short = 'p', value_name = "GUEST_PORT")]
+    ports: Vec<u16>,
     #[command(flatten)]
     exec: ExecArgs,
 }
@@ -28,9 +34,25 @@ pub async fn run(args: RunArgs) -> CliResult {
     let lease = client
         .acquire(&AcquireRequest { shape: args.shape, wait_ms: args.wait_ms, ttl_ms: None }, None)
         .await?;
-    let outcome = exec_and_print(&client, &lease.lease_id, &args.exec).await;
+    let outcome = match forward(&client, &lease.lease_id, &args.ports).await {
+        Ok(()) => exec_and_print(&client, &lease.lease_id, &args.exec).await,
+        Err(error) => Err(error),
+    };
     let released = client.release(&lease.lease_id).await;
     let code = outcome?;
     released?;
     Ok(code)
+}
+
+/// Opens the forwards and prints each as `guest PORT -> HOST:PORT` on stderr.
+async fn forward(
+    client: &Client,
+    lease_id: &str,
+    ports: &[u16],
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for &port in ports {
+        let addr = client.forward_port(lease_id, port).await?;
+        eprintln!("guest {port} -> {addr}");
+    }
+    Ok(())
 }

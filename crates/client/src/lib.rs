@@ -30,6 +30,7 @@ mod body;
 mod events;
 mod files;
 mod local_dirs;
+mod ports;
 mod processes;
 mod pty;
 

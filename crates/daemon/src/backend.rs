@@ -15,6 +15,7 @@
 //! Methods that wait return a [`BoxFuture`] so the trait stays object-safe without extra crates;
 //! implement them with `Box::pin(async move { ... })`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use firepit_agent::{ExecRequest, ExecResult};
@@ -25,9 +26,9 @@ pub use firepit_api::ShapeStatusView;
 /// The hook through which the QEMU provider reports the processes it owns (recorded by
 /// [`crate::records::RecordStore`], reaped by [`crate::recovery`] after a crash).
 pub use firepit_qemu::{OwnedProcess, OwnershipHook};
-pub use firepit_shape::{FillStrategy, ShapeSpec};
+pub use firepit_shape::{EgressPolicy, FillStrategy, NetworkSpec, ShapeSpec};
 
-pub use crate::boxed_future::BoxFuture;
+pub use crate::boxed::BoxFuture;
 
 /// A pool of warm VMs, seen from the daemon.
 ///
@@ -63,6 +64,10 @@ pub trait LeaseBackend: Send + Sync + 'static {
     /// A snapshot of every shape's state, for `GET /v1/pools` and `firepit status`.
     fn status(&self) -> Vec<ShapeStatusView>;
 
+    /// The network of `shape` (`mode = none` for a shape without one); `None` for an unknown
+    /// shape. The daemon checks a lease's egress narrowing against it before it acquires.
+    fn network(&self, shape: &str) -> Option<NetworkSpec>;
+
     /// Registers the backend's metric families (with a `shape` label) once, at start-up; the
     /// daemon encodes them with its own on `GET /metrics`. The default registers nothing.
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
@@ -90,6 +95,29 @@ pub trait LeasedVm: Send + Sync {
 
     /// Files, streamed processes, background processes and terminals ([`crate::sandbox`]).
     fn sandbox(&self) -> &dyn Sandbox;
+
+    /// Forwards a TCP port of the host (loopback unless the shape's `forward_bind` says otherwise,
+    /// port chosen by the kernel) to `guest_port`; asking again for the same guest port returns
+    /// the same address. The forward must go away with the VM.
+    fn forward_port(&self, guest_port: u16) -> BoxFuture<'_, Result<SocketAddr, NetworkError>>;
+
+    /// The forwards in place, `(guest port, host address)`, oldest first.
+    fn forwards(&self) -> Vec<(u16, SocketAddr)>;
+
+    /// Narrows the VM's egress policy (never widens it; the daemon refuses widening requests
+    /// before it gets here).
+    fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), NetworkError>;
+}
+
+/// Why a network operation on a leased VM failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The VM's shape has no network (`network = "none"`).
+    #[error("the VM has no network")]
+    Disabled,
+    /// The backend failed (e.g. QEMU refused the forward); the message says why.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Why [`LeaseBackend::acquire`] failed.

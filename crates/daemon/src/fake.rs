@@ -5,9 +5,12 @@
 //! `exec` understands a few programs: `echo ARGS..`, `cat` (stdin to stdout), `true`, `false`,
 //! `exit N`, `binary` (writes non-UTF-8 bytes), `sleep MS`, `unreachable` (fails like a dead VM);
 //! anything else exits 127. Each VM has an in-memory file system and runs `echo` / `warn` / `sleep`
-//! as streamed processes (`fake_sandbox.rs`).
+//! as streamed processes (`fake_sandbox.rs`). A VM of a shape with `network = "nat"` "forwards"
+//! ports by listening on a loopback port of its own (connections queue there, nobody answers),
+//! closed when the VM is released; it records egress narrowing (see [`FakeBackend::narrowed`]).
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,8 +22,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
 use crate::backend::{
-    AcquireError, BoxFuture, ExecError, FillStrategy, LeaseBackend, LeasedVm, ShapeError, ShapeSpec,
-    ShapeStatusView,
+    AcquireError, BoxFuture, EgressPolicy, ExecError, FillStrategy, LeaseBackend, LeasedVm, NetworkError,
+    NetworkSpec, ShapeError, ShapeSpec, ShapeStatusView,
 };
 use crate::fake_sandbox::FakeSandbox;
 use crate::metrics::ShapeLabel;
@@ -38,6 +41,7 @@ struct Shared {
     next_id: AtomicU64,
     shut_down: std::sync::atomic::AtomicBool,
     ready_gauge: Family<ShapeLabel, Gauge>,
+    narrowed: Mutex<BTreeMap<String, Vec<EgressPolicy>>>,
 }
 
 struct FakeShape {
@@ -99,6 +103,12 @@ impl FakeBackend {
         self.lock().get(shape).map_or(0, |s| s.leased)
     }
 
+    /// The egress narrowings applied to VM `vm_id`, in order (empty when none).
+    pub fn narrowed(&self, vm_id: &str) -> Vec<EgressPolicy> {
+        let narrowed = self.state.narrowed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        narrowed.get(vm_id).cloned().unwrap_or_default()
+    }
+
     /// Whether [`LeaseBackend::shutdown`] ran.
     pub fn is_shut_down(&self) -> bool {
         self.state.shut_down.load(Ordering::SeqCst)
@@ -124,6 +134,7 @@ impl FakeBackend {
         entry.ready -= 1;
         entry.leased += 1;
         let ready = entry.ready;
+        let network = entry.spec.network.clone();
         drop(shapes);
         self.set_gauge(shape, ready);
         let n = self.state.next_id.fetch_add(1, Ordering::SeqCst);
@@ -132,6 +143,8 @@ impl FakeBackend {
             shape: shape.to_owned(),
             backend: self.clone(),
             sandbox: FakeSandbox::default(),
+            network,
+            forwards: Mutex::default(),
         })))
     }
 }
@@ -185,6 +198,10 @@ impl LeaseBackend for FakeBackend {
             .collect()
     }
 
+    fn network(&self, shape: &str) -> Option<NetworkSpec> {
+        self.lock().get(shape).map(|s| s.spec.network.clone())
+    }
+
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register(
             "firepit_pool_ready",
@@ -232,6 +249,9 @@ struct FakeVm {
     shape: String,
     backend: FakeBackend,
     sandbox: FakeSandbox,
+    network: NetworkSpec,
+    /// Guest port and the listener standing in for QEMU's forward (closed with the VM).
+    forwards: Mutex<Vec<(u16, TcpListener)>>,
 }
 
 impl Drop for FakeVm {
@@ -261,6 +281,38 @@ impl LeasedVm for FakeVm {
 
     fn sandbox(&self) -> &dyn crate::sandbox::Sandbox {
         &self.sandbox
+    }
+
+    fn forward_port(&self, guest_port: u16) -> BoxFuture<'_, Result<SocketAddr, NetworkError>> {
+        Box::pin(async move {
+            if !self.network.is_enabled() {
+                return Err(NetworkError::Disabled);
+            }
+            let mut forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, listener)) = forwards.iter().find(|(port, _)| *port == guest_port) {
+                return listener.local_addr().map_err(|e| NetworkError::Failed(e.to_string()));
+            }
+            let bound = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|listener| Ok((listener.local_addr()?, listener)));
+            let (addr, listener) = bound.map_err(|e| NetworkError::Failed(e.to_string()))?;
+            forwards.push((guest_port, listener));
+            Ok(addr)
+        })
+    }
+
+    fn forwards(&self) -> Vec<(u16, SocketAddr)> {
+        let forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        forwards.iter().filter_map(|(port, listener)| Some((*port, listener.local_addr().ok()?))).collect()
+    }
+
+    fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), NetworkError> {
+        if !self.network.is_enabled() {
+            return Err(NetworkError::Disabled);
+        }
+        let mut narrowed =
+            self.backend.state.narrowed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        narrowed.entry(self.id.clone()).or_default().push(policy);
+        Ok(())
     }
 }
 

@@ -17,8 +17,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, info, info_span};
 
-use crate::backend::{AcquireError, LeaseBackend, LeasedVm};
+use crate::backend::{AcquireError, EgressPolicy, LeaseBackend, LeasedVm};
 use crate::metrics::DaemonMetrics;
+use crate::narrowing::{self, NarrowingError};
 
 /// One VM held by a client.
 pub struct Lease {
@@ -104,6 +105,12 @@ pub enum LeaseError {
     /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// The lease's egress request is not a narrowing of its shape's policy (no VM was taken).
+    #[error(transparent)]
+    Egress(#[from] NarrowingError),
+    /// The VM could not be narrowed; it was released (destroyed, the pool refills).
+    #[error("cannot narrow the VM's egress policy: {0}")]
+    NarrowFailed(String),
 }
 
 /// What an acquire asks for.
@@ -117,6 +124,8 @@ pub struct AcquireParams {
     pub ttl: Option<Duration>,
     /// Client-chosen key making retries return the same lease.
     pub idempotency_key: Option<String>,
+    /// Narrows the shape's egress policy for this lease (checked against it before acquiring).
+    pub egress: Option<EgressPolicy>,
 }
 
 /// All live leases.
@@ -203,6 +212,18 @@ impl LeaseTable {
         if self.cancel.is_cancelled() {
             return Err(LeaseError::ShuttingDown);
         }
+        // Refused before a VM is taken: a bad request costs the pool nothing.
+        let narrow = match (&params.egress, backend.network(&params.shape)) {
+            (Some(policy), Some(network)) => {
+                if let Err(error) = narrowing::check(&params.shape, &network, policy) {
+                    self.metrics.acquire_outcome(&params.shape, "egress_refused");
+                    return Err(error.into());
+                }
+                network.is_enabled().then(|| policy.clone())
+            }
+            // An unknown shape: the backend says so below.
+            _ => None,
+        };
         let started = Instant::now();
         let vm = match backend.acquire(&params.shape, params.wait).await {
             Ok(vm) => vm,
@@ -217,6 +238,14 @@ impl LeaseTable {
                 return Err(error.into());
             }
         };
+        if let Some(policy) = narrow
+            && let Err(error) = vm.narrow_egress(policy)
+        {
+            // Dropping the VM releases it to the backend (destroyed, refilled): nothing is lost.
+            drop(vm);
+            self.metrics.acquire_outcome(&params.shape, "error");
+            return Err(LeaseError::NarrowFailed(error.to_string()));
+        }
         let handed_out = Instant::now();
         self.metrics.acquire_outcome(&params.shape, "ok");
         self.metrics

@@ -19,6 +19,7 @@ fn params(shape: &str, key: Option<&str>) -> AcquireParams {
         wait: Duration::ZERO,
         ttl: None,
         idempotency_key: key.map(Into::into),
+        egress: None,
     }
 }
 

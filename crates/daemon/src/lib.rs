@@ -40,7 +40,7 @@ use tracing::info;
 pub mod api;
 pub mod auth;
 pub mod backend;
-pub mod boxed_future;
+mod boxed;
 pub mod config;
 #[cfg(feature = "testing")]
 pub mod fake;
@@ -49,6 +49,8 @@ mod fake_sandbox;
 pub mod leases;
 mod load;
 pub mod metrics;
+pub mod narrowing;
+pub mod net_metrics;
 pub mod qemu_backend;
 mod qemu_sandbox;
 pub mod records;

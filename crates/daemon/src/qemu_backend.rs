@@ -6,17 +6,19 @@
 //! pool through its ownership hook (see [`crate::wiring`]), so nothing here wraps it. What is left
 //! is mapping the engine's errors and status onto the daemon's.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use firepit::{AgentPing, PoolShape, VmPool};
 use firepit_agent::{ExecRequest, ExecResult};
 use firepit_pool::{PoolError, PooledVm, ShapeKey};
-use firepit_qemu::{QemuError, QemuProvider};
+use firepit_qemu::{NetError, QemuError, QemuProvider};
 
 use crate::backend::{
-    AcquireError, BoxFuture, ExecError, FillStrategy, LeaseBackend, LeasedVm, ShapeError, ShapeSpec,
-    ShapeStatusView,
+    AcquireError, BoxFuture, EgressPolicy, ExecError, FillStrategy, LeaseBackend, LeasedVm, NetworkError,
+    NetworkSpec, ShapeError, ShapeSpec, ShapeStatusView,
 };
+use crate::net_metrics::NetworkCollector;
 
 /// Why the QEMU backend did not start.
 #[derive(Debug, thiserror::Error)]
@@ -169,8 +171,19 @@ impl LeaseBackend for QemuBackend {
             .collect()
     }
 
+    fn network(&self, shape: &str) -> Option<NetworkSpec> {
+        self.pool.spec(&ShapeKey::new(shape)).map(|spec| spec.network.clone())
+    }
+
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.pool.register_metrics(registry);
+        // Read at each scrape from the provider's per-shape counters.
+        let pool = self.pool.clone();
+        let source = move || {
+            let stats = pool.provider().network_stats();
+            stats.into_iter().map(|(shape, stats)| (shape.to_string(), stats)).collect()
+        };
+        registry.register_collector(Box::new(NetworkCollector::new(Box::new(source))));
     }
 
     fn register_shape<'a>(&'a self, spec: ShapeSpec) -> BoxFuture<'a, Result<(), ShapeError>> {
@@ -211,6 +224,18 @@ impl LeasedVm for QemuLease {
         &*self.vm
     }
 
+    fn forward_port(&self, guest_port: u16) -> BoxFuture<'_, Result<SocketAddr, NetworkError>> {
+        Box::pin(async move { self.vm.forward_port(guest_port).await.map_err(network_error) })
+    }
+
+    fn forwards(&self) -> Vec<(u16, SocketAddr)> {
+        self.vm.forwards()
+    }
+
+    fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), NetworkError> {
+        self.vm.narrow_egress(policy).map_err(network_error)
+    }
+
     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>> {
         Box::pin(async move {
             match self.vm.exec_request(request).await {
@@ -229,5 +254,21 @@ impl LeasedVm for QemuLease {
                 Err(other) => Err(ExecError::Unreachable(other.to_string())),
             }
         })
+    }
+}
+
+fn network_error(error: QemuError) -> NetworkError {
+    match error {
+        QemuError::Network(NetError::NoNetwork { .. }) => NetworkError::Disabled,
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(&other);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            NetworkError::Failed(message)
+        }
     }
 }

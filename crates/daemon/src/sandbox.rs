@@ -21,7 +21,7 @@ use firepit_agent::{
 };
 use tokio::io::AsyncRead;
 
-use crate::boxed_future::BoxFuture;
+use crate::boxed::BoxFuture;
 
 /// Bytes flowing one way: an upload's body, a download, a process's output.
 pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;

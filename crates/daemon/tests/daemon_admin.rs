@@ -17,6 +17,8 @@ async fn openapi_document_lists_every_endpoint() {
         ("/v1/leases/{id}/exec", "post"),
         ("/v1/leases/{id}/renew", "post"),
         ("/v1/leases/{id}", "delete"),
+        ("/v1/leases/{id}/ports", "post"),
+        ("/v1/leases/{id}/ports", "get"),
         ("/v1/pools", "get"),
         ("/v1/shapes/{name}", "put"),
         ("/v1/shapes/{name}", "delete"),
@@ -29,7 +31,9 @@ async fn openapi_document_lists_every_endpoint() {
             "{method} {path} missing from the document"
         );
     }
-    assert!(doc["components"]["schemas"].get("AcquireRequest").is_some());
+    // The acquire body: `AcquireRequest`'s fields plus the lease options.
+    assert!(doc["components"]["schemas"]["AcquireBody"]["properties"].get("egress").is_some());
+    assert!(doc["components"]["schemas"].get("PortForward").is_some());
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
     daemon.stop().await;
 }

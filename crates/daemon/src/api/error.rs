@@ -14,6 +14,7 @@ pub use firepit_api::ErrorBody;
 
 use crate::backend::{AcquireError, ExecError, ShapeError};
 use crate::leases::LeaseError;
+use crate::narrowing::NarrowingError;
 
 /// An error response: status, code, message and an optional `Retry-After` (seconds).
 #[derive(Debug, Clone)]
@@ -93,6 +94,15 @@ impl From<LeaseError> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict", message)
             }
             LeaseError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
+            LeaseError::Egress(NarrowingError::NetworkDisabled { .. }) => {
+                Self::new(StatusCode::CONFLICT, "network_disabled", message)
+            }
+            LeaseError::Egress(NarrowingError::Widens { .. }) => {
+                Self::new(StatusCode::BAD_REQUEST, "egress_widens", message)
+            }
+            LeaseError::NarrowFailed(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message)
+            }
         }
     }
 }
@@ -118,6 +128,18 @@ impl From<ShapeError> for ApiError {
             }
             ShapeError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
         }
+    }
+}
+
+impl EmptyBody for firepit_api::AcquireBody {
+    fn empty() -> Option<Self> {
+        None
+    }
+}
+
+impl EmptyBody for firepit_api::ForwardPortBody {
+    fn empty() -> Option<Self> {
+        None
     }
 }
 

@@ -13,7 +13,7 @@ use super::args;
 use super::error::{ApiError, ApiJson};
 use super::{AppState, MAX_WAIT};
 use crate::leases::{AcquireParams, lease_response};
-use firepit_api::{AcquireRequest, Encoding, ExecBody, ExecResponse, LeaseResponse, RenewRequest};
+use firepit_api::{AcquireBody, Encoding, ExecBody, ExecResponse, LeaseResponse, RenewRequest};
 
 /// Header making acquire retries return the same lease.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -26,13 +26,14 @@ const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 /// Lease one warm VM of a shape.
 #[utoipa::path(
     post, path = "/v1/leases", tag = "leases",
-    request_body = AcquireRequest,
+    request_body = AcquireBody,
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Client-chosen key (1-200 visible ASCII characters); a retry with the same key returns the same lease")),
     responses(
         (status = 201, description = "VM leased (also for an idempotent replay, with `Idempotent-Replayed: true`)", body = LeaseResponse),
-        (status = 400, description = "Malformed request", body = super::ErrorBody),
+        (status = 400, description = "Malformed request; `egress_widens`: the egress asked for is not within the shape's", body = super::ErrorBody),
         (status = 404, description = "Unknown shape", body = super::ErrorBody),
+        (status = 409, description = "`network_disabled`: egress asked for on a shape without a network", body = super::ErrorBody),
         (status = 422, description = "Idempotency key reused for another shape", body = super::ErrorBody),
         (status = 503, description = "No VM ready within `wait_ms` (see `Retry-After`), or shutting down", body = super::ErrorBody),
     )
@@ -40,7 +41,7 @@ const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
 pub async fn acquire(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<AcquireRequest>,
+    ApiJson(body): ApiJson<AcquireBody>,
 ) -> Result<Response, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::new(
@@ -63,6 +64,7 @@ pub async fn acquire(
         wait,
         ttl: body.ttl_ms.map(Duration::from_millis),
         idempotency_key,
+        egress: body.egress,
     };
     let (lease, replayed) = state.leases().acquire(state.backend(), params).await?;
     let mut response = (StatusCode::CREATED, axum::Json(lease_response(&lease))).into_response();

@@ -28,6 +28,7 @@ pub mod error;
 pub mod exec_stream;
 pub mod files;
 pub mod leases;
+pub mod ports;
 pub mod processes;
 pub mod pty;
 mod sandbox_error;
@@ -101,6 +102,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(leases::release))
         .routes(routes!(leases::exec))
         .routes(routes!(leases::renew))
+        .routes(routes!(ports::forward, ports::list))
         .routes(routes!(exec_stream::exec_stream))
         .routes(routes!(files::put_file, files::get_file, files::delete_file))
         .routes(routes!(files::stat))

@@ -1,0 +1,98 @@
+//! Port forwards of a lease: `POST /v1/leases/{id}/ports` opens one (a host port on loopback that
+//! reaches a guest port), `GET` lists them. A forward lives as long as the VM: it is closed when
+//! the lease ends (released, expired, shutdown), with the VM.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use tracing::{Instrument, info, warn};
+
+use super::AppState;
+use super::error::{ApiError, ApiJson};
+use crate::backend::NetworkError;
+use firepit_api::{ForwardPortBody, PortForward, PortList};
+
+/// Forward a host port (loopback) to a TCP port of the leased VM.
+#[utoipa::path(
+    post, path = "/v1/leases/{id}/ports", tag = "leases",
+    params(("id" = String, Path, description = "Lease id")),
+    request_body = ForwardPortBody,
+    responses(
+        (status = 200, description = "Forwarded (asking again for the same guest port returns the same forward)", body = PortForward),
+        (status = 400, description = "`bad_port`: guest_port is 0; `bad_json`: not a port 1..=65535", body = super::ErrorBody),
+        (status = 404, description = "No such lease", body = super::ErrorBody),
+        (status = 409, description = "`network_disabled`: the lease's shape has no network", body = super::ErrorBody),
+        (status = 502, description = "`forward_failed`: the VM's NAT refused the forward", body = super::ErrorBody),
+    )
+)]
+pub async fn forward(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ForwardPortBody>,
+) -> Result<axum::Json<PortForward>, ApiError> {
+    if body.guest_port == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_port",
+            "guest_port must be 1..=65535, not 0",
+        ));
+    }
+    let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
+    let span = lease.span.clone();
+    async move {
+        match lease.vm.forward_port(body.guest_port).await {
+            Ok(host_addr) => {
+                info!(guest_port = body.guest_port, %host_addr, "port forwarded");
+                Ok(axum::Json(PortForward { guest_port: body.guest_port, host_addr }))
+            }
+            Err(error) => {
+                warn!(guest_port = body.guest_port, %error, "port forward failed");
+                Err(network_error(&lease.shape, error))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The lease's port forwards.
+#[utoipa::path(
+    get, path = "/v1/leases/{id}/ports", tag = "leases",
+    params(("id" = String, Path, description = "Lease id")),
+    responses(
+        (status = 200, description = "The forwards, oldest first (empty for a shape without a network)", body = PortList),
+        (status = 404, description = "No such lease", body = super::ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PortList>, ApiError> {
+    let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
+    let ports = lease.vm.forwards();
+    let ports =
+        ports.into_iter().map(|(guest_port, host_addr)| PortForward { guest_port, host_addr }).collect();
+    Ok(axum::Json(PortList { ports }))
+}
+
+/// A network failure of a lease of `shape`, for the client.
+pub fn network_error(shape: &str, error: NetworkError) -> ApiError {
+    match error {
+        NetworkError::Disabled => ApiError::new(
+            StatusCode::CONFLICT,
+            "network_disabled",
+            format!(
+                "shape `{shape}` has no network, so nothing can be forwarded to its VMs: give the shape \
+                 network = \"nat\" (in the config file, or `\"network\": \"nat\"` in PUT /v1/shapes/{shape})"
+            ),
+        ),
+        NetworkError::Failed(message) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "forward_failed",
+            format!("the VM's network refused the forward: {message}"),
+        ),
+    }
+}
+
+fn lease_not_found(id: &str) -> ApiError {
+    crate::leases::LeaseError::NotFound(id.to_owned()).into()
+}
