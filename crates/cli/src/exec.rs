@@ -1,12 +1,8 @@
 //! `firepit exec LEASE -- CMD...`: runs a command in a leased VM and prints its output as the
 //! command writes it (a streamed exec), then exits with the command's exit code.
 
-use std::collections::BTreeMap;
-use std::io::Read;
 use std::process::ExitCode;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use firepit_api::{Encoding, SpawnBody, StreamEvent};
 use firepit_client::{Client, decode_chunk};
 use tokio::io::AsyncWriteExt;
@@ -34,19 +30,7 @@ pub async fn run(args: ExecCmd) -> CliResult {
 /// Runs `exec` in the lease, copying its stdout and stderr to ours as they come; returns its exit
 /// code (128 + signal when a signal killed it).
 pub async fn stream_exec(client: &Client, lease_id: &str, exec: &ExecArgs) -> CliResult {
-    let mut env = BTreeMap::new();
-    for pair in &exec.env {
-        let (name, value) =
-            pair.split_once('=').ok_or_else(|| format!("--env {pair:?}: expected NAME=VALUE"))?;
-        env.insert(name.to_owned(), value.to_owned());
-    }
-    let stdin = if exec.stdin {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes)?;
-        BASE64.encode(bytes)
-    } else {
-        String::new()
-    };
+    let (env, stdin) = exec.env_and_stdin()?;
     let body = SpawnBody {
         argv: exec.argv.clone(),
         env,

@@ -80,6 +80,29 @@ pub struct ExecArgs {
     pub(crate) argv: Vec<String>,
 }
 
+impl ExecArgs {
+    /// The command's environment from `--env NAME=VALUE`, and its stdin (base64) when `--stdin`
+    /// asks for ours, else empty.
+    pub(crate) fn env_and_stdin(
+        &self,
+    ) -> Result<(BTreeMap<String, String>, String), Box<dyn std::error::Error + Send + Sync>> {
+        let mut env = BTreeMap::new();
+        for pair in &self.env {
+            let (name, value) =
+                pair.split_once('=').ok_or_else(|| format!("--env {pair:?}: expected NAME=VALUE"))?;
+            env.insert(name.to_owned(), value.to_owned());
+        }
+        let stdin = if self.stdin {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes)?;
+            BASE64.encode(bytes)
+        } else {
+            String::new()
+        };
+        Ok((env, stdin))
+    }
+}
+
 /// Runs `firepit lease ...`.
 pub async fn run(command: LeaseCommand) -> CliResult {
     match command {
@@ -109,19 +132,7 @@ pub async fn run(command: LeaseCommand) -> CliResult {
 /// Runs `exec` in the lease, copies its stdout / stderr to ours, and returns its exit code
 /// (128 + signal when it was killed by a signal).
 pub async fn exec_and_print(client: &Client, lease_id: &str, exec: &ExecArgs) -> CliResult {
-    let mut env = BTreeMap::new();
-    for pair in &exec.env {
-        let (name, value) =
-            pair.split_once('=').ok_or_else(|| format!("--env {pair:?}: expected NAME=VALUE"))?;
-        env.insert(name.to_owned(), value.to_owned());
-    }
-    let stdin = if exec.stdin {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes)?;
-        BASE64.encode(bytes)
-    } else {
-        String::new()
-    };
+    let (env, stdin) = exec.env_and_stdin()?;
     let body = ExecBody {
         argv: exec.argv.clone(),
         env,
