@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _calls, _http
+from ._async_sandbox import AsyncSandbox
 from ._calls import Seconds
 from ._lease import LeaseBase, release_failed_on_exit
 from .client import DEFAULT_TIMEOUT, DEFAULT_WAIT
@@ -243,7 +244,7 @@ class AsyncLeaseRequest:
             await self._lease.__aexit__(exc_type, exc, tb)
 
 
-class AsyncLease(LeaseBase):
+class AsyncLease(LeaseBase, AsyncSandbox):
     """A VM leased from the daemon, until :meth:`release` (or the end of an ``async with``
     block); the asyncio twin of :class:`firepit.Lease`.
 

@@ -1,0 +1,51 @@
+"""Terminals over the daemon's WebSocket in a real VM: size and resize, input, signals, the exit
+status; sync and async."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from harness import Daemon
+
+import firepit
+
+
+def test_a_terminal_follows_its_size_and_reports_the_exit_status(daemon: Daemon) -> None:
+    with firepit.Client(daemon.socket) as client, client.lease("default", wait=60) as vm:
+        with vm.pty(rows=30, cols=90, env={"GREETING": "hello"}) as term:
+            term.write("stty size; echo $GREETING\n")
+            assert b"30 90" in term.read_until("hello\r\n")
+            term.resize(40, 120)
+            term.write("stty size\n")
+            term.read_until("40 120")
+            # A foreground job that says when SIGINT reaches it (the typed line holds no `got-42`).
+            term.write("sh -c 'trap \"echo got-$((40+2)); exit 3\" INT; while :; do sleep 0.1; done'\n")
+            for _ in range(60):  # until the job runs (the interactive shell ignores SIGINT)
+                term.signal("INT")
+                try:
+                    term.read_until("got-42", timeout=0.5)
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                pytest.fail("SIGINT did not reach the foreground job")
+            term.write("exit 5\n")
+            assert term.wait(timeout=30).exit_code == 5
+            assert term.pid is not None and term.exit_status is not None
+        # Closing a terminal whose program still runs is prompt (the daemon answers the close).
+        term = vm.pty(["sleep", "100"])
+        started = time.monotonic()
+        term.close()
+        assert time.monotonic() - started < 3
+        with pytest.raises(firepit.ExecRefused):
+            vm.pty(["/no/such/program"])
+
+
+@pytest.mark.anyio
+async def test_a_terminal_async(aclient: firepit.AsyncClient) -> None:
+    async with aclient.lease("default", wait=60) as vm, await vm.pty(["sh"], rows=24, cols=80) as term:
+        await term.resize(33, 101)
+        await term.write(b"stty size; exit 2\n")
+        assert b"33 101" in await term.read_until("33 101")
+        assert (await term.wait(timeout=30)).exit_code == 2
