@@ -1,6 +1,6 @@
 """Streamed commands and background processes in a real VM: output as it is written, exit codes,
 timeouts that kill the whole process group, processes that outlive their client, output read by
-offset and followed, signals; sync and async."""
+offset after reconnecting (over TCP) and followed, signals; sync and async."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_a_timeout_kills_the_whole_process_group_and_leaving_early_kills_the_com
         if isinstance(event, firepit.Output):
             break
     assert count_sleepers(vm) == 1
-    stream.close()  # type: ignore[attr-defined]
+    stream.close()
     deadline = time.monotonic() + 10
     while count_sleepers(vm) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -66,26 +66,31 @@ def test_a_timeout_kills_the_whole_process_group_and_leaving_early_kills_the_com
         vm.exec_stream(["/no/such/program"])
 
 
-def test_a_background_process_outlives_its_client_and_is_read_by_offset(
+def test_a_background_process_is_read_from_an_offset_after_reconnecting_and_ended_by_term(
     daemon: Daemon, vm: firepit.Lease
 ) -> None:
-    script = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done"
-    with firepit.Client(daemon.socket) as other:
-        # Another client (the lease is the same: addressed by id) starts it and goes away.
-        other_vm = firepit.Lease(other, vm.info)
-        started = other_vm.start_process(["sh", "-c", script], tag="ticker", env={"A": "1"}, cwd="/tmp")
-        assert started.running and started.tag == "ticker"
+    script = 'echo "$A $(pwd)"; i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done'
+    with firepit.Client(daemon.socket) as first:
+        # One client starts it, reads its first line and goes away (the lease is addressed by its
+        # info, as a client that restarted would).
+        mine = firepit.Lease(first, vm.info)
+        started = mine.start_process(["sh", "-c", script], tag="ticker", env={"A": "1"}, cwd="/tmp")
+        assert started.running and started.tag == "ticker" and started.argv[0] == "sh"
+        head = mine.process_output("ticker", max_bytes=7, wait=5)
+        assert (head.data, head.offset, head.next_offset, head.missed) == (b"1 /tmp\n", 0, 7, 0)
     time.sleep(0.5)
-    listed = {p.tag: p for p in vm.processes()}
-    assert listed["ticker"].running and listed["ticker"].stdout_bytes > 14
-    head = vm.process_output("ticker", max_bytes=7)
-    assert (head.data, head.offset, head.next_offset, head.missed) == (b"line 0\n", 0, 7, 0)
-    assert vm.process_output(started.id, offset=head.next_offset, max_bytes=7).data == b"line 1\n"
-    follower = vm.follow_output("ticker", offset=7)
-    first = next(follower)
-    assert isinstance(first, firepit.Output) and first.offset == 7 and first.data.startswith(b"line 1\n")
-    vm.signal_process("ticker", "TERM")
-    rest = list(follower)
+    # Another client, over other connections (TCP here), reads on from where the first stopped.
+    with firepit.Client(url=daemon.url, token=daemon.token) as second:
+        again = firepit.Lease(second, vm.info)
+        listed = {p.tag: p for p in again.processes()}
+        assert listed["ticker"].running and listed["ticker"].stdout_bytes > 14
+        assert again.process_output(started.id, offset=head.next_offset, max_bytes=7).data == b"line 0\n"
+        with again.follow_output("ticker", offset=14) as follower:
+            first_chunk = next(follower)
+            assert isinstance(first_chunk, firepit.Output) and first_chunk.offset == 14
+            assert first_chunk.data.startswith(b"line 1\n")
+            again.signal_process("ticker", "TERM")
+            rest = list(follower)
     assert isinstance(rest[-2], firepit.Eof) and isinstance(rest[-1], firepit.Exit)
     assert rest[-1].status.signal == 15
     ended = vm.process("ticker", wait=5)

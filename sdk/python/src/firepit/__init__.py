@@ -18,7 +18,7 @@ Example::
 """
 
 from ._async_sandbox import AsyncFileReader
-from ._sync_sandbox import FileReader
+from ._sync_streams import EventStream, FileReader
 from .aio import AsyncClient, AsyncLease, AsyncLeaseRequest
 from .client import Client, Lease
 from .endpoint import Endpoint, default_runtime_dir, default_socket_path, resolve_endpoint
@@ -86,6 +86,7 @@ __all__ = [
     "DirectoryNotEmpty",
     "Endpoint",
     "Eof",
+    "EventStream",
     "ExecRefused",
     "ExecResult",
     "Exhausted",

@@ -142,6 +142,29 @@ class AsyncSandbox:
         """A whole guest file as text."""
         return (await self.read_bytes(path)).decode(encoding)
 
+    async def upload_file(self, local: str | os.PathLike[str], path: str | PurePath) -> int:
+        """See :meth:`firepit.Lease.upload_file` (the local file is read in a worker thread)."""
+        source = Path(local)
+        mode = (await asyncio.to_thread(source.stat)).st_mode & 0o7777
+        return await self.write_file(path, source, mode=mode)
+
+    async def download_file(self, path: str | PurePath, local: str | os.PathLike[str]) -> int:
+        """See :meth:`firepit.Lease.download_file` (the local file is written in a worker
+        thread)."""
+        written = 0
+        target = Path(local)
+        async with await self.read_file(path) as reader:
+            file = await asyncio.to_thread(target.open, "wb")
+            try:
+                async for chunk in reader:
+                    await asyncio.to_thread(file.write, chunk)
+                    written += len(chunk)
+            finally:
+                await asyncio.to_thread(file.close)
+            if reader.mode is not None:
+                await asyncio.to_thread(target.chmod, reader.mode & 0o777)
+        return written
+
     async def upload_dir(self, local: str | os.PathLike[str], path: str | PurePath) -> int:
         """See :meth:`firepit.Lease.upload_dir`."""
         if not Path(local).is_dir():

@@ -5,6 +5,7 @@ conversion of what callers pass (modes, signals, byte sources) into what the API
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -38,9 +39,10 @@ Channel = Literal["stdout", "stderr"]
 ProcessRef = int | str
 """A background process: its id, or its tag."""
 
-Data = bytes | bytearray | memoryview | str | IO[bytes] | Iterable[bytes]
-"""What ``write_file`` takes: bytes, text (sent as UTF-8), a binary file object, or an iterable
-of byte chunks (a generator streams: it is never collected)."""
+Data = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes] | Iterable[bytes]
+"""What ``write_file`` takes: bytes, text (sent as UTF-8), a local file's path (a
+:class:`pathlib.Path`; a ``str`` is text), a binary file object, or an iterable of byte chunks.
+Paths, file objects and iterables are streamed piece by piece, never read whole."""
 
 AsyncData = Data | AsyncIterable[bytes]
 
@@ -172,12 +174,20 @@ def archive_path(lease_id: str, path: str | PurePath) -> str:
     return lease_path(lease_id, "archive", {"path": guest_path(path)})
 
 
+def _file_chunks(path: os.PathLike[str]) -> Iterator[bytes]:
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK):
+            yield chunk
+
+
 def chunks(data: Data) -> bytes | Iterator[bytes]:
     """A request body for ``data``: bytes as they are, anything else as a stream of chunks."""
     if isinstance(data, str):
         return data.encode()
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
+    if isinstance(data, os.PathLike):
+        return _file_chunks(data)
     if hasattr(data, "read"):
         reader: IO[bytes] = data  # type: ignore[assignment]
         return iter(lambda: reader.read(CHUNK), b"")
@@ -185,10 +195,24 @@ def chunks(data: Data) -> bytes | Iterator[bytes]:
 
 
 async def achunks(data: AsyncData) -> AsyncIterator[bytes]:
-    """``data`` as an async stream of chunks (for the async client)."""
+    """``data`` as an async stream of chunks (for the async client); local files are read in a
+    worker thread, so a slow disk does not stall the event loop."""
     if isinstance(data, AsyncIterable):
         async for chunk in data:
             yield bytes(chunk)
+        return
+    if isinstance(data, os.PathLike):
+        file = await asyncio.to_thread(open, data, "rb")
+        try:
+            while chunk := await asyncio.to_thread(file.read, CHUNK):
+                yield chunk
+        finally:
+            file.close()
+        return
+    if not isinstance(data, (str, bytes, bytearray, memoryview)) and hasattr(data, "read"):
+        reader: IO[bytes] = data  # type: ignore[assignment]
+        while chunk := await asyncio.to_thread(reader.read, CHUNK):
+            yield chunk
         return
     body = chunks(data)
     if isinstance(body, bytes):

@@ -6,10 +6,9 @@ background processes and terminals. :class:`firepit.AsyncLease` has the same met
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path, PurePath
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,56 +17,13 @@ from . import _http, _tar
 from . import _sandbox_calls as calls
 from ._calls import Seconds
 from ._sandbox_calls import Channel, Data, ProcessRef
+from ._sync_streams import EventStream, FileReader
 from .errors import NotFound, error_from_response
 from .pty import Pty
-from .sandbox_models import DirEntry, FileStat, ProcessInfo, ProcessOutput, StreamEvent
+from .sandbox_models import DirEntry, FileStat, ProcessInfo, ProcessOutput
 
 if TYPE_CHECKING:
     from .client import Client
-
-
-class FileReader:
-    """A guest file being read (from ``vm.read_file``): iterate it for chunks as they arrive, or
-    ``read()`` it. A transfer that breaks part-way raises, never ends short. Close it (or use
-    ``with``) to stop early.
-
-    Attributes ``size`` (when the read started), ``mode`` and ``kind`` come from the daemon.
-    """
-
-    def __init__(self, response: httpx.Response, stack: ExitStack, client: Client) -> None:
-        self._response = response
-        self._stack = stack
-        self._client = client
-        headers = response.headers
-        self.size: int | None = (
-            int(headers["x-firepit-file-size"]) if "x-firepit-file-size" in headers else None
-        )
-        self.mode: int | None = (
-            int(headers["x-firepit-file-mode"], 8) if "x-firepit-file-mode" in headers else None
-        )
-        self.kind: str | None = headers.get("x-firepit-file-kind")
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._response.iter_bytes(calls.CHUNK)
-        except httpx.TransportError as error:
-            raise _http.transport_error(self._client.endpoint, error) from error
-
-    def read(self) -> bytes:
-        """All the (remaining) bytes."""
-        return b"".join(self)
-
-    def close(self) -> None:
-        """Stops the transfer."""
-        self._stack.close()
-
-    def __enter__(self) -> FileReader:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class SyncSandbox:
@@ -138,7 +94,7 @@ class SyncSandbox:
                     sink.write(chunk)
         """
         response, stack = self._stream("GET", calls.read_path(self.id, path, offset, limit))
-        return FileReader(response, stack, self.client)
+        return FileReader(response, stack, self.client.endpoint)
 
     def read_bytes(self, path: str | PurePath) -> bytes:
         """A whole guest file as bytes."""
@@ -229,7 +185,7 @@ class SyncSandbox:
         cwd: str | PurePath | None = None,
         stdin: bytes | str | None = None,
         timeout: Seconds | None = None,
-    ) -> Iterator[StreamEvent]:
+    ) -> EventStream:
         """Runs a command and yields its events as they happen (``POST
         /v1/leases/{id}/exec/stream``): :class:`firepit.Started`, :class:`firepit.Output`
         chunks, then :class:`firepit.Exit`. ``timeout`` kills its whole process group. Leaving
@@ -245,16 +201,7 @@ class SyncSandbox:
         """
         body = calls.spawn_body(argv, env, cwd, stdin, timeout)
         response, stack = self._stream("POST", calls.lease_path(self.id, "exec/stream"), json=body)
-        return self._events(response, stack)
-
-    def _events(self, response: httpx.Response, stack: ExitStack) -> Iterator[StreamEvent]:
-        with stack:
-            try:
-                for line in response.iter_lines():
-                    if line.strip():
-                        yield calls.parse_event(line)
-            except httpx.TransportError as error:
-                raise _http.transport_error(self.client.endpoint, error) from error
+        return EventStream(response, stack, self.client.endpoint)
 
     def start_process(
         self,
@@ -308,14 +255,12 @@ class SyncSandbox:
         arrive). Continue from ``next_offset``; ``missed`` counts bytes the guest dropped."""
         return self.client._call(calls.process_output(self.id, ref, channel, offset, max_bytes, wait))
 
-    def follow_output(
-        self, ref: ProcessRef, *, channel: Channel = "stdout", offset: int = 0
-    ) -> Iterator[StreamEvent]:
+    def follow_output(self, ref: ProcessRef, *, channel: Channel = "stdout", offset: int = 0) -> EventStream:
         """A background process's output from ``offset`` as it is written:
         :class:`firepit.Output` chunks (with ``offset``), :class:`firepit.Eof`, then
         :class:`firepit.Exit` once it exited."""
         response, stack = self._stream("GET", calls.follow_path(self.id, ref, channel, offset))
-        return self._events(response, stack)
+        return EventStream(response, stack, self.client.endpoint)
 
     # Terminals.
 
