@@ -4,6 +4,7 @@ offset after reconnecting (over TCP) and followed, signals; sync and async."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -37,12 +38,21 @@ def list_with_times(
     return [(time.monotonic() - started, event) for event in events]
 
 
+COUNT_SLEEPERS = [
+    "sh",
+    "-c",
+    "n=0; for f in /proc/[0-9]*/cmdline; do "
+    "[ \"$(tr '\\0' ' ' < $f 2>/dev/null)\" = 'sleep 303 ' ] && n=$((n+1)); done; echo $n",
+]
+"""Counts the guest's `sleep 303` processes."""
+
+
 def count_sleepers(vm: firepit.Lease) -> int:
-    script = (
-        "n=0; for f in /proc/[0-9]*/cmdline; do "
-        "[ \"$(tr '\\0' ' ' < $f 2>/dev/null)\" = 'sleep 303 ' ] && n=$((n+1)); done; echo $n"
-    )
-    return int(vm.exec(["sh", "-c", script]).stdout_text)
+    return int(vm.exec(COUNT_SLEEPERS).stdout_text)
+
+
+async def count_sleepers_async(vm: firepit.AsyncLease) -> int:
+    return int((await vm.exec(COUNT_SLEEPERS)).stdout_text)
 
 
 def test_a_timeout_kills_the_whole_process_group_and_leaving_early_kills_the_command(
@@ -122,3 +132,16 @@ async def test_streams_and_processes_async(aclient: firepit.AsyncClient) -> None
         assert isinstance(followed[-1], firepit.Exit) and followed[-1].status.signal == 9
         await vm.remove_process("bg")
         assert await vm.processes() == []
+        # Leaving an `async with` block early ends the command; a refused one raises on entering.
+        async with vm.exec_stream(["sh", "-c", "sleep 303 & echo up; wait"]) as stream:
+            async for event in stream:
+                if isinstance(event, firepit.Output):
+                    break
+            assert await count_sleepers_async(vm) == 1
+        deadline = time.monotonic() + 10
+        while await count_sleepers_async(vm) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert await count_sleepers_async(vm) == 0
+        with pytest.raises(firepit.ExecRefused):
+            async with vm.exec_stream(["/no/such/program"]):
+                pass

@@ -17,7 +17,7 @@ Example::
             print(result.exit_code, result.stdout_text)
 """
 
-from ._async_sandbox import AsyncFileReader
+from ._async_streams import AsyncEventStream, AsyncFileReader
 from ._sync_streams import EventStream, FileReader
 from .aio import AsyncClient, AsyncLease, AsyncLeaseRequest
 from .client import Client, Lease
@@ -74,6 +74,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExists",
     "AsyncClient",
+    "AsyncEventStream",
     "AsyncFileReader",
     "AsyncLease",
     "AsyncLeaseRequest",

@@ -10,62 +10,21 @@ import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path, PurePath
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from . import _http, _tar
 from . import _sandbox_calls as calls
+from ._async_streams import AsyncEventStream, AsyncFileReader
 from ._calls import Seconds
 from ._sandbox_calls import AsyncData, Channel, ProcessRef
 from .errors import NotFound, error_from_response
 from .pty import AsyncPty
-from .sandbox_models import DirEntry, FileStat, ProcessInfo, ProcessOutput, StreamEvent
+from .sandbox_models import DirEntry, FileStat, ProcessInfo, ProcessOutput
 
 if TYPE_CHECKING:
     from .aio import AsyncClient
-
-
-class AsyncFileReader:
-    """A guest file being read (from ``await vm.read_file(...)``): ``async for chunk in reader``
-    or ``await reader.read()``; ``size``, ``mode``, ``kind`` as :class:`firepit.FileReader`."""
-
-    def __init__(self, response: httpx.Response, stack: AsyncExitStack, client: AsyncClient) -> None:
-        self._response = response
-        self._stack = stack
-        self._client = client
-        headers = response.headers
-        self.size: int | None = (
-            int(headers["x-firepit-file-size"]) if "x-firepit-file-size" in headers else None
-        )
-        self.mode: int | None = (
-            int(headers["x-firepit-file-mode"], 8) if "x-firepit-file-mode" in headers else None
-        )
-        self.kind: str | None = headers.get("x-firepit-file-kind")
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_bytes(calls.CHUNK):
-                yield chunk
-        except httpx.TransportError as error:
-            raise _http.transport_error(self._client.endpoint, error) from error
-
-    async def read(self) -> bytes:
-        """All the (remaining) bytes."""
-        return b"".join([chunk async for chunk in self])
-
-    async def aclose(self) -> None:
-        """Stops the transfer."""
-        await self._stack.aclose()
-
-    async def __aenter__(self) -> AsyncFileReader:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
 
 async def _pack(local: str | os.PathLike[str]) -> AsyncIterator[bytes]:
@@ -131,7 +90,7 @@ class AsyncSandbox:
     ) -> AsyncFileReader:
         """See :meth:`firepit.Lease.read_file`."""
         response, stack = await self._stream("GET", calls.read_path(self.id, path, offset, limit))
-        return AsyncFileReader(response, stack, self.client)
+        return AsyncFileReader(response, stack, self.client.endpoint)
 
     async def read_bytes(self, path: str | PurePath) -> bytes:
         """A whole guest file as bytes."""
@@ -190,9 +149,12 @@ class AsyncSandbox:
                         break
                 await asyncio.to_thread(reader.put, None)
             except httpx.TransportError as error:
-                await asyncio.to_thread(reader.put, None)
+                reader.abort()
                 await asyncio.gather(extraction, return_exceptions=True)
                 raise _http.transport_error(self.client.endpoint, error) from error
+            except BaseException:
+                reader.abort()  # cancelled: the worker thread must not wait for chunks forever
+                raise
             await extraction
 
     async def stat(self, path: str | PurePath, *, follow_symlinks: bool = True) -> FileStat:
@@ -231,7 +193,7 @@ class AsyncSandbox:
         """See :meth:`firepit.Lease.rename`."""
         await self.client._call(calls.rename(self.id, source, destination))
 
-    async def exec_stream(
+    def exec_stream(
         self,
         argv: Sequence[str],
         *,
@@ -239,22 +201,14 @@ class AsyncSandbox:
         cwd: str | PurePath | None = None,
         stdin: bytes | str | None = None,
         timeout: Seconds | None = None,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncEventStream:
         """See :meth:`firepit.Lease.exec_stream`: ``async for event in vm.exec_stream([...])``
-        (the command starts when the iteration does)."""
+        (the command starts when the iteration does), or ``async with vm.exec_stream([...]) as
+        events:`` (it starts on entering; leaving the block ends it); see
+        :class:`firepit.AsyncEventStream`."""
         body = calls.spawn_body(argv, env, cwd, stdin, timeout)
-        response, stack = await self._stream("POST", calls.lease_path(self.id, "exec/stream"), json=body)
-        async for event in self._events(response, stack):
-            yield event
-
-    async def _events(self, response: httpx.Response, stack: AsyncExitStack) -> AsyncIterator[StreamEvent]:
-        async with stack:
-            try:
-                async for line in response.aiter_lines():
-                    if line.strip():
-                        yield calls.parse_event(line)
-            except httpx.TransportError as error:
-                raise _http.transport_error(self.client.endpoint, error) from error
+        path = calls.lease_path(self.id, "exec/stream")
+        return AsyncEventStream(lambda: self._stream("POST", path, json=body), self.client.endpoint)
 
     async def start_process(
         self,
@@ -299,13 +253,12 @@ class AsyncSandbox:
         """See :meth:`firepit.Lease.process_output`."""
         return await self.client._call(calls.process_output(self.id, ref, channel, offset, max_bytes, wait))
 
-    async def follow_output(
+    def follow_output(
         self, ref: ProcessRef, *, channel: Channel = "stdout", offset: int = 0
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncEventStream:
         """See :meth:`firepit.Lease.follow_output`."""
-        response, stack = await self._stream("GET", calls.follow_path(self.id, ref, channel, offset))
-        async for event in self._events(response, stack):
-            yield event
+        path = calls.follow_path(self.id, ref, channel, offset)
+        return AsyncEventStream(lambda: self._stream("GET", path), self.client.endpoint)
 
     async def pty(
         self,

@@ -103,15 +103,26 @@ class QueueReader(io.RawIOBase):
     def __init__(self, capacity: int = 8) -> None:
         self.queue: queue.Queue[bytes | None] = queue.Queue(capacity)
         self.finished = threading.Event()
+        self._aborted = threading.Event()
         self._buffer = b""
         self._ended = False
 
     def readable(self) -> bool:
         return True
 
+    def abort(self) -> None:
+        """Makes the reading thread fail soon (within 0.1 s) instead of waiting for chunks that
+        will not come (the feeder failed or was cancelled)."""
+        self._aborted.set()
+
     def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._buffer and not self._ended:
-            chunk = self.queue.get()
+            try:
+                chunk = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._aborted.is_set():
+                    raise OSError("the archive's download was abandoned") from None
+                continue
             if chunk is None:
                 self._ended = True
             else:
