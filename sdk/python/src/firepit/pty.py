@@ -5,6 +5,12 @@ Binary messages are terminal bytes both ways; resizes and signals are small JSON
 daemon says ``started`` first and ``exit`` (with the status) before it closes. Closing the
 terminal (or leaving its ``with`` block) kills the program if it still runs.
 
+The WebSocket client is `websockets <https://websockets.readthedocs.io>`_ (maintained since
+2013, no dependencies of its own, typed): it is the one library with both a threaded sync client
+and an asyncio client, each of which connects over a Unix socket (``unix_connect``) as well as
+TCP, so both SDK clients reach the daemon the same way. (``wsproto`` is only a protocol state
+machine: the SDK would carry its own I/O loops; httpx has no WebSocket support.)
+
 Example::
 
     with vm.pty(rows=24, cols=80) as term:
@@ -71,14 +77,26 @@ class _State:
         return seen[:end]
 
     def on_text(self, text: str) -> None:
-        event = json.loads(text)
+        try:
+            event = json.loads(text)
+        except ValueError as error:
+            raise FirepitError(
+                "unexpected_response", f"a terminal message is not JSON: {text[:200]!r}"
+            ) from error
+        if not isinstance(event, dict):
+            raise FirepitError("unexpected_response", f"a terminal message is not an object: {text[:200]!r}")
         kind = event.get("type")
-        if kind == "started":
-            self.pid = int(event["pid"])
-        elif kind == "exit":
-            self.exit_status = ExitStatus.from_json(event)
-            self.done = True
-        elif kind == "error":
+        try:
+            if kind == "started":
+                self.pid = int(event["pid"])
+            elif kind == "exit":
+                self.exit_status = ExitStatus.from_json(event)
+                self.done = True
+        except (KeyError, ValueError, TypeError) as error:
+            raise FirepitError(
+                "unexpected_response", f"a malformed terminal {kind} message: {error}"
+            ) from error
+        if kind == "error":
             self.done = True
             raise error_from_code(str(event.get("error")), str(event.get("message", "")))
 
