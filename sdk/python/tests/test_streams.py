@@ -145,3 +145,18 @@ async def test_streams_and_processes_async(aclient: firepit.AsyncClient) -> None
         with pytest.raises(firepit.ExecRefused):
             async with vm.exec_stream(["/no/such/program"]):
                 pass
+
+
+def test_releasing_the_lease_ends_its_streams_and_terminals_with_lease_ended(daemon: Daemon) -> None:
+    with firepit.Client(daemon.socket) as client, client.lease("default", wait=60) as doomed:
+        stream = doomed.exec_stream(["sleep", "100"])
+        assert isinstance(next(stream), firepit.Started)
+        with doomed.pty(["sleep", "100"]) as term:
+            doomed.start_process(["sleep", "100"], tag="bg")
+            doomed.release()
+            with pytest.raises(firepit.LeaseEnded):
+                next(stream)
+            with pytest.raises(firepit.LeaseEnded):
+                term.read(timeout=30)
+        with pytest.raises(firepit.LeaseNotFound):
+            doomed.process("bg")

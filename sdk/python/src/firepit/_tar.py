@@ -2,9 +2,10 @@
 
 :func:`pack` yields a directory's archive piece by piece (headers, then each file in 64 KiB
 chunks), so ``upload_dir`` streams a directory of any size. :func:`unpack` extracts an archive
-read from a stream with the standard library's ``data`` filter: entries that would land outside
-the destination, absolute names, device files and links pointing out are refused, and
-setuid/setgid bits are dropped (a guest's archive is untrusted input).
+read from a stream with the standard library's ``data`` filter (a guest's archive is untrusted
+input): entries that would land outside the destination, device files and links pointing out of
+it are refused, absolute names lose their leading ``/`` (they land inside), and setuid/setgid
+bits are dropped.
 """
 
 from __future__ import annotations
