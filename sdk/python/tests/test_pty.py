@@ -19,17 +19,16 @@ def test_a_terminal_follows_its_size_and_reports_the_exit_status(daemon: Daemon)
             term.resize(40, 120)
             term.write("stty size\n")
             term.read_until("40 120")
-            # A foreground job that says when SIGINT reaches it (the typed line holds no `got-42`).
-            term.write("sh -c 'trap \"echo got-$((40+2)); exit 3\" INT; while :; do sleep 0.1; done'\n")
-            for _ in range(60):  # until the job runs (the interactive shell ignores SIGINT)
-                term.signal("INT")
-                try:
-                    term.read_until("got-42", timeout=0.5)
-                    break
-                except TimeoutError:
-                    continue
-            else:
-                pytest.fail("SIGINT did not reach the foreground job")
+            # A foreground job that says when its trap is set and when SIGINT reaches it (the
+            # typed line holds neither `armed-42` nor `got-42`; a SIGINT sent before the trap was
+            # set would kill the job silently).
+            term.write(
+                'sh -c \'trap "echo got-$((40+2)); exit 3" INT; echo armed-$((40+2));'
+                " while :; do sleep 0.1; done'\n"
+            )
+            term.read_until("armed-42")
+            term.signal("INT")
+            term.read_until("got-42")
             term.write("exit 5\n")
             assert term.wait(timeout=30).exit_code == 5
             assert term.pid is not None and term.exit_status is not None

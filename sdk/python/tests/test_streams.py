@@ -158,5 +158,7 @@ def test_releasing_the_lease_ends_its_streams_and_terminals_with_lease_ended(dae
                 next(stream)
             with pytest.raises(firepit.LeaseEnded):
                 term.read(timeout=30)
+            with pytest.raises(firepit.LeaseEnded):
+                term.wait(timeout=5)  # no exit status to give: why not
         with pytest.raises(firepit.LeaseNotFound):
             doomed.process("bg")

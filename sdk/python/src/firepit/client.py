@@ -272,6 +272,10 @@ class Lease(LeaseBase, SyncSandbox):
     ``processes``, ``process``, ``signal_process``, ``process_output``, ``follow_output``,
     ``remove_process``) and terminals (``pty``).
 
+    ``Lease(client, info)`` wraps a lease acquired elsewhere (another client, an earlier run) by
+    its :class:`firepit.LeaseInfo`: background processes, files and the VM are the lease's, not
+    the client's.
+
     Example::
 
         with client.lease("default") as vm:

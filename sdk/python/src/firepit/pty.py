@@ -67,6 +67,9 @@ class _State:
     pid: int | None = None
     exit_status: ExitStatus | None = None
     done = False
+    error: FirepitError | None = None
+    """Why the terminal ended without an exit status (an ``error`` message), raised again by
+    ``wait``."""
     pending = b""
     """Output read but not handed out yet (after a ``read_until``'s marker, or before its timeout)."""
 
@@ -98,7 +101,16 @@ class _State:
             ) from error
         if kind == "error":
             self.done = True
-            raise error_from_code(str(event.get("error")), str(event.get("message", "")))
+            self.error = error_from_code(str(event.get("error")), str(event.get("message", "")))
+            raise self.error
+
+    def status(self) -> ExitStatus:
+        """The exit status once the terminal ended, else why there is none."""
+        if self.exit_status is not None:
+            return self.exit_status
+        if self.error is not None:
+            raise self.error
+        raise TransportError("transport", "the terminal ended without an exit status")
 
     def closed(self) -> None:
         self.done = True
@@ -198,14 +210,13 @@ class Pty:
         return self._state.split(seen, needle)
 
     def wait(self, timeout: float | None = None) -> ExitStatus:
-        """Reads (and drops) output until the program exits; its status."""
+        """Reads (and drops) output until the program exits; its status. Raises
+        :class:`TimeoutError` after ``timeout`` seconds, or why the terminal ended without one
+        (:class:`firepit.LeaseEnded`, :class:`firepit.ShuttingDown`, ...)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.read(None if deadline is None else max(0.0, deadline - time.monotonic())) is not None:
             pass
-        status = self._state.exit_status
-        if status is None:
-            raise TransportError("transport", "the terminal ended without an exit status")
-        return status
+        return self._state.status()
 
     def close(self) -> None:
         """Closes the terminal (the program is killed if it still runs)."""
@@ -310,10 +321,7 @@ class AsyncPty:
             await self.read(None if deadline is None else max(0.0, deadline - time.monotonic())) is not None
         ):
             pass
-        status = self._state.exit_status
-        if status is None:
-            raise TransportError("transport", "the terminal ended without an exit status")
-        return status
+        return self._state.status()
 
     async def close(self) -> None:
         """See :meth:`Pty.close`."""
