@@ -1,5 +1,5 @@
 """Terminals over the daemon's WebSocket in a real VM: size and resize, input, signals, the exit
-status; sync and async."""
+status; sync over the Unix socket, async over TCP with the token."""
 
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ def test_a_terminal_follows_its_size_and_reports_the_exit_status(daemon: Daemon)
 
 
 @pytest.mark.anyio
-async def test_a_terminal_async(aclient: firepit.AsyncClient) -> None:
-    async with aclient.lease("default", wait=60) as vm, await vm.pty(["sh"], rows=24, cols=80) as term:
+async def test_a_terminal_async_over_tcp(daemon: Daemon) -> None:
+    client = firepit.AsyncClient(url=daemon.url, token=daemon.token)
+    async with client, client.lease("default", wait=60) as vm, await vm.pty(["sh"], rows=24, cols=80) as term:
         await term.resize(33, 101)
         await term.write(b"stty size; exit 2\n")
         assert b"33 101" in await term.read_until("33 101")

@@ -120,6 +120,8 @@ async def test_streams_and_processes_async(aclient: firepit.AsyncClient) -> None
         assert sorted(outputs) == [("stderr", b"err\n"), ("stdout", b"in\n")]
         assert isinstance(events[-1], firepit.Exit) and events[-1].ok
         info = await vm.start_process(["sh", "-c", "echo hello; echo oops >&2; sleep 30"], tag="bg")
+        with pytest.raises(firepit.AlreadyExists):
+            await vm.start_process(["true"], tag="bg")  # a running process has that tag
         out = await vm.process_output(info.id, wait=5)
         assert out.data == b"hello\n"
         err = await vm.process_output("bg", channel="stderr", wait=5)
