@@ -62,16 +62,20 @@ def test_a_timeout_kills_the_whole_process_group_and_leaving_early_kills_the_com
     last = events[-1]
     assert isinstance(last, firepit.Exit) and last.status.timed_out and last.status.signal == 9
     assert count_sleepers(vm) == 0
-    stream = vm.exec_stream(["sh", "-c", "sleep 303 & echo up; wait"], stdin=b"ignored")
-    for event in stream:
-        if isinstance(event, firepit.Output):
-            break
-    assert count_sleepers(vm) == 1
-    stream.close()
-    deadline = time.monotonic() + 10
-    while count_sleepers(vm) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert count_sleepers(vm) == 0
+    for leave in ("close", "drop"):
+        stream = vm.exec_stream(["sh", "-c", "sleep 303 & echo up; wait"], stdin=b"ignored")
+        for event in stream:
+            if isinstance(event, firepit.Output):
+                break
+        assert count_sleepers(vm) == 1
+        if leave == "close":
+            stream.close()
+        else:
+            del stream  # an abandoned stream ends its exchange too
+        deadline = time.monotonic() + 10
+        while count_sleepers(vm) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert count_sleepers(vm) == 0, leave
     with pytest.raises(firepit.ExecRefused):
         vm.exec_stream(["/no/such/program"])
 
