@@ -30,6 +30,20 @@ def test_tcp_with_the_token_leases_and_runs(daemon: Daemon) -> None:
             assert vm.exec(["echo", "over tcp"]).stdout == b"over tcp\n"
 
 
+def test_tcp_with_the_token_carries_files_streams_and_terminals(daemon: Daemon) -> None:
+    with firepit.Client(url=daemon.url, token=daemon.token) as client, client.lease("default", wait=60) as vm:
+        vm.write_file("/tmp/tcp.txt", "over tcp\n")
+        assert vm.read_bytes("/tmp/tcp.txt") == b"over tcp\n"
+        with vm.exec_stream(["cat", "/tmp/tcp.txt"]) as events:
+            assert [e.data for e in events if isinstance(e, firepit.Output)] == [b"over tcp\n"]
+        # The terminal's WebSocket carries the token too; without it the upgrade is refused.
+        with vm.pty(["sh", "-c", "stty size"], rows=7, cols=33) as term:
+            assert b"7 33" in term.read_until("7 33")
+            assert term.wait(timeout=30).exit_code == 0
+        with firepit.Client(url=daemon.url) as stranger, pytest.raises(firepit.Unauthorized):
+            firepit.Lease(stranger, vm.info).pty()
+
+
 @pytest.mark.anyio
 async def test_tcp_needs_the_token_async(daemon: Daemon) -> None:
     async with firepit.AsyncClient(url=daemon.url) as client:

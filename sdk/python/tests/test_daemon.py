@@ -55,9 +55,12 @@ def test_a_raw_request_returns_any_status_and_its_error_is_typed(client: firepit
     assert response.status_code == 400
     error = firepit.error_from_response(response)
     assert isinstance(error, firepit.BadRequest) and error.code == "bad_json"
-    # A code without a class of its own (`not_found`: no such endpoint) is the base class.
+    # A code without a class of its own (`method_not_allowed`) is the base class.
+    wrong = firepit.error_from_response(client.request("PATCH", "/v1/pools"))
+    assert type(wrong) is firepit.FirepitError and wrong.code == "method_not_allowed" and wrong.status == 405
+    # An unknown endpoint is `not_found`, as a missing guest path is.
     missing = firepit.error_from_response(client.request("GET", "/v1/no-such-endpoint"))
-    assert type(missing) is firepit.FirepitError and missing.code == "not_found" and missing.status == 404
+    assert isinstance(missing, firepit.NotFound) and missing.status == 404
 
 
 def test_a_streamed_answer_is_read_piecewise_and_an_error_raises(client: firepit.Client) -> None:

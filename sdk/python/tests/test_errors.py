@@ -29,6 +29,19 @@ def answer(status: int, body: bytes, headers: dict[str, str] | None = None) -> h
         ("unauthorized", 401, firepit.Unauthorized),
         ("shape_exists", 409, firepit.ShapeExists),
         ("invalid_shape", 422, firepit.InvalidShape),
+        ("not_found", 404, firepit.NotFound),
+        ("already_exists", 409, firepit.AlreadyExists),
+        ("permission_denied", 403, firepit.PermissionDenied),
+        ("is_a_directory", 409, firepit.IsADirectory),
+        ("not_a_directory", 409, firepit.NotADirectory),
+        ("directory_not_empty", 409, firepit.DirectoryNotEmpty),
+        ("process_not_found", 404, firepit.ProcessNotFound),
+        ("limit_reached", 429, firepit.LimitReached),
+        ("io_error", 500, firepit.GuestIoError),
+        ("invalid_input", 400, firepit.InvalidInput),
+        ("bad_signal", 400, firepit.BadRequest),
+        ("lease_ended", 410, firepit.LeaseEnded),
+        ("unsupported", 501, firepit.Unsupported),
     ],
 )
 def test_known_codes_map_to_their_class(code: str, status: int, cls: type[firepit.FirepitError]) -> None:
@@ -69,3 +82,15 @@ def test_healthz_while_stopping_is_shutting_down() -> None:
 def test_connect_errors_are_transport_errors_without_status() -> None:
     assert issubclass(firepit.ConnectError, firepit.TransportError)
     assert issubclass(firepit.TransportError, firepit.FirepitError)
+
+
+def test_guest_errors_share_a_base_class_and_invalid_input_is_a_bad_request() -> None:
+    for cls in (firepit.NotFound, firepit.DirectoryNotEmpty, firepit.ProcessNotFound, firepit.GuestIoError):
+        assert issubclass(cls, firepit.GuestError)
+    assert issubclass(firepit.InvalidInput, firepit.BadRequest)
+
+
+def test_an_error_event_inside_a_stream_is_typed_by_its_code() -> None:
+    error = firepit.error_from_code("lease_ended", "lease l-1 ended")
+    assert type(error) is firepit.LeaseEnded and error.status is None and error.message == "lease l-1 ended"
+    assert type(firepit.error_from_code("brand_new", "m")) is firepit.FirepitError

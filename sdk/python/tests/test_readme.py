@@ -20,10 +20,10 @@ def python_blocks() -> list[str]:
 
 
 def test_the_readme_has_examples() -> None:
-    assert len(python_blocks()) == 3
+    assert len(python_blocks()) == 5
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(5))
 def test_a_readme_example_runs(index: int, daemon: Daemon, tmp_path: Path) -> None:
     script = tmp_path / f"example_{index}.py"
     script.write_text(python_blocks()[index])
@@ -34,6 +34,8 @@ def test_a_readme_example_runs(index: int, daemon: Daemon, tmp_path: Path) -> No
     expected = [
         [r"^3 hello from \S+\n", r"^b'\\x00\\xff'\n", r"^\d+\n"],
         [r"^\['0', '1', '2'\]\n"],
+        [r"^stdout working\nstderr done\nexit 0\n", r"^0o755 1\n"],
+        [r"^ExitStatus\(exit_code=0, ", r"^b'tick 2\\ntick 3\\n' 21\n", r"^b'40 120' 3\n"],
         [r"^(no VM ready; retry in 1.0 s|exec_refused 422)\n"],
     ][index]
     for pattern in expected:

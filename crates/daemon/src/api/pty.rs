@@ -99,9 +99,15 @@ fn pty_request(params: Vec<(String, String)>) -> Result<PtyRequest, ApiError> {
 }
 
 /// Carries the terminal both ways until it exits, the client leaves, or the lease or daemon ends.
+///
+/// Two halves run side by side: `input` (client → terminal) and `output` (terminal → client,
+/// then the last message and the close frame). The session ends when `output` ends; when the
+/// client closes first, `input` tells `output`, which answers the close and drops the terminal
+/// (killing it). Either way the connection is dropped only after the close handshake (bounded).
 async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stopping: CancellationToken) {
     let Attached { pid, mut stdout, stdin, control, exit, .. } = attached;
     let (mut sink, mut incoming) = socket.split();
+    let (client_left, mut client_gone) = tokio::sync::oneshot::channel::<()>();
     let ended = lease.ended();
     let input = async move {
         let mut stdin = stdin;
@@ -121,6 +127,7 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
             }
         }
         drop::<Option<Box<dyn Input>>>(stdin);
+        let _output_may_be_done = client_left.send(());
     };
     let output = async move {
         let send =
@@ -131,6 +138,11 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
         let mut buf = vec![0u8; CHUNK];
         let last = loop {
             let read = tokio::select! {
+                _ = &mut client_gone => {
+                    // Answer the client's close; dropping `exit` then kills the terminal.
+                    let _client_may_be_gone = sink.send(Message::Close(None)).await;
+                    return;
+                }
                 () = ended.cancelled() => break error_event(lease_ended(&lease.id)),
                 () = stopping.cancelled() => break error_event(shutting_down()),
                 read = stdout.read(&mut buf) => read,
@@ -157,12 +169,23 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
         let frame = CloseFrame { code, reason: "".into() };
         let _client_may_be_gone = sink.send(Message::Close(Some(frame))).await;
     };
-    // Whichever side ends first ends the session; dropping the other kills the terminal if it runs.
-    tokio::select! {
-        () = input => {}
-        () = output => {}
+    tokio::pin!(input, output);
+    let mut input_done = false;
+    loop {
+        tokio::select! {
+            () = &mut input, if !input_done => input_done = true,
+            () = &mut output => break,
+        }
+    }
+    if !input_done {
+        // The close handshake: the client answers our close before we drop the connection (a
+        // client that finds the connection gone while answering may lose the last messages).
+        let _client_may_not_answer = tokio::time::timeout(CLOSE_HANDSHAKE, &mut input).await;
     }
 }
+
+/// How long the client gets to answer the server's close frame.
+const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn apply_control(text: &str, control: &dyn Control) {
     let result = match serde_json::from_str::<PtyControl>(text) {

@@ -1,5 +1,6 @@
-"""The Python SDK of firepit: lease warm microVMs from a ``firepit serve`` daemon and run commands
-in them.
+"""The Python SDK of firepit: lease warm microVMs from a ``firepit serve`` daemon and use them as
+sandboxes: commands (to completion or streamed), files and directories, background processes,
+terminals.
 
 :class:`Client` (sync) and :class:`AsyncClient` (asyncio) have the same surface: ``lease()``
 hands out a VM (a :class:`Lease` / :class:`AsyncLease`, a context manager that releases it),
@@ -16,61 +17,120 @@ Example::
             print(result.exit_code, result.stdout_text)
 """
 
+from ._async_streams import AsyncEventStream, AsyncFileReader
+from ._sync_streams import EventStream, FileReader
 from .aio import AsyncClient, AsyncLease, AsyncLeaseRequest
 from .client import Client, Lease
 from .endpoint import Endpoint, default_runtime_dir, default_socket_path, resolve_endpoint
 from .errors import (
+    AlreadyExists,
     BadRequest,
     BadTtl,
     ConnectError,
+    DirectoryNotEmpty,
     ExecRefused,
     Exhausted,
     FirepitError,
+    GuestError,
+    GuestIoError,
     IdempotencyConflict,
+    InvalidInput,
     InvalidShape,
+    IsADirectory,
+    LeaseEnded,
     LeaseNotFound,
+    LimitReached,
+    NotADirectory,
+    NotFound,
+    PermissionDenied,
+    ProcessNotFound,
     ShapeExists,
     ShuttingDown,
     TransportError,
     Unauthorized,
     UnknownShape,
+    Unsupported,
     VmUnreachable,
+    error_from_code,
     error_from_response,
 )
 from .models import ExecResult, Health, LeaseInfo, Pools, ShapeStatus
+from .pty import AsyncPty, Pty
+from .sandbox_models import (
+    DirEntry,
+    Eof,
+    Exit,
+    ExitStatus,
+    FileStat,
+    Output,
+    ProcessInfo,
+    ProcessOutput,
+    Started,
+    StreamEvent,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyExists",
     "AsyncClient",
+    "AsyncEventStream",
+    "AsyncFileReader",
     "AsyncLease",
     "AsyncLeaseRequest",
+    "AsyncPty",
     "BadRequest",
     "BadTtl",
     "Client",
     "ConnectError",
+    "DirEntry",
+    "DirectoryNotEmpty",
     "Endpoint",
+    "Eof",
+    "EventStream",
     "ExecRefused",
     "ExecResult",
     "Exhausted",
+    "Exit",
+    "ExitStatus",
+    "FileReader",
+    "FileStat",
     "FirepitError",
+    "GuestError",
+    "GuestIoError",
     "Health",
     "IdempotencyConflict",
+    "InvalidInput",
     "InvalidShape",
+    "IsADirectory",
     "Lease",
+    "LeaseEnded",
     "LeaseInfo",
     "LeaseNotFound",
+    "LimitReached",
+    "NotADirectory",
+    "NotFound",
+    "Output",
+    "PermissionDenied",
     "Pools",
+    "ProcessInfo",
+    "ProcessNotFound",
+    "ProcessOutput",
+    "Pty",
     "ShapeExists",
     "ShapeStatus",
     "ShuttingDown",
+    "Started",
+    "StreamEvent",
     "TransportError",
     "Unauthorized",
     "UnknownShape",
+    "Unsupported",
     "VmUnreachable",
     "__version__",
     "default_runtime_dir",
     "default_socket_path",
+    "error_from_code",
     "error_from_response",
     "resolve_endpoint",
 ]

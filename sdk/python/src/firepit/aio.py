@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _calls, _http
+from ._async_sandbox import AsyncSandbox
 from ._calls import Seconds
 from ._lease import LeaseBase, release_failed_on_exit
 from .client import DEFAULT_TIMEOUT, DEFAULT_WAIT
@@ -243,14 +244,19 @@ class AsyncLeaseRequest:
             await self._lease.__aexit__(exc_type, exc, tb)
 
 
-class AsyncLease(LeaseBase):
+class AsyncLease(LeaseBase, AsyncSandbox):
     """A VM leased from the daemon, until :meth:`release` (or the end of an ``async with``
-    block); the asyncio twin of :class:`firepit.Lease`.
+    block); the asyncio twin of :class:`firepit.Lease`, with the same sandbox methods (awaited;
+    streams are ``async for`` / ``async with``). ``AsyncLease(client, info)`` wraps a lease
+    acquired elsewhere.
 
     Example::
 
         async with client.lease("default") as vm:
             assert (await vm.exec(["cat"], stdin=b"hi")).stdout == b"hi"
+            await vm.write_file("/tmp/note.txt", "hi\n")
+            async for event in vm.exec_stream(["cat", "/tmp/note.txt"]):
+                print(event)
         assert vm.released
     """
 

@@ -29,6 +29,7 @@ import httpx
 from . import _calls, _http
 from ._calls import Seconds
 from ._lease import LeaseBase, release_failed_on_exit
+from ._sync_sandbox import SyncSandbox
 from .endpoint import Endpoint, resolve_endpoint
 from .errors import FirepitError, error_from_response
 from .models import ExecResult, Health, LeaseInfo, Pools
@@ -257,12 +258,23 @@ class Client:
             raise _http.transport_error(self.endpoint, error) from error
 
 
-class Lease(LeaseBase):
+class Lease(LeaseBase, SyncSandbox):
     """A VM leased from the daemon, until :meth:`release` (or the end of a ``with`` block).
 
     Attributes ``id``, ``vm_id``, ``shape``, ``expires_at``, ``info`` and ``released`` describe
     the lease. Leaving a ``with`` block releases it, also when the block raised; a lease the
     daemon no longer knows (expired) counts as released.
+
+    Besides ``exec``, a lease is a sandbox: files (``write_file``, ``read_file``, ``read_bytes``,
+    ``upload_file``, ``download_file``, ``stat``, ``list_dir``, ``mkdir``, ``remove``, ``chmod``,
+    ``chown``, ``rename``), directories as tar streams (``upload_dir``, ``download_dir``),
+    streamed commands (``exec_stream``), background processes (``start_process``,
+    ``processes``, ``process``, ``signal_process``, ``process_output``, ``follow_output``,
+    ``remove_process``) and terminals (``pty``).
+
+    ``Lease(client, info)`` wraps a lease acquired elsewhere (another client, an earlier run) by
+    its :class:`firepit.LeaseInfo`: background processes, files and the VM are the lease's, not
+    the client's.
 
     Example::
 

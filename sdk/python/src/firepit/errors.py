@@ -30,21 +30,35 @@ from typing import Any
 import httpx
 
 __all__ = [
+    "AlreadyExists",
     "BadRequest",
     "BadTtl",
     "ConnectError",
+    "DirectoryNotEmpty",
     "ExecRefused",
     "Exhausted",
     "FirepitError",
+    "GuestError",
+    "GuestIoError",
     "IdempotencyConflict",
+    "InvalidInput",
     "InvalidShape",
+    "IsADirectory",
+    "LeaseEnded",
     "LeaseNotFound",
+    "LimitReached",
+    "NotADirectory",
+    "NotFound",
+    "PermissionDenied",
+    "ProcessNotFound",
     "ShapeExists",
     "ShuttingDown",
     "TransportError",
     "Unauthorized",
     "UnknownShape",
+    "Unsupported",
     "VmUnreachable",
+    "error_from_code",
     "error_from_response",
 ]
 
@@ -137,6 +151,60 @@ class Unauthorized(FirepitError):
     """The TCP listener needs ``Authorization: Bearer <token>`` and got none or a wrong one."""
 
 
+class GuestError(FirepitError):
+    """The guest could not do what was asked with a path or a process; the subclass says why.
+    The VM is fine and the lease stays usable."""
+
+
+class NotFound(GuestError):
+    """The guest path (or a parent of it) does not exist (``not_found``, HTTP 404)."""
+
+
+class AlreadyExists(GuestError):
+    """The path exists, or a running process has that tag (``already_exists``)."""
+
+
+class PermissionDenied(GuestError):
+    """The guest refused access (``permission_denied``)."""
+
+
+class IsADirectory(GuestError):
+    """A directory where a file is needed (``is_a_directory``)."""
+
+
+class NotADirectory(GuestError):
+    """A file where a directory is needed (``not_a_directory``)."""
+
+
+class DirectoryNotEmpty(GuestError):
+    """A non-empty directory removed without ``recursive=True`` (``directory_not_empty``)."""
+
+
+class ProcessNotFound(GuestError):
+    """No background process with that id or tag (``process_not_found``)."""
+
+
+class LimitReached(GuestError):
+    """Too many background processes or streams in the guest (``limit_reached``)."""
+
+
+class GuestIoError(GuestError):
+    """Another I/O error in the guest (``io_error``)."""
+
+
+class InvalidInput(BadRequest):
+    """The guest refused the request's arguments: a relative path, a bad mode (``invalid_input``)."""
+
+
+class LeaseEnded(FirepitError):
+    """The lease ended (released, expired, the daemon stopping) while a stream on it ran
+    (``lease_ended``)."""
+
+
+class Unsupported(FirepitError):
+    """The daemon's backend cannot do this (``unsupported``, HTTP 501)."""
+
+
 class ShapeExists(FirepitError):
     """A shape of that name is registered already; unregister it first (``shape_exists``)."""
 
@@ -165,7 +233,33 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "unauthorized": Unauthorized,
     "shape_exists": ShapeExists,
     "invalid_shape": InvalidShape,
+    "bad_tag": BadRequest,
+    "bad_signal": BadRequest,
+    "not_found": NotFound,
+    "already_exists": AlreadyExists,
+    "permission_denied": PermissionDenied,
+    "is_a_directory": IsADirectory,
+    "not_a_directory": NotADirectory,
+    "directory_not_empty": DirectoryNotEmpty,
+    "invalid_input": InvalidInput,
+    "process_not_found": ProcessNotFound,
+    "limit_reached": LimitReached,
+    "io_error": GuestIoError,
+    "lease_ended": LeaseEnded,
+    "unsupported": Unsupported,
 }
+
+
+def error_from_code(code: str, message: str, status: int | None = None) -> FirepitError:
+    """The typed error for a code the daemon sent inside a stream (an NDJSON ``error`` event, a
+    terminal's ``error`` message), where there is no HTTP status of its own.
+
+    Example::
+
+        error = firepit.error_from_code("lease_ended", "the lease ended")
+        assert isinstance(error, firepit.LeaseEnded)
+    """
+    return _BY_CODE.get(code, FirepitError)(code, message, status=status)
 
 
 def error_from_response(response: httpx.Response) -> FirepitError:
