@@ -1,6 +1,6 @@
 """A real ``firepit serve`` for the tests: a private temp dir (config, socket, state, snapshot
-templates, log), a Unix socket and a TCP listener with a random bearer token, one shape
-``default`` (depth 1..2, snapshot fill) on the guest image.
+templates, log), a Unix socket and a TCP listener with a random bearer token, a shape
+``default`` (depth 1..2, snapshot fill) and a shape ``web`` with NAT (egress 10.1.0.0/16) on the guest image.
 
 :meth:`Daemon.start` returns once ``/healthz`` answers (the daemon binds once its pools are
 warm); :meth:`Daemon.stop` sends SIGTERM (the daemon destroys its VMs), checks that it exited 0
@@ -108,6 +108,13 @@ name = "default"
 image = {_toml_str(self.image)}
 depth = {{ low = 1, high = 2 }}
 fill = "snapshot"
+
+[[shape]]
+name = "web"
+image = {_toml_str(self.image)}
+depth = {{ low = 1, high = 1 }}
+fill = "snapshot"
+network = {{ mode = "nat", egress = ["10.1.0.0/16"] }}
 """
 
     def log_tail(self, lines: int = 30) -> str:

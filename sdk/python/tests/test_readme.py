@@ -20,10 +20,10 @@ def python_blocks() -> list[str]:
 
 
 def test_the_readme_has_examples() -> None:
-    assert len(python_blocks()) == 5
+    assert len(python_blocks()) == 6
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_a_readme_example_runs(index: int, daemon: Daemon, tmp_path: Path) -> None:
     script = tmp_path / f"example_{index}.py"
     script.write_text(python_blocks()[index])
@@ -36,6 +36,7 @@ def test_a_readme_example_runs(index: int, daemon: Daemon, tmp_path: Path) -> No
         [r"^\['0', '1', '2'\]\n"],
         [r"^stdout working\nstderr done\nexit 0\n", r"^0o755 1\n"],
         [r"^ExitStatus\(exit_code=0, ", r"^b'tick 2\\ntick 3\\n' 21\n", r"^b'40 120' 3\n"],
+        [r"^hello\n"],
         [r"^(no VM ready; retry in 1.0 s|exec_refused 422)\n"],
     ][index]
     for pattern in expected:

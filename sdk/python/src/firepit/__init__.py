@@ -28,9 +28,11 @@ from .errors import (
     BadTtl,
     ConnectError,
     DirectoryNotEmpty,
+    EgressWidens,
     ExecRefused,
     Exhausted,
     FirepitError,
+    ForwardFailed,
     GuestError,
     GuestIoError,
     IdempotencyConflict,
@@ -40,6 +42,7 @@ from .errors import (
     LeaseEnded,
     LeaseNotFound,
     LimitReached,
+    NetworkDisabled,
     NotADirectory,
     NotFound,
     PermissionDenied,
@@ -54,7 +57,7 @@ from .errors import (
     error_from_code,
     error_from_response,
 )
-from .models import ExecResult, Health, LeaseInfo, Pools, ShapeStatus
+from .models import ExecResult, Health, LeaseInfo, Pools, PortForward, ShapeStatus
 from .pty import AsyncPty, Pty
 from .sandbox_models import (
     DirEntry,
@@ -85,6 +88,7 @@ __all__ = [
     "ConnectError",
     "DirEntry",
     "DirectoryNotEmpty",
+    "EgressWidens",
     "Endpoint",
     "Eof",
     "EventStream",
@@ -96,6 +100,7 @@ __all__ = [
     "FileReader",
     "FileStat",
     "FirepitError",
+    "ForwardFailed",
     "GuestError",
     "GuestIoError",
     "Health",
@@ -108,11 +113,13 @@ __all__ = [
     "LeaseInfo",
     "LeaseNotFound",
     "LimitReached",
+    "NetworkDisabled",
     "NotADirectory",
     "NotFound",
     "Output",
     "PermissionDenied",
     "Pools",
+    "PortForward",
     "ProcessInfo",
     "ProcessNotFound",
     "ProcessOutput",

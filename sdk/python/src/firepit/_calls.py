@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import FirepitError, error_from_response
-from .models import ExecResult, Health, LeaseInfo, Pools
+from .models import ExecResult, Health, LeaseInfo, Pools, PortForward
 
 T = TypeVar("T")
 
@@ -80,12 +80,25 @@ def _nothing(_response: httpx.Response) -> None:
     return None
 
 
-def acquire(shape: str, wait: Seconds, ttl: Seconds | None, idempotency_key: str | None) -> Call[LeaseInfo]:
+Egress = str | Sequence[str]
+"""A lease's egress: ``"deny"``, or entries in the syntax of a shape's ``egress`` list
+(``"10.1.0.0/16:443"``, ``"pypi.org:443"``, ``"*.pythonhosted.org"``)."""
+
+
+def acquire(
+    shape: str,
+    wait: Seconds,
+    ttl: Seconds | None,
+    idempotency_key: str | None,
+    egress: Egress | None = None,
+) -> Call[LeaseInfo]:
     """``POST /v1/leases``."""
     wait_ms = to_ms(wait, "wait")
     body: dict[str, Any] = {"shape": shape, "wait_ms": wait_ms}
     if ttl is not None:
         body["ttl_ms"] = to_ms(ttl, "ttl")
+    if egress is not None:
+        body["egress"] = egress if isinstance(egress, str) else list(egress)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
 
     def parse(response: httpx.Response) -> LeaseInfo:
@@ -157,6 +170,7 @@ def register_shape(
     max_age: Seconds | None,
     fill: str | None,
     health_check: bool | None,
+    network: str | Mapping[str, Any] | None = None,
 ) -> Call[None]:
     """``PUT /v1/shapes/{name}``: fields left ``None`` take the daemon's defaults."""
     body: dict[str, Any] = {"image": os.fspath(image)}
@@ -165,6 +179,7 @@ def register_shape(
         "memory_mb": memory_mb,
         "fill": fill,
         "health_check": health_check,
+        "network": network if network is None or isinstance(network, str) else dict(network),
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     depth = {"low": depth_low, "high": depth_high}
@@ -173,6 +188,26 @@ def register_shape(
     if max_age is not None:
         body["max_age_secs"] = math.ceil(to_ms(max_age, "max_age") / 1000)
     return Call("PUT", f"/v1/shapes/{_segment(name)}", _nothing, body)
+
+
+def forward_port(lease_id: str, guest_port: int) -> Call[PortForward]:
+    """``POST /v1/leases/{id}/ports``."""
+    if isinstance(guest_port, bool) or not isinstance(guest_port, int) or not 1 <= guest_port <= 65535:
+        raise ValueError(f"guest_port must be a TCP port 1..65535, got {guest_port!r}")
+    path = f"/v1/leases/{_segment(lease_id)}/ports"
+    return Call("POST", path, lambda r: PortForward.from_json(_json(r)), {"guest_port": guest_port})
+
+
+def ports(lease_id: str) -> Call[list[PortForward]]:
+    """``GET /v1/leases/{id}/ports``."""
+
+    def parse(response: httpx.Response) -> list[PortForward]:
+        body = _json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("ports"), list):
+            raise ValueError(f"expected {{ports: [...]}}, got {body!r}")
+        return [PortForward.from_json(entry) for entry in body["ports"]]
+
+    return Call("GET", f"/v1/leases/{_segment(lease_id)}/ports", parse)
 
 
 def unregister_shape(name: str) -> Call[None]:

@@ -32,12 +32,12 @@ import httpx
 
 from . import _calls, _http
 from ._async_sandbox import AsyncSandbox
-from ._calls import Seconds
+from ._calls import Egress, Seconds
 from ._lease import LeaseBase, release_failed_on_exit
 from .client import DEFAULT_TIMEOUT, DEFAULT_WAIT
 from .endpoint import Endpoint, resolve_endpoint
 from .errors import FirepitError, error_from_response
-from .models import ExecResult, Health, LeaseInfo, Pools
+from .models import ExecResult, Health, LeaseInfo, Pools, PortForward
 
 __all__ = ["AsyncClient", "AsyncLease", "AsyncLeaseRequest"]
 
@@ -110,6 +110,7 @@ class AsyncClient:
         wait: Seconds = DEFAULT_WAIT,
         ttl: Seconds | None = None,
         idempotency_key: str | None = None,
+        egress: Egress | None = None,
     ) -> AsyncLeaseRequest:
         """Leases a warm VM of ``shape``; arguments and errors as :meth:`firepit.Client.lease`.
 
@@ -121,7 +122,7 @@ class AsyncClient:
             async with client.lease("default", wait=10) as vm:
                 await vm.exec(["true"])
         """
-        return AsyncLeaseRequest(self, _calls.acquire(shape, wait, ttl, idempotency_key))
+        return AsyncLeaseRequest(self, _calls.acquire(shape, wait, ttl, idempotency_key, egress))
 
     async def pools(self) -> Pools:
         """Every shape's pool (``GET /v1/pools``); see :meth:`firepit.Client.pools`."""
@@ -139,12 +140,13 @@ class AsyncClient:
         max_age: Seconds | None = None,
         fill: str | None = None,
         health_check: bool | None = None,
+        network: str | Mapping[str, Any] | None = None,
     ) -> None:
         """Registers a shape at run time (``PUT /v1/shapes/{name}``); see
         :meth:`firepit.Client.register_shape`."""
         await self._call(
             _calls.register_shape(
-                name, image, cpus, memory_mb, depth_low, depth_high, max_age, fill, health_check
+                name, image, cpus, memory_mb, depth_low, depth_high, max_age, fill, health_check, network
             )
         )
 
@@ -282,6 +284,15 @@ class AsyncLease(LeaseBase, AsyncSandbox):
             if not release_failed_on_exit(self.id, error, exc is not None):
                 raise
             self._released = True
+
+    async def forward_port(self, guest_port: int) -> PortForward:
+        """Makes the guest's TCP ``guest_port`` reachable from the host (``POST
+        /v1/leases/{id}/ports``); see :meth:`firepit.Lease.forward_port`."""
+        return await self.client._call(_calls.forward_port(self.id, guest_port))
+
+    async def ports(self) -> list[PortForward]:
+        """The lease's port forwards, oldest first (``GET /v1/leases/{id}/ports``)."""
+        return await self.client._call(_calls.ports(self.id))
 
     async def exec(
         self,

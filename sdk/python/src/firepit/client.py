@@ -27,12 +27,12 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _calls, _http
-from ._calls import Seconds
+from ._calls import Egress, Seconds
 from ._lease import LeaseBase, release_failed_on_exit
 from ._sync_sandbox import SyncSandbox
 from .endpoint import Endpoint, resolve_endpoint
 from .errors import FirepitError, error_from_response
-from .models import ExecResult, Health, LeaseInfo, Pools
+from .models import ExecResult, Health, LeaseInfo, Pools, PortForward
 
 __all__ = ["Client", "Lease"]
 
@@ -122,6 +122,7 @@ class Client:
         wait: Seconds = DEFAULT_WAIT,
         ttl: Seconds | None = None,
         idempotency_key: str | None = None,
+        egress: Egress | None = None,
     ) -> Lease:
         """Leases a warm VM of ``shape`` (``POST /v1/leases``).
 
@@ -132,20 +133,24 @@ class Client:
             ttl: the lease's lifetime from now (default: the daemon's ``default_ttl_secs``); a
                 lease neither renewed nor released is reclaimed at expiry.
             idempotency_key: a retry with the same key returns the same lease while it lives.
+            egress: narrows the shape's egress policy for this lease: ``"deny"``, or entries
+                within the shape's (``["10.1.0.0/16:443", "pypi.org:443"]``); anything wider
+                raises :class:`firepit.EgressWidens` before a VM is taken.
 
         Returns a :class:`Lease`, also a context manager that releases the VM when the block
         ends, by exception too.
 
         Raises :class:`firepit.UnknownShape`, :class:`firepit.Exhausted`,
         :class:`firepit.BadTtl`, :class:`firepit.IdempotencyConflict`,
-        :class:`firepit.ShuttingDown`, :class:`firepit.ConnectError`.
+        :class:`firepit.ShuttingDown`, :class:`firepit.EgressWidens`,
+        :class:`firepit.NetworkDisabled`, :class:`firepit.ConnectError`.
 
         Example::
 
             with client.lease("default", wait=10, ttl=600) as vm:
                 vm.exec(["true"])
         """
-        return Lease(self, self._call(_calls.acquire(shape, wait, ttl, idempotency_key)))
+        return Lease(self, self._call(_calls.acquire(shape, wait, ttl, idempotency_key, egress)))
 
     def pools(self) -> Pools:
         """Every shape's pool: ready, filling and leased VMs, depth, failures (``GET /v1/pools``)."""
@@ -163,11 +168,13 @@ class Client:
         max_age: Seconds | None = None,
         fill: str | None = None,
         health_check: bool | None = None,
+        network: str | Mapping[str, Any] | None = None,
     ) -> None:
         """Registers a shape at run time; its pool starts filling at once (``PUT /v1/shapes/{name}``).
 
         ``image`` is a guest image directory on the daemon's host; ``fill`` is ``"snapshot"``
-        or ``"cold"``; ``max_age`` replaces ready VMs older than that. Arguments left ``None``
+        or ``"cold"``; ``max_age`` replaces ready VMs older than that; ``network`` is ``"none"``,
+        ``"nat"`` or ``{"mode": "nat", "egress": [...], "host_ports": [...]}``. Arguments left ``None``
         take the daemon's defaults (1 CPU, 256 MiB, depth 1..1, snapshot fill, health check).
         Raises :class:`firepit.ShapeExists` or :class:`firepit.InvalidShape`.
 
@@ -177,7 +184,7 @@ class Client:
         """
         self._call(
             _calls.register_shape(
-                name, image, cpus, memory_mb, depth_low, depth_high, max_age, fill, health_check
+                name, image, cpus, memory_mb, depth_low, depth_high, max_age, fill, health_check, network
             )
         )
 
@@ -305,6 +312,24 @@ class Lease(LeaseBase, SyncSandbox):
             if not release_failed_on_exit(self.id, error, exc is not None):
                 raise
             self._released = True
+
+    def forward_port(self, guest_port: int) -> PortForward:
+        """Makes the guest's TCP ``guest_port`` reachable from the host (``POST
+        /v1/leases/{id}/ports``); the same forward again for a port already forwarded. The
+        forward is bound to loopback and ends with the lease. Raises
+        :class:`firepit.NetworkDisabled` on a shape without a network.
+
+        Example::
+
+            vm.start_process(["httpd", "-f", "-p", "8000"])
+            forward = vm.forward_port(8000)
+            httpx.get(f"http://{forward.host_addr}/")
+        """
+        return self.client._call(_calls.forward_port(self.id, guest_port))
+
+    def ports(self) -> list[PortForward]:
+        """The lease's port forwards, oldest first (``GET /v1/leases/{id}/ports``)."""
+        return self.client._call(_calls.ports(self.id))
 
     def exec(
         self,

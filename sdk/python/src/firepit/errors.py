@@ -213,6 +213,20 @@ class InvalidShape(FirepitError):
     """The shape's settings are invalid; the message names the field (``invalid_shape``)."""
 
 
+class NetworkDisabled(FirepitError):
+    """The lease's shape has no network: no port forwards, no egress list (``network_disabled``);
+    give the shape ``network = "nat"``."""
+
+
+class EgressWidens(BadRequest):
+    """The egress asked for at acquire is not within the shape's policy; the message names the
+    entry (``egress_widens``). A lease can only narrow its shape's egress."""
+
+
+class ForwardFailed(FirepitError):
+    """The VM's NAT refused the port forward (``forward_failed``)."""
+
+
 _BY_CODE: dict[str, type[FirepitError]] = {
     "bad_request": BadRequest,
     "bad_json": BadRequest,
@@ -247,6 +261,10 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "io_error": GuestIoError,
     "lease_ended": LeaseEnded,
     "unsupported": Unsupported,
+    "network_disabled": NetworkDisabled,
+    "egress_widens": EgressWidens,
+    "bad_port": BadRequest,
+    "forward_failed": ForwardFailed,
 }
 
 

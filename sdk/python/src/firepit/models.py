@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ExecResult", "Health", "LeaseInfo", "Pools", "ShapeStatus"]
+__all__ = ["ExecResult", "Health", "LeaseInfo", "Pools", "PortForward", "ShapeStatus"]
 
 
 @dataclass(frozen=True)
@@ -251,3 +251,40 @@ def _int(data: dict[str, Any], key: str) -> int:
 def _opt_int(data: dict[str, Any], key: str) -> int | None:
     value = data.get(key)
     return None if value is None else _int(data, key)
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """A host address that reaches a TCP port in a leased VM (``POST /v1/leases/{id}/ports``).
+
+    Attributes:
+        guest_port: the guest's TCP port.
+        host: the host address to connect to (loopback unless the daemon is configured otherwise).
+        port: the host port.
+
+    Example::
+
+        forward = vm.forward_port(8000)
+        httpx.get(f"http://{forward.host_addr}/")
+    """
+
+    guest_port: int
+    host: str
+    port: int
+
+    @property
+    def host_addr(self) -> str:
+        """``host:port`` (IPv6 hosts in brackets), ready for a URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def from_json(cls, body: Any) -> PortForward:
+        """Parses a ``PortForward`` body (``{guest_port, host_addr}``)."""
+        if not isinstance(body, dict):
+            raise ValueError(f"expected a port forward object, got {body!r}")
+        guest_port, addr = body.get("guest_port"), body.get("host_addr")
+        if not isinstance(guest_port, int) or not isinstance(addr, str) or ":" not in addr:
+            raise ValueError(f"expected {{guest_port, host_addr}}, got {body!r}")
+        host, _, port = addr.rpartition(":")
+        return cls(guest_port=guest_port, host=host.strip("[]"), port=int(port))
