@@ -27,20 +27,21 @@
 #![warn(missing_docs)]
 
 mod body;
+mod endpoint;
+mod error;
 mod events;
 mod files;
 mod local_dirs;
 mod ports;
 mod processes;
 mod pty;
+mod raw;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use firepit_api::{
-    AcquireRequest, ErrorBody, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,
-    RenewRequest, ShapeSpec,
+    AcquireRequest, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse, RenewRequest,
+    ShapeSpec,
 };
 use http_body_util::BodyExt;
 use hyper::Request;
@@ -52,153 +53,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use body::{ClientBody, Download};
+pub use endpoint::{BadUrl, Endpoint};
+pub use error::ClientError;
 pub use events::{EventStream, decode_chunk};
 pub use hyper::header::HeaderMap;
 pub use hyper::{Method, StatusCode};
 pub use pty::{PtyEvent, PtyOptions, PtyReceiver, PtySender, PtySession};
+pub use raw::RawResponse;
 
 /// Idle connections kept for reuse (more concurrent requests open more; the extra ones close).
 const MAX_IDLE_CONNECTIONS: usize = 16;
-
-/// Where the daemon listens.
-#[derive(Clone)]
-pub enum Endpoint {
-    /// A Unix socket path.
-    Unix(PathBuf),
-    /// `host:port` over TCP, with the bearer token.
-    Tcp {
-        /// `host:port`.
-        authority: String,
-        /// Bearer token (never printed: `Debug` redacts it).
-        token: Option<String>,
-    },
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Unix(path) => write!(f, "unix:{}", path.display()),
-            Self::Tcp { authority, .. } => write!(f, "http://{authority}"),
-        }
-    }
-}
-
-impl Endpoint {
-    /// An endpoint from an `http://host:port` URL (https is not supported).
-    pub fn from_url(url: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let authority = url
-            .strip_prefix("http://")
-            .map(|rest| rest.trim_end_matches('/'))
-            .filter(|a| !a.is_empty() && !a.contains('/'))
-            .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
-        Ok(Self::Tcp { authority: authority.to_owned(), token })
-    }
-}
-
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The URL is not `http://host:port`.
-    #[error("bad daemon URL `{0}`: use http://host:port")]
-    BadUrl(String),
-    /// The daemon could not be reached.
-    #[error("cannot connect to the daemon at {endpoint:?}: {source} (is `firepit serve` running?)")]
-    Connect {
-        /// Where we tried.
-        endpoint: Endpoint,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The HTTP exchange failed.
-    #[error("HTTP error talking to the daemon: {0}")]
-    Http(#[from] hyper::Error),
-    /// The request could not be built.
-    #[error("cannot build the request: {0}")]
-    Request(#[from] hyper::http::Error),
-    /// The daemon answered with an error.
-    #[error("the daemon answered {status}: {message} ({error})")]
-    Api {
-        /// HTTP status.
-        status: StatusCode,
-        /// Machine-readable code.
-        error: String,
-        /// Human-readable message.
-        message: String,
-    },
-    /// The answer was not the JSON expected.
-    #[error("unexpected answer from the daemon ({status}): {message}")]
-    Decode {
-        /// HTTP status.
-        status: StatusCode,
-        /// What could not be decoded.
-        message: String,
-    },
-    /// Reading or writing local data (an upload's source, a download's destination) failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A stream (NDJSON events, a download, a terminal) broke or ended before its last message.
-    #[error("the stream from the daemon broke: {0}")]
-    Stream(String),
-    /// A stream ended with an `error` event (the lease ended, the VM went away).
-    #[error("the stream ended with an error: {message} ({error})")]
-    StreamError {
-        /// Machine-readable code (`lease_ended`, `vm_unreachable`, ...).
-        error: String,
-        /// Human-readable message.
-        message: String,
-    },
-}
-
-impl ClientError {
-    /// The daemon's error code, when the daemon answered one (an API error or a stream's `error`
-    /// event).
-    ///
-    /// ```
-    /// let error = firepit_client::ClientError::StreamError { error: "lease_ended".into(), message: "gone".into() };
-    /// assert_eq!(error.code(), Some("lease_ended"));
-    /// ```
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            ClientError::Api { error, .. } | ClientError::StreamError { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-}
-
-/// A raw response: status, headers, body.
-#[derive(Debug, Clone)]
-pub struct RawResponse {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body bytes.
-    pub body: Bytes,
-}
-
-impl RawResponse {
-    /// The body as text (lossy).
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// Decodes a 2xx JSON body, or turns an error body into [`ClientError::Api`].
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
-        if !self.status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&self.body) {
-                Ok(e) => ClientError::Api { status: self.status, error: e.error, message: e.message },
-                Err(_) => ClientError::Decode { status: self.status, message: self.text() },
-            });
-        }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ClientError::Decode { status: self.status, message: e.to_string() })
-    }
-}
 
 /// A client for one daemon.
 ///
