@@ -262,7 +262,8 @@ impl Provider for QemuProvider {
         crate::health::agent_health_check(vm).await
     }
 
-    /// Stops the VM's vCPUs (QMP `stop`): a resting VM costs no CPU. See [`crate::pause`].
+    /// Stops the VM's vCPUs (QMP `stop`): a resting VM costs no CPU (`pause.rs` says how a resting VM
+    /// is probed and woken).
     async fn pause(&self, vm: &QemuVm) -> Result<bool, Unhealthy> {
         match crate::pause::pause(&vm.rest, &vm.qmp).await {
             Ok(()) => Ok(true),
