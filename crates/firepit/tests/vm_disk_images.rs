@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firepit::image::{DiskImage, Image, OciImporter, PackageDiskBuilder};
-use firepit::qemu::FillKind;
+use firepit::qemu::{Channel, FillKind, ProcessOutputRequest, SpawnRequest, StartProcessRequest};
 use firepit::{FillStrategy, Firepit, PoolShape, ShapeSpec, VmConfig};
 use sha2::{Digest, Sha256};
 use vm_disk_support as support;
@@ -232,6 +232,24 @@ async fn vm_an_imported_two_layer_oci_image_shows_its_layers_whiteouts_and_confi
         ..Default::default()
     };
     assert_eq!(vm.exec_request(root).await.unwrap().stdout_lossy(), "0\n/\n");
+    // Attached and background processes get the image's environment and working directory too.
+    let env_and_cwd = ["sh", "-c", "echo \"$GREETING\"; pwd"];
+    let attached = vm.spawn(SpawnRequest::new(env_and_cwd)).await.unwrap().output().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&attached.stdout), "hello-from-oci\n/app\n");
+    let background = vm.start_process(StartProcessRequest::new(env_and_cwd)).await.unwrap();
+    let exited = vm.wait_process(background.id, std::time::Duration::from_secs(30)).await.unwrap();
+    assert!(exited.exit.is_some(), "{exited:?}");
+    let read = ProcessOutputRequest {
+        process: background.id.into(),
+        channel: Channel::Stdout,
+        offset: 0,
+        max_bytes: 0,
+        wait_ms: 0,
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&vm.process_output(read).await.unwrap().bytes),
+        "hello-from-oci\n/app\n"
+    );
     drop(vm);
     pool.shutdown().await;
 }

@@ -46,21 +46,36 @@ impl ExecDefaults {
         if self.is_empty() {
             return request;
         }
-        let own = std::mem::take(&mut request.env);
-        let mut env: Vec<(String, String)> = self
+        self.fill(&mut request.env, &mut request.cwd);
+        if request.user.is_none() {
+            request.user = self.user.clone();
+        }
+        request
+    }
+
+    /// The environment and working directory of an attached, background or terminal process
+    /// filled in the same way (those requests carry no user: they run as the agent's).
+    ///
+    /// ```
+    /// use firepit_qemu::ExecDefaults;
+    /// let defaults = ExecDefaults { env: vec![("PATH".into(), "/app/bin".into())], cwd: Some("/app".into()), user: None };
+    /// let (mut env, mut cwd) = (vec![("LANG".into(), "C".into())], None);
+    /// defaults.fill(&mut env, &mut cwd);
+    /// assert_eq!(env, [("PATH".into(), "/app/bin".into()), ("LANG".into(), "C".into())]);
+    /// assert_eq!(cwd.as_deref(), Some("/app"));
+    /// ```
+    pub fn fill(&self, env: &mut Vec<(String, String)>, cwd: &mut Option<String>) {
+        let own = std::mem::take(env);
+        let mut merged: Vec<(String, String)> = self
             .env
             .iter()
             .filter(|(name, _)| !own.iter().any(|(other, _)| other == name))
             .cloned()
             .collect();
-        env.extend(own);
-        request.env = env;
-        if request.cwd.is_none() {
-            request.cwd = self.cwd.clone();
+        merged.extend(own);
+        *env = merged;
+        if cwd.is_none() {
+            cwd.clone_from(&self.cwd);
         }
-        if request.user.is_none() {
-            request.user = self.user.clone();
-        }
-        request
     }
 }

@@ -22,7 +22,8 @@ use crate::streams;
 use crate::vm::QemuVm;
 
 impl QemuVm {
-    /// Starts a background process; returns what the agent knows of it (its `id`).
+    /// Starts a background process; returns what the agent knows of it (its `id`). The image's
+    /// environment and working directory apply as they do to `exec`.
     ///
     /// ```no_run
     /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
@@ -43,7 +44,8 @@ impl QemuVm {
     /// vm.signal_process(process.id, libc::SIGTERM).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn start_process(&self, request: StartProcessRequest) -> Result<ProcessInfo, QemuError> {
+    pub async fn start_process(&self, mut request: StartProcessRequest) -> Result<ProcessInfo, QemuError> {
+        self.exec_defaults.fill(&mut request.env, &mut request.cwd);
         self.process_request(Request::StartProcess(request), Duration::ZERO).await
     }
 

@@ -187,7 +187,9 @@ impl QemuVm {
     /// Starts `request` in the guest attached to the returned handle: stdout and stderr arrive as
     /// they are written, stdin (if asked for) is written as the process reads it. Fails if the
     /// program cannot be started (the error names it).
-    pub async fn spawn(&self, request: SpawnRequest) -> Result<GuestProcess, QemuError> {
+    /// The image's environment and working directory apply as they do to `exec`.
+    pub async fn spawn(&self, mut request: SpawnRequest) -> Result<GuestProcess, QemuError> {
+        self.exec_defaults.fill(&mut request.env, &mut request.cwd);
         let wants_stdin = request.stdin;
         let (attached, stream) = Attached::start(self, Request::Spawn(request)).await?;
         Ok(GuestProcess {

@@ -90,8 +90,10 @@ impl PtySession {
 }
 
 impl QemuVm {
-    /// Starts `request` (a login shell if its `argv` is empty) on a new pseudo-terminal.
-    pub async fn pty(&self, request: PtyRequest) -> Result<PtySession, QemuError> {
+    /// Starts `request` (a login shell if its `argv` is empty) on a new pseudo-terminal; the
+    /// image's environment and working directory apply as they do to `exec`.
+    pub async fn pty(&self, mut request: PtyRequest) -> Result<PtySession, QemuError> {
+        self.exec_defaults.fill(&mut request.env, &mut request.cwd);
         let (attached, data) = Attached::start(self, Request::Pty(request)).await?;
         Ok(PtySession {
             attached,
