@@ -60,12 +60,15 @@ pub(crate) async fn idle_cpu(
 
 /// `samples` times: wait until the pool is full and quiet (`quiet`), `reserve()` (with the agent
 /// ping before hand-out) and run `true`; the VM is dropped and replaced before the next sample.
+/// Emits `reserve{suffix}` and `reserve_to_first_exec{suffix}` (`suffix` ends in `_ms`); returns
+/// the p50 of the latter and the density it was measured at.
 pub(crate) async fn first_execs(
     report: &Report,
     pool: &Pool<QemuProvider>,
     samples: usize,
+    suffix: &str,
     quiet: impl AsyncFn(&Pool<QemuProvider>) -> Result<(), ToolError>,
-) -> Result<(), ToolError> {
+) -> Result<(Duration, usize), ToolError> {
     let (mut reserves, mut firsts) = (Vec::new(), Vec::new());
     let mut vms = 0;
     for _ in 0..samples.max(1) {
@@ -78,7 +81,7 @@ pub(crate) async fn first_execs(
         firsts.push(before.elapsed());
     }
     let fields = serde_json::json!({"vms": vms});
-    report.latency("reserve_ms", &mut reserves, fields.clone());
-    report.latency("reserve_to_first_exec_ms", &mut firsts, fields);
-    Ok(())
+    report.latency(&format!("reserve{suffix}"), &mut reserves, fields.clone());
+    report.latency(&format!("reserve_to_first_exec{suffix}"), &mut firsts, fields);
+    Ok((crate::stats::percentiles(&mut firsts).0, vms))
 }
