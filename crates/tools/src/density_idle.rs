@@ -49,11 +49,22 @@ pub(crate) async fn idle_cpu(
             "vms": vms, "seconds": seconds,
         }),
     );
+    let engine = percent_of_core(me_after.saturating_sub(me_before));
     report.emit(
         "idle_pool_process_cpu_percent_of_core",
-        percent_of_core(me_after.saturating_sub(me_before)),
+        engine,
         "%",
         serde_json::json!({"seconds": seconds, "what": "the bench process: the pool engine's tasks, probes"}),
+    );
+    // The idle pool's own share of the host, whatever else runs on it: its QEMUs and its engine.
+    report.emit(
+        "idle_pool_cpu_percent",
+        (qemu + engine) / cpus,
+        "%",
+        serde_json::json!({
+            "percent_of_one_core": round(qemu + engine), "cpus": cpus, "seconds": seconds, "vms": vms,
+            "what": "whole-host %: the pool's QEMUs and the engine's process (idle_host_cpu_percent adds everything else)",
+        }),
     );
     Ok(())
 }
