@@ -256,7 +256,14 @@ impl<P: Provider> Pool<P> {
                 let mut target = b.target(now);
                 if let Some(budget) = shared.settings.memory_budget_mb {
                     let per_vm = memory.estimate_mb(&b.key, &b.spec);
-                    target = target.min(crate::shared::vms_within_budget(budget, shared_mb, per_vm));
+                    let have = b.fresh_ready() + b.filling;
+                    target = target.min(crate::shared::budget_cap(
+                        budget,
+                        shared_mb,
+                        st.mem_used_mb,
+                        per_vm,
+                        have,
+                    ));
                 }
                 let backoff_remaining = b.backoff_until.filter(|u| *u > now).map(|u| u - now);
                 ShapeStatus {

@@ -104,21 +104,21 @@ fn plan<P: Provider>(shared: &Arc<Shared<P>>) -> Option<Instant> {
             b.backoff_until = None;
         }
         let memory_mb = memory.estimate_mb(&b.key, &b.spec).max(1);
-        let mut target = b.target(now);
-        if let Some(budget) = budget {
-            target = target.min(crate::shared::vms_within_budget(budget, shared_mb, memory_mb));
-        }
+        let wanted = b.target(now);
         let have = b.fresh_ready() + b.filling;
-        let mut permits = Vec::new();
-        b.budget_blocked = false;
-        for _ in have..target {
-            if let Some(budget) = budget
-                && *mem_used_mb + shared_mb + memory_mb > budget
-            {
-                b.budget_blocked = true;
-                blocked.push((*b.key).clone());
-                break;
+        let target = match budget {
+            Some(budget) => {
+                wanted.min(crate::shared::budget_cap(budget, shared_mb, *mem_used_mb, memory_mb, have))
             }
+            None => wanted,
+        };
+        let mut permits = Vec::new();
+        // The budget holds back a fill the shape wants: an expired VM may make room (below).
+        b.budget_blocked = target < wanted && have < wanted;
+        if b.budget_blocked {
+            blocked.push((*b.key).clone());
+        }
+        for _ in have..target {
             let Ok(permit) = Arc::clone(&shared.fill_permits).try_acquire_owned() else { break };
             b.filling += 1;
             *alive += 1;

@@ -131,16 +131,19 @@ async fn a_fill_reserves_the_estimate_and_is_then_charged_what_the_vm_reports() 
         memory_charge_mb: Some(64),
         ..FaultPlan::default()
     });
-    let pool = builder(&provider).depth(1..=8).memory_budget_mb(1024).build().await.unwrap();
+    let pool = builder(&provider).depth(1..=16).memory_budget_mb(1024).build().await.unwrap();
     settle(Duration::from_millis(100)).await;
-    assert_eq!(pool.available_now(), 4, "planning uses the estimate: 1024 / 256");
-    assert_eq!(pool.status().memory_used_mb, 4 * 64, "delivered VMs are charged what they report");
+    // VMs that exist count at what they report; the next fill would reserve the 256 MiB estimate,
+    // which no longer fits beside 13 × 64 MiB.
+    assert_eq!(pool.available_now(), 13, "planning uses the estimate for the next fill only");
+    assert_eq!(pool.status().memory_used_mb, 13 * 64, "delivered VMs are charged what they report");
+    assert_eq!(pool.status().shapes[0].target, 13, "the budget caps the target: {:?}", pool.status());
     // Once the provider has learnt the real cost, the pool grows to its high water.
     provider.update_plan(|p| p.memory_estimate_mb = Some(64));
     drop(pool.reserve().await.unwrap());
     settle(Duration::from_millis(100)).await;
-    assert_eq!(pool.available_now(), 8);
-    assert_eq!(pool.status().memory_used_mb, 8 * 64);
+    assert_eq!(pool.available_now(), 16);
+    assert_eq!(pool.status().memory_used_mb, 16 * 64);
     // A failed fill gives back exactly what it reserved.
     provider.fail_next_creates(3);
     drop(pool.reserve().await.unwrap());

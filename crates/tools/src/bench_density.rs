@@ -12,6 +12,8 @@
 //! `fill_ms`); sum the clones' PSS; host and per-QEMU CPU over `--idle-seconds` with nothing
 //! happening; then `--samples` times: wait until the pool is full and quiet again, `reserve()` and
 //! run `true` (each sample takes one VM, which is replaced before the next, so the density stays).
+//! Then, the full pool shut down, the same samples on a pool of `--low-density-vms` (same provider,
+//! template and settings) give `first_exec_density_ratio`: full density against low, one run.
 //!
 //! Runtime directories and the template live in private scratch directories removed at the end;
 //! the pool is shut down and any QEMU of ours still alive is killed by pid, also on error and on
@@ -66,6 +68,10 @@ pub struct DensityBenchArgs {
     /// Hand out VMs without the fill's warm-up (`warm_up = false`), for comparison.
     #[arg(long)]
     no_warm_up: bool,
+    /// After the full pool is gone, a pool of this many VMs (same provider, template and
+    /// settings) gives the low-density reserve → first exec the full one is compared with; 0 skips.
+    #[arg(long, default_value_t = 8)]
+    low_density_vms: usize,
 }
 
 /// Runs `firepit bench density`.
@@ -134,9 +140,44 @@ impl Run<'_> {
             serde_json::json!({"seconds": baseline_seconds, "cpus": crate::procfs::host_cpus()}),
         );
         let started = Instant::now();
-        let pool = Pool::builder(self.provider.clone())
+        let pool = self.pool(args.max_vms).await?;
+        let result = self.at_density(&pool, started, baseline).await;
+        pool.shutdown().await;
+        let full = result?;
+        if args.low_density_vms == 0 {
+            return Ok(ExitCode::SUCCESS);
+        }
+        // The same reserve → first exec on a small pool right after, for a ratio from one run.
+        let pool = self.pool(args.low_density_vms).await?;
+        let low = match self.wait_full(&pool, Instant::now()).await {
+            Ok(_) => {
+                let quiet = async |pool: &Pool<QemuProvider>| self.quiet(pool).await;
+                crate::density_idle::first_execs(&self.report, &pool, args.samples, "_low_density_ms", quiet)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        pool.shutdown().await;
+        let low = low?;
+        self.report.emit(
+            "first_exec_density_ratio",
+            full.0.as_secs_f64() / low.0.as_secs_f64().max(1e-9),
+            "x",
+            serde_json::json!({
+                "full_p50_ms": round(crate::stats::ms(full.0)), "full_vms": full.1,
+                "low_p50_ms": round(crate::stats::ms(low.0)), "low_vms": low.1,
+                "what": "reserve_to_first_exec_ms p50 at full density / at low density, same run",
+            }),
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// A pool of the bench's shape and settings, at most `max_vms` VMs.
+    async fn pool(&self, max_vms: usize) -> Result<Pool<QemuProvider>, ToolError> {
+        let args = self.args;
+        Ok(Pool::builder(self.provider.clone())
             .shape(self.shape.clone(), self.spec.clone())
-            .depth(1..=args.max_vms.max(1))
+            .depth(1..=max_vms.max(1))
             .memory_budget_mb(args.budget_mb)
             .max_parallel_fills(args.parallel_fills.max(1))
             .pause_idle(!args.no_pause)
@@ -144,13 +185,16 @@ impl Run<'_> {
             .warmup_timeout(Duration::from_secs(600))
             .shutdown_budget(Duration::from_secs(300))
             .build()
-            .await?;
-        let result = self.at_density(&pool, started, baseline).await;
-        pool.shutdown().await;
-        result
+            .await?)
     }
 
-    async fn at_density(&self, pool: &Pool<QemuProvider>, started: Instant, baseline: f64) -> ToolResult {
+    /// Measures the full pool; returns reserve → first exec p50 and the density it was taken at.
+    async fn at_density(
+        &self,
+        pool: &Pool<QemuProvider>,
+        started: Instant,
+        baseline: f64,
+    ) -> Result<(Duration, usize), ToolError> {
         let (args, report) = (self.args, &self.report);
         let vms = self.wait_full(pool, started).await?;
         let fill = started.elapsed();
@@ -180,9 +224,8 @@ impl Run<'_> {
         let processes = qemu_under(self.runtime.path());
         self.memory(&processes);
         crate::density_idle::idle_cpu(report, &processes, args.idle_seconds, baseline).await?;
-        crate::density_idle::first_execs(report, pool, args.samples, async |pool| self.quiet(pool).await)
-            .await?;
-        Ok(ExitCode::SUCCESS)
+        let quiet = async |pool: &Pool<QemuProvider>| self.quiet(pool).await;
+        crate::density_idle::first_execs(report, pool, args.samples, "_ms", quiet).await
     }
 
     /// PSS and RSS of every clone, and the template's RAM file.

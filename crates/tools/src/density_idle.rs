@@ -49,23 +49,37 @@ pub(crate) async fn idle_cpu(
             "vms": vms, "seconds": seconds,
         }),
     );
+    let engine = percent_of_core(me_after.saturating_sub(me_before));
     report.emit(
         "idle_pool_process_cpu_percent_of_core",
-        percent_of_core(me_after.saturating_sub(me_before)),
+        engine,
         "%",
         serde_json::json!({"seconds": seconds, "what": "the bench process: the pool engine's tasks, probes"}),
+    );
+    // The idle pool's own share of the host, whatever else runs on it: its QEMUs and its engine.
+    report.emit(
+        "idle_pool_cpu_percent",
+        (qemu + engine) / cpus,
+        "%",
+        serde_json::json!({
+            "percent_of_one_core": round(qemu + engine), "cpus": cpus, "seconds": seconds, "vms": vms,
+            "what": "whole-host %: the pool's QEMUs and the engine's process (idle_host_cpu_percent adds everything else)",
+        }),
     );
     Ok(())
 }
 
 /// `samples` times: wait until the pool is full and quiet (`quiet`), `reserve()` (with the agent
 /// ping before hand-out) and run `true`; the VM is dropped and replaced before the next sample.
+/// Emits `reserve{suffix}` and `reserve_to_first_exec{suffix}` (`suffix` ends in `_ms`); returns
+/// the p50 of the latter and the density it was measured at.
 pub(crate) async fn first_execs(
     report: &Report,
     pool: &Pool<QemuProvider>,
     samples: usize,
+    suffix: &str,
     quiet: impl AsyncFn(&Pool<QemuProvider>) -> Result<(), ToolError>,
-) -> Result<(), ToolError> {
+) -> Result<(Duration, usize), ToolError> {
     let (mut reserves, mut firsts) = (Vec::new(), Vec::new());
     let mut vms = 0;
     for _ in 0..samples.max(1) {
@@ -78,7 +92,7 @@ pub(crate) async fn first_execs(
         firsts.push(before.elapsed());
     }
     let fields = serde_json::json!({"vms": vms});
-    report.latency("reserve_ms", &mut reserves, fields.clone());
-    report.latency("reserve_to_first_exec_ms", &mut firsts, fields);
-    Ok(())
+    report.latency(&format!("reserve{suffix}"), &mut reserves, fields.clone());
+    report.latency(&format!("reserve_to_first_exec{suffix}"), &mut firsts, fields);
+    Ok((crate::stats::percentiles(&mut firsts).0, vms))
 }
