@@ -115,9 +115,9 @@ pub enum NetworkError {
     /// The VM's shape has no network (`network = "none"`).
     #[error("the VM has no network")]
     Disabled,
-    /// The backend failed (e.g. QEMU refused the forward); the message says why.
-    #[error("{0}")]
-    Failed(String),
+    /// The backend failed (e.g. QEMU refused the forward); the cause says why.
+    #[error("the VM's network failed")]
+    Failed(#[source] BoxError),
 }
 
 /// Why [`LeaseBackend::acquire`] failed.
@@ -148,12 +148,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Why [`LeasedVm::exec`] failed (the program's own failure is an `Ok` with its exit code).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// The agent refused the request (bad argv, program not found, ...).
-    #[error("the guest agent refused the request: {0}")]
-    Refused(String),
-    /// The agent did not answer or the VM is gone.
-    #[error("the VM did not answer: {0}")]
-    Unreachable(String),
+    /// The agent refused the request (bad argv, program not found, ...); the cause says why.
+    #[error("the guest agent refused the request")]
+    Refused(#[source] BoxError),
+    /// The agent did not answer or the VM is gone; the cause says why.
+    #[error("the VM did not answer")]
+    Unreachable(#[source] BoxError),
 }
 
 /// Why registering or unregistering a shape failed.

@@ -290,11 +290,11 @@ impl LeasedVm for FakeVm {
             }
             let mut forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some((_, listener)) = forwards.iter().find(|(port, _)| *port == guest_port) {
-                return listener.local_addr().map_err(|e| NetworkError::Failed(e.to_string()));
+                return listener.local_addr().map_err(|e| NetworkError::Failed(e.into()));
             }
             let bound = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
                 .and_then(|listener| Ok((listener.local_addr()?, listener)));
-            let (addr, listener) = bound.map_err(|e| NetworkError::Failed(e.to_string()))?;
+            let (addr, listener) = bound.map_err(|e| NetworkError::Failed(e.into()))?;
             forwards.push((guest_port, listener));
             Ok(addr)
         })

@@ -100,7 +100,7 @@ impl Sandbox for FakeSandbox {
             let mut bytes = Vec::new();
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
-                let n = data.read(&mut chunk).await.map_err(|e| SandboxError::Body(e.to_string()))?;
+                let n = data.read(&mut chunk).await.map_err(|e| SandboxError::Body(e.into()))?;
                 if n == 0 {
                     break;
                 }

@@ -249,9 +249,9 @@ impl LeasedVm for QemuLease {
                     duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
                 }),
                 Err(QemuError::Agent(error @ firepit_qemu::AgentError::Remote { .. })) => {
-                    Err(ExecError::Refused(error.to_string()))
+                    Err(ExecError::Refused(error.into()))
                 }
-                Err(other) => Err(ExecError::Unreachable(other.to_string())),
+                Err(other) => Err(ExecError::Unreachable(other.into())),
             }
         })
     }
@@ -260,15 +260,6 @@ impl LeasedVm for QemuLease {
 fn network_error(error: QemuError) -> NetworkError {
     match error {
         QemuError::Network(NetError::NoNetwork { .. }) => NetworkError::Disabled,
-        other => {
-            let mut message = other.to_string();
-            let mut source = std::error::Error::source(&other);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            NetworkError::Failed(message)
-        }
+        other => NetworkError::Failed(other.into()),
     }
 }

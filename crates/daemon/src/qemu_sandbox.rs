@@ -21,23 +21,11 @@ impl From<QemuError> for SandboxError {
             QemuError::Agent(AgentError::Failed { kind, message, .. }) => {
                 SandboxError::Guest { kind, message }
             }
-            QemuError::Agent(error @ AgentError::Remote { .. }) => SandboxError::Refused(error.to_string()),
-            QemuError::HostIo { what, source } => SandboxError::Body(format!("{what}: {source}")),
-            other => SandboxError::Unreachable(with_causes(&other)),
+            QemuError::Agent(error @ AgentError::Remote { .. }) => SandboxError::Refused(error.into()),
+            error @ QemuError::HostIo { .. } => SandboxError::Body(error.into()),
+            other => SandboxError::Unreachable(other.into()),
         }
     }
-}
-
-/// An error and its causes in one line.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 struct QemuInput(GuestInput);

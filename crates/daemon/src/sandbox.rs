@@ -21,6 +21,7 @@ use firepit_agent::{
 };
 use tokio::io::AsyncRead;
 
+use crate::backend::BoxError;
 use crate::boxed::BoxFuture;
 
 /// Bytes flowing one way: an upload's body, a download, a process's output.
@@ -80,7 +81,7 @@ pub struct Attached {
 }
 
 /// Why a sandbox operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// The guest could not do it; `kind` says why (missing path, a directory, no permission...).
     #[error("{message}")]
@@ -90,15 +91,15 @@ pub enum SandboxError {
         /// The guest's message (names the path or process).
         message: String,
     },
-    /// The guest agent refused the request.
-    #[error("the guest agent refused the request: {0}")]
-    Refused(String),
-    /// The agent did not answer or the VM is gone.
-    #[error("the VM did not answer: {0}")]
-    Unreachable(String),
-    /// Reading the client's data (an upload's body) failed.
-    #[error("reading the upload failed: {0}")]
-    Body(String),
+    /// The guest agent refused the request; the cause says why.
+    #[error("the guest agent refused the request")]
+    Refused(#[source] BoxError),
+    /// The agent did not answer or the VM is gone; the cause says why.
+    #[error("the VM did not answer")]
+    Unreachable(#[source] BoxError),
+    /// Reading the client's data (an upload's body) failed; the cause says why.
+    #[error("reading the upload failed")]
+    Body(#[source] BoxError),
     /// This backend cannot do that.
     #[error("this backend does not support {0}")]
     Unsupported(&'static str),

@@ -109,7 +109,7 @@ impl From<LeaseError> for ApiError {
 
 impl From<ExecError> for ApiError {
     fn from(error: ExecError) -> Self {
-        let message = error.to_string();
+        let message = with_causes(&error);
         match error {
             ExecError::Refused(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "exec_refused", message),
             ExecError::Unreachable(_) => Self::new(StatusCode::BAD_GATEWAY, "vm_unreachable", message),

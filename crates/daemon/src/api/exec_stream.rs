@@ -162,12 +162,12 @@ impl Run {
                 read = stdout.next(), if stdout.stream.is_some() => match read {
                     Ok(Some(bytes)) => return StreamEvent::Stdout(chunk(bytes)),
                     Ok(None) => {}
-                    Err(error) => return error_event(SandboxError::Unreachable(error.to_string()).into()),
+                    Err(error) => return error_event(SandboxError::Unreachable(error.into()).into()),
                 },
                 read = stderr.next(), if stderr.stream.is_some() => match read {
                     Ok(Some(bytes)) => return StreamEvent::Stderr(chunk(bytes)),
                     Ok(None) => {}
-                    Err(error) => return error_event(SandboxError::Unreachable(error.to_string()).into()),
+                    Err(error) => return error_event(SandboxError::Unreachable(error.into()).into()),
                 },
                 status = async { exit.as_mut().expect("polled only while Some: the select! precondition").await }, if outputs_done => {
                     return match status {

@@ -85,10 +85,10 @@ pub fn network_error(shape: &str, error: NetworkError) -> ApiError {
                  network = \"nat\" (in the config file, or `\"network\": \"nat\"` in PUT /v1/shapes/{shape})"
             ),
         ),
-        NetworkError::Failed(message) => ApiError::new(
+        failed @ NetworkError::Failed(_) => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "forward_failed",
-            format!("the VM's network refused the forward: {message}"),
+            format!("the VM's network refused the forward: {}", super::error::with_causes(&failed)),
         ),
     }
 }

@@ -160,7 +160,7 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
                     }
                 }
                 Err(error) => {
-                    break error_event(crate::sandbox::SandboxError::Unreachable(error.to_string()).into());
+                    break error_event(crate::sandbox::SandboxError::Unreachable(error.into()).into());
                 }
             }
         };

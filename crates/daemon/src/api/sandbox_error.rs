@@ -27,7 +27,7 @@ pub fn guest_code(kind: FailureKind) -> (StatusCode, &'static str) {
 
 impl From<SandboxError> for ApiError {
     fn from(error: SandboxError) -> Self {
-        let message = error.to_string();
+        let message = super::error::with_causes(&error);
         match error {
             SandboxError::Guest { kind, .. } => {
                 let (status, code) = guest_code(kind);
@@ -102,13 +102,21 @@ mod tests {
 
     #[test]
     fn guest_kinds_keep_their_meaning_and_start_failures_are_exec_refused() {
-        let not_found = SandboxError::Guest { kind: FailureKind::NotFound, message: "/x: missing".into() };
-        let error = ApiError::from(not_found.clone());
+        let not_found = || SandboxError::Guest { kind: FailureKind::NotFound, message: "/x: missing".into() };
+        let error = ApiError::from(not_found());
         assert_eq!((error.status, error.code), (StatusCode::NOT_FOUND, "not_found"));
         assert_eq!(error.message, "/x: missing");
-        assert_eq!(start_error(not_found).code, "exec_refused");
+        assert_eq!(start_error(not_found()).code, "exec_refused");
         let taken = SandboxError::Guest { kind: FailureKind::AlreadyExists, message: "tag".into() };
         assert_eq!(start_error(taken).code, "already_exists");
         assert_eq!(guest_code(FailureKind::IsADirectory).1, "is_a_directory");
+    }
+
+    #[test]
+    fn a_vm_that_does_not_answer_says_why_in_the_message() {
+        let cause = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "agent port closed");
+        let error = ApiError::from(SandboxError::Unreachable(cause.into()));
+        assert_eq!((error.status, error.code), (StatusCode::BAD_GATEWAY, "vm_unreachable"));
+        assert_eq!(error.message, "the VM did not answer: agent port closed");
     }
 }
