@@ -108,10 +108,14 @@ pub enum ReapError {
         source: std::io::Error,
     },
     /// The process outlived its SIGKILL by 5 s.
-    #[error("pid {pid} still alive 5 s after SIGKILL")]
+    #[error("pid {pid} still alive 5 s after SIGKILL (state {state}, waiting in `{wchan}`)")]
     StillAlive {
         /// The process.
         pid: u32,
+        /// Its state letter from `/proc/<pid>/stat` (`D`: an uninterruptible wait).
+        state: String,
+        /// The kernel function it waits in (`/proc/<pid>/wchan`).
+        wchan: String,
     },
     /// The recorded runtime directory is not an absolute path at least two levels deep (a corrupt
     /// record must never make recovery remove `/` or `/tmp`).
@@ -272,28 +276,46 @@ fn reap_one(path: &Path, report: &mut ReapReport) -> Result<(), ReapError> {
     let recorded_cmdline = BASE64
         .decode(&record.cmdline)
         .map_err(|source| ReapError::CorruptCmdline { path: path.to_owned(), source })?;
-    // A zombie is dead already (its parent reaps it): only a running process counts as alive.
     let now = std::fs::read(format!("/proc/{}/cmdline", record.pid));
+    settle(&record, &recorded_cmdline, now, report)?;
+    remove_runtime_dir(&record.runtime_dir, report)
+}
+
+/// Kills the recorded process if it is still ours, given its command line `now`, and counts
+/// what happened to it.
+fn settle(
+    record: &Record,
+    recorded_cmdline: &[u8],
+    now: std::io::Result<Vec<u8>>,
+    report: &mut ReapReport,
+) -> Result<(), ReapError> {
+    // A zombie is dead already (its parent reaps it): only a running process counts as alive.
     match now {
         _ if !is_alive(record.pid) => report.gone += 1,
         Err(_) => report.gone += 1,
-        // Our process in the middle of exiting: the kernel has released its memory (the command
-        // line reads empty) but it is not a zombie yet. It is gone in a moment.
+        // Our process (same pid, same start time) whose command line reads empty: it is in the
+        // middle of exiting (its memory released, not a zombie yet) or of its exec (the new
+        // image's arguments not mapped yet). Either way it is ours and must go: kill it.
         Ok(now)
             if now.is_empty()
                 && record.start_time.is_some()
                 && start_time(record.pid) == record.start_time =>
         {
-            wait_gone(record.pid)?;
-            report.gone += 1;
+            match kill_and_wait(record.pid) {
+                Err(ReapError::Kill { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {
+                    report.gone += 1;
+                }
+                Err(error) => return Err(error),
+                Ok(()) => report.killed += 1,
+            }
         }
-        Ok(now) if !same_process(&record, &recorded_cmdline, &now) => report.mismatched += 1,
+        Ok(now) if !same_process(record, recorded_cmdline, &now) => report.mismatched += 1,
         Ok(_) => {
             kill_and_wait(record.pid)?;
             report.killed += 1;
         }
     }
-    remove_runtime_dir(&record.runtime_dir, report)
+    Ok(())
 }
 
 /// Whether the live process `pid` is still the one recorded: same start time (when recorded) and
@@ -325,7 +347,14 @@ fn wait_gone(pid: u32) -> Result<(), ReapError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Err(ReapError::StillAlive { pid })
+    let read = |what: &str| std::fs::read_to_string(format!("/proc/{pid}/{what}")).unwrap_or_default();
+    let state = read("stat")
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned();
+    Err(ReapError::StillAlive { pid, state, wchan: read("wchan") })
 }
 
 fn remove_runtime_dir(dir: &Path, report: &mut ReapReport) -> Result<(), ReapError> {

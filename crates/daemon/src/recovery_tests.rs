@@ -29,8 +29,39 @@ impl Drop for Sleeper {
     }
 }
 
+/// A `sleep 600` child, returned once its exec is complete: `spawn` returns as soon as the
+/// child's exec has begun, and for a moment after that its command line still reads empty.
 fn sleeper() -> Sleeper {
-    Sleeper(Command::new("sleep").arg("600").spawn().expect("spawn sleep"))
+    let child = Sleeper(Command::new("sleep").arg("600").spawn().expect("spawn sleep"));
+    let cmdline = format!("/proc/{}/cmdline", child.id());
+    for _ in 0..500 {
+        if std::fs::read(&cmdline).is_ok_and(|line| line.starts_with(b"sleep")) {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    panic!("sleep's command line never appeared in {cmdline}");
+}
+
+#[test]
+fn reap_kills_a_process_caught_in_its_exec() {
+    // Recorded with its command line, reaped while it reads empty (as in the moment between a
+    // spawn returning and the new image's arguments being mapped): same pid and start time, so
+    // it is ours, and it is killed rather than waited for.
+    let state = tempfile::tempdir().unwrap();
+    let mut child = sleeper();
+    {
+        let store = RecordStore::open(state.path()).unwrap();
+        store.record(&owned("vm-6", child.id(), Path::new("/nonexistent/a/b"))).unwrap();
+    }
+    let store = reopen(state.path());
+    let record: Record = serde_json::from_slice(&std::fs::read(store.path_of("vm-6")).unwrap()).unwrap();
+    let recorded = BASE64.decode(&record.cmdline).unwrap();
+    assert!(recorded.starts_with(b"sleep"));
+    let mut report = ReapReport::default();
+    settle(&record, &recorded, Ok(Vec::new()), &mut report).unwrap();
+    assert_eq!(report.killed, 1, "{report:?}");
+    assert!(!child.wait().unwrap().success());
 }
 
 /// Reopens a state dir. Other tests of this process fork children, which hold a duplicate of the
