@@ -28,7 +28,7 @@ pub use firepit_api::ShapeStatusView;
 pub use firepit_qemu::{OwnedProcess, OwnershipHook};
 pub use firepit_shape::{EgressPolicy, FillStrategy, NetworkSpec, ShapeSpec};
 
-pub use crate::boxed::BoxFuture;
+pub use crate::boxed::{BoxError, BoxFuture};
 
 /// A pool of warm VMs, seen from the daemon.
 ///
@@ -141,9 +141,6 @@ pub enum AcquireError {
     #[error("the pool failed to hand out a VM")]
     Backend(#[source] BoxError),
 }
-
-/// A backend's own error, boxed: the trait is backend-agnostic, the cause chain is kept.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why [`LeasedVm::exec`] failed (the program's own failure is an `Ok` with its exit code).
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
-//! The boxed future the daemon's object-safe traits return (a module of its own so that
-//! `backend` and `sandbox`, which both use it, need not import each other).
+//! The boxed future and the boxed error the daemon's object-safe traits use (a module of its own
+//! so that `backend` and `sandbox`, which both use them, need not import each other).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,3 +12,12 @@ use std::pin::Pin;
 /// # drop(answer);
 /// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A backend's own error, boxed: the traits are backend-agnostic, the cause chain is kept.
+///
+/// ```
+/// let cause = std::io::Error::other("agent port closed");
+/// let boxed: firepit_daemon::backend::BoxError = cause.into();
+/// assert_eq!(boxed.to_string(), "agent port closed");
+/// ```
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -21,8 +21,7 @@ use firepit_agent::{
 };
 use tokio::io::AsyncRead;
 
-use crate::backend::BoxError;
-use crate::boxed::BoxFuture;
+use crate::boxed::{BoxError, BoxFuture};
 
 /// Bytes flowing one way: an upload's body, a download, a process's output.
 pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;

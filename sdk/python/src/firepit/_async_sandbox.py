@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -19,12 +19,10 @@ from . import _sandbox_calls as calls
 from ._async_streams import AsyncEventStream, AsyncFileReader
 from ._calls import Seconds
 from ._sandbox_calls import AsyncData, Channel, ProcessRef
+from ._transport import AsyncTransport
 from .errors import NotFound, error_from_response
 from .pty import AsyncPty
 from .sandbox_models import DirEntry, FileStat, ProcessInfo, ProcessOutput
-
-if TYPE_CHECKING:
-    from .aio import AsyncClient
 
 
 async def _pack(local: str | os.PathLike[str]) -> AsyncIterator[bytes]:
@@ -39,7 +37,7 @@ async def _pack(local: str | os.PathLike[str]) -> AsyncIterator[bytes]:
 class AsyncSandbox:
     """Mixed into :class:`firepit.AsyncLease`: needs ``self.client`` and ``self.id``."""
 
-    client: AsyncClient
+    client: AsyncTransport
 
     @property
     def id(self) -> str:

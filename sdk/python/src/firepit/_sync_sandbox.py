@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -18,18 +18,16 @@ from . import _sandbox_calls as calls
 from ._calls import Seconds
 from ._sandbox_calls import Channel, Data, ProcessRef
 from ._sync_streams import EventStream, FileReader
+from ._transport import SyncTransport
 from .errors import NotFound, error_from_response
 from .pty import Pty
 from .sandbox_models import DirEntry, FileStat, ProcessInfo, ProcessOutput
-
-if TYPE_CHECKING:
-    from .client import Client
 
 
 class SyncSandbox:
     """Mixed into :class:`firepit.Lease`: needs ``self.client`` and ``self.id``."""
 
-    client: Client
+    client: SyncTransport
 
     @property
     def id(self) -> str:
