@@ -7,7 +7,8 @@
 //!    spawning from a short-lived thread (e.g. a `spawn_blocking` thread, which exits after 10 s idle)
 //!    would kill the VM with that thread: don't.
 //! 2. [`QemuProcess`] sends SIGKILL in `Drop` (synchronously, through a pidfd so a recycled pid can
-//!    never be hit), and the `tokio::process::Child` has `kill_on_drop` as a last resort.
+//!    never be hit) and waits, at most 1 s, until the process is dead; the
+//!    `tokio::process::Child` has `kill_on_drop` as a last resort.
 //! 3. A watcher task owns the child and always `wait()`s for it (no zombie), then publishes the exit
 //!    status on a `watch` channel: [`QemuProcess::exited`] resolves the moment QEMU dies.
 
@@ -174,9 +175,30 @@ impl QemuProcess {
 
 impl Drop for QemuProcess {
     fn drop(&mut self) {
+        if self.exit_info().is_some() {
+            return;
+        }
         self.kill();
+        // Wait (briefly, bounded) until it is dead, so that whoever dropped it — a fill cancelled
+        // by a shutdown, say — can say "no QEMU left" when it returns. A SIGKILLed QEMU is gone
+        // in milliseconds; a process stuck in an uninterruptible wait is left to the watcher.
+        if let Some(fd) = &self.pidfd {
+            let mut pollfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd for the duration of the call; the pidfd is readable once the
+            // process has exited.
+            let ready = unsafe { libc::poll(&mut pollfd, 1, DROP_WAIT_MS) };
+            if ready == 0 {
+                tracing::debug!(
+                    pid = self.pid,
+                    "QEMU not dead {DROP_WAIT_MS} ms after SIGKILL; the watcher reaps it"
+                );
+            }
+        }
     }
 }
+
+/// How long `Drop` waits for a killed QEMU to be dead.
+const DROP_WAIT_MS: libc::c_int = 1000;
 
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open(pid, 0) has no memory arguments; a non-negative result is a new fd we own.
@@ -217,6 +239,17 @@ mod tests {
         let info = tokio::time::timeout(Duration::from_secs(5), exited).await.unwrap();
         assert_eq!(info.and_then(|i| i.signal), Some(libc::SIGKILL));
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[tokio::test]
+    async fn when_drop_returns_the_child_is_dead() {
+        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None).unwrap();
+        let pid = process.pid();
+        drop(process);
+        // Dead: reaped already, or a zombie the watcher is about to reap; never still running.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = state.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+        assert!(matches!(state, None | Some("Z" | "X")), "child {pid} still {state:?} after drop");
     }
 
     #[tokio::test]
