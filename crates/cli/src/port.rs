@@ -1,5 +1,6 @@
-//! `firepit port LEASE [GUEST_PORT]`: forward a guest port of a leased VM to a loopback port of
-//! this host (prints the address to connect to), or list the lease's forwards.
+//! `firepit port LEASE [GUEST_PORT] [--close]`: forward a guest port of a leased VM to a loopback
+//! port of this host (prints the address to connect to), close that forward, or list the lease's
+//! forwards.
 
 use std::process::ExitCode;
 
@@ -15,6 +16,9 @@ pub struct PortArgs {
     lease_id: String,
     /// The guest's TCP port; without it, the lease's forwards are listed.
     guest_port: Option<u16>,
+    /// Close the forward to GUEST_PORT instead of opening one.
+    #[arg(long, requires = "guest_port")]
+    close: bool,
 }
 
 /// Runs `firepit port`: prints `HOST:PORT` for a new (or existing) forward, or one
@@ -22,6 +26,7 @@ pub struct PortArgs {
 pub async fn run(args: PortArgs) -> CliResult {
     let client = args.connect.client()?;
     match args.guest_port {
+        Some(port) if args.close => client.remove_forward(&args.lease_id, port).await?,
         Some(port) => println!("{}", client.forward_port(&args.lease_id, port).await?),
         None => {
             for forward in client.ports(&args.lease_id).await? {

@@ -171,6 +171,25 @@ fn a_forward_reaches_a_guest_server_and_closes_with_the_lease() {
         }
         assert!(metric(&metrics, r#"firepit_vm_network_frames_total{shape="web",direction="out"}"#) > 0);
 
+        // A second forward to the same server, closed on its own: the first one stays.
+        let second = client.forward_port(&lease, 8000).await.unwrap();
+        assert_eq!(second, addr, "the same guest port is the same forward");
+        client
+            .start_process(
+                &lease,
+                &StartProcessBody {
+                    argv: ["httpd", "-f", "-p", "8001", "-h", "/www"].map(String::from).to_vec(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let other = client.forward_port(&lease, 8001).await.unwrap();
+        client.remove_forward(&lease, 8001).await.unwrap();
+        assert!(TcpStream::connect(other).await.is_err(), "the closed forward {other} still accepts");
+        assert_eq!(client.ports(&lease).await.unwrap().len(), 1);
+        assert!(http_get(addr).await.unwrap().ends_with("guest-page\n"), "the other forward still works");
+
         client.release(&lease).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).await.is_ok() {
@@ -268,6 +287,11 @@ fn run_with_publish_prints_the_forward_first_and_port_lists_it() {
         let addr: SocketAddr = String::from_utf8_lossy(&forwarded.stdout).trim().parse().unwrap();
         let listed = port(&[]);
         assert_eq!(String::from_utf8_lossy(&listed.stdout), format!("8000 {addr}\n"));
+        assert!(port(&["8000", "--close"]).status.success());
+        assert_eq!(String::from_utf8_lossy(&port(&[]).stdout), "");
+        let again = port(&["8000", "--close"]);
+        assert!(!again.status.success());
+        assert!(String::from_utf8_lossy(&again.stderr).contains("forward_not_found"), "{again:?}");
         client.release(&lease).await.unwrap();
     });
 }

@@ -27,6 +27,19 @@ impl Client {
         Ok(forward.host_addr)
     }
 
+    /// `DELETE /v1/leases/{id}/ports/{guest_port}`: closes the forward to `guest_port` (`404
+    /// forward_not_found` when there is none).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &firepit_client::Client) -> Result<(), firepit_client::ClientError> {
+    /// client.remove_forward("l-0123", 8000).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_forward(&self, lease_id: &str, guest_port: u16) -> Result<(), ClientError> {
+        let path = lease_path(lease_id, &format!("ports/{guest_port}"), &())?;
+        self.call_empty::<()>(Method::DELETE, &path, None).await
+    }
+
     /// `GET /v1/leases/{id}/ports`: the lease's forwards, oldest first.
     pub async fn ports(&self, lease_id: &str) -> Result<Vec<PortForward>, ClientError> {
         let list: PortList =

@@ -101,6 +101,9 @@ pub trait LeasedVm: Send + Sync {
     /// the same address. The forward must go away with the VM.
     fn forward_port(&self, guest_port: u16) -> BoxFuture<'_, Result<SocketAddr, NetworkError>>;
 
+    /// Closes the forward to `guest_port` (connections through it stop being accepted).
+    fn remove_forward(&self, guest_port: u16) -> BoxFuture<'_, Result<(), NetworkError>>;
+
     /// The forwards in place, `(guest port, host address)`, oldest first.
     fn forwards(&self) -> Vec<(u16, SocketAddr)>;
 
@@ -115,6 +118,9 @@ pub enum NetworkError {
     /// The VM's shape has no network (`network = "none"`).
     #[error("the VM has no network")]
     Disabled,
+    /// No forward to that guest port is open.
+    #[error("no forward to guest port {0} is open")]
+    NoSuchForward(u16),
     /// The backend failed (e.g. QEMU refused the forward); the cause says why.
     #[error("the VM's network failed")]
     Failed(#[source] BoxError),

@@ -300,6 +300,21 @@ impl LeasedVm for FakeVm {
         })
     }
 
+    fn remove_forward(&self, guest_port: u16) -> BoxFuture<'_, Result<(), NetworkError>> {
+        Box::pin(async move {
+            if !self.network.is_enabled() {
+                return Err(NetworkError::Disabled);
+            }
+            let mut forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let before = forwards.len();
+            forwards.retain(|(port, _)| *port != guest_port);
+            if forwards.len() == before {
+                return Err(NetworkError::NoSuchForward(guest_port));
+            }
+            Ok(())
+        })
+    }
+
     fn forwards(&self) -> Vec<(u16, SocketAddr)> {
         let forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         forwards.iter().filter_map(|(port, listener)| Some((*port, listener.local_addr().ok()?))).collect()

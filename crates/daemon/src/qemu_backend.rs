@@ -228,6 +228,10 @@ impl LeasedVm for QemuLease {
         Box::pin(async move { self.vm.forward_port(guest_port).await.map_err(network_error) })
     }
 
+    fn remove_forward(&self, guest_port: u16) -> BoxFuture<'_, Result<(), NetworkError>> {
+        Box::pin(async move { self.vm.remove_forward(guest_port).await.map_err(network_error) })
+    }
+
     fn forwards(&self) -> Vec<(u16, SocketAddr)> {
         self.vm.forwards()
     }
@@ -260,6 +264,7 @@ impl LeasedVm for QemuLease {
 fn network_error(error: QemuError) -> NetworkError {
     match error {
         QemuError::Network(NetError::NoNetwork { .. }) => NetworkError::Disabled,
+        QemuError::Network(NetError::NoSuchForward { guest_port }) => NetworkError::NoSuchForward(guest_port),
         other => NetworkError::Failed(other.into()),
     }
 }

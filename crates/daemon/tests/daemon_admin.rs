@@ -19,6 +19,7 @@ async fn openapi_document_lists_every_endpoint() {
         ("/v1/leases/{id}", "delete"),
         ("/v1/leases/{id}/ports", "post"),
         ("/v1/leases/{id}/ports", "get"),
+        ("/v1/leases/{id}/ports/{guest_port}", "delete"),
         ("/v1/pools", "get"),
         ("/v1/shapes/{name}", "put"),
         ("/v1/shapes/{name}", "delete"),

@@ -53,6 +53,17 @@ async fn forwards_are_listed_on_loopback_and_close_with_the_lease() {
     assert_eq!(raw.text(), format!(r#"{{"guest_port":8000,"host_addr":"{addr}"}}"#));
 
     assert!(TcpStream::connect(addr).is_ok(), "the forward listens while the lease lives");
+    // Closing one forward leaves the other.
+    client.remove_forward(&lease.lease_id, 9000).await.unwrap();
+    assert!(TcpStream::connect(second).is_err(), "a closed forward still listens");
+    let listed: Vec<u16> =
+        client.ports(&lease.lease_id).await.unwrap().iter().map(|f| f.guest_port).collect();
+    assert_eq!(listed, [8000]);
+    let (status, code, message) = api_error(client.remove_forward(&lease.lease_id, 9000).await.unwrap_err());
+    assert_eq!((status, code.as_str()), (404, "forward_not_found"), "{message}");
+    assert!(message.contains("9000"), "{message}");
+    let raw = daemon.raw(Method::DELETE, &format!("/v1/leases/{}/ports/70000", lease.lease_id), "").await;
+    assert_eq!((raw.status.as_u16(), error_code(&raw).as_str()), (400, "bad_request"), "{}", raw.text());
     client.release(&lease.lease_id).await.unwrap();
     assert!(TcpStream::connect(addr).is_err(), "the forward outlived its lease");
     assert!(TcpStream::connect(second).is_err(), "the forward outlived its lease");

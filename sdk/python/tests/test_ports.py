@@ -76,6 +76,15 @@ def test_a_forward_reaches_a_guest_server_and_ends_with_the_lease(
         assert get_page(f"http://{forward.host_addr}/index.html").text == PAGE
         assert vm.forward_port(8000) == forward, "the same port again is the same forward"
         assert vm.ports() == [forward]
+        vm.remove_forward(8000)
+        assert vm.ports() == []
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://{forward.host_addr}/index.html", timeout=5)
+        with pytest.raises(firepit.ForwardNotFound) as missing:
+            vm.remove_forward(8000)
+        assert missing.value.status == 404
+        forward = vm.forward_port(8000)
+        assert get_page(f"http://{forward.host_addr}/index.html").text == PAGE
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://{forward.host_addr}/index.html", timeout=5)
 
@@ -88,6 +97,9 @@ async def test_async_forward(aclient: firepit.AsyncClient, net_shape: str) -> No
         await vm.start_process(["httpd", "-f", "-p", "8001", "-h", "/www"], tag="httpd")
         forward = await vm.forward_port(8001)
         assert await vm.ports() == [forward]
+        await vm.remove_forward(8001)
+        assert await vm.ports() == []
+        forward = await vm.forward_port(8001)
         page = None
         async with httpx.AsyncClient() as http:
             for _ in range(100):

@@ -103,6 +103,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(leases::exec))
         .routes(routes!(leases::renew))
         .routes(routes!(ports::forward, ports::list))
+        .routes(routes!(ports::remove))
         .routes(routes!(exec_stream::exec_stream))
         .routes(routes!(files::put_file, files::get_file, files::delete_file))
         .routes(routes!(files::stat))

@@ -1,6 +1,7 @@
 //! Port forwards of a lease: `POST /v1/leases/{id}/ports` opens one (a host port on loopback that
-//! reaches a guest port), `GET` lists them. A forward lives as long as the VM: it is closed when
-//! the lease ends (released, expired, shutdown), with the VM.
+//! reaches a guest port), `GET` lists them, `DELETE /v1/leases/{id}/ports/{guest_port}` closes
+//! one. A forward lives at most as long as the VM: it is closed when the lease ends (released,
+//! expired, shutdown), with the VM.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -74,6 +75,34 @@ pub async fn list(
     Ok(axum::Json(PortList { ports }))
 }
 
+/// Close the forward to a guest port.
+#[utoipa::path(
+    delete, path = "/v1/leases/{id}/ports/{guest_port}", tag = "leases",
+    params(
+        ("id" = String, Path, description = "Lease id"),
+        ("guest_port" = u16, Path, description = "The guest port whose forward to close"),
+    ),
+    responses(
+        (status = 204, description = "Closed: the host port no longer accepts connections"),
+        (status = 404, description = "`lease_not_found`; `forward_not_found`: no forward to that guest port", body = super::ErrorBody),
+        (status = 409, description = "`network_disabled`: the lease's shape has no network", body = super::ErrorBody),
+    )
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    Path((id, guest_port)): Path<(String, u16)>,
+) -> Result<StatusCode, ApiError> {
+    let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
+    let span = lease.span.clone();
+    async move {
+        lease.vm.remove_forward(guest_port).await.map_err(|error| network_error(&lease.shape, error))?;
+        info!(guest_port, "port forward closed");
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .instrument(span)
+    .await
+}
+
 /// A network failure of a lease of `shape`, for the client.
 pub fn network_error(shape: &str, error: NetworkError) -> ApiError {
     match error {
@@ -85,6 +114,9 @@ pub fn network_error(shape: &str, error: NetworkError) -> ApiError {
                  network = \"nat\" (in the config file, or `\"network\": \"nat\"` in PUT /v1/shapes/{shape})"
             ),
         ),
+        missing @ NetworkError::NoSuchForward(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "forward_not_found", missing.to_string())
+        }
         failed @ NetworkError::Failed(_) => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "forward_failed",

@@ -198,6 +198,13 @@ def forward_port(lease_id: str, guest_port: int) -> Call[PortForward]:
     return Call("POST", path, lambda r: PortForward.from_json(_json(r)), {"guest_port": guest_port})
 
 
+def remove_forward(lease_id: str, guest_port: int) -> Call[None]:
+    """``DELETE /v1/leases/{id}/ports/{guest_port}``."""
+    if isinstance(guest_port, bool) or not isinstance(guest_port, int) or not 1 <= guest_port <= 65535:
+        raise ValueError(f"guest_port must be a TCP port 1..65535, got {guest_port!r}")
+    return Call("DELETE", f"/v1/leases/{_segment(lease_id)}/ports/{guest_port}", _nothing)
+
+
 def ports(lease_id: str) -> Call[list[PortForward]]:
     """``GET /v1/leases/{id}/ports``."""
 

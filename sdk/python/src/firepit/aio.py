@@ -290,6 +290,10 @@ class AsyncLease(LeaseBase, AsyncSandbox):
         /v1/leases/{id}/ports``); see :meth:`firepit.Lease.forward_port`."""
         return await self.client._call(_calls.forward_port(self.id, guest_port))
 
+    async def remove_forward(self, guest_port: int) -> None:
+        """Closes the forward to the guest's ``guest_port``; see :meth:`firepit.Lease.remove_forward`."""
+        await self.client._call(_calls.remove_forward(self.id, guest_port))
+
     async def ports(self) -> list[PortForward]:
         """The lease's port forwards, oldest first (``GET /v1/leases/{id}/ports``)."""
         return await self.client._call(_calls.ports(self.id))

@@ -327,6 +327,11 @@ class Lease(LeaseBase, SyncSandbox):
         """
         return self.client._call(_calls.forward_port(self.id, guest_port))
 
+    def remove_forward(self, guest_port: int) -> None:
+        """Closes the forward to the guest's ``guest_port`` (``DELETE
+        /v1/leases/{id}/ports/{guest_port}``); :class:`firepit.ForwardNotFound` if none is open."""
+        self.client._call(_calls.remove_forward(self.id, guest_port))
+
     def ports(self) -> list[PortForward]:
         """The lease's port forwards, oldest first (``GET /v1/leases/{id}/ports``)."""
         return self.client._call(_calls.ports(self.id))

@@ -223,6 +223,10 @@ class EgressWidens(BadRequest):
     entry (``egress_widens``). A lease can only narrow its shape's egress."""
 
 
+class ForwardNotFound(FirepitError):
+    """No forward to that guest port is open on the lease (``forward_not_found``)."""
+
+
 class ForwardFailed(FirepitError):
     """The VM's NAT refused the port forward (``forward_failed``)."""
 
@@ -265,6 +269,7 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "egress_widens": EgressWidens,
     "bad_port": BadRequest,
     "forward_failed": ForwardFailed,
+    "forward_not_found": ForwardNotFound,
 }
 
 
