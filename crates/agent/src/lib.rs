@@ -74,6 +74,7 @@ mod messages;
 mod network_messages;
 mod process_messages;
 mod stream_messages;
+mod tar_tree;
 
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
 pub use fs_messages::{
@@ -94,3 +95,4 @@ pub use process_messages::{
 pub use stream_messages::{
     Channel, Credit, Failure, FailureKind, InputChunk, MAX_CHUNK, OutputChunk, STREAM_WINDOW,
 };
+pub use tar_tree::{append_tree, pack_dir};

@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use firepit_agent::{
@@ -217,7 +217,7 @@ fn download_tar_inner(stream: &Stream, request: &DownloadTarRequest) -> Result<u
         tar::Builder::new(OutputWriter { stream, pending: Vec::with_capacity(MAX_CHUNK), total: 0 });
     builder.follow_symlinks(false);
     let packed = if meta.is_dir() {
-        append_tree(&mut builder, path, Path::new(""))
+        firepit_agent::append_tree(&mut builder, path, Path::new(""))
     } else {
         let name = path.file_name().map(Path::new).unwrap_or(Path::new("file"));
         builder.append_path_with_name(path, name)
@@ -234,22 +234,4 @@ fn download_tar_inner(stream: &Stream, request: &DownloadTarRequest) -> Result<u
         Err(_) if stream.is_cancelled() => Err(stopped(stream)),
         Err(error) => Err(failure::io(what(), &error)),
     }
-}
-
-/// Appends the entries under `dir` (named `prefix/...`), sorted, without following links.
-fn append_tree<W: Write>(builder: &mut tar::Builder<W>, dir: &Path, prefix: &Path) -> io::Result<()> {
-    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|entry| entry.file_name());
-    for entry in entries {
-        let file_type = entry.file_type()?;
-        if file_type.is_socket() {
-            continue;
-        }
-        let name = prefix.join(entry.file_name());
-        builder.append_path_with_name(entry.path(), &name)?;
-        if file_type.is_dir() {
-            append_tree(builder, &entry.path(), &name)?;
-        }
-    }
-    Ok(())
 }

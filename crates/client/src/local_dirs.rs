@@ -7,8 +7,7 @@
 //! keep neither owners nor setuid/setgid bits.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::FileTypeExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncRead;
@@ -38,7 +37,7 @@ pub(crate) fn pack(
     let root = dir.to_path_buf();
     let writer = SyncIoBridge::new(writer);
     let packer = tokio::task::spawn_blocking(move || {
-        let mut writer = write_archive(&root, writer)?;
+        let mut writer = firepit_agent::pack_dir(&root, writer)?;
         // The reader sees the end only after a shutdown (dropping a simplex's writer is not one).
         writer.shutdown()
     });
@@ -60,32 +59,6 @@ pub(crate) async fn finish(
         }
         _ => uploaded,
     }
-}
-
-/// Writes the archive of `dir`'s contents into `out` and hands `out` back, flushed.
-fn write_archive<W: Write>(dir: &Path, out: W) -> io::Result<W> {
-    fn walk<W: Write>(builder: &mut tar::Builder<W>, dir: &Path, prefix: &Path) -> io::Result<()> {
-        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|entry| entry.file_name());
-        for entry in entries {
-            let file_type = entry.file_type()?;
-            if file_type.is_socket() {
-                continue;
-            }
-            let name = prefix.join(entry.file_name());
-            builder.append_path_with_name(entry.path(), &name)?;
-            if file_type.is_dir() {
-                walk(builder, &entry.path(), &name)?;
-            }
-        }
-        Ok(())
-    }
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
-    walk(&mut builder, dir, Path::new(""))?;
-    let mut out = builder.into_inner()?;
-    out.flush()?;
-    Ok(out)
 }
 
 /// Unpacks a downloaded archive into `dir` (created if missing); returns the archive's size.

@@ -10,7 +10,6 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -107,26 +106,7 @@ impl Read for BlockingReader {
 
 /// Packs the contents of `dir` (relative names, links kept as links, sockets skipped).
 fn pack(dir: &Path, out: ChannelWriter) -> io::Result<()> {
-    fn walk<W: Write>(builder: &mut tar::Builder<W>, dir: &Path, prefix: &Path) -> io::Result<()> {
-        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|entry| entry.file_name());
-        for entry in entries {
-            let file_type = entry.file_type()?;
-            if file_type.is_socket() {
-                continue;
-            }
-            let name = prefix.join(entry.file_name());
-            builder.append_path_with_name(entry.path(), &name)?;
-            if file_type.is_dir() {
-                walk(builder, &entry.path(), &name)?;
-            }
-        }
-        Ok(())
-    }
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
-    walk(&mut builder, dir, Path::new(""))?;
-    builder.into_inner()?.flush()
+    firepit_agent::pack_dir(dir, out).map(drop)
 }
 
 /// Unpacks an archive from the guest into `dir` (see the module docs for what is refused).
