@@ -237,7 +237,7 @@ pub fn reap_records(records: &RecordStore) -> ReapReport {
         if path.extension().is_some_and(|e| e == "json")
             && let Err(error) = reap_one(&path, &mut report)
         {
-            warn!(record = %path.display(), error = %with_causes(&error), "cannot reap a recorded VM");
+            warn!(record = %path.display(), error = %firepit_pool::error_chain(&error), "cannot reap a recorded VM");
             report.errors.push(error);
         }
         if let Err(source) = std::fs::remove_file(&path) {
@@ -255,18 +255,6 @@ pub fn reap_records(records: &RecordStore) -> ReapReport {
         );
     }
     report
-}
-
-/// `error: cause: cause…`, for the log.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn reap_one(path: &Path, report: &mut ReapReport) -> Result<(), ReapError> {

@@ -65,8 +65,25 @@ pub enum PoolError {
     NoRuntime,
 }
 
-/// Formats an error with its chain of sources: `outer: inner: innermost`.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+/// Formats an error with its chain of sources on one line: `outer: inner: innermost`.
+///
+/// ```
+/// #[derive(Debug)]
+/// struct BootFailed(std::io::Error);
+/// impl std::fmt::Display for BootFailed {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("boot failed")
+///     }
+/// }
+/// impl std::error::Error for BootFailed {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+/// let error = BootFailed(std::io::Error::other("no space left"));
+/// assert_eq!(firepit_pool::error_chain(&error), "boot failed: no space left");
+/// ```
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

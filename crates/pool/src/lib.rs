@@ -106,7 +106,7 @@ pub mod guide {}
 
 pub use builder::PoolBuilder;
 pub use config::{AdaptiveDepth, Backoff, ShapeConfig};
-pub use error::PoolError;
+pub use error::{PoolError, error_chain};
 pub use health::{BorrowingCheck, CheckFuture, HealthCheck};
 pub use lease::PooledVm;
 pub use memory::MemoryAccounting;

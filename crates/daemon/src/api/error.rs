@@ -53,16 +53,7 @@ impl IntoResponse for ApiError {
 }
 
 /// An error and its causes in one line (`outer: cause: root cause`), for the message clients see.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
+pub use firepit_pool::error_chain as with_causes;
 
 impl From<AcquireError> for ApiError {
     fn from(error: AcquireError) -> Self {
