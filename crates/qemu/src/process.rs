@@ -175,9 +175,7 @@ impl QemuProcess {
 
 impl Drop for QemuProcess {
     fn drop(&mut self) {
-        if self.exit_info().is_some() {
-            return;
-        }
+        // `kill` does nothing to a process already gone, and its pidfd is then readable at once.
         self.kill();
         // Wait (briefly, bounded) until it is dead, so that whoever dropped it — a fill cancelled
         // by a shutdown, say — can say "no QEMU left" when it returns. A SIGKILLed QEMU is gone

@@ -190,18 +190,21 @@ def register_shape(
     return Call("PUT", f"/v1/shapes/{_segment(name)}", _nothing, body)
 
 
-def forward_port(lease_id: str, guest_port: int) -> Call[PortForward]:
-    """``POST /v1/leases/{id}/ports``."""
+def _check_port(guest_port: int) -> None:
     if isinstance(guest_port, bool) or not isinstance(guest_port, int) or not 1 <= guest_port <= 65535:
         raise ValueError(f"guest_port must be a TCP port 1..65535, got {guest_port!r}")
+
+
+def forward_port(lease_id: str, guest_port: int) -> Call[PortForward]:
+    """``POST /v1/leases/{id}/ports``."""
+    _check_port(guest_port)
     path = f"/v1/leases/{_segment(lease_id)}/ports"
     return Call("POST", path, lambda r: PortForward.from_json(_json(r)), {"guest_port": guest_port})
 
 
 def remove_forward(lease_id: str, guest_port: int) -> Call[None]:
     """``DELETE /v1/leases/{id}/ports/{guest_port}``."""
-    if isinstance(guest_port, bool) or not isinstance(guest_port, int) or not 1 <= guest_port <= 65535:
-        raise ValueError(f"guest_port must be a TCP port 1..65535, got {guest_port!r}")
+    _check_port(guest_port)
     return Call("DELETE", f"/v1/leases/{_segment(lease_id)}/ports/{guest_port}", _nothing)
 
 
