@@ -1,9 +1,9 @@
 //! The seed API: `Firepit::pool(config).cpus(1).memory_mb(256).console_enabled().build(4)`.
 //!
-//! It is one shape, named [`POOL_SHAPE`](crate::POOL_SHAPE) unless the config names it, wired like every other
-//! shape: the builder sets fields of the [`VmConfig`]'s `ShapeSpec` (depth `n..=n` at the end),
-//! which goes through [`PoolShape::from_vm_config`] — checked as the daemon checks its shapes —
-//! into a pool over one QEMU provider, with the agent ping as the pool's health check.
+//! It is one shape, named [`POOL_SHAPE`](crate::POOL_SHAPE) unless the config names it, wired like
+//! every other shape: the builder sets fields of the [`VmConfig`]'s `ShapeSpec` (depth `n..=n` at
+//! the end), which goes through [`PoolShape::from_vm_config`] — checked as the daemon checks its
+//! shapes — into a pool over one QEMU provider, with the agent ping as the pool's health check.
 
 use std::time::Duration;
 
@@ -165,8 +165,8 @@ impl VmPoolBuilder {
 
     /// Boots `n` identical VMs (the shape's depth: `n..=n`, 1..=64 as for every shape) and returns
     /// once all `n` are ready; dropped leases are replaced so the pool keeps `n` ready. Its one
-    /// shape is named [`POOL_SHAPE`](crate::POOL_SHAPE) unless the config names it. Before anything starts, the
-    /// shape is checked ([`ShapeSpec::validate`](crate::ShapeSpec::validate):
+    /// shape is named [`POOL_SHAPE`](crate::POOL_SHAPE) unless the config names it. Before
+    /// anything starts, the shape is checked ([`ShapeSpec::validate`](crate::ShapeSpec::validate):
     /// [`Error::InvalidShape`], the daemon's error for the same shape) and the image told apart
     /// ([`VmConfig::resolve`]): one that is no initramfs and no disk fails here, naming the file
     /// and what it is.
@@ -175,7 +175,8 @@ impl VmPoolBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// use firepit::{Error, Firepit, VmConfig};
-    /// let err = Firepit::pool(VmConfig::new("./kernel", "./initrd")).memory_mb(32).build(1).await.unwrap_err();
+    /// let pool = Firepit::pool(VmConfig::new("./kernel", "./initrd")).memory_mb(32);
+    /// let err = pool.build(1).await.unwrap_err();
     /// assert!(matches!(&err, Error::InvalidShape(e) if e.key == "memory_mb"));
     /// assert_eq!(err.to_string(), "shape \"default\": `memory_mb` = 32: must be 64..=65536");
     /// # }

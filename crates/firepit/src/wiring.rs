@@ -128,7 +128,8 @@ impl PoolShape {
     /// ```
     /// use firepit::{FillStrategy, PoolShape, ShapeSpec};
     /// use firepit::qemu::ImagePaths;
-    /// let spec = ShapeSpec { memory_mb: 512, fill: FillStrategy::ColdBoot, ..ShapeSpec::new("small", "my-image") };
+    /// let spec =
+    ///     ShapeSpec { memory_mb: 512, fill: FillStrategy::ColdBoot, ..ShapeSpec::new("small", "my-image") };
     /// let shape = PoolShape::with_image(&spec, "my-image", ImagePaths::new("/k/vmlinuz", "/k/initrd"))?;
     /// assert_eq!(shape.key.as_str(), "small");
     /// assert_eq!((shape.vm.memory_mb, shape.vm.fill), (512, FillStrategy::ColdBoot));

@@ -73,8 +73,9 @@ pub enum ConfigError {
         /// Its permission bits.
         mode: u32,
     },
-    /// A shape out of the bounds every shape is held to ([`ShapeSpec::validate_vm`](firepit_shape::ShapeSpec::validate_vm)):
-    /// the same error, and message, the facade and the daemon give for it.
+    /// A shape out of the bounds every shape is held to
+    /// ([`ShapeSpec::validate_vm`](firepit_shape::ShapeSpec::validate_vm)): the same error, and
+    /// message, the facade and the daemon give for it.
     #[error(transparent)]
     InvalidShape(#[from] firepit_shape::InvalidShape),
     /// [`QemuVm::console`](crate::QemuVm::console) on a VM whose shape did not enable the console.

@@ -69,7 +69,8 @@ impl ShapeSpec {
     /// let small = ShapeSpec::new("small", std::env::temp_dir());
     /// assert_eq!(small.validate(), Ok(()));
     /// let tiny = ShapeSpec { memory_mb: 32, ..small };
-    /// assert_eq!(tiny.validate().unwrap_err().to_string(), "shape \"small\": `memory_mb` = 32: must be 64..=65536");
+    /// let error = tiny.validate().unwrap_err();
+    /// assert_eq!(error.to_string(), "shape \"small\": `memory_mb` = 32: must be 64..=65536");
     /// ```
     pub fn validate(&self) -> Result<(), InvalidShape> {
         let name_ok = !self.name.is_empty()
