@@ -7,7 +7,6 @@ use tracing::info;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson};
-use crate::validate;
 use firepit_api::{HealthResponse, PoolsResponse, ShapeSpec};
 
 /// Content type of `GET /metrics`.
@@ -50,7 +49,7 @@ pub async fn put_shape(
         )));
     }
     spec.name = name;
-    validate::shape_spec(&spec, "body")
+    spec.validate()
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_shape", e.to_string()))?;
     let name = spec.name.clone();
     state.backend().register_shape(spec).await?;
