@@ -43,7 +43,7 @@ mod shapes;
 mod types;
 
 pub use endpoint::{default_runtime_dir, default_socket_path};
-pub use error::ErrorBody;
+pub use error::{ErrorBody, ErrorCode};
 pub use events::{NDJSON, OutputChunk, PtyControl, StreamEvent};
 pub use files::{
     ChmodBody, ChownBody, DirEntry, DirListing, FILE_KIND_HEADER, FILE_MODE_HEADER, FILE_SIZE_HEADER,

@@ -3,19 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use firepit_api::Encoding;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 /// Longest timeout a client may give a command.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// `bad_argv` unless `argv` names a program and has no NUL bytes.
 pub fn check_argv(argv: &[String]) -> Result<(), ApiError> {
-    let bad_argv = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "bad_argv", m.to_owned());
+    let bad_argv = |m: &str| ApiError::new(ErrorCode::BadArgv, m.to_owned());
     match argv.first() {
         None => return Err(bad_argv("argv must name a program: it has no elements")),
         Some(program) if program.is_empty() => {
@@ -34,8 +33,7 @@ pub fn check_env(env: BTreeMap<String, String>) -> Result<Vec<(String, String)>,
     for (name, value) in &env {
         if name.is_empty() || name.contains('=') || name.contains('\0') || value.contains('\0') {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_env",
+                ErrorCode::BadEnv,
                 format!("env `{name}`: names must be non-empty without `=`, names and values without NUL"),
             ));
         }
@@ -57,8 +55,8 @@ pub fn check_timeout(timeout_ms: u64) -> Result<(), ApiError> {
 pub fn decode_stdin(stdin: String, encoding: Encoding) -> Result<Vec<u8>, ApiError> {
     match encoding {
         Encoding::Utf8 => Ok(stdin.into_bytes()),
-        Encoding::Base64 => BASE64.decode(stdin.as_bytes()).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_stdin", format!("stdin is not valid base64: {e}"))
-        }),
+        Encoding::Base64 => BASE64
+            .decode(stdin.as_bytes())
+            .map_err(|e| ApiError::new(ErrorCode::BadStdin, format!("stdin is not valid base64: {e}"))),
     }
 }

@@ -192,5 +192,5 @@ pub fn exit_view(status: ExitStatus) -> ExitStatusView {
 
 /// An error as the last event of a stream.
 pub fn error_event(error: ApiError) -> StreamEvent {
-    StreamEvent::Error { error: error.code.to_owned(), message: error.message }
+    StreamEvent::Error { error: error.code, message: error.message }
 }

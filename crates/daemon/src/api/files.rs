@@ -33,7 +33,7 @@ const TAR: &str = "application/x-tar";
         (status = 409, description = "The path is a directory (`is_a_directory`)", body = super::ErrorBody),
     )
 )]
-pub async fn put_file(
+pub async fn write_file(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<WriteFileQuery>,
@@ -57,7 +57,7 @@ pub async fn put_file(
         (status = 409, description = "The path is a directory", body = super::ErrorBody),
     )
 )]
-pub async fn get_file(
+pub async fn read_file(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ReadFileQuery>,
@@ -78,7 +78,7 @@ pub async fn get_file(
         (status = 409, description = "A non-empty directory without `recursive` (`directory_not_empty`)", body = super::ErrorBody),
     )
 )]
-pub async fn delete_file(
+pub async fn remove_path(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<RemoveQuery>,
@@ -96,7 +96,7 @@ pub async fn delete_file(
         (status = 404, description = "No such lease or path", body = super::ErrorBody),
     )
 )]
-pub async fn stat(
+pub async fn stat_path(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<StatQuery>,
@@ -115,7 +115,7 @@ pub async fn stat(
         (status = 409, description = "Not a directory", body = super::ErrorBody),
     )
 )]
-pub async fn list(
+pub async fn list_dir(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
@@ -139,7 +139,7 @@ pub async fn list(
         (status = 409, description = "It exists (without `parents`), or a parent is a file", body = super::ErrorBody),
     )
 )]
-pub async fn mkdir(
+pub async fn make_dir(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MkdirBody>,
@@ -156,7 +156,7 @@ pub async fn mkdir(
     request_body = ChmodBody,
     responses((status = 204, description = "Done"), (status = 404, description = "No such lease or path", body = super::ErrorBody))
 )]
-pub async fn chmod(
+pub async fn change_mode(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChmodBody>,
@@ -172,7 +172,7 @@ pub async fn chmod(
     request_body = ChownBody,
     responses((status = 204, description = "Done"), (status = 404, description = "No such lease or path", body = super::ErrorBody))
 )]
-pub async fn chown(
+pub async fn change_owner(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChownBody>,
@@ -188,7 +188,7 @@ pub async fn chown(
     request_body = RenameBody,
     responses((status = 204, description = "Done"), (status = 404, description = "No such lease or source", body = super::ErrorBody))
 )]
-pub async fn rename(
+pub async fn rename_path(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RenameBody>,
@@ -207,7 +207,7 @@ pub async fn rename(
         (status = 400, description = "Not a valid archive", body = super::ErrorBody),
     )
 )]
-pub async fn put_archive(
+pub async fn upload_archive(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
@@ -228,7 +228,7 @@ pub async fn put_archive(
         (status = 404, description = "No such lease or path", body = super::ErrorBody),
     )
 )]
-pub async fn get_archive(
+pub async fn download_archive(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(super::octal_mode("755").unwrap(), 0o755);
         assert_eq!(super::octal_mode("0644").unwrap(), 0o644);
         assert_eq!(super::octal_mode("0o600").unwrap(), 0o600);
-        assert_eq!(super::octal_mode("9").unwrap_err().code, "bad_request");
+        assert_eq!(super::octal_mode("9").unwrap_err().code, firepit_api::ErrorCode::BadRequest);
         assert!(super::octal_mode("77777").is_err());
     }
 }
