@@ -9,9 +9,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use firepit_api::{
-    ChmodBody, ChownBody, DirEntry, DirListing, FILE_KIND_HEADER, FILE_MODE_HEADER, FILE_SIZE_HEADER,
-    FileKind, FileStat, MkdirBody, PathQuery, ReadFileQuery, RemoveQuery, RenameBody, StatQuery,
-    TransferResponse, WriteFileQuery,
+    ChmodBody, ChownBody, DirListing, FILE_KIND_HEADER, FILE_MODE_HEADER, FILE_SIZE_HEADER, FileStat,
+    MkdirBody, PathQuery, ReadFileQuery, RemoveQuery, RenameBody, StatQuery, TransferResponse,
+    WriteFileQuery,
 };
 
 use super::AppState;
@@ -102,7 +102,7 @@ pub async fn stat_path(
     Query(query): Query<StatQuery>,
 ) -> Result<axum::Json<FileStat>, ApiError> {
     let stat = lease(&state, &id)?.vm.sandbox().stat(&query.path, query.follow_symlinks).await?;
-    Ok(axum::Json(file_stat(stat)))
+    Ok(axum::Json(stat))
 }
 
 /// List a directory (sorted by name, at most 10,000 entries).
@@ -121,12 +121,7 @@ pub async fn list_dir(
     Query(query): Query<PathQuery>,
 ) -> Result<axum::Json<DirListing>, ApiError> {
     let listing = lease(&state, &id)?.vm.sandbox().list_dir(&query.path).await?;
-    let entries = listing
-        .entries
-        .into_iter()
-        .map(|entry| DirEntry { name: entry.name, stat: file_stat(entry.stat) })
-        .collect();
-    Ok(axum::Json(DirListing { entries, truncated: listing.truncated }))
+    Ok(axum::Json(listing))
 }
 
 /// Create a directory (with its parents by default).
@@ -244,7 +239,7 @@ fn download_response(
     content_type: &'static str,
     lease: std::sync::Arc<crate::leases::Lease>,
 ) -> Response {
-    let stat = file_stat(download.stat);
+    let stat = download.stat;
     let mut response = download_body(download.data, lease).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -262,25 +257,6 @@ fn octal_mode(text: &str) -> Result<u32, ApiError> {
     u32::from_str_radix(digits, 8).ok().filter(|mode| *mode <= 0o7777).ok_or_else(|| {
         ApiError::bad_request(format!("mode = {text:?}: give permission bits in octal, e.g. 755 or 0644"))
     })
-}
-
-/// The API's view of the agent's metadata.
-pub fn file_stat(stat: firepit_agent::FileStat) -> FileStat {
-    let kind = match stat.kind {
-        firepit_agent::FileKind::File => FileKind::File,
-        firepit_agent::FileKind::Dir => FileKind::Dir,
-        firepit_agent::FileKind::Symlink => FileKind::Symlink,
-        firepit_agent::FileKind::Other => FileKind::Other,
-    };
-    FileStat {
-        kind,
-        size: stat.size,
-        mode: stat.mode,
-        uid: stat.uid,
-        gid: stat.gid,
-        modified_unix_ms: stat.modified_unix_ms,
-        symlink_target: stat.symlink_target,
-    }
 }
 
 #[cfg(test)]
