@@ -58,6 +58,6 @@ pub use processes::{
 };
 pub use shapes::ShapeStatusView;
 pub use types::{
-    AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,
-    RenewRequest,
+    AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse, Program,
+    RenewRequest, Stdin,
 };

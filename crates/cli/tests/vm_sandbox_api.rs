@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::shared_daemon::{self, Shared};
 use firepit_api::{
-    AcquireRequest, ErrorCode, FileKind, MkdirBody, OutputChannel, OutputQuery, SignalSpec, SpawnBody,
-    StartProcessBody, StreamEvent, WriteFileQuery,
+    AcquireRequest, ErrorCode, FileKind, MkdirBody, OutputChannel, OutputQuery, Program, SignalSpec,
+    SpawnBody, StartProcessBody, StreamEvent, WriteFileQuery,
 };
 use firepit_client::{Client, ClientError, PtyEvent, PtyOptions, decode_chunk};
 use firepit_tools::procfs::peak_rss_kib;
@@ -290,11 +290,8 @@ fn a_background_process_survives_its_clients_disconnect_and_is_read_from_an_offs
     shared_daemon::run(async {
         let vm = Leased::new().await;
         let script = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done";
-        let start = StartProcessBody {
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-            tag: Some("ticker".into()),
-            ..Default::default()
-        };
+        let start =
+            StartProcessBody { tag: Some("ticker".into()), ..Program::new(["sh", "-c", script]).into() };
         {
             // A first client starts it, follows its output a little, then goes away.
             let first = daemon().await.daemon.client();

@@ -128,8 +128,7 @@ pub async fn exec_command(
 
 /// Checks and converts an exec body into the agent's request.
 fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> {
-    args::check_argv(&body.argv)?;
-    let env = args::check_env(body.env)?;
+    let args::CheckedProgram { argv, env, cwd } = args::check_program(body.program)?;
     args::check_timeout(body.timeout_ms)?;
     if body.max_output_bytes > MAX_OUTPUT_BYTES {
         return Err(ApiError::bad_request(format!(
@@ -138,10 +137,10 @@ fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> 
         )));
     }
     Ok(firepit_agent::ExecRequest {
-        argv: body.argv,
+        argv,
         env,
-        cwd: body.cwd,
-        stdin: args::decode_stdin(body.stdin, body.stdin_encoding)?,
+        cwd,
+        stdin: args::decode_stdin(body.input)?,
         timeout_ms: body.timeout_ms,
         max_output_bytes: body.max_output_bytes,
         // The image's default user (if any) is filled in by the provider.

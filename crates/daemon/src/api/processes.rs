@@ -53,8 +53,7 @@ pub async fn start_process(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StartProcessBody>,
 ) -> Result<(StatusCode, axum::Json<ProcessView>), ApiError> {
-    args::check_argv(&body.argv)?;
-    let env = args::check_env(body.env)?;
+    let args::CheckedProgram { argv, env, cwd } = args::check_program(body.program)?;
     args::check_timeout(body.timeout_ms)?;
     if let Some(tag) = &body.tag
         && (tag.is_empty() || tag.bytes().all(|b| b.is_ascii_digit()) || tag.contains('/'))
@@ -65,9 +64,9 @@ pub async fn start_process(
         ));
     }
     let request = firepit_agent::StartProcessRequest {
-        argv: body.argv,
+        argv,
         env,
-        cwd: body.cwd,
+        cwd,
         tag: body.tag,
         timeout_ms: body.timeout_ms,
         output_limit_bytes: body.output_limit_bytes,
