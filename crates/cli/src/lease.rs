@@ -71,7 +71,8 @@ pub struct ExecArgs {
     /// Send this process's stdin to the command.
     #[arg(long)]
     pub(crate) stdin: bool,
-    /// Kill the command after this many ms (0: the agent's default, 60 s).
+    /// Kill the command after this many ms (0: none for `firepit exec`, which streams; the
+    /// agent's default of 60 s for `lease exec` and `run`).
     #[arg(long, default_value_t = 0)]
     pub(crate) timeout_ms: u64,
     /// The command and its arguments (after `--`).

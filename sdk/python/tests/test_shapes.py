@@ -28,14 +28,7 @@ def wait_until_ready(client: firepit.Client, name: str, count: int, within: floa
 def test_register_drain_and_unregister_a_shape(client: firepit.Client, daemon: Daemon) -> None:
     # Every setting of a shape can be given (test_api_contract.py checks the SDK names them all).
     client.register_shape(
-        "sdk-cold",
-        daemon.image,
-        memory_mb=256,
-        depth_low=1,
-        depth_high=1,
-        fill="cold",
-        pause_idle=False,
-        warm_up=False,
+        "sdk-cold", daemon.image, depth_high=1, fill="cold", pause_idle=False, warm_up=False
     )
     try:
         status = client.pools().shape("sdk-cold")
@@ -71,14 +64,7 @@ def test_an_invalid_shape_is_refused(client: firepit.Client, daemon: Daemon) -> 
 @pytest.mark.anyio
 async def test_register_and_unregister_async(aclient: firepit.AsyncClient, daemon: Daemon) -> None:
     await aclient.register_shape(
-        "sdk-async",
-        daemon.image,
-        memory_mb=256,
-        depth_low=1,
-        depth_high=1,
-        fill="cold",
-        pause_idle=False,
-        warm_up=False,
+        "sdk-async", daemon.image, depth_high=1, fill="cold", pause_idle=True, warm_up=False
     )
     try:
         assert (await aclient.pools()).shape("sdk-async").fill == "cold"
