@@ -27,8 +27,23 @@ pub struct HttpServer {
 impl HttpServer {
     /// Listens on a free port of `net`'s address; call from inside a tokio runtime.
     pub async fn start(net: &TestNet, body: &'static str) -> Result<Self, TestNetError> {
-        let listener = tokio::net::TcpListener::from_std(net.listen_tcp(0)?).map_err(TestNetError::Enter)?;
-        let addr = listener.local_addr().map_err(TestNetError::Enter)?;
+        Self::serve(net.listen_tcp(0)?, body)
+    }
+
+    /// Listens on a free port of the host's loopback (for what a guest reaches as a host port).
+    pub async fn on_loopback(body: &'static str) -> Result<Self, TestNetError> {
+        let addr = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+        let bind = || {
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        };
+        Self::serve(bind().map_err(|source| TestNetError::Bind { addr, source })?, body)
+    }
+
+    fn serve(listener: std::net::TcpListener, body: &'static str) -> Result<Self, TestNetError> {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(TestNetError::Serve)?;
+        let addr = listener.local_addr().map_err(TestNetError::Serve)?;
         let task = tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 tokio::spawn(async move {

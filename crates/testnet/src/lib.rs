@@ -85,8 +85,8 @@ pub enum TestNetError {
         "no free /30 in 198.18.0.0/15 after {0} tries: list the claims with `ip link show type veth` (names fpt<N>h)"
     )]
     NoFreeSubnet(u32),
-    /// Binding a socket inside the namespace failed.
-    #[error("cannot bind {addr} inside the test network namespace: {source}")]
+    /// Binding a socket (inside the namespace, or on loopback) failed.
+    #[error("cannot bind {addr}: {source}")]
     Bind {
         /// The address.
         addr: SocketAddrV4,
@@ -94,6 +94,9 @@ pub enum TestNetError {
         #[source]
         source: io::Error,
     },
+    /// A listener could not be handed to the tokio runtime (called outside one?).
+    #[error("cannot serve a listener on the tokio runtime (call from inside one): {0}")]
+    Serve(#[source] io::Error),
     /// The thread that went into the namespace panicked.
     #[error("the thread inside the test network namespace panicked")]
     ThreadPanicked,
@@ -104,7 +107,7 @@ pub enum TestNetError {
 /// ```no_run
 /// # async fn demo() -> Result<(), firepit_testnet::TestNetError> {
 /// let net = firepit_testnet::TestNet::create()?;
-/// let listener = tokio::net::TcpListener::from_std(net.listen_tcp(0)?).map_err(firepit_testnet::TestNetError::Enter)?;
+/// let listener = tokio::net::TcpListener::from_std(net.listen_tcp(0)?).map_err(firepit_testnet::TestNetError::Serve)?;
 /// // A guest (or any host process) connects to listener.local_addr(): 198.18.N.2, inside `net`.
 /// assert_eq!(listener.local_addr().map(|a| a.ip()).ok(), Some(net.addr().into()));
 /// # Ok(()) }
