@@ -128,6 +128,11 @@ fn a_forward_reaches_a_guest_server_and_closes_with_the_lease() {
             assert!(metric(&metrics, &series) > 0, "{series} is 0 after traffic:\n{metrics}");
         }
         assert!(metric(&metrics, r#"firepit_vm_network_frames_total{shape="web",direction="out"}"#) > 0);
+        // Every VM of the shape was warmed up (the series is there, at 0, for every shape).
+        for shape in ["web", "default"] {
+            let series = format!(r#"firepit_vm_warm_up_failures_total{{shape="{shape}"}} 0"#);
+            assert!(metrics.lines().any(|line| line == series), "no `{series}` in:\n{metrics}");
+        }
 
         // A second forward to the same server, closed on its own: the first one stays.
         let second = client.forward_port(&lease, 8000).await.unwrap();

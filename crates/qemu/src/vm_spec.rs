@@ -43,9 +43,9 @@ pub struct VmSpec {
     pub fill: FillStrategy,
     /// No NIC (the default), or NAT egress under a policy (see [`NetworkSpec`]).
     pub network: NetworkSpec,
-    /// Run a trivial command (`true`) in every new VM before it is handed out, so the code a first
-    /// command needs is translated during the fill, not on the user's clock (see `warm.rs`).
-    /// Default `true`.
+    /// Run a trivial command (the agent executing itself) in every new VM before it is handed out,
+    /// so the code a first command needs is translated during the fill, not on the user's clock
+    /// (see `warm.rs`). Default `true`.
     pub warm_up: bool,
 }
 
