@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::shared_daemon::{self, Shared};
 use firepit_api::{AcquireBody, AcquireRequest, ExecBody, NetworkSpec, ShapeSpec, StartProcessBody};
-use firepit_client::{Client, ClientError};
+use firepit_client::{Client, ClientError, Method};
+use firepit_daemon::exposition_lint::{check_openmetrics, promtool_check};
 use firepit_testnet::{HttpServer, TestNet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -133,6 +134,11 @@ fn a_forward_reaches_a_guest_server_and_closes_with_the_lease() {
             let series = format!(r#"firepit_vm_warm_up_failures_total{{shape="{shape}"}} 0"#);
             assert!(metrics.lines().any(|line| line == series), "no `{series}` in:\n{metrics}");
         }
+        // The real backend's series, in both formats the daemon serves, pass their checks.
+        check_openmetrics(&metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+        let classic =
+            client.request(Method::GET, "/metrics", None, &[("accept", "text/plain")]).await.unwrap();
+        promtool_check(&classic.text()).unwrap_or_else(|e| panic!("{e}\n{}", classic.text()));
 
         // A second forward to the same server, closed on its own: the first one stays.
         let second = client.forward_port(&lease, 8000).await.unwrap();
