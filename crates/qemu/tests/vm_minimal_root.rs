@@ -25,28 +25,9 @@ const APPLETS: [&str; 6] = ["sh", "ls", "cat", "echo", "mount", "printf"];
 const RUN_TEST: &str =
     "#!/bin/sh\nprintf 'ran-%s in %s with %s\\n' \"$1\" \"$PWD\" \"$(echo $(ls /bin))\"\necho TEST_DONE\n";
 
-fn template_dir() -> PathBuf {
-    PathBuf::from(format!("/dev/shm/fpq-{}-minimal-templates", std::process::id()))
-}
-
-extern "C" fn remove_shared_files() {
-    let _ = std::fs::remove_dir_all(template_dir());
-    let _ = std::fs::remove_dir_all(common::runtime_dir_path("minimal"));
-}
-
 async fn provider() -> &'static QemuProvider {
     static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
-    PROVIDER
-        .get_or_init(|| async {
-            let provider = common::provider(&common::runtime_dir("minimal"), |c| {
-                c.template_dir = template_dir();
-                c.keep_templates = false;
-            });
-            // SAFETY: registering a plain extern "C" fn with no captured state.
-            unsafe { libc::atexit(remove_shared_files) };
-            provider
-        })
-        .await
+    PROVIDER.get_or_init(|| async { common::shared_provider("minimal") }).await
 }
 
 /// The bare disk, made once per test binary (removed with its temp dir at exit).

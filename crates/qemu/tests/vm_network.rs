@@ -15,7 +15,6 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,28 +27,9 @@ use tokio::sync::{Mutex, OnceCell};
 
 static TURN: Mutex<()> = Mutex::const_new(());
 
-fn template_dir() -> PathBuf {
-    PathBuf::from(format!("/dev/shm/fpq-{}-net-templates", std::process::id()))
-}
-
-extern "C" fn remove_shared_files() {
-    let _ = std::fs::remove_dir_all(template_dir());
-    let _ = std::fs::remove_dir_all(common::runtime_dir_path("network"));
-}
-
 async fn provider() -> &'static QemuProvider {
     static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
-    PROVIDER
-        .get_or_init(|| async {
-            let provider = common::provider(&common::runtime_dir("network"), |c| {
-                c.template_dir = template_dir();
-                c.keep_templates = false;
-            });
-            // SAFETY: registering a plain extern "C" fn with no captured state.
-            unsafe { libc::atexit(remove_shared_files) };
-            provider
-        })
-        .await
+    PROVIDER.get_or_init(|| async { common::shared_provider("network") }).await
 }
 
 /// A snapshot shape of the test image named `name` with `network`.
