@@ -8,9 +8,12 @@
 //! exec code are translated (and the pages they write copied) before the VM is handed out.
 //!
 //! What runs: the agent executes *itself* ([`firepit_agent::WARM_UP_ARGV`]: `/proc/self/exe
-//! warm-up`, which exits at once), through the exec path every command takes. So the warm-up needs
-//! nothing from the VM's root: a root disk without `true` (a bare busybox with a handful of
-//! applets, a distroless image) warms up like firepit's own image.
+//! warm-up`), through the exec path every command takes. So the warm-up needs nothing from the
+//! VM's root: a root disk without `true` (a bare busybox with a handful of applets, a distroless
+//! image) warms up like firepit's own image. Where the root is firepit's initramfs, the agent then
+//! becomes its busybox `true`, so busybox's code is translated too, as the old `true` warm-up did
+//! (measured here: the first `true` after the warm-up 24–27 ms p50 either way, ≈250 ms without;
+//! the warm-up itself takes ≈100 ms more of the fill than `true` alone did).
 //!
 //! A warm-up that fails does not fail the fill. When the agent answers with an error or the
 //! program fails (an image whose exec defaults name a missing working directory, say), the VM is
