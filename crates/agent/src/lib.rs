@@ -70,6 +70,24 @@ pub const AGENT_PORT_NAME: &str = "firepit.agent";
 /// provider waits for it (and then for an agent ping) before calling a VM ready.
 pub const READY_LINE: &str = "FIREPIT-GUEST-READY";
 
+/// The argument that makes `firepit-agent` do the warm-up and exit (see [`WARM_UP_ARGV`]).
+pub const WARM_UP_ARG: &str = "warm-up";
+
+/// The command the host runs in every new VM before handing it out: the agent executes *itself*
+/// (in the exec'd child `/proc/self/exe` is the agent's own binary, which lives outside the VM's
+/// root disk) with [`WARM_UP_ARG`], through the exec path every command takes. It needs nothing
+/// from the user's image (a distroless root has no `true`). Where the root is firepit's own
+/// initramfs, the agent then becomes its busybox `true`, which the user's commands run too.
+///
+/// ```
+/// let request = firepit_agent::ExecRequest {
+///     argv: firepit_agent::WARM_UP_ARGV.map(String::from).to_vec(),
+///     ..Default::default()
+/// };
+/// assert_eq!(request.argv, ["/proc/self/exe", "warm-up"]);
+/// ```
+pub const WARM_UP_ARGV: [&str; 2] = ["/proc/self/exe", WARM_UP_ARG];
+
 mod fs_messages;
 mod messages;
 mod network_messages;

@@ -5,7 +5,8 @@
 //! connected the port reads end-of-file, so the agent waits 50 ms and reads again; on a read error it
 //! reopens the port. Usage: `firepit-agent [--port /dev/vportNpM] [--ready-file PATH]`: the port is
 //! found in `/sys/class/virtio-ports` when not given; the ready file is created once the port is
-//! open, so `/init` can announce readiness only when the agent can answer.
+//! open, so `/init` can announce readiness only when the agent can answer. `firepit-agent warm-up`
+//! is the host's warm-up of a new VM (see `warm_up.rs`).
 
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ mod spawn;
 mod stream;
 mod supervise;
 mod transfer;
+mod warm_up;
 mod writer;
 
 use std::fs::{File, OpenOptions};
@@ -69,6 +71,10 @@ fn open_port(explicit: Option<&PathBuf>) -> File {
 }
 
 fn main() {
+    // The host's warm-up (`/proc/self/exe warm-up`), before anything else.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == firepit_agent::WARM_UP_ARG) {
+        warm_up::run();
+    }
     let all: Vec<String> = std::env::args().skip(1).collect();
     if all.first().map(String::as_str) == Some("net-probe") {
         std::process::exit(netprobe::run(&all[1..]));

@@ -3,6 +3,11 @@
 //! `firepit-client` (`status`, `lease`, `run`, `exec`, `cp`, `shell`, `port`), `firepit-tools` (`bench`,
 //! `soak`).
 //!
+//! The `dev` feature (off by default: not in the binary users build or ship) adds the developer
+//! tools of `firepit-tools`: `soak`, whose fault injection kills and stops QEMU processes and
+//! makes fills fail, and `bench net`, which makes a network namespace for its server. `scripts/test`
+//! builds with it; `cargo tree -e normal -p firepit-cli` without it lists no `firepit-testnet`.
+//!
 //! Every verb returns a `Result`; [`run`] prints the error with its whole cause chain and maps it
 //! to exit code 1, so no verb panics or exits half-way. `firepit run` returns the guest command's
 //! exit code.
@@ -66,6 +71,8 @@ enum Command {
     /// Soak with faults: cycles from concurrent clients against a real daemon while VMs are killed
     /// and stalled, fills fail, requests are dropped, leases expire and the daemon is restarted;
     /// prints one JSON line (leaks, failures, depth regained) and exits 1 if a pass condition fails.
+    /// (Developer builds only: `--features dev`.)
+    #[cfg(feature = "dev")]
     Soak(firepit_tools::soak::SoakArgs),
     /// Benchmarks on real VMs: numbers, no verdicts (one JSON object per line with --json).
     #[command(subcommand)]
@@ -163,6 +170,7 @@ fn dispatch(command: Command) -> CliResult {
             Command::Shell(args) => shell::run(args).await,
             Command::Port(args) => port::run(args).await,
             Command::Bench(command) => Ok(firepit_tools::bench::run(command).await?),
+            #[cfg(feature = "dev")]
             Command::Soak(args) => {
                 logging::init(false);
                 Ok(firepit_tools::soak::run(args).await?)

@@ -4,20 +4,32 @@
 //! refused; traffic on `/metrics`. Also `firepit run -p` and `firepit port`.
 //!
 //! One daemon is shared by the binary's tests: its configured shape `default` has no network, and
-//! a shape `web` (`network = {mode = "nat", egress = ["<host address>"]}`, depth 2) is registered
-//! through the API on first use.
+//! a shape `web` (`network = {mode = "nat", egress = ["<outside address>"]}`, depth 2) is registered
+//! through the API on first use. The outside address is a network namespace the binary makes
+//! (`firepit_testnet::TestNet`, a veth pair on a /30 of 198.18.0.0/15): the guests' NAT reaches it
+//! through the host's routing; nothing here contacts the machine's own address.
 
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::shared_daemon::{self, Shared};
 use firepit_api::{AcquireBody, AcquireRequest, ExecBody, NetworkSpec, Program, ShapeSpec, StartProcessBody};
-use firepit_client::{Client, ClientError};
+use firepit_client::{Client, ClientError, Method};
+use firepit_daemon::exposition_lint::{check_openmetrics, promtool_check};
+use firepit_testnet::{HttpServer, TestNet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
+
+/// The binary's "elsewhere", named in shape `web`'s egress list; the kernel removes it (and its
+/// veth pair) when the test process ends.
+fn outside() -> &'static TestNet {
+    static NET: OnceLock<TestNet> = OnceLock::new();
+    NET.get_or_init(|| TestNet::create().unwrap())
+}
 
 /// The shared daemon, with shape `web` registered and full.
 async fn daemon() -> &'static Shared {
@@ -26,7 +38,7 @@ async fn daemon() -> &'static Shared {
     WEB.get_or_init(|| async {
         let client = shared.daemon.client();
         let network = NetworkSpec {
-            egress: serde_json::from_str(&format!(r#"["{}"]"#, host_ip())).unwrap(),
+            egress: serde_json::from_str(&format!(r#"["{}"]"#, outside().addr())).unwrap(),
             ..NetworkSpec::nat()
         };
         let spec = ShapeSpec {
@@ -54,29 +66,6 @@ async fn sh(client: &Client, lease: &str, script: &str) -> (Option<i32>, String,
     (out.exit_code, out.stdout, stderr)
 }
 
-/// The host's first IPv4 address that is not loopback (the "server elsewhere" a shape may list).
-fn host_ip() -> Ipv4Addr {
-    let mut found = None;
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list`; it is walked read-only and freed once.
-    unsafe {
-        assert_eq!(libc::getifaddrs(&mut list), 0);
-        let mut entry = list;
-        while !entry.is_null() && found.is_none() {
-            let addr = (*entry).ifa_addr;
-            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
-                let ip = Ipv4Addr::from(u32::from_be((*addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr));
-                if !ip.is_loopback() {
-                    found = Some(ip);
-                }
-            }
-            entry = (*entry).ifa_next;
-        }
-        libc::freeifaddrs(list);
-    }
-    found.expect("these tests need a host interface with an IPv4 address besides loopback")
-}
-
 /// `GET /` through `addr`; `Err` until something answers.
 async fn http_get(addr: SocketAddr) -> std::io::Result<String> {
     let mut stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await??;
@@ -84,36 +73,6 @@ async fn http_get(addr: SocketAddr) -> std::io::Result<String> {
     let mut reply = String::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply)).await??;
     Ok(reply)
-}
-
-/// A host HTTP server on `ip` answering `body`; aborted on drop.
-struct HttpServer {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HttpServer {
-    async fn start(ip: Ipv4Addr, body: &'static str) -> Self {
-        let listener = TcpListener::bind((ip, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    let _ = stream.read(&mut buf).await;
-                    let reply = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-                    let _ = stream.write_all(reply.as_bytes()).await;
-                });
-            }
-        });
-        Self { addr, task }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// The value of a metric line starting with `series` (0 when absent).
@@ -169,6 +128,16 @@ fn a_forward_reaches_a_guest_server_and_closes_with_the_lease() {
             assert!(metric(&metrics, &series) > 0, "{series} is 0 after traffic:\n{metrics}");
         }
         assert!(metric(&metrics, r#"firepit_vm_network_frames_total{shape="web",direction="out"}"#) > 0);
+        // Every VM of the shape was warmed up (the series is there, at 0, for every shape).
+        for shape in ["web", "default"] {
+            let series = format!(r#"firepit_vm_warm_up_failures_total{{shape="{shape}"}} 0"#);
+            assert!(metrics.lines().any(|line| line == series), "no `{series}` in:\n{metrics}");
+        }
+        // The real backend's series, in both formats the daemon serves, pass their checks.
+        check_openmetrics(&metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+        let classic =
+            client.request(Method::GET, "/metrics", None, &[("accept", "text/plain")]).await.unwrap();
+        promtool_check(&classic.text()).unwrap_or_else(|e| panic!("{e}\n{}", classic.text()));
 
         // A second forward to the same server, closed on its own: the first one stays.
         let second = client.forward_port(&lease, 8000).await.unwrap();
@@ -212,23 +181,26 @@ fn a_shape_without_network_answers_409_network_disabled() {
 fn egress_narrowed_at_acquire_cuts_off_what_the_shape_allows_and_widening_is_refused() {
     shared_daemon::run(async {
         let client = daemon().await.daemon.client();
-        let host = host_ip();
-        let server = HttpServer::start(host, "hello-from-the-host").await;
-        let fetch = format!("wget -O - http://{}/", server.addr);
+        let server = HttpServer::start(outside(), "hello-from-outside").await.unwrap();
+        let other = HttpServer::start(outside(), "another-port").await.unwrap();
+        let fetch = format!("wget -O - http://{}/", server.addr());
 
         let full = client.acquire_with(&acquire("web", None), None).await.unwrap().lease_id;
         let (code, out, err) = sh(&client, &full, &fetch).await;
-        assert_eq!((code, out.as_str()), (Some(0), "hello-from-the-host"), "the shape allows it: {err}");
+        assert_eq!((code, out.as_str()), (Some(0), "hello-from-outside"), "the shape allows it: {err}");
         client.release(&full).await.unwrap();
 
-        let other_port = if server.addr.port() == 9 { 10 } else { 9 };
-        let narrow = Some(format!(r#"["{host}:{other_port}"]"#));
+        // Narrowed to another server of the same address: this one is refused by the filter.
+        let narrow = Some(format!(r#"["{}"]"#, other.addr()));
         let narrowed = client.acquire_with(&acquire("web", narrow), None).await.unwrap().lease_id;
         let started = Instant::now();
         let (code, _, err) = sh(&client, &narrowed, &fetch).await;
         assert_ne!(code, Some(0), "the lease narrowed this away");
         assert!(started.elapsed() < Duration::from_secs(10), "refused, not hung: {:?}", started.elapsed());
         assert!(err.contains("refused"), "{err}");
+        // ... while what it was narrowed to still answers (the server's address is up).
+        let (code, out, err) = sh(&client, &narrowed, &format!("wget -O - http://{}/", other.addr())).await;
+        assert_eq!((code, out.as_str()), (Some(0), "another-port"), "{err}");
         client.release(&narrowed).await.unwrap();
 
         let leased_before =

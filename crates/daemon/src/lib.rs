@@ -42,6 +42,9 @@ pub mod auth;
 pub mod backend;
 mod boxed;
 pub mod config;
+pub mod exposition;
+#[cfg(feature = "testing")]
+pub mod exposition_lint;
 #[cfg(feature = "testing")]
 pub mod fake;
 #[cfg(feature = "testing")]

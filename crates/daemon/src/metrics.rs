@@ -4,7 +4,11 @@
 //! the backend registers its own through [`crate::backend::LeaseBackend::register_metrics`], so
 //! `GET /metrics` is a single, consistent exposition. Every series carries the `shape` label.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -105,4 +109,52 @@ impl DaemonMetrics {
 
 fn outcome(shape: &str, what: &str) -> OutcomeLabels {
     OutcomeLabels { shape: shape.to_owned(), outcome: what.to_owned() }
+}
+
+/// Where a [`ShapeCounters`] collector reads its counts from: `(shape, count)` pairs.
+pub type CountSource = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
+
+/// One counter family with a `shape` label whose values a backend keeps itself (a provider's
+/// per-shape counts), read at each scrape: nothing is copied in between. Register it with
+/// `Registry::register_collector`.
+///
+/// # Example
+/// ```
+/// use firepit_daemon::metrics::ShapeCounters;
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// let source = Box::new(|| vec![("small".to_owned(), 2)]);
+/// registry.register_collector(Box::new(ShapeCounters::new("firepit_vm_warm_up_failures", "Failed warm-ups", source)));
+/// let mut text = String::new();
+/// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+/// assert!(text.contains(r#"firepit_vm_warm_up_failures_total{shape="small"} 2"#), "{text}");
+/// ```
+pub struct ShapeCounters {
+    name: &'static str,
+    help: &'static str,
+    source: CountSource,
+}
+
+impl ShapeCounters {
+    /// The family `name` (without `_total`) described by `help`, its values from `source`.
+    pub fn new(name: &'static str, help: &'static str, source: CountSource) -> Self {
+        Self { name, help, source }
+    }
+}
+
+impl fmt::Debug for ShapeCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShapeCounters").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Collector for ShapeCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let counts = (self.source)();
+        let counter_type = ConstCounter::new(0u64).metric_type();
+        let mut family = encoder.encode_descriptor(self.name, self.help, None, counter_type)?;
+        for (shape, count) in counts {
+            ConstCounter::new(count).encode(family.encode_family(&ShapeLabel { shape })?)?;
+        }
+        Ok(())
+    }
 }

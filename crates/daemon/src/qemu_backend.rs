@@ -18,6 +18,7 @@ use crate::backend::{
     AcquireError, BoxFuture, EgressPolicy, ExecError, FillStrategy, LeaseBackend, LeasedVm, NetworkError,
     NetworkSpec, ShapeError, ShapeSpec, ShapeStatusView,
 };
+use crate::metrics::ShapeCounters;
 use crate::net_metrics::NetworkCollector;
 
 /// Why the QEMU backend did not start.
@@ -184,6 +185,26 @@ impl LeaseBackend for QemuBackend {
             stats.into_iter().map(|(shape, stats)| (shape.to_string(), stats)).collect()
         };
         registry.register_collector(Box::new(NetworkCollector::new(Box::new(source))));
+        // Every shape, 0 until one of its VMs was handed out without its warm-up.
+        let pool = self.pool.clone();
+        let warm_up_failures = move || {
+            let failed = pool.provider().warm_up_failures();
+            let shapes = pool.status().shapes.into_iter().map(|s| s.key);
+            let count = |key: &ShapeKey| failed.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
+            let mut counts: Vec<(String, u64)> = shapes.map(|key| (key.to_string(), count(&key))).collect();
+            // Unregistered shapes keep their count (counters only grow).
+            for (key, n) in &failed {
+                if !counts.iter().any(|(name, _)| name == key.as_str()) {
+                    counts.push((key.to_string(), *n));
+                }
+            }
+            counts
+        };
+        registry.register_collector(Box::new(ShapeCounters::new(
+            "firepit_vm_warm_up_failures",
+            "New VMs handed out without their warm-up (it failed in the guest: their first command is slower)",
+            Box::new(warm_up_failures),
+        )));
     }
 
     fn register_shape<'a>(&'a self, spec: ShapeSpec) -> BoxFuture<'a, Result<(), ShapeError>> {

@@ -2,6 +2,7 @@
 
 use firepit_api::AcquireRequest;
 use firepit_client::Method;
+use firepit_daemon::exposition_lint::{check_openmetrics, promtool_check};
 use firepit_daemon::test_daemon::{TestDaemon, error_code};
 
 #[tokio::test]
@@ -40,7 +41,7 @@ async fn openapi_document_lists_every_endpoint() {
 }
 
 #[tokio::test]
-async fn metrics_are_prometheus_text_with_shape_labels() {
+async fn metrics_are_openmetrics_with_shape_labels_and_classic_text_promtool_accepts_on_request() {
     let daemon = TestDaemon::start().await;
     let client = daemon.client();
     let lease = client
@@ -52,8 +53,9 @@ async fn metrics_are_prometheus_text_with_shape_labels() {
     let response = daemon.raw(Method::GET, "/metrics", "").await;
     assert_eq!(response.status, 200);
     let content_type = response.headers.get("content-type").unwrap().to_str().unwrap();
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
     let text = response.text();
+    check_openmetrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     for series in [
         r#"firepit_daemon_acquires_total{shape="small",outcome="ok"} 1"#,
         r#"firepit_daemon_acquires_total{shape="nope",outcome="unknown_shape"} 1"#,
@@ -64,6 +66,25 @@ async fn metrics_are_prometheus_text_with_shape_labels() {
     ] {
         assert!(text.contains(series), "missing `{series}` in:\n{text}");
     }
+    // What a Prometheus server asks for gets OpenMetrics; a client that wants only the classic
+    // format gets it, with the same series, and Debian's promtool finds nothing to say about it.
+    let scrape = |accept: &'static str| {
+        let client = daemon.client();
+        async move { client.request(Method::GET, "/metrics", None, &[("accept", accept)]).await.unwrap() }
+    };
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                      text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let content_type = |response: &firepit_client::RawResponse| {
+        response.headers.get("content-type").unwrap().to_str().unwrap().to_owned()
+    };
+    assert!(content_type(&scrape(prometheus).await).starts_with("application/openmetrics-text"));
+    let classic = scrape("text/plain; version=0.0.4").await;
+    assert_eq!(content_type(&classic), "text/plain; version=0.0.4; charset=utf-8");
+    let classic = classic.text();
+    assert!(classic.contains(r#"firepit_daemon_acquires_total{shape="small",outcome="ok"} 1"#), "{classic}");
+    assert!(classic.contains("# TYPE firepit_daemon_acquires_total counter\n"), "{classic}");
+    promtool_check(&classic).unwrap_or_else(|e| panic!("{e}\n{classic}"));
+    assert!(promtool_check(&text).is_err(), "promtool reads only the classic format: OpenMetrics fails it");
     daemon.stop().await;
 }
 

@@ -26,6 +26,7 @@ struct ProviderInner {
     snapshots: Templates,
     /// Told about every VM handed to the pool and every VM destroyed.
     hook: Option<Arc<dyn OwnershipHook>>,
+    warm_up_failures: crate::warm::WarmUpFailures,
 }
 
 /// Makes, probes and destroys QEMU microVMs; implements [`firepit_pool::Provider`] with
@@ -109,6 +110,7 @@ impl QemuProvider {
                 launcher: Launcher::new(config)?,
                 snapshots: Templates::default(),
                 hook,
+                warm_up_failures: Default::default(),
             }),
         })
     }
@@ -163,6 +165,21 @@ impl QemuProvider {
     /// the reason); its `Display` is a one-line status.
     pub fn template_state(&self, shape: &ShapeKey) -> TemplateState {
         self.inner.snapshots.state(shape, self.inner.launcher.config.snapshot_retry_after)
+    }
+
+    /// Failed warm-ups per shape since the provider started (shapes without one are left out). A
+    /// failed warm-up does not fail the fill: the VM is handed out unwarmed (see `warm.rs`). For
+    /// metrics: export each as a counter labelled with the shape.
+    ///
+    /// ```no_run
+    /// # fn demo(provider: &firepit_qemu::QemuProvider) {
+    /// for (shape, failed) in provider.warm_up_failures() {
+    ///     println!("{shape}: {failed} VMs handed out without their warm-up");
+    /// }
+    /// # }
+    /// ```
+    pub fn warm_up_failures(&self) -> Vec<(ShapeKey, u64)> {
+        self.inner.warm_up_failures.snapshot()
     }
 
     /// Forgets the snapshot template of `shape` and discards its files: they are moved aside at once
@@ -230,12 +247,9 @@ impl Provider for QemuProvider {
         };
         let mut vm = vm;
         if spec.warm_up {
-            match crate::warm::warm_up(&vm).await {
-                Ok(took) => tracing::debug!(vm = %vm.id(), ?took, "VM warmed up"),
-                Err(e) => {
-                    vm.shutdown().await;
-                    return Err(e);
-                }
+            if let Err(e) = crate::warm::warm_up(&vm, shape, &inner.warm_up_failures).await {
+                vm.shutdown().await;
+                return Err(e);
             }
             // A clone is charged its PSS: include what the warm-up added (code, copied pages).
             if vm.memory_charge_mb.is_some()

@@ -1,6 +1,13 @@
-//! Networking with real VMs: egress policy against a server on the host, DNS answered by the host,
+//! Networking with real VMs: egress policy against a server elsewhere, DNS answered by the host,
 //! port forwards into the guest, distinct MACs and addresses across snapshot clones, no NIC for
 //! `network = "none"`, and a flooding guest that does not stall the others.
+//!
+//! "Elsewhere" is a network namespace each test makes (`firepit_testnet::TestNet`: a veth pair on
+//! a /30 of 198.18.0.0/15, removed with the test): the guest's user-mode NAT runs in QEMU on the
+//! host, so the guest reaches it through the host's routing, as it would reach any remote server.
+//! Nothing here contacts the machine's own address or anything outside this machine. Where a
+//! refusal could also come from the destination (a reset from a closed port), the VM's `denied`
+//! counter shows that the filter refused it.
 //!
 //! One provider for the binary (snapshot fill, templates in a private directory removed at exit);
 //! the tests take turns (`TURN`): each boots several VMs and the machine has two cores.
@@ -8,40 +15,21 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use firepit_pool::{Provider, ShapeKey};
 use firepit_qemu::{EgressPolicy, ExecRequest, FillKind, NetworkSpec, QemuProvider, QemuVm, VmSpec};
+use firepit_testnet::{HttpServer, TestNet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Mutex, OnceCell};
 
 static TURN: Mutex<()> = Mutex::const_new(());
 
-fn template_dir() -> PathBuf {
-    PathBuf::from(format!("/dev/shm/fpq-{}-net-templates", std::process::id()))
-}
-
-extern "C" fn remove_shared_files() {
-    let _ = std::fs::remove_dir_all(template_dir());
-    let _ = std::fs::remove_dir_all(common::runtime_dir_path("network"));
-}
-
 async fn provider() -> &'static QemuProvider {
     static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
-    PROVIDER
-        .get_or_init(|| async {
-            let provider = common::provider(&common::runtime_dir("network"), |c| {
-                c.template_dir = template_dir();
-                c.keep_templates = false;
-            });
-            // SAFETY: registering a plain extern "C" fn with no captured state.
-            unsafe { libc::atexit(remove_shared_files) };
-            provider
-        })
-        .await
+    PROVIDER.get_or_init(|| async { common::shared_provider("network") }).await
 }
 
 /// A snapshot shape of the test image named `name` with `network`.
@@ -65,65 +53,6 @@ fn policy(json: &str) -> EgressPolicy {
     serde_json::from_str(json).unwrap()
 }
 
-/// The host's first IPv4 address that is not loopback (the tests' "server elsewhere").
-fn host_ip() -> Ipv4Addr {
-    let mut found = None;
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list`; it is walked read-only and freed once.
-    unsafe {
-        assert_eq!(libc::getifaddrs(&mut list), 0);
-        let mut entry = list;
-        while !entry.is_null() && found.is_none() {
-            let addr = (*entry).ifa_addr;
-            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
-                let ip = Ipv4Addr::from(u32::from_be((*addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr));
-                if !ip.is_loopback() {
-                    found = Some(ip);
-                }
-            }
-            entry = (*entry).ifa_next;
-        }
-        libc::freeifaddrs(list);
-    }
-    found.expect("these tests need a host interface with an IPv4 address besides loopback")
-}
-
-/// A tiny HTTP server on the host answering `body` to every request; aborted on drop.
-struct HttpServer {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HttpServer {
-    async fn start(ip: Ipv4Addr, body: &'static str) -> Self {
-        let listener = TcpListener::bind((ip, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let reply = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-                    let _ = stream.write_all(reply.as_bytes()).await;
-                });
-            }
-        });
-        Self { addr, task }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Runs `script` with `sh -c` in the guest (30 s at most); returns (exit code, stdout, stderr).
 async fn sh(vm: &QemuVm, script: &str) -> (Option<i32>, String, String) {
     let request = ExecRequest {
@@ -145,16 +74,17 @@ async fn http_get(addr: SocketAddr) -> std::io::Result<String> {
 }
 
 #[test]
-fn egress_policy_lets_a_guest_fetch_from_the_host_or_refuses_at_once() {
+fn egress_policy_lets_a_guest_fetch_from_a_listed_server_or_refuses_at_once() {
     common::run(async {
         let _turn = TURN.lock().await;
         let provider = setup().await;
-        let host = host_ip();
-        let outside = HttpServer::start(host, "hello-from-the-host").await;
-        let loopback = HttpServer::start(Ipv4Addr::LOCALHOST, "hello-from-loopback").await;
-        let (port, lo_port) = (outside.addr.port(), loopback.addr.port());
+        let net = TestNet::create().unwrap();
+        let outside = HttpServer::start(&net, "hello-from-outside").await.unwrap();
+        let unlisted = HttpServer::start(&net, "unlisted-port").await.unwrap();
+        let loopback = HttpServer::on_loopback("hello-from-loopback").await.unwrap();
+        let (server, port, lo_port) = (net.addr(), outside.addr().port(), loopback.addr().port());
         let listed = NetworkSpec {
-            egress: policy(&format!(r#"["{host}:{port}", "localhost"]"#)),
+            egress: policy(&format!(r#"["{server}:{port}", "localhost"]"#)),
             host_ports: vec![lo_port],
             ..NetworkSpec::nat()
         };
@@ -165,32 +95,38 @@ fn egress_policy_lets_a_guest_fetch_from_the_host_or_refuses_at_once() {
         assert_eq!(allowed.fill(), FillKind::Snapshot);
 
         let fetch = |ip: String, port: u16| format!("wget -O - http://{ip}:{port}/");
-        let (code, out, err) = sh(&allowed, &fetch(host.to_string(), port)).await;
-        assert_eq!((code, out.as_str()), (Some(0), "hello-from-the-host"), "stderr: {err}");
+        let (code, out, err) = sh(&allowed, &fetch(server.to_string(), port)).await;
+        assert_eq!((code, out.as_str()), (Some(0), "hello-from-outside"), "stderr: {err}");
+        let (code, out, err) = sh(&everything, &fetch(server.to_string(), unlisted.addr().port())).await;
+        assert_eq!((code, out.as_str()), (Some(0), "unlisted-port"), "allow reaches any server: {err}");
         let gateway = allowed.network().unwrap().gateway.to_string();
         let (code, out, err) = sh(&allowed, &fetch(gateway.clone(), lo_port)).await;
         assert_eq!((code, out.as_str()), (Some(0), "hello-from-loopback"), "host port: {err}");
 
-        // Refused, not hung: a reset comes back at once.
+        // Refused by the filter, not hung: a reset comes back at once, and the VM counts it.
+        let host_end = net.host_addr().to_string();
         for (vm, ip, port, why) in [
-            (&denied, host.to_string(), port, "egress = deny"),
-            (&everything, host.to_string(), port, "allow never includes the host's own address"),
-            (&allowed, host.to_string(), lo_port, "a port the list does not name"),
+            (&denied, server.to_string(), port, "egress = deny"),
+            (&everything, host_end, port, "allow never includes the host's own addresses"),
+            (&allowed, server.to_string(), unlisted.addr().port(), "a port the list does not name"),
             (&denied, gateway.clone(), lo_port, "a host port of another shape"),
             (&allowed, "127.0.0.1".to_string(), lo_port, "loopback is the guest's own"),
         ] {
+            let refused_before = vm.network_stats().unwrap().denied;
             let started = Instant::now();
             let (code, _, err) = sh(vm, &fetch(ip.clone(), port)).await;
             assert_ne!(code, Some(0), "{why}: fetching {ip}:{port} worked");
             assert!(started.elapsed() < Duration::from_secs(10), "{why}: took {:?}", started.elapsed());
             if ip != "127.0.0.1" {
                 assert!(err.contains("refused"), "{why}: {err}");
+                let refused = vm.network_stats().unwrap().denied - refused_before;
+                assert!(refused >= 1, "{why}: the filter did not refuse it (the destination did)");
             }
         }
 
-        // A lease narrows: the listed VM loses the host once narrowed to another address.
+        // A lease narrows: the listed VM loses the server once narrowed to another address.
         allowed.narrow_egress(policy(r#"["10.9.9.9"]"#)).unwrap();
-        let (code, _, err) = sh(&allowed, &fetch(host.to_string(), port)).await;
+        let (code, _, err) = sh(&allowed, &fetch(server.to_string(), port)).await;
         assert_ne!(code, Some(0), "narrowed away: {err}");
         let stats = allowed.network_stats().unwrap();
         assert!(stats.bytes_out > 0 && stats.bytes_in > 0 && stats.denied >= 2, "{stats:?}");
@@ -319,27 +255,28 @@ fn a_guest_flooding_the_network_does_not_stall_the_provider_or_other_vms() {
     common::run(async {
         let _turn = TURN.lock().await;
         let provider = setup().await;
-        let server = HttpServer::start(host_ip(), "still-here").await;
-        let spec = NetworkSpec { egress: policy(&format!(r#"["{}"]"#, server.addr)), ..NetworkSpec::nat() };
+        let net = TestNet::create().unwrap();
+        let server = HttpServer::start(&net, "still-here").await.unwrap();
+        let spec = NetworkSpec { egress: policy(&format!(r#"["{}"]"#, server.addr())), ..NetworkSpec::nat() };
         let (key, spec) = shape("flood", spec);
         let flooder = Arc::new(provider.create(&key, &spec).await.unwrap());
         let victim = provider.create(&key, &spec).await.unwrap();
-        // Denied connects (reset by the filter) and allowed ones (through the NAT), as fast as
-        // the guest can, for 20 s.
+        // Denied connects (reset by the filter: a port of the namespace the list does not name)
+        // and allowed ones (through the NAT), as fast as the guest can, for 20 s.
         let flood = |target: String| {
             let vm = flooder.clone();
             tokio::spawn(async move {
                 sh(&vm, &format!("/sbin/firepit-agent net-probe flood {target} 20")).await.1
             })
         };
-        let denied = flood("10.9.9.9:80".into());
-        let allowed = flood(server.addr.to_string());
+        let denied = flood(format!("{}:9", net.addr()));
+        let allowed = flood(server.addr().to_string());
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut slowest = Duration::ZERO;
         let flood_ends = Instant::now() + Duration::from_secs(15);
         while Instant::now() < flood_ends {
             let started = Instant::now();
-            let (code, out, err) = sh(&victim, &format!("wget -O - http://{}/", server.addr)).await;
+            let (code, out, err) = sh(&victim, &format!("wget -O - http://{}/", server.addr())).await;
             assert_eq!((code, out.as_str()), (Some(0), "still-here"), "{err}");
             slowest = slowest.max(started.elapsed());
         }

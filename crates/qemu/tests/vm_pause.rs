@@ -7,38 +7,18 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use firepit_pool::{EvictReason, Pool, PoolVm, Provider, ShapeConfig};
 use firepit_qemu::{QemuProvider, QemuVm, agent_health_check};
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
-fn template_dir() -> PathBuf {
-    PathBuf::from(format!("/dev/shm/fpq-{}-pause-templates", std::process::id()))
-}
-
-extern "C" fn remove_shared_files() {
-    let _ = std::fs::remove_dir_all(template_dir());
-    let _ = std::fs::remove_dir_all(common::runtime_dir_path("pause"));
-}
-
 /// The shared provider; holding the guard runs a test alone.
 async fn provider() -> (&'static QemuProvider, MutexGuard<'static, ()>) {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
     static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
     let guard = ONE_AT_A_TIME.lock().await;
-    let provider = PROVIDER
-        .get_or_init(|| async {
-            let provider = common::provider(&common::runtime_dir("pause"), |c| {
-                c.template_dir = template_dir();
-                c.keep_templates = false;
-            });
-            // SAFETY: registering a plain extern "C" fn with no captured state.
-            unsafe { libc::atexit(remove_shared_files) };
-            provider
-        })
-        .await;
+    let provider = PROVIDER.get_or_init(|| async { common::shared_provider("pause") }).await;
     (provider, guard)
 }
 

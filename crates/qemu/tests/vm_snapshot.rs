@@ -14,30 +14,10 @@ use firepit_pool::{Pool, Provider, ShapeConfig, ShapeKey};
 use firepit_qemu::{FillKind, QemuProvider, TemplateOrigin, TemplateState, VmSpec};
 use tokio::sync::OnceCell;
 
-fn template_dir() -> PathBuf {
-    PathBuf::from(format!("/dev/shm/fpq-{}-templates", std::process::id()))
-}
-
-extern "C" fn remove_shared_files() {
-    let _ = std::fs::remove_dir_all(template_dir());
-    let _ = std::fs::remove_dir_all(common::runtime_dir_path("snapshot"));
-}
-
 /// The shared provider: templates in a private directory, removed with their shape.
 async fn provider() -> &'static QemuProvider {
     static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
-    PROVIDER
-        .get_or_init(|| async {
-            let dir = common::runtime_dir("snapshot");
-            let provider = common::provider(&dir, |c| {
-                c.template_dir = template_dir();
-                c.keep_templates = false;
-            });
-            // SAFETY: registering a plain extern "C" fn with no captured state.
-            unsafe { libc::atexit(remove_shared_files) };
-            provider
-        })
-        .await
+    PROVIDER.get_or_init(|| async { common::shared_provider("snapshot") }).await
 }
 
 /// The snapshot shape the shared provider's tests fill.
@@ -47,7 +27,7 @@ fn snapshot() -> (ShapeKey, VmSpec) {
 
 /// Seconds since the epoch when the template of `spec`'s size was snapshotted (from its manifest).
 fn template_created_unix(spec: &VmSpec) -> u64 {
-    let dirs = common::leftovers(&template_dir());
+    let dirs = common::leftovers(&common::shared_template_dir("snapshot"));
     let marker = format!("{}cpu_{}MiB-", spec.cpus, spec.memory_mb);
     let dir = dirs
         .iter()

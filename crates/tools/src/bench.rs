@@ -24,7 +24,9 @@ pub enum BenchCommand {
     Density(crate::bench_density::DensityBenchArgs),
     /// Networking: guest → host TCP throughput, connect round trip, host CPU, the time a NIC adds
     /// to a snapshot restore; firepit (NAT + policy filter) next to raw QEMU with the same backend
-    /// (and passt when installed), measured in the same run.
+    /// (and passt when installed), measured in the same run. The guests' "server elsewhere" is in a
+    /// network namespace the bench makes (needs root and iproute2); in builds with the `dev` feature.
+    #[cfg(feature = "dev")]
     Net(crate::bench_net::NetBenchArgs),
 }
 
@@ -35,6 +37,7 @@ pub async fn run(command: BenchCommand) -> ToolResult {
         BenchCommand::Fill(args) => crate::bench_fill::run(args).await,
         BenchCommand::Api(args) => crate::bench_api::run(args).await,
         BenchCommand::Density(args) => crate::bench_density::run(args).await,
+        #[cfg(feature = "dev")]
         BenchCommand::Net(args) => crate::bench_net::run(args).await,
     }
 }

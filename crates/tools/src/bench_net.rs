@@ -3,17 +3,21 @@
 //! Measured for firepit (user-mode NAT behind firepit's policy filter, snapshot clones) and for raw
 //! QEMU (the same image and devices, a NIC on QEMU's user-mode NAT, and on passt when it is
 //! installed; no filter, driven through the serial console):
-//! - `throughput_mb_s`: guest → host TCP, the guest writing `--megabytes` to a server on the host's
-//!   own address (median of 3), with `host_cpu_ms_per_mb` (QEMU, plus passt or the firepit process
-//!   that runs the filter);
+//! - `throughput_mb_s`: guest → outside TCP, the guest writing `--megabytes` to a server in a
+//!   network namespace the bench makes (median of 3), with `host_cpu_ms_per_mb` (QEMU, plus passt
+//!   or the firepit process that runs the filter);
 //! - `connect_rtt_ms` p50/p99: `--connects` TCP connects from the guest to that server;
 //! - `restore_ms` with and without a NIC (`--samples` each, alternating) and `nic_restore_added_ms`,
 //!   the difference: firepit's includes the per-clone network step (MAC, address, route), raw
 //!   QEMU's ends when the restored guest's shell answers.
 //!
-//! The guest side of every measurement is `firepit-agent net-probe` (in the image).
+//! The guest side of every measurement is `firepit-agent net-probe` (in the image). The server
+//! side is a socket bound inside a `firepit_testnet::TestNet` (a veth pair on a /30 of
+//! 198.18.0.0/15, gone with the bench): the NAT, in QEMU or passt on the host, reaches it through
+//! the host's routing like a remote server, and no traffic goes to the machine's own address or
+//! off the machine. Needs root (the namespace) and iproute2.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use firepit_pool::{Provider, ShapeKey};
 use firepit_qemu::{
     ExecRequest, FillStrategy, ImagePaths, NetworkSpec, ProviderConfig, QemuProvider, QemuVm, VmSpec,
 };
+use firepit_testnet::TestNet;
 use tokio::io::AsyncReadExt;
 
 use crate::bench_net_raw::{RawBackend, RawSetup, RawVm};
@@ -52,19 +57,9 @@ pub struct NetBenchArgs {
     no_passt: bool,
 }
 
-/// The host's first IPv4 address that is not loopback: where the guests connect to.
-fn host_ip() -> Result<Ipv4Addr, ToolError> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
-    socket.connect("192.0.2.1:9").or_else(|_| socket.connect("10.255.255.255:9"))?;
-    match socket.local_addr()?.ip() {
-        std::net::IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Ok(ip),
-        other => Err(format!("no usable host address for the guests to reach (found {other})").into()),
-    }
-}
-
-/// A TCP server on the host that reads every connection to its end.
-async fn sink(ip: Ipv4Addr) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ToolError> {
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+/// A TCP server inside `net` that reads every connection to its end.
+async fn sink(net: &TestNet) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ToolError> {
+    let listener = tokio::net::TcpListener::from_std(net.listen_tcp(0)?)?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
@@ -129,8 +124,8 @@ fn emit(report: &Report, setup: &str, backend: &str, figures: &mut Figures) {
 pub async fn run(args: NetBenchArgs) -> ToolResult {
     let report = Report { json: args.json, bench: "net" };
     let image = firepit_image::Image::open(&args.image)?;
-    let host = host_ip()?;
-    let (server, server_task) = sink(host).await?;
+    let net = TestNet::create()?;
+    let (server, server_task) = sink(&net).await?;
     let scratch = std::env::temp_dir().join(format!("firepit-bench-net-{}", std::process::id()));
     let template_dir = PathBuf::from(format!(
         "{}-bench-net-{}",
@@ -171,6 +166,7 @@ pub async fn run(args: NetBenchArgs) -> ToolResult {
     }
     .await;
     server_task.abort();
+    drop(net);
     provider.remove_templates();
     drop(provider);
     let _ = std::fs::remove_dir_all(&template_dir);

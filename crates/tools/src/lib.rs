@@ -1,6 +1,12 @@
 //! firepit's tools: the benchmarks (`firepit bench vm|fill|api|density|net`), the soak (`firepit soak`) and the
 //! one harness that runs a child `firepit serve` for them and for the end-to-end tests.
 //!
+//! The `dev` feature (off by default, so off in the `firepit` binary users build and ship) adds
+//! what only firepit's developers run: the soak, whose fault injection `kill -9`s and stops QEMU
+//! processes and makes fills fail, and `bench net`, which makes a network namespace (through
+//! `firepit-testnet`, a test helper no shipped crate depends on) for its "server elsewhere".
+//! `cargo run -p firepit-cli --features dev -- soak` runs it; `scripts/test` builds with it.
+//!
 //! Why a crate of its own: the `firepit` binary stays thin (its verbs parse arguments and call
 //! into a library), and the tools stay honest: they use the public surfaces a user has — the
 //! `firepit` facade for in-process pools, `firepit-client` for the daemon, a real `firepit serve`
@@ -14,8 +20,8 @@
 //! processes and of the host, peak RSS, the scan for our QEMU processes), [`scratch`] (private
 //! directories) and [`signals`] use nothing of ours; [`pool_wait`] waits on in-process pools;
 //! [`child_daemon`] starts and stops `firepit serve`; the benches ([`bench_vm`], [`bench_fill`],
-//! [`bench_api`], [`bench_density`], [`bench_net`] with [`bench_net_raw`]) and the soak
-//! (`soak_*`) use those; [`bench`](mod@bench) and [`soak`](mod@soak) are the entry points the CLI calls.
+//! [`bench_api`], [`bench_density`], and with `dev` `bench_net` with `bench_net_raw`) and the soak
+//! (`soak*`, with `dev`) use those; [`bench`](mod@bench) and `soak` are the entry points the CLI calls.
 
 #![warn(missing_docs)]
 
@@ -23,7 +29,9 @@ pub mod bench;
 pub mod bench_api;
 pub mod bench_density;
 pub mod bench_fill;
+#[cfg(feature = "dev")]
 pub mod bench_net;
+#[cfg(feature = "dev")]
 pub mod bench_net_raw;
 pub mod bench_vm;
 pub mod child_daemon;
@@ -33,11 +41,17 @@ pub mod pool_wait;
 pub mod procfs;
 pub mod scratch;
 pub mod signals;
+#[cfg(feature = "dev")]
 pub mod soak;
+#[cfg(feature = "dev")]
 mod soak_chaos;
+#[cfg(feature = "dev")]
 mod soak_clients;
+#[cfg(feature = "dev")]
 mod soak_daemon;
+#[cfg(feature = "dev")]
 mod soak_leaks;
+#[cfg(feature = "dev")]
 mod soak_report;
 pub mod stats;
 

@@ -1,16 +1,14 @@
 //! Pool and daemon endpoints: status, shapes at run time, metrics, health, OpenAPI.
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::info;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ErrorCode};
+use crate::exposition;
 use firepit_api::{HealthResponse, PoolsResponse, ShapeSpec};
-
-/// Content type of `GET /metrics`.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Status of every shape's pool.
 #[utoipa::path(
@@ -74,16 +72,22 @@ pub async fn unregister_shape(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics: OpenMetrics text, or the classic text format when `Accept` prefers
+/// `text/plain` (see [`crate::exposition`]).
 #[utoipa::path(
     get, path = "/metrics", tag = "daemon",
-    responses((status = 200, description = "Metrics with a `shape` label", body = String, content_type = "text/plain"))
+    responses((status = 200, description = "Metrics with a `shape` label: OpenMetrics text, or the classic text format for an `Accept` that prefers `text/plain`",
+        content(
+            (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            (String = "text/plain; version=0.0.4; charset=utf-8"),
+        )))
 )]
-pub async fn get_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &state.inner.registry)
+pub async fn get_metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
+    let format = exposition::Format::negotiate(accept);
+    let text = exposition::encode(&state.inner.registry, format)
         .map_err(|e| ApiError::new(ErrorCode::InternalError, format!("cannot encode metrics: {e}")))?;
-    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 
 /// Liveness: 200 while serving, 503 once shutdown has begun.

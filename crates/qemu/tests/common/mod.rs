@@ -104,6 +104,39 @@ pub fn provider(dir: &Path, tweak: impl FnOnce(&mut ProviderConfig)) -> QemuProv
     QemuProvider::new(config).expect("creating the provider")
 }
 
+/// Directories removed when the test process exits (see [`shared_provider`]).
+static REMOVE_AT_EXIT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn remove_at_exit() {
+    let dirs = REMOVE_AT_EXIT.lock().map(|dirs| dirs.clone()).unwrap_or_default();
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The snapshot template directory of [`shared_provider`]`(name)`, private to this process.
+pub fn shared_template_dir(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/fpq-{}-{name}-templates", std::process::id()))
+}
+
+/// A provider the tests of one binary share: runtime files in a fresh [`runtime_dir`]`(name)`,
+/// snapshot templates in [`shared_template_dir`]`(name)` (not kept for reuse); both directories
+/// are removed when the process exits (a static's `Drop` never runs).
+pub fn shared_provider(name: &str) -> QemuProvider {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registering a plain extern "C" fn with no captured state, once.
+    REGISTERED.call_once(|| unsafe {
+        libc::atexit(remove_at_exit);
+    });
+    if let Ok(mut dirs) = REMOVE_AT_EXIT.lock() {
+        dirs.extend([shared_template_dir(name), runtime_dir_path(name)]);
+    }
+    provider(&runtime_dir(name), |c| {
+        c.template_dir = shared_template_dir(name);
+        c.keep_templates = false;
+    })
+}
+
 /// The default test shape's name.
 pub fn shape() -> ShapeKey {
     ShapeKey::new("test")
