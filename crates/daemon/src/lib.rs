@@ -46,6 +46,7 @@ pub mod config;
 pub mod fake;
 #[cfg(feature = "testing")]
 mod fake_sandbox;
+pub mod lease_views;
 pub mod leases;
 mod load;
 pub mod metrics;

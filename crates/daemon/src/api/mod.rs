@@ -27,6 +27,7 @@ mod chunks;
 pub mod error;
 pub mod exec_stream;
 pub mod files;
+pub mod lease_views;
 pub mod leases;
 pub mod ports;
 pub mod processes;
@@ -99,6 +100,8 @@ struct ApiDoc;
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(leases::acquire))
+        .routes(routes!(lease_views::list))
+        .routes(routes!(lease_views::get))
         .routes(routes!(leases::release))
         .routes(routes!(leases::exec))
         .routes(routes!(leases::renew))
@@ -198,7 +201,8 @@ fn quiet_when_ok(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     match *method {
         Method::GET => {
-            matches!(path, "/healthz" | "/metrics" | "/v1/pools") || path.starts_with("/v1/leases/")
+            matches!(path, "/healthz" | "/metrics" | "/v1/pools" | "/v1/leases")
+                || path.starts_with("/v1/leases/")
         }
         Method::PUT => path.starts_with("/v1/leases/"),
         Method::POST => path == "/v1/leases" || path.starts_with("/v1/leases/"),
@@ -228,6 +232,7 @@ mod tests {
         assert!(quiet_when_ok(&Method::DELETE, "/v1/leases/l-1"));
         assert!(quiet_when_ok(&Method::GET, "/v1/pools"));
         assert!(quiet_when_ok(&Method::GET, "/healthz"));
+        assert!(quiet_when_ok(&Method::GET, "/v1/leases"));
         assert!(!quiet_when_ok(&Method::PUT, "/v1/shapes/small"));
         assert!(!quiet_when_ok(&Method::DELETE, "/v1/shapes/small"));
         assert!(!quiet_when_ok(&Method::GET, "/v1/openapi.json"));
