@@ -343,10 +343,10 @@ impl LeaseTable {
     /// The leases that match `query`: live ones oldest first, then remembered ended ones newest
     /// first.
     pub fn views(&self, query: &LeaseListQuery) -> Vec<LeaseView> {
-        let live: Vec<Arc<Lease>> = lock(&self.leases).values().cloned().collect();
+        let mut live: Vec<Arc<Lease>> = lock(&self.leases).values().cloned().collect();
+        live.sort_by_key(|lease| lease.created);
         let mut views: Vec<LeaseView> =
             live.iter().map(|lease| lease.facts().running()).filter(|view| matches(view, query)).collect();
-        views.sort_by(|a, b| (a.created_at_unix_ms, &a.id).cmp(&(b.created_at_unix_ms, &b.id)));
         views.extend(self.ended.matching(query));
         views
     }

@@ -42,6 +42,7 @@ pub mod auth;
 pub mod backend;
 mod boxed;
 pub mod config;
+pub mod dashboard;
 #[cfg(feature = "testing")]
 pub mod fake;
 #[cfg(feature = "testing")]
@@ -149,6 +150,7 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
         max_body_bytes: config.limits.max_body_bytes,
         default_ttl: config.default_ttl(),
         max_ttl: config.max_ttl(),
+        ui: config.listen.ui,
     })
 }
 
