@@ -32,15 +32,16 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
                    img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
 
-/// Middleware on every `/ui` response: CSP, no sniffing, no framing, no referrer, and no caching
-/// unless the handler chose otherwise (pages show guest data).
+/// Middleware on every `/ui` response: CSP, no sniffing, no framing, no referrer to other sites
+/// (`same-origin`: with `no-referrer` browsers send `Origin: null` on our own forms), and no
+/// caching unless the handler chose otherwise (pages show guest data).
 pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
 }
@@ -201,7 +202,7 @@ fn login_form(ui: &UiState, next: Option<&str>, error: Option<&str>) -> Markup {
                         input #token type="password" name="token" autocomplete="current-password" required autofocus;
                         button type="submit" { "Log in" }
                     }
-                    p.hint { "The token of the daemon's TCP listener (`listen.token_file` or `listen.token_env` in its config)." }
+                    p.hint { "The token of the daemon's TCP listener (" code { "listen.token_file" } " or " code { "listen.token_env" } " in its config)." }
                 } @else {
                     p { "Open the one-time link that " code { "firepit ui" } " printed. Each link works once; run it again for a new one." }
                 }

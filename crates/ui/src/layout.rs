@@ -77,7 +77,7 @@ fn head_common(title: &str) -> Markup {
         meta name="viewport" content="width=device-width, initial-scale=1";
         meta name="color-scheme" content="light dark";
         meta name="htmx-config" content=(HTMX_CONFIG);
-        meta name="referrer" content="no-referrer";
+        meta name="referrer" content="same-origin";
         title { (title) " · firepit" }
         link rel="stylesheet" href=(asset_url("app.css"));
     }

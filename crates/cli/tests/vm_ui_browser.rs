@@ -1,0 +1,142 @@
+//! The dashboard in a real browser (headless Chromium over WebDriver) against a real daemon with
+//! real VMs: login, the live lease list, a lease's terminal and file upload, its actions, and
+//! screenshots of every page under `<target>/ui-screenshots/` (look at them).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use fantoccini::Locator;
+use fantoccini::key::Key;
+use firepit_api::{AcquireRequest, ExecBody};
+use firepit_tools::child_daemon::ChildDaemon;
+use firepit_tools::daemon_dir::{DaemonDir, DaemonSettings, ShapeSettings};
+
+const TOKEN_ENV: &str = "FIREPIT_UI_TEST_TOKEN";
+const SHORT: Duration = Duration::from_secs(10);
+
+/// A daemon with one snapshot shape `default` of depth 2 and a TCP listener with `token`.
+async fn daemon_with_tcp(token: &str) -> (ChildDaemon, String) {
+    let dir = DaemonDir::create(&std::env::temp_dir(), "ui-browser").expect("a private temp dir");
+    let shape =
+        ShapeSettings { depth_low: 2, depth_high: 2, ..ShapeSettings::new("default", common::image().dir()) };
+    let mut settings = DaemonSettings::new(&dir, vec![shape]);
+    settings.template_dir = Some(dir.path().join("templates"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    settings.tcp = Some((addr, TOKEN_ENV.to_owned()));
+    let mut daemon = common::daemon(dir, &settings).with_env(TOKEN_ENV, token);
+    daemon.start(common::BOOT_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
+    common::wait_full(&mut daemon).await;
+    (daemon, format!("http://{addr}"))
+}
+
+fn acquire() -> AcquireRequest {
+    AcquireRequest { shape: "default".into(), wait_ms: 30_000, ttl_ms: Some(600_000) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_dashboard_works_in_a_real_browser() {
+    let token = format!("ui-{:032x}", rand::random::<u128>());
+    let (mut daemon, base) = daemon_with_tcp(&token).await;
+    let api = daemon.client();
+    let browser = Browser::start(1280, 900).await;
+    let page = |path: &str| format!("{base}{path}");
+
+    // Without a session every page goes to the login, which refuses a wrong token.
+    browser.client.goto(&page("/ui/leases")).await.unwrap();
+    browser.wait_for("input#token", SHORT).await;
+    assert!(browser.path().await.starts_with("/ui/login?next=%2Fui%2Fleases"), "{}", browser.path().await);
+    browser.screenshot("login").await;
+    let field = browser.wait_for("input#token", SHORT).await;
+    field.send_keys("not-the-right-token-at-all").await.unwrap();
+    field.send_keys(&Key::Enter.to_string()).await.unwrap();
+    browser.wait_for_text(".notice.error", SHORT, |t| t.contains("That token is wrong")).await;
+    assert!(browser.path().await.starts_with("/ui/login"));
+
+    // The right token: back to the page asked for.
+    let field = browser.wait_for("input#token", SHORT).await;
+    field.send_keys(&token).await.unwrap();
+    field.send_keys(&Key::Enter.to_string()).await.unwrap();
+    browser.wait_for("table.leases", SHORT).await;
+    assert_eq!(browser.path().await, "/ui/leases");
+
+    // A lease acquired through the API appears without a reload within 2 s; released, it shows
+    // as ended with its reason.
+    browser.wait_for("tbody#lease-rows", SHORT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // the live stream is connected
+    let lease = api.acquire(&acquire(), None).await.unwrap();
+    let acquired = Instant::now();
+    let row = format!("tr#lease-{}", lease.lease_id);
+    browser.wait_for(&row, Duration::from_secs(2)).await;
+    let appeared_ms = acquired.elapsed().as_millis();
+    assert!(appeared_ms <= 2000, "the lease appeared after {appeared_ms} ms");
+    browser.screenshot("leases").await;
+    api.release(&lease.lease_id).await.unwrap();
+    browser.wait_for(&format!("{row}[data-state=\"ended\"]"), Duration::from_secs(5)).await;
+    browser.wait_for_text(&format!("{row} .reason"), SHORT, |t| t == "released").await;
+
+    // Pools: the shape with its counts.
+    browser.client.goto(&page("/ui/")).await.unwrap();
+    browser.wait_for_text("table.pools tbody", SHORT, |t| t.contains("default")).await;
+    browser.screenshot("pools").await;
+
+    // A lease's page: the terminal computes, an uploaded file reads back in the VM.
+    let lease = api.acquire(&acquire(), None).await.unwrap();
+    browser.client.goto(&page(&format!("/ui/leases/{}", lease.lease_id))).await.unwrap();
+    browser.wait_for_text("#lease-state", SHORT, |t| t == "running").await;
+    browser.wait_for("#terminal-open", SHORT).await.click().await.unwrap();
+    browser.wait_for_text("#terminal-status", SHORT, |t| t.contains("Connected")).await;
+    browser.wait_for(".xterm-helper-textarea", SHORT).await.send_keys("echo $((6*7))\n").await.unwrap();
+    browser
+        .wait_for_text(".xterm-rows", Duration::from_secs(15), |t| t.lines().any(|line| line.trim() == "42"))
+        .await;
+
+    let local = tempfile::tempdir().unwrap();
+    let content = format!("uploaded from the browser {:016x}\n", rand::random::<u64>());
+    let file = local.path().join("from-browser.txt");
+    std::fs::write(&file, &content).unwrap();
+    browser.wait_for("#upload-file", SHORT).await.send_keys(&file.display().to_string()).await.unwrap();
+    browser.wait_for("#upload button[type=submit]", SHORT).await.click().await.unwrap();
+    browser.wait_for_text("#upload-status", SHORT, |t| t.starts_with("Uploaded")).await;
+    let out = api.exec(&lease.lease_id, &ExecBody::new(["cat", "/from-browser.txt"])).await.unwrap();
+    assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), content.as_str()));
+    browser.wait_for_text("#files table", SHORT, |t| t.contains("from-browser.txt")).await;
+    browser.screenshot("lease").await;
+
+    // Dark theme and a phone-sized window.
+    browser.client.find(Locator::Css("#theme")).await.unwrap().click().await.unwrap();
+    browser.client.find(Locator::Css("#theme")).await.unwrap().click().await.unwrap();
+    browser.wait_for_text("#theme", SHORT, |t| t == "Theme: dark").await;
+    browser.screenshot("lease-dark").await;
+    browser.resize(390, 844).await;
+    browser.client.goto(&page("/ui/leases")).await.unwrap();
+    browser.wait_for("table.leases", SHORT).await;
+    browser.screenshot("leases-phone-dark").await;
+    browser.resize(1280, 900).await;
+
+    // Release from the page: it asks first, then the lease ends as released.
+    browser.client.goto(&page(&format!("/ui/leases/{}", lease.lease_id))).await.unwrap();
+    browser.wait_for("#release", SHORT).await.click().await.unwrap();
+    let question = wait_for_alert(&browser).await;
+    assert!(question.starts_with(&format!("Release lease {}?", lease.lease_id)), "{question}");
+    browser.client.accept_alert().await.unwrap();
+    browser.wait_for_text("#end-reason", SHORT, |t| t == "released").await;
+    let view = api.lease(&lease.lease_id).await.unwrap();
+    assert_eq!(view.end_reason, Some(firepit_api::EndReason::Released));
+
+    browser.close().await;
+    daemon.stop(Duration::from_secs(60)).await.unwrap();
+}
+
+async fn wait_for_alert(browser: &Browser) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = browser.client.get_alert_text().await {
+            return text;
+        }
+        assert!(started.elapsed() < SHORT, "no confirmation was asked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
