@@ -127,7 +127,49 @@ async fn vm_dashboard_works_in_a_real_browser() {
     assert_eq!(view.end_reason, Some(firepit_api::EndReason::Released));
 
     browser.close().await;
+
+    // The Grafana dashboard asks only for series this daemon's /metrics has.
+    let metrics = api.metrics().await.unwrap();
+    let exposed = exposed_series(&metrics);
+    let dashboard = include_str!("../../../deploy/grafana/firepit.json");
+    let used = referenced_metrics(dashboard);
+    assert!(used.len() >= 15, "the dashboard uses {} series: {used:?}", used.len());
+    let missing: Vec<&String> = used.iter().filter(|name| !exposed.contains(*name)).collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/grafana/firepit.json uses series /metrics lacks: {missing:?}\n{metrics}"
+    );
     daemon.stop(Duration::from_secs(60)).await.unwrap();
+}
+
+/// The series names a Prometheus text exposition has, from its `# TYPE` lines (so a family
+/// without samples yet counts): counters as `NAME_total`, histograms as `NAME_bucket`, `_sum`,
+/// `_count`, others as `NAME`.
+fn exposed_series(text: &str) -> std::collections::BTreeSet<String> {
+    let mut series = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+        let mut words = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else { continue };
+        match kind {
+            "counter" => series.extend([format!("{name}_total"), format!("{name}_created")]),
+            "histogram" => series.extend(["bucket", "sum", "count"].map(|s| format!("{name}_{s}"))),
+            _ => {
+                series.insert(name.to_owned());
+            }
+        }
+    }
+    series
+}
+
+/// Every `firepit_…` name in the dashboard's JSON (queries, template variables).
+fn referenced_metrics(dashboard: &str) -> std::collections::BTreeSet<String> {
+    let json: serde_json::Value = serde_json::from_str(dashboard).expect("the dashboard is JSON");
+    let text = json.to_string();
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("firepit_"))
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn wait_for_alert(browser: &Browser) -> String {
