@@ -72,15 +72,30 @@ async fn vm_dashboard_works_in_a_real_browser() {
     browser.wait_for(&row, Duration::from_secs(2)).await;
     let appeared_ms = acquired.elapsed().as_millis();
     assert!(appeared_ms <= 2000, "the lease appeared after {appeared_ms} ms");
-    browser.screenshot("leases").await;
+    browser.screenshot_page("leases").await;
     api.release(&lease.lease_id).await.unwrap();
     browser.wait_for(&format!("{row}[data-state=\"ended\"]"), Duration::from_secs(5)).await;
     browser.wait_for_text(&format!("{row} .reason"), SHORT, |t| t == "released").await;
 
-    // Pools: the shape with its counts.
+    // Keyboard: the first Tab reaches the skip link, Enter on it moves to the content, whose
+    // first control (the state filter) is the next Tab; an ended lease's link opens its page.
+    let tab = Key::Tab.to_string();
+    browser.client.active_element().await.unwrap().send_keys(&tab).await.unwrap();
+    let focused = browser.client.active_element().await.unwrap();
+    assert_eq!(focused.text().await.unwrap(), "Skip to content");
+    focused.send_keys(&Key::Enter.to_string()).await.unwrap();
+    let focused = browser.client.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("main"));
+    focused.send_keys(&tab).await.unwrap();
+    let focused = browser.client.active_element().await.unwrap();
+    assert_eq!(focused.attr("name").await.unwrap().as_deref(), Some("state"));
+
+    // Pools: the shape with its counts, and the chart of the totals after a few refreshes.
     browser.client.goto(&page("/ui/")).await.unwrap();
     browser.wait_for_text("table.pools tbody", SHORT, |t| t.contains("default")).await;
-    browser.screenshot("pools").await;
+    browser.wait_for("#pool-chart canvas", SHORT).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    browser.screenshot_page("pools").await;
 
     // A lease's page: the terminal computes, an uploaded file reads back in the VM.
     let lease = api.acquire(&acquire(), None).await.unwrap();
@@ -88,6 +103,7 @@ async fn vm_dashboard_works_in_a_real_browser() {
     browser.wait_for_text("#lease-state", SHORT, |t| t == "running").await;
     browser.wait_for("#terminal-open", SHORT).await.click().await.unwrap();
     browser.wait_for_text("#terminal-status", SHORT, |t| t.contains("Connected")).await;
+    browser.wait_for_text(".xterm-rows", SHORT, |t| t.contains("# ")).await; // the shell's prompt
     browser.wait_for(".xterm-helper-textarea", SHORT).await.send_keys("echo $((6*7))\n").await.unwrap();
     browser
         .wait_for_text(".xterm-rows", Duration::from_secs(15), |t| t.lines().any(|line| line.trim() == "42"))
@@ -103,17 +119,17 @@ async fn vm_dashboard_works_in_a_real_browser() {
     let out = api.exec(&lease.lease_id, &ExecBody::new(["cat", "/from-browser.txt"])).await.unwrap();
     assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), content.as_str()));
     browser.wait_for_text("#files table", SHORT, |t| t.contains("from-browser.txt")).await;
-    browser.screenshot("lease").await;
+    browser.screenshot_page("lease").await;
 
     // Dark theme and a phone-sized window.
     browser.client.find(Locator::Css("#theme")).await.unwrap().click().await.unwrap();
     browser.client.find(Locator::Css("#theme")).await.unwrap().click().await.unwrap();
     browser.wait_for_text("#theme", SHORT, |t| t == "Theme: dark").await;
-    browser.screenshot("lease-dark").await;
+    browser.screenshot_page("lease-dark").await;
     browser.resize(390, 844).await;
     browser.client.goto(&page("/ui/leases")).await.unwrap();
     browser.wait_for("table.leases", SHORT).await;
-    browser.screenshot("leases-phone-dark").await;
+    browser.screenshot_page("leases-phone-dark").await;
     browser.resize(1280, 900).await;
 
     // Release from the page: it asks first, then the lease ends as released.

@@ -20,6 +20,7 @@
     var next = THEMES[(THEMES.indexOf(current) + 1) % THEMES.length];
     try { localStorage.setItem("firepit-theme", next); } catch (e) { /* storage off */ }
     applyTheme(next);
+    drawChart(); // its colours follow the theme
   });
 
   // ---- durations that tick: [data-since] counts up, [data-until] counts down (ms since epoch) ----
@@ -136,6 +137,46 @@
     else if (target.closest("#terminal-close")) closeTerminal();
   });
 
-  // Keep the ticking right after htmx swaps in new rows.
-  document.addEventListener("htmx:afterSwap", tick);
+  // ---- the pools page's chart: each table refresh brings a sample of the totals ----
+  var history = { t: [], ready: [], filling: [], leased: [] }, chart = null;
+  var MAX_POINTS = 300; // 10 minutes at one sample every 2 s
+  function sampleChart() {
+    var el = document.getElementById("pool-sample"), box = document.getElementById("pool-chart");
+    if (!el || !box || typeof uPlot === "undefined") return;
+    var sample = JSON.parse(el.dataset.sample);
+    if (history.t.length && history.t[history.t.length - 1] >= sample.t) return;
+    ["t", "ready", "filling", "leased"].forEach(function (key) {
+      history[key].push(sample[key]);
+      if (history[key].length > MAX_POINTS) history[key].shift();
+    });
+    if (chart) chart.setData([history.t, history.ready, history.filling, history.leased]);
+    else drawChart();
+  }
+  function drawChart() {
+    var box = document.getElementById("pool-chart");
+    if (!box || typeof uPlot === "undefined" || !history.t.length) return;
+    if (chart) { chart.destroy(); chart = null; }
+    var data = [history.t, history.ready, history.filling, history.leased];
+    var styles = getComputedStyle(document.documentElement);
+    var color = function (name) { return styles.getPropertyValue(name).trim(); };
+    var axis = { stroke: color("--muted"), grid: { stroke: color("--line") }, ticks: { stroke: color("--line") } };
+    chart = new uPlot({
+      width: box.clientWidth || 600, height: 220,
+      legend: { live: false },
+      // At least the last minute on the time axis, so a new page's first samples read as seconds.
+      scales: { x: { time: true, range: function (u, min, max) { return [Math.min(min, max - 60), max]; } }, y: { range: function (u, min, max) { return [0, Math.max(4, max + 1)]; } } },
+      axes: [axis, Object.assign({ values: function (u, ticks) { return ticks.map(function (v) { return v % 1 ? "" : v; }); } }, axis)],
+      series: [
+        {},
+        { label: "ready", stroke: color("--good"), width: 2 },
+        { label: "filling", stroke: color("--warn"), width: 2 },
+        { label: "leased", stroke: color("--accent"), width: 2 },
+      ],
+    }, data, box);
+  }
+  window.addEventListener("resize", function () { if (chart) chart.setSize({ width: chart.root.parentNode.clientWidth, height: 220 }); });
+
+  // Keep the ticking right after htmx swaps in new rows; chart each pools refresh.
+  document.addEventListener("htmx:afterSwap", function () { tick(); sampleChart(); });
+  document.addEventListener("DOMContentLoaded", sampleChart);
 })();

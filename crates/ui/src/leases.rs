@@ -168,22 +168,22 @@ pub(crate) fn lease_rows(leases: &[LeaseView], now_ms: u64) -> Markup {
         @for lease in leases.iter().take(MAX_ROWS) {
             tr #{ "lease-" (lease.id) } data-state=(lease.state.as_str()) {
                 th scope="row" { a href={ "/ui/leases/" (lease.id) } { code { (lease.id) } } }
-                td { (lease.shape) }
-                td { span.badge.(lease.state.as_str()) { (lease.state.as_str()) } }
-                td {
+                td data-label="Shape" { (lease.shape) }
+                td data-label="State" { span.badge.(lease.state.as_str()) { (lease.state.as_str()) } }
+                td data-label="Age" {
                     @if lease.state == LeaseState::Ended {
                         (format::duration(format::between(lease.created_at_unix_ms, lease.ended_at_unix_ms.unwrap_or(now_ms))))
                     } @else {
                         span data-since=(lease.created_at_unix_ms) { (format::duration(format::between(lease.created_at_unix_ms, now_ms))) }
                     }
                 }
-                td {
+                td data-label=(if lease.ended_at_unix_ms.is_some() { "Ended" } else { "TTL left" }) {
                     @match lease.ended_at_unix_ms {
                         Some(ended) => span data-since=(ended) data-suffix=" ago" { (format::duration(format::between(ended, now_ms))) " ago" },
                         None => span data-until=(lease.expires_at_unix_ms) { (format::duration(format::between(now_ms, lease.expires_at_unix_ms))) },
                     }
                 }
-                td { @if let Some(reason) = lease.end_reason { span.reason { (reason.as_str()) } } }
+                td data-label="End reason" { @if let Some(reason) = lease.end_reason { span.reason { (reason.as_str()) } } }
             }
         }
         @if leases.len() > MAX_ROWS {

@@ -1,5 +1,7 @@
 //! The pools page (the dashboard's home): per shape, how many VMs are ready, filling and leased,
-//! the depth it keeps, how it fills and how that went. The table refreshes itself every 2 s.
+//! the depth it keeps, how it fills and how that went. The table refreshes itself every 2 s; each
+//! refresh carries the totals as a sample (`#pool-sample`), which `app.js` charts (uPlot) for as
+//! long as the page is open.
 
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use axum::extract::State;
 use firepit_api::{PoolsResponse, ShapeStatusView};
 use maud::{Markup, html};
 
+use crate::asset_url;
 use crate::error::UiError;
 use crate::format;
 use crate::layout::{Section, page};
@@ -27,10 +30,18 @@ pub(crate) async fn page_handler(
         "Pools",
         Some(Section::Pools),
         &session,
-        html! {},
+        html! {
+            link rel="stylesheet" href=(asset_url("uPlot.min.css"));
+            script src=(asset_url("uPlot.iife.min.js")) defer {}
+        },
         html! {
             h1 { "Pools" }
             div #pools hx-get="/ui/pools/table" hx-trigger="every 2s" hx-swap="innerHTML" { (table) }
+            section aria-labelledby="pool-chart-title" {
+                h2 #pool-chart-title { "VMs over time" }
+                p.hint { "All shapes together, sampled every 2 s while this page is open." }
+                div #pool-chart role="img" aria-label="Ready, filling and leased VMs over time" {}
+            }
         },
     )
 }
@@ -43,7 +54,10 @@ pub(crate) async fn table_handler(State(ui): State<UiState>) -> Result<Markup, U
 fn pools_table(pools: &PoolsResponse) -> Markup {
     let ready: usize = pools.shapes.iter().map(|s| s.ready).sum();
     let filling: usize = pools.shapes.iter().map(|s| s.filling).sum();
+    let leased: usize = pools.shapes.iter().map(|s| s.leased).sum();
+    let sample = serde_json::json!({ "t": crate::format::now_ms() / 1000, "ready": ready, "filling": filling, "leased": leased });
     html! {
+        div #pool-sample hidden data-sample=(sample.to_string()) {}
         dl.summary {
             div { dt { "Shapes" } dd { (pools.shapes.len()) } }
             div { dt { "Ready" } dd { (ready) } }

@@ -106,6 +106,32 @@ impl Browser {
         path
     }
 
+    /// A screenshot of the whole page (the window grown to the page's height for it, then put
+    /// back), saved like [`Self::screenshot`].
+    pub async fn screenshot_page(&self, name: &str) -> PathBuf {
+        let size = self
+            .client
+            .execute(
+                "return [window.outerWidth, window.outerHeight, window.innerHeight, \
+                 document.documentElement.scrollHeight];",
+                vec![],
+            )
+            .await
+            .expect("the page's size");
+        let number = |i: usize| size[i].as_u64().unwrap_or(0) as u32;
+        let (width, height, inner, page) = (number(0), number(1), number(2), number(3));
+        let full = page + height.saturating_sub(inner);
+        if full > height {
+            self.client.set_window_size(width, full.min(8000)).await.expect("grow the window");
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await; // relayout
+        }
+        let path = self.screenshot(name).await;
+        if full > height {
+            self.client.set_window_size(width, height).await.expect("restore the window");
+        }
+        path
+    }
+
     /// Waits up to `within` for an element matching `css`; panics naming it and the page otherwise.
     pub async fn wait_for(&self, css: &str, within: Duration) -> fantoccini::elements::Element {
         let started = Instant::now();
