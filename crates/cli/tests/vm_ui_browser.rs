@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::browser::Browser;
 use fantoccini::Locator;
 use fantoccini::key::Key;
-use firepit_api::{AcquireRequest, ExecBody};
+use firepit_api::{AcquireRequest, ExecBody, StartProcessBody};
 use firepit_tools::child_daemon::ChildDaemon;
 use firepit_tools::daemon_dir::{DaemonDir, DaemonSettings, ShapeSettings};
 
@@ -119,7 +119,28 @@ async fn vm_dashboard_works_in_a_real_browser() {
     let out = api.exec(&lease.lease_id, &ExecBody::new(["cat", "/from-browser.txt"])).await.unwrap();
     assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), content.as_str()));
     browser.wait_for_text("#files table", SHORT, |t| t.contains("from-browser.txt")).await;
+
+    // A background process started through the API: its output, then stopped from the page.
+    let argv = ["sh", "-c", "echo hello from a process; exec sleep 600"].map(String::from).to_vec();
+    let body = StartProcessBody { argv, tag: Some("sleeper".into()), ..Default::default() };
+    api.start_process(&lease.lease_id, &body).await.unwrap();
+    browser.wait_for("#processes button.quiet", SHORT).await.click().await.unwrap();
+    browser
+        .wait_for("#processes tbody tr", SHORT)
+        .await
+        .find(Locator::Css("button.small"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_text("#process-output pre", SHORT, |t| t.contains("hello from a process")).await;
     browser.screenshot_page("lease").await;
+    browser.wait_for("#processes button.danger", SHORT).await.click().await.unwrap();
+    let question = wait_for_alert(&browser).await;
+    assert!(question.starts_with("Stop process"), "{question}");
+    browser.client.accept_alert().await.unwrap();
+    browser.wait_for_text("#processes tbody", SHORT, |t| t.contains("signal 15")).await;
 
     // Dark theme and a phone-sized window.
     browser.client.find(Locator::Css("#theme")).await.unwrap().click().await.unwrap();

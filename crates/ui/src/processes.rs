@@ -58,8 +58,8 @@ fn process_row(base: &str, process: &ProcessView) -> Markup {
             td { @if process.started_unix_ms > 0 { (format::unix_ms(process.started_unix_ms as u64)) } }
             td.num { (format::bytes(process.stdout_bytes)) " / " (format::bytes(process.stderr_bytes)) }
             td.buttons {
-                button.small type="button" hx-get={ (url) "/output?channel=stdout" } hx-target="#process-output" { "stdout" }
-                button.small type="button" hx-get={ (url) "/output?channel=stderr" } hx-target="#process-output" { "stderr" }
+                button.small.quiet type="button" hx-get={ (url) "/output?channel=stdout" } hx-target="#process-output" { "stdout" }
+                button.small.quiet type="button" hx-get={ (url) "/output?channel=stderr" } hx-target="#process-output" { "stderr" }
                 @if process.exit.is_none() {
                     button.small.danger type="button" hx-post={ (url) "/signal" } hx-vals=r#"{"signal":"TERM"}"#
                         hx-confirm={ "Stop process " (process.id) " (" (command) ") with SIGTERM?" }
@@ -139,6 +139,9 @@ pub(crate) async fn signal(
         return Err(UiError::BadRequest(format!("signal `{}` is not offered here", form.signal)));
     }
     ui.client().signal_process(&id, &process, SignalSpec::Name(form.signal)).await?;
+    // Show it ended if it does so promptly (waits at most 2 s; a process that ignores the signal
+    // shows as running).
+    ui.client().process(&id, &process, 2000).await?;
     Ok(list(State(ui), Path(id)).await.into_response())
 }
 
