@@ -38,9 +38,9 @@ impl LeaseFacts<'_> {
             shape: self.shape.to_owned(),
             state: LeaseState::Running,
             created_at: rfc3339(self.created),
-            created_at_unix_ms: crate::leases::unix_ms(self.created),
+            created_at_unix_ms: unix_ms(self.created),
             expires_at: rfc3339(self.expires),
-            expires_at_unix_ms: crate::leases::unix_ms(self.expires),
+            expires_at_unix_ms: unix_ms(self.expires),
             ended_at: None,
             ended_at_unix_ms: None,
             end_reason: None,
@@ -52,11 +52,16 @@ impl LeaseFacts<'_> {
         LeaseView {
             state: LeaseState::Ended,
             ended_at: Some(rfc3339(at)),
-            ended_at_unix_ms: Some(crate::leases::unix_ms(at)),
+            ended_at_unix_ms: Some(unix_ms(at)),
             end_reason: Some(reason),
             ..self.running()
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH).unwrap_or(std::time::Duration::ZERO).as_millis() as u64
 }
 
 fn rfc3339(time: SystemTime) -> String {

@@ -20,6 +20,7 @@ use tracing::{Instrument, Span, info, info_span};
 use firepit_api::{EndReason, LeaseListQuery, LeaseView};
 
 use crate::backend::{AcquireError, EgressPolicy, LeaseBackend, LeasedVm};
+pub use crate::lease_views::unix_ms;
 use crate::lease_views::{EndedLeases, LeaseFacts, matches};
 use crate::metrics::DaemonMetrics;
 use crate::narrowing::{self, NarrowingError};
@@ -86,11 +87,6 @@ pub fn lease_response(lease: &Lease) -> firepit_api::LeaseResponse {
         expires_at: humantime::format_rfc3339_millis(expires).to_string(),
         expires_at_unix_ms: unix_ms(expires),
     }
-}
-
-/// Milliseconds since the Unix epoch (0 before it).
-pub fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
 }
 
 /// Why a lease operation failed.

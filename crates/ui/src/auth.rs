@@ -11,7 +11,8 @@ use axum::{Extension, Form};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::layout::{bare_page, notice};
+use crate::layout::bare_page;
+use crate::notice::notice;
 use crate::session::{SESSION_LIFETIME, Session};
 use crate::state::UiState;
 

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use firepit_client::ClientError;
 
-use crate::layout::notice;
+use crate::notice::notice;
 
 /// Why a dashboard request failed.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use crate::asset_url;
+use crate::assets::asset_url;
 use crate::session::Session;
 
 /// Which section of the navigation a page belongs to.
@@ -81,11 +81,6 @@ fn head_common(title: &str) -> Markup {
         title { (title) " · firepit" }
         link rel="stylesheet" href=(asset_url("app.css"));
     }
-}
-
-/// A notice box (`kind`: `error`, `info`).
-pub(crate) fn notice(kind: &str, text: &str) -> Markup {
-    html! { p.notice.(kind) role=(if kind == "error" { "alert" } else { "status" }) { (text) } }
 }
 
 #[cfg(test)]

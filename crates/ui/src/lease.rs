@@ -14,10 +14,11 @@ use firepit_api::{LeaseState, LeaseView};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::asset_url;
+use crate::assets::asset_url;
 use crate::error::UiError;
 use crate::format;
-use crate::layout::{Section, notice, page};
+use crate::layout::{Section, page};
+use crate::notice::notice;
 use crate::session::Session;
 use crate::state::UiState;
 
@@ -174,19 +175,8 @@ mod tests {
     use firepit_api::EndReason;
 
     fn view(state: LeaseState) -> LeaseView {
-        LeaseView {
-            id: "l-1".into(),
-            vm_id: "vm-1".into(),
-            shape: "small".into(),
-            state,
-            created_at: String::new(),
-            created_at_unix_ms: 0,
-            expires_at: String::new(),
-            expires_at_unix_ms: 60_000,
-            ended_at: None,
-            ended_at_unix_ms: (state == LeaseState::Ended).then_some(30_000),
-            end_reason: (state == LeaseState::Ended).then_some(EndReason::TtlExpired),
-        }
+        let ended = (state == LeaseState::Ended).then_some((30_000, EndReason::TtlExpired));
+        crate::leases::fixture("l-1", state, 60_000, ended)
     }
 
     #[test]

@@ -192,25 +192,37 @@ pub(crate) fn lease_rows(leases: &[LeaseView], now_ms: u64) -> Markup {
     }
 }
 
+/// A lease view for tests: created at 1 s, expiring at `expires_ms`, maybe ended.
+#[cfg(test)]
+pub(crate) fn fixture(
+    id: &str,
+    state: LeaseState,
+    expires_ms: u64,
+    ended: Option<(u64, firepit_api::EndReason)>,
+) -> LeaseView {
+    LeaseView {
+        id: id.into(),
+        vm_id: "vm-1".into(),
+        shape: "small".into(),
+        state,
+        created_at: String::new(),
+        created_at_unix_ms: 1_000,
+        expires_at: String::new(),
+        expires_at_unix_ms: expires_ms,
+        ended_at: None,
+        ended_at_unix_ms: ended.map(|(at, _)| at),
+        end_reason: ended.map(|(_, reason)| reason),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use firepit_api::EndReason;
 
     fn view(id: &str, state: LeaseState) -> LeaseView {
-        LeaseView {
-            id: id.into(),
-            vm_id: "vm".into(),
-            shape: "small".into(),
-            state,
-            created_at: String::new(),
-            created_at_unix_ms: 1_000,
-            expires_at: String::new(),
-            expires_at_unix_ms: 301_000,
-            ended_at: None,
-            ended_at_unix_ms: (state == LeaseState::Ended).then_some(61_000),
-            end_reason: (state == LeaseState::Ended).then_some(EndReason::Released),
-        }
+        let ended = (state == LeaseState::Ended).then_some((61_000, EndReason::Released));
+        fixture(id, state, 301_000, ended)
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub mod format;
 mod layout;
 mod lease;
 mod leases;
+mod notice;
 mod pools;
 mod processes;
 pub mod session;

@@ -10,7 +10,7 @@ use axum::extract::State;
 use firepit_api::{PoolsResponse, ShapeStatusView};
 use maud::{Markup, html};
 
-use crate::asset_url;
+use crate::assets::asset_url;
 use crate::error::UiError;
 use crate::format;
 use crate::layout::{Section, page};
