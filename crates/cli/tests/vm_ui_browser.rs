@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::browser::Browser;
 use fantoccini::Locator;
 use fantoccini::key::Key;
-use firepit_api::{AcquireRequest, ExecBody, StartProcessBody};
+use firepit_api::{AcquireRequest, ExecBody, Program, StartProcessBody};
 use firepit_tools::child_daemon::ChildDaemon;
 use firepit_tools::daemon_dir::{DaemonDir, DaemonSettings, ShapeSettings};
 
@@ -121,8 +121,8 @@ async fn vm_dashboard_works_in_a_real_browser() {
     browser.wait_for_text("#files table", SHORT, |t| t.contains("from-browser.txt")).await;
 
     // A background process started through the API: its output, then stopped from the page.
-    let argv = ["sh", "-c", "echo hello from a process; exec sleep 600"].map(String::from).to_vec();
-    let body = StartProcessBody { argv, tag: Some("sleeper".into()), ..Default::default() };
+    let program = Program::new(["sh", "-c", "echo hello from a process; exec sleep 600"]);
+    let body = StartProcessBody { tag: Some("sleeper".into()), ..program.into() };
     api.start_process(&lease.lease_id, &body).await.unwrap();
     browser.wait_for("#processes button.quiet", SHORT).await.click().await.unwrap();
     browser

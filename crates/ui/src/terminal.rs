@@ -9,7 +9,7 @@
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use firepit_api::{PtyControl, StreamEvent};
+use firepit_api::{ErrorCode, PtyControl, StreamEvent};
 use firepit_client::{PtyEvent, PtyOptions, PtyReceiver, PtySender};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -78,9 +78,11 @@ async fn pump(socket: WebSocket, mut to_guest: PtySender, mut from_guest: PtyRec
                 Ok(Some(PtyEvent::Exit(status))) => text(&StreamEvent::Exit(status)),
                 Ok(Some(PtyEvent::Error { error, message })) => text(&StreamEvent::Error { error, message }),
                 Ok(None) => break,
-                Err(error) => {
-                    text(&StreamEvent::Error { error: "stream_broken".into(), message: error.to_string() })
-                }
+                // The dashboard's own connection to the API broke (no code the API sent).
+                Err(error) => text(&StreamEvent::Error {
+                    error: ErrorCode::InternalError,
+                    message: format!("the terminal's connection to the API broke: {error}"),
+                }),
             };
             let last = matches!(&message, Message::Text(_)) && !is_started(&message);
             if to_browser.send(message).await.is_err() || last {

@@ -17,7 +17,7 @@ use firepit_api::{LeaseList, LeaseListQuery, LeaseView};
         (status = 400, description = "Unknown filter or state", body = super::ErrorBody),
     )
 )]
-pub async fn list(
+pub async fn list_leases(
     State(state): State<AppState>,
     Query(query): Query<LeaseListQuery>,
 ) -> axum::Json<LeaseList> {
@@ -33,7 +33,7 @@ pub async fn list(
         (status = 404, description = "No such lease (never acquired, or ended too long ago)", body = super::ErrorBody),
     )
 )]
-pub async fn get(
+pub async fn get_lease(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<LeaseView>, ApiError> {
