@@ -41,6 +41,7 @@ mod endpoint;
 mod error;
 mod events;
 mod files;
+mod lease_views;
 mod ports;
 mod processes;
 mod shapes;
@@ -55,6 +56,7 @@ pub use files::{
     TransferResponse, WriteFileQuery,
 };
 pub use firepit_shape::{Depth, EgressPolicy, EgressRule, FillStrategy, NetworkSpec, ShapeSpec};
+pub use lease_views::{EndReason, LeaseList, LeaseListQuery, LeaseState, LeaseView};
 pub use ports::{AcquireBody, ForwardPortBody, PortForward, PortList};
 pub use processes::{
     ExitStatusView, OutputChannel, OutputQuery, ProcessList, ProcessOutputView, ProcessQuery, ProcessView,

@@ -1,7 +1,7 @@
 //! The `firepit` command: verbs only. Each verb parses its arguments (clap) and calls a library:
 //! the `firepit` facade (`demo`), `firepit-image` (`image`), `firepit-daemon` (`serve`),
-//! `firepit-client` (`status`, `lease`, `run`, `exec`, `cp`, `shell`, `port`), `firepit-tools` (`bench`,
-//! `soak`).
+//! `firepit-client` (`status`, `lease`, `run`, `exec`, `cp`, `shell`, `port`), `firepit-ui` (`ui`),
+//! `firepit-tools` (`bench`, `soak`).
 //!
 //! The `dev` feature (off by default: not in the binary users build or ship) adds the developer
 //! tools of `firepit-tools`: `soak`, whose fault injection kills and stops QEMU processes and
@@ -30,6 +30,7 @@ mod serve;
 mod shell;
 mod status;
 mod terminal;
+mod ui;
 
 /// What a subcommand returns: the process exit code, or an error whose chain is printed.
 pub type CliResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
@@ -68,6 +69,9 @@ enum Command {
     /// Forward a TCP port of a leased VM to a loopback port of this host (prints the address), or
     /// list the lease's forwards; they close when the lease ends.
     Port(port::PortArgs),
+    /// The web dashboard of a daemon on its Unix socket, on a loopback port, with a one-time
+    /// login link (a daemon with a TCP listener serves it itself under /ui).
+    Ui(ui::UiArgs),
     /// Soak with faults: cycles from concurrent clients against a real daemon while VMs are killed
     /// and stalled, fills fail, requests are dropped, leases expire and the daemon is restarted;
     /// prints one JSON line (leaks, failures, depth regained) and exits 1 if a pass condition fails.
@@ -169,6 +173,7 @@ fn dispatch(command: Command) -> CliResult {
             Command::Cp(args) => cp::run(args).await,
             Command::Shell(args) => shell::run(args).await,
             Command::Port(args) => port::run(args).await,
+            Command::Ui(args) => ui::run(args).await,
             Command::Bench(command) => Ok(firepit_tools::bench::run(command).await?),
             #[cfg(feature = "dev")]
             Command::Soak(args) => {

@@ -31,6 +31,7 @@ mod endpoint;
 mod error;
 mod events;
 mod files;
+mod leases;
 mod local_dirs;
 mod ports;
 mod processes;

@@ -10,6 +10,7 @@
 //! # socket = "/run/firepit/firepit.sock"  # default: <runtime dir>/firepit.sock, mode 0600
 //! # tcp = "127.0.0.1:7070"                # optional; then token_file or token_env is required
 //! # token_file = "/etc/firepit/token"
+//! # ui = true                             # the web dashboard under /ui on the TCP listener
 //! [limits]
 //! memory_budget_mb = 4096
 //! parallel_fills = 2
@@ -72,7 +73,7 @@ pub struct Config {
 }
 
 /// `[listen]`: the API's sockets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     /// Unix socket path (created with mode 0600). Default: `<runtime dir>/firepit.sock`, where the
@@ -90,6 +91,15 @@ pub struct ListenConfig {
     /// Name of an environment variable holding the bearer token for TCP clients.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// Serve the web dashboard under `/ui` on the TCP listener (login with the token).
+    #[serde(default = "default_true")]
+    pub ui: bool,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self { socket: None, tcp: None, token_file: None, token_env: None, ui: true }
+    }
 }
 
 /// `[limits]`: resources the pools may use.

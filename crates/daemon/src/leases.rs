@@ -17,7 +17,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span, info, info_span};
 
+use firepit_api::{EndReason, LeaseListQuery, LeaseView};
+
 use crate::backend::{AcquireError, EgressPolicy, LeaseBackend, LeasedVm};
+pub use crate::lease_views::unix_ms;
+use crate::lease_views::{EndedLeases, LeaseFacts, matches};
 use crate::metrics::DaemonMetrics;
 use crate::narrowing::{self, NarrowingError};
 
@@ -31,6 +35,8 @@ pub struct Lease {
     pub vm: Box<dyn LeasedVm>,
     /// One span per lease: exec, renew, release and expiry log inside it.
     pub span: Span,
+    /// When the VM was handed out.
+    pub created: SystemTime,
     idempotency_key: Option<String>,
     deadline: Mutex<Deadline>,
     renewed: Notify,
@@ -53,6 +59,17 @@ impl Lease {
         lock(&self.deadline).at
     }
 
+    /// The lease's identity and times, from which its API views are made.
+    pub fn facts(&self) -> LeaseFacts<'_> {
+        LeaseFacts {
+            id: &self.id,
+            vm_id: self.vm.vm_id(),
+            shape: &self.shape,
+            created: self.created,
+            expires: self.expires_at(),
+        }
+    }
+
     /// Fired when the lease ends (released, expired, shutdown): streams on the lease (transfers,
     /// attached processes, terminals) watch it and stop, so they end with their lease.
     pub fn ended(&self) -> CancellationToken {
@@ -70,11 +87,6 @@ pub fn lease_response(lease: &Lease) -> firepit_api::LeaseResponse {
         expires_at: humantime::format_rfc3339_millis(expires).to_string(),
         expires_at_unix_ms: unix_ms(expires),
     }
-}
-
-/// Milliseconds since the Unix epoch (0 before it).
-pub fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
 }
 
 /// Why a lease operation failed.
@@ -131,6 +143,7 @@ pub struct AcquireParams {
 /// All live leases.
 pub struct LeaseTable {
     leases: Mutex<HashMap<String, Arc<Lease>>>,
+    ended: EndedLeases,
     idempotency: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<String>>>>>,
     default_ttl: Duration,
     max_ttl: Duration,
@@ -148,6 +161,7 @@ impl LeaseTable {
     ) -> Self {
         Self {
             leases: Mutex::default(),
+            ended: EndedLeases::default(),
             idempotency: Mutex::default(),
             default_ttl,
             max_ttl,
@@ -260,6 +274,7 @@ impl LeaseTable {
             shape: params.shape.clone(),
             vm,
             span: span.clone(),
+            created: SystemTime::now(),
             idempotency_key: params.idempotency_key.clone(),
             deadline: Mutex::new(Deadline { at: handed_out + ttl, wall: SystemTime::now() + ttl }),
             renewed: Notify::new(),
@@ -292,24 +307,50 @@ impl LeaseTable {
 
     /// Ends a lease: the VM is released once no exec holds it any more.
     pub fn release(&self, id: &str) -> Result<(), LeaseError> {
-        self.end(id, "released").map(drop).ok_or_else(|| LeaseError::NotFound(id.to_owned()))
+        self.end(id, EndReason::Released).map(drop).ok_or_else(|| LeaseError::NotFound(id.to_owned()))
     }
 
-    fn end(&self, id: &str, how: &str) -> Option<Arc<Lease>> {
+    fn end(&self, id: &str, reason: EndReason) -> Option<Arc<Lease>> {
         let lease = lock(&self.leases).remove(id)?;
         if let Some(key) = &lease.idempotency_key {
             lock(&self.idempotency).remove(key);
         }
         lease.cancel.cancel();
+        self.ended.record(lease.facts().ended(reason, SystemTime::now()));
+        // The metric's `outcome` label keeps its earlier values.
+        let how = match reason {
+            EndReason::TtlExpired => "expired",
+            EndReason::HostShutdown => "shutdown",
+            other => other.as_str(),
+        };
         self.metrics.lease_ended(&lease.shape, how);
         lease.span.in_scope(|| info!(how, "lease ended"));
         Some(lease)
     }
 
+    /// The lease with this id as the API shows it: live, or ended and still remembered.
+    pub fn view(&self, id: &str) -> Option<LeaseView> {
+        match self.get(id) {
+            Some(lease) => Some(lease.facts().running()),
+            None => self.ended.get(id),
+        }
+    }
+
+    /// The leases that match `query`: live ones oldest first, then remembered ended ones newest
+    /// first.
+    pub fn views(&self, query: &LeaseListQuery) -> Vec<LeaseView> {
+        let mut live: Vec<Arc<Lease>> = lock(&self.leases).values().cloned().collect();
+        live.sort_by_key(|lease| lease.created);
+        let mut views: Vec<LeaseView> =
+            live.iter().map(|lease| lease.facts().running()).filter(|view| matches(view, query)).collect();
+        views.extend(self.ended.matching(query));
+        views
+    }
+
     /// Ends every lease (shutdown); returns how many there were.
     pub fn release_all(&self) -> usize {
         let ids: Vec<String> = lock(&self.leases).keys().cloned().collect();
-        ids.iter().filter(|id| self.end(id, "shutdown").is_some()).count()
+        ids.iter().filter(|id| self.end(id, EndReason::HostShutdown).is_some()).count()
     }
 
     /// The daemon's metric families.
@@ -340,7 +381,7 @@ async fn expire_when_due(table: std::sync::Weak<LeaseTable>, lease: Arc<Lease>) 
                     continue;
                 }
                 if let Some(table) = table.upgrade() {
-                    table.end(&lease.id, "expired");
+                    table.end(&lease.id, EndReason::TtlExpired);
                 }
                 return;
             }

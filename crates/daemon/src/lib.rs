@@ -42,6 +42,7 @@ pub mod auth;
 pub mod backend;
 mod boxed;
 pub mod config;
+pub mod dashboard;
 pub mod exposition;
 #[cfg(feature = "testing")]
 pub mod exposition_lint;
@@ -49,6 +50,7 @@ pub mod exposition_lint;
 pub mod fake;
 #[cfg(feature = "testing")]
 mod fake_sandbox;
+pub mod lease_views;
 pub mod leases;
 mod load;
 pub mod metrics;
@@ -151,6 +153,7 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
         max_body_bytes: config.limits.max_body_bytes,
         default_ttl: config.default_ttl(),
         max_ttl: config.max_ttl(),
+        ui: config.listen.ui,
     })
 }
 

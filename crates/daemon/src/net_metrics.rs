@@ -6,7 +6,7 @@
 //! `firepit_vm_network_denied_total` (connections, datagrams and pings the egress policy refused),
 //! `firepit_vm_network_dropped_total` (frames the filter dropped: not IPv4/ARP, fragments, a full
 //! queue) and `firepit_vm_network_dns_queries_total`. Only shapes that have had a VM with a network
-//! appear.
+//! have samples; the families are always declared (`# HELP`, `# TYPE`).
 
 use std::fmt;
 
@@ -61,10 +61,9 @@ struct ShapeLabels {
 
 impl Collector for NetworkCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        // The families are declared even before any shape has a network, like every other
+        // family, so a dashboard or alert can rely on their names.
         let stats = (self.source)();
-        if stats.is_empty() {
-            return Ok(());
-        }
         let counter_type = ConstCounter::new(0u64).metric_type();
         type Split = fn(&NetStats) -> (u64, u64);
         let directed: [(&str, &str, Split); 2] = [
@@ -109,5 +108,22 @@ impl Collector for NetworkCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_families_are_declared_before_any_shape_has_a_network() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(NetworkCollector::new(Box::new(Vec::new))));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for name in ["bytes", "frames", "denied", "dropped", "dns_queries"] {
+            assert!(text.contains(&format!("# TYPE firepit_vm_network_{name} counter")), "{text}");
+        }
+        assert!(!text.contains("shape="), "no samples without a shape: {text}");
     }
 }

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::auth::{BearerToken, require_bearer};
 use crate::backend::LeaseBackend;
+use crate::dashboard;
 use crate::leases::LeaseTable;
 use crate::metrics::DaemonMetrics;
 use crate::shutdown::{Phase, ShutdownSignal};
@@ -39,6 +40,8 @@ pub struct ServeOptions {
     pub default_ttl: Duration,
     /// Largest lease TTL.
     pub max_ttl: Duration,
+    /// Serve the web dashboard under `/ui` on the TCP listener.
+    pub ui: bool,
 }
 
 /// Why the daemon could not start or serve.
@@ -160,8 +163,12 @@ impl Daemon {
             router.layer(axum::middleware::from_fn_with_state(cancel_requests.clone(), cancel_on_stop));
         let Listeners { unix, socket, tcp } = listeners;
         let tcp = tcp.map(|(listener, token)| {
-            let authed = router.clone().layer(axum::middleware::from_fn_with_state(token, require_bearer));
-            (listener, authed)
+            let authed =
+                router.clone().layer(axum::middleware::from_fn_with_state(token.clone(), require_bearer));
+            match options.ui {
+                true => (listener, dashboard::mount(authed, token, &socket.0, state.stopping())),
+                false => (listener, authed),
+            }
         });
         Self {
             state,

@@ -18,6 +18,8 @@ async fn openapi_document_lists_every_endpoint() {
         ("/v1/leases/{id}/exec", "post"),
         ("/v1/leases/{id}/renew", "post"),
         ("/v1/leases/{id}", "delete"),
+        ("/v1/leases", "get"),
+        ("/v1/leases/{id}", "get"),
         ("/v1/leases/{id}/ports", "post"),
         ("/v1/leases/{id}/ports", "get"),
         ("/v1/leases/{id}/ports/{guest_port}", "delete"),

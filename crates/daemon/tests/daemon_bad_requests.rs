@@ -102,7 +102,7 @@ async fn unknown_route_and_wrong_method_get_json_errors() {
     let response = daemon.raw(Method::POST, "/v1/leases/%FF%FE/renew", "").await;
     assert_eq!(response.status, 400, "{}", response.text());
     assert_eq!(error_code(&response), "bad_request", "axum's own rejection is JSON too");
-    let response = daemon.raw(Method::GET, "/v1/leases", "").await;
+    let response = daemon.raw(Method::PUT, "/v1/leases", "").await;
     assert_eq!(response.status, 405);
     assert_eq!(error_code(&response), "method_not_allowed");
     daemon.assert_healthy().await;

@@ -26,6 +26,7 @@ mod chunks;
 pub mod error;
 pub mod exec_stream;
 pub mod files;
+pub mod lease_views;
 pub mod leases;
 pub mod ports;
 pub mod processes;
@@ -98,6 +99,8 @@ struct ApiDoc;
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(leases::acquire_lease))
+        .routes(routes!(lease_views::list_leases))
+        .routes(routes!(lease_views::get_lease))
         .routes(routes!(leases::release_lease))
         .routes(routes!(leases::exec_command))
         .routes(routes!(leases::renew_lease))
@@ -197,7 +200,8 @@ fn quiet_when_ok(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     match *method {
         Method::GET => {
-            matches!(path, "/healthz" | "/metrics" | "/v1/pools") || path.starts_with("/v1/leases/")
+            matches!(path, "/healthz" | "/metrics" | "/v1/pools" | "/v1/leases")
+                || path.starts_with("/v1/leases/")
         }
         Method::PUT => path.starts_with("/v1/leases/"),
         Method::POST => path == "/v1/leases" || path.starts_with("/v1/leases/"),
@@ -247,6 +251,7 @@ mod tests {
         assert!(quiet_when_ok(&Method::DELETE, "/v1/leases/l-1"));
         assert!(quiet_when_ok(&Method::GET, "/v1/pools"));
         assert!(quiet_when_ok(&Method::GET, "/healthz"));
+        assert!(quiet_when_ok(&Method::GET, "/v1/leases"));
         assert!(!quiet_when_ok(&Method::PUT, "/v1/shapes/small"));
         assert!(!quiet_when_ok(&Method::DELETE, "/v1/shapes/small"));
         assert!(!quiet_when_ok(&Method::GET, "/v1/openapi.json"));

@@ -1,0 +1,128 @@
+//! The pools page (the dashboard's home): per shape, how many VMs are ready, filling and leased,
+//! the depth it keeps, how it fills and how that went. The table refreshes itself every 2 s; each
+//! refresh carries the totals as a sample (`#pool-sample`), which `app.js` charts (uPlot) for as
+//! long as the page is open.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::State;
+use firepit_api::{PoolsResponse, ShapeStatusView};
+use maud::{Markup, html};
+
+use crate::assets::asset_url;
+use crate::error::UiError;
+use crate::format;
+use crate::layout::{Section, page};
+use crate::session::Session;
+use crate::state::UiState;
+
+/// `GET /ui/`.
+pub(crate) async fn page_handler(
+    State(ui): State<UiState>,
+    Extension(session): Extension<Session>,
+) -> Markup {
+    let table = match ui.client().pools().await {
+        Ok(pools) => pools_table(&pools),
+        Err(error) => UiError::from(error).into_notice(),
+    };
+    page(
+        "Pools",
+        Some(Section::Pools),
+        &session,
+        html! {
+            link rel="stylesheet" href=(asset_url("uPlot.min.css"));
+            script src=(asset_url("uPlot.iife.min.js")) defer {}
+        },
+        html! {
+            h1 { "Pools" }
+            div #pools hx-get="/ui/pools/table" hx-trigger="every 2s" hx-swap="innerHTML" { (table) }
+            section aria-labelledby="pool-chart-title" {
+                h2 #pool-chart-title { "VMs over time" }
+                p.hint { "All shapes together, sampled every 2 s while this page is open." }
+                div #pool-chart role="img" aria-label="Ready, filling and leased VMs over time" {}
+            }
+        },
+    )
+}
+
+/// `GET /ui/pools/table`: the table alone, for the refresh.
+pub(crate) async fn table_handler(State(ui): State<UiState>) -> Result<Markup, UiError> {
+    Ok(pools_table(&ui.client().pools().await?))
+}
+
+fn pools_table(pools: &PoolsResponse) -> Markup {
+    let ready: usize = pools.shapes.iter().map(|s| s.ready).sum();
+    let filling: usize = pools.shapes.iter().map(|s| s.filling).sum();
+    let leased: usize = pools.shapes.iter().map(|s| s.leased).sum();
+    let sample = serde_json::json!({ "t": crate::format::now_ms() / 1000, "ready": ready, "filling": filling, "leased": leased });
+    html! {
+        div #pool-sample hidden data-sample=(sample.to_string()) {}
+        dl.summary {
+            div { dt { "Shapes" } dd { (pools.shapes.len()) } }
+            div { dt { "Ready" } dd { (ready) } }
+            div { dt { "Filling" } dd { (filling) } }
+            div { dt { "Leases" } dd { a href="/ui/leases?state=running" { (pools.leases) } } }
+            div { dt { "Up for" } dd { (format::duration(Duration::from_secs(pools.uptime_secs))) } }
+        }
+        @if pools.shapes.is_empty() {
+            p { "No shapes are registered." }
+        } @else {
+            div.scroll {
+                table.pools {
+                    caption.visually-hidden { "Pools per shape" }
+                    thead { tr {
+                        th scope="col" { "Shape" }
+                        th scope="col" .num { "Ready" }
+                        th scope="col" .num { "Filling" }
+                        th scope="col" .num { "Leased" }
+                        th scope="col" .num { "Depth" }
+                        th scope="col" { "Fill" }
+                        th scope="col" .num { "Failures" }
+                        th scope="col" { "Accel" }
+                    } }
+                    tbody { @for shape in &pools.shapes { (shape_row(shape)) } }
+                }
+            }
+            @for shape in pools.shapes.iter().filter(|s| s.last_error.is_some()) {
+                @if let Some(error) = &shape.last_error {
+                    p.notice.error role="status" { strong { (shape.name) ": last fill error" } " " (error) }
+                }
+            }
+        }
+    }
+}
+
+fn shape_row(shape: &ShapeStatusView) -> Markup {
+    let fill = serde_json::to_value(shape.fill).ok().and_then(|v| v.as_str().map(str::to_owned));
+    let health = if shape.consecutive_failures > 0 {
+        "bad"
+    } else if shape.ready >= shape.depth_low {
+        "good"
+    } else {
+        "warn"
+    };
+    html! {
+        tr {
+            th scope="row" {
+                span.dot.(health) aria-hidden="true" {}
+                a href={ "/ui/leases?shape=" (shape.name) } { (shape.name) }
+                @if let Some(disk) = &shape.root_disk { br; small.muted title=(disk) { "root disk" } }
+            }
+            td.num { (shape.ready) }
+            td.num { (shape.filling) }
+            td.num { (shape.leased) }
+            td.num { (shape.depth_low) "–" (shape.depth_high) }
+            td {
+                (fill.as_deref().unwrap_or("?"))
+                @if let Some(last) = &shape.last_fill { br; small.muted { "last: " (last) } }
+                @if let Some(state) = &shape.fill_state { br; small.muted { (state) } }
+            }
+            td.num {
+                (shape.fill_failures)
+                @if shape.consecutive_failures > 0 { br; small.bad { (shape.consecutive_failures) " in a row" } }
+            }
+            td { (shape.accelerator) }
+        }
+    }
+}
