@@ -56,6 +56,7 @@ pub async fn exec_stream(
         cwd: body.cwd,
         timeout_ms: body.timeout_ms,
         stdin: !stdin.is_empty(),
+        user: None,
     };
     let lease = lease(&state, &id)?;
     let attached = lease.vm.sandbox().spawn(request).await.map_err(start_error)?;

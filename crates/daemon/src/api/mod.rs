@@ -26,6 +26,7 @@ mod args;
 mod chunks;
 pub mod error;
 pub mod exec_stream;
+pub mod exec_ws;
 pub mod files;
 pub mod leases;
 pub mod ports;
@@ -105,6 +106,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ports::forward, ports::list))
         .routes(routes!(ports::remove))
         .routes(routes!(exec_stream::exec_stream))
+        .routes(routes!(exec_ws::exec_ws))
         .routes(routes!(files::put_file, files::get_file, files::delete_file))
         .routes(routes!(files::stat))
         .routes(routes!(files::list))
