@@ -79,6 +79,24 @@ pub fn signature(path: &str, operation: &str, user: &str, token: &str, expiratio
     format!("v1_{}", BASE64_NO_PAD.encode(Sha256::digest(raw.as_bytes())))
 }
 
+/// The sandbox whose access token signed the file URL of `request` (a `/files` request that
+/// names no sandbox, as the SDKs make them when `E2B_SANDBOX_URL` is set).
+pub fn signer(state: &crate::state::AppState, request: &Request) -> Option<String> {
+    let query: FilesQuery = serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).ok()?;
+    let given = query.signature.as_deref()?;
+    let operation = if request.method() == Method::POST { "write" } else { "read" };
+    state.registry.list().into_iter().find_map(|sandbox| {
+        let expected = signature(
+            query.path.as_deref().unwrap_or_default(),
+            operation,
+            query.username.as_deref().unwrap_or_default(),
+            &sandbox.access_token,
+            query.signature_expiration,
+        );
+        constant_time_eq(given.as_bytes(), expected.as_bytes()).then(|| sandbox.id.clone())
+    })
+}
+
 fn authorised(
     call: &Call,
     headers: &HeaderMap,
@@ -122,7 +140,8 @@ pub async fn serve(call: Call, request: Request) -> Response {
         Method::GET => "read",
         Method::POST => "write",
         _ => {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "use GET to read and POST to write").into_response();
+            return error(StatusCode::METHOD_NOT_ALLOWED, "use GET to read and POST to write")
+                .into_response();
         }
     };
     if let Err(refused) = authorised(&call, request.headers(), &query, operation) {

@@ -259,7 +259,10 @@ fn send_signal(call: &Call, request: SendSignalRequest) -> Result<SendSignalResp
         Ok(Signal::Sigkill) => 9,
         Ok(Signal::Sigterm) => 15,
         _ => {
-            return Err(ConnectError::invalid(format!("signal {} is not SIGKILL or SIGTERM", request.signal)));
+            return Err(ConnectError::invalid(format!(
+                "signal {} is not SIGKILL or SIGTERM",
+                request.signal
+            )));
         }
     };
     process.signal(signal)?;

@@ -59,6 +59,16 @@ pub fn router(config: E2bConfig, client: Client) -> Router {
 async fn to_envd(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match envd::target(request.headers(), &state.config.domain) {
         Ok(Some(target)) => envd::serve(state, target, request).await,
+        // A signed file URL made with `E2B_SANDBOX_URL` names no sandbox: its signature does.
+        Ok(None) if request.uri().path() == "/files" => match crate::envd_files::signer(&state, &request) {
+            Some(sandbox) => {
+                let target = envd::Target { sandbox, port: crate::config::ENVD_PORT };
+                envd::serve(state, target, request).await
+            }
+            None => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "no sandbox signed this file URL").into_response()
+            }
+        },
         Ok(None) => next.run(request).await,
         Err(message) => ApiError::bad_request(message).into_response(),
     }
