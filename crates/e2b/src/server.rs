@@ -120,7 +120,11 @@ pub async fn bind(config: &E2bConfig) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { address: config.listen, source })
 }
 
-/// Serves the endpoint on `listener` until `stop` fires.
+/// Largest request head (request line and headers) a client may send; more is `431`.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Serves the endpoint on `listener` until `stop` fires (HTTP/1.1 with upgrades, and HTTP/2 with
+/// prior knowledge); open connections get a graceful end, at most 5 s.
 pub async fn serve(
     listener: TcpListener,
     config: E2bConfig,
@@ -128,5 +132,38 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
     let app = router(config, client);
-    axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await.map_err(ServeError::Serve)
+    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_HEAD_BYTES);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(%error, "the E2B endpoint could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection =
+            builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "E2B connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+        tracing::debug!("E2B connections still open after 5 s: dropped");
+    }
+    Ok(())
 }
