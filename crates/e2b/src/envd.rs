@@ -96,13 +96,18 @@ pub struct Call {
 }
 
 impl Call {
-    /// The user the call acts as: `name`, else the `Authorization` user, else the default.
-    pub async fn user(&self, name: Option<&str>) -> Result<User, ConnectError> {
-        let name = name
-            .filter(|n| !n.is_empty())
+    /// The name of the user the call acts as: `name`, else the `Authorization` user, else the
+    /// default.
+    pub fn user_name(&self, name: Option<&str>) -> String {
+        name.filter(|n| !n.is_empty())
             .or(self.auth_user.as_deref())
             .unwrap_or(&self.state.config.default_user)
-            .to_owned();
+            .to_owned()
+    }
+
+    /// The user the call acts as (see [`Call::user_name`]), from the guest's user table.
+    pub async fn user(&self, name: Option<&str>) -> Result<User, ConnectError> {
+        let name = self.user_name(name);
         let users =
             self.state.users(&self.sandbox).await.map_err(|e| {
                 ConnectError::new(Code::Unavailable, format!("reading the guest's users: {e}"))

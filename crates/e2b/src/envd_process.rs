@@ -83,13 +83,17 @@ async fn start(
     {
         return Err(ConnectError::new(Code::AlreadyExists, format!("a process tagged {tag:?} is running")));
     }
-    let user = call.user(None).await?;
+    // The agent resolves the user's name itself (and starts in their home): the guest's user
+    // table is read here only for a cwd relative to that home.
+    let user_name = call.user_name(None);
     let cwd = match config.cwd.as_deref() {
         None | Some("") => None,
-        Some(cwd) => Some(
-            crate::paths::resolve(cwd, &user.home)
-                .ok_or_else(|| ConnectError::invalid("cwd has a NUL byte"))?,
-        ),
+        Some(cwd) if cwd.starts_with('/') && !cwd.contains('\0') => Some(crate::paths::normalise(cwd)),
+        Some(cwd) => {
+            let home = call.user(None).await?.home;
+            let resolved = crate::paths::resolve(cwd, &home);
+            Some(resolved.ok_or_else(|| ConnectError::invalid("cwd has a NUL byte"))?)
+        }
     };
     let mut env: Vec<(String, String)> = call.sandbox.env_vars.clone().into_iter().collect();
     env.retain(|(key, _)| !config.envs.contains_key(key));
@@ -104,7 +108,7 @@ async fn start(
                 argv,
                 env,
                 cwd,
-                user: Some(user.name.clone()),
+                user: Some(user_name.clone()),
                 rows: u16::try_from(size.rows).unwrap_or(u16::MAX).max(1),
                 cols: u16::try_from(size.cols).unwrap_or(u16::MAX).max(1),
             };
@@ -123,7 +127,7 @@ async fn start(
                 argv,
                 env,
                 cwd,
-                user: Some(user.name.clone()),
+                user: Some(user_name.clone()),
                 stdin: request.stdin.unwrap_or(true),
                 // The process's own timeout is the call's deadline (the driver enforces it too).
                 timeout_ms: 0,

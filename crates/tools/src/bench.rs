@@ -26,6 +26,9 @@ pub enum BenchCommand {
     /// to a snapshot restore; firepit (NAT + policy filter) next to raw QEMU with the same backend
     /// (and passt when installed), measured in the same run.
     Net(crate::bench_net::NetBenchArgs),
+    /// E2B's Python SDK through firepit's E2B endpoint next to firepit's own SDK: create → first
+    /// run, file writes, and the endpoint's own cost per call.
+    E2b(crate::bench_e2b::E2bBenchArgs),
 }
 
 /// Runs `firepit bench ...`.
@@ -36,5 +39,6 @@ pub async fn run(command: BenchCommand) -> ToolResult {
         BenchCommand::Api(args) => crate::bench_api::run(args).await,
         BenchCommand::Density(args) => crate::bench_density::run(args).await,
         BenchCommand::Net(args) => crate::bench_net::run(args).await,
+        BenchCommand::E2b(args) => crate::bench_e2b::run(args).await,
     }
 }

@@ -22,6 +22,7 @@
 pub mod bench;
 pub mod bench_api;
 pub mod bench_density;
+pub mod bench_e2b;
 pub mod bench_fill;
 pub mod bench_net;
 pub mod bench_net_raw;
