@@ -108,9 +108,9 @@ pub fn build_preset(name: &str, suite: Option<String>, rebuild: bool) -> ImageRe
 }
 
 /// E2B's base template: Debian with Python, pip, curl, git and sudo (and what E2B's SDKs run:
-/// bash for commands, procps for `ps`/`kill`).
+/// bash for commands, procps for `ps`/`kill`, inotify-tools for directory watches).
 const E2B_BASE_PACKAGES: &[&str] =
-    &["bash", "ca-certificates", "curl", "git", "procps", "python3", "python3-pip", "sudo"];
+    &["bash", "ca-certificates", "curl", "git", "inotify-tools", "procps", "python3", "python3-pip", "sudo"];
 
 /// The base template's `user` (uid 1000, home `/home/user`, passwordless sudo), and root's.
 const E2B_BASE_SETUP: &[&str] = &[

@@ -149,12 +149,20 @@ pub struct ConnectError {
     pub code: Code,
     /// What happened, for people.
     pub message: String,
+    /// The sandbox went away: a stream ends by breaking its connection, as it does when an E2B
+    /// sandbox dies, so that the SDK probes the sandbox and reports it gone.
+    pub sandbox_gone: bool,
 }
 
 impl ConnectError {
     /// An error with `code` and `message`.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), sandbox_gone: false }
+    }
+
+    /// The sandbox ended under a running call (see [`ConnectError::sandbox_gone`]).
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self { sandbox_gone: true, ..Self::new(Code::Unavailable, message) }
     }
 
     /// `invalid_argument`.

@@ -46,7 +46,9 @@ pub struct NewSandbox {
     metadata: BTreeMap<String, String>,
     #[serde(default)]
     env_vars: BTreeMap<String, String>,
-    mcp: Option<Value>,
+    /// The SDK starts the MCP gateway itself (a command in the new sandbox); nothing to do here.
+    #[serde(rename = "mcp")]
+    _mcp: Option<Value>,
     iam: Option<Value>,
     volume_mounts: Option<Vec<Value>>,
 }
@@ -147,9 +149,6 @@ pub async fn create(
     }
     if request.auto_pause || request.auto_resume.as_ref().is_some_and(|v| v["enabled"] == json!(true)) {
         return Err(ApiError::not_implemented("auto-pause and auto-resume (lifecycle)"));
-    }
-    if request.mcp.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::bad_request("MCP gateways are not supported by firepit"));
     }
     if request.iam.as_ref().is_some_and(|v| v["tokens"].as_object().is_some_and(|t| !t.is_empty())) {
         return Err(ApiError::bad_request("workload identity (iam) is not supported by firepit"));
@@ -422,9 +421,16 @@ pub async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-/// Every E2B verb firepit does not serve yet, in E2B's error shape.
-pub async fn not_implemented(uri: axum::http::Uri) -> ApiError {
+/// Every E2B verb firepit does not serve yet, in E2B's error shape (after a `404` for a sandbox
+/// that does not exist, as E2B checks that first).
+pub async fn not_implemented(State(state): State<AppState>, uri: axum::http::Uri) -> ApiError {
     let path = uri.path();
+    let sandbox = path.strip_prefix("/sandboxes/").or_else(|| path.strip_prefix("/v2/sandboxes/"));
+    if let Some(id) = sandbox.and_then(|rest| rest.split('/').next()).filter(|id| *id != "metrics")
+        && state.registry.get(id).is_none()
+    {
+        return ApiError::sandbox_not_found(id);
+    }
     let what = if path.ends_with("/pause") || path.ends_with("/resume") {
         "pausing and resuming sandboxes"
     } else if path.contains("snapshots") || path.starts_with("/templates/") {

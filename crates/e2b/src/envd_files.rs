@@ -113,7 +113,7 @@ fn authorised(
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if at < now {
-            return Err(error(StatusCode::UNAUTHORIZED, "the signature has expired"));
+            return Err(error(StatusCode::UNAUTHORIZED, "signature is already expired"));
         }
     }
     let expected = signature(

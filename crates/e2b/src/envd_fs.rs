@@ -11,8 +11,10 @@ use crate::connect::{Code, ConnectError};
 use crate::envd::Call;
 use crate::paths;
 use crate::proto::filesystem::{
-    EntryInfo, FileType, ListDirRequest, ListDirResponse, MakeDirRequest, MakeDirResponse, MoveRequest,
-    MoveResponse, RemoveRequest, RemoveResponse, StatRequest, StatResponse,
+    CreateWatcherRequest, CreateWatcherResponse, EntryInfo, FileType, GetWatcherEventsRequest,
+    GetWatcherEventsResponse, ListDirRequest, ListDirResponse, MakeDirRequest, MakeDirResponse, MoveRequest,
+    MoveResponse, RemoveRequest, RemoveResponse, RemoveWatcherRequest, RemoveWatcherResponse, StatRequest,
+    StatResponse, WatchDirRequest, WatchDirResponse, watch_dir_response,
 };
 use crate::rpc::Rpc;
 use crate::users::{User, Users};
@@ -29,12 +31,22 @@ pub async fn serve(call: Call, request: Request) -> Response {
         "Move" => rpc.unary(|r: MoveRequest| async move { rename(&call, r).await }).await,
         "ListDir" => rpc.unary(|r: ListDirRequest| async move { list_dir(&call, r).await }).await,
         "Remove" => rpc.unary(|r: RemoveRequest| async move { remove(&call, r).await }).await,
-        "WatchDir" | "CreateWatcher" | "GetWatcherEvents" | "RemoveWatcher" => {
-            let error = ConnectError::unimplemented("directory watching");
-            match rpc.kind {
-                crate::connect::Kind::Unary => error.into_unary_response(),
-                crate::connect::Kind::Streaming => crate::connect::stream_error(rpc.codec, error),
-            }
+        "WatchDir" => rpc.server_stream(|r: WatchDirRequest| async move { watch_dir(&call, r).await }).await,
+        "CreateWatcher" => {
+            rpc.unary(|r: CreateWatcherRequest| async move { create_watcher(&call, r).await }).await
+        }
+        "GetWatcherEvents" => {
+            rpc.unary(|r: GetWatcherEventsRequest| async move {
+                Ok(GetWatcherEventsResponse { events: call.sandbox.watchers.take(&r.watcher_id)? })
+            })
+            .await
+        }
+        "RemoveWatcher" => {
+            rpc.unary(|r: RemoveWatcherRequest| async move {
+                call.sandbox.watchers.remove(&r.watcher_id)?;
+                Ok(RemoveWatcherResponse {})
+            })
+            .await
         }
         _ => rpc.unknown_method(),
     }
@@ -231,8 +243,52 @@ async fn list_dir(call: &Call, request: ListDirRequest) -> Result<ListDirRespons
 async fn remove(call: &Call, request: RemoveRequest) -> Result<RemoveResponse, ConnectError> {
     let user = call.user(None).await?;
     let path = resolve(&request.path, &user)?;
-    call.state.client.remove(&call.sandbox.id, &path, true).await.map_err(|e| file_error(e, &path))?;
-    Ok(RemoveResponse {})
+    match call.state.client.remove(&call.sandbox.id, &path, true).await {
+        // Like `rm -rf`: a path that is not there is removed already.
+        Err(error) if error.code() == Some("not_found") => Ok(RemoveResponse {}),
+        Err(error) => Err(file_error(error, &path)),
+        Ok(()) => Ok(RemoveResponse {}),
+    }
+}
+
+/// The watched directory of a watch request: resolved for the user, existing, a directory.
+async fn watched_dir(call: &Call, path: &str) -> Result<String, ConnectError> {
+    let user = call.user(None).await?;
+    let dir = resolve(path, &user)?;
+    let stat = call.state.client.stat(&call.sandbox.id, &dir, true).await.map_err(|e| file_error(e, &dir))?;
+    if stat.kind != FileKind::Dir {
+        return Err(ConnectError::invalid(format!("path '{dir}' is not a directory")));
+    }
+    Ok(dir)
+}
+
+async fn watch_dir(
+    call: &Call,
+    request: WatchDirRequest,
+) -> Result<impl futures_util::Stream<Item = Result<WatchDirResponse, ConnectError>> + use<>, ConnectError> {
+    let dir = watched_dir(call, &request.path).await?;
+    let watch = crate::watchers::start(call, &dir, request.recursive).await?;
+    let start =
+        WatchDirResponse { event: Some(watch_dir_response::Event::Start(watch_dir_response::StartEvent {})) };
+    let events = futures_util::stream::unfold(watch, |mut watch| async move {
+        let events = watch.next().await?;
+        let responses: Vec<Result<WatchDirResponse, ConnectError>> = events
+            .into_iter()
+            .map(|event| Ok(WatchDirResponse { event: Some(watch_dir_response::Event::Filesystem(event)) }))
+            .collect();
+        Some((futures_util::stream::iter(responses), watch))
+    });
+    use futures_util::StreamExt;
+    Ok(futures_util::stream::once(async move { Ok(start) }).chain(events.flatten()))
+}
+
+async fn create_watcher(
+    call: &Call,
+    request: CreateWatcherRequest,
+) -> Result<CreateWatcherResponse, ConnectError> {
+    let dir = watched_dir(call, &request.path).await?;
+    let watch = crate::watchers::start(call, &dir, request.recursive).await?;
+    Ok(CreateWatcherResponse { watcher_id: call.sandbox.watchers.keep(watch) })
 }
 
 #[cfg(test)]

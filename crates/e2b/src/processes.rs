@@ -226,9 +226,9 @@ async fn drive(
                     Ok(Some(ExecEvent::Stderr(bytes))) => broadcast(process, Event::Data(Output::Stderr(bytes))).await,
                     Ok(Some(ExecEvent::Started { .. })) => {}
                     Ok(Some(ExecEvent::Exit(status))) => return end(status, timed_out),
-                    Ok(Some(ExecEvent::Error { message, .. })) => return unavailable(&message),
-                    Ok(None) => return unavailable("the process's session closed before its exit"),
-                    Err(error) => return unavailable(&error.to_string()),
+                    Ok(Some(ExecEvent::Error { error, message })) => return session_error(&error, &message),
+                    Ok(None) => return gone("the process's session closed before its exit"),
+                    Err(error) => return gone(&error.to_string()),
                 },
                 command = commands.recv() => {
                     let Some(command) = command else { continue };
@@ -254,9 +254,9 @@ async fn drive(
                     Ok(Some(PtyEvent::Output(bytes))) => broadcast(process, Event::Data(Output::Pty(bytes))).await,
                     Ok(Some(PtyEvent::Started { .. })) => {}
                     Ok(Some(PtyEvent::Exit(status))) => return end(status, timed_out),
-                    Ok(Some(PtyEvent::Error { message, .. })) => return unavailable(&message),
-                    Ok(None) => return unavailable("the terminal's session closed before its exit"),
-                    Err(error) => return unavailable(&error.to_string()),
+                    Ok(Some(PtyEvent::Error { error, message })) => return session_error(&error, &message),
+                    Ok(None) => return gone("the terminal's session closed before its exit"),
+                    Err(error) => return gone(&error.to_string()),
                 },
                 command = commands.recv() => {
                     let Some(command) = command else { continue };
@@ -295,8 +295,18 @@ async fn broadcast(process: &Process, event: Event) {
     }
 }
 
-fn unavailable(message: &str) -> Event {
-    Event::Failed(ConnectError::new(Code::Unavailable, message.to_owned()))
+/// The session ended with firepit's `error` event: the lease ended (the sandbox was killed or
+/// expired), or the daemon is stopping.
+fn session_error(code: &str, message: &str) -> Event {
+    match code {
+        "lease_ended" | "lease_not_found" | "vm_unreachable" => gone(message),
+        _ => Event::Failed(ConnectError::new(Code::Unavailable, message.to_owned())),
+    }
+}
+
+/// The sandbox went away under the process.
+fn gone(message: &str) -> Event {
+    Event::Failed(ConnectError::gone(message.to_owned()))
 }
 
 /// The end of a process as envd reports it (Go's wording of exit statuses).

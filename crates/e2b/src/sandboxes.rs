@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 
 use crate::processes::ProcessTable;
 use crate::users::Users;
+use crate::watchers::Watchers;
 
 /// One sandbox.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ pub struct Sandbox {
     pub allow_internet_access: Option<bool>,
     /// The processes envd started in it.
     pub processes: Arc<ProcessTable>,
+    /// Its directory watchers.
+    pub watchers: Watchers,
     /// The guest's users, read on first need.
     pub users: OnceCell<Users>,
     /// CPU count and memory in MiB, read from the guest on first need.
@@ -56,6 +59,7 @@ impl Sandbox {
             access_token: new_token(),
             allow_internet_access: None,
             processes: Arc::default(),
+            watchers: Watchers::default(),
             users: OnceCell::new(),
             resources: OnceCell::new(),
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import uuid
 
 import httpx
@@ -117,10 +118,30 @@ def test_dot_dot_resolves_inside_the_guest_and_permissions_hold(sandbox: Sandbox
     assert sandbox.files.read("/etc/shadow", user="root")
 
 
-def test_watching_a_directory_says_it_is_not_implemented(sandbox: Sandbox) -> None:
-    with pytest.raises(Exception) as raised:
-        sandbox.files.watch_dir("/home/user")
-    assert "not implemented" in str(raised.value)
+def test_watching_a_directory_reports_creates_writes_renames_and_removes(sandbox: Sandbox) -> None:
+    directory = unique("watched")
+    sandbox.files.make_dir(f"{directory}/sub")
+    handle = sandbox.files.watch_dir(directory, recursive=True)
+    try:
+        sandbox.files.write(f"{directory}/new.txt", "x")
+        sandbox.files.write(f"{directory}/sub/deep.txt", "y")
+        sandbox.files.rename(f"{directory}/new.txt", f"{directory}/renamed.txt")
+        sandbox.files.remove(f"{directory}/renamed.txt")
+        seen: list[tuple[str, str]] = []
+        for _ in range(50):
+            seen += [(e.name, e.type.value) for e in handle.get_new_events()]
+            if ("renamed.txt", "remove") in seen:
+                break
+            time.sleep(0.1)
+    finally:
+        handle.stop()
+    assert ("new.txt", "create") in seen
+    assert ("new.txt", "write") in seen
+    assert ("sub/deep.txt", "create") in seen
+    assert ("new.txt", "rename") in seen
+    assert ("renamed.txt", "remove") in seen
+    with pytest.raises(FileNotFoundException):
+        sandbox.files.watch_dir("no-such-dir")
 
 
 def test_a_relative_path_with_a_nul_byte_is_refused(sandbox: Sandbox) -> None:

@@ -4,7 +4,9 @@ REST API's key and error shape."""
 
 from __future__ import annotations
 
+import json
 import struct
+import time
 
 import httpx
 import pytest
@@ -118,3 +120,37 @@ def test_sandboxes_are_reached_by_host_name(sandbox: Sandbox, daemon: object, ho
     with httpx.Client(base_url=daemon.e2b_url) as http:  # type: ignore[attr-defined]
         answer = http.get("/health", headers={"Host": host.format(id=sandbox.sandbox_id)})
     assert answer.status_code == 204
+
+
+def test_a_watch_dir_stream_starts_then_reports_events(sandbox: Sandbox, daemon: object) -> None:
+    directory = f"/home/user/streamed-watch-{time.monotonic_ns()}"
+    sandbox.files.make_dir(directory)
+    request = json.dumps({"path": directory}).encode()
+    with envd(sandbox, daemon) as http:
+        with http.stream(
+            "POST",
+            "/filesystem.Filesystem/WatchDir",
+            content=envelope(request),
+            headers={"Content-Type": "application/connect+json"},
+        ) as answer:
+            body = b""
+            chunks = answer.iter_bytes()
+            while b'"start"' not in body:
+                body += next(chunks)
+            sandbox.files.write(f"{directory}/seen.txt", "x")
+            while b"seen.txt" not in body:
+                body += next(chunks)
+    events = [json.loads(payload) for flags, payload in envelopes(body[: _complete(body)]) if flags == 0]
+    assert events[0] == {"start": {}}
+    assert {"filesystem": {"name": "seen.txt", "type": "EVENT_TYPE_CREATE"}} in events
+
+
+def _complete(body: bytes) -> int:
+    """The length of the whole envelopes at the start of ``body``."""
+    end = 0
+    while len(body) - end >= 5:
+        length = struct.unpack(">I", body[end + 1 : end + 5])[0]
+        if len(body) - end < 5 + length:
+            break
+        end += 5 + length
+    return end
