@@ -295,17 +295,22 @@ where
         move |ended, item| {
             let out = match (*ended, item) {
                 (true, _) => None,
-                (false, Some(Ok(message))) => Some(envelope(0, &encode(codec, &message))),
+                (false, Some(Ok(message))) => Some(Ok(envelope(0, &encode(codec, &message)))),
+                // A dead sandbox's stream breaks; it does not end.
+                (false, Some(Err(error))) if error.sandbox_gone => {
+                    *ended = true;
+                    Some(Err(std::io::Error::other(error.message)))
+                }
                 (false, Some(Err(error))) => {
                     *ended = true;
-                    Some(end_of_stream(Some(&error)))
+                    Some(Ok(end_of_stream(Some(&error))))
                 }
                 (false, None) => {
                     *ended = true;
-                    Some(end_of_stream(None))
+                    Some(Ok(end_of_stream(None)))
                 }
             };
-            futures_util::future::ready(out.map(Ok::<Bytes, std::convert::Infallible>))
+            futures_util::future::ready(out)
         },
     );
     let mut response = Body::from_stream(body).into_response();

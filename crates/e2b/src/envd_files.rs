@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, BufReader};
 use tokio_util::io::{ReaderStream, StreamReader};
 
+use crate::call::{Call, constant_time_eq, has_token};
 use crate::connect::{Code, ConnectError};
-use crate::envd::{Call, constant_time_eq, has_token};
 use crate::envd_fs::{chown, file_error, make_dirs, resolve};
 use crate::paths;
 use crate::users::User;

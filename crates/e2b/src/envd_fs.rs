@@ -5,10 +5,12 @@
 use axum::extract::Request;
 use axum::response::Response;
 use firepit_api::{ChownBody, FileKind, FileStat, MkdirBody};
-use firepit_client::ClientError;
+use firepit_client::{ClientError, ExecEvent, ExecWsOptions};
 
+use crate::watchers::Watch;
+
+use crate::call::Call;
 use crate::connect::{Code, ConnectError};
-use crate::envd::Call;
 use crate::paths;
 use crate::proto::filesystem::{
     CreateWatcherRequest, CreateWatcherResponse, EntryInfo, FileType, GetWatcherEventsRequest,
@@ -267,7 +269,7 @@ async fn watch_dir(
     request: WatchDirRequest,
 ) -> Result<impl futures_util::Stream<Item = Result<WatchDirResponse, ConnectError>> + use<>, ConnectError> {
     let dir = watched_dir(call, &request.path).await?;
-    let watch = crate::watchers::start(call, &dir, request.recursive).await?;
+    let watch = start_watch(call, &dir, request.recursive).await?;
     let start =
         WatchDirResponse { event: Some(watch_dir_response::Event::Start(watch_dir_response::StartEvent {})) };
     let events = futures_util::stream::unfold(watch, |mut watch| async move {
@@ -287,8 +289,57 @@ async fn create_watcher(
     request: CreateWatcherRequest,
 ) -> Result<CreateWatcherResponse, ConnectError> {
     let dir = watched_dir(call, &request.path).await?;
-    let watch = crate::watchers::start(call, &dir, request.recursive).await?;
+    let watch = start_watch(call, &dir, request.recursive).await?;
     Ok(CreateWatcherResponse { watcher_id: call.sandbox.watchers.keep(watch) })
+}
+
+/// What `inotifywait` reports once its watches are set up (on stderr).
+const READY: &str = "Watches established.";
+
+/// Starts watching `dir` (absolute, an existing directory) as the call's user.
+pub async fn start_watch(call: &Call, dir: &str, recursive: bool) -> Result<Watch, ConnectError> {
+    let mut argv: Vec<String> = ["inotifywait", "--monitor", "--no-newline", "--format", "%e %w%f%0"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    argv.extend(["--event".into(), "create,modify,delete,moved_from,moved_to,attrib".into()]);
+    if recursive {
+        argv.push("--recursive".into());
+    }
+    argv.extend(["--".into(), dir.to_owned()]);
+    let options = ExecWsOptions { user: Some(call.user_name(None)), ..ExecWsOptions::new(argv) };
+    let session = call.state.client.exec_ws(&call.sandbox.id, &options).await.map_err(|error| {
+        ConnectError::new(
+            Code::Unimplemented,
+            format!(
+                "directory watching needs `inotifywait` (Debian's inotify-tools) in the sandbox: {error}"
+            ),
+        )
+    })?;
+    let (sender, mut receiver) = session.split();
+    let mut stderr = String::new();
+    loop {
+        match receiver.next_event().await {
+            Ok(Some(ExecEvent::Stderr(bytes))) => {
+                stderr.push_str(&String::from_utf8_lossy(&bytes));
+                if stderr.contains(READY) {
+                    break;
+                }
+            }
+            Ok(Some(ExecEvent::Started { .. } | ExecEvent::Stdout(_))) => {}
+            Ok(Some(ExecEvent::Exit(_)) | None) => {
+                let message = stderr.trim();
+                let code =
+                    if message.contains("No such file") { Code::NotFound } else { Code::InvalidArgument };
+                return Err(ConnectError::new(code, format!("cannot watch '{dir}': {message}")));
+            }
+            Ok(Some(ExecEvent::Error { message, .. })) => {
+                return Err(ConnectError::new(Code::Unavailable, message));
+            }
+            Err(error) => return Err(ConnectError::new(Code::Unavailable, error.to_string())),
+        }
+    }
+    Ok(Watch::new(sender, receiver, dir))
 }
 
 #[cfg(test)]

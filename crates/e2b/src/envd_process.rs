@@ -14,8 +14,8 @@ use futures_util::{Stream, StreamExt};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
+use crate::call::Call;
 use crate::connect::{self, Code, ConnectError, Kind};
-use crate::envd::Call;
 use crate::processes::{Event, Found, Process, Session};
 use crate::proto::process::process_event::{DataEvent, Event as EventKind, KeepAlive, StartEvent};
 use crate::proto::process::{

@@ -42,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+pub mod call;
 pub mod config;
 pub mod connect;
 pub mod control;
@@ -58,6 +59,7 @@ pub mod rpc;
 pub mod sandboxes;
 pub mod server;
 pub mod state;
+pub mod sync;
 pub mod time;
 pub mod users;
 pub mod watchers;

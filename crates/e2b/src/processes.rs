@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::connect::{Code, ConnectError};
 use crate::proto::process::ProcessConfig;
 use crate::proto::process::process_event::{EndEvent, data_event::Output};
-use crate::sandboxes::lock;
+use crate::sync::lock;
 
 /// Ended processes remembered for a late `Connect`.
 const KEEP_ENDED: usize = 64;

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::OnceCell;
 
 use crate::processes::ProcessTable;
+use crate::sync::lock;
 use crate::users::Users;
 use crate::watchers::Watchers;
 
@@ -122,12 +123,6 @@ impl Registry {
         all.sort_by_key(|sandbox| (sandbox.started_at, sandbox.id.clone()));
         all
     }
-}
-
-/// Locks a mutex, recovering from a poisoned one (the data stays consistent: every critical
-/// section here is a single assignment or map operation).
-pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

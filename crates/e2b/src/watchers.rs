@@ -10,16 +10,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use firepit_client::{ExecEvent, ExecReceiver, ExecSender, ExecWsOptions};
+use firepit_client::{ExecEvent, ExecReceiver, ExecSender};
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::{Code, ConnectError};
-use crate::envd::Call;
+use crate::connect::ConnectError;
 use crate::proto::filesystem::{EventType, FilesystemEvent};
-use crate::sandboxes::lock;
-
-/// What `inotifywait` reports once its watches are set up (on stderr).
-const READY: &str = "Watches established.";
+use crate::sync::lock;
 
 /// A running `inotifywait`.
 pub struct Watch {
@@ -29,53 +25,12 @@ pub struct Watch {
     parser: Parser,
 }
 
-/// Starts watching `dir` (absolute, an existing directory) as the call's user.
-pub async fn start(call: &Call, dir: &str, recursive: bool) -> Result<Watch, ConnectError> {
-    let mut argv: Vec<String> = ["inotifywait", "--monitor", "--no-newline", "--format", "%e %w%f%0"]
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    argv.extend(["--event".into(), "create,modify,delete,moved_from,moved_to,attrib".into()]);
-    if recursive {
-        argv.push("--recursive".into());
-    }
-    argv.extend(["--".into(), dir.to_owned()]);
-    let options = ExecWsOptions { user: Some(call.user_name(None)), ..ExecWsOptions::new(argv) };
-    let session = call.state.client.exec_ws(&call.sandbox.id, &options).await.map_err(|error| {
-        ConnectError::new(
-            Code::Unimplemented,
-            format!(
-                "directory watching needs `inotifywait` (Debian's inotify-tools) in the sandbox: {error}"
-            ),
-        )
-    })?;
-    let (sender, mut receiver) = session.split();
-    let mut stderr = String::new();
-    loop {
-        match receiver.next_event().await {
-            Ok(Some(ExecEvent::Stderr(bytes))) => {
-                stderr.push_str(&String::from_utf8_lossy(&bytes));
-                if stderr.contains(READY) {
-                    break;
-                }
-            }
-            Ok(Some(ExecEvent::Started { .. } | ExecEvent::Stdout(_))) => {}
-            Ok(Some(ExecEvent::Exit(_)) | None) => {
-                let message = stderr.trim();
-                let code =
-                    if message.contains("No such file") { Code::NotFound } else { Code::InvalidArgument };
-                return Err(ConnectError::new(code, format!("cannot watch '{dir}': {message}")));
-            }
-            Ok(Some(ExecEvent::Error { message, .. })) => {
-                return Err(ConnectError::new(Code::Unavailable, message));
-            }
-            Err(error) => return Err(ConnectError::new(Code::Unavailable, error.to_string())),
-        }
-    }
-    Ok(Watch { _sender: sender, receiver, parser: Parser::new(dir) })
-}
-
 impl Watch {
+    /// A watch of `dir` over an `inotifywait` session whose watches are established.
+    pub fn new(sender: ExecSender, receiver: ExecReceiver, dir: &str) -> Self {
+        Self { _sender: sender, receiver, parser: Parser::new(dir) }
+    }
+
     /// The next events (at least one), `None` when the watch ended.
     pub async fn next(&mut self) -> Option<Vec<FilesystemEvent>> {
         loop {

@@ -34,6 +34,7 @@ pub mod processes;
 pub mod pty;
 mod sandbox_error;
 mod streaming;
+mod ws_halves;
 
 pub use error::{ApiError, ErrorBody};
 

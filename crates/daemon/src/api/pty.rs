@@ -171,23 +171,8 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
         let frame = CloseFrame { code, reason: "".into() };
         let _client_may_be_gone = sink.send(Message::Close(Some(frame))).await;
     };
-    tokio::pin!(input, output);
-    let mut input_done = false;
-    loop {
-        tokio::select! {
-            () = &mut input, if !input_done => input_done = true,
-            () = &mut output => break,
-        }
-    }
-    if !input_done {
-        // The close handshake: the client answers our close before we drop the connection (a
-        // client that finds the connection gone while answering may lose the last messages).
-        let _client_may_not_answer = tokio::time::timeout(CLOSE_HANDSHAKE, &mut input).await;
-    }
+    super::ws_halves::run(input, output).await;
 }
-
-/// How long the client gets to answer the server's close frame.
-const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn apply_control(text: &str, control: &dyn Control) {
     let result = match serde_json::from_str::<PtyControl>(text) {

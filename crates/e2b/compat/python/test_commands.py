@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from e2b import CommandExitException, NotFoundException, Sandbox, TimeoutException
+from e2b import CommandExitException, NotFoundException, Sandbox, SandboxNotRunningException, TimeoutException
 
 
 def test_a_foreground_command_returns_its_output_and_exit_code(sandbox: Sandbox) -> None:
@@ -97,3 +97,12 @@ def test_a_too_short_timeout_raises_and_kills_the_command(sandbox: Sandbox) -> N
 
 def test_broken_utf8_is_replaced_not_fatal(sandbox: Sandbox) -> None:
     assert sandbox.commands.run(r"printf 'ok\xe2'").stdout == "ok\ufffd"
+
+
+def test_a_sandbox_killed_under_a_command_is_reported_gone(daemon: object) -> None:
+    sbx = Sandbox.create(timeout=60)
+    handle = sbx.commands.run("sleep 60", background=True)
+    sbx.kill()
+    with pytest.raises(SandboxNotRunningException) as raised:
+        handle.wait()
+    assert "killed or reached its end of life" in str(raised.value)
