@@ -22,8 +22,9 @@
 //! internals costs one local round trip per call, and buys an endpoint that works unchanged in
 //! front of anything that serves that API (one daemon today, a cluster gateway tomorrow). Measured
 //! with `firepit bench e2b` (a `Stat` through the endpoint vs the same stat on the daemon's
-//! socket, alternating, 2 cores shared with a loaded host): 3.3 ms vs 2.6 ms p50, so the endpoint
-//! and its hop add ≈0.7 ms to a call whose guest round trip is most of the rest.
+//! socket, alternating, on 2 cores shared with a loaded host): 1.5 ms vs 1.1 ms p50 (load 13),
+//! 3.3 ms vs 2.6 ms (load 18): the endpoint and its hop add ≈0.4–0.7 ms to a call whose guest
+//! round trip is most of the rest.
 //!
 //! # What it is not
 //! Not E2B's infrastructure: no template builds, no volumes, no secrets, no teams. The lifecycle
