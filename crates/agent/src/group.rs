@@ -11,10 +11,17 @@ use std::time::Instant;
 use firepit_agent::{ExitStatus, Failure};
 
 use crate::failure;
+use crate::run_as::{self, RunAs};
 
-/// A command for `argv` with extra `env`, in `cwd` (absolute), leading a new process group.
-pub fn command(argv: &[String], env: &[(String, String)], cwd: Option<&str>) -> Result<Command, Failure> {
-    let mut command = command_in_group(argv, env, cwd)?;
+/// A command for `argv` with extra `env`, in `cwd` (absolute), as `user` (see
+/// [`run_as`](crate::run_as); default: the agent's, root), leading a new process group.
+pub fn command(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&str>,
+    user: Option<&str>,
+) -> Result<Command, Failure> {
+    let mut command = command_in_group(argv, env, cwd, user)?;
     command.process_group(0);
     Ok(command)
 }
@@ -25,11 +32,16 @@ pub fn command_in_group(
     argv: &[String],
     env: &[(String, String)],
     cwd: Option<&str>,
+    user: Option<&str>,
 ) -> Result<Command, Failure> {
     let program = argv.first().ok_or_else(|| failure::invalid("argv is empty"))?;
-    let cwd = failure::cwd(cwd)?;
+    let run_as = user.map(run_as::resolve).transpose()?;
+    let cwd = failure::cwd(cwd.or_else(|| run_as.as_ref().and_then(RunAs::default_cwd)))?;
     let mut command = Command::new(program);
     command.args(&argv[1..]).envs(env.iter().map(|(k, v)| (k, v))).current_dir(cwd);
+    if let Some(run_as) = &run_as {
+        run_as.apply(&mut command, env);
+    }
     default_signals(&mut command);
     Ok(command)
 }

@@ -21,6 +21,7 @@ mod processes;
 mod pty;
 mod pump;
 mod ring;
+mod run_as;
 mod serve;
 mod spawn;
 mod stream;

@@ -51,6 +51,11 @@ pub struct SpawnRequest {
     pub timeout_ms: u64,
     /// Keep stdin open for the stream's [`InputChunk`](crate::InputChunk)s (otherwise `/dev/null`).
     pub stdin: bool,
+    /// Run as this user: a name from the guest's `/etc/passwd`, a uid, or `uid:gid` (default: the
+    /// agent's, root). The child gets the user's groups, `HOME`, `USER`, `LOGNAME`, `SHELL`, and
+    /// starts in the user's home when `cwd` is not given.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Terminal size in character cells.
@@ -82,6 +87,11 @@ pub struct PtyRequest {
     pub cwd: Option<String>,
     /// Initial size.
     pub size: WindowSize,
+    /// Run as this user: a name from the guest's `/etc/passwd`, a uid, or `uid:gid` (default: the
+    /// agent's, root). The child gets the user's groups, `HOME`, `USER`, `LOGNAME`, `SHELL`, and
+    /// starts in the user's home when `cwd` is not given.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// An attached process has started.
@@ -120,6 +130,11 @@ pub struct StartProcessRequest {
     /// Output kept per channel (0: [`DEFAULT_PROCESS_OUTPUT_LIMIT`]; at most
     /// [`MAX_PROCESS_OUTPUT_LIMIT`]); older output is dropped.
     pub output_limit_bytes: u64,
+    /// Run as this user: a name from the guest's `/etc/passwd`, a uid, or `uid:gid` (default: the
+    /// agent's, root). The child gets the user's groups, `HOME`, `USER`, `LOGNAME`, `SHELL`, and
+    /// starts in the user's home when `cwd` is not given.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Names a background process.

@@ -131,7 +131,8 @@ impl ProcessTable {
             n => n,
         };
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut command = group::command(&request.argv, &request.env, request.cwd.as_deref())?;
+        let mut command =
+            group::command(&request.argv, &request.env, request.cwd.as_deref(), request.user.as_deref())?;
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut table = self.lock();
         let running = table.entries.values().filter(|e| e.exit.is_none()).count();

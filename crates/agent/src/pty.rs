@@ -80,8 +80,10 @@ pub fn run(handle: StreamHandle, request: PtyRequest) {
     if !env.iter().any(|(key, _)| key == "TERM") {
         env.push(("TERM".into(), "xterm-256color".into()));
     }
-    let cwd = request.cwd.clone().or_else(|| std::path::Path::new("/root").is_dir().then(|| "/root".into()));
-    let mut command = match group::command_in_group(&argv, &env, cwd.as_deref()) {
+    // A terminal of root starts in /root; a user's starts in their home (see `run_as`).
+    let root_home = || std::path::Path::new("/root").is_dir().then(|| "/root".into());
+    let cwd = request.cwd.clone().or_else(|| if request.user.is_none() { root_home() } else { None });
+    let mut command = match group::command_in_group(&argv, &env, cwd.as_deref(), request.user.as_deref()) {
         Ok(command) => command,
         Err(failure) => return handle.fail(failure),
     };

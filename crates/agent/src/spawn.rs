@@ -25,10 +25,11 @@ use crate::supervise::{Outcome, Supervised, supervise};
 /// Runs `request` on `handle`'s stream until the end (call on a thread of its own).
 pub fn run(handle: StreamHandle, request: SpawnRequest) {
     let started = Instant::now();
-    let mut command = match group::command(&request.argv, &request.env, request.cwd.as_deref()) {
-        Ok(command) => command,
-        Err(failure) => return handle.fail(failure),
-    };
+    let mut command =
+        match group::command(&request.argv, &request.env, request.cwd.as_deref(), request.user.as_deref()) {
+            Ok(command) => command,
+            Err(failure) => return handle.fail(failure),
+        };
     command
         .stdin(if request.stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

@@ -37,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+mod attach;
 mod endpoint;
 mod error;
 mod events;
@@ -47,6 +48,7 @@ mod processes;
 mod shapes;
 mod types;
 
+pub use attach::{ATTACH_STDERR, ATTACH_STDOUT, AttachControl};
 pub use endpoint::{default_runtime_dir, default_socket_path};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::{NDJSON, OutputChunk, PtyControl, StreamEvent};

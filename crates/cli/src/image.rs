@@ -85,6 +85,39 @@ pub fn build_packages(packages: Vec<String>, suite: Option<String>, rebuild: boo
     Ok(())
 }
 
+/// `firepit image build --preset NAME`: a ready-made root disk, stored under `NAME` so that a
+/// shape's `image = "NAME"` finds it. Prints its id.
+pub fn build_preset(name: &str, suite: Option<String>, rebuild: bool) -> ImageResult<()> {
+    let (packages, customize) = match name {
+        "e2b-base" => (E2B_BASE_PACKAGES, E2B_BASE_SETUP),
+        other => return Err(format!("unknown preset {other:?}: the presets are e2b-base").into()),
+    };
+    let store = ImageStore::open_default();
+    let mut builder = PackageDiskBuilder::new(&store, packages.iter().copied())
+        .customize(customize.iter().copied())
+        .rebuild(rebuild);
+    if let Some(suite) = suite {
+        builder = builder.suite(suite);
+    }
+    let started = Instant::now();
+    let disk = with_progress(|progress| builder.build(progress))?;
+    store.set_name(name, disk.id())?;
+    eprintln!("named {name}: a shape's `image = \"{name}\"` finds it");
+    report_disk(&disk, started);
+    Ok(())
+}
+
+/// E2B's base template: Debian with Python, pip, curl, git and sudo (and what E2B's SDKs run:
+/// bash for commands, procps for `ps`/`kill`, inotify-tools for directory watches).
+const E2B_BASE_PACKAGES: &[&str] =
+    &["bash", "ca-certificates", "curl", "git", "inotify-tools", "procps", "python3", "python3-pip", "sudo"];
+
+/// The base template's `user` (uid 1000, home `/home/user`, passwordless sudo), and root's.
+const E2B_BASE_SETUP: &[&str] = &[
+    "useradd --create-home --uid 1000 --user-group --shell /bin/bash user",
+    "printf 'user ALL=(ALL:ALL) NOPASSWD: ALL\\n' > /etc/sudoers.d/user && chmod 0440 /etc/sudoers.d/user",
+];
+
 /// `firepit image import PATH`: an OCI image as a root disk in the image store. Prints its id.
 pub fn import(path: &Path, reference: Option<String>) -> ImageResult<()> {
     let store = ImageStore::open_default();

@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod cp;
 mod demo;
+mod e2b;
 mod exec;
 mod image;
 mod lease;
@@ -93,12 +94,15 @@ enum ImageCommand {
         /// Debian packages for a root disk, comma-separated (e.g. `python3,git`).
         #[arg(long, value_delimiter = ',', value_name = "PKG,...")]
         packages: Vec<String>,
+        /// A ready-made root disk, stored under its name: `e2b-base` (E2B's base template).
+        #[arg(long, conflicts_with = "packages", value_name = "NAME")]
+        preset: Option<String>,
         /// The Debian suite of a package disk (default: the host's).
-        #[arg(long, requires = "packages")]
+        #[arg(long)]
         suite: Option<String>,
         /// Build the package disk again even when one with the same inputs exists (picks up newer
         /// package versions).
-        #[arg(long, requires = "packages")]
+        #[arg(long)]
         rebuild: bool,
         /// A static guest agent binary to use instead of the one embedded in this executable.
         #[arg(long, conflicts_with = "packages")]
@@ -187,8 +191,10 @@ fn dispatch(command: Command) -> CliResult {
 /// `firepit image ...`: blocking work (apt, mmdebstrap, mkfs), no runtime needed.
 fn image_command(command: ImageCommand) -> CliResult {
     match command {
-        ImageCommand::Build { packages, suite, rebuild, agent, out } => {
-            if packages.is_empty() {
+        ImageCommand::Build { packages, preset, suite, rebuild, agent, out } => {
+            if let Some(preset) = preset {
+                image::build_preset(&preset, suite, rebuild)?;
+            } else if packages.is_empty() {
                 image::run_build(agent, out)?;
             } else {
                 image::build_packages(packages, suite, rebuild)?;

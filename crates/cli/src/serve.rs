@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// Only validate the config file, then exit.
     #[arg(long)]
     check: bool,
+    /// Also serve E2B's SDKs on this TCP address (as `[e2b] listen` in the config does).
+    #[arg(long, value_name = "ADDR")]
+    e2b: Option<std::net::SocketAddr>,
 }
 
 /// Runs `firepit serve`: validates the config, reaps VMs a crashed previous run left behind,
@@ -38,7 +41,12 @@ pub async fn run(args: ServeArgs) -> CliResult {
             println!("{}: ok ({} shapes)", path.display(), config.shapes.len());
             return Ok(ExitCode::SUCCESS);
         }
-        firepit_daemon::serve(&config).await?;
+        let e2b = crate::e2b::start(&config, args.e2b).await?;
+        let served = firepit_daemon::serve(&config).await;
+        if let Some(e2b) = e2b {
+            e2b.stop().await;
+        }
+        served?;
         return Ok(ExitCode::SUCCESS);
     }
     // The built-in config: bind the default socket first, so that clients started right after
@@ -57,7 +65,12 @@ pub async fn run(args: ServeArgs) -> CliResult {
             image.dir().display()
         ),
         Some(listeners) => {
-            firepit_daemon::serve_on(listeners, &config).await?;
+            let e2b = crate::e2b::start(&config, args.e2b).await?;
+            let served = firepit_daemon::serve_on(listeners, &config).await;
+            if let Some(e2b) = e2b {
+                e2b.stop().await;
+            }
+            served?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,7 @@
 //! a 100 MiB file round trip with bounded daemon memory, directories as tar streams and the file
 //! operations, a streamed exec that delivers output before the command exits, an exec timeout
 //! that kills the whole process group, a background process that outlives its client, and a PTY
-//! whose size follows a resize.
+//! whose size follows a resize, and a command over a WebSocket fed stdin while it runs, as a user.
 //!
 //! One daemon (one snapshot shape of 512 MiB VMs, depth 2) is shared by the binary's tests; each
 //! test leases its own VM and releases it.
@@ -16,7 +16,7 @@ use firepit_api::{
     AcquireRequest, ErrorCode, FileKind, MkdirBody, OutputChannel, OutputQuery, Program, SignalSpec,
     SpawnBody, StartProcessBody, StreamEvent, WriteFileQuery,
 };
-use firepit_client::{Client, ClientError, PtyEvent, PtyOptions, decode_chunk};
+use firepit_client::{Client, ClientError, ExecEvent, ExecWsOptions, PtyEvent, PtyOptions, decode_chunk};
 use firepit_tools::procfs::peak_rss_kib;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -368,6 +368,48 @@ fn a_pty_over_websocket_reports_the_size_set_by_a_resize_and_its_exit_status() {
         let refused =
             vm.client.pty(&vm.id, &PtyOptions { argv: vec!["/no/such".into()], ..Default::default() }).await;
         assert_eq!(code(&refused.unwrap_err()), ErrorCode::ExecRefused);
+        vm.release().await;
+    });
+}
+
+#[test]
+fn exec_over_websocket_takes_stdin_while_it_runs_keeps_channels_apart_and_runs_as_a_user() {
+    shared_daemon::run(async {
+        let vm = Leased::new().await;
+        let options =
+            ExecWsOptions { stdin: true, ..ExecWsOptions::new(["sh", "-c", "cat; echo err >&2; id -u"]) };
+        let mut session = vm.client.exec_ws(&vm.id, &options).await.unwrap();
+        assert!(matches!(session.next_event().await.unwrap(), Some(ExecEvent::Started { .. })));
+        session.send_stdin(b"first ").await.unwrap();
+        session.send_stdin(b"second").await.unwrap();
+        session.close_stdin().await.unwrap();
+        let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), None);
+        while let Some(event) =
+            tokio::time::timeout(Duration::from_secs(30), session.next_event()).await.unwrap().unwrap()
+        {
+            match event {
+                ExecEvent::Stdout(bytes) => out.extend(bytes),
+                ExecEvent::Stderr(bytes) => err.extend(bytes),
+                ExecEvent::Exit(exit) => status = Some(exit),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&out), "first second0\n");
+        assert_eq!(String::from_utf8_lossy(&err), "err\n");
+        assert_eq!(status.and_then(|s| s.exit_code), Some(0));
+
+        let as_user = ExecWsOptions { user: Some("4242:4343".into()), ..ExecWsOptions::new(["id"]) };
+        let mut session = vm.client.exec_ws(&vm.id, &as_user).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(event) = session.next_event().await.unwrap() {
+            if let ExecEvent::Stdout(bytes) = event {
+                out.extend(bytes);
+            }
+        }
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("uid=4242") && out.contains("gid=4343"), "{out}");
+        let unknown = ExecWsOptions { user: Some("no-such-user".into()), ..ExecWsOptions::new(["true"]) };
+        assert_eq!(code(&vm.client.exec_ws(&vm.id, &unknown).await.unwrap_err()), ErrorCode::ExecRefused);
         vm.release().await;
     });
 }

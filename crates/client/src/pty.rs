@@ -22,7 +22,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncIo for T {}
 /// A boxed connection.
 pub(crate) type Io = Box<dyn AsyncIo>;
 
-type Socket = WebSocketStream<Io>;
+/// A WebSocket to the daemon.
+pub(crate) type Socket = WebSocketStream<Io>;
 
 /// What to run on the terminal and its size.
 ///
@@ -36,8 +37,10 @@ pub struct PtyOptions {
     pub argv: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
-    /// Working directory (default `/root` if it exists).
+    /// Working directory (default `/root` if it exists, or the user's home).
     pub cwd: Option<String>,
+    /// Run as this user: a name, a uid or `uid:gid` (default root).
+    pub user: Option<String>,
     /// Rows.
     pub rows: u16,
     /// Columns.
@@ -46,7 +49,7 @@ pub struct PtyOptions {
 
 impl Default for PtyOptions {
     fn default() -> Self {
-        Self { argv: Vec::new(), env: Vec::new(), cwd: None, rows: 24, cols: 80 }
+        Self { argv: Vec::new(), env: Vec::new(), cwd: None, user: None, rows: 24, cols: 80 }
     }
 }
 
@@ -110,7 +113,7 @@ pub struct PtyReceiver {
     done: bool,
 }
 
-fn broken(error: tungstenite::Error) -> ClientError {
+pub(crate) fn broken(error: tungstenite::Error) -> ClientError {
     ClientError::Stream(error.to_string())
 }
 
@@ -210,7 +213,16 @@ impl Client {
         query.extend(options.argv.iter().map(|a| ("arg", a.clone())));
         query.extend(options.env.iter().map(|(k, v)| ("env", format!("{k}={v}"))));
         query.extend(options.cwd.iter().map(|c| ("cwd", c.clone())));
-        let path = lease_path(lease_id, "pty", &query)?;
+        query.extend(options.user.iter().map(|u| ("user", u.clone())));
+        let socket = self.websocket(&lease_path(lease_id, "pty", &query)?).await?;
+        let (sink, stream) = socket.split();
+        Ok(PtySession { sender: PtySender { sink }, receiver: PtyReceiver { stream, done: false } })
+    }
+}
+
+impl Client {
+    /// Opens a WebSocket to `path` (with the query) on a connection of its own.
+    pub(crate) async fn websocket(&self, path: &str) -> Result<Socket, ClientError> {
         let (host, token) = self.websocket_parts();
         let mut request = format!("ws://{host}{path}").into_client_request().map_err(broken)?;
         if let Some(token) = token {
@@ -220,13 +232,11 @@ impl Client {
             request.headers_mut().insert(hyper::header::AUTHORIZATION, value);
         }
         let io = self.connect_raw().await?;
-        let socket = match tokio_tungstenite::client_async(request, io).await {
-            Ok((socket, _response)) => socket,
-            Err(tungstenite::Error::Http(response)) => return Err(refused(&response)),
-            Err(error) => return Err(broken(error)),
-        };
-        let (sink, stream) = socket.split();
-        Ok(PtySession { sender: PtySender { sink }, receiver: PtyReceiver { stream, done: false } })
+        match tokio_tungstenite::client_async(request, io).await {
+            Ok((socket, _response)) => Ok(socket),
+            Err(tungstenite::Error::Http(response)) => Err(refused(&response)),
+            Err(error) => Err(broken(error)),
+        }
     }
 }
 

@@ -66,10 +66,31 @@ pub struct Config {
     /// Where `fill = "snapshot"` shapes keep their templates.
     #[serde(default)]
     pub snapshots: SnapshotConfig,
+    /// The E2B-compatible endpoint (`[e2b]`; off when absent). The daemon only carries it: the
+    /// `firepit serve` command starts the endpoint (crate `firepit-e2b`) beside the daemon.
+    #[serde(default)]
+    pub e2b: Option<E2bSection>,
     /// The shapes to keep warm (at least one): `[[shape]]` tables, each a
     /// [`ShapeSpec`] (the same description `PUT /v1/shapes/{name}` takes).
     #[serde(default, rename = "shape")]
     pub shapes: Vec<ShapeSpec>,
+}
+
+/// `[e2b]`: E2B's SDKs served on one TCP listener, each sandbox a lease of the shape its template
+/// names. Clients send the daemon's bearer token (`[listen]`'s `token_file` / `token_env`) as
+/// their `X-API-Key`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct E2bSection {
+    /// The TCP address (`host:port`) of the endpoint, e.g. `127.0.0.1:3000`.
+    pub listen: SocketAddr,
+    /// The domain of `{port}-{sandbox}.{domain}` host names (default `e2b.local`).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Who commands run as when the client names no user (default `user`, as in E2B's base
+    /// template).
+    #[serde(default)]
+    pub default_user: Option<String>,
 }
 
 /// `[listen]`: the API's sockets.

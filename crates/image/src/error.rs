@@ -194,6 +194,13 @@ pub enum ImageError {
         /// The name given.
         name: String,
     },
+    /// An image name that is not lower-case letters, digits, `.`, `_` and `-` (starting with a
+    /// letter), or that looks like an image id.
+    #[error("image name {name:?}: use lower-case letters, digits, `.`, `_` and `-`, starting with a letter")]
+    InvalidImageName {
+        /// The name given.
+        name: String,
+    },
     /// No image with this id is in the store.
     #[error("no image {id} in {}: list the images with `firepit image ls`", store.display())]
     NotInStore {

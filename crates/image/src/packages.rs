@@ -68,6 +68,7 @@ pub struct PackageDiskBuilder {
     sources: Option<Vec<PathBuf>>,
     free_space_mb: u64,
     rebuild: bool,
+    customize: Vec<String>,
 }
 
 impl PackageDiskBuilder {
@@ -87,6 +88,7 @@ impl PackageDiskBuilder {
             sources: None,
             free_space_mb: 256,
             rebuild: false,
+            customize: Vec::new(),
         }
     }
 
@@ -118,6 +120,25 @@ impl PackageDiskBuilder {
     /// The id the image has (or will have): a hash of the inputs.
     pub fn id(&self) -> Result<String, ImageError> {
         Ok(self.fingerprint()?.0[..16].to_owned())
+    }
+
+    /// Shell commands run in the finished tree (as root, in a chroot, in order) before the disk is
+    /// written, e.g. to add a user: mmdebstrap's `--customize-hook`. They are part of the image's
+    /// inputs (its id).
+    ///
+    /// ```
+    /// use firepit_image::{ImageStore, PackageDiskBuilder};
+    /// let store = ImageStore::new("/tmp/firepit-doc-store");
+    /// let builder = PackageDiskBuilder::new(&store, ["sudo"]).customize(["useradd -m app"]);
+    /// # let _ = builder;
+    /// ```
+    pub fn customize<I, S>(mut self, commands: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.customize = commands.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Builds the disk, or returns the stored one with the same inputs.
@@ -167,6 +188,10 @@ impl PackageDiskBuilder {
             "--aptopt=Acquire::Languages \"none\"".into(),
         ];
         args.extend(DPKG_EXCLUDES.iter().map(|rule| OsString::from(format!("--dpkgopt={rule}"))));
+        // mmdebstrap runs each hook with `sh -c` and the tree as `$1`.
+        args.extend(self.customize.iter().map(|command| {
+            OsString::from(format!("--customize-hook=chroot \"$1\" /bin/sh -c {}", shell_quote(command)))
+        }));
         args.extend([OsString::from(&suite), tree.as_os_str().to_owned()]);
         args.extend(sources.iter().map(|s| s.as_os_str().to_owned()));
         let step_now = step;
@@ -222,6 +247,9 @@ impl PackageDiskBuilder {
             self.packages.join(","),
             self.free_space_mb
         ));
+        for command in &self.customize {
+            hasher.update(format!("customize {command}\n"));
+        }
         for file in &sources {
             let text = std::fs::read(file).map_err(ImageError::io("reading", file))?;
             hasher.update(format!("source {} {}\n", file.display(), text.len()));
@@ -229,6 +257,11 @@ impl PackageDiskBuilder {
         }
         Ok((hex::encode(hasher.finalize()), suite, sources))
     }
+}
+
+/// `text` as one single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// Reports the next step.

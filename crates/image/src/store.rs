@@ -206,17 +206,44 @@ impl ImageStore {
         &self.dir
     }
 
-    /// The image `id`.
+    /// The image `id`, or the image a name given with [`ImageStore::set_name`] points to.
     pub fn get(&self, id: &str) -> Result<DiskImage, ImageError> {
         let not_here = || ImageError::NotInStore { id: id.to_owned(), store: self.dir.clone() };
         if !is_id(id) {
-            return Err(not_here());
+            let named = is_name(id).then(|| std::fs::read_to_string(self.dir.join(NAMES_DIR).join(id)).ok());
+            return match named.flatten().map(|text| text.trim().to_owned()) {
+                Some(target) if is_id(&target) => self.get(&target),
+                _ => Err(not_here()),
+            };
         }
         let dir = self.dir.join(id);
         if !dir.join(DISK_RECORD_FILE).exists() {
             return Err(not_here());
         }
         DiskImage::open(&dir)
+    }
+
+    /// Names the stored image `id` `name` (a shape's `image = "name"` then finds it), replacing
+    /// what the name pointed to before. A name is lower-case letters, digits, `.`, `_` and `-`,
+    /// starting with a letter.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = firepit_image::ImageStore::new(dir.path());
+    /// assert!(store.set_name("Bad Name", "0123456789abcdef").is_err());
+    /// assert!(store.set_name("e2b-base", "0123456789abcdef").is_err()); // no such image yet
+    /// ```
+    pub fn set_name(&self, name: &str, id: &str) -> Result<(), ImageError> {
+        if !is_name(name) {
+            return Err(ImageError::InvalidImageName { name: name.to_owned() });
+        }
+        self.get(id)?;
+        let dir = self.dir.join(NAMES_DIR);
+        std::fs::create_dir_all(&dir).map_err(ImageError::io("creating", &dir))?;
+        let partial = dir.join(format!(".{name}.{}", std::process::id()));
+        std::fs::write(&partial, format!("{id}\n")).map_err(ImageError::io("writing", &partial))?;
+        let path = dir.join(name);
+        std::fs::rename(&partial, &path).map_err(ImageError::io("writing", &path))
     }
 
     /// Every image in the store, by id. A damaged entry is skipped with a warning.
@@ -326,6 +353,15 @@ impl Drop for Staging {
 }
 
 /// 16 lowercase hex digits.
+/// Where image names live in the store: one file per name holding an image id.
+const NAMES_DIR: &str = "names";
+
+fn is_name(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && !is_id(name)
+}
+
 fn is_id(name: &str) -> bool {
     name.len() == 16 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

@@ -28,6 +28,9 @@ pub enum BenchCommand {
     /// network namespace the bench makes (needs root and iproute2); in builds with the `dev` feature.
     #[cfg(feature = "dev")]
     Net(crate::bench_net::NetBenchArgs),
+    /// E2B's Python SDK through firepit's E2B endpoint next to firepit's own SDK: create → first
+    /// run, file writes, and the endpoint's own cost per call.
+    E2b(crate::bench_e2b::E2bBenchArgs),
 }
 
 /// Runs `firepit bench ...`.
@@ -39,5 +42,6 @@ pub async fn run(command: BenchCommand) -> ToolResult {
         BenchCommand::Density(args) => crate::bench_density::run(args).await,
         #[cfg(feature = "dev")]
         BenchCommand::Net(args) => crate::bench_net::run(args).await,
+        BenchCommand::E2b(args) => crate::bench_e2b::run(args).await,
     }
 }

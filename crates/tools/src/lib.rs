@@ -28,6 +28,7 @@
 pub mod bench;
 pub mod bench_api;
 pub mod bench_density;
+pub mod bench_e2b;
 pub mod bench_fill;
 #[cfg(feature = "dev")]
 pub mod bench_net;

@@ -134,15 +134,16 @@ pub fn request() -> impl Strategy<Value = Request> {
         any::<String>().prop_map(|path| Request::DownloadTar(DownloadTarRequest { path })),
     ];
     let processes = prop_oneof![
-        (strings(4), env(), any::<Option<String>>(), any::<(u64, bool)>()).prop_map(
-            |(argv, env, cwd, (timeout_ms, stdin))| {
-                Request::Spawn(SpawnRequest { argv, env, cwd, timeout_ms, stdin })
+        (strings(4), env(), any::<(Option<String>, Option<String>)>(), any::<(u64, bool)>()).prop_map(
+            |(argv, env, (cwd, user), (timeout_ms, stdin))| {
+                Request::Spawn(SpawnRequest { argv, env, cwd, timeout_ms, stdin, user })
             }
         ),
-        (strings(3), env(), any::<Option<String>>(), size())
-            .prop_map(|(argv, env, cwd, size)| Request::Pty(PtyRequest { argv, env, cwd, size })),
-        (strings(3), env(), any::<(Option<String>, Option<String>)>(), any::<(u64, u64)>()).prop_map(
-            |(argv, env, (cwd, tag), (timeout_ms, output_limit_bytes))| {
+        (strings(3), env(), any::<(Option<String>, Option<String>)>(), size()).prop_map(
+            |(argv, env, (cwd, user), size)| Request::Pty(PtyRequest { argv, env, cwd, size, user })
+        ),
+        (strings(3), env(), any::<(Option<String>, Option<String>, Option<String>)>(), any::<(u64, u64)>())
+            .prop_map(|(argv, env, (cwd, tag, user), (timeout_ms, output_limit_bytes))| {
                 Request::StartProcess(StartProcessRequest {
                     argv,
                     env,
@@ -150,9 +151,9 @@ pub fn request() -> impl Strategy<Value = Request> {
                     tag,
                     timeout_ms,
                     output_limit_bytes,
+                    user,
                 })
-            }
-        ),
+            }),
         Just(Request::ListProcesses),
         (process_ref(), any::<i32>())
             .prop_map(|(process, signal)| Request::SignalProcess(SignalProcessRequest { process, signal })),

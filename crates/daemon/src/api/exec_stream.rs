@@ -49,8 +49,14 @@ pub async fn exec_stream(
     let args::CheckedProgram { argv, env, cwd } = args::check_program(body.program)?;
     args::check_timeout(body.timeout_ms)?;
     let stdin = args::decode_stdin(body.input)?;
-    let request =
-        firepit_agent::SpawnRequest { argv, env, cwd, timeout_ms: body.timeout_ms, stdin: !stdin.is_empty() };
+    let request = firepit_agent::SpawnRequest {
+        argv,
+        env,
+        cwd,
+        timeout_ms: body.timeout_ms,
+        stdin: !stdin.is_empty(),
+        user: None,
+    };
     let lease = lease(&state, &id)?;
     let attached = lease.vm.sandbox().spawn(request).await.map_err(start_error)?;
     let run = Run::new(attached, stdin, lease);

@@ -25,6 +25,7 @@ mod args;
 mod chunks;
 pub mod error;
 pub mod exec_stream;
+pub mod exec_ws;
 pub mod files;
 pub mod lease_views;
 pub mod leases;
@@ -33,6 +34,7 @@ pub mod processes;
 pub mod pty;
 mod sandbox_error;
 mod streaming;
+mod ws_halves;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
 
@@ -107,6 +109,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ports::forward_port, ports::list_ports))
         .routes(routes!(ports::remove_port_forward))
         .routes(routes!(exec_stream::exec_stream))
+        .routes(routes!(exec_ws::exec_ws))
         .routes(routes!(files::write_file, files::read_file, files::remove_path))
         .routes(routes!(files::stat_path))
         .routes(routes!(files::list_dir))

@@ -70,6 +70,7 @@ pub async fn start_process(
         tag: body.tag,
         timeout_ms: body.timeout_ms,
         output_limit_bytes: body.output_limit_bytes,
+        user: None,
     };
     let info = lease(&state, &id)?.vm.sandbox().start_process(request).await.map_err(start_error)?;
     Ok((StatusCode::CREATED, axum::Json(process_view(info))))

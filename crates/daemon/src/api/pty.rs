@@ -7,7 +7,7 @@
 //! attached to the socket: a client that disconnects kills it; so does the lease ending or the
 //! daemon stopping (after an `error` message).
 //!
-//! Query: `rows`, `cols` (default 24×80), `cwd`, `arg` (repeated: the program and its arguments;
+//! Query: `rows`, `cols` (default 24×80), `cwd`, `user` (a name, uid or `uid:gid`), `arg` (repeated: the program and its arguments;
 //! none: a login shell), `env` (repeated `NAME=VALUE`).
 
 use std::sync::Arc;
@@ -37,7 +37,8 @@ use crate::sandbox::{Attached, Control, Input};
         ("id" = String, Path, description = "Lease id"),
         ("rows" = Option<u16>, Query, description = "Terminal rows (default 24)"),
         ("cols" = Option<u16>, Query, description = "Terminal columns (default 80)"),
-        ("cwd" = Option<String>, Query, description = "Working directory (default /root if it exists)"),
+        ("cwd" = Option<String>, Query, description = "Working directory (default /root if it exists, or the user's home)"),
+        ("user" = Option<String>, Query, description = "Run as this user: a name, a uid or uid:gid (default root)"),
         ("arg" = Option<Vec<String>>, Query, description = "Program and arguments, repeated in order (default: a login shell)"),
         ("env" = Option<Vec<String>>, Query, description = "NAME=VALUE, repeated"),
     ),
@@ -73,6 +74,7 @@ fn pty_request(params: Vec<(String, String)>) -> Result<PtyRequest, ApiError> {
             "rows" => request.size.rows = size("rows", &value)?,
             "cols" => request.size.cols = size("cols", &value)?,
             "cwd" => request.cwd = Some(value),
+            "user" => request.user = Some(value),
             "arg" => request.argv.push(value),
             "env" => {
                 let (key, val) = value.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| {
@@ -160,23 +162,8 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
         let frame = CloseFrame { code, reason: "".into() };
         let _client_may_be_gone = sink.send(Message::Close(Some(frame))).await;
     };
-    tokio::pin!(input, output);
-    let mut input_done = false;
-    loop {
-        tokio::select! {
-            () = &mut input, if !input_done => input_done = true,
-            () = &mut output => break,
-        }
-    }
-    if !input_done {
-        // The close handshake: the client answers our close before we drop the connection (a
-        // client that finds the connection gone while answering may lose the last messages).
-        let _client_may_not_answer = tokio::time::timeout(CLOSE_HANDSHAKE, &mut input).await;
-    }
+    super::ws_halves::run(input, output).await;
 }
-
-/// How long the client gets to answer the server's close frame.
-const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn apply_control(text: &str, control: &dyn Control) {
     let result = match serde_json::from_str::<PtyControl>(text) {
