@@ -12,8 +12,12 @@
 //!   discovery, no versioned schema: host and agent are built from the same source.
 //! - Not a shell: the agent runs an argv it is given (no shell unless the argv asks for one) and
 //!   reports exit code, output and timing; it keeps no session.
-//! - Not I/O: the library does no reading or writing. The host side (`firepit-qemu`) and the agent
-//!   bring their own sockets and files and feed bytes through the same [`FrameDecoder`].
+//! - Not I/O, without its `serve` feature: the protocol half does no reading or writing. The host
+//!   side (`firepit-guest`) and the agent bring their own channels and feed bytes through the same
+//!   [`FrameDecoder`]. The `serve` feature (on by default, off for crates that only speak the
+//!   protocol) adds the agent's request handling itself ([`Agent`], [`serve_connection`]): what the
+//!   binary runs on the guest's virtio-serial port, and what host-side tests run in-process over a
+//!   socket pair ([`serve_in_process`]), on the host's own files and programs.
 //!
 //! # How data flows
 //! The host encodes a [`RequestFrame`] with [`encode_frame`] and writes it to the VM's
@@ -59,6 +63,12 @@
 
 #![warn(missing_docs)]
 
+// The serving modules below name the protocol as `firepit_agent::...`, as they did when they lived
+// in the binary: this alias lets them stay as they are inside the library.
+#[cfg(feature = "serve")]
+extern crate self as firepit_agent;
+
+mod chunks;
 mod frame;
 
 /// Name of the virtio-serial port the agent serves (`-device virtserialport,name=...`); the guest
@@ -76,6 +86,7 @@ mod process_messages;
 mod stream_messages;
 mod tar_tree;
 
+pub use chunks::ChunkWriter;
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
 pub use fs_messages::{
     ChmodRequest, ChownRequest, DirEntry, DirListing, Done, DownloadTarRequest, FileKind, FileStat,
@@ -96,3 +107,45 @@ pub use stream_messages::{
     Channel, Credit, Failure, FailureKind, InputChunk, MAX_CHUNK, OutputChunk, STREAM_WINDOW,
 };
 pub use tar_tree::{append_tree, pack_dir};
+
+// The agent's request handling (feature `serve`), one module per concern, layered: `serve` reads
+// frames and dispatches; the handlers (`exec`, `files`, `transfer`, `spawn`, `pty`, `processes`,
+// `identity`, `network`) sit below it; `stream`, `pump`, `supervise`, `group`, `writer`, `ring`
+// and `failure` below them.
+#[cfg(feature = "serve")]
+mod exec;
+#[cfg(feature = "serve")]
+mod failure;
+#[cfg(feature = "serve")]
+mod files;
+#[cfg(feature = "serve")]
+mod group;
+#[cfg(feature = "serve")]
+mod identity;
+#[cfg(feature = "serve")]
+mod network;
+#[cfg(feature = "serve")]
+mod processes;
+#[cfg(feature = "serve")]
+mod pty;
+#[cfg(feature = "serve")]
+mod pump;
+#[cfg(feature = "serve")]
+mod ring;
+#[cfg(feature = "serve")]
+mod serve;
+#[cfg(feature = "serve")]
+mod spawn;
+#[cfg(feature = "serve")]
+mod stream;
+#[cfg(feature = "serve")]
+mod supervise;
+#[cfg(feature = "serve")]
+mod transfer;
+#[cfg(feature = "serve")]
+mod writer;
+
+#[cfg(feature = "serve")]
+pub use processes::ProcessTable;
+#[cfg(feature = "serve")]
+pub use serve::{Agent, ConnectionEnd, serve_connection, serve_in_process};

@@ -268,6 +268,17 @@ impl ProcessTable {
         Ok(entry.outputs[index].read(request.offset, max as usize))
     }
 
+    /// Kills the process group of every process still running (SIGKILL). The guest's agent never
+    /// needs it (its processes end with the VM); an agent serving in-process on a host calls it when
+    /// its VM goes away, so nothing it started outlives it.
+    pub fn kill_all(&self) {
+        let running: Vec<u32> =
+            self.lock().entries.values().filter(|e| e.exit.is_none()).map(|e| e.pid).collect();
+        for pid in running {
+            group::kill(pid);
+        }
+    }
+
     /// Forgets an exited process.
     pub fn remove(&self, process: &ProcessRef) -> Result<(), Failure> {
         let mut table = self.lock();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use firepit_agent::MAX_CHUNK;
+use firepit_agent::ChunkWriter;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
@@ -28,38 +28,14 @@ fn host_io(what: String) -> impl FnOnce(io::Error) -> QemuError {
     move |source| QemuError::HostIo { what, source }
 }
 
-/// A `Write` on a blocking thread feeding an async channel in chunks of [`MAX_CHUNK`].
-struct ChannelWriter {
-    tx: mpsc::Sender<Vec<u8>>,
-    pending: Vec<u8>,
+/// The `Write` a blocking packer writes the archive to: chunks of [`MAX_CHUNK`](firepit_agent::MAX_CHUNK) into `tx`.
+fn channel_writer(tx: mpsc::Sender<Vec<u8>>) -> ChunkWriter<impl FnMut(Vec<u8>) -> io::Result<()>> {
+    ChunkWriter::new(move |chunk| {
+        tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "upload stopped"))
+    })
 }
 
-impl ChannelWriter {
-    fn send_pending(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(MAX_CHUNK));
-        self.tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "upload stopped"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(MAX_CHUNK - self.pending.len());
-        self.pending.extend_from_slice(&buf[..n]);
-        if self.pending.len() == MAX_CHUNK {
-            self.send_pending()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send_pending()
-    }
-}
-
-/// The async end of a [`ChannelWriter`].
+/// The async end of a [`channel_writer`].
 struct ChannelReader {
     rx: mpsc::Receiver<Vec<u8>>,
     current: Vec<u8>,
@@ -105,7 +81,7 @@ impl Read for BlockingReader {
 }
 
 /// Packs the contents of `dir` (relative names, links kept as links, sockets skipped).
-fn pack(dir: &Path, out: ChannelWriter) -> io::Result<()> {
+fn pack(dir: &Path, out: impl Write) -> io::Result<()> {
     firepit_agent::pack_dir(dir, out).map(drop)
 }
 
@@ -141,8 +117,7 @@ impl QemuVm {
         }
         let (tx, rx) = mpsc::channel(PIPE_CHUNKS);
         let root = local.to_path_buf();
-        let packer =
-            tokio::task::spawn_blocking(move || pack(&root, ChannelWriter { tx, pending: Vec::new() }));
+        let packer = tokio::task::spawn_blocking(move || pack(&root, channel_writer(tx)));
         let uploaded = self.upload_tar(dir, ChannelReader { rx, current: Vec::new(), pos: 0 }).await;
         let packed = packer.await.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r);
         match (packed, uploaded) {
