@@ -19,7 +19,7 @@ use tracing::{Instrument, Span, info, info_span};
 
 use crate::backend::{AcquireError, EgressPolicy, LeaseBackend, LeasedVm};
 use crate::metrics::DaemonMetrics;
-use crate::narrowing::{self, NarrowingError};
+use firepit_shape::NarrowingError;
 
 /// One VM held by a client.
 pub struct Lease {
@@ -215,7 +215,7 @@ impl LeaseTable {
         // Refused before a VM is taken: a bad request costs the pool nothing.
         let narrow = match (&params.egress, backend.network(&params.shape)) {
             (Some(policy), Some(network)) => {
-                if let Err(error) = narrowing::check(&params.shape, &network, policy) {
+                if let Err(error) = network.check_narrowing(&params.shape, policy) {
                     self.metrics.acquire_outcome(&params.shape, "egress_refused");
                     return Err(error.into());
                 }

@@ -49,7 +49,6 @@ mod fake_sandbox;
 pub mod leases;
 mod load;
 pub mod metrics;
-pub mod narrowing;
 pub mod net_metrics;
 pub mod qemu_backend;
 mod qemu_sandbox;

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use firepit::{AgentPing, PoolShape, VmPool};
 use firepit_agent::{ExecRequest, ExecResult};
+use firepit_net::NetError;
 use firepit_pool::{PoolError, PooledVm, ShapeKey};
-use firepit_qemu::{NetError, QemuError, QemuProvider};
+use firepit_qemu::{QemuError, QemuProvider};
 
 use crate::backend::{
     AcquireError, BoxFuture, EgressPolicy, ExecError, FillStrategy, LeaseBackend, LeasedVm, NetworkError,

@@ -33,7 +33,7 @@ pub(crate) struct Started {
     pub agent: Arc<AgentClient>,
     pub dir: RuntimeDir,
     /// The NIC's network, when the shape has one.
-    pub network: Option<crate::net::VmNetwork>,
+    pub network: Option<crate::net::Nat>,
 }
 
 /// Spawns QEMU for `spec` in `dir` and connects console and QMP before `deadline`.
@@ -60,14 +60,18 @@ pub(crate) async fn start(
         }
     }
     let net_listeners = match &spec.network {
-        Some(_) => Some(crate::net::Listeners::bind(dir.path(), spec.run_as)?),
+        Some(_) => {
+            let owner = spec.run_as.map(|user| (user.uid, user.gid));
+            Some(firepit_net::NicListeners::bind(dir.path(), owner)?)
+        }
         None => None,
     };
     let argv = build_argv(spec);
     tracing::debug!(binary = %binary.display(), ?argv, "spawning qemu");
     let process = QemuProcess::spawn(binary, &argv, spec.run_as)?;
-    let console_stream = accept(&console_listener, "console", &process, deadline).await?;
-    let qmp_stream = accept(&qmp_listener, "qmp", &process, deadline).await?;
+    let console_stream =
+        supervised(accept(&console_listener, "console"), "console", &process, deadline).await?;
+    let qmp_stream = supervised(accept(&qmp_listener, "qmp"), "qmp", &process, deadline).await?;
     let console =
         ConsoleShared::start(console_stream, config.console_buffer_bytes, config.console_read_timeout);
     let qmp_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
@@ -75,7 +79,8 @@ pub(crate) async fn start(
     let agent = Arc::new(AgentClient::new(dir.path().join(AGENT_SOCKET)));
     let network = match (&spec.network, net_listeners) {
         (Some(plan), Some(listeners)) => {
-            Some(crate::net::vm_network::attach(plan, listeners, &process, deadline).await?)
+            let sockets = supervised(listeners.accept(), "network", &process, deadline).await?;
+            Some(crate::net::Nat::start(plan, sockets)?)
         }
         _ => None,
     };
@@ -115,27 +120,37 @@ fn create_private_memory_file(
     Ok(())
 }
 
-async fn accept(
-    listener: &UnixListener,
+/// Accepts QEMU's connection to its `socket` on `listener`.
+async fn accept(listener: &UnixListener, socket: &str) -> Result<UnixStream, SpawnError> {
+    let (stream, _) = listener
+        .accept()
+        .await
+        .map_err(|e| SpawnError::io(format!("accepting qemu's {socket} connection"), e))?;
+    Ok(stream)
+}
+
+/// Runs `step` (accepting one of QEMU's connections) until `deadline`, or fails as soon as QEMU
+/// exits (quoting its stderr). `socket` names the socket in errors.
+async fn supervised<T, E: Into<QemuError>>(
+    step: impl std::future::Future<Output = Result<T, E>>,
     socket: &'static str,
     process: &QemuProcess,
     deadline: Instant,
-) -> Result<UnixStream, SpawnError> {
+) -> Result<T, QemuError> {
     let timeout = deadline.saturating_duration_since(Instant::now());
     tokio::select! {
-        accepted = tokio::time::timeout_at(deadline, listener.accept()) => match accepted {
-            Ok(Ok((stream, _))) => Ok(stream),
-            Ok(Err(e)) => Err(SpawnError::io(format!("accepting qemu's {socket} connection"), e)),
+        done = tokio::time::timeout_at(deadline, step) => match done {
+            Ok(result) => result.map_err(Into::into),
             Err(_) => {
                 process.kill();
-                Err(SpawnError::SocketTimeout { socket, after: timeout, stderr: process.stderr_tail() })
+                Err(SpawnError::SocketTimeout { socket, after: timeout, stderr: process.stderr_tail() }.into())
             }
         },
         info = process.exited() => {
             // Let the stderr reader drain the pipe: QEMU's last words explain the exit.
             tokio::time::sleep(Duration::from_millis(20)).await;
             let status = info.unwrap_or(ExitInfo::UNKNOWN);
-            Err(SpawnError::EarlyExit { status, stderr: process.stderr_tail() })
+            Err(SpawnError::EarlyExit { status, stderr: process.stderr_tail() }.into())
         }
     }
 }

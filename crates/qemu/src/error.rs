@@ -48,7 +48,7 @@ pub enum QemuError {
     Snapshot(#[from] SnapshotError),
     /// A network operation failed.
     #[error(transparent)]
-    Network(#[from] crate::net_error::NetError),
+    Network(#[from] firepit_net::NetError),
     /// A VM's root disk (its copy-on-write overlay) could not be prepared.
     #[error(transparent)]
     Disk(#[from] crate::root_disk::DiskError),

@@ -36,8 +36,10 @@
 //! answers the guest's DNS too; its own MAC and IPv4 address, set by the agent after every cold
 //! boot and restore ([`QemuVm::network`]); port forwards made at run time
 //! ([`QemuVm::forward_port`]); an egress policy a lease can narrow ([`QemuVm::narrow_egress`]);
-//! traffic counters per VM and per shape ([`QemuProvider::network_stats`]). Why this design, and
-//! measurements against passt: the `net` module's docs (in the source) and `firepit bench net`.
+//! traffic counters per VM and per shape ([`QemuProvider::network_stats`]). The NAT's filter,
+//! addresses and counters are `firepit-net`'s (why this design, and measurements against passt:
+//! its docs and `firepit bench net`); this crate starts them with the VM and drives the forwards
+//! over QMP.
 //!
 //! Either way the result is a [`QemuVm`], the handle a lease derefs to: [`Console`] (serial
 //! console: send, `read_until`, output stream), `exec` through the guest agent, `status` through
@@ -108,7 +110,6 @@ mod health;
 mod launch;
 mod memory_charge;
 mod net;
-mod net_error;
 mod ownership;
 mod pause;
 mod process;
@@ -157,8 +158,6 @@ pub use guest_process::{GuestProcess, ProcessControl};
 pub use guest_pty::PtySession;
 pub use health::agent_health_check;
 pub use memory_charge::process_memory_kib;
-pub use net::{NetStats, NetworkInfo};
-pub use net_error::NetError;
 pub use ownership::{OwnedProcess, OwnershipHook};
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};

@@ -130,7 +130,7 @@ impl QemuProvider {
     /// ```
     pub fn check(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<(), QemuError> {
         crate::launch::checked_memory_mb(shape, spec)?;
-        spec.network.validate().map_err(|(field, why)| crate::net_error::NetError::Invalid { field, why })?;
+        spec.network.validate().map_err(|(field, why)| firepit_net::NetError::Invalid { field, why })?;
         if spec.fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
             return Err(ConfigError::SnapshotWithRunAs { image: spec.image_id.clone() }.into());
         }

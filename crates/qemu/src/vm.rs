@@ -62,7 +62,7 @@ pub struct QemuVm {
     pub(crate) console: Arc<ConsoleShared>,
     pub(crate) agent: Arc<AgentClient>,
     /// The NIC's address, filter and forwards (`None`: the shape has no network).
-    pub(crate) network: Option<crate::net::VmNetwork>,
+    pub(crate) network: Option<crate::net::Nat>,
     // Field order matters for drop: the process is killed before its directory is removed.
     pub(crate) process: QemuProcess,
     pub(crate) dir: RuntimeDir,

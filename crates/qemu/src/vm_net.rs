@@ -3,28 +3,28 @@
 
 use std::net::SocketAddr;
 
-use firepit_agent::{NetworkApplied, Request, Response};
+use firepit_agent::{NetworkApplied, NetworkConfig, Request, Response};
+use firepit_net::{NetError, NetStats, NetworkInfo, VmNetwork};
 use firepit_shape::EgressPolicy;
 
 use crate::agent::AgentClient;
 use crate::error::{AgentError, QemuError};
-use crate::net::{NetStats, NetworkInfo, VmNetwork};
-use crate::net_error::NetError;
+use crate::net::Nat;
 use crate::vm::QemuVm;
 
 impl QemuVm {
-    fn net(&self) -> Result<&VmNetwork, QemuError> {
+    fn nat(&self) -> Result<&Nat, QemuError> {
         self.network.as_ref().ok_or_else(|| NetError::NoNetwork { vm: self.id.clone() }.into())
     }
 
     /// The VM's MAC, address, gateway and DNS server; `None` when its shape has no network.
     pub fn network(&self) -> Option<NetworkInfo> {
-        self.network.as_ref().map(VmNetwork::info)
+        self.network.as_ref().map(|nat| nat.network.info())
     }
 
     /// This VM's traffic so far; `None` without a network.
     pub fn network_stats(&self) -> Option<NetStats> {
-        self.network.as_ref().map(VmNetwork::stats)
+        self.network.as_ref().map(|nat| nat.network.stats())
     }
 
     /// Forwards a host TCP port to `guest_port`: connections to the returned address (on the
@@ -40,34 +40,20 @@ impl QemuVm {
     /// # Ok(()) }
     /// ```
     pub async fn forward_port(&self, guest_port: u16) -> Result<SocketAddr, QemuError> {
-        let net = self.net()?;
-        let _one_at_a_time = net.forward_lock.lock().await;
-        if let Some((_, addr)) = lock(&net.forwards).iter().find(|(port, _)| *port == guest_port) {
-            return Ok(*addr);
-        }
-        let addr = crate::net::forward::add(&self.qmp, net.forward_bind, net.info().ipv4, guest_port).await?;
-        lock(&net.forwards).push((guest_port, addr));
-        tracing::debug!(vm = %self.id, guest_port, %addr, "port forward added");
+        let nat = self.nat()?;
+        let addr = nat.forwards.add(&self.qmp, nat.network.info().ipv4, guest_port).await?;
+        tracing::debug!(vm = %self.id, guest_port, %addr, "port forward in place");
         Ok(addr)
     }
 
     /// Removes the forward to `guest_port`.
     pub async fn remove_forward(&self, guest_port: u16) -> Result<(), QemuError> {
-        let net = self.net()?;
-        let _one_at_a_time = net.forward_lock.lock().await;
-        let addr = lock(&net.forwards)
-            .iter()
-            .find(|(port, _)| *port == guest_port)
-            .map(|(_, addr)| *addr)
-            .ok_or(NetError::NoSuchForward { guest_port })?;
-        crate::net::forward::remove(&self.qmp, addr).await?;
-        lock(&net.forwards).retain(|(port, _)| *port != guest_port);
-        Ok(())
+        self.nat()?.forwards.remove(&self.qmp, guest_port).await
     }
 
     /// The forwards in place: `(guest port, host address)`.
     pub fn forwards(&self) -> Vec<(u16, SocketAddr)> {
-        self.network.as_ref().map(|net| lock(&net.forwards).clone()).unwrap_or_default()
+        self.network.as_ref().map(|nat| nat.forwards.list()).unwrap_or_default()
     }
 
     /// Narrows the egress policy (e.g. for one lease): from now on a destination must pass both
@@ -76,12 +62,12 @@ impl QemuVm {
     ///
     /// ```no_run
     /// # fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// let only_pypi: firepit_qemu::EgressPolicy = serde_json::from_str(r#"["pypi.org:443"]"#).unwrap();
+    /// let only_pypi: firepit_shape::EgressPolicy = serde_json::from_str(r#"["pypi.org:443"]"#).unwrap();
     /// vm.narrow_egress(only_pypi)?;
     /// # Ok(()) }
     /// ```
     pub fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), QemuError> {
-        self.net()?.narrow(policy);
+        self.nat()?.network.narrow(policy);
         Ok(())
     }
 
@@ -92,15 +78,15 @@ impl QemuVm {
     }
 }
 
-/// Sends the agent behind `agent` the configuration of `network` (nothing when `None`); also used
+/// Sends the agent behind `agent` the configuration of `nat` (nothing when `None`); also used
 /// for a snapshot template before it is saved, so its clones change a configured interface live.
 pub(crate) async fn configure(
     agent: &AgentClient,
-    network: Option<&VmNetwork>,
+    nat: Option<&Nat>,
     timeout: std::time::Duration,
 ) -> Result<Option<NetworkApplied>, QemuError> {
-    let Some(net) = network else { return Ok(None) };
-    match agent.request(Request::ConfigureNetwork(net.guest_config()), timeout).await? {
+    let Some(nat) = nat else { return Ok(None) };
+    match agent.request(Request::ConfigureNetwork(guest_config(&nat.network)), timeout).await? {
         Response::Network(applied) => Ok(Some(applied)),
         Response::Error { message } => {
             Err(AgentError::Remote { request: "configure-network", message }.into())
@@ -113,6 +99,14 @@ pub(crate) async fn configure(
     }
 }
 
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// What the guest is told about its network.
+fn guest_config(network: &VmNetwork) -> NetworkConfig {
+    let info = network.info();
+    NetworkConfig {
+        mac: network.mac(),
+        address: info.ipv4.octets(),
+        prefix_len: info.prefix_len,
+        gateway: info.gateway.octets(),
+        nameservers: vec![info.dns.octets()],
+    }
 }

@@ -23,12 +23,14 @@
 
 mod egress;
 mod fill;
+mod narrowing;
 mod network;
 mod spec;
 mod validate;
 
 pub use egress::{EgressPolicy, EgressRule, EgressTarget, MAX_EGRESS_RULES};
 pub use fill::FillStrategy;
+pub use narrowing::NarrowingError;
 pub use network::{MAX_HOST_PORTS, NetworkMode, NetworkSpec};
 pub use spec::{Depth, ShapeSpec};
 pub use validate::{InvalidShape, MAX_CPUS, MAX_DEPTH, MAX_DURATION_SECS, MEMORY_MB_RANGE};

@@ -14,7 +14,7 @@ pub use firepit_api::ErrorBody;
 
 use crate::backend::{AcquireError, ExecError, ShapeError};
 use crate::leases::LeaseError;
-use crate::narrowing::NarrowingError;
+use firepit_shape::NarrowingError;
 
 /// An error response: status, code, message and an optional `Retry-After` (seconds).
 #[derive(Debug, Clone)]

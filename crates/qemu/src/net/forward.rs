@@ -7,13 +7,68 @@
 //! forward is a listening socket of the QEMU process, so it goes away with the VM whatever happens.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
 
+use firepit_net::{NETDEV_ID, NetError};
 use serde_json::json;
 
-use super::qemu_args::NETDEV_ID;
 use crate::error::QemuError;
-use crate::net_error::NetError;
 use crate::qmp::QmpClient;
+
+/// A VM's forwards: where they listen, the ones in place, and one change at a time.
+#[derive(Debug)]
+pub(crate) struct Forwards {
+    bind: IpAddr,
+    /// Guest port → host address of each forward.
+    list: Mutex<Vec<(u16, SocketAddr)>>,
+    /// Serialises changes (see [`add`]: the new line in the listing must be ours).
+    changing: tokio::sync::Mutex<()>,
+}
+
+impl Forwards {
+    /// No forwards yet; new ones listen on `bind` (the shape's `forward_bind`).
+    pub(crate) fn new(bind: IpAddr) -> Self {
+        Self { bind, list: Mutex::new(Vec::new()), changing: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The forward to `guest:guest_port`, added if there is none yet.
+    pub(crate) async fn add(
+        &self,
+        qmp: &QmpClient,
+        guest: Ipv4Addr,
+        guest_port: u16,
+    ) -> Result<SocketAddr, QemuError> {
+        let _one_at_a_time = self.changing.lock().await;
+        if let Some((_, addr)) = lock(&self.list).iter().find(|(port, _)| *port == guest_port) {
+            return Ok(*addr);
+        }
+        let addr = add(qmp, self.bind, guest, guest_port).await?;
+        lock(&self.list).push((guest_port, addr));
+        Ok(addr)
+    }
+
+    /// Removes the forward to `guest_port`.
+    pub(crate) async fn remove(&self, qmp: &QmpClient, guest_port: u16) -> Result<(), QemuError> {
+        let _one_at_a_time = self.changing.lock().await;
+        let addr = lock(&self.list)
+            .iter()
+            .find(|(port, _)| *port == guest_port)
+            .map(|(_, addr)| *addr)
+            .ok_or(NetError::NoSuchForward { guest_port })?;
+        remove(qmp, addr).await?;
+        lock(&self.list).retain(|(port, _)| *port != guest_port);
+        Ok(())
+    }
+
+    /// The forwards in place: `(guest port, host address)`, oldest first.
+    pub(crate) fn list(&self) -> Vec<(u16, SocketAddr)> {
+        lock(&self.list).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 async fn hmp(qmp: &QmpClient, command: &str) -> Result<String, QemuError> {
     let reply = qmp.execute("human-monitor-command", Some(json!({ "command-line": command }))).await?;
@@ -41,7 +96,7 @@ pub(crate) fn forwarded_ports(listing: &str, guest: Ipv4Addr, guest_port: u16) -
 
 /// Adds a forward from `bind`:(a free port) to `guest`:`guest_port`; returns the host address.
 /// The caller serialises calls per VM (so the new line in the listing is ours).
-pub(crate) async fn add(
+async fn add(
     qmp: &QmpClient,
     bind: IpAddr,
     guest: Ipv4Addr,
@@ -68,7 +123,7 @@ pub(crate) async fn add(
 }
 
 /// Removes the forward listening on `host`.
-pub(crate) async fn remove(qmp: &QmpClient, host: SocketAddr) -> Result<(), QemuError> {
+async fn remove(qmp: &QmpClient, host: SocketAddr) -> Result<(), QemuError> {
     let output = hmp(qmp, &format!("hostfwd_remove {NETDEV_ID} tcp:{}:{}", host.ip(), host.port())).await?;
     if output.contains("removed") || output.trim().is_empty() {
         Ok(())
