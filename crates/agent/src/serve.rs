@@ -109,7 +109,7 @@ pub fn handle(request: Request, processes: &Arc<ProcessTable>, machine: Machine)
         Request::Ping => {
             Response::Pong(Pong { agent_version: env!("CARGO_PKG_VERSION").into(), uptime_ms: uptime_ms() })
         }
-        Request::Exec(exec_request) => match exec::run(&exec_request) {
+        Request::Exec(exec_request) => match exec::run(&exec_request, &processes.execs) {
             Ok(result) => Response::Exec(result),
             Err(error) => Response::Error { message: error.to_string() },
         },

@@ -232,13 +232,17 @@ fn a_contained_agent_refuses_to_change_the_machine() {
 }
 
 #[test]
-fn kill_all_ends_every_running_background_process() {
+fn kill_all_ends_every_background_process_and_one_shot_exec() {
     let processes = Arc::new(ProcessTable::default());
     let mut client = Client::start_with(processes.clone());
     let start = firepit_agent::StartProcessRequest::new(["sleep", "30"]);
     client.send(1, Request::StartProcess(start));
     let Response::Process(info) = client.recv().response else { panic!("expected Process") };
     assert!(!not_running(info.pid));
+    client.send(2, sh("sleep 30"));
+    eventually("the one-shot exec to run", || !processes.execs.lock().is_empty());
     processes.kill_all();
     eventually("the background process to die", || not_running(info.pid));
+    let frame = client.recv();
+    assert!(matches!(frame.response, Response::Exec(ref r) if r.signal == Some(libc::SIGKILL)), "{frame:?}");
 }
