@@ -44,14 +44,11 @@ mod boxed;
 pub mod config;
 #[cfg(feature = "testing")]
 pub mod fake;
-#[cfg(feature = "testing")]
-mod fake_sandbox;
 pub mod leases;
 mod load;
 pub mod metrics;
 pub mod net_metrics;
 pub mod qemu_backend;
-mod qemu_sandbox;
 pub mod records;
 pub mod recovery;
 pub mod sandbox;

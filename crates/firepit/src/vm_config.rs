@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use firepit_guest::ExecDefaults;
 use firepit_image::ImageKind;
-use firepit_qemu::{Accel, DiskFormat, ExecDefaults, FillStrategy, ImagePaths, RootDisk};
+use firepit_qemu::{Accel, DiskFormat, FillStrategy, ImagePaths, RootDisk};
 use firepit_shape::{Depth, ShapeSpec};
 
 use crate::error::Error;

@@ -18,14 +18,14 @@ use firepit_agent::ChunkWriter;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
-use crate::error::QemuError;
-use crate::vm::QemuVm;
+use crate::error::GuestError;
+use crate::guest::Guest;
 
 /// Chunks in flight between the blocking (un)packer and the transfer.
 const PIPE_CHUNKS: usize = 4;
 
-fn host_io(what: String) -> impl FnOnce(io::Error) -> QemuError {
-    move |source| QemuError::HostIo { what, source }
+fn host_io(what: String) -> impl FnOnce(io::Error) -> GuestError {
+    move |source| GuestError::HostIo { what, source }
 }
 
 /// The `Write` a blocking packer writes the archive to: chunks of [`MAX_CHUNK`](firepit_agent::MAX_CHUNK) into `tx`.
@@ -98,22 +98,22 @@ fn unpack(archive: BlockingReader, dir: &Path) -> io::Result<()> {
     io::copy(&mut archive.into_inner(), &mut io::sink()).map(drop)
 }
 
-impl QemuVm {
+impl Guest {
     /// Copies the host directory `local` into the guest directory `dir` (created if missing):
     /// files with their permission bits and modification times, directories, symbolic links as
     /// links. Returns the archive bytes sent.
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// vm.upload_dir("./project".as_ref(), "/root/project").await?;
-    /// let out = vm.exec(["ls", "/root/project"]).await?;
+    /// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+    /// guest.upload_dir("./project".as_ref(), "/root/project").await?;
+    /// let out = guest.exec(["ls", "/root/project"]).await?;
     /// # let _ = out; Ok(()) }
     /// ```
-    pub async fn upload_dir(&self, local: &Path, dir: &str) -> Result<u64, QemuError> {
+    pub async fn upload_dir(&self, local: &Path, dir: &str) -> Result<u64, GuestError> {
         let meta = fs::metadata(local).map_err(host_io(format!("reading {}", local.display())))?;
         if !meta.is_dir() {
             let source = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
-            return Err(QemuError::HostIo { what: format!("uploading {}", local.display()), source });
+            return Err(GuestError::HostIo { what: format!("uploading {}", local.display()), source });
         }
         let (tx, rx) = mpsc::channel(PIPE_CHUNKS);
         let root = local.to_path_buf();
@@ -123,7 +123,7 @@ impl QemuVm {
         match (packed, uploaded) {
             // A packing error also cut the upload short: report the cause.
             (Err(source), _) => {
-                Err(QemuError::HostIo { what: format!("packing {}", local.display()), source })
+                Err(GuestError::HostIo { what: format!("packing {}", local.display()), source })
             }
             (Ok(()), result) => result,
         }
@@ -134,11 +134,11 @@ impl QemuVm {
     /// Returns the archive bytes received.
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// vm.download_dir("/root/project", "./project-out".as_ref()).await?;
+    /// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+    /// guest.download_dir("/root/project", "./project-out".as_ref()).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn download_dir(&self, dir: &str, local: &Path) -> Result<u64, QemuError> {
+    pub async fn download_dir(&self, dir: &str, local: &Path) -> Result<u64, GuestError> {
         fs::create_dir_all(local).map_err(host_io(format!("creating {}", local.display())))?;
         let mut archive = self.download_tar(dir).await?;
         let (tx, rx) = mpsc::channel(PIPE_CHUNKS);

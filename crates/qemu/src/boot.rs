@@ -8,16 +8,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use firepit_agent::{READY_LINE, Request, Response};
+use firepit_agent::READY_LINE;
+use firepit_guest::{Guest, GuestError, Timeouts, UnixSocket};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
 
-use crate::agent::AgentClient;
 use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, GuestMemory, LaunchSpec, QMP_SOCKET, build_argv};
 use crate::config::ProviderConfig;
 use crate::console::ConsoleShared;
-use crate::error::{AgentError, BootError, ConsoleError, QemuError, SpawnError};
+use crate::error::{BootError, ConsoleError, QemuError, SpawnError};
 use crate::exit::ExitInfo;
+use crate::pause::{Rest, VmGate, Waker};
 use crate::process::QemuProcess;
 use crate::qmp::QmpClient;
 use crate::rundir::RuntimeDir;
@@ -30,7 +31,10 @@ pub(crate) struct Started {
     pub process: QemuProcess,
     pub console: Arc<ConsoleShared>,
     pub qmp: QmpClient,
-    pub agent: Arc<AgentClient>,
+    /// The guest agent's client, behind the VM's gate (see [`crate::pause`]).
+    pub guest: Guest,
+    /// What wakes the VM when it rests in the pool.
+    pub waker: Waker,
     pub dir: RuntimeDir,
     /// The NIC's network, when the shape has one.
     pub network: Option<crate::net::Nat>,
@@ -76,7 +80,15 @@ pub(crate) async fn start(
         ConsoleShared::start(console_stream, config.console_buffer_bytes, config.console_read_timeout);
     let qmp_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
     let qmp = QmpClient::handshake(qmp_stream, qmp_timeout.min(Duration::from_secs(10))).await?;
-    let agent = Arc::new(AgentClient::new(dir.path().join(AGENT_SOCKET)));
+    let timeouts = Timeouts { request: config.agent_timeout, ping: config.probe_timeout };
+    let ungated = Guest::new(UnixSocket::new(dir.path().join(AGENT_SOCKET))).with_timeouts(timeouts);
+    let waker = Waker {
+        rest: Arc::new(Rest::default()),
+        qmp: qmp.clone(),
+        guest: ungated.clone().with_timeouts(Timeouts { request: config.probe_timeout, ..timeouts }),
+        timeout: config.probe_timeout,
+    };
+    let guest = ungated.with_gate(Arc::new(VmGate { exit: process.exit_watch(), waker: waker.clone() }));
     let network = match (&spec.network, net_listeners) {
         (Some(plan), Some(listeners)) => {
             let sockets = supervised(listeners.accept(), "network", &process, deadline).await?;
@@ -84,7 +96,7 @@ pub(crate) async fn start(
         }
         _ => None,
     };
-    Ok(Started { process, console, qmp, agent, dir, network })
+    Ok(Started { process, console, qmp, guest, waker, dir, network })
 }
 
 /// Creates a snapshot template's memory file before QEMU maps it: exclusively (a file someone else
@@ -192,15 +204,14 @@ pub(crate) async fn wait_for_agent(
         if remaining.is_zero() {
             return Err(timed_out(started, boot_timeout, "an agent ping").await);
         }
-        let attempt = started.agent.request(Request::Ping, remaining.min(Duration::from_secs(2)));
+        let attempt = started.guest.ping_timeout(remaining.min(Duration::from_secs(2)));
         let outcome = tokio::select! {
             outcome = attempt => outcome,
             _ = started.process.exited() => return Err(exited(started).await),
         };
         match outcome {
-            Ok(Response::Pong(_)) => return Ok(()),
-            Ok(other) => tracing::debug!(?other, "agent answered ping oddly; retrying"),
-            Err(AgentError::Timeout { .. }) => tracing::debug!("agent ping timed out; retrying"),
+            Ok(_) => return Ok(()),
+            Err(GuestError::Timeout { .. }) => tracing::debug!("agent ping timed out; retrying"),
             Err(e) => {
                 tracing::debug!(error = %e, "agent ping failed; retrying");
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -256,7 +256,7 @@ impl Provider for QemuProvider {
         if let Some(info) = vm.exit_info() {
             return Err(Unhealthy::new(format!("qemu exited ({info})")));
         }
-        if vm.rest.is_resting() {
+        if vm.waker.rest.is_resting() {
             return crate::health::probe_resting(vm, vm.config.probe_timeout).await;
         }
         crate::health::agent_health_check(vm).await
@@ -265,7 +265,7 @@ impl Provider for QemuProvider {
     /// Stops the VM's vCPUs (QMP `stop`): a resting VM costs no CPU (`pause.rs` says how a resting VM
     /// is probed and woken).
     async fn pause(&self, vm: &QemuVm) -> Result<bool, Unhealthy> {
-        match crate::pause::pause(&vm.rest, &vm.qmp).await {
+        match crate::pause::pause(&vm.waker.rest, &vm.qmp).await {
             Ok(()) => Ok(true),
             Err(e) => Err(Unhealthy::new(format!("QMP stop failed: {e}"))),
         }

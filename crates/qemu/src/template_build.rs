@@ -106,7 +106,7 @@ async fn build_in(
     let started =
         crate::boot::start(&launcher.config.qemu_binary, &spec, vm_dir, &launcher.config, deadline).await?;
     crate::boot::wait_ready(&started, launcher.config.boot_timeout, deadline).await?;
-    crate::vm_net::configure(&started.agent, started.network.as_ref(), launcher.config.agent_timeout).await?;
+    crate::vm_net::configure(&started.guest, started.network.as_ref()).await?;
     let booted = started_at.elapsed();
     let qmp = started.qmp.clone();
     qmp.stop().await?;

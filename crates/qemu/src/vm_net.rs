@@ -3,12 +3,12 @@
 
 use std::net::SocketAddr;
 
-use firepit_agent::{NetworkApplied, NetworkConfig, Request, Response};
+use firepit_agent::{NetworkApplied, NetworkConfig};
+use firepit_guest::Guest;
 use firepit_net::{NetError, NetStats, NetworkInfo, VmNetwork};
 use firepit_shape::EgressPolicy;
 
-use crate::agent::AgentClient;
-use crate::error::{AgentError, QemuError};
+use crate::error::QemuError;
 use crate::net::Nat;
 use crate::vm::QemuVm;
 
@@ -74,29 +74,15 @@ impl QemuVm {
     /// Sends the guest its network configuration (MAC, address, route, DNS); a no-op without a
     /// network. Run after every cold boot and restore, before the VM is handed out.
     pub(crate) async fn configure_network(&self) -> Result<Option<NetworkApplied>, QemuError> {
-        configure(&self.agent, self.network.as_ref(), self.config.agent_timeout).await
+        configure(&self.guest, self.network.as_ref()).await
     }
 }
 
-/// Sends the agent behind `agent` the configuration of `nat` (nothing when `None`); also used
-/// for a snapshot template before it is saved, so its clones change a configured interface live.
-pub(crate) async fn configure(
-    agent: &AgentClient,
-    nat: Option<&Nat>,
-    timeout: std::time::Duration,
-) -> Result<Option<NetworkApplied>, QemuError> {
+/// Sends `guest` the configuration of `nat` (nothing when `None`); also used for a snapshot
+/// template before it is saved, so its clones change a configured interface live.
+pub(crate) async fn configure(guest: &Guest, nat: Option<&Nat>) -> Result<Option<NetworkApplied>, QemuError> {
     let Some(nat) = nat else { return Ok(None) };
-    match agent.request(Request::ConfigureNetwork(guest_config(&nat.network)), timeout).await? {
-        Response::Network(applied) => Ok(Some(applied)),
-        Response::Error { message } => {
-            Err(AgentError::Remote { request: "configure-network", message }.into())
-        }
-        other => Err(AgentError::UnexpectedResponse {
-            request: "configure-network",
-            response: format!("{other:?}"),
-        }
-        .into()),
-    }
+    Ok(Some(guest.configure_network(guest_config(&nat.network)).await?))
 }
 
 /// What the guest is told about its network.

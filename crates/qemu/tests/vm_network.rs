@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use firepit_agent::ExecRequest;
 use firepit_pool::{Provider, ShapeKey};
-use firepit_qemu::{EgressPolicy, ExecRequest, FillKind, NetworkSpec, QemuProvider, QemuVm, VmSpec};
+use firepit_qemu::{EgressPolicy, FillKind, NetworkSpec, QemuProvider, QemuVm, VmSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, OnceCell};

@@ -36,7 +36,6 @@ impl From<SandboxError> for ApiError {
             SandboxError::Refused(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "exec_refused", message),
             SandboxError::Unreachable(_) => Self::new(StatusCode::BAD_GATEWAY, "vm_unreachable", message),
             SandboxError::Body(_) => Self::new(StatusCode::BAD_REQUEST, "bad_body", message),
-            SandboxError::Unsupported(_) => Self::new(StatusCode::NOT_IMPLEMENTED, "unsupported", message),
         }
     }
 }
