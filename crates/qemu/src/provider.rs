@@ -17,7 +17,7 @@ use crate::error::{QemuError, SpawnError};
 use crate::launch::Launcher;
 use crate::ownership::{OwnedProcess, OwnershipHook};
 use crate::snapshot::Templates;
-use crate::template_state::TemplateState;
+use crate::snapshot::state::TemplateState;
 use crate::vm::QemuVm;
 use crate::vm_spec::VmSpec;
 
@@ -194,7 +194,7 @@ impl QemuProvider {
             if in_use.contains(&path) || name.starts_with("firepit-") {
                 continue;
             }
-            crate::template_store::remove(&path);
+            crate::snapshot::store::remove(&path);
             removed += 1;
         }
         let _ = std::fs::remove_dir(dir); // only succeeds when empty
