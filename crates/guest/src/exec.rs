@@ -1,4 +1,4 @@
-//! Results of guest commands and identities for restored clones: plain data, no VM handle.
+//! Results of guest commands and identities for restored clones: plain data, no channel.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

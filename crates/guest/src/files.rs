@@ -1,11 +1,11 @@
 //! Files in the guest: streamed reads and writes of any size, the usual file operations, and tar
-//! archives in and out (see `guest_dirs` for whole directories to and from the host).
+//! archives in and out (see `dirs` for whole directories to and from the host).
 //!
 //! Paths are absolute guest paths; the agent refuses relative ones. Transfers never hold a whole
 //! file in memory on either side: writes send 64 KiB chunks as the agent credits them (one window
 //! of 256 KiB in flight), reads hand out chunks as the guest sends them. Failures the guest reports
 //! (missing file, a directory where a file is needed...) are [`GuestError::Failed`] with a
-//! [`GuestErrorKind`](firepit_agent::FailureKind); the VM stays usable.
+//! [`FailureKind`](firepit_agent::FailureKind); the guest stays usable.
 
 use std::io;
 use std::pin::Pin;

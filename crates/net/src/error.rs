@@ -26,6 +26,10 @@ pub enum NetError {
         /// What is wrong.
         why: String,
     },
+    /// QEMU's monitor could not run a command (QEMU exited, its monitor refused); the cause says
+    /// why.
+    #[error("QEMU's monitor failed")]
+    Monitor(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A port forward could not be added or removed.
     #[error("port forward to guest port {guest_port}: {message}")]
     Forward {

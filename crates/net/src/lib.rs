@@ -12,9 +12,9 @@
 //!   ([`NetworkSpec::check_narrowing`](firepit_shape::NetworkSpec::check_narrowing)) are plain data
 //!   in `firepit-shape`, which the library, the config file and the API share without pulling in
 //!   this crate's tasks. This crate *enforces* a policy on a VM's traffic.
-//! - Not a QEMU driver: it names the NIC on QEMU's command line ([`qemu_args`]) and serves the
-//!   sockets QEMU connects to, but starting QEMU, racing its exit and driving its monitor (port
-//!   forwards are `hostfwd_add` over QMP) are `firepit-qemu`'s.
+//! - Not a QEMU driver: it names the NIC on QEMU's command line ([`qemu_args`]), serves the
+//!   sockets QEMU connects to and writes the NAT's monitor commands (port forwards), but starting
+//!   QEMU, racing its exit and carrying those commands over QMP ([`Monitor`]) are `firepit-qemu`'s.
 //!
 //! # The design, and why
 //! - **Backend: QEMU's user-mode NAT (libslirp), one per VM, inside the QEMU process.** No
@@ -36,6 +36,9 @@
 //! - **Addresses** (`addr`): `100.96.0.0/16`, one address and MAC per live VM. They are not on
 //!   QEMU's command line (a template and its clones share it): the guest agent sets them in the
 //!   guest after a cold boot and after each restore, and virtio-net passes the MAC on to the device.
+//! - **Forwards** (`forward`): `hostfwd_add` on a kernel-chosen port of `forward_bind` (loopback by
+//!   default), read back from `info usernet`; the listening socket belongs to QEMU, so it goes with
+//!   the VM.
 //!
 //! # How data flows
 //! Before QEMU starts, its launcher binds the NIC's sockets ([`NicListeners::bind`]) and adds
@@ -70,6 +73,7 @@
 mod addr;
 mod dns;
 mod error;
+mod forward;
 mod network;
 mod nic;
 mod packet;
@@ -78,6 +82,7 @@ mod relay;
 mod stats;
 
 pub use error::NetError;
+pub use forward::Monitor;
 pub use network::{NetworkInfo, VmNetwork};
 pub use nic::{NETDEV_ID, NicListeners, qemu_args};
 pub use relay::NicSockets;

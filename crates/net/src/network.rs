@@ -2,7 +2,7 @@
 //! handle; dropping it stops the relay and frees the address (QEMU, and with it the NAT and every
 //! forward's listening socket, goes with the VM).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use firepit_shape::{EgressPolicy, NetworkSpec};
@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 
 use crate::addr::{self, AddressLease};
 use crate::error::NetError;
+use crate::forward::{Forwards, Monitor};
 use crate::policy::EgressFilter;
 use crate::relay::{self, NicSockets, Relay};
 use crate::stats::{Counters, NetCounters, NetStats};
@@ -41,13 +42,14 @@ pub struct NetworkInfo {
 }
 
 /// One VM's network: an address and MAC of its own, the egress filter of its shape's policy (and
-/// every narrowing since), the relay tasks between QEMU's NIC and its NAT, and traffic counters.
-/// See the crate docs for how it is started.
+/// every narrowing since), the relay tasks between QEMU's NIC and its NAT, traffic counters, and
+/// the port forwards its NAT holds. See the crate docs for how it is started.
 #[derive(Debug)]
 pub struct VmNetwork {
     lease: AddressLease,
     filter: Arc<EgressFilter>,
     counters: Arc<NetCounters>,
+    forwards: Forwards,
     /// Host lookups of listed names, ahead of the guest's queries.
     lookups: Mutex<Vec<AbortHandle>>,
     _relay: Relay,
@@ -79,7 +81,9 @@ impl VmNetwork {
         let counters = Arc::new(NetCounters::default());
         let relay =
             relay::start(sockets, filter.clone(), Counters { vm: counters.clone(), shape: shape_counters });
-        let network = Self { lease, filter, counters, lookups: Mutex::new(Vec::new()), _relay: relay };
+        let forwards = Forwards::new(spec.forward_bind);
+        let network =
+            Self { lease, filter, counters, forwards, lookups: Mutex::new(Vec::new()), _relay: relay };
         network.resolve_listed();
         Ok(network)
     }
@@ -103,6 +107,28 @@ impl VmNetwork {
     /// This VM's traffic so far.
     pub fn stats(&self) -> NetStats {
         self.counters.snapshot()
+    }
+
+    /// Forwards a host TCP port (on the shape's `forward_bind`, loopback by default; the port chosen
+    /// by the kernel) to the guest's `guest_port`, through the VM's `monitor`; asking again for
+    /// the same guest port returns the same address. The forward is a listening socket of QEMU's,
+    /// gone with the VM.
+    pub async fn forward_port(
+        &self,
+        monitor: &impl Monitor,
+        guest_port: u16,
+    ) -> Result<SocketAddr, NetError> {
+        self.forwards.add(monitor, self.lease.ip(), guest_port).await
+    }
+
+    /// Removes the forward to `guest_port`.
+    pub async fn remove_forward(&self, monitor: &impl Monitor, guest_port: u16) -> Result<(), NetError> {
+        self.forwards.remove(monitor, guest_port).await
+    }
+
+    /// The forwards in place: `(guest port, host address)`, oldest first.
+    pub fn forwards(&self) -> Vec<(u16, SocketAddr)> {
+        self.forwards.list()
     }
 
     /// Narrows the egress policy: from now on a destination must pass `policy` too (it can never

@@ -37,7 +37,7 @@ pub(crate) struct Started {
     pub waker: Waker,
     pub dir: RuntimeDir,
     /// The NIC's network, when the shape has one.
-    pub network: Option<crate::net::Nat>,
+    pub network: Option<firepit_net::VmNetwork>,
 }
 
 /// Spawns QEMU for `spec` in `dir` and connects console and QMP before `deadline`.
@@ -92,7 +92,7 @@ pub(crate) async fn start(
     let network = match (&spec.network, net_listeners) {
         (Some(plan), Some(listeners)) => {
             let sockets = supervised(listeners.accept(), "network", &process, deadline).await?;
-            Some(crate::net::Nat::start(plan, sockets)?)
+            Some(firepit_net::VmNetwork::start(&plan.spec, sockets, plan.shape_counters.clone())?)
         }
         _ => None,
     };

@@ -70,7 +70,7 @@ pub struct QemuVm {
     /// What wakes the VM when it rests in the pool (the vCPUs stopped); its `rest` says whether.
     pub(crate) waker: crate::pause::Waker,
     /// The NIC's address, filter and forwards (`None`: the shape has no network).
-    pub(crate) network: Option<crate::net::Nat>,
+    pub(crate) network: Option<firepit_net::VmNetwork>,
     // Field order matters for drop: the process is killed before its directory is removed.
     pub(crate) process: QemuProcess,
     pub(crate) dir: RuntimeDir,

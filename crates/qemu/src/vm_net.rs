@@ -9,22 +9,21 @@ use firepit_net::{NetError, NetStats, NetworkInfo, VmNetwork};
 use firepit_shape::EgressPolicy;
 
 use crate::error::QemuError;
-use crate::net::Nat;
 use crate::vm::QemuVm;
 
 impl QemuVm {
-    fn nat(&self) -> Result<&Nat, QemuError> {
+    fn net(&self) -> Result<&VmNetwork, QemuError> {
         self.network.as_ref().ok_or_else(|| NetError::NoNetwork { vm: self.id.clone() }.into())
     }
 
     /// The VM's MAC, address, gateway and DNS server; `None` when its shape has no network.
     pub fn network(&self) -> Option<NetworkInfo> {
-        self.network.as_ref().map(|nat| nat.network.info())
+        self.network.as_ref().map(VmNetwork::info)
     }
 
     /// This VM's traffic so far; `None` without a network.
     pub fn network_stats(&self) -> Option<NetStats> {
-        self.network.as_ref().map(|nat| nat.network.stats())
+        self.network.as_ref().map(VmNetwork::stats)
     }
 
     /// Forwards a host TCP port to `guest_port`: connections to the returned address (on the
@@ -40,20 +39,19 @@ impl QemuVm {
     /// # Ok(()) }
     /// ```
     pub async fn forward_port(&self, guest_port: u16) -> Result<SocketAddr, QemuError> {
-        let nat = self.nat()?;
-        let addr = nat.forwards.add(&self.qmp, nat.network.info().ipv4, guest_port).await?;
+        let addr = self.net()?.forward_port(&self.qmp, guest_port).await?;
         tracing::debug!(vm = %self.id, guest_port, %addr, "port forward in place");
         Ok(addr)
     }
 
     /// Removes the forward to `guest_port`.
     pub async fn remove_forward(&self, guest_port: u16) -> Result<(), QemuError> {
-        self.nat()?.forwards.remove(&self.qmp, guest_port).await
+        Ok(self.net()?.remove_forward(&self.qmp, guest_port).await?)
     }
 
     /// The forwards in place: `(guest port, host address)`.
     pub fn forwards(&self) -> Vec<(u16, SocketAddr)> {
-        self.network.as_ref().map(|nat| nat.forwards.list()).unwrap_or_default()
+        self.network.as_ref().map(VmNetwork::forwards).unwrap_or_default()
     }
 
     /// Narrows the egress policy (e.g. for one lease): from now on a destination must pass both
@@ -67,7 +65,7 @@ impl QemuVm {
     /// # Ok(()) }
     /// ```
     pub fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), QemuError> {
-        self.nat()?.network.narrow(policy);
+        self.net()?.narrow(policy);
         Ok(())
     }
 
@@ -78,11 +76,14 @@ impl QemuVm {
     }
 }
 
-/// Sends `guest` the configuration of `nat` (nothing when `None`); also used for a snapshot
+/// Sends `guest` the configuration of `network` (nothing when `None`); also used for a snapshot
 /// template before it is saved, so its clones change a configured interface live.
-pub(crate) async fn configure(guest: &Guest, nat: Option<&Nat>) -> Result<Option<NetworkApplied>, QemuError> {
-    let Some(nat) = nat else { return Ok(None) };
-    Ok(Some(guest.configure_network(guest_config(&nat.network)).await?))
+pub(crate) async fn configure(
+    guest: &Guest,
+    network: Option<&VmNetwork>,
+) -> Result<Option<NetworkApplied>, QemuError> {
+    let Some(network) = network else { return Ok(None) };
+    Ok(Some(guest.configure_network(guest_config(network)).await?))
 }
 
 /// What the guest is told about its network.

@@ -1,19 +1,26 @@
 //! Inbound port forwards: a host TCP port that reaches a guest port, made at run time by the NAT
-//! itself (`hostfwd_add` over QMP's human-monitor passthrough; QEMU 7.2 has no QMP command for it).
+//! itself (`hostfwd_add` through QEMU's human monitor; QEMU 7.2 has no QMP command for it, so the
+//! VM's owner passes the command lines on: [`Monitor`]).
 //!
 //! The host port is chosen by the kernel (port 0), so there is no race with other programs for a
 //! port picked in advance; the port it got is read back from `info usernet`, whose listing has one
 //! `TCP[HOST_FORWARD]` line per forward: `FD  bind-addr  host-port  guest-addr  guest-port ...`. A
 //! forward is a listening socket of the QEMU process, so it goes away with the VM whatever happens.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 
-use firepit_net::{NETDEV_ID, NetError};
-use serde_json::json;
+use crate::error::NetError;
+use crate::nic::NETDEV_ID;
 
-use crate::error::QemuError;
-use crate::qmp::QmpClient;
+/// QEMU's human monitor of the VM (`info usernet`, `hostfwd_add`, ...), however its owner reaches
+/// it (`firepit-qemu`: QMP's `human-monitor-command`).
+pub trait Monitor: Sync {
+    /// Runs one monitor command line and returns what it printed; a failure to run it at all is
+    /// [`NetError::Monitor`].
+    fn run(&self, command: &str) -> impl Future<Output = Result<String, NetError>> + Send;
+}
 
 /// A VM's forwards: where they listen, the ones in place, and one change at a time.
 #[derive(Debug)]
@@ -21,7 +28,7 @@ pub(crate) struct Forwards {
     bind: IpAddr,
     /// Guest port → host address of each forward.
     list: Mutex<Vec<(u16, SocketAddr)>>,
-    /// Serialises changes (see [`add`]: the new line in the listing must be ours).
+    /// Serialises changes (the new line in the listing must be ours).
     changing: tokio::sync::Mutex<()>,
 }
 
@@ -34,28 +41,28 @@ impl Forwards {
     /// The forward to `guest:guest_port`, added if there is none yet.
     pub(crate) async fn add(
         &self,
-        qmp: &QmpClient,
+        monitor: &impl Monitor,
         guest: Ipv4Addr,
         guest_port: u16,
-    ) -> Result<SocketAddr, QemuError> {
+    ) -> Result<SocketAddr, NetError> {
         let _one_at_a_time = self.changing.lock().await;
         if let Some((_, addr)) = lock(&self.list).iter().find(|(port, _)| *port == guest_port) {
             return Ok(*addr);
         }
-        let addr = add(qmp, self.bind, guest, guest_port).await?;
+        let addr = add(monitor, self.bind, guest, guest_port).await?;
         lock(&self.list).push((guest_port, addr));
         Ok(addr)
     }
 
     /// Removes the forward to `guest_port`.
-    pub(crate) async fn remove(&self, qmp: &QmpClient, guest_port: u16) -> Result<(), QemuError> {
+    pub(crate) async fn remove(&self, monitor: &impl Monitor, guest_port: u16) -> Result<(), NetError> {
         let _one_at_a_time = self.changing.lock().await;
         let addr = lock(&self.list)
             .iter()
             .find(|(port, _)| *port == guest_port)
             .map(|(_, addr)| *addr)
             .ok_or(NetError::NoSuchForward { guest_port })?;
-        remove(qmp, addr).await?;
+        remove(monitor, addr).await?;
         lock(&self.list).retain(|(port, _)| *port != guest_port);
         Ok(())
     }
@@ -70,13 +77,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn hmp(qmp: &QmpClient, command: &str) -> Result<String, QemuError> {
-    let reply = qmp.execute("human-monitor-command", Some(json!({ "command-line": command }))).await?;
-    Ok(reply.as_str().unwrap_or_default().to_string())
-}
-
 /// The host ports of the NAT's forwards to `guest:guest_port`, from `info usernet` text.
-pub(crate) fn forwarded_ports(listing: &str, guest: Ipv4Addr, guest_port: u16) -> Vec<u16> {
+fn forwarded_ports(listing: &str, guest: Ipv4Addr, guest_port: u16) -> Vec<u16> {
     listing
         .lines()
         .filter_map(|line| {
@@ -97,38 +99,36 @@ pub(crate) fn forwarded_ports(listing: &str, guest: Ipv4Addr, guest_port: u16) -
 /// Adds a forward from `bind`:(a free port) to `guest`:`guest_port`; returns the host address.
 /// The caller serialises calls per VM (so the new line in the listing is ours).
 async fn add(
-    qmp: &QmpClient,
+    monitor: &impl Monitor,
     bind: IpAddr,
     guest: Ipv4Addr,
     guest_port: u16,
-) -> Result<SocketAddr, QemuError> {
+) -> Result<SocketAddr, NetError> {
     let IpAddr::V4(bind4) = bind else {
-        return Err(
-            NetError::Forward { guest_port, message: format!("{bind}: the NAT forwards IPv4 only") }.into()
-        );
+        return Err(NetError::Forward { guest_port, message: format!("{bind}: the NAT forwards IPv4 only") });
     };
-    let before = forwarded_ports(&hmp(qmp, "info usernet").await?, guest, guest_port);
-    let output = hmp(qmp, &format!("hostfwd_add {NETDEV_ID} tcp:{bind4}:0-{guest}:{guest_port}")).await?;
+    let before = forwarded_ports(&monitor.run("info usernet").await?, guest, guest_port);
+    let output = monitor.run(&format!("hostfwd_add {NETDEV_ID} tcp:{bind4}:0-{guest}:{guest_port}")).await?;
     if !output.trim().is_empty() {
-        return Err(NetError::Forward { guest_port, message: output.trim().to_string() }.into());
+        return Err(NetError::Forward { guest_port, message: output.trim().to_string() });
     }
-    let after = forwarded_ports(&hmp(qmp, "info usernet").await?, guest, guest_port);
+    let after = forwarded_ports(&monitor.run("info usernet").await?, guest, guest_port);
     match after.into_iter().find(|port| !before.contains(port)) {
         Some(port) => Ok(SocketAddr::new(bind, port)),
         None => {
-            Err(NetError::Forward { guest_port, message: "the new forward is not in `info usernet`".into() }
-                .into())
+            Err(NetError::Forward { guest_port, message: "the new forward is not in `info usernet`".into() })
         }
     }
 }
 
 /// Removes the forward listening on `host`.
-async fn remove(qmp: &QmpClient, host: SocketAddr) -> Result<(), QemuError> {
-    let output = hmp(qmp, &format!("hostfwd_remove {NETDEV_ID} tcp:{}:{}", host.ip(), host.port())).await?;
+async fn remove(monitor: &impl Monitor, host: SocketAddr) -> Result<(), NetError> {
+    let output =
+        monitor.run(&format!("hostfwd_remove {NETDEV_ID} tcp:{}:{}", host.ip(), host.port())).await?;
     if output.contains("removed") || output.trim().is_empty() {
         Ok(())
     } else {
-        Err(NetError::Forward { guest_port: 0, message: output.trim().to_string() }.into())
+        Err(NetError::Forward { guest_port: 0, message: output.trim().to_string() })
     }
 }
 
