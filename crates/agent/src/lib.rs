@@ -108,42 +108,22 @@ pub use stream_messages::{
 };
 pub use tar_tree::{append_tree, pack_dir};
 
+/// Declares the serving modules, each only with the `serve` feature.
+macro_rules! serving {
+    ($($module:ident),* $(,)?) => {$(
+        #[cfg(feature = "serve")]
+        mod $module;
+    )*};
+}
+
 // The agent's request handling (feature `serve`), one module per concern, layered: `serve` reads
 // frames and dispatches; the handlers (`exec`, `files`, `transfer`, `spawn`, `pty`, `processes`,
 // `identity`, `network`) sit below it; `stream`, `pump`, `supervise`, `group`, `writer`, `ring`
 // and `failure` below them.
-#[cfg(feature = "serve")]
-mod exec;
-#[cfg(feature = "serve")]
-mod failure;
-#[cfg(feature = "serve")]
-mod files;
-#[cfg(feature = "serve")]
-mod group;
-#[cfg(feature = "serve")]
-mod identity;
-#[cfg(feature = "serve")]
-mod network;
-#[cfg(feature = "serve")]
-mod processes;
-#[cfg(feature = "serve")]
-mod pty;
-#[cfg(feature = "serve")]
-mod pump;
-#[cfg(feature = "serve")]
-mod ring;
-#[cfg(feature = "serve")]
-mod serve;
-#[cfg(feature = "serve")]
-mod spawn;
-#[cfg(feature = "serve")]
-mod stream;
-#[cfg(feature = "serve")]
-mod supervise;
-#[cfg(feature = "serve")]
-mod transfer;
-#[cfg(feature = "serve")]
-mod writer;
+serving!(
+    exec, failure, files, group, identity, network, processes, pty, pump, ring, serve, spawn, stream,
+    supervise, transfer, writer,
+);
 
 #[cfg(feature = "serve")]
 pub use processes::ProcessTable;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use firepit_agent::Response;
+
 /// A boxed error of the layer that owns the channel (a VM that could not be woken, say).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -103,7 +105,18 @@ impl GuestError {
     }
 
     /// An answer of the wrong kind to `request`.
-    pub(crate) fn unexpected(request: &'static str, response: firepit_agent::Response) -> Self {
+    pub(crate) fn unexpected(request: &'static str, response: Response) -> Self {
         GuestError::UnexpectedResponse { request, response: format!("{response:?}") }
+    }
+}
+
+/// Maps a stream's or request's terminal failure to the error the caller sees.
+pub(crate) fn failure_error(kind: &'static str, response: Response) -> Result<Response, GuestError> {
+    match response {
+        Response::Failed(failure) => {
+            Err(GuestError::Failed { request: kind, kind: failure.kind, message: failure.message })
+        }
+        Response::Error { message } => Err(GuestError::Remote { request: kind, message }),
+        response => Ok(response),
     }
 }

@@ -129,7 +129,7 @@ impl Guest {
         self.ready().await?;
         let kind = request.kind();
         let response = self.agent.request(request, timeout).await?;
-        crate::streams::failure_error(kind, response)
+        crate::error::failure_error(kind, response)
     }
 
     /// Runs `argv` in the guest (no stdin, the agent's default timeout of 60 s).

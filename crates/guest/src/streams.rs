@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::agent::Connection;
 use crate::agent_routes::Outstanding;
-use crate::error::GuestError;
+use crate::error::{GuestError, failure_error};
 use crate::guest::Guest;
 
 /// Sends frames for one open stream.
@@ -35,17 +35,6 @@ impl StreamLink {
     /// Queues a frame for this stream.
     pub(crate) fn send(&self, request: Request) -> Result<(), GuestError> {
         self.conn.send(self.id, request)
-    }
-}
-
-/// Maps a stream's or request's terminal failure to the error the caller sees.
-pub(crate) fn failure_error(kind: &'static str, response: Response) -> Result<Response, GuestError> {
-    match response {
-        Response::Failed(failure) => {
-            Err(GuestError::Failed { request: kind, kind: failure.kind, message: failure.message })
-        }
-        Response::Error { message } => Err(GuestError::Remote { request: kind, message }),
-        response => Ok(response),
     }
 }
 
