@@ -135,6 +135,17 @@ impl FakeBackend {
         self.state.ready_gauge.get_or_create(&ShapeLabel { shape: shape.to_owned() }).set(ready as i64);
     }
 
+    /// Undoes a take whose VM could not be made: it is ready again.
+    fn put_back(&self, shape: &str) {
+        let mut shapes = self.lock();
+        let Some(entry) = shapes.get_mut(shape) else { return };
+        entry.leased = entry.leased.saturating_sub(1);
+        entry.ready += 1;
+        let ready = entry.ready;
+        drop(shapes);
+        self.set_gauge(shape, ready);
+    }
+
     fn try_take(&self, shape: &str) -> Result<Option<Box<dyn LeasedVm>>, AcquireError> {
         if self.is_shut_down() {
             return Err(AcquireError::ShuttingDown);
@@ -152,10 +163,13 @@ impl FakeBackend {
         self.set_gauge(shape, ready);
         let n = self.state.next_id.fetch_add(1, Ordering::SeqCst);
         let id = format!("fake-{shape}-{n}");
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("firepit-{id}-"))
-            .tempdir()
-            .map_err(|e| AcquireError::Backend(e.into()))?;
+        let dir = match tempfile::Builder::new().prefix(&format!("firepit-{id}-")).tempdir() {
+            Ok(dir) => dir,
+            Err(error) => {
+                self.put_back(shape);
+                return Err(AcquireError::Backend(error.into()));
+            }
+        };
         let defaults =
             ExecDefaults { cwd: Some(dir.path().display().to_string()), ..ExecDefaults::default() };
         let gate = Arc::new(Reachable { state: self.state.clone(), vm: id.clone() });
