@@ -6,8 +6,8 @@
 //! in this process (`firepit_guest::InProcessAgent`), so `exec`, files, archives, attached and
 //! background processes and terminals behave as in a VM, except that they act on *this* host, as
 //! the user running the tests: programs are the host's, paths are the host's (tests work in
-//! temporary directories of their own), and a VM's commands start in a private temporary
-//! directory. Whatever a VM started dies with it. The agent refuses to change the host itself
+//! temporary directories of their own), and commands start in the host's temporary directory.
+//! Whatever a VM started dies with it. The agent refuses to change the host itself
 //! (identity, network). [`FakeBackend::make_unreachable`] makes a VM stop answering, like a VM
 //! whose QEMU died. A VM of a shape with `network = "nat"` "forwards" ports by listening on a
 //! loopback port of its own (connections queue there, nobody answers), closed when the VM is
@@ -135,17 +135,6 @@ impl FakeBackend {
         self.state.ready_gauge.get_or_create(&ShapeLabel { shape: shape.to_owned() }).set(ready as i64);
     }
 
-    /// Undoes a take whose VM could not be made: it is ready again.
-    fn put_back(&self, shape: &str) {
-        let mut shapes = self.lock();
-        let Some(entry) = shapes.get_mut(shape) else { return };
-        entry.leased = entry.leased.saturating_sub(1);
-        entry.ready += 1;
-        let ready = entry.ready;
-        drop(shapes);
-        self.set_gauge(shape, ready);
-    }
-
     fn try_take(&self, shape: &str) -> Result<Option<Box<dyn LeasedVm>>, AcquireError> {
         if self.is_shut_down() {
             return Err(AcquireError::ShuttingDown);
@@ -163,15 +152,9 @@ impl FakeBackend {
         self.set_gauge(shape, ready);
         let n = self.state.next_id.fetch_add(1, Ordering::SeqCst);
         let id = format!("fake-{shape}-{n}");
-        let dir = match tempfile::Builder::new().prefix(&format!("firepit-{id}-")).tempdir() {
-            Ok(dir) => dir,
-            Err(error) => {
-                self.put_back(shape);
-                return Err(AcquireError::Backend(error.into()));
-            }
-        };
+        // Commands start in the temporary directory, not in the agent's default `/` of this host.
         let defaults =
-            ExecDefaults { cwd: Some(dir.path().display().to_string()), ..ExecDefaults::default() };
+            ExecDefaults { cwd: Some(std::env::temp_dir().display().to_string()), ..ExecDefaults::default() };
         let gate = Arc::new(Reachable { state: self.state.clone(), vm: id.clone() });
         let guest = Guest::new(InProcessAgent::new()).with_exec_defaults(defaults).with_gate(gate);
         Ok(Some(Box::new(FakeVm {
@@ -179,7 +162,6 @@ impl FakeBackend {
             shape: shape.to_owned(),
             backend: self.clone(),
             guest,
-            _dir: dir,
             network,
             forwards: Mutex::default(),
         })))
@@ -299,15 +281,13 @@ impl LeaseBackend for FakeBackend {
     }
 }
 
-/// A leased fake VM; dropping it destroys it (its guest's processes die, its directory goes) and
-/// refills its shape.
+/// A leased fake VM; dropping it destroys it (the processes its guest started die) and refills its
+/// shape.
 struct FakeVm {
     id: String,
     shape: String,
     backend: FakeBackend,
     guest: Guest,
-    /// Where its commands start; removed with it.
-    _dir: tempfile::TempDir,
     network: NetworkSpec,
     /// Guest port and the listener standing in for QEMU's forward (closed with the VM).
     forwards: Mutex<Vec<(u16, TcpListener)>>,

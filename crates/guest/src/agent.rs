@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::agent_routes::{Route, Routed, StreamEnds, StreamRoute};
-use crate::channel::{Channel, Connector};
+use crate::channel::{ByteChannel, Connector};
 use crate::error::GuestError;
 
 type Routes = Arc<Mutex<Option<HashMap<u64, Route>>>>;
@@ -105,7 +105,7 @@ impl AgentClient {
         if let Some(conn) = slot.as_ref().filter(|conn| !conn.is_broken()) {
             return Ok(conn.clone());
         }
-        let Channel { read, write } = self.connector.connect().await.map_err(|e| match e.kind() {
+        let ByteChannel { read, write } = self.connector.connect().await.map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => GuestError::Closed,
             _ => GuestError::Io(e),
         })?;

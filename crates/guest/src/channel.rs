@@ -19,23 +19,23 @@ use tokio::net::UnixStream;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One open byte channel to an agent, as its two halves.
-pub struct Channel {
+pub struct ByteChannel {
     pub(crate) read: Box<dyn AsyncRead + Send + Unpin>,
     pub(crate) write: Box<dyn AsyncWrite + Send + Unpin>,
 }
 
-impl fmt::Debug for Channel {
+impl fmt::Debug for ByteChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Channel")
+        f.write_str("ByteChannel")
     }
 }
 
-impl Channel {
+impl ByteChannel {
     /// Any bidirectional byte stream (an in-memory `tokio::io::duplex`, a TCP stream...).
     ///
     /// ```
     /// let (host, _agent) = tokio::io::duplex(64 * 1024);
-    /// let channel = firepit_guest::Channel::new(host);
+    /// let channel = firepit_guest::ByteChannel::new(host);
     /// # drop(channel);
     /// ```
     pub fn new<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> Self {
@@ -63,7 +63,7 @@ impl Channel {
 /// any other error is the channel's.
 pub trait Connector: Send + Sync + fmt::Debug + 'static {
     /// Opens a new channel.
-    fn connect(&self) -> BoxFuture<'_, io::Result<Channel>>;
+    fn connect(&self) -> BoxFuture<'_, io::Result<ByteChannel>>;
 }
 
 /// Connects to the Unix socket at a path: how the host reaches a QEMU VM's agent (QEMU is the
@@ -89,7 +89,7 @@ impl UnixSocket {
 }
 
 impl Connector for UnixSocket {
-    fn connect(&self) -> BoxFuture<'_, io::Result<Channel>> {
-        Box::pin(async move { Ok(Channel::unix(UnixStream::connect(&self.path).await?)) })
+    fn connect(&self) -> BoxFuture<'_, io::Result<ByteChannel>> {
+        Box::pin(async move { Ok(ByteChannel::unix(UnixStream::connect(&self.path).await?)) })
     }
 }

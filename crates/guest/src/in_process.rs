@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use firepit_agent::ProcessTable;
 
-use crate::channel::{BoxFuture, Channel, Connector};
+use crate::channel::{BoxFuture, ByteChannel, Connector};
 
 /// An agent in this process (see the module docs). Each [`connect`](Connector::connect) is a new
 /// socket pair with a serving thread of its own, as each host connection to a VM's port is a new
@@ -57,12 +57,12 @@ impl Drop for Processes {
 }
 
 impl Connector for InProcessAgent {
-    fn connect(&self) -> BoxFuture<'_, io::Result<Channel>> {
+    fn connect(&self) -> BoxFuture<'_, io::Result<ByteChannel>> {
         Box::pin(async move {
             let (host, agent) = std::os::unix::net::UnixStream::pair()?;
             firepit_agent::serve_in_process(agent, self.processes.0.clone())?;
             host.set_nonblocking(true)?;
-            Ok(Channel::unix(tokio::net::UnixStream::from_std(host)?))
+            Ok(ByteChannel::unix(tokio::net::UnixStream::from_std(host)?))
         })
     }
 }

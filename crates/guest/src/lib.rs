@@ -19,7 +19,7 @@
 //!   them, and add what the host needs around them (streams, deadlines, reconnects).
 //!
 //! # How data flows
-//! A [`Connector`] opens a [`Channel`] (for a QEMU VM, [`UnixSocket`]: QEMU's virtio-serial port;
+//! A [`Connector`] opens a [`ByteChannel`] (for a QEMU VM, [`UnixSocket`]: QEMU's virtio-serial port;
 //! in tests, `InProcessAgent`: the real agent's request handling in this process, feature
 //! `in-process`) when the first request needs it, and again after it broke. Every connection
 //! starts with a hello that skips stale bytes; requests are multiplexed on it by id, so a long
@@ -77,7 +77,7 @@ mod process;
 mod pty;
 mod streams;
 
-pub use channel::{BoxFuture, Channel, Connector, UnixSocket};
+pub use channel::{BoxFuture, ByteChannel, Connector, UnixSocket};
 pub use error::{BoxError, GuestError};
 pub use exec::{ExecOutput, fresh_identity};
 pub use exec_defaults::ExecDefaults;
