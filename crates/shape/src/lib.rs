@@ -9,7 +9,9 @@
 //! point.
 //!
 //! What it is not: it does not open images, start VMs or keep pools; it only says what is asked
-//! for and whether that is allowed ([`ShapeSpec::validate`]).
+//! for and whether that is allowed ([`ShapeSpec::validate`]), and whether a lease's egress policy
+//! only narrows its shape's ([`NetworkSpec::check_narrowing`]). Enforcing a policy on a VM's
+//! traffic is `firepit-net`'s.
 //!
 //! ```
 //! use firepit_shape::{FillStrategy, ShapeSpec};
