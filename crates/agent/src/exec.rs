@@ -88,8 +88,27 @@ fn parse_user(user: &str) -> Option<(u32, u32)> {
     Some((uid.parse().ok()?, gid.parse().ok()?))
 }
 
-/// Runs `request` to completion (or timeout) and reports what happened.
-pub fn run(request: &ExecRequest) -> Result<ExecResult, ExecError> {
+/// The process groups of the one-shot execs running now, so that an agent that goes away can
+/// kill them ([`ProcessTable::kill_all`](crate::ProcessTable::kill_all)).
+#[derive(Debug, Default)]
+pub struct Running(std::sync::Mutex<std::collections::BTreeSet<u32>>);
+
+impl Running {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<u32>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Kills every running exec's process group.
+    pub fn kill_all(&self) {
+        for pid in self.lock().iter() {
+            kill_group(*pid);
+        }
+    }
+}
+
+/// Runs `request` to completion (or timeout) and reports what happened; while it runs, its
+/// process group is listed in `running`.
+pub fn run(request: &ExecRequest, running: &Running) -> Result<ExecResult, ExecError> {
     let started = Instant::now();
     let program = request.argv.first().ok_or(ExecError::EmptyArgv)?.clone();
     let timeout = match request.timeout_ms {
@@ -120,6 +139,7 @@ pub fn run(request: &ExecRequest) -> Result<ExecResult, ExecError> {
     let mut child =
         command.spawn().map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
     let pid = child.id();
+    running.lock().insert(pid);
 
     let stdin_writer = child.stdin.take().map(|mut pipe| {
         let input = request.stdin.clone();
@@ -149,6 +169,7 @@ pub fn run(request: &ExecRequest) -> Result<ExecResult, ExecError> {
             status_rx.recv().unwrap_or_else(|_| Err(std::io::Error::other("waiter thread vanished")))
         }
     };
+    running.lock().remove(&pid);
     let status = status.map_err(|source| ExecError::Wait { program: program.clone(), source })?;
     // The program has exited; its output pipes close once every process of its group has too.
     let mut collect = |rx: mpsc::Receiver<Captured>| {
@@ -188,7 +209,7 @@ mod tests {
 
     #[test]
     fn exec_reports_exit_code_stdout_and_stderr() {
-        let result = run(&sh("echo out; echo err >&2; exit 3")).unwrap();
+        let result = run(&sh("echo out; echo err >&2; exit 3"), &Running::default()).unwrap();
         assert_eq!(result.exit_code, Some(3));
         assert_eq!(result.signal, None);
         assert_eq!(result.stdout, b"out\n");
@@ -202,7 +223,7 @@ mod tests {
         request.stdin = b"from stdin\n".to_vec();
         request.env = vec![("GREETING".into(), "hi".into())];
         request.cwd = Some("/tmp".into());
-        let result = run(&request).unwrap();
+        let result = run(&request, &Running::default()).unwrap();
         assert_eq!(String::from_utf8_lossy(&result.stdout), "from stdin\nhi\n/tmp\n");
     }
 
@@ -210,7 +231,7 @@ mod tests {
     fn exec_truncates_output_at_the_limit() {
         let mut request = sh("head -c 100000 /dev/zero");
         request.max_output_bytes = 1000;
-        let result = run(&request).unwrap();
+        let result = run(&request, &Running::default()).unwrap();
         assert_eq!(result.stdout.len(), 1000);
         assert!(result.truncated);
         assert_eq!(result.exit_code, Some(0));
@@ -221,7 +242,7 @@ mod tests {
         let mut request = sh("sleep 30 & sleep 30");
         request.timeout_ms = 200;
         let started = Instant::now();
-        let result = run(&request).unwrap();
+        let result = run(&request, &Running::default()).unwrap();
         assert!(result.timed_out);
         assert_eq!(result.signal, Some(libc::SIGKILL));
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -233,13 +254,13 @@ mod tests {
         assert_eq!(parse_user("1000:50"), Some((1000, 50)));
         assert_eq!(parse_user("nobody"), None);
         let request = ExecRequest { user: Some("app".into()), ..sh("true") };
-        assert!(matches!(run(&request), Err(ExecError::BadUser(_))));
+        assert!(matches!(run(&request, &Running::default()), Err(ExecError::BadUser(_))));
     }
 
     #[test]
     fn exec_of_a_missing_program_is_an_error() {
         let request = ExecRequest { argv: vec!["/nonexistent/program".into()], ..ExecRequest::default() };
-        assert!(matches!(run(&request), Err(ExecError::Spawn { .. })));
-        assert!(matches!(run(&ExecRequest::default()), Err(ExecError::EmptyArgv)));
+        assert!(matches!(run(&request, &Running::default()), Err(ExecError::Spawn { .. })));
+        assert!(matches!(run(&ExecRequest::default(), &Running::default()), Err(ExecError::EmptyArgv)));
     }
 }

@@ -12,8 +12,12 @@
 //!   discovery, no versioned schema: host and agent are built from the same source.
 //! - Not a shell: the agent runs an argv it is given (no shell unless the argv asks for one) and
 //!   reports exit code, output and timing; it keeps no session.
-//! - Not I/O: the library does no reading or writing. The host side (`firepit-qemu`) and the agent
-//!   bring their own sockets and files and feed bytes through the same [`FrameDecoder`].
+//! - Not I/O, without its `serve` feature: the protocol half does no reading or writing. The host
+//!   side (`firepit-guest`) and the agent bring their own channels and feed bytes through the same
+//!   [`FrameDecoder`]. The `serve` feature (on by default, off for crates that only speak the
+//!   protocol) adds the agent's request handling itself ([`Agent`], [`serve_connection`]): what the
+//!   binary runs on the guest's virtio-serial port, and what host-side tests run in-process over a
+//!   socket pair ([`serve_in_process`]), on the host's own files and programs.
 //!
 //! # How data flows
 //! The host encodes a [`RequestFrame`] with [`encode_frame`] and writes it to the VM's
@@ -59,6 +63,13 @@
 
 #![warn(missing_docs)]
 
+// The serving modules below name the protocol as `firepit_agent::...`, as they did when they lived
+// in the binary: this alias lets them stay as they are inside the library.
+#[cfg(feature = "serve")]
+extern crate self as firepit_agent;
+
+#[cfg(feature = "codec")]
+mod chunks;
 #[cfg(feature = "codec")]
 mod frame;
 
@@ -97,6 +108,8 @@ mod stream_messages;
 mod tar_tree;
 
 #[cfg(feature = "codec")]
+pub use chunks::ChunkWriter;
+#[cfg(feature = "codec")]
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
 pub use fs_messages::{
     ChmodRequest, ChownRequest, DirEntry, DirListing, Done, DownloadTarRequest, FileKind, FileStat,
@@ -118,3 +131,25 @@ pub use stream_messages::{
 };
 #[cfg(feature = "codec")]
 pub use tar_tree::{append_tree, pack_dir};
+
+/// Declares the serving modules, each only with the `serve` feature.
+macro_rules! serving {
+    ($($module:ident),* $(,)?) => {$(
+        #[cfg(feature = "serve")]
+        mod $module;
+    )*};
+}
+
+// The agent's request handling (feature `serve`), one module per concern, layered: `serve` reads
+// frames and dispatches; the handlers (`exec`, `files`, `transfer`, `spawn`, `pty`, `processes`,
+// `identity`, `network`) sit below it; `stream`, `pump`, `supervise`, `group`, `writer`, `ring`
+// and `failure` below them.
+serving!(
+    exec, failure, files, group, identity, network, processes, pty, pump, ring, run_as, serve, spawn, stream,
+    supervise, transfer, writer,
+);
+
+#[cfg(feature = "serve")]
+pub use processes::ProcessTable;
+#[cfg(feature = "serve")]
+pub use serve::{Agent, ConnectionEnd, serve_connection, serve_in_process};

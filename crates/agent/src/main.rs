@@ -10,25 +10,8 @@
 
 #![warn(missing_docs)]
 
-mod exec;
-mod failure;
-mod files;
-mod group;
-mod identity;
 mod netprobe;
-mod network;
-mod processes;
-mod pty;
-mod pump;
-mod ring;
-mod run_as;
-mod serve;
-mod spawn;
-mod stream;
-mod supervise;
-mod transfer;
 mod warm_up;
-mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
@@ -36,7 +19,7 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::Duration;
 
-use firepit_agent::AGENT_PORT_NAME;
+use firepit_agent::{AGENT_PORT_NAME, Agent, ConnectionEnd, ProcessTable, serve_connection};
 
 const RETRY: Duration = Duration::from_millis(50);
 const PORTS_DIR: &str = "/sys/class/virtio-ports";
@@ -93,7 +76,7 @@ fn main() {
             }
         }
     }
-    let processes = Arc::new(processes::ProcessTable::default());
+    let processes = Arc::new(ProcessTable::default());
     loop {
         let port = open_port(explicit.as_ref());
         if let Some(path) = ready_file.take()
@@ -109,12 +92,12 @@ fn main() {
                 continue;
             }
         };
-        let agent = serve::Agent::new(writer, processes.clone());
+        let agent = Agent::new(writer, processes.clone());
         loop {
-            match serve::serve_connection(&port, &agent) {
+            match serve_connection(&port, &agent) {
                 // No host connected (or it went away): the same handle works once one connects.
-                serve::ConnectionEnd::Eof => sleep(RETRY),
-                serve::ConnectionEnd::Error(error) => {
+                ConnectionEnd::Eof => sleep(RETRY),
+                ConnectionEnd::Error(error) => {
                     eprintln!("firepit-agent: reading the port failed: {error}; reopening");
                     sleep(RETRY);
                     break;

@@ -90,11 +90,14 @@ impl Table {
     }
 }
 
-/// The agent's background processes (one table for the agent's whole life).
+/// The agent's background processes (one table for the agent's whole life), and the one-shot
+/// execs running now.
 #[derive(Default)]
 pub struct ProcessTable {
     table: Mutex<Table>,
     changed: Condvar,
+    /// One-shot execs running now.
+    pub(crate) execs: crate::exec::Running,
 }
 
 impl ProcessTable {
@@ -267,6 +270,19 @@ impl ProcessTable {
             n => n.min(MAX_OUTPUT_READ),
         };
         Ok(entry.outputs[index].read(request.offset, max as usize))
+    }
+
+    /// Kills the process group of every background process still running and of every one-shot
+    /// exec running (SIGKILL). The guest's agent never needs it (its processes end with the VM);
+    /// an agent serving in-process on a host calls it when its VM goes away, so nothing it started
+    /// outlives it (attached processes and terminals end with their connection).
+    pub fn kill_all(&self) {
+        let running: Vec<u32> =
+            self.lock().entries.values().filter(|e| e.exit.is_none()).map(|e| e.pid).collect();
+        for pid in running {
+            group::kill(pid);
+        }
+        self.execs.kill_all();
     }
 
     /// Forgets an exited process.

@@ -27,14 +27,65 @@ use crate::{exec, files, identity, network, pty, spawn, transfer};
 pub struct Agent {
     writer: Writer,
     processes: Arc<ProcessTable>,
+    machine: Machine,
+}
+
+/// Whether the agent may change the machine it runs on (its identity, its network interface).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// A guest of its own: every request is served.
+    Owned,
+    /// Someone else's machine (the agent runs in-process on a host, for tests): identity and
+    /// network requests are refused, so a test can never set the host's clock or hostname.
+    Shared,
 }
 
 impl Agent {
     /// An agent writing responses to `writer`, keeping background processes in `processes` (one
     /// table for the agent's life, shared by the agents of successive port handles).
     pub fn new<W: std::io::Write + Send + 'static>(writer: W, processes: Arc<ProcessTable>) -> Self {
-        Self { writer: Writer::spawn(writer), processes }
+        Self { writer: Writer::spawn(writer), processes, machine: Machine::Owned }
     }
+
+    /// An agent on a machine it does not own (see [`serve_in_process`]): files, processes and
+    /// terminals are served as in a guest; identity and network configuration are refused.
+    pub fn contained<W: std::io::Write + Send + 'static>(writer: W, processes: Arc<ProcessTable>) -> Self {
+        Self { writer: Writer::spawn(writer), processes, machine: Machine::Shared }
+    }
+}
+
+/// Serves one host connection over `stream` (one end of a Unix socket pair) on a thread of this
+/// process, as a [`contained`](Agent::contained) agent keeping background processes in
+/// `processes`. The thread ends when the other end closes (the session's streams are cancelled,
+/// their processes killed); background processes stay in `processes` (see
+/// [`ProcessTable::kill_all`]).
+///
+/// For host-side tests and test doubles: the agent's real request handling, on the host's own files
+/// and programs, without a VM.
+///
+/// ```
+/// use std::sync::Arc;
+/// use firepit_agent::{FrameDecoder, ProcessTable, Request, RequestFrame, Response, ResponseFrame, encode_frame};
+/// use std::io::{Read, Write};
+/// let (mut host, agent_end) = std::os::unix::net::UnixStream::pair()?;
+/// firepit_agent::serve_in_process(agent_end, Arc::new(ProcessTable::default()))?;
+/// host.write_all(&encode_frame(&RequestFrame { id: 1, request: Request::Ping }).unwrap())?;
+/// let mut decoder = FrameDecoder::new();
+/// let mut buf = [0u8; 4096];
+/// let frame: ResponseFrame = loop {
+///     if let Some(frame) = decoder.next_frame().unwrap() { break frame; }
+///     let n = host.read(&mut buf)?;
+///     decoder.push(&buf[..n]);
+/// };
+/// assert!(matches!(frame.response, Response::Pong(_)));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn serve_in_process(
+    stream: std::os::unix::net::UnixStream,
+    processes: Arc<ProcessTable>,
+) -> std::io::Result<thread::JoinHandle<ConnectionEnd>> {
+    let agent = Agent::contained(stream.try_clone()?, processes);
+    thread::Builder::new().name("firepit-agent".into()).spawn(move || serve_connection(&stream, &agent))
 }
 
 /// Why [`serve_connection`] returned.
@@ -47,13 +98,18 @@ pub enum ConnectionEnd {
 }
 
 /// Answers one request that is neither a stream nor stream control (runs on the calling thread).
-pub fn handle(request: Request, processes: &Arc<ProcessTable>) -> Response {
+pub fn handle(request: Request, processes: &Arc<ProcessTable>, machine: Machine) -> Response {
     let answer = |result: Result<Response, Failure>| result.unwrap_or_else(Response::Failed);
     match request {
+        Request::SetIdentity(_) | Request::ConfigureNetwork(_) if machine == Machine::Shared => {
+            let message =
+                format!("{} changes the machine: refused by an agent running in-process", request.kind());
+            Response::Error { message }
+        }
         Request::Ping => {
             Response::Pong(Pong { agent_version: env!("CARGO_PKG_VERSION").into(), uptime_ms: uptime_ms() })
         }
-        Request::Exec(exec_request) => match exec::run(&exec_request) {
+        Request::Exec(exec_request) => match exec::run(&exec_request, &processes.execs) {
             Ok(result) => Response::Exec(result),
             Err(error) => Response::Error { message: error.to_string() },
         },
@@ -140,7 +196,7 @@ impl<'a> Session<'a> {
                 self.sink.send(id, Response::Hello(nonce));
             }
             Request::Ping => {
-                self.sink.send(id, handle(request, &self.agent.processes));
+                self.sink.send(id, handle(request, &self.agent.processes, self.agent.machine));
             }
             request => match job(request) {
                 Job::Stream(job) => match self.streams.open(id, &self.sink) {
@@ -153,7 +209,8 @@ impl<'a> Session<'a> {
                 },
                 Job::OneShot(request) => {
                     let (sink, processes) = (self.sink.clone(), self.agent.processes.clone());
-                    thread::spawn(move || sink.send(id, handle(request, &processes)));
+                    let machine = self.agent.machine;
+                    thread::spawn(move || sink.send(id, handle(request, &processes, machine)));
                 }
             },
         }

@@ -13,12 +13,9 @@ pub(super) struct Client {
 }
 
 impl Client {
+    /// A client of a contained agent (these tests run on the host: never its clock or hostname).
     pub(super) fn start() -> Self {
-        let (host, guest) = UnixStream::pair().unwrap();
-        let agent = Agent::new(guest.try_clone().unwrap(), Arc::default());
-        thread::spawn(move || serve_connection(guest, &agent));
-        host.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Self { stream: host, decoder: FrameDecoder::new() }
+        Self::start_with(Arc::default())
     }
     pub(super) fn send(&mut self, id: u64, request: Request) {
         self.stream.write_all(&encode_frame(&RequestFrame { id, request }).unwrap()).unwrap();
@@ -191,8 +188,8 @@ fn exec_errors_are_reported_not_fatal() {
 impl Client {
     pub(super) fn start_with(processes: Arc<ProcessTable>) -> Self {
         let (host, guest) = UnixStream::pair().unwrap();
-        let agent = Agent::new(guest.try_clone().unwrap(), processes);
-        thread::spawn(move || serve_connection(guest, &agent));
+        serve_in_process(guest, processes).unwrap();
+        host.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         Self { stream: host, decoder: FrameDecoder::new() }
     }
 }
@@ -208,4 +205,44 @@ fn hello_starts_a_new_session_and_cancels_the_old_streams() {
     assert_eq!((frame.id, frame.response), (2, Response::Hello(99)));
     eventually("the old session's process to die", || not_running(started.pid));
     assert!(client.try_recv(Duration::from_millis(300)).is_none());
+}
+
+#[test]
+fn a_contained_agent_refuses_to_change_the_machine() {
+    let mut client = Client::start();
+    let identity =
+        firepit_agent::IdentityRequest { hostname: Some("not-this-host".into()), ..Default::default() };
+    client.send(1, Request::SetIdentity(identity));
+    let network = firepit_agent::NetworkConfig {
+        mac: [2, 0, 0, 0, 0, 1],
+        address: [100, 96, 0, 16],
+        prefix_len: 16,
+        gateway: [100, 96, 0, 1],
+        nameservers: Vec::new(),
+    };
+    client.send(2, Request::ConfigureNetwork(network));
+    for id in [1, 2] {
+        let frame = client.recv();
+        assert_eq!(frame.id, id);
+        assert!(
+            matches!(&frame.response, Response::Error { message } if message.contains("in-process")),
+            "{frame:?}"
+        );
+    }
+}
+
+#[test]
+fn kill_all_ends_every_background_process_and_one_shot_exec() {
+    let processes = Arc::new(ProcessTable::default());
+    let mut client = Client::start_with(processes.clone());
+    let start = firepit_agent::StartProcessRequest::new(["sleep", "30"]);
+    client.send(1, Request::StartProcess(start));
+    let Response::Process(info) = client.recv().response else { panic!("expected Process") };
+    assert!(!not_running(info.pid));
+    client.send(2, sh("sleep 30"));
+    eventually("the one-shot exec to run", || !processes.execs.lock().is_empty());
+    processes.kill_all();
+    eventually("the background process to die", || not_running(info.pid));
+    let frame = client.recv();
+    assert!(matches!(frame.response, Response::Exec(ref r) if r.signal == Some(libc::SIGKILL)), "{frame:?}");
 }

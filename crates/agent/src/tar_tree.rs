@@ -1,6 +1,6 @@
 //! How a directory travels as a tar stream, in either direction: entries named relative to the
 //! directory, sorted by name, symbolic links kept as links, sockets skipped. The guest agent packs
-//! downloads this way, and the host packs uploads this way (`firepit-qemu` for the library,
+//! downloads this way, and the host packs uploads this way (`firepit-guest` for the library,
 //! `firepit-client` for the daemon's API, which passes the stream on to the agent unchanged).
 
 use std::fs;

@@ -10,8 +10,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use firepit_agent::{
-    Channel, Done, DownloadTarRequest, Failure, FailureKind, MAX_CHUNK, ReadFileRequest, Response,
-    UploadTarRequest, WriteFileRequest,
+    Channel, ChunkWriter, Done, DownloadTarRequest, Failure, FailureKind, MAX_CHUNK, ReadFileRequest,
+    Response, UploadTarRequest, WriteFileRequest,
 };
 
 use crate::failure::{self, absolute};
@@ -165,40 +165,14 @@ fn upload_tar_inner(stream: &Stream, request: &UploadTarRequest) -> Result<u64, 
     Ok(reader.total)
 }
 
-/// Writes into the stream's output in chunks of at most [`MAX_CHUNK`], waiting for credit.
-struct OutputWriter<'a> {
-    stream: &'a Stream,
-    pending: Vec<u8>,
-    total: u64,
-}
-
-impl OutputWriter<'_> {
-    fn send_pending(&mut self) -> io::Result<()> {
-        while !self.pending.is_empty() {
-            let credit =
-                self.stream.wait_credit(Channel::Stdout).map_err(|_| io::Error::other("stream stopped"))?;
-            let n = credit.min(self.pending.len());
-            let rest = self.pending.split_off(n);
-            self.stream.send_output(Channel::Stdout, std::mem::replace(&mut self.pending, rest), false);
-            self.total += n as u64;
-        }
-        Ok(())
+/// Sends `chunk` into the stream's output, in pieces as large as the host's credit allows.
+fn send_output(stream: &Stream, mut chunk: Vec<u8>) -> io::Result<()> {
+    while !chunk.is_empty() {
+        let credit = stream.wait_credit(Channel::Stdout).map_err(|_| io::Error::other("stream stopped"))?;
+        let rest = chunk.split_off(credit.min(chunk.len()));
+        stream.send_output(Channel::Stdout, std::mem::replace(&mut chunk, rest), false);
     }
-}
-
-impl Write for OutputWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(MAX_CHUNK - self.pending.len());
-        self.pending.extend_from_slice(&buf[..n]);
-        if self.pending.len() == MAX_CHUNK {
-            self.send_pending()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send_pending()
-    }
+    Ok(())
 }
 
 /// [`DownloadTarRequest`]: streams a directory (or file) out as a tar archive (call on a thread of
@@ -213,8 +187,7 @@ fn download_tar_inner(stream: &Stream, request: &DownloadTarRequest) -> Result<u
     let what = || format!("archive {}", path.display());
     let meta = fs::metadata(path).map_err(|e| failure::io(what(), &e))?;
     stream.send(Response::Opened(file_stat(path, &meta)));
-    let mut builder =
-        tar::Builder::new(OutputWriter { stream, pending: Vec::with_capacity(MAX_CHUNK), total: 0 });
+    let mut builder = tar::Builder::new(ChunkWriter::new(|chunk| send_output(stream, chunk)));
     builder.follow_symlinks(false);
     let packed = if meta.is_dir() {
         firepit_agent::append_tree(&mut builder, path, Path::new(""))
@@ -229,7 +202,7 @@ fn download_tar_inner(stream: &Stream, request: &DownloadTarRequest) -> Result<u
     match finished {
         Ok(writer) => {
             stream.send_output(Channel::Stdout, Vec::new(), true);
-            Ok(writer.total)
+            Ok(writer.written())
         }
         Err(_) if stream.is_cancelled() => Err(stopped(stream)),
         Err(error) => Err(failure::io(what(), &error)),

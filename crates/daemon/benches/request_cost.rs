@@ -2,7 +2,7 @@
 //! work (routing, JSON, logging, the lease span, metrics, idempotency bookkeeping, the expiry task)
 //! plus the client and the Unix socket, without VMs.
 //!
-//! A real daemon (router, lease table, Unix listener) serves the in-memory `FakeBackend`
+//! A real daemon (router, lease table, Unix listener) serves the `FakeBackend`
 //! (`TestDaemon`) on its own multi-threaded runtime (2 workers, like `firepit serve` on a 2-core
 //! host), as the daemon process would; the client runs on a current-thread runtime, as a
 //! client process would. Logs go to a file through the same `tracing-subscriber` set-up as
@@ -16,8 +16,9 @@
 //! - `release_us`: `DELETE /v1/leases/{id}` vs dropping the VM;
 //! - `acquire_new_connection_us`: the same acquire on a new connection (connect + handshake);
 //! - `acquire_idempotent_us`: the acquire with a fresh `Idempotency-Key`;
-//! - `exec_us`: `POST /v1/leases/{id}/exec` of `true` vs the leased VM's `exec` (the fake backend
-//!   answers at once, so this is the API's cost of an exec);
+//! - `exec_us`: `POST /v1/leases/{id}/exec` of `true` vs the leased VM's `exec` (the fake VM's
+//!   guest is the agent's request handling in this process: both sides run the host's `true`, so
+//!   the difference is the API's cost of an exec);
 //! - `healthz_us`: `GET /healthz`, the floor of any request (no in-process side).
 //!
 //! Run: `cargo bench -p firepit-daemon --bench request_cost` (`ITERATIONS=N`, default 3000).

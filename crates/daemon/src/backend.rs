@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use firepit_agent::{ExecRequest, ExecResult};
+use firepit_guest::{Guest, GuestError};
 
 use crate::sandbox::Sandbox;
 
@@ -86,15 +87,32 @@ pub trait LeaseBackend: Send + Sync + 'static {
 }
 
 /// One leased VM. Dropping it releases the VM: the backend destroys it and refills.
+///
+/// Everything the guest does goes through its [`Guest`]; `exec` and the sandbox are written once,
+/// over it, for every backend.
 pub trait LeasedVm: Send + Sync {
     /// The VM's id, unique within the daemon's lifetime (shown to clients as `vm_id`).
     fn vm_id(&self) -> &str;
 
+    /// The guest agent's client of the VM.
+    fn guest(&self) -> &Guest;
+
     /// Runs a program in the guest through its agent.
-    fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>>;
+    fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>> {
+        let guest = self.guest();
+        Box::pin(async move {
+            match guest.exec_request(request).await {
+                Ok(out) => Ok(ExecResult::from(out)),
+                Err(error @ GuestError::Remote { .. }) => Err(ExecError::Refused(error.into())),
+                Err(other) => Err(ExecError::Unreachable(other.into())),
+            }
+        })
+    }
 
     /// Files, streamed processes, background processes and terminals ([`crate::sandbox`]).
-    fn sandbox(&self) -> &dyn Sandbox;
+    fn sandbox(&self) -> Sandbox<'_> {
+        Sandbox::new(self.guest())
+    }
 
     /// Forwards a TCP port of the host (loopback unless the shape's `forward_bind` says otherwise,
     /// port chosen by the kernel) to `guest_port`; asking again for the same guest port returns

@@ -1,31 +1,34 @@
-//! An in-memory [`LeaseBackend`] with no VMs behind it: for the daemon's tests, doc examples and
-//! trying the API without QEMU.
+//! A [`LeaseBackend`] with no VMs behind it: for the daemon's tests, doc examples and trying the
+//! API without QEMU.
 //!
 //! Each shape holds `depth.high` ready "VMs"; dropping a leased one destroys it and refills at once.
-//! `exec` understands a few programs: `echo ARGS..`, `cat` (stdin to stdout), `true`, `false`,
-//! `exit N`, `binary` (writes non-UTF-8 bytes), `sleep MS`, `unreachable` (fails like a dead VM);
-//! anything else exits 127. Each VM has an in-memory file system and runs `echo` / `warn` / `sleep`
-//! as streamed processes (`fake_sandbox.rs`). A VM of a shape with `network = "nat"` "forwards"
-//! ports by listening on a loopback port of its own (connections queue there, nobody answers),
-//! closed when the VM is released; it records egress narrowing (see [`FakeBackend::narrowed`]).
+//! A fake VM's guest is real code: its [`Guest`] talks to the agent's own request handling running
+//! in this process (`firepit_guest::InProcessAgent`), so `exec`, files, archives, attached and
+//! background processes and terminals behave as in a VM, except that they act on *this* host, as
+//! the user running the tests: programs are the host's, paths are the host's (tests work in
+//! temporary directories of their own), and commands start in the host's temporary directory.
+//! Whatever a VM started dies with it. The agent refuses to change the host itself
+//! (identity, network). [`FakeBackend::make_unreachable`] makes a VM stop answering, like a VM
+//! whose QEMU died. A VM of a shape with `network = "nat"` "forwards" ports by listening on a
+//! loopback port of its own (connections queue there, nobody answers), closed when the VM is
+//! released; it records egress narrowing (see [`FakeBackend::narrowed`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use firepit_agent::{ExecRequest, ExecResult};
+use firepit_guest::{ExecDefaults, Gate, Guest, GuestError, InProcessAgent, Wake};
 use firepit_shape::Depth;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
 use crate::backend::{
-    AcquireError, BoxFuture, EgressPolicy, ExecError, FillStrategy, LeaseBackend, LeasedVm, NetworkError,
-    NetworkSpec, ShapeError, ShapeSpec, ShapeStatusView,
+    AcquireError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkError, NetworkSpec,
+    ShapeError, ShapeSpec, ShapeStatusView,
 };
-use crate::fake_sandbox::FakeSandbox;
 use crate::metrics::ShapeLabel;
 
 /// The in-memory backend (cheap to clone; clones share state).
@@ -42,6 +45,8 @@ struct Shared {
     shut_down: std::sync::atomic::AtomicBool,
     ready_gauge: Family<ShapeLabel, Gauge>,
     narrowed: Mutex<BTreeMap<String, Vec<EgressPolicy>>>,
+    /// VMs that stopped answering ([`FakeBackend::make_unreachable`]).
+    unreachable: Mutex<BTreeSet<String>>,
 }
 
 struct FakeShape {
@@ -109,6 +114,14 @@ impl FakeBackend {
         narrowed.get(vm_id).cloned().unwrap_or_default()
     }
 
+    /// Makes VM `vm_id` stop answering, as a VM whose QEMU died: every guest request of it fails
+    /// (the API answers `vm_unreachable`).
+    pub fn make_unreachable(&self, vm_id: &str) {
+        let mut unreachable =
+            self.state.unreachable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        unreachable.insert(vm_id.to_owned());
+    }
+
     /// Whether [`LeaseBackend::shutdown`] ran.
     pub fn is_shut_down(&self) -> bool {
         self.state.shut_down.load(Ordering::SeqCst)
@@ -138,14 +151,39 @@ impl FakeBackend {
         drop(shapes);
         self.set_gauge(shape, ready);
         let n = self.state.next_id.fetch_add(1, Ordering::SeqCst);
+        let id = format!("fake-{shape}-{n}");
+        // Commands start in the temporary directory, not in the agent's default `/` of this host.
+        let defaults =
+            ExecDefaults { cwd: Some(std::env::temp_dir().display().to_string()), ..ExecDefaults::default() };
+        let gate = Arc::new(Reachable { state: self.state.clone(), vm: id.clone() });
+        let guest = Guest::new(InProcessAgent::new()).with_exec_defaults(defaults).with_gate(gate);
         Ok(Some(Box::new(FakeVm {
-            id: format!("fake-{shape}-{n}"),
+            id,
             shape: shape.to_owned(),
             backend: self.clone(),
-            sandbox: FakeSandbox::default(),
+            guest,
             network,
             forwards: Mutex::default(),
         })))
+    }
+}
+
+/// A fake VM's gate: it answers until [`FakeBackend::make_unreachable`] says otherwise.
+struct Reachable {
+    state: Arc<Shared>,
+    vm: String,
+}
+
+impl std::fmt::Debug for Reachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reachable").field("vm", &self.vm).finish()
+    }
+}
+
+impl Gate for Reachable {
+    fn check(&self) -> Result<Option<Wake>, GuestError> {
+        let unreachable = self.state.unreachable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if unreachable.contains(&self.vm) { Err(GuestError::Closed) } else { Ok(None) }
     }
 }
 
@@ -243,12 +281,13 @@ impl LeaseBackend for FakeBackend {
     }
 }
 
-/// A leased fake VM; dropping it destroys it and refills its shape.
+/// A leased fake VM; dropping it destroys it (the processes its guest started die) and refills its
+/// shape.
 struct FakeVm {
     id: String,
     shape: String,
     backend: FakeBackend,
-    sandbox: FakeSandbox,
+    guest: Guest,
     network: NetworkSpec,
     /// Guest port and the listener standing in for QEMU's forward (closed with the VM).
     forwards: Mutex<Vec<(u16, TcpListener)>>,
@@ -256,6 +295,10 @@ struct FakeVm {
 
 impl Drop for FakeVm {
     fn drop(&mut self) {
+        let mut unreachable =
+            self.backend.state.unreachable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        unreachable.remove(&self.id);
+        drop(unreachable);
         let mut shapes = self.backend.lock();
         let Some(shape) = shapes.get_mut(&self.shape) else { return };
         shape.leased = shape.leased.saturating_sub(1);
@@ -275,12 +318,8 @@ impl LeasedVm for FakeVm {
         &self.id
     }
 
-    fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>> {
-        Box::pin(async move { fake_exec(request).await })
-    }
-
-    fn sandbox(&self) -> &dyn crate::sandbox::Sandbox {
-        &self.sandbox
+    fn guest(&self) -> &Guest {
+        &self.guest
     }
 
     fn forward_port(&self, guest_port: u16) -> BoxFuture<'_, Result<SocketAddr, NetworkError>> {
@@ -329,32 +368,4 @@ impl LeasedVm for FakeVm {
         narrowed.entry(self.id.clone()).or_default().push(policy);
         Ok(())
     }
-}
-
-async fn fake_exec(request: ExecRequest) -> Result<ExecResult, ExecError> {
-    let (program, args) =
-        request.argv.split_first().ok_or_else(|| ExecError::Refused("empty argv".into()))?;
-    let mut result = ExecResult { exit_code: Some(0), ..ExecResult::default() };
-    match program.as_str() {
-        "echo" => result.stdout = format!("{}\n", args.join(" ")).into_bytes(),
-        "cat" => result.stdout = request.stdin,
-        "true" => {}
-        "false" => result.exit_code = Some(1),
-        "exit" => result.exit_code = Some(args.first().and_then(|a| a.parse().ok()).unwrap_or(0)),
-        "binary" => result.stdout = vec![0xff, 0xfe, 0x00, 0x80],
-        "env" => {
-            let lines: Vec<String> = request.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-            result.stdout = lines.concat().into_bytes();
-        }
-        "sleep" => {
-            let ms: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        "unreachable" => return Err(ExecError::Unreachable("fake VM does not answer".into())),
-        other => {
-            result.exit_code = Some(127);
-            result.stderr = format!("{other}: not found\n").into_bytes();
-        }
-    }
-    Ok(result)
 }

@@ -23,7 +23,7 @@ use crate::backend::{AcquireError, EgressPolicy, LeaseBackend, LeasedVm};
 pub use crate::lease_views::unix_ms;
 use crate::lease_views::{EndedLeases, LeaseFacts, matches};
 use crate::metrics::DaemonMetrics;
-use crate::narrowing::{self, NarrowingError};
+use firepit_shape::NarrowingError;
 
 /// One VM held by a client.
 pub struct Lease {
@@ -229,7 +229,7 @@ impl LeaseTable {
         // Refused before a VM is taken: a bad request costs the pool nothing.
         let narrow = match (&params.egress, backend.network(&params.shape)) {
             (Some(policy), Some(network)) => {
-                if let Err(error) = narrowing::check(&params.shape, &network, policy) {
+                if let Err(error) = network.check_narrowing(&params.shape, policy) {
                     self.metrics.acquire_outcome(&params.shape, "egress_refused");
                     return Err(error.into());
                 }

@@ -7,7 +7,7 @@
 //! idempotency keys), `/v1/pools`, `/v1/shapes`, `/metrics` and `/healthz`.
 //!
 //! What it is not: a VM library (the pool and the wiring of shapes are `firepit`'s, the VMs
-//! `firepit-qemu`'s), a client
+//! `firepit-qemu`'s, everything done in a guest `firepit-guest`'s), a client
 //! (that is `firepit-client`) or a command line (`firepit-cli` parses arguments and calls
 //! [`serve`]). The request and response bodies are `firepit-api`'s.
 //!
@@ -24,12 +24,16 @@
 //!                                                └──▶ server.rs: Daemon::run
 //!                                                       └── api/: /v1/leases… ──▶ leases.rs (TTL,
 //!                                                           expiry, idempotency) ──▶ the backend
+//!                                                           (exec, files, processes: sandbox.rs
+//!                                                            over the leased VM's Guest)
 //! shutdown.rs: SIGTERM/SIGINT ──▶ Phase::Graceful ──▶ Phase::Immediate
 //! ```
 //!
 //! The HTTP layer only knows the small [`backend::LeaseBackend`] trait; the QEMU pool is plugged in
 //! by [`wiring::build_backend`], and `fake::FakeBackend` (behind the `testing` feature, with
-//! `test_daemon::TestDaemon` serving it) stands in for it in tests.
+//! `test_daemon::TestDaemon` serving it) stands in for it in tests. Either way a leased VM's guest
+//! is a `firepit_guest::Guest` (the fake's talks to the agent's request handling in-process), and
+//! `exec` and the sandbox endpoints are written once over it ([`sandbox`]).
 
 #![warn(missing_docs)]
 
@@ -48,16 +52,12 @@ pub mod exposition;
 pub mod exposition_lint;
 #[cfg(feature = "testing")]
 pub mod fake;
-#[cfg(feature = "testing")]
-mod fake_sandbox;
 pub mod lease_views;
 pub mod leases;
 mod load;
 pub mod metrics;
-pub mod narrowing;
 pub mod net_metrics;
 pub mod qemu_backend;
-mod qemu_sandbox;
 pub mod records;
 pub mod recovery;
 pub mod sandbox;

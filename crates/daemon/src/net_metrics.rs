@@ -14,7 +14,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 
-pub use firepit_qemu::NetStats;
+pub use firepit_net::NetStats;
 
 /// Where the collector reads the traffic of every shape from.
 pub type StatsSource = Box<dyn Fn() -> Vec<(String, NetStats)> + Send + Sync>;

@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use firepit::{AgentPing, PoolShape, VmPool};
-use firepit_agent::{ExecRequest, ExecResult};
+use firepit_net::NetError;
 use firepit_pool::{PoolError, PooledVm, ShapeKey};
-use firepit_qemu::{NetError, QemuError, QemuProvider};
+use firepit_qemu::{QemuError, QemuProvider};
 
 use crate::backend::{
-    AcquireError, BoxFuture, EgressPolicy, ExecError, FillStrategy, LeaseBackend, LeasedVm, NetworkError,
-    NetworkSpec, ShapeError, ShapeSpec, ShapeStatusView,
+    AcquireError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkError, NetworkSpec,
+    ShapeError, ShapeSpec, ShapeStatusView,
 };
 use crate::metrics::ShapeCounters;
 use crate::net_metrics::NetworkCollector;
@@ -240,9 +240,8 @@ impl LeasedVm for QemuLease {
         self.vm.id()
     }
 
-    fn sandbox(&self) -> &dyn crate::sandbox::Sandbox {
-        // `Sandbox for QemuVm` is in qemu_sandbox.rs.
-        &*self.vm
+    fn guest(&self) -> &firepit_guest::Guest {
+        self.vm.guest()
     }
 
     fn forward_port(&self, guest_port: u16) -> BoxFuture<'_, Result<SocketAddr, NetworkError>> {
@@ -259,26 +258,6 @@ impl LeasedVm for QemuLease {
 
     fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), NetworkError> {
         self.vm.narrow_egress(policy).map_err(network_error)
-    }
-
-    fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecResult, ExecError>> {
-        Box::pin(async move {
-            match self.vm.exec_request(request).await {
-                Ok(out) => Ok(ExecResult {
-                    exit_code: out.exit_code,
-                    signal: out.signal,
-                    stdout: out.stdout,
-                    stderr: out.stderr,
-                    truncated: out.truncated,
-                    timed_out: out.timed_out,
-                    duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
-                }),
-                Err(QemuError::Agent(error @ firepit_qemu::AgentError::Remote { .. })) => {
-                    Err(ExecError::Refused(error.into()))
-                }
-                Err(other) => Err(ExecError::Unreachable(other.into())),
-            }
-        })
     }
 }
 

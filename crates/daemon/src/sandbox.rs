@@ -1,15 +1,13 @@
 //! What a leased VM offers besides `exec`: files, archives, attached and background processes,
-//! terminals. The HTTP layer's door to them, as [`backend::LeaseBackend`](crate::backend) is to
-//! the pools: a small object-safe trait ([`Sandbox`]) over backend-agnostic types (the guest
-//! agent's request and answer structs, byte streams as [`AsyncRead`]).
+//! terminals. The HTTP layer's door to them: [`Sandbox`], written once over the VM's
+//! [`Guest`] (a QEMU VM's, or the fake backend's in-process agent), with
+//! the daemon's error ([`SandboxError`]) and types the handlers hold across tasks (byte streams as
+//! [`AsyncRead`], [`Input`] and [`Control`] as trait objects).
 //!
 //! Every transfer streams: uploads are read from a [`ByteStream`] as the guest takes them, and
 //! downloads and process output are [`ByteStream`]s the caller reads at its own pace, so nothing
 //! here buffers a whole file. Attached processes and terminals ([`Attached`]) live as long as
 //! their handle: dropping it before the exit kills the process group.
-//!
-//! The QEMU implementation is `qemu_sandbox.rs` (over `firepit_qemu::QemuVm`); the fake backend's
-//! is `fake_sandbox.rs`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +17,10 @@ use firepit_agent::{
     DirListing, ExitStatus, FailureKind, FileStat, MkdirRequest, ProcessInfo, ProcessOutput,
     ProcessOutputRequest, ProcessRef, PtyRequest, SpawnRequest, StartProcessRequest, WindowSize,
 };
+use firepit_guest::{Guest, GuestError, GuestFileReader, GuestInput, ProcessControl};
 use tokio::io::AsyncRead;
+
+pub use firepit_guest::WriteOptions;
 
 use crate::boxed::{BoxError, BoxFuture};
 
@@ -34,15 +35,10 @@ pub struct Download {
     pub data: ByteStream,
 }
 
-/// How [`Sandbox::write_file`] writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteOptions {
-    /// Permission bits (default 0o644 for a new file, unchanged for an existing one).
-    pub mode: Option<u32>,
-    /// Create missing parent directories.
-    pub create_parents: bool,
-    /// Append instead of truncating.
-    pub append: bool,
+impl From<GuestFileReader> for Download {
+    fn from(reader: GuestFileReader) -> Self {
+        Self { stat: reader.stat().clone(), data: Box::pin(reader) }
+    }
 }
 
 /// Writes into a running process's stdin or terminal, as fast as the guest consumes it.
@@ -53,12 +49,32 @@ pub trait Input: Send {
     fn close(&mut self) -> Result<(), SandboxError>;
 }
 
+impl Input for GuestInput {
+    fn write<'a>(&'a mut self, bytes: &'a [u8]) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(async move { Ok(self.write_all(bytes).await?) })
+    }
+
+    fn close(&mut self) -> Result<(), SandboxError> {
+        Ok(GuestInput::close(self)?)
+    }
+}
+
 /// Signals or resizes a running attached process while its output is being read.
 pub trait Control: Send + Sync {
     /// Sends `signal` to its process group (a terminal's foreground group).
     fn signal(&self, signal: i32) -> Result<(), SandboxError>;
     /// Resizes its terminal (ignored for a process on pipes).
     fn resize(&self, size: WindowSize) -> Result<(), SandboxError>;
+}
+
+impl Control for ProcessControl {
+    fn signal(&self, signal: i32) -> Result<(), SandboxError> {
+        Ok(ProcessControl::signal(self, signal)?)
+    }
+
+    fn resize(&self, size: WindowSize) -> Result<(), SandboxError> {
+        Ok(ProcessControl::resize(self, size)?)
+    }
 }
 
 /// A process attached to this handle: its outputs, its input, a control, and its exit.
@@ -99,90 +115,161 @@ pub enum SandboxError {
     /// Reading the client's data (an upload's body) failed; the cause says why.
     #[error("reading the upload failed")]
     Body(#[source] BoxError),
-    /// This backend cannot do that.
-    #[error("this backend does not support {0}")]
-    Unsupported(&'static str),
 }
 
-/// The sandbox operations of one leased VM (see the module docs). Paths are absolute guest paths.
-pub trait Sandbox: Send + Sync {
+impl From<GuestError> for SandboxError {
+    fn from(error: GuestError) -> Self {
+        match error {
+            GuestError::Failed { kind, message, .. } => SandboxError::Guest { kind, message },
+            error @ GuestError::Remote { .. } => SandboxError::Refused(error.into()),
+            error @ GuestError::HostIo { .. } => SandboxError::Body(error.into()),
+            other => SandboxError::Unreachable(other.into()),
+        }
+    }
+}
+
+/// The sandbox operations of one leased VM, over its guest (see the module docs). Paths are
+/// absolute guest paths. Each operation's future borrows the guest, not this value.
+#[derive(Debug, Clone, Copy)]
+pub struct Sandbox<'a> {
+    guest: &'a Guest,
+}
+
+impl<'a> Sandbox<'a> {
+    /// The sandbox of `guest`.
+    pub fn new(guest: &'a Guest) -> Self {
+        Self { guest }
+    }
+
     /// Writes `data` to the file `path`; returns the bytes written.
-    fn write_file<'a>(
-        &'a self,
-        path: &'a str,
+    pub async fn write_file(
+        self,
+        path: &str,
         options: WriteOptions,
         data: ByteStream,
-    ) -> BoxFuture<'a, Result<u64, SandboxError>>;
+    ) -> Result<u64, SandboxError> {
+        Ok(self.guest.write_file_with(path, data, options).await?)
+    }
 
     /// Reads at most `limit` bytes of the file `path` from `offset`.
-    fn read_file<'a>(
-        &'a self,
-        path: &'a str,
+    pub async fn read_file(
+        self,
+        path: &str,
         offset: u64,
         limit: Option<u64>,
-    ) -> BoxFuture<'a, Result<Download, SandboxError>>;
+    ) -> Result<Download, SandboxError> {
+        Ok(self.guest.read_file_range(path, offset, limit).await?.into())
+    }
 
     /// Metadata of `path` (a symbolic link's target when `follow`).
-    fn stat<'a>(&'a self, path: &'a str, follow: bool) -> BoxFuture<'a, Result<FileStat, SandboxError>>;
+    pub async fn stat(self, path: &str, follow: bool) -> Result<FileStat, SandboxError> {
+        Ok(if follow { self.guest.stat(path).await? } else { self.guest.lstat(path).await? })
+    }
 
     /// The entries of the directory `path`.
-    fn list_dir<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<DirListing, SandboxError>>;
+    pub async fn list_dir(self, path: &str) -> Result<DirListing, SandboxError> {
+        Ok(self.guest.list_dir(path).await?)
+    }
 
     /// Creates a directory.
-    fn mkdir(&self, request: MkdirRequest) -> BoxFuture<'_, Result<(), SandboxError>>;
+    pub async fn mkdir(self, request: MkdirRequest) -> Result<(), SandboxError> {
+        Ok(self.guest.mkdir_request(request).await?)
+    }
 
     /// Removes a file, link or directory (`recursive`: with its contents).
-    fn remove<'a>(&'a self, path: &'a str, recursive: bool) -> BoxFuture<'a, Result<(), SandboxError>>;
+    pub async fn remove(self, path: &str, recursive: bool) -> Result<(), SandboxError> {
+        Ok(self.guest.remove(path, recursive).await?)
+    }
 
     /// Sets permission bits.
-    fn chmod<'a>(&'a self, path: &'a str, mode: u32) -> BoxFuture<'a, Result<(), SandboxError>>;
+    pub async fn chmod(self, path: &str, mode: u32) -> Result<(), SandboxError> {
+        Ok(self.guest.chmod(path, mode).await?)
+    }
 
     /// Sets owner and/or group.
-    fn chown<'a>(
-        &'a self,
-        path: &'a str,
-        uid: Option<u32>,
-        gid: Option<u32>,
-    ) -> BoxFuture<'a, Result<(), SandboxError>>;
+    pub async fn chown(self, path: &str, uid: Option<u32>, gid: Option<u32>) -> Result<(), SandboxError> {
+        Ok(self.guest.chown(path, uid, gid).await?)
+    }
 
     /// Renames `from` to `to`.
-    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), SandboxError>>;
+    pub async fn rename(self, from: &str, to: &str) -> Result<(), SandboxError> {
+        Ok(self.guest.rename(from, to).await?)
+    }
 
     /// Unpacks the tar archive `data` into the directory `dir`; returns the archive's size.
-    fn upload_tar<'a>(&'a self, dir: &'a str, data: ByteStream) -> BoxFuture<'a, Result<u64, SandboxError>>;
+    pub async fn upload_tar(self, dir: &str, data: ByteStream) -> Result<u64, SandboxError> {
+        Ok(self.guest.upload_tar(dir, data).await?)
+    }
 
     /// The directory `path` (its contents) or file as a tar archive.
-    fn download_tar<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Download, SandboxError>>;
+    pub async fn download_tar(self, path: &str) -> Result<Download, SandboxError> {
+        Ok(self.guest.download_tar(path).await?.into())
+    }
 
     /// Starts a process attached to the returned handle.
-    fn spawn(&self, request: SpawnRequest) -> BoxFuture<'_, Result<Attached, SandboxError>>;
+    pub async fn spawn(self, request: SpawnRequest) -> Result<Attached, SandboxError> {
+        let mut process = self.guest.spawn(request).await?;
+        let (Some(stdout), Some(stderr)) = (process.take_stdout(), process.take_stderr()) else {
+            return Err(SandboxError::Unreachable("a new process's outputs were taken".into()));
+        };
+        let stdin = process.take_stdin().map(|input| Box::new(input) as Box<dyn Input>);
+        Ok(Attached {
+            pid: process.pid(),
+            stdout: Box::pin(stdout),
+            stderr: Some(Box::pin(stderr)),
+            stdin,
+            control: Arc::new(process.control()),
+            exit: Box::pin(async move { Ok(process.wait().await?) }),
+        })
+    }
 
     /// Starts a program on a new pseudo-terminal (its output is `stdout`, `stderr` is `None`).
-    fn pty(&self, request: PtyRequest) -> BoxFuture<'_, Result<Attached, SandboxError>>;
+    pub async fn pty(self, request: PtyRequest) -> Result<Attached, SandboxError> {
+        let mut session = self.guest.pty(request).await?;
+        let (Some(output), Some(input)) = (session.take_output(), session.take_input()) else {
+            return Err(SandboxError::Unreachable("a new terminal's ends were taken".into()));
+        };
+        Ok(Attached {
+            pid: session.pid(),
+            stdout: Box::pin(output),
+            stderr: None,
+            stdin: Some(Box::new(input)),
+            control: Arc::new(session.control()),
+            exit: Box::pin(async move { Ok(session.wait().await?) }),
+        })
+    }
 
     /// Starts a background process.
-    fn start_process(&self, request: StartProcessRequest)
-    -> BoxFuture<'_, Result<ProcessInfo, SandboxError>>;
+    pub async fn start_process(self, request: StartProcessRequest) -> Result<ProcessInfo, SandboxError> {
+        Ok(self.guest.start_process(request).await?)
+    }
 
     /// Every background process the guest keeps, oldest first.
-    fn processes(&self) -> BoxFuture<'_, Result<Vec<ProcessInfo>, SandboxError>>;
+    pub async fn processes(self) -> Result<Vec<ProcessInfo>, SandboxError> {
+        Ok(self.guest.processes().await?)
+    }
 
     /// Signals a background process's group.
-    fn signal_process(&self, process: ProcessRef, signal: i32) -> BoxFuture<'_, Result<(), SandboxError>>;
+    pub async fn signal_process(self, process: ProcessRef, signal: i32) -> Result<(), SandboxError> {
+        Ok(self.guest.signal_process(process, signal).await?)
+    }
 
     /// A background process's state after waiting at most `wait` for its exit.
-    fn wait_process(
-        &self,
+    pub async fn wait_process(
+        self,
         process: ProcessRef,
         wait: Duration,
-    ) -> BoxFuture<'_, Result<ProcessInfo, SandboxError>>;
+    ) -> Result<ProcessInfo, SandboxError> {
+        Ok(self.guest.wait_process(process, wait).await?)
+    }
 
     /// A background process's output from an offset.
-    fn process_output(
-        &self,
-        request: ProcessOutputRequest,
-    ) -> BoxFuture<'_, Result<ProcessOutput, SandboxError>>;
+    pub async fn process_output(self, request: ProcessOutputRequest) -> Result<ProcessOutput, SandboxError> {
+        Ok(self.guest.process_output(request).await?)
+    }
 
     /// Forgets an exited background process.
-    fn remove_process(&self, process: ProcessRef) -> BoxFuture<'_, Result<(), SandboxError>>;
+    pub async fn remove_process(self, process: ProcessRef) -> Result<(), SandboxError> {
+        Ok(self.guest.remove_process(process).await?)
+    }
 }

@@ -1,4 +1,5 @@
-//! The lease API over a real Unix socket, with the fake backend.
+//! The lease API over a real Unix socket, with the fake backend (whose guests are the agent's
+//! request handling in this process: the programs run are the host's).
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,7 @@ async fn acquire_exec_release_over_unix_socket() {
         (out.exit_code, out.stdout.as_str(), out.encoding),
         (Some(0), "hello world\n", Encoding::Utf8)
     );
-    let out = client.exec(&lease.lease_id, &exec_body(&["exit", "7"])).await.unwrap();
+    let out = client.exec(&lease.lease_id, &exec_body(&["sh", "-c", "exit 7"])).await.unwrap();
     assert_eq!(out.exit_code, Some(7));
 
     client.release(&lease.lease_id).await.unwrap();
@@ -197,7 +198,7 @@ async fn exec_carries_binary_output_as_base64_and_stdin_and_env() {
     let daemon = TestDaemon::start().await;
     let client = daemon.client();
     let lease = client.acquire(&acquire("small", 0), None).await.unwrap();
-    let out = client.exec(&lease.lease_id, &exec_body(&["binary"])).await.unwrap();
+    let out = client.exec(&lease.lease_id, &exec_body(&["printf", "\\377\\376\\000\\200"])).await.unwrap();
     assert_eq!(out.encoding, Encoding::Base64);
     assert_eq!(BASE64.decode(out.stdout).unwrap(), vec![0xff, 0xfe, 0x00, 0x80]);
 
@@ -205,7 +206,7 @@ async fn exec_carries_binary_output_as_base64_and_stdin_and_env() {
     body.input = Stdin::base64(BASE64.encode(b"piped\n"));
     assert_eq!(client.exec(&lease.lease_id, &body).await.unwrap().stdout, "piped\n");
 
-    let mut body = exec_body(&["env"]);
+    let mut body = exec_body(&["sh", "-c", "echo GREETING=$GREETING"]);
     body.program.env.insert("GREETING".into(), "hi".into());
     assert_eq!(client.exec(&lease.lease_id, &body).await.unwrap().stdout, "GREETING=hi\n");
     daemon.stop().await;
@@ -215,8 +216,9 @@ async fn exec_carries_binary_output_as_base64_and_stdin_and_env() {
 async fn exec_on_an_unreachable_vm_is_502() {
     let daemon = TestDaemon::start().await;
     let lease = daemon.client().acquire(&acquire("small", 0), None).await.unwrap();
+    daemon.backend.make_unreachable(&lease.vm_id);
     let path = format!("/v1/leases/{}/exec", lease.lease_id);
-    let response = daemon.raw(Method::POST, &path, r#"{"argv":["unreachable"]}"#).await;
+    let response = daemon.raw(Method::POST, &path, r#"{"argv":["true"]}"#).await;
     assert_eq!(response.status, 502);
     assert_eq!(error_code(&response), "vm_unreachable");
     daemon.stop().await;

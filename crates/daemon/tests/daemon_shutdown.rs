@@ -15,8 +15,9 @@ use firepit_daemon::shutdown::{self, Phase};
 use firepit_daemon::test_daemon::TestDaemon;
 use firepit_daemon::{DaemonError, records::RecordError};
 
+/// `sleep` for `ms` (a real program: the fake backend's guest runs the host's).
 fn sleep_body(ms: u64) -> ExecBody {
-    ExecBody::new(["sleep".to_owned(), ms.to_string()])
+    ExecBody::new(["sleep".to_owned(), format!("{}.{:03}", ms / 1000, ms % 1000)])
 }
 
 async fn lease(daemon: &TestDaemon) -> String {
@@ -47,7 +48,7 @@ async fn second_stop_request_cancels_in_flight_requests_at_once() {
     let daemon = TestDaemon::start().await;
     let id = lease(&daemon).await;
     let client = daemon.client();
-    let in_flight = tokio::spawn(async move { client.exec(&id, &sleep_body(60_000)).await });
+    let in_flight = tokio::spawn(async move { client.exec(&id, &sleep_body(5_000)).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
     assert_eq!(daemon.controller.escalate(), Phase::Graceful);
@@ -67,7 +68,7 @@ async fn in_flight_requests_past_the_budget_are_cancelled() {
     let daemon = TestDaemon::start_with(backend, |o| o.shutdown_budget = Duration::from_millis(200)).await;
     let id = lease(&daemon).await;
     let client = daemon.client();
-    let in_flight = tokio::spawn(async move { client.exec(&id, &sleep_body(60_000)).await });
+    let in_flight = tokio::spawn(async move { client.exec(&id, &sleep_body(5_000)).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
     daemon.controller.graceful();

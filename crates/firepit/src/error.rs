@@ -28,6 +28,9 @@ pub enum Error {
     /// QEMU failed (spawn, boot, QMP, console, agent), or refused a shape's spec.
     #[error(transparent)]
     Qemu(#[from] firepit_qemu::QemuError),
+    /// A request to a VM's guest agent failed (`vm.exec(...)`, `vm.write_file(...)`, ...).
+    #[error(transparent)]
+    Guest(#[from] firepit_guest::GuestError),
     /// Sending to or reading from a VM's serial console failed.
     #[error(transparent)]
     Console(#[from] firepit_qemu::ConsoleError),

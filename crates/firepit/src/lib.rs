@@ -4,7 +4,10 @@
 //! The facade most users depend on. It ties together
 //! - [`pool`] (`firepit-pool`): the provider-agnostic engine — buckets per shape, refill, health
 //!   checks, eviction, metrics, shutdown;
-//! - [`qemu`] (`firepit-qemu`): the QEMU provider — microVM processes, QMP, serial console, agent;
+//! - [`qemu`] (`firepit-qemu`): the QEMU provider — microVM processes, QMP, serial console,
+//!   snapshots; a VM handle derefs to its [`Guest`];
+//! - [`guest`] (`firepit-guest`): the guest agent's client — exec, files, processes, terminals;
+//! - [`net`] (`firepit-net`): a VM's NAT behind its egress filter;
 //! - [`image`] (`firepit-image`): the guest image built from Debian packages;
 //! - [`shape`] (`firepit-shape`): the one description of a shape ([`ShapeSpec`]) with its defaults.
 //!
@@ -55,7 +58,9 @@ mod error;
 mod vm_config;
 mod wiring;
 
+pub use firepit_guest as guest;
 pub use firepit_image as image;
+pub use firepit_net as net;
 pub use firepit_pool as pool;
 pub use firepit_qemu as qemu;
 pub use firepit_shape as shape;
@@ -63,7 +68,13 @@ pub use firepit_shape as shape;
 pub use builder::{AgentPing, Firepit, VmPoolBuilder};
 pub use error::Error;
 pub use firepit_pool::{PoolError, ShapeKey, Status};
-pub use firepit_qemu::{Accel, Console, ExecOutput, ExecRequest, FillStrategy, QemuVm as VmHandle, VmStatus};
+// The guest agent's request types a user builds to call the guest's methods; the rest of the wire
+// protocol (answers, frames) stays in `firepit-agent`.
+pub use firepit_agent::{
+    Channel, ExecRequest, ProcessOutputRequest, PtyRequest, SpawnRequest, StartProcessRequest, WindowSize,
+};
+pub use firepit_guest::{ExecOutput, Guest, GuestError};
+pub use firepit_qemu::{Accel, Console, FillStrategy, QemuVm as VmHandle, VmStatus};
 pub use firepit_shape::{Depth, ShapeSpec};
 pub use vm_config::{POOL_SHAPE, ResolvedImage, VmConfig};
 pub use wiring::{PoolShape, PooledVm, VmPool};

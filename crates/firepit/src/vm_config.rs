@@ -13,8 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use firepit_guest::ExecDefaults;
 use firepit_image::ImageKind;
-use firepit_qemu::{Accel, DiskFormat, ExecDefaults, ImagePaths, RootDisk};
+use firepit_qemu::{Accel, DiskFormat, ImagePaths, RootDisk};
 use firepit_shape::ShapeSpec;
 
 use crate::error::Error;

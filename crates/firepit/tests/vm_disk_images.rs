@@ -12,7 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firepit::image::{DiskImage, Image, OciImporter, PackageDiskBuilder};
-use firepit::qemu::{Channel, FillKind, ProcessOutputRequest, SpawnRequest, StartProcessRequest};
+use firepit::qemu::FillKind;
+use firepit::{Channel, ProcessOutputRequest, SpawnRequest, StartProcessRequest};
 use firepit::{FillStrategy, Firepit, PoolShape, ShapeSpec, VmConfig};
 use sha2::{Digest, Sha256};
 use vm_disk_support as support;

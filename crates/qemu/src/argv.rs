@@ -167,7 +167,7 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
         push(&["-drive", &drive, "-device", "virtio-blk-device,drive=root"]);
     }
     if spec.network.is_some() {
-        argv.extend(crate::net::qemu_args::qemu_args(dir));
+        argv.extend(firepit_net::qemu_args(dir));
     }
     if let Some(incoming) = &spec.incoming {
         argv.push("-incoming".into());

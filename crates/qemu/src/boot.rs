@@ -8,16 +8,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use firepit_agent::{READY_LINE, Request, Response};
+use firepit_agent::READY_LINE;
+use firepit_guest::{Guest, GuestError, Timeouts, UnixSocket};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
 
-use crate::agent::AgentClient;
 use crate::argv::{AGENT_SOCKET, CONSOLE_SOCKET, GuestMemory, LaunchSpec, QMP_SOCKET, build_argv};
 use crate::config::ProviderConfig;
 use crate::console::ConsoleShared;
-use crate::error::{AgentError, BootError, ConsoleError, QemuError, SpawnError};
+use crate::error::{BootError, ConsoleError, QemuError, SpawnError};
 use crate::exit::ExitInfo;
+use crate::pause::{Rest, VmGate, Waker};
 use crate::process::QemuProcess;
 use crate::qmp::QmpClient;
 use crate::rundir::RuntimeDir;
@@ -32,10 +33,13 @@ pub(crate) struct Started {
     /// Whether the console is the caller's (`LaunchSpec::console`).
     pub console_enabled: bool,
     pub qmp: QmpClient,
-    pub agent: Arc<AgentClient>,
+    /// The guest agent's client, behind the VM's gate (see [`crate::pause`]).
+    pub guest: Guest,
+    /// What wakes the VM when it rests in the pool.
+    pub waker: Waker,
     pub dir: RuntimeDir,
     /// The NIC's network, when the shape has one.
-    pub network: Option<crate::net::VmNetwork>,
+    pub network: Option<firepit_net::VmNetwork>,
 }
 
 /// Spawns QEMU for `spec` in `dir` and connects console and QMP before `deadline`.
@@ -62,26 +66,39 @@ pub(crate) async fn start(
         }
     }
     let net_listeners = match &spec.network {
-        Some(_) => Some(crate::net::Listeners::bind(dir.path(), spec.run_as)?),
+        Some(_) => {
+            let owner = spec.run_as.map(|user| (user.uid, user.gid));
+            Some(firepit_net::NicListeners::bind(dir.path(), owner)?)
+        }
         None => None,
     };
     let argv = build_argv(spec);
     tracing::debug!(binary = %binary.display(), ?argv, "spawning qemu");
     let process = QemuProcess::spawn(binary, &argv, spec.run_as)?;
-    let console_stream = accept(&console_listener, "console", &process, deadline).await?;
-    let qmp_stream = accept(&qmp_listener, "qmp", &process, deadline).await?;
+    let console_stream =
+        supervised(accept(&console_listener, "console"), "console", &process, deadline).await?;
+    let qmp_stream = supervised(accept(&qmp_listener, "qmp"), "qmp", &process, deadline).await?;
     let console =
         ConsoleShared::start(console_stream, config.console_buffer_bytes, config.console_read_timeout);
     let qmp_timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
     let qmp = QmpClient::handshake(qmp_stream, qmp_timeout.min(Duration::from_secs(10))).await?;
-    let agent = Arc::new(AgentClient::new(dir.path().join(AGENT_SOCKET)));
+    let timeouts = Timeouts { request: config.agent_timeout, ping: config.probe_timeout };
+    let ungated = Guest::new(UnixSocket::new(dir.path().join(AGENT_SOCKET))).with_timeouts(timeouts);
+    let waker = Waker {
+        rest: Arc::new(Rest::default()),
+        qmp: qmp.clone(),
+        guest: ungated.clone().with_timeouts(Timeouts { request: config.probe_timeout, ..timeouts }),
+        timeout: config.probe_timeout,
+    };
+    let guest = ungated.with_gate(Arc::new(VmGate { exit: process.exit_watch(), waker: waker.clone() }));
     let network = match (&spec.network, net_listeners) {
         (Some(plan), Some(listeners)) => {
-            Some(crate::net::vm_network::attach(plan, listeners, &process, deadline).await?)
+            let sockets = supervised(listeners.accept(), "network", &process, deadline).await?;
+            Some(firepit_net::VmNetwork::start(&plan.spec, sockets, plan.shape_counters.clone())?)
         }
         _ => None,
     };
-    Ok(Started { process, console, console_enabled: spec.console, qmp, agent, dir, network })
+    Ok(Started { process, console, console_enabled: spec.console, qmp, guest, waker, dir, network })
 }
 
 /// Creates a snapshot template's memory file before QEMU maps it: exclusively (a file someone else
@@ -117,27 +134,37 @@ fn create_private_memory_file(
     Ok(())
 }
 
-async fn accept(
-    listener: &UnixListener,
+/// Accepts QEMU's connection to its `socket` on `listener`.
+async fn accept(listener: &UnixListener, socket: &str) -> Result<UnixStream, SpawnError> {
+    let (stream, _) = listener
+        .accept()
+        .await
+        .map_err(|e| SpawnError::io(format!("accepting qemu's {socket} connection"), e))?;
+    Ok(stream)
+}
+
+/// Runs `step` (accepting one of QEMU's connections) until `deadline`, or fails as soon as QEMU
+/// exits (quoting its stderr). `socket` names the socket in errors.
+async fn supervised<T, E: Into<QemuError>>(
+    step: impl std::future::Future<Output = Result<T, E>>,
     socket: &'static str,
     process: &QemuProcess,
     deadline: Instant,
-) -> Result<UnixStream, SpawnError> {
+) -> Result<T, QemuError> {
     let timeout = deadline.saturating_duration_since(Instant::now());
     tokio::select! {
-        accepted = tokio::time::timeout_at(deadline, listener.accept()) => match accepted {
-            Ok(Ok((stream, _))) => Ok(stream),
-            Ok(Err(e)) => Err(SpawnError::io(format!("accepting qemu's {socket} connection"), e)),
+        done = tokio::time::timeout_at(deadline, step) => match done {
+            Ok(result) => result.map_err(Into::into),
             Err(_) => {
                 process.kill();
-                Err(SpawnError::SocketTimeout { socket, after: timeout, stderr: process.stderr_tail() })
+                Err(SpawnError::SocketTimeout { socket, after: timeout, stderr: process.stderr_tail() }.into())
             }
         },
         info = process.exited() => {
             // Let the stderr reader drain the pipe: QEMU's last words explain the exit.
             tokio::time::sleep(Duration::from_millis(20)).await;
             let status = info.unwrap_or(ExitInfo::UNKNOWN);
-            Err(SpawnError::EarlyExit { status, stderr: process.stderr_tail() })
+            Err(SpawnError::EarlyExit { status, stderr: process.stderr_tail() }.into())
         }
     }
 }
@@ -179,15 +206,14 @@ pub(crate) async fn wait_for_agent(
         if remaining.is_zero() {
             return Err(timed_out(started, boot_timeout, "an agent ping").await);
         }
-        let attempt = started.agent.request(Request::Ping, remaining.min(Duration::from_secs(2)));
+        let attempt = started.guest.ping_timeout(remaining.min(Duration::from_secs(2)));
         let outcome = tokio::select! {
             outcome = attempt => outcome,
             _ = started.process.exited() => return Err(exited(started).await),
         };
         match outcome {
-            Ok(Response::Pong(_)) => return Ok(()),
-            Ok(other) => tracing::debug!(?other, "agent answered ping oddly; retrying"),
-            Err(AgentError::Timeout { .. }) => tracing::debug!("agent ping timed out; retrying"),
+            Ok(_) => return Ok(()),
+            Err(GuestError::Timeout { .. }) => tracing::debug!("agent ping timed out; retrying"),
             Err(e) => {
                 tracing::debug!(error = %e, "agent ping failed; retrying");
                 tokio::time::sleep(Duration::from_millis(20)).await;

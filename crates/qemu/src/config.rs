@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::exec_defaults::ExecDefaults;
 use crate::root_disk::RootDisk;
+use firepit_guest::ExecDefaults;
 
 /// Default of [`ProviderConfig::snapshot_retry_after`]: how long a shape cold-boots after its
 /// template failed before the template is built again.

@@ -37,9 +37,10 @@ pub enum QemuError {
     /// A QMP exchange failed.
     #[error(transparent)]
     Qmp(#[from] QmpError),
-    /// A request to the guest agent failed.
+    /// A request to the guest agent failed (during boot, restore or a wake-up, or through the
+    /// VM's [`Guest`](firepit_guest::Guest)).
     #[error(transparent)]
-    Agent(#[from] AgentError),
+    Guest(#[from] firepit_guest::GuestError),
     /// A console operation failed.
     #[error(transparent)]
     Console(#[from] ConsoleError),
@@ -48,38 +49,10 @@ pub enum QemuError {
     Snapshot(#[from] SnapshotError),
     /// A network operation failed.
     #[error(transparent)]
-    Network(#[from] crate::net_error::NetError),
+    Network(#[from] firepit_net::NetError),
     /// A VM's root disk (its copy-on-write overlay) could not be prepared.
     #[error(transparent)]
     Disk(#[from] crate::root_disk::DiskError),
-    /// Reading or writing a file on the host failed (the source of an upload, the target of a
-    /// download).
-    #[error("{what}: {source}")]
-    HostIo {
-        /// What was being done, naming the path.
-        what: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl QemuError {
-    /// What kind of failure the guest reported, if this is one (a missing file, a bad path, no
-    /// such process...): for callers that map errors to statuses or exceptions.
-    ///
-    /// ```
-    /// use firepit_qemu::{AgentError, GuestErrorKind, QemuError};
-    /// let error: QemuError =
-    ///     AgentError::Failed { request: "stat", kind: GuestErrorKind::NotFound, message: "/x".into() }.into();
-    /// assert_eq!(error.guest_error_kind(), Some(GuestErrorKind::NotFound));
-    /// ```
-    pub fn guest_error_kind(&self) -> Option<firepit_agent::FailureKind> {
-        match self {
-            QemuError::Agent(AgentError::Failed { kind, .. }) => Some(*kind),
-            _ => None,
-        }
-    }
 }
 
 /// Why a QEMU process could not be started.
@@ -250,70 +223,6 @@ pub enum QmpError {
         /// The deadline.
         after: Duration,
     },
-}
-
-/// A guest agent failure.
-///
-/// [`Remote`](AgentError::Remote) is the agent's own answer (the request reached the guest and
-/// failed there, e.g. a program that does not exist); the other variants are the channel's.
-///
-/// ```
-/// # async fn demo(vm: &firepit_qemu::QemuVm) {
-/// use firepit_qemu::{AgentError, QemuError};
-/// match vm.exec(["no-such-program"]).await {
-///     Ok(out) => println!("exit code {:?}", out.exit_code),
-///     Err(QemuError::Agent(AgentError::Remote { message, .. })) => println!("the guest said: {message}"),
-///     Err(e) => println!("no answer from the guest: {e}"),
-/// }
-/// # }
-/// ```
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// Reading or writing the agent socket failed.
-    #[error("agent channel I/O failed: {0}")]
-    Io(#[from] std::io::Error),
-    /// A frame could not be encoded or decoded.
-    #[error("agent frame error: {0}")]
-    Frame(#[from] firepit_agent::FrameError),
-    /// No answer in time.
-    #[error("agent did not answer {request} within {after:?}")]
-    Timeout {
-        /// The request kind.
-        request: &'static str,
-        /// The deadline.
-        after: Duration,
-    },
-    /// The agent answered with an error.
-    #[error("agent failed {request}: {message}")]
-    Remote {
-        /// The request kind.
-        request: &'static str,
-        /// The agent's message.
-        message: String,
-    },
-    /// The agent answered with the wrong kind of response.
-    #[error("agent answered {request} with an unexpected response: {response}")]
-    UnexpectedResponse {
-        /// The request kind.
-        request: &'static str,
-        /// The response, debug-printed.
-        response: String,
-    },
-    /// The guest could not do what was asked; `kind` says why (see
-    /// [`QemuError::guest_error_kind`]). The VM is fine and the channel stays usable.
-    #[error("guest failed {request}: {message}")]
-    Failed {
-        /// The request kind.
-        request: &'static str,
-        /// What kind of failure.
-        kind: firepit_agent::FailureKind,
-        /// The guest's message (names the path or process).
-        message: String,
-    },
-    /// The channel is gone: the VM exited, or the guest side hung up or broke the protocol (a frame
-    /// over the size limit); the next request reconnects.
-    #[error("agent channel closed (the VM exited, or the guest hung up or sent a malformed stream)")]
-    Closed,
 }
 
 /// A console failure.

@@ -30,9 +30,9 @@ use crate::vm::QemuVm;
 /// # drop(pool); Ok(()) }
 /// ```
 pub fn agent_health_check(vm: &QemuVm) -> impl Future<Output = Result<(), Unhealthy>> + Send + use<> {
-    let answered = vm.rest.take_fresh_answer();
-    let waker = vm.rest.is_resting().then(|| vm.waker());
-    let ping = vm.ping_detached();
+    let answered = vm.waker.rest.take_fresh_answer();
+    let waker = vm.waker.rest.is_resting().then(|| vm.waker());
+    let guest = vm.guest().clone();
     async move {
         if answered {
             return Ok(());
@@ -47,7 +47,7 @@ pub fn agent_health_check(vm: &QemuVm) -> impl Future<Output = Result<(), Unheal
                 Err(e) => return Err(Unhealthy::new(format!("waking the VM failed: {e}"))),
             }
         }
-        ping.await.map(drop).map_err(|e| Unhealthy::new(format!("agent ping failed: {e}")))
+        guest.ping().await.map(drop).map_err(|e| Unhealthy::new(format!("agent ping failed: {e}")))
     }
 }
 

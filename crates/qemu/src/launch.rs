@@ -23,7 +23,6 @@ use crate::config::{Accel, FillKind, ProviderConfig};
 use crate::config_error::ConfigError;
 use crate::disk::OVERLAY_FILE;
 use crate::error::QemuError;
-use crate::exec_defaults::ExecDefaults;
 use crate::process::Credentials;
 use crate::root_disk::DiskFormat;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
@@ -183,7 +182,7 @@ impl Launcher {
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
         let exec_defaults = vm.image.exec_defaults.clone();
         let mut vm = self.vm(id, shape, accel, boot_duration, started, fill);
-        vm.exec_defaults = exec_defaults;
+        vm.set_exec_defaults(exec_defaults);
         vm.configure_network().await?;
         Ok(vm)
     }
@@ -207,15 +206,14 @@ impl Launcher {
             qmp: started.qmp,
             console: started.console,
             console_enabled: started.console_enabled,
-            agent: started.agent,
+            guest: started.guest,
+            waker: started.waker,
             network: started.network,
             process: started.process,
             dir: started.dir,
             template: None,
-            rest: Arc::default(),
             fill,
             memory_charge_mb: None,
-            exec_defaults: ExecDefaults::default(),
         }
     }
 }

@@ -12,6 +12,10 @@
 //! - Not an image builder: it boots the guest image it is given ([`ImagePaths`] in a [`VmSpec`]);
 //!   `firepit-image` builds them, and the `firepit` facade turns a shape description
 //!   (`firepit_shape::ShapeSpec`) into a [`VmSpec`].
+//! - Not the guest agent's client, nor the network: a VM *holds* a [`Guest`](firepit_guest::Guest)
+//!   (`firepit-guest`: exec, files, processes, terminals) and, with a network, a
+//!   `firepit_net::VmNetwork` (the NAT's filter, addresses, counters); it starts them with QEMU and
+//!   stands between them and a QEMU that exited or rests paused in its pool.
 //! - Not a general QEMU wrapper: one machine type (microvm), one command line built in code (never
 //!   a shell string), the devices firepit needs (serial console, QMP, the agent's virtio-serial
 //!   port, virtio-rng, a virtio-blk root disk when the image has one: see [`RootDisk`], and for a
@@ -28,7 +32,7 @@
 //!   console and an agent ping, all under one boot deadline;
 //! - snapshot: the shape's template is booted once, stopped and saved (its RAM in a shared file),
 //!   and every VM after that is a copy-on-write clone restored from it in ≈0.1–0.3 s and given its
-//!   own identity ([`fresh_identity`]); when that fails the shape cold-boots
+//!   own identity ([`fresh_identity`](firepit_guest::fresh_identity)); when that fails the shape cold-boots
 //!   ([`QemuProvider::template_state`] says why).
 //!
 //! Networking (the shape's `network`, a [`NetworkSpec`]): none by default. With `nat`, each VM has
@@ -36,12 +40,16 @@
 //! answers the guest's DNS too; its own MAC and IPv4 address, set by the agent after every cold
 //! boot and restore ([`QemuVm::network`]); port forwards made at run time
 //! ([`QemuVm::forward_port`]); an egress policy a lease can narrow ([`QemuVm::narrow_egress`]);
-//! traffic counters per VM and per shape ([`QemuProvider::network_stats`]). Why this design, and
-//! measurements against passt: the `net` module's docs (in the source) and `firepit bench net`.
+//! traffic counters per VM and per shape ([`QemuProvider::network_stats`]). The NAT's filter,
+//! addresses and counters are `firepit-net`'s (why this design, and measurements against passt:
+//! its docs and `firepit bench net`); this crate starts them with the VM and drives the forwards
+//! over QMP.
 //!
 //! Either way the result is a [`QemuVm`], the handle a lease derefs to: [`Console`] (serial
-//! console: send, `read_until`, output stream), `exec` through the guest agent, `status` through
-//! [`QmpClient`] and the process state. Supervision: QEMU dies with its handle (SIGKILL on drop)
+//! console: send, `read_until`, output stream), `status` through [`QmpClient`] and the process
+//! state, and everything through the guest agent (`exec`, files, processes, terminals): the
+//! handle derefs to its [`Guest`](firepit_guest::Guest), whose every request first passes the VM's
+//! gate (QEMU has not exited; a VM resting in its pool is woken, see `pause.rs`). Supervision: QEMU dies with its handle (SIGKILL on drop)
 //! and with the firepit process (`PR_SET_PDEATHSIG`); a watcher task reaps it and makes
 //! [`exit_info`](QemuVm::exit_info) and the pool's `exited()` resolve at once. `destroy` quits
 //! QEMU over QMP, waits [`ProviderConfig::quit_grace`], then kills it and removes its directory.
@@ -49,15 +57,6 @@
 //! pool and every VM destroyed: the daemon records them so that a restart after a crash can reap
 //! them. What a VM costs against the pool's memory budget is the provider's
 //! [`MemoryAccounting`](firepit_pool::MemoryAccounting): a clone its PSS, its template once.
-//!
-//! The sandbox API on [`QemuVm`] goes through the guest agent's streams (bounded memory on both
-//! sides whatever the size: see [`STREAM_WINDOW`]): files (`write_file`, `read_file`, `stat`,
-//! `list_dir`, `mkdir`, `remove`, `chmod`, `chown`, `rename`), directories as tar streams
-//! (`upload_dir`, `download_dir`, `upload_tar`, `download_tar`), attached processes with streamed
-//! output (`spawn` → [`GuestProcess`]), background processes that outlive connections
-//! (`start_process`, `processes`, `signal_process`, `wait_process`, `process_output`), and
-//! terminals (`pty` → [`PtySession`]). Failures the guest reports carry a [`GuestErrorKind`]
-//! ([`QemuError::guest_error_kind`]).
 //!
 //! Accelerator: [`Accel::Auto`] picks KVM only when it can run our guests ([`detect_accel`]);
 //! on our hosts (`kvm_pvm`) that is TCG. The env var [`ACCEL_ENV`] (`FIREPIT_ACCEL`) overrides the
@@ -86,8 +85,6 @@
 #![warn(missing_docs)]
 
 mod accel;
-mod agent;
-mod agent_routes;
 mod argv;
 mod boot;
 mod caps;
@@ -96,36 +93,22 @@ mod config_error;
 mod console;
 mod disk;
 mod error;
-mod exec;
-mod exec_defaults;
 mod exit;
-mod guest_background;
-mod guest_dirs;
-mod guest_files;
-mod guest_process;
-mod guest_pty;
 mod health;
 mod launch;
 mod memory_charge;
 mod net;
-mod net_error;
 mod ownership;
 mod pause;
 mod process;
 mod provider;
 mod provider_net;
 mod qmp;
-mod restore;
 mod ring;
 mod root_disk;
 mod run_as;
 mod rundir;
 mod snapshot;
-mod streams;
-mod template_build;
-mod template_stamp;
-mod template_state;
-mod template_store;
 mod vm;
 mod vm_net;
 mod vm_spec;
@@ -139,33 +122,17 @@ pub use config::{
 };
 pub use config_error::ConfigError;
 pub use console::{Console, ConsoleOutput};
-pub use error::{AgentError, BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
-pub use exec::{ExecOutput, fresh_identity};
-pub use exec_defaults::ExecDefaults;
+pub use error::{BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exit::ExitInfo;
-pub use firepit_agent::{
-    Channel, DirEntry, DirListing, ExecRequest, ExitStatus, FailureKind as GuestErrorKind, FileKind,
-    FileStat, IdentityApplied, IdentityRequest, MkdirRequest, NetworkApplied, NetworkConfig, Pong,
-    ProcessInfo, ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest,
-    StartProcessRequest, WindowSize,
-};
 /// How a shape's VMs are made ready: the one `FillStrategy`, firepit-shape's.
 pub use firepit_shape::FillStrategy;
 pub use firepit_shape::{EgressPolicy, EgressRule, EgressTarget, NetworkMode, NetworkSpec};
-pub use guest_files::{GuestFileReader, WriteOptions};
-pub use guest_process::{GuestProcess, ProcessControl};
-pub use guest_pty::PtySession;
 pub use health::agent_health_check;
 pub use memory_charge::process_memory_kib;
-pub use net::{NetStats, NetworkInfo};
-pub use net_error::NetError;
 pub use ownership::{OwnedProcess, OwnershipHook};
 pub use provider::QemuProvider;
 pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
-pub use restore::RESTORE_TIMEOUT;
 pub use root_disk::{DiskError, DiskFormat, RootDisk};
-pub use snapshot::MAX_RESTORE_FAILURES;
-pub use streams::{GuestInput, GuestOutput};
-pub use template_state::{TemplateOrigin, TemplateState};
+pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, TemplateOrigin, TemplateState};
 pub use vm::{QemuVm, VmStatus};
 pub use vm_spec::VmSpec;

@@ -11,18 +11,21 @@
 //!
 //! [`Rest`] is shared by a VM's handle and the futures it hands out; [`Waker`] is what a wake-up
 //! needs, detached from the handle, so the pool can spawn it (`try_reserve` cannot await). Every
-//! guest-facing operation of [`QemuVm`](crate::QemuVm) wakes a resting VM first (waiting for a
-//! wake-up already under way), so no user ever talks to a stopped guest. While it rests, the
+//! guest-facing operation wakes a resting VM first (waiting for a wake-up already under way), so
+//! no user ever talks to a stopped guest: the VM's [`Guest`] passes a [`VmGate`] before each
+//! request, and the handle's own operations (console, status) call the waker. While it rests, the
 //! provider probes it through QMP and its process, never through the agent.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use firepit_agent::{IdentityRequest, Request, Response};
+use firepit_agent::IdentityRequest;
+use firepit_guest::{Gate, Guest, GuestError, Wake};
+use tokio::sync::watch;
 
-use crate::agent::AgentClient;
-use crate::error::{AgentError, QemuError};
+use crate::error::QemuError;
+use crate::exit::ExitInfo;
 use crate::qmp::QmpClient;
 
 /// How recent a wake-up's answer must be to stand in for the hand-out health check.
@@ -63,7 +66,9 @@ pub(crate) async fn pause(rest: &Rest, qmp: &QmpClient) -> Result<(), QemuError>
 pub(crate) struct Waker {
     pub rest: Arc<Rest>,
     pub qmp: QmpClient,
-    pub agent: Arc<AgentClient>,
+    /// The VM's guest without its gate (the gate is what calls this), its request deadline the
+    /// wake-up's.
+    pub guest: Guest,
     /// Deadline of the whole wake-up (the provider's `probe_timeout`, as for the ping it replaces):
     /// a QEMU that stopped answering fails the hand-out check in that time, not QMP's own.
     pub timeout: Duration,
@@ -81,7 +86,7 @@ impl Waker {
         let after = self.timeout;
         match tokio::time::timeout(after, self.wake_now()).await {
             Ok(woke) => woke,
-            Err(_) => Err(AgentError::Timeout { request: "wake-up", after }.into()),
+            Err(_) => Err(GuestError::Timeout { request: "wake-up", after }.into()),
         }
     }
 
@@ -92,19 +97,41 @@ impl Waker {
         }
         self.qmp.cont().await?;
         let clock = IdentityRequest { unix_time_ns: Some(unix_time_ns()), ..IdentityRequest::default() };
-        match self.agent.request(Request::SetIdentity(clock), self.timeout).await? {
-            Response::Identity(applied) if applied.clock_set => {}
-            Response::Error { message } => {
-                return Err(AgentError::Remote { request: "set-identity", message }.into());
-            }
-            other => {
-                let response = format!("{other:?}");
-                return Err(AgentError::UnexpectedResponse { request: "set-identity", response }.into());
-            }
+        let applied = self.guest.set_identity(clock).await?;
+        if !applied.clock_set {
+            let response = format!("{applied:?}");
+            return Err(GuestError::UnexpectedResponse { request: "set-identity", response }.into());
         }
         *self.rest.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
         self.rest.resting.store(false, Ordering::Release);
         Ok(true)
+    }
+}
+
+/// What a QEMU VM's [`Guest`] passes before each request: nothing answers once QEMU exited, and a
+/// resting VM is woken first.
+#[derive(Debug)]
+pub(crate) struct VmGate {
+    pub exit: watch::Receiver<Option<ExitInfo>>,
+    pub waker: Waker,
+}
+
+impl Gate for VmGate {
+    fn check(&self) -> Result<Option<Wake>, GuestError> {
+        if self.exit.borrow().is_some() {
+            return Err(GuestError::Closed);
+        }
+        if !self.waker.rest.is_resting() {
+            return Ok(None);
+        }
+        let waker = self.waker.clone();
+        Ok(Some(Box::pin(async move {
+            match waker.wake().await {
+                Ok(_) => Ok(()),
+                Err(QemuError::Guest(error)) => Err(error),
+                Err(other) => Err(GuestError::Wake(Box::new(other))),
+            }
+        })))
     }
 }
 

@@ -129,6 +129,12 @@ impl QemuProcess {
         *self.exit.borrow()
     }
 
+    /// The exit status as it changes (`None` while running), for whoever must check it without
+    /// the process handle.
+    pub(crate) fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>> {
+        self.exit.clone()
+    }
+
     /// Resolves when the process has exited and been reaped.
     pub(crate) fn exited(&self) -> impl std::future::Future<Output = Option<ExitInfo>> + Send + 'static {
         let mut exit = self.exit.clone();

@@ -17,7 +17,7 @@ use crate::error::{QemuError, SpawnError};
 use crate::launch::Launcher;
 use crate::ownership::{OwnedProcess, OwnershipHook};
 use crate::snapshot::Templates;
-use crate::template_state::TemplateState;
+use crate::snapshot::state::TemplateState;
 use crate::vm::QemuVm;
 use crate::vm_spec::VmSpec;
 
@@ -212,7 +212,7 @@ impl QemuProvider {
             if in_use.contains(&path) || name.starts_with("firepit-") {
                 continue;
             }
-            crate::template_store::remove(&path);
+            crate::snapshot::store::remove(&path);
             removed += 1;
         }
         let _ = std::fs::remove_dir(dir); // only succeeds when empty
@@ -271,7 +271,7 @@ impl Provider for QemuProvider {
         if let Some(info) = vm.exit_info() {
             return Err(Unhealthy::new(format!("qemu exited ({info})")));
         }
-        if vm.rest.is_resting() {
+        if vm.waker.rest.is_resting() {
             return crate::health::probe_resting(vm, vm.config.probe_timeout).await;
         }
         crate::health::agent_health_check(vm).await
@@ -280,7 +280,7 @@ impl Provider for QemuProvider {
     /// Stops the VM's vCPUs (QMP `stop`): a resting VM costs no CPU (`pause.rs` says how a resting VM
     /// is probed and woken).
     async fn pause(&self, vm: &QemuVm) -> Result<bool, Unhealthy> {
-        match crate::pause::pause(&vm.rest, &vm.qmp).await {
+        match crate::pause::pause(&vm.waker.rest, &vm.qmp).await {
             Ok(()) => Ok(true),
             Err(e) => Err(Unhealthy::new(format!("QMP stop failed: {e}"))),
         }

@@ -1,10 +1,10 @@
-//! Traffic per shape, from the provider (see [`crate::net`]; a shape's network is its
+//! Traffic per shape, from the provider (see `firepit-net`; a shape's network is its
 //! [`VmSpec::network`](crate::VmSpec::network)).
 
 use firepit_pool::ShapeKey;
 
-use crate::net::NetStats;
 use crate::provider::QemuProvider;
+use firepit_net::NetStats;
 
 impl QemuProvider {
     /// Traffic of every shape that has had a VM with a network, since the provider started

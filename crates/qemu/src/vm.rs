@@ -1,21 +1,21 @@
 //! A running microVM: the handle a lease derefs to.
 //!
 //! [`QemuVm`] owns everything of one VM: the supervised process, the QMP session, the console log,
-//! the agent client and the runtime directory. Dropping it kills QEMU (synchronously) and removes the
-//! directory; [`QemuProvider::destroy`](firepit_pool::Provider::destroy) does the same gracefully.
+//! the guest agent's client ([`Guest`], which the handle derefs to) and the runtime directory.
+//! Dropping it kills QEMU (synchronously) and removes the directory;
+//! [`QemuProvider::destroy`](firepit_pool::Provider::destroy) does the same gracefully.
 
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use firepit_agent::{ExecRequest, IdentityApplied, IdentityRequest, Pong, Request, Response};
+use firepit_guest::Guest;
 use firepit_pool::{PoolVm, ShapeKey};
 
-use crate::agent::AgentClient;
 use crate::config::{Accel, ProviderConfig};
 use crate::console::{Console, ConsoleShared};
-use crate::error::{AgentError, QemuError, QmpError};
-use crate::exec::ExecOutput;
+use crate::error::{QemuError, QmpError};
 use crate::exit::ExitInfo;
 use crate::process::QemuProcess;
 use crate::qmp::QmpClient;
@@ -44,6 +44,11 @@ pub enum VmStatus {
 
 /// A running QEMU microVM. Obtained from the pool (a `PooledVm<QemuProvider>` derefs to it).
 ///
+/// It derefs to its [`Guest`] (also [`guest`](Self::guest)): `vm.exec(...)`, `vm.write_file(...)`,
+/// `vm.spawn(...)` and every other guest operation go through the VM's agent, waking the VM first
+/// if it rested in its pool, and fail with [`GuestError::Closed`](firepit_guest::GuestError) once
+/// QEMU has exited.
+///
 /// ```no_run
 /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
 /// let out = vm.exec(["uname", "-r"]).await?;
@@ -62,25 +67,24 @@ pub struct QemuVm {
     pub(crate) console: Arc<ConsoleShared>,
     /// Whether [`console`](Self::console) hands the console out (`VmSpec::console`).
     pub(crate) console_enabled: bool,
-    pub(crate) agent: Arc<AgentClient>,
+    /// The guest agent's client, behind the gate that wakes a resting VM (see [`crate::pause`]).
+    pub(crate) guest: Guest,
+    /// What wakes the VM when it rests in the pool (the vCPUs stopped); its `rest` says whether.
+    pub(crate) waker: crate::pause::Waker,
     /// The NIC's address, filter and forwards (`None`: the shape has no network).
-    pub(crate) network: Option<crate::net::VmNetwork>,
+    pub(crate) network: Option<firepit_net::VmNetwork>,
     // Field order matters for drop: the process is killed before its directory is removed.
     pub(crate) process: QemuProcess,
     pub(crate) dir: RuntimeDir,
     /// Keeps a snapshot template's memory file alive while this clone maps it (held for its Drop).
     #[allow(dead_code)]
     pub(crate) template: Option<Arc<dyn std::any::Any + Send + Sync>>,
-    /// Whether the VM rests in the pool (vCPUs stopped); see [`crate::pause`].
-    pub(crate) rest: Arc<crate::pause::Rest>,
     /// How it was made.
     pub(crate) fill: crate::config::FillKind,
     /// What it costs against the pool's memory budget when not its spec's full memory (a snapshot
     /// clone: its PSS once restored, MiB); read by the provider's `MemoryAccounting`
     /// (`memory_charge.rs`).
     pub(crate) memory_charge_mb: Option<u64>,
-    /// The image's environment, working directory and user for `exec` (see [`ExecDefaults`]).
-    pub(crate) exec_defaults: crate::exec_defaults::ExecDefaults,
 }
 
 impl QemuVm {
@@ -146,137 +150,29 @@ impl QemuVm {
         &self.qmp
     }
 
-    /// Runs `argv` in the guest through the agent (no stdin, the agent's default timeout of 60 s).
-    pub async fn exec<I, S>(&self, argv: I) -> Result<ExecOutput, QemuError>
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let argv = argv.into_iter().map(Into::into).collect();
-        self.exec_request(ExecRequest { argv, ..Default::default() }).await
+    /// The guest agent's client (what the handle derefs to).
+    pub fn guest(&self) -> &Guest {
+        &self.guest
     }
 
-    /// Runs a full [`ExecRequest`] (env, cwd, stdin, timeout, output limit). The host waits the
-    /// request's timeout (0: the agent's 60 s) plus [`ProviderConfig::agent_timeout`].
-    ///
-    /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// use firepit_qemu::ExecRequest;
-    /// let out = vm
-    ///     .exec_request(ExecRequest {
-    ///         argv: vec!["sh".into(), "-c".into(), "wc -c".into()],
-    ///         stdin: b"four".to_vec(),
-    ///         timeout_ms: 5_000,
-    ///         ..Default::default()
-    ///     })
-    ///     .await?;
-    /// assert_eq!(out.stdout_lossy().trim(), "4");
-    /// assert!(!out.timed_out);
-    /// # Ok(()) }
-    /// ```
-    pub async fn exec_request(&self, request: ExecRequest) -> Result<ExecOutput, QemuError> {
-        let guest_timeout = match request.timeout_ms {
-            0 => Duration::from_secs(60),
-            ms => Duration::from_millis(ms),
-        };
-        let deadline = guest_timeout + self.config.agent_timeout;
-        let request = self.exec_defaults.applied_to(request);
-        match self.agent_request(Request::Exec(request), deadline).await? {
-            Response::Exec(result) => Ok(ExecOutput::from(result)),
-            other => Err(unexpected("exec", other)),
-        }
-    }
-
-    /// Pings the agent (deadline: `ProviderConfig::probe_timeout`).
-    pub async fn ping(&self) -> Result<Pong, QemuError> {
-        self.ping_timeout(self.config.probe_timeout).await
-    }
-
-    /// Pings the agent with an explicit deadline.
-    pub async fn ping_timeout(&self, timeout: Duration) -> Result<Pong, QemuError> {
-        match self.agent_request(Request::Ping, timeout).await? {
-            Response::Pong(pong) => Ok(pong),
-            other => Err(unexpected("ping", other)),
-        }
-    }
-
-    /// Gives the guest its own identity (entropy, clock, hostname, machine id); see
-    /// [`fresh_identity`](crate::fresh_identity). Snapshot clones get one before they are handed
-    /// out; call it again to change the hostname, say.
-    ///
-    /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// let applied = vm.set_identity(firepit_qemu::fresh_identity("build-42")).await?;
-    /// assert!(applied.hostname_set && applied.clock_set);
-    /// # Ok(()) }
-    /// ```
-    pub async fn set_identity(&self, identity: IdentityRequest) -> Result<IdentityApplied, QemuError> {
-        match self.agent_request(Request::SetIdentity(identity), self.config.agent_timeout).await? {
-            Response::Identity(applied) => Ok(applied),
-            other => Err(unexpected("set-identity", other)),
-        }
-    }
-
-    pub(crate) async fn agent_request(
-        &self,
-        request: Request,
-        timeout: Duration,
-    ) -> Result<Response, QemuError> {
-        self.detached_request(request, timeout).await
+    /// Sets the image's environment, working directory and user for the guest's commands.
+    pub(crate) fn set_exec_defaults(&mut self, defaults: firepit_guest::ExecDefaults) {
+        self.guest = self.guest.clone().with_exec_defaults(defaults);
     }
 
     /// What waking this VM needs, detached from the handle (see [`crate::pause`]).
     pub(crate) fn waker(&self) -> crate::pause::Waker {
-        crate::pause::Waker {
-            rest: self.rest.clone(),
-            qmp: self.qmp.clone(),
-            agent: self.agent.clone(),
-            timeout: self.config.probe_timeout,
-        }
+        self.waker.clone()
     }
 
     /// Wakes the VM if it rested in the pool (a VM handed out by `try_reserve` may still be waking):
-    /// every guest-facing operation calls this first. One atomic load when the VM runs.
+    /// the handle's own guest-facing operations (console, status) call this first; the guest's
+    /// pass the same wake-up through its gate. One atomic load when the VM runs.
     pub(crate) async fn awake(&self) -> Result<(), QemuError> {
-        if self.rest.is_resting() {
-            self.waker().wake().await?;
+        if self.waker.rest.is_resting() {
+            self.waker.wake().await?;
         }
         Ok(())
-    }
-
-    /// An agent request as a future that does not borrow the VM (for the pool's `'static` checks).
-    fn detached_request(
-        &self,
-        request: Request,
-        timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<Response, QemuError>> + Send + use<> {
-        let agent = self.agent.clone();
-        let exited = self.process.exit_info().is_some();
-        let waker = self.rest.is_resting().then(|| self.waker());
-        async move {
-            let kind = crate::agent::request_kind(&request);
-            if exited {
-                return Err(AgentError::Closed.into());
-            }
-            if let Some(waker) = waker {
-                waker.wake().await?;
-            }
-            match agent.request(request, timeout).await? {
-                Response::Error { message } => Err(AgentError::Remote { request: kind, message }.into()),
-                response => Ok(response),
-            }
-        }
-    }
-
-    /// [`ping`](Self::ping) as a future that does not borrow the VM.
-    pub fn ping_detached(&self) -> impl std::future::Future<Output = Result<Pong, QemuError>> + Send + use<> {
-        let request = self.detached_request(Request::Ping, self.config.probe_timeout);
-        async move {
-            match request.await? {
-                Response::Pong(pong) => Ok(pong),
-                other => Err(unexpected("ping", other)),
-            }
-        }
     }
 
     /// Running, paused (QMP) or exited (process state). A VM that rested in the pool is woken
@@ -302,7 +198,7 @@ impl QemuVm {
 
     /// Pauses the vCPUs (QMP `stop`). The guest's clocks stop with them: after
     /// [`resume`](Self::resume) it is behind by the pause until something sets its clock
-    /// ([`set_identity`](Self::set_identity)). Idle VMs in the pool are paused by the pool
+    /// ([`Guest::set_identity`]). Idle VMs in the pool are paused by the pool
     /// (`ShapeConfig::pause_idle`) and woken with their clock set before anyone sees them.
     pub async fn pause(&self) -> Result<(), QemuError> {
         self.awake().await?;
@@ -359,8 +255,12 @@ impl QemuVm {
     }
 }
 
-fn unexpected(request: &'static str, response: Response) -> QemuError {
-    AgentError::UnexpectedResponse { request, response: format!("{response:?}") }.into()
+impl Deref for QemuVm {
+    type Target = Guest;
+
+    fn deref(&self) -> &Guest {
+        &self.guest
+    }
 }
 
 impl PoolVm for QemuVm {

@@ -3,13 +3,12 @@
 
 use std::net::SocketAddr;
 
-use firepit_agent::{NetworkApplied, Request, Response};
+use firepit_agent::{NetworkApplied, NetworkConfig};
+use firepit_guest::Guest;
+use firepit_net::{NetError, NetStats, NetworkInfo, VmNetwork};
 use firepit_shape::EgressPolicy;
 
-use crate::agent::AgentClient;
-use crate::error::{AgentError, QemuError};
-use crate::net::{NetStats, NetworkInfo, VmNetwork};
-use crate::net_error::NetError;
+use crate::error::QemuError;
 use crate::vm::QemuVm;
 
 impl QemuVm {
@@ -40,34 +39,19 @@ impl QemuVm {
     /// # Ok(()) }
     /// ```
     pub async fn forward_port(&self, guest_port: u16) -> Result<SocketAddr, QemuError> {
-        let net = self.net()?;
-        let _one_at_a_time = net.forward_lock.lock().await;
-        if let Some((_, addr)) = lock(&net.forwards).iter().find(|(port, _)| *port == guest_port) {
-            return Ok(*addr);
-        }
-        let addr = crate::net::forward::add(&self.qmp, net.forward_bind, net.info().ipv4, guest_port).await?;
-        lock(&net.forwards).push((guest_port, addr));
-        tracing::debug!(vm = %self.id, guest_port, %addr, "port forward added");
+        let addr = self.net()?.forward_port(&self.qmp, guest_port).await?;
+        tracing::debug!(vm = %self.id, guest_port, %addr, "port forward in place");
         Ok(addr)
     }
 
     /// Removes the forward to `guest_port`.
     pub async fn remove_forward(&self, guest_port: u16) -> Result<(), QemuError> {
-        let net = self.net()?;
-        let _one_at_a_time = net.forward_lock.lock().await;
-        let addr = lock(&net.forwards)
-            .iter()
-            .find(|(port, _)| *port == guest_port)
-            .map(|(_, addr)| *addr)
-            .ok_or(NetError::NoSuchForward { guest_port })?;
-        crate::net::forward::remove(&self.qmp, addr).await?;
-        lock(&net.forwards).retain(|(port, _)| *port != guest_port);
-        Ok(())
+        Ok(self.net()?.remove_forward(&self.qmp, guest_port).await?)
     }
 
     /// The forwards in place: `(guest port, host address)`.
     pub fn forwards(&self) -> Vec<(u16, SocketAddr)> {
-        self.network.as_ref().map(|net| lock(&net.forwards).clone()).unwrap_or_default()
+        self.network.as_ref().map(VmNetwork::forwards).unwrap_or_default()
     }
 
     /// Narrows the egress policy (e.g. for one lease): from now on a destination must pass both
@@ -76,7 +60,7 @@ impl QemuVm {
     ///
     /// ```no_run
     /// # fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// let only_pypi: firepit_qemu::EgressPolicy = serde_json::from_str(r#"["pypi.org:443"]"#).unwrap();
+    /// let only_pypi: firepit_shape::EgressPolicy = serde_json::from_str(r#"["pypi.org:443"]"#).unwrap();
     /// vm.narrow_egress(only_pypi)?;
     /// # Ok(()) }
     /// ```
@@ -88,31 +72,28 @@ impl QemuVm {
     /// Sends the guest its network configuration (MAC, address, route, DNS); a no-op without a
     /// network. Run after every cold boot and restore, before the VM is handed out.
     pub(crate) async fn configure_network(&self) -> Result<Option<NetworkApplied>, QemuError> {
-        configure(&self.agent, self.network.as_ref(), self.config.agent_timeout).await
+        configure(&self.guest, self.network.as_ref()).await
     }
 }
 
-/// Sends the agent behind `agent` the configuration of `network` (nothing when `None`); also used
-/// for a snapshot template before it is saved, so its clones change a configured interface live.
+/// Sends `guest` the configuration of `network` (nothing when `None`); also used for a snapshot
+/// template before it is saved, so its clones change a configured interface live.
 pub(crate) async fn configure(
-    agent: &AgentClient,
+    guest: &Guest,
     network: Option<&VmNetwork>,
-    timeout: std::time::Duration,
 ) -> Result<Option<NetworkApplied>, QemuError> {
-    let Some(net) = network else { return Ok(None) };
-    match agent.request(Request::ConfigureNetwork(net.guest_config()), timeout).await? {
-        Response::Network(applied) => Ok(Some(applied)),
-        Response::Error { message } => {
-            Err(AgentError::Remote { request: "configure-network", message }.into())
-        }
-        other => Err(AgentError::UnexpectedResponse {
-            request: "configure-network",
-            response: format!("{other:?}"),
-        }
-        .into()),
-    }
+    let Some(network) = network else { return Ok(None) };
+    Ok(Some(guest.configure_network(guest_config(network)).await?))
 }
 
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// What the guest is told about its network.
+fn guest_config(network: &VmNetwork) -> NetworkConfig {
+    let info = network.info();
+    NetworkConfig {
+        mac: network.mac(),
+        address: info.ipv4.octets(),
+        prefix_len: info.prefix_len,
+        gateway: info.gateway.octets(),
+        nameservers: vec![info.dns.octets()],
+    }
 }

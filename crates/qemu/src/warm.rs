@@ -29,7 +29,9 @@ use std::time::Instant;
 use firepit_agent::ExecRequest;
 use firepit_pool::ShapeKey;
 
-use crate::error::{AgentError, QemuError};
+use firepit_guest::GuestError;
+
+use crate::error::QemuError;
 use crate::vm::QemuVm;
 
 /// The guest's part of the warm-up runs at most this long (the host adds its agent timeout).
@@ -76,8 +78,8 @@ pub(crate) async fn warm_up(
             out.signal,
             String::from_utf8_lossy(&out.stderr).trim()
         ),
-        Err(e @ QemuError::Agent(AgentError::Remote { .. } | AgentError::Failed { .. })) => e.to_string(),
-        Err(e) => return Err(e),
+        Err(e @ (GuestError::Remote { .. } | GuestError::Failed { .. })) => e.to_string(),
+        Err(e) => return Err(e.into()),
     };
     failures.count(shape);
     tracing::warn!(

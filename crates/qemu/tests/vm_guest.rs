@@ -9,8 +9,9 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use firepit_agent::ExecRequest;
 use firepit_pool::Provider;
-use firepit_qemu::{ExecRequest, QemuVm};
+use firepit_qemu::QemuVm;
 use tokio::sync::OnceCell;
 
 static SHARED_PID: AtomicU32 = AtomicU32::new(0);

@@ -13,8 +13,9 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
+use firepit_agent::ExecRequest;
 use firepit_pool::Provider;
-use firepit_qemu::{ExecRequest, QemuVm};
+use firepit_qemu::QemuVm;
 
 const NOBODY: u32 = 65534;
 /// A small console ring, so the flood overruns it many times over in a few seconds of TCG.

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use firepit_agent::ExecRequest;
+use firepit_guest::ExecDefaults;
 use firepit_pool::{Pool, Provider, ShapeKey};
-use firepit_qemu::{DiskFormat, ExecDefaults, ExecRequest, FillStrategy, QemuProvider, RootDisk, VmSpec};
+use firepit_qemu::{DiskFormat, FillStrategy, QemuProvider, RootDisk, VmSpec};
 use tokio::sync::OnceCell;
 
 /// The applets of the bare root (no `true`).

@@ -18,8 +18,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use firepit_agent::ExecRequest;
 use firepit_pool::{Provider, ShapeKey};
-use firepit_qemu::{EgressPolicy, ExecRequest, FillKind, NetworkSpec, QemuProvider, QemuVm, VmSpec};
+use firepit_qemu::{EgressPolicy, FillKind, NetworkSpec, QemuProvider, QemuVm, VmSpec};
 use firepit_testnet::{HttpServer, TestNet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

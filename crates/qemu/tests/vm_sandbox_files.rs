@@ -12,7 +12,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use firepit_qemu::{FileKind, GuestErrorKind, QemuError, QemuVm, WriteOptions};
+use firepit_agent::{FailureKind, FileKind};
+use firepit_guest::{GuestError, WriteOptions};
+use firepit_qemu::QemuVm;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use vm_sandbox_common::{host_peak_rss_kib, sh};
@@ -21,8 +23,8 @@ async fn vm() -> &'static QemuVm {
     vm_sandbox_common::shared_vm("sandbox-files", 512).await
 }
 
-fn kind(error: &QemuError) -> Option<GuestErrorKind> {
-    error.guest_error_kind()
+fn kind(error: &GuestError) -> Option<FailureKind> {
+    error.failure_kind()
 }
 
 /// Writes `size` pseudo-random bytes to `path`; returns their SHA-256.
@@ -188,7 +190,7 @@ fn file_operations_do_what_they_say() {
         assert!(!listing.truncated);
 
         vm.remove("/tmp/ops", true).await.unwrap();
-        assert_eq!(kind(&vm.stat("/tmp/ops").await.unwrap_err()), Some(GuestErrorKind::NotFound));
+        assert_eq!(kind(&vm.stat("/tmp/ops").await.unwrap_err()), Some(FailureKind::NotFound));
     });
 }
 
@@ -197,32 +199,32 @@ fn bad_input_fails_clearly_and_the_vm_stays_usable() {
     common::run(async {
         let vm = vm().await;
         let missing = vm.read_file("/tmp/no/such/file").await.unwrap_err();
-        assert_eq!(kind(&missing), Some(GuestErrorKind::NotFound), "{missing}");
+        assert_eq!(kind(&missing), Some(FailureKind::NotFound), "{missing}");
         assert!(missing.to_string().contains("/tmp/no/such/file"), "the error names the path: {missing}");
 
         let dir = vm.read_file("/tmp").await.unwrap_err();
-        assert_eq!(kind(&dir), Some(GuestErrorKind::IsADirectory), "{dir}");
+        assert_eq!(kind(&dir), Some(FailureKind::IsADirectory), "{dir}");
 
         let relative = vm.stat("tmp/x").await.unwrap_err();
-        assert_eq!(kind(&relative), Some(GuestErrorKind::InvalidInput), "{relative}");
+        assert_eq!(kind(&relative), Some(FailureKind::InvalidInput), "{relative}");
         assert!(relative.to_string().contains("absolute"), "{relative}");
 
         let no_parent = vm.write_file("/tmp/missing-parent/file", &b"x"[..]).await.unwrap_err();
-        assert_eq!(kind(&no_parent), Some(GuestErrorKind::NotFound), "{no_parent}");
+        assert_eq!(kind(&no_parent), Some(FailureKind::NotFound), "{no_parent}");
 
         let onto_dir = vm.write_file("/tmp", &vec![7u8; 1 << 20][..]).await.unwrap_err();
-        assert_eq!(kind(&onto_dir), Some(GuestErrorKind::IsADirectory), "{onto_dir}");
+        assert_eq!(kind(&onto_dir), Some(FailureKind::IsADirectory), "{onto_dir}");
 
         vm.mkdir("/tmp/full/inner").await.unwrap();
         let not_empty = vm.remove("/tmp/full", false).await.unwrap_err();
-        assert_eq!(kind(&not_empty), Some(GuestErrorKind::DirectoryNotEmpty), "{not_empty}");
+        assert_eq!(kind(&not_empty), Some(FailureKind::DirectoryNotEmpty), "{not_empty}");
         vm.remove("/tmp/full", true).await.unwrap();
 
         let list_file = vm.list_dir("/etc/hostname").await.unwrap_err();
-        assert_eq!(kind(&list_file), Some(GuestErrorKind::NotADirectory), "{list_file}");
+        assert_eq!(kind(&list_file), Some(FailureKind::NotADirectory), "{list_file}");
 
         let missing_dir = vm.download_dir("/tmp/none", &tempfile::tempdir().unwrap().path().join("x")).await;
-        assert_eq!(kind(&missing_dir.unwrap_err()), Some(GuestErrorKind::NotFound));
+        assert_eq!(kind(&missing_dir.unwrap_err()), Some(FailureKind::NotFound));
 
         // The channel and the VM are fine after all of that.
         let out = tokio::time::timeout(Duration::from_secs(30), vm.exec(["echo", "still here"]))

@@ -8,10 +8,10 @@ mod vm_sandbox_common;
 
 use std::time::{Duration, Instant};
 
-use firepit_qemu::{
-    Channel, GuestErrorKind, ProcessOutputRequest, PtyRequest, QemuVm, SpawnRequest, StartProcessRequest,
-    WindowSize,
+use firepit_agent::{
+    Channel, FailureKind, ProcessOutputRequest, PtyRequest, SpawnRequest, StartProcessRequest, WindowSize,
 };
+use firepit_qemu::QemuVm;
 use vm_sandbox_common::{agent_pid, eventually, guest_pid_not_running, guest_rss_kib, sh};
 
 async fn vm() -> &'static QemuVm {
@@ -102,7 +102,7 @@ fn exec_timeout_kills_the_whole_process_group() {
             .await;
 
         // The one-shot exec path keeps the same promise.
-        let exec = firepit_qemu::ExecRequest {
+        let exec = firepit_agent::ExecRequest {
             argv: vec!["sh".into(), "-c".into(), "sleep 300 & echo $! > /tmp/gc.pid; wait".into()],
             timeout_ms: 1000,
             ..Default::default()
@@ -179,7 +179,7 @@ fn background_process_is_listed_read_by_offset_and_ended_by_sigterm() {
         request.tag = Some("bg-sleeper".into());
         let info = vm.start_process(request.clone()).await.unwrap();
         let duplicate = vm.start_process(request).await.unwrap_err();
-        assert_eq!(duplicate.guest_error_kind(), Some(GuestErrorKind::AlreadyExists));
+        assert_eq!(duplicate.failure_kind(), Some(FailureKind::AlreadyExists));
         let read = ProcessOutputRequest {
             process: "bg-sleeper".into(),
             channel: Channel::Stdout,
@@ -225,7 +225,7 @@ fn reading_output_already_dropped_says_how_much_was_missed() {
         assert_eq!(output.next_offset, 5000);
         vm.remove_process(info.id).await.unwrap();
         let gone = vm.wait_process(info.id, Duration::ZERO).await.unwrap_err();
-        assert_eq!(gone.guest_error_kind(), Some(GuestErrorKind::NoSuchProcess));
+        assert_eq!(gone.failure_kind(), Some(FailureKind::NoSuchProcess));
     });
 }
 
@@ -234,10 +234,10 @@ fn spawning_a_missing_program_fails_clearly() {
     common::run(async {
         let vm = vm().await;
         let error = vm.spawn(SpawnRequest::new(["/no/such/program"])).await.unwrap_err();
-        assert_eq!(error.guest_error_kind(), Some(GuestErrorKind::NotFound), "{error}");
+        assert_eq!(error.failure_kind(), Some(FailureKind::NotFound), "{error}");
         assert!(error.to_string().contains("/no/such/program"), "{error}");
         let relative_cwd = SpawnRequest { cwd: Some("tmp".into()), ..SpawnRequest::new(["true"]) };
         let error = vm.spawn(relative_cwd).await.unwrap_err();
-        assert_eq!(error.guest_error_kind(), Some(GuestErrorKind::InvalidInput), "{error}");
+        assert_eq!(error.failure_kind(), Some(FailureKind::InvalidInput), "{error}");
     });
 }

@@ -8,9 +8,9 @@ mod vm_sandbox_common;
 
 use std::time::Duration;
 
-use firepit_qemu::{
-    AgentError, Channel, ProcessOutputRequest, QemuError, QemuVm, SpawnRequest, StartProcessRequest,
-};
+use firepit_agent::{Channel, ProcessOutputRequest, SpawnRequest, StartProcessRequest};
+use firepit_guest::GuestError;
+use firepit_qemu::QemuVm;
 use vm_sandbox_common::{eventually, guest_pid_not_running};
 
 async fn vm() -> &'static QemuVm {
@@ -54,9 +54,9 @@ fn background_process_survives_the_host_disconnecting_and_sigterm_ends_it() {
         let mut attached = attached;
 
         // The host goes away: a new connection (a new agent session) starts with the next request.
-        vm.disconnect_agent().await;
+        vm.disconnect().await;
         let error = attached.wait().await.unwrap_err();
-        assert!(matches!(error, QemuError::Agent(AgentError::Closed)), "{error:?}");
+        assert!(matches!(error, GuestError::Closed), "{error:?}");
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         let listed = vm.processes().await.unwrap();

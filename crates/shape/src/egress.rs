@@ -1,5 +1,5 @@
 //! Egress policies: where a guest of a `network = "nat"` shape may connect, as data (parsed and
-//! checked here; enforced by `firepit-qemu`).
+//! checked here, whether one narrows another in `narrowing`; enforced by `firepit-net`).
 
 use std::fmt;
 use std::net::Ipv4Addr;

@@ -9,7 +9,9 @@
 //! point.
 //!
 //! What it is not: it does not open images, start VMs or keep pools; it only says what is asked
-//! for and whether that is allowed ([`ShapeSpec::validate`]).
+//! for and whether that is allowed ([`ShapeSpec::validate`]), and whether a lease's egress policy
+//! only narrows its shape's ([`NetworkSpec::check_narrowing`]). Enforcing a policy on a VM's
+//! traffic is `firepit-net`'s.
 //!
 //! ```
 //! use firepit_shape::{FillStrategy, ShapeSpec};
@@ -23,12 +25,14 @@
 
 mod egress;
 mod fill;
+mod narrowing;
 mod network;
 mod spec;
 mod validate;
 
 pub use egress::{EgressPolicy, EgressRule, EgressTarget, MAX_EGRESS_RULES};
 pub use fill::FillStrategy;
+pub use narrowing::NarrowingError;
 pub use network::{MAX_HOST_PORTS, NetworkMode, NetworkSpec};
 pub use spec::{Depth, ShapeSpec};
 pub use validate::{InvalidShape, MAX_CPUS, MAX_DEPTH, MAX_DURATION_SECS, MEMORY_MB_RANGE};

@@ -1,7 +1,7 @@
 //! A shape's network: none at all (the default), or NAT egress under a policy.
 //!
-//! This is the description only; `firepit-qemu` enforces it (a user-mode NAT per VM behind
-//! firepit's own packet filter, see its `net` module). Written in a config file as
+//! This is the description only; `firepit-net` enforces it (a user-mode NAT per VM behind
+//! firepit's own packet filter, started by `firepit-qemu` with the VM). Written in a config file as
 //! `network = "nat"` (every other field at its default) or as a table:
 //!
 //! ```toml

@@ -22,10 +22,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use firepit_agent::ExecRequest;
 use firepit_pool::{Provider, ShapeKey};
-use firepit_qemu::{
-    ExecRequest, FillStrategy, ImagePaths, NetworkSpec, ProviderConfig, QemuProvider, QemuVm, VmSpec,
-};
+use firepit_qemu::{FillStrategy, ImagePaths, NetworkSpec, ProviderConfig, QemuProvider, QemuVm, VmSpec};
 use firepit_testnet::TestNet;
 use tokio::io::AsyncReadExt;
 

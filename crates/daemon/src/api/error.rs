@@ -14,7 +14,7 @@ pub use firepit_api::{ErrorBody, ErrorCode};
 
 use crate::backend::{AcquireError, ExecError, ShapeError};
 use crate::leases::LeaseError;
-use crate::narrowing::NarrowingError;
+use firepit_shape::NarrowingError;
 
 /// An error response: a code (which sets the HTTP status), a message and an optional
 /// `Retry-After` (seconds).

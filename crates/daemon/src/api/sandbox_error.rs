@@ -32,7 +32,6 @@ impl From<SandboxError> for ApiError {
             SandboxError::Refused(_) => Self::new(ErrorCode::ExecRefused, message),
             SandboxError::Unreachable(_) => Self::new(ErrorCode::VmUnreachable, message),
             SandboxError::Body(_) => Self::new(ErrorCode::BadBody, message),
-            SandboxError::Unsupported(_) => Self::new(ErrorCode::Unsupported, message),
         }
     }
 }

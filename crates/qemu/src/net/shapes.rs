@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use firepit_pool::ShapeKey;
 use firepit_shape::NetworkSpec;
 
-use super::stats::{NetCounters, NetStats};
+use firepit_net::{NetCounters, NetStats};
 
 /// What a VM launch needs to know about its shape's network (carried in its launch spec).
 #[derive(Debug, Clone)]

@@ -1,9 +1,11 @@
-//! Host side of the guest agent channel (a virtio-serial port, see `firepit_agent`).
+//! The connection to the agent: one channel at a time, opened by a [`Connector`] when a request
+//! needs it and again after it broke.
 //!
-//! QEMU is the socket *server* (`server=on,wait=off`), we connect. That makes reconnecting trivial
-//! (connect again) and costs nothing on the guest side: the agent sees end-of-file while no host is
-//! connected and keeps polling its port. Bytes we send before the agent opens its port wait in the
-//! socket (QEMU reads nothing while the guest side is closed), so an early request is not lost.
+//! For a QEMU VM the channel is a Unix socket whose *server* is QEMU (`server=on,wait=off`): we
+//! connect, which makes reconnecting trivial (connect again) and costs nothing on the guest side:
+//! the agent sees end-of-file while no host is connected and keeps polling its port. Bytes we send
+//! before the agent opens its port wait in the socket (QEMU reads nothing while the guest side is
+//! closed), so an early request is not lost.
 //!
 //! Every connection starts with [`Request::Hello`] and a random nonce; the reader discards bytes
 //! until the agent's matching answer, so frames an earlier connection left in the channel (or half
@@ -18,19 +20,17 @@
 //! fresh one on the next request.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use firepit_agent::{FrameDecoder, FrameError, Request, RequestFrame, Response, ResponseFrame, encode_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::agent_routes::{Route, Routed, StreamEnds, StreamRoute};
-use crate::error::AgentError;
+use crate::channel::{ByteChannel, Connector};
+use crate::error::GuestError;
 
 type Routes = Arc<Mutex<Option<HashMap<u64, Route>>>>;
 
@@ -56,9 +56,9 @@ impl Connection {
     }
 
     /// Queues one frame for the writer.
-    pub(crate) fn send(&self, id: u64, request: Request) -> Result<(), AgentError> {
+    pub(crate) fn send(&self, id: u64, request: Request) -> Result<(), GuestError> {
         let bytes = encode_frame(&RequestFrame { id, request })?;
-        self.outgoing.send(bytes).map_err(|_| AgentError::Closed)
+        self.outgoing.send(bytes).map_err(|_| GuestError::Closed)
     }
 
     /// Forgets the route of `id` (a caller that stopped waiting).
@@ -76,42 +76,45 @@ impl Connection {
     }
 }
 
-/// A client of one VM's agent.
+/// A client of one agent.
 #[derive(Debug)]
 pub(crate) struct AgentClient {
-    path: PathBuf,
+    connector: Box<dyn Connector>,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
     next_id: AtomicU64,
 }
 
 impl AgentClient {
-    /// A client for the agent socket at `path` (connects lazily).
-    pub(crate) fn new(path: PathBuf) -> Self {
+    /// A client of the agent `connector` reaches (connects lazily).
+    pub(crate) fn new(connector: impl Connector) -> Self {
         // A random start (below 2^62, so it never wraps) keeps a new client clear of an old one's ids.
         let first = rand::random::<u64>() >> 2;
-        Self { path, connection: tokio::sync::Mutex::new(None), next_id: AtomicU64::new(first) }
+        Self {
+            connector: Box::new(connector),
+            connection: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(first),
+        }
     }
 
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    async fn connection(&self) -> Result<Arc<Connection>, AgentError> {
+    async fn connection(&self) -> Result<Arc<Connection>, GuestError> {
         let mut slot = self.connection.lock().await;
         if let Some(conn) = slot.as_ref().filter(|conn| !conn.is_broken()) {
             return Ok(conn.clone());
         }
-        let stream = UnixStream::connect(&self.path).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => AgentError::Closed,
-            _ => AgentError::Io(e),
+        let ByteChannel { read, write } = self.connector.connect().await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => GuestError::Closed,
+            _ => GuestError::Io(e),
         })?;
-        let (read, write) = stream.into_split();
         let (hello_id, nonce) = (self.next_id(), rand::random::<u64>());
         let expected = encode_frame(&ResponseFrame { id: hello_id, response: Response::Hello(nonce) })?;
         let (outgoing, queue) = mpsc::unbounded_channel();
         outgoing
             .send(encode_frame(&RequestFrame { id: hello_id, request: Request::Hello(nonce) })?)
-            .map_err(|_| AgentError::Closed)?;
+            .map_err(|_| GuestError::Closed)?;
         let routes: Routes = Arc::new(Mutex::new(Some(HashMap::new())));
         let reader = tokio::spawn(read_loop(read, routes.clone(), outgoing.clone(), expected));
         let writer = tokio::spawn(write_loop(write, queue, routes.clone()));
@@ -121,7 +124,7 @@ impl AgentClient {
     }
 
     /// Closes the current connection (the next request opens a new one). Pending requests and open
-    /// streams fail with [`AgentError::Closed`]; the agent cancels that session's streams.
+    /// streams fail with [`GuestError::Closed`]; the agent cancels that session's streams.
     pub(crate) async fn disconnect(&self) {
         if let Some(conn) = self.connection.lock().await.take() {
             conn.close();
@@ -129,7 +132,7 @@ impl AgentClient {
     }
 
     /// Sends `request`, waits at most `timeout` for its response.
-    pub(crate) async fn request(&self, request: Request, timeout: Duration) -> Result<Response, AgentError> {
+    pub(crate) async fn request(&self, request: Request, timeout: Duration) -> Result<Response, GuestError> {
         let kind = request.kind();
         let id = self.next_id();
         let attempt = async {
@@ -137,10 +140,10 @@ impl AgentClient {
             let (tx, rx) = oneshot::channel();
             match lock(&conn.routes).as_mut() {
                 Some(map) => map.insert(id, Route::Reply(tx)),
-                None => return Err(AgentError::Closed),
+                None => return Err(GuestError::Closed),
             };
             conn.send(id, request)?;
-            rx.await.map_err(|_| AgentError::Closed)
+            rx.await.map_err(|_| GuestError::Closed)
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
@@ -148,7 +151,7 @@ impl AgentClient {
                 if let Some(conn) = self.connection.lock().await.as_ref() {
                     conn.forget(id);
                 }
-                Err(AgentError::Timeout { request: kind, after: timeout })
+                Err(GuestError::Timeout { request: kind, after: timeout })
             }
         }
     }
@@ -157,22 +160,17 @@ impl AgentClient {
     pub(crate) async fn open_stream(
         &self,
         request: Request,
-    ) -> Result<(u64, Arc<Connection>, StreamEnds), AgentError> {
+    ) -> Result<(u64, Arc<Connection>, StreamEnds), GuestError> {
         let id = self.next_id();
         let conn = self.connection().await?;
         let (route, ends) = StreamRoute::new();
         match lock(&conn.routes).as_mut() {
             Some(map) => map.insert(id, Route::Stream(route)),
-            None => return Err(AgentError::Closed),
+            None => return Err(GuestError::Closed),
         };
         conn.send(id, request)?;
         Ok((id, conn, ends))
     }
-}
-
-/// A short name of a request, for errors and logs.
-pub(crate) fn request_kind(request: &Request) -> &'static str {
-    request.kind()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -180,9 +178,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn write_loop(mut write: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Vec<u8>>, routes: Routes) {
+async fn write_loop(
+    mut write: Box<dyn AsyncWrite + Send + Unpin>,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    routes: Routes,
+) {
     while let Some(bytes) = queue.recv().await {
-        if let Err(e) = write.write_all(&bytes).await {
+        // Flushed at once: a channel that buffers must not hold a request back.
+        let sent = async {
+            write.write_all(&bytes).await?;
+            write.flush().await
+        };
+        if let Err(e) = sent.await {
             tracing::debug!(error = %e, "agent channel write failed");
             break;
         }
@@ -205,7 +212,7 @@ fn skip_to_hello(seen: &mut Vec<u8>, bytes: &[u8], expected: &[u8]) -> Option<Ve
 }
 
 async fn read_loop(
-    mut read: OwnedReadHalf,
+    mut read: Box<dyn AsyncRead + Send + Unpin>,
     routes: Routes,
     outgoing: mpsc::UnboundedSender<Vec<u8>>,
     expected_hello: Vec<u8>,

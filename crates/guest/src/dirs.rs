@@ -14,52 +14,28 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use firepit_agent::MAX_CHUNK;
+use firepit_agent::ChunkWriter;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
-use crate::error::QemuError;
-use crate::vm::QemuVm;
+use crate::error::GuestError;
+use crate::guest::Guest;
 
 /// Chunks in flight between the blocking (un)packer and the transfer.
 const PIPE_CHUNKS: usize = 4;
 
-fn host_io(what: String) -> impl FnOnce(io::Error) -> QemuError {
-    move |source| QemuError::HostIo { what, source }
+fn host_io(what: String) -> impl FnOnce(io::Error) -> GuestError {
+    move |source| GuestError::HostIo { what, source }
 }
 
-/// A `Write` on a blocking thread feeding an async channel in chunks of [`MAX_CHUNK`].
-struct ChannelWriter {
-    tx: mpsc::Sender<Vec<u8>>,
-    pending: Vec<u8>,
+/// The `Write` a blocking packer writes the archive to: chunks of [`MAX_CHUNK`](firepit_agent::MAX_CHUNK) into `tx`.
+fn channel_writer(tx: mpsc::Sender<Vec<u8>>) -> ChunkWriter<impl FnMut(Vec<u8>) -> io::Result<()>> {
+    ChunkWriter::new(move |chunk| {
+        tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "upload stopped"))
+    })
 }
 
-impl ChannelWriter {
-    fn send_pending(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(MAX_CHUNK));
-        self.tx.blocking_send(chunk).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "upload stopped"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(MAX_CHUNK - self.pending.len());
-        self.pending.extend_from_slice(&buf[..n]);
-        if self.pending.len() == MAX_CHUNK {
-            self.send_pending()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send_pending()
-    }
-}
-
-/// The async end of a [`ChannelWriter`].
+/// The async end of a [`channel_writer`].
 struct ChannelReader {
     rx: mpsc::Receiver<Vec<u8>>,
     current: Vec<u8>,
@@ -105,7 +81,7 @@ impl Read for BlockingReader {
 }
 
 /// Packs the contents of `dir` (relative names, links kept as links, sockets skipped).
-fn pack(dir: &Path, out: ChannelWriter) -> io::Result<()> {
+fn pack(dir: &Path, out: impl Write) -> io::Result<()> {
     firepit_agent::pack_dir(dir, out).map(drop)
 }
 
@@ -122,33 +98,32 @@ fn unpack(archive: BlockingReader, dir: &Path) -> io::Result<()> {
     io::copy(&mut archive.into_inner(), &mut io::sink()).map(drop)
 }
 
-impl QemuVm {
+impl Guest {
     /// Copies the host directory `local` into the guest directory `dir` (created if missing):
     /// files with their permission bits and modification times, directories, symbolic links as
     /// links. Returns the archive bytes sent.
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// vm.upload_dir("./project".as_ref(), "/root/project").await?;
-    /// let out = vm.exec(["ls", "/root/project"]).await?;
+    /// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+    /// guest.upload_dir("./project".as_ref(), "/root/project").await?;
+    /// let out = guest.exec(["ls", "/root/project"]).await?;
     /// # let _ = out; Ok(()) }
     /// ```
-    pub async fn upload_dir(&self, local: &Path, dir: &str) -> Result<u64, QemuError> {
+    pub async fn upload_dir(&self, local: &Path, dir: &str) -> Result<u64, GuestError> {
         let meta = fs::metadata(local).map_err(host_io(format!("reading {}", local.display())))?;
         if !meta.is_dir() {
             let source = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
-            return Err(QemuError::HostIo { what: format!("uploading {}", local.display()), source });
+            return Err(GuestError::HostIo { what: format!("uploading {}", local.display()), source });
         }
         let (tx, rx) = mpsc::channel(PIPE_CHUNKS);
         let root = local.to_path_buf();
-        let packer =
-            tokio::task::spawn_blocking(move || pack(&root, ChannelWriter { tx, pending: Vec::new() }));
+        let packer = tokio::task::spawn_blocking(move || pack(&root, channel_writer(tx)));
         let uploaded = self.upload_tar(dir, ChannelReader { rx, current: Vec::new(), pos: 0 }).await;
         let packed = packer.await.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r);
         match (packed, uploaded) {
             // A packing error also cut the upload short: report the cause.
             (Err(source), _) => {
-                Err(QemuError::HostIo { what: format!("packing {}", local.display()), source })
+                Err(GuestError::HostIo { what: format!("packing {}", local.display()), source })
             }
             (Ok(()), result) => result,
         }
@@ -159,11 +134,11 @@ impl QemuVm {
     /// Returns the archive bytes received.
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// vm.download_dir("/root/project", "./project-out".as_ref()).await?;
+    /// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+    /// guest.download_dir("/root/project", "./project-out".as_ref()).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn download_dir(&self, dir: &str, local: &Path) -> Result<u64, QemuError> {
+    pub async fn download_dir(&self, dir: &str, local: &Path) -> Result<u64, GuestError> {
         fs::create_dir_all(local).map_err(host_io(format!("creating {}", local.display())))?;
         let mut archive = self.download_tar(dir).await?;
         let (tx, rx) = mpsc::channel(PIPE_CHUNKS);

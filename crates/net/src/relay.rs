@@ -24,10 +24,10 @@ use tokio::net::UnixStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 
-use super::dns;
-use super::packet::{self, Frame, Transport};
-use super::policy::{EgressFilter, Proto};
-use super::stats::{Counters, Event};
+use crate::dns;
+use crate::packet::{self, Frame, Transport};
+use crate::policy::{EgressFilter, Proto};
+use crate::stats::{Counters, Event};
 
 /// Largest frame accepted from QEMU (64 KiB payload plus headers); anything larger is a broken
 /// stream and ends the relay.
@@ -40,17 +40,18 @@ const MAX_LOOKUPS: usize = 8;
 /// Longest a host lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The four connections QEMU made to us.
+/// The four connections QEMU made to the NIC's sockets ([`NicListeners::accept`](crate::NicListeners::accept)),
+/// what a [`VmNetwork`](crate::VmNetwork) starts its relay on.
 #[derive(Debug)]
-pub(crate) struct NetSockets {
+pub struct NicSockets {
     /// Frames the guest sent.
-    pub rx_out: UnixStream,
+    pub(crate) rx_out: UnixStream,
     /// Frames we pass on to the NAT.
-    pub rx_in: UnixStream,
+    pub(crate) rx_in: UnixStream,
     /// Frames the NAT sent the guest.
-    pub tx_out: UnixStream,
+    pub(crate) tx_out: UnixStream,
     /// Frames we deliver to the guest.
-    pub tx_in: UnixStream,
+    pub(crate) tx_in: UnixStream,
 }
 
 /// The relay's tasks; dropping it stops them (QEMU going away ends them too).
@@ -89,7 +90,7 @@ fn frames(framed: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Starts relaying `sockets` through `filter`.
-pub(crate) fn start(sockets: NetSockets, filter: Arc<EgressFilter>, counters: Counters) -> Relay {
+pub(crate) fn start(sockets: NicSockets, filter: Arc<EgressFilter>, counters: Counters) -> Relay {
     let (to_nat, from_guest) = mpsc::channel(QUEUE_BATCHES);
     let (to_guest, for_guest) = mpsc::channel(QUEUE_BATCHES);
     let (dns_tx, dns_rx) = mpsc::channel(64);

@@ -12,7 +12,7 @@
 //!   or a name that resolves there does not open them.
 //!
 //! Names: a list entry `name[:port]` lets the guest resolve `name` (the filter answers its DNS, see
-//! [`crate::net::dns`]); the addresses the host resolved are then allowed for that entry's port.
+//! [`crate::dns`]); the addresses the host resolved are then allowed for that entry's port.
 //! A layer that is `allow`, or a list with a `0.0.0.0/0` entry, lets any name be resolved.
 
 use std::net::Ipv4Addr;
@@ -20,7 +20,7 @@ use std::sync::{Mutex, RwLock};
 
 use firepit_shape::{EgressPolicy, EgressRule, EgressTarget};
 
-use super::addr;
+use crate::addr;
 
 /// Most resolved addresses remembered per layer (a guest resolving names in a loop cannot grow
 /// the host's memory without bound; the oldest are forgotten).

@@ -6,10 +6,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use super::*;
-use crate::net::dns::tests::query;
-use crate::net::packet::tests::{guest_frame, tcp, udp};
-use crate::net::packet::{PROTO_TCP, PROTO_UDP};
-use crate::net::stats::NetCounters;
+use crate::dns::tests::query;
+use crate::packet::tests::{guest_frame, tcp, udp};
+use crate::packet::{PROTO_TCP, PROTO_UDP};
+use crate::stats::NetCounters;
 
 struct Qemu {
     guest_out: UnixStream,
@@ -27,7 +27,7 @@ fn relay(policy: &str) -> Qemu {
     let (guest_in, tx_in) = UnixStream::pair().unwrap();
     let filter = Arc::new(EgressFilter::new(serde_json::from_str(policy).unwrap(), vec![], vec![]));
     let counters = Counters { vm: Arc::new(NetCounters::default()), shape: Arc::new(NetCounters::default()) };
-    let relay = start(NetSockets { rx_out, rx_in, tx_out, tx_in }, filter, counters.clone());
+    let relay = start(NicSockets { rx_out, rx_in, tx_out, tx_in }, filter, counters.clone());
     Qemu { guest_out, nat_in, nat_out, guest_in, counters, _relay: relay }
 }
 
@@ -82,8 +82,8 @@ async fn dns_is_answered_by_the_relay_and_never_reaches_the_nat() {
             (dns[3] & 0xf, u16::from_be_bytes([dns[6], dns[7]])),
         );
     }
-    assert_eq!(rcodes[&1], (crate::net::dns::NXDOMAIN, 0));
-    assert_eq!(rcodes[&2], (crate::net::dns::NOERROR, 0), "listed, but loopback is not handed out");
+    assert_eq!(rcodes[&1], (crate::dns::NXDOMAIN, 0));
+    assert_eq!(rcodes[&2], (crate::dns::NOERROR, 0), "listed, but loopback is not handed out");
     let nothing = tokio::time::timeout(Duration::from_millis(200), qemu.nat_in.read_u8()).await;
     assert!(nothing.is_err(), "a DNS query reached the NAT");
 }

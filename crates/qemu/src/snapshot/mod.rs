@@ -15,7 +15,7 @@
 //!
 //! Templates live in `ProviderConfig::template_dir`, one directory per shape (named after the
 //! shape's name, image and size) with a manifest (see
-//! [`crate::template_store`]); a new provider reuses a valid one instead of booting. In memory a
+//! [`crate::snapshot::store`]); a new provider reuses a valid one instead of booting. In memory a
 //! template is an `Arc` held by the provider and by every clone: when it is dropped for good (shape
 //! unregistered, found corrupt, restores failing, or `keep_templates = false`), its directory is
 //! moved aside at once and removed when the last holder goes, never while a clone maps it.
@@ -26,6 +26,20 @@
 //! after `ProviderConfig::snapshot_retry_after` ([`RETRY_AFTER`](crate::RETRY_AFTER) by default).
 //!
 //! Limitation: `exec:` migration forks `cat`, so snapshot VMs run with `-sandbox ...,spawn=allow`.
+//!
+//! The parts, each below the one before: this module keeps the templates per shape and chooses
+//! between restoring and falling back; [`build`] boots and saves a template; [`restore`] makes one
+//! clone; [`store`] reads and writes template directories and their manifests; [`stamp`] checks a
+//! template's files cheaply before each restore; [`state`] is what the provider reports.
+
+pub(crate) mod build;
+pub(crate) mod restore;
+pub(crate) mod stamp;
+pub(crate) mod state;
+pub(crate) mod store;
+
+pub use restore::RESTORE_TIMEOUT;
+pub use state::{TemplateOrigin, TemplateState};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,10 +53,9 @@ use tokio::time::Instant;
 use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError};
 use crate::launch::Launcher;
-use crate::template_state::{TemplateOrigin, TemplateState};
-use crate::template_store::{self as store, Found, Manifest, TemplateFault};
 use crate::vm::QemuVm;
 use crate::vm_spec::VmSpec;
+use store::{Found, Manifest, TemplateFault};
 
 /// Consecutive failed restores after which the template is dropped and rebuilt.
 pub const MAX_RESTORE_FAILURES: u32 = 3;
@@ -57,7 +70,7 @@ pub(crate) struct Template {
     discarded: AtomicBool,
     restore_failures: AtomicU32,
     /// Its files as they last passed a full check (a restore re-checks only changed files).
-    checked: crate::template_stamp::CheckedStamps,
+    checked: crate::snapshot::stamp::CheckedStamps,
 }
 
 impl Template {
@@ -285,7 +298,7 @@ async fn obtain(
     shape: &ShapeKey,
     vm: &VmSpec,
 ) -> Result<(Template, TemplateOrigin), QemuError> {
-    let key = crate::template_build::template_key(launcher, shape, vm).await?;
+    let key = crate::snapshot::build::template_key(launcher, shape, vm).await?;
     let base = &launcher.config.template_dir;
     store::ensure_private_dir(base)?;
     let dir = base.join(store::shape_dir_name(&key.shape));
@@ -317,7 +330,7 @@ async fn obtain(
             TemplateOrigin::Rebuilt(why.to_string())
         }
     };
-    let manifest = crate::template_build::build(launcher, (shape, vm), &key, &dir).await?;
+    let manifest = crate::snapshot::build::build(launcher, (shape, vm), &key, &dir).await?;
     Ok((Template::new(dir, manifest, keep), origin))
 }
 
@@ -328,11 +341,11 @@ async fn restore(
 ) -> Result<QemuVm, QemuError> {
     let dir = template.dir();
     let holder: Arc<dyn std::any::Any + Send + Sync> = template.clone();
-    crate::restore::restore_clone(
+    crate::snapshot::restore::restore_clone(
         launcher,
         shape,
         &dir.join(store::MEMORY_FILE),
-        &crate::template_build::quoted(&dir.join(store::STATE_FILE))?,
+        &crate::snapshot::build::quoted(&dir.join(store::STATE_FILE))?,
         holder,
     )
     .await

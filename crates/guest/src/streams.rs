@@ -20,8 +20,8 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::agent::Connection;
 use crate::agent_routes::Outstanding;
-use crate::error::{AgentError, QemuError};
-use crate::vm::QemuVm;
+use crate::error::{GuestError, failure_error};
+use crate::guest::Guest;
 
 /// Sends frames for one open stream.
 #[derive(Debug)]
@@ -33,35 +33,9 @@ pub(crate) struct StreamLink {
 
 impl StreamLink {
     /// Queues a frame for this stream.
-    pub(crate) fn send(&self, request: Request) -> Result<(), AgentError> {
+    pub(crate) fn send(&self, request: Request) -> Result<(), GuestError> {
         self.conn.send(self.id, request)
     }
-}
-
-/// Maps a stream's or request's terminal failure to the error the caller sees.
-fn failure_error(kind: &'static str, response: Response) -> Result<Response, AgentError> {
-    match response {
-        Response::Failed(failure) => {
-            Err(AgentError::Failed { request: kind, kind: failure.kind, message: failure.message })
-        }
-        Response::Error { message } => Err(AgentError::Remote { request: kind, message }),
-        response => Ok(response),
-    }
-}
-
-/// Runs a one-shot request: guest failures become [`AgentError::Failed`] or [`AgentError::Remote`].
-pub(crate) async fn one_shot(
-    vm: &QemuVm,
-    request: Request,
-    timeout: Duration,
-) -> Result<Response, QemuError> {
-    if vm.exit_info().is_some() {
-        return Err(AgentError::Closed.into());
-    }
-    vm.awake().await?;
-    let kind = request.kind();
-    let response = vm.agent.request(request, timeout).await?;
-    Ok(failure_error(kind, response)?)
 }
 
 /// The events of a stream (`Opened`, `Started`, the terminal response); cancels the stream in the
@@ -75,21 +49,21 @@ pub(crate) struct Events {
 
 impl Events {
     /// The next event; guest failures and a lost connection are errors (and end the stream).
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response, AgentError>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response, GuestError>> {
         if self.ended {
-            return Poll::Ready(Err(AgentError::Closed));
+            return Poll::Ready(Err(GuestError::Closed));
         }
         let event = ready!(self.rx.poll_recv(cx));
         let Some(response) = event else {
             self.ended = true;
-            return Poll::Ready(Err(AgentError::Closed));
+            return Poll::Ready(Err(GuestError::Closed));
         };
         self.ended = response.is_terminal();
         Poll::Ready(failure_error(self.link.kind, response))
     }
 
     /// [`poll_next`](Self::poll_next) as a future.
-    pub(crate) async fn next(&mut self) -> Result<Response, AgentError> {
+    pub(crate) async fn next(&mut self) -> Result<Response, GuestError> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
@@ -141,23 +115,23 @@ pub(crate) struct InputSink {
 
 impl InputSink {
     /// Sends `data` (in chunks of at most [`MAX_CHUNK`]), waiting for credit as needed.
-    pub(crate) async fn write(&self, data: &[u8]) -> Result<(), AgentError> {
+    pub(crate) async fn write(&self, data: &[u8]) -> Result<(), GuestError> {
         for piece in data.chunks(MAX_CHUNK) {
             let acquire = self.credit.acquire_many(piece.len() as u32);
             let permit = match self.stall_timeout {
                 Some(after) => tokio::time::timeout(after, acquire)
                     .await
-                    .map_err(|_| AgentError::Timeout { request: self.link.kind, after })?,
+                    .map_err(|_| GuestError::Timeout { request: self.link.kind, after })?,
                 None => acquire.await,
             };
-            permit.map_err(|_| AgentError::Closed)?.forget();
+            permit.map_err(|_| GuestError::Closed)?.forget();
             self.link.send(Request::Input(InputChunk { bytes: piece.to_vec(), eof: false }))?;
         }
         Ok(())
     }
 
     /// Sends end-of-file.
-    pub(crate) fn close(&self) -> Result<(), AgentError> {
+    pub(crate) fn close(&self) -> Result<(), GuestError> {
         self.link.send(Request::Input(InputChunk { bytes: Vec::new(), eof: true }))
     }
 }
@@ -171,19 +145,16 @@ pub(crate) struct AgentStream {
     pub(crate) input: InputSink,
 }
 
-/// Opens a stream with `request` on `vm`'s agent. Input writes fail after `stall_timeout` without
-/// credit (`None`: no limit).
+/// Opens a stream with `request` on `guest`'s agent. Input writes fail after `stall_timeout`
+/// without credit (`None`: no limit).
 pub(crate) async fn open(
-    vm: &QemuVm,
+    guest: &Guest,
     request: Request,
     stall_timeout: Option<Duration>,
-) -> Result<AgentStream, QemuError> {
-    if vm.exit_info().is_some() {
-        return Err(AgentError::Closed.into());
-    }
-    vm.awake().await?;
+) -> Result<AgentStream, GuestError> {
+    guest.ready().await?;
     let kind = request.kind();
-    let (id, conn, ends) = vm.agent.open_stream(request).await?;
+    let (id, conn, ends) = guest.agent.open_stream(request).await?;
     let link = Arc::new(StreamLink { id, conn, kind });
     let [stdout, stderr] = ends.outputs;
     let queue =
@@ -204,12 +175,12 @@ pub(crate) async fn open(
 /// rest of that output (the producer is not paused any more).
 ///
 /// ```no_run
-/// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
+/// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
 /// use tokio::io::AsyncReadExt;
-/// let mut process = vm.spawn(firepit_qemu::SpawnRequest::new(["ls", "/"])).await?;
+/// let mut process = guest.spawn(firepit_agent::SpawnRequest::new(["ls", "/"])).await?;
 /// let mut stdout = process.take_stdout().expect("stdout is taken once");
 /// let mut listing = String::new();
-/// stdout.read_to_string(&mut listing).await.map_err(|e| firepit_qemu::QemuError::HostIo { what: "reading stdout".into(), source: e })?;
+/// stdout.read_to_string(&mut listing).await.map_err(|e| firepit_guest::GuestError::HostIo { what: "reading stdout".into(), source: e })?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -228,7 +199,7 @@ impl GuestOutput {
         Self { queue, events, current: Vec::new(), pos: 0, ended: false }
     }
 
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Vec<u8>>, AgentError>> {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Vec<u8>>, GuestError>> {
         if self.pos < self.current.len() {
             let rest = self.current.split_off(self.pos);
             (self.current, self.pos) = (Vec::new(), 0);
@@ -256,8 +227,8 @@ impl GuestOutput {
 
     /// The next chunk of output (at most 64 KiB), `None` at its end. A transfer that failed
     /// part-way (the file vanished, the connection broke) is an error here, never a short read.
-    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, QemuError> {
-        Ok(std::future::poll_fn(|cx| self.poll_chunk(cx)).await?)
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, GuestError> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
     }
 }
 
@@ -268,7 +239,7 @@ impl AsyncRead for GuestOutput {
             match ready!(this.poll_chunk(cx)) {
                 Ok(Some(chunk)) => (this.current, this.pos) = (chunk, 0),
                 Ok(None) => return Poll::Ready(Ok(())),
-                Err(error) => return Poll::Ready(Err(io::Error::other(QemuError::from(error)))),
+                Err(error) => return Poll::Ready(Err(io::Error::other(error))),
             }
         }
         let n = buf.remaining().min(this.current.len() - this.pos);
@@ -283,10 +254,10 @@ impl AsyncRead for GuestOutput {
 /// anyone buffer. Dropping it (or [`close`](Self::close)) sends end-of-file.
 ///
 /// ```no_run
-/// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-/// let mut request = firepit_qemu::SpawnRequest::new(["wc", "-c"]);
+/// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+/// let mut request = firepit_agent::SpawnRequest::new(["wc", "-c"]);
 /// request.stdin = true;
-/// let mut process = vm.spawn(request).await?;
+/// let mut process = guest.spawn(request).await?;
 /// let mut stdin = process.take_stdin().expect("asked for stdin");
 /// stdin.write_all(b"hello").await?;
 /// stdin.close()?;
@@ -306,15 +277,15 @@ impl GuestInput {
     }
 
     /// Writes all of `data`, waiting for credit as the guest consumes it.
-    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), QemuError> {
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), GuestError> {
         if self.closed {
-            return Err(AgentError::Closed.into());
+            return Err(GuestError::Closed);
         }
-        Ok(self.sink.write(data).await?)
+        self.sink.write(data).await
     }
 
     /// Sends end-of-file (the process reads EOF once it has read what came before).
-    pub fn close(&mut self) -> Result<(), QemuError> {
+    pub fn close(&mut self) -> Result<(), GuestError> {
         if !std::mem::replace(&mut self.closed, true) {
             self.sink.close()?;
         }

@@ -1,9 +1,9 @@
-//! Attached guest processes ([`QemuVm::spawn`]): output streamed as it is produced, stdin written
+//! Attached guest processes ([`Guest::spawn`]): output streamed as it is produced, stdin written
 //! as the process reads it, the exit status at the end.
 //!
 //! The process lives as long as its [`GuestProcess`] handle: dropping the handle before the process
 //! exited kills its whole process group (so does losing the agent connection). A process that must
-//! outlive its caller is a background process ([`QemuVm::start_process`]). A timeout kills the whole
+//! outlive its caller is a background process ([`Guest::start_process`]). A timeout kills the whole
 //! group, and the exit is reported only once the process has been reaped: a `timed_out` status
 //! never describes a process that still runs.
 
@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use firepit_agent::{ExitStatus, Request, Response, SpawnRequest, WindowSize};
 
-use crate::error::{AgentError, QemuError};
+use crate::error::GuestError;
 use crate::exec::ExecOutput;
-use crate::guest_files::unexpected;
+use crate::guest::Guest;
 use crate::streams::{
     self, AgentStream, Events, GuestInput, GuestOutput, InputSink, OutputQueue, StreamLink,
 };
-use crate::vm::QemuVm;
 
 /// Signals (and, for a terminal, resizes) a running attached process from anywhere, while its
 /// handle is busy waiting. Obtained from [`GuestProcess::control`] or [`PtySession::control`](crate::PtySession::control).
@@ -29,18 +28,18 @@ pub struct ProcessControl {
 
 impl ProcessControl {
     /// Sends `signal` to the process's group (a terminal's foreground group for a PTY session).
-    pub fn signal(&self, signal: i32) -> Result<(), QemuError> {
-        Ok(self.link.send(Request::Signal(signal))?)
+    pub fn signal(&self, signal: i32) -> Result<(), GuestError> {
+        self.link.send(Request::Signal(signal))
     }
 
     /// Kills the process's group (SIGKILL).
-    pub fn kill(&self) -> Result<(), QemuError> {
+    pub fn kill(&self) -> Result<(), GuestError> {
         self.signal(libc::SIGKILL)
     }
 
     /// Resizes the terminal (PTY sessions only; ignored for a process on pipes).
-    pub fn resize(&self, size: WindowSize) -> Result<(), QemuError> {
-        Ok(self.link.send(Request::Resize(size))?)
+    pub fn resize(&self, size: WindowSize) -> Result<(), GuestError> {
+        self.link.send(Request::Resize(size))
     }
 }
 
@@ -55,15 +54,15 @@ pub(crate) struct Attached {
 impl Attached {
     /// Opens the stream and waits (at most the agent timeout) for `Started`; returns the handle's
     /// part and the stream's data ends.
-    pub(crate) async fn start(vm: &QemuVm, request: Request) -> Result<(Self, StreamData), QemuError> {
+    pub(crate) async fn start(guest: &Guest, request: Request) -> Result<(Self, StreamData), GuestError> {
         let kind = request.kind();
-        let timeout = vm.config.agent_timeout;
-        let AgentStream { mut events, stdout, stderr, input } = streams::open(vm, request, None).await?;
+        let timeout = guest.timeouts.request;
+        let AgentStream { mut events, stdout, stderr, input } = streams::open(guest, request, None).await?;
         let started = match tokio::time::timeout(timeout, events.next()).await {
             Ok(Ok(Response::Started(started))) => started,
-            Ok(Ok(other)) => return Err(unexpected(kind, other)),
-            Ok(Err(error)) => return Err(error.into()),
-            Err(_) => return Err(AgentError::Timeout { request: kind, after: timeout }.into()),
+            Ok(Ok(other)) => return Err(GuestError::unexpected(kind, other)),
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err(GuestError::Timeout { request: kind, after: timeout }),
         };
         Ok((Self { pid: started.pid, events, exit: None }, StreamData { stdout, stderr, input }))
     }
@@ -72,7 +71,7 @@ impl Attached {
         ProcessControl { link: self.events.link() }
     }
 
-    pub(crate) async fn wait(&mut self) -> Result<ExitStatus, QemuError> {
+    pub(crate) async fn wait(&mut self) -> Result<ExitStatus, GuestError> {
         if let Some(exit) = self.exit {
             return Ok(exit);
         }
@@ -83,7 +82,7 @@ impl Attached {
                     return Ok(exit);
                 }
                 Response::Started(_) => {}
-                other => return Err(unexpected("wait", other)),
+                other => return Err(GuestError::unexpected("wait", other)),
             }
         }
     }
@@ -100,8 +99,8 @@ pub(crate) struct StreamData {
 /// A process running in the guest, attached to this handle (see the module docs).
 ///
 /// ```no_run
-/// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-/// let mut process = vm.spawn(firepit_qemu::SpawnRequest::new(["sh", "-c", "echo one; sleep 2; echo two"])).await?;
+/// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+/// let mut process = guest.spawn(firepit_agent::SpawnRequest::new(["sh", "-c", "echo one; sleep 2; echo two"])).await?;
 /// let mut stdout = process.take_stdout().expect("not taken yet");
 /// while let Some(chunk) = stdout.next_chunk().await? {
 ///     print!("{}", String::from_utf8_lossy(&chunk)); // "one" arrives 2 s before "two"
@@ -145,21 +144,21 @@ impl GuestProcess {
     }
 
     /// Sends `signal` to the process's group.
-    pub fn signal(&self, signal: i32) -> Result<(), QemuError> {
+    pub fn signal(&self, signal: i32) -> Result<(), GuestError> {
         self.control().signal(signal)
     }
 
     /// Waits for the process to exit and its output to end. Output not taken is discarded (so it
     /// cannot block the process); the stdin not taken is closed.
-    pub async fn wait(&mut self) -> Result<ExitStatus, QemuError> {
+    pub async fn wait(&mut self) -> Result<ExitStatus, GuestError> {
         (self.stdout, self.stderr, self.stdin) = (None, None, None);
         self.attached.wait().await
     }
 
     /// Collects all of stdout and stderr (untaken ones) and waits for the exit: an
     /// [`ExecOutput`] without the 1 MiB cap of `exec`, so mind the size.
-    pub async fn output(mut self) -> Result<ExecOutput, QemuError> {
-        async fn collect(output: Option<GuestOutput>) -> Result<Vec<u8>, QemuError> {
+    pub async fn output(mut self) -> Result<ExecOutput, GuestError> {
+        async fn collect(output: Option<GuestOutput>) -> Result<Vec<u8>, GuestError> {
             let mut bytes = Vec::new();
             if let Some(mut output) = output {
                 while let Some(chunk) = output.next_chunk().await? {
@@ -183,12 +182,12 @@ impl GuestProcess {
     }
 }
 
-impl QemuVm {
+impl Guest {
     /// Starts `request` in the guest attached to the returned handle: stdout and stderr arrive as
     /// they are written, stdin (if asked for) is written as the process reads it. Fails if the
     /// program cannot be started (the error names it).
     /// The image's environment and working directory apply as they do to `exec`.
-    pub async fn spawn(&self, mut request: SpawnRequest) -> Result<GuestProcess, QemuError> {
+    pub async fn spawn(&self, mut request: SpawnRequest) -> Result<GuestProcess, GuestError> {
         self.exec_defaults.fill(&mut request.env, &mut request.cwd);
         let wants_stdin = request.stdin;
         let (attached, stream) = Attached::start(self, Request::Spawn(request)).await?;

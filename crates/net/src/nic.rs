@@ -9,23 +9,20 @@
 //! ```
 //!
 //! No MAC on the command line: the argv must be the same for a snapshot template and its clones
-//! (and a clone's device state carries the template's MAC anyway); the agent sets each VM's own MAC
-//! in the guest and virtio-net passes it to the device. We listen on the sockets and QEMU connects
-//! as it starts, like the console, so no frame can be missed.
+//! (and a clone's device state carries the template's MAC anyway); the guest agent sets each VM's
+//! own MAC in the guest and virtio-net passes it to the device. We listen on the sockets and QEMU
+//! connects as it starts, like the console, so no frame can be missed.
 
 use std::path::{Path, PathBuf};
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::time::Instant;
 
-use super::addr;
-use super::relay::NetSockets;
-use crate::error::SpawnError;
-use crate::exit::ExitInfo;
-use crate::process::{Credentials, QemuProcess};
+use crate::addr;
+use crate::error::NetError;
+use crate::relay::NicSockets;
 
 /// QEMU's id of the NAT backend (named in `hostfwd_add`).
-pub(crate) const NETDEV_ID: &str = "net0";
+pub const NETDEV_ID: &str = "net0";
 /// Socket file names: guest → us, us → NAT, NAT → us, us → guest.
 const SOCKETS: [&str; 4] = ["net-rx-out", "net-rx-in", "net-tx-out", "net-tx-in"];
 
@@ -34,7 +31,12 @@ fn socket_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// The arguments adding the NIC, for a VM whose runtime directory is `dir`.
-pub(crate) fn qemu_args(dir: &Path) -> Vec<String> {
+///
+/// ```
+/// let args = firepit_net::qemu_args("/run/firepit/fp-1-1".as_ref());
+/// assert!(args.iter().any(|a| a.starts_with("virtio-net-device")));
+/// ```
+pub fn qemu_args(dir: &Path) -> Vec<String> {
     let netdev = format!(
         "user,id={NETDEV_ID},ipv6=off,net={}/{},host={},dns={},dhcpstart={}",
         addr::SUBNET,
@@ -58,61 +60,50 @@ pub(crate) fn qemu_args(dir: &Path) -> Vec<String> {
     args
 }
 
-/// The sockets bound before QEMU starts.
+/// The NIC's four sockets, bound before QEMU starts (QEMU connects to them as it starts).
 #[derive(Debug)]
-pub(crate) struct Listeners {
+pub struct NicListeners {
     listeners: Vec<UnixListener>,
 }
 
-impl Listeners {
-    /// Binds the four sockets in `dir` (handed to `owner` when QEMU runs as another user).
-    pub(crate) fn bind(dir: &Path, owner: Option<Credentials>) -> Result<Self, SpawnError> {
+impl NicListeners {
+    /// Binds the four sockets in `dir`, handed to `owner` (`uid`, `gid`) when QEMU runs as another
+    /// user (a socket needs write permission to connect).
+    pub fn bind(dir: &Path, owner: Option<(u32, u32)>) -> Result<Self, NetError> {
         let mut listeners = Vec::with_capacity(SOCKETS.len());
         for name in SOCKETS {
             let path = socket_path(dir, name);
+            let what = |doing: &str| format!("{doing} {}", path.display());
             let listener = UnixListener::bind(&path)
-                .map_err(|e| SpawnError::io(format!("listening on {}", path.display()), e))?;
-            if let Some(owner) = owner {
-                crate::rundir::chown(&path, owner)?;
+                .map_err(|source| NetError::Socket { what: what("listening on"), source })?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(|source| NetError::Socket {
+                    what: what(&format!("chown {uid}:{gid}")),
+                    source,
+                })?;
             }
             listeners.push(listener);
         }
         Ok(Self { listeners })
     }
 
-    /// Accepts QEMU's four connections before `deadline`, or fails as soon as it exits.
-    pub(crate) async fn accept(
-        self,
-        process: &QemuProcess,
-        deadline: Instant,
-    ) -> Result<NetSockets, SpawnError> {
+    /// Accepts QEMU's four connections, in order. It waits as long as it takes: the caller races it
+    /// against its deadline and QEMU's exit.
+    pub async fn accept(self) -> Result<NicSockets, NetError> {
         let mut streams: Vec<UnixStream> = Vec::with_capacity(SOCKETS.len());
         for listener in &self.listeners {
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            let stream = tokio::select! {
-                accepted = tokio::time::timeout_at(deadline, listener.accept()) => match accepted {
-                    Ok(Ok((stream, _))) => stream,
-                    Ok(Err(e)) => return Err(SpawnError::io("accepting qemu's network connection", e)),
-                    Err(_) => {
-                        process.kill();
-                        return Err(SpawnError::SocketTimeout { socket: "network", after: timeout, stderr: process.stderr_tail() });
-                    }
-                },
-                info = process.exited() => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    return Err(SpawnError::EarlyExit { status: info.unwrap_or(ExitInfo::UNKNOWN), stderr: process.stderr_tail() });
-                }
-            };
+            let (stream, _) = listener.accept().await.map_err(|source| NetError::Socket {
+                what: "accepting qemu's network connection".into(),
+                source,
+            })?;
             streams.push(stream);
         }
-        let mut streams = streams.into_iter();
-        match (streams.next(), streams.next(), streams.next(), streams.next()) {
-            (Some(rx_out), Some(rx_in), Some(tx_out), Some(tx_in)) => {
-                Ok(NetSockets { rx_out, rx_in, tx_out, tx_in })
-            }
-            _ => {
-                Err(SpawnError::io("accepting qemu's network connections", std::io::Error::other("missing")))
-            }
+        match <[UnixStream; 4]>::try_from(streams) {
+            Ok([rx_out, rx_in, tx_out, tx_in]) => Ok(NicSockets { rx_out, rx_in, tx_out, tx_in }),
+            Err(_) => Err(NetError::Socket {
+                what: "accepting qemu's network connections".into(),
+                source: std::io::Error::other("a connection is missing"),
+            }),
         }
     }
 }

@@ -10,7 +10,8 @@ use firepit_agent::ExecRequest;
 /// Environment, working directory and user that commands in an image run with by default.
 ///
 /// ```
-/// use firepit_qemu::{ExecDefaults, ExecRequest};
+/// use firepit_agent::ExecRequest;
+/// use firepit_guest::ExecDefaults;
 /// let defaults = ExecDefaults {
 ///     env: vec![("PATH".into(), "/app/bin:/usr/bin:/bin".into()), ("LANG".into(), "C.UTF-8".into())],
 ///     cwd: Some("/app".into()),
@@ -57,7 +58,7 @@ impl ExecDefaults {
     /// filled in the same way (those requests carry no user: they run as the agent's).
     ///
     /// ```
-    /// use firepit_qemu::ExecDefaults;
+    /// use firepit_guest::ExecDefaults;
     /// let defaults = ExecDefaults { env: vec![("PATH".into(), "/app/bin".into())], cwd: Some("/app".into()), user: None };
     /// let (mut env, mut cwd) = (vec![("LANG".into(), "C".into())], None);
     /// defaults.fill(&mut env, &mut cwd);

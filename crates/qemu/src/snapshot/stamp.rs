@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::template_store::{MANIFEST_FILE, MEMORY_FILE, STATE_FILE};
+use crate::snapshot::store::{MANIFEST_FILE, MEMORY_FILE, STATE_FILE};
 
 /// What identifies one version of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Background processes: started, listed, signalled, waited for and read by offset, owned by the
 //! guest agent rather than by any host connection or handle.
 //!
-//! They survive the host disconnecting and reconnecting (and this [`QemuVm`] value's requests
+//! They survive the host disconnecting and reconnecting (and this [`Guest`] value's requests
 //! coming from different tasks or clients); their output is kept in bounded buffers (the newest
 //! [`DEFAULT_PROCESS_OUTPUT_LIMIT`](firepit_agent::DEFAULT_PROCESS_OUTPUT_LIMIT) per channel by
 //! default), read from an offset so a client that comes back continues where it stopped; a read
@@ -16,21 +16,19 @@ use firepit_agent::{
     StartProcessRequest, WaitProcessRequest,
 };
 
-use crate::error::QemuError;
-use crate::guest_files::unexpected;
-use crate::streams;
-use crate::vm::QemuVm;
+use crate::error::GuestError;
+use crate::guest::Guest;
 
-impl QemuVm {
+impl Guest {
     /// Starts a background process; returns what the agent knows of it (its `id`). The image's
     /// environment and working directory apply as they do to `exec`.
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// use firepit_qemu::{Channel, ProcessOutputRequest, StartProcessRequest};
+    /// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+    /// use firepit_agent::{Channel, ProcessOutputRequest, StartProcessRequest};
     /// let mut request = StartProcessRequest::new(["sh", "-c", "while true; do date; sleep 1; done"]);
     /// request.tag = Some("clock".into());
-    /// let process = vm.start_process(request).await?;
+    /// let process = guest.start_process(request).await?;
     /// // Later, from any task or after reconnecting:
     /// let read = ProcessOutputRequest {
     ///     process: "clock".into(),
@@ -39,30 +37,34 @@ impl QemuVm {
     ///     max_bytes: 0,
     ///     wait_ms: 2000,
     /// };
-    /// let output = vm.process_output(read).await?;
+    /// let output = guest.process_output(read).await?;
     /// println!("{} bytes, next read from {}", output.bytes.len(), output.next_offset);
-    /// vm.signal_process(process.id, libc::SIGTERM).await?;
+    /// guest.signal_process(process.id, libc::SIGTERM).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn start_process(&self, mut request: StartProcessRequest) -> Result<ProcessInfo, QemuError> {
+    pub async fn start_process(&self, mut request: StartProcessRequest) -> Result<ProcessInfo, GuestError> {
         self.exec_defaults.fill(&mut request.env, &mut request.cwd);
         self.process_request(Request::StartProcess(request), Duration::ZERO).await
     }
 
     /// Every background process the agent keeps (running, and recently exited), oldest first.
-    pub async fn processes(&self) -> Result<Vec<ProcessInfo>, QemuError> {
-        match streams::one_shot(self, Request::ListProcesses, self.config.agent_timeout).await? {
+    pub async fn processes(&self) -> Result<Vec<ProcessInfo>, GuestError> {
+        match self.request(Request::ListProcesses, self.timeouts.request).await? {
             Response::Processes(list) => Ok(list),
-            other => Err(unexpected("list-processes", other)),
+            other => Err(GuestError::unexpected("list-processes", other)),
         }
     }
 
     /// Sends `signal` to the whole process group of a background process (by id or tag).
-    pub async fn signal_process(&self, process: impl Into<ProcessRef>, signal: i32) -> Result<(), QemuError> {
+    pub async fn signal_process(
+        &self,
+        process: impl Into<ProcessRef>,
+        signal: i32,
+    ) -> Result<(), GuestError> {
         let request = SignalProcessRequest { process: process.into(), signal };
-        match streams::one_shot(self, Request::SignalProcess(request), self.config.agent_timeout).await? {
+        match self.request(Request::SignalProcess(request), self.timeouts.request).await? {
             Response::Ok => Ok(()),
-            other => Err(unexpected("signal-process", other)),
+            other => Err(GuestError::unexpected("signal-process", other)),
         }
     }
 
@@ -72,7 +74,7 @@ impl QemuVm {
         &self,
         process: impl Into<ProcessRef>,
         timeout: Duration,
-    ) -> Result<ProcessInfo, QemuError> {
+    ) -> Result<ProcessInfo, GuestError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let request = WaitProcessRequest { process: process.into(), timeout_ms };
         self.process_request(Request::WaitProcess(request), timeout).await
@@ -80,39 +82,29 @@ impl QemuVm {
 
     /// Reads a background process's output from an offset (waiting up to `wait_ms` for some if
     /// there is none yet); `next_offset` is where to continue, `missed` counts dropped bytes.
-    pub async fn process_output(&self, request: ProcessOutputRequest) -> Result<ProcessOutput, QemuError> {
+    pub async fn process_output(&self, request: ProcessOutputRequest) -> Result<ProcessOutput, GuestError> {
         let wait = Duration::from_millis(request.wait_ms);
-        let deadline = self.config.agent_timeout.saturating_add(wait);
-        match streams::one_shot(self, Request::ProcessOutput(request), deadline).await? {
+        let deadline = self.timeouts.request.saturating_add(wait);
+        match self.request(Request::ProcessOutput(request), deadline).await? {
             Response::ProcessOutput(output) => Ok(output),
-            other => Err(unexpected("process-output", other)),
+            other => Err(GuestError::unexpected("process-output", other)),
         }
     }
 
     /// Forgets an exited background process and frees its output (a running one is refused).
-    pub async fn remove_process(&self, process: impl Into<ProcessRef>) -> Result<(), QemuError> {
-        match streams::one_shot(self, Request::RemoveProcess(process.into()), self.config.agent_timeout)
-            .await?
-        {
+    pub async fn remove_process(&self, process: impl Into<ProcessRef>) -> Result<(), GuestError> {
+        match self.request(Request::RemoveProcess(process.into()), self.timeouts.request).await? {
             Response::Ok => Ok(()),
-            other => Err(unexpected("remove-process", other)),
+            other => Err(GuestError::unexpected("remove-process", other)),
         }
     }
 
-    async fn process_request(&self, request: Request, extra: Duration) -> Result<ProcessInfo, QemuError> {
+    async fn process_request(&self, request: Request, extra: Duration) -> Result<ProcessInfo, GuestError> {
         let kind = request.kind();
-        let deadline = self.config.agent_timeout.saturating_add(extra);
-        match streams::one_shot(self, request, deadline).await? {
+        let deadline = self.timeouts.request.saturating_add(extra);
+        match self.request(request, deadline).await? {
             Response::Process(info) => Ok(info),
-            other => Err(unexpected(kind, other)),
+            other => Err(GuestError::unexpected(kind, other)),
         }
-    }
-
-    /// Closes the connection to the guest agent; the next request opens a new one. Open streams
-    /// (transfers, attached processes, terminals) end with [`AgentError::Closed`](crate::AgentError)
-    /// and the agent cancels them; background processes live on. For clients that reconnect, and
-    /// for tests of exactly that.
-    pub async fn disconnect_agent(&self) {
-        self.agent.disconnect().await;
     }
 }

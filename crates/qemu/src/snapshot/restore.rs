@@ -81,8 +81,8 @@ pub(crate) async fn restore_clone(
     let restored = started_at.elapsed();
     let mut vm = launcher.vm(id, shape, accel, restored, started, FillKind::Snapshot);
     vm.template = Some(template);
-    vm.exec_defaults = vm_spec.image.exec_defaults.clone();
-    let applied = vm.set_identity(crate::exec::fresh_identity(vm.id())).await?;
+    vm.set_exec_defaults(vm_spec.image.exec_defaults.clone());
+    let applied = vm.set_identity(firepit_guest::fresh_identity(vm.id())).await?;
     vm.configure_network().await?;
     vm.boot_duration = started_at.elapsed();
     tracing::info!(vm = %vm.id(), %shape, ?restored, ready = ?started_at.elapsed(), ?applied, "VM restored from snapshot");

@@ -1,10 +1,12 @@
-//! Whether a lease's egress policy only narrows its shape's: checked once, at acquire, before a VM
-//! is taken from the pool, so a refused request costs no VM.
+//! Whether one egress policy only narrows another (a lease's, its shape's): next to the policy
+//! type, as data, so that whoever holds two policies can ask — the daemon does at acquire, before
+//! a VM is taken from the pool, so a refused request costs no VM.
 //!
-//! The VM enforces the intersection of both policies anyway (`QemuVm::narrow_egress` can never
-//! widen); this check exists to tell the client at once that it asked for more than the shape
-//! gives, instead of handing out a VM whose guest is then refused where the client expected to
-//! connect. The rules, entry by entry (a lease entry must be covered by one shape entry):
+//! The VM enforces the intersection of both policies anyway (`firepit-net`'s filter layers every
+//! narrowing over the shape's policy and can never widen it); this check exists to tell the client
+//! at once that it asked for more than the shape gives, instead of handing out a VM whose guest is
+//! then refused where the client expected to connect. The rules, entry by entry (a lease entry must
+//! be covered by one shape entry):
 //! - a network entry is covered by a network entry that contains it, on the same port or on every
 //!   port; a name entry by the same name, or a `*.` wildcard above it, same port rule;
 //! - a name is never covered by a network entry nor the reverse (what a name resolves to is not
@@ -15,7 +17,7 @@
 
 use std::net::Ipv4Addr;
 
-use firepit_shape::{EgressPolicy, EgressRule, EgressTarget, NetworkSpec};
+use crate::{EgressPolicy, EgressRule, EgressTarget, NetworkSpec};
 
 /// Why a lease's egress request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,54 +48,59 @@ pub enum NarrowingError {
     },
 }
 
-/// Checks that `lease` only narrows the egress of `shape`, whose network is `network`.
-///
-/// ```
-/// use firepit_daemon::narrowing::check;
-/// use firepit_shape::{EgressPolicy, NetworkSpec};
-/// let shape = NetworkSpec { egress: serde_json::from_str(r#"["10.0.0.0/8:443", "*.example.com"]"#).unwrap(), ..NetworkSpec::nat() };
-/// let lease = |json: &str| -> EgressPolicy { serde_json::from_str(json).unwrap() };
-/// assert!(check("web", &shape, &lease(r#"["10.1.0.0/16:443", "api.example.com"]"#)).is_ok());
-/// assert!(check("web", &shape, &lease(r#"["10.1.0.0/16"]"#)).is_err()); // every port: wider
-/// assert!(check("web", &shape, &lease(r#""allow""#)).is_err());
-/// assert!(check("web", &shape, &EgressPolicy::Deny).is_ok());
-/// ```
-pub fn check(shape: &str, network: &NetworkSpec, lease: &EgressPolicy) -> Result<(), NarrowingError> {
-    let nothing = match lease {
-        EgressPolicy::Deny => true,
-        EgressPolicy::List(rules) => rules.is_empty(),
-        EgressPolicy::Allow => false,
-    };
-    if nothing {
-        return Ok(());
-    }
-    if !network.is_enabled() {
-        return Err(NarrowingError::NetworkDisabled { shape: shape.to_owned(), asked: lease.to_string() });
-    }
-    let widens = |entry: String| NarrowingError::Widens {
-        shape: shape.to_owned(),
-        entry,
-        shape_policy: network.egress.to_string(),
-    };
-    match (&network.egress, lease) {
-        (EgressPolicy::Allow, EgressPolicy::Allow) => Ok(()),
-        (_, EgressPolicy::Allow) => Err(widens("\"allow\"".into())),
-        (EgressPolicy::Allow, EgressPolicy::List(rules)) => {
-            match rules.iter().find(|rule| never_under_allow(&rule.target)) {
-                Some(rule) => Err(widens(rule.to_string())),
-                None => Ok(()),
+impl NetworkSpec {
+    /// Checks that `lease` only narrows the egress of this network, shape `shape`'s (named in the
+    /// errors).
+    ///
+    /// ```
+    /// use firepit_shape::{EgressPolicy, NetworkSpec};
+    /// let shape = NetworkSpec { egress: serde_json::from_str(r#"["10.0.0.0/8:443", "*.example.com"]"#).unwrap(), ..NetworkSpec::nat() };
+    /// let lease = |json: &str| -> EgressPolicy { serde_json::from_str(json).unwrap() };
+    /// assert!(shape.check_narrowing("web", &lease(r#"["10.1.0.0/16:443", "api.example.com"]"#)).is_ok());
+    /// assert!(shape.check_narrowing("web", &lease(r#"["10.1.0.0/16"]"#)).is_err()); // every port: wider
+    /// assert!(shape.check_narrowing("web", &lease(r#""allow""#)).is_err());
+    /// assert!(shape.check_narrowing("web", &EgressPolicy::Deny).is_ok());
+    /// ```
+    pub fn check_narrowing(&self, shape: &str, lease: &EgressPolicy) -> Result<(), NarrowingError> {
+        let nothing = match lease {
+            EgressPolicy::Deny => true,
+            EgressPolicy::List(rules) => rules.is_empty(),
+            EgressPolicy::Allow => false,
+        };
+        if nothing {
+            return Ok(());
+        }
+        if !self.is_enabled() {
+            return Err(NarrowingError::NetworkDisabled {
+                shape: shape.to_owned(),
+                asked: lease.to_string(),
+            });
+        }
+        let widens = |entry: String| NarrowingError::Widens {
+            shape: shape.to_owned(),
+            entry,
+            shape_policy: self.egress.to_string(),
+        };
+        match (&self.egress, lease) {
+            (EgressPolicy::Allow, EgressPolicy::Allow) => Ok(()),
+            (_, EgressPolicy::Allow) => Err(widens("\"allow\"".into())),
+            (EgressPolicy::Allow, EgressPolicy::List(rules)) => {
+                match rules.iter().find(|rule| never_under_allow(&rule.target)) {
+                    Some(rule) => Err(widens(rule.to_string())),
+                    None => Ok(()),
+                }
             }
-        }
-        (EgressPolicy::Deny, EgressPolicy::List(rules)) => {
-            Err(widens(rules.first().map(ToString::to_string).unwrap_or_default()))
-        }
-        (EgressPolicy::List(allowed), EgressPolicy::List(rules)) => {
-            match rules.iter().find(|rule| !allowed.iter().any(|outer| covers(outer, rule))) {
-                Some(rule) => Err(widens(rule.to_string())),
-                None => Ok(()),
+            (EgressPolicy::Deny, EgressPolicy::List(rules)) => {
+                Err(widens(rules.first().map(ToString::to_string).unwrap_or_default()))
             }
+            (EgressPolicy::List(allowed), EgressPolicy::List(rules)) => {
+                match rules.iter().find(|rule| !allowed.iter().any(|outer| covers(outer, rule))) {
+                    Some(rule) => Err(widens(rule.to_string())),
+                    None => Ok(()),
+                }
+            }
+            (_, EgressPolicy::Deny) => Ok(()),
         }
-        (_, EgressPolicy::Deny) => Ok(()),
     }
 }
 
@@ -153,7 +160,7 @@ mod tests {
             r#""deny""#,
             "[]",
         ] {
-            assert_eq!(check("s", &shape, &policy(ok)), Ok(()), "{ok}");
+            assert_eq!(shape.check_narrowing("s", &policy(ok)), Ok(()), "{ok}");
         }
         for (wide, entry) in [
             (r#"["10.0.0.0/8"]"#, "10.0.0.0/8"),
@@ -164,7 +171,7 @@ mod tests {
             (r#"["files.pythonhosted.org"]"#, "files.pythonhosted.org"),
             (r#""allow""#, "\"allow\""),
         ] {
-            match check("s", &shape, &policy(wide)) {
+            match shape.check_narrowing("s", &policy(wide)) {
                 Err(NarrowingError::Widens { entry: named, .. }) => assert_eq!(named, entry, "{wide}"),
                 other => panic!("{wide}: {other:?}"),
             }
@@ -174,22 +181,25 @@ mod tests {
     #[test]
     fn deny_and_allow_shapes() {
         let deny = nat(r#""deny""#);
-        assert!(check("s", &deny, &policy(r#"["1.2.3.4"]"#)).is_err());
-        assert!(check("s", &deny, &EgressPolicy::Deny).is_ok());
+        assert!(deny.check_narrowing("s", &policy(r#"["1.2.3.4"]"#)).is_err());
+        assert!(deny.check_narrowing("s", &EgressPolicy::Deny).is_ok());
         let allow = NetworkSpec::nat();
-        assert!(check("s", &allow, &policy(r#"["8.8.8.8:53", "pypi.org"]"#)).is_ok());
-        assert!(check("s", &allow, &EgressPolicy::Allow).is_ok());
+        assert!(allow.check_narrowing("s", &policy(r#"["8.8.8.8:53", "pypi.org"]"#)).is_ok());
+        assert!(allow.check_narrowing("s", &EgressPolicy::Allow).is_ok());
         for never in [r#"["169.254.169.254"]"#, r#"["127.0.0.1:80"]"#, r#"["169.254.0.0/16"]"#] {
-            assert!(check("s", &allow, &policy(never)).is_err(), "{never}");
+            assert!(allow.check_narrowing("s", &policy(never)).is_err(), "{never}");
         }
-        assert!(check("s", &allow, &policy(r#"["0.0.0.0/0:443"]"#)).is_ok(), "includes, is not inside");
+        assert!(
+            allow.check_narrowing("s", &policy(r#"["0.0.0.0/0:443"]"#)).is_ok(),
+            "includes, is not inside"
+        );
     }
 
     #[test]
     fn a_shape_without_network_refuses_everything_but_deny() {
         let none = NetworkSpec::default();
-        assert_eq!(check("s", &none, &EgressPolicy::Deny), Ok(()));
-        let error = check("plain", &none, &policy(r#"["1.2.3.4"]"#)).unwrap_err();
+        assert_eq!(none.check_narrowing("s", &EgressPolicy::Deny), Ok(()));
+        let error = none.check_narrowing("plain", &policy(r#"["1.2.3.4"]"#)).unwrap_err();
         assert!(matches!(error, NarrowingError::NetworkDisabled { .. }));
         assert!(error.to_string().contains("network = \"nat\""), "{error}");
     }

@@ -1,4 +1,4 @@
-//! Interactive terminals in the guest ([`QemuVm::pty`]): a shell (or any program) on a
+//! Interactive terminals in the guest ([`Guest::pty`]): a shell (or any program) on a
 //! pseudo-terminal, its output streamed, input typed into it, resizable, with an exit status.
 //!
 //! Like an attached process, the session lives as long as its [`PtySession`]: dropping the handle
@@ -7,17 +7,17 @@
 
 use firepit_agent::{ExitStatus, PtyRequest, Request, WindowSize};
 
-use crate::error::QemuError;
-use crate::guest_process::{Attached, ProcessControl};
+use crate::error::GuestError;
+use crate::guest::Guest;
+use crate::process::{Attached, ProcessControl};
 use crate::streams::{GuestInput, GuestOutput};
-use crate::vm::QemuVm;
 
 /// A program on a guest pseudo-terminal (see the module docs).
 ///
 /// ```no_run
-/// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-/// use firepit_qemu::{PtyRequest, WindowSize};
-/// let mut session = vm.pty(PtyRequest::shell(24, 80)).await?;
+/// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+/// use firepit_agent::{PtyRequest, WindowSize};
+/// let mut session = guest.pty(PtyRequest::shell(24, 80)).await?;
 /// session.resize(WindowSize { rows: 40, cols: 120 })?;
 /// session.write(b"stty size; exit 3\n").await?;
 /// let mut screen = Vec::new();
@@ -41,15 +41,15 @@ impl PtySession {
     }
 
     /// Types `bytes` into the terminal (waits while the guest has not consumed earlier input).
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), QemuError> {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), GuestError> {
         match self.input.as_mut() {
             Some(input) => input.write_all(bytes).await,
-            None => Err(crate::error::AgentError::Closed.into()),
+            None => Err(GuestError::Closed),
         }
     }
 
     /// The next chunk of terminal output, `None` once the program exited and its output ended.
-    pub async fn read(&mut self) -> Result<Option<Vec<u8>>, QemuError> {
+    pub async fn read(&mut self) -> Result<Option<Vec<u8>>, GuestError> {
         match self.output.as_mut() {
             Some(output) => output.next_chunk().await,
             None => Ok(None),
@@ -57,12 +57,12 @@ impl PtySession {
     }
 
     /// Resizes the terminal (the program gets SIGWINCH).
-    pub fn resize(&self, size: WindowSize) -> Result<(), QemuError> {
+    pub fn resize(&self, size: WindowSize) -> Result<(), GuestError> {
         self.control().resize(size)
     }
 
     /// Sends `signal` to the terminal's foreground process group.
-    pub fn signal(&self, signal: i32) -> Result<(), QemuError> {
+    pub fn signal(&self, signal: i32) -> Result<(), GuestError> {
         self.control().signal(signal)
     }
 
@@ -83,16 +83,16 @@ impl PtySession {
     }
 
     /// Waits for the program to exit. Output not read by then is discarded.
-    pub async fn wait(&mut self) -> Result<ExitStatus, QemuError> {
+    pub async fn wait(&mut self) -> Result<ExitStatus, GuestError> {
         self.output = None;
         self.attached.wait().await
     }
 }
 
-impl QemuVm {
+impl Guest {
     /// Starts `request` (a login shell if its `argv` is empty) on a new pseudo-terminal; the
     /// image's environment and working directory apply as they do to `exec`.
-    pub async fn pty(&self, mut request: PtyRequest) -> Result<PtySession, QemuError> {
+    pub async fn pty(&self, mut request: PtyRequest) -> Result<PtySession, GuestError> {
         self.exec_defaults.fill(&mut request.env, &mut request.cwd);
         let (attached, data) = Attached::start(self, Request::Pty(request)).await?;
         Ok(PtySession {

@@ -1,11 +1,11 @@
 //! Files in the guest: streamed reads and writes of any size, the usual file operations, and tar
-//! archives in and out (see `guest_dirs` for whole directories to and from the host).
+//! archives in and out (see `dirs` for whole directories to and from the host).
 //!
 //! Paths are absolute guest paths; the agent refuses relative ones. Transfers never hold a whole
 //! file in memory on either side: writes send 64 KiB chunks as the agent credits them (one window
 //! of 256 KiB in flight), reads hand out chunks as the guest sends them. Failures the guest reports
-//! (missing file, a directory where a file is needed...) are [`AgentError::Failed`] with a
-//! [`GuestErrorKind`](firepit_agent::FailureKind); the VM stays usable.
+//! (missing file, a directory where a file is needed...) are [`GuestError::Failed`] with a
+//! [`FailureKind`](firepit_agent::FailureKind); the guest stays usable.
 
 use std::io;
 use std::pin::Pin;
@@ -18,14 +18,14 @@ use firepit_agent::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use crate::error::{AgentError, QemuError};
+use crate::error::GuestError;
+use crate::guest::Guest;
 use crate::streams::{self, AgentStream, Events, GuestOutput};
-use crate::vm::QemuVm;
 
-/// How [`QemuVm::write_file_with`] writes.
+/// How [`Guest::write_file_with`] writes.
 ///
 /// ```
-/// let options = firepit_qemu::WriteOptions { mode: Some(0o755), create_parents: true, ..Default::default() };
+/// let options = firepit_guest::WriteOptions { mode: Some(0o755), create_parents: true, ..Default::default() };
 /// assert!(!options.append);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,7 +54,7 @@ impl GuestFileReader {
     }
 
     /// The next chunk (at most 64 KiB), `None` at the end.
-    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, QemuError> {
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, GuestError> {
         self.output.next_chunk().await
     }
 }
@@ -66,33 +66,33 @@ impl AsyncRead for GuestFileReader {
 }
 
 /// Why a stream whose input could not be sent ended: the guest's failure if it reported one.
-async fn end_reason(events: &mut Events, error: AgentError) -> QemuError {
+async fn end_reason(events: &mut Events, error: GuestError) -> GuestError {
     match error {
-        AgentError::Closed => match events.next().await {
-            Err(reason) => reason.into(),
+        GuestError::Closed => match events.next().await {
+            Err(reason) => reason,
             Ok(response) => {
-                AgentError::UnexpectedResponse { request: "upload", response: format!("{response:?}") }.into()
+                GuestError::UnexpectedResponse { request: "upload", response: format!("{response:?}") }
             }
         },
-        other => other.into(),
+        other => other,
     }
 }
 
-impl QemuVm {
+impl Guest {
     /// Sends everything `data` yields into an input stream, then waits for its `Done`.
     async fn upload_stream<R: AsyncRead + Unpin>(
         &self,
         request: Request,
         mut data: R,
-    ) -> Result<u64, QemuError> {
-        let stall = self.config.agent_timeout;
+    ) -> Result<u64, GuestError> {
+        let stall = self.timeouts.request;
         let AgentStream { mut events, input, .. } = streams::open(self, request, Some(stall)).await?;
         let mut buf = vec![0u8; MAX_CHUNK];
         loop {
             let n = data
                 .read(&mut buf)
                 .await
-                .map_err(|source| QemuError::HostIo { what: "reading the data to upload".into(), source })?;
+                .map_err(|source| GuestError::HostIo { what: "reading the data to upload".into(), source })?;
             if n == 0 {
                 break;
             }
@@ -103,23 +103,23 @@ impl QemuVm {
         input.close()?;
         match tokio::time::timeout(stall, events.next()).await {
             Ok(Ok(Response::Done(done))) => Ok(done.bytes),
-            Ok(Ok(other)) => Err(unexpected("upload", other)),
-            Ok(Err(error)) => Err(error.into()),
-            Err(_) => Err(AgentError::Timeout { request: "upload", after: stall }.into()),
+            Ok(Ok(other)) => Err(GuestError::unexpected("upload", other)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(GuestError::Timeout { request: "upload", after: stall }),
         }
     }
 
     /// Opens an output stream and waits for its `Opened`.
-    async fn download_stream(&self, request: Request) -> Result<GuestFileReader, QemuError> {
+    async fn download_stream(&self, request: Request) -> Result<GuestFileReader, GuestError> {
         let AgentStream { mut events, stdout, .. } = streams::open(self, request, None).await?;
-        let timeout = self.config.agent_timeout;
+        let timeout = self.timeouts.request;
         match tokio::time::timeout(timeout, events.next()).await {
             Ok(Ok(Response::Opened(stat))) => {
                 Ok(GuestFileReader { output: GuestOutput::new(stdout, Some(events)), stat })
             }
-            Ok(Ok(other)) => Err(unexpected("download", other)),
-            Ok(Err(error)) => Err(error.into()),
-            Err(_) => Err(AgentError::Timeout { request: "download", after: timeout }.into()),
+            Ok(Ok(other)) => Err(GuestError::unexpected("download", other)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(GuestError::Timeout { request: "download", after: timeout }),
         }
     }
 
@@ -127,13 +127,13 @@ impl QemuVm {
     /// the bytes written. The host never holds more than one 64 KiB chunk of it.
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
+    /// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
     /// let local = tokio::fs::File::open("Cargo.toml").await.expect("a local file");
-    /// let written = vm.write_file("/tmp/Cargo.toml", local).await?;
-    /// vm.write_file("/tmp/greeting", &b"hello\n"[..]).await?;
+    /// let written = guest.write_file("/tmp/Cargo.toml", local).await?;
+    /// guest.write_file("/tmp/greeting", &b"hello\n"[..]).await?;
     /// # let _ = written; Ok(()) }
     /// ```
-    pub async fn write_file<R: AsyncRead + Unpin>(&self, path: &str, data: R) -> Result<u64, QemuError> {
+    pub async fn write_file<R: AsyncRead + Unpin>(&self, path: &str, data: R) -> Result<u64, GuestError> {
         self.write_file_with(path, data, WriteOptions::default()).await
     }
 
@@ -143,7 +143,7 @@ impl QemuVm {
         path: &str,
         data: R,
         options: WriteOptions,
-    ) -> Result<u64, QemuError> {
+    ) -> Result<u64, GuestError> {
         let WriteOptions { mode, create_parents, append } = options;
         let request = WriteFileRequest { path: path.into(), mode, create_parents, append };
         self.upload_stream(Request::WriteFile(request), data).await
@@ -153,13 +153,13 @@ impl QemuVm {
     /// any byte).
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// let mut reader = vm.read_file("/etc/hostname").await?;
+    /// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+    /// let mut reader = guest.read_file("/etc/hostname").await?;
     /// let mut local = tokio::fs::File::create("/tmp/hostname").await.expect("a local file");
     /// tokio::io::copy(&mut reader, &mut local).await.expect("copied");
     /// # Ok(()) }
     /// ```
-    pub async fn read_file(&self, path: &str) -> Result<GuestFileReader, QemuError> {
+    pub async fn read_file(&self, path: &str) -> Result<GuestFileReader, GuestError> {
         self.read_file_range(path, 0, None).await
     }
 
@@ -169,100 +169,95 @@ impl QemuVm {
         path: &str,
         offset: u64,
         limit: Option<u64>,
-    ) -> Result<GuestFileReader, QemuError> {
+    ) -> Result<GuestFileReader, GuestError> {
         self.download_stream(Request::ReadFile(ReadFileRequest { path: path.into(), offset, limit })).await
     }
 
     /// Unpacks the tar archive `archive` yields into the guest directory `dir` (created if
     /// missing); returns the archive's size. Modes, modification times and symbolic links are kept;
     /// entries that would land outside `dir` are refused.
-    pub async fn upload_tar<R: AsyncRead + Unpin>(&self, dir: &str, archive: R) -> Result<u64, QemuError> {
+    pub async fn upload_tar<R: AsyncRead + Unpin>(&self, dir: &str, archive: R) -> Result<u64, GuestError> {
         self.upload_stream(Request::UploadTar(UploadTarRequest { path: dir.into() }), archive).await
     }
 
     /// The guest directory `path` (its contents, relative names) or file as a tar archive stream.
-    pub async fn download_tar(&self, path: &str) -> Result<GuestFileReader, QemuError> {
+    pub async fn download_tar(&self, path: &str) -> Result<GuestFileReader, GuestError> {
         self.download_stream(Request::DownloadTar(DownloadTarRequest { path: path.into() })).await
     }
 
     /// Metadata of `path`, following symbolic links.
     ///
     /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::QemuError> {
-    /// let stat = vm.stat("/etc/hostname").await?;
-    /// assert_eq!(stat.kind, firepit_qemu::FileKind::File);
+    /// # async fn demo(guest: &firepit_guest::Guest) -> Result<(), firepit_guest::GuestError> {
+    /// let stat = guest.stat("/etc/hostname").await?;
+    /// assert_eq!(stat.kind, firepit_agent::FileKind::File);
     /// # Ok(()) }
     /// ```
-    pub async fn stat(&self, path: &str) -> Result<FileStat, QemuError> {
+    pub async fn stat(&self, path: &str) -> Result<FileStat, GuestError> {
         self.stat_request(StatRequest { path: path.into(), follow_symlinks: true }).await
     }
 
     /// Metadata of `path` itself (a symbolic link is described, not followed).
-    pub async fn lstat(&self, path: &str) -> Result<FileStat, QemuError> {
+    pub async fn lstat(&self, path: &str) -> Result<FileStat, GuestError> {
         self.stat_request(StatRequest { path: path.into(), follow_symlinks: false }).await
     }
 
-    async fn stat_request(&self, request: StatRequest) -> Result<FileStat, QemuError> {
+    async fn stat_request(&self, request: StatRequest) -> Result<FileStat, GuestError> {
         match self.file_request(Request::Stat(request)).await? {
             Response::Stat(stat) => Ok(stat),
-            other => Err(unexpected("stat", other)),
+            other => Err(GuestError::unexpected("stat", other)),
         }
     }
 
     /// The entries of the guest directory `path`, sorted by name (at most
     /// [`MAX_DIR_ENTRIES`](firepit_agent::MAX_DIR_ENTRIES); `truncated` says when there were more).
-    pub async fn list_dir(&self, path: &str) -> Result<DirListing, QemuError> {
+    pub async fn list_dir(&self, path: &str) -> Result<DirListing, GuestError> {
         match self.file_request(Request::ListDir(ListDirRequest { path: path.into() })).await? {
             Response::Entries(listing) => Ok(listing),
-            other => Err(unexpected("list-dir", other)),
+            other => Err(GuestError::unexpected("list-dir", other)),
         }
     }
 
     /// Creates the directory `path` and its missing parents (0o755); an existing directory is fine.
-    pub async fn mkdir(&self, path: &str) -> Result<(), QemuError> {
+    pub async fn mkdir(&self, path: &str) -> Result<(), GuestError> {
         self.mkdir_request(MkdirRequest { path: path.into(), parents: true, mode: None }).await
     }
 
     /// Creates a directory as [`MkdirRequest`] says (without parents, an explicit mode).
-    pub async fn mkdir_request(&self, request: MkdirRequest) -> Result<(), QemuError> {
+    pub async fn mkdir_request(&self, request: MkdirRequest) -> Result<(), GuestError> {
         self.ok_request(Request::Mkdir(request)).await
     }
 
     /// Removes `path` (a file, a symbolic link, an empty directory; with `recursive`, a directory
     /// and everything in it).
-    pub async fn remove(&self, path: &str, recursive: bool) -> Result<(), QemuError> {
+    pub async fn remove(&self, path: &str, recursive: bool) -> Result<(), GuestError> {
         self.ok_request(Request::Remove(RemoveRequest { path: path.into(), recursive })).await
     }
 
     /// Sets the permission bits of `path`.
-    pub async fn chmod(&self, path: &str, mode: u32) -> Result<(), QemuError> {
+    pub async fn chmod(&self, path: &str, mode: u32) -> Result<(), GuestError> {
         self.ok_request(Request::Chmod(ChmodRequest { path: path.into(), mode })).await
     }
 
     /// Sets the owner and/or group of `path` (`None` leaves it unchanged).
-    pub async fn chown(&self, path: &str, uid: Option<u32>, gid: Option<u32>) -> Result<(), QemuError> {
+    pub async fn chown(&self, path: &str, uid: Option<u32>, gid: Option<u32>) -> Result<(), GuestError> {
         self.ok_request(Request::Chown(ChownRequest { path: path.into(), uid, gid })).await
     }
 
     /// Renames `from` to `to` within the guest.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<(), QemuError> {
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), GuestError> {
         self.ok_request(Request::Rename(RenameRequest { from: from.into(), to: to.into() })).await
     }
 
-    async fn file_request(&self, request: Request) -> Result<Response, QemuError> {
-        streams::one_shot(self, request, self.config.agent_timeout).await
+    async fn file_request(&self, request: Request) -> Result<Response, GuestError> {
+        self.request(request, self.timeouts.request).await
     }
 
-    async fn ok_request(&self, request: Request) -> Result<(), QemuError> {
+    async fn ok_request(&self, request: Request) -> Result<(), GuestError> {
         let kind = request.kind();
         match self.file_request(request).await? {
             Response::Ok => Ok(()),
-            other => Err(unexpected(kind, other)),
+            other => Err(GuestError::unexpected(kind, other)),
         }
     }
-}
-
-/// An answer of the wrong kind.
-pub(crate) fn unexpected(request: &'static str, response: Response) -> QemuError {
-    AgentError::UnexpectedResponse { request, response: format!("{response:?}") }.into()
 }

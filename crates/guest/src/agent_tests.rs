@@ -1,6 +1,8 @@
-//! The agent client against a fake agent behind a Unix socket (QEMU's side in real life).
+//! The agent client against a fake agent behind a Unix socket (QEMU's side in real life): ids,
+//! deadlines, reconnects and hostile bytes.
 
 use super::*;
+use crate::channel::UnixSocket;
 use firepit_agent::{ExecRequest, ExecResult, Pong};
 use tokio::net::UnixListener;
 
@@ -55,7 +57,7 @@ fn setup() -> (tempfile::TempDir, AgentClient, tokio::task::JoinHandle<()>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.sock");
     let fake = fake_agent(UnixListener::bind(&path).unwrap());
-    (dir, AgentClient::new(path), fake)
+    (dir, AgentClient::new(UnixSocket::new(path)), fake)
 }
 
 fn sleep_exec(ms: u64) -> Request {
@@ -82,7 +84,7 @@ async fn concurrent_requests_answered_out_of_order_reach_their_callers() {
 async fn request_past_its_deadline_times_out_and_the_channel_still_works() {
     let (_dir, client, _fake) = setup();
     let err = client.request(sleep_exec(500), Duration::from_millis(100)).await.unwrap_err();
-    assert!(matches!(err, AgentError::Timeout { request: "exec", .. }), "{err:?}");
+    assert!(matches!(err, GuestError::Timeout { request: "exec", .. }), "{err:?}");
     let pong = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap();
     assert!(matches!(pong, Response::Pong(_)));
 }
@@ -92,7 +94,7 @@ async fn dropped_connection_fails_pending_request_and_next_request_reconnects() 
     let (_dir, client, _fake) = setup();
     let hangup = Request::Exec(ExecRequest { argv: vec!["hangup".into()], ..Default::default() });
     let err = client.request(hangup, Duration::from_secs(5)).await.unwrap_err();
-    assert!(matches!(err, AgentError::Closed), "{err:?}");
+    assert!(matches!(err, GuestError::Closed), "{err:?}");
     let pong = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap();
     assert!(matches!(pong, Response::Pong(_)));
 }
@@ -100,9 +102,9 @@ async fn dropped_connection_fails_pending_request_and_next_request_reconnects() 
 #[tokio::test]
 async fn missing_socket_reports_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let client = AgentClient::new(dir.path().join("none.sock"));
+    let client = AgentClient::new(UnixSocket::new(dir.path().join("none.sock")));
     let err = client.request(Request::Ping, Duration::from_secs(1)).await.unwrap_err();
-    assert!(matches!(err, AgentError::Closed), "{err:?}");
+    assert!(matches!(err, GuestError::Closed), "{err:?}");
 }
 
 /// A fake agent that answers every connection with `garbage` and then keeps the connection open.
@@ -162,7 +164,7 @@ proptest::proptest! {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("agent.sock");
             let _fake = garbage_agent(UnixListener::bind(&path).unwrap(), garbage);
-            let client = AgentClient::new(path);
+            let client = AgentClient::new(UnixSocket::new(path));
             let started = std::time::Instant::now();
             let outcome = client.request(Request::Ping, Duration::from_millis(200)).await;
             (outcome, started.elapsed())
@@ -172,7 +174,7 @@ proptest::proptest! {
         // Random bytes are skipped while the client waits for the agent's answer to its hello (a
         // random nonce), so nothing they contain can answer a request.
         match outcome {
-            Err(AgentError::Timeout { .. } | AgentError::Closed) => {}
+            Err(GuestError::Timeout { .. } | GuestError::Closed) => {}
             Ok(response) => proptest::prop_assert!(false, "garbage produced a response: {response:?}"),
             Err(other) => proptest::prop_assert!(false, "unexpected error kind: {other:?}"),
         }
@@ -184,7 +186,7 @@ async fn oversized_frame_from_the_guest_closes_the_connection_and_the_next_reque
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let client = AgentClient::new(path);
+    let client = AgentClient::new(UnixSocket::new(path));
     let server = tokio::spawn(async move {
         // First connection: answers the hello, then sends a length prefix of 4 GiB.
         let (mut first, _) = listener.accept().await.unwrap();
@@ -196,7 +198,7 @@ async fn oversized_frame_from_the_guest_closes_the_connection_and_the_next_reque
         fake_agent(listener).await.unwrap();
     });
     let err = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap_err();
-    assert!(matches!(err, AgentError::Closed), "{err:?}");
+    assert!(matches!(err, GuestError::Closed), "{err:?}");
     let pong = client.request(Request::Ping, Duration::from_secs(5)).await.unwrap();
     assert!(matches!(pong, Response::Pong(_)));
     server.abort();
@@ -231,7 +233,7 @@ async fn stale_bytes_before_the_hello_answer_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.sock");
     let listener = UnixListener::bind(&path).unwrap();
-    let client = AgentClient::new(path);
+    let client = AgentClient::new(UnixSocket::new(path));
     let server = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let mut frames = read_requests(&mut stream, 2).await;

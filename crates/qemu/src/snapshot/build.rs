@@ -1,5 +1,5 @@
 //! Building a snapshot template: boot the shape once with its RAM in a shared file, stop it, save
-//! its device state, and publish both under the template directory (see [`crate::template_store`]).
+//! its device state, and publish both under the template directory (see [`crate::snapshot::store`]).
 //! With a root disk the template writes to an overlay in the template directory; once the
 //! template has quit, that overlay is made read-only and saved with it as its clones' base.
 
@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
+use super::store::{self, Manifest, TemplateKey};
 use crate::argv::GuestMemory;
 use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError, SpawnError};
 use crate::launch::Launcher;
-use crate::template_store::{self as store, Manifest, TemplateKey};
 use crate::vm_spec::VmSpec;
 
 /// What a template of `shape` must match: image, shape (name and machine size), QEMU, and the
@@ -106,13 +106,13 @@ async fn build_in(
     let started =
         crate::boot::start(&launcher.config.qemu_binary, &spec, vm_dir, &launcher.config, deadline).await?;
     crate::boot::wait_ready(&started, launcher.config.boot_timeout, deadline).await?;
-    crate::vm_net::configure(&started.agent, started.network.as_ref(), launcher.config.agent_timeout).await?;
+    crate::vm_net::configure(&started.guest, started.network.as_ref()).await?;
     let booted = started_at.elapsed();
     let qmp = started.qmp.clone();
     qmp.stop().await?;
     qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;
     qmp.migrate(&format!("exec:cat > {}", quoted(&scratch.join(store::STATE_FILE))?)).await?;
-    crate::restore::wait_migration(&qmp, "out", deadline).await?;
+    crate::snapshot::restore::wait_migration(&qmp, "out", deadline).await?;
     let vm = launcher.vm(id, shape, accel, booted, started, FillKind::Snapshot);
     vm.shutdown().await;
     if spec.disk.is_some() {

@@ -1,10 +1,10 @@
-//! Network errors (a module of their own, like `config_error`, so that `error` and `net` both
-//! sit above it).
+//! Why a network operation failed: this crate's own (addresses, sockets) and those of the VM's
+//! provider that drives the NAT (a VM without a network, a port forward QEMU refused).
 
 /// Why a network operation failed.
 ///
 /// ```
-/// let err = firepit_qemu::NetError::NoNetwork { vm: "fp-1-2".into() };
+/// let err = firepit_net::NetError::NoNetwork { vm: "fp-1-2".into() };
 /// assert!(err.to_string().contains("network = \"nat\""));
 /// ```
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,10 @@ pub enum NetError {
         /// What is wrong.
         why: String,
     },
+    /// QEMU's monitor could not run a command (QEMU exited, its monitor refused); the cause says
+    /// why.
+    #[error("QEMU's monitor failed")]
+    Monitor(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A port forward could not be added or removed.
     #[error("port forward to guest port {guest_port}: {message}")]
     Forward {
@@ -33,6 +37,15 @@ pub enum NetError {
         guest_port: u16,
         /// QEMU's message.
         message: String,
+    },
+    /// A socket of the NIC could not be bound or accepted.
+    #[error("{what}: {source}")]
+    Socket {
+        /// What was being done, naming the path.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// No forward to that guest port exists.
     #[error("no forward to guest port {guest_port}")]

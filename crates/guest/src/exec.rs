@@ -1,4 +1,4 @@
-//! Results of guest commands and identities for restored clones: plain data, no VM handle.
+//! Results of guest commands and identities for restored clones: plain data, no channel.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +8,7 @@ use rand::RngCore;
 /// What a command run in the guest produced.
 ///
 /// ```
-/// use firepit_qemu::ExecOutput;
+/// use firepit_guest::ExecOutput;
 /// let out = ExecOutput { exit_code: Some(0), stdout: b"hi\n".to_vec(), ..Default::default() };
 /// assert!(out.success());
 /// assert_eq!(out.stdout_lossy(), "hi\n");
@@ -62,11 +62,26 @@ impl From<ExecResult> for ExecOutput {
     }
 }
 
+/// Back to the wire's form (what the daemon's API answers with).
+impl From<ExecOutput> for ExecResult {
+    fn from(out: ExecOutput) -> Self {
+        Self {
+            exit_code: out.exit_code,
+            signal: out.signal,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            truncated: out.truncated,
+            timed_out: out.timed_out,
+            duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// A new identity for a restored clone: 64 bytes of host randomness, the host clock, `hostname`, and
 /// a random machine id.
 ///
 /// ```
-/// let identity = firepit_qemu::fresh_identity("vm-7");
+/// let identity = firepit_guest::fresh_identity("vm-7");
 /// assert_eq!(identity.entropy.len(), 64);
 /// assert_eq!(identity.machine_id.unwrap().len(), 32);
 /// ```

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Traffic of one VM, or of every VM a shape has had, since it started.
 ///
 /// ```
-/// let stats = firepit_qemu::NetStats::default();
+/// let stats = firepit_net::NetStats::default();
 /// assert_eq!(stats.bytes_out + stats.bytes_in, 0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -29,8 +29,15 @@ pub struct NetStats {
     pub dropped: u64,
 }
 
+/// Traffic counters that only grow, shared by everything that adds to them: one set per VM, and
+/// one per shape that every VM of the shape also adds to (and that outlives them, for metrics).
+///
+/// ```
+/// let shape = std::sync::Arc::new(firepit_net::NetCounters::default());
+/// assert_eq!(shape.snapshot(), firepit_net::NetStats::default());
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct NetCounters {
+pub struct NetCounters {
     bytes_out: AtomicU64,
     bytes_in: AtomicU64,
     frames_out: AtomicU64,
@@ -41,7 +48,8 @@ pub(crate) struct NetCounters {
 }
 
 impl NetCounters {
-    pub(crate) fn snapshot(&self) -> NetStats {
+    /// The counts so far.
+    pub fn snapshot(&self) -> NetStats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         NetStats {
             bytes_out: get(&self.bytes_out),
