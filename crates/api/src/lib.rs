@@ -33,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+mod cluster;
 mod endpoint;
 mod error;
 mod events;
@@ -42,6 +43,7 @@ mod processes;
 mod shapes;
 mod types;
 
+pub use cluster::{ClusterHosts, DrainResponse, HostStatusView};
 pub use endpoint::{default_runtime_dir, default_socket_path};
 pub use error::ErrorBody;
 pub use events::{NDJSON, OutputChunk, PtyControl, StreamEvent};

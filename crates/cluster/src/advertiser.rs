@@ -38,6 +38,10 @@ pub trait CapacitySource: Send + Sync + 'static {
     fn leases(&self) -> usize;
     /// Whether the daemon holds the lease `lease_id`.
     fn holds_lease(&self, lease_id: &str) -> bool;
+    /// Whether the daemon refuses new leases (the record says so at once).
+    fn draining(&self) -> bool {
+        false
+    }
 }
 
 /// How a daemon registers.
@@ -216,7 +220,7 @@ impl Session {
     fn record(&self, control: Control) -> HostRecord {
         let shapes = self.source.shapes();
         HostRecord {
-            draining: control.draining,
+            draining: control.draining || self.source.draining(),
             shapes,
             leases: self.source.leases(),
             cpus: host_load::cpus(),
@@ -296,7 +300,9 @@ impl Session {
                 },
                 _ = poll.tick() => {
                     let next = self.record(*control.borrow());
-                    if !next.same_as(&last) && last_write.elapsed() >= self.config.min_update_interval {
+                    // A drain is written at once; capacity changes at most every min interval.
+                    let due = last_write.elapsed() >= self.config.min_update_interval || next.draining != last.draining;
+                    if !next.same_as(&last) && due {
                         self.write(etcd, &next, lease).await?;
                         last = next;
                         last_write = Instant::now();

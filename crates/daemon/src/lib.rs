@@ -41,6 +41,7 @@ pub mod api;
 pub mod auth;
 pub mod backend;
 mod boxed;
+pub mod cluster;
 pub mod config;
 #[cfg(feature = "testing")]
 pub mod fake;
@@ -148,6 +149,7 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
         max_body_bytes: config.limits.max_body_bytes,
         default_ttl: config.default_ttl(),
         max_ttl: config.max_ttl(),
+        cluster: cluster::advertise_config(config),
     })
 }
 

@@ -43,6 +43,7 @@ pub fn options(dir: &tempfile::TempDir) -> ServeOptions {
         max_body_bytes: 64 * 1024,
         default_ttl: Duration::from_secs(60),
         max_ttl: Duration::from_secs(600),
+        cluster: None,
     }
 }
 

@@ -85,6 +85,7 @@ impl From<LeaseError> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict", message)
             }
             LeaseError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
+            LeaseError::Draining => Self::new(StatusCode::SERVICE_UNAVAILABLE, "draining", message),
             LeaseError::Egress(NarrowingError::NetworkDisabled { .. }) => {
                 Self::new(StatusCode::CONFLICT, "network_disabled", message)
             }

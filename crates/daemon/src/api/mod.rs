@@ -24,6 +24,7 @@ use super::leases::LeaseTable;
 pub mod admin;
 mod args;
 mod chunks;
+pub mod drain;
 pub mod error;
 pub mod exec_stream;
 pub mod files;
@@ -122,6 +123,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::put_shape, admin::delete_shape))
         .routes(routes!(admin::metrics))
         .routes(routes!(admin::healthz))
+        .routes(routes!(drain::drain, drain::undrain))
         .routes(routes!(admin::openapi))
 }
 
