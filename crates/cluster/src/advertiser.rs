@@ -153,17 +153,23 @@ impl Advertiser {
 
     /// Deletes the record (revokes the etcd lease) and ends the task, within a few seconds even
     /// when etcd is down (the record then expires on its own).
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.control.send_modify(|c| c.stopping = true);
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(3), &mut task).await.is_err() {
-            task.abort();
+        if tokio::time::timeout(Duration::from_secs(3), &mut self.task).await.is_err() {
+            self.task.abort();
         }
     }
 
     /// Ends the task without deleting the record: it expires after the TTL, as when the process
-    /// is killed. For tests of host loss.
+    /// is killed. Dropping the advertiser does the same.
     pub fn abandon(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Advertiser {
+    fn drop(&mut self) {
+        // Nobody keeps the etcd lease alive any more: the record expires after the TTL.
         self.task.abort();
     }
 }
