@@ -1,7 +1,7 @@
 //! The `firepit` command: verbs only. Each verb parses its arguments (clap) and calls a library:
 //! the `firepit` facade (`demo`), `firepit-image` (`image`), `firepit-daemon` (`serve`),
 //! `firepit-client` (`status`, `lease`, `run`, `exec`, `cp`, `shell`, `port`), `firepit-tools` (`bench`,
-//! `soak`).
+//! `soak`), `firepit-gateway` (`gateway`), and the client again for `drain`.
 //!
 //! Every verb returns a `Result`; [`run`] prints the error with its whole cause chain and maps it
 //! to exit code 1, so no verb panics or exits half-way. `firepit run` returns the guest command's
@@ -14,7 +14,9 @@ use clap::{Parser, Subcommand};
 
 mod cp;
 mod demo;
+mod drain;
 mod exec;
+mod gateway;
 mod image;
 mod lease;
 mod logging;
@@ -63,6 +65,10 @@ enum Command {
     /// Forward a TCP port of a leased VM to a loopback port of this host (prints the address), or
     /// list the lease's forwards; they close when the lease ends.
     Port(port::PortArgs),
+    /// Run a gateway: one TCP front for many daemons registered in etcd (placement, lease routing).
+    Gateway(gateway::GatewayArgs),
+    /// Drain a daemon: no new leases (gateways place elsewhere), existing ones run to their end.
+    Drain(drain::DrainArgs),
     /// Soak with faults: cycles from concurrent clients against a real daemon while VMs are killed
     /// and stalled, fills fail, requests are dropped, leases expire and the daemon is restarted;
     /// prints one JSON line (leaks, failures, depth regained) and exits 1 if a pass condition fails.
@@ -162,6 +168,8 @@ fn dispatch(command: Command) -> CliResult {
             Command::Cp(args) => cp::run(args).await,
             Command::Shell(args) => shell::run(args).await,
             Command::Port(args) => port::run(args).await,
+            Command::Gateway(args) => gateway::run(args).await,
+            Command::Drain(args) => drain::run(args).await,
             Command::Bench(command) => Ok(firepit_tools::bench::run(command).await?),
             Command::Soak(args) => {
                 logging::init(false);

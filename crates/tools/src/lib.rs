@@ -26,6 +26,7 @@ pub mod bench_fill;
 pub mod bench_net;
 pub mod bench_net_raw;
 pub mod bench_vm;
+pub mod child_cluster;
 pub mod child_daemon;
 pub mod daemon_dir;
 mod density_idle;
