@@ -104,19 +104,25 @@ impl Etcd {
         ClusterError::Unavailable { endpoints: self.endpoints.to_string(), what, source }
     }
 
-    /// One quick request (no retry): is etcd answering right now?
+    /// Is etcd answering right now? Up to three quick reads (a member that is down may take one
+    /// of them: the client spreads requests over the endpoints), each bounded by a second.
     pub async fn probe(&self) -> Result<(), ClusterError> {
         let key = self.keys.hosts_prefix();
-        let options = GetOptions::new().with_prefix().with_count_only();
-        let mut client = self.client.clone();
-        match tokio::time::timeout(REQUEST_TIMEOUT, client.get(key, Some(options))).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(self.unavailable("a health probe", error)),
-            Err(_) => Err(self.unavailable(
-                "a health probe",
-                etcd_client::Error::Internal(format!("no answer within {REQUEST_TIMEOUT:?}")),
-            )),
+        let mut last = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let options = GetOptions::new().with_prefix().with_count_only();
+            let mut client = self.client.clone();
+            match tokio::time::timeout(Duration::from_secs(1), client.get(key.clone(), Some(options))).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(error)) => last = Some(error),
+                Err(_) => last = Some(etcd_client::Error::Internal("no answer within 1 s".into())),
+            }
         }
+        let error = last.unwrap_or_else(|| etcd_client::Error::Internal("no attempt made".into()));
+        Err(self.unavailable("a health probe", error))
     }
 
     /// Every readable host record, and the revision they were read at (watch from the next one).
