@@ -167,9 +167,11 @@ pub struct ClusterConfig {
     /// etcd client URLs (`http://host:port`), one or more members of one cluster.
     pub etcd: Vec<String>,
     /// The daemon's TCP API as gateways reach it, `http://HOST:PORT` (needs `listen.tcp`; the
-    /// gateways present the same bearer token).
+    /// gateways present the same bearer token). `${NAME}` is replaced by the environment variable
+    /// `NAME` (`"http://${POD_IP}:7070"` in a DaemonSet).
     pub advertise: String,
-    /// This host's id in the cluster (letters, digits, `.`, `_`, `-`). Default: the hostname.
+    /// This host's id in the cluster (letters, digits, `.`, `_`, `-`; `${NAME}` as in
+    /// `advertise`). Default: the hostname.
     #[serde(default)]
     pub host: Option<String>,
     /// Prefix of every key firepit writes in etcd. Default: `/firepit`.

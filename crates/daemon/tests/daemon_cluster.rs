@@ -42,6 +42,14 @@ fn the_cluster_table_is_validated() {
         let error = parse(table).expect_err(table).to_string();
         assert!(error.contains(fragment), "`{fragment}` missing from: {error}");
     }
+    // SAFETY: no other test of this binary reads these variables.
+    unsafe { std::env::set_var("FIREPIT_TEST_POD_IP", "10.1.2.3") };
+    let config =
+        parse("etcd = [\"http://e:2379\"]\nadvertise = \"http://${FIREPIT_TEST_POD_IP}:7070\"").unwrap();
+    assert_eq!(config.cluster.unwrap().advertise, "http://10.1.2.3:7070");
+    let error =
+        parse("etcd = [\"http://e:2379\"]\nadvertise = \"http://${FIREPIT_TEST_UNSET}:7070\"").unwrap_err();
+    assert!(error.to_string().contains("FIREPIT_TEST_UNSET is not set"), "{error}");
     let no_tcp = format!(
         "[cluster]\netcd = [\"http://e:2379\"]\nadvertise = \"http://h:1\"\n[[shape]]\nname = \"s\"\nimage = {:?}\n",
         std::env::temp_dir()
