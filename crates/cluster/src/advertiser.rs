@@ -4,7 +4,8 @@
 //! [`Advertiser::start`] spawns one task that, per session with etcd: grants an etcd lease of
 //! `ttl` (10 s), writes the record under it, keeps it alive every `ttl / 3`, reads the daemon's
 //! capacity every `poll_interval` and writes the record again when it changed (at most once per
-//! `min_update_interval`), and sweeps routes every `sweep_interval`. When etcd fails, the session
+//! `min_update_interval`; when only the load or free memory drifted, once per
+//! `load_update_interval`), and sweeps routes every `sweep_interval`. When etcd fails, the session
 //! ends and a new one starts after a pause; meanwhile the old record lives until its lease
 //! expires, so a short etcd hiccup is invisible to gateways. When this process dies, nobody keeps
 //! the lease alive: the record is gone within `ttl` and gateways stop placing here.
@@ -57,8 +58,12 @@ pub struct AdvertiseConfig {
     pub url: String,
     /// The etcd lease's time to live: the record is gone this long after the daemon died.
     pub ttl: Duration,
-    /// Shortest time between two writes of the record.
+    /// Shortest time between two writes of the record when its capacity changed (ready, leased
+    /// counts, shapes).
     pub min_update_interval: Duration,
+    /// Shortest time between two writes when only the host's load or free memory changed (they
+    /// drift all the time; placement needs them roughly).
+    pub load_update_interval: Duration,
     /// How often the capacity is read.
     pub poll_interval: Duration,
     /// How often routes are swept.
@@ -68,8 +73,8 @@ pub struct AdvertiseConfig {
 }
 
 impl AdvertiseConfig {
-    /// The defaults: TTL 10 s, a write at most every second, capacity read every 250 ms, routes
-    /// swept every 30 s.
+    /// The defaults: TTL 10 s, a write at most every second for capacity changes and every 15 s
+    /// for load changes, capacity read every 250 ms, routes swept every 30 s.
     pub fn new(endpoints: Vec<String>, host: &str, url: &str) -> Self {
         Self {
             endpoints,
@@ -78,6 +83,7 @@ impl AdvertiseConfig {
             url: url.to_owned(),
             ttl: Duration::from_secs(10),
             min_update_interval: Duration::from_secs(1),
+            load_update_interval: Duration::from_secs(15),
             poll_interval: Duration::from_millis(250),
             sweep_interval: Duration::from_secs(30),
             memory_budget_mb: 0,
@@ -238,6 +244,17 @@ impl Session {
         }
     }
 
+    /// Whether `next` should be written now, `since` the last write of `last`: a drain at once,
+    /// capacity changes after `min_update_interval`, load drift after `load_update_interval`.
+    fn due(&self, last: &HostRecord, next: &HostRecord, since: Duration) -> bool {
+        let capacity_changed =
+            next.draining != last.draining || next.shapes != last.shapes || next.leases != last.leases;
+        match capacity_changed {
+            true => next.draining != last.draining || since >= self.config.min_update_interval,
+            false => since >= self.config.load_update_interval,
+        }
+    }
+
     async fn write(&self, etcd: &Etcd, record: &HostRecord, lease: i64) -> Result<(), ClusterError> {
         etcd.put_record(record, lease).await?;
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -306,9 +323,7 @@ impl Session {
                 },
                 _ = poll.tick() => {
                     let next = self.record(*control.borrow());
-                    // A drain is written at once; capacity changes at most every min interval.
-                    let due = last_write.elapsed() >= self.config.min_update_interval || next.draining != last.draining;
-                    if !next.same_as(&last) && due {
+                    if !next.same_as(&last) && self.due(&last, &next, last_write.elapsed()) {
                         self.write(etcd, &next, lease).await?;
                         last = next;
                         last_write = Instant::now();

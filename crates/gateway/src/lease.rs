@@ -6,7 +6,8 @@
 //! restarted, `404 lease_not_found` for a lease no gateway placed (or one released),
 //! `502 host_unreachable` when the host is registered but does not answer, `503
 //! cluster_unavailable` when etcd is down and this gateway never routed the lease. A release
-//! through the gateway also removes the route; a renewal records the new expiry; `GET
+//! through the gateway also removes the route (in the background, after the answer); a renewal
+//! records the new expiry (the same way); `GET
 //! /v1/leases/{id}` gains the lease's `host`.
 
 use axum::body::Body;
@@ -76,7 +77,7 @@ async fn forward(gw: &GatewayState, id: &str, request: Request) -> Result<Respon
     metrics.lease_request("forwarded");
     let status = response.status();
     if is_release && status.is_success() {
-        gw.routes().forget(&route).await;
+        forget_later(gw, route);
         return Ok(response);
     }
     if !(is_view || is_renew || status == StatusCode::NOT_FOUND) {
@@ -92,7 +93,7 @@ async fn forward(gw: &GatewayState, id: &str, request: Request) -> Result<Respon
     let code = value.get("error").and_then(Value::as_str).map(str::to_owned);
     if status == StatusCode::NOT_FOUND && code.as_deref() == Some("lease_not_found") {
         // The lease ended on its host (released there, or expired): the route goes too.
-        gw.routes().forget(&route).await;
+        forget_later(gw, route.clone());
     } else if is_view && status.is_success() && value.is_object() {
         value["host"] = host.host.clone().into();
         return Ok(json_response(status, &value));
@@ -103,10 +104,19 @@ async fn forward(gw: &GatewayState, id: &str, request: Request) -> Result<Respon
         && status.is_success()
         && let Some(expires) = value.get("expires_at_unix_ms").and_then(Value::as_u64)
     {
-        gw.routes().renewed(id, expires).await;
+        let (gw, id) = (gw.clone(), id.to_owned());
+        tokio::spawn(async move { gw.routes().renewed(&id, expires).await });
     }
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// Forgets a route of a lease that ended, after the client has its answer: the etcd write is
+/// off the request's path (if the gateway dies first, the host's sweep removes the route).
+fn forget_later(gw: &GatewayState, route: LeaseRoute) {
+    gw.routes().forget_cached(&route.lease_id);
+    let gw = gw.clone();
+    tokio::spawn(async move { gw.routes().forget(&route).await });
 }
 
 /// The gateway's view of a lease when its daemon has no lease view of its own.

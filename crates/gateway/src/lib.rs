@@ -115,7 +115,14 @@ impl Gateway {
     /// Serves until `stop` resolves, then lets in-flight requests finish.
     pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) {
         tracing::info!(addr = %self.local_addr(), "gateway listening (bearer token required)");
-        if let Err(error) = axum::serve(self.listener, self.router).with_graceful_shutdown(stop).await {
+        // Responses are written in pieces (head, then body frames): without TCP_NODELAY, Nagle's
+        // algorithm would hold each small piece until the client acknowledged the previous one.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        if let Err(error) = axum::serve(listener, self.router).with_graceful_shutdown(stop).await {
             tracing::warn!(%error, "the gateway's listener failed");
         }
     }

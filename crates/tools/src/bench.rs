@@ -26,6 +26,9 @@ pub enum BenchCommand {
     /// to a snapshot restore; firepit (NAT + policy filter) next to raw QEMU with the same backend
     /// (and passt when installed), measured in the same run.
     Net(crate::bench_net::NetBenchArgs),
+    /// Past one host: acquire and exec through a gateway vs directly on a daemon, placement
+    /// balance, etcd writes, time from a host's death to the last placement attempt there.
+    Cluster(crate::bench_cluster::ClusterBenchArgs),
 }
 
 /// Runs `firepit bench ...`.
@@ -36,5 +39,6 @@ pub async fn run(command: BenchCommand) -> ToolResult {
         BenchCommand::Api(args) => crate::bench_api::run(args).await,
         BenchCommand::Density(args) => crate::bench_density::run(args).await,
         BenchCommand::Net(args) => crate::bench_net::run(args).await,
+        BenchCommand::Cluster(args) => crate::bench_cluster::run(args).await,
     }
 }
