@@ -30,6 +30,7 @@ use crate::host_load;
 use crate::keys::Keys;
 use crate::record::{HostRecord, ShapeCapacity, now_unix_ms};
 use crate::store::Etcd;
+use firepit_pool::error_chain;
 
 /// What the daemon tells the advertiser about itself.
 pub trait CapacitySource: Send + Sync + 'static {
@@ -398,16 +399,4 @@ async fn sweep_dead_hosts(etcd: &Etcd, now: u64) -> Result<usize, ClusterError> 
         }
     }
     Ok(removed)
-}
-
-/// An error and its causes on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -156,7 +156,7 @@ async fn probe(inner: Arc<Inner>, stop: CancellationToken) {
                     warn!(%error, "etcd does not answer; existing leases are routed from the cache, new ones refused");
                 }
                 health.reachable = false;
-                health.error = Some(crate::advertiser::error_chain(&error));
+                health.error = Some(firepit_pool::error_chain(&error));
             }
         }
         health.synced = inner.synced.load(Ordering::SeqCst);

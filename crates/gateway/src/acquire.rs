@@ -260,12 +260,5 @@ fn no_host(hosts: &[HostRecord], shape: Option<&str>) -> GatewayError {
 }
 
 pub(crate) fn unavailable(what: &str, error: &firepit_cluster::ClusterError) -> GatewayError {
-    let mut cause = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(next) = source {
-        cause.push_str(": ");
-        cause.push_str(&next.to_string());
-        source = next.source();
-    }
-    GatewayError::cluster_unavailable(what, &cause)
+    GatewayError::cluster_unavailable(what, &firepit_pool::error_chain(error))
 }

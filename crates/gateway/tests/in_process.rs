@@ -108,6 +108,17 @@ pub async fn hosts_seen(gateway: &TestGateway, n: usize) {
     .await;
 }
 
+/// The host a gateway names for a lease (empty when it names none).
+pub async fn host_of(client: &Client, lease_id: &str) -> String {
+    let path = format!("/v1/leases/{lease_id}");
+    let response = client.request(firepit_client::Method::GET, &path, None, &[]).await.unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    if response.status == 200 {
+        assert_eq!(view["lease_id"], lease_id, "{view}");
+    }
+    view["host"].as_str().unwrap_or_default().to_owned()
+}
+
 /// The hosts a gateway lists under `GET /v1/pools`.
 pub async fn hosts_of(client: &Client) -> Vec<firepit_api::HostStatusView> {
     let Ok(response) = client.request(firepit_client::Method::GET, "/v1/pools", None, &[]).await else {

@@ -8,14 +8,7 @@ use firepit_client::{Client, Method};
 use firepit_cluster::LocalEtcd;
 use tokio::time::Instant;
 
-use super::{TestGateway, eventually, hosts_of, hosts_seen, small, start_host};
-
-/// The host a gateway names for a lease.
-async fn host_of(client: &Client, lease_id: &str) -> String {
-    let response = client.request(Method::GET, &format!("/v1/leases/{lease_id}"), None, &[]).await.unwrap();
-    let view: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    view["host"].as_str().unwrap_or_default().to_owned()
-}
+use super::{TestGateway, eventually, host_of, hosts_of, hosts_seen, small, start_host};
 
 #[tokio::test]
 async fn a_dead_hosts_leases_answer_host_lost_and_new_acquires_go_elsewhere_without_errors() {

@@ -4,20 +4,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use firepit_api::{ExecBody, SpawnBody, StreamEvent, WriteFileQuery};
-use firepit_client::{Client, Endpoint, Method, PtyOptions};
+use firepit_client::{Client, Endpoint, PtyOptions};
 use firepit_cluster::LocalEtcd;
 use tokio::io::AsyncReadExt;
 
-use super::{TestGateway, hosts_of, hosts_seen, small, start_host};
-
-/// The host a gateway names for a lease.
-async fn host_of(client: &Client, lease_id: &str) -> String {
-    let response = client.request(Method::GET, &format!("/v1/leases/{lease_id}"), None, &[]).await.unwrap();
-    assert_eq!(response.status, 200, "{}", response.text());
-    let view: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    assert_eq!(view["lease_id"], lease_id);
-    view["host"].as_str().unwrap().to_owned()
-}
+use super::{TestGateway, host_of, hosts_of, hosts_seen, small, start_host};
 
 #[tokio::test]
 async fn acquires_spread_over_the_hosts_and_every_lease_answers_through_the_gateway() {
