@@ -10,7 +10,7 @@
 //! expires, so a short etcd hiccup is invisible to gateways. When this process dies, nobody keeps
 //! the lease alive: the record is gone within `ttl` and gateways stop placing here.
 //!
-//! The sweep deletes routes of this host's current run whose lease the daemon no longer holds
+//! The sweep (`sweep.rs`) deletes routes of this host's current run whose lease the daemon no longer holds
 //! (released or expired directly on the daemon), routes of an earlier run (a restart ended them)
 //! once their expiry has passed, and, every tenth sweep, the expired routes of hosts that are
 //! gone (so a host that never comes back leaves nothing behind). A route of a lost lease is kept
@@ -30,6 +30,7 @@ use crate::host_load;
 use crate::keys::Keys;
 use crate::record::{HostRecord, ShapeCapacity, now_unix_ms};
 use crate::store::Etcd;
+use crate::sweep;
 use firepit_pool::error_chain;
 
 /// What the daemon tells the advertiser about itself.
@@ -332,7 +333,9 @@ impl Session {
                 }
                 _ = sweep.tick() => {
                     sweeps += 1;
-                    if let Err(error) = self.sweep(etcd, sweeps.is_multiple_of(10)).await {
+                    let holds = |id: &str| self.source.holds_lease(id);
+                    let swept = sweep::sweep(etcd, &self.config.host, &self.run_id, &holds, sweeps.is_multiple_of(10)).await;
+                    if let Err(error) = swept {
                         debug!(%error, "route sweep failed; next time");
                     }
                 }
@@ -350,53 +353,4 @@ impl Session {
         self.stats.registered.store(false, Ordering::Relaxed);
         Ok(())
     }
-
-    async fn sweep(&self, etcd: &Etcd, dead_hosts_too: bool) -> Result<(), ClusterError> {
-        let now = now_unix_ms();
-        // Listed before the daemon's table is read: a lease placed after the listing is not in
-        // it, and one listed was in the table before its route was written.
-        let routes = etcd.host_routes(&self.config.host).await?;
-        let mut removed = 0;
-        for route in routes {
-            let gone = if route.run_id == self.run_id {
-                !self.source.holds_lease(&route.lease_id)
-            } else {
-                route.expires_at_unix_ms < now
-            };
-            if gone {
-                etcd.delete_route(&route).await?;
-                removed += 1;
-            }
-        }
-        if dead_hosts_too {
-            removed += sweep_dead_hosts(etcd, now).await?;
-        }
-        if removed > 0 {
-            debug!(removed, "swept lease routes");
-        }
-        Ok(())
-    }
-}
-
-/// Removes the expired routes of hosts that are not registered, and forgets such hosts once none
-/// is left. Returns how many routes went.
-async fn sweep_dead_hosts(etcd: &Etcd, now: u64) -> Result<usize, ClusterError> {
-    let (live, _) = etcd.hosts().await?;
-    let mut removed = 0;
-    for host in etcd.known_hosts().await? {
-        if live.iter().any(|r| r.host == host) {
-            continue;
-        }
-        let routes = etcd.host_routes(&host).await?;
-        let mut left = routes.len();
-        for route in routes.iter().filter(|r| r.expires_at_unix_ms < now) {
-            etcd.delete_route(route).await?;
-            removed += 1;
-            left -= 1;
-        }
-        if left == 0 {
-            etcd.forget_host(&host).await?;
-        }
-    }
-    Ok(removed)
 }

@@ -37,6 +37,7 @@ pub mod placement;
 mod record;
 pub mod routes;
 mod store;
+mod sweep;
 
 pub use advertiser::{AdvertiseConfig, Advertiser, CapacitySource};
 pub use directory::{Directory, EtcdHealth};
