@@ -5,7 +5,8 @@
 //! - `acquire_ms` / `release_ms`: through the gateway vs directly on a daemon's TCP listener
 //!   (alternating, pools full and quiet before each), and `etcd_route_write_ms`, the etcd
 //!   transaction the gateway adds to each (the route of the lease);
-//! - `exec_ms`: `true` on one lease, through the gateway vs directly on its host;
+//! - `exec_ms`: `true` on one lease, through the gateway vs directly on its host, and
+//!   `proxy_hop_ms`, a request its host answers from memory (the lease's port forwards): the hop;
 //! - `placement_balance`: `--balance-leases` leases held at once through the gateway, max / min per
 //!   host (with the counts), and `record_writes_per_host_per_s` while they were placed (the etcd
 //!   write rate capacity updates cause; also idle, `record_writes_idle_per_host_per_s`);
@@ -120,6 +121,18 @@ async fn measure(
         }
     }
     exec.emit(report, "exec_ms");
+    // The hop alone: a request the daemon answers from memory (the lease's port forwards).
+    let mut hop = Sides::default();
+    let ports = format!("/v1/leases/{}/ports", lease.lease_id);
+    for iteration in 0..args.execs.max(1) {
+        for through_gateway in alternate(iteration) {
+            let client = if through_gateway { &gateway } else { &direct };
+            let before = Instant::now();
+            client.request(Method::GET, &ports, None, &[]).await?.json::<serde_json::Value>()?;
+            hop.push(through_gateway, before.elapsed());
+        }
+    }
+    hop.emit(report, "proxy_hop_ms");
     gateway.release(&lease.lease_id).await?;
 
     balance(args, report, cluster).await?;
