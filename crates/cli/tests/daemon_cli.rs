@@ -122,7 +122,7 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
         .unwrap();
     let out = firepit(&["serve", "--config", config.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("shape[0].cpus"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`cpus` = 0"), "{}", stderr(&out));
     std::fs::write(&config, format!("[[shape]]\nname = \"small\"\nimage = {:?}\n", dir.path())).unwrap();
     let out = firepit(&["serve", "--check", "--config", config.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

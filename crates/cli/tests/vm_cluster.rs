@@ -143,7 +143,7 @@ async fn three_hosts_two_gateways_three_etcd_members_survive_every_fault() {
     for id in &lost {
         for gateway in &gateways {
             let error = gateway.exec(id, &ExecBody::new(["true"])).await.unwrap_err();
-            assert_eq!(error.code(), Some("host_lost"), "{error}");
+            assert_eq!(error.code(), Some(firepit_api::ErrorCode::HostLost), "{error}");
         }
     }
     held.retain(|id| !lost.contains(id));
@@ -163,7 +163,7 @@ async fn three_hosts_two_gateways_three_etcd_members_survive_every_fault() {
     let down = Instant::now();
     loop {
         match gateways[0].acquire(&small(0), None).await {
-            Err(error) if error.code() == Some("cluster_unavailable") => break,
+            Err(error) if error.code() == Some(firepit_api::ErrorCode::ClusterUnavailable) => break,
             Ok(lease) => gateways[0].release(&lease.lease_id).await.unwrap(),
             Err(error) => panic!("unexpected while etcd goes down: {error}"),
         }
@@ -176,7 +176,7 @@ async fn three_hosts_two_gateways_three_etcd_members_survive_every_fault() {
         }
     }
     let error = gateways[1].acquire(&small(0), None).await.unwrap_err();
-    assert_eq!(error.code(), Some("cluster_unavailable"), "{error}");
+    assert_eq!(error.code(), Some(firepit_api::ErrorCode::ClusterUnavailable), "{error}");
     cluster.etcd.restart_all().await.unwrap();
     let back = Instant::now();
     while cycle(&gateways[0]).await.is_err() {

@@ -6,13 +6,13 @@
 //! gateway.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 pub use firepit_token::{BearerToken, MIN_TOKEN_LEN, TokenError};
 
-use crate::api::ApiError;
+use crate::api::{ApiError, ErrorCode};
 
 /// Middleware: 401 unless `Authorization: Bearer <token>` matches.
 pub async fn require_bearer(State(token): State<BearerToken>, request: Request, next: Next) -> Response {
@@ -29,7 +29,7 @@ pub async fn require_bearer(State(token): State<BearerToken>, request: Request, 
 }
 
 fn unauthorized(message: &str) -> Response {
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }

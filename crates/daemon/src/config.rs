@@ -224,10 +224,15 @@ pub enum ConfigError {
         /// The parser's message (names the key and line).
         message: String,
     },
+    /// A `[[shape]]` table is out of range: the shape's own error, with the same message the
+    /// library and `PUT /v1/shapes` give for the same shape (it names the shape, the field, the
+    /// value and what is allowed).
+    #[error(transparent)]
+    InvalidShape(#[from] firepit_shape::InvalidShape),
     /// A value is out of range.
     #[error("`{key}` = {value}: {allowed}")]
     Invalid {
-        /// Dotted key, e.g. `shape[0].cpus`.
+        /// Dotted key, e.g. `limits.parallel_fills`.
         key: String,
         /// The offending value as written.
         value: String,

@@ -1,11 +1,11 @@
-//! Range checks for the config file and for shapes registered at run time (`PUT /v1/shapes`).
-//!
-//! One function per table; each error names the dotted key, the value and what is allowed.
+//! Range checks for the config file. Its shapes are checked by the one
+//! [`ShapeSpec::validate`](firepit_shape::ShapeSpec::validate) the library and `PUT /v1/shapes`
+//! run too; the rest here, each error naming the dotted key, the value and what is allowed.
 
 use std::collections::HashSet;
 
 use crate::config::{Config, ConfigError};
-use firepit_shape::{FillStrategy, ShapeSpec};
+use firepit_shape::FillStrategy;
 
 pub use firepit_shape::MAX_DURATION_SECS;
 
@@ -17,7 +17,7 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
     let mut names = HashSet::new();
     let mut peak_memory_mb: u64 = 0;
     for (i, spec) in config.shapes.iter().enumerate() {
-        shape_spec(spec, &format!("shape[{i}]"))?;
+        spec.validate()?;
         if !names.insert(spec.name.as_str()) {
             return Err(ConfigError::invalid(
                 format!("shape[{i}].name"),
@@ -185,9 +185,4 @@ fn listen(config: &Config) -> Result<(), ConfigError> {
         )),
         _ => Ok(()),
     }
-}
-
-/// Validates one shape; `key` prefixes the field names in errors (`shape[0]` or `body`).
-pub fn shape_spec(spec: &ShapeSpec, key: &str) -> Result<(), ConfigError> {
-    spec.validate().map_err(|e| ConfigError::invalid(format!("{key}.{}", e.key), e.value, e.allowed))
 }

@@ -113,10 +113,10 @@ async fn invalid_shapes_are_422_naming_the_field() {
     let daemon = TestDaemon::start().await;
     let image = daemon.dir.path().to_str().unwrap().to_owned();
     let cases = [
-        ("Big", format!(r#"{{"image":"{image}"}}"#), "body.name"),
-        ("big", format!(r#"{{"image":"{image}","cpus":0}}"#), "body.cpus"),
-        ("big", format!(r#"{{"image":"{image}","depth":{{"low":5,"high":2}}}}"#), "body.depth.low"),
-        ("big", r#"{"image":"/nonexistent/image"}"#.to_owned(), "body.image"),
+        ("Big", format!(r#"{{"image":"{image}"}}"#), "`name` = \\\"Big\\\""),
+        ("big", format!(r#"{{"image":"{image}","cpus":0}}"#), "`cpus` = 0"),
+        ("big", format!(r#"{{"image":"{image}","depth":{{"low":5,"high":2}}}}"#), "`depth.low` = 5"),
+        ("big", r#"{"image":"/nonexistent/image"}"#.to_owned(), "`image` = /nonexistent/image"),
     ];
     for (name, body, key) in cases {
         let response = daemon.raw(Method::PUT, &format!("/v1/shapes/{name}"), &body).await;

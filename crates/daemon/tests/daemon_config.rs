@@ -88,10 +88,10 @@ fn unknown_keys_are_refused_by_name() {
 
 #[test]
 fn out_of_range_values_name_key_value_and_range() {
-    refused(&shape("cpus = 0"), &["shape[0].cpus", "0", "1..=64"]);
-    refused(&shape("memory_mb = 10"), &["shape[0].memory_mb", "10", "64..=65536"]);
-    refused(&shape("depth = { low = 5, high = 2 }"), &["shape[0].depth.low", "5", "at most depth.high (2)"]);
-    refused(&shape("depth = { low = 0, high = 0 }"), &["shape[0].depth.high", "0"]);
+    refused(&shape("cpus = 0"), &["shape \"small\": `cpus` = 0: must be 1..=64"]);
+    refused(&shape("memory_mb = 10"), &["shape \"small\": `memory_mb` = 10: must be 64..=65536"]);
+    refused(&shape("depth = { low = 5, high = 2 }"), &["`depth.low` = 5: must be at most depth.high (2)"]);
+    refused(&shape("depth = { low = 0, high = 0 }"), &["`depth.high` = 0"]);
     refused(&shape("fill = \"warm\""), &["warm", "cold", "snapshot"]);
     refused(
         &format!("[leases]\ndefault_ttl_secs = 100\nmax_ttl_secs = 10\n{}", shape("")),
@@ -104,10 +104,10 @@ fn out_of_range_values_name_key_value_and_range() {
 fn shapes_must_exist_be_unique_and_well_named() {
     refused("", &["shape", "at least one"]);
     refused(&format!("{}{}", shape(""), shape("")), &["shape[1].name", "unique"]);
-    refused(&shape("").replace("\"small\"", "\"Small One\""), &["shape[0].name", "Small One"]);
+    refused(&shape("").replace("\"small\"", "\"Small One\""), &["`name` = \"Small One\""]);
     refused(
         &shape("").replace(&image_dir(), "\"/nonexistent/image\""),
-        &["shape[0].image", "/nonexistent/image"],
+        &["shape \"small\": `image` = /nonexistent/image"],
     );
 }
 

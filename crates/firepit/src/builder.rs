@@ -1,21 +1,19 @@
 //! The seed API: `Firepit::pool(config).cpus(1).memory_mb(256).console_enabled().build(4)`.
 //!
-//! It is one shape named [`POOL_SHAPE`], wired like every other shape: the [`VmConfig`] becomes a
-//! `ShapeSpec` (depth `n..=n`) and goes through [`PoolShape`](crate::PoolShape) into a pool over
-//! one QEMU provider, with the agent ping as the pool's health check.
+//! It is one shape, named [`POOL_SHAPE`](crate::POOL_SHAPE) unless the config names it, wired like
+//! every other shape: the builder sets fields of the [`VmConfig`]'s `ShapeSpec` (depth `n..=n` at
+//! the end), which goes through [`PoolShape::from_vm_config`] — checked as the daemon checks its
+//! shapes — into a pool over one QEMU provider, with the agent ping as the pool's health check.
 
 use std::time::Duration;
 
 use firepit_pool::{HealthCheck, Unhealthy};
 use firepit_qemu::{Accel, FillStrategy, ProviderConfig, QemuProvider, QemuVm};
+use firepit_shape::Depth;
 
 use crate::error::Error;
 use crate::vm_config::VmConfig;
 use crate::wiring::{PoolShape, VmPool};
-
-/// The name of the one shape of a pool built by [`Firepit::pool`]: the `shape` label of its
-/// metrics, and the key of its entry in [`Status`](crate::Status).
-pub const POOL_SHAPE: &str = "default";
 
 /// Entry point of the facade: pools of QEMU microVMs.
 ///
@@ -70,17 +68,14 @@ pub struct Firepit;
 impl Firepit {
     /// Starts building a pool of VMs that look like `config`.
     pub fn pool(config: VmConfig) -> VmPoolBuilder {
-        VmPoolBuilder {
-            config,
-            provider: ProviderConfig::default(),
-            max_age: None,
-            health_check: true,
-            pause_idle: true,
-        }
+        VmPoolBuilder { config, provider: ProviderConfig::default() }
     }
 }
 
-/// Builder returned by [`Firepit::pool`]; [`build`](Self::build) boots the VMs.
+/// Builder returned by [`Firepit::pool`]; [`build`](Self::build) boots the VMs. Its setters write
+/// the [`VmConfig`]'s shape (fields without a setter, such as the network, are set on
+/// `VmConfig::shape` before), and `build` checks the whole shape as the daemon does: a pool of
+/// 32 MiB or 65 vCPUs fails with the same [`Error::InvalidShape`] the daemon gives.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), firepit::Error> {
@@ -99,25 +94,23 @@ impl Firepit {
 pub struct VmPoolBuilder {
     config: VmConfig,
     provider: ProviderConfig,
-    max_age: Option<Duration>,
-    health_check: bool,
-    pause_idle: bool,
 }
 
 impl VmPoolBuilder {
-    /// Virtual CPUs per VM (default 1).
+    /// Virtual CPUs per VM (default 1; 1..=64 as for every shape).
     pub fn cpus(mut self, cpus: u32) -> Self {
-        self.config.cpus = cpus;
+        self.config.shape.cpus = cpus;
         self
     }
 
-    /// Guest memory per VM in MiB (default 256).
+    /// Guest memory per VM in MiB (default 256; 64..=65536 as for every shape).
     pub fn memory_mb(mut self, memory_mb: u64) -> Self {
-        self.config.memory_mb = memory_mb;
+        self.config.shape.memory_mb = memory_mb;
         self
     }
 
-    /// Marks the serial console as used by the caller ([`QemuVm::console`]).
+    /// Makes the serial console the caller's: the guest keeps a shell on it and
+    /// [`QemuVm::console`] hands it out (see [`VmConfig::console_enabled`]; off by default).
     pub fn console_enabled(mut self) -> Self {
         self.config.console_enabled = true;
         self
@@ -138,26 +131,28 @@ impl VmPoolBuilder {
     /// Snapshot restore (the default: one template VM is booted, every further VM is a
     /// copy-on-write clone of it, cold boot being the fallback) or cold boot of every VM.
     pub fn fill_strategy(mut self, strategy: FillStrategy) -> Self {
-        self.config.fill_strategy = strategy;
+        self.config.shape.fill = strategy;
         self
     }
 
-    /// Replace idle VMs older than this (whole seconds, rounded up: a shape counts seconds).
+    /// Replace idle VMs older than this (whole seconds, rounded up: a shape counts seconds; at
+    /// most a year).
     pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = Some(max_age);
+        let secs = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
+        self.config.shape.max_age_secs = Some(secs);
         self
     }
 
     /// Turns the agent ping before hand-out off (default on).
     pub fn without_health_check(mut self) -> Self {
-        self.health_check = false;
+        self.config.shape.health_check = false;
         self
     }
 
     /// Whether idle VMs pause while they wait in the pool (default `true`: their vCPUs stop, so
     /// they use no CPU, and they are woken, guest clock set, as they are handed out).
     pub fn pause_idle(mut self, pause: bool) -> Self {
-        self.pause_idle = pause;
+        self.config.shape.pause_idle = pause;
         self
     }
 
@@ -168,27 +163,40 @@ impl VmPoolBuilder {
         self
     }
 
-    /// Boots `n` identical VMs and returns once all `n` are ready; dropped leases are replaced so the
-    /// pool keeps `n` ready. Its one shape is named [`POOL_SHAPE`]. The image is told apart first
+    /// Boots `n` identical VMs (the shape's depth: `n..=n`, 1..=64 as for every shape) and returns
+    /// once all `n` are ready; dropped leases are replaced so the pool keeps `n` ready. Its one
+    /// shape is named [`POOL_SHAPE`](crate::POOL_SHAPE) unless the config names it. Before
+    /// anything starts, the shape is checked ([`ShapeSpec::validate`](crate::ShapeSpec::validate):
+    /// [`Error::InvalidShape`], the daemon's error for the same shape) and the image told apart
     /// ([`VmConfig::resolve`]): one that is no initramfs and no disk fails here, naming the file
-    /// and what it is, before anything starts.
+    /// and what it is.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use firepit::{Error, Firepit, VmConfig};
+    /// let pool = Firepit::pool(VmConfig::new("./kernel", "./initrd")).memory_mb(32);
+    /// let err = pool.build(1).await.unwrap_err();
+    /// assert!(matches!(&err, Error::InvalidShape(e) if e.key == "memory_mb"));
+    /// assert_eq!(err.to_string(), "shape \"default\": `memory_mb` = 32: must be 64..=65536");
+    /// # }
+    /// ```
     pub async fn build(self, n: usize) -> Result<VmPool, Error> {
         if n == 0 {
             return Err(Error::InvalidConfig(
                 "build(0): a pool needs at least one VM; use build(1) or more".into(),
             ));
         }
-        let Self { config, mut provider, max_age, health_check, pause_idle } = self;
-        let resolve = config.clone();
-        // Before anything starts: an image that is no initramfs and no disk fails here.
-        let resolved =
-            tokio::task::spawn_blocking(move || resolve.resolve()).await.map_err(Error::Task)??;
+        let Self { mut config, mut provider } = self;
+        config.shape.depth = Depth { low: n, high: n };
         provider.accel = config.accel;
         provider.boot_timeout = config.boot_timeout;
         let boot_timeout = provider.boot_timeout;
-        let mut spec = config.shape_spec(POOL_SHAPE, n, max_age, health_check);
-        spec.pause_idle = pause_idle;
-        let shape = PoolShape::with_image(&spec, resolved.image_id, resolved.paths);
+        // Before anything starts: the shape is checked, and an image that is no initramfs and no
+        // disk fails here.
+        let shape = tokio::task::spawn_blocking(move || PoolShape::from_vm_config(&config))
+            .await
+            .map_err(Error::Task)??;
         // Fills run up to 4 at a time, but on a small host concurrent boots take about as long
         // as sequential ones: allow one boot deadline per VM, plus one for a snapshot template.
         let warmup = boot_timeout.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1));
@@ -214,5 +222,41 @@ pub struct AgentPing;
 impl HealthCheck<QemuVm> for AgentPing {
     async fn check(&self, vm: &QemuVm) -> Result<(), Unhealthy> {
         firepit_qemu::agent_health_check(vm).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firepit_shape::ShapeSpec;
+
+    /// What `build` answers for `builder`, which must fail before anything starts.
+    async fn refused(builder: VmPoolBuilder, n: usize) -> firepit_shape::InvalidShape {
+        match builder.build(n).await {
+            Err(Error::InvalidShape(invalid)) => invalid,
+            other => panic!("not refused as an invalid shape: {:?}", other.map(|_| "a pool")),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_library_refuses_what_every_shape_is_refused_with_the_same_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = VmConfig::new(dir.path().join("vmlinuz"), dir.path());
+        let daemon = |spec: ShapeSpec| spec.validate().unwrap_err();
+        let shape = ShapeSpec { depth: Depth { low: 1, high: 1 }, ..config.shape.clone() };
+
+        let tiny = refused(Firepit::pool(config.clone()).memory_mb(32), 1).await;
+        assert_eq!(tiny, daemon(ShapeSpec { memory_mb: 32, ..shape.clone() }));
+        assert_eq!(tiny.to_string(), "shape \"default\": `memory_mb` = 32: must be 64..=65536");
+        let wide = refused(Firepit::pool(config.clone()).cpus(65), 1).await;
+        assert_eq!(wide, daemon(ShapeSpec { cpus: 65, ..shape.clone() }));
+        assert_eq!(wide.to_string(), "shape \"default\": `cpus` = 65: must be 1..=64");
+        let deep = refused(Firepit::pool(config.clone()), 65).await;
+        assert_eq!(deep.key, "depth.high", "build(n) is the shape's depth, bounded like the daemon's");
+        let zero_age = refused(Firepit::pool(config.clone()).max_age(Duration::ZERO), 1).await;
+        assert_eq!(zero_age.key, "max_age_secs");
+        let mut named = config;
+        named.shape.name = "Tests".into();
+        assert_eq!(refused(Firepit::pool(named), 1).await.key, "name");
     }
 }

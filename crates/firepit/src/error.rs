@@ -11,8 +11,10 @@ pub enum Error {
     /// The arguments cannot make a pool; the message says what to change.
     #[error("invalid pool configuration: {0}")]
     InvalidConfig(String),
-    /// A shape description is out of range (which field, what is allowed).
-    #[error("invalid shape")]
+    /// A shape description is out of range (which shape and field, what is allowed): the same
+    /// error, with the same message, the daemon gives for the same shape in its config file or
+    /// `PUT /v1/shapes`.
+    #[error(transparent)]
     InvalidShape(#[from] firepit_shape::InvalidShape),
     /// The kernel or initramfs could not be read.
     #[error("cannot read the guest image")]

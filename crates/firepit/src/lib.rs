@@ -13,15 +13,18 @@
 //! binary are built on this crate, not in it.
 //!
 //! # How data flows
-//! A shape is described once — a [`ShapeSpec`] (the daemon's config file and API), or a
-//! [`VmConfig`] with [`Firepit::pool`] (which becomes one) — and wired by [`PoolShape`] into what
-//! the pool keeps (its name, [`ShapeKey`], and its depth, age and health check) and what the QEMU
-//! provider makes its VMs from ([`qemu::VmSpec`]: image, vCPUs, memory, fill). The pool stores the
-//! spec with the shape and passes it to every `create`:
+//! A shape is described once, as a [`ShapeSpec`] — the daemon's config file and API take one, and
+//! a [`VmConfig`] (what [`Firepit::pool`] builds) holds one, with the kernel and console settings
+//! only a library user gives. [`PoolShape`] checks it with the one [`ShapeSpec::validate`] (the
+//! same error whichever way it came) and wires it into what the pool keeps (its name,
+//! [`ShapeKey`], and its depth, age, health check and pausing) and what the QEMU provider makes its
+//! VMs from ([`qemu::VmSpec`]: the shape itself and the image files it resolved to). The pool
+//! stores the spec with the shape and passes it to every `create`, where the QEMU command line is
+//! derived from it:
 //!
 //! ```text
-//! VmConfig ─▶ ShapeSpec ─▶ PoolShape ─┬─▶ Pool: bucket "default" (ShapeConfig + VmSpec) ─▶ QemuProvider::create(key, spec)
-//! [[shape]] / PUT /v1/shapes ─────────┘
+//! VmConfig { ShapeSpec, kernel, console } ─▶ PoolShape ─┬─▶ Pool: bucket "default" (ShapeConfig + VmSpec) ─▶ QemuProvider::create(key, spec)
+//! [[shape]] / PUT /v1/shapes: ShapeSpec ────────────────┘
 //! ```
 //!
 //! ```no_run
@@ -57,10 +60,10 @@ pub use firepit_pool as pool;
 pub use firepit_qemu as qemu;
 pub use firepit_shape as shape;
 
-pub use builder::{AgentPing, Firepit, POOL_SHAPE, VmPoolBuilder};
+pub use builder::{AgentPing, Firepit, VmPoolBuilder};
 pub use error::Error;
 pub use firepit_pool::{PoolError, ShapeKey, Status};
 pub use firepit_qemu::{Accel, Console, ExecOutput, ExecRequest, FillStrategy, QemuVm as VmHandle, VmStatus};
 pub use firepit_shape::{Depth, ShapeSpec};
-pub use vm_config::{ResolvedImage, VmConfig};
+pub use vm_config::{POOL_SHAPE, ResolvedImage, VmConfig};
 pub use wiring::{PoolShape, PooledVm, VmPool};

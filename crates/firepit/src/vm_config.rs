@@ -1,9 +1,12 @@
-//! What one VM of a facade pool looks like: image, size, console, accelerator.
+//! What the VMs of a facade pool are: a shape, and the files and settings only the library names.
 //!
-//! The library's way to describe a shape: like a [`ShapeSpec`] (which it becomes, with the same
-//! defaults, on its way to the pool through [`PoolShape`](crate::PoolShape)), but naming a kernel
-//! and an image file (an initramfs or a root disk) instead of an image directory, and with the
-//! provider-wide accelerator and boot deadline beside it. [`VmConfig::resolve`] tells the image
+//! A [`VmConfig`] *is* a [`ShapeSpec`] — the same description, defaults and validation as a
+//! `[[shape]]` table of the daemon or the body of `PUT /v1/shapes/{name}` — with what only a
+//! library user says beside it: the kernel the image file boots with (and the initramfs a root
+//! disk boots with), whether the console is the caller's, and the provider-wide accelerator and
+//! boot deadline. [`Firepit::pool`](crate::Firepit::pool)'s builder sets the shape's fields;
+//! [`PoolShape::from_vm_config`](crate::PoolShape::from_vm_config) checks the shape
+//! ([`ShapeSpec::validate`]) and wires it like any other. [`VmConfig::resolve`] tells the image
 //! file apart and says what the provider boots; [`PoolShape::open`](crate::PoolShape::open) uses
 //! it for a shape whose image is a file or a stored disk.
 
@@ -11,17 +14,24 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use firepit_image::ImageKind;
-use firepit_qemu::{Accel, DiskFormat, ExecDefaults, FillStrategy, ImagePaths, RootDisk};
-use firepit_shape::{Depth, ShapeSpec};
+use firepit_qemu::{Accel, DiskFormat, ExecDefaults, ImagePaths, RootDisk};
+use firepit_shape::ShapeSpec;
 
 use crate::error::Error;
 
-/// The guest and machine size of the VMs of one pool, as the seed API names it.
+/// The name of the one shape of a pool built by [`Firepit::pool`](crate::Firepit::pool) (the
+/// default of [`VmConfig::shape`]'s name): the `shape` label of its metrics, and the key of its
+/// entry in [`Status`](crate::Status).
+pub const POOL_SHAPE: &str = "default";
+
+/// The VMs of one pool, as the seed API names them: a [`ShapeSpec`] and the kernel it boots.
 ///
 /// Build it from a kernel and an image file ([`VmConfig::new`]: an initramfs, or a root disk —
 /// raw ext4 or qcow2 — told apart by content when the pool is built), from a built firepit image
 /// ([`VmConfig::from_image`]) or from a disk in the image store ([`VmConfig::from_disk`]); then
-/// hand it to [`Firepit::pool`](crate::Firepit::pool).
+/// hand it to [`Firepit::pool`](crate::Firepit::pool), whose builder sets the common fields.
+/// Every other field of the shape is set on [`shape`](Self::shape) directly; the pool's build
+/// checks it all as the daemon checks its shapes, with the same errors.
 ///
 /// A root disk needs nothing of firepit in it: it boots with firepit's initramfs (from
 /// [`initramfs`](Self::initramfs), by default the default image's), which starts the agent inside
@@ -29,21 +39,27 @@ use crate::error::Error;
 /// overlay, removed with the VM, and the disk file itself is never written.
 ///
 /// ```
-/// use firepit::VmConfig;
-/// let config = VmConfig::new("./kernel", "./disk.img");
-/// assert_eq!((config.cpus, config.memory_mb), (1, 256));
+/// use firepit::{VmConfig, shape::NetworkSpec};
+/// let mut config = VmConfig::new("./kernel", "./disk.img");
+/// assert_eq!((config.shape.name.as_str(), config.shape.cpus, config.shape.memory_mb), ("default", 1, 256));
+/// assert_eq!(config.shape.image, std::path::Path::new("./disk.img"));
 /// assert!(!config.console_enabled);
+/// config.shape.network = NetworkSpec::nat();     // any field of the shape
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmConfig {
+    /// The shape: its name ([`POOL_SHAPE`] unless set), its `image` — here the initramfs
+    /// (`-initrd`) or the root disk image (raw ext4 or qcow2) the VMs boot, told apart by content
+    /// ([`ImageKind::detect`]; anything else fails the pool's build, naming the file and what was
+    /// found, before a VM starts) — and everything else a shape says: vCPUs, memory, depth (the
+    /// `n` of [`build`](crate::VmPoolBuilder::build)), fill, age, health check, network, pausing
+    /// and warm-up, with [`ShapeSpec::new`]'s defaults.
+    pub shape: ShapeSpec,
     /// The guest kernel (`-kernel`).
     pub kernel: PathBuf,
-    /// An initramfs (`-initrd`), or a root disk image (raw ext4 or qcow2); told apart by content
-    /// ([`ImageKind::detect`]). Anything else fails the pool's build, naming the file and what
-    /// was found, before a VM starts.
-    pub image: PathBuf,
     /// firepit's initramfs, to boot a root disk with (it must match the kernel's modules). `None`:
-    /// the default image's ([`firepit_image::default_dir`]). Unused when `image` is an initramfs.
+    /// the default image's ([`firepit_image::default_dir`]). Unused when the shape's image is an
+    /// initramfs.
     pub initramfs: Option<PathBuf>,
     /// Environment, working directory and user for `exec` (an imported OCI image's `Env`,
     /// `WorkingDir` and `User`); requests override them.
@@ -53,23 +69,18 @@ pub struct VmConfig {
     /// initramfs (for a disk: of those and the disk file's path, size, modification time and
     /// inode).
     pub image_id: Option<String>,
-    /// Virtual CPUs per VM.
-    pub cpus: u32,
-    /// Guest memory per VM, in MiB.
-    pub memory_mb: u64,
-    /// Whether [`QemuVm::console`](firepit_qemu::QemuVm::console) is meant to be used; the serial
-    /// console is always attached (the provider reads the guest's readiness line from it).
+    /// Whether the VMs' serial console is the caller's. On: the guest keeps an interactive shell
+    /// on it and [`QemuVm::console`](firepit_qemu::QemuVm::console) hands it out. Off (the
+    /// default): the guest runs no shell there — one process less in every VM, nothing listening
+    /// on a line nobody reads — and `console()` fails with
+    /// [`ConfigError::ConsoleDisabled`](firepit_qemu::ConfigError::ConsoleDisabled), which says to
+    /// turn it on. The console is attached either way (boot output and the readiness line come
+    /// through it); a root disk with its own init decides itself what runs on its console.
     pub console_enabled: bool,
     /// Accelerator (`auto` probes KVM once and falls back to TCG). `FIREPIT_ACCEL` overrides it.
     pub accel: Accel,
     /// Deadline from QEMU start to a ready guest.
     pub boot_timeout: Duration,
-    /// How the pool makes new VMs. Default [`FillStrategy::Snapshot`]: one template VM per shape
-    /// is booted, and every VM after it is a copy-on-write clone restored in ~0.1 s (cold boot is
-    /// the fallback when the template cannot be built or restored). With a root disk the
-    /// template's disk at save time is the base of every clone's overlay. Set
-    /// [`FillStrategy::ColdBoot`] to boot every VM.
-    pub fill_strategy: FillStrategy,
 }
 
 /// A [`VmConfig`] resolved for the provider: the id of its image and the files it boots.
@@ -83,24 +94,20 @@ pub struct ResolvedImage {
 }
 
 impl VmConfig {
-    /// A config for `kernel` and `image` (an initramfs, or a root disk), with the shape defaults
-    /// of [`ShapeSpec::new`] (1 vCPU, 256 MiB, snapshot fill) and the provider's (accelerator,
-    /// boot deadline).
+    /// A config for `kernel` and `image` (an initramfs, or a root disk): the shape
+    /// [`ShapeSpec::new`]`(`[`POOL_SHAPE`]`, image)` (1 vCPU, 256 MiB, snapshot fill, …), no
+    /// console, and the provider's accelerator and boot deadline.
     pub fn new(kernel: impl Into<PathBuf>, image: impl Into<PathBuf>) -> Self {
         let provider = firepit_qemu::ProviderConfig::default();
-        let shape = ShapeSpec::new(String::new(), PathBuf::new());
         Self {
+            shape: ShapeSpec::new(POOL_SHAPE, image),
             kernel: kernel.into(),
-            image: image.into(),
             initramfs: None,
             exec_defaults: ExecDefaults::default(),
             image_id: None,
-            cpus: shape.cpus,
-            memory_mb: shape.memory_mb,
             console_enabled: false,
             accel: provider.accel,
             boot_timeout: provider.boot_timeout,
-            fill_strategy: shape.fill,
         }
     }
 
@@ -126,7 +133,7 @@ impl VmConfig {
     /// use firepit::image::{Image, ImageStore, PackageDiskBuilder};
     /// let disk = PackageDiskBuilder::new(&ImageStore::open_default(), ["python3"]).build(&mut |_| {})?;
     /// let config = firepit::VmConfig::from_disk(&Image::open_default()?, &disk);
-    /// assert_eq!(config.image, disk.disk());
+    /// assert_eq!(config.shape.image, disk.disk());
     /// # Ok::<(), firepit::image::ImageError>(())
     /// ```
     pub fn from_disk(firepit: &firepit_image::Image, disk: &firepit_image::DiskImage) -> Self {
@@ -137,29 +144,6 @@ impl VmConfig {
             ExecDefaults { env: exec.env.clone(), cwd: exec.working_dir.clone(), user: exec.user.clone() };
         config.image_id = Some(format!("{}+{}", disk.id(), firepit.id()));
         config
-    }
-
-    /// The shape these VMs are, named `name`, kept at `depth` VMs: what goes to the pool through
-    /// [`PoolShape::with_image`](crate::PoolShape::with_image) (the files [`resolve`](Self::resolve)
-    /// found go beside it; `image` is the kernel's directory, for the record). `max_age` counts
-    /// whole seconds, rounded up.
-    pub(crate) fn shape_spec(
-        &self,
-        name: &str,
-        depth: usize,
-        max_age: Option<Duration>,
-        health_check: bool,
-    ) -> ShapeSpec {
-        let image = self.kernel.parent().map(Path::to_path_buf).unwrap_or_default();
-        ShapeSpec {
-            cpus: self.cpus,
-            memory_mb: self.memory_mb,
-            depth: Depth { low: depth, high: depth },
-            max_age_secs: max_age.map(|age| age.as_secs() + u64::from(age.subsec_nanos() > 0)),
-            fill: self.fill_strategy,
-            health_check,
-            ..ShapeSpec::new(name, image)
-        }
     }
 
     /// Tells the image apart by content and says what the provider boots: the image id and the
@@ -174,11 +158,11 @@ impl VmConfig {
     /// # Ok::<(), firepit::Error>(())
     /// ```
     pub fn resolve(&self) -> Result<ResolvedImage, Error> {
-        let kind = ImageKind::detect(&self.image)?;
+        let image = &self.shape.image;
+        let kind = ImageKind::detect(image)?;
         if !kind.is_disk() {
-            let image_id = self.initramfs_id(&self.image)?;
-            let paths =
-                ImagePaths::new(&self.kernel, &self.image).with_exec_defaults(self.exec_defaults.clone());
+            let image_id = self.initramfs_id(image)?;
+            let paths = ImagePaths::new(&self.kernel, image).with_exec_defaults(self.exec_defaults.clone());
             return Ok(ResolvedImage { image_id, paths });
         }
         let initramfs = match &self.initramfs {
@@ -186,7 +170,7 @@ impl VmConfig {
             None => firepit_image::Image::open_default()?.initramfs().to_path_buf(),
         };
         // Overlays name the base by absolute path.
-        let base = self.image.canonicalize().map_err(|e| io_error(&self.image, e))?;
+        let base = image.canonicalize().map_err(|e| io_error(image, e))?;
         let format = if kind == ImageKind::Qcow2 { DiskFormat::Qcow2 } else { DiskFormat::Raw };
         let image_id = match &self.image_id {
             Some(id) => id.clone(),

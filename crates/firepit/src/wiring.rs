@@ -2,11 +2,14 @@
 //!
 //! A shape is described once, as a [`ShapeSpec`] (the daemon's `[[shape]]` table, the body of
 //! `PUT /v1/shapes/{name}`, or the library's [`VmConfig`](crate::VmConfig) through
-//! [`Firepit::pool`](crate::Firepit::pool)). Here it is split, the same way for every caller, into
-//! what the pool keeps per shape — its name ([`ShapeKey`]) and how its bucket is kept warm
-//! ([`ShapeConfig`]: depth, age, health check) — and what the QEMU provider makes its VMs from
-//! ([`VmSpec`]: image, vCPUs, memory, fill). The pool stores the `VmSpec` in the shape's bucket
-//! and hands it to every `create`; nobody else keeps a table of shapes.
+//! [`Firepit::pool`](crate::Firepit::pool)). Every way in goes through here and is checked here,
+//! by the one [`ShapeSpec::validate`], before anything is read or started: the same shape gets the
+//! same [`Error::InvalidShape`] from the library as from the daemon. Then it is split, the same
+//! way for every caller, into what the pool keeps per shape — its name ([`ShapeKey`]) and how its
+//! bucket is kept warm ([`ShapeConfig`]: depth, age, health check, pausing) — and what the QEMU
+//! provider makes its VMs from ([`VmSpec`]: the shape itself, with the image files it resolved
+//! to). The pool stores the `VmSpec` in the shape's bucket and hands it to every `create`; nobody
+//! else keeps a table of shapes.
 
 use firepit_image::{GuestImage, Image, ImageStore};
 use firepit_pool::{PoolBuilder, ShapeConfig, ShapeKey};
@@ -95,33 +98,57 @@ impl PoolShape {
                 config.resolve()?
             }
         };
-        Ok(Self::with_image(spec, resolved.image_id, resolved.paths))
+        Ok(Self::wire(spec, resolved))
     }
 
-    /// Wires `spec` with its guest given explicitly (`spec.image` is not read): `image_id` names the
-    /// image, `files` are what the VMs boot. The library's [`VmConfig`], which names a kernel and
-    /// an image file rather than an image directory, comes through here
-    /// ([`VmConfig::resolve`] found the files). Nothing
-    /// is checked: [`add_to`](Self::add_to) and [`register`](Self::register) have the provider
-    /// check the result.
+    /// Wires the library's `config`: checks its shape ([`ShapeSpec::validate`], as
+    /// [`open`](Self::open) does) and resolves its kernel and image file
+    /// ([`VmConfig::resolve`]); the VMs' console is the caller's if `config` says so. What
+    /// [`Firepit::pool`](crate::Firepit::pool)'s build does. Blocking (reads and hashes files).
+    ///
+    /// ```
+    /// use firepit::{PoolShape, VmConfig};
+    /// let mut config = VmConfig::new("/images/vmlinuz", "/images/initrd");
+    /// config.shape.cpus = 65;
+    /// let err = PoolShape::from_vm_config(&config).unwrap_err();
+    /// assert_eq!(err.to_string(), "shape \"default\": `cpus` = 65: must be 1..=64");
+    /// ```
+    pub fn from_vm_config(config: &VmConfig) -> Result<Self, Error> {
+        config.shape.validate()?;
+        let mut shape = Self::wire(&config.shape, config.resolve()?);
+        shape.vm.console = config.console_enabled;
+        Ok(shape)
+    }
+
+    /// Wires `spec` with its guest given explicitly (`spec.image` is not resolved, only checked
+    /// like every shape's): `image_id` names the image, `files` are what the VMs boot. Checks the
+    /// shape ([`ShapeSpec::validate`]); [`add_to`](Self::add_to) and [`register`](Self::register)
+    /// have the provider check the files.
     ///
     /// ```
     /// use firepit::{FillStrategy, PoolShape, ShapeSpec};
     /// use firepit::qemu::ImagePaths;
-    /// let spec = ShapeSpec { memory_mb: 512, fill: FillStrategy::ColdBoot, ..ShapeSpec::new("small", "/unused") };
-    /// let shape = PoolShape::with_image(&spec, "my-image", ImagePaths::new("/k/vmlinuz", "/k/initrd"));
+    /// let spec =
+    ///     ShapeSpec { memory_mb: 512, fill: FillStrategy::ColdBoot, ..ShapeSpec::new("small", "my-image") };
+    /// let shape = PoolShape::with_image(&spec, "my-image", ImagePaths::new("/k/vmlinuz", "/k/initrd"))?;
     /// assert_eq!(shape.key.as_str(), "small");
     /// assert_eq!((shape.vm.memory_mb, shape.vm.fill), (512, FillStrategy::ColdBoot));
     /// assert_eq!(shape.config.depth, 1..=2);
     /// assert!(shape.config.health_check);
+    /// # Ok::<(), firepit::Error>(())
     /// ```
-    pub fn with_image(spec: &ShapeSpec, image_id: impl Into<String>, files: ImagePaths) -> Self {
-        let mut vm = VmSpec::new(image_id, files);
-        vm.cpus = spec.cpus;
-        vm.memory_mb = spec.memory_mb;
-        vm.fill = spec.fill;
-        vm.network = spec.network.clone();
-        vm.warm_up = spec.warm_up;
+    pub fn with_image(
+        spec: &ShapeSpec,
+        image_id: impl Into<String>,
+        files: ImagePaths,
+    ) -> Result<Self, Error> {
+        spec.validate()?;
+        Ok(Self::wire(spec, ResolvedImage { image_id: image_id.into(), paths: files }))
+    }
+
+    /// The split itself, of a checked `spec`: the provider gets the whole shape, the pool what it
+    /// keeps per bucket.
+    fn wire(spec: &ShapeSpec, image: ResolvedImage) -> Self {
         let config = ShapeConfig {
             depth: spec.depth.low..=spec.depth.high,
             max_age: spec.max_age(),
@@ -129,6 +156,7 @@ impl PoolShape {
             pause_idle: spec.pause_idle,
             ..ShapeConfig::default()
         };
+        let vm = VmSpec::of(spec.clone(), image.image_id, image.paths);
         Self { key: ShapeKey::new(spec.name.clone()), vm, config }
     }
 
@@ -167,16 +195,21 @@ mod tests {
             ..ShapeSpec::new("big", "/unused")
         };
         let files = ImagePaths::new("/k", "/i");
-        let shape = PoolShape::with_image(&spec, "img", files.clone());
+        let shape = PoolShape::wire(&spec, ResolvedImage { image_id: "img".into(), paths: files.clone() });
         assert_eq!(shape.key, ShapeKey::new("big"));
         assert_eq!((shape.vm.image_id.as_str(), &shape.vm.image), ("img", &files));
-        assert_eq!((shape.vm.cpus, shape.vm.memory_mb, shape.vm.fill), (2, 512, spec.fill));
+        assert_eq!(shape.vm.shape, spec, "the provider gets the whole shape");
+        assert!(!shape.vm.console, "the console is the library's to enable");
         assert_eq!(shape.config.depth, 2..=3);
         assert_eq!(shape.config.max_age, Some(std::time::Duration::from_secs(90)));
         assert!(!shape.config.health_check);
         assert!(!shape.config.pause_idle);
-        assert!(!shape.vm.warm_up);
-        assert!(PoolShape::with_image(&ShapeSpec::new("small", "/unused"), "img", files).config.pause_idle);
+        let defaults = ShapeSpec::new("small", "/unused");
+        assert!(
+            PoolShape::wire(&defaults, ResolvedImage { image_id: "img".into(), paths: files })
+                .config
+                .pause_idle
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The seed API on real QEMU VMs: a pool of 2 serves console and exec, replaces what is dropped or
-//! killed, errors when exhausted, and leaves nothing behind on shutdown.
+//! killed, errors when exhausted, and leaves nothing behind on shutdown; the console is there only
+//! when the pool enabled it.
 //!
 //! Each test boots its own small pool (a TCG boot takes ≈3 s here); the checks that can share a pool
 //! share it.
@@ -8,9 +9,18 @@ mod common;
 
 use std::time::Duration;
 
-use firepit::{FillStrategy, Firepit, PoolError, VmConfig, VmStatus};
+use firepit::qemu::{ConfigError, QemuError};
+use firepit::{FillStrategy, Firepit, PoolError, VmConfig, VmHandle, VmStatus};
 
 const REFILL_DEADLINE: Duration = Duration::from_secs(90);
+
+/// How many guest processes read the serial console (a shell on it has `/dev/ttyS0` as stdin).
+async fn console_readers(vm: &VmHandle) -> usize {
+    let script = "for p in /proc/[0-9]*; do readlink $p/fd/0; done; true";
+    let out = vm.exec(["sh", "-c", script]).await.unwrap();
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    out.stdout_lossy().lines().filter(|line| *line == "/dev/ttyS0").count()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_up() {
@@ -35,6 +45,7 @@ async fn vm_pool_of_two_serves_console_and_exec_replaces_dropped_vm_and_cleans_u
     console.send("echo hello-from-$((20+3))\n").await.unwrap();
     let out = console.read_until("hello-from-23").await.unwrap();
     assert!(out.contains("hello-from-23"), "console output: {out:?}");
+    assert!(console_readers(&vm).await >= 1, "an enabled console has a shell on it");
 
     let uname = vm.exec(["uname", "-r"]).await.unwrap();
     assert_eq!(uname.exit_code, Some(0));
@@ -103,6 +114,11 @@ async fn vm_killed_idle_qemu_is_noticed_and_replaced() {
     let vm = pool.reserve().await.unwrap();
     assert_ne!(vm.pid(), victim);
     assert_eq!(vm.exec(["echo", "alive"]).await.unwrap().stdout_lossy().trim(), "alive");
+    // This pool did not enable the console: the guest runs no shell on it, and it is not handed out.
+    assert_eq!(console_readers(&vm).await, 0, "nothing reads a console nobody enabled");
+    let refused = vm.console().await.unwrap_err();
+    assert!(matches!(refused, QemuError::Config(ConfigError::ConsoleDisabled { .. })), "{refused}");
+    assert!(refused.to_string().contains(".console_enabled()"), "it says how to enable it: {refused}");
     let evicted: u64 = pool.metrics().shapes.iter().map(|s| s.evicted_total()).sum();
     assert!(evicted >= 1, "the eviction is counted: {:?}", pool.metrics());
     drop(vm);

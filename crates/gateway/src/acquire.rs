@@ -19,6 +19,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use firepit_api::ErrorCode;
 use firepit_cluster::{HostRecord, LeaseRoute};
 use serde_json::Value;
 use tracing::{debug, warn};
@@ -48,7 +49,7 @@ pub async fn acquire(State(gw): State<GatewayState>, headers: HeaderMap, body: B
             response
         }
         Err(error) => {
-            gw.metrics().acquire(error.code);
+            gw.metrics().acquire(error.code.as_str());
             error.into_response()
         }
     }
@@ -97,8 +98,7 @@ async fn place(gw: &GatewayState, headers: &HeaderMap, body: &[u8]) -> Result<Re
     Err(GatewayError {
         retry_after_secs: Some(1),
         ..GatewayError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "exhausted",
+            ErrorCode::Exhausted,
             format!(
                 "no host had a VM of shape `{shape}` ready within {} ms (asked: {})",
                 ask.wait_ms,
@@ -172,8 +172,7 @@ async fn placed(
     let lease: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     let Some(lease_id) = lease.get("lease_id").and_then(Value::as_str) else {
         return Err(GatewayError::new(
-            StatusCode::BAD_GATEWAY,
-            "bad_upstream",
+            ErrorCode::InternalError,
             format!("host {} answered 201 without a lease_id", host.host),
         ));
     };
@@ -230,8 +229,7 @@ fn no_host(hosts: &[HostRecord], shape: Option<&str>) -> GatewayError {
         return GatewayError {
             retry_after_secs: Some(1),
             ..GatewayError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_host",
+                ErrorCode::NoHost,
                 "no daemon is registered in etcd: start `firepit serve` with a [cluster] table",
             )
         };
@@ -244,16 +242,14 @@ fn no_host(hosts: &[HostRecord], shape: Option<&str>) -> GatewayError {
         known.sort_unstable();
         known.dedup();
         return GatewayError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_shape",
+            ErrorCode::UnknownShape,
             format!("no host serves shape `{shape}` (shapes: {})", known.join(", ")),
         );
     }
     GatewayError {
         retry_after_secs: Some(5),
         ..GatewayError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
+            ErrorCode::Draining,
             "every host that serves this shape is draining or did not answer just now",
         )
     }

@@ -2,9 +2,10 @@
 //! token check every other route goes through, and the fallback.
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use firepit_api::ErrorCode;
 use firepit_token::BearerToken;
 use serde_json::json;
 
@@ -39,12 +40,8 @@ pub async fn metrics(State(gw): State<GatewayState>) -> Response {
     metrics.routes_cached.set(gw.routes().cached() as i64);
     let mut text = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, gw.registry()) {
-        return GatewayError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "metrics",
-            format!("cannot encode metrics: {error}"),
-        )
-        .into_response();
+        return GatewayError::new(ErrorCode::InternalError, format!("cannot encode metrics: {error}"))
+            .into_response();
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
@@ -61,14 +58,10 @@ pub async fn require_bearer(State(token): State<BearerToken>, request: Request, 
         Some(_) => "the bearer token is wrong",
         None => "the gateway requires `Authorization: Bearer <token>`",
     };
-    GatewayError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
+    GatewayError::new(ErrorCode::Unauthorized, message).into_response()
 }
 
 /// Anything else.
 pub async fn not_found() -> GatewayError {
-    GatewayError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint on the gateway; see GET /v1/openapi.json",
-    )
+    GatewayError::new(ErrorCode::UnknownEndpoint, "no such endpoint on the gateway; see GET /v1/openapi.json")
 }

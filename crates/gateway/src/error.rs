@@ -4,6 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use firepit_api::ErrorCode;
 use serde_json::json;
 
 /// An error the gateway answers with.
@@ -11,8 +12,9 @@ use serde_json::json;
 pub struct GatewayError {
     /// HTTP status.
     pub status: StatusCode,
-    /// Stable code.
-    pub code: &'static str,
+    /// Stable code (`firepit_api::ErrorCode`: the gateway's own are `host_lost`,
+    /// `host_unreachable`, `cluster_unavailable` and `no_host`).
+    pub code: ErrorCode,
     /// What happened and what to do.
     pub message: String,
     /// The lease it is about.
@@ -24,9 +26,15 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    /// An error with a status, a code and a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a code (its status is the code's) and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self { status, code, message: message.into(), lease_id: None, host: None, retry_after_secs: None }
+    }
+
+    /// The same with another status (a daemon's answer passed on with its own status).
+    pub fn with_status(self, status: StatusCode) -> Self {
+        Self { status, ..self }
     }
 
     /// `410 host_lost`: the lease's host died (its record expired) or restarted; the lease is gone.
@@ -39,8 +47,7 @@ impl GatewayError {
             lease_id: Some(lease_id.to_owned()),
             host: Some(host.to_owned()),
             ..Self::new(
-                StatusCode::GONE,
-                "host_lost",
+                ErrorCode::HostLost,
                 format!(
                     "lease {lease_id} was on host {host}, which {why}; the lease is gone: acquire a new one"
                 ),
@@ -53,8 +60,7 @@ impl GatewayError {
         Self {
             retry_after_secs: Some(1),
             ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cluster_unavailable",
+                ErrorCode::ClusterUnavailable,
                 format!(
                     "{what}: etcd does not answer ({cause}); leases this gateway routed before still work; retry when etcd is back"
                 ),
@@ -67,8 +73,7 @@ impl GatewayError {
         Self {
             host: Some(host.to_owned()),
             ..Self::new(
-                StatusCode::BAD_GATEWAY,
-                "host_unreachable",
+                ErrorCode::HostUnreachable,
                 format!(
                     "host {host} did not answer ({cause}); if it died, its leases answer 410 host_lost once its registration expires"
                 ),
@@ -78,20 +83,20 @@ impl GatewayError {
 
     /// `400 bad_json`.
     pub fn bad_json(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_json", message)
+        Self::new(ErrorCode::BadJson, message)
     }
 }
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.code, "message": self.message});
+        let mut body = json!({"error": self.code.as_str(), "message": self.message});
         if let Some(lease_id) = self.lease_id {
             body["lease_id"] = lease_id.into();
         }
         if let Some(host) = self.host {
             body["host"] = host.into();
         }
-        if self.code == "host_lost" {
+        if self.code == ErrorCode::HostLost {
             body["end_reason"] = "host_lost".into();
         }
         let mut response = (self.status, axum::Json(body)).into_response();

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use firepit_api::{HostStatusView, PoolsResponse, ShapeStatusView};
+use firepit_api::{ErrorCode, HostStatusView, PoolsResponse, ShapeStatusView};
 use firepit_cluster::HostRecord;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -108,15 +108,10 @@ pub async fn delete_shape(State(gw): State<GatewayState>, Path(name): Path<Strin
 async fn on_every_host(gw: &GatewayState, method: Method, path: &str, body: Option<Vec<u8>>) -> Response {
     let answers = ask_all(gw, method, path, body).await;
     if answers.is_empty() {
-        return GatewayError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_host",
-            "no daemon is registered in etcd",
-        )
-        .into_response();
+        return GatewayError::new(ErrorCode::NoHost, "no daemon is registered in etcd").into_response();
     }
     let mut failures = Vec::new();
-    let mut first_failure: Option<(StatusCode, &'static str)> = None;
+    let mut first_failure: Option<(StatusCode, ErrorCode)> = None;
     let mut success = None;
     for (host, answer) in answers {
         match answer {
@@ -128,31 +123,20 @@ async fn on_every_host(gw: &GatewayState, method: Method, path: &str, body: Opti
                     .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
                     .unwrap_or_default();
                 failures.push(format!("{}: {code}: {message}", host.host));
-                first_failure.get_or_insert((answer.status, static_code(&code)));
+                first_failure.get_or_insert((answer.status, ErrorCode::from_code(&code)));
             }
             Err(error) => {
                 failures.push(format!("{}: {error}", host.host));
-                first_failure.get_or_insert((StatusCode::BAD_GATEWAY, "host_unreachable"));
+                first_failure.get_or_insert((StatusCode::BAD_GATEWAY, ErrorCode::HostUnreachable));
             }
         }
     }
     match (first_failure, success) {
         (None, Some(status)) => status.into_response(),
-        (Some((status, code)), _) => GatewayError::new(status, code, failures.join("; ")).into_response(),
+        (Some((status, code)), _) => {
+            GatewayError::new(code, failures.join("; ")).with_status(status).into_response()
+        }
         (None, None) => StatusCode::NO_CONTENT.into_response(),
-    }
-}
-
-/// The daemon's codes a shape change can answer, as static strings.
-fn static_code(code: &str) -> &'static str {
-    match code {
-        "shape_exists" => "shape_exists",
-        "unknown_shape" => "unknown_shape",
-        "invalid_shape" => "invalid_shape",
-        "bad_json" => "bad_json",
-        "bad_request" => "bad_request",
-        "shutting_down" => "shutting_down",
-        _ => "host_error",
     }
 }
 
@@ -196,6 +180,5 @@ pub async fn openapi(State(gw): State<GatewayState>, _headers: HeaderMap) -> Res
             return answer.into_response();
         }
     }
-    GatewayError::new(StatusCode::SERVICE_UNAVAILABLE, "no_host", "no registered daemon answered")
-        .into_response()
+    GatewayError::new(ErrorCode::NoHost, "no registered daemon answered").into_response()
 }

@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use firepit_api::ErrorCode;
 use firepit_cluster::{HostRecord, LeaseRoute, Lookup};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -54,8 +55,7 @@ async fn forward(gw: &GatewayState, id: &str, request: Request) -> Result<Respon
         Lookup::Unknown => {
             metrics.lease_request("not_found");
             return Err(GatewayError::new(
-                StatusCode::NOT_FOUND,
-                "lease_not_found",
+                ErrorCode::LeaseNotFound,
                 format!(
                     "no lease `{id}` in the cluster (released, expired, or not acquired through a gateway)"
                 ),

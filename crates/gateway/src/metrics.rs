@@ -20,7 +20,7 @@ pub struct HostOutcome {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
     /// What happened.
-    pub outcome: &'static str,
+    pub outcome: String,
 }
 
 /// Every metric family of the gateway.
@@ -67,8 +67,8 @@ impl GatewayMetrics {
     }
 
     /// Counts an acquire.
-    pub fn acquire(&self, outcome: &'static str) {
-        self.acquires.get_or_create(&Outcome { outcome }).inc();
+    pub fn acquire(&self, outcome: &str) {
+        self.acquires.get_or_create(&Outcome { outcome: outcome.to_owned() }).inc();
     }
 
     /// Counts a placement attempt.
@@ -77,7 +77,7 @@ impl GatewayMetrics {
     }
 
     /// Counts a lease request.
-    pub fn lease_request(&self, outcome: &'static str) {
-        self.lease_requests.get_or_create(&Outcome { outcome }).inc();
+    pub fn lease_request(&self, outcome: &str) {
+        self.lease_requests.get_or_create(&Outcome { outcome: outcome.to_owned() }).inc();
     }
 }

@@ -3,7 +3,9 @@
 //! The guest is deliberately tiny: busybox for the userland, the virtio modules the cloud kernel
 //! needs on `-M microvm`, and the agent. `/init` is a busybox shell script, PID 1 for the guest's
 //! whole life: it mounts the pseudo file systems, loads the modules, starts the agent, prints
-//! [`firepit_agent::READY_LINE`] and then keeps an interactive shell on the console.
+//! [`firepit_agent::READY_LINE`] and then keeps an interactive shell on the console — unless the
+//! kernel command line says `firepit.console=off` (what `firepit-qemu` adds for a VM whose console
+//! is not the caller's): then nothing runs on the console, and PID 1 only idles.
 //!
 //! With a root disk (`firepit.root=/dev/vda` on the kernel command line, which `firepit-qemu`
 //! adds when a VM has one) `/init` mounts the disk, moves `/dev`, `/proc`, `/sys` and `/run` into
@@ -74,6 +76,7 @@ pub fn init_script(kernel_version: &str, modules: &[String]) -> String {
          # Announce readiness once the agent holds its port (at most ~2 s), so READY means it serves.\n\
          i=0; while [ ! -e /run/firepit-agent.ready ] && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done\n\
          echo {ready}\n\
+         [ \"$console\" = off ] && idle\n\
          while true; do setsid cttyhack sh; sleep 0.1; done\n",
         ready = firepit_agent::READY_LINE
     ));

@@ -37,10 +37,14 @@ pub(crate) struct LaunchSpec {
     pub name: String,
     pub accel: Accel,
     pub vcpus: u32,
-    pub memory_mb: u32,
+    /// Guest RAM, MiB (a checked shape's: at most 65536, well within what QEMU takes).
+    pub memory_mb: u64,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     pub kernel_args: String,
+    /// Whether the console is the caller's (see `VmSpec::console`); the serial port is attached
+    /// either way, since the readiness line comes through it.
+    pub console: bool,
     pub sandbox: bool,
     pub runtime_dir: PathBuf,
     pub memory: GuestMemory,
@@ -62,15 +66,27 @@ pub(crate) struct LaunchSpec {
 /// What the guest's initramfs reads to find its root disk (the first virtio-blk device).
 pub(crate) const ROOT_DISK_ARG: &str = "firepit.root=/dev/vda";
 
-/// The kernel command line firepit passes before the user's extra arguments; with a root disk it
-/// names the disk for the initramfs ([`ROOT_DISK_ARG`]).
-pub(crate) fn kernel_args(tsc_khz: u64, root_disk: bool, extra: &[String]) -> String {
+/// What the guest's initramfs reads to run no shell on its console (the shape's console is not
+/// the caller's).
+pub(crate) const NO_CONSOLE_ARG: &str = "firepit.console=off";
+
+/// What firepit's initramfs is told on the kernel command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GuestArgs {
+    /// The VM has a root disk ([`ROOT_DISK_ARG`]).
+    pub root_disk: bool,
+    /// The console is the caller's; without it the guest runs no shell there ([`NO_CONSOLE_ARG`]).
+    pub console: bool,
+}
+
+/// The kernel command line firepit passes before the user's extra arguments; it names a root disk
+/// for the initramfs ([`ROOT_DISK_ARG`]) and a console nobody uses ([`NO_CONSOLE_ARG`]).
+pub(crate) fn kernel_args(tsc_khz: u64, guest: GuestArgs, extra: &[String]) -> String {
     let mut args = format!("console=ttyS0 panic=-1 reboot=t quiet tsc=reliable tsc_early_khz={tsc_khz}");
-    if root_disk {
-        args.push(' ');
-        args.push_str(ROOT_DISK_ARG);
-    }
-    for arg in extra {
+    let ours = [(guest.root_disk, ROOT_DISK_ARG), (!guest.console, NO_CONSOLE_ARG)];
+    for arg in
+        ours.into_iter().filter_map(|(on, arg)| on.then_some(arg)).chain(extra.iter().map(String::as_str))
+    {
         args.push(' ');
         args.push_str(arg);
     }
@@ -172,7 +188,12 @@ mod tests {
             memory_mb: 256,
             kernel: "/img/vmlinuz".into(),
             initramfs: "/img/initramfs.cpio.gz".into(),
-            kernel_args: kernel_args(2_596_106, false, &["firepit.x=1".into()]),
+            kernel_args: kernel_args(
+                2_596_106,
+                GuestArgs { root_disk: false, console: true },
+                &["firepit.x=1".into()],
+            ),
+            console: true,
             sandbox: true,
             runtime_dir: "/run/fp/vm-1".into(),
             memory: GuestMemory::Anonymous,
@@ -274,7 +295,7 @@ mod tests {
     fn a_root_disk_is_its_overlay_on_virtio_blk_named_on_the_kernel_command_line() {
         let with_disk = LaunchSpec {
             disk: Some("/run/fp/vm-1/disk.qcow2".into()),
-            kernel_args: kernel_args(2_000_000, true, &[]),
+            kernel_args: kernel_args(2_000_000, GuestArgs { root_disk: true, console: true }, &[]),
             ..spec()
         };
         let argv = strings(&build_argv(&with_disk));
@@ -285,6 +306,15 @@ mod tests {
         assert!(value_after(&argv, "-device").contains(&"virtio-blk-device,drive=root"));
         assert!(value_after(&argv, "-append")[0].ends_with(" firepit.root=/dev/vda"));
         assert!(value_after(&strings(&build_argv(&spec())), "-drive").is_empty(), "no disk, no drive");
+    }
+
+    #[test]
+    fn a_console_nobody_uses_gets_no_guest_shell_and_the_argument_comes_before_the_users() {
+        let args =
+            |root_disk, console| kernel_args(2_000_000, GuestArgs { root_disk, console }, &["x=1".into()]);
+        assert!(args(false, false).ends_with(" firepit.console=off x=1"), "{}", args(false, false));
+        assert!(args(true, false).ends_with(" firepit.root=/dev/vda firepit.console=off x=1"));
+        assert!(!args(false, true).contains("firepit.console"), "an enabled console is the default");
     }
 
     #[test]

@@ -29,6 +29,8 @@ const TAIL_LINES: usize = 30;
 pub(crate) struct Started {
     pub process: QemuProcess,
     pub console: Arc<ConsoleShared>,
+    /// Whether the console is the caller's (`LaunchSpec::console`).
+    pub console_enabled: bool,
     pub qmp: QmpClient,
     pub agent: Arc<AgentClient>,
     pub dir: RuntimeDir,
@@ -79,7 +81,7 @@ pub(crate) async fn start(
         }
         _ => None,
     };
-    Ok(Started { process, console, qmp, agent, dir, network })
+    Ok(Started { process, console, console_enabled: spec.console, qmp, agent, dir, network })
 }
 
 /// Creates a snapshot template's memory file before QEMU maps it: exclusively (a file someone else

@@ -7,8 +7,6 @@
 
 use std::path::PathBuf;
 
-use firepit_pool::ShapeKey;
-
 use crate::config::ParseAccelError;
 
 /// Why the provider's configuration or a shape's spec cannot be used. Each
@@ -75,19 +73,19 @@ pub enum ConfigError {
         /// Its permission bits.
         mode: u32,
     },
-    /// A shape too small to boot.
-    #[error("shape {shape}: a VM needs at least 1 vCPU and 32 MiB; change the shape")]
-    ShapeTooSmall {
-        /// The shape asked for.
-        shape: ShapeKey,
-    },
-    /// A shape whose memory QEMU cannot take (more than `u32::MAX` MiB).
-    #[error("shape {shape}: memory_mb {memory_mb} is too large for QEMU; change the shape")]
-    ShapeTooLarge {
-        /// The shape asked for.
-        shape: ShapeKey,
-        /// Its memory, MiB.
-        memory_mb: u64,
+    /// A shape out of the bounds every shape is held to
+    /// ([`ShapeSpec::validate_vm`](firepit_shape::ShapeSpec::validate_vm)): the same error, and
+    /// message, the facade and the daemon give for it.
+    #[error(transparent)]
+    InvalidShape(#[from] firepit_shape::InvalidShape),
+    /// [`QemuVm::console`](crate::QemuVm::console) on a VM whose shape did not enable the console.
+    #[error(
+        "VM {vm}: its console is not enabled: build the pool with `.console_enabled()` \
+         (`VmConfig::console_enabled`), or set `VmSpec::console`"
+    )]
+    ConsoleDisabled {
+        /// The VM asked.
+        vm: String,
     },
     /// Snapshot fill and `run_as` together (not supported yet).
     #[error(

@@ -16,7 +16,7 @@ use firepit_pool::ShapeKey;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::argv::{GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
+use crate::argv::{GuestArgs, GuestMemory, LaunchSpec, kernel_args, tsc_khz_from_cpuinfo};
 use crate::boot;
 use crate::caps::QemuCaps;
 use crate::config::{Accel, FillKind, ProviderConfig};
@@ -115,7 +115,9 @@ impl Launcher {
     }
 
     /// The command line of VM `id` of `shape` (made from `vm`), with its runtime directory `dir`
-    /// and guest `memory`.
+    /// and guest `memory`: the one place where what QEMU is told is derived from the shape (its
+    /// size and console here; disk, network and limits as they come), after the shape's own
+    /// bounds ([`ShapeSpec::validate_vm`](firepit_shape::ShapeSpec::validate_vm)) are checked.
     pub(crate) fn launch_spec(
         &self,
         id: &str,
@@ -124,15 +126,17 @@ impl Launcher {
         dir: &Path,
         memory: GuestMemory,
     ) -> Result<LaunchSpec, QemuError> {
-        let memory_mb = checked_memory_mb(shape, vm)?;
+        check_shape(shape, vm)?;
+        let guest = GuestArgs { root_disk: vm.image.disk.is_some(), console: vm.console };
         Ok(LaunchSpec {
             name: id.to_string(),
             accel,
             vcpus: vm.cpus,
-            memory_mb,
+            memory_mb: vm.memory_mb,
             kernel: vm.image.kernel.clone(),
             initramfs: vm.image.initramfs.clone(),
-            kernel_args: kernel_args(self.tsc_khz, vm.image.disk.is_some(), &self.config.extra_kernel_args),
+            kernel_args: kernel_args(self.tsc_khz, guest, &self.config.extra_kernel_args),
+            console: vm.console,
             sandbox: self.caps.sandbox,
             runtime_dir: dir.to_path_buf(),
             memory,
@@ -202,6 +206,7 @@ impl Launcher {
             config: self.config.clone(),
             qmp: started.qmp,
             console: started.console,
+            console_enabled: started.console_enabled,
             agent: started.agent,
             network: started.network,
             process: started.process,
@@ -215,12 +220,11 @@ impl Launcher {
     }
 }
 
-/// The guest memory of `vm` as QEMU takes it, if the machine size can boot: at least 1 vCPU and
-/// 32 MiB, at most `u32::MAX` MiB.
-pub(crate) fn checked_memory_mb(shape: &ShapeKey, vm: &VmSpec) -> Result<u32, ConfigError> {
-    if vm.cpus == 0 || vm.memory_mb < 32 {
-        return Err(ConfigError::ShapeTooSmall { shape: shape.clone() });
-    }
-    u32::try_from(vm.memory_mb)
-        .map_err(|_| ConfigError::ShapeTooLarge { shape: shape.clone(), memory_mb: vm.memory_mb })
+/// Whether VMs of `vm` can be made, by the bounds every shape is held to
+/// ([`ShapeSpec::validate_vm`](firepit_shape::ShapeSpec::validate_vm)); the error names the
+/// pool's `shape`.
+pub(crate) fn check_shape(shape: &ShapeKey, vm: &VmSpec) -> Result<(), ConfigError> {
+    vm.shape.validate_vm().map_err(|invalid| {
+        ConfigError::InvalidShape(firepit_shape::InvalidShape { shape: shape.to_string(), ..invalid })
+    })
 }

@@ -20,9 +20,9 @@
 //!
 //! # How data flows
 //! [`ProviderConfig`] is checked once by [`QemuProvider::new`] (errors: [`ConfigError`]). A shape's
-//! [`VmSpec`] (image, vCPUs, memory, [`FillStrategy`]) is checked when it is added
-//! ([`QemuProvider::check`]) and arrives with every `create` of the shape, which then goes one of
-//! two ways, chosen by the spec's fill strategy:
+//! [`VmSpec`] (the shape itself — vCPUs, memory, [`FillStrategy`], … — and its image) is checked
+//! when it is added ([`QemuProvider::check`]) and arrives with every `create` of the shape, which
+//! then goes one of two ways, chosen by the spec's fill strategy:
 //! - cold boot: a private runtime directory, a command line, QEMU spawned under supervision, its
 //!   console and QMP sockets accepted, then the readiness line [`firepit_agent::READY_LINE`] on the
 //!   console and an agent ping, all under one boot deadline;
@@ -31,7 +31,7 @@
 //!   own identity ([`fresh_identity`]); when that fails the shape cold-boots
 //!   ([`QemuProvider::template_state`] says why).
 //!
-//! Networking ([`VmSpec::network`], a [`NetworkSpec`]): none by default. With `nat`, each VM has
+//! Networking (the shape's `network`, a [`NetworkSpec`]): none by default. With `nat`, each VM has
 //! a user-mode NAT (libslirp, in its QEMU process) behind firepit's own egress filter, which
 //! answers the guest's DNS too; its own MAC and IPv4 address, set by the agent after every cold
 //! boot and restore ([`QemuVm::network`]); port forwards made at run time

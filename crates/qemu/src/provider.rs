@@ -114,7 +114,9 @@ impl QemuProvider {
     }
 
     /// Whether this provider can make VMs of `spec`: its files exist (kernel, initramfs, a root
-    /// disk's base), its size can boot (at least 1 vCPU and 32 MiB), and snapshot fill is not
+    /// disk's base), its shape is within the bounds every shape is held to
+    /// ([`ShapeSpec::validate_vm`](firepit_shape::ShapeSpec::validate_vm): vCPUs, memory,
+    /// network; [`ConfigError::InvalidShape`]), and snapshot fill is not
     /// combined with [`ProviderConfig::run_as`] (not supported yet). Cheap: a shape is checked when
     /// it is added to a pool, and again by every `create`. The files' contents are not checked
     /// here: `firepit_image::ImageKind` tells a usable disk from anything else.
@@ -129,8 +131,7 @@ impl QemuProvider {
     /// # }
     /// ```
     pub fn check(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<(), QemuError> {
-        crate::launch::checked_memory_mb(shape, spec)?;
-        spec.network.validate().map_err(|(field, why)| crate::net_error::NetError::Invalid { field, why })?;
+        crate::launch::check_shape(shape, spec)?;
         if spec.fill == FillStrategy::Snapshot && self.inner.launcher.run_as.is_some() {
             return Err(ConfigError::SnapshotWithRunAs { image: spec.image_id.clone() }.into());
         }
@@ -319,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn check_refuses_missing_files_unbootable_sizes_and_snapshot_with_run_as() {
+    fn check_refuses_missing_files_shapes_out_of_bounds_and_snapshot_with_run_as() {
         let dir = tempfile::tempdir().unwrap();
         let (kernel, initramfs) = (dir.path().join("vmlinuz"), dir.path().join("initramfs"));
         std::fs::write(&kernel, b"k").unwrap();
@@ -328,22 +329,27 @@ mod tests {
         let shape = ShapeKey::new("small");
         let good = VmSpec::new("img", ImagePaths::new(&kernel, &initramfs));
         provider.check(&shape, &good).unwrap();
-        let mut no_cpu = good.clone();
-        no_cpu.cpus = 0;
-        let err = provider.check(&shape, &no_cpu).unwrap_err();
-        assert!(matches!(err, QemuError::Config(ConfigError::ShapeTooSmall { .. })), "{err}");
-        let mut tiny = good.clone();
-        tiny.memory_mb = 16;
-        assert!(matches!(
-            provider.check(&shape, &tiny),
-            Err(QemuError::Config(ConfigError::ShapeTooSmall { .. }))
-        ));
-        let mut huge = good.clone();
-        huge.memory_mb = u64::from(u32::MAX) + 1;
-        assert!(matches!(
-            provider.check(&shape, &huge),
-            Err(QemuError::Config(ConfigError::ShapeTooLarge { .. }))
-        ));
+        for (field, value) in
+            [("cpus", 0), ("cpus", 65), ("memory_mb", 32), ("memory_mb", u64::from(u32::MAX) + 1)]
+        {
+            let mut bad = good.clone();
+            match field {
+                "cpus" => bad.cpus = value as u32,
+                _ => bad.memory_mb = value,
+            }
+            let err = provider.check(&shape, &bad).unwrap_err();
+            let QemuError::Config(ConfigError::InvalidShape(invalid)) = &err else {
+                panic!("{field} = {value}: {err}")
+            };
+            let expected = firepit_shape::ShapeSpec { name: "small".into(), ..bad.shape.clone() }
+                .validate_vm()
+                .unwrap_err();
+            assert_eq!(invalid, &expected, "the shape's own error, naming the pool's shape");
+        }
+        let mut no_egress = good.clone();
+        no_egress.network.host_ports = vec![8080];
+        let err = provider.check(&shape, &no_egress).unwrap_err();
+        assert!(err.to_string().contains("network.mode"), "host ports without a network: {err}");
         let missing = VmSpec::new("img", ImagePaths::new(dir.path().join("nope"), &initramfs));
         let err = provider.check(&shape, &missing).unwrap_err();
         assert!(err.to_string().contains("nope"), "the error names the missing file: {err}");

@@ -60,6 +60,8 @@ pub struct QemuVm {
     pub(crate) config: Arc<ProviderConfig>,
     pub(crate) qmp: QmpClient,
     pub(crate) console: Arc<ConsoleShared>,
+    /// Whether [`console`](Self::console) hands the console out (`VmSpec::console`).
+    pub(crate) console_enabled: bool,
     pub(crate) agent: Arc<AgentClient>,
     /// The NIC's address, filter and forwards (`None`: the shape has no network).
     pub(crate) network: Option<crate::net::VmNetwork>,
@@ -117,8 +119,13 @@ impl QemuVm {
         self.dir.path()
     }
 
-    /// A console handle that sees output printed from now on.
+    /// A console handle that sees output printed from now on. Only for a VM whose shape enabled
+    /// the console (`VmSpec::console`, the facade's `console_enabled()`); otherwise
+    /// [`ConfigError::ConsoleDisabled`](crate::ConfigError::ConsoleDisabled).
     pub async fn console(&self) -> Result<Console, QemuError> {
+        if !self.console_enabled {
+            return Err(crate::config_error::ConfigError::ConsoleDisabled { vm: self.id.clone() }.into());
+        }
         self.awake().await?;
         Ok(self.console.handle(None))
     }

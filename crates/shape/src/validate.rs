@@ -1,4 +1,12 @@
-//! What a shape may ask for. Each error names the field, the value and what is allowed.
+//! What a shape may ask for: the one validation every way in runs — the library's
+//! `Firepit::pool(..).build()`, the daemon's config file, `PUT /v1/shapes/{name}` (and so the
+//! SDKs) — so the same shape gets the same [`InvalidShape`] whichever way it came. Each error
+//! names the shape, the field, the value and what is allowed.
+//!
+//! A new field gets its bound here, in [`ShapeSpec::validate_vm`] when it says what one VM is
+//! (its providers run that part again on specs built in code), else in [`ShapeSpec::validate`].
+
+use std::fmt;
 
 use crate::ShapeSpec;
 
@@ -12,18 +20,20 @@ pub const MAX_DEPTH: usize = 64;
 /// an unbounded one would overflow them.
 pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
 
-/// A field of a [`ShapeSpec`] out of range.
+/// A field of a [`ShapeSpec`] out of range: what [`ShapeSpec::validate`] returns, and so what the
+/// library, the daemon's config file and its API all report for the same shape.
 ///
 /// ```
-/// let spec = firepit_shape::ShapeSpec { cpus: 0, ..firepit_shape::ShapeSpec::new("small", "/") };
+/// let spec = firepit_shape::ShapeSpec { cpus: 65, ..firepit_shape::ShapeSpec::new("small", "/") };
 /// let error = spec.validate().unwrap_err();
-/// assert_eq!(error.key, "cpus");
-/// assert_eq!(error.to_string(), "`cpus` = 0: must be 1..=64");
+/// assert_eq!((error.shape.as_str(), error.key.as_str()), ("small", "cpus"));
+/// assert_eq!(error.to_string(), "shape \"small\": `cpus` = 65: must be 1..=64");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{key}` = {value}: {allowed}")]
 pub struct InvalidShape {
-    /// The field, e.g. `depth.low` (callers prefix it: `shape[0].depth.low`).
+    /// The shape's name (empty for a spec built without one).
+    pub shape: String,
+    /// The field, e.g. `depth.low` or `network.host_ports`.
     pub key: String,
     /// The value as written.
     pub value: String,
@@ -31,8 +41,14 @@ pub struct InvalidShape {
     pub allowed: String,
 }
 
-fn invalid(key: &str, value: impl ToString, allowed: impl Into<String>) -> InvalidShape {
-    InvalidShape { key: key.to_owned(), value: value.to_string(), allowed: allowed.into() }
+impl fmt::Display for InvalidShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A bad name is its own value: naming the shape by it again would say it twice.
+        if !self.shape.is_empty() && self.key != "name" {
+            write!(f, "shape {:?}: ", self.shape)?;
+        }
+        write!(f, "`{}` = {}: {}", self.key, self.value, self.allowed)
+    }
 }
 
 /// Whether `image` can name an image: something that exists, or one plain path component (a
@@ -44,8 +60,18 @@ fn names_an_image(image: &std::path::Path) -> bool {
 }
 
 impl ShapeSpec {
-    /// Checks every field, and that `image` exists (a directory or a file) or is a bare name (the
-    /// id of a stored image; whether the store has it is checked when the image is opened).
+    /// Checks every field, and last (the one check that reads the file system) that `image`
+    /// exists (a directory or a file) or is a bare name (the id of a stored image; whether the
+    /// store has it is checked when the image is opened).
+    ///
+    /// ```
+    /// use firepit_shape::ShapeSpec;
+    /// let small = ShapeSpec::new("small", std::env::temp_dir());
+    /// assert_eq!(small.validate(), Ok(()));
+    /// let tiny = ShapeSpec { memory_mb: 32, ..small };
+    /// let error = tiny.validate().unwrap_err();
+    /// assert_eq!(error.to_string(), "shape \"small\": `memory_mb` = 32: must be 64..=65536");
+    /// ```
     pub fn validate(&self) -> Result<(), InvalidShape> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 63
@@ -53,44 +79,68 @@ impl ShapeSpec {
                 b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'))
             });
         if !name_ok {
-            return Err(invalid(
+            return Err(self.invalid(
                 "name",
                 format!("{:?}", self.name),
                 "must match [a-z0-9][a-z0-9_-]* and be at most 63 characters",
             ));
         }
+        self.validate_vm()?;
+        if !(1..=MAX_DEPTH).contains(&self.depth.high) {
+            return Err(self.invalid("depth.high", self.depth.high, format!("must be 1..={MAX_DEPTH}")));
+        }
+        if self.depth.low > self.depth.high {
+            let allowed = format!("must be at most depth.high ({})", self.depth.high);
+            return Err(self.invalid("depth.low", self.depth.low, allowed));
+        }
+        if let Some(age) = self.max_age_secs
+            && !(1..=MAX_DURATION_SECS).contains(&age)
+        {
+            let allowed = format!("must be 1..={MAX_DURATION_SECS} (one year), or absent");
+            return Err(self.invalid("max_age_secs", age, allowed));
+        }
         if !names_an_image(&self.image) {
-            return Err(invalid(
+            return Err(self.invalid(
                 "image",
                 self.image.display(),
                 "must be an existing image directory (build one with `firepit image build`), a root disk \
                  or initramfs file, or the id of a stored image",
             ));
         }
+        Ok(())
+    }
+
+    /// The part of [`validate`](Self::validate) that says whether one VM of this shape can be made:
+    /// vCPUs, memory and network. A VM provider runs it on every spec it is handed, also on one
+    /// built in code that never went through `validate`, so there is one set of bounds, not one
+    /// per layer.
+    ///
+    /// ```
+    /// use firepit_shape::ShapeSpec;
+    /// let unnamed = ShapeSpec { cpus: 0, ..ShapeSpec::new("", "") };
+    /// assert_eq!(unnamed.validate_vm().unwrap_err().to_string(), "`cpus` = 0: must be 1..=64");
+    /// ```
+    pub fn validate_vm(&self) -> Result<(), InvalidShape> {
         if !(1..=MAX_CPUS).contains(&self.cpus) {
-            return Err(invalid("cpus", self.cpus, format!("must be 1..={MAX_CPUS}")));
+            return Err(self.invalid("cpus", self.cpus, format!("must be 1..={MAX_CPUS}")));
         }
         if !MEMORY_MB_RANGE.contains(&self.memory_mb) {
             let allowed = format!("must be {}..={}", MEMORY_MB_RANGE.start(), MEMORY_MB_RANGE.end());
-            return Err(invalid("memory_mb", self.memory_mb, allowed));
-        }
-        if !(1..=MAX_DEPTH).contains(&self.depth.high) {
-            return Err(invalid("depth.high", self.depth.high, format!("must be 1..={MAX_DEPTH}")));
-        }
-        if self.depth.low > self.depth.high {
-            let allowed = format!("must be at most depth.high ({})", self.depth.high);
-            return Err(invalid("depth.low", self.depth.low, allowed));
-        }
-        if let Some(age) = self.max_age_secs
-            && !(1..=MAX_DURATION_SECS).contains(&age)
-        {
-            let allowed = format!("must be 1..={MAX_DURATION_SECS} (one year), or absent");
-            return Err(invalid("max_age_secs", age, allowed));
+            return Err(self.invalid("memory_mb", self.memory_mb, allowed));
         }
         if let Err((field, why)) = self.network.validate() {
-            return Err(invalid(&format!("network.{field}"), self.network.mode, why));
+            return Err(self.invalid(&format!("network.{field}"), self.network.mode, why));
         }
         Ok(())
+    }
+
+    fn invalid(&self, key: &str, value: impl ToString, allowed: impl Into<String>) -> InvalidShape {
+        InvalidShape {
+            shape: self.name.clone(),
+            key: key.to_owned(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
     }
 }
 
@@ -131,6 +181,32 @@ mod tests {
         assert_eq!(key(ShapeSpec { max_age_secs: Some(0), ..valid() }), "max_age_secs");
         let network = crate::NetworkSpec { host_ports: vec![0], ..crate::NetworkSpec::nat() };
         assert_eq!(key(ShapeSpec { network, ..valid() }), "network.host_ports");
+    }
+
+    #[test]
+    fn the_vm_part_is_the_same_bounds_and_the_message_names_the_shape_once() {
+        for bad in [
+            ShapeSpec { cpus: 0, ..valid() },
+            ShapeSpec { cpus: MAX_CPUS + 1, ..valid() },
+            ShapeSpec { memory_mb: MEMORY_MB_RANGE.start() - 1, ..valid() },
+            ShapeSpec { memory_mb: MEMORY_MB_RANGE.end() + 1, ..valid() },
+        ] {
+            assert_eq!(bad.validate_vm().unwrap_err(), bad.validate().unwrap_err(), "{bad:?}");
+        }
+        let elsewhere = ShapeSpec {
+            name: "Bad".into(),
+            image: "".into(),
+            depth: crate::Depth { low: 0, high: 0 },
+            ..valid()
+        };
+        assert_eq!(elsewhere.validate_vm(), Ok(()), "name, image and depth are not a VM's");
+        let bad_name = ShapeSpec { name: "Bad".into(), ..valid() }.validate().unwrap_err();
+        assert_eq!(
+            bad_name.to_string(),
+            "`name` = \"Bad\": must match [a-z0-9][a-z0-9_-]* and be at most 63 characters"
+        );
+        let too_big = ShapeSpec { cpus: 65, ..valid() }.validate().unwrap_err();
+        assert_eq!(too_big.to_string(), "shape \"small\": `cpus` = 65: must be 1..=64");
     }
 
     #[test]

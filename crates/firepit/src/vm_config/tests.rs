@@ -18,11 +18,25 @@ fn ext4(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
-#[test]
-fn image_id_is_a_content_hash_when_no_manifest() {
+/// A directory with a kernel `k`, an initramfs `i` and an ext4 disk `disk.img`.
+fn guest_files() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("k"), b"kernel").unwrap();
     initramfs(&dir.path().join("i"));
+    ext4(&dir.path().join("disk.img"));
+    dir
+}
+
+/// `disk.img` of `dir`, booted with its kernel and initramfs.
+fn disk_config(dir: &Path) -> VmConfig {
+    let mut config = VmConfig::new(dir.join("k"), dir.join("disk.img"));
+    config.initramfs = Some(dir.join("i"));
+    config
+}
+
+#[test]
+fn image_id_is_a_content_hash_when_no_manifest() {
+    let dir = guest_files();
     let config = VmConfig::new(dir.path().join("k"), dir.path().join("i"));
     let resolved = config.resolve().unwrap();
     assert_eq!(resolved.image_id.len(), 16);
@@ -33,13 +47,8 @@ fn image_id_is_a_content_hash_when_no_manifest() {
 
 #[test]
 fn a_disk_boots_with_the_given_initramfs_from_its_absolute_path() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("k"), b"kernel").unwrap();
-    initramfs(&dir.path().join("i"));
-    ext4(&dir.path().join("disk.img"));
-    let mut config = VmConfig::new(dir.path().join("k"), dir.path().join("disk.img"));
-    config.initramfs = Some(dir.path().join("i"));
-    let resolved = config.resolve().unwrap();
+    let dir = guest_files();
+    let resolved = disk_config(dir.path()).resolve().unwrap();
     let disk = resolved.paths.disk.expect("a root disk");
     assert_eq!(
         (disk.base.as_path(), disk.format),
@@ -67,18 +76,15 @@ fn anything_else_is_an_error_naming_the_file_and_what_was_found() {
 #[test]
 fn a_vm_config_is_a_shape_with_the_shape_defaults() {
     let config = VmConfig::new("/images/vmlinuz", "/images/initrd");
-    let defaults = ShapeSpec::new("default", "/images");
-    let spec = config.shape_spec("default", 2, Some(Duration::from_millis(1500)), true);
-    assert_eq!((spec.cpus, spec.memory_mb, spec.fill), (defaults.cpus, defaults.memory_mb, defaults.fill));
-    assert_eq!(spec.depth, Depth { low: 2, high: 2 });
-    assert_eq!(spec.max_age_secs, Some(2), "rounded up to whole seconds");
-    assert_eq!(spec, ShapeSpec { depth: spec.depth, max_age_secs: Some(2), ..defaults });
+    assert_eq!(config.shape, ShapeSpec::new(POOL_SHAPE, "/images/initrd"));
+    assert!(!config.console_enabled);
+    let provider = firepit_qemu::ProviderConfig::default();
+    assert_eq!((config.accel, config.boot_timeout), (provider.accel, provider.boot_timeout));
 }
 
 #[test]
 fn a_missing_kernel_is_an_error_naming_the_path() {
-    let dir = tempfile::tempdir().unwrap();
-    initramfs(&dir.path().join("i"));
+    let dir = guest_files();
     let config = VmConfig::new("/nonexistent/vmlinuz", dir.path().join("i"));
     let err = config.resolve().unwrap_err();
     let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
@@ -87,12 +93,8 @@ fn a_missing_kernel_is_an_error_naming_the_path() {
 
 #[test]
 fn a_disk_id_follows_the_kernel_it_boots_with() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("k"), b"kernel").unwrap();
-    initramfs(&dir.path().join("i"));
-    ext4(&dir.path().join("disk.img"));
-    let mut config = VmConfig::new(dir.path().join("k"), dir.path().join("disk.img"));
-    config.initramfs = Some(dir.path().join("i"));
+    let dir = guest_files();
+    let config = disk_config(dir.path());
     let first = config.resolve().unwrap().image_id;
     std::fs::write(dir.path().join("k"), b"another kernel").unwrap();
     assert_ne!(config.resolve().unwrap().image_id, first, "a disk's id follows the kernel it boots with");

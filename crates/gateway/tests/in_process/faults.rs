@@ -118,12 +118,12 @@ async fn with_etcd_down_existing_leases_work_new_ones_fail_clearly_and_come_back
         assert_eq!(client.exec(id, &ExecBody::new(["true"])).await.unwrap().exit_code, Some(0), "lease {id}");
     }
     let error = client.acquire(&small(0), None).await.unwrap_err();
-    assert_eq!(error.code(), Some("cluster_unavailable"), "{error}");
+    assert_eq!(error.code(), Some(firepit_api::ErrorCode::ClusterUnavailable), "{error}");
     assert!(error.to_string().contains("etcd"), "{error}");
     // A gateway that never saw the lease cannot route it while etcd is down, and says why.
     let fresh = TestGateway::start(&etcd, "/f3").await;
     let error = fresh.client().exec(&leases[0], &ExecBody::new(["true"])).await.unwrap_err();
-    assert_eq!(error.code(), Some("cluster_unavailable"), "{error}");
+    assert_eq!(error.code(), Some(firepit_api::ErrorCode::ClusterUnavailable), "{error}");
 
     etcd.restart_all().await.unwrap();
     let took = eventually(Duration::from_secs(20), "acquires succeed again", || {

@@ -61,13 +61,13 @@ async fn acquires_spread_over_the_hosts_and_every_lease_answers_through_the_gate
     assert!(matches!(events.last(), Some(StreamEvent::Exit { .. })), "{events:?}");
     // The PTY request reaches the host (the fake backend has no terminals: its own answer).
     let error = client.pty(id, &PtyOptions::default()).await.err().unwrap();
-    assert_eq!(error.code(), Some("unsupported"), "{error}");
+    assert_eq!(error.code(), Some(firepit_api::ErrorCode::Unsupported), "{error}");
     // Renew and release go to the host; a released lease is gone from the cluster.
     let renewed = client.renew(id, Some(120_000)).await.unwrap();
     assert_eq!(&renewed.lease_id, id);
     client.release(id).await.unwrap();
     let error = client.exec(id, &ExecBody::new(["true"])).await.unwrap_err();
-    assert_eq!(error.code(), Some("lease_not_found"), "{error}");
+    assert_eq!(error.code(), Some(firepit_api::ErrorCode::LeaseNotFound), "{error}");
 
     // The whole cluster: shapes summed, hosts listed.
     let pools = client.pools().await.unwrap();
@@ -96,21 +96,21 @@ async fn idempotency_keys_tokens_unknown_shapes_and_shape_changes_work_cluster_w
         authority: one.addr.to_string(),
         token: Some("wrong-token-0123456789".into()),
     });
-    assert_eq!(wrong.pools().await.unwrap_err().code(), Some("unauthorized"));
+    assert_eq!(wrong.pools().await.unwrap_err().code(), Some(firepit_api::ErrorCode::Unauthorized));
     let anonymous = Client::new(Endpoint::Tcp { authority: one.addr.to_string(), token: None });
     assert_eq!(anonymous.healthz().await.unwrap().status, "ok", "health needs no token");
     assert_eq!(
         anonymous.exec(&first.lease_id, &ExecBody::new(["true"])).await.unwrap_err().code(),
-        Some("unauthorized")
+        Some(firepit_api::ErrorCode::Unauthorized)
     );
 
     let unknown = one
         .client()
         .acquire(&firepit_api::AcquireRequest { shape: "nope".into(), wait_ms: 0, ttl_ms: None }, None)
         .await;
-    assert_eq!(unknown.unwrap_err().code(), Some("unknown_shape"));
+    assert_eq!(unknown.unwrap_err().code(), Some(firepit_api::ErrorCode::UnknownShape));
     let unrouted = one.client().exec("l-0000000000000000", &ExecBody::new(["true"])).await.unwrap_err();
-    assert_eq!(unrouted.code(), Some("lease_not_found"));
+    assert_eq!(unrouted.code(), Some(firepit_api::ErrorCode::LeaseNotFound));
 
     // A shape registered through a gateway lands on every host.
     let spec = firepit_daemon::fake::FakeBackend::spec("big", 1);
@@ -131,5 +131,5 @@ async fn idempotency_keys_tokens_unknown_shapes_and_shape_changes_work_cluster_w
     })
     .await;
     let twice = one.client().register_shape("big", &firepit_daemon::fake::FakeBackend::spec("big", 1)).await;
-    assert_eq!(twice.unwrap_err().code(), Some("shape_exists"));
+    assert_eq!(twice.unwrap_err().code(), Some(firepit_api::ErrorCode::ShapeExists));
 }

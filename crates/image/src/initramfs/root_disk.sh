@@ -4,14 +4,19 @@
 # takes over PID 1 and the console. A disk without an init (`firepit.init=none`, or no executable
 # at `firepit.init=PATH`, default /sbin/init) keeps this init as PID 1 and gets a shell on the
 # console inside its root: its /bin/sh, else firepit's busybox sh.
+# `firepit.console=off` (the VM's console is nobody's): no shell on the console at all; PID 1 only
+# idles (and reaps) after the readiness line.
 root=
 rinit=/sbin/init
+console=on
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     firepit.root=*) root="${arg#firepit.root=}" ;;
     firepit.init=*) rinit="${arg#firepit.init=}" ;;
+    firepit.console=*) console="${arg#firepit.console=}" ;;
   esac
 done
+idle() { while true; do sleep 3600; done; }
 if [ -n "$root" ]; then
   fail() { echo "firepit-init: $*"; sleep 0.2; reboot -f; }
   i=0; while [ ! -b "$root" ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done
@@ -41,6 +46,7 @@ if [ -n "$root" ]; then
     echo @READY@
     exec switch_root /newroot "$rinit"
   fi
+  [ "$console" = off ] && { echo @READY@; idle; }
   if chroot /newroot $bb test -x /bin/sh; then sh=/bin/sh; else sh="$bb sh"; fi
   # The console shell starts before the readiness line, so a snapshot template is saved with it
   # waiting for input: clones do not start it again, and typed input meets a ready shell.

@@ -109,10 +109,11 @@ pub fn shape() -> ShapeKey {
     ShapeKey::new("test")
 }
 
-/// The test image as a cold-booted shape: 1 vCPU, 256 MiB.
+/// The test image as a cold-booted shape: 1 vCPU, 256 MiB, the console the test's.
 pub fn cold_spec(image: &TestImage) -> VmSpec {
     let mut spec = VmSpec::new(image.id.clone(), image.paths.clone());
     spec.fill = FillStrategy::ColdBoot;
+    spec.console = true;
     spec
 }
 
