@@ -148,7 +148,10 @@ pub async fn list_leases(State(gw): State<GatewayState>, RawQuery(query): RawQue
     };
     let mut leases = Vec::new();
     let mut unreachable = Vec::new();
-    for (host, answer) in ask_all(&gw, Method::GET, &path, None).await {
+    let mut without_list = None;
+    let answers = ask_all(&gw, Method::GET, &path, None).await;
+    let hosts = answers.len();
+    for (host, answer) in answers {
         match answer {
             Ok(answer) if answer.status.is_success() => {
                 let value: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
@@ -157,12 +160,18 @@ pub async fn list_leases(State(gw): State<GatewayState>, RawQuery(query): RawQue
                     leases.push(lease);
                 }
             }
-            // A daemon without the list (an older version) is not an error of the cluster's.
+            // A daemon without the list (an older version): its answer, if none has one.
             Ok(answer) if matches!(answer.status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) => {
+                without_list.get_or_insert((answer, 0)).1 += 1;
             }
             Ok(answer) => return answer.into_response(),
             Err(error) => unreachable.push(format!("{}: {error}", host.host)),
         }
+    }
+    if let Some((answer, count)) = without_list
+        && count == hosts
+    {
+        return answer.into_response();
     }
     axum::Json(json!({"leases": leases, "unreachable_hosts": unreachable})).into_response()
 }

@@ -75,6 +75,9 @@ async fn acquires_spread_over_the_hosts_and_every_lease_answers_through_the_gate
     assert_eq!((shape.leased, pools.leases, shape.depth_high), (19, 19, 60));
     let hosts: Vec<String> = hosts_of(&client).await.into_iter().map(|h| h.host).collect();
     assert_eq!(hosts, ["a", "b"]);
+    // Daemons without a lease list: the gateway says so as they do, not with an empty list.
+    let list = client.request(firepit_client::Method::GET, "/v1/leases", None, &[]).await.unwrap();
+    assert_eq!(list.status, 405, "{}", list.text());
 }
 
 #[tokio::test]
