@@ -151,8 +151,14 @@ error_codes! {
     // The daemon.
     Unsupported = ("unsupported", 501, "The daemon's backend cannot do this."),
     ShuttingDown = ("shutting_down", 503, "The daemon is stopping and takes no new work."),
+    Draining = ("draining", 503, "The daemon is draining (`firepit drain`, or a stop in a cluster): its leases run to their end, new ones go to another host."),
     BackendError = ("backend_error", 500, "The pool or the VM backend failed; the message has the cause."),
     InternalError = ("internal_error", 500, "The daemon failed in an unexpected way; the message and its log have the cause."),
+    // A gateway in front of many daemons (`firepit gateway`).
+    HostLost = ("host_lost", 410, "Through a gateway: the lease's host died or restarted (its registration in etcd expired or changed); the lease is gone, acquire a new one."),
+    HostUnreachable = ("host_unreachable", 502, "Through a gateway: the lease's host is registered but did not answer."),
+    ClusterUnavailable = ("cluster_unavailable", 503, "Through a gateway: etcd does not answer, so new leases cannot be placed; leases the gateway routed before still work."),
+    NoHost = ("no_host", 503, "Through a gateway: no daemon is registered in etcd."),
 }
 
 impl fmt::Display for ErrorCode {
@@ -245,9 +251,9 @@ mod tests {
     #[test]
     fn a_code_from_a_newer_daemon_is_kept_not_refused() {
         let body: super::ErrorBody =
-            serde_json::from_str(r#"{"error":"host_lost","message":"the host went away"}"#).unwrap();
-        assert_eq!(body.error, ErrorCode::Unknown("host_lost".into()));
-        assert_eq!(body.error.to_string(), "host_lost");
-        assert_eq!(serde_json::to_string(&body.error).unwrap(), "\"host_lost\"");
+            serde_json::from_str(r#"{"error":"from_the_future","message":"a newer daemon"}"#).unwrap();
+        assert_eq!(body.error, ErrorCode::Unknown("from_the_future".into()));
+        assert_eq!(body.error.to_string(), "from_the_future");
+        assert_eq!(serde_json::to_string(&body.error).unwrap(), "\"from_the_future\"");
     }
 }

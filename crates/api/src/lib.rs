@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod attach;
+mod cluster;
 mod endpoint;
 mod error;
 mod events;
@@ -49,6 +50,7 @@ mod shapes;
 mod types;
 
 pub use attach::{ATTACH_STDERR, ATTACH_STDOUT, AttachControl};
+pub use cluster::{ClusterHosts, DrainResponse, HostStatusView};
 pub use endpoint::{default_runtime_dir, default_socket_path};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::{NDJSON, OutputChunk, PtyControl, StreamEvent};

@@ -1,7 +1,7 @@
 //! The `firepit` command: verbs only. Each verb parses its arguments (clap) and calls a library:
 //! the `firepit` facade (`demo`), `firepit-image` (`image`), `firepit-daemon` (`serve`),
 //! `firepit-client` (`status`, `lease`, `run`, `exec`, `cp`, `shell`, `port`), `firepit-ui` (`ui`),
-//! `firepit-tools` (`bench`, `soak`).
+//! `firepit-tools` (`bench`, `soak`), `firepit-gateway` (`gateway`), and the client again for `drain`.
 //!
 //! The `dev` feature (off by default: not in the binary users build or ship) adds the developer
 //! tools of `firepit-tools`: `soak`, whose fault injection kills and stops QEMU processes and
@@ -19,8 +19,10 @@ use clap::{Parser, Subcommand};
 
 mod cp;
 mod demo;
+mod drain;
 mod e2b;
 mod exec;
+mod gateway;
 mod image;
 mod lease;
 mod logging;
@@ -73,6 +75,10 @@ enum Command {
     /// The web dashboard of a daemon on its Unix socket, on a loopback port, with a one-time
     /// login link (a daemon with a TCP listener serves it itself under /ui).
     Ui(ui::UiArgs),
+    /// Run a gateway: one TCP front for many daemons registered in etcd (placement, lease routing).
+    Gateway(gateway::GatewayArgs),
+    /// Drain a daemon: no new leases (gateways place elsewhere), existing ones run to their end.
+    Drain(drain::DrainArgs),
     /// Soak with faults: cycles from concurrent clients against a real daemon while VMs are killed
     /// and stalled, fills fail, requests are dropped, leases expire and the daemon is restarted;
     /// prints one JSON line (leaks, failures, depth regained) and exits 1 if a pass condition fails.
@@ -178,6 +184,8 @@ fn dispatch(command: Command) -> CliResult {
             Command::Shell(args) => shell::run(args).await,
             Command::Port(args) => port::run(args).await,
             Command::Ui(args) => ui::run(args).await,
+            Command::Gateway(args) => gateway::run(args).await,
+            Command::Drain(args) => drain::run(args).await,
             Command::Bench(command) => Ok(firepit_tools::bench::run(command).await?),
             #[cfg(feature = "dev")]
             Command::Soak(args) => {

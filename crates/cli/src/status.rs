@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use firepit_api::default_socket_path;
-use firepit_client::{Client, Endpoint};
+use firepit_api::{ClusterHosts, HostStatusView, PoolsResponse, default_socket_path};
+use firepit_client::{Client, Endpoint, Method};
 
 use crate::CliResult;
 
@@ -53,11 +53,16 @@ pub struct StatusArgs {
     json: bool,
 }
 
-/// Runs `firepit status`: one line per shape (ready, filling, leased VMs, failures).
+/// Runs `firepit status`: one line per shape (ready, filling, leased VMs, failures); through a
+/// gateway, the shapes summed over the cluster and then one line per host.
 pub async fn run(args: StatusArgs) -> CliResult {
-    let pools = args.connect.client()?.pools().await?;
+    let response = args.connect.client()?.request(Method::GET, "/v1/pools", None, &[]).await?;
+    let pools: PoolsResponse = response.json()?;
+    // A gateway adds `hosts`; a daemon has none.
+    let cluster: ClusterHosts = serde_json::from_slice(&response.body).unwrap_or_default();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&pools)?);
+        let value: serde_json::Value = serde_json::from_slice(&response.body)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -88,5 +93,35 @@ pub async fn run(args: StatusArgs) -> CliResult {
         }
     }
     println!("{} leases held, up {} s", pools.leases, pools.uptime_secs);
+    if !cluster.hosts.is_empty() {
+        print_hosts(&cluster.hosts);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per host of a cluster: state, leases, load, ready VMs per shape.
+fn print_hosts(hosts: &[HostStatusView]) {
+    println!("\n{:<20} {:<11} {:>6} {:>9}  {:<28}  READY", "HOST", "STATE", "LEASES", "LOAD/CPUS", "URL");
+    for h in hosts {
+        let state = match (h.reachable, h.draining) {
+            (false, _) => "unreachable",
+            (true, true) => "draining",
+            (true, false) => "ok",
+        };
+        let ready: Vec<String> = h.shapes.iter().map(|s| format!("{} {}", s.name, s.ready)).collect();
+        let load = format!("{:.1}/{}", h.load1, h.cpus);
+        println!(
+            "{:<20} {:<11} {:>6} {:>9}  {:<28}  {}",
+            h.host,
+            state,
+            h.leases,
+            load,
+            h.url,
+            ready.join(", ")
+        );
+        if let Some(error) = &h.error {
+            println!("  {error}");
+        }
+    }
+    println!("{} hosts", hosts.len());
 }

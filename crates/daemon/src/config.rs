@@ -70,6 +70,9 @@ pub struct Config {
     /// `firepit serve` command starts the endpoint (crate `firepit-e2b`) beside the daemon.
     #[serde(default)]
     pub e2b: Option<E2bSection>,
+    /// Register in an etcd cluster so that gateways place leases here (see [`ClusterConfig`]).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// The shapes to keep warm (at least one): `[[shape]]` tables, each a
     /// [`ShapeSpec`] (the same description `PUT /v1/shapes/{name}` takes).
     #[serde(default, rename = "shape")]
@@ -173,6 +176,58 @@ pub struct SnapshotConfig {
     /// them with `firepit image clean-templates`. Unregistering a shape always removes its template.
     #[serde(default = "default_true")]
     pub keep_templates: bool,
+}
+
+/// `[cluster]`: this daemon is one host of a cluster. It keeps a record (its URL, shapes and
+/// ready / leased counts, load) in etcd under a lease that expires `ttl_secs` after the daemon
+/// dies; `firepit gateway`s place leases by those records. A stop (SIGTERM) drains first: no new
+/// leases, existing ones run to their end, then the daemon stops (a second SIGTERM stops at once).
+///
+/// ```toml
+/// [listen]
+/// tcp = "0.0.0.0:7070"
+/// token_file = "/etc/firepit/token"
+/// [cluster]
+/// etcd = ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"]
+/// advertise = "http://10.0.0.5:7070"   # how gateways reach listen.tcp
+/// # host = "node-a"                     # default: the machine's hostname
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd client URLs (`http://host:port`), one or more members of one cluster.
+    pub etcd: Vec<String>,
+    /// The daemon's TCP API as gateways reach it, `http://HOST:PORT` (needs `listen.tcp`; the
+    /// gateways present the same bearer token). `${NAME}` is replaced by the environment variable
+    /// `NAME` (`"http://${POD_IP}:7070"` in a DaemonSet).
+    pub advertise: String,
+    /// This host's id in the cluster (letters, digits, `.`, `_`, `-`; `${NAME}` as in
+    /// `advertise`). Default: the hostname.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Prefix of every key firepit writes in etcd. Default: `/firepit`.
+    #[serde(default = "default_cluster_prefix")]
+    pub prefix: String,
+    /// Seconds the record outlives a dead daemon (the etcd lease's TTL), 2..=300. Default: 10.
+    #[serde(default = "default_cluster_ttl_secs")]
+    pub ttl_secs: u64,
+}
+
+impl ClusterConfig {
+    /// The host id: `host`, else the machine's hostname.
+    pub fn host_id(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            name.trim().to_owned()
+        })
+    }
+}
+
+fn default_cluster_prefix() -> String {
+    "/firepit".into()
+}
+fn default_cluster_ttl_secs() -> u64 {
+    10
 }
 
 impl Default for SnapshotConfig {

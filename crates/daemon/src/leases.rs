@@ -9,6 +9,7 @@
 //! The TTL starts when the backend hands the VM out, not when the request arrived.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -117,6 +118,9 @@ pub enum LeaseError {
     /// The daemon is shutting down.
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    /// The daemon is draining: existing leases run to their end, new ones go elsewhere.
+    #[error("the daemon is draining (`firepit drain` or a stop in a cluster): acquire on another host")]
+    Draining,
     /// The lease's egress request is not a narrowing of its shape's policy (no VM was taken).
     #[error(transparent)]
     Egress(#[from] NarrowingError),
@@ -149,6 +153,9 @@ pub struct LeaseTable {
     max_ttl: Duration,
     cancel: CancellationToken,
     metrics: DaemonMetrics,
+    draining: AtomicBool,
+    /// Notified whenever a lease ends (drain waits for the table to empty).
+    any_ended: Notify,
 }
 
 impl LeaseTable {
@@ -167,6 +174,37 @@ impl LeaseTable {
             max_ttl,
             cancel,
             metrics,
+            draining: AtomicBool::new(false),
+            any_ended: Notify::new(),
+        }
+    }
+
+    /// Refuses new leases ([`LeaseError::Draining`]) or accepts them again; existing leases are
+    /// not touched.
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::SeqCst);
+        if draining {
+            info!(leases = self.len(), "draining: no new leases");
+        } else {
+            info!("drain undone: accepting leases");
+        }
+    }
+
+    /// Whether new leases are refused.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no lease is held (at once when none is).
+    pub async fn wait_empty(&self) {
+        loop {
+            let ended = self.any_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.is_empty() {
+                return;
+            }
+            ended.await;
         }
     }
 
@@ -225,6 +263,10 @@ impl LeaseTable {
     ) -> Result<Arc<Lease>, LeaseError> {
         if self.cancel.is_cancelled() {
             return Err(LeaseError::ShuttingDown);
+        }
+        if self.is_draining() {
+            self.metrics.acquire_outcome(&params.shape, "draining");
+            return Err(LeaseError::Draining);
         }
         // Refused before a VM is taken: a bad request costs the pool nothing.
         let narrow = match (&params.egress, backend.network(&params.shape)) {
@@ -325,6 +367,7 @@ impl LeaseTable {
         };
         self.metrics.lease_ended(&lease.shape, how);
         lease.span.in_scope(|| info!(how, "lease ended"));
+        self.any_ended.notify_waiters();
         Some(lease)
     }
 

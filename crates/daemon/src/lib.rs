@@ -45,6 +45,7 @@ pub mod api;
 pub mod auth;
 pub mod backend;
 mod boxed;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod exposition;
@@ -154,6 +155,7 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
         default_ttl: config.default_ttl(),
         max_ttl: config.max_ttl(),
         ui: config.listen.ui,
+        cluster: cluster::advertise_config(config),
     })
 }
 

@@ -35,8 +35,14 @@ impl Config {
     /// # Ok::<(), firepit_daemon::config::ConfigError>(())
     /// ```
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)
+        let mut config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.advertise = expand_env("cluster.advertise", &cluster.advertise)?;
+            if let Some(host) = cluster.host.as_mut() {
+                *host = expand_env("cluster.host", host)?;
+            }
+        }
         validate::config(&config)?;
         Ok(config)
     }
@@ -60,4 +66,31 @@ impl Config {
         );
         Self::from_toml(&text, Path::new("<built-in default config>"))
     }
+}
+
+/// Replaces every `${NAME}` in `value` with the environment variable `NAME` (for per-machine
+/// values in a shared config, e.g. `advertise = "http://${POD_IP}:7070"` in a Kubernetes
+/// DaemonSet); an unset variable is an error naming `key`.
+fn expand_env(key: &str, value: &str) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(ConfigError::invalid(key, format!("{value:?}"), "`${` without a closing `}`"));
+        };
+        let name = &after[..end];
+        let found = std::env::var(name).map_err(|_| {
+            ConfigError::invalid(
+                key,
+                format!("{value:?}"),
+                format!("the environment variable {name} is not set"),
+            )
+        })?;
+        out.push_str(&found);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }

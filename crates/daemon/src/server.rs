@@ -42,6 +42,8 @@ pub struct ServeOptions {
     pub max_ttl: Duration,
     /// Serve the web dashboard under `/ui` on the TCP listener.
     pub ui: bool,
+    /// Register in a cluster (`[cluster]`): a stop then drains first (see [`crate::cluster`]).
+    pub cluster: Option<firepit_cluster::AdvertiseConfig>,
 }
 
 /// Why the daemon could not start or serve.
@@ -136,6 +138,7 @@ pub struct Daemon {
     socket: SocketFile,
     tcp: Option<(TcpListener, Router)>,
     budget: Duration,
+    cluster: Option<firepit_cluster::AdvertiseConfig>,
 }
 
 impl Daemon {
@@ -181,6 +184,7 @@ impl Daemon {
             socket,
             tcp,
             budget: options.shutdown_budget,
+            cluster: options.cluster.clone(),
         }
     }
 
@@ -200,7 +204,16 @@ impl Daemon {
         // One token fired on the first stop request, shared by every listener.
         let stop = CancellationToken::new();
         let fire = stop.clone();
-        let reached = signal.clone().reached(Phase::Graceful);
+        let registration = self
+            .cluster
+            .map(|config| crate::cluster::register(config, self.backend.clone(), self.leases.clone()));
+        let reached: futures_util::future::BoxFuture<'static, ()> = match registration {
+            // In a cluster the listeners serve the leases until they end; then the stop goes on.
+            Some(_) => {
+                Box::pin(crate::cluster::drained_after_stop_request(self.leases.clone(), signal.clone()))
+            }
+            None => Box::pin(signal.clone().reached(Phase::Graceful)),
+        };
         tokio::spawn(async move {
             reached.await;
             fire.cancel();
@@ -238,6 +251,9 @@ impl Daemon {
         // Nothing listens any more: remove the socket now, so clients fail fast while VMs stop.
         drop(self.socket);
         let leases_ended = self.leases.release_all();
+        if let Some(registration) = registration {
+            registration.stop().await;
+        }
         self.cancel.cancel();
         self.backend.shutdown().await;
         let report = StopReport { drained, immediate: signal.phase() == Phase::Immediate, leases_ended };

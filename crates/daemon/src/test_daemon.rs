@@ -44,6 +44,7 @@ pub fn options(dir: &tempfile::TempDir) -> ServeOptions {
         default_ttl: Duration::from_secs(60),
         max_ttl: Duration::from_secs(600),
         ui: true,
+        cluster: None,
     }
 }
 

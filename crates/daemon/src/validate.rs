@@ -96,7 +96,63 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
     {
         return Err(ConfigError::invalid("qemu_binary", "\"\"", "must be a path or a program name in PATH"));
     }
-    listen(config)
+    listen(config)?;
+    cluster(config)
+}
+
+fn cluster(config: &Config) -> Result<(), ConfigError> {
+    let Some(cluster) = &config.cluster else { return Ok(()) };
+    if cluster.etcd.is_empty() {
+        return Err(ConfigError::invalid(
+            "cluster.etcd",
+            "[]",
+            "list at least one etcd URL (http://host:2379)",
+        ));
+    }
+    if let Some(url) = cluster.etcd.iter().find(|u| !is_http_url(u)) {
+        return Err(ConfigError::invalid(
+            "cluster.etcd",
+            format!("{url:?}"),
+            "each entry must be http://host:port",
+        ));
+    }
+    if !is_http_url(&cluster.advertise) {
+        return Err(ConfigError::invalid(
+            "cluster.advertise",
+            format!("{:?}", cluster.advertise),
+            "must be http://HOST:PORT, the address gateways reach listen.tcp at",
+        ));
+    }
+    if config.listen.tcp.is_none() {
+        return Err(ConfigError::invalid(
+            "cluster.advertise",
+            format!("{:?}", cluster.advertise),
+            "needs listen.tcp (and its token): gateways reach the daemon over TCP",
+        ));
+    }
+    let host = cluster.host_id();
+    if let Err(allowed) = firepit_cluster::check_host_id(&host) {
+        let key = if cluster.host.is_some() { "cluster.host" } else { "cluster.host (the hostname)" };
+        return Err(ConfigError::invalid(key, format!("{host:?}"), allowed));
+    }
+    if !cluster.prefix.starts_with('/') || cluster.prefix.len() < 2 {
+        return Err(ConfigError::invalid(
+            "cluster.prefix",
+            format!("{:?}", cluster.prefix),
+            "must start with / (e.g. /firepit)",
+        ));
+    }
+    if !(2..=300).contains(&cluster.ttl_secs) {
+        return Err(ConfigError::invalid("cluster.ttl_secs", cluster.ttl_secs, "must be 2..=300"));
+    }
+    Ok(())
+}
+
+/// `http://host:port` with a non-empty authority and nothing after it but an optional `/`.
+fn is_http_url(url: &str) -> bool {
+    url.strip_prefix("http://").map(|rest| rest.trim_end_matches('/')).is_some_and(|authority| {
+        authority.contains(':') && !authority.contains('/') && !authority.starts_with(':')
+    })
 }
 
 fn listen(config: &Config) -> Result<(), ConfigError> {

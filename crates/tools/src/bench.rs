@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// E2B's Python SDK through firepit's E2B endpoint next to firepit's own SDK: create → first
     /// run, file writes, and the endpoint's own cost per call.
     E2b(crate::bench_e2b::E2bBenchArgs),
+    /// Past one host: acquire and exec through a gateway vs directly on a daemon, placement
+    /// balance, etcd writes, time from a host's death to the last placement attempt there.
+    Cluster(crate::bench_cluster::ClusterBenchArgs),
 }
 
 /// Runs `firepit bench ...`.
@@ -43,5 +46,6 @@ pub async fn run(command: BenchCommand) -> ToolResult {
         #[cfg(feature = "dev")]
         BenchCommand::Net(args) => crate::bench_net::run(args).await,
         BenchCommand::E2b(args) => crate::bench_e2b::run(args).await,
+        BenchCommand::Cluster(args) => crate::bench_cluster::run(args).await,
     }
 }

@@ -27,6 +27,7 @@
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_cluster;
 pub mod bench_density;
 pub mod bench_e2b;
 pub mod bench_fill;
@@ -35,6 +36,7 @@ pub mod bench_net;
 #[cfg(feature = "dev")]
 pub mod bench_net_raw;
 pub mod bench_vm;
+pub mod child_cluster;
 pub mod child_daemon;
 pub mod daemon_dir;
 mod density_idle;

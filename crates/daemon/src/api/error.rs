@@ -89,6 +89,7 @@ impl From<LeaseError> for ApiError {
             LeaseError::BadTtl { .. } => Self::new(ErrorCode::BadTtl, message),
             LeaseError::IdempotencyConflict { .. } => Self::new(ErrorCode::IdempotencyConflict, message),
             LeaseError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
+            LeaseError::Draining => Self::new(ErrorCode::Draining, message),
             LeaseError::Egress(NarrowingError::NetworkDisabled { .. }) => {
                 Self::new(ErrorCode::NetworkDisabled, message)
             }

@@ -23,6 +23,7 @@ use super::leases::LeaseTable;
 pub mod admin;
 mod args;
 mod chunks;
+pub mod drain;
 pub mod error;
 pub mod exec_stream;
 pub mod exec_ws;
@@ -127,6 +128,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::register_shape, admin::unregister_shape))
         .routes(routes!(admin::get_metrics))
         .routes(routes!(admin::get_health))
+        .routes(routes!(drain::drain, drain::undrain))
         .routes(routes!(admin::get_openapi))
 }
 

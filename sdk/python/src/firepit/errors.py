@@ -37,8 +37,10 @@ __all__ = [
     "AlreadyExists",
     "BadRequest",
     "BadTtl",
+    "ClusterUnavailable",
     "ConnectError",
     "DirectoryNotEmpty",
+    "Draining",
     "EgressWidens",
     "ExecRefused",
     "Exhausted",
@@ -47,6 +49,8 @@ __all__ = [
     "ForwardNotFound",
     "GuestError",
     "GuestIoError",
+    "HostLost",
+    "HostUnreachable",
     "IdempotencyConflict",
     "InvalidInput",
     "InvalidShape",
@@ -140,6 +144,26 @@ class Exhausted(FirepitError):
 
 class ShuttingDown(FirepitError):
     """The daemon is stopping and takes no new work (``shutting_down``)."""
+
+
+class Draining(FirepitError):
+    """The daemon drains (``firepit drain``, or a stop in a cluster): its leases run to their end,
+    new ones go to another host (``draining``)."""
+
+
+class HostLost(FirepitError):
+    """Through a gateway: the lease's host died or restarted; the lease is gone (``host_lost``,
+    HTTP 410). Acquire a new one."""
+
+
+class HostUnreachable(FirepitError):
+    """Through a gateway: the lease's host is registered but did not answer (``host_unreachable``)."""
+
+
+class ClusterUnavailable(FirepitError):
+    """Through a gateway: new leases cannot be placed, because etcd does not answer
+    (``cluster_unavailable``) or no daemon is registered (``no_host``); leases the gateway routed
+    before still work."""
 
 
 class LeaseNotFound(FirepitError):
@@ -291,6 +315,11 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "forward_not_found": ForwardNotFound,
     "backend_error": ServerError,
     "internal_error": ServerError,
+    "draining": Draining,
+    "host_lost": HostLost,
+    "host_unreachable": HostUnreachable,
+    "cluster_unavailable": ClusterUnavailable,
+    "no_host": ClusterUnavailable,
 }
 
 

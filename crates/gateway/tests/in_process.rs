@@ -1,0 +1,133 @@
+//! A small cluster in one process: a real etcd (one member on 127.0.0.1), daemons on the fake
+//! backend (each with its TCP listener and `[cluster]` registration), gateways in tasks. What the
+//! CI version of issue 22's scenario checks without VMs; `crates/cli/tests/vm_cluster.rs` runs it
+//! with real `firepit serve` processes, real VMs and `kill -9`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use firepit_api::AcquireRequest;
+use firepit_client::{Client, Endpoint};
+use firepit_cluster::{AdvertiseConfig, Keys, LocalEtcd};
+use firepit_daemon::auth::BearerToken;
+use firepit_daemon::fake::FakeBackend;
+use firepit_daemon::test_daemon::{TOKEN, TestDaemon};
+use firepit_gateway::{Gateway, GatewayConfig};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// A daemon registered under `name`.
+pub struct Host {
+    pub name: String,
+    pub daemon: TestDaemon,
+}
+
+/// Starts a fake-backend daemon with shape `small` of `depth` VMs, registered in `etcd`.
+pub async fn start_host(etcd: &LocalEtcd, prefix: &str, name: &str, depth: usize) -> Host {
+    let addr = free_addr();
+    let cluster = AdvertiseConfig {
+        keys: Keys::new(prefix),
+        ttl: Duration::from_secs(3),
+        min_update_interval: Duration::from_millis(100),
+        poll_interval: Duration::from_millis(50),
+        ..AdvertiseConfig::new(etcd.endpoints(), name, &format!("http://{addr}"))
+    };
+    let daemon = TestDaemon::start_with(FakeBackend::with_shape("small", depth), |o| {
+        o.tcp = Some((addr, BearerToken::new(TOKEN, "test").unwrap()));
+        o.cluster = Some(cluster);
+    })
+    .await;
+    Host { name: name.to_owned(), daemon }
+}
+
+/// A gateway serving in a task; dropped, it stops.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestGateway {
+    pub async fn start(etcd: &LocalEtcd, prefix: &str) -> Self {
+        let token = BearerToken::new(TOKEN, "test").unwrap();
+        let config = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            etcd: etcd.endpoints(),
+            prefix: prefix.to_owned(),
+            token: token.clone(),
+            daemon_token: token,
+        };
+        let gateway = Gateway::bind(config).await.unwrap();
+        let addr = gateway.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(gateway.run(async move {
+            let _ = stopped.await;
+        }));
+        Self { addr, _stop: stop, task }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(Endpoint::Tcp { authority: self.addr.to_string(), token: Some(TOKEN.into()) })
+    }
+
+    /// Kills the gateway (its task and every connection it served).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+pub fn small(wait_ms: u64) -> AcquireRequest {
+    AcquireRequest { shape: "small".into(), wait_ms, ttl_ms: None }
+}
+
+/// Polls `check` until it holds; panics with `what` after `within`. Returns the time it took.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// Waits until the gateway sees `n` hosts.
+pub async fn hosts_seen(gateway: &TestGateway, n: usize) {
+    let client = gateway.client();
+    eventually(Duration::from_secs(10), &format!("{n} hosts seen by the gateway"), || {
+        let client = client.clone();
+        async move { hosts_of(&client).await.len() == n }
+    })
+    .await;
+}
+
+/// The host a gateway names for a lease (empty when it names none).
+pub async fn host_of(client: &Client, lease_id: &str) -> String {
+    let path = format!("/v1/leases/{lease_id}");
+    let response = client.request(firepit_client::Method::GET, &path, None, &[]).await.unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    if response.status == 200 {
+        assert_eq!(view["lease_id"], lease_id, "{view}");
+    }
+    view["host"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The hosts a gateway lists under `GET /v1/pools`.
+pub async fn hosts_of(client: &Client) -> Vec<firepit_api::HostStatusView> {
+    let Ok(response) = client.request(firepit_client::Method::GET, "/v1/pools", None, &[]).await else {
+        return Vec::new();
+    };
+    serde_json::from_slice::<firepit_api::ClusterHosts>(&response.body).map(|h| h.hosts).unwrap_or_default()
+}
+
+#[path = "in_process/faults.rs"]
+mod faults;
+#[path = "in_process/routing.rs"]
+mod routing;
