@@ -28,6 +28,7 @@ use crate::process::Credentials;
 use crate::root_disk::DiskFormat;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
+use crate::vm_cgroup::VmCgroups;
 use crate::vm_spec::VmSpec;
 
 /// Room kept in socket paths for `/<vm id>/console.sock`.
@@ -48,6 +49,8 @@ pub(crate) struct Launcher {
     pub run_as: Option<Credentials>,
     /// Traffic totals per shape (for VMs with a network).
     pub networks: crate::net::Networks,
+    /// The parent of the VMs' cgroups, or why there is none.
+    pub cgroups: VmCgroups,
 }
 
 impl Launcher {
@@ -78,6 +81,8 @@ impl Launcher {
         // Scratch and discarded templates of dead processes (`firepit-<pid>-t<n>`).
         crate::rundir::remove_stale_in(&config.template_dir);
         let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+        // Also removes the cgroups of VMs of dead firepit processes.
+        let cgroups = VmCgroups::open(&config.cgroups);
         tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
         Ok(Self {
             config: Arc::new(config),
@@ -87,6 +92,7 @@ impl Launcher {
             tsc_khz,
             run_as,
             networks: crate::net::Networks::default(),
+            cgroups,
         })
     }
 
@@ -151,6 +157,19 @@ impl Launcher {
         })
     }
 
+    /// Starts QEMU for `spec` in `dir`, in a cgroup of its own when the host has them (see
+    /// [`crate::vm_cgroup`]), and connects its console and QMP before `deadline`: the one way
+    /// every cold boot, template build and clone restore starts QEMU.
+    pub(crate) async fn start(
+        &self,
+        spec: &LaunchSpec,
+        dir: RuntimeDir,
+        deadline: Instant,
+    ) -> Result<boot::Started, QemuError> {
+        let cgroup = self.cgroups.create(spec);
+        boot::start(&self.config.qemu_binary, (spec, cgroup), dir, &self.config, deadline).await
+    }
+
     /// Creates the qcow2 `overlay` over `base` (see [`crate::disk`]), owned by QEMU's user.
     pub(crate) async fn overlay(
         &self,
@@ -177,7 +196,7 @@ impl Launcher {
         if let (Some(disk), Some(overlay)) = (&vm.image.disk, &spec.disk) {
             self.overlay(&disk.base, disk.format, overlay).await?;
         }
-        let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
+        let started = self.start(&spec, dir, deadline).await?;
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");

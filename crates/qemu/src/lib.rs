@@ -127,6 +127,7 @@ mod template_stamp;
 mod template_state;
 mod template_store;
 mod vm;
+mod vm_cgroup;
 mod vm_net;
 mod vm_spec;
 mod warm;
@@ -134,8 +135,9 @@ mod warm;
 pub use accel::{AccelVerdict, detect_accel};
 pub use caps::QemuCaps;
 pub use config::{
-    ACCEL_ENV, Accel, FillKind, ImagePaths, ParseAccelError, ProviderConfig, RETRY_AFTER,
-    default_runtime_dir, default_template_dir,
+    ACCEL_ENV, Accel, CgroupConfig, FillKind, ImagePaths, ParseAccelError, ProviderConfig,
+    QEMU_MEMORY_OVERHEAD_MB, QEMU_TCG_CACHE_MB, RETRY_AFTER, VM_PIDS_MAX, default_runtime_dir,
+    default_template_dir,
 };
 pub use config_error::ConfigError;
 pub use console::{Console, ConsoleOutput};
@@ -148,6 +150,9 @@ pub use firepit_agent::{
     FileStat, IdentityApplied, IdentityRequest, MkdirRequest, NetworkApplied, NetworkConfig, Pong,
     ProcessInfo, ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest, STREAM_WINDOW, SpawnRequest,
     StartProcessRequest, WindowSize,
+};
+pub use firepit_cgroup::{
+    Cgroup, CgroupError, Sweep as CgroupSweep, Usage as CgroupUsage, Version as CgroupVersion,
 };
 /// How a shape's VMs are made ready: the one `FillStrategy`, firepit-shape's.
 pub use firepit_shape::FillStrategy;
@@ -168,4 +173,5 @@ pub use snapshot::MAX_RESTORE_FAILURES;
 pub use streams::{GuestInput, GuestOutput};
 pub use template_state::{TemplateOrigin, TemplateState};
 pub use vm::{QemuVm, VmStatus};
+pub use vm_cgroup::{CgroupStatus, CgroupSupport, remove_stale_cgroups};
 pub use vm_spec::VmSpec;

@@ -159,6 +159,18 @@ impl QemuProvider {
         self.inner.launcher.accel().await
     }
 
+    /// Whether VMs get cgroups on this host (and why not), and how many were started without one
+    /// (see [`CgroupConfig`](crate::CgroupConfig)).
+    ///
+    /// ```no_run
+    /// let provider = firepit_qemu::QemuProvider::new(firepit_qemu::ProviderConfig::default())?;
+    /// println!("{:?}", provider.cgroups().support);
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
+    pub fn cgroups(&self) -> crate::vm_cgroup::CgroupStatus {
+        self.inner.launcher.cgroups.status()
+    }
+
     /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`, with
     /// the reason); its `Display` is a one-line status.
     pub fn template_state(&self, shape: &ShapeKey) -> TemplateState {
