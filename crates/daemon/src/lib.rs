@@ -41,6 +41,7 @@ pub mod api;
 pub mod auth;
 pub mod backend;
 mod boxed;
+pub mod cgroup_metrics;
 pub mod config;
 #[cfg(feature = "testing")]
 pub mod fake;
@@ -180,7 +181,7 @@ where
     let options = serve_options(config)?;
     let state_dir = config.state_dir();
     let records = Arc::new(RecordStore::open(&state_dir)?);
-    let recovered = recovery::recover(&state_dir, records.clone()).await?;
+    let recovered = recovery::recover(&state_dir, records.clone(), &config.cgroups).await?;
     if !recovered.reaped.errors.is_empty() {
         let errors = recovered.reaped.errors.len();
         tracing::warn!(errors, "some VMs of a previous run could not be reaped (each is logged above)");

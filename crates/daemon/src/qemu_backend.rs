@@ -184,6 +184,9 @@ impl LeaseBackend for QemuBackend {
             stats.into_iter().map(|(shape, stats)| (shape.to_string(), stats)).collect()
         };
         registry.register_collector(Box::new(NetworkCollector::new(Box::new(source))));
+        let pool = self.pool.clone();
+        let cgroups = move || pool.provider().cgroups();
+        registry.register_collector(Box::new(crate::cgroup_metrics::CgroupCollector::new(Box::new(cgroups))));
     }
 
     fn register_shape<'a>(&'a self, spec: ShapeSpec) -> BoxFuture<'a, Result<(), ShapeError>> {
