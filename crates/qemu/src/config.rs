@@ -214,6 +214,11 @@ pub struct ProviderConfig {
     /// Each VM's QEMU in a cgroup of its own, with limits (see [`CgroupConfig`]). Default: on,
     /// under `firepit` below this process's own cgroup.
     pub cgroups: CgroupConfig,
+    /// Where root disks resized for a shape's `disk_mb` are kept: one raw copy per image and size,
+    /// made on first use and reused (by later providers too). A cache: safe to empty while no VM
+    /// runs. On disk, not tmpfs: a copy is as large as the image's content plus `disk_mb` (sparse
+    /// where unwritten). Default: `/var/tmp/firepit-<uid>-disks`.
+    pub disk_dir: PathBuf,
 }
 
 impl Default for ProviderConfig {
@@ -236,6 +241,8 @@ impl Default for ProviderConfig {
             snapshot_retry_after: RETRY_AFTER,
             run_as: None,
             cgroups: CgroupConfig::default(),
+            // SAFETY: getuid has no preconditions and cannot fail.
+            disk_dir: PathBuf::from(format!("/var/tmp/firepit-{}-disks", unsafe { libc::getuid() })),
         }
     }
 }

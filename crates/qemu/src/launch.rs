@@ -31,6 +31,9 @@ use crate::vm::QemuVm;
 use crate::vm_cgroup::VmCgroups;
 use crate::vm_spec::VmSpec;
 
+/// What the guest's init reads as its shape's `disk_mb` (see `firepit_image::initramfs`).
+pub(crate) const DISK_MB_ARG: &str = "firepit.disk_mb";
+
 /// Room kept in socket paths for `/<vm id>/console.sock`.
 const VM_PATH_SUFFIX: usize = 48;
 
@@ -51,6 +54,8 @@ pub(crate) struct Launcher {
     pub networks: crate::net::Networks,
     /// The parent of the VMs' cgroups, or why there is none.
     pub cgroups: VmCgroups,
+    /// Held while a root disk is sized for a `disk_mb` (one copy at a time, never the same twice).
+    sizing: tokio::sync::Mutex<()>,
 }
 
 impl Launcher {
@@ -93,6 +98,7 @@ impl Launcher {
             run_as,
             networks: crate::net::Networks::default(),
             cgroups,
+            sizing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -134,6 +140,11 @@ impl Launcher {
     ) -> Result<LaunchSpec, QemuError> {
         check_shape(shape, vm)?;
         let guest = GuestArgs { root_disk: vm.image.disk.is_some(), console: vm.console };
+        // The guest's bound on its files in RAM (an image without a root disk; a root disk is
+        // sized on the host, see `crate::disk::sized_base`), before the user's arguments.
+        let disk_arg = vm.disk_mb.map(|mb| format!("{DISK_MB_ARG}={mb}"));
+        let extra: Vec<String> =
+            disk_arg.into_iter().chain(self.config.extra_kernel_args.iter().cloned()).collect();
         Ok(LaunchSpec {
             name: id.to_string(),
             accel,
@@ -141,7 +152,7 @@ impl Launcher {
             memory_mb: vm.memory_mb,
             kernel: vm.image.kernel.clone(),
             initramfs: vm.image.initramfs.clone(),
-            kernel_args: kernel_args(self.tsc_khz, guest, &self.config.extra_kernel_args),
+            kernel_args: kernel_args(self.tsc_khz, guest, &extra),
             console: vm.console,
             sandbox: self.caps.sandbox,
             runtime_dir: dir.to_path_buf(),
@@ -168,6 +179,21 @@ impl Launcher {
     ) -> Result<boot::Started, QemuError> {
         let cgroup = self.cgroups.create(spec);
         boot::start(&self.config.qemu_binary, (spec, cgroup), dir, &self.config, deadline).await
+    }
+
+    /// `vm` as the provider makes its VMs: with a `disk_mb` and a root disk, the disk is the copy
+    /// of the image's sized for it (see [`crate::disk_size`], made once, then reused; fills of the
+    /// same shape wait for the first); otherwise `vm` itself.
+    pub(crate) async fn sized<'a>(&self, vm: &'a VmSpec) -> Result<std::borrow::Cow<'a, VmSpec>, QemuError> {
+        let (Some(disk_mb), Some(disk)) = (vm.disk_mb, &vm.image.disk) else {
+            return Ok(std::borrow::Cow::Borrowed(vm));
+        };
+        let _one_at_a_time = self.sizing.lock().await;
+        let qemu_img = &self.config.qemu_img_binary;
+        let sized = crate::disk_size::sized_base(qemu_img, disk, disk_mb, &self.config.disk_dir).await?;
+        let mut vm = vm.clone();
+        vm.image.disk = Some(sized);
+        Ok(std::borrow::Cow::Owned(vm))
     }
 
     /// Creates the qcow2 `overlay` over `base` (see [`crate::disk`]), owned by QEMU's user.

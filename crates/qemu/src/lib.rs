@@ -95,6 +95,7 @@ mod config;
 mod config_error;
 mod console;
 mod disk;
+mod disk_size;
 mod error;
 mod exec;
 mod exec_defaults;

@@ -224,7 +224,8 @@ impl QemuProvider {
     /// hook is not told about it.
     pub async fn cold_boot(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<QemuVm, QemuError> {
         self.check(shape, spec)?;
-        self.inner.launcher.cold_boot(shape, spec, FillKind::ColdBoot).await
+        let spec = self.inner.launcher.sized(spec).await?;
+        self.inner.launcher.cold_boot(shape, &spec, FillKind::ColdBoot).await
     }
 }
 
@@ -236,6 +237,8 @@ impl Provider for QemuProvider {
     async fn create(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<QemuVm, QemuError> {
         self.check(shape, spec)?;
         let inner = &self.inner;
+        // A root disk sized for the shape's `disk_mb` (templates record that copy as their base).
+        let spec = &*inner.launcher.sized(spec).await?;
         let vm = match spec.fill {
             FillStrategy::ColdBoot => inner.launcher.cold_boot(shape, spec, FillKind::ColdBoot).await?,
             FillStrategy::Snapshot => inner.snapshots.create_clone(&inner.launcher, shape, spec).await?,

@@ -31,4 +31,4 @@ pub use egress::{EgressPolicy, EgressRule, EgressTarget, MAX_EGRESS_RULES};
 pub use fill::FillStrategy;
 pub use network::{MAX_HOST_PORTS, NetworkMode, NetworkSpec};
 pub use spec::{Depth, ShapeSpec};
-pub use validate::{InvalidShape, MAX_CPUS, MAX_DEPTH, MAX_DURATION_SECS, MEMORY_MB_RANGE};
+pub use validate::{DISK_MB_RANGE, InvalidShape, MAX_CPUS, MAX_DEPTH, MAX_DURATION_SECS, MEMORY_MB_RANGE};
