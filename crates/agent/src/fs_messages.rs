@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 /// Most entries one [`ListDirRequest`] returns; the listing says when it stopped there.
 pub const MAX_DIR_ENTRIES: usize = 10_000;
 
-/// What a path is.
+/// What a path is (`file`, `dir`, `symlink` or `other` in JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
 pub enum FileKind {
     /// A regular file.
     File,
@@ -33,14 +35,33 @@ pub enum FileKind {
     Other,
 }
 
-/// Metadata of one path.
+impl FileKind {
+    /// `file`, `dir`, `symlink` or `other` (as in JSON and the daemon's `x-firepit-file-kind`
+    /// header).
+    ///
+    /// ```
+    /// assert_eq!(firepit_agent::FileKind::Symlink.as_str(), "symlink");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::File => "file",
+            FileKind::Dir => "dir",
+            FileKind::Symlink => "symlink",
+            FileKind::Other => "other",
+        }
+    }
+}
+
+/// Metadata of one path: the agent's answer to a [`StatRequest`], and the body of the daemon's
+/// `GET /v1/leases/{id}/files/stat` as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileStat {
     /// What it is.
     pub kind: FileKind,
     /// Size in bytes.
     pub size: u64,
-    /// Permission bits (`st_mode & 0o7777`).
+    /// Permission bits (`st_mode & 0o7777`, as a number: 0o644 is 420).
     pub mode: u32,
     /// Owner.
     pub uid: u32,
@@ -48,12 +69,13 @@ pub struct FileStat {
     pub gid: u32,
     /// Last modification, milliseconds since the Unix epoch (the guest's clock).
     pub modified_unix_ms: i64,
-    /// Where a symbolic link points (only for [`FileKind::Symlink`]).
+    /// Where a symbolic link points (only for `symlink`).
     pub symlink_target: Option<String>,
 }
 
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DirEntry {
     /// File name (not the full path; invalid UTF-8 replaced).
     pub name: String,
@@ -61,10 +83,11 @@ pub struct DirEntry {
     pub stat: FileStat,
 }
 
-/// A directory's entries, sorted by name.
+/// A directory's entries, sorted by name (also `GET /v1/leases/{id}/files/list`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DirListing {
-    /// The entries (at most [`MAX_DIR_ENTRIES`]).
+    /// The entries (at most 10,000: [`MAX_DIR_ENTRIES`]).
     pub entries: Vec<DirEntry>,
     /// True when the directory has more entries than were returned.
     pub truncated: bool,

@@ -59,6 +59,7 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "codec")]
 mod frame;
 
 /// Name of the virtio-serial port the agent serves (`-device virtserialport,name=...`); the guest
@@ -74,8 +75,10 @@ mod messages;
 mod network_messages;
 mod process_messages;
 mod stream_messages;
+#[cfg(feature = "codec")]
 mod tar_tree;
 
+#[cfg(feature = "codec")]
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
 pub use fs_messages::{
     ChmodRequest, ChownRequest, DirEntry, DirListing, Done, DownloadTarRequest, FileKind, FileStat,
@@ -95,4 +98,5 @@ pub use process_messages::{
 pub use stream_messages::{
     Channel, Credit, Failure, FailureKind, InputChunk, MAX_CHUNK, OutputChunk, STREAM_WINDOW,
 };
+#[cfg(feature = "codec")]
 pub use tar_tree::{append_tree, pack_dir};

@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorCode;
 use crate::processes::{ExitStatusView, SignalSpec};
 use crate::types::Encoding;
 
@@ -64,7 +65,7 @@ pub enum StreamEvent {
     /// The stream could not go on (the last event); `error` is one of the API's error codes.
     Error {
         /// Machine-readable code (`vm_unreachable`, `lease_ended`, `shutting_down`, ...).
-        error: String,
+        error: ErrorCode,
         /// What happened, for people.
         message: String,
     },

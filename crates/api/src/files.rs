@@ -19,72 +19,9 @@ pub const FILE_MODE_HEADER: &str = "x-firepit-file-mode";
 /// Response header of `GET /v1/leases/{id}/files` and `/archive`: `file`, `dir`, `symlink`, `other`.
 pub const FILE_KIND_HEADER: &str = "x-firepit-file-kind";
 
-/// What a path is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum FileKind {
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symbolic link (only when not followed).
-    Symlink,
-    /// Anything else (device, socket, FIFO).
-    Other,
-}
-
-impl FileKind {
-    /// `file`, `dir`, `symlink` or `other` (as in JSON and the `x-firepit-file-kind` header).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileKind::File => "file",
-            FileKind::Dir => "dir",
-            FileKind::Symlink => "symlink",
-            FileKind::Other => "other",
-        }
-    }
-}
-
-/// Metadata of one guest path (`GET /v1/leases/{id}/files/stat`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct FileStat {
-    /// What it is.
-    pub kind: FileKind,
-    /// Size in bytes.
-    pub size: u64,
-    /// Permission bits (`st_mode & 0o7777`, as a number: 0o644 is 420).
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Last modification, milliseconds since the Unix epoch (the guest's clock).
-    pub modified_unix_ms: i64,
-    /// Where a symbolic link points (only for `symlink`).
-    pub symlink_target: Option<String>,
-}
-
-/// One entry of a directory listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct DirEntry {
-    /// File name (not the full path; invalid UTF-8 replaced).
-    pub name: String,
-    /// Its metadata (symbolic links not followed).
-    pub stat: FileStat,
-}
-
-/// `GET /v1/leases/{id}/files/list`: a directory's entries, sorted by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct DirListing {
-    /// The entries (at most 10,000).
-    pub entries: Vec<DirEntry>,
-    /// True when the directory has more entries than were returned.
-    pub truncated: bool,
-}
+/// The metadata a stat and a listing answer are the guest agent's own types, served as they are
+/// (one description of a file, written once in `firepit-agent`).
+pub use firepit_agent::{DirEntry, DirListing, FileKind, FileStat};
 
 /// Query of `PUT /v1/leases/{id}/files` (the body is the file's bytes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,10 +18,14 @@
 //! The shape description in `PUT /v1/shapes/{name}` and in the config file is `firepit-shape`'s
 //! [`ShapeSpec`], re-exported here.
 //!
+//! A program to run is a [`Program`] (argv, env, cwd) and its input a [`Stdin`], flattened into
+//! each body that starts one ([`ExecBody`], [`SpawnBody`], [`StartProcessBody`]). A file's metadata
+//! ([`FileStat`], [`DirEntry`], ...) is the guest agent's own type, served as it is.
+//!
 //! How data flows: a client builds e.g. an [`AcquireRequest`], serialises it as the JSON body of
 //! `POST /v1/leases`; the daemon deserialises the same type (`deny_unknown_fields`: a typo is a 400,
-//! not a silently ignored field) and answers a [`LeaseResponse`], or an [`ErrorBody`] with a stable
-//! `error` code.
+//! not a silently ignored field) and answers a [`LeaseResponse`], or an [`ErrorBody`] whose `error`
+//! is an [`ErrorCode`]: one enum of every code with its HTTP status and meaning.
 //!
 //! ```
 //! let request = firepit_api::AcquireRequest { shape: "default".into(), wait_ms: 1000, ttl_ms: None };
@@ -43,7 +47,7 @@ mod shapes;
 mod types;
 
 pub use endpoint::{default_runtime_dir, default_socket_path};
-pub use error::ErrorBody;
+pub use error::{ErrorBody, ErrorCode};
 pub use events::{NDJSON, OutputChunk, PtyControl, StreamEvent};
 pub use files::{
     ChmodBody, ChownBody, DirEntry, DirListing, FILE_KIND_HEADER, FILE_MODE_HEADER, FILE_SIZE_HEADER,
@@ -58,6 +62,6 @@ pub use processes::{
 };
 pub use shapes::ShapeStatusView;
 pub use types::{
-    AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse,
-    RenewRequest,
+    AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse, Program,
+    RenewRequest, Stdin,
 };

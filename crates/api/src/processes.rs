@@ -13,31 +13,21 @@
 //! assert_eq!(body.signal, SignalSpec::Number(9));
 //! ```
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use crate::types::Encoding;
+use crate::types::{Encoding, Program, Stdin};
 
 /// `POST /v1/leases/{id}/exec/stream`: a command whose output is streamed back as it is written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SpawnBody {
-    /// Program and arguments (`argv[0]` is looked up in the guest's `PATH`); at least one element.
-    pub argv: Vec<String>,
-    /// Extra environment variables.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Working directory in the guest (default `/`).
-    #[serde(default)]
-    pub cwd: Option<String>,
-    /// Bytes for the program's stdin (closed after them), encoded as `stdin_encoding` says.
-    #[serde(default)]
-    pub stdin: String,
-    /// Encoding of `stdin`.
-    #[serde(default)]
-    pub stdin_encoding: Encoding,
+    /// What to run (`argv`, `env`, `cwd`).
+    #[serde(flatten)]
+    pub program: Program,
+    /// Its stdin (`stdin`, `stdin_encoding`).
+    #[serde(flatten)]
+    pub input: Stdin,
     /// Kill the program's whole process group after this many ms (0: no timeout).
     #[serde(default)]
     pub timeout_ms: u64,
@@ -48,17 +38,16 @@ impl SpawnBody {
     ///
     /// ```
     /// let body = firepit_api::SpawnBody { timeout_ms: 5000, ..firepit_api::SpawnBody::new(["sleep", "1"]) };
-    /// assert_eq!(body.argv, ["sleep", "1"]);
+    /// assert_eq!(body.program.argv, ["sleep", "1"]);
     /// ```
     pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
-        Self {
-            argv: argv.into_iter().map(Into::into).collect(),
-            env: BTreeMap::new(),
-            cwd: None,
-            stdin: String::new(),
-            stdin_encoding: Encoding::default(),
-            timeout_ms: 0,
-        }
+        Program::new(argv).into()
+    }
+}
+
+impl From<Program> for SpawnBody {
+    fn from(program: Program) -> Self {
+        Self { program, input: Stdin::default(), timeout_ms: 0 }
     }
 }
 
@@ -81,14 +70,9 @@ pub struct ExitStatusView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartProcessBody {
-    /// Program and arguments; at least one element.
-    pub argv: Vec<String>,
-    /// Extra environment variables.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Working directory in the guest (default `/`).
-    #[serde(default)]
-    pub cwd: Option<String>,
+    /// What to run (`argv`, `env`, `cwd`).
+    #[serde(flatten)]
+    pub program: Program,
     /// A name to address it by instead of its id (unique among running processes; not all digits).
     #[serde(default)]
     pub tag: Option<String>,
@@ -98,6 +82,19 @@ pub struct StartProcessBody {
     /// Output kept per channel (0: 2 MiB; at most 64 MiB); older output is dropped.
     #[serde(default)]
     pub output_limit_bytes: u64,
+}
+
+impl From<Program> for StartProcessBody {
+    /// A background process running `program`: no tag, no timeout, the default output kept.
+    ///
+    /// ```
+    /// use firepit_api::{Program, StartProcessBody};
+    /// let body = StartProcessBody { tag: Some("web".into()), ..Program::new(["httpd", "-f"]).into() };
+    /// assert_eq!(body.output_limit_bytes, 0);
+    /// ```
+    fn from(program: Program) -> Self {
+        Self { program, ..Self::default() }
+    }
 }
 
 /// A background process, as the guest knows it.

@@ -60,11 +60,21 @@ pub enum Encoding {
     Base64,
 }
 
-/// `POST /v1/leases/{id}/exec`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What to run in the guest: a program, its arguments, extra environment and working directory.
+/// Every body that starts a program ([`ExecBody`], [`SpawnBody`](crate::SpawnBody),
+/// [`StartProcessBody`](crate::StartProcessBody)) carries these fields at its top level
+/// (`#[serde(flatten)]`), so `{"argv": ["true"]}` is a whole body.
+///
+/// ```
+/// let program = firepit_api::Program::new(["sh", "-c", "echo $A"]).env("A", "1").cwd("/tmp");
+/// let body = firepit_api::ExecBody { timeout_ms: 500, ..firepit_api::ExecBody::from(program) };
+/// let json = serde_json::to_value(&body).unwrap();
+/// assert_eq!(json["argv"][0], "sh");
+/// assert_eq!(json["env"]["A"], "1");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct ExecBody {
+pub struct Program {
     /// Program and arguments (`argv[0]` is looked up in the guest's `PATH`); at least one element.
     pub argv: Vec<String>,
     /// Extra environment variables.
@@ -73,12 +83,68 @@ pub struct ExecBody {
     /// Working directory in the guest (default `/`).
     #[serde(default)]
     pub cwd: Option<String>,
-    /// Bytes for the program's stdin, encoded as `stdin_encoding` says.
+}
+
+impl Program {
+    /// `argv` with no extra environment, in `/`.
+    pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
+        Self { argv: argv.into_iter().map(Into::into).collect(), env: BTreeMap::new(), cwd: None }
+    }
+
+    /// The same program with `name=value` in its environment.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// The same program run in `dir`.
+    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+}
+
+/// Bytes for a program's stdin, which is closed after them: `stdin`, encoded as `stdin_encoding`
+/// says. Flattened into [`ExecBody`] and [`SpawnBody`](crate::SpawnBody) like [`Program`].
+///
+/// ```
+/// let input = firepit_api::Stdin::text("hello\n");
+/// assert_eq!(serde_json::to_string(&input).unwrap(), r#"{"stdin":"hello\n","stdin_encoding":"utf8"}"#);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Stdin {
+    /// The bytes (default none: stdin is closed at once).
     #[serde(default)]
     pub stdin: String,
     /// Encoding of `stdin`.
     #[serde(default)]
     pub stdin_encoding: Encoding,
+}
+
+impl Stdin {
+    /// UTF-8 text.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self { stdin: text.into(), stdin_encoding: Encoding::Utf8 }
+    }
+
+    /// Bytes already encoded as standard base64.
+    pub fn base64(encoded: impl Into<String>) -> Self {
+        Self { stdin: encoded.into(), stdin_encoding: Encoding::Base64 }
+    }
+}
+
+/// `POST /v1/leases/{id}/exec`: run a command and answer with its whole output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExecBody {
+    /// What to run (`argv`, `env`, `cwd`).
+    #[serde(flatten)]
+    pub program: Program,
+    /// Its stdin (`stdin`, `stdin_encoding`).
+    #[serde(flatten)]
+    pub input: Stdin,
     /// Kill the program after this many ms (0: the agent's default, 60 s).
     #[serde(default)]
     pub timeout_ms: u64,
@@ -95,19 +161,26 @@ impl ExecBody {
     /// ```
     /// use firepit_api::ExecBody;
     /// let body = ExecBody { timeout_ms: 500, ..ExecBody::new(["uname", "-r"]) };
-    /// assert_eq!(body.argv, ["uname", "-r"]);
-    /// assert!(body.env.is_empty() && body.stdin.is_empty() && body.max_output_bytes == 0);
+    /// assert_eq!(body.program.argv, ["uname", "-r"]);
+    /// assert!(body.program.env.is_empty() && body.input.stdin.is_empty() && body.max_output_bytes == 0);
     /// ```
     pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
-        Self {
-            argv: argv.into_iter().map(Into::into).collect(),
-            env: BTreeMap::new(),
-            cwd: None,
-            stdin: String::new(),
-            stdin_encoding: Encoding::default(),
-            timeout_ms: 0,
-            max_output_bytes: 0,
-        }
+        Program::new(argv).into()
+    }
+}
+
+impl From<Program> for ExecBody {
+    fn from(program: Program) -> Self {
+        Self { program, input: Stdin::default(), timeout_ms: 0, max_output_bytes: 0 }
+    }
+}
+
+/// The same command run to completion instead of streamed: its output kept up to the default
+/// 1 MiB, and a `timeout_ms` of 0 meaning the agent's default (60 s) instead of none.
+impl From<crate::SpawnBody> for ExecBody {
+    fn from(spawn: crate::SpawnBody) -> Self {
+        let crate::SpawnBody { program, input, timeout_ms } = spawn;
+        Self { program, input, timeout_ms, max_output_bytes: 0 }
     }
 }
 
@@ -151,4 +224,37 @@ pub struct PoolsResponse {
 pub struct HealthResponse {
     /// `ok`, or `shutting_down` (with status 503).
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ExecBody, Program, Stdin};
+    use crate::{SpawnBody, StartProcessBody};
+
+    #[test]
+    fn a_program_sits_at_the_top_of_each_body_and_unknown_fields_are_still_refused() {
+        let exec: ExecBody =
+            serde_json::from_str(r#"{"argv":["cat"],"cwd":"/tmp","env":{"A":"1"},"max_output_bytes":5}"#)
+                .unwrap();
+        assert_eq!(exec.program, Program::new(["cat"]).env("A", "1").cwd("/tmp"));
+        assert_eq!(exec.max_output_bytes, 5);
+        let json = serde_json::to_value(&exec).unwrap();
+        assert_eq!(json["argv"][0], "cat");
+        assert_eq!(serde_json::from_value::<ExecBody>(json).unwrap(), exec);
+        assert!(serde_json::from_str::<ExecBody>(r#"{"argv":["true"],"argvv":[]}"#).is_err());
+        assert!(serde_json::from_str::<ExecBody>(r#"{"env":{}}"#).is_err(), "argv is required");
+        // Each body keeps its own fields: no output cap on a stream, no stdin for a background process.
+        assert!(serde_json::from_str::<SpawnBody>(r#"{"argv":["true"],"max_output_bytes":1}"#).is_err());
+        assert!(serde_json::from_str::<StartProcessBody>(r#"{"argv":["true"],"stdin":"x"}"#).is_err());
+        let started: StartProcessBody = serde_json::from_str(r#"{"argv":["sleep","9"],"tag":"s"}"#).unwrap();
+        assert_eq!((started.program.argv.len(), started.tag.as_deref()), (2, Some("s")));
+    }
+
+    #[test]
+    fn a_streamed_exec_run_to_completion_keeps_its_command() {
+        let spawn = SpawnBody { input: Stdin::base64("aGk="), timeout_ms: 7, ..SpawnBody::new(["cat"]) };
+        let exec = ExecBody::from(spawn.clone());
+        assert_eq!((exec.program, exec.input), (spawn.program, spawn.input));
+        assert_eq!((exec.timeout_ms, exec.max_output_bytes), (7, 0));
+    }
 }

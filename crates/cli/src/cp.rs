@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use firepit_api::{FileKind, WriteFileQuery};
+use firepit_api::{ErrorCode, FileKind, WriteFileQuery};
 use firepit_client::{Client, ClientError};
 
 use crate::CliResult;
@@ -77,7 +77,7 @@ pub async fn run(args: CpArgs) -> CliResult {
 async fn remote_is_dir(client: &Client, lease: &str, path: &str) -> Result<bool, ClientError> {
     match client.stat(lease, path, true).await {
         Ok(stat) => Ok(stat.kind == FileKind::Dir),
-        Err(error) if error.code() == Some("not_found") => Ok(false),
+        Err(error) if error.code() == Some(ErrorCode::NotFound) => Ok(false),
         Err(error) => Err(error),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use firepit_api::{Encoding, SpawnBody, StreamEvent};
+use firepit_api::StreamEvent;
 use firepit_client::{Client, decode_chunk};
 use tokio::io::AsyncWriteExt;
 
@@ -30,16 +30,7 @@ pub async fn run(args: ExecCmd) -> CliResult {
 /// Runs `exec` in the lease, copying its stdout and stderr to ours as they come; returns its exit
 /// code (128 + signal when a signal killed it).
 pub async fn stream_exec(client: &Client, lease_id: &str, exec: &ExecArgs) -> CliResult {
-    let (env, stdin) = exec.env_and_stdin()?;
-    let body = SpawnBody {
-        argv: exec.argv.clone(),
-        env,
-        cwd: exec.cwd.clone(),
-        stdin,
-        stdin_encoding: Encoding::Base64,
-        timeout_ms: exec.timeout_ms,
-    };
-    let mut events = client.exec_stream(lease_id, &body).await?;
+    let mut events = client.exec_stream(lease_id, &exec.spawn_body()?).await?;
     let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
     while let Some(event) = events.next_event().await? {
         match event {

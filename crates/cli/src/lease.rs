@@ -1,12 +1,11 @@
 //! `firepit lease acquire|exec|renew|release`: manage leases by hand or from shell scripts.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use firepit_api::{AcquireRequest, Encoding, ExecBody};
+use firepit_api::{AcquireRequest, Encoding, ExecBody, Program, SpawnBody, Stdin};
 use firepit_client::Client;
 
 use crate::CliResult;
@@ -72,7 +71,8 @@ pub struct ExecArgs {
     /// Send this process's stdin to the command.
     #[arg(long)]
     pub(crate) stdin: bool,
-    /// Kill the command after this many ms (0: the agent's default, 60 s).
+    /// Kill the command after this many ms (0: none for `firepit exec`, which streams; the
+    /// agent's default of 60 s for `lease exec` and `run`).
     #[arg(long, default_value_t = 0)]
     pub(crate) timeout_ms: u64,
     /// The command and its arguments (after `--`).
@@ -81,25 +81,22 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    /// The command's environment from `--env NAME=VALUE`, and its stdin (base64) when `--stdin`
-    /// asks for ours, else empty.
-    pub(crate) fn env_and_stdin(
-        &self,
-    ) -> Result<(BTreeMap<String, String>, String), Box<dyn std::error::Error + Send + Sync>> {
-        let mut env = BTreeMap::new();
+    /// The command as a streamed exec's body: its environment from `--env NAME=VALUE`, its stdin
+    /// (base64) when `--stdin` asks for ours. `lease exec` and `run` send it as an [`ExecBody`].
+    pub(crate) fn spawn_body(&self) -> Result<SpawnBody, Box<dyn std::error::Error + Send + Sync>> {
+        let mut program = Program { argv: self.argv.clone(), cwd: self.cwd.clone(), ..Program::default() };
         for pair in &self.env {
             let (name, value) =
                 pair.split_once('=').ok_or_else(|| format!("--env {pair:?}: expected NAME=VALUE"))?;
-            env.insert(name.to_owned(), value.to_owned());
+            program = program.env(name, value);
         }
-        let stdin = if self.stdin {
+        let mut input = Stdin::default();
+        if self.stdin {
             let mut bytes = Vec::new();
             std::io::stdin().read_to_end(&mut bytes)?;
-            BASE64.encode(bytes)
-        } else {
-            String::new()
-        };
-        Ok((env, stdin))
+            input = Stdin::base64(BASE64.encode(bytes));
+        }
+        Ok(SpawnBody { program, input, timeout_ms: self.timeout_ms })
     }
 }
 
@@ -132,16 +129,7 @@ pub async fn run(command: LeaseCommand) -> CliResult {
 /// Runs `exec` in the lease, copies its stdout / stderr to ours, and returns its exit code
 /// (128 + signal when it was killed by a signal).
 pub async fn exec_and_print(client: &Client, lease_id: &str, exec: &ExecArgs) -> CliResult {
-    let (env, stdin) = exec.env_and_stdin()?;
-    let body = ExecBody {
-        argv: exec.argv.clone(),
-        env,
-        cwd: exec.cwd.clone(),
-        stdin,
-        stdin_encoding: Encoding::Base64,
-        timeout_ms: exec.timeout_ms,
-        max_output_bytes: 0,
-    };
+    let body = ExecBody::from(exec.spawn_body()?);
     let result = client.exec(lease_id, &body).await?;
     let (stdout, stderr) = match result.encoding {
         Encoding::Utf8 => (result.stdout.into_bytes(), result.stderr.into_bytes()),

@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::shared_daemon::{self, Shared};
-use firepit_api::{AcquireBody, AcquireRequest, ExecBody, NetworkSpec, ShapeSpec, StartProcessBody};
+use firepit_api::{AcquireBody, AcquireRequest, ExecBody, NetworkSpec, Program, ShapeSpec, StartProcessBody};
 use firepit_client::{Client, ClientError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -130,9 +130,8 @@ fn a_forward_reaches_a_guest_server_and_closes_with_the_lease() {
         let (code, _, err) = sh(&client, &lease, "mkdir -p /www && echo guest-page > /www/index.html").await;
         assert_eq!(code, Some(0), "{err}");
         let server = StartProcessBody {
-            argv: ["httpd", "-f", "-p", "8000", "-h", "/www"].map(String::from).to_vec(),
             tag: Some("httpd".into()),
-            ..Default::default()
+            ..Program::new(["httpd", "-f", "-p", "8000", "-h", "/www"]).into()
         };
         client.start_process(&lease, &server).await.unwrap();
         let started = Instant::now();
@@ -175,13 +174,7 @@ fn a_forward_reaches_a_guest_server_and_closes_with_the_lease() {
         let second = client.forward_port(&lease, 8000).await.unwrap();
         assert_eq!(second, addr, "the same guest port is the same forward");
         client
-            .start_process(
-                &lease,
-                &StartProcessBody {
-                    argv: ["httpd", "-f", "-p", "8001", "-h", "/www"].map(String::from).to_vec(),
-                    ..Default::default()
-                },
-            )
+            .start_process(&lease, &Program::new(["httpd", "-f", "-p", "8001", "-h", "/www"]).into())
             .await
             .unwrap();
         let other = client.forward_port(&lease, 8001).await.unwrap();

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::shared_daemon::{self, Shared};
 use firepit_api::{
-    AcquireRequest, FileKind, MkdirBody, OutputChannel, OutputQuery, SignalSpec, SpawnBody, StartProcessBody,
-    StreamEvent, WriteFileQuery,
+    AcquireRequest, ErrorCode, FileKind, MkdirBody, OutputChannel, OutputQuery, Program, SignalSpec,
+    SpawnBody, StartProcessBody, StreamEvent, WriteFileQuery,
 };
 use firepit_client::{Client, ClientError, PtyEvent, PtyOptions, decode_chunk};
 use firepit_tools::procfs::peak_rss_kib;
@@ -64,7 +64,7 @@ impl Drop for Leased {
     }
 }
 
-fn code(error: &ClientError) -> &str {
+fn code(error: &ClientError) -> ErrorCode {
     error.code().unwrap_or_else(|| panic!("no API error code: {error}"))
 }
 
@@ -194,16 +194,16 @@ fn directories_round_trip_as_tar_streams_and_file_operations_answer_typed_errors
         assert_eq!(std::fs::read_link(back.join("link")).unwrap(), std::path::Path::new("top.txt"));
         assert!(back.join("renamed/a").is_dir());
 
-        assert_eq!(code(&c.read_file(id, "/root/nope").await.unwrap_err()), "not_found");
-        assert_eq!(code(&c.read_file(id, "/root/tree").await.unwrap_err()), "is_a_directory");
-        assert_eq!(code(&c.list_dir(id, "/root/tree/top.txt").await.unwrap_err()), "not_a_directory");
-        assert_eq!(code(&c.remove(id, "/root/tree", false).await.unwrap_err()), "directory_not_empty");
-        assert_eq!(code(&c.stat(id, "relative", true).await.unwrap_err()), "invalid_input");
+        assert_eq!(code(&c.read_file(id, "/root/nope").await.unwrap_err()), ErrorCode::NotFound);
+        assert_eq!(code(&c.read_file(id, "/root/tree").await.unwrap_err()), ErrorCode::IsADirectory);
+        assert_eq!(code(&c.list_dir(id, "/root/tree/top.txt").await.unwrap_err()), ErrorCode::NotADirectory);
+        assert_eq!(code(&c.remove(id, "/root/tree", false).await.unwrap_err()), ErrorCode::DirectoryNotEmpty);
+        assert_eq!(code(&c.stat(id, "relative", true).await.unwrap_err()), ErrorCode::InvalidInput);
         let query = WriteFileQuery { path: "/proc/version".into(), ..Default::default() };
         let denied = c.write_file(id, &query, std::io::Cursor::new(b"x".to_vec())).await.unwrap_err();
-        assert!(matches!(code(&denied), "permission_denied" | "io_error"), "{denied}");
+        assert!(matches!(code(&denied), ErrorCode::PermissionDenied | ErrorCode::IoError), "{denied}");
         c.remove(id, "/root/tree", true).await.unwrap();
-        assert_eq!(code(&c.stat(id, "/root/tree", true).await.unwrap_err()), "not_found");
+        assert_eq!(code(&c.stat(id, "/root/tree", true).await.unwrap_err()), ErrorCode::NotFound);
         vm.release().await;
     });
 }
@@ -290,11 +290,8 @@ fn a_background_process_survives_its_clients_disconnect_and_is_read_from_an_offs
     shared_daemon::run(async {
         let vm = Leased::new().await;
         let script = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done";
-        let start = StartProcessBody {
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-            tag: Some("ticker".into()),
-            ..Default::default()
-        };
+        let start =
+            StartProcessBody { tag: Some("ticker".into()), ..Program::new(["sh", "-c", script]).into() };
         {
             // A first client starts it, follows its output a little, then goes away.
             let first = daemon().await.daemon.client();
@@ -342,7 +339,7 @@ fn a_background_process_survives_its_clients_disconnect_and_is_read_from_an_offs
         assert_eq!(eof, Some(7 + rest.len() as u64));
         assert_eq!(exited.and_then(|s| s.signal), Some(libc::SIGTERM));
         second.remove_process(&vm.id, "ticker").await.unwrap();
-        assert_eq!(code(&second.process(&vm.id, "ticker", 0).await.unwrap_err()), "process_not_found");
+        assert_eq!(code(&second.process(&vm.id, "ticker", 0).await.unwrap_err()), ErrorCode::ProcessNotFound);
         vm.release().await;
     });
 }
@@ -370,7 +367,7 @@ fn a_pty_over_websocket_reports_the_size_set_by_a_resize_and_its_exit_status() {
         assert_eq!(status.and_then(|s| s.exit_code), Some(7));
         let refused =
             vm.client.pty(&vm.id, &PtyOptions { argv: vec!["/no/such".into()], ..Default::default() }).await;
-        assert_eq!(code(&refused.unwrap_err()), "exec_refused");
+        assert_eq!(code(&refused.unwrap_err()), ErrorCode::ExecRefused);
         vm.release().await;
     });
 }

@@ -1,6 +1,7 @@
 //! [`ClientError`]: why a request to the daemon failed, with the daemon's error code when it
 //! answered one.
 
+use firepit_api::ErrorCode;
 use hyper::StatusCode;
 
 use crate::endpoint::{BadUrl, Endpoint};
@@ -30,8 +31,9 @@ pub enum ClientError {
     Api {
         /// HTTP status.
         status: StatusCode,
-        /// Machine-readable code.
-        error: String,
+        /// Machine-readable code (the status is the code's, unless the code is
+        /// [`ErrorCode::Unknown`]).
+        error: ErrorCode,
         /// Human-readable message.
         message: String,
     },
@@ -58,7 +60,7 @@ pub enum ClientError {
     #[error("the stream ended with an error: {message} ({error})")]
     StreamError {
         /// Machine-readable code (`lease_ended`, `vm_unreachable`, ...).
-        error: String,
+        error: ErrorCode,
         /// Human-readable message.
         message: String,
     },
@@ -68,13 +70,16 @@ impl ClientError {
     /// The daemon's error code, when the daemon answered one (an API error or a stream's `error`
     /// event).
     ///
+    /// A code this client does not know (a newer daemon's) is [`ErrorCode::Unknown`].
+    ///
     /// ```
-    /// let error = firepit_client::ClientError::StreamError { error: "lease_ended".into(), message: "gone".into() };
-    /// assert_eq!(error.code(), Some("lease_ended"));
+    /// use firepit_api::ErrorCode;
+    /// let error = firepit_client::ClientError::StreamError { error: ErrorCode::LeaseEnded, message: "gone".into() };
+    /// assert_eq!(error.code(), Some(ErrorCode::LeaseEnded));
     /// ```
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Api { error, .. } | ClientError::StreamError { error, .. } => Some(error),
+            ClientError::Api { error, .. } | ClientError::StreamError { error, .. } => Some(error.clone()),
             _ => None,
         }
     }

@@ -26,8 +26,9 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn demo(client: &firepit_client::Client) -> Result<(), firepit_client::ClientError> {
-    /// use firepit_api::{OutputQuery, SignalSpec, StartProcessBody};
-    /// let body = StartProcessBody { argv: vec!["sh".into(), "-c".into(), "while :; do date; sleep 1; done".into()], tag: Some("clock".into()), ..Default::default() };
+    /// use firepit_api::{OutputQuery, Program, SignalSpec, StartProcessBody};
+    /// let program = Program::new(["sh", "-c", "while :; do date; sleep 1; done"]);
+    /// let body = StartProcessBody { tag: Some("clock".into()), ..program.into() };
     /// let process = client.start_process("l-0123", &body).await?;
     /// let out = client.process_output("l-0123", "clock", &OutputQuery { wait_ms: 2000, ..Default::default() }).await?;
     /// println!("{} (next read from {})", out.data, out.next_offset);

@@ -5,7 +5,7 @@
 //! and the daemon's `started` / `exit` / `error` messages are JSON text. [`PtySession::split`]
 //! gives a sender and a receiver that work from two tasks (keyboard in, screen out).
 
-use firepit_api::{ErrorBody, ExitStatusView, PtyControl, SignalSpec, StreamEvent};
+use firepit_api::{ErrorBody, ErrorCode, ExitStatusView, PtyControl, SignalSpec, StreamEvent};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -65,7 +65,7 @@ pub enum PtyEvent {
     /// The session ended otherwise (the lease ended, the daemon is stopping; the last event).
     Error {
         /// Machine-readable code.
-        error: String,
+        error: ErrorCode,
         /// Human-readable message.
         message: String,
     },

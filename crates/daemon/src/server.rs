@@ -252,8 +252,7 @@ async fn cancel_on_stop(
     tokio::select! {
         response = next.run(request) => response,
         () = cancel.cancelled() => api::ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            api::ErrorCode::ShuttingDown,
             "the daemon stopped before this request finished; it was cancelled",
         )
         .into_response(),

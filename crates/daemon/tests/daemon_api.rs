@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use firepit_api::{AcquireRequest, Encoding, ExecBody};
+use firepit_api::{AcquireRequest, Encoding, ExecBody, Stdin};
 use firepit_client::ClientError;
 use firepit_client::Method;
 use firepit_daemon::fake::FakeBackend;
@@ -202,12 +202,11 @@ async fn exec_carries_binary_output_as_base64_and_stdin_and_env() {
     assert_eq!(BASE64.decode(out.stdout).unwrap(), vec![0xff, 0xfe, 0x00, 0x80]);
 
     let mut body = exec_body(&["cat"]);
-    body.stdin = BASE64.encode(b"piped\n");
-    body.stdin_encoding = Encoding::Base64;
+    body.input = Stdin::base64(BASE64.encode(b"piped\n"));
     assert_eq!(client.exec(&lease.lease_id, &body).await.unwrap().stdout, "piped\n");
 
     let mut body = exec_body(&["env"]);
-    body.env.insert("GREETING".into(), "hi".into());
+    body.program.env.insert("GREETING".into(), "hi".into());
     assert_eq!(client.exec(&lease.lease_id, &body).await.unwrap().stdout, "GREETING=hi\n");
     daemon.stop().await;
 }

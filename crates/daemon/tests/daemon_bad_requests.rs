@@ -98,7 +98,7 @@ async fn unknown_route_and_wrong_method_get_json_errors() {
     let daemon = TestDaemon::start().await;
     let response = daemon.raw(Method::GET, "/v2/nothing", "").await;
     assert_eq!(response.status, 404);
-    assert_eq!(error_code(&response), "not_found");
+    assert_eq!(error_code(&response), "unknown_endpoint");
     let response = daemon.raw(Method::POST, "/v1/leases/%FF%FE/renew", "").await;
     assert_eq!(response.status, 400, "{}", response.text());
     assert_eq!(error_code(&response), "bad_request", "axum's own rejection is JSON too");

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, TcpStream};
 
-use firepit_api::{AcquireBody, AcquireRequest, NetworkSpec};
+use firepit_api::{AcquireBody, AcquireRequest, ErrorCode, NetworkSpec};
 use firepit_client::{ClientError, Method};
 use firepit_daemon::backend::LeaseBackend;
 use firepit_daemon::fake::FakeBackend;
@@ -26,7 +26,7 @@ fn acquire(shape: &str, egress: Option<&str>) -> AcquireBody {
     AcquireBody { egress: egress.map(|json| serde_json::from_str(json).unwrap()), ..request.into() }
 }
 
-fn api_error(error: ClientError) -> (u16, String, String) {
+fn api_error(error: ClientError) -> (u16, ErrorCode, String) {
     match error {
         ClientError::Api { status, error, message } => (status.as_u16(), error, message),
         other => panic!("expected an API error, got {other}"),
@@ -60,7 +60,7 @@ async fn forwards_are_listed_on_loopback_and_close_with_the_lease() {
         client.ports(&lease.lease_id).await.unwrap().iter().map(|f| f.guest_port).collect();
     assert_eq!(listed, [8000]);
     let (status, code, message) = api_error(client.remove_forward(&lease.lease_id, 9000).await.unwrap_err());
-    assert_eq!((status, code.as_str()), (404, "forward_not_found"), "{message}");
+    assert_eq!((status, code), (404, ErrorCode::ForwardNotFound), "{message}");
     assert!(message.contains("9000"), "{message}");
     let raw = daemon.raw(Method::DELETE, &format!("/v1/leases/{}/ports/70000", lease.lease_id), "").await;
     assert_eq!((raw.status.as_u16(), error_code(&raw).as_str()), (400, "bad_request"), "{}", raw.text());
@@ -68,7 +68,7 @@ async fn forwards_are_listed_on_loopback_and_close_with_the_lease() {
     assert!(TcpStream::connect(addr).is_err(), "the forward outlived its lease");
     assert!(TcpStream::connect(second).is_err(), "the forward outlived its lease");
     let (status, code, _) = api_error(client.ports(&lease.lease_id).await.unwrap_err());
-    assert_eq!((status, code.as_str()), (404, "lease_not_found"));
+    assert_eq!((status, code), (404, ErrorCode::LeaseNotFound));
     daemon.stop().await;
 }
 
@@ -77,11 +77,11 @@ async fn port_errors_have_their_codes() {
     let daemon = daemon().await;
     let client = daemon.client();
     let (status, code, _) = api_error(client.forward_port("l-0000000000000000", 8000).await.unwrap_err());
-    assert_eq!((status, code.as_str()), (404, "lease_not_found"));
+    assert_eq!((status, code), (404, ErrorCode::LeaseNotFound));
 
     let plain = client.acquire_with(&acquire("plain", None), None).await.unwrap();
     let (status, code, message) = api_error(client.forward_port(&plain.lease_id, 8000).await.unwrap_err());
-    assert_eq!((status, code.as_str()), (409, "network_disabled"));
+    assert_eq!((status, code), (409, ErrorCode::NetworkDisabled));
     assert!(message.contains("`plain`") && message.contains("network = \"nat\""), "{message}");
     assert!(client.ports(&plain.lease_id).await.unwrap().is_empty());
 
@@ -125,7 +125,7 @@ async fn egress_at_acquire_narrows_and_widening_is_refused_without_taking_a_vm()
     ] {
         let (status, code, message) =
             api_error(client.acquire_with(&acquire("web", Some(egress)), None).await.unwrap_err());
-        assert_eq!((status, code.as_str()), (400, "egress_widens"), "{egress}");
+        assert_eq!((status, code), (400, ErrorCode::EgressWidens), "{egress}");
         assert!(message.contains(entry) && message.contains("only narrow"), "{message}");
     }
     assert_eq!(daemon.backend.status_ready("web"), ready, "a refused request took no VM");
@@ -135,7 +135,7 @@ async fn egress_at_acquire_narrows_and_widening_is_refused_without_taking_a_vm()
     let (status, code, message) = api_error(
         client.acquire_with(&acquire("plain", Some(r#"["10.1.0.0/16"]"#)), None).await.unwrap_err(),
     );
-    assert_eq!((status, code.as_str()), (409, "network_disabled"));
+    assert_eq!((status, code), (409, ErrorCode::NetworkDisabled));
     assert!(message.contains("`plain`"), "{message}");
     let denied = client.acquire_with(&acquire("plain", Some(r#""deny""#)), None).await.unwrap();
     assert!(daemon.backend.narrowed(&denied.vm_id).is_empty(), "nothing to narrow without a network");

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use firepit_api::{AcquireRequest, FileKind, MkdirBody, SpawnBody, StreamEvent, WriteFileQuery};
+use firepit_api::{AcquireRequest, ErrorCode, FileKind, MkdirBody, SpawnBody, StreamEvent, WriteFileQuery};
 use firepit_client::{Client, ClientError, Method, PtyOptions, decode_chunk};
 use firepit_daemon::test_daemon::TestDaemon;
 use tokio::io::AsyncReadExt;
@@ -15,7 +15,7 @@ async fn lease(client: &Client) -> String {
     client.acquire(&request, None).await.unwrap().lease_id
 }
 
-fn code(error: &ClientError) -> &str {
+fn code(error: &ClientError) -> ErrorCode {
     error.code().unwrap_or_else(|| panic!("no API error code: {error}"))
 }
 
@@ -63,22 +63,22 @@ async fn file_operations_answer_typed_error_codes() {
     client.rename(&id, "/tmp/d/e/f", "/tmp/d/g").await.unwrap();
 
     let missing = client.read_file(&id, "/tmp/d/e/f").await.unwrap_err();
-    assert_eq!(code(&missing), "not_found");
+    assert_eq!(code(&missing), ErrorCode::NotFound);
     let dir = client.read_file(&id, "/tmp/d").await.unwrap_err();
-    assert_eq!(code(&dir), "is_a_directory");
+    assert_eq!(code(&dir), ErrorCode::IsADirectory);
     let full = client.remove(&id, "/tmp/d", false).await.unwrap_err();
-    assert_eq!(code(&full), "directory_not_empty");
+    assert_eq!(code(&full), ErrorCode::DirectoryNotEmpty);
     client.remove(&id, "/tmp/d", true).await.unwrap();
-    assert_eq!(code(&client.stat(&id, "/tmp/d", true).await.unwrap_err()), "not_found");
+    assert_eq!(code(&client.stat(&id, "/tmp/d", true).await.unwrap_err()), ErrorCode::NotFound);
     let relative = client.stat(&id, "tmp", true).await.unwrap_err();
-    assert_eq!(code(&relative), "invalid_input");
+    assert_eq!(code(&relative), ErrorCode::InvalidInput);
     let bad_mode = WriteFileQuery { path: "/tmp/x".into(), mode: Some("rwx".into()), ..Default::default() };
     let error = client.write_file(&id, &bad_mode, std::io::Cursor::new(Vec::new())).await.unwrap_err();
-    assert_eq!(code(&error), "bad_request");
-    assert_eq!(code(&client.stat("l-nope", "/", true).await.unwrap_err()), "lease_not_found");
+    assert_eq!(code(&error), ErrorCode::BadRequest);
+    assert_eq!(code(&client.stat("l-nope", "/", true).await.unwrap_err()), ErrorCode::LeaseNotFound);
     // Not faked: a clear 501, not a hang or a crash.
-    assert_eq!(code(&client.download_tar(&id, "/tmp").await.unwrap_err()), "unsupported");
-    assert_eq!(code(&client.pty(&id, &PtyOptions::default()).await.unwrap_err()), "unsupported");
+    assert_eq!(code(&client.download_tar(&id, "/tmp").await.unwrap_err()), ErrorCode::Unsupported);
+    assert_eq!(code(&client.pty(&id, &PtyOptions::default()).await.unwrap_err()), ErrorCode::Unsupported);
     daemon.stop().await;
 }
 
@@ -116,9 +116,9 @@ async fn streamed_exec_is_ndjson_started_chunks_exit() {
     assert_eq!(stderr, b"oops\n");
 
     let refused = client.exec_stream(&id, &SpawnBody::new(["no-such-program"])).await.unwrap_err();
-    assert_eq!(code(&refused), "exec_refused");
+    assert_eq!(code(&refused), ErrorCode::ExecRefused);
     let empty = client.exec_stream(&id, &SpawnBody::new(Vec::<String>::new())).await.unwrap_err();
-    assert_eq!(code(&empty), "bad_argv");
+    assert_eq!(code(&empty), ErrorCode::BadArgv);
     daemon.stop().await;
 }
 
@@ -133,7 +133,7 @@ async fn a_stream_ends_with_an_error_event_when_its_lease_is_released() {
     client.release(&id).await.unwrap();
     let last = tokio::time::timeout(Duration::from_secs(5), events.next_event()).await.unwrap().unwrap();
     match last {
-        Some(StreamEvent::Error { error, .. }) => assert_eq!(error, "lease_ended"),
+        Some(StreamEvent::Error { error, .. }) => assert_eq!(error, ErrorCode::LeaseEnded),
         other => panic!("expected lease_ended, got {other:?}"),
     }
     assert!(events.next_event().await.unwrap().is_none());

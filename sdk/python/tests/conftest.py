@@ -1,5 +1,9 @@
 """Fixtures: one real ``firepit serve`` for the whole session (see ``harness.py``), clients of it,
-and the asyncio backend for ``@pytest.mark.anyio`` tests.
+the asyncio backend for ``@pytest.mark.anyio`` tests, and an environment of the tests' own.
+
+Every variable the SDK reads is cleared or set for each test (:func:`sdk_environment`), so a
+``FIREPIT_SOCKET`` or ``FIREPIT_URL`` in the caller's shell (as after ``firepit serve``) changes
+nothing; ``test_environment.py`` checks that the list covers what the SDK reads.
 
 The daemon needs the ``firepit`` binary (``--firepit-bin`` or ``$FIREPIT_BIN``) and a guest image
 (``--firepit-image`` or ``$FIREPIT_IMAGE_DIR``); ``scripts/test`` passes both.
@@ -8,11 +12,12 @@ The daemon needs the ``firepit`` binary (``--firepit-bin`` or ``$FIREPIT_BIN``) 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from harness import Daemon
+from harness import SDK_VARIABLES_CLEARED, Daemon
 
 import firepit
 
@@ -29,6 +34,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("FIREPIT_IMAGE_DIR"),
         help="the guest image directory (default $FIREPIT_IMAGE_DIR)",
     )
+
+
+@pytest.fixture(scope="session")
+def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty ``$XDG_RUNTIME_DIR`` for the tests: no daemon listens at its default socket."""
+    return tmp_path_factory.mktemp("xdg-runtime")
+
+
+@pytest.fixture(autouse=True)
+def sdk_environment(monkeypatch: pytest.MonkeyPatch, runtime_dir: Path) -> None:
+    """Clears or sets every variable the SDK reads, whatever the caller's shell has."""
+    for name in SDK_VARIABLES_CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
+    monkeypatch.setenv("TMPDIR", tempfile.gettempdir())
 
 
 def _required_path(config: pytest.Config, option: str, what: str) -> Path:

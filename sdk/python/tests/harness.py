@@ -25,6 +25,13 @@ import httpx
 
 TOKEN_ENV = "FIREPIT_SDK_TEST_TOKEN"
 READY_WITHIN = 180.0
+
+SDK_VARIABLES_CLEARED = ("FIREPIT_SOCKET", "FIREPIT_URL", "FIREPIT_TOKEN", "FIREPIT_TOKEN_FILE")
+"""Variables the SDK reads that no test may inherit from the caller's shell (a test that wants one
+sets it); the daemon does not get them either."""
+
+SDK_VARIABLES_SET = ("XDG_RUNTIME_DIR", "TMPDIR")
+"""Variables the SDK reads (for the default socket) that every test gets with a value of its own."""
 STOP_WITHIN = 60.0
 
 
@@ -127,7 +134,7 @@ network = {{ mode = "nat", egress = ["10.1.0.0/16"] }}
     def start(self) -> None:
         """Starts the daemon and waits until ``/healthz`` answers on its socket."""
         env = {**os.environ, TOKEN_ENV: self.token, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
-        for name in ("FIREPIT_SOCKET", "FIREPIT_URL", "FIREPIT_TOKEN", "FIREPIT_CONFIG"):
+        for name in (*SDK_VARIABLES_CLEARED, "FIREPIT_CONFIG"):
             env.pop(name, None)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

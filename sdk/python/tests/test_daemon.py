@@ -55,12 +55,13 @@ def test_a_raw_request_returns_any_status_and_its_error_is_typed(client: firepit
     assert response.status_code == 400
     error = firepit.error_from_response(response)
     assert isinstance(error, firepit.BadRequest) and error.code == "bad_json"
-    # A code without a class of its own (`method_not_allowed`) is the base class.
     wrong = firepit.error_from_response(client.request("PATCH", "/v1/pools"))
-    assert type(wrong) is firepit.FirepitError and wrong.code == "method_not_allowed" and wrong.status == 405
-    # An unknown endpoint is `not_found`, as a missing guest path is.
+    assert type(wrong) is firepit.BadRequest and wrong.code == "method_not_allowed" and wrong.status == 405
+    # An unknown endpoint has its own code: `not_found` is a missing guest path.
     missing = firepit.error_from_response(client.request("GET", "/v1/no-such-endpoint"))
-    assert isinstance(missing, firepit.NotFound) and missing.status == 404
+    assert (
+        type(missing) is firepit.BadRequest and missing.code == "unknown_endpoint" and missing.status == 404
+    )
 
 
 def test_a_streamed_answer_is_read_piecewise_and_an_error_raises(client: firepit.Client) -> None:
@@ -69,7 +70,7 @@ def test_a_streamed_answer_is_read_piecewise_and_an_error_raises(client: firepit
     assert "# TYPE firepit_daemon_acquires counter" in lines
     with pytest.raises(firepit.FirepitError) as raised, client.stream("GET", "/v1/no-such-endpoint"):
         pytest.fail("an error answer must not be yielded")
-    assert raised.value.code == "not_found"
+    assert raised.value.code == "unknown_endpoint"
 
 
 @pytest.mark.anyio
@@ -84,7 +85,7 @@ async def test_a_streamed_answer_is_read_piecewise_and_an_error_raises_async(
     with pytest.raises(firepit.FirepitError) as raised:
         async with aclient.stream("GET", "/v1/no-such-endpoint"):
             pytest.fail("an error answer must not be yielded")
-    assert raised.value.code == "not_found"
+    assert raised.value.code == "unknown_endpoint"
 
 
 def test_calls_reuse_one_kept_alive_connection(client: firepit.Client) -> None:

@@ -26,7 +26,10 @@ def wait_until_ready(client: firepit.Client, name: str, count: int, within: floa
 
 
 def test_register_drain_and_unregister_a_shape(client: firepit.Client, daemon: Daemon) -> None:
-    client.register_shape("sdk-cold", daemon.image, memory_mb=256, depth_low=1, depth_high=1, fill="cold")
+    # Every setting of a shape can be given (test_api_contract.py checks the SDK names them all).
+    client.register_shape(
+        "sdk-cold", daemon.image, depth_high=1, fill="cold", pause_idle=False, warm_up=False
+    )
     try:
         status = client.pools().shape("sdk-cold")
         assert (status.fill, status.depth_low, status.depth_high) == ("cold", 1, 1)
@@ -61,7 +64,7 @@ def test_an_invalid_shape_is_refused(client: firepit.Client, daemon: Daemon) -> 
 @pytest.mark.anyio
 async def test_register_and_unregister_async(aclient: firepit.AsyncClient, daemon: Daemon) -> None:
     await aclient.register_shape(
-        "sdk-async", daemon.image, memory_mb=256, depth_low=1, depth_high=1, fill="cold"
+        "sdk-async", daemon.image, depth_high=1, fill="cold", pause_idle=True, warm_up=False
     )
     try:
         assert (await aclient.pools()).shape("sdk-async").fill == "cold"
@@ -73,6 +76,13 @@ async def test_register_and_unregister_async(aclient: firepit.AsyncClient, daemo
         await aclient.unregister_shape("sdk-async")
     with pytest.raises(firepit.InvalidShape):
         await aclient.register_shape("sdk-async", daemon.image, depth_low=3, depth_high=1)
+
+
+def test_a_shape_setting_of_the_wrong_type_is_refused(client: firepit.Client, daemon: Daemon) -> None:
+    with pytest.raises(firepit.BadRequest) as raised:
+        client.register_shape("sdk-typo", daemon.image, warm_up="no")  # type: ignore[arg-type]
+    assert raised.value.code == "bad_json" and raised.value.status == 400
+    assert all(shape.name != "sdk-typo" for shape in client.pools().shapes)
 
 
 @pytest.mark.anyio

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::info;
 
 use super::AppState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorCode};
 use firepit_api::{HealthResponse, PoolsResponse, ShapeSpec};
 
 /// Content type of `GET /metrics`.
@@ -17,7 +17,7 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
     get, path = "/v1/pools", tag = "pools",
     responses((status = 200, description = "Per-shape status", body = PoolsResponse))
 )]
-pub async fn pools(State(state): State<AppState>) -> axum::Json<PoolsResponse> {
+pub async fn list_pools(State(state): State<AppState>) -> axum::Json<PoolsResponse> {
     axum::Json(PoolsResponse {
         shapes: state.backend().status(),
         leases: state.leases().len(),
@@ -37,7 +37,7 @@ pub async fn pools(State(state): State<AppState>) -> axum::Json<PoolsResponse> {
         (status = 422, description = "Invalid shape (the message names the field)", body = super::ErrorBody),
     )
 )]
-pub async fn put_shape(
+pub async fn register_shape(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiJson(mut spec): ApiJson<ShapeSpec>,
@@ -49,8 +49,7 @@ pub async fn put_shape(
         )));
     }
     spec.name = name;
-    spec.validate()
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_shape", e.to_string()))?;
+    spec.validate().map_err(|e| ApiError::new(ErrorCode::InvalidShape, e.to_string()))?;
     let name = spec.name.clone();
     state.backend().register_shape(spec).await?;
     info!(shape = %name, "shape registered");
@@ -66,7 +65,7 @@ pub async fn put_shape(
         (status = 404, description = "Unknown shape", body = super::ErrorBody),
     )
 )]
-pub async fn delete_shape(
+pub async fn unregister_shape(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -80,11 +79,10 @@ pub async fn delete_shape(
     get, path = "/metrics", tag = "daemon",
     responses((status = 200, description = "Metrics with a `shape` label", body = String, content_type = "text/plain"))
 )]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn get_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &state.inner.registry).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", format!("cannot encode metrics: {e}"))
-    })?;
+    prometheus_client::encoding::text::encode(&mut text, &state.inner.registry)
+        .map_err(|e| ApiError::new(ErrorCode::InternalError, format!("cannot encode metrics: {e}")))?;
     Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }
 
@@ -96,7 +94,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         (status = 503, description = "Shutting down", body = HealthResponse),
     )
 )]
-pub async fn healthz(State(state): State<AppState>) -> Response {
+pub async fn get_health(State(state): State<AppState>) -> Response {
     if state.is_shutting_down() {
         let body = HealthResponse { status: "shutting_down".into() };
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
@@ -109,6 +107,6 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     get, path = "/v1/openapi.json", tag = "daemon",
     responses((status = 200, description = "OpenAPI document", content_type = "application/json"))
 )]
-pub async fn openapi(State(state): State<AppState>) -> Response {
+pub async fn get_openapi(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], state.inner.openapi_json.clone()).into_response()
 }

@@ -3,19 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use firepit_api::Encoding;
+use firepit_api::{Encoding, Program, Stdin};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 /// Longest timeout a client may give a command.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// `bad_argv` unless `argv` names a program and has no NUL bytes.
 pub fn check_argv(argv: &[String]) -> Result<(), ApiError> {
-    let bad_argv = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "bad_argv", m.to_owned());
+    let bad_argv = |m: &str| ApiError::new(ErrorCode::BadArgv, m.to_owned());
     match argv.first() {
         None => return Err(bad_argv("argv must name a program: it has no elements")),
         Some(program) if program.is_empty() => {
@@ -34,13 +33,29 @@ pub fn check_env(env: BTreeMap<String, String>) -> Result<Vec<(String, String)>,
     for (name, value) in &env {
         if name.is_empty() || name.contains('=') || name.contains('\0') || value.contains('\0') {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_env",
+                ErrorCode::BadEnv,
                 format!("env `{name}`: names must be non-empty without `=`, names and values without NUL"),
             ));
         }
     }
     Ok(env.into_iter().collect())
+}
+
+/// A [`Program`] that passed [`check_program`], in the form the agent's requests take.
+pub struct CheckedProgram {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Extra environment, as pairs.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<String>,
+}
+
+/// `bad_argv` / `bad_env` unless the program passes [`check_argv`] and [`check_env`].
+pub fn check_program(program: Program) -> Result<CheckedProgram, ApiError> {
+    check_argv(&program.argv)?;
+    let env = check_env(program.env)?;
+    Ok(CheckedProgram { argv: program.argv, env, cwd: program.cwd })
 }
 
 /// `bad_request` when a timeout exceeds [`MAX_TIMEOUT_MS`].
@@ -53,12 +68,12 @@ pub fn check_timeout(timeout_ms: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Decodes stdin sent as `encoding` (`bad_stdin` for invalid base64).
-pub fn decode_stdin(stdin: String, encoding: Encoding) -> Result<Vec<u8>, ApiError> {
-    match encoding {
-        Encoding::Utf8 => Ok(stdin.into_bytes()),
-        Encoding::Base64 => BASE64.decode(stdin.as_bytes()).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_stdin", format!("stdin is not valid base64: {e}"))
-        }),
+/// The bytes of a body's stdin (`bad_stdin` for invalid base64).
+pub fn decode_stdin(input: Stdin) -> Result<Vec<u8>, ApiError> {
+    match input.stdin_encoding {
+        Encoding::Utf8 => Ok(input.stdin.into_bytes()),
+        Encoding::Base64 => BASE64
+            .decode(input.stdin.as_bytes())
+            .map_err(|e| ApiError::new(ErrorCode::BadStdin, format!("stdin is not valid base64: {e}"))),
     }
 }

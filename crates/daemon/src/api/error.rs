@@ -10,19 +10,24 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-pub use firepit_api::ErrorBody;
+pub use firepit_api::{ErrorBody, ErrorCode};
 
 use crate::backend::{AcquireError, ExecError, ShapeError};
 use crate::leases::LeaseError;
 use crate::narrowing::NarrowingError;
 
-/// An error response: status, code, message and an optional `Retry-After` (seconds).
+/// An error response: a code (which sets the HTTP status), a message and an optional
+/// `Retry-After` (seconds).
+///
+/// ```
+/// use firepit_daemon::api::{ApiError, ErrorCode};
+/// let error = ApiError::new(ErrorCode::LeaseNotFound, "no lease `l-1`");
+/// assert_eq!(error.status().as_u16(), 404);
+/// ```
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Machine-readable code.
-    pub code: &'static str,
+    /// Machine-readable code; the status comes from it.
+    pub code: ErrorCode,
     /// Human-readable message.
     pub message: String,
     /// Seconds for a `Retry-After` header.
@@ -31,20 +36,26 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error without `Retry-After`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after_secs: None }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), retry_after_secs: None }
     }
 
     /// `400 bad_request`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    /// The HTTP status of the code.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.code.to_owned(), message: self.message };
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let status = self.status();
+        let body = ErrorBody { error: self.code, message: self.message };
+        let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -59,17 +70,12 @@ impl From<AcquireError> for ApiError {
     fn from(error: AcquireError) -> Self {
         let message = with_causes(&error);
         match error {
-            AcquireError::UnknownShape(_) => Self::new(StatusCode::NOT_FOUND, "unknown_shape", message),
-            AcquireError::Exhausted { .. } => Self {
-                retry_after_secs: Some(1),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "exhausted", message)
-            },
-            AcquireError::ShuttingDown => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            AcquireError::UnknownShape(_) => Self::new(ErrorCode::UnknownShape, message),
+            AcquireError::Exhausted { .. } => {
+                Self { retry_after_secs: Some(1), ..Self::new(ErrorCode::Exhausted, message) }
             }
-            AcquireError::Backend(_) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message)
-            }
+            AcquireError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
+            AcquireError::Backend(_) => Self::new(ErrorCode::BackendError, message),
         }
     }
 }
@@ -79,21 +85,15 @@ impl From<LeaseError> for ApiError {
         let message = error.to_string();
         match error {
             LeaseError::Acquire(inner) => inner.into(),
-            LeaseError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "lease_not_found", message),
-            LeaseError::BadTtl { .. } => Self::new(StatusCode::BAD_REQUEST, "bad_ttl", message),
-            LeaseError::IdempotencyConflict { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict", message)
-            }
-            LeaseError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
+            LeaseError::NotFound(_) => Self::new(ErrorCode::LeaseNotFound, message),
+            LeaseError::BadTtl { .. } => Self::new(ErrorCode::BadTtl, message),
+            LeaseError::IdempotencyConflict { .. } => Self::new(ErrorCode::IdempotencyConflict, message),
+            LeaseError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
             LeaseError::Egress(NarrowingError::NetworkDisabled { .. }) => {
-                Self::new(StatusCode::CONFLICT, "network_disabled", message)
+                Self::new(ErrorCode::NetworkDisabled, message)
             }
-            LeaseError::Egress(NarrowingError::Widens { .. }) => {
-                Self::new(StatusCode::BAD_REQUEST, "egress_widens", message)
-            }
-            LeaseError::NarrowFailed(_) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "backend_error", message)
-            }
+            LeaseError::Egress(NarrowingError::Widens { .. }) => Self::new(ErrorCode::EgressWidens, message),
+            LeaseError::NarrowFailed(_) => Self::new(ErrorCode::BackendError, message),
         }
     }
 }
@@ -102,8 +102,8 @@ impl From<ExecError> for ApiError {
     fn from(error: ExecError) -> Self {
         let message = with_causes(&error);
         match error {
-            ExecError::Refused(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "exec_refused", message),
-            ExecError::Unreachable(_) => Self::new(StatusCode::BAD_GATEWAY, "vm_unreachable", message),
+            ExecError::Refused(_) => Self::new(ErrorCode::ExecRefused, message),
+            ExecError::Unreachable(_) => Self::new(ErrorCode::VmUnreachable, message),
         }
     }
 }
@@ -112,12 +112,10 @@ impl From<ShapeError> for ApiError {
     fn from(error: ShapeError) -> Self {
         let message = with_causes(&error);
         match error {
-            ShapeError::AlreadyExists(_) => Self::new(StatusCode::CONFLICT, "shape_exists", message),
-            ShapeError::Unknown(_) => Self::new(StatusCode::NOT_FOUND, "unknown_shape", message),
-            ShapeError::Invalid { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_shape", message)
-            }
-            ShapeError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
+            ShapeError::AlreadyExists(_) => Self::new(ErrorCode::ShapeExists, message),
+            ShapeError::Unknown(_) => Self::new(ErrorCode::UnknownShape, message),
+            ShapeError::Invalid { .. } => Self::new(ErrorCode::InvalidShape, message),
+            ShapeError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
         }
     }
 }
@@ -185,38 +183,37 @@ where
             });
             if !is_json {
                 return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "the request body must be JSON (Content-Type: application/json)",
                 ));
             }
         }
         let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
-            ApiError::new(status, code, rejection.body_text())
+            let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::BodyTooLarge
+            } else {
+                ErrorCode::BadBody
+            };
+            ApiError::new(code, rejection.body_text())
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return T::empty().map(ApiJson).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_json", "the request needs a JSON body")
-            });
+            return T::empty()
+                .map(ApiJson)
+                .ok_or_else(|| ApiError::new(ErrorCode::BadJson, "the request needs a JSON body"));
         }
         // Every body of this API is an object; serde would also accept a struct as an array.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::new(ErrorCode::BadJson, "the request body must be a JSON object"));
         }
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("invalid JSON body: {e}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(ErrorCode::BadJson, format!("invalid JSON body: {e}")))
     }
 }
 
 /// Middleware: turns any error response that is not JSON yet (axum's own rejections, e.g. a path
 /// that is not valid UTF-8) into the [`ErrorBody`] shape, so clients only ever parse one format.
+/// The code follows the status ([`plain_error_code`]); the answer's status is the code's.
 pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -233,12 +230,42 @@ pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Resp
     let message = String::from_utf8_lossy(&text).trim().to_owned();
     let message =
         if message.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { message };
-    let code = if status.is_client_error() { "bad_request" } else { "internal_error" };
-    let mut converted = ApiError::new(status, code, message).into_response();
+    let mut converted = ApiError::new(plain_error_code(status), message).into_response();
     for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW] {
         if let Some(value) = parts.headers.get(&name) {
             converted.headers_mut().insert(name, value.clone());
         }
     }
     converted
+}
+
+/// The code of a plain-text error response of axum's (a rejected path, query or WebSocket
+/// upgrade): the code of that status, else `bad_request` for a client error and `internal_error`
+/// for a server error (which then answer 400 and 500).
+pub fn plain_error_code(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::NOT_FOUND => ErrorCode::UnknownEndpoint,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UPGRADE_REQUIRED => ErrorCode::UpgradeRequired,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        status if status.is_client_error() => ErrorCode::BadRequest,
+        _ => ErrorCode::InternalError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_error_keeps_its_status_when_a_code_has_it() {
+        for status in [404, 405, 413, 415, 426, 401, 400, 500] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(ApiError::new(plain_error_code(status), "x").status(), status);
+        }
+        assert_eq!(plain_error_code(StatusCode::IM_A_TEAPOT), ErrorCode::BadRequest);
+        assert_eq!(plain_error_code(StatusCode::GATEWAY_TIMEOUT), ErrorCode::InternalError);
+    }
 }

@@ -46,17 +46,11 @@ pub async fn exec_stream(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SpawnBody>,
 ) -> Result<Response, ApiError> {
-    args::check_argv(&body.argv)?;
-    let env = args::check_env(body.env)?;
+    let args::CheckedProgram { argv, env, cwd } = args::check_program(body.program)?;
     args::check_timeout(body.timeout_ms)?;
-    let stdin = args::decode_stdin(body.stdin, body.stdin_encoding)?;
-    let request = firepit_agent::SpawnRequest {
-        argv: body.argv,
-        env,
-        cwd: body.cwd,
-        timeout_ms: body.timeout_ms,
-        stdin: !stdin.is_empty(),
-    };
+    let stdin = args::decode_stdin(body.input)?;
+    let request =
+        firepit_agent::SpawnRequest { argv, env, cwd, timeout_ms: body.timeout_ms, stdin: !stdin.is_empty() };
     let lease = lease(&state, &id)?;
     let attached = lease.vm.sandbox().spawn(request).await.map_err(start_error)?;
     let run = Run::new(attached, stdin, lease);
@@ -192,5 +186,5 @@ pub fn exit_view(status: ExitStatus) -> ExitStatusView {
 
 /// An error as the last event of a stream.
 pub fn error_event(error: ApiError) -> StreamEvent {
-    StreamEvent::Error { error: error.code.to_owned(), message: error.message }
+    StreamEvent::Error { error: error.code, message: error.message }
 }

@@ -9,9 +9,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use firepit_api::{
-    ChmodBody, ChownBody, DirEntry, DirListing, FILE_KIND_HEADER, FILE_MODE_HEADER, FILE_SIZE_HEADER,
-    FileKind, FileStat, MkdirBody, PathQuery, ReadFileQuery, RemoveQuery, RenameBody, StatQuery,
-    TransferResponse, WriteFileQuery,
+    ChmodBody, ChownBody, DirListing, FILE_KIND_HEADER, FILE_MODE_HEADER, FILE_SIZE_HEADER, FileStat,
+    MkdirBody, PathQuery, ReadFileQuery, RemoveQuery, RenameBody, StatQuery, TransferResponse,
+    WriteFileQuery,
 };
 
 use super::AppState;
@@ -33,7 +33,7 @@ const TAR: &str = "application/x-tar";
         (status = 409, description = "The path is a directory (`is_a_directory`)", body = super::ErrorBody),
     )
 )]
-pub async fn put_file(
+pub async fn write_file(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<WriteFileQuery>,
@@ -57,7 +57,7 @@ pub async fn put_file(
         (status = 409, description = "The path is a directory", body = super::ErrorBody),
     )
 )]
-pub async fn get_file(
+pub async fn read_file(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ReadFileQuery>,
@@ -78,7 +78,7 @@ pub async fn get_file(
         (status = 409, description = "A non-empty directory without `recursive` (`directory_not_empty`)", body = super::ErrorBody),
     )
 )]
-pub async fn delete_file(
+pub async fn remove_path(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<RemoveQuery>,
@@ -96,13 +96,13 @@ pub async fn delete_file(
         (status = 404, description = "No such lease or path", body = super::ErrorBody),
     )
 )]
-pub async fn stat(
+pub async fn stat_path(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<StatQuery>,
 ) -> Result<axum::Json<FileStat>, ApiError> {
     let stat = lease(&state, &id)?.vm.sandbox().stat(&query.path, query.follow_symlinks).await?;
-    Ok(axum::Json(file_stat(stat)))
+    Ok(axum::Json(stat))
 }
 
 /// List a directory (sorted by name, at most 10,000 entries).
@@ -115,18 +115,13 @@ pub async fn stat(
         (status = 409, description = "Not a directory", body = super::ErrorBody),
     )
 )]
-pub async fn list(
+pub async fn list_dir(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
 ) -> Result<axum::Json<DirListing>, ApiError> {
     let listing = lease(&state, &id)?.vm.sandbox().list_dir(&query.path).await?;
-    let entries = listing
-        .entries
-        .into_iter()
-        .map(|entry| DirEntry { name: entry.name, stat: file_stat(entry.stat) })
-        .collect();
-    Ok(axum::Json(DirListing { entries, truncated: listing.truncated }))
+    Ok(axum::Json(listing))
 }
 
 /// Create a directory (with its parents by default).
@@ -139,7 +134,7 @@ pub async fn list(
         (status = 409, description = "It exists (without `parents`), or a parent is a file", body = super::ErrorBody),
     )
 )]
-pub async fn mkdir(
+pub async fn make_dir(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MkdirBody>,
@@ -156,7 +151,7 @@ pub async fn mkdir(
     request_body = ChmodBody,
     responses((status = 204, description = "Done"), (status = 404, description = "No such lease or path", body = super::ErrorBody))
 )]
-pub async fn chmod(
+pub async fn change_mode(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChmodBody>,
@@ -172,7 +167,7 @@ pub async fn chmod(
     request_body = ChownBody,
     responses((status = 204, description = "Done"), (status = 404, description = "No such lease or path", body = super::ErrorBody))
 )]
-pub async fn chown(
+pub async fn change_owner(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChownBody>,
@@ -188,7 +183,7 @@ pub async fn chown(
     request_body = RenameBody,
     responses((status = 204, description = "Done"), (status = 404, description = "No such lease or source", body = super::ErrorBody))
 )]
-pub async fn rename(
+pub async fn rename_path(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RenameBody>,
@@ -207,7 +202,7 @@ pub async fn rename(
         (status = 400, description = "Not a valid archive", body = super::ErrorBody),
     )
 )]
-pub async fn put_archive(
+pub async fn upload_archive(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
@@ -228,7 +223,7 @@ pub async fn put_archive(
         (status = 404, description = "No such lease or path", body = super::ErrorBody),
     )
 )]
-pub async fn get_archive(
+pub async fn download_archive(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
@@ -244,7 +239,7 @@ fn download_response(
     content_type: &'static str,
     lease: std::sync::Arc<crate::leases::Lease>,
 ) -> Response {
-    let stat = file_stat(download.stat);
+    let stat = download.stat;
     let mut response = download_body(download.data, lease).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -264,25 +259,6 @@ fn octal_mode(text: &str) -> Result<u32, ApiError> {
     })
 }
 
-/// The API's view of the agent's metadata.
-pub fn file_stat(stat: firepit_agent::FileStat) -> FileStat {
-    let kind = match stat.kind {
-        firepit_agent::FileKind::File => FileKind::File,
-        firepit_agent::FileKind::Dir => FileKind::Dir,
-        firepit_agent::FileKind::Symlink => FileKind::Symlink,
-        firepit_agent::FileKind::Other => FileKind::Other,
-    };
-    FileStat {
-        kind,
-        size: stat.size,
-        mode: stat.mode,
-        uid: stat.uid,
-        gid: stat.gid,
-        modified_unix_ms: stat.modified_unix_ms,
-        symlink_target: stat.symlink_target,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -290,7 +266,7 @@ mod tests {
         assert_eq!(super::octal_mode("755").unwrap(), 0o755);
         assert_eq!(super::octal_mode("0644").unwrap(), 0o644);
         assert_eq!(super::octal_mode("0o600").unwrap(), 0o600);
-        assert_eq!(super::octal_mode("9").unwrap_err().code, "bad_request");
+        assert_eq!(super::octal_mode("9").unwrap_err().code, firepit_api::ErrorCode::BadRequest);
         assert!(super::octal_mode("77777").is_err());
     }
 }

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use tracing::{Instrument, debug, info, warn};
 
 use super::args;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorCode};
 use super::{AppState, MAX_WAIT};
 use crate::leases::{AcquireParams, lease_response};
 use firepit_api::{AcquireBody, Encoding, ExecBody, ExecResponse, LeaseResponse, RenewRequest};
@@ -38,17 +38,13 @@ const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
         (status = 503, description = "No VM ready within `wait_ms` (see `Retry-After`), or shutting down", body = super::ErrorBody),
     )
 )]
-pub async fn acquire(
+pub async fn acquire_lease(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<AcquireBody>,
 ) -> Result<Response, ApiError> {
     if state.is_shutting_down() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the daemon is shutting down",
-        ));
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "the daemon is shutting down"));
     }
     let wait = Duration::from_millis(body.wait_ms);
     if wait > MAX_WAIT {
@@ -99,7 +95,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 502, description = "The VM did not answer", body = super::ErrorBody),
     )
 )]
-pub async fn exec(
+pub async fn exec_command(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ExecBody>,
@@ -132,8 +128,7 @@ pub async fn exec(
 
 /// Checks and converts an exec body into the agent's request.
 fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> {
-    args::check_argv(&body.argv)?;
-    let env = args::check_env(body.env)?;
+    let args::CheckedProgram { argv, env, cwd } = args::check_program(body.program)?;
     args::check_timeout(body.timeout_ms)?;
     if body.max_output_bytes > MAX_OUTPUT_BYTES {
         return Err(ApiError::bad_request(format!(
@@ -142,10 +137,10 @@ fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> 
         )));
     }
     Ok(firepit_agent::ExecRequest {
-        argv: body.argv,
+        argv,
         env,
-        cwd: body.cwd,
-        stdin: args::decode_stdin(body.stdin, body.stdin_encoding)?,
+        cwd,
+        stdin: args::decode_stdin(body.input)?,
         timeout_ms: body.timeout_ms,
         max_output_bytes: body.max_output_bytes,
         // The image's default user (if any) is filled in by the provider.
@@ -187,7 +182,7 @@ fn exec_response(result: firepit_agent::ExecResult) -> ExecResponse {
         (status = 404, description = "No such lease", body = super::ErrorBody),
     )
 )]
-pub async fn renew(
+pub async fn renew_lease(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RenewRequest>,
@@ -205,7 +200,10 @@ pub async fn renew(
         (status = 404, description = "No such lease", body = super::ErrorBody),
     )
 )]
-pub async fn release(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn release_lease(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.leases().release(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -34,7 +33,7 @@ pub mod pty;
 mod sandbox_error;
 mod streaming;
 
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, ErrorBody, ErrorCode};
 
 /// Longest `wait_ms` an acquire may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -91,38 +90,38 @@ impl AppState {
         description = "Lease warm microVMs, run commands in them (streamed too), move files in and out, \
                        keep background processes, open terminals, inspect and reshape the pools."
     ),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody, firepit_api::OutputChannel))
 )]
 struct ApiDoc;
 
 /// The routes with their OpenAPI descriptions (no state yet).
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(leases::acquire))
-        .routes(routes!(leases::release))
-        .routes(routes!(leases::exec))
-        .routes(routes!(leases::renew))
-        .routes(routes!(ports::forward, ports::list))
-        .routes(routes!(ports::remove))
+        .routes(routes!(leases::acquire_lease))
+        .routes(routes!(leases::release_lease))
+        .routes(routes!(leases::exec_command))
+        .routes(routes!(leases::renew_lease))
+        .routes(routes!(ports::forward_port, ports::list_ports))
+        .routes(routes!(ports::remove_port_forward))
         .routes(routes!(exec_stream::exec_stream))
-        .routes(routes!(files::put_file, files::get_file, files::delete_file))
-        .routes(routes!(files::stat))
-        .routes(routes!(files::list))
-        .routes(routes!(files::mkdir))
-        .routes(routes!(files::chmod))
-        .routes(routes!(files::chown))
-        .routes(routes!(files::rename))
-        .routes(routes!(files::put_archive, files::get_archive))
-        .routes(routes!(processes::start, processes::list))
-        .routes(routes!(processes::get, processes::remove))
-        .routes(routes!(processes::signal))
-        .routes(routes!(processes::output))
-        .routes(routes!(pty::pty))
-        .routes(routes!(admin::pools))
-        .routes(routes!(admin::put_shape, admin::delete_shape))
-        .routes(routes!(admin::metrics))
-        .routes(routes!(admin::healthz))
-        .routes(routes!(admin::openapi))
+        .routes(routes!(files::write_file, files::read_file, files::remove_path))
+        .routes(routes!(files::stat_path))
+        .routes(routes!(files::list_dir))
+        .routes(routes!(files::make_dir))
+        .routes(routes!(files::change_mode))
+        .routes(routes!(files::change_owner))
+        .routes(routes!(files::rename_path))
+        .routes(routes!(files::upload_archive, files::download_archive))
+        .routes(routes!(processes::start_process, processes::list_processes))
+        .routes(routes!(processes::get_process, processes::remove_process))
+        .routes(routes!(processes::signal_process))
+        .routes(routes!(processes::read_process_output))
+        .routes(routes!(pty::open_pty))
+        .routes(routes!(admin::list_pools))
+        .routes(routes!(admin::register_shape, admin::unregister_shape))
+        .routes(routes!(admin::get_metrics))
+        .routes(routes!(admin::get_health))
+        .routes(routes!(admin::get_openapi))
 }
 
 /// The OpenAPI document of the API, as JSON.
@@ -208,17 +207,37 @@ fn quiet_when_ok(method: &axum::http::Method, path: &str) -> bool {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see GET /v1/openapi.json")
+    ApiError::new(ErrorCode::UnknownEndpoint, "no such endpoint; see GET /v1/openapi.json")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
 }
 
 #[cfg(test)]
 mod tests {
     use super::quiet_when_ok;
     use axum::http::Method;
+
+    #[test]
+    fn every_operation_has_its_own_id_and_every_error_code_is_published() {
+        let doc: serde_json::Value = serde_json::from_str(&super::openapi_json()).unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id =
+                    operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no id"));
+                assert!(ids.insert(id.to_owned()), "{method} {path}: operation id `{id}` used twice");
+            }
+        }
+        assert!(ids.len() >= 30, "{ids:?}");
+        let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+        let codes: Vec<&str> = codes.as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        let all: Vec<&str> = super::ErrorCode::ALL.iter().map(super::ErrorCode::as_str).collect();
+        assert_eq!(codes, all);
+        let error = &doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]["$ref"];
+        assert_eq!(error, "#/components/schemas/ErrorCode");
+    }
 
     #[test]
     fn lease_calls_and_status_reads_are_quiet_shape_changes_are_not() {

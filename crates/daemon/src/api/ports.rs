@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use tracing::{Instrument, info, warn};
 
 use super::AppState;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorCode};
 use crate::backend::NetworkError;
 use firepit_api::{ForwardPortBody, PortForward, PortList};
 
@@ -25,17 +25,13 @@ use firepit_api::{ForwardPortBody, PortForward, PortList};
         (status = 502, description = "`forward_failed`: the VM's NAT refused the forward", body = super::ErrorBody),
     )
 )]
-pub async fn forward(
+pub async fn forward_port(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ForwardPortBody>,
 ) -> Result<axum::Json<PortForward>, ApiError> {
     if body.guest_port == 0 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_port",
-            "guest_port must be 1..=65535, not 0",
-        ));
+        return Err(ApiError::new(ErrorCode::BadPort, "guest_port must be 1..=65535, not 0"));
     }
     let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
     let span = lease.span.clone();
@@ -64,7 +60,7 @@ pub async fn forward(
         (status = 404, description = "No such lease", body = super::ErrorBody),
     )
 )]
-pub async fn list(
+pub async fn list_ports(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<PortList>, ApiError> {
@@ -88,7 +84,7 @@ pub async fn list(
         (status = 409, description = "`network_disabled`: the lease's shape has no network", body = super::ErrorBody),
     )
 )]
-pub async fn remove(
+pub async fn remove_port_forward(
     State(state): State<AppState>,
     Path((id, guest_port)): Path<(String, u16)>,
 ) -> Result<StatusCode, ApiError> {
@@ -107,19 +103,17 @@ pub async fn remove(
 pub fn network_error(shape: &str, error: NetworkError) -> ApiError {
     match error {
         NetworkError::Disabled => ApiError::new(
-            StatusCode::CONFLICT,
-            "network_disabled",
+            ErrorCode::NetworkDisabled,
             format!(
                 "shape `{shape}` has no network, so nothing can be forwarded to its VMs: give the shape \
                  network = \"nat\" (in the config file, or `\"network\": \"nat\"` in PUT /v1/shapes/{shape})"
             ),
         ),
         missing @ NetworkError::NoSuchForward(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "forward_not_found", missing.to_string())
+            ApiError::new(ErrorCode::ForwardNotFound, missing.to_string())
         }
         failed @ NetworkError::Failed(_) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "forward_failed",
+            ErrorCode::ForwardFailed,
             format!("the VM's network refused the forward: {}", super::error::with_causes(&failed)),
         ),
     }

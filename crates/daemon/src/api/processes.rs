@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args;
 use super::chunks::{encode, line};
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorCode};
 use super::exec_stream::{error_event, exit_view};
 use super::sandbox_error::{lease_ended, shutting_down, start_error};
 use super::streaming::lease;
@@ -48,27 +48,25 @@ const FOLLOW_POLL_MS: u64 = 10_000;
         (status = 429, description = "Too many background processes run (`limit_reached`)", body = super::ErrorBody),
     )
 )]
-pub async fn start(
+pub async fn start_process(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StartProcessBody>,
 ) -> Result<(StatusCode, axum::Json<ProcessView>), ApiError> {
-    args::check_argv(&body.argv)?;
-    let env = args::check_env(body.env)?;
+    let args::CheckedProgram { argv, env, cwd } = args::check_program(body.program)?;
     args::check_timeout(body.timeout_ms)?;
     if let Some(tag) = &body.tag
         && (tag.is_empty() || tag.bytes().all(|b| b.is_ascii_digit()) || tag.contains('/'))
     {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_tag",
+            ErrorCode::BadTag,
             format!("tag {tag:?}: must be non-empty, not all digits (those are ids) and without `/`"),
         ));
     }
     let request = firepit_agent::StartProcessRequest {
-        argv: body.argv,
+        argv,
         env,
-        cwd: body.cwd,
+        cwd,
         tag: body.tag,
         timeout_ms: body.timeout_ms,
         output_limit_bytes: body.output_limit_bytes,
@@ -83,7 +81,7 @@ pub async fn start(
     params(("id" = String, Path, description = "Lease id")),
     responses((status = 200, description = "The processes", body = ProcessList), (status = 404, description = "No such lease", body = super::ErrorBody))
 )]
-pub async fn list(
+pub async fn list_processes(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ProcessList>, ApiError> {
@@ -97,7 +95,7 @@ pub async fn list(
     params(("id" = String, Path, description = "Lease id"), ("process" = String, Path, description = "Process id or tag"), ProcessQuery),
     responses((status = 200, description = "Its state (`exit` is null while it runs)", body = ProcessView), (status = 404, description = "No such lease or process", body = super::ErrorBody))
 )]
-pub async fn get(
+pub async fn get_process(
     State(state): State<AppState>,
     Path((id, process)): Path<(String, String)>,
     Query(query): Query<ProcessQuery>,
@@ -120,7 +118,7 @@ pub async fn get(
     params(("id" = String, Path, description = "Lease id"), ("process" = String, Path, description = "Process id or tag")),
     responses((status = 204, description = "Removed"), (status = 400, description = "It still runs (`invalid_input`): signal it first", body = super::ErrorBody))
 )]
-pub async fn remove(
+pub async fn remove_process(
     State(state): State<AppState>,
     Path((id, process)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -135,7 +133,7 @@ pub async fn remove(
     request_body = SignalBody,
     responses((status = 204, description = "Sent"), (status = 400, description = "Unknown signal", body = super::ErrorBody), (status = 404, description = "No such lease or process", body = super::ErrorBody))
 )]
-pub async fn signal(
+pub async fn signal_process(
     State(state): State<AppState>,
     Path((id, process)): Path<(String, String)>,
     ApiJson(body): ApiJson<SignalBody>,
@@ -154,7 +152,7 @@ pub async fn signal(
         (status = 404, description = "No such lease or process", body = super::ErrorBody),
     )
 )]
-pub async fn output(
+pub async fn read_process_output(
     State(state): State<AppState>,
     Path((id, process)): Path<(String, String)>,
     Query(query): Query<OutputQuery>,
@@ -303,7 +301,7 @@ fn process_ref(text: &str) -> ProcessRef {
 
 /// A signal's number, from a number or a name (`TERM`, `SIGTERM`).
 pub fn signal_number(signal: &SignalSpec) -> Result<i32, ApiError> {
-    let bad = |what: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_signal", what);
+    let bad = |what: String| ApiError::new(ErrorCode::BadSignal, what);
     match signal {
         SignalSpec::Number(n) if (1..=64).contains(n) => Ok(*n),
         SignalSpec::Number(n) => Err(bad(format!("signal {n}: must be 1..=64"))),
@@ -363,7 +361,7 @@ mod tests {
         assert_eq!(signal_number(&SignalSpec::Name("TERM".into())).unwrap(), libc::SIGTERM);
         assert_eq!(signal_number(&SignalSpec::Name("sigkill".into())).unwrap(), libc::SIGKILL);
         assert_eq!(signal_number(&SignalSpec::Number(2)).unwrap(), 2);
-        assert_eq!(signal_number(&SignalSpec::Number(0)).unwrap_err().code, "bad_signal");
-        assert_eq!(signal_number(&SignalSpec::Name("NOPE".into())).unwrap_err().code, "bad_signal");
+        assert_eq!(signal_number(&SignalSpec::Number(0)).unwrap_err().code, ErrorCode::BadSignal);
+        assert_eq!(signal_number(&SignalSpec::Name("NOPE".into())).unwrap_err().code, ErrorCode::BadSignal);
     }
 }

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use firepit_agent::{PtyRequest, WindowSize};
 use firepit_api::{PtyControl, StreamEvent};
@@ -23,7 +22,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::exec_stream::{error_event, exit_view};
 use super::processes::signal_number;
 use super::sandbox_error::{lease_ended, shutting_down, start_error};
@@ -49,7 +48,7 @@ use crate::sandbox::{Attached, Control, Input};
         (status = 422, description = "The program cannot be started", body = super::ErrorBody),
     )
 )]
-pub async fn pty(
+pub async fn open_pty(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
@@ -77,11 +76,7 @@ fn pty_request(params: Vec<(String, String)>) -> Result<PtyRequest, ApiError> {
             "arg" => request.argv.push(value),
             "env" => {
                 let (key, val) = value.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_env",
-                        format!("env {value:?}: expected NAME=VALUE"),
-                    )
+                    ApiError::new(ErrorCode::BadEnv, format!("env {value:?}: expected NAME=VALUE"))
                 })?;
                 request.env.push((key.to_owned(), val.to_owned()));
             }
@@ -89,11 +84,7 @@ fn pty_request(params: Vec<(String, String)>) -> Result<PtyRequest, ApiError> {
         }
     }
     if request.argv.iter().chain(request.env.iter().flat_map(|(k, v)| [k, v])).any(|s| s.contains('\0')) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_argv",
-            "arguments must not contain NUL bytes",
-        ));
+        return Err(ApiError::new(ErrorCode::BadArgv, "arguments must not contain NUL bytes"));
     }
     Ok(request)
 }

@@ -2,26 +2,25 @@
 //! and status (`not_found` 404, `is_a_directory` 409, `permission_denied` 403, ...), so clients
 //! act on the code, never on the message.
 
-use axum::http::StatusCode;
 use firepit_agent::FailureKind;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::sandbox::SandboxError;
 
-/// The code and status of a guest failure.
-pub fn guest_code(kind: FailureKind) -> (StatusCode, &'static str) {
+/// The code of a guest failure.
+pub fn guest_code(kind: FailureKind) -> ErrorCode {
     match kind {
-        FailureKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        FailureKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
-        FailureKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
-        FailureKind::IsADirectory => (StatusCode::CONFLICT, "is_a_directory"),
-        FailureKind::NotADirectory => (StatusCode::CONFLICT, "not_a_directory"),
-        FailureKind::DirectoryNotEmpty => (StatusCode::CONFLICT, "directory_not_empty"),
-        FailureKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
-        FailureKind::NoSuchProcess => (StatusCode::NOT_FOUND, "process_not_found"),
-        FailureKind::LimitReached => (StatusCode::TOO_MANY_REQUESTS, "limit_reached"),
-        FailureKind::Io => (StatusCode::INTERNAL_SERVER_ERROR, "io_error"),
-        FailureKind::Protocol | FailureKind::Cancelled => (StatusCode::BAD_GATEWAY, "vm_unreachable"),
+        FailureKind::NotFound => ErrorCode::NotFound,
+        FailureKind::AlreadyExists => ErrorCode::AlreadyExists,
+        FailureKind::PermissionDenied => ErrorCode::PermissionDenied,
+        FailureKind::IsADirectory => ErrorCode::IsADirectory,
+        FailureKind::NotADirectory => ErrorCode::NotADirectory,
+        FailureKind::DirectoryNotEmpty => ErrorCode::DirectoryNotEmpty,
+        FailureKind::InvalidInput => ErrorCode::InvalidInput,
+        FailureKind::NoSuchProcess => ErrorCode::ProcessNotFound,
+        FailureKind::LimitReached => ErrorCode::LimitReached,
+        FailureKind::Io => ErrorCode::IoError,
+        FailureKind::Protocol | FailureKind::Cancelled => ErrorCode::VmUnreachable,
     }
 }
 
@@ -29,14 +28,11 @@ impl From<SandboxError> for ApiError {
     fn from(error: SandboxError) -> Self {
         let message = super::error::with_causes(&error);
         match error {
-            SandboxError::Guest { kind, .. } => {
-                let (status, code) = guest_code(kind);
-                Self::new(status, code, message)
-            }
-            SandboxError::Refused(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "exec_refused", message),
-            SandboxError::Unreachable(_) => Self::new(StatusCode::BAD_GATEWAY, "vm_unreachable", message),
-            SandboxError::Body(_) => Self::new(StatusCode::BAD_REQUEST, "bad_body", message),
-            SandboxError::Unsupported(_) => Self::new(StatusCode::NOT_IMPLEMENTED, "unsupported", message),
+            SandboxError::Guest { kind, .. } => Self::new(guest_code(kind), message),
+            SandboxError::Refused(_) => Self::new(ErrorCode::ExecRefused, message),
+            SandboxError::Unreachable(_) => Self::new(ErrorCode::VmUnreachable, message),
+            SandboxError::Body(_) => Self::new(ErrorCode::BadBody, message),
+            SandboxError::Unsupported(_) => Self::new(ErrorCode::Unsupported, message),
         }
     }
 }
@@ -55,9 +51,7 @@ pub fn start_error(error: SandboxError) -> ApiError {
                 | FailureKind::Cancelled),
             message,
         } => SandboxError::Guest { kind, message }.into(),
-        SandboxError::Guest { message, .. } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "exec_refused", message)
-        }
+        SandboxError::Guest { message, .. } => ApiError::new(ErrorCode::ExecRefused, message),
         other => other.into(),
     }
 }
@@ -84,16 +78,12 @@ required_bodies!(
 
 /// The lease ended (released, expired, daemon stopping) while a stream on it was running.
 pub fn lease_ended(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::GONE,
-        "lease_ended",
-        format!("lease `{id}` ended while this stream was running"),
-    )
+    ApiError::new(ErrorCode::LeaseEnded, format!("lease `{id}` ended while this stream was running"))
 }
 
 /// The daemon began to stop while an endless stream (a terminal, followed output) was running.
 pub fn shutting_down() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the daemon is shutting down")
+    ApiError::new(ErrorCode::ShuttingDown, "the daemon is shutting down")
 }
 
 #[cfg(test)]
@@ -104,19 +94,19 @@ mod tests {
     fn guest_kinds_keep_their_meaning_and_start_failures_are_exec_refused() {
         let not_found = || SandboxError::Guest { kind: FailureKind::NotFound, message: "/x: missing".into() };
         let error = ApiError::from(not_found());
-        assert_eq!((error.status, error.code), (StatusCode::NOT_FOUND, "not_found"));
+        assert_eq!((error.status().as_u16(), &error.code), (404, &ErrorCode::NotFound));
         assert_eq!(error.message, "/x: missing");
-        assert_eq!(start_error(not_found()).code, "exec_refused");
+        assert_eq!(start_error(not_found()).code, ErrorCode::ExecRefused);
         let taken = SandboxError::Guest { kind: FailureKind::AlreadyExists, message: "tag".into() };
-        assert_eq!(start_error(taken).code, "already_exists");
-        assert_eq!(guest_code(FailureKind::IsADirectory).1, "is_a_directory");
+        assert_eq!(start_error(taken).code, ErrorCode::AlreadyExists);
+        assert_eq!(guest_code(FailureKind::IsADirectory), ErrorCode::IsADirectory);
     }
 
     #[test]
     fn a_vm_that_does_not_answer_says_why_in_the_message() {
         let cause = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "agent port closed");
         let error = ApiError::from(SandboxError::Unreachable(cause.into()));
-        assert_eq!((error.status, error.code), (StatusCode::BAD_GATEWAY, "vm_unreachable"));
+        assert_eq!((error.status().as_u16(), &error.code), (502, &ErrorCode::VmUnreachable));
         assert_eq!(error.message, "the VM did not answer: agent port closed");
     }
 }

@@ -170,7 +170,9 @@ def register_shape(
     max_age: Seconds | None,
     fill: str | None,
     health_check: bool | None,
-    network: str | Mapping[str, Any] | None = None,
+    network: str | Mapping[str, Any] | None,
+    pause_idle: bool | None,
+    warm_up: bool | None,
 ) -> Call[None]:
     """``PUT /v1/shapes/{name}``: fields left ``None`` take the daemon's defaults."""
     body: dict[str, Any] = {"image": os.fspath(image)}
@@ -180,6 +182,8 @@ def register_shape(
         "fill": fill,
         "health_check": health_check,
         "network": network if network is None or isinstance(network, str) else dict(network),
+        "pause_idle": pause_idle,
+        "warm_up": warm_up,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     depth = {"low": depth_low, "high": depth_high}

@@ -339,6 +339,11 @@ def parse_event(line: str) -> StreamEvent:
         raise FirepitError("unexpected_response", f"a stream line is not JSON: {line[:200]!r}") from error
     if not isinstance(data, dict):
         raise FirepitError("unexpected_response", f"a stream line is not an object: {line[:200]!r}")
+    return event_from_json(data)
+
+
+def event_from_json(data: dict[str, Any]) -> StreamEvent:
+    """A decoded ``StreamEvent`` object as an event; an ``error`` event raises its typed error."""
     kind = data.get("type")
     try:
         if kind == "started":
@@ -354,4 +359,4 @@ def parse_event(line: str) -> StreamEvent:
         raise FirepitError("unexpected_response", f"a malformed {kind} event: {error}") from error
     if kind == "error":
         raise error_from_code(str(data.get("error", "stream_error")), str(data.get("message", "")))
-    raise FirepitError("unexpected_response", f"an unknown stream event: {line[:200]!r}")
+    raise FirepitError("unexpected_response", f"an unknown stream event: {str(data)[:200]}")

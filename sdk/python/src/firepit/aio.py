@@ -141,12 +141,25 @@ class AsyncClient:
         fill: str | None = None,
         health_check: bool | None = None,
         network: str | Mapping[str, Any] | None = None,
+        pause_idle: bool | None = None,
+        warm_up: bool | None = None,
     ) -> None:
         """Registers a shape at run time (``PUT /v1/shapes/{name}``); see
         :meth:`firepit.Client.register_shape`."""
         await self._call(
             _calls.register_shape(
-                name, image, cpus, memory_mb, depth_low, depth_high, max_age, fill, health_check, network
+                name,
+                image,
+                cpus,
+                memory_mb,
+                depth_low,
+                depth_high,
+                max_age,
+                fill,
+                health_check,
+                network,
+                pause_idle,
+                warm_up,
             )
         )
 

@@ -169,14 +169,18 @@ class Client:
         fill: str | None = None,
         health_check: bool | None = None,
         network: str | Mapping[str, Any] | None = None,
+        pause_idle: bool | None = None,
+        warm_up: bool | None = None,
     ) -> None:
         """Registers a shape at run time; its pool starts filling at once (``PUT /v1/shapes/{name}``).
 
         ``image`` is a guest image directory on the daemon's host; ``fill`` is ``"snapshot"``
         or ``"cold"``; ``max_age`` replaces ready VMs older than that; ``network`` is ``"none"``,
-        ``"nat"`` or ``{"mode": "nat", "egress": [...], "host_ports": [...]}``. Arguments left ``None``
-        take the daemon's defaults (1 CPU, 256 MiB, depth 1..1, snapshot fill, health check).
-        Raises :class:`firepit.ShapeExists` or :class:`firepit.InvalidShape`.
+        ``"nat"`` or ``{"mode": "nat", "egress": [...], "host_ports": [...]}``; ``pause_idle``
+        stops the vCPUs of VMs waiting in the pool; ``warm_up`` runs a first command in each new
+        VM so the user's first one is as fast as later ones. Arguments left ``None`` take the
+        daemon's defaults (1 CPU, 256 MiB, depth 1..2, snapshot fill, health check, idle VMs
+        paused, warm-up on). Raises :class:`firepit.ShapeExists` or :class:`firepit.InvalidShape`.
 
         Example::
 
@@ -184,7 +188,18 @@ class Client:
         """
         self._call(
             _calls.register_shape(
-                name, image, cpus, memory_mb, depth_low, depth_high, max_age, fill, health_check, network
+                name,
+                image,
+                cpus,
+                memory_mb,
+                depth_low,
+                depth_high,
+                max_age,
+                fill,
+                health_check,
+                network,
+                pause_idle,
+                warm_up,
             )
         )
 

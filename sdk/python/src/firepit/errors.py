@@ -6,6 +6,10 @@ maps it to a subclass of :class:`FirepitError` so callers can ``except firepit.E
 instead of comparing strings. A code this SDK does not know yet (a newer daemon) still raises
 :class:`FirepitError` with that code, never a crash.
 
+The codes, their statuses and meanings are the ``ErrorCode`` schema of the daemon's OpenAPI
+document (``firepit_api::ErrorCode`` in the Rust source); ``_BY_CODE`` below maps each to its
+class, and a test fails when the two lists differ. A new code is one line there and one here.
+
 Failures before an answer arrives (no daemon listening, a read timeout, a dropped connection)
 are :class:`TransportError` and :class:`ConnectError`, with ``status`` ``None``.
 
@@ -35,9 +39,12 @@ __all__ = [
     "BadTtl",
     "ConnectError",
     "DirectoryNotEmpty",
+    "EgressWidens",
     "ExecRefused",
     "Exhausted",
     "FirepitError",
+    "ForwardFailed",
+    "ForwardNotFound",
     "GuestError",
     "GuestIoError",
     "IdempotencyConflict",
@@ -47,10 +54,12 @@ __all__ = [
     "LeaseEnded",
     "LeaseNotFound",
     "LimitReached",
+    "NetworkDisabled",
     "NotADirectory",
     "NotFound",
     "PermissionDenied",
     "ProcessNotFound",
+    "ServerError",
     "ShapeExists",
     "ShuttingDown",
     "TransportError",
@@ -112,7 +121,9 @@ class ConnectError(TransportError):
 
 class BadRequest(FirepitError):
     """The daemon rejected the request as malformed (``bad_request``, ``bad_json``, ``bad_argv``,
-    ``bad_env``, ``bad_stdin``, ``bad_body``, ``body_too_large``, ``unsupported_media_type``)."""
+    ``bad_env``, ``bad_stdin``, ``bad_tag``, ``bad_signal``, ``bad_port``, ``bad_body``,
+    ``body_too_large``, ``unsupported_media_type``, ``unknown_endpoint``, ``method_not_allowed``,
+    ``upgrade_required``)."""
 
 
 class BadTtl(BadRequest):
@@ -231,12 +242,20 @@ class ForwardFailed(FirepitError):
     """The VM's NAT refused the port forward (``forward_failed``)."""
 
 
+class ServerError(FirepitError):
+    """The daemon or its VM backend failed; the message has the cause (``backend_error``,
+    ``internal_error``)."""
+
+
 _BY_CODE: dict[str, type[FirepitError]] = {
     "bad_request": BadRequest,
     "bad_json": BadRequest,
     "bad_body": BadRequest,
     "body_too_large": BadRequest,
     "unsupported_media_type": BadRequest,
+    "unknown_endpoint": BadRequest,
+    "method_not_allowed": BadRequest,
+    "upgrade_required": BadRequest,
     "bad_argv": BadRequest,
     "bad_env": BadRequest,
     "bad_stdin": BadRequest,
@@ -270,6 +289,8 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "bad_port": BadRequest,
     "forward_failed": ForwardFailed,
     "forward_not_found": ForwardNotFound,
+    "backend_error": ServerError,
+    "internal_error": ServerError,
 }
 
 
