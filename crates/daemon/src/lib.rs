@@ -59,6 +59,7 @@ pub mod recovery;
 pub mod sandbox;
 pub mod server;
 pub mod shutdown;
+pub mod sizing;
 #[cfg(feature = "testing")]
 pub mod test_daemon;
 mod validate;
