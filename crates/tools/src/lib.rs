@@ -21,6 +21,7 @@
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_cgroup;
 pub mod bench_density;
 pub mod bench_fill;
 pub mod bench_net;
