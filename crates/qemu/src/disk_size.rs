@@ -20,6 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::disk::run_tool;
 use crate::root_disk::{DiskError, DiskFormat, RootDisk};
 
 /// How long one tool may run on one copy (converting a large base takes a while on a busy host).
@@ -100,16 +101,17 @@ async fn make(qemu_img: &Path, base: &RootDisk, disk_mb: u64, out: &Path) -> Res
         base.base.as_os_str(),
         out_text,
     ];
-    run(qemu_img, &convert, &[0]).await?.map_err(failed("qemu-img convert"))?;
-    let geometry = match run(&e2fs_tool("dumpe2fs"), &["-h".as_ref(), out_text], &[0]).await? {
-        Ok(text) => Geometry::parse(&text),
-        Err(_) => None,
-    };
+    run_tool(qemu_img, &convert, &[0], TOOL_TIMEOUT).await?.map_err(failed("qemu-img convert"))?;
+    let geometry =
+        match run_tool(&e2fs_tool("dumpe2fs"), &["-h".as_ref(), out_text], &[0], TOOL_TIMEOUT).await? {
+            Ok(text) => Geometry::parse(&text),
+            Err(_) => None,
+        };
     let Some(geometry) = geometry else {
         return Err(DiskError::NotExt4 { base: base.base.clone() });
     };
     // 0: clean, 1: errors corrected (a base made by `mkfs.ext4 -d` is clean).
-    run(&e2fs_tool("e2fsck"), &["-f".as_ref(), "-y".as_ref(), out_text], &[0, 1])
+    run_tool(&e2fs_tool("e2fsck"), &["-f".as_ref(), "-y".as_ref(), out_text], &[0, 1], TOOL_TIMEOUT)
         .await?
         .map_err(failed("e2fsck"))?;
     let wanted_free = disk_mb * (1 << 20) / geometry.block_size;
@@ -119,8 +121,8 @@ async fn make(qemu_img: &Path, base: &RootDisk, disk_mb: u64, out: &Path) -> Res
     for _ in 0..2 {
         let size = format!("{}K", target * geometry.block_size / 1024);
         let resize = [out_text, size.as_ref()];
-        run(&e2fs_tool("resize2fs"), &resize, &[0]).await?.map_err(failed("resize2fs"))?;
-        let text = run(&e2fs_tool("dumpe2fs"), &["-h".as_ref(), out_text], &[0])
+        run_tool(&e2fs_tool("resize2fs"), &resize, &[0], TOOL_TIMEOUT).await?.map_err(failed("resize2fs"))?;
+        let text = run_tool(&e2fs_tool("dumpe2fs"), &["-h".as_ref(), out_text], &[0], TOOL_TIMEOUT)
             .await?
             .map_err(failed("dumpe2fs"))?;
         let now = Geometry::parse(&text).ok_or_else(|| DiskError::NotExt4 { base: base.base.clone() })?;
@@ -130,41 +132,6 @@ async fn make(qemu_img: &Path, base: &RootDisk, disk_mb: u64, out: &Path) -> Res
         target = (target + wanted_free).saturating_sub(now.free_blocks);
     }
     Ok(())
-}
-
-/// Runs `binary` with `args`: `Ok(Ok(stdout))` on an accepted exit code, `Ok(Err((status,
-/// stderr)))` on another, `Err` when it cannot run (not installed: named with its package).
-async fn run(
-    binary: &Path,
-    args: &[&std::ffi::OsStr],
-    accepted: &[i32],
-) -> Result<Result<String, (String, String)>, DiskError> {
-    let child = tokio::process::Command::new(binary)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound if binary.ends_with("qemu-img") => {
-                DiskError::QemuImgNotFound { binary: binary.to_path_buf() }
-            }
-            std::io::ErrorKind::NotFound => DiskError::E2fsprogsNotFound { binary: binary.to_path_buf() },
-            _ => DiskError::Run { binary: binary.to_path_buf(), source },
-        })?;
-    let output = match tokio::time::timeout(TOOL_TIMEOUT, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(source)) => return Err(DiskError::Run { binary: binary.to_path_buf(), source }),
-        Err(_) => return Ok(Err((format!("no answer within {TOOL_TIMEOUT:?}"), String::new()))),
-    };
-    let tail = |bytes: &[u8]| crate::console::tail_lines(bytes, 5);
-    match output.status.code() {
-        Some(code) if accepted.contains(&code) => {
-            Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()))
-        }
-        _ => Ok(Err((output.status.to_string(), tail(&output.stderr)))),
-    }
 }
 
 /// An e2fsprogs tool: from `PATH`, else Debian's `/usr/sbin` or `/sbin` (not in a non-root

@@ -50,6 +50,10 @@
 //! them. What a VM costs against the pool's memory budget is the provider's
 //! [`MemoryAccounting`](firepit_pool::MemoryAccounting): a clone its PSS, its template once.
 //!
+//! Bounds: each VM's QEMU runs in a cgroup of its own ([`CgroupConfig`]: a CPU quota of its
+//! vCPUs, a memory limit of its RAM plus QEMU's overhead, a process limit; [`QemuVm::cgroup`]
+//! reads its usage), and a shape's `disk_mb` bounds what a VM may write to its disk.
+//!
 //! The sandbox API on [`QemuVm`] goes through the guest agent's streams (bounded memory on both
 //! sides whatever the size: see [`STREAM_WINDOW`]): files (`write_file`, `read_file`, `stat`,
 //! `list_dir`, `mkdir`, `remove`, `chmod`, `chown`, `rename`), directories as tar streams
