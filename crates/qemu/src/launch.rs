@@ -141,7 +141,7 @@ impl Launcher {
         check_shape(shape, vm)?;
         let guest = GuestArgs { root_disk: vm.image.disk.is_some(), console: vm.console };
         // The guest's bound on its files in RAM (an image without a root disk; a root disk is
-        // sized on the host, see `crate::disk::sized_base`), before the user's arguments.
+        // sized on the host, see `crate::disk_size`), before the user's arguments.
         let disk_arg = vm.disk_mb.map(|mb| format!("{DISK_MB_ARG}={mb}"));
         let extra: Vec<String> =
             disk_arg.into_iter().chain(self.config.extra_kernel_args.iter().cloned()).collect();
