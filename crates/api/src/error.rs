@@ -124,6 +124,7 @@ error_codes! {
     BadTtl = ("bad_ttl", 400, "A lease TTL outside 1 ms ..= the daemon's `leases.max_ttl_secs`."),
     // Shapes and leases.
     UnknownShape = ("unknown_shape", 404, "No shape of that name is registered."),
+    NoShapeFits = ("no_shape_fits", 400, "No registered shape covers the `cpus`, `memory_mb` and `disk_mb` asked for; the message names the largest."),
     ShapeExists = ("shape_exists", 409, "A shape of that name is registered already; unregister it first."),
     InvalidShape = ("invalid_shape", 422, "The shape's settings are invalid; the message names the field."),
     Exhausted = ("exhausted", 503, "No VM of the shape became ready within `wait_ms`; retry after `Retry-After` seconds."),

@@ -65,11 +65,14 @@ pub struct PortList {
 ///     serde_json::from_str(r#"{"shape":"web","egress":["pypi.org:443","10.0.0.0/8"]}"#).unwrap();
 /// assert!(matches!(listed.egress, Some(EgressPolicy::List(ref rules)) if rules.len() == 2));
 /// ```
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {
-    /// Shape to lease a VM of.
+    /// Shape to lease a VM of. Or leave it out (empty) and give sizes: `cpus`, `memory_mb`,
+    /// `disk_mb` (any of them) lease the smallest registered shape that covers them
+    /// (`400 no_shape_fits`, naming the largest, when none does).
+    #[serde(default)]
     pub shape: String,
     /// How long to wait for a ready VM, in ms (0: answer 503 at once when none is ready).
     #[serde(default)]
@@ -85,10 +88,28 @@ pub struct AcquireBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, example = json!(["pypi.org:443"])))]
     pub egress: Option<EgressPolicy>,
+    /// Instead of `shape`: at least this many vCPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// Instead of `shape`: at least this much guest memory, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Instead of `shape`: at least this much room on the disk, MiB (only shapes that declare a
+    /// `disk_mb` cover it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mb: Option<u64>,
 }
 
 impl From<AcquireRequest> for AcquireBody {
     fn from(request: AcquireRequest) -> Self {
-        Self { shape: request.shape, wait_ms: request.wait_ms, ttl_ms: request.ttl_ms, egress: None }
+        Self {
+            shape: request.shape,
+            wait_ms: request.wait_ms,
+            ttl_ms: request.ttl_ms,
+            egress: None,
+            cpus: None,
+            memory_mb: None,
+            disk_mb: None,
+        }
     }
 }

@@ -25,6 +25,15 @@ pub struct ShapeStatusView {
     pub consecutive_failures: u64,
     /// The last fill error, if any.
     pub last_error: Option<String>,
+    /// Virtual CPUs per VM.
+    #[serde(default)]
+    pub cpus: u32,
+    /// Guest memory per VM, MiB.
+    #[serde(default)]
+    pub memory_mb: u64,
+    /// What each VM may write to its disk, MiB (`None`: the image's own free space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mb: Option<u64>,
     /// The guest image's id (for a root-disk image, the disk's and the boot image's ids).
     #[serde(default)]
     pub image_id: String,

@@ -47,6 +47,24 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The cgroup directories of the VMs of firepit process `pid` under the default parent (none
+/// where this host has no usable cgroups).
+fn vm_cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let Ok(parents) = firepit_cgroup::Hierarchy::detect().and_then(|h| h.resolve(Path::new("firepit")))
+    else {
+        return Vec::new();
+    };
+    let prefix = format!("fp-{pid}-");
+    let mut found: Vec<_> = parents
+        .iter()
+        .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
 fn exec_true() -> ExecBody {
     ExecBody::new(["true"])
 }
@@ -117,6 +135,9 @@ async fn after_kill_9_the_next_daemon_reaps_the_previous_run_and_not_another_sta
     assert_eq!(crashed_records.len(), 1, "one ownership record per VM: {crashed_records:?}");
     assert_eq!(crashed_vm_dirs.len(), 1, "one runtime dir per VM: {crashed_vm_dirs:?}");
 
+    let crashed_pid = crashing.pid().expect("the daemon runs");
+    let crashed_cgroups = vm_cgroups_of(crashed_pid);
+
     // kill -9: the daemon gets no chance to clean up.
     crashing.kill_hard().await;
     // Observed behaviour: QEMU is spawned with PR_SET_PDEATHSIG(SIGKILL), so the kernel kills the
@@ -129,6 +150,11 @@ async fn after_kill_9_the_next_daemon_reaps_the_previous_run_and_not_another_sta
     assert_eq!(names_in(&crashing_state.join("owned")), crashed_records, "records survive kill -9");
     assert_eq!(names_in(&crashing_state.join("vms")), crashed_vm_dirs, "runtime dirs survive kill -9");
     assert!(crashing.socket().exists(), "a killed daemon leaves its socket file");
+    // Its VM's cgroup too (where this host has cgroups): nobody was left to remove it.
+    assert_eq!(vm_cgroups_of(crashed_pid), crashed_cgroups, "cgroups survive kill -9");
+    if crashed_cgroups.is_empty() {
+        eprintln!("no usable cgroups here: the cgroup part of this test checks nothing");
+    }
 
     // A new daemon on the same state dir reaps the previous run before it fills again.
     let mut restarted = crashing;
@@ -145,6 +171,7 @@ async fn after_kill_9_the_next_daemon_reaps_the_previous_run_and_not_another_sta
     assert_eq!(fields["gone"], 1, "the recorded VM was found dead: {fields}");
     assert_eq!(fields["killed"], 0, "{fields}");
     assert_eq!(fields["dirs_removed"], 1, "its runtime dir was removed: {fields}");
+    assert!(vm_cgroups_of(crashed_pid).is_empty(), "the crashed run's VM cgroups were reaped");
     let records = names_in(&crashing_state.join("owned"));
     assert_eq!(records.len(), 1, "one record, for the new VM: {records:?}");
     assert!(records.iter().all(|r| !crashed_records.contains(r)), "the old record is gone: {records:?}");

@@ -73,6 +73,12 @@ pub struct Config {
     /// Register in an etcd cluster so that gateways place leases here (see [`ClusterConfig`]).
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
+    /// `[cgroups]`: each VM's QEMU in a cgroup of its own, with CPU, memory and process limits
+    /// (`enabled`, `parent`, `memory_overhead_mb`, `pids_max`; see
+    /// [`firepit_qemu::CgroupConfig`]). Default: on, under `firepit` below the daemon's own
+    /// cgroup; a host without usable cgroups runs VMs without them.
+    #[serde(default)]
+    pub cgroups: firepit_qemu::CgroupConfig,
     /// The shapes to keep warm (at least one): `[[shape]]` tables, each a
     /// [`ShapeSpec`] (the same description `PUT /v1/shapes/{name}` takes).
     #[serde(default, rename = "shape")]

@@ -45,6 +45,7 @@ pub mod api;
 pub mod auth;
 pub mod backend;
 mod boxed;
+pub mod cgroup_metrics;
 pub mod cluster;
 pub mod config;
 pub mod dashboard;
@@ -64,6 +65,7 @@ pub mod recovery;
 pub mod sandbox;
 pub mod server;
 pub mod shutdown;
+pub mod sizing;
 #[cfg(feature = "testing")]
 pub mod test_daemon;
 mod validate;
@@ -188,7 +190,7 @@ where
     let options = serve_options(config)?;
     let state_dir = config.state_dir();
     let records = Arc::new(RecordStore::open(&state_dir)?);
-    let recovered = recovery::recover(&state_dir, records.clone()).await?;
+    let recovered = recovery::recover(&state_dir, records.clone(), &config.cgroups).await?;
     if !recovered.reaped.errors.is_empty() {
         let errors = recovered.reaped.errors.len();
         tracing::warn!(errors, "some VMs of a previous run could not be reaped (each is logged above)");

@@ -162,6 +162,9 @@ impl LeaseBackend for QemuBackend {
                     fill_failures: s.fill_failures,
                     consecutive_failures: u64::from(s.consecutive_failures),
                     last_error: s.last_error,
+                    cpus: spec.cpus,
+                    memory_mb: spec.memory_mb,
+                    disk_mb: spec.disk_mb,
                     accelerator: self.accelerator.clone(),
                     fill,
                     last_fill: s.last_fill.map(str::to_owned),
@@ -205,6 +208,9 @@ impl LeaseBackend for QemuBackend {
             "New VMs handed out without their warm-up (it failed in the guest: their first command is slower)",
             Box::new(warm_up_failures),
         )));
+        let pool = self.pool.clone();
+        let cgroups = move || pool.provider().cgroups();
+        registry.register_collector(Box::new(crate::cgroup_metrics::CgroupCollector::new(Box::new(cgroups))));
     }
 
     fn register_shape<'a>(&'a self, spec: ShapeSpec) -> BoxFuture<'a, Result<(), ShapeError>> {

@@ -15,7 +15,12 @@
 //! 2. **VMs that were still booting** ([`vms_dir`]): they were never recorded, and their QEMU died
 //!    with the daemon's threads, but their runtime directories are under `<state dir>/vms`, the
 //!    provider's runtime directory. Whatever is left there now is stale and is removed wholesale.
-//! 3. **Template leftovers**, when the QEMU backend starts (`firepit_qemu::QemuProvider::new`):
+//! 3. **Cgroups** (`[cgroups]`, [`firepit_qemu::remove_stale_cgroups`]): every VM's QEMU ran in a
+//!    cgroup named after the VM (`fp-<pid>-<n>`) under the configured parent; those of firepit
+//!    processes that no longer run — the crashed daemon's, now that its QEMUs are dead (step 1,
+//!    or the parent-death signal) — are removed. One that still holds a process is left alone and
+//!    logged. A host without usable cgroups has nothing to remove.
+//! 4. **Template leftovers**, when the QEMU backend starts (`firepit_qemu::QemuProvider::new`):
 //!    files named after firepit processes that no longer run — runtime directories, template RAM
 //!    files in `/dev/shm`, scratch and discarded templates (`firepit-<pid>-t<n>`) in the template
 //!    directory — are removed. Complete templates are kept: the next fill reuses one whose
@@ -178,11 +183,14 @@ pub struct Recovery {
     pub reaped: ReapReport,
     /// Step 2: entries removed from `<state dir>/vms` (VMs that were still booting).
     pub stale_vm_dirs: usize,
+    /// Step 3: cgroup directories of dead firepit processes' VMs removed (one per hierarchy
+    /// under cgroup v1).
+    pub stale_cgroups: usize,
 }
 
-/// Runs steps 1 and 2 of crash recovery for `state_dir`, whose lock `records` holds (see the
-/// module docs for what is recovered and in which order; step 3 happens when the QEMU provider
-/// starts). Blocking work runs on tokio's blocking pool.
+/// Runs steps 1 to 3 of crash recovery for `state_dir`, whose lock `records` holds, and the VM
+/// cgroups under `cgroups`' parent (see the module docs for what is recovered and in which order;
+/// step 4 happens when the QEMU provider starts). Blocking work runs on tokio's blocking pool.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -192,17 +200,31 @@ pub struct Recovery {
 /// let state = tempfile::tempdir()?;
 /// std::fs::create_dir_all(recovery::vms_dir(state.path()).join("fp-1-1"))?; // a VM that was booting
 /// let records = Arc::new(RecordStore::open(state.path())?);
-/// let recovered = recovery::recover(state.path(), records).await?;
+/// let cgroups = firepit_qemu::CgroupConfig::default();
+/// let recovered = recovery::recover(state.path(), records, &cgroups).await?;
 /// assert_eq!((recovered.reaped.killed, recovered.stale_vm_dirs), (0, 1));
 /// assert!(!recovery::vms_dir(state.path()).exists());
 /// # Ok(()) }
 /// ```
-pub async fn recover(state_dir: &Path, records: Arc<RecordStore>) -> Result<Recovery, RecoveryError> {
+pub async fn recover(
+    state_dir: &Path,
+    records: Arc<RecordStore>,
+    cgroups: &firepit_qemu::CgroupConfig,
+) -> Result<Recovery, RecoveryError> {
     let vms = vms_dir(state_dir);
+    let cgroups = cgroups.clone();
     tokio::task::spawn_blocking(move || {
         let reaped = reap_records(&records);
         let stale_vm_dirs = sweep(&vms)?;
-        Ok(Recovery { reaped, stale_vm_dirs })
+        let stale_cgroups = match firepit_qemu::remove_stale_cgroups(&cgroups) {
+            Ok(sweep) => sweep.removed,
+            Err(error) => {
+                // No usable cgroups here: the provider says so too, and runs VMs without them.
+                tracing::debug!(error = %error, "no cgroups to sweep");
+                0
+            }
+        };
+        Ok(Recovery { reaped, stale_vm_dirs, stale_cgroups })
     })
     .await
     .map_err(RecoveryError::Task)?

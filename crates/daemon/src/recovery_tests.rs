@@ -208,11 +208,42 @@ async fn recover_reaps_records_then_sweeps_the_vms_of_booting_vms() {
         store.spawned(&owned("fp-1-1", child.id(), &recorded));
     }
     let store = Arc::new(reopen(state.path()));
-    let recovery = recover(state.path(), Arc::clone(&store)).await.unwrap();
+    let recovery = recover(state.path(), Arc::clone(&store), &no_cgroups()).await.unwrap();
     assert_eq!((recovery.reaped.killed, recovery.reaped.dirs_removed), (1, 1), "{recovery:?}");
     assert_eq!(recovery.stale_vm_dirs, 1, "only the booting VM's dir was left for the sweep");
     assert!(!vms.exists() && store.is_empty());
     assert!(!child.wait().unwrap().success());
-    let again = recover(state.path(), store).await.unwrap();
+    let again = recover(state.path(), store, &no_cgroups()).await.unwrap();
     assert!(again.reaped.is_empty() && again.stale_vm_dirs == 0, "nothing left to recover: {again:?}");
+}
+
+fn no_cgroups() -> firepit_qemu::CgroupConfig {
+    firepit_qemu::CgroupConfig { enabled: false, ..Default::default() }
+}
+
+#[tokio::test]
+async fn recover_removes_the_cgroups_of_dead_firepit_processes_and_keeps_live_ones() {
+    use firepit_cgroup::{Hierarchy, Limits, Parent};
+    let parent_path = std::path::PathBuf::from(format!("firepit-recovery-test-{}", std::process::id()));
+    let parent = match Hierarchy::detect().and_then(|h| Parent::open(&h, &parent_path)) {
+        Ok(parent) => parent,
+        Err(e) => return eprintln!("skipped: no writable cgroups here: {e}"),
+    };
+    let limits = Limits { cpus: 1, memory_bytes: 64 << 20, pids: 16 };
+    // A crashed daemon's VM (pid above pid_max: never alive), one of a live process (us), and a
+    // cgroup that is not a VM's.
+    let crashed = parent.create("fp-1073741823-1", &limits).unwrap();
+    let live = parent.create(&format!("fp-{}-7", std::process::id()), &limits).unwrap();
+    let other = parent.create("not-a-vm", &limits).unwrap();
+    let crashed_dirs: Vec<PathBuf> = crashed.paths().map(Path::to_path_buf).collect();
+    std::mem::forget(crashed); // as a crash leaves it
+    let state = tempfile::tempdir().unwrap();
+    let store = Arc::new(RecordStore::open(state.path()).unwrap());
+    let cgroups = firepit_qemu::CgroupConfig { parent: parent_path, ..Default::default() };
+    let recovery = recover(state.path(), store, &cgroups).await.unwrap();
+    assert_eq!(recovery.stale_cgroups, crashed_dirs.len(), "{recovery:?}");
+    assert!(crashed_dirs.iter().all(|d| !d.exists()));
+    assert!(live.paths().chain(other.paths()).all(Path::is_dir), "live and foreign cgroups stay");
+    drop((live, other));
+    parent.remove_if_empty();
 }

@@ -66,6 +66,23 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
             format!("must be at least leases.default_ttl_secs ({})", leases.default_ttl_secs),
         ));
     }
+    let cgroups = &config.cgroups;
+    if cgroups.parent.as_os_str().is_empty()
+        || cgroups.parent.components().any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(ConfigError::invalid(
+            "cgroups.parent",
+            cgroups.parent.display(),
+            "must name a cgroup below the daemon's own (relative) or below the hierarchy's root (absolute), without `..`",
+        ));
+    }
+    if cgroups.pids_max < 16 {
+        return Err(ConfigError::invalid(
+            "cgroups.pids_max",
+            cgroups.pids_max,
+            "must be at least 16 (QEMU runs ~10 threads)",
+        ));
+    }
     if config.shutdown.budget_secs > 600 {
         return Err(ConfigError::invalid(
             "shutdown.budget_secs",

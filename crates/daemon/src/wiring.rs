@@ -42,6 +42,7 @@ pub async fn build_backend(
         keep_templates: config.snapshots.keep_templates,
         run_as: config.qemu_user.clone(),
         qemu_binary: config.qemu_binary.clone().unwrap_or(defaults.qemu_binary.clone()),
+        cgroups: config.cgroups.clone(),
         ..defaults
     };
     let provider =

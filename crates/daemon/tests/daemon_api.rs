@@ -223,3 +223,50 @@ async fn exec_on_an_unreachable_vm_is_502() {
     assert_eq!(error_code(&response), "vm_unreachable");
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn sizes_instead_of_a_shape_lease_the_smallest_shape_covering_them() {
+    let daemon = TestDaemon::start().await; // `small`: 1 vCPU, 128 MiB, no disk bound
+    let big = firepit_daemon::backend::ShapeSpec {
+        cpus: 2,
+        memory_mb: 1024,
+        disk_mb: Some(2048),
+        ..FakeBackend::spec("big", 1)
+    };
+    daemon.client().register_shape("big", &big).await.unwrap();
+    let pools = daemon.client().pools().await.unwrap();
+    let sizes: Vec<_> =
+        pools.shapes.iter().map(|s| (s.name.as_str(), s.cpus, s.memory_mb, s.disk_mb)).collect();
+    assert!(sizes.contains(&("big", 2, 1024, Some(2048))), "the pools show each shape's size: {sizes:?}");
+    let shape_of = |body: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let response = daemon.raw(Method::POST, "/v1/leases", body).await;
+            assert_eq!(response.status, 201, "{body}: {}", response.text());
+            let lease: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            let shape = lease["shape"].as_str().unwrap().to_owned();
+            let path = format!("/v1/leases/{}", lease["lease_id"].as_str().unwrap());
+            assert_eq!(daemon.raw(Method::DELETE, &path, "").await.status, 204);
+            shape
+        }
+    };
+    assert_eq!(shape_of(r#"{"memory_mb": 100, "wait_ms": 5000}"#).await, "small");
+    assert_eq!(shape_of(r#"{"cpus": 2, "wait_ms": 5000}"#).await, "big");
+    assert_eq!(shape_of(r#"{"disk_mb": 1, "wait_ms": 5000}"#).await, "big", "only big declares a disk");
+    let response = daemon.raw(Method::POST, "/v1/leases", r#"{"cpus": 4, "memory_mb": 512}"#).await;
+    assert_eq!(
+        (response.status.as_u16(), error_code(&response).as_str()),
+        (400, "no_shape_fits"),
+        "{}",
+        response.text()
+    );
+    assert!(
+        response.text().contains("cpus >= 4, memory_mb >= 512") && response.text().contains("\\\"big\\\""),
+        "{}",
+        response.text()
+    );
+    let both = daemon.raw(Method::POST, "/v1/leases", r#"{"shape": "small", "cpus": 1}"#).await;
+    assert_eq!((both.status.as_u16(), error_code(&both).as_str()), (400, "bad_request"), "{}", both.text());
+    daemon.assert_healthy().await;
+    daemon.stop().await;
+}

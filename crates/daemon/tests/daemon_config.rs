@@ -166,3 +166,22 @@ fn qemu_user_with_a_snapshot_shape_is_refused_naming_the_key() {
     let config = parse(&format!("qemu_user = \"nobody\"\n{}", shape("fill = \"cold\"\n"))).unwrap();
     assert_eq!(config.shapes[0].fill, FillStrategy::ColdBoot);
 }
+
+#[test]
+fn cgroups_table_defaults_on_and_bad_values_are_refused_by_key() {
+    let config = parse(&shape("")).unwrap();
+    assert_eq!(config.cgroups, firepit_qemu::CgroupConfig::default());
+    let text = format!(
+        "[cgroups]\nenabled = false\nparent = \"/firepit.slice\"\nmemory_overhead_mb = 64\n{}",
+        shape("")
+    );
+    let config = parse(&text).unwrap();
+    assert!(!config.cgroups.enabled);
+    assert_eq!(
+        (config.cgroups.parent.as_path(), config.cgroups.memory_overhead_mb),
+        (Path::new("/firepit.slice"), 64)
+    );
+    refused(&format!("[cgroups]\nparent = \"../up\"\n{}", shape("")), &["cgroups.parent", "`..`"]);
+    refused(&format!("[cgroups]\npids_max = 2\n{}", shape("")), &["cgroups.pids_max", "at least 16"]);
+    refused(&format!("[cgroups]\ncpu_quota = 2\n{}", shape("")), &["cpu_quota"]);
+}

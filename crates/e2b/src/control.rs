@@ -175,6 +175,7 @@ pub async fn create(
         wait_ms: CREATE_WAIT_MS,
         ttl_ms: Some(timeout * 1000),
         egress: egress.clone(),
+        ..Default::default()
     };
     let lease = match state.client.acquire_with(&acquire, idempotency).await {
         // A template without a network already has no internet access.

@@ -109,6 +109,14 @@ impl VmPoolBuilder {
         self
     }
 
+    /// How much each VM may write to its disk, MiB (16..=1048576; see
+    /// [`ShapeSpec::disk_mb`](firepit_shape::ShapeSpec::disk_mb)): past it the guest gets `ENOSPC`.
+    /// Default: the image's own free space.
+    pub fn disk_mb(mut self, disk_mb: u64) -> Self {
+        self.config.shape.disk_mb = Some(disk_mb);
+        self
+    }
+
     /// Makes the serial console the caller's: the guest keeps a shell on it and
     /// [`QemuVm::console`] hands it out (see [`VmConfig::console_enabled`]; off by default).
     pub fn console_enabled(mut self) -> Self {

@@ -233,3 +233,54 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_disk_mb_is_the_room_a_vm_has_on_its_disk_and_bounds_its_overlay() {
+    let runtime = tempfile::tempdir().unwrap();
+    let disks = tempfile::tempdir().unwrap();
+    // The test disk has ≈62 MiB free of its own: 24 shrinks it, 64 grows it.
+    for disk_mb in [24u64, 64] {
+        let config = firepit::qemu::ProviderConfig {
+            disk_dir: disks.path().to_path_buf(),
+            ..common::provider_config(runtime.path())
+        };
+        let pool = Firepit::pool(VmConfig::new(kernel(), disk()))
+            .provider_config(config)
+            .boot_timeout(Duration::from_secs(120))
+            .fill_strategy(FillStrategy::ColdBoot)
+            .disk_mb(disk_mb)
+            .build(1)
+            .await
+            .unwrap();
+        let vm = pool.reserve().await.unwrap();
+        // Writing 100 MiB stops with ENOSPC near `disk_mb`.
+        let script = "dd if=/dev/zero of=/big bs=1M count=100 2>&1; echo dd=$?; sync; wc -c < /big";
+        let out = vm.exec(["sh", "-c", script]).await.unwrap();
+        let text = out.stdout_lossy();
+        assert!(text.contains("No space left on device") && text.contains("dd=1"), "{text}");
+        let written: u64 = text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap();
+        let expected = (disk_mb - 4) << 20..=disk_mb << 20;
+        assert!(expected.contains(&written), "disk_mb {disk_mb}: wrote {} MiB before ENOSPC", written >> 20);
+        // On the host the VM's overlay holds what it wrote and no more (plus metadata).
+        let overlay = std::fs::metadata(vm.runtime_dir().join("disk.qcow2")).unwrap().len();
+        eprintln!(
+            "disk_mb {disk_mb}: the guest wrote {} MiB, its overlay is {} MiB",
+            written >> 20,
+            overlay >> 20
+        );
+        assert!(overlay <= (disk_mb + 8) << 20, "overlay {overlay} bytes for disk_mb = {disk_mb}");
+        drop(vm);
+        pool.shutdown().await;
+        drop(pool);
+        assert!(
+            common::leftovers(runtime.path()).is_empty(),
+            "left: {:?}",
+            common::leftovers(runtime.path())
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(disks.path()).unwrap().count(),
+        2,
+        "one sized copy per size, kept for reuse"
+    );
+}

@@ -42,6 +42,20 @@ const CORE_APPLETS: &[&str] = &[
 /// [`firepit_agent::READY_LINE`].
 const ROOT_DISK_SCRIPT: &str = include_str!("initramfs/root_disk.sh");
 
+/// Without a root disk the guest's files live in its RAM: `firepit.disk_mb=N` (a shape's
+/// `disk_mb`, put on the kernel command line by firepit-qemu) lets `/` hold N MiB more than the
+/// image, and `/tmp` becomes a directory on it, so one bound covers both. (A root disk is sized on
+/// the host instead, and `/tmp` is on it.)
+const DISK_BOUND_SCRIPT: &str = "\
+disk_mb=
+for arg in $(cat /proc/cmdline); do case \"$arg\" in firepit.disk_mb=*) disk_mb=\"${arg#firepit.disk_mb=}\" ;; esac; done
+if [ -n \"$disk_mb\" ]; then
+  umount /tmp
+  set -- $(stat -f -c '%b %f %S' /)
+  mount -o remount,size=$(( ($1 - $2) * $3 / 1024 + disk_mb * 1024 ))k / || echo \"firepit-init: cannot bound / to $disk_mb MiB\"
+fi
+";
+
 /// Renders `/init` for a kernel version and an ordered list of module names.
 ///
 /// ```
@@ -71,6 +85,7 @@ pub fn init_script(kernel_version: &str, modules: &[String]) -> String {
         ));
     }
     script.push_str(&ROOT_DISK_SCRIPT.replace("@READY@", firepit_agent::READY_LINE));
+    script.push_str(DISK_BOUND_SCRIPT);
     script.push_str(&format!(
         "/sbin/firepit-agent --ready-file /run/firepit-agent.ready </dev/null >/run/firepit-agent.log 2>&1 &\n\
          # Announce readiness once the agent holds its port (at most ~2 s), so READY means it serves.\n\

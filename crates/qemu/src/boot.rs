@@ -42,10 +42,11 @@ pub(crate) struct Started {
     pub network: Option<firepit_net::VmNetwork>,
 }
 
-/// Spawns QEMU for `spec` in `dir` and connects console and QMP before `deadline`.
+/// Spawns QEMU for `spec` in `dir` (in `cgroup`, when given) and connects console and QMP before
+/// `deadline`.
 pub(crate) async fn start(
     binary: &std::path::Path,
-    spec: &LaunchSpec,
+    (spec, cgroup): (&LaunchSpec, Option<Arc<firepit_cgroup::Cgroup>>),
     dir: RuntimeDir,
     config: &ProviderConfig,
     deadline: Instant,
@@ -74,7 +75,7 @@ pub(crate) async fn start(
     };
     let argv = build_argv(spec);
     tracing::debug!(binary = %binary.display(), ?argv, "spawning qemu");
-    let process = QemuProcess::spawn(binary, &argv, spec.run_as)?;
+    let process = QemuProcess::spawn(binary, &argv, spec.run_as, cgroup)?;
     let console_stream =
         supervised(accept(&console_listener, "console"), "console", &process, deadline).await?;
     let qmp_stream = supervised(accept(&qmp_listener, "qmp"), "qmp", &process, deadline).await?;

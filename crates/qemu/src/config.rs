@@ -211,6 +211,14 @@ pub struct ProviderConfig {
     /// QEMU escape then holds that user's rights, not ours (all VMs share the user, though).
     /// Not supported with snapshot fill yet. Default: `None` (QEMU runs as we do).
     pub run_as: Option<String>,
+    /// Each VM's QEMU in a cgroup of its own, with limits (see [`CgroupConfig`]). Default: on,
+    /// under `firepit` below this process's own cgroup.
+    pub cgroups: CgroupConfig,
+    /// Where root disks resized for a shape's `disk_mb` are kept: one raw copy per image and size,
+    /// made on first use and reused (by later providers too). A cache: safe to empty while no VM
+    /// runs. On disk, not tmpfs: a copy is as large as the image's content plus `disk_mb` (sparse
+    /// where unwritten). Default: `/var/tmp/firepit-<uid>-disks`.
+    pub disk_dir: PathBuf,
 }
 
 impl Default for ProviderConfig {
@@ -232,6 +240,9 @@ impl Default for ProviderConfig {
             snapshot_tb_size_mb: None,
             snapshot_retry_after: RETRY_AFTER,
             run_as: None,
+            cgroups: CgroupConfig::default(),
+            // SAFETY: getuid has no preconditions and cannot fail.
+            disk_dir: PathBuf::from(format!("/var/tmp/firepit-{}-disks", unsafe { libc::getuid() })),
         }
     }
 }
@@ -251,6 +262,73 @@ impl ProviderConfig {
         match std::env::var(ACCEL_ENV) {
             Ok(value) => value.parse(),
             Err(_) => Ok(self.accel),
+        }
+    }
+}
+
+/// What host memory QEMU itself may use beyond its guest's RAM, MiB: the default of
+/// [`CgroupConfig::memory_overhead_mb`]. Measured under TCG (notes/qemu.md): a cold-booted
+/// 256 MiB VM whose guest filled its memory peaked at ≈35 MiB above guest RAM and TCG's
+/// translation cache (QEMU's binary, heap, its copy of the kernel and initramfs, page cache of
+/// what it read); this leaves room for twice that.
+pub const QEMU_MEMORY_OVERHEAD_MB: u64 = 96;
+
+/// QEMU's own TCG translation cache size on 64-bit hosts (its `tb-size` default), MiB: what a
+/// TCG VM's cache may grow to unless `tb-size` is set.
+pub const QEMU_TCG_CACHE_MB: u64 = 1024;
+
+/// Default of [`CgroupConfig::pids_max`].
+pub const VM_PIDS_MAX: u64 = 256;
+
+/// Each VM's QEMU process in its own cgroup (`ProviderConfig::cgroups`): cgroup v2 where the
+/// unified hierarchy has the cpu, memory and pids controllers, else v1 (see `firepit_cgroup`).
+///
+/// A VM's cgroup is named after the VM's id, under [`parent`](Self::parent), and gets
+/// - a CPU quota of its vCPUs (a busy VM uses at most that many cores) and a CPU weight of its
+///   vCPUs (busy VMs share a contended host by their sizes);
+/// - a memory limit of its guest RAM + [`memory_overhead_mb`](Self::memory_overhead_mb), plus,
+///   under TCG, the translation cache (`snapshot_tb_size_mb` for snapshot VMs when set, else
+///   QEMU's [`QEMU_TCG_CACHE_MB`]): the most QEMU can legitimately use, so the host never gives
+///   one VM more;
+/// - a process limit of [`pids_max`](Self::pids_max).
+///
+/// QEMU joins it between fork and exec, so all it allocates is charged there and no guest code
+/// runs outside it. The cgroup is removed once QEMU has been reaped; what a crash leaves is
+/// removed by the next provider (or daemon) that starts. A host where cgroups cannot be written
+/// (not root, a container) runs VMs without them: one log line says why, and
+/// [`QemuProvider::cgroups`](crate::QemuProvider::cgroups) counts the VMs started without.
+///
+/// ```
+/// let config = firepit_qemu::CgroupConfig::default();
+/// assert!(config.enabled);
+/// assert_eq!(config.parent, std::path::Path::new("firepit"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgroupConfig {
+    /// Put VMs in cgroups. Default `true`.
+    pub enabled: bool,
+    /// The parent cgroup: a relative path is below this process's own cgroup (so VMs stay within
+    /// the limits the process itself was given), an absolute one below the hierarchy's root
+    /// (under v2 it must hold no processes: a delegated slice such as `/firepit.slice`). The
+    /// parent is created when missing (its CPU weight then set to the host's CPU count, see
+    /// `firepit_cgroup::Parent`) and removed when the provider goes away and it is empty.
+    /// Default `firepit`.
+    pub parent: PathBuf,
+    /// Host memory QEMU may use beyond guest RAM (and TCG's cache), MiB. Default
+    /// [`QEMU_MEMORY_OVERHEAD_MB`].
+    pub memory_overhead_mb: u64,
+    /// Most processes and threads of one VM's QEMU. Default [`VM_PIDS_MAX`].
+    pub pids_max: u64,
+}
+
+impl Default for CgroupConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            parent: PathBuf::from("firepit"),
+            memory_overhead_mb: QEMU_MEMORY_OVERHEAD_MB,
+            pids_max: VM_PIDS_MAX,
         }
     }
 }

@@ -49,38 +49,60 @@ pub(crate) async fn create_overlay(
     overlay: &Path,
     owner: Option<Credentials>,
 ) -> Result<(), DiskError> {
-    let mut command = tokio::process::Command::new(qemu_img);
-    command
-        .args(["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"])
-        .arg(base)
-        .arg(overlay)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let failed = |status: String, stderr: &[u8]| DiskError::Overlay {
-        overlay: overlay.to_path_buf(),
-        base: base.to_path_buf(),
-        status,
-        stderr: String::from_utf8_lossy(stderr).trim().to_owned(),
-    };
-    let child = command.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => DiskError::QemuImgNotFound { binary: qemu_img.to_path_buf() },
-        _ => DiskError::Run { binary: qemu_img.to_path_buf(), source },
-    })?;
-    let output = match tokio::time::timeout(QEMU_IMG_TIMEOUT, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(source)) => return Err(DiskError::Run { binary: qemu_img.to_path_buf(), source }),
-        Err(_) => return Err(failed(format!("no answer within {QEMU_IMG_TIMEOUT:?}"), b"")),
-    };
-    if !output.status.success() {
-        return Err(failed(output.status.to_string(), &output.stderr));
+    let args = ["create".as_ref(), "-q".as_ref(), "-f".as_ref(), "qcow2".as_ref(), "-F".as_ref()];
+    let args: Vec<&std::ffi::OsStr> = args
+        .into_iter()
+        .chain([format.as_str().as_ref(), "-b".as_ref(), base.as_os_str(), overlay.as_os_str()])
+        .collect();
+    if let Err((status, stderr)) = run_tool(qemu_img, &args, &[0], QEMU_IMG_TIMEOUT).await? {
+        return Err(DiskError::Overlay {
+            overlay: overlay.to_path_buf(),
+            base: base.to_path_buf(),
+            status,
+            stderr,
+        });
     }
     if let Some(owner) = owner {
         std::os::unix::fs::chown(overlay, Some(owner.uid), Some(owner.gid))
             .map_err(|source| DiskError::Run { binary: overlay.to_path_buf(), source })?;
     }
     Ok(())
+}
+
+/// Runs the tool `binary` with `args` (at most `timeout`): `Ok(Ok(stdout))` on an accepted exit code, `Ok(Err((status,
+/// stderr)))` on another, `Err` when it cannot run (not installed: named with its package).
+pub(crate) async fn run_tool(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    accepted: &[i32],
+    timeout: Duration,
+) -> Result<Result<String, (String, String)>, DiskError> {
+    let child = tokio::process::Command::new(binary)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound if binary.ends_with("qemu-img") => {
+                DiskError::QemuImgNotFound { binary: binary.to_path_buf() }
+            }
+            std::io::ErrorKind::NotFound => DiskError::E2fsprogsNotFound { binary: binary.to_path_buf() },
+            _ => DiskError::Run { binary: binary.to_path_buf(), source },
+        })?;
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(source)) => return Err(DiskError::Run { binary: binary.to_path_buf(), source }),
+        Err(_) => return Ok(Err((format!("no answer within {timeout:?}"), String::new()))),
+    };
+    let tail = |bytes: &[u8]| crate::console::tail_lines(bytes, 5);
+    match output.status.code() {
+        Some(code) if accepted.contains(&code) => {
+            Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()))
+        }
+        _ => Ok(Err((output.status.to_string(), tail(&output.stderr)))),
+    }
 }
 
 /// Makes `path` read-only (0400): a template's disk, once saved, is the base of its clones.

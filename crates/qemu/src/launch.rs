@@ -27,7 +27,11 @@ use crate::process::Credentials;
 use crate::root_disk::DiskFormat;
 use crate::rundir::{MAX_SOCKET_PATH, RuntimeDir, ensure_base};
 use crate::vm::QemuVm;
+use crate::vm_cgroup::VmCgroups;
 use crate::vm_spec::VmSpec;
+
+/// What the guest's init reads as its shape's `disk_mb` (see `firepit_image::initramfs`).
+pub(crate) const DISK_MB_ARG: &str = "firepit.disk_mb";
 
 /// Room kept in socket paths for `/<vm id>/console.sock`.
 const VM_PATH_SUFFIX: usize = 48;
@@ -47,6 +51,10 @@ pub(crate) struct Launcher {
     pub run_as: Option<Credentials>,
     /// Traffic totals per shape (for VMs with a network).
     pub networks: crate::net::Networks,
+    /// The parent of the VMs' cgroups, or why there is none.
+    pub cgroups: VmCgroups,
+    /// Held while a root disk is sized for a `disk_mb` (one copy at a time, never the same twice).
+    sizing: tokio::sync::Mutex<()>,
 }
 
 impl Launcher {
@@ -77,6 +85,8 @@ impl Launcher {
         // Scratch and discarded templates of dead processes (`firepit-<pid>-t<n>`).
         crate::rundir::remove_stale_in(&config.template_dir);
         let tsc_khz = tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default());
+        // Also removes the cgroups of VMs of dead firepit processes.
+        let cgroups = VmCgroups::open(&config.cgroups);
         tracing::info!(qemu = %caps.version, sandbox = caps.sandbox, accel = %requested_accel, "QEMU provider ready");
         Ok(Self {
             config: Arc::new(config),
@@ -86,6 +96,8 @@ impl Launcher {
             tsc_khz,
             run_as,
             networks: crate::net::Networks::default(),
+            cgroups,
+            sizing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -127,6 +139,11 @@ impl Launcher {
     ) -> Result<LaunchSpec, QemuError> {
         check_shape(shape, vm)?;
         let guest = GuestArgs { root_disk: vm.image.disk.is_some(), console: vm.console };
+        // The guest's bound on its files in RAM (an image without a root disk; a root disk is
+        // sized on the host, see `crate::disk_size`), before the user's arguments.
+        let disk_arg = vm.disk_mb.map(|mb| format!("{DISK_MB_ARG}={mb}"));
+        let extra: Vec<String> =
+            disk_arg.into_iter().chain(self.config.extra_kernel_args.iter().cloned()).collect();
         Ok(LaunchSpec {
             name: id.to_string(),
             accel,
@@ -134,7 +151,7 @@ impl Launcher {
             memory_mb: vm.memory_mb,
             kernel: vm.image.kernel.clone(),
             initramfs: vm.image.initramfs.clone(),
-            kernel_args: kernel_args(self.tsc_khz, guest, &self.config.extra_kernel_args),
+            kernel_args: kernel_args(self.tsc_khz, guest, &extra),
             console: vm.console,
             sandbox: self.caps.sandbox,
             runtime_dir: dir.to_path_buf(),
@@ -148,6 +165,34 @@ impl Launcher {
             disk: vm.image.disk.as_ref().map(|_| dir.join(OVERLAY_FILE)),
             network: self.networks.plan(shape, &vm.network),
         })
+    }
+
+    /// Starts QEMU for `spec` in `dir`, in a cgroup of its own when the host has them (see
+    /// [`crate::vm_cgroup`]), and connects its console and QMP before `deadline`: the one way
+    /// every cold boot, template build and clone restore starts QEMU.
+    pub(crate) async fn start(
+        &self,
+        spec: &LaunchSpec,
+        dir: RuntimeDir,
+        deadline: Instant,
+    ) -> Result<boot::Started, QemuError> {
+        let cgroup = self.cgroups.create(spec);
+        boot::start(&self.config.qemu_binary, (spec, cgroup), dir, &self.config, deadline).await
+    }
+
+    /// `vm` as the provider makes its VMs: with a `disk_mb` and a root disk, the disk is the copy
+    /// of the image's sized for it (see [`crate::disk_size`], made once, then reused; fills of the
+    /// same shape wait for the first); otherwise `vm` itself.
+    pub(crate) async fn sized<'a>(&self, vm: &'a VmSpec) -> Result<std::borrow::Cow<'a, VmSpec>, QemuError> {
+        let (Some(disk_mb), Some(disk)) = (vm.disk_mb, &vm.image.disk) else {
+            return Ok(std::borrow::Cow::Borrowed(vm));
+        };
+        let _one_at_a_time = self.sizing.lock().await;
+        let qemu_img = &self.config.qemu_img_binary;
+        let sized = crate::disk_size::sized_base(qemu_img, disk, disk_mb, &self.config.disk_dir).await?;
+        let mut vm = vm.clone();
+        vm.image.disk = Some(sized);
+        Ok(std::borrow::Cow::Owned(vm))
     }
 
     /// Creates the qcow2 `overlay` over `base` (see [`crate::disk`]), owned by QEMU's user.
@@ -176,7 +221,7 @@ impl Launcher {
         if let (Some(disk), Some(overlay)) = (&vm.image.disk, &spec.disk) {
             self.overlay(&disk.base, disk.format, overlay).await?;
         }
-        let started = boot::start(&self.config.qemu_binary, &spec, dir, &self.config, deadline).await?;
+        let started = self.start(&spec, dir, deadline).await?;
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");

@@ -58,6 +58,10 @@
 //! them. What a VM costs against the pool's memory budget is the provider's
 //! [`MemoryAccounting`](firepit_pool::MemoryAccounting): a clone its PSS, its template once.
 //!
+//! Bounds: each VM's QEMU runs in a cgroup of its own ([`CgroupConfig`]: a CPU quota of its
+//! vCPUs, a memory limit of its RAM plus QEMU's overhead, a process limit; [`QemuVm::cgroup`]
+//! reads its usage), and a shape's `disk_mb` bounds what a VM may write to its disk.
+//!
 //! Accelerator: [`Accel::Auto`] picks KVM only when it can run our guests ([`detect_accel`]);
 //! on our hosts (`kvm_pvm`) that is TCG. The env var [`ACCEL_ENV`] (`FIREPIT_ACCEL`) overrides the
 //! config.
@@ -92,6 +96,7 @@ mod config;
 mod config_error;
 mod console;
 mod disk;
+mod disk_size;
 mod error;
 mod exit;
 mod health;
@@ -110,6 +115,7 @@ mod run_as;
 mod rundir;
 mod snapshot;
 mod vm;
+mod vm_cgroup;
 mod vm_net;
 mod vm_spec;
 mod warm;
@@ -117,13 +123,17 @@ mod warm;
 pub use accel::{AccelVerdict, detect_accel};
 pub use caps::QemuCaps;
 pub use config::{
-    ACCEL_ENV, Accel, FillKind, ImagePaths, ParseAccelError, ProviderConfig, RETRY_AFTER,
-    default_runtime_dir, default_template_dir,
+    ACCEL_ENV, Accel, CgroupConfig, FillKind, ImagePaths, ParseAccelError, ProviderConfig,
+    QEMU_MEMORY_OVERHEAD_MB, QEMU_TCG_CACHE_MB, RETRY_AFTER, VM_PIDS_MAX, default_runtime_dir,
+    default_template_dir,
 };
 pub use config_error::ConfigError;
 pub use console::{Console, ConsoleOutput};
 pub use error::{BootError, ConsoleError, QemuError, QmpError, SnapshotError, SpawnError};
 pub use exit::ExitInfo;
+pub use firepit_cgroup::{
+    Cgroup, CgroupError, Sweep as CgroupSweep, Usage as CgroupUsage, Version as CgroupVersion,
+};
 /// How a shape's VMs are made ready: the one `FillStrategy`, firepit-shape's.
 pub use firepit_shape::FillStrategy;
 pub use firepit_shape::{EgressPolicy, EgressRule, EgressTarget, NetworkMode, NetworkSpec};
@@ -135,4 +145,5 @@ pub use qmp::{MigrationInfo, QmpClient, QmpEvent, StatusInfo};
 pub use root_disk::{DiskError, DiskFormat, RootDisk};
 pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, TemplateOrigin, TemplateState};
 pub use vm::{QemuVm, VmStatus};
+pub use vm_cgroup::{CgroupStatus, CgroupSupport, remove_stale_cgroups};
 pub use vm_spec::VmSpec;

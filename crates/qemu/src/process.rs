@@ -11,6 +11,12 @@
 //!    `tokio::process::Child` has `kill_on_drop` as a last resort.
 //! 3. A watcher task owns the child and always `wait()`s for it (no zombie), then publishes the exit
 //!    status on a `watch` channel: [`QemuProcess::exited`] resolves the moment QEMU dies.
+//!
+//! A VM with a cgroup (`vm_cgroup.rs`) has QEMU join it in the child, between fork and exec: a
+//! `write(2)` of `0` to each `cgroup.procs` opened beforehand, so everything QEMU allocates is
+//! charged to it and no guest code ever runs outside it (spawning first and attaching after would
+//! leave QEMU's start-up, guest RAM included, charged elsewhere). The watcher holds the cgroup
+//! until it has reaped QEMU, so the cgroup is removed right after, when nothing is left in it.
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -19,6 +25,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use firepit_cgroup::Cgroup;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
@@ -40,17 +47,20 @@ pub(crate) struct QemuProcess {
     pidfd: Option<OwnedFd>,
     exit: watch::Receiver<Option<ExitInfo>>,
     stderr: Arc<Mutex<OutputRing>>,
+    /// The cgroup QEMU runs in (also held by the watcher until QEMU is reaped).
+    cgroup: Option<Arc<Cgroup>>,
 }
 
 impl QemuProcess {
     /// Spawns `binary` with `argv` (stdin/stdout null, stderr kept in a 64 KiB ring), with an
     /// environment of `PATH` only (nothing of ours, e.g. an API token, reaches QEMU), as `run_as`
     /// when given (supplementary groups dropped, then gid, then uid, before the death signal is set:
-    /// a credential change would clear it).
+    /// a credential change would clear it), joining `cgroup` before exec when given.
     pub(crate) fn spawn(
         binary: &Path,
         argv: &[OsString],
         run_as: Option<Credentials>,
+        cgroup: Option<Arc<Cgroup>>,
     ) -> Result<Self, SpawnError> {
         let mut command = tokio::process::Command::new(binary);
         command
@@ -81,6 +91,17 @@ impl QemuProcess {
                 Ok(())
             });
         }
+        if let Some(cgroup) = &cgroup {
+            let joiner = cgroup
+                .joiner()
+                .map_err(|e| SpawnError::io(format!("joining cgroup {cgroup}"), std::io::Error::other(e)))?;
+            // SAFETY: `join_self` only writes to descriptors opened above (async-signal-safe);
+            // it runs after the credential change and the death signal (the descriptors were
+            // opened with our rights).
+            unsafe {
+                command.pre_exec(move || joiner.join_self());
+            }
+        }
         let mut child = command.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => SpawnError::BinaryNotFound { binary: binary.to_path_buf() },
             _ => SpawnError::io(format!("spawning {}", binary.display()), e),
@@ -106,6 +127,7 @@ impl QemuProcess {
             });
         }
         let (tx, exit) = watch::channel(None);
+        let held = cgroup.clone();
         tokio::spawn(async move {
             let info = match child.wait().await {
                 Ok(status) => ExitInfo { code: status.code(), signal: status.signal() },
@@ -115,13 +137,20 @@ impl QemuProcess {
                 }
             };
             tracing::debug!(pid, %info, "qemu exited");
+            // Reaped: nothing of QEMU is left in its cgroup, which goes with the last holder.
+            drop(held);
             tx.send_replace(Some(info));
         });
-        Ok(Self { pid, pidfd, exit, stderr })
+        Ok(Self { pid, pidfd, exit, stderr, cgroup })
     }
 
     pub(crate) fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The cgroup QEMU runs in, if it has one.
+    pub(crate) fn cgroup(&self) -> Option<&Arc<Cgroup>> {
+        self.cgroup.as_ref()
     }
 
     /// The exit status, `None` while running.
@@ -225,7 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn killed_child_is_reaped_and_exit_is_published() {
-        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None).unwrap();
+        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None, None).unwrap();
         let pid = process.pid();
         assert!(process.exit_info().is_none());
         process.kill();
@@ -236,7 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_handle_kills_the_child() {
-        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None).unwrap();
+        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None, None).unwrap();
         let pid = process.pid();
         let exited = process.exited();
         drop(process);
@@ -247,7 +276,7 @@ mod tests {
 
     #[tokio::test]
     async fn when_drop_returns_the_child_is_dead() {
-        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None).unwrap();
+        let process = QemuProcess::spawn(Path::new("sleep"), &["30".into()], None, None).unwrap();
         let pid = process.pid();
         drop(process);
         // Dead: reaped already, or a zombie the watcher is about to reap; never still running.
@@ -259,7 +288,8 @@ mod tests {
     #[tokio::test]
     async fn child_environment_is_path_only() {
         assert!(std::env::vars().count() > 1, "the test process has more than PATH in its environment");
-        let process = QemuProcess::spawn(Path::new("sh"), &["-c".into(), "env >&2".into()], None).unwrap();
+        let process =
+            QemuProcess::spawn(Path::new("sh"), &["-c".into(), "env >&2".into()], None, None).unwrap();
         process.exited().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let names: Vec<String> =
@@ -279,7 +309,7 @@ mod tests {
         let nobody = Credentials { uid: 65534, gid: 65534 };
         let script = "echo uid=$(id -u) gid=$(id -g) groups=$(id -G) >&2".to_string();
         let process =
-            QemuProcess::spawn(Path::new("sh"), &["-c".into(), script.into()], Some(nobody)).unwrap();
+            QemuProcess::spawn(Path::new("sh"), &["-c".into(), script.into()], Some(nobody), None).unwrap();
         assert_eq!(process.exited().await.unwrap().code, Some(0));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(process.stderr_tail(), "uid=65534 gid=65534 groups=65534");
@@ -287,14 +317,15 @@ mod tests {
 
     #[tokio::test]
     async fn missing_binary_says_how_to_install_qemu() {
-        let err = QemuProcess::spawn(Path::new("/nonexistent/qemu-system-x86_64"), &[], None).unwrap_err();
+        let err =
+            QemuProcess::spawn(Path::new("/nonexistent/qemu-system-x86_64"), &[], None, None).unwrap_err();
         assert!(err.to_string().contains("apt-get install qemu-system-x86"), "{err}");
     }
 
     #[tokio::test]
     async fn stderr_is_kept_for_error_messages() {
         let process =
-            QemuProcess::spawn(Path::new("sh"), &["-c".into(), "echo boom >&2; exit 3".into()], None)
+            QemuProcess::spawn(Path::new("sh"), &["-c".into(), "echo boom >&2; exit 3".into()], None, None)
                 .unwrap();
         let info = process.exited().await.unwrap();
         assert_eq!(info.code, Some(3));

@@ -161,6 +161,18 @@ impl QemuProvider {
         self.inner.launcher.accel().await
     }
 
+    /// Whether VMs get cgroups on this host (and why not), and how many were started without one
+    /// (see [`CgroupConfig`](crate::CgroupConfig)).
+    ///
+    /// ```no_run
+    /// let provider = firepit_qemu::QemuProvider::new(firepit_qemu::ProviderConfig::default())?;
+    /// println!("{:?}", provider.cgroups().support);
+    /// # Ok::<(), firepit_qemu::QemuError>(())
+    /// ```
+    pub fn cgroups(&self) -> crate::vm_cgroup::CgroupStatus {
+        self.inner.launcher.cgroups.status()
+    }
+
     /// Where the snapshot template of `shape` stands (fallback to cold boot shows as `Failed`, with
     /// the reason); its `Display` is a one-line status.
     pub fn template_state(&self, shape: &ShapeKey) -> TemplateState {
@@ -229,7 +241,8 @@ impl QemuProvider {
     /// hook is not told about it.
     pub async fn cold_boot(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<QemuVm, QemuError> {
         self.check(shape, spec)?;
-        self.inner.launcher.cold_boot(shape, spec, FillKind::ColdBoot).await
+        let spec = self.inner.launcher.sized(spec).await?;
+        self.inner.launcher.cold_boot(shape, &spec, FillKind::ColdBoot).await
     }
 }
 
@@ -241,6 +254,8 @@ impl Provider for QemuProvider {
     async fn create(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<QemuVm, QemuError> {
         self.check(shape, spec)?;
         let inner = &self.inner;
+        // A root disk sized for the shape's `disk_mb` (templates record that copy as their base).
+        let spec = &*inner.launcher.sized(spec).await?;
         let vm = match spec.fill {
             FillStrategy::ColdBoot => inner.launcher.cold_boot(shape, spec, FillKind::ColdBoot).await?,
             FillStrategy::Snapshot => inner.snapshots.create_clone(&inner.launcher, shape, spec).await?,

@@ -83,6 +83,35 @@ pub enum DiskError {
         #[source]
         source: std::io::Error,
     },
+    /// A shape's `disk_mb` was given for a root disk without an ext2/3/4 file system.
+    #[error(
+        "disk_mb needs a root disk with an ext4 file system, and {base} has none: leave disk_mb out \
+         for this image, or use an ext4 image (`firepit image build`/`import` make them)"
+    )]
+    NotExt4 {
+        /// The base image.
+        base: PathBuf,
+    },
+    /// An e2fsprogs tool (needed to size a root disk for `disk_mb`) is not installed.
+    #[error("{binary} not found: run `apt-get install e2fsprogs` (sizing a root disk for disk_mb needs it)")]
+    E2fsprogsNotFound {
+        /// The tool.
+        binary: PathBuf,
+    },
+    /// Making the copy of a root disk sized for `disk_mb` failed.
+    #[error("sizing {base} to {disk_mb} MiB free: `{step}` failed ({status}): {stderr}")]
+    Sizing {
+        /// The base image.
+        base: PathBuf,
+        /// The free space asked for, MiB.
+        disk_mb: u64,
+        /// The tool that failed.
+        step: String,
+        /// How it ended.
+        status: String,
+        /// The end of its standard error.
+        stderr: String,
+    },
     /// `qemu-img create` of an overlay failed or took too long.
     #[error("creating the overlay {overlay} over {base} failed ({status}): {stderr}")]
     Overlay {

@@ -129,7 +129,7 @@ pub(crate) fn remove_stale_in(dir: &Path) -> usize {
 }
 
 /// The pid in `fp-<pid>-<n>` or `firepit-<pid>-t<n>`.
-fn owner_pid(name: &str) -> Option<u32> {
+pub(crate) fn owner_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("fp-").or_else(|| name.strip_prefix("firepit-"))?;
     let (pid, tail) = rest.split_once('-')?;
     let valid_tail = tail.trim_start_matches('t').parse::<u64>().is_ok();

@@ -113,6 +113,21 @@ impl QemuVm {
         self.process.pid()
     }
 
+    /// The cgroup QEMU runs in (`None`: cgroups are off or unavailable on this host, see
+    /// [`CgroupConfig`](crate::CgroupConfig)): its directories, and its CPU time and memory so
+    /// far ([`Cgroup::usage`](firepit_cgroup::Cgroup::usage), two small file reads).
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), firepit_qemu::CgroupError> {
+    /// if let Some(cgroup) = vm.cgroup() {
+    ///     println!("pid {} in {cgroup}: {:?}", vm.pid(), cgroup.usage()?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn cgroup(&self) -> Option<&firepit_cgroup::Cgroup> {
+        self.process.cgroup().map(|cgroup| &**cgroup)
+    }
+
     /// Time from process start to ready (readiness line and agent ping answered).
     pub fn boot_duration(&self) -> Duration {
         self.boot_duration

@@ -35,6 +35,15 @@ pub struct ShapeSpec {
     /// Guest memory per VM in MiB (64..=65536). Default 256.
     #[serde(default = "defaults::memory_mb")]
     pub memory_mb: u64,
+    /// How much each VM may write to its disk, MiB (16..=1048576); past it the guest gets
+    /// `ENOSPC` and the host never holds more of one VM's writes. With a root disk: each VM's file
+    /// system has exactly this much free space (the image is resized to its content plus this,
+    /// once per image and size), so its copy-on-write overlay stays within it plus file-system
+    /// and qcow2 metadata. Without one (the guest's files live in its RAM): the root file system
+    /// and `/tmp` together may hold this much more than the image. Default: none — the image's own
+    /// free space, or half the guest's RAM for `/` and `/tmp` each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_mb: Option<u64>,
     /// How many ready VMs to keep. Default `{ low = 1, high = 2 }`.
     #[serde(default)]
     pub depth: Depth,
@@ -63,8 +72,8 @@ pub struct ShapeSpec {
 }
 
 impl ShapeSpec {
-    /// A shape named `name` on `image`, every other field at its default: 1 vCPU, 256 MiB,
-    /// depth 1..=2, no age limit, snapshot fill, health check on, no network, idle VMs paused, new
+    /// A shape named `name` on `image`, every other field at its default: 1 vCPU, 256 MiB, no
+    /// disk bound, depth 1..=2, no age limit, snapshot fill, health check on, no network, idle VMs paused, new
     /// VMs warmed up.
     pub fn new(name: impl Into<String>, image: impl Into<PathBuf>) -> Self {
         Self {
@@ -72,6 +81,7 @@ impl ShapeSpec {
             image: image.into(),
             cpus: defaults::cpus(),
             memory_mb: defaults::memory_mb(),
+            disk_mb: None,
             depth: Depth::default(),
             max_age_secs: None,
             fill: FillStrategy::default(),

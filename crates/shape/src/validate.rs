@@ -14,6 +14,8 @@ use crate::ShapeSpec;
 pub const MAX_CPUS: u32 = 64;
 /// Guest memory bounds per VM, in MiB.
 pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u64> = 64..=65536;
+/// Bounds of a shape's `disk_mb` (what one VM may write to its disk), in MiB: 16 MiB to 1 TiB.
+pub const DISK_MB_RANGE: std::ops::RangeInclusive<u64> = 16..=1 << 20;
 /// Largest high-water mark per shape.
 pub const MAX_DEPTH: usize = 64;
 /// Longest lease TTL and VM max age, in seconds (one year): durations are added to the clocks, and
@@ -111,7 +113,7 @@ impl ShapeSpec {
     }
 
     /// The part of [`validate`](Self::validate) that says whether one VM of this shape can be made:
-    /// vCPUs, memory and network. A VM provider runs it on every spec it is handed, also on one
+    /// vCPUs, memory, disk and network. A VM provider runs it on every spec it is handed, also on one
     /// built in code that never went through `validate`, so there is one set of bounds, not one
     /// per layer.
     ///
@@ -127,6 +129,12 @@ impl ShapeSpec {
         if !MEMORY_MB_RANGE.contains(&self.memory_mb) {
             let allowed = format!("must be {}..={}", MEMORY_MB_RANGE.start(), MEMORY_MB_RANGE.end());
             return Err(self.invalid("memory_mb", self.memory_mb, allowed));
+        }
+        if let Some(disk_mb) = self.disk_mb
+            && !DISK_MB_RANGE.contains(&disk_mb)
+        {
+            let allowed = format!("must be {}..={}, or absent", DISK_MB_RANGE.start(), DISK_MB_RANGE.end());
+            return Err(self.invalid("disk_mb", disk_mb, allowed));
         }
         if let Err((field, why)) = self.network.validate() {
             return Err(self.invalid(&format!("network.{field}"), self.network.mode, why));
@@ -174,6 +182,9 @@ mod tests {
         );
         assert_eq!(key(ShapeSpec { cpus: 65, ..valid() }), "cpus");
         assert_eq!(key(ShapeSpec { memory_mb: 32, ..valid() }), "memory_mb");
+        assert_eq!(key(ShapeSpec { disk_mb: Some(8), ..valid() }), "disk_mb");
+        assert_eq!(key(ShapeSpec { disk_mb: Some((1 << 20) + 1), ..valid() }), "disk_mb");
+        assert_eq!(ShapeSpec { disk_mb: Some(64), ..valid() }.validate(), Ok(()));
         let depth = |low, high| ShapeSpec { depth: crate::Depth { low, high }, ..valid() };
         assert_eq!(key(depth(0, 0)), "depth.high");
         assert_eq!(key(depth(3, 2)), "depth.low");
@@ -190,6 +201,7 @@ mod tests {
             ShapeSpec { cpus: MAX_CPUS + 1, ..valid() },
             ShapeSpec { memory_mb: MEMORY_MB_RANGE.start() - 1, ..valid() },
             ShapeSpec { memory_mb: MEMORY_MB_RANGE.end() + 1, ..valid() },
+            ShapeSpec { disk_mb: Some(DISK_MB_RANGE.start() - 1), ..valid() },
         ] {
             assert_eq!(bad.validate_vm().unwrap_err(), bad.validate().unwrap_err(), "{bad:?}");
         }

@@ -27,6 +27,7 @@
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_cgroup;
 pub mod bench_cluster;
 pub mod bench_density;
 pub mod bench_e2b;

@@ -169,11 +169,15 @@ REQUESTS: list[tuple[str, Callable[[], _calls.Call[Any]], set[str]]] = [
     (
         "ShapeSpec",
         lambda: _calls.register_shape(
-            "s", "/img", 1, 256, 1, 2, 60, "cold", True, "nat", pause_idle=False, warm_up=False
+            "s", "/img", 1, 256, 1, 2, 60, "cold", True, "nat", pause_idle=False, warm_up=False, disk_mb=64
         ),
         {"name"},
     ),
-    ("AcquireBody", lambda: _calls.acquire("s", 1, 60, "key", ["10.0.0.0/8"]), set()),
+    (
+        "AcquireBody",
+        lambda: _calls.acquire("s", 1, 60, "key", ["10.0.0.0/8"], cpus=1, memory_mb=256, disk_mb=64),
+        set(),
+    ),
     ("ExecBody", lambda: _calls.exec_("l", ["true"], {"A": "1"}, "/", b"\x00", 5, 10), set()),
     ("RenewRequest", lambda: _calls.renew("l", 60), set()),
     ("ForwardPortBody", lambda: _calls.forward_port("l", 8000), set()),

@@ -17,6 +17,7 @@ def answer(status: int, body: bytes, headers: dict[str, str] | None = None) -> h
     ("code", "status", "cls"),
     [
         ("unknown_shape", 404, firepit.UnknownShape),
+        ("no_shape_fits", 400, firepit.NoShapeFits),
         ("exhausted", 503, firepit.Exhausted),
         ("shutting_down", 503, firepit.ShuttingDown),
         ("lease_not_found", 404, firepit.LeaseNotFound),

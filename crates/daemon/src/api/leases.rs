@@ -13,6 +13,7 @@ use super::args;
 use super::error::{ApiError, ApiJson, ErrorCode};
 use super::{AppState, MAX_WAIT};
 use crate::leases::{AcquireParams, lease_response};
+use crate::sizing::{SizeRequest, smallest_fitting};
 use firepit_api::{AcquireBody, Encoding, ExecBody, ExecResponse, LeaseResponse, RenewRequest};
 
 /// Header making acquire retries return the same lease.
@@ -31,7 +32,7 @@ const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
         description = "Client-chosen key (1-200 visible ASCII characters); a retry with the same key returns the same lease")),
     responses(
         (status = 201, description = "VM leased (also for an idempotent replay, with `Idempotent-Replayed: true`)", body = LeaseResponse),
-        (status = 400, description = "Malformed request; `egress_widens`: the egress asked for is not within the shape's", body = super::ErrorBody),
+        (status = 400, description = "Malformed request; `egress_widens`: the egress asked for is not within the shape's; `no_shape_fits`: no shape covers the sizes asked for", body = super::ErrorBody),
         (status = 404, description = "Unknown shape", body = super::ErrorBody),
         (status = 409, description = "`network_disabled`: egress asked for on a shape without a network", body = super::ErrorBody),
         (status = 422, description = "Idempotency key reused for another shape", body = super::ErrorBody),
@@ -55,8 +56,9 @@ pub async fn acquire_lease(
         )));
     }
     let idempotency_key = idempotency_key(&headers)?;
+    let shape = chosen_shape(&state, &body)?;
     let params = AcquireParams {
-        shape: body.shape,
+        shape,
         wait,
         ttl: body.ttl_ms.map(Duration::from_millis),
         idempotency_key,
@@ -68,6 +70,23 @@ pub async fn acquire_lease(
         response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The shape an acquire names, or the smallest registered one covering the sizes it gives
+/// instead (see [`crate::sizing`]).
+fn chosen_shape(state: &AppState, body: &AcquireBody) -> Result<String, ApiError> {
+    let want = SizeRequest { cpus: body.cpus, memory_mb: body.memory_mb, disk_mb: body.disk_mb };
+    match (body.shape.is_empty(), want.is_empty()) {
+        (false, true) => Ok(body.shape.clone()),
+        (false, false) => {
+            Err(ApiError::bad_request("give `shape` or sizes (`cpus`, `memory_mb`, `disk_mb`), not both"))
+        }
+        (true, true) => Err(ApiError::bad_request(
+            "give `shape`, or sizes (`cpus`, `memory_mb`, `disk_mb`) to lease the smallest shape covering them",
+        )),
+        (true, false) => smallest_fitting(&state.backend().status(), &want)
+            .map_err(|error| ApiError::new(ErrorCode::NoShapeFits, error.to_string())),
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

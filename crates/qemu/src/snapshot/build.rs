@@ -103,8 +103,7 @@ async fn build_in(
         launcher.overlay(&base.base, base.format, &disk).await?;
         spec.disk = Some(disk.clone());
     }
-    let started =
-        crate::boot::start(&launcher.config.qemu_binary, &spec, vm_dir, &launcher.config, deadline).await?;
+    let started = launcher.start(&spec, vm_dir, deadline).await?;
     crate::boot::wait_ready(&started, launcher.config.boot_timeout, deadline).await?;
     crate::vm_net::configure(&started.guest, started.network.as_ref()).await?;
     let booted = started_at.elapsed();

@@ -70,8 +70,7 @@ pub(crate) async fn restore_clone(
         let template_disk = memory_file.with_file_name(crate::disk::OVERLAY_FILE);
         launcher.overlay(&template_disk, crate::root_disk::DiskFormat::Qcow2, overlay).await?;
     }
-    let started =
-        crate::boot::start(&launcher.config.qemu_binary, &spec, dir, &launcher.config, deadline).await?;
+    let started = launcher.start(&spec, dir, deadline).await?;
     let qmp = started.qmp.clone();
     qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;
     qmp.migrate_incoming(&format!("exec:cat {quoted_state}")).await?;

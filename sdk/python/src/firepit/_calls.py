@@ -85,16 +85,32 @@ Egress = str | Sequence[str]
 (``"10.1.0.0/16:443"``, ``"pypi.org:443"``, ``"*.pythonhosted.org"``)."""
 
 
+def shape_or_sizes(
+    shape: str | None, cpus: int | None, memory_mb: int | None, disk_mb: int | None
+) -> str | None:
+    """The shape to send: none when sizes are given instead and the shape is left at its default."""
+    return None if shape == "default" and any(v is not None for v in (cpus, memory_mb, disk_mb)) else shape
+
+
 def acquire(
-    shape: str,
+    shape: str | None,
     wait: Seconds,
     ttl: Seconds | None,
     idempotency_key: str | None,
     egress: Egress | None = None,
+    *,
+    cpus: int | None = None,
+    memory_mb: int | None = None,
+    disk_mb: int | None = None,
 ) -> Call[LeaseInfo]:
-    """``POST /v1/leases``."""
+    """``POST /v1/leases``: of ``shape``, or (``shape`` ``None``) of the smallest shape covering
+    the sizes given."""
     wait_ms = to_ms(wait, "wait")
-    body: dict[str, Any] = {"shape": shape, "wait_ms": wait_ms}
+    body: dict[str, Any] = {"wait_ms": wait_ms}
+    if shape is not None:
+        body["shape"] = shape
+    sizes = {"cpus": cpus, "memory_mb": memory_mb, "disk_mb": disk_mb}
+    body.update({k: v for k, v in sizes.items() if v is not None})
     if ttl is not None:
         body["ttl_ms"] = to_ms(ttl, "ttl")
     if egress is not None:
@@ -173,12 +189,14 @@ def register_shape(
     network: str | Mapping[str, Any] | None,
     pause_idle: bool | None,
     warm_up: bool | None,
+    disk_mb: int | None = None,
 ) -> Call[None]:
     """``PUT /v1/shapes/{name}``: fields left ``None`` take the daemon's defaults."""
     body: dict[str, Any] = {"image": os.fspath(image)}
     optional: dict[str, Any] = {
         "cpus": cpus,
         "memory_mb": memory_mb,
+        "disk_mb": disk_mb,
         "fill": fill,
         "health_check": health_check,
         "network": network if network is None or isinstance(network, str) else dict(network),

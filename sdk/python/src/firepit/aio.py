@@ -105,12 +105,15 @@ class AsyncClient:
 
     def lease(
         self,
-        shape: str = "default",
+        shape: str | None = "default",
         *,
         wait: Seconds = DEFAULT_WAIT,
         ttl: Seconds | None = None,
         idempotency_key: str | None = None,
         egress: Egress | None = None,
+        cpus: int | None = None,
+        memory_mb: int | None = None,
+        disk_mb: int | None = None,
     ) -> AsyncLeaseRequest:
         """Leases a warm VM of ``shape``; arguments and errors as :meth:`firepit.Client.lease`.
 
@@ -122,7 +125,19 @@ class AsyncClient:
             async with client.lease("default", wait=10) as vm:
                 await vm.exec(["true"])
         """
-        return AsyncLeaseRequest(self, _calls.acquire(shape, wait, ttl, idempotency_key, egress))
+        return AsyncLeaseRequest(
+            self,
+            _calls.acquire(
+                _calls.shape_or_sizes(shape, cpus, memory_mb, disk_mb),
+                wait,
+                ttl,
+                idempotency_key,
+                egress,
+                cpus=cpus,
+                memory_mb=memory_mb,
+                disk_mb=disk_mb,
+            ),
+        )
 
     async def pools(self) -> Pools:
         """Every shape's pool (``GET /v1/pools``); see :meth:`firepit.Client.pools`."""
@@ -143,6 +158,7 @@ class AsyncClient:
         network: str | Mapping[str, Any] | None = None,
         pause_idle: bool | None = None,
         warm_up: bool | None = None,
+        disk_mb: int | None = None,
     ) -> None:
         """Registers a shape at run time (``PUT /v1/shapes/{name}``); see
         :meth:`firepit.Client.register_shape`."""
@@ -160,6 +176,7 @@ class AsyncClient:
                 network,
                 pause_idle,
                 warm_up,
+                disk_mb,
             )
         )
 

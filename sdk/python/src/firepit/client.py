@@ -117,12 +117,15 @@ class Client:
 
     def lease(
         self,
-        shape: str = "default",
+        shape: str | None = "default",
         *,
         wait: Seconds = DEFAULT_WAIT,
         ttl: Seconds | None = None,
         idempotency_key: str | None = None,
         egress: Egress | None = None,
+        cpus: int | None = None,
+        memory_mb: int | None = None,
+        disk_mb: int | None = None,
     ) -> Lease:
         """Leases a warm VM of ``shape`` (``POST /v1/leases``).
 
@@ -136,6 +139,9 @@ class Client:
             egress: narrows the shape's egress policy for this lease: ``"deny"``, or entries
                 within the shape's (``["10.1.0.0/16:443", "pypi.org:443"]``); anything wider
                 raises :class:`firepit.EgressWidens` before a VM is taken.
+            cpus, memory_mb, disk_mb: instead of a shape (leave ``shape`` at its default):
+                lease the smallest registered shape with at least these; none covers them:
+                :class:`firepit.NoShapeFits`, naming the largest.
 
         Returns a :class:`Lease`, also a context manager that releases the VM when the block
         ends, by exception too.
@@ -143,14 +149,31 @@ class Client:
         Raises :class:`firepit.UnknownShape`, :class:`firepit.Exhausted`,
         :class:`firepit.BadTtl`, :class:`firepit.IdempotencyConflict`,
         :class:`firepit.ShuttingDown`, :class:`firepit.EgressWidens`,
-        :class:`firepit.NetworkDisabled`, :class:`firepit.ConnectError`.
+        :class:`firepit.NetworkDisabled`, :class:`firepit.NoShapeFits`,
+        :class:`firepit.ConnectError`.
 
         Example::
 
             with client.lease("default", wait=10, ttl=600) as vm:
                 vm.exec(["true"])
+            with client.lease(cpus=2, memory_mb=1024) as vm:  # the smallest shape that large
+                vm.exec(["nproc"])
         """
-        return Lease(self, self._call(_calls.acquire(shape, wait, ttl, idempotency_key, egress)))
+        return Lease(
+            self,
+            self._call(
+                _calls.acquire(
+                    _calls.shape_or_sizes(shape, cpus, memory_mb, disk_mb),
+                    wait,
+                    ttl,
+                    idempotency_key,
+                    egress,
+                    cpus=cpus,
+                    memory_mb=memory_mb,
+                    disk_mb=disk_mb,
+                )
+            ),
+        )
 
     def pools(self) -> Pools:
         """Every shape's pool: ready, filling and leased VMs, depth, failures (``GET /v1/pools``)."""
@@ -171,6 +194,7 @@ class Client:
         network: str | Mapping[str, Any] | None = None,
         pause_idle: bool | None = None,
         warm_up: bool | None = None,
+        disk_mb: int | None = None,
     ) -> None:
         """Registers a shape at run time; its pool starts filling at once (``PUT /v1/shapes/{name}``).
 
@@ -178,7 +202,8 @@ class Client:
         or ``"cold"``; ``max_age`` replaces ready VMs older than that; ``network`` is ``"none"``,
         ``"nat"`` or ``{"mode": "nat", "egress": [...], "host_ports": [...]}``; ``pause_idle``
         stops the vCPUs of VMs waiting in the pool; ``warm_up`` runs a first command in each new
-        VM so the user's first one is as fast as later ones. Arguments left ``None`` take the
+        VM so the user's first one is as fast as later ones; ``disk_mb`` bounds what each VM may
+        write to its disk. Arguments left ``None`` take the
         daemon's defaults (1 CPU, 256 MiB, depth 1..2, snapshot fill, health check, idle VMs
         paused, warm-up on). Raises :class:`firepit.ShapeExists` or :class:`firepit.InvalidShape`.
 
@@ -200,6 +225,7 @@ class Client:
                 network,
                 pause_idle,
                 warm_up,
+                disk_mb,
             )
         )
 

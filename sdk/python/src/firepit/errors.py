@@ -258,6 +258,11 @@ class EgressWidens(BadRequest):
     entry (``egress_widens``). A lease can only narrow its shape's egress."""
 
 
+class NoShapeFits(BadRequest):
+    """No registered shape covers the ``cpus``, ``memory_mb`` and ``disk_mb`` a lease asked for
+    instead of a shape; the message names the largest (``no_shape_fits``)."""
+
+
 class ForwardNotFound(FirepitError):
     """No forward to that guest port is open on the lease (``forward_not_found``)."""
 
@@ -285,6 +290,7 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "bad_stdin": BadRequest,
     "bad_ttl": BadTtl,
     "unknown_shape": UnknownShape,
+    "no_shape_fits": NoShapeFits,
     "exhausted": Exhausted,
     "shutting_down": ShuttingDown,
     "lease_not_found": LeaseNotFound,

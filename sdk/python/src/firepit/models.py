@@ -134,6 +134,9 @@ class ShapeStatus:
         fill_state: for snapshot shapes, the template's state in one line.
         image_id: the guest image's id.
         root_disk: the root disk each VM gets a private overlay of, if the image has one.
+        cpus: virtual CPUs per VM.
+        memory_mb: guest memory per VM, MiB.
+        disk_mb: what each VM may write to its disk, MiB (``None``: the image's free space).
     """
 
     name: str
@@ -151,6 +154,9 @@ class ShapeStatus:
     fill_state: str | None = None
     image_id: str = ""
     root_disk: str | None = None
+    cpus: int = 0
+    memory_mb: int = 0
+    disk_mb: int | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> ShapeStatus:
@@ -172,6 +178,9 @@ class ShapeStatus:
             fill_state=_opt_str(data, "fill_state"),
             image_id=_opt_str(data, "image_id") or "",
             root_disk=_opt_str(data, "root_disk"),
+            cpus=_opt_int(data, "cpus") or 0,
+            memory_mb=_opt_int(data, "memory_mb") or 0,
+            disk_mb=_opt_int(data, "disk_mb"),
         )
 
 
