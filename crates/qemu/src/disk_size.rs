@@ -62,8 +62,9 @@ pub(crate) async fn sized_base(
     dir: &Path,
 ) -> Result<RootDisk, DiskError> {
     let stamp = crate::disk::base_stamp(&base.base)?;
-    let key =
-        crate::snapshot::store::sha256_hex(format!("{stamp}\n{}\n{disk_mb}", base.format.as_str()).as_bytes());
+    let key = crate::snapshot::store::sha256_hex(
+        format!("{stamp}\n{}\n{disk_mb}", base.format.as_str()).as_bytes(),
+    );
     let sized = dir.join(format!("{}-{disk_mb}m.img", &key[..16]));
     if sized.is_file() {
         return Ok(RootDisk::new(sized, DiskFormat::Raw));
