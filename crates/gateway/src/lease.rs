@@ -122,7 +122,6 @@ fn forget_later(gw: &GatewayState, route: LeaseRoute) {
 /// The gateway's view of a lease when its daemon has no lease view of its own.
 fn route_view(route: &LeaseRoute, host: &HostRecord) -> Value {
     json!({
-        "lease_id": route.lease_id,
         "id": route.lease_id,
         "shape": route.shape,
         "state": "running",

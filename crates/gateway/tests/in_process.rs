@@ -114,7 +114,7 @@ pub async fn host_of(client: &Client, lease_id: &str) -> String {
     let response = client.request(firepit_client::Method::GET, &path, None, &[]).await.unwrap();
     let view: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
     if response.status == 200 {
-        assert_eq!(view["lease_id"], lease_id, "{view}");
+        assert_eq!(view["id"], lease_id, "{view}");
     }
     view["host"].as_str().unwrap_or_default().to_owned()
 }

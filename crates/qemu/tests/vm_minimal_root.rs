@@ -76,6 +76,7 @@ fn bare_spec(fill: FillStrategy, defaults: ExecDefaults) -> VmSpec {
         image.paths.clone().with_disk(RootDisk::new(disk(), DiskFormat::Raw)).with_exec_defaults(defaults);
     let mut spec = VmSpec::new(image.id.clone(), paths);
     spec.fill = fill;
+    spec.console = true;
     assert!(spec.warm_up);
     spec
 }

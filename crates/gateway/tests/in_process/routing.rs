@@ -59,9 +59,9 @@ async fn acquires_spread_over_the_hosts_and_every_lease_answers_through_the_gate
     }
     assert!(matches!(events.first(), Some(StreamEvent::Started { .. })), "{events:?}");
     assert!(matches!(events.last(), Some(StreamEvent::Exit { .. })), "{events:?}");
-    // The PTY request reaches the host (the fake backend has no terminals: its own answer).
-    let error = client.pty(id, &PtyOptions::default()).await.err().unwrap();
-    assert_eq!(error.code(), Some(firepit_api::ErrorCode::Unsupported), "{error}");
+    // The PTY upgrade goes through the gateway to the host (whose in-process agent opens one).
+    let pty = client.pty(id, &PtyOptions::default()).await.unwrap();
+    drop(pty);
     // Renew and release go to the host; a released lease is gone from the cluster.
     let renewed = client.renew(id, Some(120_000)).await.unwrap();
     assert_eq!(&renewed.lease_id, id);
@@ -75,9 +75,16 @@ async fn acquires_spread_over_the_hosts_and_every_lease_answers_through_the_gate
     assert_eq!((shape.leased, pools.leases, shape.depth_high), (19, 19, 60));
     let hosts: Vec<String> = hosts_of(&client).await.into_iter().map(|h| h.host).collect();
     assert_eq!(hosts, ["a", "b"]);
-    // Daemons without a lease list: the gateway says so as they do, not with an empty list.
+    // The lease list is every host's, each lease naming its host; the released one is ended.
     let list = client.request(firepit_client::Method::GET, "/v1/leases", None, &[]).await.unwrap();
-    assert_eq!(list.status, 405, "{}", list.text());
+    assert_eq!(list.status, 200, "{}", list.text());
+    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    let leases = list["leases"].as_array().unwrap();
+    let running = leases.iter().filter(|l| l["state"] == "running").count();
+    let ended: Vec<&serde_json::Value> = leases.iter().filter(|l| l["state"] == "ended").collect();
+    assert_eq!((running, ended.len()), (19, 1), "{list}");
+    assert_eq!(ended[0]["id"], id.as_str(), "{list}");
+    assert!(leases.iter().all(|l| l["host"] == "a" || l["host"] == "b"), "{list}");
 }
 
 #[tokio::test]
