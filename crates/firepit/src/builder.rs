@@ -164,6 +164,24 @@ impl VmPoolBuilder {
         self
     }
 
+    /// A command from the image to run in every new VM before it is handed out, after firepit's
+    /// own warm-up (see [`ShapeSpec::warm_up_argv`](firepit_shape::ShapeSpec::warm_up_argv)): the
+    /// programs it runs then start faster in the user's first command too.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), firepit::Error> {
+    /// use firepit::{Firepit, VmConfig};
+    /// let pool = Firepit::pool(VmConfig::new("vmlinuz", "disk.img"))
+    ///     .warm_up_command(["/bin/bash", "-lc", "true"])
+    ///     .build(2)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn warm_up_command<S: Into<String>>(mut self, argv: impl IntoIterator<Item = S>) -> Self {
+        self.config.shape.warm_up_argv = argv.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Everything else of the QEMU provider (runtime dir, QEMU binary, timeouts). The fields this
     /// builder sets itself (accelerator, boot timeout) win over the ones given here.
     pub fn provider_config(mut self, config: ProviderConfig) -> Self {

@@ -262,7 +262,9 @@ impl Provider for QemuProvider {
         };
         let mut vm = vm;
         if spec.warm_up {
-            if let Err(e) = crate::warm::warm_up(&vm, shape, &inner.warm_up_failures).await {
+            if let Err(e) =
+                crate::warm::warm_up(&vm, shape, &spec.shape.warm_up_argv, &inner.warm_up_failures).await
+            {
                 vm.shutdown().await;
                 return Err(e);
             }

@@ -15,6 +15,11 @@
 //! (measured here: the first `true` after the warm-up 24–27 ms p50 either way, ≈250 ms without;
 //! the warm-up itself takes ≈100 ms more of the fill than `true` alone did).
 //!
+//! A shape may add a command of its own image ([`ShapeSpec::warm_up_argv`](firepit_shape::ShapeSpec),
+//! e.g. `bash -lc true` where every user command starts as a login shell, as E2B's SDKs start
+//! them): it runs after the agent's warm-up, with the image's exec defaults, so the programs it
+//! runs are translated before the user's first command too.
+//!
 //! A warm-up that fails does not fail the fill. When the agent answers with an error or the
 //! program fails (an image whose exec defaults name a missing working directory, say), the VM is
 //! handed out as it is — its first command pays the translation — with a warning in the log and
@@ -59,21 +64,34 @@ impl WarmUpFailures {
 pub(crate) async fn warm_up(
     vm: &QemuVm,
     shape: &ShapeKey,
+    shape_argv: &[String],
     failures: &WarmUpFailures,
 ) -> Result<(), QemuError> {
+    let own = firepit_agent::WARM_UP_ARGV.iter().map(|arg| (*arg).to_owned()).collect();
+    if run(vm, shape, own, "the agent's warm-up", failures).await? && !shape_argv.is_empty() {
+        run(vm, shape, shape_argv.to_vec(), "the shape's warm_up_argv", failures).await?;
+    }
+    Ok(())
+}
+
+/// Runs one warm-up command (`what` names it in the log): `Ok(true)` when it succeeded,
+/// `Ok(false)` when the guest failed it (logged and counted).
+async fn run(
+    vm: &QemuVm,
+    shape: &ShapeKey,
+    argv: Vec<String>,
+    what: &str,
+    failures: &WarmUpFailures,
+) -> Result<bool, QemuError> {
     let started = Instant::now();
-    let request = ExecRequest {
-        argv: firepit_agent::WARM_UP_ARGV.iter().map(|arg| (*arg).to_owned()).collect(),
-        timeout_ms: WARM_UP_TIMEOUT_MS,
-        ..Default::default()
-    };
+    let request = ExecRequest { argv, timeout_ms: WARM_UP_TIMEOUT_MS, ..Default::default() };
     let why = match vm.exec_request(request).await {
         Ok(out) if out.success() => {
-            tracing::debug!(vm = %vm.id(), took = ?started.elapsed(), "VM warmed up");
-            return Ok(());
+            tracing::debug!(vm = %vm.id(), took = ?started.elapsed(), "{what} ran");
+            return Ok(true);
         }
         Ok(out) => format!(
-            "the agent's warm-up exited with {:?} (signal {:?}): {}",
+            "{what} exited with {:?} (signal {:?}): {}",
             out.exit_code,
             out.signal,
             String::from_utf8_lossy(&out.stderr).trim()
@@ -88,7 +106,7 @@ pub(crate) async fn warm_up(
         took = ?started.elapsed(),
         "warm-up failed: {why}; the VM is handed out anyway (its first command will be slower)"
     );
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -147,3 +147,39 @@ fn a_warm_up_the_guest_fails_is_counted_for_its_shape_and_the_vm_still_serves() 
         provider.destroy(vm).await;
     });
 }
+
+#[test]
+fn a_shapes_warm_up_command_runs_once_in_each_new_vm_and_a_failing_one_is_counted() {
+    common::run(async {
+        let provider = provider().await;
+        let shape = ShapeKey::new("warm-cmd");
+        let mut spec = bare_spec(FillStrategy::Snapshot, ExecDefaults::default());
+        spec.shape.warm_up_argv = ["sh", "-c", "echo warmed >> /warm-up.log"].map(String::from).to_vec();
+        let count = |key: &ShapeKey| {
+            provider.warm_up_failures().into_iter().find(|(s, _)| s == key).map_or(0, |(_, n)| n)
+        };
+        for _ in 0..2 {
+            let vm = provider.create(&shape, &spec).await.unwrap();
+            let out = vm.exec_request(argv(&["cat", "/warm-up.log"])).await.unwrap();
+            assert_eq!(
+                out.stdout_lossy(),
+                "warmed\n",
+                "the command ran once in this clone, not in its template"
+            );
+            provider.destroy(vm).await;
+        }
+        assert_eq!(count(&shape), 0);
+
+        let failing = ShapeKey::new("warm-cmd-missing");
+        let mut spec = bare_spec(FillStrategy::ColdBoot, ExecDefaults::default());
+        spec.shape.warm_up_argv = vec!["/no-such-program".into()];
+        let vm = provider
+            .create(&failing, &spec)
+            .await
+            .expect("a failed warm-up command does not fail the create");
+        assert_eq!(count(&failing), 1, "counted for its shape");
+        let out = vm.exec_request(argv(&["echo", "served"])).await.unwrap();
+        assert_eq!(out.stdout_lossy().trim(), "served");
+        provider.destroy(vm).await;
+    });
+}

@@ -35,4 +35,7 @@ pub use fill::FillStrategy;
 pub use narrowing::NarrowingError;
 pub use network::{MAX_HOST_PORTS, NetworkMode, NetworkSpec};
 pub use spec::{Depth, ShapeSpec};
-pub use validate::{DISK_MB_RANGE, InvalidShape, MAX_CPUS, MAX_DEPTH, MAX_DURATION_SECS, MEMORY_MB_RANGE};
+pub use validate::{
+    DISK_MB_RANGE, InvalidShape, MAX_CPUS, MAX_DEPTH, MAX_DURATION_SECS, MAX_WARM_UP_ARGS,
+    MAX_WARM_UP_ARGV_BYTES, MEMORY_MB_RANGE,
+};

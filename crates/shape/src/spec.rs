@@ -69,6 +69,14 @@ pub struct ShapeSpec {
     /// costs each idle VM ≈8 MiB more memory). Default `true`.
     #[serde(default = "defaults::yes")]
     pub warm_up: bool,
+    /// A command from the VM's own image to run too in every new VM while it is filled, after
+    /// firepit's warm-up: e.g. `["/bin/bash", "-lc", "true"]` for a shape whose users' commands
+    /// start as login shells (E2B's SDKs run every command so). Under TCG each VM translates the
+    /// guest's code afresh, so the programs this runs then start faster in the user's first
+    /// command too. Runs with the image's exec defaults, at most 10 s; a failure is logged and counted as a failed
+    /// warm-up and the VM is handed out all the same. Needs `warm_up`. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warm_up_argv: Vec<String>,
 }
 
 impl ShapeSpec {
@@ -89,6 +97,7 @@ impl ShapeSpec {
             network: NetworkSpec::default(),
             pause_idle: true,
             warm_up: true,
+            warm_up_argv: Vec::new(),
         }
     }
 

@@ -18,6 +18,10 @@ pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u64> = 64..=65536;
 pub const DISK_MB_RANGE: std::ops::RangeInclusive<u64> = 16..=1 << 20;
 /// Largest high-water mark per shape.
 pub const MAX_DEPTH: usize = 64;
+/// Most arguments after the program in a shape's `warm_up_argv`.
+pub const MAX_WARM_UP_ARGS: usize = 64;
+/// Most bytes in a shape's `warm_up_argv`, all arguments together.
+pub const MAX_WARM_UP_ARGV_BYTES: usize = 4096;
 /// Longest lease TTL and VM max age, in seconds (one year): durations are added to the clocks, and
 /// an unbounded one would overflow them.
 pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
@@ -101,6 +105,7 @@ impl ShapeSpec {
             let allowed = format!("must be 1..={MAX_DURATION_SECS} (one year), or absent");
             return Err(self.invalid("max_age_secs", age, allowed));
         }
+        self.validate_warm_up_argv()?;
         if !names_an_image(&self.image) {
             return Err(self.invalid(
                 "image",
@@ -108,6 +113,36 @@ impl ShapeSpec {
                 "must be an existing image directory (build one with `firepit image build`), a root disk \
                  or initramfs file, or the id of a stored image",
             ));
+        }
+        Ok(())
+    }
+
+    /// `warm_up_argv`: a program and at most [`MAX_WARM_UP_ARGS`] arguments, none holding NUL,
+    /// [`MAX_WARM_UP_ARGV_BYTES`] in all, and `warm_up` on.
+    fn validate_warm_up_argv(&self) -> Result<(), InvalidShape> {
+        let argv = &self.warm_up_argv;
+        if argv.is_empty() {
+            return Ok(());
+        }
+        let value = || format!("{argv:?}");
+        if !self.warm_up {
+            return Err(self.invalid(
+                "warm_up_argv",
+                value(),
+                "needs `warm_up = true` (it runs during the warm-up)",
+            ));
+        }
+        let bytes: usize = argv.iter().map(String::len).sum();
+        if argv[0].is_empty()
+            || argv.len() > MAX_WARM_UP_ARGS + 1
+            || bytes > MAX_WARM_UP_ARGV_BYTES
+            || argv.iter().any(|arg| arg.contains('\0'))
+        {
+            let allowed = format!(
+                "must be a program and at most {MAX_WARM_UP_ARGS} arguments, {MAX_WARM_UP_ARGV_BYTES} bytes in all, \
+                 without NUL (e.g. [\"/bin/bash\", \"-lc\", \"true\"]), or absent"
+            );
+            return Err(self.invalid("warm_up_argv", value(), allowed));
         }
         Ok(())
     }
@@ -192,6 +227,29 @@ mod tests {
         assert_eq!(key(ShapeSpec { max_age_secs: Some(0), ..valid() }), "max_age_secs");
         let network = crate::NetworkSpec { host_ports: vec![0], ..crate::NetworkSpec::nat() };
         assert_eq!(key(ShapeSpec { network, ..valid() }), "network.host_ports");
+    }
+
+    #[test]
+    fn a_warm_up_command_is_a_bounded_argv_and_needs_the_warm_up() {
+        let argv = |args: &[&str]| args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+        let with = |args: Vec<String>| ShapeSpec { warm_up_argv: args, ..valid() };
+        assert_eq!(with(argv(&["/bin/bash", "-lc", "true"])).validate(), Ok(()));
+        for bad in [
+            with(argv(&[""])),
+            with(argv(&["/bin/sh", "-c", "a\0b"])),
+            with(vec!["x".into(); MAX_WARM_UP_ARGS + 2]),
+            with(vec!["x".repeat(MAX_WARM_UP_ARGV_BYTES + 1)]),
+            ShapeSpec { warm_up: false, ..with(argv(&["true"])) },
+        ] {
+            let error = bad.validate().unwrap_err();
+            assert_eq!(error.key, "warm_up_argv", "{bad:?}");
+        }
+        let off = ShapeSpec { warm_up: false, ..with(argv(&["true"])) }.validate().unwrap_err();
+        assert!(off.to_string().contains("needs `warm_up = true`"), "{off}");
+        let json: ShapeSpec =
+            serde_json::from_str(r#"{"image":"/i","warm_up_argv":["bash","-lc","true"]}"#).unwrap();
+        assert_eq!(json.warm_up_argv, argv(&["bash", "-lc", "true"]));
+        assert!(!serde_json::to_string(&valid()).unwrap().contains("warm_up_argv"), "absent when empty");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! `firepit bench e2b`: E2B's Python SDK against firepit's E2B endpoint, next to firepit's own
 //! Python SDK against the same daemon, in the same run.
 //!
-//! A child `firepit serve --e2b` on a private dir keeps a pool of one template (`base` on the
-//! `e2b-base` image, snapshot fill). Two Python processes (one per SDK, the script in
-//! `bench_e2b_driver.py`) do what they are told on stdin, alternating, each sample on a full and
-//! quiet pool: `create_to_first_run_ms` (`Sandbox.create()` → `commands.run("true")` answered,
-//! vs `client.lease()` → `exec(["true"])`) and `files_write_mb_s` (one file from memory). Then the
+//! A child `firepit serve --e2b` on a private dir keeps pools of two templates on the `e2b-base`
+//! image (snapshot fill): `base`, whose VMs also run E2B's command wrapper (`bash -lc true`) in
+//! their warm-up ([`WARM_UP_ARGV`]), and `base-plain`, whose do not. Two Python processes (one per
+//! SDK, the script in `bench_e2b_driver.py`) do what they are told on stdin, alternating, each
+//! sample on full and quiet pools: `create_to_first_run_ms` (`Sandbox.create()` →
+//! `commands.run("true")` answered — E2B's SDK runs it as `bash -l -c true` — on `base`, and on
+//! `base-plain` to show what the shape's warm-up command saves; vs `client.lease()` →
+//! `exec(["true"])` on `base`) and `files_write_mb_s` (one file from memory). Then the
 //! cost of the endpoint's hop, from Rust: `envd_stat_ms`, a `Stat` through the endpoint (JSON
 //! Connect over TCP, then the daemon's Unix socket) vs the same stat straight on the daemon's
 //! socket.
@@ -25,6 +28,9 @@ type Step<T = ()> = Result<T, ToolError>;
 use crate::child_daemon::ChildDaemon;
 use crate::daemon_dir::{DaemonDir, DaemonSettings, ShapeSettings};
 use crate::stats::{Report, ms};
+
+/// What `base`'s VMs run in their warm-up: what E2B's SDKs wrap every command in.
+const WARM_UP_ARGV: [&str; 3] = ["/bin/bash", "-lc", "true"];
 
 /// The driver script both Python processes run.
 const DRIVER: &str = include_str!("bench_e2b_driver.py");
@@ -95,12 +101,12 @@ impl Driver {
     }
 }
 
-/// Waits until the template's pool is full and quiet.
+/// Waits until the templates' pools are full and quiet.
 async fn full(client: &Client, depth: usize) -> Step {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let pools = client.pools().await?;
-        if pools.shapes.iter().any(|s| s.ready >= depth && s.filling == 0) {
+        if !pools.shapes.is_empty() && pools.shapes.iter().all(|s| s.ready >= depth && s.filling == 0) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -115,9 +121,13 @@ pub async fn run(args: E2bBenchArgs) -> ToolResult {
     let report = Report { json: args.json, bench: "e2b" };
     let dir = DaemonDir::create(&std::env::temp_dir(), "bench-e2b")?;
     let depth = 2;
-    let mut shape = ShapeSettings::new("base", PathBuf::from(&args.disk));
-    (shape.memory_mb, shape.depth_low, shape.depth_high) = (512, depth, depth);
-    let settings = DaemonSettings::new(&dir, vec![shape]);
+    let shape = |name: &str, warm_up_argv: &[&str]| {
+        let mut shape = ShapeSettings::new(name, PathBuf::from(&args.disk));
+        (shape.memory_mb, shape.depth_low, shape.depth_high) = (512, depth, depth);
+        shape.warm_up_argv = warm_up_argv.iter().map(|arg| (*arg).to_owned()).collect();
+        shape
+    };
+    let settings = DaemonSettings::new(&dir, vec![shape("base", &WARM_UP_ARGV), shape("base-plain", &[])]);
     let script = dir.path().join("driver.py");
     std::fs::write(&script, DRIVER)?;
     let key = format!("{:032x}", rand::random::<u128>());
@@ -163,16 +173,30 @@ async fn measure(
         full(client, depth).await?;
         driver.ask("first-run", "ms").await?;
     }
-    let (mut via_e2b, mut via_own) = (Vec::new(), Vec::new());
+    let (mut via_e2b, mut via_e2b_plain, mut via_own) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.samples {
-        full(client, depth).await?;
-        via_e2b.push(Duration::from_secs_f64(e2b.ask("first-run", "ms").await? / 1000.0));
-        full(client, depth).await?;
-        via_own.push(Duration::from_secs_f64(own.ask("first-run", "ms").await? / 1000.0));
+        for (sdk, template) in [("e2b", "base"), ("e2b", "base-plain"), ("firepit", "base")] {
+            full(client, depth).await?;
+            let driver = if sdk == "e2b" { &mut e2b } else { &mut own };
+            let took = driver.ask(&format!("first-run {template}"), "ms").await?;
+            let samples = match (sdk, template) {
+                ("e2b", "base") => &mut via_e2b,
+                ("e2b", _) => &mut via_e2b_plain,
+                _ => &mut via_own,
+            };
+            samples.push(Duration::from_secs_f64(took / 1000.0));
+        }
     }
     let goal = serde_json::json!({"goal_p50_ms": 50});
-    report.latency("create_to_first_run_ms", &mut via_e2b, merge(&goal, serde_json::json!({"sdk": "e2b"})));
-    report.latency("create_to_first_run_ms", &mut via_own, serde_json::json!({"sdk": "firepit"}));
+    let warmed = serde_json::json!({"sdk": "e2b", "template": "base", "warm_up_argv": WARM_UP_ARGV});
+    report.latency("create_to_first_run_ms", &mut via_e2b, merge(&goal, warmed));
+    let plain = serde_json::json!({"sdk": "e2b", "template": "base-plain", "warm_up_argv": []});
+    report.latency("create_to_first_run_ms", &mut via_e2b_plain, plain);
+    report.latency(
+        "create_to_first_run_ms",
+        &mut via_own,
+        serde_json::json!({"sdk": "firepit", "template": "base"}),
+    );
     let write = format!("write {}", args.megabytes);
     let (mut e2b_rates, mut own_rates) = (Vec::new(), Vec::new());
     for _ in 0..3 {

@@ -121,6 +121,8 @@ pub struct ShapeSettings {
     pub fill: String,
     /// Ping the agent before hand-out.
     pub health_check: bool,
+    /// The shape's `warm_up_argv` (empty: none).
+    pub warm_up_argv: Vec<String>,
 }
 
 impl ShapeSettings {
@@ -134,6 +136,7 @@ impl ShapeSettings {
             depth_high: 1,
             fill: "snapshot".into(),
             health_check: true,
+            warm_up_argv: Vec::new(),
         }
     }
 }
@@ -211,14 +214,18 @@ impl DaemonSettings {
             .shapes
             .iter()
             .map(|s| {
-                table([
+                let mut shape = table([
                     ("name", s.name.clone().into()),
                     ("image", path_value(&s.image)),
                     ("memory_mb", int(s.memory_mb)),
                     ("depth", table([("low", int(s.depth_low as u64)), ("high", int(s.depth_high as u64))])),
                     ("fill", s.fill.clone().into()),
                     ("health_check", s.health_check.into()),
-                ])
+                ]);
+                if let (false, toml::Value::Table(shape)) = (s.warm_up_argv.is_empty(), &mut shape) {
+                    shape.insert("warm_up_argv".into(), s.warm_up_argv.clone().into());
+                }
+                shape
             })
             .collect();
         config.insert("shape".into(), toml::Value::Array(shapes));

@@ -169,7 +169,20 @@ REQUESTS: list[tuple[str, Callable[[], _calls.Call[Any]], set[str]]] = [
     (
         "ShapeSpec",
         lambda: _calls.register_shape(
-            "s", "/img", 1, 256, 1, 2, 60, "cold", True, "nat", pause_idle=False, warm_up=False, disk_mb=64
+            "s",
+            "/img",
+            1,
+            256,
+            1,
+            2,
+            60,
+            "cold",
+            True,
+            "nat",
+            pause_idle=False,
+            warm_up=True,
+            disk_mb=64,
+            warm_up_argv=["true"],
         ),
         {"name"},
     ),

@@ -65,6 +65,7 @@ keep_templates = false
 name = "base"
 image = "e2b-base"
 memory_mb = 512
+warm_up_argv = ["/bin/bash", "-lc", "true"]
 depth = {{ low = 2, high = 3 }}
 fill = "snapshot"
 """

@@ -190,6 +190,7 @@ def register_shape(
     pause_idle: bool | None,
     warm_up: bool | None,
     disk_mb: int | None = None,
+    warm_up_argv: Sequence[str] | None = None,
 ) -> Call[None]:
     """``PUT /v1/shapes/{name}``: fields left ``None`` take the daemon's defaults."""
     body: dict[str, Any] = {"image": os.fspath(image)}
@@ -202,6 +203,7 @@ def register_shape(
         "network": network if network is None or isinstance(network, str) else dict(network),
         "pause_idle": pause_idle,
         "warm_up": warm_up,
+        "warm_up_argv": None if warm_up_argv is None else [str(arg) for arg in warm_up_argv],
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     depth = {"low": depth_low, "high": depth_high}

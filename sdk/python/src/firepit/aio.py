@@ -159,6 +159,7 @@ class AsyncClient:
         pause_idle: bool | None = None,
         warm_up: bool | None = None,
         disk_mb: int | None = None,
+        warm_up_argv: Sequence[str] | None = None,
     ) -> None:
         """Registers a shape at run time (``PUT /v1/shapes/{name}``); see
         :meth:`firepit.Client.register_shape`."""
@@ -177,6 +178,7 @@ class AsyncClient:
                 pause_idle,
                 warm_up,
                 disk_mb,
+                warm_up_argv,
             )
         )
 

@@ -195,6 +195,7 @@ class Client:
         pause_idle: bool | None = None,
         warm_up: bool | None = None,
         disk_mb: int | None = None,
+        warm_up_argv: Sequence[str] | None = None,
     ) -> None:
         """Registers a shape at run time; its pool starts filling at once (``PUT /v1/shapes/{name}``).
 
@@ -202,8 +203,10 @@ class Client:
         or ``"cold"``; ``max_age`` replaces ready VMs older than that; ``network`` is ``"none"``,
         ``"nat"`` or ``{"mode": "nat", "egress": [...], "host_ports": [...]}``; ``pause_idle``
         stops the vCPUs of VMs waiting in the pool; ``warm_up`` runs a first command in each new
-        VM so the user's first one is as fast as later ones; ``disk_mb`` bounds what each VM may
-        write to its disk. Arguments left ``None`` take the
+        VM so the user's first one is as fast as later ones, and ``warm_up_argv`` adds a command
+        from the image to it (e.g. ``["/bin/bash", "-lc", "true"]``: the programs it runs start
+        faster in each VM's first command too); ``disk_mb`` bounds what each VM may write to its
+        disk. Arguments left ``None`` take the
         daemon's defaults (1 CPU, 256 MiB, depth 1..2, snapshot fill, health check, idle VMs
         paused, warm-up on). Raises :class:`firepit.ShapeExists` or :class:`firepit.InvalidShape`.
 
@@ -226,6 +229,7 @@ class Client:
                 pause_idle,
                 warm_up,
                 disk_mb,
+                warm_up_argv,
             )
         )
 
