@@ -20,7 +20,7 @@
 //! # ended_retention_secs = 3600          # how long GET /v1/leases/{id} still knows an ended lease
 //! [events]
 //! # history = 4096                        # events kept for clients that resume (Last-Event-ID)
-//! # [[webhook]]
+//! # [[events.webhooks]]
 //! # url = "http://127.0.0.1:9000/firepit"
 //! # secret_file = "/etc/firepit/webhook.secret"
 //! # events = ["lease.ended", "shape.fill_failed"]
@@ -89,12 +89,9 @@ pub struct Config {
     /// cgroup; a host without usable cgroups runs VMs without them.
     #[serde(default)]
     pub cgroups: firepit_qemu::CgroupConfig,
-    /// The event history of `GET /v1/events`.
+    /// The event history of `GET /v1/events` and the webhooks (`[[events.webhooks]]`).
     #[serde(default)]
     pub events: EventsConfig,
-    /// Where events are POSTed: `[[webhook]]` tables.
-    #[serde(default, rename = "webhook")]
-    pub webhooks: Vec<WebhookSection>,
     /// The shapes to keep warm (at least one): `[[shape]]` tables, each a
     /// [`ShapeSpec`] (the same description `PUT /v1/shapes/{name}` takes).
     #[serde(default, rename = "shape")]

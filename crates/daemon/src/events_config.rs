@@ -1,11 +1,11 @@
-//! `[events]` and `[[webhook]]`: how many events `GET /v1/events` keeps for clients that resume,
+//! `[events]` and `[[events.webhooks]]`: how many events `GET /v1/events` keeps for clients that resume,
 //! and where events are POSTed.
 //!
 //! ```toml
 //! [events]
 //! history = 4096
 //!
-//! [[webhook]]
+//! [[events.webhooks]]
 //! url = "http://127.0.0.1:9000/firepit"     # http only; a TLS proxy in front for https
 //! secret_file = "/etc/firepit/webhook.secret" # the HMAC-SHA256 key (surrounding whitespace ignored)
 //! events = ["lease.ended", "shape.fill_failed"] # default: every kind
@@ -28,11 +28,14 @@ pub struct EventsConfig {
     /// Events kept in memory for readers that resume with `Last-Event-ID` (16..=1048576).
     #[serde(default = "default_history")]
     pub history: usize,
+    /// Where events are POSTed: `[[events.webhooks]]` tables.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSection>,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        Self { history: default_history() }
+        Self { history: default_history(), webhooks: Vec::new() }
     }
 }
 
@@ -40,14 +43,19 @@ fn default_history() -> usize {
     4096
 }
 
-/// One `[[webhook]]`.
+/// One `[[events.webhooks]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSection {
     /// Where to POST: `http://host[:port][/path]`.
     pub url: String,
-    /// File holding the secret the body is signed with (at least 16 bytes).
-    pub secret_file: PathBuf,
+    /// The secret the body is signed with (at least 16 bytes); or `secret_file`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// A file holding the secret (surrounding whitespace ignored), instead of `secret` (keeps it
+    /// out of the config file).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
     /// The kinds to send (`lease.created`, `lease.ended`, ...); empty or absent: every kind.
     #[serde(default)]
     pub events: Vec<String>,
@@ -60,16 +68,16 @@ fn default_queue() -> usize {
     1024
 }
 
-/// Checks `[events]` and every `[[webhook]]` (not their secret files: [`event_settings`] reads
+/// Checks `[events]` and every `[[events.webhooks]]` (not their secret files: [`event_settings`] reads
 /// them).
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     if !(16..=1 << 20).contains(&config.events.history) {
         return Err(ConfigError::invalid("events.history", config.events.history, "must be 16..=1048576"));
     }
-    for (i, webhook) in config.webhooks.iter().enumerate() {
+    for (i, webhook) in config.events.webhooks.iter().enumerate() {
         if let Err(error) = target(&webhook.url) {
             return Err(ConfigError::invalid(
-                format!("webhook[{i}].url"),
+                format!("events.webhooks[{i}].url"),
                 format!("{:?}", webhook.url),
                 error.to_string(),
             ));
@@ -77,7 +85,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
         kinds(i, webhook)?;
         if !(1..=1 << 20).contains(&webhook.queue) {
             return Err(ConfigError::invalid(
-                format!("webhook[{i}].queue"),
+                format!("events.webhooks[{i}].queue"),
                 webhook.queue,
                 "must be 1..=1048576",
             ));
@@ -94,7 +102,7 @@ fn kinds(i: usize, webhook: &WebhookSection) -> Result<Vec<EventKind>, ConfigErr
             EventKind::from_name(name).ok_or_else(|| {
                 let all: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
                 ConfigError::invalid(
-                    format!("webhook[{i}].events"),
+                    format!("events.webhooks[{i}].events"),
                     format!("{name:?}"),
                     format!("must be one of {}", all.join(", ")),
                 )
@@ -106,18 +114,28 @@ fn kinds(i: usize, webhook: &WebhookSection) -> Result<Vec<EventKind>, ConfigErr
 /// The events' settings of a validated config: reads every webhook's secret file.
 pub fn event_settings(config: &Config) -> Result<EventSettings, ConfigError> {
     let mut webhooks = Vec::new();
-    for (i, webhook) in config.webhooks.iter().enumerate() {
-        let key = format!("webhook[{i}].secret_file");
-        let secret = std::fs::read(&webhook.secret_file).map_err(|error| {
-            ConfigError::invalid(&key, webhook.secret_file.display(), format!("cannot be read: {error}"))
-        })?;
-        let secret = secret.trim_ascii().to_vec();
+    for (i, webhook) in config.events.webhooks.iter().enumerate() {
+        let (key, shown, secret) = match (&webhook.secret, &webhook.secret_file) {
+            (Some(secret), None) => {
+                (format!("events.webhooks[{i}].secret"), "(hidden)".to_owned(), secret.as_bytes().to_vec())
+            }
+            (None, Some(file)) => {
+                let key = format!("events.webhooks[{i}].secret_file");
+                let secret = std::fs::read(file).map_err(|error| {
+                    ConfigError::invalid(&key, file.display(), format!("cannot be read: {error}"))
+                })?;
+                (key, file.display().to_string(), secret.trim_ascii().to_vec())
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    format!("events.webhooks[{i}]"),
+                    &webhook.url,
+                    "needs exactly one of `secret` and `secret_file`",
+                ));
+            }
+        };
         if secret.len() < 16 {
-            return Err(ConfigError::invalid(
-                key,
-                webhook.secret_file.display(),
-                "must hold a secret of at least 16 bytes",
-            ));
+            return Err(ConfigError::invalid(key, shown, "must hold a secret of at least 16 bytes"));
         }
         webhooks.push(WebhookConfig {
             url: webhook.url.clone(),

@@ -4,7 +4,7 @@
 //! - [`bus`]: the [`EventBus`] every part of the daemon emits on (a ring of recent events and a
 //!   broadcast; emitting never waits).
 //! - `GET /v1/events` serves the bus as Server-Sent Events (`crate::api::events`).
-//! - [`webhook`]: each `[[webhook]]` of the config gets the events it asked for, POSTed as JSON and
+//! - [`webhook`]: each `[[events.webhooks]]` of the config gets the events it asked for, POSTed as JSON and
 //!   signed, retried with backoff, from a bounded queue of its own.
 //! - [`fills`]: watches the backend's shapes and emits `shape.fill_failed` /
 //!   `shape.fill_recovered`.
@@ -15,7 +15,7 @@ pub mod webhook;
 
 pub use bus::{EventBus, Subscription};
 
-/// The events' settings (`[events]` and `[[webhook]]` in the config).
+/// The events' settings (`[events]` and `[[events.webhooks]]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSettings {
     /// Events kept for readers that resume (`Last-Event-ID`).
