@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use firepit_api::{Event, EventKind};
-//! let json = r#"{"id":17,"kind":"lease.ended","at":"2026-11-24T10:01:00.000Z","at_unix_ms":1795600060000,
+//! let json = r#"{"id":17,"kind":"lease.ended","at":"2026-11-25T09:47:40.000Z","at_unix_ms":1795600060000,
 //!     "lease_id":"l-1","shape":"small","reason":"ttl_expired"}"#;
 //! let event: Event = serde_json::from_str(json).unwrap();
 //! assert_eq!(event.kind, EventKind::LeaseEnded);
