@@ -95,7 +95,12 @@ impl AppState {
         description = "Lease warm microVMs, run commands in them (streamed too), move files in and out, \
                        keep background processes, open terminals, inspect and reshape the pools."
     ),
-    components(schemas(ErrorBody, firepit_api::OutputChannel, firepit_api::EventKind))
+    components(schemas(
+        ErrorBody,
+        firepit_api::OutputChannel,
+        firepit_api::EventKind,
+        firepit_api::ReleaseReason
+    ))
 )]
 struct ApiDoc;
 
