@@ -2,7 +2,7 @@
 //! operations on them by id (renew, release, pause, resume, end, list). Acquiring is
 //! [`crate::leases::acquire`].
 //!
-//! Ending a lease ([`LeaseTable::end`]) goes through the lease itself ([`Lease::finish`]: the VM is
+//! Ending a lease ([`LeaseTable::end`]) goes through the lease itself (`Lease::finish`: the VM is
 //! destroyed at once), then the table remembers the ended view and forgets the live lease.
 
 use std::collections::HashMap;
@@ -222,7 +222,7 @@ impl LeaseTable {
         }
     }
 
-    /// Ends the lease `id` for `reason` (see [`Lease::finish`]); `false` when no live lease has
+    /// Ends the lease `id` for `reason` (see `Lease::finish`); `false` when no live lease has
     /// that id (or it ended meanwhile).
     pub async fn end(&self, id: &str, reason: EndReason, detail: Option<String>) -> bool {
         match self.get(id) {
