@@ -42,11 +42,14 @@ mod cluster;
 mod endpoint;
 mod error;
 mod events;
+mod feed;
 mod files;
+mod lease_options;
 mod lease_views;
 mod ports;
 mod processes;
 mod shapes;
+mod time;
 mod types;
 
 pub use attach::{ATTACH_STDERR, ATTACH_STDOUT, AttachControl};
@@ -54,19 +57,25 @@ pub use cluster::{ClusterHosts, DrainResponse, HostStatusView};
 pub use endpoint::{default_runtime_dir, default_socket_path};
 pub use error::{ErrorBody, ErrorCode};
 pub use events::{NDJSON, OutputChunk, PtyControl, StreamEvent};
+pub use feed::{EVENT_STREAM, Event, EventKind, EventQuery};
 pub use files::{
     ChmodBody, ChownBody, DirEntry, DirListing, FILE_KIND_HEADER, FILE_MODE_HEADER, FILE_SIZE_HEADER,
     FileKind, FileStat, MkdirBody, PathQuery, ReadFileQuery, RemoveQuery, RenameBody, StatQuery,
     TransferResponse, WriteFileQuery,
 };
 pub use firepit_shape::{Depth, EgressPolicy, EgressRule, FillStrategy, NetworkSpec, ShapeSpec};
-pub use lease_views::{EndReason, LeaseList, LeaseListQuery, LeaseState, LeaseView};
+pub use lease_options::{
+    METADATA_MAX_ENTRIES, METADATA_MAX_KEY_BYTES, METADATA_MAX_TOTAL_BYTES, METADATA_MAX_VALUE_BYTES,
+    Metadata, OnExpiry, RELEASE_DETAIL_MAX_BYTES, ReleaseQuery, ReleaseReason, check_metadata,
+};
+pub use lease_views::{EndReason, LEASE_LIST_MAX, LeaseList, LeaseListQuery, LeaseState, LeaseView};
 pub use ports::{AcquireBody, ForwardPortBody, PortForward, PortList};
 pub use processes::{
     ExitStatusView, OutputChannel, OutputQuery, ProcessList, ProcessOutputView, ProcessQuery, ProcessView,
     SignalBody, SignalSpec, SpawnBody, StartProcessBody,
 };
 pub use shapes::ShapeStatusView;
+pub use time::{rfc3339_ms, unix_ms};
 pub use types::{
     AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse, Program,
     RenewRequest, Stdin,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use firepit_shape::EgressPolicy;
 use serde::{Deserialize, Serialize};
 
+use crate::lease_options::{Metadata, OnExpiry};
 use crate::types::AcquireRequest;
 
 /// `POST /v1/leases/{id}/ports`: forward a host port (on the host's loopback) to a guest port.
@@ -98,6 +99,22 @@ pub struct AcquireBody {
     /// `disk_mb` cover it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_mb: Option<u64>,
+    /// The lease's labels (at most 32; names of `A-Z a-z 0-9 _ . -`, values up to 256 bytes):
+    /// returned in its views and events, and a filter of `GET /v1/leases` (`metadata.NAME=VALUE`).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
+    /// A call on the lease while it is paused resumes it first instead of answering
+    /// `lease_paused`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_resume: bool,
+    /// What the TTL running out does: `destroy` (default) or `pause` (needs a backend that can
+    /// pause; else `501 unsupported`).
+    #[serde(default, skip_serializing_if = "is_destroy")]
+    pub on_expiry: OnExpiry,
+}
+
+fn is_destroy(on_expiry: &OnExpiry) -> bool {
+    *on_expiry == OnExpiry::Destroy
 }
 
 impl From<AcquireRequest> for AcquireBody {
@@ -110,6 +127,9 @@ impl From<AcquireRequest> for AcquireBody {
             cpus: None,
             memory_mb: None,
             disk_mb: None,
+            metadata: Metadata::new(),
+            auto_resume: false,
+            on_expiry: OnExpiry::Destroy,
         }
     }
 }

@@ -1,11 +1,15 @@
-//! `firepit lease acquire|exec|renew|release`: manage leases by hand or from shell scripts.
+//! `firepit lease acquire|exec|renew|release|ls|show`: manage and look up leases by hand or from
+//! shell scripts.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use firepit_api::{AcquireRequest, Encoding, ExecBody, Program, SpawnBody, Stdin};
+use firepit_api::{
+    AcquireBody, Encoding, ExecBody, LeaseListQuery, LeaseState, LeaseView, Metadata, Program, ReleaseQuery,
+    ReleaseReason, SpawnBody, Stdin,
+};
 use firepit_client::Client;
 
 use crate::CliResult;
@@ -30,6 +34,10 @@ pub enum LeaseCommand {
         /// Retrying with the same key returns the same lease instead of a second VM.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// A label of the lease, NAME=VALUE (repeatable): shown in its views and events, a filter
+        /// of `firepit lease ls --metadata`.
+        #[arg(long = "metadata", short = 'm', value_name = "NAME=VALUE")]
+        metadata: Vec<String>,
     },
     /// Run a command in a leased VM; prints its output and exits with its exit code.
     Exec {
@@ -50,8 +58,38 @@ pub enum LeaseCommand {
         #[arg(long)]
         ttl_ms: Option<u64>,
     },
-    /// Give a VM back: it is destroyed and the pool refills.
+    /// Give a VM back: it is destroyed (before this returns) and the pool refills.
     Release {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The lease id.
+        lease_id: String,
+        /// End it as an operator's kill (`end_reason = killed`) instead of a release.
+        #[arg(long)]
+        kill: bool,
+        /// Why, in a few words (shown as the lease's `end_detail`).
+        #[arg(long)]
+        detail: Option<String>,
+    },
+    /// List leases: live ones (running, paused) oldest first, then recently ended ones.
+    Ls {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// Only leases in this state.
+        #[arg(long, value_parser = ["running", "paused", "ended"])]
+        state: Option<String>,
+        /// Only leases of this shape.
+        #[arg(long)]
+        shape: Option<String>,
+        /// Only leases carrying this label, NAME=VALUE (repeatable: all of them).
+        #[arg(long = "metadata", short = 'm', value_name = "NAME=VALUE")]
+        metadata: Vec<String>,
+        /// Print the leases as JSON (an array of lease views) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one lease (live, or ended and still remembered) as JSON.
+    Show {
         #[command(flatten)]
         connect: ConnectArgs,
         /// The lease id.
@@ -103,11 +141,15 @@ impl ExecArgs {
 /// Runs `firepit lease ...`.
 pub async fn run(command: LeaseCommand) -> CliResult {
     match command {
-        LeaseCommand::Acquire { connect, shape, wait_ms, ttl_ms, idempotency_key } => {
-            let lease = connect
-                .client()?
-                .acquire(&AcquireRequest { shape, wait_ms, ttl_ms }, idempotency_key.as_deref())
-                .await?;
+        LeaseCommand::Acquire { connect, shape, wait_ms, ttl_ms, idempotency_key, metadata } => {
+            let body = AcquireBody {
+                shape,
+                wait_ms,
+                ttl_ms,
+                metadata: labels(&metadata)?,
+                ..AcquireBody::default()
+            };
+            let lease = connect.client()?.acquire_with(&body, idempotency_key.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&lease)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -119,8 +161,30 @@ pub async fn run(command: LeaseCommand) -> CliResult {
             println!("{}", serde_json::to_string_pretty(&lease)?);
             Ok(ExitCode::SUCCESS)
         }
-        LeaseCommand::Release { connect, lease_id } => {
-            connect.client()?.release(&lease_id).await?;
+        LeaseCommand::Release { connect, lease_id, kill, detail } => {
+            let reason = if kill { ReleaseReason::Killed } else { ReleaseReason::Released };
+            connect.client()?.end_lease(&lease_id, &ReleaseQuery { reason, detail }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LeaseCommand::Ls { connect, state, shape, metadata, json } => {
+            let state = match state.as_deref() {
+                Some("running") => Some(LeaseState::Running),
+                Some("paused") => Some(LeaseState::Paused),
+                Some("ended") => Some(LeaseState::Ended),
+                _ => None,
+            };
+            let query = LeaseListQuery { state, shape, limit: None, metadata: labels(&metadata)? };
+            let leases = connect.client()?.leases(&query).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&leases)?);
+            } else {
+                print!("{}", table(&leases));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LeaseCommand::Show { connect, lease_id } => {
+            let lease = connect.client()?.lease(&lease_id).await?;
+            println!("{}", serde_json::to_string_pretty(&lease)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -150,4 +214,40 @@ pub async fn exec_and_print(client: &Client, lease_id: &str, exec: &ExecArgs) ->
         (None, None) => 1,
     };
     Ok(ExitCode::from((code & 0xff) as u8))
+}
+
+/// `NAME=VALUE` labels as metadata (the daemon checks their sizes).
+fn labels(pairs: &[String]) -> Result<Metadata, String> {
+    let mut metadata = Metadata::new();
+    for pair in pairs {
+        let (name, value) =
+            pair.split_once('=').ok_or_else(|| format!("--metadata {pair:?}: expected NAME=VALUE"))?;
+        metadata.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(metadata)
+}
+
+/// Leases as a table: id, state, shape, created, expiry or end, labels.
+fn table(leases: &[LeaseView]) -> String {
+    let mut out = format!(
+        "{:<20} {:<8} {:<12} {:<24} {:<36} {}\n",
+        "ID", "STATE", "SHAPE", "CREATED", "EXPIRES / ENDED", "METADATA"
+    );
+    for lease in leases {
+        let until = match (&lease.ended_at, lease.end_reason) {
+            (Some(at), Some(reason)) => format!("{at} {}", reason.as_str()),
+            _ => lease.expires_at.clone(),
+        };
+        let labels: Vec<String> = lease.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "{:<20} {:<8} {:<12} {:<24} {:<36} {}\n",
+            lease.id,
+            lease.state.as_str(),
+            lease.shape,
+            lease.created_at,
+            until,
+            labels.join(",")
+        ));
+    }
+    out
 }

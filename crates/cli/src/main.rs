@@ -21,6 +21,7 @@ mod cp;
 mod demo;
 mod drain;
 mod e2b;
+mod events;
 mod exec;
 mod gateway;
 mod image;
@@ -65,6 +66,8 @@ enum Command {
     Run(run::RunArgs),
     /// Run a command in a leased VM, printing its output as it comes; exits with its exit code.
     Exec(exec::ExecCmd),
+    /// The daemon's events (lease.created, lease.ended, ...) as JSON lines; `--follow` keeps going.
+    Events(events::EventsArgs),
     /// Copy files and directories between this machine and a leased VM (LEASE:/path), streamed.
     Cp(cp::CpArgs),
     /// An interactive terminal in a VM (a leased one, or one leased for the session).
@@ -178,6 +181,7 @@ fn dispatch(command: Command) -> CliResult {
             Command::Serve(args) => serve::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Lease(command) => lease::run(command).await,
+            Command::Events(args) => events::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Exec(args) => exec::run(args).await,
             Command::Cp(args) => cp::run(args).await,

@@ -87,6 +87,42 @@ async fn lease_commands_acquire_exec_renew_release() {
 }
 
 #[tokio::test]
+async fn lease_ls_show_kill_and_events_list_what_happened() {
+    let daemon = TestDaemon::start().await;
+    let socket = daemon.socket.to_str().unwrap().to_owned();
+    let out =
+        firepit(&["lease", "acquire", "--socket", &socket, "--shape", "small", "-m", "job=nightly"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease["lease_id"].as_str().unwrap().to_owned();
+
+    let out = firepit(&["lease", "ls", "--socket", &socket, "--state", "running", "-m", "job=nightly"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed = stdout(&out);
+    assert!(listed.contains(&id) && listed.contains("running") && listed.contains("job=nightly"), "{listed}");
+    let out = firepit(&["lease", "ls", "--socket", &socket, "-m", "job=other", "--json"]).await;
+    assert_eq!(stdout(&out).trim(), "[]", "{}", stderr(&out));
+
+    let out = firepit(&["lease", "release", "--socket", &socket, &id, "--kill", "--detail", "runaway"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = firepit(&["lease", "show", "--socket", &socket, &id]).await;
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((view["state"].as_str(), view["end_reason"].as_str()), (Some("ended"), Some("killed")));
+    assert_eq!(view["end_detail"].as_str(), Some("runaway"));
+
+    let out = firepit(&["events", "--socket", &socket, "--lease", &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let kinds: Vec<String> = stdout(&out)
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["lease.created", "lease.ended"]);
+    daemon.stop().await;
+}
+
+#[tokio::test]
 async fn status_prints_one_line_per_shape_and_json_on_request() {
     let daemon = TestDaemon::start().await;
     let socket = daemon.socket.to_str().unwrap().to_owned();

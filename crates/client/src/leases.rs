@@ -8,21 +8,20 @@ use crate::{Client, ClientError};
 
 impl Client {
     /// `GET /v1/leases`: running leases (oldest first), then recently ended ones (newest first),
-    /// filtered by `query`.
+    /// filtered by `query` (state, shape, `metadata.NAME=VALUE` labels, limit).
     ///
     /// ```no_run
     /// # async fn demo(client: &firepit_client::Client) -> Result<(), firepit_client::ClientError> {
     /// use firepit_api::{LeaseListQuery, LeaseState};
-    /// let running = client.leases(&LeaseListQuery { state: Some(LeaseState::Running), shape: None }).await?;
-    /// for lease in running {
-    ///     println!("{} {} expires {}", lease.id, lease.shape, lease.expires_at);
+    /// let mut query = LeaseListQuery { state: Some(LeaseState::Running), ..LeaseListQuery::default() };
+    /// query.metadata.insert("job".into(), "nightly".into());
+    /// for lease in client.leases(&query).await? {
+    ///     println!("{} {} expires {} {:?}", lease.id, lease.shape, lease.expires_at, lease.metadata);
     /// }
     /// # Ok(()) }
     /// ```
     pub async fn leases(&self, query: &LeaseListQuery) -> Result<Vec<LeaseView>, ClientError> {
-        let query = serde_urlencoded::to_string(query)
-            .map_err(|e| ClientError::Decode { status: hyper::StatusCode::OK, message: e.to_string() })?;
-        let path = if query.is_empty() { "/v1/leases".to_owned() } else { format!("/v1/leases?{query}") };
+        let path = crate::feed::with_query("/v1/leases", &query.to_pairs())?;
         let list: LeaseList = self.call::<(), _>(Method::GET, &path, None, &[]).await?;
         Ok(list.leases)
     }

@@ -31,6 +31,7 @@ mod endpoint;
 mod error;
 mod events;
 mod exec_ws;
+mod feed;
 mod files;
 mod leases;
 mod local_dirs;
@@ -59,6 +60,7 @@ pub use endpoint::{BadUrl, Endpoint};
 pub use error::ClientError;
 pub use events::{EventStream, decode_chunk};
 pub use exec_ws::{ExecEvent, ExecReceiver, ExecSender, ExecSession, ExecWsOptions};
+pub use feed::EventFeed;
 pub use hyper::header::HeaderMap;
 pub use hyper::{Method, StatusCode};
 pub use pty::{PtyEvent, PtyOptions, PtyReceiver, PtySender, PtySession};
@@ -266,9 +268,33 @@ impl Client {
             .await
     }
 
-    /// `DELETE /v1/leases/{id}`.
+    /// `DELETE /v1/leases/{id}`: ends the lease (`released`); its VM is destroyed before this
+    /// answers.
     pub async fn release(&self, lease_id: &str) -> Result<(), ClientError> {
-        let response = self.request(Method::DELETE, &format!("/v1/leases/{lease_id}"), None, &[]).await?;
+        self.end_lease(lease_id, &firepit_api::ReleaseQuery::default()).await
+    }
+
+    /// `DELETE /v1/leases/{id}?reason=&detail=`: ends the lease for `query.reason` (`killed`: an
+    /// operator's kill, with `detail` shown as its `end_detail`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &firepit_client::Client) -> Result<(), firepit_client::ClientError> {
+    /// use firepit_api::{ReleaseQuery, ReleaseReason};
+    /// let kill = ReleaseQuery { reason: ReleaseReason::Killed, detail: Some("runaway job".into()) };
+    /// client.end_lease("l-0123", &kill).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn end_lease(
+        &self,
+        lease_id: &str,
+        query: &firepit_api::ReleaseQuery,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/leases/{}", files::segment(lease_id));
+        let query = serde_urlencoded::to_string(query)
+            .map_err(|e| ClientError::Decode { status: StatusCode::OK, message: e.to_string() })?;
+        let path =
+            if query == "reason=released" || query.is_empty() { path } else { format!("{path}?{query}") };
+        let response = self.request(Method::DELETE, &path, None, &[]).await?;
         if response.status.is_success() { Ok(()) } else { response.json::<()>() }
     }
 

@@ -23,6 +23,8 @@ use firepit_guest::{Guest, GuestError};
 
 use crate::sandbox::Sandbox;
 
+pub use crate::paused::{PauseFailed, PausedVm, ResumeFailed};
+
 pub use firepit_api::ShapeStatusView;
 /// The hook through which the QEMU provider reports the processes it owns (recorded by
 /// [`crate::records::RecordStore`], reaped by [`crate::recovery`] after a crash).
@@ -84,6 +86,25 @@ pub trait LeaseBackend: Send + Sync + 'static {
 
     /// Stops filling and destroys every VM the backend still holds. Idempotent, bounded in time.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+
+    /// Whether [`pause`](Self::pause) can work (a lease may ask for `on_expiry = pause` only then).
+    /// The default: no.
+    fn can_pause(&self) -> bool {
+        false
+    }
+
+    /// Saves a leased VM's state and stops it (see [`crate::paused`]). On failure the VM comes
+    /// back, still running. The default cannot pause.
+    fn pause(&self, vm: Box<dyn LeasedVm>) -> BoxFuture<'_, Result<Box<dyn PausedVm>, PauseFailed>> {
+        Box::pin(async move { Err(PauseFailed { vm, error: "this backend cannot pause VMs".into() }) })
+    }
+
+    /// A paused VM of a previous run of the daemon, from what [`PausedVm::saved`] gave then. The
+    /// default knows none.
+    fn adopt_paused(&self, saved: &serde_json::Value) -> Result<Box<dyn PausedVm>, BoxError> {
+        let _unused = saved;
+        Err("this backend cannot pause VMs, so it cannot adopt a paused one".into())
+    }
 }
 
 /// One leased VM. Dropping it releases the VM: the backend destroys it and refills.
@@ -128,6 +149,31 @@ pub trait LeasedVm: Send + Sync {
     /// Narrows the VM's egress policy (never widens it; the daemon refuses widening requests
     /// before it gets here).
     fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), NetworkError>;
+
+    /// Resolves when the VM stops on its own (its QEMU exited, a guest panic), saying how; never
+    /// while it runs. Not borrowed from the VM: the lease watches it without holding the VM. The
+    /// default never resolves.
+    fn exited(&self) -> BoxFuture<'static, VmExit> {
+        Box::pin(std::future::pending())
+    }
+
+    /// The VM's process id on this host, when there is one.
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    /// The VM's cgroup on this host, when it has one of its own.
+    fn cgroup(&self) -> Option<String> {
+        None
+    }
+}
+
+/// How a VM stopped on its own ([`LeasedVm::exited`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmExit {
+    /// What happened, for people: `QEMU exit code 1`, `QEMU killed by signal 9; console: Kernel
+    /// panic - not syncing: ...`.
+    pub detail: String,
 }
 
 /// Why a network operation on a leased VM failed.

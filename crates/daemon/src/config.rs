@@ -17,6 +17,13 @@
 //! [leases]
 //! default_ttl_secs = 300
 //! max_ttl_secs = 3600
+//! # ended_retention_secs = 3600          # how long GET /v1/leases/{id} still knows an ended lease
+//! [events]
+//! # history = 4096                        # events kept for clients that resume (Last-Event-ID)
+//! # [[events.webhooks]]
+//! # url = "http://127.0.0.1:9000/firepit"
+//! # secret_file = "/etc/firepit/webhook.secret"
+//! # events = ["lease.ended", "shape.fill_failed"]
 //! [[shape]]
 //! name = "small"
 //! image = "/var/lib/firepit/image"
@@ -35,6 +42,9 @@ use serde::Deserialize;
 pub use firepit_api::{default_runtime_dir, default_socket_path};
 
 use firepit_shape::ShapeSpec;
+
+pub use crate::events_config::{EventsConfig, WebhookSection};
+pub use crate::lease_config::LeaseConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -79,6 +89,9 @@ pub struct Config {
     /// cgroup; a host without usable cgroups runs VMs without them.
     #[serde(default)]
     pub cgroups: firepit_qemu::CgroupConfig,
+    /// The event history of `GET /v1/events` and the webhooks (`[[events.webhooks]]`).
+    #[serde(default)]
+    pub events: EventsConfig,
     /// The shapes to keep warm (at least one): `[[shape]]` tables, each a
     /// [`ShapeSpec`] (the same description `PUT /v1/shapes/{name}` takes).
     #[serde(default, rename = "shape")]
@@ -146,18 +159,6 @@ pub struct LimitsConfig {
     /// bound by it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-}
-
-/// `[leases]`: how long a client may keep a VM.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeaseConfig {
-    /// TTL of a lease whose request names none, in seconds.
-    #[serde(default = "default_ttl_secs")]
-    pub default_ttl_secs: u64,
-    /// Largest TTL a client may ask for (at acquire or renew), in seconds.
-    #[serde(default = "default_max_ttl_secs")]
-    pub max_ttl_secs: u64,
 }
 
 /// `[shutdown]`: what SIGTERM / SIGINT may take.
@@ -326,12 +327,6 @@ impl Default for LimitsConfig {
     }
 }
 
-impl Default for LeaseConfig {
-    fn default() -> Self {
-        Self { default_ttl_secs: default_ttl_secs(), max_ttl_secs: default_max_ttl_secs() }
-    }
-}
-
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self { budget_secs: default_shutdown_budget_secs() }
@@ -343,12 +338,6 @@ fn default_parallel_fills() -> usize {
 }
 fn default_max_body_bytes() -> usize {
     1024 * 1024
-}
-fn default_ttl_secs() -> u64 {
-    300
-}
-fn default_max_ttl_secs() -> u64 {
-    3600
 }
 fn default_shutdown_budget_secs() -> u64 {
     10

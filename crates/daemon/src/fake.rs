@@ -13,47 +13,55 @@
 //! loopback port of its own (connections queue there, nobody answers), closed when the VM is
 //! released; it records egress narrowing (see [`FakeBackend::narrowed`]).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use firepit_guest::{ExecDefaults, Gate, Guest, GuestError, InProcessAgent, Wake};
+use firepit_guest::{Gate, GuestError, Wake};
 use firepit_shape::Depth;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::backend::{
-    AcquireError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkError, NetworkSpec,
-    ShapeError, ShapeSpec, ShapeStatusView,
+    AcquireError, BoxError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkSpec,
+    PauseFailed, PausedVm, ShapeError, ShapeSpec, ShapeStatusView,
 };
+use crate::fake_vm::{FakePaused, FakeVm};
 use crate::metrics::ShapeLabel;
 
 /// The in-memory backend (cheap to clone; clones share state).
 #[derive(Clone, Default)]
 pub struct FakeBackend {
-    state: Arc<Shared>,
+    pub(crate) state: Arc<Shared>,
 }
 
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     shapes: Mutex<BTreeMap<String, FakeShape>>,
-    refilled: Notify,
+    pub(crate) refilled: Notify,
     next_id: AtomicU64,
     shut_down: std::sync::atomic::AtomicBool,
     ready_gauge: Family<ShapeLabel, Gauge>,
-    narrowed: Mutex<BTreeMap<String, Vec<EgressPolicy>>>,
+    pub(crate) narrowed: Mutex<BTreeMap<String, Vec<EgressPolicy>>>,
     /// VMs that stopped answering ([`FakeBackend::make_unreachable`]).
-    unreachable: Mutex<BTreeSet<String>>,
+    pub(crate) unreachable: Mutex<BTreeSet<String>>,
+    /// Each leased VM's exit, set by [`FakeBackend::kill_vm`].
+    pub(crate) exits: Mutex<HashMap<String, watch::Sender<Option<String>>>>,
+    /// Whether [`LeaseBackend::pause`] works.
+    pausable: std::sync::atomic::AtomicBool,
 }
 
-struct FakeShape {
-    spec: ShapeSpec,
-    ready: usize,
-    leased: usize,
-    destroyed: u64,
+pub(crate) struct FakeShape {
+    pub(crate) spec: ShapeSpec,
+    pub(crate) ready: usize,
+    pub(crate) leased: usize,
+    pub(crate) paused: usize,
+    pub(crate) destroyed: u64,
+    fill_failures: u64,
+    consecutive_failures: u64,
+    last_error: Option<String>,
 }
 
 impl FakeBackend {
@@ -85,7 +93,17 @@ impl FakeBackend {
     fn insert(&self, spec: ShapeSpec) {
         let ready = spec.depth.high;
         self.set_gauge(&spec.name, ready);
-        self.lock().insert(spec.name.clone(), FakeShape { spec, ready, leased: 0, destroyed: 0 });
+        let shape = FakeShape {
+            spec,
+            ready,
+            leased: 0,
+            paused: 0,
+            destroyed: 0,
+            fill_failures: 0,
+            consecutive_failures: 0,
+            last_error: None,
+        };
+        self.lock().insert(shape.spec.name.clone(), shape);
     }
 
     /// Adds a shape of `depth` ready VMs directly (no validation).
@@ -127,11 +145,11 @@ impl FakeBackend {
         self.state.shut_down.load(Ordering::SeqCst)
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, FakeShape>> {
-        self.state.shapes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, FakeShape>> {
+        lock(&self.state.shapes)
     }
 
-    fn set_gauge(&self, shape: &str, ready: usize) {
+    pub(crate) fn set_gauge(&self, shape: &str, ready: usize) {
         self.state.ready_gauge.get_or_create(&ShapeLabel { shape: shape.to_owned() }).set(ready as i64);
     }
 
@@ -151,27 +169,48 @@ impl FakeBackend {
         drop(shapes);
         self.set_gauge(shape, ready);
         let n = self.state.next_id.fetch_add(1, Ordering::SeqCst);
-        let id = format!("fake-{shape}-{n}");
-        // Commands start in the temporary directory, not in the agent's default `/` of this host.
-        let defaults =
-            ExecDefaults { cwd: Some(std::env::temp_dir().display().to_string()), ..ExecDefaults::default() };
-        let gate = Arc::new(Reachable { state: self.state.clone(), vm: id.clone() });
-        let guest = Guest::new(InProcessAgent::new()).with_exec_defaults(defaults).with_gate(gate);
-        Ok(Some(Box::new(FakeVm {
-            id,
-            shape: shape.to_owned(),
-            backend: self.clone(),
-            guest,
-            network,
-            forwards: Mutex::default(),
-        })))
+        Ok(Some(Box::new(FakeVm::new(self.clone(), format!("fake-{shape}-{n}"), shape, network))))
+    }
+
+    /// Makes VM `vm_id` stop on its own, as a VM whose QEMU exited: the lease holding it ends
+    /// (`vm_exited`, with `detail`).
+    pub fn kill_vm(&self, vm_id: &str, detail: &str) {
+        let exits = lock(&self.state.exits);
+        if let Some(exit) = exits.get(vm_id) {
+            exit.send_replace(Some(detail.to_owned()));
+        }
+    }
+
+    /// Makes the fills of `shape` fail with `error` (`None`: succeed again), as the status the
+    /// pool reports shows it (`fill_failures`, `consecutive_failures`, `last_error`).
+    pub fn fail_fills(&self, shape: &str, error: Option<&str>) {
+        if let Some(entry) = self.lock().get_mut(shape) {
+            match error {
+                Some(error) => {
+                    entry.fill_failures += 1;
+                    entry.consecutive_failures += 1;
+                    entry.last_error = Some(error.to_owned());
+                }
+                None => entry.consecutive_failures = 0,
+            }
+        }
+    }
+
+    /// Lets [`LeaseBackend::pause`] work (a paused fake VM is kept aside in memory) or not.
+    pub fn set_pausable(&self, pausable: bool) {
+        self.state.pausable.store(pausable, Ordering::SeqCst);
+    }
+
+    /// VMs of `shape` paused now.
+    pub fn paused(&self, shape: &str) -> usize {
+        self.lock().get(shape).map_or(0, |s| s.paused)
     }
 }
 
 /// A fake VM's gate: it answers until [`FakeBackend::make_unreachable`] says otherwise.
-struct Reachable {
-    state: Arc<Shared>,
-    vm: String,
+pub(crate) struct Reachable {
+    pub(crate) state: Arc<Shared>,
+    pub(crate) vm: String,
 }
 
 impl std::fmt::Debug for Reachable {
@@ -182,7 +221,7 @@ impl std::fmt::Debug for Reachable {
 
 impl Gate for Reachable {
     fn check(&self) -> Result<Option<Wake>, GuestError> {
-        let unreachable = self.state.unreachable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unreachable = lock(&self.state.unreachable);
         if unreachable.contains(&self.vm) { Err(GuestError::Closed) } else { Ok(None) }
     }
 }
@@ -225,9 +264,9 @@ impl LeaseBackend for FakeBackend {
                 leased: s.leased,
                 depth_low: s.spec.depth.low,
                 depth_high: s.spec.depth.high,
-                fill_failures: 0,
-                consecutive_failures: 0,
-                last_error: None,
+                fill_failures: s.fill_failures,
+                consecutive_failures: s.consecutive_failures,
+                last_error: s.last_error.clone(),
                 cpus: s.spec.cpus,
                 memory_mb: s.spec.memory_mb,
                 disk_mb: s.spec.disk_mb,
@@ -273,6 +312,39 @@ impl LeaseBackend for FakeBackend {
         })
     }
 
+    fn can_pause(&self) -> bool {
+        self.state.pausable.load(Ordering::SeqCst)
+    }
+
+    fn pause(&self, vm: Box<dyn LeasedVm>) -> BoxFuture<'_, Result<Box<dyn PausedVm>, PauseFailed>> {
+        Box::pin(async move {
+            if !self.can_pause() {
+                return Err(PauseFailed { vm, error: "pausing is off (FakeBackend::set_pausable)".into() });
+            }
+            // A fake VM's id is `fake-<shape>-<n>`.
+            let vm_id = vm.vm_id().to_owned();
+            let shape =
+                vm_id.strip_prefix("fake-").and_then(|rest| rest.rsplit_once('-')).map_or("", |(s, _)| s);
+            let shape = shape.to_owned();
+            if let Some(entry) = self.lock().get_mut(&shape) {
+                entry.paused += 1;
+            }
+            let paused = FakePaused { vm: Some(vm), vm_id, shape, backend: self.clone() };
+            Ok(Box::new(paused) as Box<dyn PausedVm>)
+        })
+    }
+
+    fn adopt_paused(&self, saved: &serde_json::Value) -> Result<Box<dyn PausedVm>, BoxError> {
+        let vm_id = saved["vm_id"].as_str().ok_or("a fake paused VM's record names its vm_id")?.to_owned();
+        let shape = saved["shape"].as_str().ok_or("a fake paused VM's record names its shape")?.to_owned();
+        let mut shapes = self.lock();
+        let entry =
+            shapes.get_mut(&shape).ok_or_else(|| format!("no shape `{shape}` to adopt a paused VM of"))?;
+        entry.paused += 1;
+        drop(shapes);
+        Ok(Box::new(FakePaused { vm: None, vm_id, shape, backend: self.clone() }))
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.state.shut_down.store(true, Ordering::SeqCst);
@@ -284,91 +356,6 @@ impl LeaseBackend for FakeBackend {
     }
 }
 
-/// A leased fake VM; dropping it destroys it (the processes its guest started die) and refills its
-/// shape.
-struct FakeVm {
-    id: String,
-    shape: String,
-    backend: FakeBackend,
-    guest: Guest,
-    network: NetworkSpec,
-    /// Guest port and the listener standing in for QEMU's forward (closed with the VM).
-    forwards: Mutex<Vec<(u16, TcpListener)>>,
-}
-
-impl Drop for FakeVm {
-    fn drop(&mut self) {
-        let mut unreachable =
-            self.backend.state.unreachable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        unreachable.remove(&self.id);
-        drop(unreachable);
-        let mut shapes = self.backend.lock();
-        let Some(shape) = shapes.get_mut(&self.shape) else { return };
-        shape.leased = shape.leased.saturating_sub(1);
-        shape.destroyed += 1;
-        if !self.backend.is_shut_down() {
-            shape.ready += 1;
-        }
-        let ready = shape.ready;
-        drop(shapes);
-        self.backend.set_gauge(&self.shape, ready);
-        self.backend.state.refilled.notify_waiters();
-    }
-}
-
-impl LeasedVm for FakeVm {
-    fn vm_id(&self) -> &str {
-        &self.id
-    }
-
-    fn guest(&self) -> &Guest {
-        &self.guest
-    }
-
-    fn forward_port(&self, guest_port: u16) -> BoxFuture<'_, Result<SocketAddr, NetworkError>> {
-        Box::pin(async move {
-            if !self.network.is_enabled() {
-                return Err(NetworkError::Disabled);
-            }
-            let mut forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((_, listener)) = forwards.iter().find(|(port, _)| *port == guest_port) {
-                return listener.local_addr().map_err(|e| NetworkError::Failed(e.into()));
-            }
-            let bound = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|listener| Ok((listener.local_addr()?, listener)));
-            let (addr, listener) = bound.map_err(|e| NetworkError::Failed(e.into()))?;
-            forwards.push((guest_port, listener));
-            Ok(addr)
-        })
-    }
-
-    fn remove_forward(&self, guest_port: u16) -> BoxFuture<'_, Result<(), NetworkError>> {
-        Box::pin(async move {
-            if !self.network.is_enabled() {
-                return Err(NetworkError::Disabled);
-            }
-            let mut forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let before = forwards.len();
-            forwards.retain(|(port, _)| *port != guest_port);
-            if forwards.len() == before {
-                return Err(NetworkError::NoSuchForward(guest_port));
-            }
-            Ok(())
-        })
-    }
-
-    fn forwards(&self) -> Vec<(u16, SocketAddr)> {
-        let forwards = self.forwards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        forwards.iter().filter_map(|(port, listener)| Some((*port, listener.local_addr().ok()?))).collect()
-    }
-
-    fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), NetworkError> {
-        if !self.network.is_enabled() {
-            return Err(NetworkError::Disabled);
-        }
-        let mut narrowed =
-            self.backend.state.narrowed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        narrowed.entry(self.id.clone()).or_default().push(policy);
-        Ok(())
-    }
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -49,16 +49,21 @@ pub mod cgroup_metrics;
 pub mod cluster;
 pub mod config;
 pub mod dashboard;
+pub mod events;
+mod events_config;
 pub mod exposition;
 #[cfg(feature = "testing")]
 pub mod exposition_lint;
 #[cfg(feature = "testing")]
 pub mod fake;
-pub mod lease_views;
+#[cfg(feature = "testing")]
+mod fake_vm;
+mod lease_config;
 pub mod leases;
 mod load;
 pub mod metrics;
 pub mod net_metrics;
+pub mod paused;
 pub mod qemu_backend;
 pub mod records;
 pub mod recovery;
@@ -96,9 +101,9 @@ pub enum DaemonError {
     /// What a crashed previous run left could not be cleaned up.
     #[error("cannot recover from the previous run")]
     Recovery(#[from] RecoveryError),
-    /// The TCP bearer token could not be loaded.
+    /// The TCP bearer token or a webhook secret could not be loaded.
     #[error(transparent)]
-    Token(#[from] TokenError),
+    Options(#[from] OptionsError),
     /// The backend could not be built.
     #[error(transparent)]
     Backend(#[from] BuildBackendError),
@@ -108,6 +113,17 @@ pub enum DaemonError {
     /// SIGTERM / SIGINT could not be watched.
     #[error("cannot watch SIGTERM / SIGINT: {0}")]
     Signals(#[source] std::io::Error),
+}
+
+/// Why the settings of a config could not be turned into [`ServeOptions`].
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    /// The TCP bearer token could not be loaded.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A webhook's secret file does not read.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
 }
 
 /// Serves `config` until SIGTERM or SIGINT: what `firepit serve` does. The first signal stops
@@ -135,8 +151,9 @@ pub async fn serve_on(listeners: Listeners, config: &Config) -> Result<StopRepor
     run_on(listeners, config, signal, |records| build_backend(config, records)).await
 }
 
-/// The listener options a validated config asks for (loads the TCP token).
-pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
+/// The listener options a validated config asks for (loads the TCP token and the webhooks'
+/// secrets).
+pub fn serve_options(config: &Config) -> Result<ServeOptions, OptionsError> {
     let tcp = match config.listen.tcp {
         None => None,
         Some(addr) => {
@@ -144,7 +161,7 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
                 (Some(file), _) => BearerToken::from_file(file)?,
                 (None, Some(var)) => BearerToken::from_env(var)?,
                 // Validation guarantees a token source with TCP; refuse rather than serve without.
-                (None, None) => return Err(TokenError::MissingEnv("listen.token_env".into())),
+                (None, None) => return Err(TokenError::MissingEnv("listen.token_env".into()).into()),
             };
             Some((addr, token))
         }
@@ -154,8 +171,8 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
         tcp,
         shutdown_budget: config.shutdown_budget(),
         max_body_bytes: config.limits.max_body_bytes,
-        default_ttl: config.default_ttl(),
-        max_ttl: config.max_ttl(),
+        leases: config.lease_settings(),
+        events: events_config::event_settings(config)?,
         ui: config.listen.ui,
         cluster: cluster::advertise_config(config),
     })
@@ -198,7 +215,7 @@ where
     // The state-dir lock lives as long as this function, whatever the backend does with its handle.
     let _state_dir_lock = records.clone();
     let backend = build(records).await?;
-    let daemon = Daemon::new(backend, listeners, &options);
+    let daemon = Daemon::new(backend, listeners, &options)?;
     info!(shapes = config.shapes.len(), "daemon ready");
     Ok(daemon.run(signal).await)
 }

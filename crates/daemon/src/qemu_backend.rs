@@ -16,7 +16,7 @@ use firepit_qemu::{QemuError, QemuProvider};
 
 use crate::backend::{
     AcquireError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkError, NetworkSpec,
-    ShapeError, ShapeSpec, ShapeStatusView,
+    ShapeError, ShapeSpec, ShapeStatusView, VmExit,
 };
 use crate::metrics::ShapeCounters;
 use crate::net_metrics::NetworkCollector;
@@ -264,6 +264,27 @@ impl LeasedVm for QemuLease {
 
     fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), NetworkError> {
         self.vm.narrow_egress(policy).map_err(network_error)
+    }
+
+    fn exited(&self) -> BoxFuture<'static, VmExit> {
+        let report = self.vm.exit_report();
+        Box::pin(async move {
+            let (info, panic) = report.await;
+            let status = info.map_or_else(|| "exit status unknown".to_owned(), |info| info.to_string());
+            let detail = match panic {
+                Some(line) => format!("QEMU {status}; the guest's console: {line}"),
+                None => format!("QEMU {status}"),
+            };
+            VmExit { detail }
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.vm.pid())
+    }
+
+    fn cgroup(&self) -> Option<String> {
+        self.vm.cgroup().map(ToString::to_string)
     }
 }
 

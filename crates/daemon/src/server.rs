@@ -2,7 +2,9 @@
 //!
 //! Order of a stop: mark the daemon as shutting down (acquires get 503) and stop accepting;
 //! give in-flight requests the shutdown budget (or nothing, on an immediate stop); cancel what is
-//! left; remove the socket file; end every lease; shut the backend down (destroys every VM).
+//! left; remove the socket file; end every running lease (their VMs are destroyed now, their
+//! records written; paused leases stay paused for the next start); shut the backend down (it
+//! waits for those destroys, so every ownership record is gone when it returns).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -21,7 +23,10 @@ use crate::api::{self, AppState};
 use crate::auth::{BearerToken, require_bearer};
 use crate::backend::LeaseBackend;
 use crate::dashboard;
-use crate::leases::LeaseTable;
+use crate::events::webhook::WebhookMetrics;
+use crate::events::{EventBus, EventSettings};
+use crate::leases::store::StoreError;
+use crate::leases::{LeaseSettings, LeaseTable};
 use crate::metrics::DaemonMetrics;
 use crate::shutdown::{Phase, ShutdownSignal};
 
@@ -36,10 +41,10 @@ pub struct ServeOptions {
     pub shutdown_budget: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
-    /// Lease TTL when the client names none.
-    pub default_ttl: Duration,
-    /// Largest lease TTL.
-    pub max_ttl: Duration,
+    /// How leases live and how long ended ones are remembered (and where their records are).
+    pub leases: LeaseSettings,
+    /// The event history and the webhooks.
+    pub events: EventSettings,
     /// Serve the web dashboard under `/ui` on the TCP listener.
     pub ui: bool,
     /// Register in a cluster (`[cluster]`): a stop then drains first (see [`crate::cluster`]).
@@ -65,6 +70,9 @@ pub enum ServeError {
     /// Something that is not a socket sits at the socket path.
     #[error("{0} exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
+    /// The lease records could not be read or written.
+    #[error(transparent)]
+    LeaseRecords(#[from] StoreError),
 }
 
 /// What a stop did.
@@ -145,18 +153,27 @@ impl Daemon {
     /// Binds the listeners of `options` and builds the API over `backend`.
     pub async fn bind(backend: Arc<dyn LeaseBackend>, options: ServeOptions) -> Result<Self, ServeError> {
         let listeners = Listeners::bind(&options.socket, options.tcp.clone()).await?;
-        Ok(Self::new(backend, listeners, &options))
+        Self::new(backend, listeners, &options)
     }
 
     /// Builds the API over `backend` on listeners bound earlier (the socket and TCP settings of
-    /// `options` are the listeners').
-    pub fn new(backend: Arc<dyn LeaseBackend>, listeners: Listeners, options: &ServeOptions) -> Self {
+    /// `options` are the listeners'). Reads the lease records back (see [`crate::leases::store`])
+    /// and starts the webhooks and the watch of the shapes' fills.
+    pub fn new(
+        backend: Arc<dyn LeaseBackend>,
+        listeners: Listeners,
+        options: &ServeOptions,
+    ) -> Result<Self, ServeError> {
         let mut registry = Registry::default();
         backend.register_metrics(&mut registry);
         let metrics = DaemonMetrics::register(&mut registry);
+        let webhook_metrics = WebhookMetrics::register(&mut registry);
         let cancel = CancellationToken::new();
+        let events = EventBus::new(options.events.history);
+        crate::events::webhook::start(options.events.webhooks.clone(), &events, &webhook_metrics, &cancel);
+        tokio::spawn(crate::events::fills::watch(backend.clone(), events.clone(), cancel.clone()));
         let leases =
-            Arc::new(LeaseTable::new(options.default_ttl, options.max_ttl, metrics, cancel.child_token()));
+            LeaseTable::new(backend.clone(), options.leases.clone(), events, metrics, cancel.child_token())?;
         let (router, state) = api::router(backend.clone(), leases.clone(), registry, options.max_body_bytes);
         // Handlers still running when the budget is spent (or on an immediate stop) are dropped
         // here, answering 503: axum runs each connection in its own task, which aborting the
@@ -173,7 +190,7 @@ impl Daemon {
                 false => (listener, authed),
             }
         });
-        Self {
+        Ok(Self {
             state,
             backend,
             leases,
@@ -185,7 +202,7 @@ impl Daemon {
             tcp,
             budget: options.shutdown_budget,
             cluster: options.cluster.clone(),
-        }
+        })
     }
 
     /// The TCP address actually bound (useful with port 0).
@@ -250,7 +267,7 @@ impl Daemon {
         }
         // Nothing listens any more: remove the socket now, so clients fail fast while VMs stop.
         drop(self.socket);
-        let leases_ended = self.leases.release_all();
+        let leases_ended = self.leases.release_all().await;
         if let Some(registration) = registration {
             registration.stop().await;
         }

@@ -41,8 +41,13 @@ pub fn options(dir: &tempfile::TempDir) -> ServeOptions {
         tcp: None,
         shutdown_budget: Duration::from_secs(5),
         max_body_bytes: 64 * 1024,
-        default_ttl: Duration::from_secs(60),
-        max_ttl: Duration::from_secs(600),
+        leases: crate::leases::LeaseSettings {
+            default_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(600),
+            records_dir: Some(dir.path().join("state").join("leases")),
+            ..crate::leases::LeaseSettings::default()
+        },
+        events: crate::events::EventSettings::default(),
         ui: true,
         cluster: None,
     }

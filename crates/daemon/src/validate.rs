@@ -83,6 +83,31 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
             "must be at least 16 (QEMU runs ~10 threads)",
         ));
     }
+    if leases.ended_retention_secs > MAX_DURATION_SECS || leases.paused_retention_secs > MAX_DURATION_SECS {
+        let (key, value) = match leases.ended_retention_secs > MAX_DURATION_SECS {
+            true => ("leases.ended_retention_secs", leases.ended_retention_secs),
+            false => ("leases.paused_retention_secs", leases.paused_retention_secs),
+        };
+        return Err(ConfigError::invalid(
+            key,
+            value,
+            format!("must be at most {MAX_DURATION_SECS} (one year)"),
+        ));
+    }
+    if leases.paused_retention_secs == 0 {
+        return Err(ConfigError::invalid("leases.paused_retention_secs", 0, "must be at least 1"));
+    }
+    if leases.ended_max > 1 << 20 {
+        return Err(ConfigError::invalid("leases.ended_max", leases.ended_max, "must be 0..=1048576"));
+    }
+    if leases.health_check_secs > 3600 {
+        return Err(ConfigError::invalid(
+            "leases.health_check_secs",
+            leases.health_check_secs,
+            "must be 0..=3600 (0: no health check)",
+        ));
+    }
+    crate::events_config::validate(config)?;
     if config.shutdown.budget_secs > 600 {
         return Err(ConfigError::invalid(
             "shutdown.budget_secs",

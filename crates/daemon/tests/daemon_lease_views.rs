@@ -12,7 +12,7 @@ fn acquire(shape: &str, ttl_ms: Option<u64>) -> AcquireRequest {
 }
 
 fn only(state: LeaseState) -> LeaseListQuery {
-    LeaseListQuery { state: Some(state), shape: None }
+    LeaseListQuery { state: Some(state), ..LeaseListQuery::default() }
 }
 
 #[tokio::test]
@@ -39,7 +39,7 @@ async fn leases_are_listed_while_they_run_and_remembered_with_their_end_reason()
     let ended = client.leases(&only(LeaseState::Ended)).await.unwrap();
     assert_eq!(ended.len(), 1);
     assert_eq!(client.leases(&only(LeaseState::Running)).await.unwrap().len(), 1);
-    let other_shape = LeaseListQuery { state: None, shape: Some("big".into()) };
+    let other_shape = LeaseListQuery { shape: Some("big".into()), ..LeaseListQuery::default() };
     assert!(client.leases(&other_shape).await.unwrap().is_empty());
     daemon.stop().await;
 }

@@ -231,6 +231,35 @@ impl QemuVm {
         self.process.exit_info()
     }
 
+    /// Resolves when QEMU exits, with how it exited and the guest's last kernel panic line (from
+    /// the console, when it printed one). Not borrowed from the VM: whoever holds the VM elsewhere
+    /// can wait for its end.
+    ///
+    /// ```no_run
+    /// # async fn demo(vm: &firepit_qemu::QemuVm) {
+    /// let exit = vm.exit_report();
+    /// vm.kill();
+    /// let (info, panic) = exit.await;
+    /// println!("{info:?} {panic:?}"); // Some(ExitInfo { code: None, signal: Some(9) }) None
+    /// # }
+    /// ```
+    pub fn exit_report(
+        &self,
+    ) -> impl std::future::Future<Output = (Option<ExitInfo>, Option<String>)> + Send + 'static {
+        let exited = self.process.exited();
+        let console = self.console.clone();
+        async move {
+            let info = exited.await;
+            let tail = console.tail(40);
+            let panic = tail
+                .lines()
+                .rev()
+                .find(|line| line.contains("Kernel panic"))
+                .map(|line| line.trim().to_owned());
+            (info, panic)
+        }
+    }
+
     /// Kills QEMU at once (SIGKILL); the VM's status becomes `Exited`.
     pub fn kill(&self) {
         self.process.kill();

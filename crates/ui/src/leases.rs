@@ -47,7 +47,7 @@ impl Filter {
             other => return Err(UiError::BadRequest(format!("unknown state `{other}`"))),
         };
         let shape = (!self.shape.is_empty()).then(|| self.shape.clone());
-        Ok(LeaseListQuery { state, shape })
+        Ok(LeaseListQuery { state, shape, ..LeaseListQuery::default() })
     }
 
     fn query_string(&self) -> String {
@@ -209,9 +209,18 @@ pub(crate) fn fixture(
         created_at_unix_ms: 1_000,
         expires_at: String::new(),
         expires_at_unix_ms: expires_ms,
+        metadata: Default::default(),
+        auto_resume: false,
+        on_expiry: Default::default(),
+        paused_at: None,
+        paused_at_unix_ms: None,
+        ttl_remaining_ms: None,
         ended_at: None,
         ended_at_unix_ms: ended.map(|(at, _)| at),
         end_reason: ended.map(|(_, reason)| reason),
+        end_detail: None,
+        pid: None,
+        cgroup: None,
     }
 }
 
@@ -240,7 +249,7 @@ mod tests {
         let filter = Filter { state: "ended".into(), shape: String::new() };
         assert_eq!(
             filter.to_query().unwrap(),
-            LeaseListQuery { state: Some(LeaseState::Ended), shape: None }
+            LeaseListQuery { state: Some(LeaseState::Ended), ..LeaseListQuery::default() }
         );
         assert!(Filter { state: "asleep".into(), shape: String::new() }.to_query().is_err());
         assert!(lease_rows(&[], 0).into_string().contains("No leases."));

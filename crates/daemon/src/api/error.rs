@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 pub use firepit_api::{ErrorBody, ErrorCode};
 
 use crate::backend::{AcquireError, ExecError, ShapeError};
-use crate::leases::LeaseError;
+use crate::leases::{Interrupted, LeaseError};
 use firepit_shape::NarrowingError;
 
 /// An error response: a code (which sets the HTTP status), a message and an optional
@@ -86,6 +86,11 @@ impl From<LeaseError> for ApiError {
         match error {
             LeaseError::Acquire(inner) => inner.into(),
             LeaseError::NotFound(_) => Self::new(ErrorCode::LeaseNotFound, message),
+            // Kept as `lease_not_found` (what clients know a gone lease by), with why it ended.
+            LeaseError::Ended(_) => Self::new(ErrorCode::LeaseNotFound, message),
+            LeaseError::BadMetadata(_) => Self::new(ErrorCode::BadMetadata, message),
+            LeaseError::Unsupported(_) => Self::new(ErrorCode::Unsupported, message),
+            LeaseError::TransitionFailed(_) => Self::new(ErrorCode::BackendError, message),
             LeaseError::BadTtl { .. } => Self::new(ErrorCode::BadTtl, message),
             LeaseError::IdempotencyConflict { .. } => Self::new(ErrorCode::IdempotencyConflict, message),
             LeaseError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
@@ -95,6 +100,16 @@ impl From<LeaseError> for ApiError {
             }
             LeaseError::Egress(NarrowingError::Widens { .. }) => Self::new(ErrorCode::EgressWidens, message),
             LeaseError::NarrowFailed(_) => Self::new(ErrorCode::BackendError, message),
+        }
+    }
+}
+
+impl From<Interrupted> for ApiError {
+    fn from(interrupted: Interrupted) -> Self {
+        let message = interrupted.to_string();
+        match interrupted {
+            Interrupted::Ended { .. } => Self::new(ErrorCode::LeaseEnded, message),
+            Interrupted::Paused { .. } => Self::new(ErrorCode::LeasePaused, message),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! client takes events (a client that stops reading pauses the command after one window), feeds
 //! stdin from the request, and ends with the exit. The command is attached to the response: a
 //! client that disconnects drops it, which kills the command's process group; so does the lease
-//! ending (with an `error` event first).
+//! ending or being paused (with an `error` event first: `lease_ended`, `lease_paused`). The
+//! response holds the command's streams, never the VM: a lease that ends destroys its VM at once,
+//! even while a client that stopped reading still holds this response.
 
 use std::sync::Arc;
 
@@ -23,8 +25,8 @@ use super::AppState;
 use super::args;
 use super::chunks::{Utf8Carry, chunk, line};
 use super::error::{ApiError, ApiJson};
-use super::sandbox_error::{lease_ended, start_error};
-use super::streaming::{CHUNK, lease};
+use super::sandbox_error::start_error;
+use super::streaming::{CHUNK, on_vm};
 use crate::backend::BoxFuture;
 use crate::leases::Lease;
 use crate::sandbox::{Attached, ByteStream, SandboxError};
@@ -57,8 +59,10 @@ pub async fn exec_stream(
         stdin: !stdin.is_empty(),
         user: None,
     };
-    let lease = lease(&state, &id)?;
-    let attached = lease.vm.sandbox().spawn(request).await.map_err(start_error)?;
+    let (lease, attached) = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { vm.sandbox().spawn(request).await.map_err(start_error) })
+    })
+    .await?;
     let run = Run::new(attached, stdin, lease);
     let events = futures_util::stream::unfold(run, |mut run| async move {
         let event = run.next_event().await?;
@@ -106,8 +110,9 @@ struct Run {
     stderr: Output,
     stdin: Option<BoxFuture<'static, Result<(), SandboxError>>>,
     exit: Option<BoxFuture<'static, Result<ExitStatus, SandboxError>>>,
-    ended: CancellationToken,
-    /// Keeps the VM (and the process: dropping `exit` kills it) while the response streams.
+    /// Fires when the lease stops running (ended, paused).
+    stopped: CancellationToken,
+    /// The lease (not its VM): what to say when it stops.
     lease: Arc<Lease>,
 }
 
@@ -126,7 +131,7 @@ impl Run {
             stderr: Output::new(stderr),
             stdin,
             exit: Some(exit),
-            ended: lease.ended(),
+            stopped: lease.stopped(),
             lease,
         }
     }
@@ -147,11 +152,11 @@ impl Run {
     }
 
     async fn step(&mut self) -> StreamEvent {
-        let Self { stdout, stderr, stdin, exit, ended, lease, .. } = self;
+        let Self { stdout, stderr, stdin, exit, stopped, lease, .. } = self;
         loop {
             let outputs_done = stdout.stream.is_none() && stderr.stream.is_none();
             tokio::select! {
-                () = ended.cancelled() => return error_event(lease_ended(&lease.id)),
+                () = stopped.cancelled() => return error_event(lease.interruption().into()),
                 result = async { stdin.as_mut().expect("polled only while Some: the select! precondition").await }, if stdin.is_some() => {
                     *stdin = None;
                     if let Err(error) = result {

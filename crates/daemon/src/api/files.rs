@@ -16,7 +16,7 @@ use firepit_api::{
 
 use super::AppState;
 use super::error::{ApiError, ApiJson};
-use super::streaming::{download_body, lease, request_bytes, unless_lease_ends};
+use super::streaming::{download_body, on_vm, request_bytes};
 use crate::sandbox::{Download, WriteOptions};
 
 /// Content type of archives.
@@ -41,9 +41,10 @@ pub async fn write_file(
 ) -> Result<axum::Json<TransferResponse>, ApiError> {
     let mode = query.mode.as_deref().map(octal_mode).transpose()?;
     let options = WriteOptions { mode, create_parents: query.create_parents, append: query.append };
-    let lease = lease(&state, &id)?;
-    let write = async { Ok(lease.vm.sandbox().write_file(&query.path, options, request_bytes(body)).await?) };
-    let bytes = unless_lease_ends(&lease, write).await?;
+    let (_, bytes) = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().write_file(&query.path, options, request_bytes(body)).await?) })
+    })
+    .await?;
     Ok(axum::Json(TransferResponse { bytes }))
 }
 
@@ -62,9 +63,10 @@ pub async fn read_file(
     Path(id): Path<String>,
     Query(query): Query<ReadFileQuery>,
 ) -> Result<Response, ApiError> {
-    let lease = lease(&state, &id)?;
-    let read = async { Ok(lease.vm.sandbox().read_file(&query.path, query.offset, query.limit).await?) };
-    let download = unless_lease_ends(&lease, read).await?;
+    let (lease, download) = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().read_file(&query.path, query.offset, query.limit).await?) })
+    })
+    .await?;
     Ok(download_response(download, "application/octet-stream", lease))
 }
 
@@ -83,7 +85,10 @@ pub async fn remove_path(
     Path(id): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<StatusCode, ApiError> {
-    lease(&state, &id)?.vm.sandbox().remove(&query.path, query.recursive).await?;
+    on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().remove(&query.path, query.recursive).await?) })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,7 +106,11 @@ pub async fn stat_path(
     Path(id): Path<String>,
     Query(query): Query<StatQuery>,
 ) -> Result<axum::Json<FileStat>, ApiError> {
-    let stat = lease(&state, &id)?.vm.sandbox().stat(&query.path, query.follow_symlinks).await?;
+    let stat = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().stat(&query.path, query.follow_symlinks).await?) })
+    })
+    .await?
+    .1;
     Ok(axum::Json(stat))
 }
 
@@ -120,7 +129,10 @@ pub async fn list_dir(
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
 ) -> Result<axum::Json<DirListing>, ApiError> {
-    let listing = lease(&state, &id)?.vm.sandbox().list_dir(&query.path).await?;
+    let listing =
+        on_vm(&state, &id, move |vm| Box::pin(async move { Ok(vm.sandbox().list_dir(&query.path).await?) }))
+            .await?
+            .1;
     Ok(axum::Json(listing))
 }
 
@@ -140,7 +152,7 @@ pub async fn make_dir(
     ApiJson(body): ApiJson<MkdirBody>,
 ) -> Result<StatusCode, ApiError> {
     let request = firepit_agent::MkdirRequest { path: body.path, parents: body.parents, mode: body.mode };
-    lease(&state, &id)?.vm.sandbox().mkdir(request).await?;
+    on_vm(&state, &id, move |vm| Box::pin(async move { Ok(vm.sandbox().mkdir(request).await?) })).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,7 +168,10 @@ pub async fn change_mode(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChmodBody>,
 ) -> Result<StatusCode, ApiError> {
-    lease(&state, &id)?.vm.sandbox().chmod(&body.path, body.mode).await?;
+    on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().chmod(&body.path, body.mode).await?) })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -172,7 +187,10 @@ pub async fn change_owner(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChownBody>,
 ) -> Result<StatusCode, ApiError> {
-    lease(&state, &id)?.vm.sandbox().chown(&body.path, body.uid, body.gid).await?;
+    on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().chown(&body.path, body.uid, body.gid).await?) })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -188,7 +206,10 @@ pub async fn rename_path(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RenameBody>,
 ) -> Result<StatusCode, ApiError> {
-    lease(&state, &id)?.vm.sandbox().rename(&body.from, &body.to).await?;
+    on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().rename(&body.from, &body.to).await?) })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -208,9 +229,10 @@ pub async fn upload_archive(
     Query(query): Query<PathQuery>,
     body: Body,
 ) -> Result<axum::Json<TransferResponse>, ApiError> {
-    let lease = lease(&state, &id)?;
-    let upload = async { Ok(lease.vm.sandbox().upload_tar(&query.path, request_bytes(body)).await?) };
-    let bytes = unless_lease_ends(&lease, upload).await?;
+    let (_, bytes) = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().upload_tar(&query.path, request_bytes(body)).await?) })
+    })
+    .await?;
     Ok(axum::Json(TransferResponse { bytes }))
 }
 
@@ -228,9 +250,10 @@ pub async fn download_archive(
     Path(id): Path<String>,
     Query(query): Query<PathQuery>,
 ) -> Result<Response, ApiError> {
-    let lease = lease(&state, &id)?;
-    let pack = async { Ok(lease.vm.sandbox().download_tar(&query.path).await?) };
-    let download = unless_lease_ends(&lease, pack).await?;
+    let (lease, download) = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().download_tar(&query.path).await?) })
+    })
+    .await?;
     Ok(download_response(download, TAR, lease))
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -12,9 +12,12 @@ use tracing::{Instrument, debug, info, warn};
 use super::args;
 use super::error::{ApiError, ApiJson, ErrorCode};
 use super::{AppState, MAX_WAIT};
-use crate::leases::{AcquireParams, lease_response};
+use crate::leases::{AcquireParams, LeaseOptions, lease_response};
 use crate::sizing::{SizeRequest, smallest_fitting};
-use firepit_api::{AcquireBody, Encoding, ExecBody, ExecResponse, LeaseResponse, RenewRequest};
+use firepit_api::{
+    AcquireBody, Encoding, ExecBody, ExecResponse, LeaseResponse, RELEASE_DETAIL_MAX_BYTES, ReleaseQuery,
+    RenewRequest,
+};
 
 /// Header making acquire retries return the same lease.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -32,10 +35,11 @@ const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
         description = "Client-chosen key (1-200 visible ASCII characters); a retry with the same key returns the same lease")),
     responses(
         (status = 201, description = "VM leased (also for an idempotent replay, with `Idempotent-Replayed: true`)", body = LeaseResponse),
-        (status = 400, description = "Malformed request; `egress_widens`: the egress asked for is not within the shape's; `no_shape_fits`: no shape covers the sizes asked for", body = super::ErrorBody),
+        (status = 400, description = "Malformed request; `egress_widens`: the egress asked for is not within the shape's; `no_shape_fits`: no shape covers the sizes asked for; `bad_metadata`: metadata over its limits", body = super::ErrorBody),
         (status = 404, description = "Unknown shape", body = super::ErrorBody),
         (status = 409, description = "`network_disabled`: egress asked for on a shape without a network", body = super::ErrorBody),
         (status = 422, description = "Idempotency key reused for another shape", body = super::ErrorBody),
+        (status = 501, description = "`on_expiry = pause` on a daemon whose backend cannot pause (`unsupported`)", body = super::ErrorBody),
         (status = 503, description = "No VM ready within `wait_ms` (see `Retry-After`), or shutting down", body = super::ErrorBody),
     )
 )]
@@ -63,8 +67,13 @@ pub async fn acquire_lease(
         ttl: body.ttl_ms.map(Duration::from_millis),
         idempotency_key,
         egress: body.egress,
+        options: LeaseOptions {
+            metadata: body.metadata,
+            auto_resume: body.auto_resume,
+            on_expiry: body.on_expiry,
+        },
     };
-    let (lease, replayed) = state.leases().acquire(state.backend(), params).await?;
+    let (lease, replayed) = state.leases().acquire(params).await?;
     let mut response = (StatusCode::CREATED, axum::Json(lease_response(&lease))).into_response();
     if replayed {
         response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
@@ -110,6 +119,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 200, description = "The command ran (whatever its exit code)", body = ExecResponse),
         (status = 400, description = "Bad argv, env, stdin or timeout", body = super::ErrorBody),
         (status = 404, description = "No such lease", body = super::ErrorBody),
+        (status = 409, description = "`lease_paused`: the lease is paused (or was paused while the command ran)", body = super::ErrorBody),
+        (status = 410, description = "`lease_ended`: the lease ended while the command ran", body = super::ErrorBody),
         (status = 422, description = "The guest agent refused the command", body = super::ErrorBody),
         (status = 502, description = "The VM did not answer", body = super::ErrorBody),
     )
@@ -120,14 +131,22 @@ pub async fn exec_command(
     ApiJson(body): ApiJson<ExecBody>,
 ) -> Result<axum::Json<ExecResponse>, ApiError> {
     let request = exec_request(body)?;
-    let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
+    let lease = state.leases().lease(&id)?;
     let span = lease.span.clone();
     async move {
         // One info line per exec, when it ends (the start at debug: it matters for long commands).
         let argv0 = request.argv[0].clone();
         debug!(%argv0, "exec");
-        let result = lease.vm.exec(request).await;
+        let result = lease.on_vm(move |vm| Box::pin(async move { vm.exec(request).await })).await;
         let metrics = &state.leases().metrics();
+        let result = match result {
+            Ok(result) => result,
+            Err(interrupted) => {
+                metrics.exec_outcome(&lease.shape, "interrupted");
+                info!(%argv0, %interrupted, "exec interrupted");
+                return Err(interrupted.into());
+            }
+        };
         match result {
             Ok(result) => {
                 metrics.exec_outcome(&lease.shape, "ok");
@@ -210,23 +229,32 @@ pub async fn renew_lease(
     Ok(axum::Json(lease_response(&lease)))
 }
 
-/// Release a lease: the VM is destroyed and the pool refills.
+/// Release a lease: its VM is destroyed (before the answer) and the pool refills; every request
+/// and stream still running on it ends with `lease_ended`. An operator's kill says so with
+/// `?reason=killed&detail=...`.
 #[utoipa::path(
     delete, path = "/v1/leases/{id}", tag = "leases",
-    params(("id" = String, Path, description = "Lease id")),
+    params(("id" = String, Path, description = "Lease id"), ReleaseQuery),
     responses(
-        (status = 204, description = "Released"),
-        (status = 404, description = "No such lease", body = super::ErrorBody),
+        (status = 204, description = "Released: the VM is gone"),
+        (status = 400, description = "A bad `reason` or a `detail` over 200 bytes", body = super::ErrorBody),
+        (status = 404, description = "No such lease (or it ended already)", body = super::ErrorBody),
     )
 )]
 pub async fn release_lease(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<ReleaseQuery>,
 ) -> Result<StatusCode, ApiError> {
-    state.leases().release(&id)?;
+    if query
+        .detail
+        .as_ref()
+        .is_some_and(|d| d.len() > RELEASE_DETAIL_MAX_BYTES || d.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(format!(
+            "detail: at most {RELEASE_DETAIL_MAX_BYTES} bytes, without control characters"
+        )));
+    }
+    state.leases().release(&id, query.reason, query.detail).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn lease_not_found(id: &str) -> ApiError {
-    crate::leases::LeaseError::NotFound(id.to_owned()).into()
 }

@@ -25,6 +25,7 @@ mod args;
 mod chunks;
 pub mod drain;
 pub mod error;
+pub mod events;
 pub mod exec_stream;
 pub mod exec_ws;
 pub mod files;
@@ -94,7 +95,12 @@ impl AppState {
         description = "Lease warm microVMs, run commands in them (streamed too), move files in and out, \
                        keep background processes, open terminals, inspect and reshape the pools."
     ),
-    components(schemas(ErrorBody, firepit_api::OutputChannel))
+    components(schemas(
+        ErrorBody,
+        firepit_api::OutputChannel,
+        firepit_api::EventKind,
+        firepit_api::ReleaseReason
+    ))
 )]
 struct ApiDoc;
 
@@ -104,6 +110,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(leases::acquire_lease))
         .routes(routes!(lease_views::list_leases))
         .routes(routes!(lease_views::get_lease))
+        .routes(routes!(events::follow_events))
         .routes(routes!(leases::release_lease))
         .routes(routes!(leases::exec_command))
         .routes(routes!(leases::renew_lease))
@@ -205,7 +212,7 @@ fn quiet_when_ok(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     match *method {
         Method::GET => {
-            matches!(path, "/healthz" | "/metrics" | "/v1/pools" | "/v1/leases")
+            matches!(path, "/healthz" | "/metrics" | "/v1/pools" | "/v1/leases" | "/v1/events")
                 || path.starts_with("/v1/leases/")
         }
         Method::PUT => path.starts_with("/v1/leases/"),

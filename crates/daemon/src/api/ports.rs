@@ -33,10 +33,10 @@ pub async fn forward_port(
     if body.guest_port == 0 {
         return Err(ApiError::new(ErrorCode::BadPort, "guest_port must be 1..=65535, not 0"));
     }
-    let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
+    let lease = state.leases().lease(&id)?;
     let span = lease.span.clone();
     async move {
-        match lease.vm.forward_port(body.guest_port).await {
+        match lease.on_vm(move |vm| Box::pin(async move { vm.forward_port(body.guest_port).await })).await? {
             Ok(host_addr) => {
                 info!(guest_port = body.guest_port, %host_addr, "port forwarded");
                 Ok(axum::Json(PortForward { guest_port: body.guest_port, host_addr }))
@@ -64,8 +64,8 @@ pub async fn list_ports(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<PortList>, ApiError> {
-    let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
-    let ports = lease.vm.forwards();
+    let lease = state.leases().lease(&id)?;
+    let ports = lease.on_vm(|vm| Box::pin(std::future::ready(vm.forwards()))).await?;
     let ports =
         ports.into_iter().map(|(guest_port, host_addr)| PortForward { guest_port, host_addr }).collect();
     Ok(axum::Json(PortList { ports }))
@@ -88,10 +88,12 @@ pub async fn remove_port_forward(
     State(state): State<AppState>,
     Path((id, guest_port)): Path<(String, u16)>,
 ) -> Result<StatusCode, ApiError> {
-    let lease = state.leases().get(&id).ok_or_else(|| lease_not_found(&id))?;
+    let lease = state.leases().lease(&id)?;
     let span = lease.span.clone();
     async move {
-        lease.vm.remove_forward(guest_port).await.map_err(|error| network_error(&lease.shape, error))?;
+        let removed =
+            lease.on_vm(move |vm| Box::pin(async move { vm.remove_forward(guest_port).await })).await?;
+        removed.map_err(|error| network_error(&lease.shape, error))?;
         info!(guest_port, "port forward closed");
         Ok(StatusCode::NO_CONTENT)
     }
@@ -117,8 +119,4 @@ pub fn network_error(shape: &str, error: NetworkError) -> ApiError {
             format!("the VM's network refused the forward: {}", super::error::with_causes(&failed)),
         ),
     }
-}
-
-fn lease_not_found(id: &str) -> ApiError {
-    crate::leases::LeaseError::NotFound(id.to_owned()).into()
 }

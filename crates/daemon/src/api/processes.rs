@@ -23,8 +23,8 @@ use super::args;
 use super::chunks::{encode, line};
 use super::error::{ApiError, ApiJson, ErrorCode};
 use super::exec_stream::{error_event, exit_view};
-use super::sandbox_error::{lease_ended, shutting_down, start_error};
-use super::streaming::lease;
+use super::sandbox_error::{shutting_down, start_error};
+use super::streaming::on_vm;
 use super::{AppState, MAX_WAIT};
 use crate::leases::Lease;
 
@@ -72,7 +72,11 @@ pub async fn start_process(
         output_limit_bytes: body.output_limit_bytes,
         user: None,
     };
-    let info = lease(&state, &id)?.vm.sandbox().start_process(request).await.map_err(start_error)?;
+    let info = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { vm.sandbox().start_process(request).await.map_err(start_error) })
+    })
+    .await?
+    .1;
     Ok((StatusCode::CREATED, axum::Json(process_view(info))))
 }
 
@@ -86,7 +90,8 @@ pub async fn list_processes(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ProcessList>, ApiError> {
-    let processes = lease(&state, &id)?.vm.sandbox().processes().await?;
+    let processes =
+        on_vm(&state, &id, move |vm| Box::pin(async move { Ok(vm.sandbox().processes().await?) })).await?.1;
     Ok(axum::Json(ProcessList { processes: processes.into_iter().map(process_view).collect() }))
 }
 
@@ -109,7 +114,11 @@ pub async fn get_process(
             MAX_WAIT.as_millis()
         )));
     }
-    let info = lease(&state, &id)?.vm.sandbox().wait_process(process_ref(&process), wait).await?;
+    let info = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().wait_process(process_ref(&process), wait).await?) })
+    })
+    .await?
+    .1;
     Ok(axum::Json(process_view(info)))
 }
 
@@ -123,7 +132,10 @@ pub async fn remove_process(
     State(state): State<AppState>,
     Path((id, process)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    lease(&state, &id)?.vm.sandbox().remove_process(process_ref(&process)).await?;
+    on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().remove_process(process_ref(&process)).await?) })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,7 +152,10 @@ pub async fn signal_process(
     ApiJson(body): ApiJson<SignalBody>,
 ) -> Result<StatusCode, ApiError> {
     let signal = signal_number(&body.signal)?;
-    lease(&state, &id)?.vm.sandbox().signal_process(process_ref(&process), signal).await?;
+    on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().signal_process(process_ref(&process), signal).await?) })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -164,7 +179,6 @@ pub async fn read_process_output(
             query.wait_ms
         )));
     }
-    let lease = lease(&state, &id)?;
     let process = process_ref(&process);
     let channel = match query.channel {
         OutputChannel::Stdout => Channel::Stdout,
@@ -172,7 +186,11 @@ pub async fn read_process_output(
     };
     if query.follow {
         // Fails here (404) rather than in the stream when the process does not exist.
-        lease.vm.sandbox().wait_process(process.clone(), Duration::ZERO).await?;
+        let asked = process.clone();
+        let (lease, _) = on_vm(&state, &id, move |vm| {
+            Box::pin(async move { Ok(vm.sandbox().wait_process(asked, Duration::ZERO).await?) })
+        })
+        .await?;
         let follow = Follow {
             lease,
             process,
@@ -196,7 +214,11 @@ pub async fn read_process_output(
         max_bytes: query.max_bytes,
         wait_ms: query.wait_ms,
     };
-    let out = lease.vm.sandbox().process_output(request).await?;
+    let out = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { Ok(vm.sandbox().process_output(request).await?) })
+    })
+    .await?
+    .1;
     let (data, encoding) = encode(out.bytes);
     Ok(axum::Json(ProcessOutputView {
         offset: out.offset,
@@ -236,10 +258,17 @@ impl Follow {
             }
             Phase::Exit => {
                 self.phase = Phase::Done;
-                let info = self.lease.vm.sandbox().wait_process(self.process.clone(), Duration::ZERO).await;
+                let process = self.process.clone();
+                let info = self
+                    .lease
+                    .on_vm(move |vm| {
+                        Box::pin(async move { vm.sandbox().wait_process(process, Duration::ZERO).await })
+                    })
+                    .await;
                 match info {
-                    Ok(info) => info.exit.map(|status| StreamEvent::Exit(exit_view(status))),
-                    Err(error) => Some(error_event(error.into())),
+                    Ok(Ok(info)) => info.exit.map(|status| StreamEvent::Exit(exit_view(status))),
+                    Ok(Err(error)) => Some(error_event(error.into())),
+                    Err(interrupted) => Some(error_event(interrupted.into())),
                 }
             }
             Phase::Reading => {
@@ -253,7 +282,6 @@ impl Follow {
     }
 
     async fn read(&mut self) -> StreamEvent {
-        let ended = self.lease.ended();
         loop {
             let request = ProcessOutputRequest {
                 process: self.process.clone(),
@@ -263,13 +291,13 @@ impl Follow {
                 wait_ms: FOLLOW_POLL_MS,
             };
             let read = tokio::select! {
-                () = ended.cancelled() => return error_event(lease_ended(&self.lease.id)),
                 () = self.stopping.cancelled() => return error_event(shutting_down()),
-                read = self.lease.vm.sandbox().process_output(request) => read,
+                read = self.lease.on_vm(move |vm| Box::pin(async move { vm.sandbox().process_output(request).await })) => read,
             };
             let out = match read {
-                Ok(out) => out,
-                Err(error) => return error_event(error.into()),
+                Ok(Ok(out)) => out,
+                Ok(Err(error)) => return error_event(error.into()),
+                Err(interrupted) => return error_event(interrupted.into()),
             };
             self.offset = out.next_offset;
             if out.eof {

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use firepit_agent::{PtyRequest, WindowSize};
@@ -25,8 +25,8 @@ use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::exec_stream::{error_event, exit_view};
 use super::processes::signal_number;
-use super::sandbox_error::{lease_ended, shutting_down, start_error};
-use super::streaming::{CHUNK, lease};
+use super::sandbox_error::{shutting_down, start_error};
+use super::streaming::{CHUNK, on_vm};
 use crate::leases::Lease;
 use crate::sandbox::{Attached, Control, Input};
 
@@ -56,8 +56,10 @@ pub async fn open_pty(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let request = pty_request(params)?;
-    let lease = lease(&state, &id)?;
-    let attached = lease.vm.sandbox().pty(request).await.map_err(start_error)?;
+    let (lease, attached) = on_vm(&state, &id, move |vm| {
+        Box::pin(async move { vm.sandbox().pty(request).await.map_err(start_error) })
+    })
+    .await?;
     let stopping = state.stopping();
     Ok(upgrade.on_upgrade(move |socket| bridge(socket, attached, lease, stopping)))
 }
@@ -101,7 +103,7 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
     let Attached { pid, mut stdout, stdin, control, exit, .. } = attached;
     let (mut sink, mut incoming) = socket.split();
     let (client_left, mut client_gone) = tokio::sync::oneshot::channel::<()>();
-    let ended = lease.ended();
+    let stopped = lease.stopped();
     let input = async move {
         let mut stdin = stdin;
         while let Some(Ok(message)) = incoming.next().await {
@@ -136,19 +138,28 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
                     let _client_may_be_gone = sink.send(Message::Close(None)).await;
                     return;
                 }
-                () = ended.cancelled() => break error_event(lease_ended(&lease.id)),
+                () = stopped.cancelled() => break error_event(lease.interruption().into()),
                 () = stopping.cancelled() => break error_event(shutting_down()),
                 read = stdout.read(&mut buf) => read,
             };
             match read {
                 Ok(0) => {
-                    break match exit.await {
-                        Ok(status) => StreamEvent::Exit(exit_view(status)),
-                        Err(error) => error_event(error.into()),
+                    break tokio::select! {
+                        status = exit => match status {
+                            Ok(status) => StreamEvent::Exit(exit_view(status)),
+                            Err(error) => error_event(error.into()),
+                        },
+                        () = stopped.cancelled() => error_event(lease.interruption().into()),
                     };
                 }
                 Ok(n) => {
-                    if sink.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                    // A client that stopped reading blocks this send: the lease's end must not wait.
+                    let sent = tokio::select! {
+                        sent = sink.send(Message::Binary(buf[..n].to_vec().into())) => sent.is_ok(),
+                        () = stopped.cancelled() => break error_event(lease.interruption().into()),
+                        () = stopping.cancelled() => break error_event(shutting_down()),
+                    };
+                    if !sent {
                         return;
                     }
                 }
@@ -158,9 +169,7 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
             }
         };
         let code = if matches!(last, StreamEvent::Exit(_)) { close_code::NORMAL } else { close_code::ERROR };
-        let _client_may_be_gone = sink.send(send(&last)).await;
-        let frame = CloseFrame { code, reason: "".into() };
-        let _client_may_be_gone = sink.send(Message::Close(Some(frame))).await;
+        super::ws_halves::send_last(&mut sink, send(&last), code).await;
     };
     super::ws_halves::run(input, output).await;
 }

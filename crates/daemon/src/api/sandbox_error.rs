@@ -75,11 +75,6 @@ required_bodies!(
     firepit_api::RenameBody
 );
 
-/// The lease ended (released, expired, daemon stopping) while a stream on it was running.
-pub fn lease_ended(id: &str) -> ApiError {
-    ApiError::new(ErrorCode::LeaseEnded, format!("lease `{id}` ended while this stream was running"))
-}
-
 /// The daemon began to stop while an endless stream (a terminal, followed output) was running.
 pub fn shutting_down() -> ApiError {
     ApiError::new(ErrorCode::ShuttingDown, "the daemon is shutting down")

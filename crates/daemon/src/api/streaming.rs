@@ -1,11 +1,12 @@
-//! What the sandbox endpoints share: finding the lease, request bodies as byte streams (never
-//! collected: the guest pulls them at its pace), and response bodies that end with their lease.
+//! What the sandbox endpoints share: finding the lease, running a call on its VM, request bodies as
+//! byte streams (never collected: the guest pulls them at its pace), and response bodies that end
+//! with their lease.
 //!
-//! A streamed response that cannot finish must not look finished: when the lease ends (release,
-//! expiry, shutdown) or the guest fails mid-way, the body ends with an error, so the client sees
-//! a broken transfer, never a short file.
+//! A streamed response that cannot finish must not look finished: when the lease stops running
+//! (ended, paused) or the guest fails mid-way, the body ends with an error, so the client sees a
+//! broken transfer, never a short file. A body holds the guest's stream, never the VM: the VM of
+//! an ended lease is gone at once, whoever still reads (or stopped reading) its bytes.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,16 +20,29 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::AppState;
 use super::error::ApiError;
-use super::sandbox_error::lease_ended;
-use crate::leases::{Lease, LeaseError};
+use crate::backend::{BoxFuture, LeasedVm};
+use crate::leases::Lease;
 use crate::sandbox::ByteStream;
 
 /// Chunk size of streamed response bodies (the guest's frame size).
 pub const CHUNK: usize = 64 * 1024;
 
-/// The live lease `id`, or `lease_not_found`.
+/// The live lease `id`, or `lease_not_found` (saying how it ended, when the daemon remembers).
 pub fn lease(state: &AppState, id: &str) -> Result<Arc<Lease>, ApiError> {
-    state.leases().get(id).ok_or_else(|| LeaseError::NotFound(id.to_owned()).into())
+    Ok(state.leases().lease(id)?)
+}
+
+/// Runs `work` on the VM of lease `id` (see [`Lease::on_vm`]): `lease_not_found` without such a
+/// lease, `lease_ended` / `lease_paused` when it stops running first. Returns the lease too, for
+/// a stream that outlives the call.
+pub async fn on_vm<T>(
+    state: &AppState,
+    id: &str,
+    work: impl for<'v> FnOnce(&'v dyn LeasedVm) -> BoxFuture<'v, Result<T, ApiError>>,
+) -> Result<(Arc<Lease>, T), ApiError> {
+    let lease = lease(state, id)?;
+    let out = lease.on_vm(work).await??;
+    Ok((lease, out))
 }
 
 /// A request body as a byte stream, read as it arrives (no size limit, no buffering).
@@ -37,44 +51,32 @@ pub fn request_bytes(body: Body) -> ByteStream {
     Box::pin(StreamReader::new(chunks))
 }
 
-/// Runs `work` unless `lease` ends first (then `lease_ended`).
-pub async fn unless_lease_ends<T>(
-    lease: &Lease,
-    work: impl Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    let ended = lease.ended();
-    tokio::select! {
-        result = work => result,
-        () = ended.cancelled() => Err(lease_ended(&lease.id)),
-    }
-}
-
-/// `data` as a response body that holds the lease while it streams and fails if the lease ends.
+/// `data` as a response body that fails if the lease stops running (ended, paused) first.
 pub fn download_body(data: ByteStream, lease: Arc<Lease>) -> Body {
-    let ended = Box::pin(lease.ended().cancelled_owned());
-    Body::from_stream(UntilLeaseEnds {
+    let stopped = Box::pin(lease.stopped().cancelled_owned());
+    Body::from_stream(UntilLeaseStops {
         inner: ReaderStream::with_capacity(data, CHUNK),
-        ended,
+        stopped,
         lease: Some(lease),
     })
 }
 
-/// A stream of body chunks that ends with an error when its lease ends.
-struct UntilLeaseEnds<S> {
+/// A stream of body chunks that ends with an error when its lease stops running.
+struct UntilLeaseStops<S> {
     inner: S,
-    ended: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Keeps the VM while the body streams; dropped at the end.
+    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The lease (not its VM), for the error's message; dropped at the end.
     lease: Option<Arc<Lease>>,
 }
 
-impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Stream for UntilLeaseEnds<S> {
+impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Stream for UntilLeaseStops<S> {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let Some(lease) = self.lease.clone() else { return Poll::Ready(None) };
-        if self.ended.as_mut().poll(cx).is_ready() {
+        if self.stopped.as_mut().poll(cx).is_ready() {
             self.lease = None;
-            let message = format!("lease `{}` ended during the transfer", lease.id);
+            let message = format!("{} during the transfer", lease.interruption());
             return Poll::Ready(Some(Err(io::Error::other(message))));
         }
         let item = ready!(Pin::new(&mut self.inner).poll_next(cx));

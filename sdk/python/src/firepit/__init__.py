@@ -24,6 +24,7 @@ from .client import Client, Lease
 from .endpoint import Endpoint, default_runtime_dir, default_socket_path, resolve_endpoint
 from .errors import (
     AlreadyExists,
+    BadMetadata,
     BadRequest,
     BadTtl,
     ClusterUnavailable,
@@ -46,6 +47,7 @@ from .errors import (
     IsADirectory,
     LeaseEnded,
     LeaseNotFound,
+    LeasePaused,
     LimitReached,
     NetworkDisabled,
     NoShapeFits,
@@ -64,6 +66,7 @@ from .errors import (
     error_from_code,
     error_from_response,
 )
+from .lease_models import Event, LeaseView
 from .models import ExecResult, Health, LeaseInfo, Pools, PortForward, ShapeStatus
 from .pty import AsyncPty, Pty
 from .sandbox_models import (
@@ -89,6 +92,7 @@ __all__ = [
     "AsyncLease",
     "AsyncLeaseRequest",
     "AsyncPty",
+    "BadMetadata",
     "BadRequest",
     "BadTtl",
     "Client",
@@ -100,6 +104,7 @@ __all__ = [
     "EgressWidens",
     "Endpoint",
     "Eof",
+    "Event",
     "EventStream",
     "ExecRefused",
     "ExecResult",
@@ -124,6 +129,8 @@ __all__ = [
     "LeaseEnded",
     "LeaseInfo",
     "LeaseNotFound",
+    "LeasePaused",
+    "LeaseView",
     "LimitReached",
     "NetworkDisabled",
     "NoShapeFits",

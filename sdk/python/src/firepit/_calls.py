@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import FirepitError, error_from_response
+from .lease_models import LeaseView
 from .models import ExecResult, Health, LeaseInfo, Pools, PortForward
 
 T = TypeVar("T")
@@ -102,6 +103,9 @@ def acquire(
     cpus: int | None = None,
     memory_mb: int | None = None,
     disk_mb: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+    auto_resume: bool = False,
+    on_expiry: str | None = None,
 ) -> Call[LeaseInfo]:
     """``POST /v1/leases``: of ``shape``, or (``shape`` ``None``) of the smallest shape covering
     the sizes given."""
@@ -115,6 +119,12 @@ def acquire(
         body["ttl_ms"] = to_ms(ttl, "ttl")
     if egress is not None:
         body["egress"] = egress if isinstance(egress, str) else list(egress)
+    if metadata:
+        body["metadata"] = dict(metadata)
+    if auto_resume:
+        body["auto_resume"] = True
+    if on_expiry is not None:
+        body["on_expiry"] = on_expiry
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
 
     def parse(response: httpx.Response) -> LeaseInfo:
@@ -169,6 +179,37 @@ def renew(lease_id: str, ttl: Seconds | None) -> Call[LeaseInfo]:
 def release(lease_id: str) -> Call[None]:
     """``DELETE /v1/leases/{id}``."""
     return Call("DELETE", f"/v1/leases/{_segment(lease_id)}", _nothing)
+
+
+def leases(state: str | None, metadata: Mapping[str, str] | None, shape: str | None) -> Call[list[LeaseView]]:
+    """``GET /v1/leases?state=&shape=&metadata.NAME=VALUE``."""
+    pairs = [("state", state), ("shape", shape)] + [(f"metadata.{k}", v) for k, v in (metadata or {}).items()]
+    query = "&".join(f"{quote(k, safe='.')}={quote(v, safe='')}" for k, v in pairs if v is not None)
+    path = f"/v1/leases?{query}" if query else "/v1/leases"
+
+    def parse(response: httpx.Response) -> list[LeaseView]:
+        body = _json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("leases"), list):
+            raise ValueError("expected {leases: [...]}")
+        return [LeaseView.from_json(item) for item in body["leases"]]
+
+    return Call("GET", path, parse)
+
+
+def lease_view(lease_id: str) -> Call[LeaseView]:
+    """``GET /v1/leases/{id}``."""
+    return Call("GET", f"/v1/leases/{_segment(lease_id)}", lambda r: LeaseView.from_json(_json(r)))
+
+
+def events_path(kinds: Sequence[str] | None, lease_id: str | None, after: int | None) -> str:
+    """``GET /v1/events?kind=&lease_id=&last_event_id=``."""
+    pairs = [
+        ("kind", ",".join(kinds) if kinds else None),
+        ("lease_id", lease_id),
+        ("last_event_id", None if after is None else str(after)),
+    ]
+    query = "&".join(f"{k}={quote(v, safe=',')}" for k, v in pairs if v is not None)
+    return f"/v1/events?{query}" if query else "/v1/events"
 
 
 def pools() -> Call[Pools]:

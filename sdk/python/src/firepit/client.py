@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,7 +32,8 @@ from ._calls import Egress, Seconds
 from ._lease import LeaseBase, release_failed_on_exit
 from ._sync_sandbox import SyncSandbox
 from .endpoint import Endpoint, resolve_endpoint
-from .errors import FirepitError, error_from_response
+from .errors import FirepitError, LeaseEnded, error_from_response
+from .lease_models import Event, LeaseView
 from .models import ExecResult, Health, LeaseInfo, Pools, PortForward
 
 __all__ = ["Client", "Lease"]
@@ -126,6 +128,9 @@ class Client:
         cpus: int | None = None,
         memory_mb: int | None = None,
         disk_mb: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        auto_resume: bool = False,
+        on_expiry: str | None = None,
     ) -> Lease:
         """Leases a warm VM of ``shape`` (``POST /v1/leases``).
 
@@ -142,6 +147,10 @@ class Client:
             cpus, memory_mb, disk_mb: instead of a shape (leave ``shape`` at its default):
                 lease the smallest registered shape with at least these; none covers them:
                 :class:`firepit.NoShapeFits`, naming the largest.
+            metadata: labels of the lease (at most 32; over the limits:
+                :class:`firepit.BadMetadata`): in its views and events, a filter of :meth:`leases`.
+            auto_resume: a call on the lease while it is paused resumes it first.
+            on_expiry: what the TTL running out does: ``"destroy"`` (default) or ``"pause"``.
 
         Returns a :class:`Lease`, also a context manager that releases the VM when the block
         ends, by exception too.
@@ -171,9 +180,70 @@ class Client:
                     cpus=cpus,
                     memory_mb=memory_mb,
                     disk_mb=disk_mb,
+                    metadata=metadata,
+                    auto_resume=auto_resume,
+                    on_expiry=on_expiry,
                 )
             ),
         )
+
+    def leases(
+        self, *, state: str | None = None, metadata: Mapping[str, str] | None = None, shape: str | None = None
+    ) -> list[LeaseView]:
+        """Leases: live ones oldest first, then recently ended ones (``GET /v1/leases``), those in
+        ``state`` (``running``, ``paused``, ``ended``) carrying every label of ``metadata``.
+
+        Example::
+
+            for view in client.leases(state="running", metadata={"job": "nightly"}):
+                print(view.id, view.expires_at)
+        """
+        return self._call(_calls.leases(state, metadata, shape))
+
+    def lease_view(self, lease_id: str) -> LeaseView:
+        """One lease, live or ended with its ``end_reason`` (``GET /v1/leases/{id}``); raises
+        :class:`firepit.LeaseNotFound` for one the daemon does not know (or no longer)."""
+        return self._call(_calls.lease_view(lease_id))
+
+    def attach(self, lease_id: str) -> Lease:
+        """A handle on a live lease acquired elsewhere (another process, an earlier run): exec,
+        files, processes, terminals, release. Raises :class:`firepit.LeaseEnded` for an ended one.
+
+        Example::
+
+            vm = client.attach(lease_id)
+            vm.exec(["true"])
+        """
+        view = self.lease_view(lease_id)
+        if view.state == "ended":
+            raise LeaseEnded(
+                "lease_ended", f"lease {lease_id} ended ({view.end_reason}): acquire another", status=410
+            )
+        return Lease(
+            self, LeaseInfo(id=view.id, vm_id=view.vm_id, shape=view.shape, expires_at=view.expires_at)
+        )
+
+    def events(
+        self, *, kinds: Sequence[str] | None = None, lease_id: str | None = None, after: int | None = None
+    ) -> Iterator[Event]:
+        """The daemon's events as they happen (``GET /v1/events``, Server-Sent Events), of
+        ``kinds`` (``lease.created``, ``lease.ended``, ...) about ``lease_id``; with ``after``,
+        first those after that event id the daemon still keeps. Ends when the daemon stops.
+
+        Example::
+
+            for event in client.events(kinds=["lease.ended"], after=0):
+                print(event.id, event.lease_id, event.reason)
+        """
+        path = _calls.events_path(kinds, lease_id, after)
+        with self.stream("GET", path, timeout=None) as response:
+            data: list[str] = []
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif not line and data:
+                    yield Event.from_json(json.loads("\n".join(data)))
+                    data = []
 
     def pools(self) -> Pools:
         """Every shape's pool: ready, filling and leased VMs, depth, failures (``GET /v1/pools``)."""

@@ -35,6 +35,7 @@ import httpx
 
 __all__ = [
     "AlreadyExists",
+    "BadMetadata",
     "BadRequest",
     "BadTtl",
     "ClusterUnavailable",
@@ -57,6 +58,7 @@ __all__ = [
     "IsADirectory",
     "LeaseEnded",
     "LeaseNotFound",
+    "LeasePaused",
     "LimitReached",
     "NetworkDisabled",
     "NotADirectory",
@@ -236,6 +238,16 @@ class LeaseEnded(FirepitError):
     (``lease_ended``)."""
 
 
+class LeasePaused(FirepitError):
+    """The lease is paused: resume it first, or acquire with ``auto_resume`` (``lease_paused``,
+    HTTP 409)."""
+
+
+class BadMetadata(BadRequest):
+    """The lease's metadata is over its limits: too many labels, a bad name, a value too long
+    (``bad_metadata``)."""
+
+
 class Unsupported(FirepitError):
     """The daemon's backend cannot do this (``unsupported``, HTTP 501)."""
 
@@ -313,6 +325,8 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "limit_reached": LimitReached,
     "io_error": GuestIoError,
     "lease_ended": LeaseEnded,
+    "lease_paused": LeasePaused,
+    "bad_metadata": BadMetadata,
     "unsupported": Unsupported,
     "network_disabled": NetworkDisabled,
     "egress_widens": EgressWidens,

@@ -1,0 +1,80 @@
+//! `[leases]`: how long a client may keep a VM, and how long the daemon remembers it.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Config;
+
+/// `[leases]`: how long a client may keep a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// TTL of a lease whose request names none, in seconds.
+    #[serde(default = "default_ttl_secs")]
+    pub default_ttl_secs: u64,
+    /// Largest TTL a client may ask for (at acquire or renew), in seconds.
+    #[serde(default = "default_max_ttl_secs")]
+    pub max_ttl_secs: u64,
+    /// How long `GET /v1/leases/{id}` still shows an ended lease (and why it ended), in seconds.
+    #[serde(default = "default_ended_retention_secs")]
+    pub ended_retention_secs: u64,
+    /// Most ended leases remembered (the oldest are forgotten first).
+    #[serde(default = "default_ended_max")]
+    pub ended_max: usize,
+    /// How long a lease may stay paused before it ends, in seconds.
+    #[serde(default = "default_paused_retention_secs")]
+    pub paused_retention_secs: u64,
+    /// Seconds between two pings of a running lease's guest agent (0: none); three misses in a
+    /// row end the lease (`health_check_failed`).
+    #[serde(default = "default_health_check_secs")]
+    pub health_check_secs: u64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_secs: default_ttl_secs(),
+            max_ttl_secs: default_max_ttl_secs(),
+            ended_retention_secs: default_ended_retention_secs(),
+            ended_max: default_ended_max(),
+            paused_retention_secs: default_paused_retention_secs(),
+            health_check_secs: default_health_check_secs(),
+        }
+    }
+}
+
+fn default_ttl_secs() -> u64 {
+    300
+}
+fn default_max_ttl_secs() -> u64 {
+    3600
+}
+fn default_ended_retention_secs() -> u64 {
+    3600
+}
+fn default_ended_max() -> usize {
+    1024
+}
+fn default_paused_retention_secs() -> u64 {
+    7 * 24 * 3600
+}
+fn default_health_check_secs() -> u64 {
+    30
+}
+
+impl Config {
+    /// How leases live (`[leases]`); their records go to `<state dir>/leases`.
+    pub fn lease_settings(&self) -> crate::leases::LeaseSettings {
+        let leases = &self.leases;
+        crate::leases::LeaseSettings {
+            default_ttl: self.default_ttl(),
+            max_ttl: self.max_ttl(),
+            ended_retention: Duration::from_secs(leases.ended_retention_secs),
+            ended_max: leases.ended_max,
+            paused_retention: Duration::from_secs(leases.paused_retention_secs),
+            health_check_interval: Duration::from_secs(leases.health_check_secs),
+            records_dir: Some(self.state_dir().join("leases")),
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Acquiring a lease: checks (TTL, metadata, options, egress) before a VM is taken, the backend's
+//! hand-out, idempotency keys (a retry with the same key gets the same lease), and the new lease's
+//! record, announcement and tasks. Also how a paused lease of a previous run becomes live again.
+//!
+//! The TTL starts when the backend hands the VM out, not when the request arrived.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use firepit_api::{EventKind, LeaseView, OnExpiry};
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::backend::{AcquireError, EgressPolicy, PausedVm};
+use crate::leases::clock::Clock;
+use crate::leases::error::LeaseError;
+use crate::leases::lease::{Lease, LeaseOptions, Slot, lock};
+use crate::leases::table::LeaseTable;
+
+/// What an acquire asks for.
+#[derive(Debug, Clone)]
+pub struct AcquireParams {
+    /// Shape name.
+    pub shape: String,
+    /// How long to wait for a ready VM.
+    pub wait: Duration,
+    /// Lease TTL (`None`: the configured default).
+    pub ttl: Option<Duration>,
+    /// Client-chosen key making retries return the same lease.
+    pub idempotency_key: Option<String>,
+    /// Narrows the shape's egress policy for this lease (checked against it before acquiring).
+    pub egress: Option<EgressPolicy>,
+    /// Metadata, `auto_resume`, `on_expiry`.
+    pub options: LeaseOptions,
+}
+
+impl LeaseTable {
+    /// Acquires a VM and records the lease; returns it and whether it is a replay of an earlier
+    /// request with the same idempotency key.
+    pub async fn acquire(self: &Arc<Self>, params: AcquireParams) -> Result<(Arc<Lease>, bool), LeaseError> {
+        let ttl = self.check_ttl(params.ttl)?;
+        firepit_api::check_metadata(&params.options.metadata).map_err(LeaseError::BadMetadata)?;
+        if params.options.on_expiry == OnExpiry::Pause && !self.shared.backend.can_pause() {
+            return Err(LeaseError::Unsupported(
+                "on_expiry = pause: this daemon's backend cannot pause VMs; use on_expiry = destroy".into(),
+            ));
+        }
+        let Some(key) = params.idempotency_key.clone() else {
+            return Ok((self.acquire_new(&params, ttl).await?, false));
+        };
+        let slot_handle = lock(&self.idempotency).entry(key.clone()).or_default().clone();
+        // Held across the backend call: a concurrent retry with the same key waits for the first.
+        let mut slot = slot_handle.lock().await;
+        if let Some(id) = slot.as_ref()
+            && let Some(lease) = self.get(id)
+        {
+            if lease.shape != params.shape {
+                return Err(LeaseError::IdempotencyConflict { key, shape: lease.shape.clone() });
+            }
+            return Ok((lease, true));
+        }
+        let result = self.acquire_new(&params, ttl).await;
+        match &result {
+            Ok(lease) => {
+                *slot = Some(lease.id.clone());
+                // A failed first attempt may have removed the entry while we waited: put it back.
+                lock(&self.idempotency).insert(key, slot_handle.clone());
+            }
+            Err(_) => {
+                lock(&self.idempotency).remove(&key);
+            }
+        }
+        Ok((result?, false))
+    }
+
+    async fn acquire_new(
+        self: &Arc<Self>,
+        params: &AcquireParams,
+        ttl: Duration,
+    ) -> Result<Arc<Lease>, LeaseError> {
+        let metrics = &self.shared.metrics;
+        let backend = self.shared.backend.as_ref();
+        if self.cancel.is_cancelled() {
+            return Err(LeaseError::ShuttingDown);
+        }
+        if self.is_draining() {
+            metrics.acquire_outcome(&params.shape, "draining");
+            return Err(LeaseError::Draining);
+        }
+        // Refused before a VM is taken: a bad request costs the pool nothing.
+        let narrow = match (&params.egress, backend.network(&params.shape)) {
+            (Some(policy), Some(network)) => {
+                if let Err(error) = network.check_narrowing(&params.shape, policy) {
+                    metrics.acquire_outcome(&params.shape, "egress_refused");
+                    return Err(error.into());
+                }
+                network.is_enabled().then(|| policy.clone())
+            }
+            // An unknown shape: the backend says so below.
+            _ => None,
+        };
+        let started = Instant::now();
+        let vm = match backend.acquire(&params.shape, params.wait).await {
+            Ok(vm) => vm,
+            Err(error) => {
+                let what = match &error {
+                    AcquireError::UnknownShape(_) => "unknown_shape",
+                    AcquireError::Exhausted { .. } => "exhausted",
+                    AcquireError::ShuttingDown => "shutting_down",
+                    AcquireError::Backend(_) => "error",
+                };
+                metrics.acquire_outcome(&params.shape, what);
+                return Err(error.into());
+            }
+        };
+        if let Some(policy) = narrow
+            && let Err(error) = vm.narrow_egress(policy)
+        {
+            // Dropping the VM releases it to the backend (destroyed, refilled): nothing is lost.
+            drop(vm);
+            metrics.acquire_outcome(&params.shape, "error");
+            return Err(LeaseError::NarrowFailed(error.to_string()));
+        }
+        let handed_out = Instant::now();
+        metrics.acquire_outcome(&params.shape, "ok");
+        metrics
+            .acquire_seconds
+            .get_or_create(&crate::metrics::ShapeLabel { shape: params.shape.clone() })
+            .observe(handed_out.duration_since(started).as_secs_f64());
+        let id = format!("l-{:016x}", rand::random::<u64>());
+        let vm_id = vm.vm_id().to_owned();
+        let exited = vm.exited();
+        let lease = Arc::new(Lease::new(
+            id,
+            params.shape.clone(),
+            vm_id,
+            SystemTime::now(),
+            params.options.clone(),
+            params.idempotency_key.clone(),
+            Slot::Running(vm),
+            Clock::running(ttl),
+            self.shared.clone(),
+        ));
+        self.insert(lease.clone(), Some(exited));
+        metrics.lease_started(&lease.shape);
+        lease.persist();
+        self.shared.announce(EventKind::LeaseCreated, &lease, |_| {});
+        let wait_ms = handed_out.duration_since(started).as_secs_f64() * 1000.0;
+        lease.span.in_scope(|| info!(ttl_ms = ttl.as_millis() as u64, wait_ms, "lease acquired"));
+        Ok(lease)
+    }
+}
+
+/// Makes a paused lease of a previous run live again, paused, from its record and the backend's
+/// adopted saved state. Its TTL clock stays stopped with what was left; its paused retention
+/// starts again from now.
+pub(crate) fn adopt(table: &Arc<LeaseTable>, view: LeaseView, paused: Box<dyn PausedVm>) {
+    let options = LeaseOptions {
+        metadata: view.metadata.clone(),
+        auto_resume: view.auto_resume,
+        on_expiry: view.on_expiry,
+    };
+    let remaining = Duration::from_millis(view.ttl_remaining_ms.unwrap_or(0));
+    let created = std::time::UNIX_EPOCH + Duration::from_millis(view.created_at_unix_ms);
+    let lease = Arc::new(Lease::new(
+        view.id.clone(),
+        view.shape.clone(),
+        view.vm_id.clone(),
+        created,
+        options,
+        None,
+        Slot::Paused(paused),
+        Clock::stopped(remaining, table.shared.settings.paused_retention),
+        table.shared.clone(),
+    ));
+    if let Some(at) = view.paused_at_unix_ms {
+        lease.status().paused_at = Some(std::time::UNIX_EPOCH + Duration::from_millis(at));
+    }
+    table.insert(lease.clone(), None);
+    table.shared.metrics.lease_started(&lease.shape);
+    lease.persist();
+    lease.span.in_scope(|| info!("paused lease of the previous run adopted"));
+}

@@ -1,0 +1,57 @@
+//! Why a lease operation failed.
+
+use firepit_shape::NarrowingError;
+
+use crate::backend::AcquireError;
+use crate::leases::lease::Interrupted;
+
+/// Why a lease operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The backend could not hand a VM out.
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
+    /// No such lease (never existed, or ended so long ago that it is forgotten).
+    #[error("no lease `{0}` (released, expired or never acquired)")]
+    NotFound(String),
+    /// The lease ended; the daemon still remembers why.
+    #[error("{0}")]
+    Ended(Interrupted),
+    /// The TTL asked for is out of range.
+    #[error("ttl_ms = {asked_ms}: must be 1..={max_ms}")]
+    BadTtl {
+        /// What the client asked for.
+        asked_ms: u64,
+        /// The configured maximum.
+        max_ms: u64,
+    },
+    /// The lease's metadata is over its limits.
+    #[error("{0}")]
+    BadMetadata(String),
+    /// The idempotency key was used before for another shape.
+    #[error("Idempotency-Key `{key}` was used for shape `{shape}`; use a new key for another request")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The shape of the first request.
+        shape: String,
+    },
+    /// The daemon is shutting down.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    /// The daemon is draining: existing leases run to their end, new ones go elsewhere.
+    #[error("the daemon is draining (`firepit drain` or a stop in a cluster): acquire on another host")]
+    Draining,
+    /// The lease's egress request is not a narrowing of its shape's policy (no VM was taken).
+    #[error(transparent)]
+    Egress(#[from] NarrowingError),
+    /// The VM could not be narrowed; it was released (destroyed, the pool refills).
+    #[error("cannot narrow the VM's egress policy: {0}")]
+    NarrowFailed(String),
+    /// A pause or resume failed; the lease is as it was.
+    #[error("{0}")]
+    TransitionFailed(String),
+    /// The backend cannot do what the lease asks for (e.g. `on_expiry = pause` without pausing).
+    #[error("{0}")]
+    Unsupported(String),
+}
