@@ -10,14 +10,15 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use firepit_agent::{ExecRequest, ExecResult, MAX_FRAME_LEN};
+use firepit_agent::{ExecRequest, ExecResult, MAX_EXEC_OUTPUT, MAX_FRAME_LEN};
 
 /// Timeout used when the request says 0.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Output cap per stream used when the request says 0.
 pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
 /// Hard cap per stream so that a response always fits in one frame.
-const FRAME_SAFE_MAX_OUTPUT: usize = MAX_FRAME_LEN / 2 - 64 * 1024;
+const FRAME_SAFE_MAX_OUTPUT: usize = MAX_EXEC_OUTPUT as usize;
+const _: () = assert!(2 * FRAME_SAFE_MAX_OUTPUT + 128 * 1024 <= MAX_FRAME_LEN);
 
 /// Why a program could not be run at all (a program that ran and failed is an [`ExecResult`]).
 #[derive(Debug, thiserror::Error)]

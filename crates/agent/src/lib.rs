@@ -118,8 +118,8 @@ pub use fs_messages::{
     UploadTarRequest, WriteFileRequest,
 };
 pub use messages::{
-    ExecRequest, ExecResult, IdentityApplied, IdentityRequest, Pong, Request, RequestFrame, Response,
-    ResponseFrame,
+    ExecRequest, ExecResult, IdentityApplied, IdentityRequest, MAX_EXEC_OUTPUT, Pong, Request, RequestFrame,
+    Response, ResponseFrame,
 };
 pub use network_messages::{NetworkApplied, NetworkConfig};
 pub use process_messages::{

@@ -90,8 +90,9 @@ fn spawn_request(params: Vec<(String, String)>) -> Result<SpawnRequest, ApiError
     args::check_argv(&request.argv)?;
     request.env = args::check_env(env)?;
     args::check_timeout(request.timeout_ms)?;
-    if request.cwd.iter().chain(request.user.iter()).any(|s| s.contains('\0')) {
-        return Err(ApiError::bad_request("cwd and user must not contain NUL bytes"));
+    args::check_cwd(request.cwd.as_deref())?;
+    if request.user.iter().any(|s| s.contains('\0')) {
+        return Err(ApiError::bad_request("user must not contain NUL bytes"));
     }
     Ok(request)
 }

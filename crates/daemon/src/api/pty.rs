@@ -88,6 +88,10 @@ fn pty_request(params: Vec<(String, String)>) -> Result<PtyRequest, ApiError> {
     if request.argv.iter().chain(request.env.iter().flat_map(|(k, v)| [k, v])).any(|s| s.contains('\0')) {
         return Err(ApiError::new(ErrorCode::BadArgv, "arguments must not contain NUL bytes"));
     }
+    super::args::check_cwd(request.cwd.as_deref())?;
+    if request.user.iter().any(|s| s.contains('\0')) {
+        return Err(ApiError::bad_request("user must not contain NUL bytes"));
+    }
     Ok(request)
 }
 

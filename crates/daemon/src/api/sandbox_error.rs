@@ -20,6 +20,11 @@ pub fn guest_code(kind: FailureKind) -> ErrorCode {
         FailureKind::NoSuchProcess => ErrorCode::ProcessNotFound,
         FailureKind::LimitReached => ErrorCode::LimitReached,
         FailureKind::Io => ErrorCode::IoError,
+        FailureKind::NameTooLong => ErrorCode::NameTooLong,
+        FailureKind::NoSpace => ErrorCode::InsufficientStorage,
+        FailureKind::BadArchive => ErrorCode::BadArchive,
+        FailureKind::ArchiveLimit => ErrorCode::ArchiveLimit,
+        FailureKind::ArchiveEntryRefused => ErrorCode::ArchiveEntryRefused,
         FailureKind::Protocol | FailureKind::Cancelled => ErrorCode::VmUnreachable,
     }
 }
