@@ -154,6 +154,8 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, TokenError> {
         tcp,
         shutdown_budget: config.shutdown_budget(),
         max_body_bytes: config.limits.max_body_bytes,
+        max_forwards_per_lease: config.limits.max_forwards_per_lease,
+        http: config.http.limits(),
         default_ttl: config.default_ttl(),
         max_ttl: config.max_ttl(),
         ui: config.listen.ui,

@@ -41,6 +41,8 @@ pub fn options(dir: &tempfile::TempDir) -> ServeOptions {
         tcp: None,
         shutdown_budget: Duration::from_secs(5),
         max_body_bytes: 64 * 1024,
+        max_forwards_per_lease: 8,
+        http: firepit_http::HttpLimits::default(),
         default_ttl: Duration::from_secs(60),
         max_ttl: Duration::from_secs(600),
         ui: true,

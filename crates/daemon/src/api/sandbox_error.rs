@@ -36,6 +36,9 @@ impl From<SandboxError> for ApiError {
             SandboxError::Guest { kind, .. } => Self::new(guest_code(kind), message),
             SandboxError::Refused(_) => Self::new(ErrorCode::ExecRefused, message),
             SandboxError::Unreachable(_) => Self::new(ErrorCode::VmUnreachable, message),
+            SandboxError::Body(cause) if firepit_http::is_body_timeout(cause.as_ref()) => {
+                Self::new(ErrorCode::BodyTimeout, message)
+            }
             SandboxError::Body(_) => Self::new(ErrorCode::BadBody, message),
         }
     }
