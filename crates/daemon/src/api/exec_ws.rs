@@ -135,23 +135,7 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
     let (client_left, mut client_gone) = tokio::sync::oneshot::channel::<()>();
     let ended = lease.ended();
     let input = async move {
-        let mut stdin = stdin;
-        while let Some(Ok(message)) = incoming.next().await {
-            match message {
-                Message::Binary(bytes) => {
-                    if let Some(input) = stdin.as_mut()
-                        && input.write(&bytes).await.is_err()
-                    {
-                        // The program is gone or closed its stdin; its exit comes on the output side.
-                        stdin = None;
-                    }
-                }
-                Message::Text(text) => apply_control(text.as_str(), control.as_ref(), &mut stdin),
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => {}
-            }
-        }
-        drop::<Option<Box<dyn Input>>>(stdin);
+        super::ws_input::carry(&mut incoming, stdin, ExecControls(control)).await;
         let _output_may_be_done = client_left.send(());
     };
     let output = async move {
@@ -197,6 +181,19 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
         let _client_may_be_gone = sink.send(Message::Close(Some(frame))).await;
     };
     super::ws_halves::run(input, output).await;
+}
+
+/// An exec's controls: a signal is urgent, `close_stdin` comes after the input sent before it.
+struct ExecControls(Arc<dyn Control>);
+
+impl super::ws_input::Controls for ExecControls {
+    fn urgent(&self, text: &str) -> bool {
+        matches!(serde_json::from_str::<AttachControl>(text), Ok(AttachControl::Signal { .. }))
+    }
+
+    fn apply(&mut self, text: &str, stdin: &mut Option<Box<dyn Input>>) {
+        apply_control(text, self.0.as_ref(), stdin);
+    }
 }
 
 fn apply_control(text: &str, control: &dyn Control, stdin: &mut Option<Box<dyn Input>>) {

@@ -36,6 +36,7 @@ pub mod pty;
 mod sandbox_error;
 mod streaming;
 mod ws_halves;
+mod ws_input;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
 
