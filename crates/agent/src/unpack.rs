@@ -157,20 +157,20 @@ impl Unpacker {
         }
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
+        // Before the path's own checks: a device entry is refused whatever it names (even `.`).
+        if matches!(kind, EntryType::Char | EntryType::Block) {
+            let what = if kind == EntryType::Char { "character" } else { "block" };
+            let message = format!(
+                "archive entry `{}` is a {what} device: device nodes are not unpacked (make them with mknod)",
+                short(&name)
+            );
+            return Err(Failure::new(FailureKind::ArchiveEntryRefused, message).into());
+        }
         let Some(path) = self.relative(&raw)? else { return Ok(()) };
         self.check_no_link_on_the_way(&path, &name)?;
         let io_error = |e: io::Error| EntryError::Io(short(&name).into_owned(), e);
-        match kind {
-            EntryType::Char | EntryType::Block => {
-                let what = if kind == EntryType::Char { "character" } else { "block" };
-                let message = format!(
-                    "archive entry `{}` is a {what} device: device nodes are not unpacked (make them with mknod)",
-                    short(&name)
-                );
-                return Err(Failure::new(FailureKind::ArchiveEntryRefused, message).into());
-            }
-            EntryType::Symlink => self.check_link_target(entry, &name)?,
-            _ => {}
+        if kind == EntryType::Symlink {
+            self.check_link_target(entry, &name)?;
         }
         match kind {
             EntryType::Link => {
@@ -274,6 +274,9 @@ impl Unpacker {
 
     fn check_link_target<R: Read>(&self, entry: &tar::Entry<'_, R>, name: &str) -> Result<(), Failure> {
         let target = entry.link_name_bytes().unwrap_or_default();
+        if target.is_empty() {
+            return Err(refused(name, "it is a symbolic link with an empty target"));
+        }
         if target.len() > MAX_PATH_BYTES {
             let message = format!(
                 "archive entry `{}`: a link target of {} bytes (at most {MAX_PATH_BYTES})",
