@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use firepit::daemon::api::types::{AcquireRequest, ExecBody, RenewRequest, ShapeBody};
-use firepit::daemon::config::Config;
+use firepit_api::{AcquireBody, ExecBody, RenewRequest, ShapeSpec};
+use firepit_daemon::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,9 +16,9 @@ fuzz_target!(|data: &[u8]| {
                 let _ = Config::from_toml(text, Path::new("fuzz.toml"));
             }
         }
-        1 => drop(serde_json::from_slice::<AcquireRequest>(input)),
+        1 => drop(serde_json::from_slice::<AcquireBody>(input)),
         2 => drop(serde_json::from_slice::<ExecBody>(input)),
         3 => drop(serde_json::from_slice::<RenewRequest>(input)),
-        _ => drop(serde_json::from_slice::<ShapeBody>(input)),
+        _ => drop(serde_json::from_slice::<ShapeSpec>(input)),
     }
 });

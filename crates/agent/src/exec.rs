@@ -10,14 +10,15 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use firepit_agent::{ExecRequest, ExecResult, MAX_FRAME_LEN};
+use firepit_agent::{ExecRequest, ExecResult, MAX_EXEC_OUTPUT, MAX_FRAME_LEN};
 
 /// Timeout used when the request says 0.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Output cap per stream used when the request says 0.
 pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
 /// Hard cap per stream so that a response always fits in one frame.
-const FRAME_SAFE_MAX_OUTPUT: usize = MAX_FRAME_LEN / 2 - 64 * 1024;
+const FRAME_SAFE_MAX_OUTPUT: usize = MAX_EXEC_OUTPUT as usize;
+const _: () = assert!(2 * FRAME_SAFE_MAX_OUTPUT + 128 * 1024 <= MAX_FRAME_LEN);
 
 /// Why a program could not be run at all (a program that ran and failed is an [`ExecResult`]).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,15 @@ pub enum ExecError {
         program: String,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// The working directory does not exist or is not a directory (the kernel reports that as
+    /// the program's `ENOENT`; this names the directory instead).
+    #[error("exec: cannot start {program:?}: the working directory {cwd:?} does not exist or is not a directory")]
+    Cwd {
+        /// `argv[0]`.
+        program: String,
+        /// The working directory asked for.
+        cwd: String,
     },
     /// `user` is not a numeric `uid` or `uid:gid`.
     #[error("exec: user {0:?} is not a numeric uid or uid:gid")]
@@ -136,8 +146,11 @@ pub fn run(request: &ExecRequest, running: &Running) -> Result<ExecResult, ExecE
         let (uid, gid) = parse_user(user).ok_or_else(|| ExecError::BadUser(user.clone()))?;
         command.uid(uid).gid(gid);
     }
-    let mut child =
-        command.spawn().map_err(|source| ExecError::Spawn { program: program.clone(), source })?;
+    let cwd = request.cwd.as_deref().unwrap_or("/");
+    let mut child = command.spawn().map_err(|source| match std::path::Path::new(cwd).is_dir() {
+        true => ExecError::Spawn { program: program.clone(), source },
+        false => ExecError::Cwd { program: program.clone(), cwd: cwd.to_owned() },
+    })?;
     let pid = child.id();
     running.lock().insert(pid);
 
@@ -255,6 +268,15 @@ mod tests {
         assert_eq!(parse_user("nobody"), None);
         let request = ExecRequest { user: Some("app".into()), ..sh("true") };
         assert!(matches!(run(&request, &Running::default()), Err(ExecError::BadUser(_))));
+    }
+
+    #[test]
+    fn a_missing_working_directory_is_named_not_the_program() {
+        let request = ExecRequest { cwd: Some("/no/such/dir".into()), ..sh("pwd") };
+        let error = run(&request, &Running::default()).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, ExecError::Cwd { .. }), "{message}");
+        assert!(message.contains("working directory \"/no/such/dir\" does not exist"), "{message}");
     }
 
     #[test]

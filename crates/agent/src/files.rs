@@ -2,7 +2,7 @@
 
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Component, Path};
 
 use firepit_agent::{
     ChmodRequest, ChownRequest, DirEntry, DirListing, Failure, FileKind, FileStat, ListDirRequest,
@@ -90,7 +90,7 @@ pub fn mkdir(request: &MkdirRequest) -> Result<(), Failure> {
 /// [`RemoveRequest`]: a symbolic link is removed, never followed.
 pub fn remove(request: &RemoveRequest) -> Result<(), Failure> {
     let path = absolute(&request.path)?;
-    if path == Path::new("/") {
+    if is_root(path) {
         return Err(failure::invalid("refusing to remove /"));
     }
     let what = || format!("remove {}", path.display());
@@ -119,9 +119,21 @@ pub fn chown(request: &ChownRequest) -> Result<(), Failure> {
         .map_err(|e| failure::io(format!("chown {}", path.display()), &e))
 }
 
+/// Whether `path` names the root directory (`/`, `//`, `/.`).
+fn is_root(path: &Path) -> bool {
+    path.components().all(|c| matches!(c, Component::RootDir | Component::CurDir))
+}
+
 /// [`RenameRequest`].
 pub fn rename(request: &RenameRequest) -> Result<(), Failure> {
     let (from, to) = (absolute(&request.from)?, absolute(&request.to)?);
+    if is_root(from) || is_root(to) {
+        return Err(failure::invalid(format!(
+            "rename {} to {}: / cannot be renamed or replaced",
+            from.display(),
+            to.display()
+        )));
+    }
     fs::rename(from, to)
         .map_err(|e| failure::io(format!("rename {} to {}", from.display(), to.display()), &e))
 }
@@ -159,6 +171,14 @@ mod tests {
         remove(&RemoveRequest { path: s(&dir.path().join("a")), recursive: true }).unwrap();
         let gone = stat(&StatRequest { path: s(&nested), follow_symlinks: false }).unwrap_err();
         assert_eq!(gone.kind, FailureKind::NotFound);
+    }
+
+    #[test]
+    fn the_root_cannot_be_renamed_or_replaced() {
+        for (from, to) in [("/", "/tmp/x"), ("//.", "/tmp/x"), ("/tmp/nothing", "/")] {
+            let refused = rename(&RenameRequest { from: from.into(), to: to.into() }).unwrap_err();
+            assert_eq!(refused.kind, FailureKind::InvalidInput, "{from} -> {to}");
+        }
     }
 
     #[test]

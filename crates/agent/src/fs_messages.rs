@@ -20,6 +20,27 @@ use serde::{Deserialize, Serialize};
 /// Most entries one [`ListDirRequest`] returns; the listing says when it stopped there.
 pub const MAX_DIR_ENTRIES: usize = 10_000;
 
+/// Longest name (one component of a path) a guest file system takes, in bytes (Linux's
+/// `NAME_MAX`). A longer one fails with [`FailureKind::NameTooLong`](crate::FailureKind).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Longest path the agent takes, in bytes (Linux's `PATH_MAX` less its terminating NUL). A longer
+/// one fails with [`FailureKind::NameTooLong`](crate::FailureKind).
+pub const MAX_PATH_BYTES: usize = 4095;
+
+/// Most entries (files, directories, links) one uploaded archive may hold; more fail with
+/// [`FailureKind::ArchiveLimit`](crate::FailureKind).
+pub const MAX_ARCHIVE_ENTRIES: u64 = 1_000_000;
+
+/// Most names in the path of one entry of an uploaded archive (`a/b/c` is 3); deeper fails with
+/// [`FailureKind::ArchiveLimit`](crate::FailureKind).
+pub const MAX_ARCHIVE_DEPTH: usize = 128;
+
+/// Most bytes of archive metadata (headers, long names, PAX records) before one entry's data;
+/// more fails with [`FailureKind::ArchiveLimit`](crate::FailureKind). Bounds what the unpacker
+/// holds in memory for one entry's name.
+pub const MAX_ARCHIVE_HEADER_BYTES: u64 = 1024 * 1024;
+
 /// What a path is (`file`, `dir`, `symlink` or `other` in JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -160,9 +181,16 @@ pub struct RenameRequest {
 
 /// Write a file from the stream's input; a stream ending with [`Response::Done`](crate::Response::Done)
 /// (bytes written) once the input's end-of-file has been written.
+///
+/// A regular file is replaced whole: the bytes go to a hidden temporary file in the same
+/// directory, renamed over the path once complete (keeping the old file's owner, and its mode
+/// unless `mode` is given). A transfer cut short leaves the old file as it was and no temporary
+/// file behind. Appends go to the file in place; an append cut short is cut back to the file's
+/// old length. Anything else (a device, a FIFO, a file of `/proc` or `/sys`) is written in place.
+/// A symbolic link is followed: its target is written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteFileRequest {
-    /// Absolute path; an existing file is truncated (or appended to).
+    /// Absolute path; an existing file is replaced (or appended to).
     pub path: String,
     /// Permission bits to set (default: 0o644 for a new file, unchanged for an existing one).
     pub mode: Option<u32>,
@@ -187,9 +215,23 @@ pub struct ReadFileRequest {
 /// Unpack a tar archive sent as the stream's input into a directory; ends with
 /// [`Response::Done`](crate::Response::Done) (archive bytes consumed).
 ///
-/// Entries keep their permission bits, modification times and symbolic links; owners are not kept
-/// (files belong to the agent's user, root). Entries that would land outside `path` (absolute
-/// names, `..`, links pointing out) are refused by the unpacker.
+/// Entries keep their permission bits, modification times, symbolic links, hard links (to
+/// earlier entries) and FIFOs; owners are not kept (files belong to the agent's user, root).
+/// Leading `/`s are dropped from names. The upload is all or nothing: entries are unpacked into
+/// a hidden staging directory beside them and moved into place once the whole archive was
+/// unpacked, so an archive that fails (or a transfer cut short) leaves the directory as it was.
+///
+/// Refused, failing the whole upload: a name with `..` or one leading through a symbolic link
+/// of the archive ([`ArchiveEntryRefused`]), a hard link to anything but an earlier entry, a
+/// device node; a name longer than [`MAX_NAME_BYTES`] / [`MAX_PATH_BYTES`] ([`NameTooLong`]);
+/// more than [`MAX_ARCHIVE_ENTRIES`] entries, paths deeper than [`MAX_ARCHIVE_DEPTH`], more than
+/// [`MAX_ARCHIVE_HEADER_BYTES`] of metadata for one entry ([`ArchiveLimit`]); a body that is not
+/// an uncompressed tar archive ([`BadArchive`]).
+///
+/// [`ArchiveEntryRefused`]: crate::FailureKind::ArchiveEntryRefused
+/// [`NameTooLong`]: crate::FailureKind::NameTooLong
+/// [`ArchiveLimit`]: crate::FailureKind::ArchiveLimit
+/// [`BadArchive`]: crate::FailureKind::BadArchive
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadTarRequest {
     /// Absolute path of the destination directory (created with its parents if missing).

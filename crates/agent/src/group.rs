@@ -63,9 +63,20 @@ pub fn default_signals(command: &mut Command) {
     }
 }
 
-/// The failure for a command that could not be started.
-pub fn spawn_failure(argv: &[String], error: &io::Error) -> Failure {
-    failure::io(format!("cannot start {:?}", argv.first().map_or("", String::as_str)), error)
+/// The failure for `command` that could not be started: a missing working directory is named as
+/// such (the kernel reports it as the program's `ENOENT`).
+pub fn spawn_failure(command: &Command, error: &io::Error) -> Failure {
+    let program = command.get_program().to_string_lossy();
+    if let Some(dir) = command.get_current_dir()
+        && !dir.is_dir()
+    {
+        let message = format!(
+            "cannot start {program:?}: the working directory {} does not exist or is not a directory",
+            dir.display()
+        );
+        return Failure::new(firepit_agent::FailureKind::NotFound, message);
+    }
+    failure::io(format!("cannot start {program:?}"), error)
 }
 
 /// Sends `signal` to the process group led by `pid`.

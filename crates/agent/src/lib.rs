@@ -113,12 +113,13 @@ pub use chunks::ChunkWriter;
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_LEN, encode_frame};
 pub use fs_messages::{
     ChmodRequest, ChownRequest, DirEntry, DirListing, Done, DownloadTarRequest, FileKind, FileStat,
-    ListDirRequest, MAX_DIR_ENTRIES, MkdirRequest, ReadFileRequest, RemoveRequest, RenameRequest,
-    StatRequest, UploadTarRequest, WriteFileRequest,
+    ListDirRequest, MAX_ARCHIVE_DEPTH, MAX_ARCHIVE_ENTRIES, MAX_ARCHIVE_HEADER_BYTES, MAX_DIR_ENTRIES,
+    MAX_NAME_BYTES, MAX_PATH_BYTES, MkdirRequest, ReadFileRequest, RemoveRequest, RenameRequest, StatRequest,
+    UploadTarRequest, WriteFileRequest,
 };
 pub use messages::{
-    ExecRequest, ExecResult, IdentityApplied, IdentityRequest, Pong, Request, RequestFrame, Response,
-    ResponseFrame,
+    ExecRequest, ExecResult, IdentityApplied, IdentityRequest, MAX_EXEC_OUTPUT, Pong, Request, RequestFrame,
+    Response, ResponseFrame,
 };
 pub use network_messages::{NetworkApplied, NetworkConfig};
 pub use process_messages::{
@@ -142,14 +143,34 @@ macro_rules! serving {
 
 // The agent's request handling (feature `serve`), one module per concern, layered: `serve` reads
 // frames and dispatches; the handlers (`exec`, `files`, `transfer`, `spawn`, `pty`, `processes`,
-// `identity`, `network`) sit below it; `stream`, `pump`, `supervise`, `group`, `writer`, `ring`
-// and `failure` below them.
+// `identity`, `network`) sit below it; `unpack` (over `unpack_stage`), `replace`, `stream`,
+// `pump`, `supervise`, `group`, `writer`, `ring` and `failure` below them.
 serving!(
-    exec, failure, files, group, identity, network, processes, pty, pump, ring, run_as, serve, spawn, stream,
-    supervise, transfer, writer,
+    exec,
+    failure,
+    files,
+    group,
+    identity,
+    network,
+    processes,
+    pty,
+    pump,
+    replace,
+    ring,
+    run_as,
+    serve,
+    spawn,
+    stream,
+    supervise,
+    transfer,
+    unpack,
+    unpack_stage,
+    writer,
 );
 
 #[cfg(feature = "serve")]
 pub use processes::ProcessTable;
 #[cfg(feature = "serve")]
 pub use serve::{Agent, ConnectionEnd, serve_connection, serve_in_process};
+#[cfg(feature = "serve")]
+pub use unpack::{UnpackLimits, unpack_archive};

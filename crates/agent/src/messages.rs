@@ -163,6 +163,11 @@ impl Request {
     }
 }
 
+/// Most bytes of stdout, and of stderr, one [`ExecRequest`] returns (`max_output_bytes` above it
+/// is cut to it): both must fit in one answer frame ([`MAX_FRAME_LEN`](crate::MAX_FRAME_LEN),
+/// 16 MiB), so 8 MiB less 64 KiB each. Larger output: stream it (`Request::Spawn`).
+pub const MAX_EXEC_OUTPUT: u64 = 8 * 1024 * 1024 - 64 * 1024;
+
 /// Run `argv` in the guest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecRequest {
@@ -177,7 +182,8 @@ pub struct ExecRequest {
     pub stdin: Vec<u8>,
     /// Kill the program after this many milliseconds (0 = the agent's default of 60 s).
     pub timeout_ms: u64,
-    /// Keep at most this many bytes of stdout and of stderr each (0 = 1 MiB).
+    /// Keep at most this many bytes of stdout and of stderr each (0 = 1 MiB; at most
+    /// [`MAX_EXEC_OUTPUT`]).
     pub max_output_bytes: u64,
     /// Run as this user: a numeric `uid` or `uid:gid` (default: the agent's, root). Set from an
     /// OCI image's `User` (resolved to numbers when the image is imported).

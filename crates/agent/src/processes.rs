@@ -153,7 +153,7 @@ impl ProcessTable {
                 format!("a process tagged {tag:?} is running"),
             ));
         }
-        let mut child = command.spawn().map_err(|e| group::spawn_failure(&request.argv, &e))?;
+        let mut child = command.spawn().map_err(|e| group::spawn_failure(&command, &e))?;
         let started = Instant::now();
         table.next_id += 1;
         let id = table.next_id;

@@ -63,6 +63,13 @@ fn resize(master: RawFd, size: WindowSize) -> io::Result<()> {
     check(unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &winsize) }).map(drop)
 }
 
+/// [`resize`] through the input pump's end of the terminal.
+fn resize_terminal(master: &File, size: WindowSize) {
+    if let Err(error) = resize(master.as_raw_fd(), size) {
+        eprintln!("firepit-agent: resizing the terminal: {error}");
+    }
+}
+
 /// Sends `signal` to the terminal's foreground process group (the shell's group if none).
 fn signal_foreground(master: RawFd, shell: u32, signal: i32) {
     // SAFETY: plain syscall on a descriptor we own.
@@ -104,13 +111,13 @@ pub fn run(handle: StreamHandle, request: PtyRequest) {
             Ok(())
         });
     }
-    let spawned = command.spawn();
+    let spawned = command.spawn().map_err(|error| group::spawn_failure(&command, &error));
     // The parent's copies of the slave end live in `command`; drop them so the terminal closes when
     // the child's side does.
     drop(command);
     let mut child = match spawned {
         Ok(child) => child,
-        Err(error) => return handle.fail(group::spawn_failure(&argv, &error)),
+        Err(failure) => return handle.fail(failure),
     };
     let pid = child.id();
     handle.send(Response::Started(Started { pid }));
@@ -128,7 +135,7 @@ pub fn run(handle: StreamHandle, request: PtyRequest) {
     }
     {
         let stream = handle.shared();
-        thread::spawn(move || pump::input(stream, File::from(writer)));
+        thread::spawn(move || pump::input(stream, File::from(writer), &resize_terminal));
     }
     let waiter = handle.shared();
     thread::spawn(move || waiter.post(Control::Exited(child.wait())));
@@ -142,6 +149,8 @@ pub fn run(handle: StreamHandle, request: PtyRequest) {
             deadline: None,
             stop: &stop,
             drain_after_exit: Some(DRAIN_AFTER_EXIT),
+            // Resizes come through the input pump, in order; only one sent after the input's
+            // end arrives here.
             on_resize: &|size| {
                 if let Err(error) = resize(fd, size) {
                     eprintln!("firepit-agent: resizing the terminal: {error}");

@@ -11,9 +11,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use firepit_agent::{Channel, MAX_CHUNK};
+use firepit_agent::{Channel, MAX_CHUNK, WindowSize};
 
-use crate::stream::{Control, Stream};
+use crate::stream::{Control, InputEvent, Stream};
 
 /// How long one `poll` waits before the stop flag is checked again (milliseconds).
 const POLL_MS: libc::c_int = 200;
@@ -75,11 +75,22 @@ pub fn output(stream: Arc<Stream>, channel: Channel, mut source: File, stop: Arc
 }
 
 /// Writes the stream's input into `sink` (a child's stdin or a terminal), crediting each chunk once
-/// written; closes `sink` at the host's end-of-file. If the child stops reading for good (broken
-/// pipe), further input is credited and dropped so the host never waits for credit that cannot come.
-pub fn input(stream: Arc<Stream>, sink: File) {
+/// written, and hands each resize to `on_resize` in its place among the input (a terminal's size
+/// changes before the input sent after the resize is typed); closes `sink` at the host's
+/// end-of-file. If the child stops reading for good (broken pipe), further input is credited and
+/// dropped so the host never waits for credit that cannot come.
+pub fn input(stream: Arc<Stream>, sink: File, on_resize: &dyn Fn(&File, WindowSize)) {
     let mut sink = Some(sink);
-    while let Ok(Some(chunk)) = stream.next_input() {
+    while let Ok(Some(event)) = stream.next_input_event() {
+        let chunk = match event {
+            InputEvent::Bytes(chunk) => chunk,
+            InputEvent::Resize(size) => {
+                if let Some(writer) = sink.as_ref() {
+                    on_resize(writer, size);
+                }
+                continue;
+            }
+        };
         if let Some(writer) = sink.as_mut()
             && writer.write_all(&chunk).is_err()
         {

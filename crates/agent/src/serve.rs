@@ -180,7 +180,7 @@ impl<'a> Session<'a> {
                     Request::Cancel => {
                         stream.cancel(Failure::new(FailureKind::Cancelled, "cancelled by the host"))
                     }
-                    Request::Resize(size) => stream.post(Control::Resize(size)),
+                    Request::Resize(size) => stream.push_resize(size),
                     Request::Signal(signal) => stream.post(Control::Signal(signal)),
                     _ => {}
                 }

@@ -36,7 +36,7 @@ pub fn run(handle: StreamHandle, request: SpawnRequest) {
         .stderr(Stdio::piped());
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(error) => return handle.fail(group::spawn_failure(&request.argv, &error)),
+        Err(error) => return handle.fail(group::spawn_failure(&command, &error)),
     };
     let pid = child.id();
     handle.send(Response::Started(Started { pid }));
@@ -56,7 +56,7 @@ pub fn run(handle: StreamHandle, request: SpawnRequest) {
     }
     if let Some(stdin) = child.stdin.take() {
         let stream = handle.shared();
-        thread::spawn(move || pump::input(stream, File::from(OwnedFd::from(stdin))));
+        thread::spawn(move || pump::input(stream, File::from(OwnedFd::from(stdin)), &|_, _| {}));
     }
     let waiter = handle.shared();
     thread::spawn(move || waiter.post(Control::Exited(child.wait())));

@@ -44,6 +44,24 @@ pub enum Event {
     Deadline,
 }
 
+/// What a stream's input queue holds: the host's bytes, and its resizes in their place among them
+/// (a terminal must apply a resize before the input that followed it: a shell asked for
+/// `stty size` right after a resize must see the new size).
+#[derive(Debug)]
+enum Queued {
+    Bytes(Vec<u8>),
+    Resize(WindowSize),
+}
+
+/// What [`Stream::next_input_event`] took from the input queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InputEvent {
+    /// Bytes to write.
+    Bytes(Vec<u8>),
+    /// A resize the host sent after the bytes before it.
+    Resize(WindowSize),
+}
+
 /// Why a handler must stop.
 #[derive(Debug, Clone, Copy)]
 pub struct Stopped;
@@ -51,7 +69,7 @@ pub struct Stopped;
 #[derive(Default)]
 struct State {
     credit: [u64; 2],
-    input: VecDeque<Vec<u8>>,
+    input: VecDeque<Queued>,
     input_bytes: u64,
     input_eof: bool,
     cancelled: Option<Failure>,
@@ -96,9 +114,23 @@ impl Stream {
             } else {
                 state.input_bytes += len;
                 if !chunk.bytes.is_empty() {
-                    state.input.push_back(chunk.bytes);
+                    state.input.push_back(Queued::Bytes(chunk.bytes));
                 }
                 state.input_eof = chunk.eof;
+            }
+        });
+    }
+
+    /// Reader side: the host resized the terminal. Queued after the input that came before it
+    /// (consecutive resizes collapse into the last); after the input's end, a control event.
+    pub fn push_resize(&self, size: WindowSize) {
+        self.update(|state| {
+            if state.input_eof {
+                state.controls.push_back(Control::Resize(size));
+            } else if let Some(Queued::Resize(last)) = state.input.back_mut() {
+                *last = size;
+            } else {
+                state.input.push_back(Queued::Resize(size));
             }
         });
     }
@@ -158,15 +190,30 @@ impl Stream {
         self.sink.send(self.id, Response::Output(OutputChunk { channel, bytes, eof }));
     }
 
-    /// Waits for the next input chunk; `Ok(None)` at the host's end-of-file.
+    /// Waits for the next input chunk (resizes are skipped); `Ok(None)` at the host's
+    /// end-of-file.
     pub fn next_input(&self) -> Result<Option<Vec<u8>>, Stopped> {
+        loop {
+            match self.next_input_event()? {
+                Some(InputEvent::Bytes(bytes)) => return Ok(Some(bytes)),
+                Some(InputEvent::Resize(_)) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Waits for the next input chunk or resize, in the order the host sent them; `Ok(None)` at
+    /// the host's end-of-file.
+    pub fn next_input_event(&self) -> Result<Option<InputEvent>, Stopped> {
         let mut state = self.lock();
         loop {
             if state.cancelled.is_some() {
                 return Err(Stopped);
             }
-            if let Some(chunk) = state.input.pop_front() {
-                return Ok(Some(chunk));
+            match state.input.pop_front() {
+                Some(Queued::Bytes(bytes)) => return Ok(Some(InputEvent::Bytes(bytes))),
+                Some(Queued::Resize(size)) => return Ok(Some(InputEvent::Resize(size))),
+                None => {}
             }
             if state.input_eof {
                 return Ok(None);
@@ -321,7 +368,8 @@ mod tests {
                 stream.push_input(InputChunk { bytes: vec![0; len], eof: false });
                 let state = stream.lock();
                 proptest::prop_assert!(state.input_bytes <= u64::from(STREAM_WINDOW));
-                let queued: usize = state.input.iter().map(Vec::len).sum();
+                let queued: usize =
+                    state.input.iter().map(|q| if let Queued::Bytes(b) = q { b.len() } else { 0 }).sum();
                 proptest::prop_assert!(queued as u64 <= state.input_bytes);
                 let failed = state.cancelled.is_some();
                 drop(state);
@@ -334,6 +382,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_resize_comes_out_between_the_input_sent_before_and_after_it() {
+        let stream = stream();
+        let size = |rows| WindowSize { rows, cols: 80 };
+        stream.push_input(InputChunk { bytes: b"before".to_vec(), eof: false });
+        stream.push_resize(size(10));
+        stream.push_resize(size(50));
+        stream.push_input(InputChunk { bytes: b"stty size\n".to_vec(), eof: false });
+        assert_eq!(stream.next_input_event().unwrap(), Some(InputEvent::Bytes(b"before".to_vec())));
+        assert_eq!(stream.next_input_event().unwrap(), Some(InputEvent::Resize(size(50))));
+        assert_eq!(stream.next_input_event().unwrap(), Some(InputEvent::Bytes(b"stty size\n".to_vec())));
+        stream.push_resize(size(20));
+        stream.push_input(InputChunk { bytes: b"x".to_vec(), eof: true });
+        assert_eq!(stream.next_input().unwrap(), Some(b"x".to_vec()), "plain input skips resizes");
+        stream.push_resize(size(30));
+        assert!(matches!(stream.wait_event(None), Event::Control(Control::Resize(s)) if s == size(30)));
     }
 
     #[test]

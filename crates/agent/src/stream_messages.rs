@@ -104,6 +104,22 @@ pub enum FailureKind {
     Cancelled,
     /// Any other I/O error.
     Io,
+    /// A path, or one name in it, is longer than the guest allows ([`MAX_NAME_BYTES`] a name,
+    /// [`MAX_PATH_BYTES`] a path).
+    ///
+    /// [`MAX_NAME_BYTES`]: crate::MAX_NAME_BYTES
+    /// [`MAX_PATH_BYTES`]: crate::MAX_PATH_BYTES
+    NameTooLong,
+    /// The guest's file system is full (no space or no inodes left, or a quota reached).
+    NoSpace,
+    /// An uploaded archive is not a tar archive: garbage, truncated, or compressed.
+    BadArchive,
+    /// An uploaded archive goes past one of the unpacker's limits (entries, depth, metadata).
+    ArchiveLimit,
+    /// An entry of an uploaded archive that the unpacker does not make: a path leading out of the
+    /// directory or through a symbolic link, a hard link to something not in the archive, a
+    /// device node.
+    ArchiveEntryRefused,
 }
 
 /// A typed failure of a request or stream (terminal).

@@ -2,7 +2,9 @@
 //!
 //! Nothing is held whole in memory: input is written as it arrives (and credited once written),
 //! output is read only as far as the host has credited. A failure mid-transfer ends the stream with
-//! [`Response::Failed`]; a partly written file stays as far as it got.
+//! [`Response::Failed`]. Uploads become visible only once complete (see [`replace`](crate::replace)
+//! for files, [`unpack`](crate::unpack) for archives): one that fails leaves what it would have
+//! replaced as it was.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -15,6 +17,8 @@ use firepit_agent::{
 };
 
 use crate::failure::{self, absolute};
+use crate::replace;
+use crate::unpack::{UnpackLimits, unpack_archive};
 use crate::files::file_stat;
 use crate::stream::{Stream, StreamHandle};
 
@@ -45,18 +49,60 @@ fn write_file_inner(stream: &Stream, request: &WriteFileRequest) -> Result<u64, 
     {
         fs::create_dir_all(parent).map_err(|e| failure::io(format!("create {}", parent.display()), &e))?;
     }
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).mode(request.mode.unwrap_or(0o644) & 0o7777);
+    let target = replace::follow_links(path).map_err(|e| failure::io(what(), &e))?;
+    let existing = match fs::metadata(&target) {
+        Ok(meta) if meta.is_dir() => {
+            let message = format!("write {}: is a directory", path.display());
+            return Err(Failure::new(FailureKind::IsADirectory, message));
+        }
+        Ok(meta) => Some(meta),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(failure::io(what(), &error)),
+    };
+    let dir = target.parent().unwrap_or(Path::new("/"));
     if request.append {
-        options.append(true);
-    } else {
-        options.truncate(true);
-    }
-    let mut file = options.open(path).map_err(|e| failure::io(what(), &e))?;
-    if let Some(mode) = request.mode {
-        file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+        let mut append = replace::Append::open(&target, request.mode.unwrap_or(0o644))
             .map_err(|e| failure::io(what(), &e))?;
+        set_mode(append.file(), request.mode).map_err(|e| failure::io(what(), &e))?;
+        let total = copy_input(stream, append.file(), what)?;
+        append.keep();
+        return Ok(total);
     }
+    let in_place = existing.as_ref().is_some_and(|meta| !meta.is_file()) || replace::is_kernel_fs(dir);
+    if in_place {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(request.mode.unwrap_or(0o644) & 0o7777)
+            .open(&target)
+            .map_err(|e| failure::io(what(), &e))?;
+        set_mode(&file, request.mode).map_err(|e| failure::io(what(), &e))?;
+        return copy_input(stream, &mut file, what);
+    }
+    let (old_mode, owner) = match &existing {
+        Some(meta) => {
+            let (mode, owner) = replace::kept_attributes(meta);
+            (mode, Some(owner))
+        }
+        None => (0o644, None),
+    };
+    let mut temporary = replace::Temporary::create(dir).map_err(|e| failure::io(what(), &e))?;
+    let total = copy_input(stream, temporary.file(), what)?;
+    temporary.commit(&target, request.mode.unwrap_or(old_mode), owner).map_err(|e| failure::io(what(), &e))?;
+    Ok(total)
+}
+
+/// Sets the permission bits the request names, if any (the umask does not apply to them).
+fn set_mode(file: &File, mode: Option<u32>) -> io::Result<()> {
+    match mode {
+        Some(mode) => file.set_permissions(fs::Permissions::from_mode(mode & 0o7777)),
+        None => Ok(()),
+    }
+}
+
+/// Writes the stream's input into `file` until its end-of-file; the bytes written.
+fn copy_input(stream: &Stream, file: &mut File, what: impl Fn() -> String) -> Result<u64, Failure> {
     let mut total = 0u64;
     loop {
         match stream.next_input() {
@@ -144,21 +190,13 @@ pub fn upload_tar(handle: StreamHandle, request: UploadTarRequest) {
 
 fn upload_tar_inner(stream: &Stream, request: &UploadTarRequest) -> Result<u64, Failure> {
     let path = absolute(&request.path)?;
-    fs::create_dir_all(path).map_err(|e| failure::io(format!("create {}", path.display()), &e))?;
     let mut reader = InputReader { stream, chunk: Vec::new(), pos: 0, total: 0 };
-    let unpacked = {
-        let mut archive = tar::Archive::new(&mut reader);
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_mtime(true);
-        archive.set_preserve_ownerships(false);
-        archive.set_unpack_xattrs(false);
-        archive.set_overwrite(true);
-        archive.unpack(path)
-    };
+    let limits = UnpackLimits::default();
+    let unpacked = unpack_archive(&mut reader, path, &limits, &|| stream.is_cancelled());
     if stream.is_cancelled() {
         return Err(stopped(stream));
     }
-    unpacked.map_err(|e| failure::io(format!("unpack into {}", path.display()), &e))?;
+    unpacked?;
     // The archive's end may come before the input's: consume the rest so the host is not left
     // waiting for credit.
     io::copy(&mut reader, &mut io::sink()).map_err(|_| stopped(stream))?;

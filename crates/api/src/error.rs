@@ -122,6 +122,9 @@ error_codes! {
     BadSignal = ("bad_signal", 400, "Not a signal number (1..=64) or a known signal name."),
     BadPort = ("bad_port", 400, "A guest port must be 1..=65535."),
     BadTtl = ("bad_ttl", 400, "A lease TTL outside 1 ms ..= the daemon's `leases.max_ttl_secs`."),
+    BadCwd = ("bad_cwd", 400, "`cwd` is not an absolute path, or holds a NUL byte."),
+    BodyTimeout = ("body_timeout", 408, "The client stopped sending the request body: no byte for the daemon's `http.body_idle_timeout_secs`."),
+    TooManyConnections = ("too_many_connections", 429, "The client has as many connections open as the daemon's `http.max_connections_per_client` allows; close some (or reuse them)."),
     // Shapes and leases.
     UnknownShape = ("unknown_shape", 404, "No shape of that name is registered."),
     NoShapeFits = ("no_shape_fits", 400, "No registered shape covers the `cpus`, `memory_mb` and `disk_mb` asked for; the message names the largest."),
@@ -149,7 +152,12 @@ error_codes! {
     DirectoryNotEmpty = ("directory_not_empty", 409, "A non-empty directory removed without `recursive`."),
     InvalidInput = ("invalid_input", 400, "The guest refused the request's arguments (a relative path, a bad mode)."),
     ProcessNotFound = ("process_not_found", 404, "No background process with that id or tag."),
-    LimitReached = ("limit_reached", 429, "Too many background processes or streams in the guest; end some first."),
+    LimitReached = ("limit_reached", 429, "Too many background processes or streams in the guest, or port forwards on the lease; end some first."),
+    NameTooLong = ("name_too_long", 400, "A path, or one name in it, is longer than the guest takes (255 bytes a name, 4,095 a path)."),
+    InsufficientStorage = ("insufficient_storage", 507, "The guest's file system is full (no space or no inodes left); free some, or use a shape with a larger disk."),
+    BadArchive = ("bad_archive", 400, "The body is not an uncompressed tar archive: damaged, truncated, or compressed (decompress it first)."),
+    ArchiveLimit = ("archive_limit", 400, "The archive goes past a limit of the unpacker (entries, path depth, header size); the message names which."),
+    ArchiveEntryRefused = ("archive_entry_refused", 400, "An archive entry the unpacker does not make: a path with `..` or through a link of the archive, a hard link to anything but an earlier entry, a device node."),
     IoError = ("io_error", 500, "Another I/O error in the guest; the message says which."),
     // The daemon.
     Unsupported = ("unsupported", 501, "The daemon's backend cannot do this."),

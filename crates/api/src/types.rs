@@ -148,7 +148,8 @@ pub struct ExecBody {
     /// Kill the program after this many ms (0: the agent's default, 60 s).
     #[serde(default)]
     pub timeout_ms: u64,
-    /// Keep at most this many bytes of stdout and of stderr each (0: 1 MiB; at most 64 MiB).
+    /// Keep at most this many bytes of stdout and of stderr each (0: 1 MiB; at most
+    /// 8,323,072: 8 MiB less 64 KiB, what one answer of the guest agent carries).
     #[serde(default)]
     pub max_output_bytes: u64,
 }

@@ -43,6 +43,7 @@ fn api_key(config: &Config) -> Result<String, String> {
 pub async fn start(config: &Config, listen: Option<SocketAddr>) -> Result<Option<E2bEndpoint>, String> {
     let Some(address) = listen.or(config.e2b.as_ref().map(|section| section.listen)) else { return Ok(None) };
     let mut e2b = E2bConfig::new(address, api_key(config)?);
+    e2b.http = firepit_http::HttpLimits { max_head_bytes: e2b.http.max_head_bytes, ..config.http.limits() };
     if let Some(section) = &config.e2b {
         if let Some(domain) = &section.domain {
             e2b.domain.clone_from(domain);

@@ -28,6 +28,18 @@ pub struct GatewayArgs {
     /// Prefix of firepit's keys in etcd (the daemons' `cluster.prefix`).
     #[arg(long, env = "FIREPIT_ETCD_PREFIX", default_value = firepit_cluster::DEFAULT_PREFIX)]
     prefix: String,
+    /// Seconds a request's head may take (and an idle kept-alive connection stays open).
+    #[arg(long, env = "FIREPIT_GATEWAY_HEADER_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Seconds a request body may send nothing while the gateway waits for it.
+    #[arg(long, env = "FIREPIT_GATEWAY_BODY_IDLE_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_idle_timeout_secs: u64,
+    /// Connections one client (peer address) may have open at once.
+    #[arg(long, env = "FIREPIT_GATEWAY_MAX_CONNECTIONS_PER_CLIENT", value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_connections_per_client: u64,
     /// Log one JSON object per line (level from RUST_LOG).
     #[arg(long)]
     log_json: bool,
@@ -42,8 +54,20 @@ pub async fn run(args: GatewayArgs) -> CliResult {
         Some(file) => BearerToken::from_file(file)?,
         None => token.clone(),
     };
-    let config =
-        GatewayConfig { listen: args.listen, etcd: args.etcd, prefix: args.prefix, token, daemon_token };
+    let http = firepit_http::HttpLimits {
+        header_read_timeout: std::time::Duration::from_secs(args.header_read_timeout_secs),
+        body_idle_timeout: std::time::Duration::from_secs(args.body_idle_timeout_secs),
+        max_connections_per_client: usize::try_from(args.max_connections_per_client).unwrap_or(usize::MAX),
+        max_head_bytes: None,
+    };
+    let config = GatewayConfig {
+        listen: args.listen,
+        etcd: args.etcd,
+        prefix: args.prefix,
+        token,
+        daemon_token,
+        http,
+    };
     let gateway = Gateway::bind(config).await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     gateway

@@ -1,5 +1,5 @@
 //! Networking through the daemon's API on real VMs: a port forward to a server running in the
-//! guest (a background process), closed with the lease; `409` on a shape without a network;
+//! guest (a background process), closed with the lease, at most 64 per lease; `409` on a shape without a network;
 //! egress narrowed at acquire (the guest loses a host server its shape allows) and widening
 //! refused; traffic on `/metrics`. Also `firepit run -p` and `firepit port`.
 //!
@@ -151,6 +151,16 @@ fn a_forward_reaches_a_guest_server_and_closes_with_the_lease() {
         assert!(TcpStream::connect(other).await.is_err(), "the closed forward {other} still accepts");
         assert_eq!(client.ports(&lease).await.unwrap().len(), 1);
         assert!(http_get(addr).await.unwrap().ends_with("guest-page\n"), "the other forward still works");
+
+        // Forwards per lease are bounded (`limits.max_forwards_per_lease`, 64 by default): the
+        // one past it is 429 limit_reached, and closing one makes room again.
+        for port in 1..64 {
+            client.forward_port(&lease, 20_000 + port).await.unwrap();
+        }
+        let refused = client.forward_port(&lease, 20_064).await.unwrap_err();
+        assert_eq!(refused.code(), Some(firepit_api::ErrorCode::LimitReached), "{refused}");
+        client.remove_forward(&lease, 20_001).await.unwrap();
+        client.forward_port(&lease, 20_064).await.unwrap();
 
         client.release(&lease).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);

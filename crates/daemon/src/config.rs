@@ -14,6 +14,11 @@
 //! [limits]
 //! memory_budget_mb = 4096
 //! parallel_fills = 2
+//! # max_forwards_per_lease = 64
+//! [http]
+//! # header_read_timeout_secs = 30
+//! # body_idle_timeout_secs = 30
+//! # max_connections_per_client = 256
 //! [leases]
 //! default_ttl_secs = 300
 //! max_ttl_secs = 3600
@@ -67,6 +72,9 @@ pub struct Config {
     /// Resource limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// What the HTTP listeners allow a client (timeouts, connections).
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Lease lifetimes.
     #[serde(default)]
     pub leases: LeaseConfig,
@@ -159,6 +167,71 @@ pub struct LimitsConfig {
     /// bound by it).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Port forwards one lease may have open at once; one more is `429 limit_reached`.
+    #[serde(default = "default_max_forwards_per_lease")]
+    pub max_forwards_per_lease: usize,
+}
+
+/// `[http]`: what the API's listeners (and the E2B endpoint's) allow a client. Past a timeout the
+/// connection is closed (a stalled request body is answered `408 body_timeout` first); past the
+/// connection bound a new connection is answered `429 too_many_connections` and closed.
+///
+/// ```toml
+/// [http]
+/// header_read_timeout_secs = 30     # a request's head, and an idle kept-alive connection
+/// body_idle_timeout_secs = 30       # a request body that sends nothing while it is awaited
+/// max_connections_per_client = 256  # per peer address on TCP, per listener on the Unix socket
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds a request's head may take to arrive, counted from the connection's start or the
+    /// previous response (so also how long an idle kept-alive connection stays open), 1..=3600.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may send nothing while the daemon waits for it, 1..=3600. Streams
+    /// (uploads the guest takes slowly, exec output, downloads, terminals) are not bound by it.
+    #[serde(default = "default_body_idle_timeout_secs")]
+    pub body_idle_timeout_secs: u64,
+    /// Connections one client may have open at once (a WebSocket counts until it closes),
+    /// 1..=65536.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
+}
+
+impl HttpConfig {
+    /// The limits the listeners apply.
+    pub fn limits(&self) -> firepit_http::HttpLimits {
+        firepit_http::HttpLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs),
+            max_connections_per_client: self.max_connections_per_client,
+            max_head_bytes: None,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            body_idle_timeout_secs: default_body_idle_timeout_secs(),
+            max_connections_per_client: default_max_connections_per_client(),
+        }
+    }
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    firepit_http::HttpLimits::DEFAULT_HEADER_READ_TIMEOUT.as_secs()
+}
+fn default_body_idle_timeout_secs() -> u64 {
+    firepit_http::HttpLimits::DEFAULT_BODY_IDLE_TIMEOUT.as_secs()
+}
+fn default_max_connections_per_client() -> usize {
+    firepit_http::HttpLimits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+}
+fn default_max_forwards_per_lease() -> usize {
+    64
 }
 
 /// `[shutdown]`: what SIGTERM / SIGINT may take.
@@ -323,6 +396,7 @@ impl Default for LimitsConfig {
             memory_budget_mb: 0,
             parallel_fills: default_parallel_fills(),
             max_body_bytes: default_max_body_bytes(),
+            max_forwards_per_lease: default_max_forwards_per_lease(),
         }
     }
 }

@@ -173,6 +173,8 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, OptionsError> {
         max_body_bytes: config.limits.max_body_bytes,
         leases: config.lease_settings(),
         events: events_config::event_settings(config)?,
+        max_forwards_per_lease: config.limits.max_forwards_per_lease,
+        http: config.http.limits(),
         ui: config.listen.ui,
         cluster: cluster::advertise_config(config),
     })

@@ -45,6 +45,10 @@ pub struct ServeOptions {
     pub leases: LeaseSettings,
     /// The event history and the webhooks.
     pub events: EventSettings,
+    /// Port forwards one lease may have open.
+    pub max_forwards_per_lease: usize,
+    /// Timeouts and the connection bound of both listeners.
+    pub http: firepit_http::HttpLimits,
     /// Serve the web dashboard under `/ui` on the TCP listener.
     pub ui: bool,
     /// Register in a cluster (`[cluster]`): a stop then drains first (see [`crate::cluster`]).
@@ -147,6 +151,7 @@ pub struct Daemon {
     tcp: Option<(TcpListener, Router)>,
     budget: Duration,
     cluster: Option<firepit_cluster::AdvertiseConfig>,
+    http: firepit_http::HttpLimits,
 }
 
 impl Daemon {
@@ -174,7 +179,11 @@ impl Daemon {
         tokio::spawn(crate::events::fills::watch(backend.clone(), events.clone(), cancel.clone()));
         let leases =
             LeaseTable::new(backend.clone(), options.leases.clone(), events, metrics, cancel.child_token())?;
-        let (router, state) = api::router(backend.clone(), leases.clone(), registry, options.max_body_bytes);
+        let limits = api::ApiLimits {
+            max_body_bytes: options.max_body_bytes,
+            max_forwards_per_lease: options.max_forwards_per_lease,
+        };
+        let (router, state) = api::router(backend.clone(), leases.clone(), registry, limits);
         // Handlers still running when the budget is spent (or on an immediate stop) are dropped
         // here, answering 503: axum runs each connection in its own task, which aborting the
         // accept loop would not reach.
@@ -202,6 +211,7 @@ impl Daemon {
             tcp,
             budget: options.shutdown_budget,
             cluster: options.cluster.clone(),
+            http: options.http,
         })
     }
 
@@ -236,18 +246,10 @@ impl Daemon {
             fire.cancel();
         });
         info!(socket = %self.socket.0.display(), "listening");
-        servers.spawn(
-            axum::serve(self.unix, self.router)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
-        );
+        servers.spawn(firepit_http::serve(self.unix, self.router, self.http, stop.clone().cancelled_owned()));
         if let Some((listener, router)) = self.tcp {
             info!(addr = ?listener.local_addr().ok(), "listening on TCP (bearer token required)");
-            servers.spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
-            );
+            servers.spawn(firepit_http::serve(listener, router, self.http, stop.clone().cancelled_owned()));
         }
         stop.cancelled().await;
         self.state.begin_shutdown();

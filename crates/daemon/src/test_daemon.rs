@@ -48,6 +48,8 @@ pub fn options(dir: &tempfile::TempDir) -> ServeOptions {
             ..crate::leases::LeaseSettings::default()
         },
         events: crate::events::EventSettings::default(),
+        max_forwards_per_lease: 8,
+        http: firepit_http::HttpLimits::default(),
         ui: true,
         cluster: None,
     }

@@ -48,6 +48,14 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
             "must be 1024..=67108864 (1 KiB to 64 MiB)",
         ));
     }
+    if !(1..=65_535).contains(&limits.max_forwards_per_lease) {
+        return Err(ConfigError::invalid(
+            "limits.max_forwards_per_lease",
+            limits.max_forwards_per_lease,
+            "must be 1..=65535",
+        ));
+    }
+    http(&config.http)?;
     let leases = &config.leases;
     if leases.default_ttl_secs == 0 {
         return Err(ConfigError::invalid("leases.default_ttl_secs", 0, "must be at least 1"));
@@ -140,6 +148,25 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
     }
     listen(config)?;
     cluster(config)
+}
+
+fn http(http: &crate::config::HttpConfig) -> Result<(), ConfigError> {
+    for (key, secs) in [
+        ("http.header_read_timeout_secs", http.header_read_timeout_secs),
+        ("http.body_idle_timeout_secs", http.body_idle_timeout_secs),
+    ] {
+        if !(1..=3600).contains(&secs) {
+            return Err(ConfigError::invalid(key, secs, "must be 1..=3600 (seconds)"));
+        }
+    }
+    if !(1..=65_536).contains(&http.max_connections_per_client) {
+        return Err(ConfigError::invalid(
+            "http.max_connections_per_client",
+            http.max_connections_per_client,
+            "must be 1..=65536",
+        ));
+    }
+    Ok(())
 }
 
 fn cluster(config: &Config) -> Result<(), ConfigError> {

@@ -32,6 +32,8 @@ pub struct E2bConfig {
     pub default_user: String,
     /// The longest sandbox timeout a client may ask for, in seconds.
     pub max_timeout_secs: u64,
+    /// What the listener allows a client (the daemon's `[http]`; heads at most 64 KiB).
+    pub http: firepit_http::HttpLimits,
 }
 
 impl E2bConfig {
@@ -43,6 +45,10 @@ impl E2bConfig {
             domain: "e2b.local".into(),
             default_user: "user".into(),
             max_timeout_secs: 86_400,
+            http: firepit_http::HttpLimits {
+                max_head_bytes: Some(crate::server::MAX_HEAD_BYTES),
+                ..firepit_http::HttpLimits::default()
+            },
         }
     }
 }

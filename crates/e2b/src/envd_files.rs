@@ -61,6 +61,8 @@ fn from_connect(error_: ConnectError) -> FilesError {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::Unavailable => StatusCode::BAD_GATEWAY,
+        // The guest's disk is full (as E2B's envd answers it).
+        Code::ResourceExhausted => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, error_.message)

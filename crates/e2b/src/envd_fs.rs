@@ -66,8 +66,13 @@ pub fn file_error(error: ClientError, path: &str) -> ConnectError {
             | ErrorCode::NotADirectory
             | ErrorCode::DirectoryNotEmpty
             | ErrorCode::InvalidInput
+            | ErrorCode::NameTooLong
+            | ErrorCode::BadArchive
+            | ErrorCode::ArchiveLimit
+            | ErrorCode::ArchiveEntryRefused
             | ErrorCode::BadRequest,
         ) => Code::InvalidArgument,
+        Some(ErrorCode::InsufficientStorage) => Code::ResourceExhausted,
         Some(ErrorCode::LeaseNotFound | ErrorCode::LeaseEnded | ErrorCode::VmUnreachable) => {
             Code::Unavailable
         }

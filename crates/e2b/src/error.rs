@@ -50,7 +50,7 @@ impl ApiError {
                     "lease_not_found" => StatusCode::NOT_FOUND,
                     "unknown_shape" => StatusCode::BAD_REQUEST,
                     "exhausted" | "shutting_down" => StatusCode::SERVICE_UNAVAILABLE,
-                    _ if status.is_client_error() => *status,
+                    _ if status.is_client_error() || *status == StatusCode::INSUFFICIENT_STORAGE => *status,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 Self::new(status, format!("{message} ({code})"))

@@ -52,7 +52,19 @@ pub fn router(config: E2bConfig, client: Client) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REST_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state.clone());
-    Router::new().fallback_service(rest).layer(axum::middleware::from_fn_with_state(state, to_envd))
+    Router::new()
+        .fallback_service(rest)
+        .layer(axum::middleware::from_fn_with_state(state, to_envd))
+        .layer(axum::middleware::from_fn(utf8_queries))
+}
+
+/// A query whose %-escapes are not UTF-8 is a 400 before anything decodes it (lossily: two paths
+/// would name one file).
+async fn utf8_queries(request: Request, next: Next) -> Response {
+    match firepit_http::query::non_utf8_parameter(request.uri().query()) {
+        Some(parameter) => ApiError::bad_request(firepit_http::query::message(&parameter)).into_response(),
+        None => next.run(request).await,
+    }
 }
 
 /// Sends envd requests to [`envd::serve`]; the rest go on to the REST API.
@@ -124,46 +136,27 @@ pub async fn bind(config: &E2bConfig) -> Result<TcpListener, ServeError> {
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Serves the endpoint on `listener` until `stop` fires (HTTP/1.1 with upgrades, and HTTP/2 with
-/// prior knowledge); open connections get a graceful end, at most 5 s.
+/// prior knowledge, under `config.http`'s timeouts and connection bound: see `firepit-http`); open
+/// connections get a graceful end, at most 5 s.
 pub async fn serve(
     listener: TcpListener,
     config: E2bConfig,
     client: Client,
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
+    let limits = config.http;
     let app = router(config, client);
-    let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_HEAD_BYTES);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, _peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of descriptors and the like: wait a moment rather than spin.
-                    tracing::warn!(%error, "the E2B endpoint could not accept a connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set");
+    let served = firepit_http::serve(listener, app, limits, stop.clone().cancelled_owned());
+    tokio::pin!(served);
+    tokio::select! {
+        result = &mut served => return result.map_err(ServeError::Serve),
+        () = stop.cancelled() => {}
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(5), served).await {
+        Ok(result) => result.map_err(ServeError::Serve),
+        Err(_) => {
+            tracing::debug!("E2B connections still open after 5 s: dropped");
+            Ok(())
         }
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let connection =
-            builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "E2B connection ended with an error");
-            }
-        });
     }
-    drop(listener);
-    if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await.is_err() {
-        tracing::debug!("E2B connections still open after 5 s: dropped");
-    }
-    Ok(())
 }

@@ -50,16 +50,26 @@ impl Watch {
 
 /// Turns `inotifywait`'s records (`EVENTS path\0`) into envd's events, names relative to the
 /// watched directory.
+///
+/// An upload through firepit lands whole: the agent writes a temporary file (named with
+/// [`STAGING_PREFIX`]) and renames it over the target. envd writes in place, so its clients expect
+/// `create` and `write` of the file itself: the temporary file's records are left out, and its
+/// rename onto the target is reported as the target's `create` and `write`.
 #[derive(Debug)]
 pub struct Parser {
     root: String,
     pending: Vec<u8>,
+    /// The last record moved a temporary upload away (its `MOVED_TO` comes next).
+    staged_move: bool,
 }
+
+/// How the agent names an upload's temporary file (`firepit-agent`'s `replace::STAGING_PREFIX`).
+pub const STAGING_PREFIX: &str = ".firepit-upload-";
 
 impl Parser {
     /// A parser for a watch of `root`.
     pub fn new(root: &str) -> Self {
-        Self { root: root.trim_end_matches('/').to_owned(), pending: Vec::new() }
+        Self { root: root.trim_end_matches('/').to_owned(), pending: Vec::new(), staged_move: false }
     }
 
     /// The complete records in `bytes` (and what was pending), as events.
@@ -73,6 +83,12 @@ impl Parser {
     /// let events = parser.push(b".txt\0MOVED_FROM,ISDIR /home/user/dir/sub\0");
     /// assert_eq!(events[0].r#type, EventType::Write as i32);
     /// assert_eq!((events[1].name.as_str(), events[1].r#type), ("sub", EventType::Rename as i32));
+    /// // An upload: its temporary file is left out, its rename onto `b.txt` is a create and a write.
+    /// let staged = "/home/user/dir/.firepit-upload-1-2-3";
+    /// let upload = format!("CREATE {staged}\0MODIFY {staged}\0MOVED_FROM {staged}\0MOVED_TO /home/user/dir/b.txt\0");
+    /// let kinds: Vec<(String, i32)> = parser.push(upload.as_bytes()).into_iter().map(|e| (e.name, e.r#type)).collect();
+    /// let b = |kind: EventType| ("b.txt".to_string(), kind as i32);
+    /// assert_eq!(kinds, [b(EventType::Create), b(EventType::Write)]);
     /// ```
     pub fn push(&mut self, bytes: &[u8]) -> Vec<FilesystemEvent> {
         self.pending.extend_from_slice(bytes);
@@ -83,7 +99,15 @@ impl Parser {
             let Some((kinds, path)) = record.split_once(' ') else { continue };
             let Some(kind) = event_type(kinds) else { continue };
             let name = path.strip_prefix(&self.root).unwrap_or(path).trim_start_matches('/').to_owned();
-            events.push(FilesystemEvent { name, r#type: kind as i32, entry: None });
+            if name.rsplit('/').next().is_some_and(|last| last.starts_with(STAGING_PREFIX)) {
+                self.staged_move = kinds.split(',').any(|k| k == "MOVED_FROM");
+                continue;
+            }
+            let upload = std::mem::take(&mut self.staged_move) && kind == EventType::Create;
+            events.push(FilesystemEvent { name: name.clone(), r#type: kind as i32, entry: None });
+            if upload {
+                events.push(FilesystemEvent { name, r#type: EventType::Write as i32, entry: None });
+            }
         }
         events
     }

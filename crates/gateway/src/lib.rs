@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub token: BearerToken,
     /// The token the gateway presents to the daemons (their `listen` token).
     pub daemon_token: BearerToken,
+    /// What the listener allows a client (timeouts, connections per client).
+    pub http: firepit_http::HttpLimits,
 }
 
 /// Why the gateway could not start.
@@ -80,6 +82,7 @@ pub struct Gateway {
     listener: TcpListener,
     router: Router,
     state: GatewayState,
+    http: firepit_http::HttpLimits,
 }
 
 impl Gateway {
@@ -99,7 +102,7 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        Ok(Self { listener, router: router(state.clone(), config.token), state })
+        Ok(Self { listener, router: router(state.clone(), config.token), state, http: config.http })
     }
 
     /// The address actually bound (useful with port 0).
@@ -112,17 +115,11 @@ impl Gateway {
         &self.state
     }
 
-    /// Serves until `stop` resolves, then lets in-flight requests finish.
+    /// Serves until `stop` resolves, then lets in-flight requests finish (under `config.http`'s
+    /// timeouts and connection bound: see `firepit-http`).
     pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) {
         tracing::info!(addr = %self.local_addr(), "gateway listening (bearer token required)");
-        // Responses are written in pieces (head, then body frames): without TCP_NODELAY, Nagle's
-        // algorithm would hold each small piece until the client acknowledged the previous one.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        if let Err(error) = axum::serve(listener, self.router).with_graceful_shutdown(stop).await {
+        if let Err(error) = firepit_http::serve(self.listener, self.router, self.http, stop).await {
             tracing::warn!(%error, "the gateway's listener failed");
         }
     }

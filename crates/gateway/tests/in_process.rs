@@ -56,6 +56,7 @@ impl TestGateway {
             prefix: prefix.to_owned(),
             token: token.clone(),
             daemon_token: token,
+            http: firepit_http::HttpLimits::default(),
         };
         let gateway = Gateway::bind(config).await.unwrap();
         let addr = gateway.local_addr();

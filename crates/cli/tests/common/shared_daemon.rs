@@ -68,6 +68,11 @@ extern "C" fn stop_shared_daemon() {
 
 /// The shared daemon: one snapshot shape `default` of `memory_mb` per VM, `depth` VMs ready.
 pub async fn daemon(label: &str, memory_mb: u64, depth: usize) -> &'static Shared {
+    daemon_with(label, memory_mb, depth, "").await
+}
+
+/// [`daemon`] with `extra_toml` appended to its config file (sections the settings lack).
+pub async fn daemon_with(label: &str, memory_mb: u64, depth: usize, extra_toml: &str) -> &'static Shared {
     static SHARED: OnceCell<Shared> = OnceCell::const_new();
     SHARED
         .get_or_init(|| async move {
@@ -83,6 +88,11 @@ pub async fn daemon(label: &str, memory_mb: u64, depth: usize) -> &'static Share
             settings.template_dir = Some(dir.path().join("templates"));
             let path = dir.path().to_path_buf();
             let mut daemon = super::daemon(dir, &settings);
+            if !extra_toml.is_empty() {
+                let mut text = std::fs::read_to_string(daemon.config_path()).expect("the config file");
+                text.push_str(extra_toml);
+                std::fs::write(daemon.config_path(), text).expect("the config file");
+            }
             daemon.start(super::BOOT_DEADLINE).await.unwrap_or_else(|e| panic!("{e}"));
             PID.store(daemon.pid().unwrap_or(0), Ordering::SeqCst);
             let _ = DIR.set(path);

@@ -41,6 +41,19 @@ pub fn check_env(env: BTreeMap<String, String>) -> Result<Vec<(String, String)>,
     Ok(env.into_iter().collect())
 }
 
+/// `bad_cwd` unless a working directory, if given, is an absolute path without NUL bytes.
+pub fn check_cwd(cwd: Option<&str>) -> Result<(), ApiError> {
+    let Some(cwd) = cwd else { return Ok(()) };
+    let why = if cwd.contains('\0') {
+        "must not contain NUL bytes"
+    } else if !cwd.starts_with('/') {
+        "must be an absolute path (start with /)"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::new(ErrorCode::BadCwd, format!("cwd {cwd:?}: {why}")))
+}
+
 /// A [`Program`] that passed [`check_program`], in the form the agent's requests take.
 pub struct CheckedProgram {
     /// Program and arguments.
@@ -51,10 +64,12 @@ pub struct CheckedProgram {
     pub cwd: Option<String>,
 }
 
-/// `bad_argv` / `bad_env` unless the program passes [`check_argv`] and [`check_env`].
+/// `bad_argv` / `bad_env` / `bad_cwd` unless the program passes [`check_argv`], [`check_env`]
+/// and [`check_cwd`].
 pub fn check_program(program: Program) -> Result<CheckedProgram, ApiError> {
     check_argv(&program.argv)?;
     let env = check_env(program.env)?;
+    check_cwd(program.cwd.as_deref())?;
     Ok(CheckedProgram { argv: program.argv, env, cwd: program.cwd })
 }
 

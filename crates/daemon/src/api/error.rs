@@ -207,6 +207,8 @@ where
         let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
             let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ErrorCode::BodyTooLarge
+            } else if firepit_http::is_body_timeout(&rejection) {
+                ErrorCode::BodyTimeout
             } else {
                 ErrorCode::BadBody
             };
@@ -266,6 +268,7 @@ pub fn plain_error_code(status: StatusCode) -> ErrorCode {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         StatusCode::UPGRADE_REQUIRED => ErrorCode::UpgradeRequired,
         StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::BodyTimeout,
         status if status.is_client_error() => ErrorCode::BadRequest,
         _ => ErrorCode::InternalError,
     }
@@ -277,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_plain_error_keeps_its_status_when_a_code_has_it() {
-        for status in [404, 405, 413, 415, 426, 401, 400, 500] {
+        for status in [404, 405, 408, 413, 415, 426, 401, 400, 500] {
             let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(ApiError::new(plain_error_code(status), "x").status(), status);
         }

@@ -92,8 +92,9 @@ fn spawn_request(params: Vec<(String, String)>) -> Result<SpawnRequest, ApiError
     args::check_argv(&request.argv)?;
     request.env = args::check_env(env)?;
     args::check_timeout(request.timeout_ms)?;
-    if request.cwd.iter().chain(request.user.iter()).any(|s| s.contains('\0')) {
-        return Err(ApiError::bad_request("cwd and user must not contain NUL bytes"));
+    args::check_cwd(request.cwd.as_deref())?;
+    if request.user.iter().any(|s| s.contains('\0')) {
+        return Err(ApiError::bad_request("user must not contain NUL bytes"));
     }
     Ok(request)
 }
@@ -136,23 +137,7 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
     let (client_left, mut client_gone) = tokio::sync::oneshot::channel::<()>();
     let stopped = lease.stopped();
     let input = async move {
-        let mut stdin = stdin;
-        while let Some(Ok(message)) = incoming.next().await {
-            match message {
-                Message::Binary(bytes) => {
-                    if let Some(input) = stdin.as_mut()
-                        && input.write(&bytes).await.is_err()
-                    {
-                        // The program is gone or closed its stdin; its exit comes on the output side.
-                        stdin = None;
-                    }
-                }
-                Message::Text(text) => apply_control(text.as_str(), control.as_ref(), &mut stdin),
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => {}
-            }
-        }
-        drop::<Option<Box<dyn Input>>>(stdin);
+        super::ws_input::carry(&mut incoming, stdin, ExecControls(control)).await;
         let _output_may_be_done = client_left.send(());
     };
     let output = async move {
@@ -205,6 +190,19 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
         super::ws_halves::send_last(&mut sink, send(&last), code).await;
     };
     super::ws_halves::run(input, output).await;
+}
+
+/// An exec's controls: a signal is urgent, `close_stdin` comes after the input sent before it.
+struct ExecControls(Arc<dyn Control>);
+
+impl super::ws_input::Controls for ExecControls {
+    fn urgent(&self, text: &str) -> bool {
+        matches!(serde_json::from_str::<AttachControl>(text), Ok(AttachControl::Signal { .. }))
+    }
+
+    fn apply(&mut self, text: &str, stdin: &mut Option<Box<dyn Input>>) {
+        apply_control(text, self.0.as_ref(), stdin);
+    }
 }
 
 fn apply_control(text: &str, control: &dyn Control, stdin: &mut Option<Box<dyn Input>>) {

@@ -24,8 +24,9 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Header set to `true` when acquire replayed an earlier request's lease.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
-/// Largest per-stream output a client may ask the agent to keep.
-const MAX_OUTPUT_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest per-stream output a client may ask the agent to keep (what one answer of the agent
+/// carries: 8 MiB less 64 KiB).
+const MAX_OUTPUT_BYTES: u64 = firepit_agent::MAX_EXEC_OUTPUT;
 
 /// Lease one warm VM of a shape.
 #[utoipa::path(
@@ -170,7 +171,7 @@ fn exec_request(body: ExecBody) -> Result<firepit_agent::ExecRequest, ApiError> 
     args::check_timeout(body.timeout_ms)?;
     if body.max_output_bytes > MAX_OUTPUT_BYTES {
         return Err(ApiError::bad_request(format!(
-            "max_output_bytes = {}: must be at most {MAX_OUTPUT_BYTES} (64 MiB)",
+            "max_output_bytes = {}: must be at most {MAX_OUTPUT_BYTES} (8 MiB less 64 KiB); stream larger output with /exec/stream",
             body.max_output_bytes
         )));
     }

@@ -37,8 +37,18 @@ pub mod pty;
 mod sandbox_error;
 mod streaming;
 mod ws_halves;
+mod ws_input;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
+
+/// What the API bounds besides the listeners' own limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Largest JSON request body (`413 body_too_large`).
+    pub max_body_bytes: usize,
+    /// Port forwards one lease may have open (`429 limit_reached`).
+    pub max_forwards_per_lease: usize,
+}
 
 /// Longest `wait_ms` an acquire may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -58,6 +68,9 @@ struct Inner {
     shutting_down: AtomicBool,
     /// Fired with `shutting_down`: endless streams (terminals, followed output) end on it.
     stopping: CancellationToken,
+    limits: ApiLimits,
+    /// Forwards being opened, so that concurrent requests cannot pass the bound together.
+    opening: ports::Opening,
 }
 
 impl AppState {
@@ -80,6 +93,16 @@ impl AppState {
     /// Fired when shutdown begins.
     pub fn stopping(&self) -> CancellationToken {
         self.inner.stopping.clone()
+    }
+
+    /// The API's limits.
+    pub fn limits(&self) -> ApiLimits {
+        self.inner.limits
+    }
+
+    /// Port forwards being opened (see [`ports`]).
+    pub fn opening(&self) -> &ports::Opening {
+        &self.inner.opening
     }
 
     /// Whether shutdown has begun.
@@ -157,7 +180,7 @@ pub fn router(
     backend: Arc<dyn LeaseBackend>,
     leases: Arc<LeaseTable>,
     registry: Registry,
-    max_body_bytes: usize,
+    limits: ApiLimits,
 ) -> (Router, AppState) {
     let (router, doc) = routes().split_for_parts();
     let openapi_json = doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
@@ -170,12 +193,15 @@ pub fn router(
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             stopping: CancellationToken::new(),
+            limits,
+            opening: ports::Opening::default(),
         }),
     };
     let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn(utf8_queries))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state.clone());
@@ -219,6 +245,19 @@ fn quiet_when_ok(method: &axum::http::Method, path: &str) -> bool {
         Method::POST => path == "/v1/leases" || path.starts_with("/v1/leases/"),
         Method::DELETE => path.starts_with("/v1/leases/"),
         _ => false,
+    }
+}
+
+/// Middleware: a query string whose %-escapes are not UTF-8 is `400 bad_request` before any
+/// handler decodes it (lossily: `x%80` and `x%C3` would name one file).
+async fn utf8_queries(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match firepit_http::query::non_utf8_parameter(request.uri().query()) {
+        Some(parameter) => ApiError::bad_request(firepit_http::query::message(&parameter)).into_response(),
+        None => next.run(request).await,
     }
 }
 

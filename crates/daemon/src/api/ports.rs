@@ -1,7 +1,8 @@
 //! Port forwards of a lease: `POST /v1/leases/{id}/ports` opens one (a host port on loopback that
 //! reaches a guest port), `GET` lists them, `DELETE /v1/leases/{id}/ports/{guest_port}` closes
 //! one. A forward lives at most as long as the VM: it is closed when the lease ends (released,
-//! expired, shutdown), with the VM.
+//! expired, shutdown), with the VM. A lease has at most `limits.max_forwards_per_lease` open
+//! (each holds a host port and a listener); one more is `429 limit_reached`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -22,6 +23,7 @@ use firepit_api::{ForwardPortBody, PortForward, PortList};
         (status = 400, description = "`bad_port`: guest_port is 0; `bad_json`: not a port 1..=65535", body = super::ErrorBody),
         (status = 404, description = "No such lease", body = super::ErrorBody),
         (status = 409, description = "`network_disabled`: the lease's shape has no network", body = super::ErrorBody),
+        (status = 429, description = "`limit_reached`: the lease has `limits.max_forwards_per_lease` forwards open", body = super::ErrorBody),
         (status = 502, description = "`forward_failed`: the VM's NAT refused the forward", body = super::ErrorBody),
     )
 )]
@@ -35,6 +37,9 @@ pub async fn forward_port(
     }
     let lease = state.leases().lease(&id)?;
     let span = lease.span.clone();
+    let max = state.limits().max_forwards_per_lease;
+    let open = lease.on_vm(|vm| Box::pin(async move { vm.forwards() })).await?;
+    let _slot = state.opening().reserve(&id, body.guest_port, open, max)?;
     async move {
         match lease.on_vm(move |vm| Box::pin(async move { vm.forward_port(body.guest_port).await })).await? {
             Ok(host_addr) => {
@@ -99,6 +104,65 @@ pub async fn remove_port_forward(
     }
     .instrument(span)
     .await
+}
+
+/// Forwards being opened per lease: with those open, what counts against the bound.
+#[derive(Debug, Default)]
+pub struct Opening(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+impl Opening {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A place for one more forward of lease `id` (which has `open`), or `limit_reached` when
+    /// those open and those being opened reach `max`. Asking again for a port already forwarded
+    /// needs no place (it answers the same forward).
+    fn reserve(
+        &self,
+        id: &str,
+        guest_port: u16,
+        open: Vec<(u16, std::net::SocketAddr)>,
+        max: usize,
+    ) -> Result<Option<OpeningSlot<'_>>, ApiError> {
+        if open.iter().any(|(port, _)| *port == guest_port) {
+            return Ok(None);
+        }
+        let mut opening = self.lock();
+        let pending = opening.entry(id.to_owned()).or_default();
+        if open.len() + *pending >= max {
+            if *pending == 0 {
+                opening.remove(id);
+            }
+            return Err(ApiError::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "lease `{id}` has {} port forwards, the most `limits.max_forwards_per_lease` allows:                      close one first (DELETE /v1/leases/{id}/ports/{{guest_port}})",
+                    open.len()
+                ),
+            ));
+        }
+        *pending += 1;
+        Ok(Some(OpeningSlot { opening: self, id: id.to_owned() }))
+    }
+}
+
+/// One forward being opened; counted until dropped.
+struct OpeningSlot<'a> {
+    opening: &'a Opening,
+    id: String,
+}
+
+impl Drop for OpeningSlot<'_> {
+    fn drop(&mut self) {
+        let mut opening = self.opening.lock();
+        if let Some(pending) = opening.get_mut(&self.id) {
+            *pending -= 1;
+            if *pending == 0 {
+                opening.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// A network failure of a lease of `shape`, for the client.

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use firepit_agent::{Channel, ProcessInfo, ProcessOutputRequest, ProcessRef};
+use firepit_agent::{Channel, MAX_PROCESS_OUTPUT_LIMIT, ProcessInfo, ProcessOutputRequest, ProcessRef};
 use firepit_api::{
     NDJSON, OutputChannel, OutputChunk, OutputQuery, ProcessList, ProcessOutputView, ProcessQuery,
     ProcessView, SignalBody, SignalSpec, StartProcessBody, StreamEvent,
@@ -55,6 +55,12 @@ pub async fn start_process(
 ) -> Result<(StatusCode, axum::Json<ProcessView>), ApiError> {
     let args::CheckedProgram { argv, env, cwd } = args::check_program(body.program)?;
     args::check_timeout(body.timeout_ms)?;
+    if body.output_limit_bytes > MAX_PROCESS_OUTPUT_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "output_limit_bytes = {}: must be at most {MAX_PROCESS_OUTPUT_LIMIT} (64 MiB)",
+            body.output_limit_bytes
+        )));
+    }
     if let Some(tag) = &body.tag
         && (tag.is_empty() || tag.bytes().all(|b| b.is_ascii_digit()) || tag.contains('/'))
     {

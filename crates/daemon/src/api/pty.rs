@@ -90,6 +90,10 @@ fn pty_request(params: Vec<(String, String)>) -> Result<PtyRequest, ApiError> {
     if request.argv.iter().chain(request.env.iter().flat_map(|(k, v)| [k, v])).any(|s| s.contains('\0')) {
         return Err(ApiError::new(ErrorCode::BadArgv, "arguments must not contain NUL bytes"));
     }
+    super::args::check_cwd(request.cwd.as_deref())?;
+    if request.user.iter().any(|s| s.contains('\0')) {
+        return Err(ApiError::bad_request("user must not contain NUL bytes"));
+    }
     Ok(request)
 }
 
@@ -105,23 +109,7 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
     let (client_left, mut client_gone) = tokio::sync::oneshot::channel::<()>();
     let stopped = lease.stopped();
     let input = async move {
-        let mut stdin = stdin;
-        while let Some(Ok(message)) = incoming.next().await {
-            match message {
-                Message::Binary(bytes) => {
-                    if let Some(input) = stdin.as_mut()
-                        && input.write(&bytes).await.is_err()
-                    {
-                        // The program is gone; its exit is on its way through the output side.
-                        stdin = None;
-                    }
-                }
-                Message::Text(text) => apply_control(text.as_str(), control.as_ref()),
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) => {}
-            }
-        }
-        drop::<Option<Box<dyn Input>>>(stdin);
+        super::ws_input::carry(&mut incoming, stdin, TerminalControls(control)).await;
         let _output_may_be_done = client_left.send(());
     };
     let output = async move {
@@ -172,6 +160,19 @@ async fn bridge(socket: WebSocket, attached: Attached, lease: Arc<Lease>, stoppi
         super::ws_halves::send_last(&mut sink, send(&last), code).await;
     };
     super::ws_halves::run(input, output).await;
+}
+
+/// A terminal's controls: a signal is urgent, a resize keeps its place among the input.
+struct TerminalControls(Arc<dyn Control>);
+
+impl super::ws_input::Controls for TerminalControls {
+    fn urgent(&self, text: &str) -> bool {
+        matches!(serde_json::from_str::<PtyControl>(text), Ok(PtyControl::Signal { .. }))
+    }
+
+    fn apply(&mut self, text: &str, _stdin: &mut Option<Box<dyn Input>>) {
+        apply_control(text, self.0.as_ref());
+    }
 }
 
 fn apply_control(text: &str, control: &dyn Control) {

@@ -20,6 +20,11 @@ pub fn guest_code(kind: FailureKind) -> ErrorCode {
         FailureKind::NoSuchProcess => ErrorCode::ProcessNotFound,
         FailureKind::LimitReached => ErrorCode::LimitReached,
         FailureKind::Io => ErrorCode::IoError,
+        FailureKind::NameTooLong => ErrorCode::NameTooLong,
+        FailureKind::NoSpace => ErrorCode::InsufficientStorage,
+        FailureKind::BadArchive => ErrorCode::BadArchive,
+        FailureKind::ArchiveLimit => ErrorCode::ArchiveLimit,
+        FailureKind::ArchiveEntryRefused => ErrorCode::ArchiveEntryRefused,
         FailureKind::Protocol | FailureKind::Cancelled => ErrorCode::VmUnreachable,
     }
 }
@@ -31,6 +36,9 @@ impl From<SandboxError> for ApiError {
             SandboxError::Guest { kind, .. } => Self::new(guest_code(kind), message),
             SandboxError::Refused(_) => Self::new(ErrorCode::ExecRefused, message),
             SandboxError::Unreachable(_) => Self::new(ErrorCode::VmUnreachable, message),
+            SandboxError::Body(cause) if firepit_http::is_body_timeout(cause.as_ref()) => {
+                Self::new(ErrorCode::BodyTimeout, message)
+            }
             SandboxError::Body(_) => Self::new(ErrorCode::BadBody, message),
         }
     }

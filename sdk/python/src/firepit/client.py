@@ -472,7 +472,7 @@ class Lease(LeaseBase, SyncSandbox):
             timeout: kill the program after this long (default: the agent's 60 s); the result
                 then has ``timed_out`` set.
             max_output_bytes: keep at most this many bytes of stdout and of stderr each (default
-                1 MiB, at most 64 MiB); the result has ``truncated`` set when cut.
+                1 MiB, at most 8 MiB less 64 KiB); the result has ``truncated`` set when cut.
 
         Raises :class:`firepit.ExecRefused` (e.g. no such program), :class:`firepit.BadRequest`,
         :class:`firepit.LeaseNotFound`, :class:`firepit.VmUnreachable`.

@@ -35,6 +35,7 @@ import httpx
 
 __all__ = [
     "AlreadyExists",
+    "BadArchive",
     "BadMetadata",
     "BadRequest",
     "BadTtl",
@@ -53,6 +54,7 @@ __all__ = [
     "HostLost",
     "HostUnreachable",
     "IdempotencyConflict",
+    "InsufficientStorage",
     "InvalidInput",
     "InvalidShape",
     "IsADirectory",
@@ -60,6 +62,7 @@ __all__ = [
     "LeaseNotFound",
     "LeasePaused",
     "LimitReached",
+    "NameTooLong",
     "NetworkDisabled",
     "NotADirectory",
     "NotFound",
@@ -68,6 +71,7 @@ __all__ = [
     "ServerError",
     "ShapeExists",
     "ShuttingDown",
+    "TooManyConnections",
     "TransportError",
     "Unauthorized",
     "UnknownShape",
@@ -127,9 +131,14 @@ class ConnectError(TransportError):
 
 class BadRequest(FirepitError):
     """The daemon rejected the request as malformed (``bad_request``, ``bad_json``, ``bad_argv``,
-    ``bad_env``, ``bad_stdin``, ``bad_tag``, ``bad_signal``, ``bad_port``, ``bad_body``,
-    ``body_too_large``, ``unsupported_media_type``, ``unknown_endpoint``, ``method_not_allowed``,
-    ``upgrade_required``)."""
+    ``bad_env``, ``bad_cwd``, ``bad_stdin``, ``bad_tag``, ``bad_signal``, ``bad_port``,
+    ``bad_body``, ``body_timeout``, ``body_too_large``, ``unsupported_media_type``,
+    ``unknown_endpoint``, ``method_not_allowed``, ``upgrade_required``)."""
+
+
+class TooManyConnections(FirepitError):
+    """The client has as many connections open as the daemon allows
+    (``too_many_connections``, HTTP 429); close some or reuse them."""
 
 
 class BadTtl(BadRequest):
@@ -229,8 +238,23 @@ class GuestIoError(GuestError):
     """Another I/O error in the guest (``io_error``)."""
 
 
+class InsufficientStorage(GuestError):
+    """The guest's file system is full (``insufficient_storage``, HTTP 507)."""
+
+
 class InvalidInput(BadRequest):
     """The guest refused the request's arguments: a relative path, a bad mode (``invalid_input``)."""
+
+
+class NameTooLong(InvalidInput):
+    """A path, or one name in it, is longer than the guest takes: 255 bytes a name, 4,095 a path
+    (``name_too_long``)."""
+
+
+class BadArchive(BadRequest):
+    """An uploaded archive was refused: not an uncompressed tar (``bad_archive``), past a limit
+    of the unpacker (``archive_limit``), or with an entry it does not make, such as a path with
+    ``..`` or a device node (``archive_entry_refused``). The directory is left as it was."""
 
 
 class LeaseEnded(FirepitError):
@@ -301,6 +325,9 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "bad_env": BadRequest,
     "bad_stdin": BadRequest,
     "bad_ttl": BadTtl,
+    "bad_cwd": BadRequest,
+    "body_timeout": BadRequest,
+    "too_many_connections": TooManyConnections,
     "unknown_shape": UnknownShape,
     "no_shape_fits": NoShapeFits,
     "exhausted": Exhausted,
@@ -324,6 +351,11 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "process_not_found": ProcessNotFound,
     "limit_reached": LimitReached,
     "io_error": GuestIoError,
+    "name_too_long": NameTooLong,
+    "insufficient_storage": InsufficientStorage,
+    "bad_archive": BadArchive,
+    "archive_limit": BadArchive,
+    "archive_entry_refused": BadArchive,
     "lease_ended": LeaseEnded,
     "lease_paused": LeasePaused,
     "bad_metadata": BadMetadata,
