@@ -209,6 +209,7 @@ pub fn run(request: &ExecRequest, running: &Running) -> Result<ExecResult, ExecE
         stderr: stderr.bytes,
         timed_out,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        oom_killed: crate::oom::killed(pid, started),
     })
 }
 

@@ -61,6 +61,7 @@ pub fn default_signals(command: &mut Command) {
             Ok(())
         });
     }
+    crate::oom::unprotect_child(command);
 }
 
 /// The failure for `command` that could not be started: a missing working directory is named as
@@ -94,13 +95,14 @@ pub fn kill(pid: u32) {
     let _already_gone = signal(pid, libc::SIGKILL);
 }
 
-/// The protocol's exit status for a reaped child.
-pub fn exit_status(status: std::process::ExitStatus, timed_out: bool, started: Instant) -> ExitStatus {
+/// The protocol's exit status for a reaped child `pid` (the leader of its process group).
+pub fn exit_status(pid: u32, status: std::process::ExitStatus, timed_out: bool, started: Instant) -> ExitStatus {
     ExitStatus {
         exit_code: status.code(),
         signal: status.signal(),
         timed_out,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        oom_killed: crate::oom::killed(pid, started),
     }
 }
 

@@ -106,6 +106,7 @@ mod process_messages;
 mod stream_messages;
 #[cfg(feature = "codec")]
 mod tar_tree;
+mod usage_messages;
 
 #[cfg(feature = "codec")]
 pub use chunks::ChunkWriter;
@@ -132,6 +133,7 @@ pub use stream_messages::{
 };
 #[cfg(feature = "codec")]
 pub use tar_tree::{append_tree, pack_dir};
+pub use usage_messages::{GuestUsage, MAX_OOM_KILLS_LISTED, OomKill, UsageRequest};
 
 /// Declares the serving modules, each only with the `serve` feature.
 macro_rules! serving {
@@ -167,7 +169,12 @@ serving!(
     unpack_stage,
     writer,
 );
+// The guest's own view of its usage and the OOM kills its kernel made (`Request::Usage`, and each
+// result's `oom_killed`).
+serving!(oom, usage);
 
+#[cfg(feature = "serve")]
+pub use oom::watch_kernel_log;
 #[cfg(feature = "serve")]
 pub use processes::ProcessTable;
 #[cfg(feature = "serve")]

@@ -76,6 +76,10 @@ fn main() {
             }
         }
     }
+    // OOM kills reported per command and in the usage answers; the agent itself is spared.
+    if let Err(error) = firepit_agent::watch_kernel_log() {
+        eprintln!("firepit-agent: cannot watch the kernel log, OOM kills go unreported: {error}");
+    }
     let processes = Arc::new(ProcessTable::default());
     loop {
         let port = open_port(explicit.as_ref());

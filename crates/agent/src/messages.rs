@@ -17,6 +17,7 @@ use crate::process_messages::{
     SignalProcessRequest, SpawnRequest, StartProcessRequest, Started, WaitProcessRequest, WindowSize,
 };
 use crate::stream_messages::{Credit, Failure, InputChunk, OutputChunk};
+use crate::usage_messages::{GuestUsage, UsageRequest};
 
 /// A request with the id its response will carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +103,8 @@ pub enum Request {
     /// Configure the network interface (MAC, address, route, DNS); answered with
     /// [`Response::Network`].
     ConfigureNetwork(NetworkConfig),
+    /// The guest's memory, root file system and OOM kills; answered with [`Response::Usage`].
+    Usage(UsageRequest),
 }
 
 impl Request {
@@ -141,6 +144,7 @@ impl Request {
             Request::ProcessOutput(_) => "process-output",
             Request::RemoveProcess(_) => "remove-process",
             Request::ConfigureNetwork(_) => "configure-network",
+            Request::Usage(_) => "usage",
         }
     }
 
@@ -210,6 +214,10 @@ pub struct ExecResult {
     pub timed_out: bool,
     /// Wall time in the guest, in milliseconds.
     pub duration_ms: u64,
+    /// True when the guest kernel's OOM killer killed the program or a process of its group
+    /// while it ran (see `Request::Usage` for the kills themselves).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// Per-clone identity, applied after a snapshot restore before the VM is handed out.
@@ -292,6 +300,8 @@ pub enum Response {
     ProcessOutput(ProcessOutput),
     /// Answer to [`Request::ConfigureNetwork`].
     Network(NetworkApplied),
+    /// Answer to [`Request::Usage`].
+    Usage(GuestUsage),
 }
 
 impl Response {

@@ -112,6 +112,9 @@ pub struct ExitStatus {
     pub timed_out: bool,
     /// Wall time from start to exit in the guest, milliseconds.
     pub duration_ms: u64,
+    /// The guest kernel's OOM killer killed it or a process of its group while it ran.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// Start a background process; answered with [`Response::Process`](crate::Response::Process).

@@ -181,15 +181,16 @@ impl ProcessTable {
             }
         }
         let table = self.clone();
+        let pid = info.pid;
         thread::spawn(move || {
-            let status = child.wait();
+            // Made before the table is locked: finding out about an OOM kill may wait a little.
+            let exit = match child.wait() {
+                Ok(status) => group::exit_status(pid, status, false, started),
+                Err(_) => ExitStatus::default(),
+            };
             let mut entries = table.lock();
             if let Some(entry) = entries.entries.get_mut(&id) {
-                let exit = match status {
-                    Ok(status) => group::exit_status(status, entry.timed_out, started),
-                    Err(_) => ExitStatus { timed_out: entry.timed_out, ..ExitStatus::default() },
-                };
-                entry.exit = Some(exit);
+                entry.exit = Some(ExitStatus { timed_out: entry.timed_out, ..exit });
             }
             entries.prune();
             drop(entries);

@@ -137,6 +137,7 @@ pub fn handle(request: Request, processes: &Arc<ProcessTable>, machine: Machine)
             Ok(applied) => Response::Network(applied),
             Err(error) => Response::Error { message: error.to_string() },
         },
+        Request::Usage(r) => Response::Usage(crate::usage::read(&r)),
         other => {
             let message = format!("{} is not a one-shot request", other.kind());
             Response::Failed(Failure::new(FailureKind::Protocol, message))
@@ -195,7 +196,8 @@ impl<'a> Session<'a> {
                 old.end("a new host session started");
                 self.sink.send(id, Response::Hello(nonce));
             }
-            Request::Ping => {
+            // Answered inline: cheap reads, asked often (a usage sample every few seconds).
+            Request::Ping | Request::Usage(_) => {
                 self.sink.send(id, handle(request, &self.agent.processes, self.agent.machine));
             }
             request => match job(request) {

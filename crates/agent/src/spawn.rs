@@ -85,7 +85,7 @@ pub fn finish(handle: StreamHandle, outcome: Outcome, pid: u32, started: Instant
     match outcome {
         Outcome::Cancelled => handle.fail(Failure::new(FailureKind::Cancelled, "cancelled by the host")),
         Outcome::Exited(Ok(status), timed_out) => {
-            handle.finish(Response::Exited(group::exit_status(status, timed_out, started)))
+            handle.finish(Response::Exited(group::exit_status(pid, status, timed_out, started)))
         }
         Outcome::Exited(Err(error), _) => {
             handle.fail(crate::failure::io(format!("waiting for pid {pid}"), &error))

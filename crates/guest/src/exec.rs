@@ -29,6 +29,8 @@ pub struct ExecOutput {
     pub timed_out: bool,
     /// Wall time in the guest.
     pub duration: Duration,
+    /// The guest kernel's OOM killer killed the program or a process of its group.
+    pub oom_killed: bool,
 }
 
 impl ExecOutput {
@@ -58,6 +60,7 @@ impl From<ExecResult> for ExecOutput {
             truncated: r.truncated,
             timed_out: r.timed_out,
             duration: Duration::from_millis(r.duration_ms),
+            oom_killed: r.oom_killed,
         }
     }
 }
@@ -73,6 +76,7 @@ impl From<ExecOutput> for ExecResult {
             truncated: out.truncated,
             timed_out: out.timed_out,
             duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
+            oom_killed: out.oom_killed,
         }
     }
 }

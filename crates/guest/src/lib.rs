@@ -40,7 +40,7 @@
 //!   ([`Guest::upload_tar`], [`Guest::download_tar`]) and host directories
 //!   ([`Guest::upload_dir`], [`Guest::download_dir`]).
 //! - The guest itself: [`Guest::ping`], [`Guest::set_identity`] ([`fresh_identity`]),
-//!   [`Guest::configure_network`].
+//!   [`Guest::configure_network`], [`Guest::usage`] (memory, `/`, OOM kills).
 //!
 //! Failures come back as [`GuestError`]: the guest's own (a missing file: `Failed` with a
 //! [`FailureKind`](firepit_agent::FailureKind); a program that cannot start: `Remote`) or the
@@ -76,6 +76,7 @@ mod in_process;
 mod process;
 mod pty;
 mod streams;
+mod usage;
 
 pub use channel::{BoxFuture, ByteChannel, Connector, UnixSocket};
 pub use error::{BoxError, GuestError};

@@ -178,6 +178,7 @@ impl GuestProcess {
             truncated: false,
             timed_out: exit.timed_out,
             duration: Duration::from_millis(exit.duration_ms),
+            oom_killed: exit.oom_killed,
         })
     }
 }

@@ -2,11 +2,11 @@
 
 use firepit_agent::{
     Channel, ChmodRequest, ChownRequest, Credit, DirEntry, DirListing, Done, DownloadTarRequest, ExecRequest,
-    ExecResult, ExitStatus, Failure, FailureKind, FileKind, FileStat, IdentityApplied, IdentityRequest,
-    InputChunk, ListDirRequest, MkdirRequest, OutputChunk, Pong, ProcessInfo, ProcessOutput,
-    ProcessOutputRequest, ProcessRef, PtyRequest, ReadFileRequest, RemoveRequest, RenameRequest, Request,
-    Response, SignalProcessRequest, SpawnRequest, StartProcessRequest, Started, StatRequest,
-    UploadTarRequest, WaitProcessRequest, WindowSize, WriteFileRequest,
+    ExecResult, ExitStatus, Failure, FailureKind, FileKind, FileStat, GuestUsage, IdentityApplied,
+    IdentityRequest, InputChunk, ListDirRequest, MkdirRequest, OomKill, OutputChunk, Pong, ProcessInfo,
+    ProcessOutput, ProcessOutputRequest, ProcessRef, PtyRequest, ReadFileRequest, RemoveRequest,
+    RenameRequest, Request, Response, SignalProcessRequest, SpawnRequest, StartProcessRequest, Started,
+    StatRequest, UploadTarRequest, UsageRequest, WaitProcessRequest, WindowSize, WriteFileRequest,
 };
 use proptest::prelude::*;
 
@@ -35,9 +35,15 @@ fn process_ref() -> impl Strategy<Value = ProcessRef> {
 }
 
 fn exit_status() -> impl Strategy<Value = ExitStatus> {
-    any::<(Option<i32>, Option<i32>, bool, u64)>().prop_map(|(exit_code, signal, timed_out, duration_ms)| {
-        ExitStatus { exit_code, signal, timed_out, duration_ms }
-    })
+    any::<(Option<i32>, Option<i32>, bool, u64, bool)>().prop_map(
+        |(exit_code, signal, timed_out, duration_ms, oom_killed)| ExitStatus {
+            exit_code,
+            signal,
+            timed_out,
+            duration_ms,
+            oom_killed,
+        },
+    )
 }
 
 fn file_stat() -> impl Strategy<Value = FileStat> {
@@ -167,23 +173,28 @@ pub fn request() -> impl Strategy<Value = Request> {
         ),
         process_ref().prop_map(Request::RemoveProcess),
     ];
-    prop_oneof![Just(Request::Ping), exec, identity, control, files, processes]
+    let usage = any::<u64>().prop_map(|oom_kills_after| Request::Usage(UsageRequest { oom_kills_after }));
+    prop_oneof![Just(Request::Ping), exec, identity, control, files, processes, usage]
 }
 
 /// Any response.
 pub fn response() -> impl Strategy<Value = Response> {
-    let exec = (any::<Option<i32>>(), any::<Option<i32>>(), bytes(64), bytes(64), any::<(bool, bool, u64)>())
-        .prop_map(|(exit_code, signal, stdout, stderr, (truncated, timed_out, duration_ms))| {
-            Response::Exec(ExecResult {
-                exit_code,
-                signal,
-                stdout,
-                stderr,
-                truncated,
-                timed_out,
-                duration_ms,
-            })
-        });
+    let exec =
+        (any::<Option<i32>>(), any::<Option<i32>>(), bytes(64), bytes(64), any::<(bool, bool, u64, bool)>())
+            .prop_map(
+                |(exit_code, signal, stdout, stderr, (truncated, timed_out, duration_ms, oom_killed))| {
+                    Response::Exec(ExecResult {
+                        exit_code,
+                        signal,
+                        stdout,
+                        stderr,
+                        truncated,
+                        timed_out,
+                        duration_ms,
+                        oom_killed,
+                    })
+                },
+            );
     let classic = prop_oneof![
         (any::<String>(), any::<u64>())
             .prop_map(|(agent_version, uptime_ms)| Response::Pong(Pong { agent_version, uptime_ms })),
@@ -224,5 +235,41 @@ pub fn response() -> impl Strategy<Value = Response> {
             }
         ),
     ];
-    prop_oneof![classic, streams, results]
+    prop_oneof![classic, streams, results, guest_usage().prop_map(Response::Usage)]
+}
+
+fn guest_usage() -> impl Strategy<Value = GuestUsage> {
+    let kill = (any::<(u64, u32, String, Option<u32>)>(), any::<(u64, i64)>()).prop_map(
+        |((seq, pid, comm, process_group), (anon_rss_kb, unix_ms))| OomKill {
+            seq,
+            pid,
+            comm,
+            process_group,
+            anon_rss_kb,
+            unix_ms,
+        },
+    );
+    (any::<(u64, u64, u64, u64, u64)>(), any::<(u64, bool)>(), proptest::collection::vec(kill, 0..3))
+        .prop_map(
+            |(
+                (
+                    memory_total_bytes,
+                    memory_available_bytes,
+                    memory_cache_bytes,
+                    disk_total_bytes,
+                    disk_used_bytes,
+                ),
+                (oom_kills, oom_watched),
+                recent_oom_kills,
+            )| GuestUsage {
+                memory_total_bytes,
+                memory_available_bytes,
+                memory_cache_bytes,
+                disk_total_bytes,
+                disk_used_bytes,
+                oom_kills,
+                recent_oom_kills,
+                oom_watched,
+            },
+        )
 }
