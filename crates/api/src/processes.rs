@@ -63,6 +63,9 @@ pub struct ExitStatusView {
     pub timed_out: bool,
     /// Wall time from start to exit in the guest, ms.
     pub duration_ms: u64,
+    /// The guest kernel's OOM killer killed it or a process of its group.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// `POST /v1/leases/{id}/processes`: start a background process.

@@ -205,6 +205,10 @@ pub struct ExecResponse {
     pub timed_out: bool,
     /// Run time in the guest, in ms.
     pub duration_ms: u64,
+    /// True when the guest kernel's OOM killer killed the program or a process of its group (the
+    /// VM goes on; an event `process.oom_killed` names the process).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// `GET /v1/pools`.

@@ -192,6 +192,7 @@ pub fn exit_view(status: ExitStatus) -> ExitStatusView {
         signal: status.signal,
         timed_out: status.timed_out,
         duration_ms: status.duration_ms,
+        oom_killed: status.oom_killed,
     }
 }
 

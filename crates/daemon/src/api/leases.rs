@@ -207,6 +207,7 @@ fn exec_response(result: firepit_agent::ExecResult) -> ExecResponse {
         truncated: result.truncated,
         timed_out: result.timed_out,
         duration_ms: result.duration_ms,
+        oom_killed: result.oom_killed,
     }
 }
 
