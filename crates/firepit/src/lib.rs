@@ -74,7 +74,10 @@ pub use firepit_agent::{
     Channel, ExecRequest, ProcessOutputRequest, PtyRequest, SpawnRequest, StartProcessRequest, WindowSize,
 };
 pub use firepit_guest::{ExecOutput, Guest, GuestError};
-pub use firepit_qemu::{Accel, Console, FillStrategy, QemuVm as VmHandle, VmStatus};
+// What a VM costs its host (`vm.usage(UsageDepth::Cheap)`) and what its guest says it uses
+// (`vm.usage(...)` through the guest: `vm.guest().usage(0, timeout)`).
+pub use firepit_agent::{GuestUsage, OomKill};
+pub use firepit_qemu::{Accel, Console, FillStrategy, QemuVm as VmHandle, UsageDepth, VmStatus, VmUsage};
 pub use firepit_shape::{Depth, ShapeSpec};
 pub use vm_config::{POOL_SHAPE, ResolvedImage, VmConfig};
 pub use wiring::{PoolShape, PooledVm, VmPool};

@@ -61,6 +61,8 @@
 //! Bounds: each VM's QEMU runs in a cgroup of its own ([`CgroupConfig`]: a CPU quota of its
 //! vCPUs, a memory limit of its RAM plus QEMU's overhead, a process limit; [`QemuVm::cgroup`]
 //! reads its usage), and a shape's `disk_mb` bounds what a VM may write to its disk.
+//! [`QemuVm::usage`] says what a VM costs its host now (CPU time, RSS/PSS, disk overlay, network
+//! bytes), cheaply enough to sample every VM every few seconds.
 //!
 //! Accelerator: [`Accel::Auto`] picks KVM only when it can run our guests ([`detect_accel`]);
 //! on our hosts (`kvm_pvm`) that is TCG. The env var [`ACCEL_ENV`] (`FIREPIT_ACCEL`) overrides the
@@ -118,6 +120,7 @@ mod vm;
 mod vm_cgroup;
 mod vm_net;
 mod vm_spec;
+mod vm_usage;
 mod warm;
 
 pub use accel::{AccelVerdict, detect_accel};
@@ -147,3 +150,4 @@ pub use snapshot::{MAX_RESTORE_FAILURES, RESTORE_TIMEOUT, TemplateOrigin, Templa
 pub use vm::{QemuVm, VmStatus};
 pub use vm_cgroup::{CgroupStatus, CgroupSupport, remove_stale_cgroups};
 pub use vm_spec::VmSpec;
+pub use vm_usage::{UsageDepth, VmUsage};
