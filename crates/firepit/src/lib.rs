@@ -74,8 +74,8 @@ pub use firepit_agent::{
     Channel, ExecRequest, ProcessOutputRequest, PtyRequest, SpawnRequest, StartProcessRequest, WindowSize,
 };
 pub use firepit_guest::{ExecOutput, Guest, GuestError};
-// What a VM costs its host (`vm.usage(UsageDepth::Cheap)`) and what its guest says it uses
-// (`vm.usage(...)` through the guest: `vm.guest().usage(0, timeout)`).
+// What a VM costs its host (`vm.host_usage(UsageDepth::Cheap)`) and what its guest says it uses
+// (`vm.usage(0, timeout)`, the guest's request).
 pub use firepit_agent::{GuestUsage, OomKill};
 pub use firepit_qemu::{Accel, Console, FillStrategy, QemuVm as VmHandle, UsageDepth, VmStatus, VmUsage};
 pub use firepit_shape::{Depth, ShapeSpec};

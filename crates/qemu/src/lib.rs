@@ -61,7 +61,7 @@
 //! Bounds: each VM's QEMU runs in a cgroup of its own ([`CgroupConfig`]: a CPU quota of its
 //! vCPUs, a memory limit of its RAM plus QEMU's overhead, a process limit; [`QemuVm::cgroup`]
 //! reads its usage), and a shape's `disk_mb` bounds what a VM may write to its disk.
-//! [`QemuVm::usage`] says what a VM costs its host now (CPU time, RSS/PSS, disk overlay, network
+//! [`QemuVm::host_usage`] says what a VM costs its host now (CPU time, RSS/PSS, disk overlay, network
 //! bytes), cheaply enough to sample every VM every few seconds.
 //!
 //! Accelerator: [`Accel::Auto`] picks KVM only when it can run our guests ([`detect_accel`]);

@@ -1,4 +1,4 @@
-//! What a VM costs its host, seen from outside the guest ([`QemuVm::usage`]): CPU time and memory
+//! What a VM costs its host, seen from outside the guest ([`QemuVm::host_usage`]): CPU time and memory
 //! of its cgroup, the QEMU process's resident (and, when asked, proportional) memory, its disk
 //! overlay's size on the host and its network traffic.
 //!
@@ -30,7 +30,7 @@ pub enum UsageDepth {
 /// ```no_run
 /// # fn demo(vm: &firepit_qemu::QemuVm) {
 /// use firepit_qemu::UsageDepth;
-/// let usage = vm.usage(UsageDepth::WithPss);
+/// let usage = vm.host_usage(UsageDepth::WithPss);
 /// println!("cpu {:?}, rss {} bytes, pss {:?}", usage.cpu_time, usage.rss_bytes, usage.pss_bytes);
 /// # }
 /// ```
@@ -55,7 +55,7 @@ pub struct VmUsage {
 impl QemuVm {
     /// What the VM costs its host now (see [`VmUsage`]); reads a few small files, never blocks on
     /// the guest. The CPU time is a counter: two samples and the time between them give a rate.
-    pub fn usage(&self, depth: UsageDepth) -> VmUsage {
+    pub fn host_usage(&self, depth: UsageDepth) -> VmUsage {
         let pid = self.pid();
         let cgroup = self.cgroup().and_then(|cgroup| cgroup.usage().ok());
         VmUsage {
