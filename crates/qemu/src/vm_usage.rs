@@ -16,7 +16,7 @@ use firepit_net::NetStats;
 
 use crate::vm::QemuVm;
 
-/// How much [`QemuVm::usage`] reads.
+/// How much [`QemuVm::host_usage`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageDepth {
     /// Everything cheap: no PSS.
