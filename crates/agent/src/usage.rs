@@ -40,9 +40,9 @@ fn root_fs() -> Option<(u64, u64)> {
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let stat = unsafe { stat.assume_init() };
-    let fragment = stat.f_frsize as u64;
-    let total = (stat.f_blocks as u64).saturating_mul(fragment);
-    let free = (stat.f_bfree as u64).saturating_mul(fragment);
+    let fragment = stat.f_frsize;
+    let total = stat.f_blocks.saturating_mul(fragment);
+    let free = stat.f_bfree.saturating_mul(fragment);
     Some((total, total.saturating_sub(free)))
 }
 

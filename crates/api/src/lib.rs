@@ -12,6 +12,9 @@
 //! bodies in the same crate; their streams' messages are [`StreamEvent`] (NDJSON lines) and
 //! [`PtyControl`] (the PTY WebSocket's text messages).
 //!
+//! What a lease's VM uses is [`LeaseMetrics`] (its samples, [`UsageSample`]) and, for every
+//! running lease at once, [`UsageList`].
+//!
 //! Port forwards of a lease are [`ForwardPortBody`] / [`PortForward`]; an acquire with lease
 //! options (a narrowed egress policy) sends [`AcquireBody`], a superset of [`AcquireRequest`].
 //!
@@ -51,6 +54,7 @@ mod processes;
 mod shapes;
 mod time;
 mod types;
+mod usage;
 
 pub use attach::{ATTACH_STDERR, ATTACH_STDOUT, AttachControl};
 pub use cluster::{ClusterHosts, DrainResponse, HostStatusView};
@@ -80,3 +84,4 @@ pub use types::{
     AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse, Program,
     RenewRequest, Stdin,
 };
+pub use usage::{LeaseMetrics, LeaseUsage, MetricsQuery, UsageList, UsageSample};

@@ -39,6 +39,7 @@ mod ports;
 mod processes;
 mod pty;
 mod raw;
+mod usage;
 
 use std::sync::{Arc, Mutex};
 

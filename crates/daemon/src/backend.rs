@@ -29,6 +29,8 @@ pub use firepit_api::ShapeStatusView;
 /// The hook through which the QEMU provider reports the processes it owns (recorded by
 /// [`crate::records::RecordStore`], reaped by [`crate::recovery`] after a crash).
 pub use firepit_qemu::{OwnedProcess, OwnershipHook};
+/// What a leased VM costs its host ([`LeasedVm::host_usage`]).
+pub use firepit_qemu::{UsageDepth, VmUsage};
 pub use firepit_shape::{EgressPolicy, FillStrategy, NetworkSpec, ShapeSpec};
 
 pub use crate::boxed::{BoxError, BoxFuture};
@@ -164,6 +166,15 @@ pub trait LeasedVm: Send + Sync {
 
     /// The VM's cgroup on this host, when it has one of its own.
     fn cgroup(&self) -> Option<String> {
+        None
+    }
+
+    /// What the VM costs its host now: CPU time, memory, its disk overlay, network bytes (cheap
+    /// file reads; the PSS only with [`UsageDepth::WithPss`]). `None` (the default): the backend
+    /// cannot tell, as the fake's VMs have no process of their own. The usage sampler
+    /// ([`crate::usage`]) calls it every few seconds per lease.
+    fn host_usage(&self, depth: UsageDepth) -> Option<VmUsage> {
+        let _unused = depth;
         None
     }
 }

@@ -100,6 +100,10 @@ pub struct Config {
     /// The event history of `GET /v1/events` and the webhooks (`[[events.webhooks]]`).
     #[serde(default)]
     pub events: EventsConfig,
+    /// `[usage]`: how often each lease's usage is sampled and how much is kept (see
+    /// [`UsageConfig`]).
+    #[serde(default)]
+    pub usage: UsageConfig,
     /// The shapes to keep warm (at least one): `[[shape]]` tables, each a
     /// [`ShapeSpec`] (the same description `PUT /v1/shapes/{name}` takes).
     #[serde(default, rename = "shape")]
@@ -313,6 +317,45 @@ fn default_cluster_ttl_secs() -> u64 {
 impl Default for SnapshotConfig {
     fn default() -> Self {
         Self { template_dir: None, keep_templates: true }
+    }
+}
+
+/// `[usage]`: how often each lease's usage is sampled (see `crate::usage`) and how many samples
+/// are kept.
+///
+/// ```toml
+/// [usage]
+/// interval_ms = 5000    # one sample per lease every 5 s
+/// samples_kept = 360    # per lease: the last 30 minutes at 5 s
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Time between two samples of a lease, ms (100..=600000).
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Samples kept per lease, the oldest dropped first (1..=100000). Each is about 200 bytes.
+    #[serde(default = "default_samples_kept")]
+    pub samples_kept: usize,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self { interval_ms: default_interval_ms(), samples_kept: default_samples_kept() }
+    }
+}
+
+fn default_interval_ms() -> u64 {
+    5000
+}
+fn default_samples_kept() -> usize {
+    360
+}
+
+impl UsageConfig {
+    /// Time between two samples.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
     }
 }
 

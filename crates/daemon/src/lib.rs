@@ -73,6 +73,7 @@ pub mod shutdown;
 pub mod sizing;
 #[cfg(feature = "testing")]
 pub mod test_daemon;
+pub mod usage;
 mod validate;
 pub mod wiring;
 
@@ -177,6 +178,7 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, OptionsError> {
         http: config.http.limits(),
         ui: config.listen.ui,
         cluster: cluster::advertise_config(config),
+        usage: config.usage,
     })
 }
 

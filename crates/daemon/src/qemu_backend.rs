@@ -16,7 +16,7 @@ use firepit_qemu::{QemuError, QemuProvider};
 
 use crate::backend::{
     AcquireError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkError, NetworkSpec,
-    ShapeError, ShapeSpec, ShapeStatusView, VmExit,
+    ShapeError, ShapeSpec, ShapeStatusView, UsageDepth, VmExit, VmUsage,
 };
 use crate::metrics::ShapeCounters;
 use crate::net_metrics::NetworkCollector;
@@ -285,6 +285,10 @@ impl LeasedVm for QemuLease {
 
     fn cgroup(&self) -> Option<String> {
         self.vm.cgroup().map(ToString::to_string)
+    }
+
+    fn host_usage(&self, depth: UsageDepth) -> Option<VmUsage> {
+        Some(self.vm.host_usage(depth))
     }
 }
 

@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub ui: bool,
     /// Register in a cluster (`[cluster]`): a stop then drains first (see [`crate::cluster`]).
     pub cluster: Option<firepit_cluster::AdvertiseConfig>,
+    /// How often each lease's usage is sampled (`[usage]`, see [`crate::usage`]).
+    pub usage: crate::config::UsageConfig,
 }
 
 /// Why the daemon could not start or serve.
@@ -183,7 +185,7 @@ impl Daemon {
             max_body_bytes: options.max_body_bytes,
             max_forwards_per_lease: options.max_forwards_per_lease,
         };
-        let (router, state) = api::router(backend.clone(), leases.clone(), registry, limits);
+        let (router, state) = api::router(backend.clone(), leases.clone(), registry, limits, options.usage);
         // Handlers still running when the budget is spent (or on an immediate stop) are dropped
         // here, answering 503: axum runs each connection in its own task, which aborting the
         // accept loop would not reach.

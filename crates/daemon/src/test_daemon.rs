@@ -52,6 +52,7 @@ pub fn options(dir: &tempfile::TempDir) -> ServeOptions {
         http: firepit_http::HttpLimits::default(),
         ui: true,
         cluster: None,
+        usage: crate::config::UsageConfig::default(),
     }
 }
 

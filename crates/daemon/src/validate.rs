@@ -38,6 +38,13 @@ pub fn config(config: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
+    let usage = &config.usage;
+    if !(100..=600_000).contains(&usage.interval_ms) {
+        return Err(ConfigError::invalid("usage.interval_ms", usage.interval_ms, "must be 100..=600000"));
+    }
+    if !(1..=100_000).contains(&usage.samples_kept) {
+        return Err(ConfigError::invalid("usage.samples_kept", usage.samples_kept, "must be 1..=100000"));
+    }
     if !(1..=64).contains(&limits.parallel_fills) {
         return Err(ConfigError::invalid("limits.parallel_fills", limits.parallel_fills, "must be 1..=64"));
     }

@@ -163,6 +163,9 @@ pub struct DaemonSettings {
     pub ttl_secs: (u64, u64),
     /// Graceful-stop budget, seconds.
     pub shutdown_budget_secs: u64,
+    /// Time between two usage samples of a lease, ms (`[usage] interval_ms`; `None`: the
+    /// daemon's 5 s).
+    pub usage_interval_ms: Option<u64>,
     /// The shapes.
     pub shapes: Vec<ShapeSettings>,
 }
@@ -180,6 +183,7 @@ impl DaemonSettings {
             parallel_fills: 2,
             ttl_secs: (300, 3600),
             shutdown_budget_secs: 10,
+            usage_interval_ms: None,
             shapes,
         }
     }
@@ -207,6 +211,9 @@ impl DaemonSettings {
             table([("default_ttl_secs", int(self.ttl_secs.0)), ("max_ttl_secs", int(self.ttl_secs.1))]),
         );
         config.insert("shutdown".into(), table([("budget_secs", int(self.shutdown_budget_secs))]));
+        if let Some(interval) = self.usage_interval_ms {
+            config.insert("usage".into(), table([("interval_ms", int(interval))]));
+        }
         if let Some(dir) = &self.template_dir {
             config.insert("snapshots".into(), table([("template_dir", path_value(dir))]));
         }

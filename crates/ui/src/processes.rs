@@ -164,8 +164,13 @@ mod tests {
         };
         let row = process_row("/b", &process).into_string();
         assert!(row.contains("running") && row.contains("hx-confirm"), "{row}");
-        process.exit =
-            Some(ExitStatusView { exit_code: None, signal: Some(15), timed_out: false, duration_ms: 5, oom_killed: false });
+        process.exit = Some(ExitStatusView {
+            exit_code: None,
+            signal: Some(15),
+            timed_out: false,
+            duration_ms: 5,
+            oom_killed: false,
+        });
         let row = process_row("/b", &process).into_string();
         assert!(row.contains("signal 15") && !row.contains("hx-confirm"), "{row}");
     }

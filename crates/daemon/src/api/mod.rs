@@ -18,7 +18,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::backend::LeaseBackend;
+use super::config::UsageConfig;
 use super::leases::LeaseTable;
+use super::usage::UsageSampler;
 
 pub mod admin;
 mod args;
@@ -36,6 +38,7 @@ pub mod processes;
 pub mod pty;
 mod sandbox_error;
 mod streaming;
+pub mod usage;
 mod ws_halves;
 mod ws_input;
 
@@ -62,6 +65,7 @@ pub struct AppState {
 struct Inner {
     backend: Arc<dyn LeaseBackend>,
     leases: Arc<LeaseTable>,
+    usage: Arc<UsageSampler>,
     registry: Registry,
     openapi_json: String,
     started: Instant,
@@ -82,6 +86,11 @@ impl AppState {
     /// The lease table.
     pub fn leases(&self) -> &Arc<LeaseTable> {
         &self.inner.leases
+    }
+
+    /// The usage sampler (`/v1/leases/{id}/metrics`, `/v1/usage`; the OOM events).
+    pub fn usage(&self) -> &Arc<UsageSampler> {
+        &self.inner.usage
     }
 
     /// Marks the daemon as shutting down: acquires get 503, `/healthz` reports it.
@@ -154,6 +163,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(processes::signal_process))
         .routes(routes!(processes::read_process_output))
         .routes(routes!(pty::open_pty))
+        .routes(routes!(usage::lease_metrics))
+        .routes(routes!(usage::list_usage))
         .routes(routes!(admin::list_pools))
         .routes(routes!(admin::register_shape, admin::unregister_shape))
         .routes(routes!(admin::get_metrics))
@@ -175,24 +186,29 @@ pub fn openapi_json() -> String {
 }
 
 /// Builds the router and the state it shares; `registry` already holds the backend's and the
-/// daemon's metric families.
+/// daemon's metric families. Starts the usage sampler (it stops when shutdown begins).
 pub fn router(
     backend: Arc<dyn LeaseBackend>,
     leases: Arc<LeaseTable>,
-    registry: Registry,
+    mut registry: Registry,
     limits: ApiLimits,
+    usage: UsageConfig,
 ) -> (Router, AppState) {
     let (router, doc) = routes().split_for_parts();
     let openapi_json = doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let stopping = CancellationToken::new();
+    let usage = UsageSampler::start(&leases, backend.clone(), usage, &mut registry, stopping.clone());
+    usage.set_oom_sink(crate::usage::to_event_bus(leases.events().clone()));
     let state = AppState {
         inner: Arc::new(Inner {
             backend,
             leases,
+            usage,
             registry,
             openapi_json,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
-            stopping: CancellationToken::new(),
+            stopping,
             limits,
             opening: ports::Opening::default(),
         }),
@@ -238,7 +254,7 @@ fn quiet_when_ok(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     match *method {
         Method::GET => {
-            matches!(path, "/healthz" | "/metrics" | "/v1/pools" | "/v1/leases" | "/v1/events")
+            matches!(path, "/healthz" | "/metrics" | "/v1/pools" | "/v1/leases" | "/v1/events" | "/v1/usage")
                 || path.starts_with("/v1/leases/")
         }
         Method::PUT => path.starts_with("/v1/leases/"),
