@@ -34,6 +34,7 @@ mod serve;
 mod shell;
 mod status;
 mod terminal;
+mod top;
 mod ui;
 
 /// What a subcommand returns: the process exit code, or an error whose chain is printed.
@@ -58,6 +59,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Show the daemon's pools: ready, filling, leased VMs per shape.
     Status(status::StatusArgs),
+    /// A live table of the running leases and what each uses: CPU %, memory, disk, network
+    /// (`--once` prints one table and exits).
+    Top(top::TopArgs),
     /// Acquire, use and release leases through the daemon.
     #[command(subcommand)]
     Lease(lease::LeaseCommand),
@@ -180,6 +184,7 @@ fn dispatch(command: Command) -> CliResult {
             Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Top(args) => top::run(args).await,
             Command::Lease(command) => lease::run(command).await,
             Command::Events(args) => events::run(args).await,
             Command::Run(args) => run::run(args).await,

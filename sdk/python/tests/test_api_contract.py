@@ -20,6 +20,7 @@ from firepit import _calls, _sandbox_calls
 from firepit.errors import _BY_CODE
 from firepit.models import ExecResult, Health, LeaseInfo, Pools, PortForward, ShapeStatus
 from firepit.sandbox_models import DirEntry, ExitStatus, FileStat, ProcessInfo, ProcessOutput
+from firepit.usage_models import LeaseMetrics, UsageSample
 
 Schema = dict[str, Any]
 
@@ -130,6 +131,8 @@ MODELS: list[tuple[str, Callable[[Any], Any], set[str]]] = [
     ("ExitStatusView", ExitStatus.from_json, set()),
     ("ProcessView", ProcessInfo.from_json, set()),
     ("ProcessOutputView", ProcessOutput.from_json, set()),
+    ("UsageSample", UsageSample.from_json, set()),
+    ("LeaseMetrics", LeaseMetrics.from_json, set()),
 ]
 
 

@@ -81,6 +81,7 @@ from .sandbox_models import (
     Started,
     StreamEvent,
 )
+from .usage_models import LeaseMetrics, UsageSample
 
 __version__ = "0.1.0"
 
@@ -128,6 +129,7 @@ __all__ = [
     "Lease",
     "LeaseEnded",
     "LeaseInfo",
+    "LeaseMetrics",
     "LeaseNotFound",
     "LeasePaused",
     "LeaseView",
@@ -154,6 +156,7 @@ __all__ = [
     "Unauthorized",
     "UnknownShape",
     "Unsupported",
+    "UsageSample",
     "VmUnreachable",
     "__version__",
     "default_runtime_dir",

@@ -23,6 +23,7 @@ from ._transport import AsyncTransport
 from .errors import NotFound, error_from_response
 from .pty import AsyncPty
 from .sandbox_models import DirEntry, FileStat, ProcessInfo, ProcessOutput
+from .usage_models import UsageSample
 
 
 async def _pack(local: str | os.PathLike[str]) -> AsyncIterator[bytes]:
@@ -222,6 +223,10 @@ class AsyncSandbox:
         return await self.client._call(
             calls.start_process(self.id, argv, tag, env, cwd, timeout, output_limit)
         )
+
+    async def metrics(self, *, since_unix_ms: int | None = None) -> list[UsageSample]:
+        """See :meth:`firepit.Lease.metrics`."""
+        return (await self.client._call(calls.lease_metrics(self.id, since_unix_ms))).samples
 
     async def processes(self) -> list[ProcessInfo]:
         """See :meth:`firepit.Lease.processes`."""

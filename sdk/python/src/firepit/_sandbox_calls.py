@@ -31,6 +31,7 @@ from .sandbox_models import (
     StreamEvent,
     decode_data,
 )
+from .usage_models import LeaseMetrics
 
 CHUNK = 64 * 1024
 """Bytes per piece when streaming a local file."""
@@ -263,6 +264,12 @@ def start_process(
     if output_limit is not None:
         body["output_limit_bytes"] = output_limit
     return Call("POST", lease_path(lease_id, "processes"), lambda r: ProcessInfo.from_json(_json(r)), body)
+
+
+def lease_metrics(lease_id: str, since_unix_ms: int | None) -> Call[LeaseMetrics]:
+    """``GET /v1/leases/{id}/metrics?since_unix_ms=``."""
+    params = {"since_unix_ms": since_unix_ms}
+    return Call("GET", lease_path(lease_id, "metrics", params), lambda r: LeaseMetrics.from_json(_json(r)))
 
 
 def processes(lease_id: str) -> Call[list[ProcessInfo]]:

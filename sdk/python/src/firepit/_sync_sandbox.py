@@ -22,6 +22,7 @@ from ._transport import SyncTransport
 from .errors import NotFound, error_from_response
 from .pty import Pty
 from .sandbox_models import DirEntry, FileStat, ProcessInfo, ProcessOutput
+from .usage_models import UsageSample
 
 
 class SyncSandbox:
@@ -222,6 +223,19 @@ class SyncSandbox:
             vm.signal_process("clock", "TERM")
         """
         return self.client._call(calls.start_process(self.id, argv, tag, env, cwd, timeout, output_limit))
+
+    def metrics(self, *, since_unix_ms: int | None = None) -> list[UsageSample]:
+        """The VM's usage samples the daemon keeps (one every 5 s by default), oldest first: CPU %,
+        guest memory, host RSS, disk, network, OOM kills. With ``since_unix_ms`` (a sample's
+        ``at_unix_ms``), only the newer ones.
+
+        Example::
+
+            samples = vm.metrics()
+            if samples and samples[-1].cpu_percent is not None:
+                print(f"{samples[-1].cpu_percent:.1f} % of {samples[-1].cpus} vCPUs")
+        """
+        return self.client._call(calls.lease_metrics(self.id, since_unix_ms)).samples
 
     def processes(self) -> list[ProcessInfo]:
         """The background processes, running and recently exited, oldest first."""

@@ -60,6 +60,8 @@ class ExecResult:
         truncated: true when an output was cut at ``max_output_bytes``.
         timed_out: true when the program was killed at its timeout.
         duration: run time in the guest, in seconds.
+        oom_killed: true when the guest kernel's OOM killer killed the program (or a process it
+            started): it allocated more memory than the VM has.
 
     Example::
 
@@ -75,6 +77,7 @@ class ExecResult:
     truncated: bool
     timed_out: bool
     duration: float
+    oom_killed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -111,6 +114,7 @@ class ExecResult:
             truncated=bool(data.get("truncated", False)),
             timed_out=bool(data.get("timed_out", False)),
             duration=_int(data, "duration_ms") / 1000,
+            oom_killed=bool(data.get("oom_killed", False)),
         )
 
 

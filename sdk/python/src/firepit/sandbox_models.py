@@ -110,12 +110,14 @@ class ExitStatus:
         signal: the signal that killed it, if any.
         timed_out: it ran past its timeout and its process group was killed.
         duration: run time in the guest, seconds.
+        oom_killed: the guest kernel's OOM killer killed it (or a process it started).
     """
 
     exit_code: int | None
     signal: int | None
     timed_out: bool
     duration: float
+    oom_killed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -131,6 +133,7 @@ class ExitStatus:
             signal=_opt_int(data, "signal"),
             timed_out=bool(data.get("timed_out", False)),
             duration=_int(data, "duration_ms") / 1000,
+            oom_killed=bool(data.get("oom_killed", False)),
         )
 
 
