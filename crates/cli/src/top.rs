@@ -82,7 +82,8 @@ pub fn render(usage: &UsageList) -> String {
             s.oom_kills,
         ));
     }
-    let total_cpu: f64 = usage.leases.iter().filter_map(|l| sample_cpu_cores(l.latest.as_ref())).sum();
+    let total_cpu =
+        usage.leases.iter().filter_map(|l| sample_cpu_cores(l.latest.as_ref())).fold(0.0, |a, b| a + b);
     out.push_str(&format!(
         "{} leases, {:.2} cores busy, sampled every {} s\n",
         usage.leases.len(),
@@ -145,6 +146,8 @@ mod tests {
         );
         assert!(lines[2].contains("- / -"), "{table}");
         assert_eq!(lines[3], "2 leases, 1.00 cores busy, sampled every 5 s");
+        let none = UsageList { interval_ms: 5000, leases: Vec::new() };
+        assert_eq!(render(&none).lines().last(), Some("0 leases, 0.00 cores busy, sampled every 5 s"));
     }
 
     #[test]

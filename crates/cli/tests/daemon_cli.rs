@@ -181,3 +181,33 @@ async fn serve_with_a_shape_whose_image_is_missing_fails_cleanly_and_leaves_no_s
     assert!(stderr(&out).contains("not a firepit image"), "{}", stderr(&out));
     assert!(!socket.exists());
 }
+
+#[tokio::test]
+async fn top_once_prints_a_table_of_running_leases_with_their_usage() {
+    let daemon = TestDaemon::start().await;
+    let socket = daemon.socket.to_str().unwrap().to_owned();
+    let request = firepit_api::AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None };
+    let lease = daemon.client().acquire(&request, None).await.unwrap();
+    // The sampler looks every second: the first sample's guest part (the in-process agent's memory).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let usage = daemon.client().usage().await.unwrap();
+        if usage.leases[0].latest.as_ref().is_some_and(|s| s.memory_used_bytes.is_some()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no sample: {usage:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let out = firepit(&["top", "--once", "--socket", &socket]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("LEASE") && lines[0].contains("CPU %"), "{table}");
+    assert!(lines[1].starts_with(&lease.lease_id) && lines[1].contains("small"), "{table}");
+    assert!(["K / ", "M / ", "G / "].iter().any(|unit| lines[1].contains(unit)), "guest memory: {table}");
+    assert!(lines[2].starts_with("1 leases"), "{table}");
+    let out = firepit(&["top", "--json", "--socket", &socket]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["leases"][0]["lease_id"], lease.lease_id.as_str());
+    daemon.stop().await;
+}
