@@ -3,8 +3,8 @@
 //!
 //! Fields firepit cannot honour are refused with E2B's error shape unless E2B documents them as
 //! optional hints (`secure`: every sandbox's envd is secured anyway). The lifecycle verbs
-//! (pause, resume, snapshots, fork) and metrics wait for firepit's own API to have them and answer
-//! `501` meanwhile, never a pretended success.
+//! (pause, resume, snapshots, fork) wait for firepit's own API to have them and answer `501`
+//! meanwhile, never a pretended success. Metrics are [`crate::metrics`].
 
 use firepit_api::ErrorCode;
 use std::collections::BTreeMap;
@@ -203,7 +203,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(sandbox_json(&state, &sandbox))).into_response())
 }
 
-fn find(state: &AppState, id: &str) -> Result<Arc<Sandbox>, ApiError> {
+pub(crate) fn find(state: &AppState, id: &str) -> Result<Arc<Sandbox>, ApiError> {
     state.registry.get(id).ok_or_else(|| ApiError::sandbox_not_found(id))
 }
 
@@ -441,8 +441,6 @@ pub async fn not_implemented(State(state): State<AppState>, uri: axum::http::Uri
         "snapshots"
     } else if path.ends_with("/fork") {
         "forking sandboxes"
-    } else if path.contains("metrics") {
-        "sandbox metrics"
     } else if path.ends_with("/network") {
         "changing a sandbox's network"
     } else {

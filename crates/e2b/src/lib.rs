@@ -28,7 +28,8 @@
 //!
 //! # What it is not
 //! Not E2B's infrastructure: no template builds, no volumes, no secrets, no teams. The lifecycle
-//! verbs (pause, resume, snapshots, fork) and metrics answer `501` until firepit's API has them.
+//! verbs (pause, resume, snapshots, fork) answer `501` until firepit's API has them; metrics come
+//! from firepit's usage samples ([`metrics`]).
 //! Directory watches run Debian's `inotifywait` in the guest ([`watchers`]).
 //!
 //! ```no_run
@@ -52,6 +53,7 @@ pub mod envd_files;
 pub mod envd_fs;
 pub mod envd_process;
 pub mod error;
+pub mod metrics;
 pub mod paths;
 pub mod processes;
 pub mod proto;

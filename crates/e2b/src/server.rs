@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::E2bConfig;
-use crate::control;
 use crate::envd::{self, constant_time_eq};
 use crate::error::ApiError;
 use crate::sandboxes::Registry;
 use crate::state::AppState;
+use crate::{control, metrics};
 
 /// Largest REST request body (a create with metadata and environment).
 const MAX_REST_BODY: usize = 1024 * 1024;
@@ -37,8 +37,8 @@ pub fn router(config: E2bConfig, client: Client) -> Router {
         .route("/sandboxes/{id}/connect", post(control::connect))
         .route("/v2/sandboxes/{id}/connect", post(control::connect))
         .route("/templates", get(control::templates))
-        .route("/sandboxes/metrics", get(control::not_implemented))
-        .route("/sandboxes/{id}/metrics", get(control::not_implemented))
+        .route("/sandboxes/metrics", get(metrics::many_metrics))
+        .route("/sandboxes/{id}/metrics", get(metrics::sandbox_metrics))
         .route("/sandboxes/{id}/logs", get(control::not_implemented))
         .route("/v2/sandboxes/{id}/logs", get(control::not_implemented))
         .route("/sandboxes/{id}/pause", post(control::not_implemented))

@@ -57,6 +57,9 @@ max_ttl_secs = 3600
 [shutdown]
 budget_secs = 10
 
+[usage]
+interval_ms = 1000
+
 [snapshots]
 template_dir = {_toml_str(self.dir / "templates")}
 keep_templates = false

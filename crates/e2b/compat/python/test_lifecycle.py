@@ -1,9 +1,10 @@
 """Sandboxes through E2B's SDK: create with metadata, get, list with filters, timeouts, connect,
-kill, templates; the verbs firepit does not serve yet say so in E2B's error shape."""
+kill, templates, metrics; the verbs firepit does not serve yet say so in E2B's error shape."""
 
 from __future__ import annotations
 
 import datetime
+import time
 
 import pytest
 
@@ -41,8 +42,21 @@ def test_an_unknown_template_is_refused(daemon: object) -> None:
     assert "not found" in str(raised.value)
 
 
+def test_metrics_are_firepits_usage_samples(sandbox: Sandbox) -> None:
+    deadline = time.monotonic() + 30
+    while not (metrics := sandbox.get_metrics()):
+        assert time.monotonic() < deadline, "no metrics within 30 s"
+        time.sleep(0.5)
+    last = metrics[-1]
+    assert last.cpu_count >= 1 and 0 <= last.cpu_used_pct <= 100 * last.cpu_count
+    assert 0 < last.mem_used <= last.mem_total and 0 <= last.disk_used <= last.disk_total
+    assert last.timestamp.tzinfo is not None
+    later = sandbox.get_metrics(start=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    assert later == []
+
+
 def test_verbs_waiting_for_lifecycle_say_not_implemented(sandbox: Sandbox) -> None:
-    for call in (sandbox.pause, sandbox.get_metrics, sandbox.create_snapshot):
+    for call in (sandbox.pause, sandbox.create_snapshot):
         with pytest.raises(SandboxException) as raised:
             call()
         assert "501" in str(raised.value) and "not implemented" in str(raised.value)
