@@ -3,7 +3,8 @@
 //! latest sample of each running sandbox asked for).
 //!
 //! E2B's `SandboxMetric`: `timestamp` (RFC 3339) and `timestampUnix` (seconds), `cpuCount`,
-//! `cpuUsedPct` (percent of all its CPUs), `memUsed`/`memTotal` (the guest's memory, bytes),
+//! `cpuUsedPct` (percent of all its CPUs), `memUsed`/`memTotal`/`memCache` (the guest's memory
+//! and its page cache, bytes),
 //! `diskUsed`/`diskTotal` (the guest's `/`, bytes). A sample without the guest's part (it did not
 //! answer in time) is left out: E2B's fields are numbers, not `null`.
 
@@ -47,6 +48,7 @@ pub fn sandbox_metric(sample: &UsageSample) -> Option<Value> {
         "cpuUsedPct": sample.cpu_percent.unwrap_or(0.0),
         "memUsed": sample.memory_used_bytes?,
         "memTotal": sample.memory_total_bytes?,
+        "memCache": sample.memory_cache_bytes?,
         "diskUsed": sample.disk_used_bytes?,
         "diskTotal": sample.disk_total_bytes?,
     }))
@@ -112,6 +114,7 @@ mod tests {
             cpu_percent: Some(12.5),
             memory_used_bytes: Some(10),
             memory_total_bytes: Some(20),
+            memory_cache_bytes: Some(5),
             disk_used_bytes: Some(1),
             disk_total_bytes: Some(2),
             ..UsageSample::default()
@@ -121,6 +124,7 @@ mod tests {
         assert_eq!(metric["timestamp"], "2023-11-14T22:13:20.500Z");
         assert_eq!((metric["cpuCount"].as_u64(), metric["cpuUsedPct"].as_f64()), (Some(2), Some(12.5)));
         assert_eq!((metric["memUsed"].as_u64(), metric["diskTotal"].as_u64()), (Some(10), Some(2)));
+        assert_eq!(metric["memCache"].as_u64(), Some(5));
         assert!(sandbox_metric(&UsageSample { memory_used_bytes: None, ..sample }).is_none());
     }
 }

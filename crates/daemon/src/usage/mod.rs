@@ -12,7 +12,7 @@
 //! stops waiting for the guest when the lease ends.
 //!
 //! # What a probe costs
-//! The host's side ([`LeasedVm::host_usage`]) is a few small file reads (cgroup counters,
+//! The host's side ([`LeasedVm::host_usage`](crate::backend::LeasedVm::host_usage)) is a few small file reads (cgroup counters,
 //! `/proc/PID/statm`, a `stat` of the disk overlay) plus, one sample in twelve, QEMU's PSS
 //! (`smaps_rollup`, ≈1 ms). The guest's side is one agent request answered inline by the agent
 //! (`/proc/meminfo` and a `statfs`), only for running leases: a paused lease's guest is not woken
