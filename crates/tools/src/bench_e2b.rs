@@ -3,7 +3,7 @@
 //!
 //! A child `firepit serve --e2b` on a private dir keeps pools of two templates on the `e2b-base`
 //! image (snapshot fill): `base`, whose VMs also run E2B's command wrapper (`bash -lc true`) in
-//! their warm-up ([`WARM_UP_ARGV`]), and `base-plain`, whose do not. Two Python processes (one per
+//! their warm-up (`WARM_UP_ARGV`), and `base-plain`, whose do not. Two Python processes (one per
 //! SDK, the script in `bench_e2b_driver.py`) do what they are told on stdin, alternating, each
 //! sample on full and quiet pools: `create_to_first_run_ms` (`Sandbox.create()` →
 //! `commands.run("true")` answered — E2B's SDK runs it as `bash -l -c true` — on `base`, and on
