@@ -8,7 +8,7 @@
 //! answered by firepit is `.0.2`, guests get `.0.16` onwards; the MAC is the locally administered
 //! `02:46:50` ("FP") followed by the address's last three octets' worth of index.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
@@ -32,12 +32,14 @@ pub(crate) fn in_subnet(ip: Ipv4Addr) -> bool {
 
 #[derive(Debug, Default)]
 struct Allocator {
-    used: BTreeSet<u32>,
+    /// Index → live leases of it (more than one only when a resumed VM claimed its old address
+    /// while another VM had it: harmless, every VM has a NAT of its own).
+    used: BTreeMap<u32, u32>,
     /// Where the next search starts: addresses are reused as late as possible.
     next: u32,
 }
 
-static ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator { used: BTreeSet::new(), next: FIRST_GUEST });
+static ALLOCATOR: Mutex<Allocator> = Mutex::new(Allocator { used: BTreeMap::new(), next: FIRST_GUEST });
 
 /// One VM's MAC and IPv4 address, reserved until dropped.
 #[derive(Debug)]
@@ -52,12 +54,26 @@ impl AddressLease {
         let span = END - 1 - FIRST_GUEST;
         for step in 0..span {
             let index = FIRST_GUEST + (alloc.next - FIRST_GUEST + step) % span;
-            if alloc.used.insert(index) {
+            if !alloc.used.contains_key(&index) {
+                alloc.used.insert(index, 1);
                 alloc.next = if index + 1 >= END - 1 { FIRST_GUEST } else { index + 1 };
                 return Some(Self { index });
             }
         }
         None
+    }
+
+    /// Reserves `ip` again for a VM that had it before (a paused VM resumed: its guest keeps the
+    /// address it was given). Shared with a VM that holds it meanwhile, if any; `None` when `ip`
+    /// is not a guest address of the NAT's network.
+    pub(crate) fn claim(ip: Ipv4Addr) -> Option<Self> {
+        let index = u32::from(ip) & (END - 1);
+        if !in_subnet(ip) || index < FIRST_GUEST || index >= END - 1 {
+            return None;
+        }
+        let mut alloc = ALLOCATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *alloc.used.entry(index).or_insert(0) += 1;
+        Some(Self { index })
     }
 
     /// The guest's IPv4 address.
@@ -75,7 +91,12 @@ impl AddressLease {
 impl Drop for AddressLease {
     fn drop(&mut self) {
         let mut alloc = ALLOCATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        alloc.used.remove(&self.index);
+        if let Some(count) = alloc.used.get_mut(&self.index) {
+            *count -= 1;
+            if *count == 0 {
+                alloc.used.remove(&self.index);
+            }
+        }
     }
 }
 
@@ -91,8 +112,8 @@ mod tests {
     #[test]
     fn live_leases_are_distinct_and_inside_the_subnet() {
         let leases: Vec<AddressLease> = (0..300).map(|_| AddressLease::allocate().unwrap()).collect();
-        let ips: BTreeSet<Ipv4Addr> = leases.iter().map(AddressLease::ip).collect();
-        let macs: BTreeSet<[u8; 6]> = leases.iter().map(AddressLease::mac).collect();
+        let ips: std::collections::BTreeSet<Ipv4Addr> = leases.iter().map(AddressLease::ip).collect();
+        let macs: std::collections::BTreeSet<[u8; 6]> = leases.iter().map(AddressLease::mac).collect();
         assert_eq!((ips.len(), macs.len()), (300, 300));
         for lease in &leases {
             assert!(in_subnet(lease.ip()));
@@ -105,5 +126,20 @@ mod tests {
         assert_ne!(next.ip(), freed, "a freed address is not reused at once");
         assert!(!in_subnet(Ipv4Addr::new(100, 97, 0, 1)));
         assert_eq!(mac_string(next.mac()).len(), 17);
+    }
+
+    #[test]
+    fn a_claimed_address_is_the_same_and_stays_reserved_until_every_claim_is_dropped() {
+        let first = AddressLease::allocate().unwrap();
+        let again = AddressLease::claim(first.ip()).unwrap();
+        assert_eq!((again.ip(), again.mac()), (first.ip(), first.mac()));
+        drop(first);
+        let index = again.index;
+        assert!(ALLOCATOR.lock().unwrap().used.contains_key(&index), "still claimed");
+        drop(again);
+        assert!(!ALLOCATOR.lock().unwrap().used.contains_key(&index));
+        for outside in [GATEWAY, DNS, Ipv4Addr::new(10, 0, 0, 16), Ipv4Addr::new(100, 96, 255, 255)] {
+            assert!(AddressLease::claim(outside).is_none(), "{outside}");
+        }
     }
 }

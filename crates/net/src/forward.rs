@@ -67,6 +67,35 @@ impl Forwards {
         Ok(())
     }
 
+    /// Makes `forwards` (a paused VM's) again, each at its old host address when that is still
+    /// free (a client holding the address reaches the resumed VM), else at a new one. Returns the
+    /// forwards in place; one that cannot be made at all is logged and left out.
+    pub(crate) async fn restore(
+        &self,
+        monitor: &impl Monitor,
+        guest: Ipv4Addr,
+        forwards: &[(u16, SocketAddr)],
+    ) -> Vec<(u16, SocketAddr)> {
+        let _one_at_a_time = self.changing.lock().await;
+        for (guest_port, old) in forwards {
+            if lock(&self.list).iter().any(|(port, _)| port == guest_port) {
+                continue;
+            }
+            let made = match add_at(monitor, *old, guest, *guest_port).await {
+                Ok(addr) => Ok(addr),
+                Err(e) => {
+                    tracing::info!(guest_port, %old, error = %e, "the old forward address is taken; forwarding from a new one");
+                    add(monitor, self.bind, guest, *guest_port).await
+                }
+            };
+            match made {
+                Ok(addr) => lock(&self.list).push((*guest_port, addr)),
+                Err(e) => tracing::warn!(guest_port, error = %e, "a port forward could not be made again"),
+            }
+        }
+        self.list()
+    }
+
     /// The forwards in place: `(guest port, host address)`, oldest first.
     pub(crate) fn list(&self) -> Vec<(u16, SocketAddr)> {
         lock(&self.list).clone()
@@ -119,6 +148,24 @@ async fn add(
             Err(NetError::Forward { guest_port, message: "the new forward is not in `info usernet`".into() })
         }
     }
+}
+
+/// Adds a forward from exactly `host` to `guest`:`guest_port` (a resumed VM's old address).
+async fn add_at(
+    monitor: &impl Monitor,
+    host: SocketAddr,
+    guest: Ipv4Addr,
+    guest_port: u16,
+) -> Result<SocketAddr, NetError> {
+    let IpAddr::V4(bind4) = host.ip() else {
+        return Err(NetError::Forward { guest_port, message: format!("{host}: the NAT forwards IPv4 only") });
+    };
+    let rule = format!("hostfwd_add {NETDEV_ID} tcp:{bind4}:{}-{guest}:{guest_port}", host.port());
+    let output = monitor.run(&rule).await?;
+    if !output.trim().is_empty() {
+        return Err(NetError::Forward { guest_port, message: output.trim().to_string() });
+    }
+    Ok(host)
 }
 
 /// Removes the forward listening on `host`.

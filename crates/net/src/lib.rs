@@ -83,7 +83,7 @@ mod stats;
 
 pub use error::NetError;
 pub use forward::Monitor;
-pub use network::{NetworkInfo, VmNetwork};
+pub use network::{NetworkInfo, NetworkState, VmNetwork};
 pub use nic::{NETDEV_ID, NicListeners, qemu_args};
 pub use relay::NicSockets;
 pub use stats::{NetCounters, NetStats};

@@ -41,6 +41,27 @@ pub struct NetworkInfo {
     pub dns: Ipv4Addr,
 }
 
+/// What a VM's network was when it was paused or saved, to start it again
+/// ([`VmNetwork::resume`]): its address (the guest keeps the one it was given), the narrowings of
+/// its egress policy, and its port forwards.
+///
+/// ```
+/// let state: firepit_net::NetworkState = serde_json::from_str(
+///     r#"{"ipv4": "100.96.0.16", "narrowings": [["pypi.org:443"]], "forwards": [[8000, "127.0.0.1:41737"]]}"#,
+/// ).unwrap();
+/// assert_eq!(state.forwards[0].0, 8000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkState {
+    /// The guest's IPv4 address (its MAC follows from it).
+    pub ipv4: Ipv4Addr,
+    /// Every narrowing of the shape's egress policy, oldest first.
+    pub narrowings: Vec<EgressPolicy>,
+    /// The port forwards: `(guest port, host address)`.
+    pub forwards: Vec<(u16, SocketAddr)>,
+}
+
 /// One VM's network: an address and MAC of its own, the egress filter of its shape's policy (and
 /// every narrowing since), the relay tasks between QEMU's NIC and its NAT, traffic counters, and
 /// the port forwards its NAT holds. See the crate docs for how it is started.
@@ -73,6 +94,39 @@ impl VmNetwork {
         shape_counters: Arc<NetCounters>,
     ) -> Result<Self, NetError> {
         let lease = AddressLease::allocate().ok_or(NetError::AddressesExhausted)?;
+        let network = Self::with_lease(spec, sockets, shape_counters, lease);
+        network.resolve_listed();
+        Ok(network)
+    }
+
+    /// Starts the network of a VM resumed from `state` (see [`start`](Self::start)): the same
+    /// address and MAC (claimed again, shared with whoever took it meanwhile, which is harmless:
+    /// every VM has a NAT of its own) and the same narrowings. The forwards are made again by
+    /// [`restore_forwards`](Self::restore_forwards), once QEMU's monitor answers.
+    pub fn resume(
+        spec: &NetworkSpec,
+        sockets: NicSockets,
+        shape_counters: Arc<NetCounters>,
+        state: &NetworkState,
+    ) -> Result<Self, NetError> {
+        let lease = AddressLease::claim(state.ipv4).ok_or_else(|| NetError::Invalid {
+            field: "ipv4",
+            why: format!("{} is not a guest address of the NAT's network", state.ipv4),
+        })?;
+        let network = Self::with_lease(spec, sockets, shape_counters, lease);
+        for policy in &state.narrowings {
+            network.filter.narrow(policy.clone());
+        }
+        network.resolve_listed();
+        Ok(network)
+    }
+
+    fn with_lease(
+        spec: &NetworkSpec,
+        sockets: NicSockets,
+        shape_counters: Arc<NetCounters>,
+        lease: AddressLease,
+    ) -> Self {
         let filter = Arc::new(EgressFilter::new(
             spec.egress.clone(),
             spec.host_ports.clone(),
@@ -82,10 +136,26 @@ impl VmNetwork {
         let relay =
             relay::start(sockets, filter.clone(), Counters { vm: counters.clone(), shape: shape_counters });
         let forwards = Forwards::new(spec.forward_bind);
-        let network =
-            Self { lease, filter, counters, forwards, lookups: Mutex::new(Vec::new()), _relay: relay };
-        network.resolve_listed();
-        Ok(network)
+        Self { lease, filter, counters, forwards, lookups: Mutex::new(Vec::new()), _relay: relay }
+    }
+
+    /// What to start this network again from after a pause ([`resume`](Self::resume)).
+    pub fn state(&self) -> NetworkState {
+        NetworkState {
+            ipv4: self.lease.ip(),
+            narrowings: self.filter.narrowings(),
+            forwards: self.forwards.list(),
+        }
+    }
+
+    /// Makes a paused VM's `forwards` again, each at its old host address when that is free, else
+    /// at a new one (logged); returns the forwards now in place.
+    pub async fn restore_forwards(
+        &self,
+        monitor: &impl Monitor,
+        forwards: &[(u16, SocketAddr)],
+    ) -> Vec<(u16, SocketAddr)> {
+        self.forwards.restore(monitor, self.lease.ip(), forwards).await
     }
 
     /// The address facts.

@@ -136,6 +136,11 @@ impl EgressFilter {
         layers.push(std::sync::Arc::new(Layer::new(policy)));
     }
 
+    /// The narrowing layers' policies, oldest first (the shape's own policy left out).
+    pub(crate) fn narrowings(&self) -> Vec<EgressPolicy> {
+        self.layers().iter().skip(1).map(|layer| layer.policy.clone()).collect()
+    }
+
     fn layers(&self) -> Vec<std::sync::Arc<Layer>> {
         self.layers.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
@@ -296,6 +301,7 @@ mod tests {
         assert!(!widened.allows(HOST, Proto::Tcp, Some(80)), "a lease cannot open the host");
         widened.narrow(policy(r#""deny""#));
         assert!(!widened.allows(ip("8.8.8.8"), Proto::Tcp, Some(443)));
+        assert_eq!(widened.narrowings(), [policy(r#"["192.0.2.2"]"#), policy(r#""deny""#)], "kept for a resume");
     }
 
     #[test]
