@@ -111,6 +111,7 @@ mod process;
 mod provider;
 mod provider_net;
 mod qmp;
+mod qmp_fd;
 mod ring;
 mod root_disk;
 mod run_as;

@@ -116,6 +116,17 @@ impl QmpClient {
 
     /// Runs `command` with optional `arguments`, returns its `return` value.
     pub async fn execute(&self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
+        self.execute_passing(command, arguments, None).await
+    }
+
+    /// [`execute`](Self::execute), passing `fd` along with the command (`SCM_RIGHTS`), as
+    /// `getfd` wants (see `qmp_fd.rs`).
+    pub(crate) async fn execute_passing(
+        &self,
+        command: &str,
+        arguments: Option<Value>,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<Value, QmpError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -133,7 +144,11 @@ impl QmpClient {
         bytes.push(b'\n');
         let sent = async {
             let mut writer = self.writer.lock().await;
-            writer.write_all(&bytes).await
+            let passed = match fd {
+                Some(fd) => crate::qmp_fd::send_with_fd(writer.as_ref(), &bytes, fd).await?,
+                None => 0,
+            };
+            writer.write_all(&bytes[passed..]).await
         };
         let result = tokio::time::timeout(self.timeout, async {
             sent.await?;
