@@ -25,10 +25,47 @@ pub(crate) const AGENT_SOCKET: &str = "agent.sock";
 /// Where guest RAM lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum GuestMemory {
-    /// Ordinary anonymous memory (`-m`).
+    /// Ordinary anonymous memory (`-m`), the machine's own RAM block ([`RamBlock::Machine`]).
     Anonymous,
+    /// Anonymous memory in a memory backend ([`RamBlock::Backend`]): a VM resumed from the saved
+    /// state of a snapshot clone, whose RAM block has the backend's name.
+    Ram,
     /// A file (in /dev/shm) mapped shared (a snapshot template) or private copy-on-write (a clone).
-    File { path: PathBuf, shared: bool },
+    File { path: PathBuf, shared: bool, block: RamBlock },
+}
+
+/// The name of a VM's RAM block. A migration stream names the RAM it carries, and QEMU loads it
+/// only into a block of that name: a VM saved from a cold boot (`-m`) has the machine's block, one
+/// saved from a snapshot clone (a memory backend) the backend's. A VM started from a saved state
+/// (resumed, or a template built from it) keeps the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RamBlock {
+    /// `microvm.ram`, what `-m` alone makes.
+    Machine,
+    /// `mem`, firepit's memory backend.
+    Backend,
+}
+
+impl RamBlock {
+    /// The block's (and its memory backend object's) id.
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            RamBlock::Machine => "microvm.ram",
+            RamBlock::Backend => "mem",
+        }
+    }
+}
+
+impl GuestMemory {
+    /// The RAM block this memory makes.
+    pub(crate) fn block(&self) -> RamBlock {
+        match self {
+            GuestMemory::Anonymous => RamBlock::Machine,
+            GuestMemory::Ram => RamBlock::Backend,
+            GuestMemory::File { block, .. } => *block,
+        }
+    }
 }
 
 /// Everything that varies between QEMU command lines.
@@ -123,14 +160,21 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
     let tb_size = spec.tb_size_mb.filter(|_| accel == "tcg");
     let mut machine =
         if tb_size.is_some() { String::from("microvm") } else { format!("microvm,accel={accel}") };
-    if let GuestMemory::File { path, shared } = &spec.memory {
-        machine.push_str(",memory-backend=mem");
-        let share = if *shared { "on" } else { "off" };
-        let backend = format!(
-            "memory-backend-file,id=mem,size={}M,mem-path={},share={share}",
-            spec.memory_mb,
-            opt_path(path)
-        );
+    let backend = match &spec.memory {
+        GuestMemory::Anonymous => None,
+        GuestMemory::Ram => Some(format!("memory-backend-ram,id=mem,size={}M", spec.memory_mb)),
+        GuestMemory::File { path, shared, block } => {
+            let share = if *shared { "on" } else { "off" };
+            Some(format!(
+                "memory-backend-file,id={},size={}M,mem-path={},share={share}",
+                block.id(),
+                spec.memory_mb,
+                opt_path(path)
+            ))
+        }
+    };
+    if let Some(backend) = backend {
+        machine.push_str(&format!(",memory-backend={}", spec.memory.block().id()));
         push(&["-object", &backend]);
     }
     push(&["-name", &spec.name, "-M", &machine]);
@@ -142,8 +186,9 @@ pub(crate) fn build_argv(spec: &LaunchSpec) -> Vec<OsString> {
     }
     push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
     if spec.sandbox {
-        // `exec:` migration URIs fork `cat`: snapshot VMs (those with a memory file) must be allowed to spawn.
-        let spawn = if spec.memory == GuestMemory::Anonymous { "deny" } else { "allow" };
+        // `exec:` migration URIs fork `cat`: snapshot VMs (those with a memory file) must be allowed
+        // to spawn. (Pause, snapshots and forks migrate through `fd:`, which spawns nothing.)
+        let spawn = if matches!(spec.memory, GuestMemory::File { .. }) { "allow" } else { "deny" };
         let sandbox = format!("on,obsolete=deny,elevateprivileges=deny,spawn={spawn},resourcecontrol=deny");
         push(&["-sandbox", &sandbox]);
     }
@@ -269,7 +314,7 @@ mod tests {
     #[test]
     fn snapshot_clone_argv_maps_the_memory_file_privately_and_waits_for_incoming() {
         let mut spec = spec();
-        spec.memory = GuestMemory::File { path: "/dev/shm/fp-t1".into(), shared: false };
+        spec.memory = GuestMemory::File { path: "/dev/shm/fp-t1".into(), shared: false, block: RamBlock::Backend };
         spec.incoming = Some("defer".into());
         let argv = strings(&build_argv(&spec));
         assert_eq!(value_after(&argv, "-M"), ["microvm,accel=tcg,memory-backend=mem"]);
@@ -279,6 +324,21 @@ mod tests {
         );
         assert_eq!(value_after(&argv, "-incoming"), ["defer"]);
         assert!(value_after(&argv, "-sandbox")[0].contains("spawn=allow"));
+    }
+
+    #[test]
+    fn a_saved_vm_starts_again_with_the_ram_block_it_was_saved_with() {
+        let clone_resumed = strings(&build_argv(&LaunchSpec { memory: GuestMemory::Ram, ..spec() }));
+        assert_eq!(value_after(&clone_resumed, "-M"), ["microvm,accel=tcg,memory-backend=mem"]);
+        assert_eq!(value_after(&clone_resumed, "-object"), ["memory-backend-ram,id=mem,size=256M"]);
+        assert!(value_after(&clone_resumed, "-sandbox")[0].contains("spawn=deny"), "fd: migrations only");
+        let memory = GuestMemory::File { path: "/t/memory".into(), shared: true, block: RamBlock::Machine };
+        let template_of_cold_boot = strings(&build_argv(&LaunchSpec { memory, ..spec() }));
+        assert_eq!(value_after(&template_of_cold_boot, "-M"), ["microvm,accel=tcg,memory-backend=microvm.ram"]);
+        assert_eq!(
+            value_after(&template_of_cold_boot, "-object"),
+            ["memory-backend-file,id=microvm.ram,size=256M,mem-path=/t/memory,share=on"]
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub(crate) async fn start(
     };
     let console_listener = bind(CONSOLE_SOCKET)?;
     let qmp_listener = bind(QMP_SOCKET)?;
-    if let GuestMemory::File { path, shared: true } = &spec.memory {
+    if let GuestMemory::File { path, shared: true, .. } = &spec.memory {
         create_private_memory_file(path, spec.run_as)?;
     }
     if let Some(owner) = spec.run_as {

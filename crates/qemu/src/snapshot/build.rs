@@ -9,7 +9,7 @@ use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
 use super::store::{self, Manifest, TemplateKey};
-use crate::argv::GuestMemory;
+use crate::argv::{GuestMemory, RamBlock};
 use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError, SpawnError};
 use crate::launch::Launcher;
@@ -26,7 +26,7 @@ pub(crate) async fn template_key(
     let accel = launcher.accel().await;
     let mut joined = Vec::new();
     for clone in [false, true] {
-        let memory = GuestMemory::File { path: PathBuf::from("/TEMPLATE/memory"), shared: !clone };
+        let memory = GuestMemory::File { path: PathBuf::from("/TEMPLATE/memory"), shared: !clone, block: RamBlock::Backend };
         let mut spec = launcher.launch_spec("VM", accel, (shape, vm), Path::new("/RUNTIME"), memory)?;
         spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
         if clone {
@@ -94,7 +94,7 @@ async fn build_in(
     let deadline = started_at + launcher.config.boot_timeout;
     let accel = launcher.accel().await;
     let (id, vm_dir) = launcher.new_dir()?;
-    let memory = GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true };
+    let memory = GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true, block: RamBlock::Backend };
     let mut spec = launcher.launch_spec(&id, accel, (shape, vm_spec), vm_dir.path(), memory)?;
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
     // The template's overlay is saved with it: at save time it is the disk its clones start from.

@@ -344,7 +344,7 @@ async fn restore(
     crate::snapshot::restore::restore_clone(
         launcher,
         shape,
-        &dir.join(store::MEMORY_FILE),
+        (&dir.join(store::MEMORY_FILE), crate::argv::RamBlock::Backend),
         &crate::snapshot::build::quoted(&dir.join(store::STATE_FILE))?,
         holder,
     )

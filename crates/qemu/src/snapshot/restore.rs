@@ -8,7 +8,7 @@ use std::time::Duration;
 use firepit_pool::ShapeKey;
 use tokio::time::Instant;
 
-use crate::argv::GuestMemory;
+use crate::argv::{GuestMemory, RamBlock};
 use crate::config::FillKind;
 use crate::error::{QemuError, SnapshotError};
 use crate::launch::Launcher;
@@ -47,11 +47,12 @@ pub(crate) async fn wait_migration(
 }
 
 /// Restores a clone of `shape` (made from `vm`) mapping `memory_file` copy-on-write, with device
-/// state from `quoted_state` (a shell-quoted path). `template` is kept alive by the clone.
+/// state from `quoted_state` (a shell-quoted path), its RAM block named `block` (see
+/// [`RamBlock`]). `template` is kept alive by the clone.
 pub(crate) async fn restore_clone(
     launcher: &Launcher,
     (shape, vm_spec): (&ShapeKey, &VmSpec),
-    memory_file: &Path,
+    (memory_file, block): (&Path, RamBlock),
     quoted_state: &str,
     template: Arc<dyn std::any::Any + Send + Sync>,
 ) -> Result<QemuVm, QemuError> {
@@ -60,7 +61,7 @@ pub(crate) async fn restore_clone(
     let deadline = started_at + timeout;
     let accel = launcher.accel().await;
     let (id, dir) = launcher.new_dir()?;
-    let memory = GuestMemory::File { path: memory_file.to_path_buf(), shared: false };
+    let memory = GuestMemory::File { path: memory_file.to_path_buf(), shared: false, block };
     let mut spec = launcher.launch_spec(&id, accel, (shape, vm_spec), dir.path(), memory)?;
     spec.incoming = Some("defer".into());
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
