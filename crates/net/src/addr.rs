@@ -54,8 +54,8 @@ impl AddressLease {
         let span = END - 1 - FIRST_GUEST;
         for step in 0..span {
             let index = FIRST_GUEST + (alloc.next - FIRST_GUEST + step) % span;
-            if !alloc.used.contains_key(&index) {
-                alloc.used.insert(index, 1);
+            if let std::collections::btree_map::Entry::Vacant(free) = alloc.used.entry(index) {
+                free.insert(1);
                 alloc.next = if index + 1 >= END - 1 { FIRST_GUEST } else { index + 1 };
                 return Some(Self { index });
             }
@@ -68,7 +68,7 @@ impl AddressLease {
     /// is not a guest address of the NAT's network.
     pub(crate) fn claim(ip: Ipv4Addr) -> Option<Self> {
         let index = u32::from(ip) & (END - 1);
-        if !in_subnet(ip) || index < FIRST_GUEST || index >= END - 1 {
+        if !in_subnet(ip) || !(FIRST_GUEST..END - 1).contains(&index) {
             return None;
         }
         let mut alloc = ALLOCATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -301,7 +301,11 @@ mod tests {
         assert!(!widened.allows(HOST, Proto::Tcp, Some(80)), "a lease cannot open the host");
         widened.narrow(policy(r#""deny""#));
         assert!(!widened.allows(ip("8.8.8.8"), Proto::Tcp, Some(443)));
-        assert_eq!(widened.narrowings(), [policy(r#"["192.0.2.2"]"#), policy(r#""deny""#)], "kept for a resume");
+        assert_eq!(
+            widened.narrowings(),
+            [policy(r#"["192.0.2.2"]"#), policy(r#""deny""#)],
+            "kept for a resume"
+        );
     }
 
     #[test]

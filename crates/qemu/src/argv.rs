@@ -314,7 +314,8 @@ mod tests {
     #[test]
     fn snapshot_clone_argv_maps_the_memory_file_privately_and_waits_for_incoming() {
         let mut spec = spec();
-        spec.memory = GuestMemory::File { path: "/dev/shm/fp-t1".into(), shared: false, block: RamBlock::Backend };
+        spec.memory =
+            GuestMemory::File { path: "/dev/shm/fp-t1".into(), shared: false, block: RamBlock::Backend };
         spec.incoming = Some("defer".into());
         let argv = strings(&build_argv(&spec));
         assert_eq!(value_after(&argv, "-M"), ["microvm,accel=tcg,memory-backend=mem"]);
@@ -334,7 +335,10 @@ mod tests {
         assert!(value_after(&clone_resumed, "-sandbox")[0].contains("spawn=deny"), "fd: migrations only");
         let memory = GuestMemory::File { path: "/t/memory".into(), shared: true, block: RamBlock::Machine };
         let template_of_cold_boot = strings(&build_argv(&LaunchSpec { memory, ..spec() }));
-        assert_eq!(value_after(&template_of_cold_boot, "-M"), ["microvm,accel=tcg,memory-backend=microvm.ram"]);
+        assert_eq!(
+            value_after(&template_of_cold_boot, "-M"),
+            ["microvm,accel=tcg,memory-backend=microvm.ram"]
+        );
         assert_eq!(
             value_after(&template_of_cold_boot, "-object"),
             ["memory-backend-file,id=microvm.ram,size=256M,mem-path=/t/memory,share=on"]

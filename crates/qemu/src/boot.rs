@@ -95,7 +95,12 @@ pub(crate) async fn start(
     let network = match (&spec.network, net_listeners) {
         (Some(plan), Some(listeners)) => {
             let sockets = supervised(listeners.accept(), "network", &process, deadline).await?;
-            Some(firepit_net::VmNetwork::start(&plan.spec, sockets, plan.shape_counters.clone())?)
+            Some(match &plan.resume {
+                Some(state) => {
+                    firepit_net::VmNetwork::resume(&plan.spec, sockets, plan.shape_counters.clone(), state)?
+                }
+                None => firepit_net::VmNetwork::start(&plan.spec, sockets, plan.shape_counters.clone())?,
+            })
         }
         _ => None,
     };

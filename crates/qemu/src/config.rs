@@ -87,15 +87,19 @@ pub enum FillKind {
     /// Booted from the kernel although the shape's strategy is `Snapshot`: its template could not
     /// be built or restores failed (see `QemuProvider::template_state` for why).
     ColdBootFallback,
+    /// Started from a saved VM: resumed after a pause, or started from a snapshot on its own
+    /// (see [`SavedVm`](crate::SavedVm)).
+    Saved,
 }
 
 impl FillKind {
-    /// The metrics label value: `cold_boot`, `snapshot` or `cold_boot_fallback`.
+    /// The metrics label value: `cold_boot`, `snapshot`, `cold_boot_fallback` or `saved_state`.
     pub fn as_str(self) -> &'static str {
         match self {
             FillKind::ColdBoot => "cold_boot",
             FillKind::Snapshot => "snapshot",
             FillKind::ColdBootFallback => "cold_boot_fallback",
+            FillKind::Saved => "saved_state",
         }
     }
 }

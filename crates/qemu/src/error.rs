@@ -53,6 +53,10 @@ pub enum QemuError {
     /// A VM's root disk (its copy-on-write overlay) could not be prepared.
     #[error(transparent)]
     Disk(#[from] crate::root_disk::DiskError),
+    /// Pausing, resuming, snapshotting or forking a VM failed (see
+    /// [`LifecycleError`](crate::LifecycleError)).
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::LifecycleError),
 }
 
 /// Why a QEMU process could not be started.

@@ -225,27 +225,28 @@ impl Launcher {
         boot::wait_ready(&started, self.config.boot_timeout, deadline).await?;
         let boot_duration = started_at.elapsed();
         tracing::info!(vm = %id, %shape, %accel, pid = started.process.pid(), ?boot_duration, fill = fill.as_str(), "VM booted");
-        let exec_defaults = vm.image.exec_defaults.clone();
-        let mut vm = self.vm(id, shape, accel, boot_duration, started, fill);
-        vm.set_exec_defaults(exec_defaults);
+        let mut vm = self.vm((shape, vm), &spec, boot_duration, started, fill);
+        vm.set_exec_defaults(vm.spec.image.exec_defaults.clone());
         vm.configure_network().await?;
         Ok(vm)
     }
 
-    /// Wraps a started QEMU into the VM handle.
+    /// Wraps a started QEMU (launched as `launch` for a VM of `shape` made from `vm`) into the
+    /// VM handle.
     pub(crate) fn vm(
         &self,
-        id: String,
-        shape: &ShapeKey,
-        accel: Accel,
+        (shape, vm): (&ShapeKey, &VmSpec),
+        launch: &LaunchSpec,
         boot_duration: Duration,
         started: boot::Started,
         fill: FillKind,
     ) -> QemuVm {
         QemuVm {
-            id,
+            id: launch.name.clone(),
             shape: shape.clone(),
-            accel,
+            spec: Arc::new(vm.clone()),
+            memory: launch.memory.clone(),
+            accel: launch.accel,
             boot_duration,
             config: self.config.clone(),
             qmp: started.qmp,

@@ -103,6 +103,7 @@ mod error;
 mod exit;
 mod health;
 mod launch;
+mod lifecycle;
 mod memory_charge;
 mod net;
 mod ownership;
@@ -142,6 +143,7 @@ pub use firepit_cgroup::{
 pub use firepit_shape::FillStrategy;
 pub use firepit_shape::{EgressPolicy, EgressRule, EgressTarget, NetworkMode, NetworkSpec};
 pub use health::agent_health_check;
+pub use lifecycle::{LifecycleError, SavedKind, SavedVm};
 pub use memory_charge::process_memory_kib;
 pub use ownership::{OwnedProcess, OwnershipHook};
 pub use provider::QemuProvider;

@@ -136,6 +136,6 @@ impl Gate for VmGate {
 }
 
 /// The host's wall clock, nanoseconds since the Unix epoch.
-fn unix_time_ns() -> u128 {
+pub(crate) fn unix_time_ns() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }

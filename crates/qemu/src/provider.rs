@@ -236,6 +236,14 @@ impl QemuProvider {
         &self.inner.launcher
     }
 
+    /// Tells the ownership hook, if any, that `vm`'s process is now owned (a VM made outside the
+    /// pool's `create`: resumed, forked, started from a snapshot; see `lifecycle`).
+    pub(crate) fn report_spawned(&self, vm: &QemuVm) {
+        if let Some(hook) = &self.inner.hook {
+            hook.spawned(&OwnedProcess::of(vm));
+        }
+    }
+
     /// Boots a VM of `spec` from scratch (whatever its fill strategy), outside any pool: the caller
     /// owns the VM and ends it with [`QemuVm::shutdown`] (see there for an example). The ownership
     /// hook is not told about it.

@@ -60,6 +60,10 @@ pub enum VmStatus {
 pub struct QemuVm {
     pub(crate) id: String,
     pub(crate) shape: ShapeKey,
+    /// What it was made from (saved with it when it is paused or snapshotted).
+    pub(crate) spec: Arc<crate::vm_spec::VmSpec>,
+    /// Where its RAM lives (a saved stream names its RAM block).
+    pub(crate) memory: crate::argv::GuestMemory,
     pub(crate) accel: Accel,
     pub(crate) boot_duration: Duration,
     pub(crate) config: Arc<ProviderConfig>,

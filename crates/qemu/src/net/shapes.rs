@@ -14,6 +14,8 @@ pub(crate) struct NetPlan {
     pub spec: Arc<NetworkSpec>,
     /// The shape's counters, which every VM of it adds to.
     pub shape_counters: Arc<NetCounters>,
+    /// A resumed VM's network as it was paused (same address, narrowings); `None`: a new one.
+    pub resume: Option<firepit_net::NetworkState>,
 }
 
 /// Traffic counters per shape; they outlive the shape's VMs (and the shape: metrics only grow).
@@ -30,7 +32,7 @@ impl Networks {
         }
         let mut counters = self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let shape_counters = counters.entry(shape.clone()).or_default().clone();
-        Some(NetPlan { spec: Arc::new(spec.clone()), shape_counters })
+        Some(NetPlan { spec: Arc::new(spec.clone()), shape_counters, resume: None })
     }
 
     /// Traffic totals of every shape that has had a VM with a network.

@@ -26,7 +26,11 @@ pub(crate) async fn template_key(
     let accel = launcher.accel().await;
     let mut joined = Vec::new();
     for clone in [false, true] {
-        let memory = GuestMemory::File { path: PathBuf::from("/TEMPLATE/memory"), shared: !clone, block: RamBlock::Backend };
+        let memory = GuestMemory::File {
+            path: PathBuf::from("/TEMPLATE/memory"),
+            shared: !clone,
+            block: RamBlock::Backend,
+        };
         let mut spec = launcher.launch_spec("VM", accel, (shape, vm), Path::new("/RUNTIME"), memory)?;
         spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
         if clone {
@@ -94,7 +98,8 @@ async fn build_in(
     let deadline = started_at + launcher.config.boot_timeout;
     let accel = launcher.accel().await;
     let (id, vm_dir) = launcher.new_dir()?;
-    let memory = GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true, block: RamBlock::Backend };
+    let memory =
+        GuestMemory::File { path: scratch.join(store::MEMORY_FILE), shared: true, block: RamBlock::Backend };
     let mut spec = launcher.launch_spec(&id, accel, (shape, vm_spec), vm_dir.path(), memory)?;
     spec.tb_size_mb = launcher.config.snapshot_tb_size_mb;
     // The template's overlay is saved with it: at save time it is the disk its clones start from.
@@ -112,7 +117,7 @@ async fn build_in(
     qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;
     qmp.migrate(&format!("exec:cat > {}", quoted(&scratch.join(store::STATE_FILE))?)).await?;
     crate::snapshot::restore::wait_migration(&qmp, "out", deadline).await?;
-    let vm = launcher.vm(id, shape, accel, booted, started, FillKind::Snapshot);
+    let vm = launcher.vm((shape, vm_spec), &spec, booted, started, FillKind::Snapshot);
     vm.shutdown().await;
     if spec.disk.is_some() {
         crate::disk::freeze(&disk)?;

@@ -79,7 +79,7 @@ pub(crate) async fn restore_clone(
     qmp.cont().await?;
     crate::boot::wait_for_agent(&started, timeout, deadline).await?;
     let restored = started_at.elapsed();
-    let mut vm = launcher.vm(id, shape, accel, restored, started, FillKind::Snapshot);
+    let mut vm = launcher.vm((shape, vm_spec), &spec, restored, started, FillKind::Snapshot);
     vm.template = Some(template);
     vm.set_exec_defaults(vm_spec.image.exec_defaults.clone());
     let applied = vm.set_identity(firepit_guest::fresh_identity(vm.id())).await?;
