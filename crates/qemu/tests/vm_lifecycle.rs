@@ -1,143 +1,154 @@
-//! A VM's life: status, pause/resume, unexpected death, destroy, drop, failed boots.
-//! Each test boots its own VM (they change its state); nothing may be left behind.
+//! Pause and resume with real VMs: files, background processes, the clock and the QEMU process
+//! across several pauses; a failed save leaves the VM running.
+//!
+//! One provider for the binary (its templates and runtime files removed at exit); saved VMs go to
+//! a temporary directory per test.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use firepit_pool::{PoolVm, Provider};
-use firepit_qemu::{BootError, QemuError, VmStatus};
+use firepit_agent::{Channel, ProcessOutputRequest, ProcessRef, StartProcessRequest};
+use firepit_pool::Provider;
+use firepit_qemu::{FillKind, QemuProvider, QemuVm, SavedKind, SavedVm};
+use tokio::sync::OnceCell;
 
-#[test]
-fn status_follows_pause_and_resume() {
-    common::run(async {
-        let image = common::image();
-        let dir = common::runtime_dir("status");
-        let provider = common::provider(&dir, |_| {});
-        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap();
-        assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
-        vm.pause().await.unwrap();
-        assert_eq!(vm.status().await.unwrap(), VmStatus::Paused);
-        vm.resume().await.unwrap();
-        assert_eq!(vm.status().await.unwrap(), VmStatus::Running);
-        assert!(vm.exec(["true"]).await.unwrap().success(), "guest works after resume");
-        provider.destroy(vm).await;
-        common::assert_removed_empty(&dir);
-    });
+async fn provider() -> &'static QemuProvider {
+    static PROVIDER: OnceCell<QemuProvider> = OnceCell::const_new();
+    PROVIDER.get_or_init(|| async { common::shared_provider("lifecycle") }).await
+}
+
+async fn sh(vm: &QemuVm, script: &str) -> String {
+    let out = vm.exec(["sh", "-c", script]).await.unwrap();
+    assert_eq!(out.exit_code, Some(0), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout_lossy().trim().to_owned()
+}
+
+/// The count a counting background process has printed, read from `offset`.
+async fn counted(vm: &QemuVm, offset: u64) -> (u64, Vec<u64>) {
+    let request = ProcessOutputRequest {
+        process: ProcessRef::Tag("counter".into()),
+        channel: Channel::Stdout,
+        offset,
+        max_bytes: 0,
+        wait_ms: 2000,
+    };
+    let output = vm.process_output(request).await.unwrap();
+    assert_eq!(output.offset, offset, "output read on from the same offset");
+    let text = String::from_utf8_lossy(&output.bytes).into_owned();
+    let numbers = text.lines().filter_map(|line| line.trim().parse().ok()).collect();
+    (offset + output.bytes.len() as u64, numbers)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[test]
-fn sigkill_of_qemu_is_noticed_at_once() {
+fn a_paused_vm_resumes_three_times_with_its_files_processes_and_clock() {
     common::run(async {
-        let image = common::image();
-        let dir = common::runtime_dir("kill9");
-        let provider = common::provider(&dir, |_| {});
-        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap();
-        let pid = vm.pid();
-        let exited = vm.exited();
-        // SAFETY: kill(2) of the QEMU we just started, as an outside `kill -9` would.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
-        let started = Instant::now();
-        tokio::time::timeout(Duration::from_secs(2), exited).await.expect("exited() did not resolve");
-        eprintln!("exit noticed after {:?}", started.elapsed());
-        assert_eq!(vm.status().await.unwrap(), VmStatus::Exited(None));
-        assert!(!common::pid_exists(pid), "qemu {pid} left as a zombie");
-        assert!(provider.probe(&vm).await.is_err());
-        assert!(vm.exec(["true"]).await.is_err());
-        provider.destroy(vm).await;
-        common::assert_removed_empty(&dir);
-    });
-}
-
-#[test]
-fn destroy_leaves_no_process_socket_or_directory() {
-    common::run(async {
-        let image = common::image();
-        let dir = common::runtime_dir("destroy");
-        let provider = common::provider(&dir, |_| {});
-        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap();
-        let (pid, vm_dir) = (vm.pid(), vm.runtime_dir().to_path_buf());
-        assert!(vm_dir.join("qmp.sock").exists());
-        assert!(provider.probe(&vm).await.is_ok());
-        let started = Instant::now();
-        provider.destroy(vm).await;
-        eprintln!("destroy took {:?}", started.elapsed());
-        assert!(!common::pid_exists(pid), "qemu {pid} still exists");
-        assert!(!vm_dir.exists(), "{} left behind", vm_dir.display());
-        common::assert_removed_empty(&dir);
-    });
-}
-
-#[test]
-fn dropping_a_vm_kills_qemu_and_removes_its_directory() {
-    common::run(async {
-        let image = common::image();
-        let dir = common::runtime_dir("drop");
-        let provider = common::provider(&dir, |_| {});
-        let vm = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap();
-        let (pid, vm_dir) = (vm.pid(), vm.runtime_dir().to_path_buf());
-        drop(vm);
-        assert!(!vm_dir.exists());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while common::pid_exists(pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let provider = provider().await;
+        let saves = tempfile::tempdir().unwrap();
+        let shape = common::shape();
+        let mut vm = provider.create(&shape, &common::snapshot_spec(&common::image())).await.unwrap();
+        sh(&vm, "echo kept > /root/note; hostname > /root/hostname").await;
+        let hostname = sh(&vm, "hostname").await;
+        let counter = StartProcessRequest {
+            tag: Some("counter".into()),
+            ..StartProcessRequest::new(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"])
+        };
+        vm.start_process(counter).await.unwrap();
+        let (mut offset, first) = counted(&vm, 0).await;
+        let mut last = *first.last().unwrap();
+        for round in 1..=3 {
+            let dir = saves.path().join(format!("paused-{round}"));
+            let pid = vm.pid();
+            let paused = provider.pause_to_disk(&vm, &dir).await.unwrap();
+            assert_eq!(paused.kind(), SavedKind::Paused);
+            assert!(vm.exit_info().is_some() && !common::pid_exists(pid), "round {round}: QEMU is gone");
+            assert!(paused.state_bytes() > 1 << 20 && paused.state_bytes() < 256 << 20, "{}", paused.state_bytes());
+            provider.destroy(vm).await;
+            // The clock stands still while paused: the resume sets it forward.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let reopened = SavedVm::open(&dir).unwrap();
+            vm = provider.resume_saved(&reopened).await.unwrap();
+            assert_eq!(vm.fill(), FillKind::Saved);
+            assert!(!dir.exists(), "round {round}: a resumed pause leaves nothing behind");
+            assert_eq!(sh(&vm, "cat /root/note").await, "kept", "round {round}");
+            assert_eq!(sh(&vm, "hostname").await, hostname, "round {round}: the same VM");
+            let guest_now: u64 = sh(&vm, "date +%s").await.parse().unwrap();
+            assert!(guest_now.abs_diff(unix_now()) <= 2, "round {round}: guest clock {guest_now}");
+            let (next, numbers) = counted(&vm, offset).await;
+            assert!(!numbers.is_empty(), "round {round}: still counting");
+            assert_eq!(numbers[0], last + 1, "round {round}: counting on where it stopped");
+            (offset, last) = (next, *numbers.last().unwrap());
         }
-        assert!(!common::pid_exists(pid), "qemu {pid} survived its handle (or was not reaped)");
-        common::assert_removed_empty(&dir);
+        provider.destroy(vm).await;
+        assert!(common::leftovers(saves.path()).is_empty());
     });
 }
 
 #[test]
-fn boot_timeout_kills_the_vm_and_reports_the_console_tail() {
+fn a_cold_booted_vm_pauses_and_resumes() {
     common::run(async {
-        let image = common::image();
-        let dir = common::runtime_dir("timeout");
-        // A shell as init never prints the readiness line; a verbose kernel (loglevel overrides
-        // `quiet`) leaves console output to report.
-        let provider = common::provider(&dir, |c| {
-            c.boot_timeout = Duration::from_secs(15);
-            c.extra_kernel_args =
-                vec!["rdinit=/bin/sh".into(), "loglevel=7".into(), "earlyprintk=ttyS0".into()];
-        });
-        let started = Instant::now();
-        let err = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
-        match &err {
-            QemuError::Boot(BootError::Timeout { console_tail, .. }) => {
-                assert!(
-                    console_tail.contains("Linux") || console_tail.contains("]"),
-                    "no console tail in {err}"
-                );
-            }
-            other => panic!("expected a boot timeout, got {other}"),
-        }
-        eprintln!("{err}");
-        assert!(
-            common::qemu_children(&dir).is_empty(),
-            "qemu left running: {:?}",
-            common::qemu_children(&dir)
-        );
-        common::assert_removed_empty(&dir);
+        let provider = provider().await;
+        let saves = tempfile::tempdir().unwrap();
+        let vm = provider.create(&common::shape(), &common::cold_spec(&common::image())).await.unwrap();
+        sh(&vm, "echo cold > /root/note").await;
+        let paused = provider.pause_to_disk(&vm, &saves.path().join("cold")).await.unwrap();
+        provider.destroy(vm).await;
+        let vm = provider.resume_saved(&paused).await.unwrap();
+        assert_eq!(sh(&vm, "cat /root/note").await, "cold");
+        provider.destroy(vm).await;
     });
 }
 
 #[test]
-fn guest_that_panics_during_boot_is_reported_with_its_console() {
+fn a_save_that_fails_leaves_the_vm_running_and_nothing_behind() {
     common::run(async {
-        let image = common::image();
-        let dir = common::runtime_dir("panic");
-        // No such init: the kernel panics, `panic=-1` reboots, `-no-reboot` makes QEMU exit.
-        let provider = common::provider(&dir, |c| {
-            c.extra_kernel_args = vec!["rdinit=/nonexistent-init".into(), "loglevel=7".into()];
-        });
-        let err = provider.create(&common::shape(), &common::cold_spec(&image)).await.unwrap_err();
-        match &err {
-            QemuError::Boot(BootError::Exited { console_tail, .. }) => {
-                assert!(console_tail.contains("Kernel panic"), "{err}");
-            }
-            other => panic!("expected the guest to exit during boot, got {other}"),
-        }
-        assert!(common::qemu_children(&dir).is_empty());
-        common::assert_removed_empty(&dir);
+        let provider = provider().await;
+        let saves = tempfile::tempdir().unwrap();
+        let vm = provider.create(&common::shape(), &common::snapshot_spec(&common::image())).await.unwrap();
+        let taken = saves.path().join("taken");
+        std::fs::create_dir(&taken).unwrap();
+        let err = provider.pause_to_disk(&vm, &taken).await.unwrap_err();
+        assert!(err.to_string().contains("exists"), "{err}");
+        let blocked = saves.path().join("file");
+        std::fs::write(&blocked, b"not a directory").unwrap();
+        assert!(provider.snapshot(&vm, &blocked.join("snap")).await.is_err());
+        assert_eq!(sh(&vm, "echo alive").await, "alive", "the VM runs on");
+        assert_eq!(vm.status().await.unwrap(), firepit_qemu::VmStatus::Running);
+        let mut left = common::leftovers(saves.path());
+        left.sort();
+        assert_eq!(left, [blocked, taken], "no scratch left");
+        provider.destroy(vm).await;
+    });
+}
+
+#[test]
+fn a_damaged_saved_vm_is_refused_before_it_runs() {
+    common::run(async {
+        // A provider of its own: no other test's QEMU shares its runtime directory.
+        let runtime = common::runtime_dir("damaged");
+        let provider = common::provider(&runtime, |_| {});
+        let saves = tempfile::tempdir().unwrap();
+        let vm = provider.create(&common::shape(), &common::cold_spec(&common::image())).await.unwrap();
+        let snapshot = provider.snapshot(&vm, &saves.path().join("snap")).await.unwrap();
+        assert_eq!(sh(&vm, "echo running").await, "running", "a snapshot leaves the VM running");
+        provider.destroy(vm).await;
+        let state = snapshot.dir().join("state.bin");
+        let mut bytes = std::fs::read(&state).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&state, &bytes).unwrap();
+        let started = std::time::Instant::now();
+        let err = provider.start_from_snapshot(&snapshot).await.unwrap_err();
+        assert!(err.to_string().contains("SHA-256"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(15), "refused, not hung: {:?}", started.elapsed());
+        std::fs::write(&state, &bytes[..middle]).unwrap();
+        let err = SavedVm::open(snapshot.dir()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        assert!(common::qemu_children(&runtime).is_empty(), "the QEMU that loaded it is gone");
+        common::assert_removed_empty(&runtime);
     });
 }
