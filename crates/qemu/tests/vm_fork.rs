@@ -136,7 +136,8 @@ fn the_first_request_after_a_resume_reaches_the_forwarded_server() {
         let saves = tempfile::tempdir().unwrap();
         let (key, spec) = nat_shape();
         let vm = provider.create(&key, &spec).await.unwrap();
-        sh(&vm, "mkdir -p /tmp/www && echo guest-page > /tmp/www/index.html && httpd -p 8000 -h /tmp/www").await;
+        sh(&vm, "mkdir -p /tmp/www && echo guest-page > /tmp/www/index.html && httpd -p 8000 -h /tmp/www")
+            .await;
         let addr = vm.forward_port(8000).await.unwrap();
         assert!(http_get(addr).await.unwrap().contains("guest-page"));
         let address = vm.network().unwrap();

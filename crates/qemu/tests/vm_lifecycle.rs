@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use firepit_agent::{Channel, ProcessOutputRequest, ProcessRef, StartProcessRequest};
 use firepit_pool::Provider;
-use firepit_qemu::{FillKind, QemuProvider, QemuVm, SavedKind, SavedVm};
+use firepit_qemu::{FillKind, LifecycleError, QemuError, QemuProvider, QemuVm, SavedKind, SavedVm};
 use tokio::sync::OnceCell;
 
 async fn provider() -> &'static QemuProvider {
@@ -55,7 +55,11 @@ fn a_paused_vm_resumes_three_times_with_its_files_processes_and_clock() {
         let hostname = sh(&vm, "hostname").await;
         let counter = StartProcessRequest {
             tag: Some("counter".into()),
-            ..StartProcessRequest::new(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"])
+            ..StartProcessRequest::new([
+                "sh",
+                "-c",
+                "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done",
+            ])
         };
         vm.start_process(counter).await.unwrap();
         let (mut offset, first) = counted(&vm, 0).await;
@@ -66,7 +70,11 @@ fn a_paused_vm_resumes_three_times_with_its_files_processes_and_clock() {
             let paused = provider.pause_to_disk(&vm, &dir).await.unwrap();
             assert_eq!(paused.kind(), SavedKind::Paused);
             assert!(vm.exit_info().is_some() && !common::pid_exists(pid), "round {round}: QEMU is gone");
-            assert!(paused.state_bytes() > 1 << 20 && paused.state_bytes() < 256 << 20, "{}", paused.state_bytes());
+            assert!(
+                paused.state_bytes() > 1 << 20 && paused.state_bytes() < 256 << 20,
+                "{}",
+                paused.state_bytes()
+            );
             provider.destroy(vm).await;
             // The clock stands still while paused: the resume sets it forward.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -143,11 +151,21 @@ fn a_damaged_saved_vm_is_refused_before_it_runs() {
         std::fs::write(&state, &bytes).unwrap();
         let started = std::time::Instant::now();
         let err = provider.start_from_snapshot(&snapshot).await.unwrap_err();
+        assert!(matches!(err, QemuError::Lifecycle(LifecycleError::Damaged { .. })), "{err:?}");
         assert!(err.to_string().contains("SHA-256"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(15), "refused, not hung: {:?}", started.elapsed());
         std::fs::write(&state, &bytes[..middle]).unwrap();
         let err = SavedVm::open(snapshot.dir()).unwrap_err();
+        assert!(matches!(err, LifecycleError::Damaged { .. }), "{err:?}");
         assert!(err.to_string().contains("truncated"), "{err}");
+        std::fs::remove_file(&state).unwrap();
+        let err = SavedVm::open(snapshot.dir()).unwrap_err();
+        assert!(
+            matches!(err, LifecycleError::Damaged { .. }) && err.to_string().contains("state.bin"),
+            "{err}"
+        );
+        let err = SavedVm::open(&saves.path().join("never-saved")).unwrap_err();
+        assert!(matches!(err, LifecycleError::NotSaved { .. }), "{err:?}");
         assert!(common::qemu_children(&runtime).is_empty(), "the QEMU that loaded it is gone");
         common::assert_removed_empty(&runtime);
     });

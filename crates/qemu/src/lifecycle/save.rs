@@ -47,6 +47,7 @@ pub(crate) async fn save(
     kind: SavedKind,
     after: AfterSave,
 ) -> Result<SavedManifest, QemuError> {
+    let entered = tokio::time::Instant::now();
     if vm.exit_info().is_some() {
         return Err(LifecycleError::NotRunning { vm: vm.id().to_owned() }.into());
     }
@@ -67,16 +68,21 @@ pub(crate) async fn save(
     ));
     private_dir(&scratch)?;
     let started = tokio::time::Instant::now();
+    tracing::debug!(vm = %vm.id(), checked = ?entered.elapsed(), "saving the VM");
     vm.qmp.stop().await?;
     match write(launcher, vm, &layers, &scratch, kind)
         .await
         .and_then(|manifest| publish(&scratch, target).map(|()| manifest))
     {
         Ok(manifest) => {
-            tracing::info!(vm = %vm.id(), dir = %target.display(), ?kind, stopped = ?started.elapsed(),
+            tracing::info!(vm = %vm.id(), dir = %target.display(), ?kind, written = ?started.elapsed(),
                 state_mib = manifest.state.bytes >> 20, disk_layers = manifest.disk.len(), "VM saved");
             match after {
-                AfterSave::Exit => exit(vm).await,
+                AfterSave::Exit => {
+                    let exiting = tokio::time::Instant::now();
+                    exit(vm).await;
+                    tracing::debug!(vm = %vm.id(), took = ?exiting.elapsed(), "saved VM's QEMU exited");
+                }
                 AfterSave::Run => {
                     if let Err(e) = vm.qmp.cont().await {
                         tracing::warn!(vm = %vm.id(), error = %e, "the VM did not run again after its snapshot");
@@ -124,7 +130,9 @@ async fn write(
     kind: SavedKind,
 ) -> Result<SavedManifest, QemuError> {
     let deadline = stream::deadline(vm.spec.memory_mb);
+    let started = tokio::time::Instant::now();
     let (bytes, sha256) = stream::save(&vm.qmp, &scratch.join(manifest::STATE_FILE), deadline).await?;
+    tracing::debug!(vm = %vm.id(), took = ?started.elapsed(), mib = bytes >> 20, "stream written");
     let state = FileSum { file: manifest::STATE_FILE.into(), bytes, sha256 };
     let (disk, base_stamp) = match &vm.spec.image.disk {
         Some(base) => {

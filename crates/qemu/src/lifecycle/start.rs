@@ -87,15 +87,18 @@ pub(crate) async fn start(
         plan.resume = manifest.network.clone();
     }
     let started = launcher.start(&launch, vm_dir, deadline).await?;
+    let spawned = started_at.elapsed();
     if let Err(e) = super::stream::load(&started.qmp, dir, &manifest.state, deadline).await {
         started.process.kill();
         let _reaped = tokio::time::timeout(std::time::Duration::from_secs(5), started.process.exited()).await;
         return Err(e);
     }
+    let streamed = started_at.elapsed();
     started.qmp.cont().await?;
     let timeout = deadline.saturating_duration_since(Instant::now());
     crate::boot::wait_for_agent(&started, timeout, deadline).await?;
     let loaded = started_at.elapsed();
+    tracing::debug!(?spawned, ?streamed, ?loaded, "saved VM loaded");
     let (key, spec) = relaunch::vm_spec(&manifest.spec);
     let mut vm = launcher.vm((&key, &spec), &launch, loaded, started, FillKind::Saved);
     vm.set_exec_defaults(spec.image.exec_defaults.clone());
