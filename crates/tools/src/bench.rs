@@ -13,6 +13,9 @@ pub enum BenchCommand {
     Vm(crate::bench_vm::VmBenchArgs),
     /// Fill strategies side by side: cold boot vs snapshot restore (time, PSS), refill of 16.
     Fill(crate::bench_fill::FillBenchArgs),
+    /// A running VM's lifecycle per guest size: pause (time, disk), resume → first exec,
+    /// snapshot, start from a snapshot, fork of 1 and of 8, with memory dirtied by a workload.
+    Lifecycle(crate::bench_lifecycle::LifecycleBenchArgs),
     /// The daemon's API vs in process: acquire + release and exec round trip, p50/p99.
     ///
     /// Starts `firepit serve` on a temporary Unix socket and an in-process pool of the same shape,
@@ -44,6 +47,7 @@ pub async fn run(command: BenchCommand) -> ToolResult {
     match command {
         BenchCommand::Vm(args) => crate::bench_vm::run(args).await,
         BenchCommand::Fill(args) => crate::bench_fill::run(args).await,
+        BenchCommand::Lifecycle(args) => crate::bench_lifecycle::run(args).await,
         BenchCommand::Api(args) => crate::bench_api::run(args).await,
         BenchCommand::Density(args) => crate::bench_density::run(args).await,
         #[cfg(feature = "dev")]

@@ -32,6 +32,7 @@ pub mod bench_cluster;
 pub mod bench_density;
 pub mod bench_e2b;
 pub mod bench_fill;
+pub mod bench_lifecycle;
 #[cfg(feature = "dev")]
 pub mod bench_net;
 #[cfg(feature = "dev")]
