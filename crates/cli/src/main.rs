@@ -195,7 +195,13 @@ fn dispatch(command: Command) -> CliResult {
             Command::Ui(args) => ui::run(args).await,
             Command::Gateway(args) => gateway::run(args).await,
             Command::Drain(args) => drain::run(args).await,
-            Command::Bench(command) => Ok(firepit_tools::bench::run(command).await?),
+            Command::Bench(command) => {
+                // Results go to stdout; with RUST_LOG set, where the time went goes to stderr.
+                if std::env::var_os("RUST_LOG").is_some() {
+                    logging::init(false);
+                }
+                Ok(firepit_tools::bench::run(command).await?)
+            }
             #[cfg(feature = "dev")]
             Command::Soak(args) => {
                 logging::init(false);
