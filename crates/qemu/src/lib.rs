@@ -45,6 +45,14 @@
 //! its docs and `firepit bench net`); this crate starts them with the VM and drives the forwards
 //! over QMP.
 //!
+//! Beyond one QEMU process, a running VM can be paused to disk and resumed as itself
+//! ([`QemuProvider::pause_to_disk`], [`QemuProvider::resume_saved`]: files, processes and their
+//! output, address and port forwards kept; the paused VM's QEMU has exited), snapshotted and
+//! started again as new VMs ([`QemuProvider::snapshot`], [`QemuProvider::start_from_snapshot`],
+//! [`QemuProvider::clones_of`]), or forked into copy-on-write copies with identities of their own
+//! ([`QemuProvider::fork`]). All rest on one on-disk format, [`SavedVm`] (QEMU's migration stream,
+//! the disk layers, a manifest with checksums); what is wrong with one is a [`LifecycleError`].
+//!
 //! Either way the result is a [`QemuVm`], the handle a lease derefs to: [`Console`] (serial
 //! console: send, `read_until`, output stream), `status` through [`QmpClient`] and the process
 //! state, and everything through the guest agent (`exec`, files, processes, terminals): the
