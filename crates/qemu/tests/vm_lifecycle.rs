@@ -9,8 +9,10 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use firepit_agent::{Channel, ProcessOutputRequest, ProcessRef, StartProcessRequest};
-use firepit_pool::Provider;
-use firepit_qemu::{FillKind, LifecycleError, QemuError, QemuProvider, QemuVm, SavedKind, SavedVm};
+use firepit_pool::{Provider, ShapeKey};
+use firepit_qemu::{
+    DiskFormat, FillKind, LifecycleError, QemuError, QemuProvider, QemuVm, RootDisk, SavedKind, SavedVm,
+};
 use tokio::sync::OnceCell;
 
 async fn provider() -> &'static QemuProvider {
@@ -108,6 +110,36 @@ fn a_cold_booted_vm_pauses_and_resumes() {
         let vm = provider.resume_saved(&paused).await.unwrap();
         assert_eq!(sh(&vm, "cat /root/note").await, "cold");
         provider.destroy(vm).await;
+    });
+}
+
+#[test]
+fn a_vm_on_a_root_disk_pauses_and_resumes_twice_with_what_it_wrote_to_its_disk() {
+    common::run(async {
+        let provider = provider().await;
+        let work = tempfile::tempdir().unwrap();
+        let disk = common::busybox_disk(work.path(), &["sh", "cat", "echo", "sync"], &[]);
+        let base = std::fs::read(&disk).unwrap();
+        let image = common::image();
+        let mut spec = common::snapshot_spec(&image);
+        spec.image = image.paths.clone().with_disk(RootDisk::new(&disk, DiskFormat::Raw));
+        let mut vm = provider.create(&ShapeKey::new("disk"), &spec).await.unwrap();
+        let mut expected = String::new();
+        for round in 1..=2 {
+            sh(&vm, &format!("echo round-{round} >> /written; sync")).await;
+            expected = format!("{expected}round-{round}\n");
+            let paused =
+                provider.pause_to_disk(&vm, &work.path().join(format!("paused-{round}"))).await.unwrap();
+            provider.destroy(vm).await;
+            assert!(
+                paused.total_bytes() > paused.state_bytes(),
+                "round {round}: the disk layers are saved too"
+            );
+            vm = provider.resume_saved(&paused).await.unwrap();
+            assert_eq!(sh(&vm, "cat /written").await, expected.trim_end(), "round {round}");
+        }
+        provider.destroy(vm).await;
+        assert!(std::fs::read(&disk).unwrap() == base, "the base disk is never written");
     });
 }
 

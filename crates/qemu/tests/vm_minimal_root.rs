@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use firepit_agent::ExecRequest;
@@ -38,35 +37,11 @@ fn disk() -> &'static Path {
     &DISK
         .get_or_init(|| {
             let work = tempfile::tempdir().unwrap();
-            let root = work.path().join("root");
-            std::fs::create_dir_all(root.join("bin")).unwrap();
-            let image = common::image();
-            let busybox = firepit_image::initramfs::extract(&image.paths.initramfs, "bin/busybox")
-                .unwrap()
-                .expect("the image's initramfs has bin/busybox");
-            write_exec(&root.join("bin/busybox"), &busybox);
-            for applet in APPLETS {
-                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-            }
-            write_exec(&root.join("run-test"), RUN_TEST.as_bytes());
-            let disk = work.path().join("bare.img");
-            let status = Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-b", "4096", "-d"])
-                .arg(&root)
-                .arg(&disk)
-                .arg("16M")
-                .status()
-                .expect("mkfs.ext4 (e2fsprogs) not found: run scripts/setup");
-            assert!(status.success());
+            let disk =
+                common::busybox_disk(work.path(), &APPLETS, &[("run-test", RUN_TEST.as_bytes(), true)]);
             (work, disk)
         })
         .1
-}
-
-fn write_exec(path: &Path, bytes: &[u8]) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// The bare disk as a shape (warm-up on, as by default), with `defaults` for its execs.

@@ -199,3 +199,36 @@ pub fn assert_removed_empty(dir: &Path) {
 pub fn memory_kib(pid: u32) -> (u64, u64) {
     firepit_qemu::process_memory_kib(pid).unwrap_or_default()
 }
+
+/// A raw ext4 root disk in `dir` (`mkfs.ext4 -d`, 16 MiB) holding `/bin/busybox` from the test
+/// image's initramfs with `applets` linked to it, and `files` (path in the disk, contents,
+/// executable). Nothing of firepit is on it.
+pub fn busybox_disk(dir: &Path, applets: &[&str], files: &[(&str, &[u8], bool)]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let busybox = firepit_image::initramfs::extract(&image().paths.initramfs, "bin/busybox")
+        .unwrap()
+        .expect("the image's initramfs has bin/busybox");
+    let write = |path: &Path, bytes: &[u8], mode: u32| {
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    write(&root.join("bin/busybox"), &busybox, 0o755);
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    for (path, bytes, executable) in files {
+        write(&root.join(path), bytes, if *executable { 0o755 } else { 0o644 });
+    }
+    let disk = dir.join("root.img");
+    let status = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-d"])
+        .arg(&root)
+        .arg(&disk)
+        .arg("16M")
+        .status()
+        .expect("mkfs.ext4 (e2fsprogs) not found: run scripts/setup");
+    assert!(status.success());
+    disk
+}
