@@ -56,7 +56,7 @@ pub enum QemuError {
     /// Pausing, resuming, snapshotting or forking a VM failed (see
     /// [`LifecycleError`](crate::LifecycleError)).
     #[error(transparent)]
-    Lifecycle(#[from] crate::lifecycle::LifecycleError),
+    Lifecycle(#[from] crate::lifecycle_error::LifecycleError),
 }
 
 /// Why a QEMU process could not be started.

@@ -112,6 +112,7 @@ mod exit;
 mod health;
 mod launch;
 mod lifecycle;
+mod lifecycle_error;
 mod memory_charge;
 mod net;
 mod ownership;

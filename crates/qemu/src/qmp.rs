@@ -282,6 +282,29 @@ async fn read_loop(
     lock(&waiters).take();
 }
 
+/// File descriptors for `fd:` migrations (see `qmp_fd.rs` for why).
+impl QmpClient {
+    /// `getfd`: QEMU keeps a copy of `fd` under `name`, for an `fd:NAME` migration URI. The
+    /// caller may close its own copy once this returns.
+    ///
+    /// ```no_run
+    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::os::fd::AsFd;
+    /// let file = std::fs::File::create("/tmp/vm-state")?;
+    /// vm.qmp().add_fd("state", file.as_fd()).await?;
+    /// vm.qmp().migrate("fd:state").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_fd(&self, name: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), QmpError> {
+        self.execute_passing("getfd", Some(json!({ "fdname": name })), Some(fd)).await.map(drop)
+    }
+
+    /// `migrate-set-parameters` with `parameters` (e.g. `{"max-bandwidth": ...}`).
+    pub async fn migrate_set_parameters(&self, parameters: serde_json::Value) -> Result<(), QmpError> {
+        self.execute("migrate-set-parameters", Some(parameters)).await.map(drop)
+    }
+}
+
 #[cfg(test)]
 #[path = "qmp_tests.rs"]
 mod tests;

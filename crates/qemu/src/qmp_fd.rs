@@ -1,4 +1,5 @@
-//! Handing QEMU a file descriptor over QMP (`getfd`), and the migration commands that use one.
+//! Handing QEMU a file descriptor over QMP's socket (`SCM_RIGHTS`), as `getfd` wants it
+//! ([`QmpClient::add_fd`](crate::QmpClient::add_fd)).
 //!
 //! Why: a migration to or from a file through `exec:cat` needs a shell and `cat` spawned by QEMU,
 //! so the VM's seccomp sandbox must allow spawning, and every byte crosses a pipe and a second
@@ -9,34 +10,8 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use serde_json::json;
 use tokio::io::Interest;
 use tokio::net::UnixStream;
-
-use crate::error::QmpError;
-use crate::qmp::QmpClient;
-
-impl QmpClient {
-    /// `getfd`: QEMU keeps a copy of `fd` under `name`, for an `fd:NAME` migration URI. The
-    /// caller may close its own copy once this returns.
-    ///
-    /// ```no_run
-    /// # async fn demo(vm: &firepit_qemu::QemuVm) -> Result<(), Box<dyn std::error::Error>> {
-    /// use std::os::fd::AsFd;
-    /// let file = std::fs::File::create("/tmp/vm-state")?;
-    /// vm.qmp().add_fd("state", file.as_fd()).await?;
-    /// vm.qmp().migrate("fd:state").await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn add_fd(&self, name: &str, fd: BorrowedFd<'_>) -> Result<(), QmpError> {
-        self.execute_passing("getfd", Some(json!({ "fdname": name })), Some(fd)).await.map(drop)
-    }
-
-    /// `migrate-set-parameters` with `parameters` (e.g. `{"max-bandwidth": ...}`).
-    pub async fn migrate_set_parameters(&self, parameters: serde_json::Value) -> Result<(), QmpError> {
-        self.execute("migrate-set-parameters", Some(parameters)).await.map(drop)
-    }
-}
 
 /// Sends the first bytes of `bytes` with `fd` attached (`SCM_RIGHTS`); returns how many bytes went
 /// (the caller writes the rest as usual).

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::error::LifecycleError;
 use super::manifest::{FileSum, TOP_LAYER};
+use crate::lifecycle_error::LifecycleError;
 use crate::root_disk::RootDisk;
 
 /// How long one `qemu-img info` or `rebase -u` may take (each reads or writes a few KiB).

@@ -19,9 +19,9 @@ use firepit_net::NetworkState;
 use firepit_shape::ShapeSpec;
 use serde::{Deserialize, Serialize};
 
-use super::error::LifecycleError;
 use crate::argv::RamBlock;
 use crate::config::ImagePaths;
+use crate::lifecycle_error::LifecycleError;
 
 /// The manifest's file name; written last, so a directory without it is a save that never finished.
 pub(crate) const MANIFEST_FILE: &str = "manifest.json";

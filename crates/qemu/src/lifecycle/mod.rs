@@ -25,7 +25,6 @@
 //!
 //! What they keep, cost and cannot do: see [`SavedVm`].
 
-mod error;
 pub(crate) mod layers;
 pub(crate) mod manifest;
 mod relaunch;
@@ -38,7 +37,7 @@ pub(crate) mod template;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use error::LifecycleError;
+pub use crate::lifecycle_error::LifecycleError;
 pub use manifest::SavedKind;
 
 use firepit_net::NetworkState;

@@ -19,12 +19,12 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::error::LifecycleError;
 use super::layers::{self, ChainImage};
 use super::manifest::{self, FileSum, SavedKind, SavedManifest, SavedSpec};
 use super::{space, stream};
 use crate::error::QemuError;
 use crate::launch::Launcher;
+use crate::lifecycle_error::LifecycleError;
 use crate::vm::QemuVm;
 
 static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(1);

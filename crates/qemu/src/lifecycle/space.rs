@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use super::error::LifecycleError;
 use crate::argv::GuestMemory;
+use crate::lifecycle_error::LifecycleError;
 
 /// Device state and headers beside the RAM pages (measured: ≈60 KiB; generous).
 const STATE_MARGIN: u64 = 4 << 20;

@@ -14,12 +14,12 @@
 use firepit_agent::IdentityRequest;
 use tokio::time::Instant;
 
-use super::error::LifecycleError;
 use super::manifest::SavedManifest;
 use super::relaunch;
 use crate::config::FillKind;
 use crate::error::QemuError;
 use crate::launch::Launcher;
+use crate::lifecycle_error::LifecycleError;
 use crate::vm::QemuVm;
 
 /// Who the started VM is.

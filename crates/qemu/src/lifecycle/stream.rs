@@ -19,9 +19,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::error::LifecycleError;
 use super::manifest::FileSum;
 use crate::error::QemuError;
+use crate::lifecycle_error::LifecycleError;
 use crate::qmp::QmpClient;
 
 /// The bandwidth a save may use, bytes per second (as good as unlimited: the disk sets the pace).

@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 
 use tokio::time::Instant;
 
-use super::error::LifecycleError;
 use super::manifest::{SavedManifest, TOP_LAYER};
 use super::relaunch;
 use crate::argv::GuestMemory;
 use crate::error::QemuError;
 use crate::launch::Launcher;
+use crate::lifecycle_error::LifecycleError;
 
 /// The template's RAM file.
 pub(crate) const MEMORY_FILE: &str = crate::snapshot::store::MEMORY_FILE;

@@ -1,4 +1,5 @@
-//! Why a pause, a resume, a snapshot or a fork failed.
+//! Why a pause, a resume, a snapshot or a fork failed (see `lifecycle`); here, beside `error`,
+//! which wraps it, so that the crate's error does not depend on the lifecycle module.
 
 use std::path::PathBuf;
 
@@ -39,7 +40,7 @@ pub enum LifecycleError {
         vm: String,
     },
     /// The directory holds no saved VM (or one whose writing never finished: no manifest).
-    #[error("{dir} holds no saved VM (no {})", super::manifest::MANIFEST_FILE)]
+    #[error("{dir} holds no saved VM (no manifest: not a saved VM's directory, or its save never finished)")]
     NotSaved {
         /// The directory.
         dir: PathBuf,
