@@ -5,13 +5,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use firepit_agent::StartProcessRequest;
 use firepit_pool::{Provider, ShapeKey};
 use firepit_qemu::{NetworkSpec, QemuProvider, QemuVm, VmSpec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
 
@@ -38,14 +35,6 @@ async fn identity(vm: &QemuVm) -> Vec<String> {
     let script = "hostname; cat /etc/machine-id; cat /sys/class/net/eth0/address; \
                   ip -4 -o addr show eth0 | awk '{print $4}'; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'";
     sh(vm, script).await.lines().map(str::to_owned).collect()
-}
-
-async fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(20), TcpStream::connect(addr)).await??;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
-    let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut reply)).await??;
-    Ok(reply)
 }
 
 #[test]
@@ -139,14 +128,14 @@ fn the_first_request_after_a_resume_reaches_the_forwarded_server() {
         sh(&vm, "mkdir -p /tmp/www && echo guest-page > /tmp/www/index.html && httpd -p 8000 -h /tmp/www")
             .await;
         let addr = vm.forward_port(8000).await.unwrap();
-        assert!(http_get(addr).await.unwrap().contains("guest-page"));
+        assert!(common::http_get(addr).await.unwrap().contains("guest-page"));
         let address = vm.network().unwrap();
         let paused = provider.pause_to_disk(&vm, &saves.path().join("paused")).await.unwrap();
         provider.destroy(vm).await;
         assert!(TcpStream::connect(addr).await.is_err(), "a paused VM's forward does not listen");
         let vm = provider.resume_saved(&paused).await.unwrap();
         assert_eq!(vm.forwards(), [(8000, addr)], "the same host address");
-        let reply = http_get(addr).await.expect("the first request after the resume");
+        let reply = common::http_get(addr).await.expect("the first request after the resume");
         assert!(reply.contains("guest-page"), "{reply}");
         assert_eq!(vm.network().unwrap(), address, "the same MAC and address");
         provider.destroy(vm).await;

@@ -22,7 +22,6 @@ use firepit_agent::ExecRequest;
 use firepit_pool::{Provider, ShapeKey};
 use firepit_qemu::{EgressPolicy, FillKind, NetworkSpec, QemuProvider, QemuVm, VmSpec};
 use firepit_testnet::{HttpServer, TestNet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -63,15 +62,6 @@ async fn sh(vm: &QemuVm, script: &str) -> (Option<i32>, String, String) {
     };
     let out = vm.exec_request(request).await.unwrap();
     (out.exit_code, out.stdout_lossy(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// `GET /` through `addr` from the host.
-async fn http_get(addr: SocketAddr) -> std::io::Result<String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(20), TcpStream::connect(addr)).await??;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
-    let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut reply)).await??;
-    Ok(reply)
 }
 
 #[test]
@@ -178,7 +168,7 @@ fn a_port_forward_reaches_a_guest_server_and_is_gone_with_the_vm() {
         let addr = vm.forward_port(8000).await.unwrap();
         assert_eq!(addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST), "loopback unless configured");
         assert_eq!(vm.forward_port(8000).await.unwrap(), addr, "asking again gives the same forward");
-        let reply = http_get(addr).await.unwrap();
+        let reply = common::http_get(addr).await.unwrap();
         assert!(reply.ends_with("guest-page\n"), "{reply}");
         let second = vm.forward_port(8001).await.unwrap();
         assert_ne!(second.port(), addr.port());
@@ -227,7 +217,7 @@ fn eight_clones_have_their_own_mac_and_address_and_each_its_own_forward() {
             forwards
         };
         for (i, addr) in forwards.iter().enumerate() {
-            let reply = http_get(*addr).await.unwrap();
+            let reply = common::http_get(*addr).await.unwrap();
             assert!(reply.ends_with(&format!("clone-{i}\n")), "forward {i} reached {reply}");
         }
         for vm in vms {

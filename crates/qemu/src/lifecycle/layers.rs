@@ -167,7 +167,8 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|source| LifecycleError::Task { what, source })
 }
 
-/// Runs `qemu-img` with `args` under [`QEMU_IMG_TIMEOUT`]; returns its standard output.
+/// Runs `qemu-img` with `args` under [`QEMU_IMG_TIMEOUT`] (as every disk tool runs, see
+/// `disk::run_tool`); returns its standard output.
 async fn run(qemu_img: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, LifecycleError> {
     let what = || {
         format!(
@@ -176,31 +177,14 @@ async fn run(qemu_img: &Path, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, Life
             args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
         )
     };
-    let child = tokio::process::Command::new(qemu_img)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| LifecycleError::io(what(), e))?;
-    let output = match tokio::time::timeout(QEMU_IMG_TIMEOUT, child.wait_with_output()).await {
-        Ok(output) => output.map_err(|e| LifecycleError::io(what(), e))?,
-        Err(_) => {
-            return Err(LifecycleError::io(
-                what(),
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"),
-            ));
+    match crate::disk::run_tool(qemu_img, args, &[0], QEMU_IMG_TIMEOUT).await {
+        Ok(Ok(stdout)) => Ok(stdout.into_bytes()),
+        Ok(Err((status, stderr))) => {
+            Err(LifecycleError::io(what(), std::io::Error::other(format!("{status}: {}", stderr.trim()))))
         }
-    };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        return Err(LifecycleError::io(
-            what(),
-            std::io::Error::other(format!("{}: {stderr}", output.status)),
-        ));
+        // Not installed (the error names the package) or could not be started.
+        Err(e) => Err(LifecycleError::io(what(), std::io::Error::other(e.to_string()))),
     }
-    Ok(output.stdout)
 }
 
 #[cfg(test)]

@@ -232,3 +232,15 @@ pub fn busybox_disk(dir: &Path, applets: &[&str], files: &[(&str, &[u8], bool)])
     assert!(status.success());
     disk
 }
+
+/// `GET /` through `addr` from the host (HTTP/1.0: the reply ends when the server closes), 20 s
+/// at most for the connection and as much for the reply.
+pub async fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect(addr);
+    let mut stream = tokio::time::timeout(Duration::from_secs(20), connect).await??;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut reply)).await??;
+    Ok(reply)
+}
