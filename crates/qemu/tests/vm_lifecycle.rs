@@ -114,7 +114,7 @@ fn a_cold_booted_vm_pauses_and_resumes() {
 }
 
 #[test]
-fn a_vm_on_a_root_disk_pauses_and_resumes_twice_with_what_it_wrote_to_its_disk() {
+fn a_vm_on_a_root_disk_pauses_resumes_and_forks_with_what_it_wrote_to_its_disk() {
     common::run(async {
         let provider = provider().await;
         let work = tempfile::tempdir().unwrap();
@@ -138,6 +138,12 @@ fn a_vm_on_a_root_disk_pauses_and_resumes_twice_with_what_it_wrote_to_its_disk()
             vm = provider.resume_saved(&paused).await.unwrap();
             assert_eq!(sh(&vm, "cat /written").await, expected.trim_end(), "round {round}");
         }
+        // A fork's disk is a copy-on-write copy of the parent's at that moment.
+        let fork = provider.fork(&vm, 1).await.unwrap().pop().unwrap().unwrap();
+        assert_eq!(sh(&fork, "cat /written").await, expected.trim_end(), "the fork has the parent's disk");
+        sh(&fork, "echo fork >> /written; sync").await;
+        assert_eq!(sh(&vm, "cat /written").await, expected.trim_end(), "the parent's disk is its own");
+        provider.destroy(fork).await;
         provider.destroy(vm).await;
         assert!(std::fs::read(&disk).unwrap() == base, "the base disk is never written");
     });

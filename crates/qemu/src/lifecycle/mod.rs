@@ -210,29 +210,29 @@ impl QemuProvider {
         }
         start::check(self.launcher(), &saved.dir, &saved.manifest).await?;
         let into = self.template_scratch()?;
-        let template =
-            Arc::new(template::SavedTemplate { dir: into.clone(), manifest: saved.manifest.clone() });
+        let (spec, ram_block) = (saved.manifest.spec.clone(), saved.manifest.ram_block);
+        let template = Arc::new(template::SavedTemplate { dir: into.clone(), spec, ram_block });
         template::build(self.launcher(), &saved.dir, &saved.manifest, &into).await?;
         Ok(self.clone_template(template, count).await)
     }
 
     /// Forks `vm` into `count` new VMs: each a copy-on-write copy of its memory and disk at this
     /// moment, with its own identity (entropy, clock, hostname, machine id, address and MAC). The
-    /// parent is stopped while its state is written, then runs on. Each fork succeeds or fails on
-    /// its own; the outer error means none was made (the parent runs on either way).
+    /// parent is stopped while its disk layers are copied and its memory streams into the forks'
+    /// template (a pipe, no file), then runs on. Each fork succeeds or fails on its own; the outer
+    /// error means none was made (the parent runs on either way).
     pub async fn fork(&self, vm: &QemuVm, count: usize) -> Result<Vec<Result<QemuVm, QemuError>>, QemuError> {
         if count == 0 {
             return Err(LifecycleError::NoForks.into());
         }
         let into = self.template_scratch()?;
-        save::remove_dir(&into);
-        let manifest = save::save(self.launcher(), vm, &into, SavedKind::Snapshot, AfterSave::Run).await?;
-        let template = Arc::new(template::SavedTemplate { dir: into.clone(), manifest: manifest.clone() });
-        template::build(self.launcher(), &into, &manifest, &into).await?;
-        // The stream is in the template's memory file now: give its room back.
-        if let Err(e) = std::fs::remove_file(into.join(manifest::STATE_FILE)) {
-            tracing::debug!(error = %e, "removing a fork's stream failed; it goes with the template");
-        }
+        let template = match template::from_vm(self.launcher(), vm, &into).await {
+            Ok(template) => Arc::new(template),
+            Err(e) => {
+                save::remove_dir(&into);
+                return Err(e);
+            }
+        };
         Ok(self.clone_template(template, count).await)
     }
 
@@ -274,15 +274,14 @@ impl QemuProvider {
     }
 
     async fn clone_one(&self, template: Arc<template::SavedTemplate>) -> Result<QemuVm, QemuError> {
-        let manifest = &template.manifest;
-        let (key, spec) = relaunch::vm_spec(&manifest.spec);
+        let (key, spec) = relaunch::vm_spec(&template.spec);
         let memory = template.dir.join(template::MEMORY_FILE);
         let device = crate::snapshot::build::quoted(&template.dir.join(template::DEVICE_FILE))?;
         let holder: Arc<dyn std::any::Any + Send + Sync> = template.clone();
         let vm = crate::snapshot::restore::restore_clone(
             self.launcher(),
             (&key, &spec),
-            (&memory, manifest.ram_block),
+            (&memory, template.ram_block),
             &device,
             holder,
         )

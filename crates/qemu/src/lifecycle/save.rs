@@ -114,7 +114,7 @@ pub(crate) async fn save(
 }
 
 /// The layers of `vm`'s disk above its image's base, top first (none without a root disk).
-async fn disk_layers(launcher: &Launcher, vm: &QemuVm) -> Result<Vec<ChainImage>, QemuError> {
+pub(crate) async fn disk_layers(launcher: &Launcher, vm: &QemuVm) -> Result<Vec<ChainImage>, QemuError> {
     let Some(base) = &vm.spec.image.disk else { return Ok(Vec::new()) };
     let top = vm.runtime_dir().join(crate::disk::OVERLAY_FILE);
     let chain = layers::chain(&launcher.config.qemu_img_binary, &top).await?;
@@ -141,13 +141,7 @@ async fn write(
         }
         None => (Vec::new(), None),
     };
-    let spec = SavedSpec {
-        key: vm.shape().to_string(),
-        shape: vm.spec.shape.clone(),
-        image_id: vm.spec.image_id.clone(),
-        image: vm.spec.image.clone(),
-        console: vm.spec.console,
-    };
+    let spec = saved_spec(vm);
     let ram_block = vm.memory.block();
     let manifest = SavedManifest {
         format: manifest::FORMAT,
@@ -165,6 +159,17 @@ async fn write(
     };
     manifest::write(scratch, &manifest)?;
     Ok(manifest)
+}
+
+/// What `vm` is made of, as a saved VM records it.
+pub(crate) fn saved_spec(vm: &QemuVm) -> SavedSpec {
+    SavedSpec {
+        key: vm.shape().to_string(),
+        shape: vm.spec.shape.clone(),
+        image_id: vm.spec.image_id.clone(),
+        image: vm.spec.image.clone(),
+        console: vm.spec.console,
+    }
 }
 
 /// Renames the finished `scratch` to `target`, never over an existing one.

@@ -120,6 +120,39 @@ pub(crate) async fn load(
     }
 }
 
+/// Streams the stopped VM of `from` straight into the QEMU of `to` (started with `-incoming
+/// defer`) through a pipe: no file in between, the two migrations run at once. `deadline` bounds
+/// both. Nothing is hashed: the stream never rests anywhere.
+pub(crate) async fn pipe_between(
+    from: &QmpClient,
+    to: &QmpClient,
+    deadline: Instant,
+) -> Result<(), QemuError> {
+    let (read_end, write_end) = pipe()?;
+    from.migrate_set_capabilities(&[("x-ignore-shared", false)]).await?;
+    from.migrate_set_parameters(serde_json::json!({ "max-bandwidth": MAX_BANDWIDTH })).await?;
+    to.add_fd(IN_FD, read_end.as_fd()).await?;
+    drop(read_end);
+    from.add_fd(OUT_FD, write_end.as_fd()).await.inspect_err(|_| release(to, IN_FD))?;
+    drop(write_end);
+    let incoming = async {
+        to.migrate_incoming(&format!("fd:{IN_FD}")).await.inspect_err(|_| release(to, IN_FD))?;
+        crate::snapshot::restore::wait_migration(to, "in", deadline).await
+    };
+    let outgoing = async {
+        from.migrate(&format!("fd:{OUT_FD}")).await.inspect_err(|_| release(from, OUT_FD))?;
+        crate::snapshot::restore::wait_migration(from, "out", deadline).await
+    };
+    // Both run to their end: when one side fails, QEMU closes its end of the pipe and the other
+    // side fails too (end of file, or a broken pipe) rather than waiting.
+    let (loaded, sent) = tokio::join!(incoming, outgoing);
+    if sent.is_err() {
+        release(from, OUT_FD);
+    }
+    sent?;
+    loaded
+}
+
 /// Asks QEMU to close the descriptor `name` if it still holds it (a migration that never started).
 fn release(qmp: &QmpClient, name: &'static str) {
     let qmp = qmp.clone();

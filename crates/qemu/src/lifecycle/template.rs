@@ -18,12 +18,13 @@ use std::path::{Path, PathBuf};
 
 use tokio::time::Instant;
 
-use super::manifest::{SavedManifest, TOP_LAYER};
+use super::manifest::{FileSum, SavedManifest, SavedSpec, TOP_LAYER};
 use super::relaunch;
-use crate::argv::GuestMemory;
+use crate::argv::{GuestMemory, RamBlock};
 use crate::error::QemuError;
 use crate::launch::Launcher;
 use crate::lifecycle_error::LifecycleError;
+use crate::vm::QemuVm;
 
 /// The template's RAM file.
 pub(crate) const MEMORY_FILE: &str = crate::snapshot::store::MEMORY_FILE;
@@ -34,7 +35,10 @@ pub(crate) const DEVICE_FILE: &str = "device.bin";
 #[derive(Debug)]
 pub(crate) struct SavedTemplate {
     pub dir: PathBuf,
-    pub manifest: SavedManifest,
+    /// What the VM it was made from is made of.
+    pub spec: SavedSpec,
+    /// The RAM block its memory file holds.
+    pub ram_block: RamBlock,
 }
 
 impl Drop for SavedTemplate {
@@ -58,24 +62,95 @@ pub(crate) async fn build(
         super::layers::load(saved, &manifest.disk, into).await?;
     }
     let deadline = super::stream::deadline(manifest.spec.shape.memory_mb);
+    let started = start(launcher, (&manifest.spec, manifest.ram_block), into, deadline).await?;
+    let loaded = super::stream::load(&started.qmp, saved, &manifest.state, deadline).await;
+    finish(started, loaded, &manifest.disk, into, deadline).await?;
+    tracing::info!(from = %saved.display(), template = %into.display(), took = ?started_at.elapsed(), "template made from a saved VM");
+    Ok(())
+}
+
+/// Makes a template in `into` (which exists, private) straight from the running `vm`, as a fork
+/// wants it: `vm` stops, its disk layers are copied into `into`, a template QEMU loads its
+/// migration stream through a pipe (no file in between, both migrations at once), then `vm` runs
+/// again, whatever failed, and the template saves its device state. Returns what clones need.
+pub(crate) async fn from_vm(
+    launcher: &Launcher,
+    vm: &QemuVm,
+    into: &Path,
+) -> Result<SavedTemplate, QemuError> {
+    let started_at = Instant::now();
+    if vm.exit_info().is_some() {
+        return Err(LifecycleError::NotRunning { vm: vm.id().to_owned() }.into());
+    }
+    vm.awake().await?;
+    let layers = super::save::disk_layers(launcher, vm).await?;
+    let disk_bytes = layers.iter().map(|layer| super::space::allocated_bytes(&layer.filename)).sum();
+    super::space::check(into, super::space::estimate(vm.pid(), vm.spec.memory_mb, &vm.memory, disk_bytes))?;
+    let (spec, ram_block) = (super::save::saved_spec(vm), vm.memory.block());
+    let deadline = super::stream::deadline(vm.spec.memory_mb);
+    vm.qmp.stop().await?;
+    let streamed = async {
+        let disk = match &vm.spec.image.disk {
+            Some(base) => super::layers::save(&launcher.config.qemu_img_binary, &layers, base, into).await?,
+            None => Vec::new(),
+        };
+        let started = start(launcher, (&spec, ram_block), into, deadline).await?;
+        match super::stream::pipe_between(&vm.qmp, &started.qmp, deadline).await {
+            Ok(()) => Ok((started, disk)),
+            Err(e) => {
+                reap(&started).await;
+                Err(e)
+            }
+        }
+    }
+    .await;
+    let stopped = started_at.elapsed();
+    if let Err(e) = vm.qmp.cont().await {
+        tracing::warn!(vm = %vm.id(), error = %e, "the VM did not run again after its fork");
+    }
+    let (started, disk) = streamed?;
+    finish(started, Ok(()), &disk, into, deadline).await?;
+    tracing::info!(vm = %vm.id(), template = %into.display(), ?stopped, took = ?started_at.elapsed(), "template made from a running VM");
+    Ok(SavedTemplate { dir: into.to_path_buf(), spec, ram_block })
+}
+
+/// Starts a template QEMU for a VM of `spec` whose RAM (`block`) goes to the shared file
+/// `memory` in `into` and whose disk (if any) is the top layer in `into`, waiting for a stream.
+async fn start(
+    launcher: &Launcher,
+    (spec, block): (&SavedSpec, RamBlock),
+    into: &Path,
+    deadline: Instant,
+) -> Result<crate::boot::Started, QemuError> {
     let accel = launcher.accel().await;
     let (id, vm_dir) = launcher.new_dir()?;
-    let memory = GuestMemory::File { path: into.join(MEMORY_FILE), shared: true, block: manifest.ram_block };
-    let mut launch = relaunch::launch_spec(launcher, (&id, accel), &manifest.spec, vm_dir.path(), memory)?;
+    let memory = GuestMemory::File { path: into.join(MEMORY_FILE), shared: true, block };
+    let mut launch = relaunch::launch_spec(launcher, (&id, accel), spec, vm_dir.path(), memory)?;
     if launch.disk.is_some() {
         launch.disk = Some(into.join(TOP_LAYER));
     }
-    let started = launcher.start(&launch, vm_dir, deadline).await?;
+    launcher.start(&launch, vm_dir, deadline).await
+}
+
+/// Once the template QEMU `started` has the VM's memory (`loaded`): saves its device state into
+/// `into`, ends it, freezes the disk layers `disk` and gives the memory file's zero pages back
+/// (in the background).
+async fn finish(
+    started: crate::boot::Started,
+    loaded: Result<(), QemuError>,
+    disk: &[FileSum],
+    into: &Path,
+    deadline: Instant,
+) -> Result<(), QemuError> {
     let saved_device = async {
-        super::stream::load(&started.qmp, saved, &manifest.state, deadline).await?;
+        loaded?;
         started.qmp.migrate_set_capabilities(&[("x-ignore-shared", true)]).await?;
         super::stream::save_with(&started.qmp, &into.join(DEVICE_FILE), deadline, true).await
     }
     .await;
-    started.process.kill();
-    let _reaped = tokio::time::timeout(std::time::Duration::from_secs(5), started.process.exited()).await;
+    reap(&started).await;
     saved_device?;
-    for layer in &manifest.disk {
+    for layer in disk {
         crate::disk::freeze(&into.join(&layer.file))?;
     }
     let memory = into.join(MEMORY_FILE);
@@ -85,8 +160,13 @@ pub(crate) async fn build(
         }
         Err(e) => tracing::warn!(file = %memory.display(), error = %e, "giving zero pages back failed"),
     });
-    tracing::info!(from = %saved.display(), template = %into.display(), took = ?started_at.elapsed(), "template made from a saved VM");
     Ok(())
+}
+
+/// Kills a template QEMU (it never runs a vCPU) and waits a little for it to be reaped.
+async fn reap(started: &crate::boot::Started) {
+    started.process.kill();
+    let _reaped = tokio::time::timeout(std::time::Duration::from_secs(5), started.process.exited()).await;
 }
 
 /// Punches a hole (`fallocate`) over every run of all-zero 4 KiB pages of `path`; returns the
