@@ -1,4 +1,4 @@
-//! `firepit lease acquire|exec|renew|release|ls|show`: manage and look up leases by hand or from
+//! `firepit lease acquire|exec|renew|release|ls|show|pause|resume`: manage and look up leases by hand or from
 //! shell scripts.
 
 use std::io::{Read, Write};
@@ -95,6 +95,22 @@ pub enum LeaseCommand {
         /// The lease id.
         lease_id: String,
     },
+    /// Pause a lease: its VM is saved to disk and stops (no CPU, no RAM, TTL stopped); prints the
+    /// lease as JSON. Pausing a paused lease is fine.
+    Pause {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The lease id.
+        lease_id: String,
+    },
+    /// Resume a paused lease as it was (files, processes, address, port forwards); prints the
+    /// lease as JSON. Resuming a running lease is fine.
+    Resume {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The lease id.
+        lease_id: String,
+    },
 }
 
 /// What to run in the guest (shared by `lease exec` and `run`).
@@ -184,6 +200,16 @@ pub async fn run(command: LeaseCommand) -> CliResult {
         }
         LeaseCommand::Show { connect, lease_id } => {
             let lease = connect.client()?.lease(&lease_id).await?;
+            println!("{}", serde_json::to_string_pretty(&lease)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LeaseCommand::Pause { connect, lease_id } => {
+            let lease = connect.client()?.pause_lease(&lease_id).await?;
+            println!("{}", serde_json::to_string_pretty(&lease)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LeaseCommand::Resume { connect, lease_id } => {
+            let lease = connect.client()?.resume_lease(&lease_id).await?;
             println!("{}", serde_json::to_string_pretty(&lease)?);
             Ok(ExitCode::SUCCESS)
         }

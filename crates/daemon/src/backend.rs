@@ -117,6 +117,12 @@ pub trait LeasedVm: Send + Sync {
     /// The VM's id, unique within the daemon's lifetime (shown to clients as `vm_id`).
     fn vm_id(&self) -> &str;
 
+    /// The backend's own VM behind this trait object, for what only the backend can do with it
+    /// (pause it to disk). `None` by default.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
     /// The guest agent's client of the VM.
     fn guest(&self) -> &Guest;
 

@@ -65,6 +65,7 @@ pub mod metrics;
 pub mod net_metrics;
 pub mod paused;
 pub mod qemu_backend;
+mod qemu_lease;
 pub mod records;
 pub mod recovery;
 pub mod sandbox;

@@ -6,20 +6,20 @@
 //! pool through its ownership hook (see [`crate::wiring`]), so nothing here wraps it. What is left
 //! is mapping the engine's errors and status onto the daemon's.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use firepit::{AgentPing, PoolShape, VmPool};
-use firepit_net::NetError;
-use firepit_pool::{PoolError, PooledVm, ShapeKey};
-use firepit_qemu::{QemuError, QemuProvider};
+use firepit_pool::{PoolError, ShapeKey};
+use firepit_qemu::QemuProvider;
 
 use crate::backend::{
-    AcquireError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkError, NetworkSpec,
-    ShapeError, ShapeSpec, ShapeStatusView, UsageDepth, VmExit, VmUsage,
+    AcquireError, BoxFuture, FillStrategy, LeaseBackend, LeasedVm, NetworkSpec, PauseFailed, PausedVm,
+    ShapeError, ShapeSpec, ShapeStatusView,
 };
+use crate::boxed::BoxError;
 use crate::metrics::ShapeCounters;
 use crate::net_metrics::NetworkCollector;
+use crate::qemu_lease::QemuLease;
 
 /// Why the QEMU backend did not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,8 @@ pub struct PoolLimits {
 pub struct QemuBackend {
     pool: VmPool,
     accelerator: String,
+    /// Where paused leases' VMs are saved; `None`: this backend does not pause.
+    paused_dir: Option<std::path::PathBuf>,
 }
 
 impl QemuBackend {
@@ -91,12 +93,19 @@ impl QemuBackend {
             builder = PoolShape::open(spec).and_then(|wired| wired.add_to(builder)).map_err(shape)?;
         }
         let pool = builder.build().await.map_err(StartError::Pool)?;
-        Ok(Self { pool, accelerator })
+        Ok(Self { pool, accelerator, paused_dir: None })
     }
 
     /// The pool behind the backend.
     pub fn pool(&self) -> &VmPool {
         &self.pool
+    }
+
+    /// Lets leases pause: a paused lease's VM is saved in `dir/VM-ID` (on disk, not tmpfs: it
+    /// must outlive a reboot) and its QEMU exits.
+    pub fn with_paused_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.paused_dir = Some(dir);
+        self
     }
 }
 
@@ -136,7 +145,7 @@ impl LeaseBackend for QemuBackend {
                 self.pool.reserve_shape_timeout(&key, wait).await
             };
             let vm = vm.map_err(|e| acquire_error(shape, wait, e))?;
-            Ok(Box::new(QemuLease { vm }) as Box<dyn LeasedVm>)
+            Ok(Box::new(QemuLease::pooled(vm)) as Box<dyn LeasedVm>)
         })
     }
 
@@ -234,68 +243,31 @@ impl LeaseBackend for QemuBackend {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.pool.shutdown())
     }
-}
 
-/// A leased QEMU VM; dropping it releases (destroys) the VM and the pool refills.
-struct QemuLease {
-    vm: PooledVm<QemuProvider>,
-}
-
-impl LeasedVm for QemuLease {
-    fn vm_id(&self) -> &str {
-        self.vm.id()
+    fn can_pause(&self) -> bool {
+        self.paused_dir.is_some()
     }
 
-    fn guest(&self) -> &firepit_guest::Guest {
-        self.vm.guest()
-    }
-
-    fn forward_port(&self, guest_port: u16) -> BoxFuture<'_, Result<SocketAddr, NetworkError>> {
-        Box::pin(async move { self.vm.forward_port(guest_port).await.map_err(network_error) })
-    }
-
-    fn remove_forward(&self, guest_port: u16) -> BoxFuture<'_, Result<(), NetworkError>> {
-        Box::pin(async move { self.vm.remove_forward(guest_port).await.map_err(network_error) })
-    }
-
-    fn forwards(&self) -> Vec<(u16, SocketAddr)> {
-        self.vm.forwards()
-    }
-
-    fn narrow_egress(&self, policy: EgressPolicy) -> Result<(), NetworkError> {
-        self.vm.narrow_egress(policy).map_err(network_error)
-    }
-
-    fn exited(&self) -> BoxFuture<'static, VmExit> {
-        let report = self.vm.exit_report();
+    fn pause(&self, vm: Box<dyn LeasedVm>) -> BoxFuture<'_, Result<Box<dyn PausedVm>, PauseFailed>> {
         Box::pin(async move {
-            let (info, panic) = report.await;
-            let status = info.map_or_else(|| "exit status unknown".to_owned(), |info| info.to_string());
-            let detail = match panic {
-                Some(line) => format!("QEMU {status}; the guest's console: {line}"),
-                None => format!("QEMU {status}"),
+            let Some(dir) = &self.paused_dir else {
+                return Err(PauseFailed { vm, error: "this daemon has no directory for paused VMs".into() });
             };
-            VmExit { detail }
+            let provider = self.pool.provider().clone();
+            let paused = match vm.as_any().and_then(|any| any.downcast_ref::<QemuLease>()) {
+                Some(lease) => crate::qemu_lease::pause(&provider, lease.qemu(), dir).await,
+                None => Err("not a VM of this backend".into()),
+            };
+            match paused {
+                // The VM's QEMU has exited: releasing it lets the pool clean up and refill.
+                Ok(paused) => Ok(Box::new(paused) as Box<dyn PausedVm>),
+                Err(error) => Err(PauseFailed { vm, error }),
+            }
         })
     }
 
-    fn pid(&self) -> Option<u32> {
-        Some(self.vm.pid())
-    }
-
-    fn cgroup(&self) -> Option<String> {
-        self.vm.cgroup().map(ToString::to_string)
-    }
-
-    fn host_usage(&self, depth: UsageDepth) -> Option<VmUsage> {
-        Some(self.vm.host_usage(depth))
-    }
-}
-
-fn network_error(error: QemuError) -> NetworkError {
-    match error {
-        QemuError::Network(NetError::NoNetwork { .. }) => NetworkError::Disabled,
-        QemuError::Network(NetError::NoSuchForward { guest_port }) => NetworkError::NoSuchForward(guest_port),
-        other => NetworkError::Failed(other.into()),
+    fn adopt_paused(&self, saved: &serde_json::Value) -> Result<Box<dyn PausedVm>, BoxError> {
+        let paused = crate::qemu_lease::adopt(self.pool.provider(), saved)?;
+        Ok(Box::new(paused))
     }
 }

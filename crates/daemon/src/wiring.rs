@@ -52,6 +52,8 @@ pub async fn build_backend(
         memory_budget_mb: config.limits.memory_budget_mb,
         shutdown_budget: config.shutdown_budget(),
     };
-    let backend = QemuBackend::start(provider, &config.shapes, limits).await?;
+    let backend = QemuBackend::start(provider, &config.shapes, limits)
+        .await?
+        .with_paused_dir(crate::qemu_lease::paused_dir(&config.state_dir()));
     Ok(Arc::new(backend))
 }

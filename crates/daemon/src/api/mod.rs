@@ -31,6 +31,7 @@ pub mod events;
 pub mod exec_stream;
 pub mod exec_ws;
 pub mod files;
+pub mod lease_pause;
 pub mod lease_views;
 pub mod leases;
 pub mod ports;
@@ -142,6 +143,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(leases::acquire_lease))
         .routes(routes!(lease_views::list_leases))
         .routes(routes!(lease_views::get_lease))
+        .routes(routes!(lease_pause::pause_lease))
+        .routes(routes!(lease_pause::resume_lease))
         .routes(routes!(events::follow_events))
         .routes(routes!(leases::release_lease))
         .routes(routes!(leases::exec_command))
