@@ -201,6 +201,18 @@ def lease_view(lease_id: str) -> Call[LeaseView]:
     return Call("GET", f"/v1/leases/{_segment(lease_id)}", lambda r: LeaseView.from_json(_json(r)))
 
 
+def pause(lease_id: str) -> Call[LeaseView]:
+    """``POST /v1/leases/{id}/pause``."""
+    return Call("POST", f"/v1/leases/{_segment(lease_id)}/pause", lambda r: LeaseView.from_json(_json(r)), {})
+
+
+def resume(lease_id: str) -> Call[LeaseView]:
+    """``POST /v1/leases/{id}/resume``."""
+    return Call(
+        "POST", f"/v1/leases/{_segment(lease_id)}/resume", lambda r: LeaseView.from_json(_json(r)), {}
+    )
+
+
 def events_path(kinds: Sequence[str] | None, lease_id: str | None, after: int | None) -> str:
     """``GET /v1/events?kind=&lease_id=&last_event_id=``."""
     pairs = [

@@ -37,6 +37,7 @@ from ._lease import LeaseBase, release_failed_on_exit
 from .client import DEFAULT_TIMEOUT, DEFAULT_WAIT
 from .endpoint import Endpoint, resolve_endpoint
 from .errors import FirepitError, error_from_response
+from .lease_models import LeaseView
 from .models import ExecResult, Health, LeaseInfo, Pools, PortForward
 
 __all__ = ["AsyncClient", "AsyncLease", "AsyncLeaseRequest"]
@@ -357,6 +358,15 @@ class AsyncLease(LeaseBase, AsyncSandbox):
         :meth:`firepit.Lease.renew`."""
         self._info = await self.client._call(_calls.renew(self.id, ttl))
         return self._info
+
+    async def pause(self) -> LeaseView:
+        """Pauses the lease (``POST /v1/leases/{id}/pause``); see :meth:`firepit.Lease.pause`."""
+        return await self.client._call(_calls.pause(self.id))
+
+    async def resume(self) -> LeaseView:
+        """Resumes a paused lease (``POST /v1/leases/{id}/resume``); see
+        :meth:`firepit.Lease.resume`."""
+        return await self.client._call(_calls.resume(self.id))
 
     async def release(self) -> None:
         """Gives the VM back (``DELETE /v1/leases/{id}``); see :meth:`firepit.Lease.release`."""

@@ -492,6 +492,25 @@ class Lease(LeaseBase, SyncSandbox):
         self._info = self.client._call(_calls.renew(self.id, ttl))
         return self._info
 
+    def pause(self) -> LeaseView:
+        """Pauses the lease (``POST /v1/leases/{id}/pause``): its VM's memory, devices and disk
+        are saved on the daemon's host and its QEMU exits (no CPU, no RAM); the TTL stops. Pausing
+        a paused lease returns its view too. While paused, other calls raise
+        :class:`firepit.LeasePaused` (unless the lease was acquired with ``auto_resume``).
+
+        Example::
+
+            view = vm.pause()
+            assert view.state == "paused"
+            vm.resume()  # files, processes, address and port forwards as they were
+        """
+        return self.client._call(_calls.pause(self.id))
+
+    def resume(self) -> LeaseView:
+        """Runs a paused lease again as it was (``POST /v1/leases/{id}/resume``); resuming a
+        running lease returns its view too."""
+        return self.client._call(_calls.resume(self.id))
+
     def release(self) -> None:
         """Gives the VM back: the daemon destroys it and refills the pool
         (``DELETE /v1/leases/{id}``). Releasing twice is a no-op; a lease that expired raises
