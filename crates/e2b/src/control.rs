@@ -1,34 +1,32 @@
-//! E2B's REST API (the control plane): sandboxes created, described, listed, timed and killed as
-//! firepit leases; templates are firepit shapes.
+//! E2B's REST API (the control plane): sandboxes created, described, timed out and killed as
+//! firepit leases; templates are firepit shapes. Lists are [`crate::listing`], timeouts
+//! [`crate::timeouts`], pause/resume/connect [`crate::lifecycle`], metrics [`crate::metrics`].
 //!
 //! Fields firepit cannot honour are refused with E2B's error shape unless E2B documents them as
-//! optional hints (`secure`: every sandbox's envd is secured anyway). The lifecycle verbs
-//! (pause, resume, snapshots, fork) wait for firepit's own API to have them and answer `501`
-//! meanwhile, never a pretended success. Metrics are [`crate::metrics`].
+//! optional hints (`secure`: every sandbox's envd is secured anyway). `autoPause` and
+//! `autoResume` are firepit's `on_expiry = pause` and `auto_resume`. Snapshots and forks wait for
+//! firepit's own API to have them and answer `501` meanwhile, never a pretended success.
 
-use firepit_api::ErrorCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use firepit_api::{AcquireBody, EgressPolicy};
+use firepit_api::{AcquireBody, EgressPolicy, ErrorCode, LeaseState, OnExpiry};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::ENVD_VERSION;
 use crate::error::ApiError;
+use crate::sandbox_views::{find, lease_view, lifecycle_json, listed_json, sandbox_json};
 use crate::sandboxes::Sandbox;
 use crate::state::AppState;
-use crate::time::{parse_rfc3339, rfc3339};
+use crate::timeouts::DEFAULT_TIMEOUT_SECS;
 
 /// How long a create waits for a warm VM.
 const CREATE_WAIT_MS: u64 = 30_000;
-
-/// E2B's default sandbox timeout when the request names none, in seconds.
-const DEFAULT_TIMEOUT_SECS: u64 = 15;
 
 /// `POST /sandboxes` and `POST /v2/sandboxes`.
 #[derive(Debug, Deserialize)]
@@ -39,6 +37,8 @@ pub struct NewSandbox {
     timeout: Option<i64>,
     #[serde(default)]
     auto_pause: bool,
+    /// `false`: an auto-pause keeps only the disk (not served by firepit).
+    auto_pause_memory: Option<bool>,
     auto_resume: Option<Value>,
     #[serde(rename = "allow_internet_access")]
     allow_internet_access: Option<bool>,
@@ -66,37 +66,6 @@ struct NetworkConfig {
     egress_proxy: Option<Value>,
     mask_request_host: Option<String>,
     rules: Option<Value>,
-}
-
-fn sandbox_json(state: &AppState, sandbox: &Sandbox) -> Value {
-    json!({
-        "templateID": sandbox.template_id,
-        "sandboxID": sandbox.id,
-        "alias": sandbox.template_id,
-        "clientID": "firepit",
-        "envdVersion": ENVD_VERSION,
-        "envdAccessToken": sandbox.access_token,
-        "trafficAccessToken": null,
-        "domain": state.config.domain,
-    })
-}
-
-async fn listed_json(state: &AppState, sandbox: &Sandbox) -> Value {
-    let (cpus, memory_mb) = state.resources(sandbox).await;
-    json!({
-        "templateID": sandbox.template_id,
-        "alias": sandbox.template_id,
-        "sandboxID": sandbox.id,
-        "clientID": "firepit",
-        "startedAt": rfc3339(sandbox.started_at),
-        "endAt": rfc3339(sandbox.end_at()),
-        "cpuCount": cpus,
-        "memoryMB": memory_mb,
-        "diskSizeMB": 0,
-        "metadata": sandbox.metadata,
-        "state": "running",
-        "envdVersion": ENVD_VERSION,
-    })
 }
 
 /// The egress policy a create asks for (`None`: the shape's own).
@@ -148,9 +117,12 @@ pub async fn create(
     if request.template_id.is_empty() {
         return Err(ApiError::bad_request("templateID is required"));
     }
-    if request.auto_pause || request.auto_resume.as_ref().is_some_and(|v| v["enabled"] == json!(true)) {
-        return Err(ApiError::not_implemented("auto-pause and auto-resume (lifecycle)"));
+    if request.auto_pause_memory == Some(false) {
+        return Err(ApiError::bad_request(
+            "autoPauseMemory: false (a disk-only pause) is not supported by firepit: a sandbox pauses with its memory",
+        ));
     }
+    let auto_resume = request.auto_resume.as_ref().is_some_and(|v| v["enabled"] == json!(true));
     if request.iam.as_ref().is_some_and(|v| v["tokens"].as_object().is_some_and(|t| !t.is_empty())) {
         return Err(ApiError::bad_request("workload identity (iam) is not supported by firepit"));
     }
@@ -175,6 +147,8 @@ pub async fn create(
         wait_ms: CREATE_WAIT_MS,
         ttl_ms: Some(timeout * 1000),
         egress: egress.clone(),
+        auto_resume,
+        on_expiry: if request.auto_pause { OnExpiry::Pause } else { OnExpiry::Destroy },
         ..Default::default()
     };
     let lease = match state.client.acquire_with(&acquire, idempotency).await {
@@ -191,6 +165,10 @@ pub async fn create(
         Some(ErrorCode::UnknownShape) => {
             ApiError::new(StatusCode::NOT_FOUND, format!("template '{}' not found", request.template_id))
         }
+        Some(ErrorCode::Unsupported) if request.auto_pause => ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("autoPause needs a firepit backend that can pause (QEMU): {error}"),
+        ),
         _ => ApiError::from_client(&error),
     })?;
     let mut sandbox = Sandbox::new(lease.lease_id, request.template_id, Duration::from_secs(timeout));
@@ -198,23 +176,22 @@ pub async fn create(
     sandbox.metadata = request.metadata;
     sandbox.env_vars = request.env_vars;
     sandbox.allow_internet_access = request.allow_internet_access;
+    sandbox.auto_pause = request.auto_pause;
+    sandbox.auto_resume = auto_resume;
     let sandbox = Arc::new(sandbox);
     state.registry.insert(sandbox.clone());
     Ok((StatusCode::CREATED, axum::Json(sandbox_json(&state, &sandbox))).into_response())
 }
 
-pub(crate) fn find(state: &AppState, id: &str) -> Result<Arc<Sandbox>, ApiError> {
-    state.registry.get(id).ok_or_else(|| ApiError::sandbox_not_found(id))
-}
-
-/// `GET /sandboxes/{id}`.
+/// `GET /sandboxes/{id}`: the sandbox, `running` or `paused` as its lease is.
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let sandbox = find(&state, &id)?;
-    let mut detail = listed_json(&state, &sandbox).await;
+    let view = lease_view(&state, &sandbox).await?;
+    let mut detail = listed_json(&state, &sandbox, view.state == LeaseState::Paused).await;
     detail["envdAccessToken"] = json!(sandbox.access_token);
     detail["domain"] = json!(state.config.domain);
     detail["allowInternetAccess"] = json!(sandbox.allow_internet_access);
-    detail["lifecycle"] = json!({ "autoResume": false, "onTimeout": "kill" });
+    detail["lifecycle"] = lifecycle_json(&sandbox);
     Ok(axum::Json(detail).into_response())
 }
 
@@ -227,176 +204,6 @@ pub async fn kill(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         Err(error) if error.code() == Some(ErrorCode::LeaseNotFound) => Err(ApiError::sandbox_not_found(&id)),
         Err(error) => Err(ApiError::from_client(&error)),
     }
-}
-
-/// A body with a timeout in seconds.
-#[derive(Debug, Default, Deserialize)]
-pub struct TimeoutBody {
-    timeout: Option<i64>,
-    duration: Option<i64>,
-}
-
-async fn extend(state: &AppState, sandbox: &Sandbox, secs: i64, only_longer: bool) -> Result<(), ApiError> {
-    let secs = u64::try_from(secs).map_err(|_| ApiError::bad_request("timeout must be at least 0"))?.max(1);
-    if secs > state.config.max_timeout_secs {
-        return Err(ApiError::bad_request(format!(
-            "timeout {secs} s exceeds the maximum of {} s",
-            state.config.max_timeout_secs
-        )));
-    }
-    let wanted = SystemTime::now() + Duration::from_secs(secs);
-    if only_longer && wanted <= sandbox.end_at() {
-        return Ok(());
-    }
-    let lease = state.client.renew(&sandbox.id, Some(secs * 1000)).await.map_err(|error| {
-        if error.code() == Some(ErrorCode::LeaseNotFound) {
-            state.registry.remove(&sandbox.id);
-            ApiError::sandbox_not_found(&sandbox.id)
-        } else {
-            ApiError::from_client(&error)
-        }
-    })?;
-    sandbox.set_end_at(SystemTime::UNIX_EPOCH + Duration::from_millis(lease.expires_at_unix_ms));
-    Ok(())
-}
-
-fn timeout_body(body: &[u8]) -> Result<TimeoutBody, ApiError> {
-    if body.is_empty() {
-        return Ok(TimeoutBody::default());
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
-}
-
-/// `POST /sandboxes/{id}/timeout`: expire `timeout` seconds from now.
-pub async fn set_timeout(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let sandbox = find(&state, &id)?;
-    let secs = timeout_body(&body)?.timeout.ok_or_else(|| ApiError::bad_request("timeout is required"))?;
-    extend(&state, &sandbox, secs, false).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST /sandboxes/{id}/refreshes`: keep alive `duration` seconds (default E2B's 15) from now.
-pub async fn refresh(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let sandbox = find(&state, &id)?;
-    let secs = timeout_body(&body)?.duration.unwrap_or(DEFAULT_TIMEOUT_SECS as i64);
-    if !(0..=3600).contains(&secs) {
-        return Err(ApiError::bad_request("duration must be between 0 and 3600 seconds"));
-    }
-    extend(&state, &sandbox, secs, false).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST /sandboxes/{id}/connect`, `POST /v2/sandboxes/{id}/connect`: the sandbox, its timeout
-/// extended (never shortened). A running sandbox only: resuming a paused one waits for lifecycle.
-pub async fn connect(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let sandbox = find(&state, &id)?;
-    if let Some(secs) = timeout_body(&body)?.timeout {
-        extend(&state, &sandbox, secs, true).await?;
-    }
-    Ok(axum::Json(sandbox_json(&state, &sandbox)).into_response())
-}
-
-/// The query of the sandbox lists.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListQuery {
-    metadata: Option<String>,
-    state: Option<String>,
-    order: Option<String>,
-    started_after: Option<String>,
-    template: Option<String>,
-    limit: Option<usize>,
-    next_token: Option<String>,
-}
-
-/// `key=value&...` of the `metadata` filter (keys and values URL-encoded).
-fn metadata_filter(text: &str) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(text)
-        .map_err(|e| ApiError::bad_request(format!("metadata filter {text:?}: {e}")))
-}
-
-async fn listed(state: &AppState, query: &ListQuery, v2: bool) -> Result<Response, ApiError> {
-    let filter = query.metadata.as_deref().map(metadata_filter).transpose()?.unwrap_or_default();
-    let states: Vec<&str> = query.state.as_deref().map(|s| s.split(',').collect()).unwrap_or_default();
-    if let Some(bad) = states.iter().find(|s| !matches!(**s, "running" | "paused")) {
-        return Err(ApiError::bad_request(format!("state {bad:?}: expected running or paused")));
-    }
-    let after = match query.started_after.as_deref() {
-        Some(text) => Some(
-            parse_rfc3339(text)
-                .ok_or_else(|| ApiError::bad_request(format!("startedAfter {text:?} is not RFC 3339")))?,
-        ),
-        None => None,
-    };
-    let mut sandboxes: Vec<_> = state
-        .registry
-        .list()
-        .into_iter()
-        .filter(|s| filter.iter().all(|(k, v)| s.metadata.get(k) == Some(v)))
-        .filter(|_| states.is_empty() || states.contains(&"running"))
-        .filter(|s| after.is_none_or(|after| s.started_at >= after))
-        .filter(|s| query.template.as_ref().is_none_or(|t| &s.template_id == t))
-        .collect();
-    if v2 && query.order.as_deref() != Some("asc") {
-        sandboxes.reverse();
-    }
-    let total = sandboxes.len();
-    let mut next = None;
-    if v2 {
-        let start = match query.next_token.as_deref() {
-            Some(token) => {
-                let position = sandboxes.iter().position(|s| s.id == token);
-                position.ok_or_else(|| ApiError::bad_request(format!("nextToken {token:?} is not valid")))?
-            }
-            None => 0,
-        };
-        let limit = query.limit.unwrap_or(100).clamp(1, 100);
-        sandboxes = sandboxes.split_off(start);
-        if sandboxes.len() > limit {
-            next = sandboxes.get(limit).map(|s| s.id.clone());
-            sandboxes.truncate(limit);
-        }
-    }
-    let mut items = Vec::with_capacity(sandboxes.len());
-    for sandbox in &sandboxes {
-        items.push(listed_json(state, sandbox).await);
-    }
-    let mut response = axum::Json(items).into_response();
-    if let Some(token) = next.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        response.headers_mut().insert("x-next-token", token);
-    }
-    if let Ok(value) = HeaderValue::from_str(&total.to_string()) {
-        response.headers_mut().insert("x-total-running", value);
-    }
-    Ok(response)
-}
-
-/// `GET /sandboxes` (running sandboxes, metadata filter).
-pub async fn list_v1(
-    State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    listed(&state, &query, false).await
-}
-
-/// `GET /v2/sandboxes` (states, metadata, template, start time, order, pages).
-pub async fn list_v2(
-    State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    listed(&state, &query, true).await
 }
 
 /// `GET /templates`: firepit's shapes, each a template whose id and alias is its name.
@@ -435,9 +242,7 @@ pub async fn not_implemented(State(state): State<AppState>, uri: axum::http::Uri
     {
         return ApiError::sandbox_not_found(id);
     }
-    let what = if path.ends_with("/pause") || path.ends_with("/resume") {
-        "pausing and resuming sandboxes"
-    } else if path.contains("snapshots") || path.starts_with("/templates/") {
+    let what = if path.contains("snapshots") || path.starts_with("/templates/") {
         "snapshots"
     } else if path.ends_with("/fork") {
         "forking sandboxes"
@@ -470,13 +275,5 @@ mod tests {
         assert_eq!(egress(&partial).unwrap_err().status, StatusCode::BAD_REQUEST);
         let proxy = request(json!({"templateID": "base", "network": {"egressProxy": {"address": "p:1080"}}}));
         assert!(egress(&proxy).is_err());
-    }
-
-    #[test]
-    fn metadata_filters_are_url_encoded_pairs() {
-        assert_eq!(
-            metadata_filter("user=abc&app=prod%20x").unwrap(),
-            [("user".to_owned(), "abc".to_owned()), ("app".to_owned(), "prod x".to_owned())]
-        );
     }
 }

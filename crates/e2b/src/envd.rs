@@ -85,6 +85,9 @@ pub async fn serve(state: AppState, target: Target, request: Request) -> Respons
     let Some(sandbox) = state.registry.get(&target.sandbox) else {
         return sandbox_not_found(&target.sandbox);
     };
+    if !crate::lifecycle::wake(&state, &sandbox).await {
+        return sandbox_not_found(&target.sandbox);
+    }
     if target.port != ENVD_PORT {
         return crate::proxy::forward(&state, &sandbox, target.port, request).await;
     }

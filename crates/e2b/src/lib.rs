@@ -27,8 +27,9 @@
 //! round trip is most of the rest.
 //!
 //! # What it is not
-//! Not E2B's infrastructure: no template builds, no volumes, no secrets, no teams. The lifecycle
-//! verbs (pause, resume, snapshots, fork) answer `501` until firepit's API has them; metrics come
+//! Not E2B's infrastructure: no template builds, no volumes, no secrets, no teams. Pause, resume,
+//! connect to a paused sandbox, `autoPause` and `autoResume` are firepit's lease pause and resume
+//! ([`lifecycle`]); snapshots and forks answer `501` until firepit's API has them; metrics come
 //! from firepit's usage samples ([`metrics`]).
 //! Directory watches run Debian's `inotifywait` in the guest ([`watchers`]).
 //!
@@ -53,17 +54,21 @@ pub mod envd_files;
 pub mod envd_fs;
 pub mod envd_process;
 pub mod error;
+pub mod lifecycle;
+pub mod listing;
 pub mod metrics;
 pub mod paths;
 pub mod processes;
 pub mod proto;
 pub mod proxy;
 pub mod rpc;
+pub mod sandbox_views;
 pub mod sandboxes;
 pub mod server;
 pub mod state;
 pub mod sync;
 pub mod time;
+pub mod timeouts;
 pub mod users;
 pub mod watchers;
 

@@ -16,8 +16,8 @@ use firepit_api::{ErrorCode, UsageSample};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::control::find;
 use crate::error::ApiError;
+use crate::sandbox_views::find;
 use crate::state::AppState;
 use crate::time::rfc3339;
 

@@ -4,9 +4,12 @@
 //!
 //! The sandbox id *is* the lease id, so a request names its lease without a lookup. The record
 //! lives in this process; a sandbox whose lease has ended (released, expired) is dropped from it
-//! when its end time passes or firepit says the lease is gone.
+//! when its end time passes or firepit says the lease is gone. A sandbox that is paused, or that
+//! pauses instead of ending when its time runs out (`autoPause`), outlives its end time: firepit's
+//! lease view says whether it is still there ([`crate::sandbox_views::lease_view`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +29,16 @@ pub struct Sandbox {
     pub template_id: String,
     /// When it was created.
     pub started_at: SystemTime,
+    /// The timeout it was created with (what a resume without a timeout gives it again).
+    pub timeout: Duration,
+    /// Its timeout pauses it instead of killing it (E2B's `autoPause`, firepit's
+    /// `on_expiry = pause`).
+    pub auto_pause: bool,
+    /// A call on it while it is paused resumes it (E2B's `autoResume`, firepit's `auto_resume`).
+    pub auto_resume: bool,
+    /// Last known to be paused (set by a pause through this endpoint, cleared by a resume; firepit's
+    /// lease view is the truth).
+    pub paused: AtomicBool,
     /// When it expires (moved by timeouts and refreshes).
     pub end_at: Mutex<SystemTime>,
     /// The client's metadata.
@@ -54,6 +67,10 @@ impl Sandbox {
             id,
             template_id,
             started_at: now,
+            timeout,
+            auto_pause: false,
+            auto_resume: false,
+            paused: AtomicBool::new(false),
             end_at: Mutex::new(now + timeout),
             metadata: BTreeMap::new(),
             env_vars: BTreeMap::new(),
@@ -76,9 +93,26 @@ impl Sandbox {
         *lock(&self.end_at) = at;
     }
 
-    /// Whether its end time has passed.
+    /// Whether it is gone because its end time has passed (a paused sandbox, or one whose timeout
+    /// pauses it, is not: its lease view says).
     pub fn expired(&self) -> bool {
-        self.end_at() <= SystemTime::now()
+        !self.auto_pause && !self.is_paused() && self.end_at() <= SystemTime::now()
+    }
+
+    /// Whether it was last known to be paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Records that it is paused (or running).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+
+    /// Whether it may be paused now: paused through this endpoint, or past its end time with a
+    /// timeout that pauses it.
+    pub fn may_be_paused(&self) -> bool {
+        self.is_paused() || (self.auto_pause && self.end_at() <= SystemTime::now())
     }
 }
 
@@ -139,6 +173,20 @@ mod tests {
         assert_eq!(registry.list().len(), 1);
         assert!(registry.remove("l-1").is_some());
         assert!(registry.list().is_empty());
+    }
+
+    #[test]
+    fn paused_and_auto_pausing_sandboxes_outlive_their_end_time() {
+        let registry = Registry::default();
+        let paused = Sandbox::new("l-p".into(), "base".into(), Duration::ZERO);
+        paused.set_paused(true);
+        let auto = Sandbox { auto_pause: true, ..Sandbox::new("l-a".into(), "base".into(), Duration::ZERO) };
+        assert!(auto.may_be_paused() && paused.may_be_paused());
+        registry.insert(Arc::new(paused));
+        registry.insert(Arc::new(auto));
+        assert_eq!(registry.list().len(), 2);
+        let running = Sandbox::new("l-r".into(), "base".into(), Duration::from_secs(60));
+        assert!(!running.may_be_paused());
     }
 
     #[test]

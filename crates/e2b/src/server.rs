@@ -19,7 +19,7 @@ use crate::envd::{self, constant_time_eq};
 use crate::error::ApiError;
 use crate::sandboxes::Registry;
 use crate::state::AppState;
-use crate::{control, metrics};
+use crate::{control, lifecycle, listing, metrics, timeouts};
 
 /// Largest REST request body (a create with metadata and environment).
 const MAX_REST_BODY: usize = 1024 * 1024;
@@ -29,20 +29,20 @@ pub fn router(config: E2bConfig, client: Client) -> Router {
     let state = AppState { client, registry: Arc::new(Registry::default()), config: Arc::new(config) };
     let rest = Router::new()
         .route("/health", get(control::health))
-        .route("/sandboxes", post(control::create).get(control::list_v1))
-        .route("/v2/sandboxes", post(control::create).get(control::list_v2))
+        .route("/sandboxes", post(control::create).get(listing::list_v1))
+        .route("/v2/sandboxes", post(control::create).get(listing::list_v2))
         .route("/sandboxes/{id}", get(control::get).delete(control::kill))
-        .route("/sandboxes/{id}/timeout", post(control::set_timeout))
-        .route("/sandboxes/{id}/refreshes", post(control::refresh))
-        .route("/sandboxes/{id}/connect", post(control::connect))
-        .route("/v2/sandboxes/{id}/connect", post(control::connect))
+        .route("/sandboxes/{id}/timeout", post(timeouts::set_timeout))
+        .route("/sandboxes/{id}/refreshes", post(timeouts::refresh))
+        .route("/sandboxes/{id}/connect", post(lifecycle::connect))
+        .route("/v2/sandboxes/{id}/connect", post(lifecycle::connect))
+        .route("/sandboxes/{id}/pause", post(lifecycle::pause))
+        .route("/sandboxes/{id}/resume", post(lifecycle::resume_sandbox))
         .route("/templates", get(control::templates))
         .route("/sandboxes/metrics", get(metrics::many_metrics))
         .route("/sandboxes/{id}/metrics", get(metrics::sandbox_metrics))
         .route("/sandboxes/{id}/logs", get(control::not_implemented))
         .route("/v2/sandboxes/{id}/logs", get(control::not_implemented))
-        .route("/sandboxes/{id}/pause", post(control::not_implemented))
-        .route("/sandboxes/{id}/resume", post(control::not_implemented))
         .route("/sandboxes/{id}/fork", post(control::not_implemented))
         .route("/sandboxes/{id}/snapshots", post(control::not_implemented))
         .route("/sandboxes/{id}/network", any(control::not_implemented))
