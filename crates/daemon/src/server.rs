@@ -222,6 +222,11 @@ impl Daemon {
         self.tcp.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
+    /// The daemon's event bus (to emit or follow events in the same process: tests, benches).
+    pub fn events(&self) -> crate::events::EventBus {
+        self.leases.events().clone()
+    }
+
     /// The Unix socket path.
     pub fn socket_path(&self) -> &Path {
         &self.socket.0

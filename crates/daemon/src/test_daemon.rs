@@ -32,6 +32,8 @@ pub struct TestDaemon {
     pub handle: JoinHandle<StopReport>,
     /// The temporary directory holding the socket (removed on drop).
     pub dir: tempfile::TempDir,
+    /// Its event bus (emit on it to test or measure what readers get).
+    pub events: crate::events::EventBus,
 }
 
 /// Serve options on a socket inside `dir`, with small limits for tests.
@@ -70,9 +72,10 @@ impl TestDaemon {
         let socket = options.socket.clone();
         let daemon = Daemon::bind(Arc::new(backend.clone()), options).await.expect("test daemon set-up");
         let tcp = daemon.tcp_addr();
+        let events = daemon.events();
         let (controller, signal) = shutdown::channel();
         let handle = tokio::spawn(daemon.run(signal));
-        Self { backend, socket, tcp, controller, handle, dir }
+        Self { backend, socket, tcp, controller, handle, dir, events }
     }
 
     /// With a TCP listener on 127.0.0.1 (any port) requiring [`TOKEN`].

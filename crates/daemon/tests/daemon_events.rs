@@ -1,8 +1,10 @@
 //! `GET /v1/events` and webhooks over the fake backend: events come in order with increasing ids,
 //! a reader resumes after the last id it saw (from the daemon's history), filters by kind and
 //! lease hold, and a webhook on loopback gets the same events, signed with HMAC-SHA256 under its
-//! secret.
+//! secret, each exactly once even when its receiver is down for 10 s in the middle (the retries,
+//! 0.5 s to 8 s apart by then, deliver them ~16 s in).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -147,5 +149,115 @@ async fn a_webhook_gets_the_events_signed_with_its_secret() {
     );
     // lease.created was not asked for: nothing else came.
     assert!(tokio::time::timeout(Duration::from_millis(300), received.recv()).await.is_err());
+    daemon.stop().await;
+}
+
+/// What a receiver got: per POST, the delivery id header, whether the signature was right, and
+/// the event.
+type Deliveries = Arc<Mutex<Vec<(String, bool, Event)>>>;
+
+/// A receiver serving `addr` until `stop` fires, recording into `deliveries`; returns its task.
+async fn receiver_on(
+    addr: std::net::SocketAddr,
+    deliveries: Deliveries,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let deliveries = deliveries.clone();
+            async move {
+                let header =
+                    |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+                mac.update(&body);
+                let signed = header("x-firepit-signature")
+                    == format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                let event: Event = serde_json::from_slice(&body).unwrap();
+                deliveries.lock().unwrap().push((header("x-firepit-delivery"), signed, event));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _either = stop.await;
+        };
+        axum::serve(listener, app).with_graceful_shutdown(stopped).await.unwrap();
+    })
+}
+
+#[tokio::test]
+async fn a_webhook_receiver_down_for_10_s_gets_every_event_once_when_it_is_back() {
+    let deliveries: Deliveries = Arc::default();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let up = receiver_on(addr, deliveries.clone(), stopped).await;
+    let webhook = WebhookConfig {
+        url: format!("http://{addr}/hook"),
+        secret: SECRET.to_vec(),
+        events: lease_kinds(),
+        queue: 64,
+    };
+    let daemon = TestDaemon::start_with(FakeBackend::with_shape("small", 1), move |options| {
+        options.events.webhooks = vec![webhook];
+    })
+    .await;
+    let client = daemon.client();
+    let delivered = |n: usize| {
+        let deliveries = deliveries.clone();
+        async move {
+            let waiting = async {
+                while deliveries.lock().unwrap().len() < n {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(60), waiting).await.is_ok()
+        }
+    };
+    let cycle = |job: &'static str| {
+        let client = client.clone();
+        async move {
+            let id = acquire(&client, job).await;
+            client.release(&id).await.unwrap();
+        }
+    };
+
+    cycle("before").await;
+    assert!(delivered(2).await, "the receiver is up: {:?}", deliveries.lock().unwrap());
+    // Down: connections are refused for 10 s while leases come and go.
+    stop.send(()).unwrap();
+    up.await.unwrap();
+    let down = tokio::time::Instant::now();
+    for job in ["down-1", "down-2", "down-3"] {
+        cycle(job).await;
+    }
+    tokio::time::sleep_until(down + Duration::from_secs(10)).await;
+    assert_eq!(deliveries.lock().unwrap().len(), 2, "nothing is delivered while the receiver is down");
+    // Back on the same port.
+    let (_stop, stopped) = tokio::sync::oneshot::channel();
+    let _up = receiver_on(addr, deliveries.clone(), stopped).await;
+    cycle("after").await;
+    assert!(delivered(10).await, "the retries deliver: {:?}", deliveries.lock().unwrap());
+    // A late copy would come within a retry's wait.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Every event the bus has, once, in order, signed.
+    let query = EventQuery { kinds: lease_kinds(), last_event_id: Some(0), ..EventQuery::default() };
+    let mut feed = client.events(&query).await.unwrap();
+    let mut emitted = Vec::new();
+    for _ in 0..10 {
+        emitted.push(next(&mut feed).await.id);
+    }
+    let deliveries = deliveries.lock().unwrap().clone();
+    let ids: Vec<u64> = deliveries.iter().map(|(_, _, event)| event.id).collect();
+    assert_eq!(ids, emitted, "each event once, in order: {deliveries:?}");
+    for (delivery, signed, event) in &deliveries {
+        assert!(signed, "a valid signature: {event:?}");
+        assert_eq!(delivery, &event.id.to_string(), "X-Firepit-Delivery is the event id");
+    }
+    let text = client.metrics().await.unwrap();
+    assert!(!text.contains("outcome=\"failed\""), "nothing given up: {text}");
     daemon.stop().await;
 }
