@@ -29,6 +29,12 @@ pub struct LeaseConfig {
     /// row end the lease (`health_check_failed`).
     #[serde(default = "default_health_check_secs")]
     pub health_check_secs: u64,
+    /// Where paused leases' VMs are saved (memory, device state, disk layers): a directory on a
+    /// disk, not tmpfs — a paused lease then holds no RAM. Default: `<state_dir>/paused` when
+    /// `state_dir` is set, else `paused` in firepit's data dir (`/var/lib/firepit/paused` for
+    /// root), because the default state dir is under `/run`, a tmpfs.
+    #[serde(default)]
+    pub paused_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LeaseConfig {
@@ -40,6 +46,7 @@ impl Default for LeaseConfig {
             ended_max: default_ended_max(),
             paused_retention_secs: default_paused_retention_secs(),
             health_check_secs: default_health_check_secs(),
+            paused_dir: None,
         }
     }
 }
@@ -64,6 +71,15 @@ fn default_health_check_secs() -> u64 {
 }
 
 impl Config {
+    /// Where paused leases' VMs are saved (see [`LeaseConfig::paused_dir`]).
+    pub fn paused_dir(&self) -> std::path::PathBuf {
+        match (&self.leases.paused_dir, &self.state_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(state)) => state.join("paused"),
+            (None, None) => firepit_image::default_store_dir().with_file_name("paused"),
+        }
+    }
+
     /// How leases live (`[leases]`); their records go to `<state dir>/leases`.
     pub fn lease_settings(&self) -> crate::leases::LeaseSettings {
         let leases = &self.leases;

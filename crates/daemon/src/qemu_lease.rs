@@ -3,13 +3,14 @@
 //! ([`QemuProvider::pause_to_disk`]), its QEMU exited, and started again as itself
 //! ([`QemuProvider::resume_saved`]: files, processes and their output, address, port forwards).
 //!
-//! Paused VMs live in `<state dir>/paused/<vm id>` ([`paused_dir`]); what the lease's record
+//! Paused VMs live in `<paused dir>/<vm id>` (`[leases] paused_dir`, on a disk: see
+//! [`Config::paused_dir`](crate::config::Config::paused_dir)); what the lease's record
 //! keeps is that directory, so a daemon that restarts adopts them again ([`adopt`]). A resumed VM
 //! is not the pool's: the lease holds it ([`ResumedVm`]) and destroys it when released.
 
 use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use firepit_net::NetError;
 use firepit_pool::{PooledVm, Provider};
@@ -19,11 +20,6 @@ use crate::backend::{
     EgressPolicy, LeasedVm, NetworkError, PausedVm, ResumeFailed, UsageDepth, VmExit, VmUsage,
 };
 use crate::boxed::{BoxError, BoxFuture};
-
-/// Where a daemon with state directory `state_dir` keeps paused VMs.
-pub(crate) fn paused_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("paused")
-}
 
 /// Pauses `vm` into `dir/<vm id>`; on error the VM runs on.
 pub(crate) async fn pause(provider: &QemuProvider, vm: &QemuVm, dir: &Path) -> Result<QemuPaused, BoxError> {

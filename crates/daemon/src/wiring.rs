@@ -52,8 +52,7 @@ pub async fn build_backend(
         memory_budget_mb: config.limits.memory_budget_mb,
         shutdown_budget: config.shutdown_budget(),
     };
-    let backend = QemuBackend::start(provider, &config.shapes, limits)
-        .await?
-        .with_paused_dir(crate::qemu_lease::paused_dir(&config.state_dir()));
+    let backend =
+        QemuBackend::start(provider, &config.shapes, limits).await?.with_paused_dir(config.paused_dir());
     Ok(Arc::new(backend))
 }

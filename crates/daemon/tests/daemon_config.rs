@@ -185,3 +185,14 @@ fn cgroups_table_defaults_on_and_bad_values_are_refused_by_key() {
     refused(&format!("[cgroups]\npids_max = 2\n{}", shape("")), &["cgroups.pids_max", "at least 16"]);
     refused(&format!("[cgroups]\ncpu_quota = 2\n{}", shape("")), &["cpu_quota"]);
 }
+
+#[test]
+fn paused_vms_go_to_a_disk_directory_by_default_not_the_tmpfs_runtime_dir() {
+    let own = parse(&format!("[leases]\npaused_dir = \"/srv/paused\"\n{}", shape(""))).unwrap();
+    assert_eq!(own.paused_dir(), Path::new("/srv/paused"));
+    let with_state = parse(&format!("state_dir = \"/srv/state\"\n{}", shape(""))).unwrap();
+    assert_eq!(with_state.paused_dir(), Path::new("/srv/state/paused"));
+    let default = parse(&shape("")).unwrap();
+    assert!(!default.paused_dir().starts_with(default.runtime_dir()), "{:?}", default.paused_dir());
+    assert_eq!(default.paused_dir().file_name().unwrap(), "paused");
+}
