@@ -1,13 +1,15 @@
-//! The pools page (the dashboard's home): per shape, how many VMs are ready, filling and leased,
-//! the depth it keeps, how it fills and how that went. The table refreshes itself every 2 s; each
+//! The pools page (the dashboard's home): per shape, how many VMs are ready, filling, leased and
+//! paused (counted from `GET /v1/leases?state=paused`, as the pools view has no such count), the
+//! depth it keeps, how it fills and how that went. The table refreshes itself every 2 s; each
 //! refresh carries the totals as a sample (`#pool-sample`), which `app.js` charts (uPlot) for as
 //! long as the page is open.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
-use firepit_api::{PoolsResponse, ShapeStatusView};
+use firepit_api::{LeaseListQuery, LeaseState, PoolsResponse, ShapeStatusView};
 use maud::{Markup, html};
 
 use crate::assets::asset_url;
@@ -22,9 +24,9 @@ pub(crate) async fn page_handler(
     State(ui): State<UiState>,
     Extension(session): Extension<Session>,
 ) -> Markup {
-    let table = match ui.client().pools().await {
-        Ok(pools) => pools_table(&pools),
-        Err(error) => UiError::from(error).into_notice(),
+    let table = match table_handler(State(ui)).await {
+        Ok(table) => table,
+        Err(error) => error.into_notice(),
     };
     page(
         "Pools",
@@ -48,10 +50,20 @@ pub(crate) async fn page_handler(
 
 /// `GET /ui/pools/table`: the table alone, for the refresh.
 pub(crate) async fn table_handler(State(ui): State<UiState>) -> Result<Markup, UiError> {
-    Ok(pools_table(&ui.client().pools().await?))
+    let pools = ui.client().pools().await?;
+    let query = LeaseListQuery { state: Some(LeaseState::Paused), ..LeaseListQuery::default() };
+    let mut paused = Paused::new();
+    // A daemon without paused leases in its lists shows none.
+    for lease in ui.client().leases(&query).await.unwrap_or_default() {
+        *paused.entry(lease.shape).or_default() += 1;
+    }
+    Ok(pools_table(&pools, &paused))
 }
 
-fn pools_table(pools: &PoolsResponse) -> Markup {
+/// Paused leases per shape.
+type Paused = BTreeMap<String, usize>;
+
+fn pools_table(pools: &PoolsResponse, paused: &Paused) -> Markup {
     let ready: usize = pools.shapes.iter().map(|s| s.ready).sum();
     let filling: usize = pools.shapes.iter().map(|s| s.filling).sum();
     let leased: usize = pools.shapes.iter().map(|s| s.leased).sum();
@@ -63,6 +75,7 @@ fn pools_table(pools: &PoolsResponse) -> Markup {
             div { dt { "Ready" } dd { (ready) } }
             div { dt { "Filling" } dd { (filling) } }
             div { dt { "Leases" } dd { a href="/ui/leases?state=running" { (pools.leases) } } }
+            div { dt { "Paused" } dd { a href="/ui/leases?state=paused" { (paused.values().sum::<usize>()) } } }
             div { dt { "Up for" } dd { (format::duration(Duration::from_secs(pools.uptime_secs))) } }
         }
         @if pools.shapes.is_empty() {
@@ -76,12 +89,13 @@ fn pools_table(pools: &PoolsResponse) -> Markup {
                         th scope="col" .num { "Ready" }
                         th scope="col" .num { "Filling" }
                         th scope="col" .num { "Leased" }
+                        th scope="col" .num { "Paused" }
                         th scope="col" .num { "Depth" }
                         th scope="col" { "Fill" }
                         th scope="col" .num { "Failures" }
                         th scope="col" { "Accel" }
                     } }
-                    tbody { @for shape in &pools.shapes { (shape_row(shape)) } }
+                    tbody { @for shape in &pools.shapes { (shape_row(shape, paused.get(&shape.name).copied().unwrap_or(0))) } }
                 }
             }
             @for shape in pools.shapes.iter().filter(|s| s.last_error.is_some()) {
@@ -93,7 +107,7 @@ fn pools_table(pools: &PoolsResponse) -> Markup {
     }
 }
 
-fn shape_row(shape: &ShapeStatusView) -> Markup {
+fn shape_row(shape: &ShapeStatusView, paused: usize) -> Markup {
     let fill = serde_json::to_value(shape.fill).ok().and_then(|v| v.as_str().map(str::to_owned));
     let health = if shape.consecutive_failures > 0 {
         "bad"
@@ -112,6 +126,7 @@ fn shape_row(shape: &ShapeStatusView) -> Markup {
             td.num { (shape.ready) }
             td.num { (shape.filling) }
             td.num { (shape.leased) }
+            td.num { (paused) }
             td.num { (shape.depth_low) "–" (shape.depth_high) }
             td {
                 (fill.as_deref().unwrap_or("?"))
