@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
-use firepit_api::{LeaseListQuery, LeaseState, PoolsResponse, ShapeStatusView};
+use firepit_api::{HostView, LeaseListQuery, LeaseState, PoolsResponse, ShapeStatusView};
 use maud::{Markup, html};
 
 use crate::assets::asset_url;
@@ -77,6 +77,7 @@ fn pools_table(pools: &PoolsResponse, paused: &Paused) -> Markup {
             div { dt { "Leases" } dd { a href="/ui/leases?state=running" { (pools.leases) } } }
             div { dt { "Paused" } dd { a href="/ui/leases?state=paused" { (paused.values().sum::<usize>()) } } }
             div { dt { "Up for" } dd { (format::duration(Duration::from_secs(pools.uptime_secs))) } }
+            @if let Some(host) = &pools.host { (host_cards(host)) }
         }
         @if pools.shapes.is_empty() {
             p { "No shapes are registered." }
@@ -102,6 +103,35 @@ fn pools_table(pools: &PoolsResponse, paused: &Paused) -> Markup {
                 @if let Some(error) = &shape.last_error {
                     p.notice.error role="status" { strong { (shape.name) ": last fill error" } " " (error) }
                 }
+            }
+        }
+    }
+}
+
+/// The host's CPUs and what the VMs take of its memory (and of the budget, when one is set).
+fn host_cards(host: &HostView) -> Markup {
+    const MIB: u64 = 1024 * 1024;
+    let of = |mb: u64| format::bytes(mb * MIB);
+    let (cap, cap_name) = match host.memory_budget_mb {
+        Some(budget) => (budget, "budget"),
+        None => (host.memory_total_mb, "host"),
+    };
+    let tone = match (host.memory_used_mb * 100).checked_div(cap) {
+        Some(p) if p >= 90 => "bad",
+        Some(p) if p >= 75 => "warn",
+        _ => "good",
+    };
+    html! {
+        div { dt { "Host CPUs" } dd { (host.cpus) } }
+        div #host-memory {
+            dt { "VM memory" }
+            dd {
+                span.dot.(tone) aria-hidden="true" {}
+                (of(host.memory_used_mb))
+                @if cap > 0 { small.muted { " of " (of(cap)) " " (cap_name) } }
+            }
+            @if host.memory_budget_mb.is_some() && host.memory_total_mb > 0 {
+                dd { small.muted { "host: " (of(host.memory_total_mb)) } }
             }
         }
     }
@@ -139,5 +169,28 @@ fn shape_row(shape: &ShapeStatusView, paused: usize) -> Markup {
             }
             td { (shape.accelerator) }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_memory_is_shown_against_the_budget_or_the_host() {
+        let host = HostView {
+            cpus: 2,
+            memory_total_mb: 24_576,
+            memory_used_mb: 7_000,
+            memory_budget_mb: Some(8_192),
+        };
+        let html = host_cards(&host).into_string();
+        assert!(html.contains(r#"<span class="dot warn" aria-hidden="true"></span>6.8 GiB<small class="muted"> of 8.0 GiB budget</small>"#), "{html}");
+        assert!(html.contains("host: 24.0 GiB"), "{html}");
+        let unbudgeted = HostView { memory_budget_mb: None, memory_used_mb: 1_024, ..host };
+        let html = host_cards(&unbudgeted).into_string();
+        assert!(html.contains(r#"dot good"#) && html.contains(" of 24.0 GiB host"), "{html}");
+        let empty = PoolsResponse { shapes: Vec::new(), leases: 0, uptime_secs: 1, host: None };
+        assert!(!pools_table(&empty, &Paused::new()).into_string().contains("Host CPUs"));
     }
 }
