@@ -137,6 +137,7 @@ mod tests {
                 memory_total_bytes: Some(4 << 20),
                 ..Sample::default()
             }],
+            ..Metrics::default()
         };
         let html = numbers(Some(&metrics)).into_string();
         assert!(html.contains("1.0 MiB of 4.0 MiB"), "{html}");

@@ -2,9 +2,8 @@
 //! samples, every 5 s) for the lease page's charts, and `GET /v1/usage` (the latest sample of
 //! every running lease) for the sparklines of the leases list.
 //!
-//! The samples are read as plain JSON into the tolerant types below (every field optional), not
-//! into the API crate's types: the dashboard also serves daemons that sample nothing, or that
-//! predate these endpoints. Any of those answers (404, 405, 501, a body that is not samples)
+//! The dashboard also serves daemons that sample nothing, or that predate these endpoints (a
+//! gateway, an older daemon): any of those answers (404, 405, 501, a body that is not samples)
 //! means "no usage yet" on the page, never an error page.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -12,7 +11,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use axum::http::Method;
 use firepit_client::Client;
 use maud::{Markup, html};
-use serde::Deserialize;
 
 use crate::error::UiError;
 
@@ -21,51 +19,10 @@ pub(crate) const SPARK_POINTS: usize = 24;
 /// Leases whose past samples are fetched per refresh of the list (the rest start from now).
 const SEEDS_PER_REFRESH: usize = 16;
 
-/// One usage sample (the fields the dashboard shows).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub(crate) struct Sample {
-    pub at_unix_ms: u64,
-    pub cpu_percent: Option<f64>,
-    pub memory_used_bytes: Option<u64>,
-    pub memory_total_bytes: Option<u64>,
-    pub disk_used_bytes: Option<u64>,
-    pub disk_total_bytes: Option<u64>,
-    pub net_rx_bytes: Option<u64>,
-    pub net_tx_bytes: Option<u64>,
-    pub oom_kills: u64,
-}
-
-impl Sample {
-    /// Guest memory in use, in percent of its total.
-    pub(crate) fn memory_percent(&self) -> Option<f64> {
-        match (self.memory_used_bytes, self.memory_total_bytes) {
-            (Some(used), Some(total)) if total > 0 => Some(used as f64 * 100.0 / total as f64),
-            _ => None,
-        }
-    }
-}
-
+/// One usage sample.
+pub(crate) type Sample = firepit_api::UsageSample;
 /// `GET /v1/leases/{id}/metrics`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct Metrics {
-    pub interval_ms: u64,
-    pub samples: Vec<Sample>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct LeaseUsage {
-    lease_id: String,
-    latest: Option<Sample>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct UsageList {
-    leases: Vec<LeaseUsage>,
-}
+pub(crate) type Metrics = firepit_api::LeaseMetrics;
 
 /// `GET path` as `T`; `None` when the daemon has no such endpoint (or no usage for it).
 async fn get_tolerant<T: serde::de::DeserializeOwned>(
@@ -106,7 +63,7 @@ pub(crate) struct History {
 impl History {
     /// Reads the latest samples (quietly keeping what it had when the daemon has none).
     pub(crate) async fn refresh(&mut self, client: &Client) {
-        let list: UsageList = match get_tolerant(client, "/v1/usage").await {
+        let list: firepit_api::UsageList = match get_tolerant(client, "/v1/usage").await {
             Ok(Some(list)) => list,
             Ok(None) | Err(_) => return,
         };
@@ -190,10 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn samples_read_tolerantly_and_history_is_bounded() {
-        let json = r#"{"at_unix_ms":5,"cpu_percent":null,"memory_used_bytes":1,"memory_total_bytes":4,"new_field":1}"#;
-        let parsed: Sample = serde_json::from_str(json).unwrap();
-        assert_eq!((parsed.cpu_percent, parsed.memory_percent()), (None, Some(25.0)));
+    fn history_is_bounded_and_ignores_old_samples() {
         let mut history = History::default();
         for at in 0..40 {
             history.push("l-1", sample(at, at as f64));
