@@ -78,7 +78,7 @@ pub use processes::{
     ExitStatusView, OutputChannel, OutputQuery, ProcessList, ProcessOutputView, ProcessQuery, ProcessView,
     SignalBody, SignalSpec, SpawnBody, StartProcessBody,
 };
-pub use shapes::ShapeStatusView;
+pub use shapes::{HostView, ShapeStatusView};
 pub use time::{rfc3339_ms, unix_ms};
 pub use types::{
     AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse, Program,

@@ -53,3 +53,25 @@ pub struct ShapeStatusView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fill_state: Option<String>,
 }
+
+/// The host's CPUs and memory, and what the pools' VMs take of the memory budget (`GET /v1/pools`).
+///
+/// ```
+/// let host: firepit_api::HostView = serde_json::from_str(
+///     r#"{"cpus":2,"memory_total_mb":24000,"memory_used_mb":1200,"memory_budget_mb":8192}"#,
+/// ).unwrap();
+/// assert_eq!(host.memory_budget_mb, Some(8192));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostView {
+    /// CPUs this daemon may run on.
+    pub cpus: usize,
+    /// The host's memory, MiB (0: unknown).
+    pub memory_total_mb: u64,
+    /// Memory charged to the pools' VMs (every alive VM, and snapshot templates), MiB.
+    pub memory_used_mb: u64,
+    /// The cap on that memory (`limits.memory_budget_mb`); `None`: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget_mb: Option<u64>,
+}

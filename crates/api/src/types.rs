@@ -221,6 +221,9 @@ pub struct PoolsResponse {
     pub leases: usize,
     /// Seconds since the daemon started.
     pub uptime_secs: u64,
+    /// The host's CPUs and memory (a daemon's; a gateway's pools have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<crate::HostView>,
 }
 
 /// `GET /healthz`.

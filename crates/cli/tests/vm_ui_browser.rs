@@ -1,5 +1,6 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver) against a real daemon with
-//! real VMs: login, the live lease list, a lease's terminal and file upload, its actions, and
+//! real VMs: login, the live lease list and its metadata filter, the live events, a lease's
+//! terminal, file upload, usage and actions (pause and resume when the daemon has them), and
 //! screenshots of every page under `<target>/ui-screenshots/` (look at them).
 
 mod common;
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 use common::browser::Browser;
 use fantoccini::Locator;
 use fantoccini::key::Key;
-use firepit_api::{AcquireRequest, ExecBody, Program, StartProcessBody};
+use firepit_api::{AcquireBody, AcquireRequest, ExecBody, Program, StartProcessBody};
+use firepit_client::Method;
 use firepit_tools::child_daemon::ChildDaemon;
 use firepit_tools::daemon_dir::{DaemonDir, DaemonSettings, ShapeSettings};
 
@@ -90,6 +92,31 @@ async fn vm_dashboard_works_in_a_real_browser() {
     let focused = browser.client.active_element().await.unwrap();
     assert_eq!(focused.attr("name").await.unwrap().as_deref(), Some("state"));
 
+    // Events: the page follows the daemon's events live; a lease acquired with a label shows as
+    // `lease.created` within 2 s, with its label. The lease list filters on that label.
+    browser.client.goto(&page("/ui/events")).await.unwrap();
+    browser.wait_for("tbody#event-rows", SHORT).await;
+    browser
+        .wait_for(&format!("tr[data-kind=\"lease.ended\"] a[href=\"/ui/leases/{}\"]", lease.lease_id), SHORT)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = AcquireBody {
+        metadata: [("suite".to_owned(), "ui-browser".to_owned())].into(),
+        ..AcquireBody::from(acquire())
+    };
+    let labelled = api.acquire_with(&body, None).await.unwrap();
+    let acquired = Instant::now();
+    let created = format!("tr[data-kind=\"lease.created\"] a[href=\"/ui/leases/{}\"]", labelled.lease_id);
+    browser.wait_for(&created, Duration::from_secs(2)).await;
+    let appeared_ms = acquired.elapsed().as_millis();
+    assert!(appeared_ms <= 2000, "the event appeared after {appeared_ms} ms");
+    browser.wait_for_text("tbody#event-rows tr:first-child", SHORT, |t| t.contains("suite=ui-browser")).await;
+    browser.screenshot_page("events").await;
+    browser.client.goto(&page("/ui/leases?metadata=suite%3Dui-browser")).await.unwrap();
+    browser.wait_for(&format!("tr#lease-{}", labelled.lease_id), SHORT).await;
+    let rows = browser.client.find_all(Locator::Css("tbody#lease-rows tr")).await.unwrap();
+    assert_eq!(rows.len(), 1, "only the labelled lease is listed");
+
     // Pools: the shape with its counts, and the chart of the totals after a few refreshes.
     browser.client.goto(&page("/ui/")).await.unwrap();
     browser.wait_for_text("table.pools tbody", SHORT, |t| t.contains("default")).await;
@@ -98,9 +125,10 @@ async fn vm_dashboard_works_in_a_real_browser() {
     browser.screenshot_page("pools").await;
 
     // A lease's page: the terminal computes, an uploaded file reads back in the VM.
-    let lease = api.acquire(&acquire(), None).await.unwrap();
+    let lease = labelled;
     browser.client.goto(&page(&format!("/ui/leases/{}", lease.lease_id))).await.unwrap();
     browser.wait_for_text("#lease-state", SHORT, |t| t == "running").await;
+    browser.wait_for("a[href^=\"/ui/events?lease=\"]", SHORT).await;
     browser.wait_for("#terminal-open", SHORT).await.click().await.unwrap();
     browser.wait_for_text("#terminal-status", SHORT, |t| t.contains("Connected")).await;
     browser.wait_for_text(".xterm-rows", SHORT, |t| t.contains("# ")).await; // the shell's prompt
@@ -135,6 +163,15 @@ async fn vm_dashboard_works_in_a_real_browser() {
         .await
         .unwrap();
     browser.wait_for_text("#process-output pre", SHORT, |t| t.contains("hello from a process")).await;
+
+    // Usage: charts once the daemon samples (it does when it has `GET /v1/usage`), else a note.
+    let samples = api.request(Method::GET, "/v1/usage", None, &[]).await.unwrap().status.is_success();
+    if samples {
+        browser.wait_for("#usage-charts.ready #chart-cpu canvas", Duration::from_secs(15)).await;
+        browser.wait_for("#usage-charts.ready #chart-mem canvas", SHORT).await;
+    } else {
+        browser.wait_for("#usage #usage-none", SHORT).await;
+    }
     browser.screenshot_page("lease").await;
     browser.wait_for("#processes button.danger", SHORT).await.click().await.unwrap();
     let question = wait_for_alert(&browser).await;
@@ -152,6 +189,25 @@ async fn vm_dashboard_works_in_a_real_browser() {
     browser.wait_for("table.leases", SHORT).await;
     browser.screenshot_page("leases-phone-dark").await;
     browser.resize(1280, 900).await;
+
+    // Pause and resume from the buttons (pause asks first); a daemon without them says so.
+    browser.client.goto(&page(&format!("/ui/leases/{}", lease.lease_id))).await.unwrap();
+    browser.wait_for("#pause", SHORT).await.click().await.unwrap();
+    let question = wait_for_alert(&browser).await;
+    assert!(question.starts_with(&format!("Pause lease {}?", lease.lease_id)), "{question}");
+    browser.client.accept_alert().await.unwrap();
+    let pause_path = format!("/v1/leases/{}/pause", lease.lease_id);
+    let has_pause =
+        api.request(Method::OPTIONS, &pause_path, None, &[]).await.unwrap().status.as_u16() != 404;
+    if has_pause {
+        browser.wait_for_text("#lease-state", Duration::from_secs(30), |t| t == "paused").await;
+        browser.wait_for("#resume", SHORT).await.click().await.unwrap();
+        browser.wait_for_text("#lease-state", Duration::from_secs(30), |t| t == "running").await;
+    } else {
+        let text = browser.wait_for_text("#action-result .notice", SHORT, |t| !t.is_empty()).await;
+        assert_eq!(text, "This daemon cannot pause leases.");
+        browser.wait_for_text("#lease-state", SHORT, |t| t == "running").await;
+    }
 
     // Release from the page: it asks first, then the lease ends as released.
     browser.client.goto(&page(&format!("/ui/leases/{}", lease.lease_id))).await.unwrap();

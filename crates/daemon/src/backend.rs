@@ -26,6 +26,15 @@ use crate::sandbox::Sandbox;
 pub use crate::paused::{PauseFailed, PausedVm, ResumeFailed};
 
 pub use firepit_api::ShapeStatusView;
+
+/// What [`LeaseBackend::memory_mb`] answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Charged to every alive VM (and shared templates), MiB.
+    pub used_mb: u64,
+    /// The cap, if any, MiB.
+    pub budget_mb: Option<u64>,
+}
 /// The hook through which the QEMU provider reports the processes it owns (recorded by
 /// [`crate::records::RecordStore`], reaped by [`crate::recovery`] after a crash).
 pub use firepit_qemu::{OwnedProcess, OwnershipHook};
@@ -68,6 +77,11 @@ pub trait LeaseBackend: Send + Sync + 'static {
 
     /// A snapshot of every shape's state, for `GET /v1/pools` and `firepit status`.
     fn status(&self) -> Vec<ShapeStatusView>;
+
+    /// Memory charged to the VMs, and the budget capping it, MiB (`GET /v1/pools`' `host`).
+    fn memory_mb(&self) -> MemoryUse {
+        MemoryUse::default()
+    }
 
     /// The network of `shape` (`mode = none` for a shape without one); `None` for an unknown
     /// shape. The daemon checks a lease's egress narrowing against it before it acquires.

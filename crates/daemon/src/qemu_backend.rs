@@ -149,6 +149,11 @@ impl LeaseBackend for QemuBackend {
         })
     }
 
+    fn memory_mb(&self) -> crate::backend::MemoryUse {
+        let status = self.pool.status();
+        crate::backend::MemoryUse { used_mb: status.memory_used_mb, budget_mb: status.memory_budget_mb }
+    }
+
     fn status(&self) -> Vec<ShapeStatusView> {
         let provider = self.pool.provider();
         // Sorted by key, which is the name.

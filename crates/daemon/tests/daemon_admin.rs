@@ -102,6 +102,10 @@ async fn pools_report_ready_and_leased_per_shape() {
     assert_eq!(pools.leases, 1);
     let small = pools.shapes.iter().find(|s| s.name == "small").unwrap();
     assert_eq!((small.ready, small.leased, small.accelerator.as_str()), (1, 1, "none"));
+    // The host: its CPUs and memory; the fake backend charges nothing and has no budget.
+    let host = pools.host.expect("a daemon's pools name its host");
+    assert!(host.cpus >= 1 && host.memory_total_mb > 0, "{host:?}");
+    assert_eq!((host.memory_used_mb, host.memory_budget_mb), (0, None));
     daemon.stop().await;
 }
 

@@ -66,8 +66,12 @@ pub async fn pools(State(gw): State<GatewayState>) -> Response {
             shapes,
         });
     }
-    let pools =
-        PoolsResponse { shapes: by_shape.into_values().collect(), leases, uptime_secs: gw.uptime_secs() };
+    let pools = PoolsResponse {
+        shapes: by_shape.into_values().collect(),
+        leases,
+        uptime_secs: gw.uptime_secs(),
+        host: None,
+    };
     let mut body = serde_json::to_value(pools).unwrap_or(Value::Null);
     body["hosts"] = serde_json::to_value(hosts).unwrap_or(Value::Null);
     axum::Json(body).into_response()

@@ -1,5 +1,6 @@
 // firepit dashboard: the little the server cannot do. Theme switch, ages and TTLs that tick,
-// file uploads (a streamed PUT with the CSRF header), and the xterm.js terminal.
+// file uploads (a streamed PUT with the CSRF header), the xterm.js terminal, the pools chart and
+// the events list's bound. (A lease's usage charts: app.charts.js.)
 "use strict";
 
 (function () {
@@ -99,6 +100,8 @@
     term.loadAddon(fit);
     term.open(box);
     fit.fit();
+    // Into view: xterm.js does not draw while its element is off screen (and the person wants it).
+    box.scrollIntoView({ block: "nearest" });
     // Ctrl+] leaves the terminal (keyboard users would otherwise be trapped: it takes Tab).
     term.attachCustomKeyEventHandler(function (event) {
       if (event.type === "keydown" && event.ctrlKey && event.key === "]") {
@@ -176,7 +179,16 @@
   }
   window.addEventListener("resize", function () { if (chart) chart.setSize({ width: chart.root.parentNode.clientWidth, height: 220 }); });
 
+  // ---- the events page: the placeholder goes with the first event; at most 500 rows stay ----
+  function trimEvents() {
+    var rows = document.getElementById("event-rows");
+    if (!rows) return;
+    var placeholder = document.getElementById("no-events");
+    if (placeholder && rows.children.length > 1) placeholder.remove();
+    while (rows.children.length > 500) rows.lastElementChild.remove();
+  }
+
   // Keep the ticking right after htmx swaps in new rows; chart each pools refresh.
-  document.addEventListener("htmx:afterSwap", function () { tick(); sampleChart(); });
+  document.addEventListener("htmx:afterSwap", function () { tick(); sampleChart(); trimEvents(); });
   document.addEventListener("DOMContentLoaded", sampleChart);
 })();

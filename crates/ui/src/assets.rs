@@ -33,6 +33,7 @@ macro_rules! asset {
 static ASSETS: &[Asset] = &[
     asset!("app.css", "app.css", CSS),
     asset!("app.js", "app.js", JS),
+    asset!("app.charts.js", "app.charts.js", JS),
     asset!("htmx.min.js", "vendor/htmx.min.js", JS),
     asset!("htmx-sse.min.js", "vendor/htmx-sse.min.js", JS),
     asset!("xterm.js", "vendor/xterm.js", JS),

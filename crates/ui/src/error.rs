@@ -16,6 +16,9 @@ pub enum UiError {
     /// The request itself is wrong (a bad path, a missing field).
     #[error("{0}")]
     BadRequest(String),
+    /// The daemon lacks what was asked for (an endpoint of a newer API).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl UiError {
@@ -28,6 +31,7 @@ impl UiError {
             }
             UiError::Api(_) => StatusCode::BAD_GATEWAY,
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::session::Session;
 pub(crate) enum Section {
     Pools,
     Leases,
+    Events,
 }
 
 /// htmx settings: no `eval` (the CSP forbids it anyway), no injected indicator styles, no
@@ -47,6 +48,7 @@ pub(crate) fn page(
                         ul {
                             li { a href="/ui/" aria-current=[current(Section::Pools)] { "Pools" } }
                             li { a href="/ui/leases" aria-current=[current(Section::Leases)] { "Leases" } }
+                            li { a href="/ui/events" aria-current=[current(Section::Events)] { "Events" } }
                         }
                     }
                     div.tools {

@@ -2,12 +2,13 @@
 //! terminal ([`crate::terminal`]), its files ([`crate::files`]) and its background processes
 //! ([`crate::processes`]).
 //!
-//! Actions answer a notice and fire the `lease-changed` htmx event, on which the details reload.
-//! Every action that destroys something asks first (`hx-confirm`). The lifecycle actions of issue
-//! 19 (pause, resume, snapshot, fork) and the usage charts of issue 21 join [`actions`] and the
-//! page when the API has them.
+//! Actions answer a notice and fire the `lease-changed` htmx event, on which the details reload;
+//! when the state changed (paused, resumed, ended) the page reloads once, as its tools depend on
+//! it. Every action that destroys something or stops the VM asks first (`hx-confirm`). Pause,
+//! resume, snapshot, fork and kill are in [`crate::lifecycle`]; the usage charts in
+//! [`crate::charts`].
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 use firepit_api::{LeaseState, LeaseView};
@@ -43,16 +44,22 @@ pub(crate) async fn page_handler(
     let running = lease.state == LeaseState::Running;
     let head = html! {
         link rel="stylesheet" href=(asset_url("xterm.css"));
+        link rel="stylesheet" href=(asset_url("uPlot.min.css"));
         script src=(asset_url("xterm.js")) defer {}
         script src=(asset_url("xterm-addon-fit.js")) defer {}
+        script src=(asset_url("uPlot.iife.min.js")) defer {}
+        script src=(asset_url("app.charts.js")) defer {}
     };
     let body = html! {
         p.crumbs { a href="/ui/leases" { "Leases" } " / " }
         h1 { "Lease " code { (lease.id) } }
         (summary(&lease, format::now_ms()))
-        @if running {
+        @if lease.state != LeaseState::Ended {
             (actions(&lease))
             div #action-result aria-live="polite" {}
+        }
+        (crate::charts::section(&lease.id))
+        @if running {
             section #terminal-section aria-labelledby="terminal-title" {
                 h2 #terminal-title { "Terminal" }
                 p.hint { "A login shell in the VM. " kbd { "Ctrl" } "+" kbd { "]" } " moves the focus out of the terminal." }
@@ -74,57 +81,94 @@ pub(crate) async fn page_handler(
     page(&format!("Lease {}", lease.id), Some(Section::Leases), &session, head, body).into_response()
 }
 
-/// `GET /ui/leases/{id}/summary`: the details alone (they poll themselves while the lease runs).
+/// The state a page was drawn for (`?was=running`), sent by its details' reloads.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Was {
+    was: Option<String>,
+}
+
+/// `GET /ui/leases/{id}/summary`: the details alone (they poll themselves until the lease ends).
 pub(crate) async fn summary_handler(
     State(ui): State<UiState>,
     Path(id): Path<String>,
+    Query(was): Query<Was>,
 ) -> Result<Response, UiError> {
     let lease = ui.client().lease(&id).await?;
     let markup = summary(&lease, format::now_ms());
-    if lease.state == LeaseState::Running {
+    if was.was.as_deref().is_none_or(|was| was == lease.state.as_str()) {
         return Ok(markup.into_response());
     }
-    // It ended: the actions and tools above stop making sense; reload the page once.
+    // Paused, resumed or ended: the actions and tools above change; reload the page once.
     Ok(([("hx-refresh", "true")], markup).into_response())
 }
 
 fn summary(lease: &LeaseView, now_ms: u64) -> Markup {
-    let running = lease.state == LeaseState::Running;
-    let url = format!("/ui/leases/{}/summary", lease.id);
+    let live = lease.state != LeaseState::Ended;
+    let url = format!("/ui/leases/{}/summary?was={}", lease.id, lease.state.as_str());
     let trigger = format!("every 2s, {CHANGED} from:body");
     html! {
         section #summary aria-labelledby="summary-title"
-            hx-get=[running.then_some(&url)] hx-trigger=[running.then_some(&trigger)] hx-swap="outerHTML" {
+            hx-get=[live.then_some(&url)] hx-trigger=[live.then_some(&trigger)] hx-swap="outerHTML" {
             h2 #summary-title .visually-hidden { "Details" }
             dl.details {
                 div { dt { "State" } dd { span.badge.(lease.state.as_str()) #lease-state { (lease.state.as_str()) } } }
                 div { dt { "Shape" } dd { a href={ "/ui/leases?shape=" (lease.shape) } { (lease.shape) } } }
                 div { dt { "VM" } dd { code { (lease.vm_id) } } }
                 div { dt { "Created" } dd { (format::unix_ms(lease.created_at_unix_ms)) } }
+                @if let Some(paused) = lease.paused_at_unix_ms { div { dt { "Paused" } dd { (format::unix_ms(paused)) } } }
                 @match (lease.ended_at_unix_ms, lease.end_reason) {
                     (Some(ended), reason) => {
                         div { dt { "Ended" } dd { (format::unix_ms(ended)) } }
-                        div { dt { "End reason" } dd { span.reason #end-reason { (reason.map_or("unknown", |r| r.as_str())) } } }
+                        div { dt { "End reason" } dd {
+                            span.reason #end-reason { (reason.map_or("unknown", |r| r.as_str())) }
+                            @if let Some(detail) = &lease.end_detail { br; small.muted #end-detail { (detail) } }
+                        } }
                     }
                     (None, _) => {
                         div { dt { "Expires" } dd { (format::unix_ms(lease.expires_at_unix_ms)) } }
                         div { dt { "TTL left" } dd { span data-until=(lease.expires_at_unix_ms) { (format::duration(format::between(now_ms, lease.expires_at_unix_ms))) } } }
                     }
                 }
+                @if !lease.metadata.is_empty() {
+                    div { dt { "Metadata" } dd { @for (key, value) in &lease.metadata {
+                        a.tag href={ "/ui/leases?metadata=" (crate::leases::encode_label(key, value)) } { (key) "=" (value) } " "
+                    } } }
+                }
             }
+            p.links { a href={ "/ui/events?lease=" (lease.id) } { "Events of this lease" } }
         }
     }
 }
 
-/// What can be done to a running lease.
+/// What can be done to a lease that has not ended.
 fn actions(lease: &LeaseView) -> Markup {
     let base = format!("/ui/leases/{}", lease.id);
     let confirm = format!(
         "Release lease {}? Its VM is destroyed with everything in it (files, processes, terminals).",
         lease.id
     );
+    let kill = format!(
+        "Kill lease {}? Its VM is stopped at once and destroyed; the lease ends as `killed`.",
+        lease.id
+    );
+    let pause =
+        format!("Pause lease {}? Its VM stops running (terminals and streams end) until resumed.", lease.id);
+    let running = lease.state == LeaseState::Running;
+    let post = |action: &str| format!("{base}/{action}");
     html! {
         section.actions aria-label="Actions" {
+            @if running {
+                button.quiet #pause type="button" hx-post=(post("pause")) hx-confirm=(pause) hx-target="#action-result" { "Pause" }
+            } @else {
+                button #resume type="button" hx-post=(post("resume")) hx-target="#action-result" { "Resume" }
+            }
+            button.quiet #snapshot type="button" hx-post=(post("snapshot")) hx-target="#action-result" { "Snapshot" }
+            form hx-post=(post("fork")) hx-target="#action-result" {
+                label for="fork-count" { "Fork into " }
+                input #fork-count name="count" type="number" min="1" max="16" value="1" size="3";
+                " "
+                button.quiet type="submit" { "Fork" }
+            }
             form hx-post={ (base) "/renew" } hx-target="#action-result" {
                 label for="ttl" { "Renew for " }
                 select #ttl name="ttl_secs" {
@@ -137,6 +181,7 @@ fn actions(lease: &LeaseView) -> Markup {
                 button type="submit" { "Renew" }
             }
             button.danger #release type="button" hx-post={ (base) "/release" } hx-confirm=(confirm) hx-target="#action-result" { "Release" }
+            button.danger #kill type="button" hx-post=(post("kill")) hx-confirm=(kill) hx-target="#action-result" { "Kill" }
         }
     }
 }
@@ -165,7 +210,7 @@ pub(crate) async fn release(State(ui): State<UiState>, Path(id): Path<String>) -
     Ok(changed(notice("info", "Released: the VM is being destroyed.")))
 }
 
-fn changed(markup: Markup) -> Response {
+pub(crate) fn changed(markup: Markup) -> Response {
     ([("hx-trigger", CHANGED)], markup).into_response()
 }
 
@@ -183,6 +228,7 @@ mod tests {
     fn running_details_poll_and_ended_ones_show_the_reason_and_stop() {
         let running = summary(&view(LeaseState::Running), 0).into_string();
         assert!(running.contains(r#"hx-trigger="every 2s, lease-changed from:body""#), "{running}");
+        assert!(running.contains("/summary?was=running"), "{running}");
         let ended = summary(&view(LeaseState::Ended), 0).into_string();
         assert!(!ended.contains("hx-trigger"), "{ended}");
         assert!(ended.contains(r#"<span class="reason" id="end-reason">ttl_expired</span>"#), "{ended}");
@@ -192,5 +238,10 @@ mod tests {
     fn release_asks_first() {
         let html = actions(&view(LeaseState::Running)).into_string();
         assert!(html.contains("hx-confirm=\"Release lease l-1?"), "{html}");
+        assert!(html.contains("hx-confirm=\"Kill lease l-1?"), "{html}");
+        assert!(html.contains("hx-confirm=\"Pause lease l-1?"), "{html}");
+        assert!(!html.contains("id=\"resume\""), "{html}");
+        let paused = actions(&view(LeaseState::Paused)).into_string();
+        assert!(paused.contains("id=\"resume\"") && !paused.contains("id=\"pause\""), "{paused}");
     }
 }

@@ -1,9 +1,12 @@
-//! The leases page: running and recently ended leases, filtered by state and shape, kept live
-//! over Server-Sent Events (a new or ended lease shows within a second, without a reload).
+//! The leases page: running, paused and recently ended leases, filtered by state, shape and
+//! metadata labels (`owner=ci, job=7`: leases carrying all of them), kept live over Server-Sent
+//! Events (a new or ended lease shows within a second, without a reload), each running lease with
+//! sparklines of its CPU and memory ([`crate::usage`]).
 //!
 //! The stream's source is `GET /v1/leases`, read once a second while a browser watches and sent
-//! on only when the rows changed. (The API's own event stream, `GET /v1/events`, will replace the
-//! polling when the daemon has it.) Ages and TTLs tick in the browser (`app.js`), from the
+//! on only when the rows changed, and `GET /v1/usage`, read every 5 s. (Polling the list rather
+//! than following `GET /v1/events` keeps the rows right whatever happened while the stream was
+//! away; a read of the list is cheap.) Ages and TTLs tick in the browser (`app.js`), from the
 //! timestamps in the rows.
 
 use std::convert::Infallible;
@@ -12,7 +15,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use firepit_api::{LeaseListQuery, LeaseState, LeaseView};
+use firepit_api::{LeaseListQuery, LeaseState, LeaseView, Metadata};
 use futures_util::Stream;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -22,11 +25,16 @@ use crate::format;
 use crate::layout::{Section, page};
 use crate::session::Session;
 use crate::state::UiState;
+use crate::usage::History;
 
 /// How often the live list reads the leases.
 const POLL: Duration = Duration::from_secs(1);
 /// Most rows shown (the daemon remembers up to 1,024 ended leases).
 const MAX_ROWS: usize = 200;
+/// How many list reads between two reads of the usage.
+const USAGE_EVERY: u32 = 5;
+/// Columns of the table.
+const COLUMNS: usize = 9;
 
 /// The filters of the page, as the form sends them (empty means any).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -35,6 +43,9 @@ pub(crate) struct Filter {
     state: String,
     #[serde(default)]
     shape: String,
+    /// Labels, `k=v` separated by commas.
+    #[serde(default)]
+    metadata: String,
 }
 
 impl Filter {
@@ -47,12 +58,47 @@ impl Filter {
             other => return Err(UiError::BadRequest(format!("unknown state `{other}`"))),
         };
         let shape = (!self.shape.is_empty()).then(|| self.shape.clone());
-        Ok(LeaseListQuery { state, shape, ..LeaseListQuery::default() })
+        Ok(LeaseListQuery {
+            state,
+            shape,
+            metadata: parse_labels(&self.metadata)?,
+            ..LeaseListQuery::default()
+        })
     }
 
     fn query_string(&self) -> String {
-        serde_urlencoded::to_string([("state", &self.state), ("shape", &self.shape)]).unwrap_or_default()
+        serde_urlencoded::to_string([
+            ("state", &self.state),
+            ("shape", &self.shape),
+            ("metadata", &self.metadata),
+        ])
+        .unwrap_or_default()
     }
+}
+
+/// `owner=ci, job=7` as labels; the error says which part is not `name=value`.
+fn parse_labels(text: &str) -> Result<Metadata, UiError> {
+    let mut labels = Metadata::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                labels.insert(key.trim().to_owned(), value.trim().to_owned());
+            }
+            _ => {
+                return Err(UiError::BadRequest(format!(
+                    "metadata filter `{part}`: write labels as name=value, separated by commas"
+                )));
+            }
+        }
+    }
+    Ok(labels)
+}
+
+/// The value of a `metadata=` link that filters on one label.
+pub(crate) fn encode_label(key: &str, value: &str) -> String {
+    serde_urlencoded::to_string([("", format!("{key}={value}"))])
+        .map(|s| s[1..].to_owned())
+        .unwrap_or_default()
 }
 
 /// `GET /ui/leases`.
@@ -61,8 +107,12 @@ pub(crate) async fn page_handler(
     Extension(session): Extension<Session>,
     Query(filter): Query<Filter>,
 ) -> Markup {
+    let mut usage = History::default();
     let rows = match filter.to_query() {
-        Ok(query) => rows(&ui, &query).await,
+        Ok(query) => {
+            usage.refresh(ui.client()).await;
+            rows(&ui, &query, &usage).await
+        }
         Err(error) => error_row(error),
     };
     let shapes: Vec<String> = match ui.client().pools().await {
@@ -80,7 +130,7 @@ pub(crate) async fn page_handler(
             form.filters method="get" action="/ui/leases" {
                 label { "State "
                     select name="state" {
-                        @for (value, label) in [("", "any"), ("running", "running"), ("ended", "ended")] {
+                        @for (value, label) in [("", "any"), ("running", "running"), ("paused", "paused"), ("ended", "ended")] {
                             option value=(value) selected[filter.state == value] { (label) }
                         }
                     }
@@ -90,6 +140,9 @@ pub(crate) async fn page_handler(
                         option value="" selected[filter.shape.is_empty()] { "any" }
                         @for shape in &shapes { option value=(shape) selected[&filter.shape == shape] { (shape) } }
                     }
+                }
+                label { "Metadata "
+                    input name="metadata" value=(filter.metadata) placeholder="owner=ci, job=7" size="24" spellcheck="false";
                 }
                 button type="submit" { "Filter" }
             }
@@ -103,6 +156,9 @@ pub(crate) async fn page_handler(
                         th scope="col" { "Age" }
                         th scope="col" { "TTL left / ended" }
                         th scope="col" { "End reason" }
+                        th scope="col" { "CPU" }
+                        th scope="col" { "Memory" }
+                        th scope="col" { "Metadata" }
                     } }
                     tbody #lease-rows hx-ext="sse" sse-connect=(stream_url) sse-swap="rows" aria-live="polite" { (rows) }
                 }
@@ -117,8 +173,10 @@ pub(crate) async fn stream_handler(
     Query(filter): Query<Filter>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let query = filter.to_query();
-    let stream = futures_util::stream::unfold((ui, query, String::new(), true), |state| async move {
-        let (ui, query, last, first) = state;
+    let start = (ui, query, String::new(), 0u32, History::default());
+    let stream = futures_util::stream::unfold(start, |state| async move {
+        let (ui, query, last, mut reads, mut usage) = state;
+        let first = reads == 0;
         if !first {
             tokio::select! {
                 () = tokio::time::sleep(POLL) => {}
@@ -127,17 +185,21 @@ pub(crate) async fn stream_handler(
         }
         let mut last = last;
         loop {
+            if reads % USAGE_EVERY == 0 {
+                usage.refresh(ui.client()).await;
+            }
+            reads = reads.wrapping_add(1).max(1);
             let html = match &query {
-                Ok(query) => rows(&ui, query).await.into_string(),
+                Ok(query) => rows(&ui, query, &usage).await.into_string(),
                 Err(error) => format!(
-                    "<tr><td colspan=\"6\">{}</td></tr>",
+                    "<tr><td colspan=\"{COLUMNS}\">{}</td></tr>",
                     maud::html! { (error.to_string()) }.into_string()
                 ),
             };
             if html != last {
                 let event = Event::default().event("rows").data(&html);
                 last = html;
-                return Some((Ok(event), (ui, query, last, false)));
+                return Some((Ok(event), (ui, query, last, reads, usage)));
             }
             tokio::select! {
                 () = tokio::time::sleep(POLL) => {}
@@ -148,22 +210,22 @@ pub(crate) async fn stream_handler(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-async fn rows(ui: &UiState, query: &LeaseListQuery) -> Markup {
+async fn rows(ui: &UiState, query: &LeaseListQuery, usage: &History) -> Markup {
     match ui.client().leases(query).await {
-        Ok(leases) => lease_rows(&leases, format::now_ms()),
+        Ok(leases) => lease_rows(&leases, format::now_ms(), usage),
         Err(error) => error_row(error.into()),
     }
 }
 
 fn error_row(error: UiError) -> Markup {
-    html! { tr { td colspan="6" { (error.into_notice()) } } }
+    html! { tr { td colspan=(COLUMNS) { (error.into_notice()) } } }
 }
 
-/// The table rows for `leases`, as of `now_ms`.
-pub(crate) fn lease_rows(leases: &[LeaseView], now_ms: u64) -> Markup {
+/// The table rows for `leases`, as of `now_ms`, with sparklines from `usage`.
+pub(crate) fn lease_rows(leases: &[LeaseView], now_ms: u64, usage: &History) -> Markup {
     html! {
         @if leases.is_empty() {
-            tr { td colspan="6" .muted { "No leases." } }
+            tr { td colspan=(COLUMNS) .muted { "No leases." } }
         }
         @for lease in leases.iter().take(MAX_ROWS) {
             tr #{ "lease-" (lease.id) } data-state=(lease.state.as_str()) {
@@ -184,10 +246,16 @@ pub(crate) fn lease_rows(leases: &[LeaseView], now_ms: u64) -> Markup {
                     }
                 }
                 td data-label="End reason" { @if let Some(reason) = lease.end_reason { span.reason { (reason.as_str()) } } }
+                (usage.cells(&lease.id))
+                td data-label="Metadata" {
+                    @for (key, value) in &lease.metadata {
+                        a.tag href={ "/ui/leases?metadata=" (encode_label(key, value)) } { (key) "=" (value) } " "
+                    }
+                }
             }
         }
         @if leases.len() > MAX_ROWS {
-            tr { td colspan="6" .muted { "Showing " (MAX_ROWS) " of " (leases.len()) "; filter to see others." } }
+            tr { td colspan=(COLUMNS) .muted { "Showing " (MAX_ROWS) " of " (leases.len()) "; filter to see others." } }
         }
     }
 }
@@ -236,8 +304,14 @@ mod tests {
 
     #[test]
     fn rows_show_ttl_for_running_and_reason_for_ended_leases() {
-        let html = lease_rows(&[view("l-a", LeaseState::Running), view("l-b", LeaseState::Ended)], 121_000)
+        let mut running = view("l-a", LeaseState::Running);
+        running.metadata.insert("owner".into(), "ci 7".into());
+        let html = lease_rows(&[running, view("l-b", LeaseState::Ended)], 121_000, &History::default())
             .into_string();
+        assert!(
+            html.contains(r#"<a class="tag" href="/ui/leases?metadata=owner%3Dci+7">owner=ci 7</a>"#),
+            "{html}"
+        );
         assert!(html.contains(r#"<tr id="lease-l-a" data-state="running">"#), "{html}");
         assert!(html.contains(r#"data-until="301000">3 m 0 s</span>"#), "{html}");
         assert!(html.contains(r#"<span class="reason">released</span>"#), "{html}");
@@ -246,12 +320,16 @@ mod tests {
 
     #[test]
     fn filters_are_checked() {
-        let filter = Filter { state: "ended".into(), shape: String::new() };
+        let filter =
+            Filter { state: "ended".into(), metadata: " owner=ci , job = 7".into(), ..Filter::default() };
+        let labels: Metadata = [("owner".into(), "ci".into()), ("job".into(), "7".into())].into();
         assert_eq!(
             filter.to_query().unwrap(),
-            LeaseListQuery { state: Some(LeaseState::Ended), ..LeaseListQuery::default() }
+            LeaseListQuery { state: Some(LeaseState::Ended), metadata: labels, ..LeaseListQuery::default() }
         );
-        assert!(Filter { state: "asleep".into(), shape: String::new() }.to_query().is_err());
-        assert!(lease_rows(&[], 0).into_string().contains("No leases."));
+        assert!(Filter { state: "asleep".into(), ..Filter::default() }.to_query().is_err());
+        let error = Filter { metadata: "owner".into(), ..Filter::default() }.to_query().unwrap_err();
+        assert!(error.message().contains("name=value"), "{error}");
+        assert!(lease_rows(&[], 0, &History::default()).into_string().contains("No leases."));
     }
 }

@@ -1,6 +1,6 @@
-//! firepit's web dashboard, served under `/ui`: the pools, a live list of leases, and a page per
-//! lease with its details, actions (renew, release), a terminal, its files and its background
-//! processes.
+//! firepit's web dashboard, served under `/ui`: the pools, a live list of leases, the live event
+//! stream, and a page per lease with its details, usage charts, actions (renew, pause, resume,
+//! snapshot, fork, release, kill), a terminal, its files and its background processes.
 //!
 //! Why it is built this way:
 //! - **One data source, the API.** Every page gets its data through [`firepit_client::Client`],
@@ -57,18 +57,22 @@
 
 mod assets;
 mod auth;
+mod charts;
 pub mod error;
+mod events;
 mod files;
 pub mod format;
 mod layout;
 mod lease;
 mod leases;
+mod lifecycle;
 mod notice;
 mod pools;
 mod processes;
 pub mod session;
 mod state;
 mod terminal;
+mod usage;
 
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -119,6 +123,14 @@ impl Dashboard {
             .route("/ui/leases/{id}/summary", get(lease::summary_handler))
             .route("/ui/leases/{id}/renew", post(lease::renew))
             .route("/ui/leases/{id}/release", post(lease::release))
+            .route("/ui/leases/{id}/pause", post(lifecycle::pause))
+            .route("/ui/leases/{id}/resume", post(lifecycle::resume))
+            .route("/ui/leases/{id}/snapshot", post(lifecycle::snapshot))
+            .route("/ui/leases/{id}/fork", post(lifecycle::fork))
+            .route("/ui/leases/{id}/kill", post(lifecycle::kill))
+            .route("/ui/leases/{id}/usage", get(charts::handler))
+            .route("/ui/events", get(events::page_handler))
+            .route("/ui/events/stream", get(events::stream_handler))
             .route("/ui/leases/{id}/terminal", get(terminal::open))
             .route("/ui/leases/{id}/files", get(files::list))
             .route("/ui/leases/{id}/files/download", get(files::download))

@@ -123,7 +123,7 @@ MODELS: list[tuple[str, Callable[[Any], Any], set[str]]] = [
     ("LeaseResponse", LeaseInfo.from_json, {"expires_at"}),  # the same instant as expires_at_unix_ms
     ("ExecResponse", ExecResult.from_json, set()),
     ("ShapeStatusView", ShapeStatus.from_json, set()),
-    ("PoolsResponse", Pools.from_json, set()),
+    ("PoolsResponse", Pools.from_json, {"host"}),  # the host's CPUs and memory, for the dashboard
     ("HealthResponse", Health.from_json, set()),
     ("PortForward", PortForward.from_json, set()),
     ("FileStat", FileStat.from_json, set()),

@@ -8,7 +8,7 @@ use tracing::info;
 use super::AppState;
 use super::error::{ApiError, ApiJson, ErrorCode};
 use crate::exposition;
-use firepit_api::{HealthResponse, PoolsResponse, ShapeSpec};
+use firepit_api::{HealthResponse, HostView, PoolsResponse, ShapeSpec};
 
 /// Status of every shape's pool.
 #[utoipa::path(
@@ -20,7 +20,21 @@ pub async fn list_pools(State(state): State<AppState>) -> axum::Json<PoolsRespon
         shapes: state.backend().status(),
         leases: state.leases().len(),
         uptime_secs: state.inner.started.elapsed().as_secs(),
+        host: Some(host(state.backend().memory_mb())),
     })
+}
+
+/// The host's CPUs (those this process may use) and memory (`/proc/meminfo`), with the VMs' use.
+fn host(memory: crate::backend::MemoryUse) -> HostView {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let memory_total_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib / 1024);
+    HostView { cpus, memory_total_mb, memory_used_mb: memory.used_mb, memory_budget_mb: memory.budget_mb }
 }
 
 /// Register a shape at run time; its pool starts filling.
