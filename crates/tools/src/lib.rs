@@ -58,6 +58,8 @@ mod soak_daemon;
 mod soak_leaks;
 #[cfg(feature = "dev")]
 mod soak_report;
+#[cfg(feature = "dev")]
+mod soak_stall;
 pub mod stats;
 
 /// Any failure of a tool, with its cause chain (printed by the CLI).

@@ -5,7 +5,9 @@
 //! Faults (see the `soak_chaos` module): `kill -9` of leased and idle VMs' QEMU, fill failures
 //! (the daemon's `[faults] fail_fills_file`), agent stalls (`SIGSTOP` of a QEMU for 4-14 s, which
 //! the health check or the agent timeout must catch), execs sleeping past their timeout, requests
-//! aborted mid-way, leases left to expire, and once a `kill -9` of the daemon and a restart on the
+//! aborted mid-way, leases left to expire, clients that stop reading a stream, a download and a
+//! terminal before their lease is released or expires (`soak_stall`: the VM must go at once and the
+//! `leased` gauge equal the live leases), and once a `kill -9` of the daemon and a restart on the
 //! same state dir.
 //!
 //! Which failures count as explained is the rule in the `soak_report` module. Pass conditions: every

@@ -206,6 +206,12 @@ impl Chaos {
                 self.background.spawn(async move { abandon_lease(shared, state_dir).await });
                 true
             }
+            FaultKind::StalledClient => {
+                let (shared, state_dir) = (self.shared.clone(), daemon.state_dir.clone());
+                let expire = rand::rng().random_bool(0.5);
+                self.background.spawn(crate::soak_stall::stalled_client(shared, state_dir, expire));
+                true
+            }
             FaultKind::DaemonRestart => false,
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! A QEMU process belongs to the soak when its command line mentions the soak's state dir (its
 //! sockets live there). The daemon's ownership records (`<state>/owned/*.json`) say which of them a
-//! live entry owns. Durable files after a clean stop: `daemon.lock`, and the empty dirs `owned/`
-//! and `vms/`; anything else under the state dir, the API socket, or a snapshot template
+//! live entry owns. Durable files after a clean stop: `daemon.lock`, the empty dirs `owned/`
+//! and `vms/`, and the ended leases' records in `leases/` (kept for their retention); anything else under the state dir, the API socket, or a snapshot template
 //! `/dev/shm/firepit-<daemon pid>-t*` is a leaked file.
 
 use std::collections::{HashMap, HashSet};
@@ -78,7 +78,12 @@ pub fn leftover_files(state_dir: &Path, socket: &Path, daemon_pids: &[u32]) -> V
     let mut left = Vec::new();
     walk(state_dir, &mut left);
     let durable = [state_dir.join("daemon.lock"), state_dir.join("owned"), state_dir.join("vms")];
-    left.retain(|p| !durable.contains(p));
+    // Ended leases' records (`<state>/leases/<id>.json`) are kept on purpose, for their retention.
+    let records = state_dir.join("leases");
+    left.retain(|p| {
+        let record = p.parent() == Some(records.as_path()) && p.extension().is_some_and(|x| x == "json");
+        !durable.contains(p) && *p != records && !record
+    });
     if socket.exists() {
         left.push(socket.to_owned());
     }

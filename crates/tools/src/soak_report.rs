@@ -50,11 +50,14 @@ pub enum FaultKind {
     LeaseExpired,
     /// The daemon is `kill -9`ed and restarted on the same state dir.
     DaemonRestart,
+    /// A client stops reading an exec stream, a download and a terminal; its lease is released or
+    /// expires (see the `soak_stall` module).
+    StalledClient,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         Self::KillLeasedVm,
         Self::KillIdleVm,
         Self::FillFailure,
@@ -63,6 +66,7 @@ impl FaultKind {
         Self::DroppedRequest,
         Self::LeaseExpired,
         Self::DaemonRestart,
+        Self::StalledClient,
     ];
 
     /// The key in the JSON line.
@@ -76,6 +80,7 @@ impl FaultKind {
             Self::DroppedRequest => "dropped_request",
             Self::LeaseExpired => "lease_expired",
             Self::DaemonRestart => "daemon_restart",
+            Self::StalledClient => "stalled_client",
         }
     }
 }
@@ -203,7 +208,10 @@ fn explanation(failure: &Failure, faults: &[FaultEvent]) -> Option<&'static str>
         FaultKind::DaemonRestart => (overlaps(failure, fault, RESTART_GRACE)
             || failure.cycle_start <= fault.start && fault.start <= failure.end)
             .then_some("daemon_restart"),
-        FaultKind::ExecTimeout | FaultKind::DroppedRequest | FaultKind::LeaseExpired => None,
+        FaultKind::ExecTimeout
+        | FaultKind::DroppedRequest
+        | FaultKind::LeaseExpired
+        | FaultKind::StalledClient => None,
     })
 }
 
