@@ -12,6 +12,9 @@ pub const ENVD_VERSION: &str = "0.5.7";
 /// requests for any other port are proxied to that port of the guest.
 pub const ENVD_PORT: u16 = 49983;
 
+/// Largest request head (request line and headers) a client may send; more is `431`.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// How the endpoint is set up.
 ///
 /// ```
@@ -32,7 +35,7 @@ pub struct E2bConfig {
     pub default_user: String,
     /// The longest sandbox timeout a client may ask for, in seconds.
     pub max_timeout_secs: u64,
-    /// What the listener allows a client (the daemon's `[http]`; heads at most 64 KiB).
+    /// What the listener allows a client (the daemon's `[http]`; heads at most [`MAX_HEAD_BYTES`]).
     pub http: firepit_http::HttpLimits,
 }
 
@@ -46,7 +49,7 @@ impl E2bConfig {
             default_user: "user".into(),
             max_timeout_secs: 86_400,
             http: firepit_http::HttpLimits {
-                max_head_bytes: Some(crate::server::MAX_HEAD_BYTES),
+                max_head_bytes: Some(MAX_HEAD_BYTES),
                 ..firepit_http::HttpLimits::default()
             },
         }

@@ -132,9 +132,6 @@ pub async fn bind(config: &E2bConfig) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { address: config.listen, source })
 }
 
-/// Largest request head (request line and headers) a client may send; more is `431`.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-
 /// Serves the endpoint on `listener` until `stop` fires (HTTP/1.1 with upgrades, and HTTP/2 with
 /// prior knowledge, under `config.http`'s timeouts and connection bound: see `firepit-http`); open
 /// connections get a graceful end, at most 5 s.
