@@ -13,56 +13,19 @@
 //! loopback port of its own (connections queue there, nobody answers), closed when the VM is
 //! released; it records egress narrowing (see [`FakeBackend::narrowed`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use firepit_guest::{Gate, GuestError, Wake};
 use firepit_shape::Depth;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::{Notify, watch};
 
 use crate::backend::{
     AcquireError, BoxError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkSpec,
     PauseFailed, PausedVm, ShapeError, ShapeSpec, ShapeStatusView,
 };
+pub use crate::fake_state::FakeBackend;
+use crate::fake_state::{FakeShape, lock};
 use crate::fake_vm::{FakePaused, FakeVm};
 use crate::metrics::ShapeLabel;
-
-/// The in-memory backend (cheap to clone; clones share state).
-#[derive(Clone, Default)]
-pub struct FakeBackend {
-    pub(crate) state: Arc<Shared>,
-}
-
-#[derive(Default)]
-pub(crate) struct Shared {
-    shapes: Mutex<BTreeMap<String, FakeShape>>,
-    pub(crate) refilled: Notify,
-    next_id: AtomicU64,
-    shut_down: std::sync::atomic::AtomicBool,
-    ready_gauge: Family<ShapeLabel, Gauge>,
-    pub(crate) narrowed: Mutex<BTreeMap<String, Vec<EgressPolicy>>>,
-    /// VMs that stopped answering ([`FakeBackend::make_unreachable`]).
-    pub(crate) unreachable: Mutex<BTreeSet<String>>,
-    /// Each leased VM's exit, set by [`FakeBackend::kill_vm`].
-    pub(crate) exits: Mutex<HashMap<String, watch::Sender<Option<String>>>>,
-    /// Whether [`LeaseBackend::pause`] works.
-    pausable: std::sync::atomic::AtomicBool,
-}
-
-pub(crate) struct FakeShape {
-    pub(crate) spec: ShapeSpec,
-    pub(crate) ready: usize,
-    pub(crate) leased: usize,
-    pub(crate) paused: usize,
-    pub(crate) destroyed: u64,
-    fill_failures: u64,
-    consecutive_failures: u64,
-    last_error: Option<String>,
-}
 
 impl FakeBackend {
     /// A backend with one shape of `depth` ready VMs.
@@ -140,19 +103,6 @@ impl FakeBackend {
         unreachable.insert(vm_id.to_owned());
     }
 
-    /// Whether [`LeaseBackend::shutdown`] ran.
-    pub fn is_shut_down(&self) -> bool {
-        self.state.shut_down.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, FakeShape>> {
-        lock(&self.state.shapes)
-    }
-
-    pub(crate) fn set_gauge(&self, shape: &str, ready: usize) {
-        self.state.ready_gauge.get_or_create(&ShapeLabel { shape: shape.to_owned() }).set(ready as i64);
-    }
-
     fn try_take(&self, shape: &str) -> Result<Option<Box<dyn LeasedVm>>, AcquireError> {
         if self.is_shut_down() {
             return Err(AcquireError::ShuttingDown);
@@ -204,25 +154,6 @@ impl FakeBackend {
     /// VMs of `shape` paused now.
     pub fn paused(&self, shape: &str) -> usize {
         self.lock().get(shape).map_or(0, |s| s.paused)
-    }
-}
-
-/// A fake VM's gate: it answers until [`FakeBackend::make_unreachable`] says otherwise.
-pub(crate) struct Reachable {
-    pub(crate) state: Arc<Shared>,
-    pub(crate) vm: String,
-}
-
-impl std::fmt::Debug for Reachable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reachable").field("vm", &self.vm).finish()
-    }
-}
-
-impl Gate for Reachable {
-    fn check(&self) -> Result<Option<Wake>, GuestError> {
-        let unreachable = lock(&self.state.unreachable);
-        if unreachable.contains(&self.vm) { Err(GuestError::Closed) } else { Ok(None) }
     }
 }
 
@@ -354,8 +285,4 @@ impl LeaseBackend for FakeBackend {
             }
         })
     }
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::backend::{
     BoxFuture, EgressPolicy, LeasedVm, NetworkError, NetworkSpec, PausedVm, ResumeFailed, VmExit,
 };
-use crate::fake::{FakeBackend, Reachable, lock};
+use crate::fake_state::{FakeBackend, Reachable, lock};
 
 /// A leased fake VM; dropping it destroys it (the processes its guest started die) and refills its
 /// shape.

@@ -57,6 +57,8 @@ pub mod exposition_lint;
 #[cfg(feature = "testing")]
 pub mod fake;
 #[cfg(feature = "testing")]
+mod fake_state;
+#[cfg(feature = "testing")]
 mod fake_vm;
 mod lease_config;
 pub mod leases;

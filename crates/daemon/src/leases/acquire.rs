@@ -1,20 +1,21 @@
 //! Acquiring a lease: checks (TTL, metadata, options, egress) before a VM is taken, the backend's
 //! hand-out, idempotency keys (a retry with the same key gets the same lease), and the new lease's
-//! record, announcement and tasks. Also how a paused lease of a previous run becomes live again.
+//! record, announcement and tasks.
 //!
 //! The TTL starts when the backend hands the VM out, not when the request arrived.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use firepit_api::{EventKind, LeaseView, OnExpiry};
+use firepit_api::{EventKind, OnExpiry};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::backend::{AcquireError, EgressPolicy, PausedVm};
+use crate::backend::{AcquireError, EgressPolicy};
 use crate::leases::clock::Clock;
 use crate::leases::error::LeaseError;
-use crate::leases::lease::{Lease, LeaseOptions, Slot, lock};
+use crate::leases::lease::{Lease, LeaseOptions};
+use crate::leases::state::{Slot, lock};
 use crate::leases::table::LeaseTable;
 
 /// What an acquire asks for.
@@ -149,35 +150,4 @@ impl LeaseTable {
         lease.span.in_scope(|| info!(ttl_ms = ttl.as_millis() as u64, wait_ms, "lease acquired"));
         Ok(lease)
     }
-}
-
-/// Makes a paused lease of a previous run live again, paused, from its record and the backend's
-/// adopted saved state. Its TTL clock stays stopped with what was left; its paused retention
-/// starts again from now.
-pub(crate) fn adopt(table: &Arc<LeaseTable>, view: LeaseView, paused: Box<dyn PausedVm>) {
-    let options = LeaseOptions {
-        metadata: view.metadata.clone(),
-        auto_resume: view.auto_resume,
-        on_expiry: view.on_expiry,
-    };
-    let remaining = Duration::from_millis(view.ttl_remaining_ms.unwrap_or(0));
-    let created = std::time::UNIX_EPOCH + Duration::from_millis(view.created_at_unix_ms);
-    let lease = Arc::new(Lease::new(
-        view.id.clone(),
-        view.shape.clone(),
-        view.vm_id.clone(),
-        created,
-        options,
-        None,
-        Slot::Paused(paused),
-        Clock::stopped(remaining, table.shared.settings.paused_retention),
-        table.shared.clone(),
-    ));
-    if let Some(at) = view.paused_at_unix_ms {
-        lease.status().paused_at = Some(std::time::UNIX_EPOCH + Duration::from_millis(at));
-    }
-    table.insert(lease.clone(), None);
-    table.shared.metrics.lease_started(&lease.shape);
-    lease.persist();
-    lease.span.in_scope(|| info!("paused lease of the previous run adopted"));
 }

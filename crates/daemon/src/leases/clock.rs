@@ -8,13 +8,14 @@
 //! One task per lease sleeps until the clock's next deadline, wakes early when the clock changes
 //! (renew, pause, resume) and ends with the lease.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::leases::lease::{Lease, lock};
+use crate::leases::state::lock;
 
 /// What a deadline is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,37 +116,38 @@ impl Clock {
     }
 }
 
-/// Sleeps until `lease`'s clock runs out (following every change of it) and calls `act` with what
-/// ran out, until the lease ends. `act` ends the lease, or pauses it (then the clock stopped and
-/// the task sleeps until the paused retention runs out).
-pub(crate) async fn watch_clock<F, Fut>(lease: Arc<Lease>, act: F)
-where
-    F: Fn(Arc<Lease>, Due) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let gone = lease.ended();
-    loop {
-        let changed = lease.clock.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let (at, due) = lease.clock.due();
-        tokio::select! {
-            () = gone.cancelled() => return,
-            () = &mut changed => continue,
-            () = tokio::time::sleep_until(at) => {
-                // A renew may have raced the wake-up: act only on a deadline still passed.
-                let (now_at, now_due) = lease.clock.due();
-                if now_at > Instant::now() || now_due != due {
-                    continue;
-                }
-                act(lease.clone(), due).await;
-                if gone.is_cancelled() {
-                    return;
-                }
-                // The act failed to change anything (a pause that failed ended the lease, or
-                // nothing could be done): do not spin on a passed deadline.
-                if lease.clock.due() == (now_at, now_due) {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+impl Clock {
+    /// Sleeps until the clock runs out (following every change of it) and calls `act` with what
+    /// ran out, until `gone` fires (the lease ended). `act` ends the lease, or pauses it (then the
+    /// clock stopped and the task sleeps until the paused retention runs out).
+    pub(crate) async fn watch<F, Fut>(&self, gone: CancellationToken, act: F)
+    where
+        F: Fn(Due) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let (at, due) = self.due();
+            tokio::select! {
+                () = gone.cancelled() => return,
+                () = &mut changed => continue,
+                () = tokio::time::sleep_until(at) => {
+                    // A renew may have raced the wake-up: act only on a deadline still passed.
+                    let (now_at, now_due) = self.due();
+                    if now_at > Instant::now() || now_due != due {
+                        continue;
+                    }
+                    act(due).await;
+                    if gone.is_cancelled() {
+                        return;
+                    }
+                    // The act failed to change anything (a pause that failed ended the lease, or
+                    // nothing could be done): do not spin on a passed deadline.
+                    if self.due() == (now_at, now_due) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
         }

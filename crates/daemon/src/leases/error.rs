@@ -3,7 +3,7 @@
 use firepit_shape::NarrowingError;
 
 use crate::backend::AcquireError;
-use crate::leases::lease::Interrupted;
+use crate::leases::state::Interrupted;
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]

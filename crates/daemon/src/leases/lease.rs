@@ -8,9 +8,9 @@
 //! long a call on it would have taken.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use firepit_api::{EndReason, LeaseState, Metadata, OnExpiry};
+use firepit_api::{EndReason, LeaseState, LeaseView, Metadata, OnExpiry};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
@@ -18,6 +18,8 @@ use tracing::Span;
 use crate::backend::{BoxFuture, LeasedVm, PausedVm};
 use crate::leases::clock::Clock;
 use crate::leases::context::Shared;
+pub use crate::leases::state::Interrupted;
+use crate::leases::state::{End, Slot, TransitionError, lock};
 
 /// What a client chose for a lease at acquire.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,24 +30,6 @@ pub struct LeaseOptions {
     pub auto_resume: bool,
     /// What the TTL running out does.
     pub on_expiry: OnExpiry,
-}
-
-/// Where a lease's VM is.
-pub(crate) enum Slot {
-    /// Running: the lease holds it.
-    Running(Box<dyn LeasedVm>),
-    /// Paused: only its saved state exists.
-    Paused(Box<dyn PausedVm>),
-    /// Ended (or between states).
-    Empty,
-}
-
-/// How a lease ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct End {
-    pub reason: EndReason,
-    pub detail: Option<String>,
-    pub at: SystemTime,
 }
 
 /// The part of a lease's state a std mutex guards (never held across an await).
@@ -59,29 +43,6 @@ pub(crate) struct Status {
     pub cgroup: Option<String>,
     /// While paused: what the backend said about the saved state (kept in the lease's record).
     pub saved: Option<serde_json::Value>,
-}
-
-/// Why a call on a lease could not run, or stopped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Interrupted {
-    /// The lease ended (before or during the call).
-    #[error("lease `{id}` ended ({reason}){}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Ended {
-        /// The lease.
-        id: String,
-        /// Why it ended.
-        reason: &'static str,
-        /// More about it.
-        detail: Option<String>,
-    },
-    /// The lease is paused (or was paused during the call).
-    #[error("lease `{id}` is paused{}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_else(|| ": resume it first, or acquire with auto_resume".into()))]
-    Paused {
-        /// The lease.
-        id: String,
-        /// Why the call could not resume it, when it tried.
-        detail: Option<String>,
-    },
 }
 
 /// One VM held by a client (see the module docs).
@@ -159,6 +120,26 @@ impl Lease {
         }
     }
 
+    /// A paused lease of a previous run, live again from its record `view` and the backend's
+    /// adopted saved state. Its TTL clock stays stopped with what was left; its paused retention
+    /// starts again from now.
+    pub(crate) fn adopted(view: &LeaseView, paused: Box<dyn PausedVm>, shared: Arc<Shared>) -> Self {
+        let options = LeaseOptions {
+            metadata: view.metadata.clone(),
+            auto_resume: view.auto_resume,
+            on_expiry: view.on_expiry,
+        };
+        let remaining = Duration::from_millis(view.ttl_remaining_ms.unwrap_or(0));
+        let created = UNIX_EPOCH + Duration::from_millis(view.created_at_unix_ms);
+        let clock = Clock::stopped(remaining, shared.settings.paused_retention);
+        let (id, shape, vm_id) = (view.id.clone(), view.shape.clone(), view.vm_id.clone());
+        let lease = Self::new(id, shape, vm_id, created, options, None, Slot::Paused(paused), clock, shared);
+        if let Some(at) = view.paused_at_unix_ms {
+            lease.status().paused_at = Some(UNIX_EPOCH + Duration::from_millis(at));
+        }
+        lease
+    }
+
     /// Running, paused or ended.
     pub fn state(&self) -> LeaseState {
         self.status().state
@@ -219,7 +200,7 @@ impl Lease {
                     resumed = true;
                     if let Err(error) = self.resume().await {
                         return Err(match error {
-                            crate::leases::transitions::TransitionError::Ended(interrupted) => interrupted,
+                            TransitionError::Ended(interrupted) => interrupted,
                             other => Interrupted::Paused {
                                 id: self.id.clone(),
                                 detail: Some(format!("auto_resume failed: {other}")),
@@ -240,10 +221,4 @@ impl Lease {
     pub(crate) fn status(&self) -> MutexGuard<'_, Status> {
         lock(&self.status)
     }
-}
-
-/// Locks a std mutex, recovering from poisoning: every critical section here leaves the state
-/// consistent, so a panic elsewhere must not take the daemon down.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -14,6 +14,8 @@
 //!
 //! # The parts
 //! - [`lease`]: one lease, its VM slot and its state; [`lease::Interrupted`].
+//! - `state`: the small types the parts share (where the VM is, how a lease ended, why a call or a
+//!   transition did not happen) and the mutex `lock`; below all of them.
 //! - [`clock`]: the TTL clock (stops while paused) and the task that acts when it runs out.
 //! - [`transitions`]: pause and resume (the backend saves and restores; the lease keeps its id).
 //! - [`watch`]: a running lease's VM watched: its QEMU exiting ends the lease (`vm_exited`), a VM
@@ -31,6 +33,7 @@ pub mod clock;
 mod context;
 mod error;
 pub mod lease;
+pub(crate) mod state;
 pub mod store;
 pub mod table;
 pub mod transitions;
@@ -41,5 +44,5 @@ pub use acquire::AcquireParams;
 pub use context::LeaseSettings;
 pub use error::LeaseError;
 pub use lease::{Interrupted, Lease, LeaseOptions};
-pub use table::{LeaseTable, lease_response};
-pub use views::unix_ms;
+pub use table::LeaseTable;
+pub use views::{lease_response, unix_ms};

@@ -19,10 +19,8 @@ use firepit_api::{LeaseState, LeaseView};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::leases::lease::Lease;
-
 /// Format version of a record.
-const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// One lease's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,16 +209,6 @@ fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()
         std::fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
-}
-
-impl Lease {
-    /// Records the lease as it is now (with a paused lease's saved state).
-    pub(crate) fn persist(&self) {
-        if let Some(store) = &self.shared.store {
-            let saved = self.status().saved.clone();
-            store.save(&LeaseRecord { version: VERSION, view: self.view(), saved });
-        }
-    }
 }
 
 /// A record for a lease the previous run left running: it ended with that run.

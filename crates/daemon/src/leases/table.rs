@@ -17,27 +17,15 @@ use tracing::{Instrument, info, warn};
 
 use crate::backend::LeaseBackend;
 use crate::events::EventBus;
-use crate::leases::clock::{Due, watch_clock};
+use crate::leases::clock::Due;
 use crate::leases::context::{LeaseSettings, Shared};
 use crate::leases::error::LeaseError;
-use crate::leases::lease::{Lease, lock};
+use crate::leases::lease::Lease;
+use crate::leases::state::{TransitionError, lock};
 use crate::leases::store::{LeaseStore, StoreError};
-use crate::leases::transitions::TransitionError;
 use crate::leases::views::{EndedLeases, unix_ms};
 use crate::leases::watch::{self, EndLease};
 use crate::metrics::DaemonMetrics;
-
-/// The API's view of a lease, as acquire and renew return it.
-pub fn lease_response(lease: &Lease) -> firepit_api::LeaseResponse {
-    let expires = lease.clock.expires_at();
-    firepit_api::LeaseResponse {
-        lease_id: lease.id.clone(),
-        vm_id: lease.vm_id.clone(),
-        shape: lease.shape.clone(),
-        expires_at: firepit_api::rfc3339_ms(unix_ms(expires)),
-        expires_at_unix_ms: unix_ms(expires),
-    }
-}
 
 /// All leases.
 pub struct LeaseTable {
@@ -141,14 +129,20 @@ impl LeaseTable {
         lock(&self.leases).insert(lease.id.clone(), lease.clone());
         let table = Arc::downgrade(self);
         let cancel = self.cancel.clone();
-        let clock = watch_clock(lease.clone(), move |lease, due| {
-            let table = table.clone();
+        let clock = {
+            let lease = lease.clone();
             async move {
-                if let Some(table) = table.upgrade() {
-                    table.expire(lease, due).await;
-                }
+                let expire = |due| {
+                    let (table, lease) = (table.clone(), lease.clone());
+                    async move {
+                        if let Some(table) = table.upgrade() {
+                            table.expire(lease, due).await;
+                        }
+                    }
+                };
+                lease.clock.watch(lease.ended(), expire).await;
             }
-        });
+        };
         tokio::spawn(
             async move {
                 tokio::select! {
@@ -356,7 +350,13 @@ impl LeaseTable {
                         .ok_or_else(|| "its record holds no saved state".into())
                         .and_then(|saved| self.shared.backend.adopt_paused(saved));
                     match adopted {
-                        Ok(paused) => crate::leases::acquire::adopt(self, view, paused),
+                        Ok(paused) => {
+                            let lease = Arc::new(Lease::adopted(&view, paused, self.shared.clone()));
+                            self.insert(lease.clone(), None);
+                            self.shared.metrics.lease_started(&lease.shape);
+                            lease.persist();
+                            lease.span.in_scope(|| info!("paused lease of the previous run adopted"));
+                        }
                         Err(error) => {
                             warn!(lease_id = %view.id, %error, "a paused lease of the previous run cannot be adopted; it ends");
                             let mut ended = crate::leases::store::ended_by_restart(view, now);

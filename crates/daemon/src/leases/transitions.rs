@@ -17,24 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backend::{PauseFailed, ResumeFailed};
-use crate::boxed::BoxError;
-use crate::leases::lease::{End, Interrupted, Lease, Slot};
-
-/// Why a pause or resume did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum TransitionError {
-    /// The lease ended.
-    #[error(transparent)]
-    Ended(Interrupted),
-    /// The backend could not do it; the lease is as it was (running, or paused).
-    #[error("{what} failed: {error}")]
-    Failed {
-        /// `pause` or `resume`.
-        what: &'static str,
-        /// Why.
-        error: BoxError,
-    },
-}
+use crate::leases::lease::Lease;
+pub use crate::leases::state::TransitionError;
+use crate::leases::state::{End, Slot};
 
 impl Lease {
     /// Ends the lease for `reason`: its VM is destroyed (a paused lease's saved state deleted)

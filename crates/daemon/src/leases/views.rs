@@ -4,7 +4,8 @@
 //!
 //! The memory keeps an ended lease for `leases.ended_retention_secs` and at most
 //! `leases.ended_max` of them (the oldest go first); with a state dir it is also on disk
-//! ([`crate::leases::store`]), so it survives a restart.
+//! ([`crate::leases::store`]), so it survives a restart. A lease's record is its view too
+//! (`Lease::persist`).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -12,9 +13,23 @@ use std::time::{Duration, SystemTime};
 
 use firepit_api::{LeaseListQuery, LeaseState, LeaseView, rfc3339_ms};
 
-use crate::leases::lease::{Lease, lock};
+use crate::leases::lease::Lease;
+use crate::leases::state::lock;
+use crate::leases::store::{LeaseRecord, VERSION};
 
 pub use firepit_api::unix_ms;
+
+/// The API's view of a lease, as acquire and renew return it.
+pub fn lease_response(lease: &Lease) -> firepit_api::LeaseResponse {
+    let expires = lease.clock.expires_at();
+    firepit_api::LeaseResponse {
+        lease_id: lease.id.clone(),
+        vm_id: lease.vm_id.clone(),
+        shape: lease.shape.clone(),
+        expires_at: firepit_api::rfc3339_ms(unix_ms(expires)),
+        expires_at_unix_ms: unix_ms(expires),
+    }
+}
 
 impl Lease {
     /// The lease as the API shows it now.
@@ -47,6 +62,14 @@ impl Lease {
             end_detail: end.and_then(|end| end.detail.clone()),
             pid: status.pid,
             cgroup: status.cgroup.clone(),
+        }
+    }
+
+    /// Records the lease as it is now (with a paused lease's saved state).
+    pub(crate) fn persist(&self) {
+        if let Some(store) = &self.shared.store {
+            let saved = self.status().saved.clone();
+            store.save(&LeaseRecord { version: VERSION, view: self.view(), saved });
         }
     }
 }

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::LeaseBackend;
 use crate::config::UsageConfig;
-use crate::leases::lease::Slot;
+use crate::leases::state::Slot;
 use crate::leases::{Lease, LeaseTable};
 pub use history::{ENDED_KEPT, History, PSS_EVERY, Probe};
 pub use oom_events::{OomEvent, OomReporter, OomSink, to_event_bus};
