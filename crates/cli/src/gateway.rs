@@ -43,6 +43,9 @@ pub struct GatewayArgs {
     /// Log one JSON object per line (level from RUST_LOG).
     #[arg(long)]
     log_json: bool,
+    /// Serve the web dashboard under /ui (log in with the clients' token): the whole cluster.
+    #[arg(long)]
+    ui: bool,
 }
 
 /// Runs the gateway until SIGTERM or SIGINT (in-flight requests finish; open terminals and streams
@@ -67,6 +70,7 @@ pub async fn run(args: GatewayArgs) -> CliResult {
         token,
         daemon_token,
         http,
+        ui: args.ui,
     };
     let gateway = Gateway::bind(config).await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -59,6 +59,9 @@ pub struct GatewayConfig {
     pub daemon_token: BearerToken,
     /// What the listener allows a client (timeouts, connections per client).
     pub http: firepit_http::HttpLimits,
+    /// Serve the web dashboard under `/ui` (login with `token`): the cluster's pools, leases,
+    /// lease pages and terminals, through this gateway's own API.
+    pub ui: bool,
 }
 
 /// Why the gateway could not start.
@@ -83,6 +86,8 @@ pub struct Gateway {
     router: Router,
     state: GatewayState,
     http: firepit_http::HttpLimits,
+    /// Fired when the gateway stops: ends the dashboard's live streams.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Gateway {
@@ -102,7 +107,15 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        Ok(Self { listener, router: router(state.clone(), config.token), state, http: config.http })
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let mut api = router(state.clone(), config.token.clone());
+        if config.ui {
+            let own = loopback(
+                listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?,
+            );
+            api = dashboard(own, config.token, stopping.clone()).merge(api);
+        }
+        Ok(Self { listener, router: api, state, http: config.http, stopping })
     }
 
     /// The address actually bound (useful with port 0).
@@ -119,10 +132,35 @@ impl Gateway {
     /// timeouts and connection bound: see `firepit-http`).
     pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) {
         tracing::info!(addr = %self.local_addr(), "gateway listening (bearer token required)");
+        let stopping = self.stopping.clone();
+        let stop = async move {
+            stop.await;
+            stopping.cancel();
+        };
         if let Err(error) = firepit_http::serve(self.listener, self.router, self.http, stop).await {
             tracing::warn!(%error, "the gateway's listener failed");
         }
     }
+}
+
+/// Where the gateway reaches itself: its own address, or loopback's when it listens on every
+/// address.
+fn loopback(bound: SocketAddr) -> SocketAddr {
+    match bound.ip().is_unspecified() {
+        true if bound.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], bound.port())),
+        true => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bound.port())),
+        false => bound,
+    }
+}
+
+/// The dashboard (`firepit-ui`) over this gateway's own API at `own`, with the clients' token: it
+/// shows the whole cluster as the gateway does (pools and leases of every host; each lease's page,
+/// files and terminal through its host).
+fn dashboard(own: SocketAddr, token: BearerToken, stopping: tokio_util::sync::CancellationToken) -> Router {
+    let endpoint =
+        firepit_client::Endpoint::Tcp { authority: own.to_string(), token: Some(token.secret().to_owned()) };
+    let check: firepit_ui::TokenCheck = std::sync::Arc::new(move |presented| token.matches(presented));
+    firepit_ui::Dashboard::new(firepit_client::Client::new(endpoint), Some(check), stopping).router()
 }
 
 /// The gateway's routes; everything but `/healthz` needs the token.

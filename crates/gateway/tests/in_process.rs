@@ -49,6 +49,11 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(etcd: &LocalEtcd, prefix: &str) -> Self {
+        Self::start_with(etcd, prefix, false).await
+    }
+
+    /// A gateway with the dashboard under `/ui` when `ui`.
+    pub async fn start_with(etcd: &LocalEtcd, prefix: &str, ui: bool) -> Self {
         let token = BearerToken::new(TOKEN, "test").unwrap();
         let config = GatewayConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -57,6 +62,7 @@ impl TestGateway {
             token: token.clone(),
             daemon_token: token,
             http: firepit_http::HttpLimits::default(),
+            ui,
         };
         let gateway = Gateway::bind(config).await.unwrap();
         let addr = gateway.local_addr();
@@ -128,6 +134,8 @@ pub async fn hosts_of(client: &Client) -> Vec<firepit_api::HostStatusView> {
     serde_json::from_slice::<firepit_api::ClusterHosts>(&response.body).map(|h| h.hosts).unwrap_or_default()
 }
 
+#[path = "in_process/dashboard.rs"]
+mod dashboard;
 #[path = "in_process/faults.rs"]
 mod faults;
 #[path = "in_process/routing.rs"]
