@@ -179,19 +179,21 @@ fn hostile_and_damaged_archives_and_bad_names_are_the_clients_fault() {
         vm.sh("mkdir -p /tmp/dest && echo kept > /tmp/dest/keep").await;
         let upload = |tar: Vec<u8>| vm.client.upload_tar(&vm.id, "/tmp/dest", std::io::Cursor::new(tar));
 
-        // 3,000 directories deep in a 10 KB tar: 400 at once, and the guest stops working on it.
+        // 3,000 directories deep in a 10 KB tar: a 4xx at once (before the fix: `502 vm_unreachable`
+        // after 10 s), and the guest stops working on it (before: a core busy until the lease ended).
+        // The bounds leave room for a loaded CI host running the other tests beside this one.
         let deep = "d/".repeat(3000) + "f";
         let started = Instant::now();
         let error =
             upload(archive(&[entry(deep.as_bytes(), EntryType::Regular, b"x", b"")])).await.unwrap_err();
         let took = started.elapsed();
         assert!(matches!(code(&error), ErrorCode::ArchiveLimit | ErrorCode::NameTooLong), "{error}");
-        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+        assert!(took < Duration::from_secs(9), "answered after {took:?}");
         let deep_dirs = "d/".repeat(200) + "f";
         let error = upload(archive(&[entry(deep_dirs.as_bytes(), EntryType::Regular, b"x", b"")])).await;
         assert_eq!(code(&error.unwrap_err()), ErrorCode::ArchiveLimit);
         let busy = busy_share(&vm.sh("head -1 /proc/stat; sleep 2; head -1 /proc/stat").await);
-        assert!(busy < 0.5, "the guest's CPU is {:.0} % busy after the refusal", busy * 100.0);
+        assert!(busy < 0.8, "the guest's CPU is {:.0} % busy after the refusal", busy * 100.0);
 
         let file = |name: &str| entry(name.as_bytes(), EntryType::Regular, b"data", b"");
         let refused = [
