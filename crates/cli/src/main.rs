@@ -158,6 +158,13 @@ enum ImageCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A reader that goes away (`firepit lease ls | head -1`) ends a command quietly, as it ends
+    // `ls` or `cat`, instead of a panic on the next write to stdout. The servers keep Rust's
+    // default (SIGPIPE ignored): a closed log pipe must not stop a daemon.
+    if !matches!(cli.command, Command::Serve(_) | Command::Ui(_) | Command::Gateway(_)) {
+        // SAFETY: restoring SIGPIPE's default action before any thread starts; no handler is set.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = dispatch(cli.command);
     match result {
         Ok(code) => code,
