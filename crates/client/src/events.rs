@@ -65,15 +65,7 @@ impl EventStream {
             if self.buffer.len() > MAX_LINE {
                 return Err(ClientError::Stream(format!("a line is longer than {MAX_LINE} bytes")));
             }
-            match self.body.frame().await {
-                None => self.finished = true,
-                Some(Err(error)) => return Err(ClientError::Stream(error.to_string())),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buffer.extend_from_slice(&data);
-                    }
-                }
-            }
+            self.finished = !read_frame(&mut self.body, &mut self.buffer).await?;
         }
     }
 }
@@ -91,5 +83,20 @@ pub fn decode_chunk(chunk: &OutputChunk) -> Result<Vec<u8>, ClientError> {
         Encoding::Base64 => BASE64
             .decode(chunk.data.as_bytes())
             .map_err(|e| ClientError::Stream(format!("an output chunk is not valid base64: {e}"))),
+    }
+}
+
+/// Appends the body's next data frame to `buffer`: `false` once the body has ended. The one step
+/// of every line-framed reader of a response (NDJSON exec streams, the SSE event feed).
+pub(crate) async fn read_frame(body: &mut Incoming, buffer: &mut BytesMut) -> Result<bool, ClientError> {
+    match body.frame().await {
+        None => Ok(false),
+        Some(Err(error)) => Err(ClientError::Stream(error.to_string())),
+        Some(Ok(frame)) => {
+            if let Ok(data) = frame.into_data() {
+                buffer.extend_from_slice(&data);
+            }
+            Ok(true)
+        }
     }
 }

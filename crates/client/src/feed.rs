@@ -2,10 +2,10 @@
 
 use bytes::BytesMut;
 use firepit_api::{Event, EventQuery};
-use http_body_util::BodyExt;
 use hyper::Method;
 use hyper::body::Incoming;
 
+use crate::events::read_frame;
 use crate::{Client, ClientError, body};
 
 /// Longest SSE line accepted (an event is a few hundred bytes of JSON).
@@ -41,15 +41,7 @@ impl EventFeed {
             if self.buffer.len() > MAX_LINE {
                 return Err(ClientError::Stream(format!("an event line is longer than {MAX_LINE} bytes")));
             }
-            match self.body.frame().await {
-                None => self.finished = true,
-                Some(Err(error)) => return Err(ClientError::Stream(error.to_string())),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buffer.extend_from_slice(&data);
-                    }
-                }
-            }
+            self.finished = !read_frame(&mut self.body, &mut self.buffer).await?;
         }
     }
 
