@@ -20,6 +20,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time an operation keeps retrying a failed request (a leader election takes about a second).
 pub const RETRY_BUDGET: Duration = Duration::from_secs(4);
 
+/// Time a health probe ([`Etcd::probe`]) may take.
+pub const PROBE_BUDGET: Duration = Duration::from_secs(2);
+/// Reads a health probe makes at most.
+const PROBE_ATTEMPTS: usize = 12;
+
 /// A connection to an etcd cluster and the key layout used on it.
 #[derive(Clone)]
 pub struct Etcd {
@@ -104,21 +109,28 @@ impl Etcd {
         ClusterError::Unavailable { endpoints: self.endpoints.to_string(), what, source }
     }
 
-    /// Is etcd answering right now? Up to three quick reads (a member that is down may take one
-    /// of them: the client spreads requests over the endpoints), each bounded by a second.
+    /// Is etcd answering right now? Quick reads until one answers, for at most [`PROBE_BUDGET`]:
+    /// the client spreads requests over the endpoints and still sends some to a member that is
+    /// down (its connection fails at once), so one failed read says little about the cluster.
     pub async fn probe(&self) -> Result<(), ClusterError> {
         let key = self.keys.hosts_prefix();
+        let deadline = Instant::now() + PROBE_BUDGET;
         let mut last = None;
-        for attempt in 0..3 {
+        for attempt in 0..PROBE_ATTEMPTS {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(20).min(left)).await;
             }
             let options = GetOptions::new().with_prefix().with_count_only();
             let mut client = self.client.clone();
-            match tokio::time::timeout(Duration::from_secs(1), client.get(key.clone(), Some(options))).await {
+            let limit = left.min(Duration::from_secs(1));
+            match tokio::time::timeout(limit, client.get(key.clone(), Some(options))).await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(error)) => last = Some(error),
-                Err(_) => last = Some(etcd_client::Error::Internal("no answer within 1 s".into())),
+                Err(_) => last = Some(etcd_client::Error::Internal(format!("no answer within {limit:?}"))),
             }
         }
         let error = last.unwrap_or_else(|| etcd_client::Error::Internal("no attempt made".into()));

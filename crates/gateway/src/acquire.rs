@@ -4,8 +4,10 @@
 //! The order comes from `firepit_cluster::placement` (warm hosts first, best of K by load). A first
 //! pass asks each host in that order with `wait_ms: 0`, so a host whose last ready VM was just
 //! taken answers `503` at once and the next warm host is asked; when every host said `503` and the
-//! client asked to wait, the best host is asked again with what is left of `wait_ms`. A host that
-//! refuses the connection is skipped (and skipped by the next placements for a few seconds). The
+//! client asked to wait, the best host that answered is asked again with what is left of `wait_ms`. A host that
+//! refuses the connection is skipped (and skipped by the next placements for a few seconds), and so
+//! is one whose request broke half-way when a fresh connection to it is then refused (it died with
+//! the request in flight, e.g. `kill -9`: a lease it may have made died with it). The
 //! route is written to etcd before the client gets the lease; if that fails the lease is released
 //! again and the client gets `503 cluster_unavailable`, so no lease exists that no gateway can route.
 //!
@@ -26,7 +28,7 @@ use tracing::{debug, warn};
 
 use crate::error::GatewayError;
 use crate::state::GatewayState;
-use crate::upstream::Answer;
+use crate::upstream::{Answer, UpstreamError};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -80,21 +82,34 @@ async fn place(gw: &GatewayState, headers: &HeaderMap, body: &[u8]) -> Result<Re
     let started = Instant::now();
     let single = order.len() == 1;
     let mut tried = Vec::new();
+    let mut busy = Vec::new();
     for host in &order {
         // With one host there is nobody to move on to: it gets the whole wait.
         let wait_ms = if single { ask.wait_ms } else { 0 };
-        if let Some(response) = attempt(gw, &ask, host, wait_ms, &mut tried).await? {
-            return Ok(response);
+        match attempt(gw, &ask, host, wait_ms, &mut tried).await? {
+            Attempt::Answered(response) => return Ok(response),
+            Attempt::Busy => busy.push(host),
+            Attempt::Unreachable => {}
         }
     }
+    // The wait goes to the best host that answered (not to one that is down).
     let left = Duration::from_millis(ask.wait_ms).saturating_sub(started.elapsed());
-    if !single && !left.is_zero() {
-        let best = &order[0];
-        if let Some(response) = attempt(gw, &ask, best, left.as_millis() as u64, &mut tried).await? {
-            return Ok(response);
-        }
+    if let (false, false, Some(best)) = (single, left.is_zero(), busy.first())
+        && let Attempt::Answered(response) =
+            attempt(gw, &ask, best, left.as_millis() as u64, &mut tried).await?
+    {
+        return Ok(response);
     }
     let shape = ask.shape.as_deref().unwrap_or("of that size");
+    if busy.is_empty() {
+        return Err(GatewayError {
+            retry_after_secs: Some(1),
+            ..GatewayError::new(
+                ErrorCode::HostUnreachable,
+                format!("no host that serves shape `{shape}` answered (asked: {})", tried.join(", ")),
+            )
+        });
+    }
     Err(GatewayError {
         retry_after_secs: Some(1),
         ..GatewayError::new(
@@ -119,14 +134,24 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Ask, GatewayError> {
     Ok(Ask { body, shape, wait_ms, idempotency_key: headers.get(IDEMPOTENCY_KEY).cloned() })
 }
 
-/// One attempt on `host`: `Some` response to give the client, `None` to try the next host.
+/// How one attempt on a host went.
+enum Attempt {
+    /// The response to give the client.
+    Answered(Response),
+    /// The host answered that it has no VM ready (or does not know the shape any more).
+    Busy,
+    /// The host is down.
+    Unreachable,
+}
+
+/// One attempt on `host`.
 async fn attempt(
     gw: &GatewayState,
     ask: &Ask,
     host: &HostRecord,
     wait_ms: u64,
     tried: &mut Vec<String>,
-) -> Result<Option<Response>, GatewayError> {
+) -> Result<Attempt, GatewayError> {
     tried.push(host.host.clone());
     let mut body = ask.body.clone();
     body.insert("wait_ms".into(), wait_ms.into());
@@ -136,30 +161,36 @@ async fn attempt(
     let answer =
         match gw.upstream().call(&host.url, Method::POST, "/v1/leases", Some(body), &headers, None).await {
             Ok(answer) => answer,
-            Err(error) if error.is_connect() => {
+            Err(error) if error.is_connect() || died_meanwhile(gw, host, &error).await => {
                 debug!(host = %host.host, %error, "host refused the connection; trying the next");
                 gw.directory().note_unreachable(&host.host);
                 gw.metrics().attempt(&host.host, "unreachable");
-                return Ok(None);
+                return Ok(Attempt::Unreachable);
             }
             Err(error) => return Err(GatewayError::host_unreachable(&host.host, &error.to_string())),
         };
     match answer.status {
-        StatusCode::CREATED => placed(gw, ask, host, answer).await.map(Some),
+        StatusCode::CREATED => placed(gw, ask, host, answer).await.map(Attempt::Answered),
         StatusCode::SERVICE_UNAVAILABLE => {
             gw.metrics().attempt(&host.host, "busy");
-            Ok(None)
+            Ok(Attempt::Busy)
         }
         // A record older than a shape's removal: the next host may still have it.
         StatusCode::NOT_FOUND if answer.error_code().as_deref() == Some("unknown_shape") => {
             gw.metrics().attempt(&host.host, "busy");
-            Ok(None)
+            Ok(Attempt::Busy)
         }
         _ => {
             gw.metrics().attempt(&host.host, "refused");
-            Ok(Some(answer.into_response()))
+            Ok(Attempt::Answered(answer.into_response()))
         }
     }
+}
+
+/// Whether a request that failed half-way (not a timeout) failed because `host` died: a new
+/// connection is refused. A lease it may have made died with it, so the next host can be asked.
+async fn died_meanwhile(gw: &GatewayState, host: &HostRecord, error: &UpstreamError) -> bool {
+    matches!(error, UpstreamError::Request(_)) && gw.upstream().refuses(&host.url).await
 }
 
 /// The daemon handed a lease out: route it, then answer.

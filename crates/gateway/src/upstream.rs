@@ -137,6 +137,19 @@ impl Upstream {
         Ok(response)
     }
 
+    /// True when a fresh connection to the daemon at `base_url` is refused (or not made within
+    /// [`CONNECT_TIMEOUT`]): it is down. Asked after a request failed half-way (a kept-alive
+    /// connection reset, an answer cut off), to tell a daemon that died from one that is alive.
+    pub async fn refuses(&self, base_url: &str) -> bool {
+        let Ok(uri) = target(base_url, "/") else { return true };
+        let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else { return true };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        !matches!(
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// A request of the gateway's own to the daemon at `base_url`, its answer read whole;
     /// `timeout` bounds both.
     pub async fn call(
@@ -242,6 +255,19 @@ mod tests {
         let mut to = HeaderMap::new();
         copy_end_to_end(&from, &mut to, true);
         assert_eq!(to.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_refuses_and_a_listening_one_does_not() {
+        let upstream = Upstream::new(
+            &firepit_token::BearerToken::new("a-test-token-of-enough-length-0123", "test").unwrap(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        assert!(!upstream.refuses(&url).await);
+        drop(listener);
+        assert!(upstream.refuses(&url).await);
+        assert!(upstream.refuses("not a url").await);
     }
 
     #[test]

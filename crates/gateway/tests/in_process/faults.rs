@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use firepit_api::ExecBody;
 use firepit_client::{Client, Method};
-use firepit_cluster::LocalEtcd;
+use std::sync::Arc;
+
+use firepit_cluster::{AdvertiseConfig, Advertiser, CapacitySource, Keys, LocalEtcd, ShapeCapacity};
 use tokio::time::Instant;
 
 use super::{TestGateway, eventually, host_of, hosts_of, hosts_seen, small, start_host};
@@ -63,6 +65,60 @@ async fn a_dead_hosts_leases_answer_host_lost_and_new_acquires_go_elsewhere_with
         assert_eq!(host_of(&client, &id).await, "b", "a new lease on the dead host");
         client.release(&id).await.unwrap();
     }
+}
+
+/// A host that is registered with ready VMs of `small` but does not listen (it died a moment ago).
+struct DeadHost;
+
+impl CapacitySource for DeadHost {
+    fn shapes(&self) -> Vec<ShapeCapacity> {
+        vec![ShapeCapacity { name: "small".into(), ready: 8, filling: 0, leased: 0, depth_high: 8 }]
+    }
+    fn leases(&self) -> usize {
+        0
+    }
+    fn holds_lease(&self, _lease_id: &str) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_acquire_waits_on_a_host_that_answers_not_on_a_dead_one() {
+    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = Advertiser::start(
+        AdvertiseConfig {
+            keys: Keys::new("/f5"),
+            ..AdvertiseConfig::new(etcd.endpoints(), "dead", &format!("http://{closed}"))
+        },
+        Arc::new(DeadHost),
+    );
+    let b = start_host(&etcd, "/f5", "b", 1).await;
+    let gateway = TestGateway::start(&etcd, "/f5").await;
+    hosts_seen(&gateway, 2).await;
+    let client = gateway.client();
+    // b's only VM is taken; the dead host advertises 8 ready, so placement asks it first.
+    let taken = client.acquire(&small(0), None).await.unwrap().lease_id;
+    let releaser = client.clone();
+    let freed = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        releaser.release(&taken).await
+    });
+    let lease = client.acquire(&small(5_000), None).await.expect("the wait went to the dead host");
+    assert_eq!(host_of(&client, &lease.lease_id).await, "b");
+    freed.await.unwrap().unwrap();
+
+    // With nobody answering at all, the error says so (not that no VM was ready).
+    client.release(&lease.lease_id).await.unwrap();
+    b.daemon.stop().await;
+    eventually(Duration::from_secs(10), "b deregistered", || async { hosts_of(&client).await.len() == 1 })
+        .await;
+    // (A fresh gateway: this one skips the dead host for a while now.)
+    let fresh = TestGateway::start(&etcd, "/f5").await;
+    hosts_seen(&fresh, 1).await;
+    let error = fresh.client().acquire(&small(1_000), None).await.unwrap_err();
+    assert_eq!(error.code(), Some(firepit_api::ErrorCode::HostUnreachable), "{error}");
+    dead.stop().await;
 }
 
 #[tokio::test]
