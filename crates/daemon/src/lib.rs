@@ -60,6 +60,7 @@ pub mod fake;
 mod fake_state;
 #[cfg(feature = "testing")]
 mod fake_vm;
+pub mod in_flight;
 mod lease_config;
 pub mod leases;
 mod load;

@@ -1,10 +1,28 @@
 //! The listeners and the serve loop: bind, serve until told to stop, then stop in order.
 //!
-//! Order of a stop: mark the daemon as shutting down (acquires get 503) and stop accepting;
-//! give in-flight requests the shutdown budget (or nothing, on an immediate stop); cancel what is
-//! left; remove the socket file; end every running lease (their VMs are destroyed now, their
-//! records written; paused leases stay paused for the next start); shut the backend down (it
-//! waits for those destroys, so every ownership record is gone when it returns).
+//! Order of a stop:
+//! 1. mark the daemon as shutting down (acquires get 503, terminals and followed output end) and
+//!    stop accepting;
+//! 2. give in-flight requests the shutdown budget (or nothing, on an immediate stop) and cancel
+//!    what is left; event streams are not waited for here ([`crate::in_flight`]);
+//! 3. remove the socket file;
+//! 4. end every running lease, reason `host_shutdown` (their VMs are destroyed now, their records
+//!    written; paused leases stay paused for the next start);
+//! 5. close the event bus: every `GET /v1/events` stream sends what it has not sent yet, the
+//!    stop's `lease.ended` events among it, and ends; the connections get [`STREAM_GRACE`] to
+//!    close (a client that does not read is cut off then); meanwhile the webhooks deliver their
+//!    queues within their grace (`[events] webhook_grace_ms`; a second signal ends it at once);
+//! 6. shut the backend down (it waits for those destroys, so every ownership record is gone when
+//!    it returns).
+//!
+//! Why the event streams stay open until the leases have ended (rather than the daemon keeping
+//! its event history on disk for the clients that reconnect after a restart): a dashboard or a
+//! controller watching the events must learn how every lease ended, and a stopped daemon may not
+//! start again (a host taken out of service). Delivered live, the stop's events reach every
+//! reader at the cost of a few milliseconds of the stop; a reader that reconnects to the next run
+//! with `Last-Event-ID` gets that run's events from its start (ids keep growing across runs, see
+//! [`crate::events::bus`]). What no stop emits — a crash — is told by the next start: it ends the
+//! leases it finds in the records, reason `daemon_restart`.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -23,8 +41,9 @@ use crate::api::{self, AppState};
 use crate::auth::{BearerToken, require_bearer};
 use crate::backend::LeaseBackend;
 use crate::dashboard;
-use crate::events::webhook::WebhookMetrics;
+use crate::events::webhook::{WebhookMetrics, Webhooks};
 use crate::events::{EventBus, EventSettings};
+use crate::in_flight::{self, InFlight};
 use crate::leases::store::StoreError;
 use crate::leases::{LeaseSettings, LeaseTable};
 use crate::metrics::DaemonMetrics;
@@ -90,6 +109,8 @@ pub struct StopReport {
     pub immediate: bool,
     /// Leases ended by the stop.
     pub leases_ended: usize,
+    /// Every webhook delivered (or gave up on) what it had queued within its grace.
+    pub webhooks_flushed: bool,
 }
 
 /// The daemon's listeners, bound before its pools warm up: a client that connects meanwhile waits
@@ -154,6 +175,9 @@ pub struct Daemon {
     budget: Duration,
     cluster: Option<firepit_cluster::AdvertiseConfig>,
     http: firepit_http::HttpLimits,
+    in_flight: InFlight,
+    webhooks: Webhooks,
+    webhook_grace: Duration,
 }
 
 impl Daemon {
@@ -177,7 +201,12 @@ impl Daemon {
         let webhook_metrics = WebhookMetrics::register(&mut registry);
         let cancel = CancellationToken::new();
         let events = EventBus::new(options.events.history);
-        crate::events::webhook::start(options.events.webhooks.clone(), &events, &webhook_metrics, &cancel);
+        let webhooks = crate::events::webhook::start(
+            options.events.webhooks.clone(),
+            &events,
+            &webhook_metrics,
+            &cancel,
+        );
         tokio::spawn(crate::events::fills::watch(backend.clone(), events.clone(), cancel.clone()));
         let leases =
             LeaseTable::new(backend.clone(), options.leases.clone(), events, metrics, cancel.child_token())?;
@@ -192,15 +221,19 @@ impl Daemon {
         let cancel_requests = CancellationToken::new();
         let router =
             router.layer(axum::middleware::from_fn_with_state(cancel_requests.clone(), cancel_on_stop));
+        let in_flight = InFlight::default();
+        let track = axum::middleware::from_fn_with_state(in_flight.clone(), in_flight::track);
         let Listeners { unix, socket, tcp } = listeners;
         let tcp = tcp.map(|(listener, token)| {
             let authed =
                 router.clone().layer(axum::middleware::from_fn_with_state(token.clone(), require_bearer));
-            match options.ui {
-                true => (listener, dashboard::mount(authed, token, &socket.0, state.stopping())),
-                false => (listener, authed),
-            }
+            let routes = match options.ui {
+                true => dashboard::mount(authed, token, &socket.0, state.stopping()),
+                false => authed,
+            };
+            (listener, routes.layer(track.clone()))
         });
+        let router = router.layer(track);
         Ok(Self {
             state,
             backend,
@@ -214,6 +247,9 @@ impl Daemon {
             budget: options.shutdown_budget,
             cluster: options.cluster.clone(),
             http: options.http,
+            in_flight,
+            webhooks,
+            webhook_grace: options.events.webhook_grace,
         })
     }
 
@@ -262,27 +298,44 @@ impl Daemon {
         self.state.begin_shutdown();
         let immediate = signal.clone().reached(Phase::Immediate);
         let drained = tokio::select! {
-            drained = drain(&mut servers, self.budget) => drained,
+            idle = tokio::time::timeout(self.budget, self.in_flight.idle()) => idle.is_ok(),
             () = immediate => false,
         };
         if !drained {
             warn!(budget_ms = self.budget.as_millis() as u64, "cancelling in-flight requests");
             self.cancel_requests.cancel();
             // Cancelled handlers answer at once; give the connections a moment to flush that.
-            if !drain(&mut servers, CANCEL_GRACE).await {
-                servers.abort_all();
-                while servers.join_next().await.is_some() {}
+            if tokio::time::timeout(CANCEL_GRACE, self.in_flight.idle()).await.is_err() {
+                warn!(left = self.in_flight.count(), "requests still in flight after their cancellation");
             }
         }
         // Nothing listens any more: remove the socket now, so clients fail fast while VMs stop.
         drop(self.socket);
         let leases_ended = self.leases.release_all().await;
+        // The stop's last events are out: the event streams and the webhooks end after them.
+        let events = self.leases.events();
+        events.close();
+        let streams_closed = async {
+            if !drain(&mut servers, STREAM_GRACE).await {
+                warn!(grace_ms = STREAM_GRACE.as_millis() as u64, "closing connections that did not finish");
+                servers.abort_all();
+                while servers.join_next().await.is_some() {}
+            }
+        };
+        let webhooks_flushed = async {
+            tokio::select! {
+                flushed = self.webhooks.flush(self.webhook_grace) => flushed,
+                () = signal.clone().reached(Phase::Immediate) => false,
+            }
+        };
+        let ((), webhooks_flushed) = tokio::join!(streams_closed, webhooks_flushed);
         if let Some(registration) = registration {
             registration.stop().await;
         }
         self.cancel.cancel();
         self.backend.shutdown().await;
-        let report = StopReport { drained, immediate: signal.phase() == Phase::Immediate, leases_ended };
+        let immediate = signal.phase() == Phase::Immediate;
+        let report = StopReport { drained, immediate, leases_ended, webhooks_flushed };
         info!(?report, "stopped");
         report
     }
@@ -290,6 +343,10 @@ impl Daemon {
 
 /// How long connections get to deliver the 503 of a cancelled request.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long the connections get to close once the leases have ended and the event streams have
+/// their last events: a stream's client that does not read them by then is cut off.
+pub const STREAM_GRACE: Duration = Duration::from_secs(2);
 
 /// Middleware: runs the request unless the daemon cancels in-flight requests first (503).
 async fn cancel_on_stop(
