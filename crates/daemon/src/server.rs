@@ -125,7 +125,18 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the Unix socket (see [`ServeOptions::socket`] for its modes) and the TCP listener.
     pub async fn bind(socket: &Path, tcp: Option<(SocketAddr, BearerToken)>) -> Result<Self, ServeError> {
-        let unix = bind_unix(socket)?;
+        // A daemon killed with -9 while it was starting a VM leaves a forked child that holds its
+        // socket until it dies too (a moment later, by its parent-death signal): a socket that
+        // stops answering within GHOST_GRACE was that, not another daemon.
+        let deadline = tokio::time::Instant::now() + GHOST_GRACE;
+        let unix = loop {
+            match bind_unix(socket) {
+                Err(ServeError::SocketInUse(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                bound => break bound?,
+            }
+        };
         let socket = SocketFile(socket.to_owned());
         let tcp = match tcp {
             None => None,
@@ -146,6 +157,9 @@ impl Listeners {
         &self.socket.0
     }
 }
+
+/// How long a socket that answers is watched before it is taken for another daemon's.
+const GHOST_GRACE: Duration = Duration::from_secs(2);
 
 /// The socket file we bound; removed when dropped.
 struct SocketFile(PathBuf);
