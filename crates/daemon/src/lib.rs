@@ -63,6 +63,7 @@ mod fake_vm;
 pub mod in_flight;
 mod lease_config;
 pub mod leases;
+pub mod listeners;
 mod load;
 pub mod metrics;
 pub mod net_metrics;
