@@ -11,7 +11,8 @@
 //! 5. close the event bus: every `GET /v1/events` stream sends what it has not sent yet, the
 //!    stop's `lease.ended` events among it, and ends; the connections get [`STREAM_GRACE`] to
 //!    close (a client that does not read is cut off then); meanwhile the webhooks deliver their
-//!    queues within their grace (`[events] webhook_grace_ms`; a second signal ends it at once);
+//!    queues within their grace (`[events] webhook_grace_ms`; a second signal ends it at once),
+//!    and a daemon in a cluster removes its record;
 //! 6. shut the backend down (it waits for those destroys, so every ownership record is gone when
 //!    it returns).
 //!
@@ -252,14 +253,18 @@ impl Daemon {
         };
         let webhooks_flushed = async {
             tokio::select! {
+                // First, so that a stop without webhooks (flushed at once) says so.
+                biased;
                 flushed = self.webhooks.flush(self.webhook_grace) => flushed,
                 () = signal.clone().reached(Phase::Immediate) => false,
             }
         };
-        let ((), webhooks_flushed) = tokio::join!(streams_closed, webhooks_flushed);
-        if let Some(registration) = registration {
-            registration.stop().await;
-        }
+        let deregistered = async {
+            if let Some(registration) = registration {
+                registration.stop().await;
+            }
+        };
+        let ((), webhooks_flushed, ()) = tokio::join!(streams_closed, webhooks_flushed, deregistered);
         self.cancel.cancel();
         self.backend.shutdown().await;
         let immediate = signal.phase() == Phase::Immediate;
