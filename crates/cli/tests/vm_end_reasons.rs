@@ -2,8 +2,8 @@
 //! and from the event stream (`lease.ended`) of `firepit serve` (issue 21): a QEMU killed from
 //! outside (`vm_exited`, the signal named), an operator's kill (`killed` with its detail), a TTL
 //! that runs out (`ttl_expired`), a frozen VM whose agent stops answering (`health_check_failed`),
-//! a graceful stop (`host_shutdown`, read after a restart on the same state dir: the event streams
-//! close before a stop ends the leases) and a `kill -9` of the daemon (`daemon_restart`, announced
+//! a graceful stop (`host_shutdown`: on the open event stream before it ends, and in the view after a
+//! restart on the same state dir) and a `kill -9` of the daemon (`daemon_restart`, announced
 //! by the next run). The running lease's view names its
 //! QEMU's `pid` and its `cgroup`. The same reasons over the fake backend:
 //! `crates/daemon/src/leases/table_tests.rs` and `crates/daemon/tests/daemon_events.rs`.
@@ -161,14 +161,16 @@ async fn every_end_reason_of_a_real_vm_shows_in_its_view_and_its_event() {
     });
     assert!(gone(&state, pid).await, "the frozen lease's QEMU is destroyed");
 
-    // A graceful stop with a live lease: `host_shutdown`, remembered by the next run on the same
-    // state dir. (The event streams end when the stop begins, before the leases end: no reader
-    // sees this one.)
+    // A graceful stop with a live lease: `host_shutdown`, on the event stream (which ends after
+    // it) and remembered by the next run on the same state dir.
     let live = acquire(&client, None).await.id;
     daemon.stop(Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e}\n{}", daemon.log_tail(30)));
+    let event = ends.of(&live).await;
+    let after = tokio::time::timeout(Duration::from_secs(10), ends.feed.next_event()).await.unwrap();
+    assert!(matches!(after, Ok(None)), "the stream ended after the stop's events: {after:?}");
     daemon.start(common::BOOT_DEADLINE).await.unwrap();
     let view = client.lease(&live).await.unwrap();
-    assert_eq!((view.state, view.end_reason), (LeaseState::Ended, Some(EndReason::HostShutdown)), "{view:?}");
+    check_end(&view, &event, EndReason::HostShutdown, |_| true);
 
     // `kill -9` of the daemon with a live lease: the next run reaps its VM and ends it as
     // `daemon_restart`, on its event stream too.

@@ -4,6 +4,7 @@
 //! ```toml
 //! [events]
 //! history = 4096
+//! webhook_grace_ms = 5000   # a stop waits this long at most for the webhooks to deliver
 //!
 //! [[events.webhooks]]
 //! url = "http://127.0.0.1:9000/firepit"     # http only; a TLS proxy in front for https
@@ -31,12 +32,26 @@ pub struct EventsConfig {
     /// Where events are POSTed: `[[events.webhooks]]` tables.
     #[serde(default)]
     pub webhooks: Vec<WebhookSection>,
+    /// How long a stop waits at most, in milliseconds, for the webhooks to deliver the events they
+    /// have queued, among them the `lease.ended` (`host_shutdown`) of every lease the stop ended
+    /// (0..=60000; 0: not at all). Events still undelivered then are logged and dropped. A second
+    /// SIGTERM / SIGINT ends the wait at once.
+    #[serde(default = "default_webhook_grace_ms")]
+    pub webhook_grace_ms: u64,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        Self { history: default_history(), webhooks: Vec::new() }
+        Self {
+            history: default_history(),
+            webhooks: Vec::new(),
+            webhook_grace_ms: default_webhook_grace_ms(),
+        }
     }
+}
+
+fn default_webhook_grace_ms() -> u64 {
+    crate::events::DEFAULT_WEBHOOK_GRACE.as_millis() as u64
 }
 
 fn default_history() -> usize {
@@ -73,6 +88,13 @@ fn default_queue() -> usize {
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     if !(16..=1 << 20).contains(&config.events.history) {
         return Err(ConfigError::invalid("events.history", config.events.history, "must be 16..=1048576"));
+    }
+    if config.events.webhook_grace_ms > 60_000 {
+        return Err(ConfigError::invalid(
+            "events.webhook_grace_ms",
+            config.events.webhook_grace_ms,
+            "must be 0..=60000 (a stop waits this long for the webhooks)",
+        ));
     }
     for (i, webhook) in config.events.webhooks.iter().enumerate() {
         if let Err(error) = target(&webhook.url) {
@@ -144,5 +166,9 @@ pub fn event_settings(config: &Config) -> Result<EventSettings, ConfigError> {
             queue: webhook.queue,
         });
     }
-    Ok(EventSettings { history: config.events.history, webhooks })
+    Ok(EventSettings {
+        history: config.events.history,
+        webhooks,
+        webhook_grace: std::time::Duration::from_millis(config.events.webhook_grace_ms),
+    })
 }

@@ -60,8 +60,10 @@ pub mod fake;
 mod fake_state;
 #[cfg(feature = "testing")]
 mod fake_vm;
+pub mod in_flight;
 mod lease_config;
 pub mod leases;
+pub mod listeners;
 mod load;
 pub mod metrics;
 pub mod net_metrics;

@@ -1,13 +1,31 @@
 //! The listeners and the serve loop: bind, serve until told to stop, then stop in order.
 //!
-//! Order of a stop: mark the daemon as shutting down (acquires get 503) and stop accepting;
-//! give in-flight requests the shutdown budget (or nothing, on an immediate stop); cancel what is
-//! left; remove the socket file; end every running lease (their VMs are destroyed now, their
-//! records written; paused leases stay paused for the next start); shut the backend down (it
-//! waits for those destroys, so every ownership record is gone when it returns).
+//! Order of a stop:
+//! 1. mark the daemon as shutting down (acquires get 503, terminals and followed output end) and
+//!    stop accepting;
+//! 2. give in-flight requests the shutdown budget (or nothing, on an immediate stop) and cancel
+//!    what is left; event streams are not waited for here ([`crate::in_flight`]);
+//! 3. remove the socket file;
+//! 4. end every running lease, reason `host_shutdown` (their VMs are destroyed now, their records
+//!    written; paused leases stay paused for the next start);
+//! 5. close the event bus: every `GET /v1/events` stream sends what it has not sent yet, the
+//!    stop's `lease.ended` events among it, and ends; the connections get [`STREAM_GRACE`] to
+//!    close (a client that does not read is cut off then); meanwhile the webhooks deliver their
+//!    queues within their grace (`[events] webhook_grace_ms`; a second signal ends it at once),
+//!    and a daemon in a cluster removes its record;
+//! 6. shut the backend down (it waits for those destroys, so every ownership record is gone when
+//!    it returns).
+//!
+//! Why the event streams stay open until the leases have ended (rather than the daemon keeping
+//! its event history on disk for the clients that reconnect after a restart): a dashboard or a
+//! controller watching the events must learn how every lease ended, and a stopped daemon may not
+//! start again (a host taken out of service). Delivered live, the stop's events reach every
+//! reader at the cost of a few milliseconds of the stop; a reader that reconnects to the next run
+//! with `Last-Event-ID` gets that run's events from its start (ids keep growing across runs, see
+//! [`crate::events::bus`]). What no stop emits — a crash — is told by the next start: it ends the
+//! leases it finds in the records, reason `daemon_restart`.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +41,12 @@ use crate::api::{self, AppState};
 use crate::auth::{BearerToken, require_bearer};
 use crate::backend::LeaseBackend;
 use crate::dashboard;
-use crate::events::webhook::WebhookMetrics;
+use crate::events::webhook::{WebhookMetrics, Webhooks};
 use crate::events::{EventBus, EventSettings};
-use crate::leases::store::StoreError;
+use crate::in_flight::{self, InFlight};
 use crate::leases::{LeaseSettings, LeaseTable};
+use crate::listeners::SocketFile;
+pub use crate::listeners::{Listeners, ServeError};
 use crate::metrics::DaemonMetrics;
 use crate::shutdown::{Phase, ShutdownSignal};
 
@@ -57,30 +77,6 @@ pub struct ServeOptions {
     pub usage: crate::config::UsageConfig,
 }
 
-/// Why the daemon could not start or serve.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// A filesystem or socket operation failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// On which path or address.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Another process answers on the socket.
-    #[error("another daemon is listening on {0}; stop it or set listen.socket to another path")]
-    SocketInUse(PathBuf),
-    /// Something that is not a socket sits at the socket path.
-    #[error("{0} exists and is not a socket; refusing to replace it")]
-    NotASocket(PathBuf),
-    /// The lease records could not be read or written.
-    #[error(transparent)]
-    LeaseRecords(#[from] StoreError),
-}
-
 /// What a stop did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopReport {
@@ -90,54 +86,8 @@ pub struct StopReport {
     pub immediate: bool,
     /// Leases ended by the stop.
     pub leases_ended: usize,
-}
-
-/// The daemon's listeners, bound before its pools warm up: a client that connects meanwhile waits
-/// in the listen backlog and is answered once the daemon serves (so `firepit serve &` followed at
-/// once by `firepit run` works). Dropped without serving, they remove the socket file.
-pub struct Listeners {
-    unix: UnixListener,
-    socket: SocketFile,
-    tcp: Option<(TcpListener, BearerToken)>,
-}
-
-impl Listeners {
-    /// Binds the Unix socket (see [`ServeOptions::socket`] for its modes) and the TCP listener.
-    pub async fn bind(socket: &Path, tcp: Option<(SocketAddr, BearerToken)>) -> Result<Self, ServeError> {
-        let unix = bind_unix(socket)?;
-        let socket = SocketFile(socket.to_owned());
-        let tcp = match tcp {
-            None => None,
-            Some((addr, token)) => {
-                let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Io {
-                    what: "cannot listen on",
-                    path: addr.to_string(),
-                    source,
-                })?;
-                Some((listener, token))
-            }
-        };
-        Ok(Self { unix, socket, tcp })
-    }
-
-    /// The Unix socket path.
-    pub fn socket_path(&self) -> &Path {
-        &self.socket.0
-    }
-}
-
-/// The socket file we bound; removed when dropped.
-struct SocketFile(PathBuf);
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        match std::fs::remove_file(&self.0) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                warn!(socket = %self.0.display(), %error, "cannot remove the socket");
-            }
-            _ => {}
-        }
-    }
+    /// Every webhook delivered (or gave up on) what it had queued within its grace.
+    pub webhooks_flushed: bool,
 }
 
 /// A bound, not yet serving daemon.
@@ -154,6 +104,9 @@ pub struct Daemon {
     budget: Duration,
     cluster: Option<firepit_cluster::AdvertiseConfig>,
     http: firepit_http::HttpLimits,
+    in_flight: InFlight,
+    webhooks: Webhooks,
+    webhook_grace: Duration,
 }
 
 impl Daemon {
@@ -177,7 +130,12 @@ impl Daemon {
         let webhook_metrics = WebhookMetrics::register(&mut registry);
         let cancel = CancellationToken::new();
         let events = EventBus::new(options.events.history);
-        crate::events::webhook::start(options.events.webhooks.clone(), &events, &webhook_metrics, &cancel);
+        let webhooks = crate::events::webhook::start(
+            options.events.webhooks.clone(),
+            &events,
+            &webhook_metrics,
+            &cancel,
+        );
         tokio::spawn(crate::events::fills::watch(backend.clone(), events.clone(), cancel.clone()));
         let leases =
             LeaseTable::new(backend.clone(), options.leases.clone(), events, metrics, cancel.child_token())?;
@@ -192,15 +150,19 @@ impl Daemon {
         let cancel_requests = CancellationToken::new();
         let router =
             router.layer(axum::middleware::from_fn_with_state(cancel_requests.clone(), cancel_on_stop));
+        let in_flight = InFlight::default();
+        let track = axum::middleware::from_fn_with_state(in_flight.clone(), in_flight::track);
         let Listeners { unix, socket, tcp } = listeners;
         let tcp = tcp.map(|(listener, token)| {
             let authed =
                 router.clone().layer(axum::middleware::from_fn_with_state(token.clone(), require_bearer));
-            match options.ui {
-                true => (listener, dashboard::mount(authed, token, &socket.0, state.stopping())),
-                false => (listener, authed),
-            }
+            let routes = match options.ui {
+                true => dashboard::mount(authed, token, &socket.0, state.stopping()),
+                false => authed,
+            };
+            (listener, routes.layer(track.clone()))
         });
+        let router = router.layer(track);
         Ok(Self {
             state,
             backend,
@@ -214,6 +176,9 @@ impl Daemon {
             budget: options.shutdown_budget,
             cluster: options.cluster.clone(),
             http: options.http,
+            in_flight,
+            webhooks,
+            webhook_grace: options.events.webhook_grace,
         })
     }
 
@@ -262,27 +227,48 @@ impl Daemon {
         self.state.begin_shutdown();
         let immediate = signal.clone().reached(Phase::Immediate);
         let drained = tokio::select! {
-            drained = drain(&mut servers, self.budget) => drained,
+            idle = tokio::time::timeout(self.budget, self.in_flight.idle()) => idle.is_ok(),
             () = immediate => false,
         };
         if !drained {
             warn!(budget_ms = self.budget.as_millis() as u64, "cancelling in-flight requests");
             self.cancel_requests.cancel();
             // Cancelled handlers answer at once; give the connections a moment to flush that.
-            if !drain(&mut servers, CANCEL_GRACE).await {
-                servers.abort_all();
-                while servers.join_next().await.is_some() {}
+            if tokio::time::timeout(CANCEL_GRACE, self.in_flight.idle()).await.is_err() {
+                warn!(left = self.in_flight.count(), "requests still in flight after their cancellation");
             }
         }
         // Nothing listens any more: remove the socket now, so clients fail fast while VMs stop.
         drop(self.socket);
         let leases_ended = self.leases.release_all().await;
-        if let Some(registration) = registration {
-            registration.stop().await;
-        }
+        // The stop's last events are out: the event streams and the webhooks end after them.
+        let events = self.leases.events();
+        events.close();
+        let streams_closed = async {
+            if !drain(&mut servers, STREAM_GRACE).await {
+                warn!(grace_ms = STREAM_GRACE.as_millis() as u64, "closing connections that did not finish");
+                servers.abort_all();
+                while servers.join_next().await.is_some() {}
+            }
+        };
+        let webhooks_flushed = async {
+            tokio::select! {
+                // First, so that a stop without webhooks (flushed at once) says so.
+                biased;
+                flushed = self.webhooks.flush(self.webhook_grace) => flushed,
+                () = signal.clone().reached(Phase::Immediate) => false,
+            }
+        };
+        let deregistered = async {
+            if let Some(registration) = registration {
+                registration.stop().await;
+            }
+        };
+        let ((), webhooks_flushed, ()) = tokio::join!(streams_closed, webhooks_flushed, deregistered);
         self.cancel.cancel();
         self.backend.shutdown().await;
-        let report = StopReport { drained, immediate: signal.phase() == Phase::Immediate, leases_ended };
+        let immediate = signal.phase() == Phase::Immediate;
+        let report = StopReport { drained, immediate, leases_ended, webhooks_flushed };
         info!(?report, "stopped");
         report
     }
@@ -290,6 +276,10 @@ impl Daemon {
 
 /// How long connections get to deliver the 503 of a cancelled request.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long the connections get to close once the leases have ended and the event streams have
+/// their last events: a stream's client that does not read them by then is cut off.
+pub const STREAM_GRACE: Duration = Duration::from_secs(2);
 
 /// Middleware: runs the request unless the daemon cancels in-flight requests first (503).
 async fn cancel_on_stop(
@@ -320,50 +310,4 @@ async fn drain(servers: &mut JoinSet<std::io::Result<()>>, budget: Duration) -> 
         }
     };
     tokio::time::timeout(budget, all).await.is_ok()
-}
-
-/// Binds the Unix socket: parent dir 0700 when created, stale socket replaced, socket 0600.
-fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
-    let io = |what, source| ServeError::Io { what, path: path.display().to_string(), source };
-    if let Some(parent) = path.parent().filter(|p| p.exists())
-        && let Ok(meta) = std::fs::metadata(parent)
-    {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
-        // A directory another user owns (e.g. a predictable <tmp>/firepit-<uid> created first by
-        // someone else) lets that user swap our socket for theirs: refuse it.
-        if meta.uid() != me && meta.uid() != 0 {
-            let owner = format!(
-                "owned by uid {}, not by this user (uid {me}); remove it or set listen.socket",
-                meta.uid()
-            );
-            return Err(io(
-                "refusing the directory of",
-                std::io::Error::new(std::io::ErrorKind::PermissionDenied, owner),
-            ));
-        }
-        if meta.permissions().mode() & 0o002 != 0 {
-            warn!(dir = %parent.display(), "the socket's directory is world-writable; prefer a 0700 runtime dir");
-        }
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.exists()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| io("cannot create the directory of", e))?;
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(ServeError::NotASocket(path.to_owned()));
-        }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(ServeError::SocketInUse(path.to_owned()));
-        }
-        std::fs::remove_file(path).map_err(|e| io("cannot remove stale socket", e))?;
-    }
-    let listener = UnixListener::bind(path).map_err(|e| io("cannot bind", e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| io("cannot chmod", e))?;
-    Ok(listener)
 }

@@ -110,6 +110,26 @@ async fn stale_socket_is_replaced_and_a_live_one_is_refused() {
     assert!(matches!(Daemon::bind(backend, options).await, Err(ServeError::NotASocket(_))));
 }
 
+#[tokio::test]
+async fn a_socket_held_for_a_moment_by_a_dead_daemons_child_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = firepit_daemon::test_daemon::options(&dir);
+    std::fs::create_dir_all(options.socket.parent().unwrap()).unwrap();
+    // What a daemon killed with -9 mid-fork leaves: its listener, held 300 ms more, never accepting.
+    let ghost = std::os::unix::net::UnixListener::bind(&options.socket).unwrap();
+    let held = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(ghost);
+    });
+    let backend: Arc<dyn LeaseBackend> = Arc::new(FakeBackend::with_shape("small", 1));
+    let daemon = Daemon::bind(backend, options).await.expect("the socket is free once the ghost is gone");
+    held.join().unwrap();
+    let (controller, signal) = shutdown::channel();
+    let running = tokio::spawn(daemon.run(signal));
+    controller.graceful();
+    running.await.unwrap();
+}
+
 fn config_in(dir: &tempfile::TempDir) -> Config {
     config_with_socket(dir, "firepit.sock")
 }

@@ -4,8 +4,12 @@
 //! first gets what it missed since that event, from the bus's history (and `events.missed` first
 //! when the history no longer holds all of it). Filters: `kind` (repeated or comma-separated) and
 //! `lease_id`. A comment line every 15 s keeps idle connections (and proxies) open. A reader that
-//! falls behind the live events catches up from the history, as a resuming one does; the stream
-//! ends when the daemon stops.
+//! falls behind the live events catches up from the history, as a resuming one does.
+//!
+//! The stream ends when the daemon stops, but only after the stop's own events: a stop ends every
+//! running lease (`lease.ended`, reason `host_shutdown`) and then closes the bus
+//! ([`EventBus::close`]), which is what ends the stream, so a dashboard or controller learns how
+//! every lease ended before its stream closes (see [`crate::server`] for the order of a stop).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,7 +21,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use firepit_api::{Event, EventKind, EventQuery};
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::error::ApiError;
@@ -53,7 +56,7 @@ pub async fn follow_events(
     }
     let bus = state.leases().events().clone();
     let subscription = bus.subscribe(query.last_event_id);
-    let reader = Reader::new(bus, subscription, query, state.stopping());
+    let reader = Reader::new(bus, subscription, query);
     let stream = futures_util::stream::unfold(reader, |mut reader| async move {
         let event = reader.next().await?;
         Some((Ok::<SseEvent, Infallible>(sse(&event)), reader))
@@ -77,20 +80,14 @@ struct Reader {
     live: broadcast::Receiver<Arc<Event>>,
     /// The last event id seen (sent or filtered out).
     seen: Option<u64>,
-    stopping: CancellationToken,
 }
 
 impl Reader {
-    fn new(
-        bus: EventBus,
-        subscription: Subscription,
-        query: EventQuery,
-        stopping: CancellationToken,
-    ) -> Self {
+    fn new(bus: EventBus, subscription: Subscription, query: EventQuery) -> Self {
         let Subscription { backlog, missed, live, next_id } = subscription;
         let seen =
             Some(query.last_event_id.unwrap_or(next_id.saturating_sub(1)).min(next_id.saturating_sub(1)));
-        let mut reader = Self { bus, query, pending: Vec::new(), live, seen, stopping };
+        let mut reader = Self { bus, query, pending: Vec::new(), live, seen };
         reader.queue(backlog, missed);
         reader
     }
@@ -119,17 +116,15 @@ impl Reader {
         loop {
             let event = match self.pending.pop() {
                 Some(event) => event,
-                None => tokio::select! {
-                    () = self.stopping.cancelled() => return None,
-                    received = self.live.recv() => match received {
-                        Ok(event) => event,
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let (backlog, missed) = self.bus.since(self.seen.unwrap_or(0));
-                            self.queue(backlog, missed);
-                            continue;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    },
+                // The bus closes once the daemon's stop has emitted its last events.
+                None => match self.live.recv().await {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let (backlog, missed) = self.bus.since(self.seen.unwrap_or(0));
+                        self.queue(backlog, missed);
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 },
             };
             // After a catch-up the live channel may repeat what the history gave.

@@ -6,6 +6,11 @@
 //! where its backlog ends: no event twice, none skipped. Ids start at the daemon's start time in
 //! microseconds, so they keep growing across restarts and a `Last-Event-ID` from an earlier run
 //! reads as "older than anything kept".
+//!
+//! A stop [`close`](EventBus::close)s the bus after its last events (the `lease.ended` of every
+//! lease it ended, reason `host_shutdown`): readers get everything emitted until then, and then the
+//! end of their stream, so an event stream or a webhook ends *after* the stop's events instead of
+//! before them.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +29,6 @@ pub struct EventBus {
 #[derive(Debug)]
 struct Inner {
     ring: Mutex<Ring>,
-    sender: broadcast::Sender<Arc<Event>>,
     capacity: usize,
     emitted: AtomicU64,
 }
@@ -35,6 +39,8 @@ struct Ring {
     /// The id of this run's first event.
     first_id: u64,
     next_id: u64,
+    /// The live readers' channel; `None` once the bus is closed.
+    sender: Option<broadcast::Sender<Arc<Event>>>,
 }
 
 /// What a new reader gets: the events it missed (after the id it gave), how many it asked for
@@ -70,10 +76,13 @@ impl EventBus {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |elapsed| elapsed.as_micros() as u64);
         let first_id = micros.max(1);
-        let ring = Ring { events: VecDeque::with_capacity(capacity), first_id, next_id: first_id };
-        Self {
-            inner: Arc::new(Inner { ring: Mutex::new(ring), sender, capacity, emitted: AtomicU64::new(0) }),
-        }
+        let ring = Ring {
+            events: VecDeque::with_capacity(capacity),
+            first_id,
+            next_id: first_id,
+            sender: Some(sender),
+        };
+        Self { inner: Arc::new(Inner { ring: Mutex::new(ring), capacity, emitted: AtomicU64::new(0) }) }
     }
 
     /// Emits an event of `kind`, filled in by `fill` (its id and time are set here); returns it.
@@ -90,18 +99,24 @@ impl EventBus {
             ring.events.pop_front();
         }
         ring.events.push_back(event.clone());
-        // No receiver is not an error: nobody listens yet.
-        let _no_receiver_is_fine = self.inner.sender.send(event.clone());
+        // No receiver is not an error: nobody listens yet (or any more, once closed).
+        if let Some(sender) = &ring.sender {
+            let _no_receiver_is_fine = sender.send(event.clone());
+        }
         drop(ring);
         self.inner.emitted.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(id = event.id, kind = %event.kind, lease_id = ?event.lease_id, "event");
         event
     }
 
-    /// A new reader of the events after `after` (`None`: from now on).
+    /// A new reader of the events after `after` (`None`: from now on). On a closed bus its live
+    /// channel is closed: the reader gets its backlog and then the end.
     pub fn subscribe(&self, after: Option<u64>) -> Subscription {
         let ring = lock(&self.inner.ring);
-        let live = self.inner.sender.subscribe();
+        let live = match &ring.sender {
+            Some(sender) => sender.subscribe(),
+            None => broadcast::channel(1).1,
+        };
         let next_id = ring.next_id;
         let Some(after) = after else {
             return Subscription { backlog: Vec::new(), missed: 0, live, next_id };
@@ -114,6 +129,30 @@ impl EventBus {
     /// lagged behind the broadcast catches up with this).
     pub fn since(&self, after: u64) -> (Vec<Arc<Event>>, u64) {
         lock(&self.inner.ring).after(after)
+    }
+
+    /// Ends every live reader after the events emitted so far: each gets what is still in its
+    /// channel, then `RecvError::Closed`. Later events are still kept in the history, but nobody
+    /// reads them live. The stop calls this once its last events are out.
+    ///
+    /// ```
+    /// use firepit_api::EventKind;
+    /// use tokio::sync::broadcast::error::TryRecvError;
+    /// let bus = firepit_daemon::events::EventBus::new(16);
+    /// let mut live = bus.subscribe(None).live;
+    /// bus.emit(EventKind::LeaseEnded, |_| {});
+    /// bus.close();
+    /// assert_eq!(live.try_recv().unwrap().kind, EventKind::LeaseEnded);
+    /// assert_eq!(live.try_recv().unwrap_err(), TryRecvError::Closed);
+    /// assert!(bus.is_closed());
+    /// ```
+    pub fn close(&self) {
+        lock(&self.inner.ring).sender = None;
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.inner.ring).sender.is_none()
     }
 
     /// How many events were emitted since start.

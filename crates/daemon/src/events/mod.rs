@@ -15,6 +15,11 @@ pub mod webhook;
 
 pub use bus::{EventBus, Subscription};
 
+use std::time::Duration;
+
+/// How long a stop waits by default for the webhooks to deliver what they have queued.
+pub const DEFAULT_WEBHOOK_GRACE: Duration = Duration::from_secs(5);
+
 /// The events' settings (`[events]` and `[[events.webhooks]]` in the config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSettings {
@@ -22,10 +27,13 @@ pub struct EventSettings {
     pub history: usize,
     /// Where events are POSTed.
     pub webhooks: Vec<webhook::WebhookConfig>,
+    /// How long a stop waits for the webhooks to deliver what they have queued (the stop's
+    /// `host_shutdown` ends among it) before it cancels them (see [`webhook::Webhooks::flush`]).
+    pub webhook_grace: Duration,
 }
 
 impl Default for EventSettings {
     fn default() -> Self {
-        Self { history: 4096, webhooks: Vec::new() }
+        Self { history: 4096, webhooks: Vec::new(), webhook_grace: DEFAULT_WEBHOOK_GRACE }
     }
 }

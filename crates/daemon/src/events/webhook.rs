@@ -13,6 +13,13 @@
 //! `X-Firepit-Signature: sha256=<hex>`, the HMAC-SHA256 of the body under the webhook's secret
 //! (compare it in constant time before trusting the body).
 //!
+//! A stop flushes the queues: once the stop's last events are out (the `lease.ended` of every
+//! lease it ended, reason `host_shutdown`) the bus closes, each dispatcher queues what it has not
+//! yet read and ends, and each sender delivers its queue and ends; [`Webhooks::flush`] waits for
+//! that at most its grace (`[events] webhook_grace_ms`, 5 s by default), then cancels the rest and
+//! logs, per webhook, how many events were not delivered. A dead receiver so costs a stop the
+//! grace, never more.
+//!
 //! Only `http://` URLs: the daemon carries no TLS stack; put a TLS-terminating proxy on the host
 //! in front of an `https://` receiver.
 
@@ -32,7 +39,8 @@ use prometheus_client::registry::Registry;
 use sha2::Sha256;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
 
 use crate::events::EventBus;
 
@@ -181,13 +189,43 @@ impl WebhookMetrics {
     }
 }
 
-/// Starts the dispatcher and sender of every webhook; they stop with `stop`.
+/// The running webhooks: their senders, to wait for at a stop.
+#[derive(Debug)]
+pub struct Webhooks {
+    senders: TaskTracker,
+}
+
+impl Webhooks {
+    /// Waits, at most `grace`, for every webhook to deliver (or give up) what it has queued; true
+    /// if they all did. Call it after [`EventBus::close`]: the queues are complete only then. The
+    /// senders still running at the end of the grace go on until their `stop` token fires (which
+    /// logs what each leaves undelivered).
+    pub async fn flush(&self, grace: Duration) -> bool {
+        self.senders.close();
+        if self.senders.is_empty() {
+            return true;
+        }
+        let flushed = tokio::time::timeout(grace, self.senders.wait()).await.is_ok();
+        match flushed {
+            true => info!("webhooks delivered the events of the stop"),
+            false => warn!(
+                grace_ms = grace.as_millis() as u64,
+                "webhooks still busy at the end of their grace; their undelivered events are dropped"
+            ),
+        }
+        flushed
+    }
+}
+
+/// Starts the dispatcher and sender of every webhook; they end when the bus closes and their queue
+/// is delivered (see [`Webhooks::flush`]), or at once with `stop`.
 pub fn start(
     webhooks: Vec<WebhookConfig>,
     bus: &EventBus,
     metrics: &WebhookMetrics,
     stop: &CancellationToken,
-) {
+) -> Webhooks {
+    let senders = TaskTracker::new();
     for config in webhooks {
         let target = match target(&config.url) {
             Ok(target) => target,
@@ -200,8 +238,9 @@ pub fn start(
         let config = Arc::new(config);
         let live = bus.subscribe(None).live;
         tokio::spawn(dispatch(config.clone(), live, queue, metrics.clone(), stop.clone()));
-        tokio::spawn(send(config, target, waiting, metrics.clone(), stop.clone()));
+        senders.spawn(send(config, target, waiting, metrics.clone(), stop.clone()));
     }
+    Webhooks { senders }
 }
 
 async fn dispatch(
@@ -242,56 +281,78 @@ async fn send(
     metrics: WebhookMetrics,
     stop: CancellationToken,
 ) {
-    let label = WebhookLabel { webhook: config.url.clone() };
     loop {
         let event = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return undelivered(&config, None, &waiting),
             event = waiting.recv() => match event {
                 Some(event) => event,
+                // The bus closed and the queue is delivered.
                 None => return,
             },
         };
-        metrics.queued.get_or_create(&label).dec();
-        let body = match serde_json::to_vec(&*event) {
-            Ok(body) => Bytes::from(body),
-            Err(error) => {
-                warn!(%error, "cannot encode an event for a webhook");
-                continue;
-            }
+        metrics.queued.get_or_create(&WebhookLabel { webhook: config.url.clone() }).dec();
+        let outcome = tokio::select! {
+            () = stop.cancelled() => return undelivered(&config, Some(&event), &waiting),
+            outcome = deliver(&config, &target, &event, &metrics) => outcome,
         };
-        let signature = sign(&config.secret, &body);
-        let mut delay = Duration::from_millis(500);
-        let mut outcome = "failed";
-        for attempt in 1..=ATTEMPTS {
-            metrics.attempts.get_or_create(&label).inc();
-            let posted =
-                tokio::time::timeout(ATTEMPT_TIMEOUT, post(&target, &event, &signature, body.clone())).await;
-            match posted {
-                Ok(Ok(status)) if (200..300).contains(&status) => {
-                    outcome = "delivered";
-                    break;
-                }
-                Ok(Ok(status)) => {
-                    debug!(webhook = %config.url, id = event.id, attempt, status, "webhook refused an event")
-                }
-                Ok(Err(error)) => {
-                    debug!(webhook = %config.url, id = event.id, attempt, %error, "webhook unreachable")
-                }
-                Err(_) => debug!(webhook = %config.url, id = event.id, attempt, "webhook timed out"),
-            }
-            if attempt == ATTEMPTS {
-                warn!(webhook = %config.url, id = event.id, kind = %event.kind, "webhook gave up on an event after {ATTEMPTS} attempts");
-                break;
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(MAX_BACKOFF);
-        }
         let labels = DeliveryLabels { webhook: config.url.clone(), outcome: outcome.into() };
         metrics.deliveries.get_or_create(&labels).inc();
     }
+}
+
+/// Logs what a webhook leaves undelivered when the daemon stops it: `current` (being delivered)
+/// and what waits in its queue.
+fn undelivered(config: &WebhookConfig, current: Option<&Event>, waiting: &mpsc::Receiver<Arc<Event>>) {
+    let left = usize::from(current.is_some()) + waiting.len();
+    if left > 0 {
+        warn!(
+            webhook = %config.url,
+            undelivered = left,
+            first_id = current.map(|event| event.id),
+            "the daemon stopped before these webhook events were delivered"
+        );
+    }
+}
+
+/// Delivers `event`, retrying with backoff; `"delivered"` or `"failed"` (given up).
+async fn deliver(
+    config: &WebhookConfig,
+    target: &Target,
+    event: &Event,
+    metrics: &WebhookMetrics,
+) -> &'static str {
+    let label = WebhookLabel { webhook: config.url.clone() };
+    let body = match serde_json::to_vec(event) {
+        Ok(body) => Bytes::from(body),
+        Err(error) => {
+            warn!(%error, "cannot encode an event for a webhook");
+            return "failed";
+        }
+    };
+    let signature = sign(&config.secret, &body);
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=ATTEMPTS {
+        metrics.attempts.get_or_create(&label).inc();
+        let posted =
+            tokio::time::timeout(ATTEMPT_TIMEOUT, post(target, event, &signature, body.clone())).await;
+        match posted {
+            Ok(Ok(status)) if (200..300).contains(&status) => return "delivered",
+            Ok(Ok(status)) => {
+                debug!(webhook = %config.url, id = event.id, attempt, status, "webhook refused an event")
+            }
+            Ok(Err(error)) => {
+                debug!(webhook = %config.url, id = event.id, attempt, %error, "webhook unreachable")
+            }
+            Err(_) => debug!(webhook = %config.url, id = event.id, attempt, "webhook timed out"),
+        }
+        if attempt == ATTEMPTS {
+            break;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+    warn!(webhook = %config.url, id = event.id, kind = %event.kind, "webhook gave up on an event after {ATTEMPTS} attempts");
+    "failed"
 }
 
 /// One POST of `body`; the answer's status.
