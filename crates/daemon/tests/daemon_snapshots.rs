@@ -73,7 +73,11 @@ async fn a_fork_makes_normal_leases_each_on_its_own_and_announces_them() {
     for count in [0, 17] {
         let body = format!(r#"{{"count":{count}}}"#);
         let response = daemon.raw(Method::POST, &format!("/v1/leases/{}/fork", lease.lease_id), &body).await;
-        assert_eq!((response.status.as_u16(), error_code(&response).as_str()), (400, "bad_request"), "count {count}");
+        assert_eq!(
+            (response.status.as_u16(), error_code(&response).as_str()),
+            (400, "bad_request"),
+            "count {count}"
+        );
     }
     let response = daemon.raw(Method::POST, "/v1/leases/l-nope/fork", r#"{"count":1}"#).await;
     assert_eq!((response.status.as_u16(), error_code(&response).as_str()), (404, "lease_not_found"));
@@ -105,7 +109,11 @@ async fn a_fork_makes_normal_leases_each_on_its_own_and_announces_them() {
         }
         kinds.push(event.kind);
     }
-    assert_eq!(kinds.iter().filter(|k| **k == EventKind::LeaseCreated).count(), 2, "one per fork made: {kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == EventKind::LeaseCreated).count(),
+        2,
+        "one per fork made: {kinds:?}"
+    );
     daemon.stop().await;
 }
 
