@@ -45,13 +45,13 @@ pub struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    /// Opens `dir` (created, mode 0700, if missing) and lists its snapshots again, removing what
-    /// is not a whole one.
+    /// Opens `dir` (created, mode 0700, with the first snapshot) and lists its snapshots again,
+    /// removing what is not a whole one.
     pub fn open(dir: &Path) -> Result<Self, StoreIoError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let creating = format!("creating the snapshots directory {}", dir.display());
-        std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir).map_err(io(creating))?;
         let mut index = BTreeMap::new();
+        if !dir.exists() {
+            return Ok(Self { dir: dir.to_path_buf(), index: Mutex::new(index) });
+        }
         let listing = format!("listing the snapshots directory {}", dir.display());
         for entry in std::fs::read_dir(dir).map_err(io(listing.clone()))? {
             let entry = entry.map_err(io(listing.clone()))?;
@@ -83,6 +83,8 @@ impl SnapshotStore {
     /// Where the backend saves snapshot `id`'s VM while it is made (its parent exists on return).
     pub fn scratch_vm_dir(&self, id: &str) -> Result<PathBuf, StoreIoError> {
         use std::os::unix::fs::DirBuilderExt;
+        let creating = format!("creating the snapshots directory {}", self.dir.display());
+        std::fs::DirBuilder::new().mode(0o700).recursive(true).create(&self.dir).map_err(io(creating))?;
         let scratch = self.scratch(id);
         let creating = format!("creating {}", scratch.display());
         std::fs::DirBuilder::new().mode(0o700).create(&scratch).map_err(io(creating))?;
@@ -186,8 +188,10 @@ mod tests {
 
     #[tokio::test]
     async fn whole_snapshots_are_listed_again_and_half_written_ones_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::open(dir.path()).unwrap();
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("snapshots");
+        let store = SnapshotStore::open(&dir).unwrap();
+        assert!(!dir.exists(), "made with the first snapshot, not before");
         for (id, at) in [("s-2", 2), ("s-1", 1)] {
             std::fs::create_dir(store.scratch_vm_dir(id).unwrap()).unwrap();
             store.publish(info(id, at)).unwrap();
@@ -195,17 +199,17 @@ mod tests {
         // A daemon killed while saving, and one killed after the rename but with no info (never
         // happens: info is written before) are both not snapshots.
         std::fs::create_dir(store.scratch_vm_dir("s-3").unwrap()).unwrap();
-        std::fs::create_dir_all(dir.path().join("s-4").join("vm")).unwrap();
-        std::fs::create_dir(dir.path().join("lost+found")).unwrap();
+        std::fs::create_dir_all(dir.join("s-4").join("vm")).unwrap();
+        std::fs::create_dir(dir.join("lost+found")).unwrap();
         drop(store);
-        let store = SnapshotStore::open(dir.path()).unwrap();
+        let store = SnapshotStore::open(&dir).unwrap();
         let ids: Vec<String> = store.list().into_iter().map(|s| s.snapshot_id).collect();
         assert_eq!(ids, ["s-1", "s-2"]);
-        assert!(!dir.path().join(".tmp-s-3").exists());
-        assert!(!dir.path().join("s-4").exists());
-        assert!(dir.path().join("lost+found").exists(), "what is not firepit's stays");
+        assert!(!dir.join(".tmp-s-3").exists());
+        assert!(!dir.join("s-4").exists());
+        assert!(dir.join("lost+found").exists(), "what is not firepit's stays");
         assert!(store.remove("s-1").await.unwrap().is_ok());
-        assert!(!dir.path().join("s-1").exists());
+        assert!(!dir.join("s-1").exists());
         assert!(store.remove("s-1").await.is_none());
         assert_eq!(store.get("s-2").unwrap().shape, "small");
     }
