@@ -45,6 +45,7 @@
 
 #![warn(missing_docs)]
 
+pub mod background;
 pub mod call;
 pub mod config;
 pub mod connect;
