@@ -32,7 +32,10 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> CliResult {
     let client = args.connect.client()?;
     let lease = client
-        .acquire(&AcquireRequest { shape: args.shape, wait_ms: args.wait_ms, ttl_ms: None }, None)
+        .acquire(
+            &AcquireRequest { shape: args.shape, wait_ms: args.wait_ms, ttl_ms: None, snapshot: None },
+            None,
+        )
         .await?;
     let outcome = match forward(&client, &lease.lease_id, &args.ports).await {
         Ok(()) => exec_and_print(&client, &lease.lease_id, &args.exec).await,

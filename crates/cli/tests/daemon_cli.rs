@@ -186,7 +186,8 @@ async fn serve_with_a_shape_whose_image_is_missing_fails_cleanly_and_leaves_no_s
 async fn top_once_prints_a_table_of_running_leases_with_their_usage() {
     let daemon = TestDaemon::start().await;
     let socket = daemon.socket.to_str().unwrap().to_owned();
-    let request = firepit_api::AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None };
+    let request =
+        firepit_api::AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None, snapshot: None };
     let lease = daemon.client().acquire(&request, None).await.unwrap();
     // The sampler looks every second: the first sample's guest part (the in-process agent's memory).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -88,7 +88,7 @@ fn free_addr() -> SocketAddr {
 }
 
 pub fn small(wait_ms: u64) -> AcquireRequest {
-    AcquireRequest { shape: "small".into(), wait_ms, ttl_ms: None }
+    AcquireRequest { shape: "small".into(), wait_ms, ttl_ms: None, snapshot: None }
 }
 
 /// Polls `check` until it holds; panics with `what` after `within`. Returns the time it took.

@@ -116,7 +116,10 @@ async fn idempotency_keys_tokens_unknown_shapes_and_shape_changes_work_cluster_w
 
     let unknown = one
         .client()
-        .acquire(&firepit_api::AcquireRequest { shape: "nope".into(), wait_ms: 0, ttl_ms: None }, None)
+        .acquire(
+            &firepit_api::AcquireRequest { shape: "nope".into(), wait_ms: 0, ttl_ms: None, snapshot: None },
+            None,
+        )
         .await;
     assert_eq!(unknown.unwrap_err().code(), Some(firepit_api::ErrorCode::UnknownShape));
     let unrouted = one.client().exec("l-0000000000000000", &ExecBody::new(["true"])).await.unwrap_err();
@@ -134,7 +137,15 @@ async fn idempotency_keys_tokens_unknown_shapes_and_shape_changes_work_cluster_w
         let client = client.clone();
         async move {
             client
-                .acquire(&firepit_api::AcquireRequest { shape: "big".into(), wait_ms: 0, ttl_ms: None }, None)
+                .acquire(
+                    &firepit_api::AcquireRequest {
+                        shape: "big".into(),
+                        wait_ms: 0,
+                        ttl_ms: None,
+                        snapshot: None,
+                    },
+                    None,
+                )
                 .await
                 .is_ok()
         }
