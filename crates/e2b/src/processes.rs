@@ -234,7 +234,9 @@ async fn drive_background(
             event = followed.recv() => match event {
                 Some(Followed::Output(output)) => broadcast(process, Event::Data(output)).await,
                 Some(Followed::Exit(status)) => {
-                    background.forget().await;
+                    // Freed after the listeners hear the end, not before (a round trip to the guest).
+                    let freed = background.clone();
+                    tokio::spawn(async move { freed.forget().await });
                     return end(status, false);
                 }
                 Some(Followed::Gone(message)) => return gone(&message),
