@@ -3,7 +3,7 @@
 //! reader does, so the command outlives a broken connection, a daemon's reconnect and a pause of
 //! its sandbox (E2B's SDK expects a background command to be there after `pause` → `connect`).
 //!
-//! [`follow`] reads both outputs from their offsets as firepit streams them. When a stream breaks
+//! [`Background::follow`] reads both outputs from their offsets as firepit streams them. When a stream breaks
 //! (the sandbox pauses, the daemon restarts a connection) it waits until the sandbox runs again
 //! and reads on from the same offsets, so nothing is lost or repeated. It never wakes a paused
 //! sandbox itself: while this endpoint pauses or has paused it, the [`PauseGate`] holds the
