@@ -28,7 +28,7 @@ pub(crate) async fn pause(provider: &QemuProvider, vm: &QemuVm, dir: &Path) -> R
     if target.exists() && SavedVm::open(&target).is_err() {
         tokio::fs::remove_dir_all(&target).await?;
     }
-    let saved = provider.pause_to_disk(vm, &target).await?;
+    let saved = provider.pause_to_disk(vm, &target).await.map_err(crate::qemu_snapshots::pause_error)?;
     Ok(QemuPaused { saved, provider: provider.clone() })
 }
 
@@ -80,7 +80,7 @@ impl PausedVm for QemuPaused {
     }
 }
 
-/// A VM resumed from a pause, held by its lease: destroyed (QEMU quit, files removed, the
+/// A VM resumed from a pause (or started from a snapshot, or forked), held by its lease: destroyed (QEMU quit, files removed, the
 /// ownership hook told) when dropped.
 pub(crate) struct ResumedVm {
     /// Taken out once, by `drop`, to be destroyed.
@@ -129,6 +129,11 @@ impl QemuLease {
     /// A VM resumed from a pause: not the pool's.
     pub(crate) fn resumed(vm: ResumedVm) -> Self {
         Self { vm: HeldVm::Resumed(vm) }
+    }
+
+    /// A VM of its own (started from a snapshot, forked): not the pool's, destroyed when dropped.
+    pub(crate) fn own(vm: QemuVm, provider: QemuProvider) -> Self {
+        Self::resumed(ResumedVm { vm: ManuallyDrop::new(vm), provider })
     }
 
     pub(crate) fn qemu(&self) -> &QemuVm {

@@ -82,6 +82,7 @@ from .sandbox_models import (
     Started,
     StreamEvent,
 )
+from .snapshots import Snapshot
 from .usage_models import LeaseMetrics, UsageSample
 
 __version__ = "0.1.0"
@@ -151,6 +152,7 @@ __all__ = [
     "ShapeExists",
     "ShapeStatus",
     "ShuttingDown",
+    "Snapshot",
     "SnapshotNotFound",
     "Started",
     "StreamEvent",
