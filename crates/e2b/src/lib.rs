@@ -59,6 +59,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod listing;
 pub mod metrics;
+pub mod pages;
 pub mod paths;
 pub mod processes;
 pub mod proto;

@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use firepit_api::{ErrorCode, FORK_MAX, ForkRequest, LeaseResponse, SnapshotInfo};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::pages::{page, set_next_token};
 use crate::sandbox_views::{find, lease_error, sandbox_json};
 use crate::sandboxes::Sandbox;
 use crate::state::AppState;
@@ -126,7 +127,7 @@ pub async fn list_snapshots(
     Query(query): Query<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
     let named = query.name.as_deref().map(|name| state.snapshot_names.resolve(name));
-    let mut snapshots: Vec<SnapshotInfo> = state
+    let snapshots: Vec<SnapshotInfo> = state
         .client
         .list_snapshots()
         .await
@@ -135,22 +136,11 @@ pub async fn list_snapshots(
         .filter(|info| query.sandbox_id.as_ref().is_none_or(|id| &info.source_lease_id == id))
         .filter(|info| named.as_ref().is_none_or(|id| id.as_deref() == Some(info.snapshot_id.as_str())))
         .collect();
-    let start = match query.next_token.as_deref() {
-        Some(token) => snapshots
-            .iter()
-            .position(|info| info.snapshot_id == token)
-            .ok_or_else(|| ApiError::bad_request(format!("nextToken {token:?} is not valid")))?,
-        None => 0,
-    };
-    let limit = query.limit.unwrap_or(100).clamp(1, 100);
-    snapshots = snapshots.split_off(start);
-    let next = snapshots.get(limit).map(|info| info.snapshot_id.clone());
-    snapshots.truncate(limit);
+    let (snapshots, next) =
+        page(snapshots, |info| info.snapshot_id.as_str(), query.next_token.as_deref(), query.limit)?;
     let items: Vec<Value> = snapshots.iter().map(|info| snapshot_json(&state, info)).collect();
     let mut response = axum::Json(items).into_response();
-    if let Some(token) = next.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        response.headers_mut().insert("x-next-token", token);
-    }
+    set_next_token(&mut response, next);
     Ok(response)
 }
 

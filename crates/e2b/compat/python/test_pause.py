@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
-
 from e2b import Sandbox, SandboxQuery, SandboxState
 
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"
@@ -20,14 +18,6 @@ def wait_for_state(sandbox_id: str, state: SandboxState, within: float = 60) -> 
     while (now := Sandbox.get_info(sandbox_id).state) != state:
         assert time.monotonic() < deadline, f"still {now} after {within} s, expected {state}"
         time.sleep(0.5)
-
-
-def rest(daemon: object) -> httpx.Client:
-    return httpx.Client(
-        base_url=daemon.e2b_url,  # type: ignore[attr-defined]
-        headers={"X-API-Key": daemon.token},  # type: ignore[attr-defined]
-        timeout=120,
-    )
 
 
 def test_a_paused_sandbox_keeps_its_files_and_processes_and_runs_again_on_connect(daemon: object) -> None:
@@ -50,14 +40,14 @@ def test_a_paused_sandbox_keeps_its_files_and_processes_and_runs_again_on_connec
         assert Sandbox.get_info(sbx.sandbox_id).state == SandboxState.RUNNING
         assert same.files.read("/home/user/kept.txt") == "kept across the pause"
         # The deprecated resume verb, on a running sandbox: the sandbox, not a 409.
-        with rest(daemon) as http:
+        with daemon.rest() as http:  # type: ignore[attr-defined]
             for _ in range(2):
                 answer = http.post(f"/sandboxes/{sbx.sandbox_id}/resume", json={"timeout": 300})
                 assert answer.status_code == 201, answer.text
                 assert answer.json()["sandboxID"] == sbx.sandbox_id
     finally:
         assert sbx.kill()
-    with rest(daemon) as http:
+    with daemon.rest() as http:  # type: ignore[attr-defined]
         assert http.post(f"/sandboxes/{sbx.sandbox_id}/pause").status_code == 404
 
 

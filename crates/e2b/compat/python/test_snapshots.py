@@ -6,18 +6,9 @@ firepit makes at once, deleting a template that is a shape) is refused in E2B's 
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from e2b import Sandbox, SandboxException
-
-def rest(daemon: object) -> httpx.Client:
-    return httpx.Client(
-        base_url=daemon.e2b_url,  # type: ignore[attr-defined]
-        headers={"X-API-Key": daemon.token},  # type: ignore[attr-defined]
-        timeout=120,
-    )
-
 
 def test_a_snapshot_is_a_template_that_new_sandboxes_start_from(daemon: object) -> None:
     sbx = Sandbox.create(timeout=120)
@@ -73,7 +64,7 @@ def test_forks_are_running_copies_that_go_their_own_way() -> None:
 
 
 def test_what_firepit_does_not_do_is_refused_in_e2b_shape(daemon: object, sandbox: Sandbox) -> None:
-    with rest(daemon) as http:
+    with daemon.rest() as http:  # type: ignore[attr-defined]
         disk_only = http.post(f"/sandboxes/{sandbox.sandbox_id}/snapshots", json={"memory": False})
         assert disk_only.status_code == 400 and "memory" in disk_only.json()["message"], disk_only.text
         shape_name = http.post(f"/sandboxes/{sandbox.sandbox_id}/snapshots", json={"name": "base"})
