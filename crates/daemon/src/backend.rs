@@ -24,7 +24,10 @@ use firepit_guest::{Guest, GuestError};
 use crate::sandbox::Sandbox;
 
 pub use crate::paused::{PauseFailed, PausedVm, ResumeFailed};
-pub use crate::saved::{Forks, SaveError, SavedSnapshot};
+pub use crate::saved::{SaveError, SavedSnapshot};
+
+/// The VMs of a fork ([`LeaseBackend::fork`]), each made or not on its own.
+pub type Forks = Vec<Result<Box<dyn LeasedVm>, BoxError>>;
 
 pub use firepit_api::ShapeStatusView;
 

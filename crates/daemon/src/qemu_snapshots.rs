@@ -6,36 +6,17 @@
 
 use std::path::Path;
 
-use firepit_qemu::{QemuError, QemuProvider, QemuVm};
+use firepit_qemu::{QemuProvider, QemuVm};
 
 use crate::backend::{Forks, LeasedVm, SaveError, SavedSnapshot};
 use crate::boxed::BoxError;
-use crate::qemu_lease::QemuLease;
+use crate::qemu_lease::{QemuLease, save_error};
 
 /// The QEMU VM behind a leased VM of this backend.
 pub(crate) fn qemu_of(vm: &dyn LeasedVm) -> Result<&QemuVm, SaveError> {
     match vm.as_any().and_then(|any| any.downcast_ref::<QemuLease>()) {
         Some(lease) => Ok(lease.qemu()),
         None => Err(SaveError::Failed("not a VM of this backend".into())),
-    }
-}
-
-/// A lifecycle error as the backend reports it: too little room is [`SaveError::NoRoom`].
-pub(crate) fn save_error(error: QemuError) -> SaveError {
-    match &error {
-        QemuError::Lifecycle(lifecycle) if lifecycle.is_insufficient_storage() => {
-            SaveError::NoRoom(error.to_string())
-        }
-        _ => SaveError::Failed(error.into()),
-    }
-}
-
-/// A pause's error: too little room stays recognisable ([`SaveError::no_room`]), anything else
-/// keeps its own message and causes.
-pub(crate) fn pause_error(error: QemuError) -> BoxError {
-    match save_error(error) {
-        SaveError::Failed(cause) => cause,
-        other => Box::new(other),
     }
 }
 

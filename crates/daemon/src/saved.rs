@@ -6,7 +6,6 @@
 //! The backend only saves and starts; the daemon owns the snapshots' ids, directories, listing and
 //! removal (`crate::snapshot_store`), so every backend stores them the same way.
 
-use crate::backend::LeasedVm;
 use crate::boxed::BoxError;
 
 /// What [`LeaseBackend::save_snapshot`](crate::backend::LeaseBackend::save_snapshot) saved.
@@ -17,9 +16,6 @@ pub struct SavedSnapshot {
     /// Bytes written.
     pub size_bytes: u64,
 }
-
-/// The VMs of a fork, each made or not on its own.
-pub type Forks = Vec<Result<Box<dyn LeasedVm>, BoxError>>;
 
 /// Why saving a VM's state (a pause, a snapshot, a fork) did not happen; the VM runs on.
 #[derive(Debug, thiserror::Error)]

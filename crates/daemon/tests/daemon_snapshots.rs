@@ -34,7 +34,7 @@ async fn a_snapshot_is_listed_starts_leases_and_is_deleted_with_its_files() {
     let dir = daemon.dir.path().join("state").join("snapshots").join(&snapshot.snapshot_id);
     assert!(dir.join("info.json").is_file() && dir.join("vm").is_dir());
 
-    assert_eq!(client.list_snapshots().await.unwrap(), [snapshot.clone()]);
+    assert_eq!(client.list_snapshots().await.unwrap(), std::slice::from_ref(&snapshot));
     assert_eq!(client.get_snapshot(&snapshot.snapshot_id).await.unwrap(), snapshot);
     let from = AcquireRequest { snapshot: Some(snapshot.snapshot_id.clone()), ..AcquireRequest::default() };
     let copy = client.acquire(&from, None).await.unwrap();

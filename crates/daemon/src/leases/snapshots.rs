@@ -4,8 +4,8 @@
 //! `lease_paused` unless it was acquired with `auto_resume`, and a lease that ends or is paused
 //! meanwhile stops the call. The backend saves ([`LeaseBackend::save_snapshot`]) or forks
 //! ([`LeaseBackend::fork`]); the snapshots' ids, files and listing are the
-//! [`SnapshotStore`](crate::snapshot_store::SnapshotStore)'s. A lease started from a snapshot or
-//! forked is a lease like any other ([`LeaseTable::start_lease`]): its own TTL, released,
+//! [`SnapshotStore`]'s. A lease started from a snapshot or
+//! forked is a lease like any other (`LeaseTable::start_lease`): its own TTL, released,
 //! listed, announced (`lease.created`; a fork also `lease.forked` on the source lease, naming
 //! the new leases).
 //!
