@@ -85,6 +85,11 @@ pub struct StartProcessBody {
     /// Output kept per channel (0: 2 MiB; at most 64 MiB); older output is dropped.
     #[serde(default)]
     pub output_limit_bytes: u64,
+    /// Run as this user: a name from the guest's `/etc/passwd`, a uid or `uid:gid` (default
+    /// root). The process gets the user's groups, `HOME`, `USER`, `LOGNAME` and `SHELL`, and
+    /// starts in the user's home when `cwd` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl From<Program> for StartProcessBody {

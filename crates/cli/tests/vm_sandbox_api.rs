@@ -290,6 +290,16 @@ fn an_exec_timeout_kills_the_whole_process_group() {
 fn a_background_process_survives_its_clients_disconnect_and_is_read_from_an_offset() {
     shared_daemon::run(async {
         let vm = Leased::new().await;
+        // `user` runs it as that user (a uid needs no entry in the guest's passwd).
+        let client = daemon().await.daemon.client();
+        let uid = "while read -r key value rest; do [ \"$key\" = Uid: ] && echo $value; done < /proc/self/status; exit 0";
+        let as_nobody =
+            StartProcessBody { user: Some("65534".into()), ..Program::new(["sh", "-c", uid]).into() };
+        let id = client.start_process(&vm.id, &as_nobody).await.unwrap().id.to_string();
+        let ended = client.process(&vm.id, &id, 10_000).await.unwrap();
+        assert_eq!(ended.exit.and_then(|exit| exit.exit_code), Some(0), "{ended:?}");
+        let out = client.process_output(&vm.id, &id, &OutputQuery::default()).await.unwrap();
+        assert_eq!(out.data, "65534\n");
         let script = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.1; done";
         let start =
             StartProcessBody { tag: Some("ticker".into()), ..Program::new(["sh", "-c", script]).into() };

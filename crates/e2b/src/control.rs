@@ -1,11 +1,12 @@
 //! E2B's REST API (the control plane): sandboxes created, described, timed out and killed as
-//! firepit leases; templates are firepit shapes. Lists are [`crate::listing`], timeouts
-//! [`crate::timeouts`], pause/resume/connect [`crate::lifecycle`], metrics [`crate::metrics`].
+//! firepit leases; templates are firepit shapes, or snapshots ([`crate::snapshots`], which also
+//! forks). Lists are [`crate::listing`], timeouts [`crate::timeouts`], pause/resume/connect
+//! [`crate::lifecycle`], metrics [`crate::metrics`].
 //!
 //! Fields firepit cannot honour are refused with E2B's error shape unless E2B documents them as
 //! optional hints (`secure`: every sandbox's envd is secured anyway). `autoPause` and
-//! `autoResume` are firepit's `on_expiry = pause` and `auto_resume`. Snapshots and forks wait for
-//! firepit's own API to have them and answer `501` meanwhile, never a pretended success.
+//! `autoResume` are firepit's `on_expiry = pause` and `auto_resume`. Sandbox logs and network
+//! changes answer `501`, never a pretended success.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -142,8 +143,11 @@ pub async fn create(
     }
     let egress = egress(&request)?;
     let idempotency = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    // A snapshot template (its id, or the name it was taken under) starts from the snapshot.
+    let snapshot = state.snapshot_names.resolve(&request.template_id);
     let mut acquire = AcquireBody {
-        shape: request.template_id.clone(),
+        shape: if snapshot.is_some() { String::new() } else { request.template_id.clone() },
+        snapshot,
         wait_ms: CREATE_WAIT_MS,
         ttl_ms: Some(timeout * 1000),
         egress: egress.clone(),
@@ -162,7 +166,7 @@ pub async fn create(
         other => other,
     }
     .map_err(|error| match error.code() {
-        Some(ErrorCode::UnknownShape) => {
+        Some(ErrorCode::UnknownShape | ErrorCode::SnapshotNotFound) => {
             ApiError::new(StatusCode::NOT_FOUND, format!("template '{}' not found", request.template_id))
         }
         Some(ErrorCode::Unsupported) if request.auto_pause => ApiError::new(
@@ -242,15 +246,7 @@ pub async fn not_implemented(State(state): State<AppState>, uri: axum::http::Uri
     {
         return ApiError::sandbox_not_found(id);
     }
-    let what = if path.contains("snapshots") || path.starts_with("/templates/") {
-        "snapshots"
-    } else if path.ends_with("/fork") {
-        "forking sandboxes"
-    } else if path.ends_with("/network") {
-        "changing a sandbox's network"
-    } else {
-        "sandbox logs"
-    };
+    let what = if path.ends_with("/network") { "changing a sandbox's network" } else { "sandbox logs" };
     ApiError::not_implemented(what)
 }
 

@@ -1,8 +1,8 @@
 //! envd's `process.Process` service over the sandbox's [`ProcessTable`](crate::processes):
-//! `Start` opens a firepit session (pipes or a terminal, as the user asked) and streams its
-//! events, `Connect` listens to a running one, the rest address a process by pid or tag.
+//! `Start` runs a command without stdin as a firepit background process (it survives a pause),
+//! one with stdin or a terminal in a firepit session, and streams its events, `Connect` listens to a running one, the rest address a process by pid or tag.
 
-use firepit_api::ErrorCode;
+use firepit_api::{ErrorCode, Program, StartProcessBody};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
+use crate::background::Background;
 use crate::call::Call;
 use crate::connect::{self, Code, ConnectError, Kind};
 use crate::processes::{Event, Found, Process, Session};
@@ -102,6 +103,7 @@ async fn start(
     let mut argv = vec![config.cmd.clone()];
     argv.extend(config.args.iter().cloned());
     let client = &call.state.client;
+    let keeps_stdin = request.stdin.unwrap_or(true);
     let (pid, session) = match request.pty.as_ref() {
         Some(pty) => {
             let size = pty.size.unwrap_or_default();
@@ -123,13 +125,27 @@ async fn start(
             };
             (pid, Session::Terminal(sender, receiver))
         }
+        None if !keeps_stdin => {
+            let body = StartProcessBody {
+                program: Program { argv, env: env.into_iter().collect(), cwd },
+                // The process's deadline is firepit's timeout: it runs on in the guest while
+                // nobody reads it (a pause), and firepit kills its process group when it passes.
+                timeout_ms: deadline.map_or(0, |after| u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+                user: Some(user_name.clone()),
+                ..StartProcessBody::default()
+            };
+            let started = client.start_process(&call.sandbox.id, &body).await.map_err(start_error)?;
+            let background =
+                Background { client: client.clone(), lease: call.sandbox.id.clone(), id: started.id };
+            (started.pid, Session::Background(background))
+        }
         None => {
             let options = ExecWsOptions {
                 argv,
                 env,
                 cwd,
                 user: Some(user_name.clone()),
-                stdin: request.stdin.unwrap_or(true),
+                stdin: true,
                 // The process's own timeout is the call's deadline (the driver enforces it too).
                 timeout_ms: 0,
             };
@@ -160,6 +176,7 @@ fn start_error(error: firepit_client::ClientError) -> ConnectError {
             | ErrorCode::BadArgv
             | ErrorCode::BadEnv,
         ) => ConnectError::invalid(error.to_string()),
+        Some(ErrorCode::LimitReached) => ConnectError::new(Code::ResourceExhausted, error.to_string()),
         _ => ConnectError::new(Code::Unavailable, error.to_string()),
     }
 }

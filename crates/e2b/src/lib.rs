@@ -29,7 +29,8 @@
 //! # What it is not
 //! Not E2B's infrastructure: no template builds, no volumes, no secrets, no teams. Pause, resume,
 //! connect to a paused sandbox, `autoPause` and `autoResume` are firepit's lease pause and resume
-//! ([`lifecycle`]); snapshots and forks answer `501` until firepit's API has them; metrics come
+//! ([`lifecycle`]); snapshot templates and forks are firepit's snapshots and forks
+//! ([`snapshots`]); metrics come
 //! from firepit's usage samples ([`metrics`]).
 //! Directory watches run Debian's `inotifywait` in the guest ([`watchers`]).
 //!
@@ -45,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+pub mod background;
 pub mod call;
 pub mod config;
 pub mod connect;
@@ -57,6 +59,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod listing;
 pub mod metrics;
+pub mod pages;
 pub mod paths;
 pub mod processes;
 pub mod proto;
@@ -65,6 +68,8 @@ pub mod rpc;
 pub mod sandbox_views;
 pub mod sandboxes;
 pub mod server;
+pub mod snapshot_names;
+pub mod snapshots;
 pub mod state;
 pub mod sync;
 pub mod time;

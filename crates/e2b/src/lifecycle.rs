@@ -67,8 +67,14 @@ fn transition_error(state: &AppState, sandbox: &Sandbox, error: &firepit_client:
 /// `POST /sandboxes/{id}/pause`: `204` once paused, also when it already was (see the module doc).
 pub async fn pause(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let sandbox = find(&state, &id)?;
-    let view =
-        state.client.pause_lease(&sandbox.id).await.map_err(|e| transition_error(&state, &sandbox, &e))?;
+    // Its background processes' readers wait from now on, so that none resumes it (one created
+    // with autoResume) by reading on while it pauses.
+    sandbox.processes.pause_gate.hold(true);
+    let paused = state.client.pause_lease(&sandbox.id).await;
+    let view = paused.map_err(|e| {
+        sandbox.processes.pause_gate.hold(false);
+        transition_error(&state, &sandbox, &e)
+    })?;
     note_view(&sandbox, &view);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -78,6 +84,7 @@ pub async fn pause(State(state): State<AppState>, Path(id): Path<String>) -> Res
 async fn resume(state: &AppState, sandbox: &Sandbox, timeout: Option<i64>) -> Result<bool, ApiError> {
     let view = lease_view(state, sandbox).await?;
     if view.state != LeaseState::Paused {
+        sandbox.processes.pause_gate.hold(false);
         if let Some(secs) = timeout {
             extend(state, sandbox, secs, true).await?;
         }
@@ -97,6 +104,7 @@ async fn resume(state: &AppState, sandbox: &Sandbox, timeout: Option<i64>) -> Re
     let view =
         state.client.resume_lease(&sandbox.id).await.map_err(|e| transition_error(state, sandbox, &e))?;
     note_view(sandbox, &view);
+    sandbox.processes.pause_gate.hold(false);
     Ok(true)
 }
 

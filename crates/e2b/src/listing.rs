@@ -11,6 +11,7 @@ use firepit_api::{LeaseListQuery, LeaseState};
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::pages::{page, set_next_token};
 use crate::sandbox_views::{listed_json, note_view};
 use crate::state::AppState;
 use crate::time::parse_rfc3339;
@@ -81,28 +82,15 @@ async fn listed(state: &AppState, query: &ListQuery, v2: bool) -> Result<Respons
     let total = sandboxes.len();
     let mut next = None;
     if v2 {
-        let start = match query.next_token.as_deref() {
-            Some(token) => {
-                let position = sandboxes.iter().position(|(s, _)| s.id == token);
-                position.ok_or_else(|| ApiError::bad_request(format!("nextToken {token:?} is not valid")))?
-            }
-            None => 0,
-        };
-        let limit = query.limit.unwrap_or(100).clamp(1, 100);
-        sandboxes = sandboxes.split_off(start);
-        if sandboxes.len() > limit {
-            next = sandboxes.get(limit).map(|(s, _)| s.id.clone());
-            sandboxes.truncate(limit);
-        }
+        (sandboxes, next) =
+            page(sandboxes, |(sandbox, _)| sandbox.id.as_str(), query.next_token.as_deref(), query.limit)?;
     }
     let mut items = Vec::with_capacity(sandboxes.len());
     for (sandbox, paused) in &sandboxes {
         items.push(listed_json(state, sandbox, *paused).await);
     }
     let mut response = axum::Json(items).into_response();
-    if let Some(token) = next.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        response.headers_mut().insert("x-next-token", token);
-    }
+    set_next_token(&mut response, next);
     if let Ok(value) = HeaderValue::from_str(&total.to_string()) {
         response.headers_mut().insert("x-total-running", value);
     }

@@ -1,8 +1,10 @@
 //! The processes envd runs in one sandbox, kept where envd keeps them: beside the sandbox, not in
 //! the request that started them.
 //!
-//! Each process is a firepit session attached to this endpoint (`exec/ws` for pipes, the PTY
-//! WebSocket for a terminal) and one driver task that owns it: the task passes the guest's output
+//! Each process is a firepit background process (a command without stdin or terminal: it
+//! survives a pause, see [`crate::background`]) or a firepit session attached to this endpoint
+//! (`exec/ws` for pipes with a stdin, the PTY WebSocket for a terminal), and one driver task that
+//! owns it: the task passes the guest's output
 //! to whoever listens (the `Start` stream, any number of `Connect` streams) and the listeners'
 //! input, signals and resizes to the guest. A client that disconnects only stops listening; the
 //! process runs on until it exits, is signalled, or its timeout (the `Start` call's deadline)
@@ -18,6 +20,7 @@ use firepit_api::{ExitStatusView, SignalSpec};
 use firepit_client::{ExecEvent, ExecReceiver, ExecSender, PtyEvent, PtyReceiver, PtySender};
 use tokio::sync::mpsc;
 
+use crate::background::{Background, Followed, PauseGate};
 use crate::connect::{Code, ConnectError};
 use crate::proto::process::ProcessConfig;
 use crate::proto::process::process_event::{EndEvent, data_event::Output};
@@ -56,6 +59,8 @@ pub enum Session {
     Pipes(ExecSender, ExecReceiver),
     /// A command on a terminal.
     Terminal(PtySender, PtyReceiver),
+    /// A firepit background process (no stdin; its timeout is firepit's).
+    Background(Background),
 }
 
 /// A running process.
@@ -67,6 +72,8 @@ pub struct Process {
     pub tag: Option<String>,
     /// What it runs.
     pub config: ProcessConfig,
+    /// It reads input (a stdin kept open, or a terminal).
+    pub takes_input: bool,
     listeners: Mutex<Vec<mpsc::Sender<Event>>>,
     commands: mpsc::UnboundedSender<Command>,
 }
@@ -87,6 +94,12 @@ impl Process {
 
     /// Writes `bytes` to its stdin or terminal.
     pub fn input(&self, bytes: Vec<u8>) -> Result<(), ConnectError> {
+        if !self.takes_input {
+            return Err(ConnectError::new(
+                Code::FailedPrecondition,
+                format!("process with pid {} was started without stdin: start it with stdin=True", self.pid),
+            ));
+        }
         self.command(Command::Input(bytes))
     }
 
@@ -109,6 +122,8 @@ impl Process {
 /// The processes of one sandbox.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
+    /// Holds the readers of its background processes while the sandbox pauses.
+    pub pause_gate: PauseGate,
     running: Mutex<HashMap<u32, Arc<Process>>>,
     ended: Mutex<VecDeque<(u32, Option<String>, EndEvent)>>,
 }
@@ -134,13 +149,15 @@ impl ProcessTable {
         deadline: Option<Duration>,
     ) -> (Arc<Process>, mpsc::Receiver<Event>) {
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let process = Arc::new(Process { pid, tag, config, listeners: Mutex::default(), commands });
+        let takes_input = !matches!(session, Session::Background(_));
+        let process =
+            Arc::new(Process { pid, tag, config, takes_input, listeners: Mutex::default(), commands });
         let first = process.listen();
         lock(&self.running).insert(pid, process.clone());
         let table = self.clone();
         let driven = process.clone();
         tokio::spawn(async move {
-            let last = drive(&driven, session, command_rx, deadline).await;
+            let last = drive(&driven, session, command_rx, deadline, &table.pause_gate).await;
             table.finish(&driven, last).await;
         });
         (process, first)
@@ -204,12 +221,45 @@ impl ProcessTable {
     }
 }
 
+/// Passes a background process's output and its signals until it ends; returns the last event.
+async fn drive_background(
+    process: &Process,
+    background: &Background,
+    gate: &PauseGate,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) -> Event {
+    let mut followed = background.follow(gate);
+    loop {
+        tokio::select! {
+            event = followed.recv() => match event {
+                Some(Followed::Output(output)) => broadcast(process, Event::Data(output)).await,
+                Some(Followed::Exit(status)) => {
+                    // Freed after the listeners hear the end, not before (a round trip to the guest).
+                    let freed = background.clone();
+                    tokio::spawn(async move { freed.forget().await });
+                    return end(status, false);
+                }
+                Some(Followed::Gone(message)) => return gone(&message),
+                None => return gone("the command's reader stopped"),
+            },
+            command = commands.recv() => {
+                if let Some(Command::Signal(signal)) = command
+                    && let Err(error) = background.signal(signal).await
+                {
+                    tracing::debug!(pid = process.pid, %error, "signalling a background process failed");
+                }
+            }
+        }
+    }
+}
+
 /// Passes events and commands until the session ends; returns the last event.
 async fn drive(
     process: &Process,
     session: Session,
     mut commands: mpsc::UnboundedReceiver<Command>,
     deadline: Option<Duration>,
+    gate: &PauseGate,
 ) -> Event {
     let timer = async {
         match deadline {
@@ -280,6 +330,7 @@ async fn drive(
                 }
             }
         },
+        Session::Background(background) => drive_background(process, &background, gate, commands).await,
     }
 }
 

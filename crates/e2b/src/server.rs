@@ -19,14 +19,19 @@ use crate::envd::{self, constant_time_eq};
 use crate::error::ApiError;
 use crate::sandboxes::Registry;
 use crate::state::AppState;
-use crate::{control, lifecycle, listing, metrics, timeouts};
+use crate::{control, lifecycle, listing, metrics, snapshots, timeouts};
 
 /// Largest REST request body (a create with metadata and environment).
 const MAX_REST_BODY: usize = 1024 * 1024;
 
 /// The router of the whole endpoint over `client` (firepit's API).
 pub fn router(config: E2bConfig, client: Client) -> Router {
-    let state = AppState { client, registry: Arc::new(Registry::default()), config: Arc::new(config) };
+    let state = AppState {
+        client,
+        registry: Arc::new(Registry::default()),
+        config: Arc::new(config),
+        snapshot_names: Arc::default(),
+    };
     let rest = Router::new()
         .route("/health", get(control::health))
         .route("/sandboxes", post(control::create).get(listing::list_v1))
@@ -43,11 +48,11 @@ pub fn router(config: E2bConfig, client: Client) -> Router {
         .route("/sandboxes/{id}/metrics", get(metrics::sandbox_metrics))
         .route("/sandboxes/{id}/logs", get(control::not_implemented))
         .route("/v2/sandboxes/{id}/logs", get(control::not_implemented))
-        .route("/sandboxes/{id}/fork", post(control::not_implemented))
-        .route("/sandboxes/{id}/snapshots", post(control::not_implemented))
+        .route("/sandboxes/{id}/fork", post(snapshots::fork))
+        .route("/sandboxes/{id}/snapshots", post(snapshots::create_snapshot))
         .route("/sandboxes/{id}/network", any(control::not_implemented))
-        .route("/snapshots", get(control::not_implemented))
-        .route("/templates/{id}", delete(control::not_implemented))
+        .route("/snapshots", get(snapshots::list_snapshots))
+        .route("/templates/{id}", delete(snapshots::delete_template))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint in E2B's API") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REST_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))

@@ -8,6 +8,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::config::E2bConfig;
 use crate::sandboxes::{Registry, Sandbox};
+use crate::snapshot_names::SnapshotNames;
 use crate::users::Users;
 
 /// Shared by every handler.
@@ -19,6 +20,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The endpoint's config.
     pub config: Arc<E2bConfig>,
+    /// The names clients gave snapshots.
+    pub snapshot_names: Arc<SnapshotNames>,
 }
 
 /// Largest `/etc/passwd` or `/proc` file read from a guest.

@@ -222,7 +222,7 @@ REQUESTS: list[tuple[str, Callable[[], _calls.Call[Any]], set[str]]] = [
     ),
     (
         "StartProcessBody",
-        lambda: _sandbox_calls.start_process("l", ["t"], "tag", {"A": "1"}, "/", 5, 1024),
+        lambda: _sandbox_calls.start_process("l", ["t"], "tag", {"A": "1"}, "/", 5, 1024, "user"),
         set(),
     ),
     ("MkdirBody", lambda: _sandbox_calls.mkdir("l", "/d", True, 0o755), set()),

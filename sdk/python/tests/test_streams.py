@@ -114,6 +114,11 @@ def test_a_background_process_is_read_from_an_offset_after_reconnecting_and_ende
         vm.process("ticker")
     with pytest.raises(firepit.ExecRefused):
         vm.start_process(["/no/such/program"])
+    # `user` runs it as that user (a uid needs no entry in the guest's passwd).
+    uid = 'while read -r k v rest; do [ "$k" = Uid: ] && echo "$v"; done < /proc/self/status; exit 0'
+    as_nobody = vm.start_process(["sh", "-c", uid], user="65534")
+    assert vm.process(as_nobody.id, wait=10).exit is not None
+    assert vm.process_output(as_nobody.id).data == b"65534\n"
 
 
 @pytest.mark.anyio

@@ -69,6 +69,9 @@ pub async fn start_process(
             format!("tag {tag:?}: must be non-empty, not all digits (those are ids) and without `/`"),
         ));
     }
+    if body.user.as_deref().is_some_and(|user| user.is_empty() || user.contains('\0')) {
+        return Err(ApiError::bad_request("user must be a non-empty name, uid or uid:gid without NUL bytes"));
+    }
     let request = firepit_agent::StartProcessRequest {
         argv,
         env,
@@ -76,7 +79,7 @@ pub async fn start_process(
         tag: body.tag,
         timeout_ms: body.timeout_ms,
         output_limit_bytes: body.output_limit_bytes,
-        user: None,
+        user: body.user,
     };
     let info = on_vm(&state, &id, move |vm| {
         Box::pin(async move { vm.sandbox().start_process(request).await.map_err(start_error) })

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "sdk" / "python" / "tests"))
@@ -34,6 +35,10 @@ class E2bDaemon(Daemon):
     @property
     def e2b_url(self) -> str:
         return f"http://127.0.0.1:{self.e2b_port}"
+
+    def rest(self) -> httpx.Client:
+        """E2B's REST API with the API key, for what the SDK does not send (raw bodies, statuses)."""
+        return httpx.Client(base_url=self.e2b_url, headers={"X-API-Key": self.token}, timeout=120)
 
     def config(self) -> str:
         return f"""

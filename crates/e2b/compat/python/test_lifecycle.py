@@ -1,6 +1,6 @@
 """Sandboxes through E2B's SDK: create with metadata, get, list with filters, timeouts, connect,
-kill, templates, metrics; the verbs firepit does not serve yet (snapshots) say so in E2B's error
-shape. Pause and resume are ``test_pause.py``."""
+kill, templates, metrics. Pause and resume are ``test_pause.py``, snapshots and forks
+``test_snapshots.py``."""
 
 from __future__ import annotations
 
@@ -54,9 +54,3 @@ def test_metrics_are_firepits_usage_samples(sandbox: Sandbox) -> None:
     assert last.timestamp.tzinfo is not None
     later = sandbox.get_metrics(start=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
     assert later == []
-
-
-def test_snapshots_say_not_implemented(sandbox: Sandbox) -> None:
-    with pytest.raises(SandboxException) as raised:
-        sandbox.create_snapshot()
-    assert "501" in str(raised.value) and "not implemented" in str(raised.value)

@@ -218,10 +218,11 @@ class AsyncSandbox:
         cwd: str | PurePath | None = None,
         timeout: Seconds | None = None,
         output_limit: int | None = None,
+        user: str | None = None,
     ) -> ProcessInfo:
         """See :meth:`firepit.Lease.start_process`."""
         return await self.client._call(
-            calls.start_process(self.id, argv, tag, env, cwd, timeout, output_limit)
+            calls.start_process(self.id, argv, tag, env, cwd, timeout, output_limit, user)
         )
 
     async def metrics(self, *, since_unix_ms: int | None = None) -> list[UsageSample]:

@@ -256,11 +256,14 @@ def start_process(
     cwd: str | PurePath | None,
     timeout: Seconds | None,
     output_limit: int | None,
+    user: str | None = None,
 ) -> Call[ProcessInfo]:
     """``POST /v1/leases/{id}/processes``."""
     body = spawn_body(argv, env, cwd, None, timeout)
     if tag is not None:
         body["tag"] = tag
+    if user is not None:
+        body["user"] = user
     if output_limit is not None:
         body["output_limit_bytes"] = output_limit
     return Call("POST", lease_path(lease_id, "processes"), lambda r: ProcessInfo.from_json(_json(r)), body)

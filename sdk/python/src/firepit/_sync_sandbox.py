@@ -211,10 +211,12 @@ class SyncSandbox:
         cwd: str | PurePath | None = None,
         timeout: Seconds | None = None,
         output_limit: int | None = None,
+        user: str | None = None,
     ) -> ProcessInfo:
         """Starts a background process (``POST /v1/leases/{id}/processes``): it outlives this
         client and this call, until it exits, is signalled, or the lease ends. ``tag`` names it;
-        ``output_limit`` is the output kept per channel (default 2 MiB, the newest).
+        ``output_limit`` is the output kept per channel (default 2 MiB, the newest); ``user``
+        runs it as that user (a name, a uid or ``uid:gid``; default root), from their home.
 
         Example::
 
@@ -222,7 +224,9 @@ class SyncSandbox:
             out = vm.process_output("clock", wait=2)
             vm.signal_process("clock", "TERM")
         """
-        return self.client._call(calls.start_process(self.id, argv, tag, env, cwd, timeout, output_limit))
+        return self.client._call(
+            calls.start_process(self.id, argv, tag, env, cwd, timeout, output_limit, user)
+        )
 
     def metrics(self, *, since_unix_ms: int | None = None) -> list[UsageSample]:
         """The VM's usage samples the daemon keeps (one every 5 s by default), oldest first: CPU %,
