@@ -85,6 +85,15 @@ async fn acquires_spread_over_the_hosts_and_every_lease_answers_through_the_gate
     assert_eq!((running, ended.len()), (19, 1), "{list}");
     assert_eq!(ended[0]["id"], id.as_str(), "{list}");
     assert!(leases.iter().all(|l| l["host"] == "a" || l["host"] == "b"), "{list}");
+
+    // A placed lease's answer says where the gateway's time went.
+    let body = serde_json::to_vec(&small(0)).unwrap();
+    let placed = client.request(firepit_client::Method::POST, "/v1/leases", Some(body), &[]).await.unwrap();
+    assert_eq!(placed.status, 201, "{}", placed.text());
+    let timing = placed.headers.get("server-timing").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for part in ["host;dur=", "route;dur=", "gateway;dur="] {
+        assert!(timing.contains(part), "Server-Timing: {timing:?}");
+    }
 }
 
 #[tokio::test]
