@@ -3,9 +3,11 @@
 //!
 //! Why a merge and not a forward: an event belongs to the host whose lease it is about, and a
 //! client watching a cluster wants one stream. The gateway follows each registered host's
-//! `/v1/events` (hosts that register while the stream is open are followed too; a host whose
-//! stream breaks is asked again after what was last read from it) and passes each event on as it
+//! `/v1/events` (a host that registers while the stream is open is followed too, from its oldest
+//! kept event, so that what it did before the gateway saw it is not lost; a host whose stream
+//! breaks is asked again after what was last read from it) and passes each event on as it
 //! arrives; one host's events keep their order, events of different hosts interleave as they come.
+//! Each open stream holds one connection to every host.
 //!
 //! What changes on the wire, and nothing else:
 //! - `data:` is the daemon's event JSON with one more field, `host` (the host id it came from).

@@ -61,6 +61,12 @@ async fn sandboxes_made_through_a_gateways_e2b_endpoint_land_on_every_host_and_r
     assert_eq!(listed.len(), 4, "{body}");
     let (status, _, body) = send(e2b, "GET", &format!("/sandboxes/{}", ids[0].0), &[key], "").await;
     assert_eq!((status, body.contains("\"running\"")), (200, true), "{body}");
+    // Metrics of several sandboxes read the usage of every host (`GET /v1/usage` through the
+    // gateway).
+    let all: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+    let path = format!("/sandboxes/metrics?sandbox_ids={}", all.join(","));
+    let (status, _, body) = send(e2b, "GET", &path, &[key], "").await;
+    assert_eq!(status, 200, "{body}");
 
     // A command through envd, on each host's sandbox: its output comes back.
     for (id, token) in &ids {

@@ -143,7 +143,7 @@ async fn one_stream_carries_every_hosts_events_and_resumes_across_hosts_without_
     // A host that registers while the stream is open is followed.
     let _c = start_host_with(&etcd, "/ev1", "c", FakeBackend::with_shape("solo", 1)).await;
     hosts_seen(&gateway, 3).await;
-    let solo = firepit_api::AcquireRequest { shape: "solo".into(), wait_ms: 0, ttl_ms: None };
+    let solo = firepit_api::AcquireRequest { shape: "solo".into(), ..small(0) };
     let on_c = client.acquire(&solo, None).await.unwrap();
     let (_, event) = resumed.next(Duration::from_secs(10)).await.expect("the new host's event");
     assert_eq!(
