@@ -205,3 +205,43 @@ async fn usage_lists_every_hosts_leases() {
     }
     assert!(raw["interval_ms"].as_u64().is_some_and(|ms| ms > 0), "{raw}");
 }
+
+#[tokio::test]
+async fn a_stream_outlives_a_host_that_stops_and_follows_it_again_when_it_is_back() {
+    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
+    let _a = start_host(&etcd, "/ev2", "a", 2).await;
+    let b = start_host(&etcd, "/ev2", "b", 2).await;
+    let gateway = TestGateway::start(&etcd, "/ev2").await;
+    hosts_seen(&gateway, 2).await;
+    let client = gateway.client();
+    let mut stream = RawEvents::open(gateway.addr, None).await;
+
+    b.daemon.stop().await;
+    hosts_seen(&gateway, 1).await;
+    let lease = client.acquire(&small(0), None).await.unwrap();
+    let (_, event) = stream.next(Duration::from_secs(10)).await.expect("the remaining host's event");
+    assert_eq!(
+        (event["host"].as_str(), event["lease_id"].as_str()),
+        (Some("a"), Some(lease.lease_id.as_str()))
+    );
+
+    // `b` again (a new run): its events reach the same stream.
+    let _b = start_host(&etcd, "/ev2", "b", 2).await;
+    hosts_seen(&gateway, 2).await;
+    let mut on_b = None;
+    while on_b.is_none() {
+        let lease = client.acquire(&small(0), None).await.unwrap();
+        if host_of(&client, &lease.lease_id).await == "b" {
+            on_b = Some(lease.lease_id);
+        }
+    }
+    let on_b = on_b.unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Value| e["lease_id"] == on_b.as_str() && e["host"] == "b") {
+        let (_, event) = stream
+            .next(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no event of {on_b} on b: {seen:?}"));
+        seen.push(event);
+    }
+}
