@@ -11,6 +11,8 @@
 //! route is written to etcd before the client gets the lease; if that fails the lease is released
 //! again and the client gets `503 cluster_unavailable`, so no lease exists that no gateway can route.
 //!
+//! An acquire with `snapshot` goes to the host that holds the snapshot (and only there).
+//!
 //! The body is passed through as JSON (fields this gateway does not know included); only
 //! `wait_ms` is rewritten per attempt. With an `Idempotency-Key`, a key already routed is sent
 //! to its lease's host, which replays the lease.
@@ -75,7 +77,11 @@ async fn place(gw: &GatewayState, headers: &HeaderMap, body: &[u8]) -> Result<Re
             return replay(gw, &ask, &route).await;
         }
     }
-    let order = directory.placement_order(ask.shape.as_deref());
+    // A lease from a snapshot starts where the snapshot is.
+    let order = match ask.body.get("snapshot").and_then(Value::as_str) {
+        Some(snapshot) => vec![crate::snapshots::snapshot_host(gw, snapshot).await?],
+        None => directory.placement_order(ask.shape.as_deref()),
+    };
     if order.is_empty() {
         return Err(no_host(&directory.hosts(), ask.shape.as_deref()));
     }

@@ -24,7 +24,7 @@ use crate::upstream::{Answer, UpstreamError};
 pub const FANOUT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Asks every registered host the same thing, concurrently.
-async fn ask_all(
+pub(crate) async fn ask_all(
     gw: &GatewayState,
     method: Method,
     path: &str,
@@ -151,19 +151,19 @@ pub async fn list_leases(State(gw): State<GatewayState>, RawQuery(query): RawQue
         Some(query) => format!("/v1/leases?{query}"),
         None => "/v1/leases".to_owned(),
     };
-    merged_lists(&gw, &path).await
+    merged_lists(&gw, &path, "leases").await
 }
 
 /// `GET /v1/usage`: every host's running leases with their latest usage sample, each with its
 /// `host` (`interval_ms` is the first host's: the daemons sample alike unless configured apart).
 pub async fn usage(State(gw): State<GatewayState>) -> Response {
-    merged_lists(&gw, "/v1/usage").await
+    merged_lists(&gw, "/v1/usage", "leases").await
 }
 
-/// Asks every host `path`, whose answer is an object with a `leases` list: one such object with
-/// every host's leases (each given its `host`, hosts in id order), the other fields of the first
-/// host's answer, and `unreachable_hosts` naming the hosts that did not answer.
-async fn merged_lists(gw: &GatewayState, path: &str) -> Response {
+/// Asks every host `path`, whose answer is an object with a list under `key`: one such object
+/// with every host's items (each given its `host`, hosts in id order), the other fields of the
+/// first host's answer, and `unreachable_hosts` naming the hosts that did not answer.
+pub(crate) async fn merged_lists(gw: &GatewayState, path: &str, key: &str) -> Response {
     let mut leases = Vec::new();
     let mut unreachable = Vec::new();
     let mut without_list = None;
@@ -174,7 +174,7 @@ async fn merged_lists(gw: &GatewayState, path: &str) -> Response {
         match answer {
             Ok(answer) if answer.status.is_success() => {
                 let mut value: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-                let list = value.get_mut("leases").map(Value::take);
+                let list = value.get_mut(key).map(Value::take);
                 for mut lease in list.and_then(|l| l.as_array().cloned()).unwrap_or_default() {
                     lease["host"] = host.host.clone().into();
                     leases.push(lease);
@@ -198,7 +198,7 @@ async fn merged_lists(gw: &GatewayState, path: &str) -> Response {
         Some(Value::Object(fields)) => Value::Object(fields),
         _ => json!({}),
     };
-    merged["leases"] = leases.into();
+    merged[key] = leases.into();
     merged["unreachable_hosts"] = unreachable.into();
     axum::Json(merged).into_response()
 }

@@ -36,6 +36,7 @@ pub mod events;
 pub mod fanout;
 pub mod lease;
 pub mod metrics;
+pub mod snapshots;
 pub mod state;
 pub mod upstream;
 
@@ -236,6 +237,8 @@ pub fn router(state: GatewayState, token: BearerToken) -> Router {
         .route("/v1/pools", get(fanout::pools))
         .route("/v1/events", get(events::events))
         .route("/v1/usage", get(fanout::usage))
+        .route("/v1/snapshots", get(snapshots::list))
+        .route("/v1/snapshots/{id}", get(snapshots::one).delete(snapshots::one))
         .route("/v1/shapes/{name}", put(fanout::put_shape).delete(fanout::delete_shape))
         .route("/v1/openapi.json", get(fanout::openapi))
         .route("/metrics", get(admin::metrics))

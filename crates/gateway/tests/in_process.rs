@@ -191,3 +191,5 @@ mod events;
 mod faults;
 #[path = "in_process/routing.rs"]
 mod routing;
+#[path = "in_process/snapshots.rs"]
+mod snapshots;
