@@ -106,8 +106,9 @@ fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// An acquire of shape `small` (from JSON, so that fields the API adds keep their defaults).
 pub fn small(wait_ms: u64) -> AcquireRequest {
-    AcquireRequest { shape: "small".into(), wait_ms, ttl_ms: None }
+    serde_json::from_value(serde_json::json!({"shape": "small", "wait_ms": wait_ms})).unwrap()
 }
 
 /// Polls `check` until it holds; panics with `what` after `within`. Returns the time it took.

@@ -123,10 +123,8 @@ async fn idempotency_keys_tokens_unknown_shapes_and_shape_changes_work_cluster_w
         Some(firepit_api::ErrorCode::Unauthorized)
     );
 
-    let unknown = one
-        .client()
-        .acquire(&firepit_api::AcquireRequest { shape: "nope".into(), wait_ms: 0, ttl_ms: None }, None)
-        .await;
+    let unknown =
+        one.client().acquire(&firepit_api::AcquireRequest { shape: "nope".into(), ..small(0) }, None).await;
     assert_eq!(unknown.unwrap_err().code(), Some(firepit_api::ErrorCode::UnknownShape));
     let unrouted = one.client().exec("l-0000000000000000", &ExecBody::new(["true"])).await.unwrap_err();
     assert_eq!(unrouted.code(), Some(firepit_api::ErrorCode::LeaseNotFound));
@@ -143,7 +141,7 @@ async fn idempotency_keys_tokens_unknown_shapes_and_shape_changes_work_cluster_w
         let client = client.clone();
         async move {
             client
-                .acquire(&firepit_api::AcquireRequest { shape: "big".into(), wait_ms: 0, ttl_ms: None }, None)
+                .acquire(&firepit_api::AcquireRequest { shape: "big".into(), ..small(0) }, None)
                 .await
                 .is_ok()
         }
