@@ -46,6 +46,13 @@ pub struct GatewayArgs {
     /// Serve the web dashboard under /ui (log in with the clients' token): the whole cluster.
     #[arg(long)]
     ui: bool,
+    /// Also serve E2B's SDKs on this TCP address (as `firepit serve --e2b` does), over the whole
+    /// cluster; the API key is the clients' token.
+    #[arg(long, env = "FIREPIT_GATEWAY_E2B", value_name = "ADDR")]
+    e2b: Option<SocketAddr>,
+    /// The domain of the E2B endpoint's `{port}-{sandbox}.{domain}` host names.
+    #[arg(long, env = "FIREPIT_GATEWAY_E2B_DOMAIN", value_name = "DOMAIN", requires = "e2b")]
+    e2b_domain: Option<String>,
 }
 
 /// Runs the gateway until SIGTERM or SIGINT (in-flight requests finish; open terminals and streams
@@ -63,6 +70,15 @@ pub async fn run(args: GatewayArgs) -> CliResult {
         max_connections_per_client: usize::try_from(args.max_connections_per_client).unwrap_or(usize::MAX),
         max_head_bytes: None,
     };
+    let e2b = args.e2b.map(|listen| {
+        // The key is set to the clients' token by the gateway.
+        let mut e2b = firepit_e2b::E2bConfig::new(listen, String::new());
+        e2b.http = firepit_http::HttpLimits { max_head_bytes: e2b.http.max_head_bytes, ..http };
+        if let Some(domain) = args.e2b_domain {
+            e2b.domain = domain;
+        }
+        e2b
+    });
     let config = GatewayConfig {
         listen: args.listen,
         etcd: args.etcd,
@@ -71,6 +87,7 @@ pub async fn run(args: GatewayArgs) -> CliResult {
         daemon_token,
         http,
         ui: args.ui,
+        e2b,
     };
     let gateway = Gateway::bind(config).await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

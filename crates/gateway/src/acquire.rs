@@ -11,6 +11,8 @@
 //! route is written to etcd before the client gets the lease; if that fails the lease is released
 //! again and the client gets `503 cluster_unavailable`, so no lease exists that no gateway can route.
 //!
+//! An acquire with `snapshot` goes to the host that holds the snapshot (and only there).
+//!
 //! The body is passed through as JSON (fields this gateway does not know included); only
 //! `wait_ms` is rewritten per attempt. With an `Idempotency-Key`, a key already routed is sent
 //! to its lease's host, which replays the lease.
@@ -75,19 +77,23 @@ async fn place(gw: &GatewayState, headers: &HeaderMap, body: &[u8]) -> Result<Re
             return replay(gw, &ask, &route).await;
         }
     }
-    let order = directory.placement_order(ask.shape.as_deref());
+    // A lease from a snapshot starts where the snapshot is.
+    let order = match ask.body.get("snapshot").and_then(Value::as_str) {
+        Some(snapshot) => vec![crate::snapshots::snapshot_host(gw, snapshot).await?],
+        None => directory.placement_order(ask.shape.as_deref()),
+    };
     if order.is_empty() {
         return Err(no_host(&directory.hosts(), ask.shape.as_deref()));
     }
     let started = Instant::now();
     let single = order.len() == 1;
-    let mut tried = Vec::new();
+    let mut trace = Trace::default();
     let mut busy = Vec::new();
     for host in &order {
         // With one host there is nobody to move on to: it gets the whole wait.
         let wait_ms = if single { ask.wait_ms } else { 0 };
-        match attempt(gw, &ask, host, wait_ms, &mut tried).await? {
-            Attempt::Answered(response) => return Ok(response),
+        match attempt(gw, &ask, host, wait_ms, &mut trace).await? {
+            Attempt::Answered(response) => return Ok(trace.stamp(response, started)),
             Attempt::Busy => busy.push(host),
             Attempt::Unreachable => {}
         }
@@ -96,10 +102,11 @@ async fn place(gw: &GatewayState, headers: &HeaderMap, body: &[u8]) -> Result<Re
     let left = Duration::from_millis(ask.wait_ms).saturating_sub(started.elapsed());
     if let (false, false, Some(best)) = (single, left.is_zero(), busy.first())
         && let Attempt::Answered(response) =
-            attempt(gw, &ask, best, left.as_millis() as u64, &mut tried).await?
+            attempt(gw, &ask, best, left.as_millis() as u64, &mut trace).await?
     {
-        return Ok(response);
+        return Ok(trace.stamp(response, started));
     }
+    let tried = trace.tried;
     let shape = ask.shape.as_deref().unwrap_or("of that size");
     if busy.is_empty() {
         return Err(GatewayError {
@@ -134,6 +141,34 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Ask, GatewayError> {
     Ok(Ask { body, shape, wait_ms, idempotency_key: headers.get(IDEMPOTENCY_KEY).cloned() })
 }
 
+/// What an acquire's attempts did, and where its time went: the hosts asked, the time spent
+/// waiting for them, and the time the route's etcd write took. A placed lease's answer carries the
+/// split as a `Server-Timing` header (W3C Server Timing: `host;dur=…, route;dur=…,
+/// gateway;dur=…`, milliseconds; `gateway` is the whole placement), so what the gateway adds can
+/// be told from what the host took.
+#[derive(Debug, Default)]
+struct Trace {
+    tried: Vec<String>,
+    hosts: Duration,
+    route: Duration,
+}
+
+impl Trace {
+    fn stamp(&self, mut response: Response, started: Instant) -> Response {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let timing = format!(
+            "host;dur={:.3}, route;dur={:.3}, gateway;dur={:.3}",
+            ms(self.hosts),
+            ms(self.route),
+            ms(started.elapsed())
+        );
+        if let Ok(value) = HeaderValue::from_str(&timing) {
+            response.headers_mut().insert(HeaderName::from_static("server-timing"), value);
+        }
+        response
+    }
+}
+
 /// How one attempt on a host went.
 enum Attempt {
     /// The response to give the client.
@@ -150,27 +185,30 @@ async fn attempt(
     ask: &Ask,
     host: &HostRecord,
     wait_ms: u64,
-    tried: &mut Vec<String>,
+    trace: &mut Trace,
 ) -> Result<Attempt, GatewayError> {
-    tried.push(host.host.clone());
+    trace.tried.push(host.host.clone());
     let mut body = ask.body.clone();
     body.insert("wait_ms".into(), wait_ms.into());
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let headers: Vec<(HeaderName, HeaderValue)> =
         ask.idempotency_key.iter().map(|k| (HeaderName::from_static(IDEMPOTENCY_KEY), k.clone())).collect();
-    let answer =
-        match gw.upstream().call(&host.url, Method::POST, "/v1/leases", Some(body), &headers, None).await {
-            Ok(answer) => answer,
-            Err(error) if error.is_connect() || died_meanwhile(gw, host, &error).await => {
-                debug!(host = %host.host, %error, "host refused the connection; trying the next");
-                gw.directory().note_unreachable(&host.host);
-                gw.metrics().attempt(&host.host, "unreachable");
-                return Ok(Attempt::Unreachable);
-            }
-            Err(error) => return Err(GatewayError::host_unreachable(&host.host, &error.to_string())),
-        };
+    let asked = Instant::now();
+    let answered =
+        gw.upstream().call(&host.url, Method::POST, "/v1/leases", Some(body), &headers, None).await;
+    trace.hosts += asked.elapsed();
+    let answer = match answered {
+        Ok(answer) => answer,
+        Err(error) if error.is_connect() || died_meanwhile(gw, host, &error).await => {
+            debug!(host = %host.host, %error, "host refused the connection; trying the next");
+            gw.directory().note_unreachable(&host.host);
+            gw.metrics().attempt(&host.host, "unreachable");
+            return Ok(Attempt::Unreachable);
+        }
+        Err(error) => return Err(GatewayError::host_unreachable(&host.host, &error.to_string())),
+    };
     match answer.status {
-        StatusCode::CREATED => placed(gw, ask, host, answer).await.map(Attempt::Answered),
+        StatusCode::CREATED => placed(gw, ask, host, answer, trace).await.map(Attempt::Answered),
         StatusCode::SERVICE_UNAVAILABLE => {
             gw.metrics().attempt(&host.host, "busy");
             Ok(Attempt::Busy)
@@ -199,6 +237,7 @@ async fn placed(
     ask: &Ask,
     host: &HostRecord,
     answer: Answer,
+    trace: &mut Trace,
 ) -> Result<Response, GatewayError> {
     let lease: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     let Some(lease_id) = lease.get("lease_id").and_then(Value::as_str) else {
@@ -220,7 +259,10 @@ async fn placed(
         expires_at_unix_ms: lease.get("expires_at_unix_ms").and_then(Value::as_u64).unwrap_or(0),
         idempotency_key: ask.idempotency_key.as_ref().and_then(|k| k.to_str().ok()).map(str::to_owned),
     };
-    if let Err(error) = gw.routes().remember(route.clone()).await {
+    let writing = Instant::now();
+    let remembered = gw.routes().remember(route.clone()).await;
+    trace.route = writing.elapsed();
+    if let Err(error) = remembered {
         warn!(lease_id, host = %host.host, %error, "cannot store the lease's route; releasing it");
         let release = format!("/v1/leases/{lease_id}");
         let released = gw

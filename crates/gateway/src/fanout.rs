@@ -1,7 +1,8 @@
 //! Requests about the whole cluster, answered by asking every host: `GET /v1/pools` (per shape,
 //! summed, and per host under `hosts`), `PUT`/`DELETE /v1/shapes/{name}` (on every host),
-//! `GET /v1/leases` (every host's list, each lease with its `host`), `GET /v1/openapi.json` (any
-//! host's: they serve the same API).
+//! `GET /v1/leases` and `GET /v1/usage` (every host's list, each lease with its `host`),
+//! `GET /v1/openapi.json` (any host's: they serve the same API). The merged event stream is
+//! [`crate::events`]'s.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::upstream::{Answer, UpstreamError};
 pub const FANOUT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Asks every registered host the same thing, concurrently.
-async fn ask_all(
+pub(crate) async fn ask_all(
     gw: &GatewayState,
     method: Method,
     path: &str,
@@ -150,21 +151,37 @@ pub async fn list_leases(State(gw): State<GatewayState>, RawQuery(query): RawQue
         Some(query) => format!("/v1/leases?{query}"),
         None => "/v1/leases".to_owned(),
     };
+    merged_lists(&gw, &path, "leases").await
+}
+
+/// `GET /v1/usage`: every host's running leases with their latest usage sample, each with its
+/// `host` (`interval_ms` is the first host's: the daemons sample alike unless configured apart).
+pub async fn usage(State(gw): State<GatewayState>) -> Response {
+    merged_lists(&gw, "/v1/usage", "leases").await
+}
+
+/// Asks every host `path`, whose answer is an object with a list under `key`: one such object
+/// with every host's items (each given its `host`, hosts in id order), the other fields of the
+/// first host's answer, and `unreachable_hosts` naming the hosts that did not answer.
+pub(crate) async fn merged_lists(gw: &GatewayState, path: &str, key: &str) -> Response {
     let mut leases = Vec::new();
     let mut unreachable = Vec::new();
     let mut without_list = None;
-    let answers = ask_all(&gw, Method::GET, &path, None).await;
+    let mut merged = None;
+    let answers = ask_all(gw, Method::GET, path, None).await;
     let hosts = answers.len();
     for (host, answer) in answers {
         match answer {
             Ok(answer) if answer.status.is_success() => {
-                let value: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-                for mut lease in value.get("leases").and_then(Value::as_array).cloned().unwrap_or_default() {
+                let mut value: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+                let list = value.get_mut(key).map(Value::take);
+                for mut lease in list.and_then(|l| l.as_array().cloned()).unwrap_or_default() {
                     lease["host"] = host.host.clone().into();
                     leases.push(lease);
                 }
+                merged.get_or_insert(value);
             }
-            // A daemon without the list (an older version): its answer, if none has one.
+            // A daemon without the endpoint (an older version): its answer, if none has one.
             Ok(answer) if matches!(answer.status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) => {
                 without_list.get_or_insert((answer, 0)).1 += 1;
             }
@@ -177,7 +194,13 @@ pub async fn list_leases(State(gw): State<GatewayState>, RawQuery(query): RawQue
     {
         return answer.into_response();
     }
-    axum::Json(json!({"leases": leases, "unreachable_hosts": unreachable})).into_response()
+    let mut merged = match merged {
+        Some(Value::Object(fields)) => Value::Object(fields),
+        _ => json!({}),
+    };
+    merged[key] = leases.into();
+    merged["unreachable_hosts"] = unreachable.into();
+    axum::Json(merged).into_response()
 }
 
 /// `GET /v1/openapi.json`: the daemons' document (they all serve the same API).

@@ -7,7 +7,8 @@
 //! `502 host_unreachable` when the host is registered but does not answer, `503
 //! cluster_unavailable` when etcd is down and this gateway never routed the lease. A release
 //! through the gateway also removes the route (in the background, after the answer); a renewal
-//! records the new expiry (the same way); `GET
+//! records the new expiry (the same way); a fork's new leases are routed before the answer
+//! ([`crate::snapshots::route_forks`]); `GET
 //! /v1/leases/{id}` gains the lease's `host`.
 
 use axum::body::Body;
@@ -67,6 +68,7 @@ async fn forward(gw: &GatewayState, id: &str, request: Request) -> Result<Respon
     let is_view = method == Method::GET && path == format!("/v1/leases/{id}");
     let is_release = method == Method::DELETE && path == format!("/v1/leases/{id}");
     let is_renew = method == Method::POST && path == format!("/v1/leases/{id}/renew");
+    let is_fork = method == Method::POST && path == format!("/v1/leases/{id}/fork");
     let response = gw.upstream().forward(&host.url, request).await.map_err(|error| {
         if error.is_connect() {
             gw.directory().note_unreachable(&host.host);
@@ -80,7 +82,7 @@ async fn forward(gw: &GatewayState, id: &str, request: Request) -> Result<Respon
         forget_later(gw, route);
         return Ok(response);
     }
-    if !(is_view || is_renew || status == StatusCode::NOT_FOUND) {
+    if !(is_view || is_renew || is_fork || status == StatusCode::NOT_FOUND) {
         return Ok(response);
     }
     // Small answers the gateway reads to amend or to learn from.
@@ -94,6 +96,10 @@ async fn forward(gw: &GatewayState, id: &str, request: Request) -> Result<Respon
     if status == StatusCode::NOT_FOUND && code.as_deref() == Some("lease_not_found") {
         // The lease ended on its host (released there, or expired): the route goes too.
         forget_later(gw, route.clone());
+    } else if is_fork && status.is_success() {
+        // The new leases are routed before the client learns of them.
+        let answer = crate::snapshots::route_forks(gw, &route, &host, value).await;
+        return Ok(json_response(status, &answer));
     } else if is_view && status.is_success() && value.is_object() {
         value["host"] = host.host.clone().into();
         return Ok(json_response(status, &value));

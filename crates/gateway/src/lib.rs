@@ -5,8 +5,13 @@
 //! host by the capacity the daemons advertise in etcd (warm hosts first, best of K by load; the
 //! next host on `503`); the lease → host route is written to etcd; every later request on the lease
 //! is forwarded to its host unchanged (bodies streamed both ways, NDJSON, the PTY WebSocket).
-//! Whole-cluster requests (pools, shapes, lease lists) ask every host. Any number of gateways can
-//! run side by side; a restarted one loses nothing, because everything it knows is in etcd.
+//! Whole-cluster requests (pools, shapes, lease lists, usage, snapshots) ask every host; `GET /v1/events` is
+//! every host's event stream merged into one, each event naming its `host`, resumable with a
+//! cursor over all hosts ([`events`]). With `--e2b ADDR` the gateway also serves E2B's SDKs
+//! (`firepit-e2b`) on a second listener, over its own API, so sandboxes are placed and routed like
+//! any lease. Any number of gateways can run side by side; a restarted one loses nothing, because
+//! everything it knows is in etcd (except the E2B endpoint's own sandbox records: see
+//! [`GatewayConfig::e2b`]).
 //!
 //! Faults: a host whose registration expired answers `410 host_lost` for its leases; a host that
 //! drains gets no placements; with etcd unreachable the gateway keeps routing the leases it has
@@ -14,8 +19,10 @@
 //! `degraded` on `/healthz`.
 //!
 //! How the parts fit: [`admin`] (health, metrics, token check) and [`error`] at the bottom;
-//! [`upstream`] is the client to the daemons; [`acquire`], [`lease`] and [`fanout`] are the
-//! handlers; [`Gateway`] binds the router. The cluster logic (records, placement, routes) is
+//! [`upstream`] is the client to the daemons; [`fanout`] asks every host, [`snapshots`] finds a
+//! snapshot's host and routes forks (on top of it), [`acquire`] and [`lease`] are the lease
+//! handlers (on top of those), [`events`] the merged event stream; [`Gateway`] binds the router
+//! (and the E2B endpoint). The cluster logic (records, placement, routes) is
 //! `firepit-cluster`'s; this crate is HTTP.
 //!
 //! Why hyper-util's pooled client rather than reqwest: it passes `Upgrade` through (the PTY) and
@@ -26,9 +33,11 @@
 pub mod acquire;
 pub mod admin;
 pub mod error;
+pub mod events;
 pub mod fanout;
 pub mod lease;
 pub mod metrics;
+pub mod snapshots;
 pub mod state;
 pub mod upstream;
 
@@ -62,6 +71,18 @@ pub struct GatewayConfig {
     /// Serve the web dashboard under `/ui` (login with `token`): the cluster's pools, leases,
     /// lease pages and terminals, through this gateway's own API.
     pub ui: bool,
+    /// Serve E2B's SDKs too (`firepit gateway --e2b ADDR`): the `firepit-e2b` endpoint on its own
+    /// listener, over this gateway's own API (so its sandboxes are placed and routed across the
+    /// hosts like any lease). Its `api_key` is replaced by `token`: E2B clients send the clients'
+    /// token as `X-API-Key`.
+    ///
+    /// Limits: the endpoint keeps what E2B says about a sandbox and a lease does not hold
+    /// (template, metadata, envd's access token, envd's processes) in this process, so a sandbox
+    /// is served by the gateway that created it, until that gateway restarts; put one gateway's
+    /// E2B listener behind a name, or pin clients to one. A port other than envd's is proxied
+    /// through a port forward the lease's host opens on its own loopback: it reaches the guest
+    /// only when the gateway runs on that host.
+    pub e2b: Option<firepit_e2b::E2bConfig>,
 }
 
 /// Why the gateway could not start.
@@ -70,6 +91,9 @@ pub enum StartError {
     /// The etcd endpoints are unusable.
     #[error(transparent)]
     Etcd(#[from] firepit_cluster::ClusterError),
+    /// The E2B listener could not be bound.
+    #[error(transparent)]
+    E2b(#[from] firepit_e2b::server::ServeError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -86,8 +110,17 @@ pub struct Gateway {
     router: Router,
     state: GatewayState,
     http: firepit_http::HttpLimits,
-    /// Fired when the gateway stops: ends the dashboard's live streams.
+    /// Fired when the gateway stops: ends the dashboard's live streams and the E2B endpoint.
     stopping: tokio_util::sync::CancellationToken,
+    /// The E2B endpoint, bound, with the client it speaks to this gateway through.
+    e2b: Option<E2bEndpoint>,
+}
+
+/// The E2B endpoint of a gateway, bound and not yet serving.
+struct E2bEndpoint {
+    listener: TcpListener,
+    config: firepit_e2b::E2bConfig,
+    client: firepit_client::Client,
 }
 
 impl Gateway {
@@ -108,14 +141,27 @@ impl Gateway {
             .await
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let stopping = tokio_util::sync::CancellationToken::new();
+        let own = loopback(
+            listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?,
+        );
+        let e2b = match config.e2b {
+            Some(mut e2b) => {
+                e2b.api_key = config.token.secret().to_owned();
+                let listener = firepit_e2b::server::bind(&e2b).await?;
+                Some(E2bEndpoint { listener, config: e2b, client: own_client(own, &config.token) })
+            }
+            None => None,
+        };
         let mut api = router(state.clone(), config.token.clone());
         if config.ui {
-            let own = loopback(
-                listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?,
-            );
             api = dashboard(own, config.token, stopping.clone()).merge(api);
         }
-        Ok(Self { listener, router: api, state, http: config.http, stopping })
+        Ok(Self { listener, router: api, state, http: config.http, stopping, e2b })
+    }
+
+    /// The address the E2B endpoint listens on, when it was asked for.
+    pub fn e2b_addr(&self) -> Option<SocketAddr> {
+        self.e2b.as_ref().and_then(|e2b| e2b.listener.local_addr().ok())
     }
 
     /// The address actually bound (useful with port 0).
@@ -133,12 +179,25 @@ impl Gateway {
     pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) {
         tracing::info!(addr = %self.local_addr(), "gateway listening (bearer token required)");
         let stopping = self.stopping.clone();
+        let e2b = self.e2b.map(|e2b| {
+            tracing::info!(addr = ?e2b.listener.local_addr().ok(), domain = %e2b.config.domain, "E2B endpoint listening");
+            tokio::spawn(firepit_e2b::server::serve(e2b.listener, e2b.config, e2b.client, stopping.clone()))
+        });
         let stop = async move {
             stop.await;
             stopping.cancel();
         };
         if let Err(error) = firepit_http::serve(self.listener, self.router, self.http, stop).await {
             tracing::warn!(%error, "the gateway's listener failed");
+        }
+        // The E2B endpoint stops with the gateway (its own graceful end is bounded at 5 s).
+        self.stopping.cancel();
+        if let Some(task) = e2b {
+            match task.await {
+                Ok(Err(error)) => tracing::warn!(%error, "the E2B endpoint failed"),
+                Err(error) => tracing::warn!(%error, "the E2B endpoint's task failed"),
+                Ok(Ok(())) => {}
+            }
         }
     }
 }
@@ -157,10 +216,17 @@ fn loopback(bound: SocketAddr) -> SocketAddr {
 /// shows the whole cluster as the gateway does (pools and leases of every host; each lease's page,
 /// files and terminal through its host).
 fn dashboard(own: SocketAddr, token: BearerToken, stopping: tokio_util::sync::CancellationToken) -> Router {
+    let client = own_client(own, &token);
+    let check: firepit_ui::TokenCheck = std::sync::Arc::new(move |presented| token.matches(presented));
+    firepit_ui::Dashboard::new(client, Some(check), stopping).router()
+}
+
+/// A client of this gateway's own API at `own`, with the clients' token (the dashboard's and the
+/// E2B endpoint's way in: every lease they touch is placed and routed as any client's).
+fn own_client(own: SocketAddr, token: &BearerToken) -> firepit_client::Client {
     let endpoint =
         firepit_client::Endpoint::Tcp { authority: own.to_string(), token: Some(token.secret().to_owned()) };
-    let check: firepit_ui::TokenCheck = std::sync::Arc::new(move |presented| token.matches(presented));
-    firepit_ui::Dashboard::new(firepit_client::Client::new(endpoint), Some(check), stopping).router()
+    firepit_client::Client::new(endpoint)
 }
 
 /// The gateway's routes; everything but `/healthz` needs the token.
@@ -170,6 +236,10 @@ pub fn router(state: GatewayState, token: BearerToken) -> Router {
         .route("/v1/leases/{id}", any(lease::lease))
         .route("/v1/leases/{id}/{*rest}", any(lease::lease_path))
         .route("/v1/pools", get(fanout::pools))
+        .route("/v1/events", get(events::events))
+        .route("/v1/usage", get(fanout::usage))
+        .route("/v1/snapshots", get(snapshots::list))
+        .route("/v1/snapshots/{id}", get(snapshots::one).delete(snapshots::one))
         .route("/v1/shapes/{name}", put(fanout::put_shape).delete(fanout::delete_shape))
         .route("/v1/openapi.json", get(fanout::openapi))
         .route("/metrics", get(admin::metrics))

@@ -80,6 +80,8 @@ impl Answer {
 pub struct Upstream {
     client: Client<HttpConnector, Body>,
     authorization: HeaderValue,
+    /// The daemons' token, for [`Upstream::daemon_client`].
+    daemon_token: String,
 }
 
 impl Upstream {
@@ -93,7 +95,15 @@ impl Upstream {
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", daemon_token.secret()))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         authorization.set_sensitive(true);
-        Self { client, authorization }
+        Self { client, authorization, daemon_token: daemon_token.secret().to_owned() }
+    }
+
+    /// firepit's typed client of the daemon at `base_url`, with the daemons' token: for what the
+    /// gateway reads with the client's own readers (the event feed) rather than forwards.
+    pub fn daemon_client(&self, base_url: &str) -> Result<firepit_client::Client, UpstreamError> {
+        firepit_client::Endpoint::from_url(base_url, Some(self.daemon_token.clone()))
+            .map(firepit_client::Client::new)
+            .map_err(|_| UpstreamError::BadUrl(base_url.to_owned()))
     }
 
     /// Forwards a client's `request` to the daemon at `base_url` (`http://host:port`), path and

@@ -3,36 +3,10 @@
 //! pages is the daemon's browser test's (`crates/cli/tests/vm_ui_browser.rs`); this checks the
 //! gateway serves the same dashboard over its own API.
 
-use std::net::SocketAddr;
-
 use firepit_cluster::LocalEtcd;
 use firepit_daemon::test_daemon::TOKEN;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{TestGateway, hosts_seen, small, start_host};
-
-/// One HTTP/1.1 exchange on a new connection: status, head and body.
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, String) {
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
-}
+use super::{TestGateway, hosts_seen, send, small, start_host};
 
 #[tokio::test]
 async fn a_gateway_serves_the_dashboard_of_the_whole_cluster() {

@@ -85,6 +85,15 @@ async fn acquires_spread_over_the_hosts_and_every_lease_answers_through_the_gate
     assert_eq!((running, ended.len()), (19, 1), "{list}");
     assert_eq!(ended[0]["id"], id.as_str(), "{list}");
     assert!(leases.iter().all(|l| l["host"] == "a" || l["host"] == "b"), "{list}");
+
+    // A placed lease's answer says where the gateway's time went.
+    let body = serde_json::to_vec(&small(0)).unwrap();
+    let placed = client.request(firepit_client::Method::POST, "/v1/leases", Some(body), &[]).await.unwrap();
+    assert_eq!(placed.status, 201, "{}", placed.text());
+    let timing = placed.headers.get("server-timing").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for part in ["host;dur=", "route;dur=", "gateway;dur="] {
+        assert!(timing.contains(part), "Server-Timing: {timing:?}");
+    }
 }
 
 #[tokio::test]
@@ -114,13 +123,8 @@ async fn idempotency_keys_tokens_unknown_shapes_and_shape_changes_work_cluster_w
         Some(firepit_api::ErrorCode::Unauthorized)
     );
 
-    let unknown = one
-        .client()
-        .acquire(
-            &firepit_api::AcquireRequest { shape: "nope".into(), wait_ms: 0, ttl_ms: None, snapshot: None },
-            None,
-        )
-        .await;
+    let unknown =
+        one.client().acquire(&firepit_api::AcquireRequest { shape: "nope".into(), ..small(0) }, None).await;
     assert_eq!(unknown.unwrap_err().code(), Some(firepit_api::ErrorCode::UnknownShape));
     let unrouted = one.client().exec("l-0000000000000000", &ExecBody::new(["true"])).await.unwrap_err();
     assert_eq!(unrouted.code(), Some(firepit_api::ErrorCode::LeaseNotFound));
@@ -137,15 +141,7 @@ async fn idempotency_keys_tokens_unknown_shapes_and_shape_changes_work_cluster_w
         let client = client.clone();
         async move {
             client
-                .acquire(
-                    &firepit_api::AcquireRequest {
-                        shape: "big".into(),
-                        wait_ms: 0,
-                        ttl_ms: None,
-                        snapshot: None,
-                    },
-                    None,
-                )
+                .acquire(&firepit_api::AcquireRequest { shape: "big".into(), ..small(0) }, None)
                 .await
                 .is_ok()
         }
