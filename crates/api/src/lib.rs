@@ -18,6 +18,9 @@
 //! Port forwards of a lease are [`ForwardPortBody`] / [`PortForward`]; an acquire with lease
 //! options (a narrowed egress policy) sends [`AcquireBody`], a superset of [`AcquireRequest`].
 //!
+//! Snapshots of a lease are [`SnapshotInfo`] (listed in [`SnapshotList`]); a fork is asked with
+//! [`ForkRequest`] and answered with a [`ForkResponse`].
+//!
 //! The shape description in `PUT /v1/shapes/{name}` and in the config file is `firepit-shape`'s
 //! [`ShapeSpec`], re-exported here.
 //!
@@ -31,7 +34,7 @@
 //! is an [`ErrorCode`]: one enum of every code with its HTTP status and meaning.
 //!
 //! ```
-//! let request = firepit_api::AcquireRequest { shape: "default".into(), wait_ms: 1000, ttl_ms: None };
+//! let request = firepit_api::AcquireRequest { shape: "default".into(), wait_ms: 1000, ttl_ms: None, snapshot: None };
 //! let json = serde_json::to_string(&request).unwrap();
 //! assert_eq!(json, r#"{"shape":"default","wait_ms":1000,"ttl_ms":null}"#);
 //! let back: firepit_api::AcquireRequest = serde_json::from_str(&json).unwrap();
@@ -52,6 +55,7 @@ mod lease_views;
 mod ports;
 mod processes;
 mod shapes;
+mod snapshots;
 mod time;
 mod types;
 mod usage;
@@ -79,6 +83,7 @@ pub use processes::{
     SignalBody, SignalSpec, SpawnBody, StartProcessBody,
 };
 pub use shapes::{HostView, ShapeStatusView};
+pub use snapshots::{FORK_MAX, ForkOutcome, ForkRequest, ForkResponse, SnapshotInfo, SnapshotList};
 pub use time::{rfc3339_ms, unix_ms};
 pub use types::{
     AcquireRequest, Encoding, ExecBody, ExecResponse, HealthResponse, LeaseResponse, PoolsResponse, Program,

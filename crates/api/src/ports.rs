@@ -58,7 +58,7 @@ pub struct PortList {
 ///
 /// ```
 /// use firepit_api::{AcquireBody, AcquireRequest, EgressPolicy};
-/// let request = AcquireRequest { shape: "web".into(), wait_ms: 0, ttl_ms: None };
+/// let request = AcquireRequest { shape: "web".into(), wait_ms: 0, ttl_ms: None, snapshot: None };
 /// let body = AcquireBody { egress: Some(EgressPolicy::Deny), ..AcquireBody::from(request) };
 /// let json = serde_json::to_string(&body).unwrap();
 /// assert_eq!(json, r#"{"shape":"web","wait_ms":0,"ttl_ms":null,"egress":"deny"}"#);
@@ -111,6 +111,10 @@ pub struct AcquireBody {
     /// pause; else `501 unsupported`).
     #[serde(default, skip_serializing_if = "is_destroy")]
     pub on_expiry: OnExpiry,
+    /// Start the VM from this snapshot instead of a warm VM of `shape` (see
+    /// [`AcquireRequest::snapshot`]); `shape`, when given, must be the snapshot's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 fn is_destroy(on_expiry: &OnExpiry) -> bool {
@@ -130,6 +134,7 @@ impl From<AcquireRequest> for AcquireBody {
             metadata: Metadata::new(),
             auto_resume: false,
             on_expiry: OnExpiry::Destroy,
+            snapshot: request.snapshot,
         }
     }
 }

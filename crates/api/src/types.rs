@@ -7,11 +7,18 @@ use serde::{Deserialize, Serialize};
 use crate::shapes::ShapeStatusView;
 
 /// `POST /v1/leases`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// ```
+/// // A lease started from a snapshot names no shape (the snapshot's is used).
+/// let request = firepit_api::AcquireRequest { snapshot: Some("s-1".into()), ..Default::default() };
+/// assert_eq!(serde_json::to_string(&request).unwrap(), r#"{"shape":"","wait_ms":0,"ttl_ms":null,"snapshot":"s-1"}"#);
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AcquireRequest {
-    /// Shape to lease a VM of.
+    /// Shape to lease a VM of (may be empty with `snapshot`).
+    #[serde(default)]
     pub shape: String,
     /// How long to wait for a ready VM, in ms (0: answer 503 at once when none is ready).
     #[serde(default)]
@@ -20,6 +27,11 @@ pub struct AcquireRequest {
     /// `leases.default_ttl_secs`).
     #[serde(default)]
     pub ttl_ms: Option<u64>,
+    /// Start the lease's VM from this snapshot (`POST /v1/leases/{id}/snapshots`) instead of
+    /// taking a warm VM of `shape`: its files, memory and processes as they were, with an
+    /// identity of its own. Unknown: `404 snapshot_not_found`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// A lease, as returned by acquire and renew.

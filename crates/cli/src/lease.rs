@@ -1,5 +1,5 @@
-//! `firepit lease acquire|exec|renew|release|ls|show|pause|resume`: manage and look up leases by hand or from
-//! shell scripts.
+//! `firepit lease acquire|exec|renew|release|ls|show|pause|resume|snapshot|fork`: manage and look up
+//! leases by hand or from shell scripts.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use firepit_api::{
-    AcquireBody, Encoding, ExecBody, LeaseListQuery, LeaseState, LeaseView, Metadata, Program, ReleaseQuery,
-    ReleaseReason, SpawnBody, Stdin,
+    AcquireBody, Encoding, ExecBody, ForkRequest, LeaseListQuery, LeaseState, LeaseView, Metadata, Program,
+    ReleaseQuery, ReleaseReason, SpawnBody, Stdin,
 };
 use firepit_client::Client;
 
@@ -22,9 +22,14 @@ pub enum LeaseCommand {
     Acquire {
         #[command(flatten)]
         connect: ConnectArgs,
-        /// Shape to lease (see `firepit status`).
-        #[arg(long, default_value = "default")]
-        shape: String,
+        /// Shape to lease (see `firepit status`); default `default`, or the snapshot's with
+        /// `--snapshot`.
+        #[arg(long)]
+        shape: Option<String>,
+        /// Start the VM from this snapshot (`firepit lease snapshot`, `firepit snapshot ls`):
+        /// its files and processes as they were, with an identity of its own.
+        #[arg(long, value_name = "SNAPSHOT_ID")]
+        snapshot: Option<String>,
         /// How long to wait for a ready VM, in ms.
         #[arg(long, default_value_t = 30_000)]
         wait_ms: u64,
@@ -111,6 +116,30 @@ pub enum LeaseCommand {
         /// The lease id.
         lease_id: String,
     },
+    /// Snapshot a running lease (memory, processes, disk; it runs on); prints the snapshot as
+    /// JSON. Start leases from it with `firepit lease acquire --snapshot ID` or `firepit run
+    /// --snapshot ID`.
+    Snapshot {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The lease id.
+        lease_id: String,
+    },
+    /// Fork a running lease into N new leases, each a copy of it at this moment with an identity
+    /// of its own; prints `{"forks": [{"lease": ...} | {"error": ...}]}` and exits with 1 when a
+    /// fork failed.
+    Fork {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The lease id.
+        lease_id: String,
+        /// How many forks (1 to 16).
+        #[arg(short = 'n', long, default_value_t = 1)]
+        count: u32,
+        /// Each fork's lifetime in ms (default: the daemon's).
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+    },
 }
 
 /// What to run in the guest (shared by `lease exec` and `run`).
@@ -157,12 +186,14 @@ impl ExecArgs {
 /// Runs `firepit lease ...`.
 pub async fn run(command: LeaseCommand) -> CliResult {
     match command {
-        LeaseCommand::Acquire { connect, shape, wait_ms, ttl_ms, idempotency_key, metadata } => {
+        LeaseCommand::Acquire { connect, shape, snapshot, wait_ms, ttl_ms, idempotency_key, metadata } => {
+            let default_shape = if snapshot.is_some() { "" } else { "default" };
             let body = AcquireBody {
-                shape,
+                shape: shape.unwrap_or_else(|| default_shape.to_owned()),
                 wait_ms,
                 ttl_ms,
                 metadata: labels(&metadata)?,
+                snapshot,
                 ..AcquireBody::default()
             };
             let lease = connect.client()?.acquire_with(&body, idempotency_key.as_deref()).await?;
@@ -212,6 +243,17 @@ pub async fn run(command: LeaseCommand) -> CliResult {
             let lease = connect.client()?.resume_lease(&lease_id).await?;
             println!("{}", serde_json::to_string_pretty(&lease)?);
             Ok(ExitCode::SUCCESS)
+        }
+        LeaseCommand::Snapshot { connect, lease_id } => {
+            let snapshot = connect.client()?.snapshot_lease(&lease_id).await?;
+            println!("{}", serde_json::to_string_pretty(&snapshot)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LeaseCommand::Fork { connect, lease_id, count, ttl_ms } => {
+            let forks = connect.client()?.fork_lease(&lease_id, &ForkRequest { count, ttl_ms }).await?;
+            println!("{}", serde_json::to_string_pretty(&forks)?);
+            let failed = forks.forks.iter().any(|fork| fork.result().is_err());
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
     }
 }

@@ -32,6 +32,7 @@ mod progress;
 mod run;
 mod serve;
 mod shell;
+mod snapshot;
 mod status;
 mod terminal;
 mod top;
@@ -65,6 +66,9 @@ enum Command {
     /// Acquire, use and release leases through the daemon.
     #[command(subcommand)]
     Lease(lease::LeaseCommand),
+    /// List, show and delete the daemon's snapshots of leases (`firepit lease snapshot` makes them).
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// Acquire a VM from the daemon, run one command in it, print its output, release the VM; exits
     /// with the guest command's exit code.
     Run(run::RunArgs),
@@ -193,6 +197,7 @@ fn dispatch(command: Command) -> CliResult {
             Command::Status(args) => status::run(args).await,
             Command::Top(args) => top::run(args).await,
             Command::Lease(command) => lease::run(command).await,
+            Command::Snapshot(command) => snapshot::run(command).await,
             Command::Events(args) => events::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Exec(args) => exec::run(args).await,

@@ -12,9 +12,13 @@ use crate::status::ConnectArgs;
 pub struct RunArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Shape of the VM (see `firepit status`).
-    #[arg(long, default_value = "default")]
-    shape: String,
+    /// Shape of the VM (see `firepit status`); default `default`, or the snapshot's with
+    /// `--snapshot`.
+    #[arg(long)]
+    shape: Option<String>,
+    /// Start the VM from this snapshot (`firepit lease snapshot`) instead of a warm one.
+    #[arg(long, value_name = "SNAPSHOT_ID")]
+    snapshot: Option<String>,
     /// How long to wait for a ready VM, in ms.
     #[arg(long, default_value_t = 30_000)]
     wait_ms: u64,
@@ -31,9 +35,9 @@ pub struct RunArgs {
 /// the command fails), and exit with the command's exit code.
 pub async fn run(args: RunArgs) -> CliResult {
     let client = args.connect.client()?;
-    let lease = client
-        .acquire(&AcquireRequest { shape: args.shape, wait_ms: args.wait_ms, ttl_ms: None }, None)
-        .await?;
+    let shape = args.shape.unwrap_or_else(|| if args.snapshot.is_some() { "" } else { "default" }.to_owned());
+    let request = AcquireRequest { shape, wait_ms: args.wait_ms, ttl_ms: None, snapshot: args.snapshot };
+    let lease = client.acquire(&request, None).await?;
     let outcome = match forward(&client, &lease.lease_id, &args.ports).await {
         Ok(()) => exec_and_print(&client, &lease.lease_id, &args.exec).await,
         Err(error) => Err(error),

@@ -46,7 +46,9 @@ pub async fn run(args: ShellArgs) -> CliResult {
         let lease_id = args.lease_id.clone().unwrap_or_default();
         return session(&client, &lease_id, &args.command).await;
     };
-    let lease = client.acquire(&AcquireRequest { shape, wait_ms: args.wait_ms, ttl_ms: None }, None).await?;
+    let lease = client
+        .acquire(&AcquireRequest { shape, wait_ms: args.wait_ms, ttl_ms: None, snapshot: None }, None)
+        .await?;
     let renewer =
         tokio::spawn(keep_renewed(client.clone(), lease.lease_id.clone(), lease.expires_at_unix_ms));
     let outcome = session(&client, &lease.lease_id, &args.command).await;

@@ -186,7 +186,8 @@ async fn serve_with_a_shape_whose_image_is_missing_fails_cleanly_and_leaves_no_s
 async fn top_once_prints_a_table_of_running_leases_with_their_usage() {
     let daemon = TestDaemon::start().await;
     let socket = daemon.socket.to_str().unwrap().to_owned();
-    let request = firepit_api::AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None };
+    let request =
+        firepit_api::AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None, snapshot: None };
     let lease = daemon.client().acquire(&request, None).await.unwrap();
     // The sampler looks every second: the first sample's guest part (the in-process agent's memory).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -209,5 +210,48 @@ async fn top_once_prints_a_table_of_running_leases_with_their_usage() {
     let out = firepit(&["top", "--json", "--socket", &socket]).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["leases"][0]["lease_id"], lease.lease_id.as_str());
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
+    let backend = firepit_daemon::fake::FakeBackend::with_shape("small", 4);
+    backend.set_pausable(true);
+    let daemon = TestDaemon::start_with(backend, |_| {}).await;
+    let socket = daemon.socket.to_str().unwrap().to_owned();
+    let out = firepit(&["lease", "acquire", "--socket", &socket, "--shape", "small"]).await;
+    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = lease["lease_id"].as_str().unwrap().to_owned();
+
+    let out = firepit(&["lease", "snapshot", "--socket", &socket, &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let snapshot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snapshot_id = snapshot["snapshot_id"].as_str().unwrap().to_owned();
+    let out = firepit(&["snapshot", "ls", "--socket", &socket]).await;
+    assert!(stdout(&out).contains(&snapshot_id) && stdout(&out).contains(&id), "{}", stdout(&out));
+    let out = firepit(&["lease", "acquire", "--socket", &socket, "--snapshot", &snapshot_id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let copy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(copy["shape"], "small");
+    let out = firepit(&["run", "--socket", &socket, "--snapshot", &snapshot_id, "--", "echo", "hi"]).await;
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "hi\n"), "{}", stderr(&out));
+
+    let out = firepit(&["lease", "fork", "--socket", &socket, &id, "-n", "1"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let forks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(forks["forks"][0]["lease"]["lease_id"].is_string(), "{forks}");
+    // One ready VM is left: of two forks the second fails on its own, and the exit code says so.
+    let out = firepit(&["lease", "fork", "--socket", &socket, &id, "-n", "2"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let forks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(forks["forks"][1]["error"]["error"], "backend_error", "{forks}");
+
+    let out = firepit(&["snapshot", "rm", "--socket", &socket, &snapshot_id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = firepit(&["snapshot", "ls", "--socket", &socket, "--json"]).await;
+    assert_eq!(stdout(&out).trim(), "[]", "{}", stderr(&out));
+    let out = firepit(&["snapshot", "rm", "--socket", &socket, &snapshot_id]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("snapshot_not_found"), "{}", stderr(&out));
     daemon.stop().await;
 }

@@ -20,7 +20,7 @@ use firepit_tools::child_cluster::{ChildCluster, ClusterSettings};
 use tokio::io::AsyncReadExt;
 
 fn small(wait_ms: u64) -> AcquireRequest {
-    AcquireRequest { shape: "small".into(), wait_ms, ttl_ms: None }
+    AcquireRequest { shape: "small".into(), wait_ms, ttl_ms: None, snapshot: None }
 }
 
 async fn host_of(client: &Client, lease_id: &str) -> String {

@@ -77,8 +77,12 @@ async fn expired_lease_destroys_its_vm_and_the_pool_refills_to_depth() {
     let client = daemon.client();
 
     let ttl = Duration::from_secs(4);
-    let request =
-        AcquireRequest { shape: "small".into(), wait_ms: 30_000, ttl_ms: Some(ttl.as_millis() as u64) };
+    let request = AcquireRequest {
+        shape: "small".into(),
+        wait_ms: 30_000,
+        ttl_ms: Some(ttl.as_millis() as u64),
+        snapshot: None,
+    };
     let lease = client.acquire(&request, None).await.unwrap();
     let acquired = std::time::Instant::now();
     // The VM's runtime dir is `<state>/vms/<vm_id>`: its QEMU names files in it on its command line
@@ -183,7 +187,10 @@ async fn after_kill_9_the_next_daemon_reaps_the_previous_run_and_not_another_sta
     assert_eq!(qemus(&other_state), other_qemu, "another state dir's QEMU is left alone");
     let lease = other
         .client()
-        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 30_000, ttl_ms: None }, None)
+        .acquire(
+            &AcquireRequest { shape: "small".into(), wait_ms: 30_000, ttl_ms: None, snapshot: None },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(other.client().exec(&lease.lease_id, &exec_true()).await.unwrap().exit_code, Some(0));

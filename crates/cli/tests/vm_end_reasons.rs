@@ -48,7 +48,7 @@ impl Ends {
 }
 
 async fn acquire(client: &Client, ttl_ms: Option<u64>) -> LeaseView {
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 120_000, ttl_ms };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 120_000, ttl_ms, snapshot: None };
     let id = client.acquire(&request, None).await.unwrap().lease_id;
     client.lease(&id).await.unwrap()
 }

@@ -34,7 +34,12 @@ struct Leased {
 impl Leased {
     async fn new() -> Self {
         let client = daemon().await.daemon.client();
-        let request = AcquireRequest { shape: "default".into(), wait_ms: 120_000, ttl_ms: Some(600_000) };
+        let request = AcquireRequest {
+            shape: "default".into(),
+            wait_ms: 120_000,
+            ttl_ms: Some(600_000),
+            snapshot: None,
+        };
         let id = client.acquire(&request, None).await.unwrap().lease_id;
         Self { client, id }
     }

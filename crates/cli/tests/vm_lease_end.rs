@@ -17,7 +17,7 @@ use firepit_tools::procfs::qemu_under;
 /// Acquires a lease of `small` and starts `yes` in it, streamed, that nobody reads; waits until
 /// the stream has stalled. Returns the lease id, its VM's runtime dir and the stream.
 async fn stalled_stream(client: &Client, state: &Path) -> (String, std::path::PathBuf, EventStream) {
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None, snapshot: None };
     let lease = client.acquire(&request, None).await.unwrap();
     // Its QEMU names `<state>/vms/<vm_id>/` on its command line.
     let vm_dir = state.join("vms").join(&lease.vm_id).join("");

@@ -37,7 +37,7 @@ async fn a_lease_pauses_and_resumes_three_times_and_stays_paused_across_a_daemon
     daemon.start(common::BOOT_DEADLINE).await.unwrap();
     common::wait_full(&mut daemon).await;
     let client = daemon.client();
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None, snapshot: None };
     let lease = client.acquire(&request, None).await.unwrap();
     let id = lease.lease_id.clone();
     sh(&client, &id, "echo kept > /root/note").await;

@@ -54,7 +54,7 @@ async fn daemon() -> &'static Shared {
 }
 
 fn acquire(shape: &str, egress: Option<String>) -> AcquireBody {
-    let request = AcquireRequest { shape: shape.into(), wait_ms: 120_000, ttl_ms: None };
+    let request = AcquireRequest { shape: shape.into(), wait_ms: 120_000, ttl_ms: None, snapshot: None };
     AcquireBody { egress: egress.map(|json| serde_json::from_str(&json).unwrap()), ..request.into() }
 }
 

@@ -35,7 +35,8 @@ struct Leased {
 impl Leased {
     async fn new() -> Self {
         let client = daemon().await.daemon.client();
-        let request = AcquireRequest { shape: "default".into(), wait_ms: 120_000, ttl_ms: None };
+        let request =
+            AcquireRequest { shape: "default".into(), wait_ms: 120_000, ttl_ms: None, snapshot: None };
         let id = client.acquire(&request, None).await.unwrap().lease_id;
         Self { client, id, released: false }
     }

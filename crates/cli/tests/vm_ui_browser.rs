@@ -35,7 +35,7 @@ async fn daemon_with_tcp(token: &str) -> (ChildDaemon, String) {
 }
 
 fn acquire() -> AcquireRequest {
-    AcquireRequest { shape: "default".into(), wait_ms: 30_000, ttl_ms: Some(600_000) }
+    AcquireRequest { shape: "default".into(), wait_ms: 30_000, ttl_ms: Some(600_000), snapshot: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

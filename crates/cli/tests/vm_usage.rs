@@ -44,7 +44,7 @@ async fn cpu_memory_and_oom_kills_of_a_real_vm_show_in_its_samples() {
     daemon.start(common::BOOT_DEADLINE).await.unwrap();
     common::wait_full(&mut daemon).await;
     let client = daemon.client();
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None, snapshot: None };
     let lease = client.acquire(&request, None).await.unwrap().lease_id;
 
     // Idle: the host's and the guest's parts are both there.

@@ -17,7 +17,7 @@
 //! use firepit_client::{Client, Endpoint};
 //! # async fn demo() -> Result<(), firepit_client::ClientError> {
 //! let client = Client::new(Endpoint::Unix(firepit_api::default_socket_path()));
-//! let lease = client.acquire(&firepit_api::AcquireRequest { shape: "default".into(), wait_ms: 5000, ttl_ms: None }, None).await?;
+//! let lease = client.acquire(&firepit_api::AcquireRequest { shape: "default".into(), wait_ms: 5000, ttl_ms: None, snapshot: None }, None).await?;
 //! let out = client.exec(&lease.lease_id, &firepit_api::ExecBody::new(["uname", "-r"])).await?;
 //! println!("{}", out.stdout);
 //! client.release(&lease.lease_id).await?;
@@ -39,6 +39,7 @@ mod ports;
 mod processes;
 mod pty;
 mod raw;
+mod snapshots;
 mod usage;
 
 use std::sync::{Arc, Mutex};

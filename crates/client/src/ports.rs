@@ -54,7 +54,7 @@ impl Client {
     /// ```no_run
     /// # async fn demo(client: &firepit_client::Client) -> Result<(), firepit_client::ClientError> {
     /// use firepit_api::{AcquireBody, AcquireRequest, EgressPolicy};
-    /// let request = AcquireRequest { shape: "web".into(), wait_ms: 5000, ttl_ms: None };
+    /// let request = AcquireRequest { shape: "web".into(), wait_ms: 5000, ttl_ms: None, snapshot: None };
     /// let body = AcquireBody { egress: Some(EgressPolicy::Deny), ..request.into() };
     /// let lease = client.acquire_with(&body, None).await?;
     /// # Ok(()) }

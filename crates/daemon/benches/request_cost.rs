@@ -82,7 +82,7 @@ fn main() {
 
 async fn measure(daemon: &TestDaemon, backend: &FakeBackend, iterations: usize) -> Vec<Row> {
     let client = daemon.client();
-    let request = AcquireRequest { shape: SHAPE.to_owned(), wait_ms: 0, ttl_ms: None };
+    let request = AcquireRequest { shape: SHAPE.to_owned(), wait_ms: 0, ttl_ms: None, snapshot: None };
     let body = ExecBody::new(["true"]);
     let mut rows = [
         Row::new("acquire_us"),

@@ -62,7 +62,7 @@ fn main() {
         let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         client_rt.block_on(async {
             for _ in 0..count {
-                let request = AcquireRequest { shape: SHAPE.into(), wait_ms: 5000, ttl_ms: Some(600_000) };
+                let request = AcquireRequest { shape: SHAPE.into(), wait_ms: 5000, ttl_ms: Some(600_000), snapshot: None };
                 client.acquire(&request, None).await.unwrap();
             }
             // Every lease sampled once before the window (the first round).

@@ -24,6 +24,10 @@ use firepit_guest::{Guest, GuestError};
 use crate::sandbox::Sandbox;
 
 pub use crate::paused::{PauseFailed, PausedVm, ResumeFailed};
+pub use crate::saved::{SaveError, SavedSnapshot};
+
+/// The VMs of a fork ([`LeaseBackend::fork`]), each made or not on its own.
+pub type Forks = Vec<Result<Box<dyn LeasedVm>, BoxError>>;
 
 pub use firepit_api::ShapeStatusView;
 
@@ -120,6 +124,42 @@ pub trait LeaseBackend: Send + Sync + 'static {
     fn adopt_paused(&self, saved: &serde_json::Value) -> Result<Box<dyn PausedVm>, BoxError> {
         let _unused = saved;
         Err("this backend cannot pause VMs, so it cannot adopt a paused one".into())
+    }
+
+    /// Whether snapshots and forks can work ([`save_snapshot`](Self::save_snapshot),
+    /// [`start_snapshot`](Self::start_snapshot), [`fork`](Self::fork)). The default: no.
+    fn can_snapshot(&self) -> bool {
+        false
+    }
+
+    /// Saves a leased VM's memory, device state and disk into `dir` (which must not exist; its
+    /// parent does); the VM is stopped only while its state is written, then runs on. On error
+    /// nothing is left in `dir`. The default cannot.
+    fn save_snapshot<'a>(
+        &'a self,
+        vm: &'a dyn LeasedVm,
+        dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<SavedSnapshot, SaveError>> {
+        let _unused = (vm, dir);
+        Box::pin(async { Err(SaveError::Unsupported("this backend cannot snapshot VMs".into())) })
+    }
+
+    /// A new VM started from the snapshot saved in `dir` (by [`save_snapshot`](Self::save_snapshot)),
+    /// with an identity of its own; the snapshot stays. Dropping it destroys it. The default cannot.
+    fn start_snapshot<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<Box<dyn LeasedVm>, AcquireError>> {
+        let _unused = dir;
+        Box::pin(async { Err(AcquireError::Backend("this backend cannot start VMs from snapshots".into())) })
+    }
+
+    /// `count` new VMs, each a copy of `vm`'s memory and disk at this moment with an identity of
+    /// its own; `vm` runs on. Each fork is made or not on its own; `Err`: none was. The default
+    /// cannot.
+    fn fork<'a>(&'a self, vm: &'a dyn LeasedVm, count: usize) -> BoxFuture<'a, Result<Forks, SaveError>> {
+        let _unused = (vm, count);
+        Box::pin(async { Err(SaveError::Unsupported("this backend cannot fork VMs".into())) })
     }
 }
 

@@ -24,6 +24,7 @@
 //! max_ttl_secs = 3600
 //! # ended_retention_secs = 3600          # how long GET /v1/leases/{id} still knows an ended lease
 //! # paused_dir = "/var/lib/firepit/paused" # paused VMs, on a disk (default: <state_dir>/paused if set)
+//! # snapshots_dir = "/var/lib/firepit/snapshots" # snapshots of leases (default: <state_dir>/snapshots if set)
 //! [events]
 //! # history = 4096                        # events kept for clients that resume (Last-Event-ID)
 //! # [[events.webhooks]]

@@ -19,8 +19,8 @@ use std::time::Duration;
 use firepit_shape::Depth;
 
 use crate::backend::{
-    AcquireError, BoxError, BoxFuture, EgressPolicy, FillStrategy, LeaseBackend, LeasedVm, NetworkSpec,
-    PauseFailed, PausedVm, ShapeError, ShapeSpec, ShapeStatusView,
+    AcquireError, BoxError, BoxFuture, EgressPolicy, FillStrategy, Forks, LeaseBackend, LeasedVm,
+    NetworkSpec, PauseFailed, PausedVm, SaveError, SavedSnapshot, ShapeError, ShapeSpec, ShapeStatusView,
 };
 pub use crate::fake_state::FakeBackend;
 use crate::fake_state::{FakeShape, lock};
@@ -146,9 +146,26 @@ impl FakeBackend {
         }
     }
 
-    /// Lets [`LeaseBackend::pause`] work (a paused fake VM is kept aside in memory) or not.
+    /// Lets [`LeaseBackend::pause`] work (a paused fake VM is kept aside in memory) or not, and
+    /// with it snapshots (a file naming the shape) and forks (each takes a ready VM of the shape,
+    /// or fails when none is ready).
     pub fn set_pausable(&self, pausable: bool) {
         self.state.pausable.store(pausable, Ordering::SeqCst);
+    }
+
+    /// Makes pauses, snapshots and forks fail for want of room on the host (`507
+    /// insufficient_storage`), or work again; the VMs run on.
+    pub fn set_no_room(&self, no_room: bool) {
+        self.state.no_room.store(no_room, Ordering::SeqCst);
+    }
+
+    fn check_room(&self) -> Result<(), crate::backend::SaveError> {
+        if self.state.no_room.load(Ordering::SeqCst) {
+            return Err(crate::backend::SaveError::NoRoom(
+                "the fake host has no room (FakeBackend::set_no_room)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// VMs of `shape` paused now.
@@ -252,11 +269,11 @@ impl LeaseBackend for FakeBackend {
             if !self.can_pause() {
                 return Err(PauseFailed { vm, error: "pausing is off (FakeBackend::set_pausable)".into() });
             }
-            // A fake VM's id is `fake-<shape>-<n>`.
+            if let Err(error) = self.check_room() {
+                return Err(PauseFailed { vm, error: Box::new(error) });
+            }
             let vm_id = vm.vm_id().to_owned();
-            let shape =
-                vm_id.strip_prefix("fake-").and_then(|rest| rest.rsplit_once('-')).map_or("", |(s, _)| s);
-            let shape = shape.to_owned();
+            let shape = shape_of(&vm_id).to_owned();
             if let Some(entry) = self.lock().get_mut(&shape) {
                 entry.paused += 1;
             }
@@ -276,6 +293,53 @@ impl LeaseBackend for FakeBackend {
         Ok(Box::new(FakePaused { vm: None, vm_id, shape, backend: self.clone() }))
     }
 
+    fn can_snapshot(&self) -> bool {
+        self.can_pause()
+    }
+
+    fn save_snapshot<'a>(
+        &'a self,
+        vm: &'a dyn LeasedVm,
+        dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<SavedSnapshot, SaveError>> {
+        Box::pin(async move {
+            self.check_room()?;
+            let shape = shape_of(vm.vm_id()).to_owned();
+            let bytes = serde_json::to_vec(&serde_json::json!({ "shape": shape })).unwrap_or_default();
+            let written =
+                std::fs::create_dir(dir).and_then(|()| std::fs::write(dir.join(FAKE_SNAPSHOT), &bytes));
+            written.map_err(|e| SaveError::Failed(e.into()))?;
+            Ok(SavedSnapshot { shape, size_bytes: bytes.len() as u64 })
+        })
+    }
+
+    fn start_snapshot<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<Box<dyn LeasedVm>, AcquireError>> {
+        Box::pin(async move {
+            let saved =
+                std::fs::read(dir.join(FAKE_SNAPSHOT)).map_err(|e| AcquireError::Backend(e.into()))?;
+            let saved: serde_json::Value =
+                serde_json::from_slice(&saved).map_err(|e| AcquireError::Backend(e.into()))?;
+            let shape = saved["shape"].as_str().unwrap_or_default();
+            self.try_take(shape)?
+                .ok_or_else(|| AcquireError::Exhausted { shape: shape.to_owned(), waited_ms: 0 })
+        })
+    }
+
+    fn fork<'a>(&'a self, vm: &'a dyn LeasedVm, count: usize) -> BoxFuture<'a, Result<Forks, SaveError>> {
+        Box::pin(async move {
+            self.check_room()?;
+            let shape = shape_of(vm.vm_id());
+            let fork = || -> Result<Box<dyn LeasedVm>, BoxError> {
+                self.try_take(shape)?
+                    .ok_or_else(|| format!("no ready VM of shape `{shape}` to fork into").into())
+            };
+            Ok((0..count).map(|_| fork()).collect())
+        })
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.state.shut_down.store(true, Ordering::SeqCst);
@@ -285,4 +349,12 @@ impl LeaseBackend for FakeBackend {
             }
         })
     }
+}
+
+/// The file a fake snapshot is.
+const FAKE_SNAPSHOT: &str = "fake.json";
+
+/// The shape of a fake VM, from its id (`fake-<shape>-<n>`).
+fn shape_of(vm_id: &str) -> &str {
+    vm_id.strip_prefix("fake-").and_then(|rest| rest.rsplit_once('-')).map_or("", |(shape, _)| shape)
 }

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) exits: Mutex<HashMap<String, watch::Sender<Option<String>>>>,
     /// Whether [`LeaseBackend::pause`] works.
     pub(crate) pausable: std::sync::atomic::AtomicBool,
+    /// Whether saves fail for want of room (`FakeBackend::set_no_room`).
+    pub(crate) no_room: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct FakeShape {

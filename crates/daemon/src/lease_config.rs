@@ -35,6 +35,11 @@ pub struct LeaseConfig {
     /// root), because the default state dir is under `/run`, a tmpfs.
     #[serde(default)]
     pub paused_dir: Option<std::path::PathBuf>,
+    /// Where snapshots of leases are kept (`POST /v1/leases/{id}/snapshots`): like `paused_dir`, a
+    /// directory on a disk. Default: `<state_dir>/snapshots` when `state_dir` is set, else
+    /// `snapshots` in firepit's data dir (`/var/lib/firepit/snapshots` for root).
+    #[serde(default)]
+    pub snapshots_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LeaseConfig {
@@ -47,6 +52,7 @@ impl Default for LeaseConfig {
             paused_retention_secs: default_paused_retention_secs(),
             health_check_secs: default_health_check_secs(),
             paused_dir: None,
+            snapshots_dir: None,
         }
     }
 }
@@ -80,6 +86,15 @@ impl Config {
         }
     }
 
+    /// Where snapshots of leases are kept (see [`LeaseConfig::snapshots_dir`]).
+    pub fn snapshots_dir(&self) -> std::path::PathBuf {
+        match (&self.leases.snapshots_dir, &self.state_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(state)) => state.join("snapshots"),
+            (None, None) => firepit_image::default_store_dir().with_file_name("snapshots"),
+        }
+    }
+
     /// How leases live (`[leases]`); their records go to `<state dir>/leases`.
     pub fn lease_settings(&self) -> crate::leases::LeaseSettings {
         let leases = &self.leases;
@@ -91,6 +106,7 @@ impl Config {
             paused_retention: Duration::from_secs(leases.paused_retention_secs),
             health_check_interval: Duration::from_secs(leases.health_check_secs),
             records_dir: Some(self.state_dir().join("leases")),
+            snapshots_dir: Some(self.snapshots_dir()),
         }
     }
 }

@@ -68,12 +68,15 @@ pub mod net_metrics;
 pub mod paused;
 pub mod qemu_backend;
 mod qemu_lease;
+mod qemu_snapshots;
 pub mod records;
 pub mod recovery;
 pub mod sandbox;
+pub mod saved;
 pub mod server;
 pub mod shutdown;
 pub mod sizing;
+pub mod snapshot_store;
 #[cfg(feature = "testing")]
 pub mod test_daemon;
 pub mod usage;

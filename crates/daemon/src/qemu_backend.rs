@@ -13,8 +13,8 @@ use firepit_pool::{PoolError, ShapeKey};
 use firepit_qemu::QemuProvider;
 
 use crate::backend::{
-    AcquireError, BoxFuture, FillStrategy, LeaseBackend, LeasedVm, NetworkSpec, PauseFailed, PausedVm,
-    ShapeError, ShapeSpec, ShapeStatusView,
+    AcquireError, BoxFuture, FillStrategy, Forks, LeaseBackend, LeasedVm, NetworkSpec, PauseFailed, PausedVm,
+    SaveError, SavedSnapshot, ShapeError, ShapeSpec, ShapeStatusView,
 };
 use crate::boxed::BoxError;
 use crate::metrics::ShapeCounters;
@@ -274,5 +274,30 @@ impl LeaseBackend for QemuBackend {
     fn adopt_paused(&self, saved: &serde_json::Value) -> Result<Box<dyn PausedVm>, BoxError> {
         let paused = crate::qemu_lease::adopt(self.pool.provider(), saved)?;
         Ok(Box::new(paused))
+    }
+
+    fn can_snapshot(&self) -> bool {
+        true
+    }
+
+    fn save_snapshot<'a>(
+        &'a self,
+        vm: &'a dyn LeasedVm,
+        dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<SavedSnapshot, SaveError>> {
+        Box::pin(crate::qemu_snapshots::snapshot(self.pool.provider(), vm, dir))
+    }
+
+    fn start_snapshot<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<Box<dyn LeasedVm>, AcquireError>> {
+        Box::pin(async move {
+            crate::qemu_snapshots::start(self.pool.provider(), dir).await.map_err(AcquireError::Backend)
+        })
+    }
+
+    fn fork<'a>(&'a self, vm: &'a dyn LeasedVm, count: usize) -> BoxFuture<'a, Result<Forks, SaveError>> {
+        Box::pin(crate::qemu_snapshots::fork(self.pool.provider(), vm, count))
     }
 }

@@ -17,7 +17,7 @@ use firepit_pool::{PooledVm, Provider};
 use firepit_qemu::{QemuError, QemuProvider, QemuVm, SavedVm};
 
 use crate::backend::{
-    EgressPolicy, LeasedVm, NetworkError, PausedVm, ResumeFailed, UsageDepth, VmExit, VmUsage,
+    EgressPolicy, LeasedVm, NetworkError, PausedVm, ResumeFailed, SaveError, UsageDepth, VmExit, VmUsage,
 };
 use crate::boxed::{BoxError, BoxFuture};
 
@@ -28,7 +28,7 @@ pub(crate) async fn pause(provider: &QemuProvider, vm: &QemuVm, dir: &Path) -> R
     if target.exists() && SavedVm::open(&target).is_err() {
         tokio::fs::remove_dir_all(&target).await?;
     }
-    let saved = provider.pause_to_disk(vm, &target).await?;
+    let saved = provider.pause_to_disk(vm, &target).await.map_err(pause_error)?;
     Ok(QemuPaused { saved, provider: provider.clone() })
 }
 
@@ -80,7 +80,7 @@ impl PausedVm for QemuPaused {
     }
 }
 
-/// A VM resumed from a pause, held by its lease: destroyed (QEMU quit, files removed, the
+/// A VM resumed from a pause (or started from a snapshot, or forked), held by its lease: destroyed (QEMU quit, files removed, the
 /// ownership hook told) when dropped.
 pub(crate) struct ResumedVm {
     /// Taken out once, by `drop`, to be destroyed.
@@ -129,6 +129,11 @@ impl QemuLease {
     /// A VM resumed from a pause: not the pool's.
     pub(crate) fn resumed(vm: ResumedVm) -> Self {
         Self { vm: HeldVm::Resumed(vm) }
+    }
+
+    /// A VM of its own (started from a snapshot, forked): not the pool's, destroyed when dropped.
+    pub(crate) fn own(vm: QemuVm, provider: QemuProvider) -> Self {
+        Self::resumed(ResumedVm { vm: ManuallyDrop::new(vm), provider })
     }
 
     pub(crate) fn qemu(&self) -> &QemuVm {
@@ -199,5 +204,24 @@ fn network_error(error: QemuError) -> NetworkError {
         QemuError::Network(NetError::NoNetwork { .. }) => NetworkError::Disabled,
         QemuError::Network(NetError::NoSuchForward { guest_port }) => NetworkError::NoSuchForward(guest_port),
         other => NetworkError::Failed(other.into()),
+    }
+}
+
+/// A lifecycle error as the backend reports it: too little room is [`SaveError::NoRoom`].
+pub(crate) fn save_error(error: QemuError) -> SaveError {
+    match &error {
+        QemuError::Lifecycle(lifecycle) if lifecycle.is_insufficient_storage() => {
+            SaveError::NoRoom(error.to_string())
+        }
+        _ => SaveError::Failed(error.into()),
+    }
+}
+
+/// A pause's error: too little room stays recognisable ([`SaveError::no_room`]), anything else
+/// keeps its own message and causes.
+fn pause_error(error: QemuError) -> BoxError {
+    match save_error(error) {
+        SaveError::Failed(cause) => cause,
+        other => Box::new(other),
     }
 }

@@ -47,6 +47,7 @@ pub fn options(dir: &tempfile::TempDir) -> ServeOptions {
             default_ttl: Duration::from_secs(60),
             max_ttl: Duration::from_secs(600),
             records_dir: Some(dir.path().join("state").join("leases")),
+            snapshots_dir: Some(dir.path().join("state").join("snapshots")),
             ..crate::leases::LeaseSettings::default()
         },
         events: crate::events::EventSettings::default(),

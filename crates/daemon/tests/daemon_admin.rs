@@ -47,11 +47,13 @@ async fn metrics_are_openmetrics_with_shape_labels_and_classic_text_promtool_acc
     let daemon = TestDaemon::start().await;
     let client = daemon.client();
     let lease = client
-        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None }, None)
+        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None, snapshot: None }, None)
         .await
         .unwrap();
     client.release(&lease.lease_id).await.unwrap();
-    let _ = client.acquire(&AcquireRequest { shape: "nope".into(), wait_ms: 0, ttl_ms: None }, None).await;
+    let _ = client
+        .acquire(&AcquireRequest { shape: "nope".into(), wait_ms: 0, ttl_ms: None, snapshot: None }, None)
+        .await;
     let response = daemon.raw(Method::GET, "/metrics", "").await;
     assert_eq!(response.status, 200);
     let content_type = response.headers.get("content-type").unwrap().to_str().unwrap();
@@ -95,7 +97,7 @@ async fn pools_report_ready_and_leased_per_shape() {
     let daemon = TestDaemon::start().await;
     let _lease = daemon
         .client()
-        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None }, None)
+        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None, snapshot: None }, None)
         .await
         .unwrap();
     let pools = daemon.client().pools().await.unwrap();
@@ -121,7 +123,7 @@ async fn shapes_can_be_registered_and_unregistered_at_run_time() {
     assert_eq!(error_code(&response), "shape_exists");
     let lease = daemon
         .client()
-        .acquire(&AcquireRequest { shape: "big".into(), wait_ms: 0, ttl_ms: None }, None)
+        .acquire(&AcquireRequest { shape: "big".into(), wait_ms: 0, ttl_ms: None, snapshot: None }, None)
         .await
         .unwrap();
     assert_eq!(lease.shape, "big");

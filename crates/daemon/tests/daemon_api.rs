@@ -12,7 +12,7 @@ use firepit_daemon::fake::FakeBackend;
 use firepit_daemon::test_daemon::{TestDaemon, error_code};
 
 fn acquire(shape: &str, wait_ms: u64) -> AcquireRequest {
-    AcquireRequest { shape: shape.into(), wait_ms, ttl_ms: None }
+    AcquireRequest { shape: shape.into(), wait_ms, ttl_ms: None, snapshot: None }
 }
 
 fn exec_body(argv: &[&str]) -> ExecBody {
@@ -152,7 +152,10 @@ async fn expired_lease_is_reclaimed_and_refilled() {
     let daemon = TestDaemon::start().await;
     let client = daemon.client();
     let lease = client
-        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: Some(150) }, None)
+        .acquire(
+            &AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: Some(150), snapshot: None },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(daemon.backend.leased("small"), 1);
@@ -169,7 +172,10 @@ async fn renew_pushes_expiry_back() {
     let daemon = TestDaemon::start().await;
     let client = daemon.client();
     let lease = client
-        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: Some(300) }, None)
+        .acquire(
+            &AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: Some(300), snapshot: None },
+            None,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;

@@ -59,7 +59,7 @@ fn the_cluster_table_is_validated() {
 }
 
 fn acquire() -> AcquireRequest {
-    AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None }
+    AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None, snapshot: None }
 }
 
 #[tokio::test]

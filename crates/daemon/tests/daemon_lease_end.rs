@@ -14,7 +14,7 @@ use firepit_daemon::test_daemon::TestDaemon;
 use tokio::io::AsyncReadExt;
 
 async fn lease(client: &Client) -> String {
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None, snapshot: None };
     client.acquire(&request, None).await.unwrap().lease_id
 }
 

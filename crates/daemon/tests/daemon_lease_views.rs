@@ -8,7 +8,7 @@ use firepit_client::Method;
 use firepit_daemon::test_daemon::{TestDaemon, error_code};
 
 fn acquire(shape: &str, ttl_ms: Option<u64>) -> AcquireRequest {
-    AcquireRequest { shape: shape.into(), wait_ms: 1000, ttl_ms }
+    AcquireRequest { shape: shape.into(), wait_ms: 1000, ttl_ms, snapshot: None }
 }
 
 fn only(state: LeaseState) -> LeaseListQuery {

@@ -22,7 +22,7 @@ async fn daemon() -> TestDaemon {
 }
 
 fn acquire(shape: &str, egress: Option<&str>) -> AcquireBody {
-    let request = AcquireRequest { shape: shape.into(), wait_ms: 0, ttl_ms: None };
+    let request = AcquireRequest { shape: shape.into(), wait_ms: 0, ttl_ms: None, snapshot: None };
     AcquireBody { egress: egress.map(|json| serde_json::from_str(json).unwrap()), ..request.into() }
 }
 
@@ -148,7 +148,9 @@ async fn egress_at_acquire_narrows_and_widening_is_refused_without_taking_a_vm()
         metrics.contains(r#"firepit_daemon_acquires_total{shape="web",outcome="egress_refused"} 3"#),
         "{metrics}"
     );
-    let old = client.acquire(&AcquireRequest { shape: "web".into(), wait_ms: 0, ttl_ms: None }, None).await;
+    let old = client
+        .acquire(&AcquireRequest { shape: "web".into(), wait_ms: 0, ttl_ms: None, snapshot: None }, None)
+        .await;
     assert!(old.is_ok(), "a body without egress is still accepted");
     daemon.stop().await;
 }

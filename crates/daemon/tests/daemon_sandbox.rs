@@ -18,7 +18,7 @@ fn at(dir: &tempfile::TempDir, name: &str) -> String {
 }
 
 async fn lease(client: &Client) -> String {
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None, snapshot: None };
     client.acquire(&request, None).await.unwrap().lease_id
 }
 

@@ -21,7 +21,7 @@ fn sleep_body(ms: u64) -> ExecBody {
 }
 
 async fn lease(daemon: &TestDaemon) -> String {
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None, snapshot: None };
     daemon.client().acquire(&request, None).await.unwrap().lease_id
 }
 

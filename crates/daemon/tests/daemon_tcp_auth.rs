@@ -45,7 +45,7 @@ async fn tcp_with_the_token_serves_the_api() {
     let daemon = TestDaemon::start_tcp().await;
     let client = daemon.tcp_client(Some(TOKEN));
     let lease = client
-        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None }, None)
+        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None, snapshot: None }, None)
         .await
         .unwrap();
     client.release(&lease.lease_id).await.unwrap();

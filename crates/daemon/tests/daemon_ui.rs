@@ -103,7 +103,7 @@ async fn actions_need_the_csrf_token_and_this_origin() {
     let addr = daemon.tcp.unwrap();
     let lease = daemon
         .client()
-        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None }, None)
+        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None, snapshot: None }, None)
         .await
         .unwrap();
     let (cookie, csrf) = log_in(addr).await;

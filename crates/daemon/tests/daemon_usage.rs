@@ -23,7 +23,7 @@ async fn a_lease_is_sampled_every_interval_and_pages_with_since() {
     let daemon = daemon(5).await;
     let client = daemon.client();
     let lease = client
-        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None }, None)
+        .acquire(&AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None, snapshot: None }, None)
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

@@ -187,7 +187,7 @@ async fn measure_pools(
         Row::new("reserve_to_first_exec_refilling_ms", "reserve+exec", "competing"),
     );
     let mut floor = Row::new("request_floor_ms", "", "none");
-    let request = AcquireRequest { shape: SHAPE.to_owned(), wait_ms: 0, ttl_ms: None };
+    let request = AcquireRequest { shape: SHAPE.to_owned(), wait_ms: 0, ttl_ms: None, snapshot: None };
     for iteration in 0..args.iterations.max(1) {
         for api_side in sides(iteration) {
             wait_full(pool, client, depth, daemon).await?;
@@ -267,7 +267,12 @@ async fn reserve_and_first_exec(
 ) -> Result<(Duration, Duration), ToolError> {
     let before = Instant::now();
     let (reserved, first, exit_code) = if api_side {
-        let request = AcquireRequest { shape: SHAPE.to_owned(), wait_ms: RESERVE_WAIT_MS, ttl_ms: None };
+        let request = AcquireRequest {
+            shape: SHAPE.to_owned(),
+            wait_ms: RESERVE_WAIT_MS,
+            ttl_ms: None,
+            snapshot: None,
+        };
         let lease = client.acquire(&request, None).await?;
         let reserved = before.elapsed();
         let out = client.exec(&lease.lease_id, &ExecBody::new(["true"])).await;

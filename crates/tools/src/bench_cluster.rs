@@ -88,7 +88,7 @@ async fn measure(
     let gateway = cluster.gateway_client(0);
     let direct = cluster.daemon_client(0);
     let full = args.depth.max(1) * cluster.daemons.len();
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 0, ttl_ms: None, snapshot: None };
     let (mut acquire, mut release) = (Sides::default(), Sides::default());
     for iteration in 0..args.iterations.max(1) {
         for through_gateway in alternate(iteration) {
@@ -258,7 +258,7 @@ async fn balance(
 
     let (stop, counting) = count_record_writes(etcd);
     let started = Instant::now();
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None, snapshot: None };
     let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
     let mut leases = Vec::new();
     for _ in 0..args.balance_leases.max(1) {
@@ -308,7 +308,7 @@ async fn host_death(
     let gateway = cluster.gateway_client(0);
     let victim = cluster.daemons.len() - 1;
     let host = cluster.daemons[victim].host.clone();
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 60_000, ttl_ms: None, snapshot: None };
     let mut seen = attempts_on(&gateway, &host).await;
     cluster.kill_daemon(victim).await;
     let killed = Instant::now();

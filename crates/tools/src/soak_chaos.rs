@@ -272,7 +272,8 @@ impl Chaos {
 /// (renew answers 404) and that its VM was destroyed (its record is gone).
 async fn abandon_lease(shared: Arc<SoakShared>, state_dir: PathBuf) {
     let log = &shared.log;
-    let request = AcquireRequest { shape: SHAPE.into(), wait_ms: 90_000, ttl_ms: Some(2_000) };
+    let request =
+        AcquireRequest { shape: SHAPE.into(), wait_ms: 90_000, ttl_ms: Some(2_000), snapshot: None };
     let started = Instant::now();
     let fail = |what: &'static str, message: String, start: Instant, vm_id: Option<String>| {
         log.failed(Failure {

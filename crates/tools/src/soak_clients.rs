@@ -193,8 +193,12 @@ impl Cycle<'_> {
         let mut drop_fired = false;
         let exec_timeout = take(&shared.exec_timeout_tokens);
 
-        let request =
-            AcquireRequest { shape: SHAPE.into(), wait_ms: ACQUIRE_WAIT_MS, ttl_ms: Some(CYCLE_TTL_MS) };
+        let request = AcquireRequest {
+            shape: SHAPE.into(),
+            wait_ms: ACQUIRE_WAIT_MS,
+            ttl_ms: Some(CYCLE_TTL_MS),
+            snapshot: None,
+        };
         let abort = (drop_step == Some(DropStep::Acquire))
             .then(|| Duration::from_millis(rand::rng().random_range(0..40)));
         let started = Instant::now();

@@ -53,7 +53,7 @@ pub async fn stalled_client(shared: Arc<SoakShared>, state_dir: PathBuf, expire:
         });
     };
     let ttl_ms = expire.then_some(STALLED_TTL_MS);
-    let request = AcquireRequest { shape: SHAPE.into(), wait_ms: 90_000, ttl_ms };
+    let request = AcquireRequest { shape: SHAPE.into(), wait_ms: 90_000, ttl_ms, snapshot: None };
     let lease = match send(log, None, shared.client.acquire(&request, None)).await {
         Sent::Ok(lease) => lease,
         // No VM for it now (the pool is under chaos too): nothing was injected.

@@ -16,10 +16,11 @@ from harness import Daemon
 from openapi_spec_validator import validate
 
 import firepit
-from firepit import _calls, _sandbox_calls
+from firepit import _calls, _sandbox_calls, snapshots
 from firepit.errors import _BY_CODE
 from firepit.models import ExecResult, Health, LeaseInfo, Pools, PortForward, ShapeStatus
 from firepit.sandbox_models import DirEntry, ExitStatus, FileStat, ProcessInfo, ProcessOutput
+from firepit.snapshots import Snapshot
 from firepit.usage_models import LeaseMetrics, UsageSample
 
 Schema = dict[str, Any]
@@ -133,6 +134,7 @@ MODELS: list[tuple[str, Callable[[Any], Any], set[str]]] = [
     ("ProcessOutputView", ProcessOutput.from_json, set()),
     ("UsageSample", UsageSample.from_json, set()),
     ("LeaseMetrics", LeaseMetrics.from_json, set()),
+    ("SnapshotInfo", Snapshot.from_json, {"created_at"}),  # the same instant as created_at_unix_ms
 ]
 
 
@@ -203,9 +205,11 @@ REQUESTS: list[tuple[str, Callable[[], _calls.Call[Any]], set[str]]] = [
             metadata={"job": "x"},
             auto_resume=True,
             on_expiry="pause",
+            snapshot="s-1",
         ),
         set(),
     ),
+    ("ForkRequest", lambda: snapshots.fork("l", 2, 60), set()),
     ("ExecBody", lambda: _calls.exec_("l", ["true"], {"A": "1"}, "/", b"\x00", 5, 10), set()),
     ("RenewRequest", lambda: _calls.renew("l", 60), set()),
     ("ForwardPortBody", lambda: _calls.forward_port("l", 8000), set()),

@@ -22,6 +22,8 @@ static DIR: OnceLock<PathBuf> = OnceLock::new();
 pub struct Shared {
     /// The child (`client()`, `socket()`, `pid()`, `log_tail()`).
     pub daemon: ChildDaemon,
+    /// Its state dir.
+    pub state_dir: PathBuf,
 }
 
 /// The binary's runtime (its workers live as long as the process).
@@ -87,6 +89,7 @@ pub async fn daemon_with(label: &str, memory_mb: u64, depth: usize, extra_toml: 
             let mut settings = DaemonSettings::new(&dir, vec![shape]);
             settings.template_dir = Some(dir.path().join("templates"));
             let path = dir.path().to_path_buf();
+            let state_dir = settings.state_dir.clone();
             let mut daemon = super::daemon(dir, &settings);
             if !extra_toml.is_empty() {
                 let mut text = std::fs::read_to_string(daemon.config_path()).expect("the config file");
@@ -99,7 +102,7 @@ pub async fn daemon_with(label: &str, memory_mb: u64, depth: usize, extra_toml: 
             // SAFETY: registering a plain extern "C" fn with no captured state.
             unsafe { libc::atexit(stop_shared_daemon) };
             super::wait_full(&mut daemon).await;
-            Shared { daemon }
+            Shared { daemon, state_dir }
         })
         .await
 }

@@ -90,6 +90,11 @@ impl From<LeaseError> for ApiError {
             LeaseError::Ended(_) => Self::new(ErrorCode::LeaseNotFound, message),
             LeaseError::BadMetadata(_) => Self::new(ErrorCode::BadMetadata, message),
             LeaseError::Unsupported(_) => Self::new(ErrorCode::Unsupported, message),
+            LeaseError::Interrupted(interrupted) => interrupted.into(),
+            LeaseError::SnapshotNotFound(_) => Self::new(ErrorCode::SnapshotNotFound, message),
+            LeaseError::InsufficientStorage(_) => Self::new(ErrorCode::InsufficientStorage, message),
+            LeaseError::SaveFailed(_) => Self::new(ErrorCode::BackendError, message),
+            LeaseError::BadRequest(_) => Self::new(ErrorCode::BadRequest, message),
             LeaseError::TransitionFailed(_) => Self::new(ErrorCode::BackendError, message),
             LeaseError::BadTtl { .. } => Self::new(ErrorCode::BadTtl, message),
             LeaseError::IdempotencyConflict { .. } => Self::new(ErrorCode::IdempotencyConflict, message),
@@ -137,6 +142,12 @@ impl From<ShapeError> for ApiError {
 }
 
 impl EmptyBody for firepit_api::AcquireBody {
+    fn empty() -> Option<Self> {
+        None
+    }
+}
+
+impl EmptyBody for firepit_api::ForkRequest {
     fn empty() -> Option<Self> {
         None
     }

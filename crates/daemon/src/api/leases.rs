@@ -37,7 +37,7 @@ const MAX_OUTPUT_BYTES: u64 = firepit_agent::MAX_EXEC_OUTPUT;
     responses(
         (status = 201, description = "VM leased (also for an idempotent replay, with `Idempotent-Replayed: true`)", body = LeaseResponse),
         (status = 400, description = "Malformed request; `egress_widens`: the egress asked for is not within the shape's; `no_shape_fits`: no shape covers the sizes asked for; `bad_metadata`: metadata over its limits", body = super::ErrorBody),
-        (status = 404, description = "Unknown shape", body = super::ErrorBody),
+        (status = 404, description = "Unknown shape; `snapshot_not_found`: no snapshot of that id", body = super::ErrorBody),
         (status = 409, description = "`network_disabled`: egress asked for on a shape without a network", body = super::ErrorBody),
         (status = 422, description = "Idempotency key reused for another shape", body = super::ErrorBody),
         (status = 501, description = "`on_expiry = pause` on a daemon whose backend cannot pause (`unsupported`)", body = super::ErrorBody),
@@ -61,7 +61,11 @@ pub async fn acquire_lease(
         )));
     }
     let idempotency_key = idempotency_key(&headers)?;
-    let shape = chosen_shape(&state, &body)?;
+    let shape = match body.snapshot {
+        // The snapshot's shape (checked against a shape given, by the lease table).
+        Some(_) => body.shape.clone(),
+        None => chosen_shape(&state, &body)?,
+    };
     let params = AcquireParams {
         shape,
         wait,
@@ -73,6 +77,7 @@ pub async fn acquire_lease(
             auto_resume: body.auto_resume,
             on_expiry: body.on_expiry,
         },
+        snapshot: body.snapshot,
     };
     let (lease, replayed) = state.leases().acquire(params).await?;
     let mut response = (StatusCode::CREATED, axum::Json(lease_response(&lease))).into_response();

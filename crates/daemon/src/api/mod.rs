@@ -38,6 +38,7 @@ pub mod ports;
 pub mod processes;
 pub mod pty;
 mod sandbox_error;
+pub mod snapshots;
 mod streaming;
 pub mod usage;
 mod ws_halves;
@@ -145,6 +146,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(lease_views::get_lease))
         .routes(routes!(lease_pause::pause_lease))
         .routes(routes!(lease_pause::resume_lease))
+        .routes(routes!(snapshots::snapshot_lease))
+        .routes(routes!(snapshots::list_snapshots))
+        .routes(routes!(snapshots::get_snapshot, snapshots::delete_snapshot))
+        .routes(routes!(snapshots::fork_lease))
         .routes(routes!(events::follow_events))
         .routes(routes!(leases::release_lease))
         .routes(routes!(leases::exec_command))

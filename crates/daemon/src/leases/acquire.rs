@@ -11,7 +11,7 @@ use firepit_api::{EventKind, OnExpiry};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::backend::{AcquireError, EgressPolicy};
+use crate::backend::{AcquireError, EgressPolicy, LeasedVm};
 use crate::leases::clock::Clock;
 use crate::leases::error::LeaseError;
 use crate::leases::lease::{Lease, LeaseOptions};
@@ -33,6 +33,9 @@ pub struct AcquireParams {
     pub egress: Option<EgressPolicy>,
     /// Metadata, `auto_resume`, `on_expiry`.
     pub options: LeaseOptions,
+    /// Start the VM from this snapshot instead of taking a warm one of `shape` (which is then
+    /// empty or the snapshot's).
+    pub snapshot: Option<String>,
 }
 
 impl LeaseTable {
@@ -55,7 +58,7 @@ impl LeaseTable {
         if let Some(id) = slot.as_ref()
             && let Some(lease) = self.get(id)
         {
-            if lease.shape != params.shape {
+            if !params.shape.is_empty() && lease.shape != params.shape {
                 return Err(LeaseError::IdempotencyConflict { key, shape: lease.shape.clone() });
             }
             return Ok((lease, true));
@@ -87,6 +90,16 @@ impl LeaseTable {
         if self.is_draining() {
             metrics.acquire_outcome(&params.shape, "draining");
             return Err(LeaseError::Draining);
+        }
+        if let Some(snapshot) = &params.snapshot {
+            let started = Instant::now();
+            let (shape, vm) = self.vm_of_snapshot(snapshot, params).await?;
+            metrics.acquire_outcome(&shape, "ok");
+            let lease =
+                self.start_lease(shape, vm, ttl, params.options.clone(), params.idempotency_key.clone());
+            let wait_ms = started.elapsed().as_secs_f64() * 1000.0;
+            lease.span.in_scope(|| info!(%snapshot, wait_ms, "lease started from a snapshot"));
+            return Ok(lease);
         }
         // Refused before a VM is taken: a bad request costs the pool nothing.
         let narrow = match (&params.egress, backend.network(&params.shape)) {
@@ -128,26 +141,73 @@ impl LeaseTable {
             .acquire_seconds
             .get_or_create(&crate::metrics::ShapeLabel { shape: params.shape.clone() })
             .observe(handed_out.duration_since(started).as_secs_f64());
+        let lease = self.start_lease(
+            params.shape.clone(),
+            vm,
+            ttl,
+            params.options.clone(),
+            params.idempotency_key.clone(),
+        );
+        let wait_ms = handed_out.duration_since(started).as_secs_f64() * 1000.0;
+        lease.span.in_scope(|| info!(ttl_ms = ttl.as_millis() as u64, wait_ms, "lease acquired"));
+        Ok(lease)
+    }
+
+    /// A new lease of `vm` (just handed out, started from a snapshot or forked): put in the table,
+    /// its TTL running from now, recorded and announced (`lease.created`).
+    pub(crate) fn start_lease(
+        self: &Arc<Self>,
+        shape: String,
+        vm: Box<dyn LeasedVm>,
+        ttl: Duration,
+        options: LeaseOptions,
+        idempotency_key: Option<String>,
+    ) -> Arc<Lease> {
         let id = format!("l-{:016x}", rand::random::<u64>());
         let vm_id = vm.vm_id().to_owned();
         let exited = vm.exited();
         let lease = Arc::new(Lease::new(
             id,
-            params.shape.clone(),
+            shape,
             vm_id,
             SystemTime::now(),
-            params.options.clone(),
-            params.idempotency_key.clone(),
+            options,
+            idempotency_key,
             Slot::Running(vm),
             Clock::running(ttl),
             self.shared.clone(),
         ));
         self.insert(lease.clone(), Some(exited));
-        metrics.lease_started(&lease.shape);
+        self.shared.metrics.lease_started(&lease.shape);
         lease.persist();
         self.shared.announce(EventKind::LeaseCreated, &lease, |_| {});
-        let wait_ms = handed_out.duration_since(started).as_secs_f64() * 1000.0;
-        lease.span.in_scope(|| info!(ttl_ms = ttl.as_millis() as u64, wait_ms, "lease acquired"));
-        Ok(lease)
+        lease
+    }
+
+    /// A new VM started from snapshot `id`, and its shape.
+    async fn vm_of_snapshot(
+        &self,
+        id: &str,
+        params: &AcquireParams,
+    ) -> Result<(String, Box<dyn LeasedVm>), LeaseError> {
+        let store = self.snapshot_store()?;
+        let info = store.get(id).ok_or_else(|| LeaseError::SnapshotNotFound(id.to_owned()))?;
+        if !params.shape.is_empty() && params.shape != info.shape {
+            return Err(LeaseError::BadRequest(format!(
+                "snapshot `{id}` is of shape `{}`, not `{}`: leave `shape` out",
+                info.shape, params.shape
+            )));
+        }
+        if params.egress.is_some() {
+            return Err(LeaseError::BadRequest(
+                "`egress` cannot be narrowed at an acquire from a snapshot (yet): the lease keeps the snapshot's policy"
+                    .into(),
+            ));
+        }
+        let vm = self.shared.backend.start_snapshot(&store.vm_dir(id)).await.map_err(|error| {
+            self.shared.metrics.acquire_outcome(&info.shape, "error");
+            LeaseError::Acquire(error)
+        })?;
+        Ok((info.shape, vm))
     }
 }

@@ -32,6 +32,9 @@ pub struct LeaseSettings {
     pub health_check_interval: Duration,
     /// Where lease records are kept (`<state dir>/leases`); `None`: in memory only.
     pub records_dir: Option<PathBuf>,
+    /// Where snapshots are kept (`<state dir>/snapshots`, see [`crate::snapshot_store`]); `None`:
+    /// no snapshots (`501 unsupported`).
+    pub snapshots_dir: Option<PathBuf>,
 }
 
 impl Default for LeaseSettings {
@@ -44,6 +47,7 @@ impl Default for LeaseSettings {
             paused_retention: Duration::from_secs(7 * 24 * 3600),
             health_check_interval: Duration::from_secs(30),
             records_dir: None,
+            snapshots_dir: None,
         }
     }
 }
@@ -58,6 +62,7 @@ pub(crate) struct Shared {
     pub backend: Arc<dyn LeaseBackend>,
     pub settings: LeaseSettings,
     pub store: Option<LeaseStore>,
+    pub snapshots: Option<crate::snapshot_store::SnapshotStore>,
     pub events: EventBus,
     pub metrics: DaemonMetrics,
     pub watch: OnceLock<StartWatch>,

@@ -51,6 +51,22 @@ pub enum LeaseError {
     /// A pause or resume failed; the lease is as it was.
     #[error("{0}")]
     TransitionFailed(String),
+    /// A call on the lease's VM did not run, or stopped: the lease is paused or ended.
+    #[error("{0}")]
+    Interrupted(Interrupted),
+    /// No snapshot with that id.
+    #[error("no snapshot `{0}` (deleted, or never made): GET /v1/snapshots lists them")]
+    SnapshotNotFound(String),
+    /// Saving a VM's state (pause, snapshot, fork) needs more room than the host has; the lease
+    /// runs on.
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// A snapshot or a fork failed; the lease runs on.
+    #[error("{0}")]
+    SaveFailed(String),
+    /// The request is malformed in a way only the lease table can tell.
+    #[error("{0}")]
+    BadRequest(String),
     /// The backend cannot do what the lease asks for (e.g. `on_expiry = pause` without pausing).
     #[error("{0}")]
     Unsupported(String),

@@ -24,15 +24,17 @@
 //! - [`store`]: lease records under the state dir (written atomically), read back at start: leases
 //!   that were running end as `daemon_restart`, paused ones stay paused.
 //! - [`table`]: all leases by id: acquire ([`acquire`]), renew, release, end, list.
+//! - [`snapshots`]: snapshots and forks of a running lease (new leases from them).
 //!
 //! Every change of state is an event on the bus ([`crate::events`]): `lease.created`,
-//! `lease.paused`, `lease.resumed`, `lease.ended`.
+//! `lease.paused`, `lease.resumed`, `lease.ended`, `lease.forked`.
 
 pub mod acquire;
 pub mod clock;
 mod context;
 mod error;
 pub mod lease;
+pub mod snapshots;
 pub(crate) mod state;
 pub mod store;
 pub mod table;
@@ -44,5 +46,6 @@ pub use acquire::AcquireParams;
 pub use context::LeaseSettings;
 pub use error::LeaseError;
 pub use lease::{Interrupted, Lease, LeaseOptions};
+pub use snapshots::ForkParams;
 pub use table::LeaseTable;
 pub use views::{lease_response, unix_ms};

@@ -43,6 +43,13 @@ pub struct StoreError {
     source: std::io::Error,
 }
 
+impl StoreError {
+    /// `what` failed on `path`.
+    pub(crate) fn new(what: &'static str, path: PathBuf, source: std::io::Error) -> Self {
+        Self { what, path, source }
+    }
+}
+
 enum Op {
     Write { id: String, bytes: Vec<u8>, sync: bool },
     Remove(String),

@@ -56,9 +56,16 @@ impl LeaseTable {
             }
             None => (None, Vec::new()),
         };
+        let snapshots = match &settings.snapshots_dir {
+            Some(dir) => Some(
+                crate::snapshot_store::SnapshotStore::open(dir)
+                    .map_err(|e| StoreError::new("opening the snapshots directory", dir.clone(), e.source))?,
+            ),
+            None => None,
+        };
         let ended = EndedLeases::new(settings.ended_retention, settings.ended_max);
-        let shared =
-            Arc::new(Shared { backend, settings, store, events, metrics, watch: std::sync::OnceLock::new() });
+        let watch = std::sync::OnceLock::new();
+        let shared = Arc::new(Shared { backend, settings, store, snapshots, events, metrics, watch });
         let table = Arc::new(Self {
             leases: Mutex::default(),
             ended,
@@ -419,7 +426,12 @@ impl LeaseTable {
 fn transition_error(error: TransitionError) -> LeaseError {
     match error {
         TransitionError::Ended(interrupted) => LeaseError::Ended(interrupted),
-        TransitionError::Failed { .. } => LeaseError::TransitionFailed(error.to_string()),
+        TransitionError::Failed { error: ref cause, what } => {
+            match crate::saved::SaveError::no_room(cause.as_ref()) {
+                Some(message) => LeaseError::InsufficientStorage(format!("{what} failed: {message}")),
+                None => LeaseError::TransitionFailed(error.to_string()),
+            }
+        }
     }
 }
 

@@ -37,6 +37,7 @@ fn params(shape: &str, key: Option<&str>) -> AcquireParams {
         idempotency_key: key.map(Into::into),
         egress: None,
         options: LeaseOptions::default(),
+        snapshot: None,
     }
 }
 

@@ -58,6 +58,7 @@ from .errors import (
     ServerError,
     ShapeExists,
     ShuttingDown,
+    SnapshotNotFound,
     TransportError,
     Unauthorized,
     UnknownShape,
@@ -81,6 +82,7 @@ from .sandbox_models import (
     Started,
     StreamEvent,
 )
+from .snapshots import Snapshot
 from .usage_models import LeaseMetrics, UsageSample
 
 __version__ = "0.1.0"
@@ -150,6 +152,8 @@ __all__ = [
     "ShapeExists",
     "ShapeStatus",
     "ShuttingDown",
+    "Snapshot",
+    "SnapshotNotFound",
     "Started",
     "StreamEvent",
     "TransportError",

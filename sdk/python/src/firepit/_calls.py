@@ -106,6 +106,7 @@ def acquire(
     metadata: Mapping[str, str] | None = None,
     auto_resume: bool = False,
     on_expiry: str | None = None,
+    snapshot: str | None = None,
 ) -> Call[LeaseInfo]:
     """``POST /v1/leases``: of ``shape``, or (``shape`` ``None``) of the smallest shape covering
     the sizes given."""
@@ -125,6 +126,8 @@ def acquire(
         body["auto_resume"] = True
     if on_expiry is not None:
         body["on_expiry"] = on_expiry
+    if snapshot is not None:
+        body["snapshot"] = snapshot
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
 
     def parse(response: httpx.Response) -> LeaseInfo:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _calls, _http
+from . import _calls, _http, snapshots
 from ._async_sandbox import AsyncSandbox
 from ._calls import Egress, Seconds
 from ._lease import LeaseBase, release_failed_on_exit
@@ -39,6 +39,7 @@ from .endpoint import Endpoint, resolve_endpoint
 from .errors import FirepitError, error_from_response
 from .lease_models import LeaseView
 from .models import ExecResult, Health, LeaseInfo, Pools, PortForward
+from .snapshots import Snapshot
 
 __all__ = ["AsyncClient", "AsyncLease", "AsyncLeaseRequest"]
 
@@ -139,6 +140,29 @@ class AsyncClient:
                 disk_mb=disk_mb,
             ),
         )
+
+    def lease_from_snapshot(
+        self,
+        snapshot_id: str,
+        *,
+        ttl: Seconds | None = None,
+        metadata: Mapping[str, str] | None = None,
+        auto_resume: bool = False,
+    ) -> AsyncLeaseRequest:
+        """Starts a lease from a snapshot; see :meth:`firepit.Client.lease_from_snapshot`. Awaited
+        or entered, as :meth:`lease`."""
+        call = _calls.acquire(
+            None, 0, ttl, None, metadata=metadata, auto_resume=auto_resume, snapshot=snapshot_id
+        )
+        return AsyncLeaseRequest(self, call)
+
+    async def snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first (``GET /v1/snapshots``)."""
+        return await self._call(snapshots.list_snapshots())
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Deletes a snapshot and its files; see :meth:`firepit.Client.delete_snapshot`."""
+        await self._call(snapshots.delete_snapshot(snapshot_id))
 
     async def pools(self) -> Pools:
         """Every shape's pool (``GET /v1/pools``); see :meth:`firepit.Client.pools`."""
@@ -295,6 +319,8 @@ class AsyncLease(LeaseBase, AsyncSandbox):
         assert vm.released
     """
 
+    client: AsyncClient
+
     def __init__(self, client: AsyncClient, info: LeaseInfo) -> None:
         super().__init__(info)
         self.client = client
@@ -367,6 +393,16 @@ class AsyncLease(LeaseBase, AsyncSandbox):
         """Resumes a paused lease (``POST /v1/leases/{id}/resume``); see
         :meth:`firepit.Lease.resume`."""
         return await self.client._call(_calls.resume(self.id))
+
+    async def snapshot(self) -> Snapshot:
+        """Snapshots the running lease; see :meth:`firepit.Lease.snapshot`."""
+        return await self.client._call(snapshots.snapshot_lease(self.id))
+
+    async def fork(self, count: int, *, ttl: Seconds | None = None) -> list[AsyncLease | FirepitError]:
+        """Forks the running lease into ``count`` new leases, each succeeding or failing on its
+        own; see :meth:`firepit.Lease.fork`."""
+        outcomes = await self.client._call(snapshots.fork(self.id, count, ttl))
+        return [AsyncLease(self.client, o) if isinstance(o, LeaseInfo) else o for o in outcomes]
 
     async def release(self) -> None:
         """Gives the VM back (``DELETE /v1/leases/{id}``); see :meth:`firepit.Lease.release`."""

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import _calls, _http
+from . import _calls, _http, snapshots
 from ._calls import Egress, Seconds
 from ._lease import LeaseBase, release_failed_on_exit
 from ._sync_sandbox import SyncSandbox
@@ -35,6 +35,7 @@ from .endpoint import Endpoint, resolve_endpoint
 from .errors import FirepitError, LeaseEnded, error_from_response
 from .lease_models import Event, LeaseView
 from .models import ExecResult, Health, LeaseInfo, Pools, PortForward
+from .snapshots import Snapshot
 
 __all__ = ["Client", "Lease"]
 
@@ -186,6 +187,38 @@ class Client:
                 )
             ),
         )
+
+    def lease_from_snapshot(
+        self,
+        snapshot_id: str,
+        *,
+        ttl: Seconds | None = None,
+        metadata: Mapping[str, str] | None = None,
+        auto_resume: bool = False,
+    ) -> Lease:
+        """Starts a lease from a snapshot (``POST /v1/leases {"snapshot": ID}``): its files and
+        processes as they were when :meth:`Lease.snapshot` took it, with an identity of its own.
+        Raises :class:`firepit.SnapshotNotFound`.
+
+        Example::
+
+            snapshot = vm.snapshot()
+            with client.lease_from_snapshot(snapshot.id) as copy:
+                copy.exec(["cat", "/root/prepared"])
+        """
+        call = _calls.acquire(
+            None, 0, ttl, None, metadata=metadata, auto_resume=auto_resume, snapshot=snapshot_id
+        )
+        return Lease(self, self._call(call))
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first (``GET /v1/snapshots``)."""
+        return self._call(snapshots.list_snapshots())
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Deletes a snapshot and its files (``DELETE /v1/snapshots/{id}``); leases started from
+        it run on. Raises :class:`firepit.SnapshotNotFound`."""
+        self._call(snapshots.delete_snapshot(snapshot_id))
 
     def leases(
         self, *, state: str | None = None, metadata: Mapping[str, str] | None = None, shape: str | None = None
@@ -405,6 +438,8 @@ class Lease(LeaseBase, SyncSandbox):
         assert vm.released
     """
 
+    client: Client
+
     def __init__(self, client: Client, info: LeaseInfo) -> None:
         super().__init__(info)
         self.client = client
@@ -510,6 +545,29 @@ class Lease(LeaseBase, SyncSandbox):
         """Runs a paused lease again as it was (``POST /v1/leases/{id}/resume``); resuming a
         running lease returns its view too."""
         return self.client._call(_calls.resume(self.id))
+
+    def snapshot(self) -> Snapshot:
+        """Snapshots the running lease (``POST /v1/leases/{id}/snapshots``): memory, processes and
+        disk, saved on the daemon's host; the lease runs on. Start leases from it with
+        :meth:`Client.lease_from_snapshot`. Raises :class:`firepit.LeasePaused`,
+        :class:`firepit.InsufficientStorage` (too little room on the host)."""
+        return self.client._call(snapshots.snapshot_lease(self.id))
+
+    def fork(self, count: int, *, ttl: Seconds | None = None) -> list[Lease | FirepitError]:
+        """Forks the running lease into ``count`` (1 to 16) new leases (``POST
+        /v1/leases/{id}/fork``), each a copy of it at this moment with an identity of its own
+        (hostname, machine id, MAC, address). Each fork succeeds or fails on its own: the list
+        holds a :class:`Lease` or the error of each, in order.
+
+        Example::
+
+            forks = vm.fork(4)
+            for fork in forks:
+                if isinstance(fork, firepit.Lease):
+                    fork.exec(["hostname"])
+        """
+        outcomes = self.client._call(snapshots.fork(self.id, count, ttl))
+        return [Lease(self.client, o) if isinstance(o, LeaseInfo) else o for o in outcomes]
 
     def release(self) -> None:
         """Gives the VM back: the daemon destroys it and refills the pool

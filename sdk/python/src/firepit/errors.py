@@ -71,6 +71,7 @@ __all__ = [
     "ServerError",
     "ShapeExists",
     "ShuttingDown",
+    "SnapshotNotFound",
     "TooManyConnections",
     "TransportError",
     "Unauthorized",
@@ -181,6 +182,10 @@ class LeaseNotFound(FirepitError):
     """The lease was released, expired or never existed (``lease_not_found``)."""
 
 
+class SnapshotNotFound(FirepitError):
+    """No snapshot with that id: deleted, or never made (``snapshot_not_found``)."""
+
+
 class IdempotencyConflict(FirepitError):
     """The idempotency key was used before for another shape (``idempotency_conflict``)."""
 
@@ -239,7 +244,8 @@ class GuestIoError(GuestError):
 
 
 class InsufficientStorage(GuestError):
-    """The guest's file system is full (``insufficient_storage``, HTTP 507)."""
+    """The guest's file system is full, or, for a pause or a snapshot, the host's directory for
+    saved VMs has too little room (the lease runs on) (``insufficient_storage``, HTTP 507)."""
 
 
 class InvalidInput(BadRequest):
@@ -333,6 +339,7 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "exhausted": Exhausted,
     "shutting_down": ShuttingDown,
     "lease_not_found": LeaseNotFound,
+    "snapshot_not_found": SnapshotNotFound,
     "idempotency_conflict": IdempotencyConflict,
     "exec_refused": ExecRefused,
     "vm_unreachable": VmUnreachable,
