@@ -102,6 +102,26 @@ impl TestGateway {
     }
 }
 
+/// A cluster of two: hosts `a` and `b` (shape `small` of `depth`) and a gateway that sees both.
+/// (Fields drop in this order: the gateway first, etcd last. Bind every field when destructuring:
+/// one left to `..` is dropped at once.)
+pub struct TwoHosts {
+    pub gateway: TestGateway,
+    pub b: Host,
+    pub a: Host,
+    pub etcd: LocalEtcd,
+}
+
+/// [`TwoHosts`] under `prefix`, the gateway's config changed by `change`.
+pub async fn two_hosts(prefix: &str, depth: usize, change: impl FnOnce(&mut GatewayConfig)) -> TwoHosts {
+    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
+    let a = start_host(&etcd, prefix, "a", depth).await;
+    let b = start_host(&etcd, prefix, "b", depth).await;
+    let gateway = TestGateway::start_configured(&etcd, prefix, change).await;
+    hosts_seen(&gateway, 2).await;
+    TwoHosts { gateway, b, a, etcd }
+}
+
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }

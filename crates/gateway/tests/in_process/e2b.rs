@@ -2,11 +2,10 @@
 //! spoken here as E2B's SDKs speak it (raw HTTP: create, get, list, a command through envd, kill).
 
 use base64::Engine;
-use firepit_cluster::LocalEtcd;
 use firepit_daemon::test_daemon::TOKEN;
 use serde_json::Value;
 
-use super::{TestGateway, host_of, hosts_seen, send, start_host};
+use super::{TwoHosts, host_of, send, two_hosts};
 
 /// A Connect envelope: flags, big-endian length, the message.
 fn envelope(message: &Value) -> Vec<u8> {
@@ -19,17 +18,13 @@ fn envelope(message: &Value) -> Vec<u8> {
 
 #[tokio::test]
 async fn sandboxes_made_through_a_gateways_e2b_endpoint_land_on_every_host_and_run_commands() {
-    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
-    let a = start_host(&etcd, "/e2b1", "a", 4).await;
-    let b = start_host(&etcd, "/e2b1", "b", 4).await;
-    let gateway = TestGateway::start_configured(&etcd, "/e2b1", |config| {
+    let TwoHosts { a, b, gateway, etcd: _etcd } = two_hosts("/e2b1", 4, |config| {
         let mut e2b = firepit_e2b::E2bConfig::new("127.0.0.1:0".parse().unwrap(), String::new());
         // The fake backend's guest knows root only (E2B's base template has `user`).
         e2b.default_user = "root".into();
         config.e2b = Some(e2b);
     })
     .await;
-    hosts_seen(&gateway, 2).await;
     let e2b = gateway.e2b.expect("the gateway serves E2B");
     let key = ("X-API-Key", TOKEN);
     let json = ("Content-Type", "application/json");

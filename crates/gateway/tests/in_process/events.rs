@@ -7,13 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use firepit_api::{EventKind, EventQuery};
-use firepit_cluster::LocalEtcd;
 use firepit_daemon::fake::FakeBackend;
 use firepit_daemon::test_daemon::TOKEN;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{TestGateway, host_of, hosts_seen, send, small, start_host, start_host_with};
+use super::{TwoHosts, host_of, hosts_seen, send, small, start_host, start_host_with, two_hosts};
 
 /// A raw SSE reader (HTTP/1.0, so the body is the stream as sent): each event's `id:` line and
 /// its data.
@@ -84,11 +83,7 @@ fn identities(events: &[(String, Value)]) -> Vec<(String, u64)> {
 
 #[tokio::test]
 async fn one_stream_carries_every_hosts_events_and_resumes_across_hosts_without_gaps_or_repeats() {
-    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
-    let _a = start_host(&etcd, "/ev1", "a", 4).await;
-    let _b = start_host(&etcd, "/ev1", "b", 4).await;
-    let gateway = TestGateway::start(&etcd, "/ev1").await;
-    hosts_seen(&gateway, 2).await;
+    let TwoHosts { etcd, a: _a, b: _b, gateway } = two_hosts("/ev1", 4, |_| {}).await;
     let client = gateway.client();
     // The typed client reads the gateway's stream as it reads a daemon's.
     let mut feed = client.events(&EventQuery::default()).await.unwrap();
@@ -180,11 +175,7 @@ async fn one_stream_carries_every_hosts_events_and_resumes_across_hosts_without_
 
 #[tokio::test]
 async fn usage_lists_every_hosts_leases() {
-    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
-    let _a = start_host(&etcd, "/us1", "a", 4).await;
-    let _b = start_host(&etcd, "/us1", "b", 4).await;
-    let gateway = TestGateway::start(&etcd, "/us1").await;
-    hosts_seen(&gateway, 2).await;
+    let TwoHosts { gateway, a: _a, b: _b, etcd: _etcd } = two_hosts("/us1", 4, |_| {}).await;
     let client = gateway.client();
     let mut by_host = std::collections::BTreeMap::new();
     while by_host.len() < 2 {
@@ -208,11 +199,7 @@ async fn usage_lists_every_hosts_leases() {
 
 #[tokio::test]
 async fn a_stream_outlives_a_host_that_stops_and_follows_it_again_when_it_is_back() {
-    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
-    let _a = start_host(&etcd, "/ev2", "a", 2).await;
-    let b = start_host(&etcd, "/ev2", "b", 2).await;
-    let gateway = TestGateway::start(&etcd, "/ev2").await;
-    hosts_seen(&gateway, 2).await;
+    let TwoHosts { etcd, a: _a, b, gateway } = two_hosts("/ev2", 2, |_| {}).await;
     let client = gateway.client();
     let mut stream = RawEvents::open(gateway.addr, None).await;
 

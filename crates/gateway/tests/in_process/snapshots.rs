@@ -1,17 +1,11 @@
 //! Snapshots through a gateway: an acquire from a snapshot goes to the snapshot's host; one that
 //! no host has is refused before any host is asked for a lease.
 
-use firepit_cluster::LocalEtcd;
-
-use super::{TestGateway, hosts_seen, start_host};
+use super::{TwoHosts, two_hosts};
 
 #[tokio::test]
 async fn an_acquire_from_a_snapshot_no_host_has_is_refused_without_taking_a_lease() {
-    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
-    let a = start_host(&etcd, "/sn1", "a", 2).await;
-    let b = start_host(&etcd, "/sn1", "b", 2).await;
-    let gateway = TestGateway::start(&etcd, "/sn1").await;
-    hosts_seen(&gateway, 2).await;
+    let TwoHosts { a, b, gateway, etcd: _etcd } = two_hosts("/sn1", 2, |_| {}).await;
     let client = gateway.client();
     let body = br#"{"shape":"small","wait_ms":0,"snapshot":"snap-nowhere"}"#.to_vec();
     let answer = client.request(firepit_client::Method::POST, "/v1/leases", Some(body), &[]).await.unwrap();
