@@ -18,13 +18,9 @@ async fn an_acquire_from_a_snapshot_no_host_has_is_refused_without_taking_a_leas
 
 #[tokio::test]
 async fn forks_are_routed_and_leases_from_a_snapshot_start_on_its_host() {
-    let etcd = LocalEtcd::start(1, &std::env::temp_dir()).await.unwrap();
-    let a = start_host(&etcd, "/sn2", "a", 4).await;
-    let b = start_host(&etcd, "/sn2", "b", 4).await;
+    let TwoHosts { a, b, gateway, etcd: _etcd } = two_hosts("/sn2", 4, |_| {}).await;
     a.daemon.backend.set_pausable(true);
     b.daemon.backend.set_pausable(true);
-    let gateway = TestGateway::start(&etcd, "/sn2").await;
-    hosts_seen(&gateway, 2).await;
     let client = gateway.client();
     let parent = client.acquire(&super::small(0), None).await.unwrap();
     let host = super::host_of(&client, &parent.lease_id).await;
