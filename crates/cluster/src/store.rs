@@ -109,7 +109,7 @@ impl Etcd {
         ClusterError::Unavailable { endpoints: self.endpoints.to_string(), what, source }
     }
 
-    /// Is etcd answering right now? Quick reads until one answers, for at most [`PROBE_BUDGET`]:
+    /// Is etcd answering right now? Quick reads until one answers, for at most `PROBE_BUDGET`:
     /// the client spreads requests over the endpoints and still sends some to a member that is
     /// down (its connection fails at once), so one failed read says little about the cluster.
     pub async fn probe(&self) -> Result<(), ClusterError> {

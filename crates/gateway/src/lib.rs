@@ -5,7 +5,7 @@
 //! host by the capacity the daemons advertise in etcd (warm hosts first, best of K by load; the
 //! next host on `503`); the lease → host route is written to etcd; every later request on the lease
 //! is forwarded to its host unchanged (bodies streamed both ways, NDJSON, the PTY WebSocket).
-//! Whole-cluster requests (pools, shapes, lease lists, usage) ask every host; `GET /v1/events` is
+//! Whole-cluster requests (pools, shapes, lease lists, usage, snapshots) ask every host; `GET /v1/events` is
 //! every host's event stream merged into one, each event naming its `host`, resumable with a
 //! cursor over all hosts ([`events`]). With `--e2b ADDR` the gateway also serves E2B's SDKs
 //! (`firepit-e2b`) on a second listener, over its own API, so sandboxes are placed and routed like
@@ -19,9 +19,10 @@
 //! `degraded` on `/healthz`.
 //!
 //! How the parts fit: [`admin`] (health, metrics, token check) and [`error`] at the bottom;
-//! [`upstream`] is the client to the daemons; [`acquire`], [`lease`] and [`fanout`] are the
-//! handlers, [`events`] the merged event stream; [`Gateway`] binds the router (and the E2B
-//! endpoint). The cluster logic (records, placement, routes) is
+//! [`upstream`] is the client to the daemons; [`fanout`] asks every host, [`snapshots`] finds a
+//! snapshot's host and routes forks (on top of it), [`acquire`] and [`lease`] are the lease
+//! handlers (on top of those), [`events`] the merged event stream; [`Gateway`] binds the router
+//! (and the E2B endpoint). The cluster logic (records, placement, routes) is
 //! `firepit-cluster`'s; this crate is HTTP.
 //!
 //! Why hyper-util's pooled client rather than reqwest: it passes `Upgrade` through (the PTY) and
