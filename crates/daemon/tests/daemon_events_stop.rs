@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 const SECRET: &[u8] = b"a webhook secret of some length";
 
 async fn acquire(client: &Client) -> String {
-    let request = AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None };
+    let request = AcquireRequest { shape: "small".into(), wait_ms: 1000, ttl_ms: None, snapshot: None };
     client.acquire(&request, None).await.unwrap().lease_id
 }
 
