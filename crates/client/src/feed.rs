@@ -18,6 +18,7 @@ pub struct EventFeed {
     buffer: BytesMut,
     data: String,
     last_id: Option<u64>,
+    resume_id: Option<String>,
     finished: bool,
 }
 
@@ -50,6 +51,13 @@ impl EventFeed {
         self.last_id
     }
 
+    /// The stream's last `id:` line, as sent: what to resume after with
+    /// [`Client::events_resuming`]. From a daemon it is the last event's id; through a gateway it
+    /// is a cursor over every host (`a:17,b:42`), which no single event's id can stand for.
+    pub fn resume_id(&self) -> Option<&str> {
+        self.resume_id.as_deref()
+    }
+
     /// One SSE line: a blank one dispatches the event gathered so far.
     fn line(&mut self, text: &str) -> Result<Option<Event>, ClientError> {
         if text.is_empty() {
@@ -68,7 +76,10 @@ impl EventFeed {
             }
             self.data.push_str(data.strip_prefix(' ').unwrap_or(data));
         }
-        // `id:` and `event:` repeat what the data says; `:` lines are comments.
+        if let Some(id) = text.strip_prefix("id:") {
+            self.resume_id = Some(id.strip_prefix(' ').unwrap_or(id).to_owned());
+        }
+        // `event:` repeats what the data says; `:` lines are comments.
         Ok(None)
     }
 }
@@ -88,13 +99,49 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn events(&self, query: &EventQuery) -> Result<EventFeed, ClientError> {
-        let path = with_query("/v1/events", &query.to_pairs())?;
+        let resume_id = query.last_event_id.map(|id| id.to_string());
+        self.open_events(&query.to_pairs(), query.last_event_id, resume_id).await
+    }
+
+    /// [`Client::events`] after the stream position `resume_id` (an earlier feed's
+    /// [`EventFeed::resume_id`], or the `Last-Event-ID` a browser sent); `query.last_event_id` is
+    /// not used. Through a gateway this is the only way to resume: its ids are cursors over hosts.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &firepit_client::Client) -> Result<(), firepit_client::ClientError> {
+    /// let query = firepit_api::EventQuery::default();
+    /// let mut feed = client.events(&query).await?;
+    /// feed.next_event().await?;
+    /// let resume = feed.resume_id().map(str::to_owned).unwrap_or_default();
+    /// drop(feed); // a break
+    /// let mut feed = client.events_resuming(&query, &resume).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn events_resuming(
+        &self,
+        query: &EventQuery,
+        resume_id: &str,
+    ) -> Result<EventFeed, ClientError> {
+        let mut pairs: Vec<(String, String)> =
+            query.to_pairs().into_iter().filter(|(name, _)| name != "last_event_id").collect();
+        pairs.push(("last_event_id".to_owned(), resume_id.to_owned()));
+        self.open_events(&pairs, resume_id.parse().ok(), Some(resume_id.to_owned())).await
+    }
+
+    async fn open_events(
+        &self,
+        pairs: &[(String, String)],
+        last_id: Option<u64>,
+        resume_id: Option<String>,
+    ) -> Result<EventFeed, ClientError> {
+        let path = with_query("/v1/events", pairs)?;
         let response = self.send(Method::GET, &path, body::full(Vec::new()), None).await?;
         Ok(EventFeed {
             body: response.into_body(),
             buffer: BytesMut::new(),
             data: String::new(),
-            last_id: query.last_event_id,
+            last_id,
+            resume_id,
             finished: false,
         })
     }

@@ -95,6 +95,10 @@ async fn events_come_in_order_resume_after_the_last_id_and_filter() {
         assert_eq!((event.id, event.kind), (expected.id, expected.kind));
     }
     assert_eq!(again.last_event_id(), Some(events[3].id));
+    // The stream's own id, passed back as it is, resumes the same way.
+    assert_eq!(again.resume_id(), Some(events[3].id.to_string().as_str()));
+    let mut raw = client.events_resuming(&query, &events[2].id.to_string()).await.unwrap();
+    assert_eq!(next(&mut raw).await.id, events[3].id);
 
     // Filters: only the ends, only one lease.
     let ends = EventQuery {

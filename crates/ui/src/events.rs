@@ -3,7 +3,8 @@
 //!
 //! The browser never talks to the API: `/ui/events/stream` (behind the session guard like every
 //! page) follows the API's stream with the dashboard's client and sends each event on as a ready
-//! table row (SSE event `event`, with the API's event id as its SSE id). A browser that reconnects
+//! table row (SSE event `event`, with the API stream's own id as its SSE id: a daemon's event id, or a
+//! gateway's cursor over its hosts). A browser that reconnects
 //! sends the last id it saw (`Last-Event-ID`, as `EventSource` does), and the proxy resumes from
 //! there, so a dropped connection loses nothing the daemon still remembers. A first connection
 //! starts from the daemon's kept history (`last_event_id=0`), so the page opens with the recent
@@ -36,8 +37,9 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    /// The API query; `after`: resume after this event id (none: from the kept history).
-    fn to_query(&self, after: Option<u64>) -> Result<EventQuery, UiError> {
+    /// The API query, from the kept history on (a browser's `Last-Event-ID` is passed on as it
+    /// is instead: see [`stream_handler`]).
+    fn to_query(&self) -> Result<EventQuery, UiError> {
         let kinds = match self.kind.as_str() {
             "" => Vec::new(),
             name => vec![
@@ -47,7 +49,7 @@ impl Filter {
         };
         let lease = self.lease.trim();
         let lease_id = (!lease.is_empty()).then(|| lease.to_owned());
-        Ok(EventQuery { kinds, lease_id, last_event_id: Some(after.unwrap_or(0)) })
+        Ok(EventQuery { kinds, lease_id, last_event_id: Some(0) })
     }
 
     fn query_string(&self) -> String {
@@ -61,7 +63,7 @@ pub(crate) async fn page_handler(
     Query(filter): Query<Filter>,
 ) -> Markup {
     let stream_url = format!("/ui/events/stream?{}", filter.query_string());
-    let error = filter.to_query(None).err();
+    let error = filter.to_query().err();
     let body = html! {
         h1 { "Events" }
         form.filters method="get" action="/ui/events" {
@@ -106,10 +108,15 @@ pub(crate) async fn stream_handler(
     Query(filter): Query<Filter>,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let feed = match filter.to_query(after) {
-        Ok(query) => ui.client().events(&query).await.map_err(UiError::from),
-        Err(error) => Err(error),
+    // The id a browser resumes with is the API stream's own `id:` (a daemon's event id, or a
+    // gateway's cursor over its hosts), passed back unchanged.
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let feed = match (filter.to_query(), resume) {
+        (Ok(query), Some(resume)) => {
+            ui.client().events_resuming(&query, &resume).await.map_err(UiError::from)
+        }
+        (Ok(query), None) => ui.client().events(&query).await.map_err(UiError::from),
+        (Err(error), _) => Err(error),
     };
     let stream = futures_util::stream::unfold(Some((ui, feed)), |state| async move {
         let (ui, feed) = state?;
@@ -125,7 +132,7 @@ pub(crate) async fn stream_handler(
             Ok(Some(event)) => {
                 let sse = SseEvent::default()
                     .event("event")
-                    .id(event.id.to_string())
+                    .id(feed.resume_id().map_or_else(|| event.id.to_string(), str::to_owned))
                     .data(row(&event).into_string());
                 Some((Ok(sse), Some((ui, Ok(feed)))))
             }
@@ -202,11 +209,10 @@ mod tests {
     #[test]
     fn filters_become_the_api_query() {
         let filter = Filter { kind: "lease.created".into(), lease: " l-9 ".into() };
-        let query = filter.to_query(Some(41)).unwrap();
+        let query = filter.to_query().unwrap();
         assert_eq!(query.kinds, vec![EventKind::LeaseCreated]);
         assert_eq!(query.lease_id.as_deref(), Some("l-9"));
-        assert_eq!(query.last_event_id, Some(41));
-        assert_eq!(Filter::default().to_query(None).unwrap().last_event_id, Some(0));
-        assert!(Filter { kind: "lease.exploded".into(), lease: String::new() }.to_query(None).is_err());
+        assert_eq!(query.last_event_id, Some(0));
+        assert!(Filter { kind: "lease.exploded".into(), lease: String::new() }.to_query().is_err());
     }
 }

@@ -158,9 +158,24 @@ async fn one_stream_carries_every_hosts_events_and_resumes_across_hosts_without_
         (leases.len() + 1, leases.len())
     );
 
+    // The typed client resumes through the gateway with the stream's cursor, not an event's id.
+    let cursor = feed.resume_id().expect("the gateway's stream has ids").to_owned();
+    assert!(cursor.contains(':'), "a cursor over hosts: {cursor}");
+    drop(feed);
+    client.release(&on_c.lease_id).await.unwrap();
+    let mut feed = client.events_resuming(&EventQuery::default(), &cursor).await.unwrap();
+    let event =
+        tokio::time::timeout(Duration::from_secs(10), feed.next_event()).await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        (event.kind, event.lease_id.as_deref()),
+        (EventKind::LeaseEnded, Some(on_c.lease_id.as_str()))
+    );
+    let more = tokio::time::timeout(Duration::from_millis(300), feed.next_event()).await;
+    assert!(more.is_err(), "nothing repeated after the cursor: {more:?}");
+
     // `0` reads every host from its oldest kept event; one host's own id is refused.
     let mut everything = RawEvents::open(gateway.addr, Some("0")).await;
-    assert_eq!(everything.take(leases.len() * 2 + 1).await.len(), leases.len() * 2 + 1);
+    assert_eq!(everything.take(leases.len() * 2 + 2).await.len(), leases.len() * 2 + 2);
     let id = created[0].1["id"].to_string();
     let (status, _, body) = send(
         gateway.addr,
