@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use firepit_api::{AcquireRequest, ExecBody, WriteFileQuery};
+use firepit_api::{AcquireRequest, EndReason, EventKind, EventQuery, ExecBody, WriteFileQuery};
 use firepit_client::{Client, ClientError, Method, PtyEvent, PtyOptions};
 use firepit_tools::child_cluster::{ChildCluster, ClusterSettings};
 use tokio::io::AsyncReadExt;
@@ -122,6 +122,8 @@ async fn three_hosts_two_gateways_three_etcd_members_survive_every_fault() {
             lost.push(id.clone());
         }
     }
+    let ends = EventQuery { kinds: vec![EventKind::LeaseEnded], ..EventQuery::default() };
+    let mut feed = gateways[1].events(&ends).await.unwrap();
     cluster.kill_daemon(2).await;
     let killed = Instant::now();
     let mut errors = Vec::new();
@@ -141,6 +143,21 @@ async fn three_hosts_two_gateways_three_etcd_members_survive_every_fault() {
         errors.len()
     );
     assert!(errors.is_empty(), "cycles failed while host-2 was still listed: {errors:?}");
+    // The merged event stream says each lost lease ended, host_lost.
+    let mut said = Vec::new();
+    while said.len() < lost.len() {
+        let next = tokio::time::timeout(Duration::from_secs(15), feed.next_event()).await;
+        let event =
+            next.unwrap_or_else(|_| panic!("host_lost said for {said:?} of {lost:?}")).unwrap().unwrap();
+        if event.reason == Some(EndReason::HostLost) {
+            said.push(event.lease_id.unwrap());
+        }
+    }
+    said.sort();
+    let mut expected = lost.clone();
+    expected.sort();
+    assert_eq!(said, expected);
+    drop(feed);
     for id in &lost {
         for gateway in &gateways {
             let error = gateway.exec(id, &ExecBody::new(["true"])).await.unwrap_err();

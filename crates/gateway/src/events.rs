@@ -24,6 +24,14 @@
 //!   `--follow` asks for that). Another plain number is refused: it is one host's id, which says
 //!   nothing about the others.
 //!
+//! A host that dies cannot say its leases ended. When a followed host's registration expires
+//! (its stream broken or not), the stream says it for it: one `lease.ended` with reason
+//! `host_lost` per lease routed to that run of the host that neither ended on its stream nor
+//! expired, tagged with the host, its `id` the host's last id (the cursor does not move). It is
+//! said once per open stream, live: a client that was away at that moment learns it from the
+//! lease itself (`410 host_lost`). A host that comes back later may still report those leases
+//! (`daemon_restart`) from its records.
+//!
 //! The filters (`kind`, `lease_id`) are passed to every host. A stream without a cursor starts
 //! "from now": the response's head is sent once every host answered (or [`OPEN_TIMEOUT`] passed),
 //! so what happens after the client has the head reaches it.
@@ -36,7 +44,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use firepit_api::{ErrorCode, Event, EventKind, EventQuery};
+use firepit_api::{EndReason, ErrorCode, Event, EventKind, EventQuery};
 use firepit_client::EventFeed;
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -53,6 +61,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Events read from the hosts and not yet sent to the client.
 const BUFFER: usize = 1024;
+/// Lease ends a follower remembers (to tell a lost lease from one that ended on its stream).
+const ENDED_KEPT: usize = 65_536;
 
 /// Where a merged stream stands: each host's last delivered event id.
 ///
@@ -156,8 +166,7 @@ async fn open(gw: GatewayState, headers: &HeaderMap, raw: Option<&str>) -> Resul
     for (host, feed) in hosts.into_iter().zip(opened) {
         following.insert(host.host.clone());
         let after = cursor.as_ref().and_then(|c| c.after(&host.host));
-        let follower =
-            Follower { gw: gw.clone(), host: host.host, query: query.clone(), after, sender: sender.clone() };
+        let follower = Follower::new(&gw, host.host, query.clone(), after, sender.clone());
         tokio::spawn(follower.run(feed));
     }
     tokio::spawn(follow_new_hosts(gw, following, cursor.clone(), query, sender));
@@ -219,13 +228,7 @@ async fn follow_new_hosts(
         for host in gw.directory().hosts() {
             if following.insert(host.host.clone()) {
                 let after = cursor.as_ref().map_or(Some(0), |c| c.after(&host.host));
-                let follower = Follower {
-                    gw: gw.clone(),
-                    host: host.host,
-                    query: query.clone(),
-                    after,
-                    sender: sender.clone(),
-                };
+                let follower = Follower::new(&gw, host.host, query.clone(), after, sender.clone());
                 tokio::spawn(follower.run(None));
             }
         }
@@ -240,9 +243,24 @@ struct Follower {
     /// The last id read from the host (`None`: from now, until the first event).
     after: Option<u64>,
     sender: mpsc::Sender<(String, Event)>,
+    /// The run of the host being followed (`None` while it is not registered).
+    run_id: Option<String>,
+    /// Leases whose end came on the host's stream.
+    ended: HashSet<String>,
 }
 
 impl Follower {
+    fn new(
+        gw: &GatewayState,
+        host: String,
+        query: EventQuery,
+        after: Option<u64>,
+        sender: mpsc::Sender<(String, Event)>,
+    ) -> Self {
+        let run_id = gw.directory().host(&host).map(|record| record.run_id);
+        Self { gw: gw.clone(), host, query, after, sender, run_id, ended: HashSet::new() }
+    }
+
     async fn run(mut self, mut feed: Option<EventFeed>) {
         loop {
             if let Some(open) = feed.take() {
@@ -251,6 +269,7 @@ impl Follower {
             if self.sender.is_closed() {
                 return;
             }
+            self.check_registration().await;
             // Asked again after what was read; never "from now" again (that could skip events).
             self.after = Some(self.after.unwrap_or(0));
             tokio::select! {
@@ -258,6 +277,7 @@ impl Follower {
                 () = tokio::time::sleep(RETRY_AFTER) => {}
             }
             // A host that left is asked again once it is back (a restart, an etcd hiccup).
+            self.check_registration().await;
             if let Some(record) = self.gw.directory().host(&self.host) {
                 let query = EventQuery { last_event_id: self.after, ..self.query.clone() };
                 feed = open_host(&self.gw, self.host.clone(), record.url, query).await;
@@ -265,17 +285,30 @@ impl Follower {
         }
     }
 
-    /// Passes `feed`'s events on until it ends, breaks, or the client goes.
+    /// Passes `feed`'s events on until it ends, breaks, the host's registration goes, or the
+    /// client goes. (`next_event` is cancel-safe: a frame is taken whole or not at all.)
     async fn forward(&mut self, mut feed: EventFeed) {
         loop {
             let next = tokio::select! {
                 () = self.sender.closed() => return,
+                () = self.gw.directory().changed(RETRY_AFTER) => {
+                    if self.gw.directory().host(&self.host).is_none() {
+                        return;
+                    }
+                    continue;
+                }
                 next = feed.next_event() => next,
             };
             match next {
                 Ok(Some(event)) => {
                     if event.kind != EventKind::EventsMissed {
                         self.after = Some(event.id);
+                    }
+                    if let (EventKind::LeaseEnded, Some(lease)) = (event.kind, &event.lease_id) {
+                        if self.ended.len() >= ENDED_KEPT {
+                            self.ended.clear();
+                        }
+                        self.ended.insert(lease.clone());
                     }
                     if self.sender.send((self.host.clone(), event)).await.is_err() {
                         return;
@@ -286,6 +319,52 @@ impl Follower {
                     debug!(host = %self.host, %error, "the host's event stream broke; asking again");
                     return;
                 }
+            }
+        }
+    }
+}
+
+impl Follower {
+    /// Notes the host's registration: a run that is gone gets its leases reported lost.
+    async fn check_registration(&mut self) {
+        match self.gw.directory().host(&self.host) {
+            Some(record) => self.run_id = Some(record.run_id),
+            None => {
+                if let Some(run_id) = self.run_id.take() {
+                    self.report_lost(&run_id).await;
+                }
+            }
+        }
+    }
+
+    /// One `lease.ended` (`host_lost`) per lease routed to `run_id` of the host that did not end
+    /// on its stream and has not expired.
+    async fn report_lost(&mut self, run_id: &str) {
+        let routes = match self.gw.directory().etcd().host_routes(&self.host).await {
+            Ok(routes) => routes,
+            Err(error) => {
+                debug!(host = %self.host, %error, "cannot list a lost host's leases");
+                return;
+            }
+        };
+        let now = firepit_cluster::now_unix_ms();
+        for route in routes {
+            if route.run_id != run_id
+                || route.expires_at_unix_ms < now
+                || self.ended.contains(&route.lease_id)
+            {
+                continue;
+            }
+            let mut event = Event::new(self.after.unwrap_or(0), EventKind::LeaseEnded, now);
+            event.lease_id = Some(route.lease_id.clone());
+            event.shape = (!route.shape.is_empty()).then(|| route.shape.clone());
+            event.reason = Some(EndReason::HostLost);
+            event.detail = Some(format!(
+                "host {} stopped answering (its registration in etcd expired); said by the gateway",
+                self.host
+            ));
+            if self.query.matches(&event) && self.sender.send((self.host.clone(), event)).await.is_err() {
+                return;
             }
         }
     }

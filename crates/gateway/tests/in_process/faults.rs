@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use firepit_api::ExecBody;
+use firepit_api::{EndReason, EventKind, EventQuery, ExecBody};
 use firepit_client::{Client, Method};
 use std::sync::Arc;
 
@@ -27,6 +27,8 @@ async fn a_dead_hosts_leases_answer_host_lost_and_new_acquires_go_elsewhere_with
     }
     assert!(leases.values().any(|h| h == "a") && leases.values().any(|h| h == "b"), "{leases:?}");
 
+    let ends = EventQuery { kinds: vec![EventKind::LeaseEnded], ..EventQuery::default() };
+    let mut feed = client.events(&ends).await.unwrap();
     a.daemon.handle.abort(); // the host dies: nobody keeps its registration alive (TTL 3 s)
     let died = Instant::now();
     let mut errors = 0;
@@ -47,6 +49,22 @@ async fn a_dead_hosts_leases_answer_host_lost_and_new_acquires_go_elsewhere_with
     assert!(gone_after < Duration::from_secs(6), "host gone after {gone_after:?} with a 3 s TTL");
     assert_eq!(errors, 0, "acquires failed while the host was dying");
     eprintln!("host gone after {gone_after:?}; {} acquires meanwhile, no error", acquired.len());
+    // The event stream says each of the dead host's leases ended, host_lost, once.
+    let mut lost: Vec<String> = leases.iter().filter(|(_, h)| *h == "a").map(|(id, _)| id.clone()).collect();
+    lost.sort();
+    let mut said = Vec::new();
+    while said.len() < lost.len() {
+        let event = tokio::time::timeout(Duration::from_secs(10), feed.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("host_lost ends said: {said:?} of {lost:?}"))
+            .unwrap()
+            .unwrap();
+        if event.reason == Some(EndReason::HostLost) {
+            said.push(event.lease_id.unwrap());
+        }
+    }
+    said.sort();
+    assert_eq!(said, lost);
     for (id, host) in &leases {
         let result = client.exec(id, &ExecBody::new(["true"])).await;
         match host.as_str() {
