@@ -65,6 +65,10 @@ async fn a_dead_hosts_leases_answer_host_lost_and_new_acquires_go_elsewhere_with
     }
     said.sort();
     assert_eq!(said, lost);
+    for id in &lost {
+        let error = client.lease(id).await.unwrap_err();
+        assert_eq!(error.code(), Some(firepit_api::ErrorCode::HostLost), "GET of a lost lease: {error}");
+    }
     for (id, host) in &leases {
         let result = client.exec(id, &ExecBody::new(["true"])).await;
         match host.as_str() {
