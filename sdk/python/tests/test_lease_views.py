@@ -34,6 +34,11 @@ def test_leases_are_listed_by_label_attached_to_and_their_end_is_an_event(client
         if event.kind == "lease.ended":
             break
     assert seen == [("lease.created", None, job), ("lease.ended", "released", job)]
+    # The stream's own id resumes it (a daemon's is the event id; a gateway's a cursor).
+    created = next(iter(client.events(lease_id=vm.id, after=0)))
+    assert created.resume_id == str(created.id)
+    resumed = next(iter(client.events(lease_id=vm.id, after=created.resume_id)))
+    assert (resumed.kind, resumed.reason) == ("lease.ended", "released")
 
 
 def test_metadata_over_its_limits_is_a_bad_metadata_error(client: firepit.Client) -> None:

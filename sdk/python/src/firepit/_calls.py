@@ -216,7 +216,7 @@ def resume(lease_id: str) -> Call[LeaseView]:
     )
 
 
-def events_path(kinds: Sequence[str] | None, lease_id: str | None, after: int | None) -> str:
+def events_path(kinds: Sequence[str] | None, lease_id: str | None, after: int | str | None) -> str:
     """``GET /v1/events?kind=&lease_id=&last_event_id=``."""
     pairs = [
         ("kind", ",".join(kinds) if kinds else None),

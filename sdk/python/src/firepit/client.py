@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -257,11 +258,17 @@ class Client:
         )
 
     def events(
-        self, *, kinds: Sequence[str] | None = None, lease_id: str | None = None, after: int | None = None
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        lease_id: str | None = None,
+        after: int | str | None = None,
     ) -> Iterator[Event]:
         """The daemon's events as they happen (``GET /v1/events``, Server-Sent Events), of
         ``kinds`` (``lease.created``, ``lease.ended``, ...) about ``lease_id``; with ``after``,
-        first those after that event id the daemon still keeps. Ends when the daemon stops.
+        first those after that point the daemon still keeps (an event's ``resume_id``, which
+        also resumes a gateway's merged stream; ``0``: everything kept). Ends when the daemon
+        stops.
 
         Example::
 
@@ -271,11 +278,15 @@ class Client:
         path = _calls.events_path(kinds, lease_id, after)
         with self.stream("GET", path, timeout=None) as response:
             data: list[str] = []
+            stream_id: str | None = None
             for line in response.iter_lines():
                 if line.startswith("data:"):
                     data.append(line[5:].removeprefix(" "))
+                elif line.startswith("id:"):
+                    stream_id = line[3:].removeprefix(" ")
                 elif not line and data:
-                    yield Event.from_json(json.loads("\n".join(data)))
+                    event = Event.from_json(json.loads("\n".join(data)))
+                    yield dataclasses.replace(event, resume_id=stream_id)
                     data = []
 
     def pools(self) -> Pools:

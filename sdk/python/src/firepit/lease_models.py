@@ -84,6 +84,9 @@ class Event:
         lease_id, shape, metadata: what it is about.
         reason, detail: ``lease.ended``'s end reason and more about it.
         raw: the whole event as the daemon sent it.
+        resume_id: the stream's own id for this event, to give as ``after`` to resume: the
+            event's id from a daemon, a cursor over every host through a gateway (there ``id``
+            is one host's and cannot resume the merged stream).
     """
 
     id: int
@@ -95,6 +98,7 @@ class Event:
     reason: str | None = None
     detail: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    resume_id: str | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> Event:
