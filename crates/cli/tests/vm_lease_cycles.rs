@@ -39,24 +39,6 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// The QEMU processes whose parent is `pid`.
-fn qemu_children(pid: u32) -> Vec<u32> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-        // `pid (comm) state ppid ...`: comm may hold spaces, so split after its closing paren.
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-        let ppid = rest.split_whitespace().nth(1).and_then(|field| field.parse::<u32>().ok());
-        if ppid == Some(pid) && head.contains("(qemu") {
-            children.push(child);
-        }
-    }
-    children
-}
-
 #[derive(Debug)]
 struct Sample {
     fds: usize,
@@ -69,7 +51,7 @@ fn sample(pid: u32, state: &Path) -> Sample {
     Sample {
         fds: open_fds(pid),
         rss_kib: rss_kib(pid),
-        qemu: qemu_children(pid).len(),
+        qemu: common::procs::qemu_children(pid).len(),
         disk_bytes: disk_bytes(state),
     }
 }
@@ -125,7 +107,10 @@ async fn fifty_pause_resume_cycles_leak_no_fds_memory_qemu_or_disk() {
     }
     let before = sample(daemon_pid, &state);
     let lease_qemu = client.lease(&id).await.unwrap().pid.expect("a running lease's VM has a pid");
-    assert!(qemu_children(daemon_pid).contains(&lease_qemu), "the lease's QEMU is the daemon's child");
+    assert!(
+        common::procs::qemu_children(daemon_pid).contains(&lease_qemu),
+        "the lease's QEMU is the daemon's child"
+    );
 
     let mut pauses = Vec::new();
     let mut resumes = Vec::new();
