@@ -126,9 +126,9 @@ pub trait LeaseBackend: Send + Sync + 'static {
         Err("this backend cannot pause VMs, so it cannot adopt a paused one".into())
     }
 
-    /// Removes what a previous run left of paused VMs that no lease keeps: a pause cut short by a
-    /// `kill -9` of the daemon, a paused VM whose lease could not be adopted. Called once at
-    /// start, after the paused leases were adopted, with what their [`PausedVm::saved`] gives.
+    /// Removes the half-written paused VMs that no lease keeps: a pause cut short by a `kill -9`
+    /// of the daemon. Called once at start, after the paused leases were adopted, with what
+    /// their [`PausedVm::saved`] gives.
     /// Returns how many were removed. The default keeps nothing on disk, so removes nothing.
     fn remove_unkept_paused(&self, kept: &[serde_json::Value]) -> usize {
         let _unused = kept;
