@@ -213,8 +213,8 @@ async fn top_once_prints_a_table_of_running_leases_with_their_usage() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
+/// A fake daemon whose VMs pause (4 of shape `small`), its socket, and a lease acquired with the CLI.
+async fn pausable_daemon_with_a_lease() -> (TestDaemon, String, String) {
     let backend = firepit_daemon::fake::FakeBackend::with_shape("small", 4);
     backend.set_pausable(true);
     let daemon = TestDaemon::start_with(backend, |_| {}).await;
@@ -222,6 +222,12 @@ async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
     let out = firepit(&["lease", "acquire", "--socket", &socket, "--shape", "small"]).await;
     let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = lease["lease_id"].as_str().unwrap().to_owned();
+    (daemon, socket, id)
+}
+
+#[tokio::test]
+async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
+    let (daemon, socket, id) = pausable_daemon_with_a_lease().await;
 
     let out = firepit(&["lease", "snapshot", "--socket", &socket, &id]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -258,13 +264,7 @@ async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
 
 #[tokio::test]
 async fn pause_resume_fork_and_snapshot_create_shortcuts_act_like_the_lease_verbs() {
-    let backend = firepit_daemon::fake::FakeBackend::with_shape("small", 4);
-    backend.set_pausable(true);
-    let daemon = TestDaemon::start_with(backend, |_| {}).await;
-    let socket = daemon.socket.to_str().unwrap().to_owned();
-    let out = firepit(&["lease", "acquire", "--socket", &socket, "--shape", "small"]).await;
-    let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let id = lease["lease_id"].as_str().unwrap().to_owned();
+    let (daemon, socket, id) = pausable_daemon_with_a_lease().await;
 
     let out = firepit(&["pause", "--socket", &socket, &id]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -31,6 +31,16 @@ async fn sh(client: &Client, lease: &str, script: &str) -> String {
     out.stdout.trim().to_owned()
 }
 
+/// `lease` (else a new one) with `kept` in /root/note.
+async fn lease_with_note(client: &Client, lease: Option<String>) -> String {
+    let id = match lease {
+        Some(id) => id,
+        None => client.acquire(&small(), None).await.unwrap().lease_id,
+    };
+    sh(client, &id, "echo kept > /root/note").await;
+    id
+}
+
 /// The names in `dir` (none when it does not exist).
 fn names(dir: &Path) -> Vec<String> {
     let Ok(entries) = dir.read_dir() else { return Vec::new() };
@@ -78,11 +88,7 @@ async fn a_daemon_killed_mid_pause_or_mid_snapshot_leaves_a_whole_result_or_none
 
     for fraction in KILL_AT {
         let client = daemon.client();
-        let id = match lease.take() {
-            Some(id) => id,
-            None => client.acquire(&small(), None).await.unwrap().lease_id,
-        };
-        sh(&client, &id, "echo kept > /root/note").await;
+        let id = lease_with_note(&client, lease.take()).await;
         let pausing = tokio::spawn({
             let (client, id) = (client.clone(), id.clone());
             async move { client.pause_lease(&id).await }
@@ -127,11 +133,7 @@ async fn a_daemon_killed_mid_pause_or_mid_snapshot_leaves_a_whole_result_or_none
 
     for fraction in KILL_AT {
         let client = daemon.client();
-        let id = match lease.take() {
-            Some(id) => id,
-            None => client.acquire(&small(), None).await.unwrap().lease_id,
-        };
-        sh(&client, &id, "echo kept > /root/note").await;
+        let id = lease_with_note(&client, lease.take()).await;
         let snapshotting = tokio::spawn({
             let (client, id) = (client.clone(), id.clone());
             async move { client.snapshot_lease(&id).await }
