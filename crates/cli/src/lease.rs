@@ -102,44 +102,43 @@ pub enum LeaseCommand {
     },
     /// Pause a lease: its VM is saved to disk and stops (no CPU, no RAM, TTL stopped); prints the
     /// lease as JSON. Pausing a paused lease is fine.
-    Pause {
-        #[command(flatten)]
-        connect: ConnectArgs,
-        /// The lease id.
-        lease_id: String,
-    },
+    Pause(LeaseIdArgs),
     /// Resume a paused lease as it was (files, processes, address, port forwards); prints the
     /// lease as JSON. Resuming a running lease is fine.
-    Resume {
-        #[command(flatten)]
-        connect: ConnectArgs,
-        /// The lease id.
-        lease_id: String,
-    },
+    Resume(LeaseIdArgs),
     /// Snapshot a running lease (memory, processes, disk; it runs on); prints the snapshot as
     /// JSON. Start leases from it with `firepit lease acquire --snapshot ID` or `firepit run
     /// --snapshot ID`.
-    Snapshot {
-        #[command(flatten)]
-        connect: ConnectArgs,
-        /// The lease id.
-        lease_id: String,
-    },
+    Snapshot(LeaseIdArgs),
     /// Fork a running lease into N new leases, each a copy of it at this moment with an identity
     /// of its own; prints `{"forks": [{"lease": ...} | {"error": ...}]}` and exits with 1 when a
     /// fork failed.
-    Fork {
-        #[command(flatten)]
-        connect: ConnectArgs,
-        /// The lease id.
-        lease_id: String,
-        /// How many forks (1 to 16).
-        #[arg(short = 'n', long, default_value_t = 1)]
-        count: u32,
-        /// Each fork's lifetime in ms (default: the daemon's).
-        #[arg(long)]
-        ttl_ms: Option<u64>,
-    },
+    Fork(ForkArgs),
+}
+
+/// A daemon and one of its leases: the arguments of `lease pause|resume|snapshot` and of their
+/// top-level shortcuts (`firepit pause|resume`, `firepit snapshot create`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaseIdArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The lease id.
+    lease_id: String,
+}
+
+/// The arguments of `firepit lease fork` and `firepit fork`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForkArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The lease id.
+    lease_id: String,
+    /// How many forks (1 to 16).
+    #[arg(short = 'n', long, default_value_t = 1)]
+    count: u32,
+    /// Each fork's lifetime in ms (default: the daemon's).
+    #[arg(long)]
+    ttl_ms: Option<u64>,
 }
 
 /// What to run in the guest (shared by `lease exec` and `run`).
@@ -234,28 +233,42 @@ pub async fn run(command: LeaseCommand) -> CliResult {
             println!("{}", serde_json::to_string_pretty(&lease)?);
             Ok(ExitCode::SUCCESS)
         }
-        LeaseCommand::Pause { connect, lease_id } => {
-            let lease = connect.client()?.pause_lease(&lease_id).await?;
-            println!("{}", serde_json::to_string_pretty(&lease)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        LeaseCommand::Resume { connect, lease_id } => {
-            let lease = connect.client()?.resume_lease(&lease_id).await?;
-            println!("{}", serde_json::to_string_pretty(&lease)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        LeaseCommand::Snapshot { connect, lease_id } => {
-            let snapshot = connect.client()?.snapshot_lease(&lease_id).await?;
-            println!("{}", serde_json::to_string_pretty(&snapshot)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        LeaseCommand::Fork { connect, lease_id, count, ttl_ms } => {
-            let forks = connect.client()?.fork_lease(&lease_id, &ForkRequest { count, ttl_ms }).await?;
-            println!("{}", serde_json::to_string_pretty(&forks)?);
-            let failed = forks.forks.iter().any(|fork| fork.result().is_err());
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-        }
+        LeaseCommand::Pause(args) => pause(args).await,
+        LeaseCommand::Resume(args) => resume(args).await,
+        LeaseCommand::Snapshot(args) => snapshot(args).await,
+        LeaseCommand::Fork(args) => fork(args).await,
     }
+}
+
+/// `firepit lease pause` / `firepit pause`: pauses the lease and prints its view as JSON.
+pub async fn pause(LeaseIdArgs { connect, lease_id }: LeaseIdArgs) -> CliResult {
+    let lease = connect.client()?.pause_lease(&lease_id).await?;
+    println!("{}", serde_json::to_string_pretty(&lease)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `firepit lease resume` / `firepit resume`: resumes the lease and prints its view as JSON.
+pub async fn resume(LeaseIdArgs { connect, lease_id }: LeaseIdArgs) -> CliResult {
+    let lease = connect.client()?.resume_lease(&lease_id).await?;
+    println!("{}", serde_json::to_string_pretty(&lease)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `firepit lease snapshot` / `firepit snapshot create`: snapshots the lease and prints the
+/// snapshot as JSON.
+pub async fn snapshot(LeaseIdArgs { connect, lease_id }: LeaseIdArgs) -> CliResult {
+    let snapshot = connect.client()?.snapshot_lease(&lease_id).await?;
+    println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `firepit lease fork` / `firepit fork`: forks the lease, prints each fork's lease or error, and
+/// exits with 1 when a fork failed.
+pub async fn fork(ForkArgs { connect, lease_id, count, ttl_ms }: ForkArgs) -> CliResult {
+    let forks = connect.client()?.fork_lease(&lease_id, &ForkRequest { count, ttl_ms }).await?;
+    println!("{}", serde_json::to_string_pretty(&forks)?);
+    let failed = forks.forks.iter().any(|fork| fork.result().is_err());
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Runs `exec` in the lease, copies its stdout / stderr to ours, and returns its exit code

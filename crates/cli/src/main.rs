@@ -66,7 +66,14 @@ enum Command {
     /// Acquire, use and release leases through the daemon.
     #[command(subcommand)]
     Lease(lease::LeaseCommand),
-    /// List, show and delete the daemon's snapshots of leases (`firepit lease snapshot` makes them).
+    /// Pause a lease to disk (the same as `firepit lease pause`).
+    Pause(lease::LeaseIdArgs),
+    /// Resume a paused lease (the same as `firepit lease resume`).
+    Resume(lease::LeaseIdArgs),
+    /// Fork a running lease into N new leases (the same as `firepit lease fork`).
+    Fork(lease::ForkArgs),
+    /// Make, list, show and delete the daemon's snapshots of leases (`create` is `firepit lease
+    /// snapshot`).
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
     /// Acquire a VM from the daemon, run one command in it, print its output, release the VM; exits
@@ -197,6 +204,9 @@ fn dispatch(command: Command) -> CliResult {
             Command::Status(args) => status::run(args).await,
             Command::Top(args) => top::run(args).await,
             Command::Lease(command) => lease::run(command).await,
+            Command::Pause(args) => lease::pause(args).await,
+            Command::Resume(args) => lease::resume(args).await,
+            Command::Fork(args) => lease::fork(args).await,
             Command::Snapshot(command) => snapshot::run(command).await,
             Command::Events(args) => events::run(args).await,
             Command::Run(args) => run::run(args).await,

@@ -1,5 +1,5 @@
-//! `firepit snapshot ls|show|rm`: the daemon's snapshots of leases (made with `firepit lease
-//! snapshot`; leases start from them with `firepit lease acquire --snapshot ID`).
+//! `firepit snapshot create|ls|show|rm`: the daemon's snapshots of leases (`create` is `firepit
+//! lease snapshot`; leases start from them with `firepit lease acquire --snapshot ID`).
 
 use std::process::ExitCode;
 
@@ -11,6 +11,9 @@ use crate::status::ConnectArgs;
 /// Subcommands of `firepit snapshot`.
 #[derive(Debug, clap::Subcommand)]
 pub enum SnapshotCommand {
+    /// Snapshot a running lease (memory, processes, disk; it runs on); prints the snapshot as
+    /// JSON. The same as `firepit lease snapshot`.
+    Create(crate::lease::LeaseIdArgs),
     /// List the snapshots, oldest first.
     Ls {
         #[command(flatten)]
@@ -38,6 +41,7 @@ pub enum SnapshotCommand {
 /// Runs `firepit snapshot ...`.
 pub async fn run(command: SnapshotCommand) -> CliResult {
     match command {
+        SnapshotCommand::Create(args) => return crate::lease::snapshot(args).await,
         SnapshotCommand::Ls { connect, json } => {
             let snapshots = connect.client()?.list_snapshots().await?;
             if json {

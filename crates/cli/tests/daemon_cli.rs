@@ -213,8 +213,8 @@ async fn top_once_prints_a_table_of_running_leases_with_their_usage() {
     daemon.stop().await;
 }
 
-#[tokio::test]
-async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
+/// A fake daemon whose VMs pause (4 of shape `small`), its socket, and a lease acquired with the CLI.
+async fn pausable_daemon_with_a_lease() -> (TestDaemon, String, String) {
     let backend = firepit_daemon::fake::FakeBackend::with_shape("small", 4);
     backend.set_pausable(true);
     let daemon = TestDaemon::start_with(backend, |_| {}).await;
@@ -222,6 +222,12 @@ async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
     let out = firepit(&["lease", "acquire", "--socket", &socket, "--shape", "small"]).await;
     let lease: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = lease["lease_id"].as_str().unwrap().to_owned();
+    (daemon, socket, id)
+}
+
+#[tokio::test]
+async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
+    let (daemon, socket, id) = pausable_daemon_with_a_lease().await;
 
     let out = firepit(&["lease", "snapshot", "--socket", &socket, &id]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -253,5 +259,44 @@ async fn lease_snapshot_fork_and_snapshot_ls_rm_start_and_list_leases() {
     let out = firepit(&["snapshot", "rm", "--socket", &socket, &snapshot_id]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("snapshot_not_found"), "{}", stderr(&out));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn pause_resume_fork_and_snapshot_create_shortcuts_act_like_the_lease_verbs() {
+    let (daemon, socket, id) = pausable_daemon_with_a_lease().await;
+
+    let out = firepit(&["pause", "--socket", &socket, &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((view["id"].as_str(), view["state"].as_str()), (Some(id.as_str()), Some("paused")), "{view}");
+    let out = firepit(&["lease", "show", "--socket", &socket, &id]).await;
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["state"], "paused", "{view}");
+    let out = firepit(&["resume", "--socket", &socket, &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["state"], "running", "{view}");
+
+    let out = firepit(&["snapshot", "create", "--socket", &socket, &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let snapshot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snapshot_id = snapshot["snapshot_id"].as_str().unwrap().to_owned();
+    let out = firepit(&["snapshot", "ls", "--socket", &socket]).await;
+    assert!(stdout(&out).contains(&snapshot_id) && stdout(&out).contains(&id), "{}", stdout(&out));
+
+    let out = firepit(&["fork", "--socket", &socket, &id, "-n", "2"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let forks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fork_ids: Vec<_> =
+        forks["forks"].as_array().unwrap().iter().map(|f| f["lease"]["lease_id"].clone()).collect();
+    assert!(
+        fork_ids.len() == 2 && fork_ids.iter().all(|id| id.is_string()) && fork_ids[0] != fork_ids[1],
+        "{forks}"
+    );
+    // A failed fork is reported as `lease fork` reports it: exit code 1.
+    let out = firepit(&["fork", "--socket", &socket, "no-such-lease"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("lease_not_found"), "{}", stderr(&out));
     daemon.stop().await;
 }

@@ -126,6 +126,15 @@ pub trait LeaseBackend: Send + Sync + 'static {
         Err("this backend cannot pause VMs, so it cannot adopt a paused one".into())
     }
 
+    /// Removes the half-written paused VMs that no lease keeps: a pause cut short by a `kill -9`
+    /// of the daemon. Called once at start, after the paused leases were adopted, with what
+    /// their [`PausedVm::saved`] gives.
+    /// Returns how many were removed. The default keeps nothing on disk, so removes nothing.
+    fn remove_unkept_paused(&self, kept: &[serde_json::Value]) -> usize {
+        let _unused = kept;
+        0
+    }
+
     /// Whether snapshots and forks can work ([`save_snapshot`](Self::save_snapshot),
     /// [`start_snapshot`](Self::start_snapshot), [`fork`](Self::fork)). The default: no.
     fn can_snapshot(&self) -> bool {

@@ -32,7 +32,8 @@ pub struct LeaseConfig {
     /// Where paused leases' VMs are saved (memory, device state, disk layers): a directory on a
     /// disk, not tmpfs — a paused lease then holds no RAM. Default: `<state_dir>/paused` when
     /// `state_dir` is set, else `paused` in firepit's data dir (`/var/lib/firepit/paused` for
-    /// root), because the default state dir is under `/run`, a tmpfs.
+    /// root), because the default state dir is under `/run`, a tmpfs. At start a daemon removes
+    /// the half-written VMs in it (a pause cut short by a crash).
     #[serde(default)]
     pub paused_dir: Option<std::path::PathBuf>,
     /// Where snapshots of leases are kept (`POST /v1/leases/{id}/snapshots`): like `paused_dir`, a

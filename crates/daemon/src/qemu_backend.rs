@@ -276,6 +276,10 @@ impl LeaseBackend for QemuBackend {
         Ok(Box::new(paused))
     }
 
+    fn remove_unkept_paused(&self, kept: &[serde_json::Value]) -> usize {
+        self.paused_dir.as_deref().map_or(0, |dir| crate::qemu_lease::remove_unkept(dir, kept))
+    }
+
     fn can_snapshot(&self) -> bool {
         true
     }

@@ -39,6 +39,33 @@ pub(crate) fn adopt(provider: &QemuProvider, saved: &serde_json::Value) -> Resul
     Ok(QemuPaused { saved, provider: provider.clone() })
 }
 
+/// Removes every half-written paused VM in `dir` (one [`SavedVm::open`] refuses) that no `kept`
+/// record (`{"dir": …}`) names; returns how many. Whole saved VMs are left alone, even unkept
+/// ones: they may be another daemon's, when daemons share the directory.
+/// Each removal, and each that fails, is logged.
+pub(crate) fn remove_unkept(dir: &Path, kept: &[serde_json::Value]) -> usize {
+    let kept: Vec<&Path> = kept.iter().filter_map(|saved| saved["dir"].as_str()).map(Path::new).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if kept.contains(&path.as_path()) || SavedVm::open(&path).is_ok() {
+            continue;
+        }
+        let result = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        match result {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a half-written paused VM (a pause cut short by the end of a previous run)");
+                removed += 1;
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot remove a half-written paused VM")
+            }
+        }
+    }
+    removed
+}
+
 /// A paused lease's VM (see the module docs).
 pub(crate) struct QemuPaused {
     saved: SavedVm,

@@ -9,6 +9,7 @@ use firepit_tools::child_daemon::ChildDaemon;
 use firepit_tools::daemon_dir::{DaemonDir, DaemonSettings, ShapeSettings};
 
 pub mod browser;
+pub mod procs;
 pub mod shared_daemon;
 
 /// Cold boots under a loaded TCG host take up to 30 s; warm-up and refill get generous deadlines.

@@ -339,6 +339,7 @@ impl LeaseTable {
     /// Reads back what a previous run recorded (see [`crate::leases::store`]).
     fn restore(self: &Arc<Self>, records: Vec<crate::leases::store::LeaseRecord>) {
         let now = unix_ms(SystemTime::now());
+        let mut kept = Vec::new();
         for record in records {
             let view = record.view;
             match view.state {
@@ -358,6 +359,7 @@ impl LeaseTable {
                         .and_then(|saved| self.shared.backend.adopt_paused(saved));
                     match adopted {
                         Ok(paused) => {
+                            kept.push(paused.saved());
                             let lease = Arc::new(Lease::adopted(&view, paused, self.shared.clone()));
                             self.insert(lease.clone(), None);
                             self.shared.metrics.lease_started(&lease.shape);
@@ -374,6 +376,8 @@ impl LeaseTable {
                 }
             }
         }
+        // Before any lease can pause again: what is left is no paused lease's.
+        self.shared.backend.remove_unkept_paused(&kept);
     }
 
     fn remember_restart(&self, view: LeaseView) {
