@@ -238,6 +238,24 @@ impl LeaseBackend for QemuBackend {
         })
     }
 
+    fn register_snapshot_shape<'a>(
+        &'a self,
+        spec: ShapeSpec,
+        dir: std::path::PathBuf,
+    ) -> BoxFuture<'a, Result<(), ShapeError>> {
+        Box::pin(async move {
+            if self.pool.spec(&ShapeKey::new(spec.name.clone())).is_some() {
+                return Err(ShapeError::AlreadyExists(spec.name));
+            }
+            let opened = tokio::task::spawn_blocking(move || firepit_qemu::SavedVm::open(&dir)).await;
+            let invalid = |source: BoxError| ShapeError::Invalid { shape: spec.name.clone(), source };
+            let saved = opened.map_err(|e| invalid(e.into()))?.map_err(|e| invalid(e.into()))?;
+            PoolShape::from_snapshot(&spec, saved)
+                .and_then(|shape| shape.register(&self.pool))
+                .map_err(|e| shape_error(&spec.name, e))
+        })
+    }
+
     fn unregister_shape<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ShapeError>> {
         Box::pin(async move {
             let unregistered = self.pool.unregister_shape(&ShapeKey::new(name)).await;

@@ -146,6 +146,52 @@ impl PoolShape {
         Ok(Self::wire(spec, ResolvedImage { image_id: image_id.into(), paths: files }))
     }
 
+    /// Wires `spec`, whose `image` names a snapshot (`snapshot:ID`, see
+    /// [`ShapeSpec::snapshot_image`]), with that snapshot `saved` opened: the shape's VMs start
+    /// from it (its files and processes, each with an identity of its own) instead of booting.
+    /// The shape's `cpus`, `memory_mb` and `network` must be the snapshot's
+    /// ([`SavedVm::shape_spec`](firepit_qemu::SavedVm::shape_spec)): a mismatch is
+    /// [`Error::InvalidShape`] naming the snapshot's value.
+    ///
+    /// ```no_run
+    /// use firepit::{PoolShape, ShapeSpec};
+    /// use firepit::qemu::SavedVm;
+    /// let saved = SavedVm::open("/var/lib/firepit/snapshots/0123abcd/vm".as_ref())?;
+    /// let spec = ShapeSpec { memory_mb: saved.shape_spec().memory_mb, ..ShapeSpec::new("warm", "snapshot:0123abcd") };
+    /// let shape = PoolShape::from_snapshot(&spec, saved)?;
+    /// assert!(shape.vm.snapshot.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_snapshot(spec: &ShapeSpec, saved: firepit_qemu::SavedVm) -> Result<Self, Error> {
+        spec.validate()?;
+        let of = saved.shape_spec();
+        let mismatch = |key: &str, value: String, theirs: String| firepit_shape::InvalidShape {
+            shape: spec.name.clone(),
+            key: key.to_owned(),
+            value,
+            allowed: format!(
+                "the snapshot {} was taken of a VM with {key} = {theirs}: give the shape that",
+                spec.image.display()
+            ),
+        };
+        if spec.cpus != of.cpus {
+            return Err(mismatch("cpus", spec.cpus.to_string(), of.cpus.to_string()).into());
+        }
+        if spec.memory_mb != of.memory_mb {
+            return Err(mismatch("memory_mb", spec.memory_mb.to_string(), of.memory_mb.to_string()).into());
+        }
+        if spec.network != of.network {
+            return Err(
+                mismatch("network", format!("{:?}", spec.network), format!("{:?}", of.network)).into()
+            );
+        }
+        let image =
+            ResolvedImage { image_id: spec.image.display().to_string(), paths: saved.image().clone() };
+        let mut shape = Self::wire(spec, image);
+        shape.vm.snapshot = Some(saved);
+        Ok(shape)
+    }
+
     /// The split itself, of a checked `spec`: the provider gets the whole shape, the pool what it
     /// keeps per bucket.
     fn wire(spec: &ShapeSpec, image: ResolvedImage) -> Self {

@@ -78,7 +78,7 @@ use crate::vm::QemuVm;
 /// assert_eq!(vm.exec(["true"]).await?.exit_code, Some(0));
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedVm {
     dir: PathBuf,
     manifest: SavedManifest,
@@ -115,6 +115,17 @@ impl SavedVm {
     /// The shape the VM was made of (size, image, network, …).
     pub fn shape_spec(&self) -> &firepit_shape::ShapeSpec {
         &self.manifest.spec.shape
+    }
+
+    /// The kernel, initramfs and base root disk the VM was booted from (they must still exist
+    /// to start it again).
+    pub fn image(&self) -> &crate::config::ImagePaths {
+        &self.manifest.spec.image
+    }
+
+    /// The name of the image the VM was booted from.
+    pub fn image_id(&self) -> &str {
+        &self.manifest.spec.image_id
     }
 
     /// Bytes of the migration stream: device state and every non-zero guest page.

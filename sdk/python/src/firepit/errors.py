@@ -186,6 +186,10 @@ class SnapshotNotFound(FirepitError):
     """No snapshot with that id: deleted, or never made (``snapshot_not_found``)."""
 
 
+class SnapshotInUse(FirepitError):
+    """A registered shape's image is the snapshot: unregister that shape first (``snapshot_in_use``)."""
+
+
 class IdempotencyConflict(FirepitError):
     """The idempotency key was used before for another shape (``idempotency_conflict``)."""
 
@@ -340,6 +344,7 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "shutting_down": ShuttingDown,
     "lease_not_found": LeaseNotFound,
     "snapshot_not_found": SnapshotNotFound,
+    "snapshot_in_use": SnapshotInUse,
     "idempotency_conflict": IdempotencyConflict,
     "exec_refused": ExecRefused,
     "vm_unreachable": VmUnreachable,
