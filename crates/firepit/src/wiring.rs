@@ -85,6 +85,17 @@ impl PoolShape {
     /// ```
     pub fn open_in(spec: &ShapeSpec, store: &ImageStore) -> Result<Self, Error> {
         spec.validate()?;
+        if spec.snapshot_image().is_some() {
+            return Err(firepit_shape::InvalidShape {
+                shape: spec.name.clone(),
+                key: "image".into(),
+                value: spec.image.display().to_string(),
+                allowed: "a snapshot is a shape's image only when registered at run time \
+                          (`PUT /v1/shapes/{name}` on the daemon that holds it; see `from_snapshot`)"
+                    .into(),
+            }
+            .into());
+        }
         let resolved = match GuestImage::resolve(&spec.image, store)? {
             GuestImage::Firepit(image) => ResolvedImage {
                 image_id: image.id().to_owned(),
@@ -269,5 +280,14 @@ mod tests {
         let unknown_id = ShapeSpec::new("small", "0123456789abcdef");
         let err = PoolShape::open_in(&unknown_id, &store).unwrap_err();
         assert!(matches!(err, Error::ImageBuild(firepit_image::ImageError::NotInStore { .. })), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_image_is_refused_where_no_snapshot_can_be_opened() {
+        let store = ImageStore::new("/nonexistent/firepit-images");
+        let err = PoolShape::open_in(&ShapeSpec::new("warm", "snapshot:s-1"), &store).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::InvalidShape(_)), "{err}");
+        assert!(text.contains("`image` = snapshot:s-1") && text.contains("PUT /v1/shapes"), "{text}");
     }
 }

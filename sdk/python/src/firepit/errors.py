@@ -71,6 +71,7 @@ __all__ = [
     "ServerError",
     "ShapeExists",
     "ShuttingDown",
+    "SnapshotInUse",
     "SnapshotNotFound",
     "TooManyConnections",
     "TransportError",
