@@ -182,7 +182,8 @@ impl LeaseBackend for QemuBackend {
                     accelerator: self.accelerator.clone(),
                     fill,
                     last_fill: s.last_fill.map(str::to_owned),
-                    fill_state: (fill == FillStrategy::Snapshot)
+                    // A shape on a daemon snapshot has no template of its own.
+                    fill_state: (fill == FillStrategy::Snapshot && spec.snapshot.is_none())
                         .then(|| provider.template_state(&s.key).to_string()),
                 })
             })
