@@ -199,7 +199,7 @@ impl PoolShape {
         let image =
             ResolvedImage { image_id: spec.image.display().to_string(), paths: saved.image().clone() };
         let mut shape = Self::wire(spec, image);
-        shape.vm.snapshot = Some(saved);
+        shape.vm.snapshot = Some(saved.dir().to_path_buf());
         Ok(shape)
     }
 

@@ -262,7 +262,7 @@ impl Provider for QemuProvider {
     async fn create(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<QemuVm, QemuError> {
         if let Some(saved) = &spec.snapshot {
             // Already warm (the snapshot's processes run on); told to the ownership hook there.
-            return self.start_from_snapshot(saved).await;
+            return self.start_from_snapshot_in(saved).await;
         }
         self.check(shape, spec)?;
         let inner = &self.inner;

@@ -78,7 +78,7 @@ use crate::vm::QemuVm;
 /// assert_eq!(vm.exec(["true"]).await?.exit_code, Some(0));
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SavedVm {
     dir: PathBuf,
     manifest: SavedManifest,
@@ -206,6 +206,16 @@ impl QemuProvider {
         let vm = start::start(self.launcher(), &saved.dir, &saved.manifest, Identity::Fresh).await?;
         self.report_spawned(&vm);
         Ok(vm)
+    }
+
+    /// [`start_from_snapshot`](Self::start_from_snapshot) of the snapshot saved in `dir`, opened
+    /// (its manifest read) first: what a shape on a snapshot fills with.
+    pub(crate) async fn start_from_snapshot_in(&self, dir: &Path) -> Result<QemuVm, QemuError> {
+        let dir = dir.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || SavedVm::open(&dir)).await;
+        let saved =
+            opened.map_err(|source| LifecycleError::Task { what: "opening a snapshot", source })??;
+        self.start_from_snapshot(&saved).await
     }
 
     /// Starts `count` VMs from the snapshot `saved`, copy-on-write clones of one template made from
