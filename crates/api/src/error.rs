@@ -135,6 +135,7 @@ error_codes! {
     IdempotencyConflict = ("idempotency_conflict", 422, "The `Idempotency-Key` was used before for another shape."),
     LeaseEnded = ("lease_ended", 410, "The lease ended (released, expired, killed, its VM exited, the daemon stopping) while a request or stream on it ran; `GET /v1/leases/{id}` says why."),
     SnapshotNotFound = ("snapshot_not_found", 404, "No snapshot with that id (deleted, or never made); `GET /v1/snapshots` lists them."),
+    SnapshotInUse = ("snapshot_in_use", 409, "A registered shape's `image` is the snapshot (`snapshot:ID`): unregister that shape first (the message names it)."),
     LeasePaused = ("lease_paused", 409, "The lease is paused (or was paused while a request or stream on it ran): resume it first, or acquire with `auto_resume`."),
     BadMetadata = ("bad_metadata", 400, "Lease metadata over its limits: at most 32 labels, names of `A-Z a-z 0-9 _ . -` up to 63 characters, values up to 256 bytes."),
     NetworkDisabled = ("network_disabled", 409, "The lease's shape has no network (no forwards, no egress): give the shape `network = \"nat\"`."),

@@ -4,7 +4,9 @@
 //!   started from it, the process counting on in each; deleting the snapshot frees its directory;
 //!   an unknown snapshot id is `404 snapshot_not_found`;
 //! - four forks differ in hostname, machine id, MAC, address and fresh random bytes; a file
-//!   written in one is absent in the others and in the parent, which runs on.
+//!   written in one is absent in the others and in the parent, which runs on;
+//! - a shape whose image is the snapshot (`snapshot:ID`) keeps warm VMs that see its file, each
+//!   with its own hostname and address, and refills; the snapshot cannot be deleted meanwhile.
 
 mod common;
 
@@ -148,6 +150,74 @@ fn four_forks_have_their_own_identity_and_files_and_the_parent_runs_on() {
         }
         assert_eq!(sh(&client, &parent, "cat /root/before").await, "before", "the parent runs on");
         for lease in forks.iter().chain([&parent]) {
+            client.release(lease).await.unwrap();
+        }
+    });
+}
+
+/// Polls `GET /v1/pools` until shape `name` holds `ready` warm VMs (at most 120 s).
+async fn until_ready(client: &Client, name: &str, ready: usize) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let pools = client.pools().await.unwrap();
+        let shape =
+            pools.shapes.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("{name} is listed"));
+        if shape.ready >= ready {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: {ready} ready VMs within 120 s: {shape:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_shape_on_a_snapshot_keeps_warm_clones_that_see_its_file_with_their_own_identity() {
+    shared_daemon::run(async {
+        let shared = daemon().await;
+        let client = shared.daemon.client();
+        let source = client.acquire(&nat(), None).await.unwrap().lease_id;
+        sh(&client, &source, "echo from-the-snapshot > /root/note").await;
+        let snapshot = client.snapshot_lease(&source).await.unwrap().snapshot_id;
+
+        let on = |image: String| ShapeSpec {
+            network: NetworkSpec::nat(),
+            memory_mb: 256,
+            depth: firepit_api::Depth { low: 2, high: 2 },
+            ..ShapeSpec::new("warm", image)
+        };
+        let error = client.register_shape("warm", &on("snapshot:s-none".into())).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::SnapshotNotFound), "{error}");
+        let bigger = ShapeSpec { memory_mb: 512, ..on(format!("snapshot:{snapshot}")) };
+        let error = client.register_shape("warm", &bigger).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::InvalidShape), "{error}");
+        assert!(error.to_string().contains("memory_mb = 256"), "the snapshot's size is named: {error}");
+
+        let started = Instant::now();
+        client.register_shape("warm", &on(format!("snapshot:{snapshot}"))).await.unwrap();
+        until_ready(&client, "warm", 2).await;
+        eprintln!("2 warm VMs from the snapshot in {:?}", started.elapsed());
+
+        let warm = AcquireRequest { shape: "warm".into(), ..nat() };
+        let leases = [client.acquire(&warm, None).await.unwrap(), client.acquire(&warm, None).await.unwrap()];
+        let mut identities = Vec::new();
+        for lease in &leases {
+            assert_eq!(lease.shape, "warm");
+            let id = &lease.lease_id;
+            assert_eq!(sh(&client, id, "cat /root/note").await, "from-the-snapshot", "{id}");
+            identities.push(identity(&client, id).await);
+        }
+        assert_ne!(identities[0][0], identities[1][0], "hostnames differ: {identities:?}");
+        assert_ne!(identities[0][3], identities[1][3], "addresses differ: {identities:?}");
+        let started = Instant::now();
+        until_ready(&client, "warm", 2).await;
+        eprintln!("the pool refilled 2 VMs in {:?}", started.elapsed());
+
+        let error = client.delete_snapshot(&snapshot).await.unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::SnapshotInUse), "{error}");
+        assert!(error.to_string().contains("`warm`"), "the shape is named: {error}");
+        client.unregister_shape("warm").await.unwrap();
+        client.delete_snapshot(&snapshot).await.unwrap();
+        for lease in leases.iter().map(|lease| &lease.lease_id).chain([&source]) {
             client.release(lease).await.unwrap();
         }
     });

@@ -101,6 +101,21 @@ pub trait LeaseBackend: Send + Sync + 'static {
     /// cannot be served (say why in the error).
     fn register_shape<'a>(&'a self, spec: ShapeSpec) -> BoxFuture<'a, Result<(), ShapeError>>;
 
+    /// Adds a shape whose `image` names a snapshot (`snapshot:ID`): its VMs start from the saved
+    /// snapshot in `dir`, each with an identity of its own, instead of booting. The default
+    /// refuses (a backend that cannot start VMs from snapshots).
+    fn register_snapshot_shape<'a>(
+        &'a self,
+        spec: ShapeSpec,
+        dir: std::path::PathBuf,
+    ) -> BoxFuture<'a, Result<(), ShapeError>> {
+        let _unused = dir;
+        Box::pin(async move {
+            let source = "this daemon's backend cannot start VMs from snapshots".into();
+            Err(ShapeError::Invalid { shape: spec.name, source })
+        })
+    }
+
     /// Removes a shape: its ready VMs are destroyed; VMs already leased stay valid until dropped.
     fn unregister_shape<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ShapeError>>;
 

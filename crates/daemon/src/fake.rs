@@ -252,6 +252,16 @@ impl LeaseBackend for FakeBackend {
         })
     }
 
+    /// The fake's VMs carry no files: a snapshot's shape is registered like any other.
+    fn register_snapshot_shape<'a>(
+        &'a self,
+        spec: ShapeSpec,
+        dir: std::path::PathBuf,
+    ) -> BoxFuture<'a, Result<(), ShapeError>> {
+        let _unused = dir;
+        self.register_shape(spec)
+    }
+
     fn unregister_shape<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ShapeError>> {
         Box::pin(async move {
             self.lock().remove(name).ok_or_else(|| ShapeError::Unknown(name.to_owned()))?;

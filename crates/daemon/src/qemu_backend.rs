@@ -182,7 +182,8 @@ impl LeaseBackend for QemuBackend {
                     accelerator: self.accelerator.clone(),
                     fill,
                     last_fill: s.last_fill.map(str::to_owned),
-                    fill_state: (fill == FillStrategy::Snapshot)
+                    // A shape on a daemon snapshot has no template of its own.
+                    fill_state: (fill == FillStrategy::Snapshot && spec.snapshot.is_none())
                         .then(|| provider.template_state(&s.key).to_string()),
                 })
             })
@@ -233,6 +234,24 @@ impl LeaseBackend for QemuBackend {
                 return Err(ShapeError::AlreadyExists(spec.name));
             }
             PoolShape::open(&spec)
+                .and_then(|shape| shape.register(&self.pool))
+                .map_err(|e| shape_error(&spec.name, e))
+        })
+    }
+
+    fn register_snapshot_shape<'a>(
+        &'a self,
+        spec: ShapeSpec,
+        dir: std::path::PathBuf,
+    ) -> BoxFuture<'a, Result<(), ShapeError>> {
+        Box::pin(async move {
+            if self.pool.spec(&ShapeKey::new(spec.name.clone())).is_some() {
+                return Err(ShapeError::AlreadyExists(spec.name));
+            }
+            let opened = tokio::task::spawn_blocking(move || firepit_qemu::SavedVm::open(&dir)).await;
+            let invalid = |source: BoxError| ShapeError::Invalid { shape: spec.name.clone(), source };
+            let saved = opened.map_err(|e| invalid(e.into()))?.map_err(|e| invalid(e.into()))?;
+            PoolShape::from_snapshot(&spec, saved)
                 .and_then(|shape| shape.register(&self.pool))
                 .map_err(|e| shape_error(&spec.name, e))
         })

@@ -162,3 +162,22 @@ async fn a_backend_that_cannot_save_answers_unsupported() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_shape_on_an_unknown_snapshot_is_404_and_a_snapshot_a_shape_uses_is_not_deleted() {
+    let daemon = pausable(1).await;
+    let client = daemon.client();
+    let warm = |id: &str| firepit_api::ShapeSpec::new("warm", format!("snapshot:{id}"));
+    let error = client.register_shape("warm", &warm("s-none")).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::SnapshotNotFound), "{error}");
+    assert!(client.pools().await.unwrap().shapes.iter().all(|s| s.name != "warm"), "nothing registered");
+
+    let lease = client.acquire(&small(), None).await.unwrap();
+    let snapshot = client.snapshot_lease(&lease.lease_id).await.unwrap().snapshot_id;
+    client.register_shape("warm", &warm(&snapshot)).await.unwrap();
+    let error = client.delete_snapshot(&snapshot).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::SnapshotInUse), "{error}");
+    assert!(error.to_string().contains("`warm`"), "the shape is named: {error}");
+    client.unregister_shape("warm").await.unwrap();
+    client.delete_snapshot(&snapshot).await.unwrap();
+}

@@ -85,6 +85,17 @@ impl PoolShape {
     /// ```
     pub fn open_in(spec: &ShapeSpec, store: &ImageStore) -> Result<Self, Error> {
         spec.validate()?;
+        if spec.snapshot_image().is_some() {
+            return Err(firepit_shape::InvalidShape {
+                shape: spec.name.clone(),
+                key: "image".into(),
+                value: spec.image.display().to_string(),
+                allowed: "a snapshot is a shape's image only when registered at run time \
+                          (`PUT /v1/shapes/{name}` on the daemon that holds it; see `from_snapshot`)"
+                    .into(),
+            }
+            .into());
+        }
         let resolved = match GuestImage::resolve(&spec.image, store)? {
             GuestImage::Firepit(image) => ResolvedImage {
                 image_id: image.id().to_owned(),
@@ -144,6 +155,52 @@ impl PoolShape {
     ) -> Result<Self, Error> {
         spec.validate()?;
         Ok(Self::wire(spec, ResolvedImage { image_id: image_id.into(), paths: files }))
+    }
+
+    /// Wires `spec`, whose `image` names a snapshot (`snapshot:ID`, see
+    /// [`ShapeSpec::snapshot_image`]), with that snapshot `saved` opened: the shape's VMs start
+    /// from it (its files and processes, each with an identity of its own) instead of booting.
+    /// The shape's `cpus`, `memory_mb` and `network` must be the snapshot's
+    /// ([`SavedVm::shape_spec`](firepit_qemu::SavedVm::shape_spec)): a mismatch is
+    /// [`Error::InvalidShape`] naming the snapshot's value.
+    ///
+    /// ```no_run
+    /// use firepit::{PoolShape, ShapeSpec};
+    /// use firepit::qemu::SavedVm;
+    /// let saved = SavedVm::open("/var/lib/firepit/snapshots/0123abcd/vm".as_ref())?;
+    /// let spec = ShapeSpec { memory_mb: saved.shape_spec().memory_mb, ..ShapeSpec::new("warm", "snapshot:0123abcd") };
+    /// let shape = PoolShape::from_snapshot(&spec, saved)?;
+    /// assert!(shape.vm.snapshot.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_snapshot(spec: &ShapeSpec, saved: firepit_qemu::SavedVm) -> Result<Self, Error> {
+        spec.validate()?;
+        let of = saved.shape_spec();
+        let mismatch = |key: &str, value: String, theirs: String| firepit_shape::InvalidShape {
+            shape: spec.name.clone(),
+            key: key.to_owned(),
+            value,
+            allowed: format!(
+                "the snapshot {} was taken of a VM with {key} = {theirs}: give the shape that",
+                spec.image.display()
+            ),
+        };
+        if spec.cpus != of.cpus {
+            return Err(mismatch("cpus", spec.cpus.to_string(), of.cpus.to_string()).into());
+        }
+        if spec.memory_mb != of.memory_mb {
+            return Err(mismatch("memory_mb", spec.memory_mb.to_string(), of.memory_mb.to_string()).into());
+        }
+        if spec.network != of.network {
+            return Err(
+                mismatch("network", format!("{:?}", spec.network), format!("{:?}", of.network)).into()
+            );
+        }
+        let image =
+            ResolvedImage { image_id: spec.image.display().to_string(), paths: saved.image().clone() };
+        let mut shape = Self::wire(spec, image);
+        shape.vm.snapshot = Some(saved.dir().to_path_buf());
+        Ok(shape)
     }
 
     /// The split itself, of a checked `spec`: the provider gets the whole shape, the pool what it
@@ -223,5 +280,14 @@ mod tests {
         let unknown_id = ShapeSpec::new("small", "0123456789abcdef");
         let err = PoolShape::open_in(&unknown_id, &store).unwrap_err();
         assert!(matches!(err, Error::ImageBuild(firepit_image::ImageError::NotInStore { .. })), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_image_is_refused_where_no_snapshot_can_be_opened() {
+        let store = ImageStore::new("/nonexistent/firepit-images");
+        let err = PoolShape::open_in(&ShapeSpec::new("warm", "snapshot:s-1"), &store).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::InvalidShape(_)), "{err}");
+        assert!(text.contains("`image` = snapshot:s-1") && text.contains("PUT /v1/shapes"), "{text}");
     }
 }

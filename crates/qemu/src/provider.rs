@@ -260,6 +260,10 @@ impl Provider for QemuProvider {
     type Error = QemuError;
 
     async fn create(&self, shape: &ShapeKey, spec: &VmSpec) -> Result<QemuVm, QemuError> {
+        if let Some(saved) = &spec.snapshot {
+            // Already warm (the snapshot's processes run on); told to the ownership hook there.
+            return self.start_from_snapshot_in(saved).await;
+        }
         self.check(shape, spec)?;
         let inner = &self.inner;
         // A root disk sized for the shape's `disk_mb` (templates record that copy as their base).

@@ -52,6 +52,12 @@ pub struct VmSpec {
     /// `console()` fails with [`ConfigError::ConsoleDisabled`](crate::ConfigError::ConsoleDisabled).
     /// A root disk with its own init decides itself what runs on its console.
     pub console: bool,
+    /// The directory of a saved snapshot (a [`SavedVm`](crate::SavedVm)) the shape's VMs start
+    /// from, each with an identity of its own
+    /// ([`QemuProvider::start_from_snapshot`](crate::QemuProvider::start_from_snapshot)), instead
+    /// of booting `image` or cloning the shape's template; `None` (the default): they do not.
+    /// Its size must be the shape's (the facade checks it when it wires the shape).
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 impl VmSpec {
@@ -71,7 +77,7 @@ impl VmSpec {
     /// assert_eq!((spec.name.as_str(), spec.cpus), ("big", 2));
     /// ```
     pub fn of(shape: ShapeSpec, image_id: impl Into<String>, image: ImagePaths) -> Self {
-        Self { shape, image_id: image_id.into(), image, console: false }
+        Self { shape, image_id: image_id.into(), image, console: false, snapshot: None }
     }
 }
 

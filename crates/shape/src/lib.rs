@@ -34,7 +34,7 @@ pub use egress::{EgressPolicy, EgressRule, EgressTarget, MAX_EGRESS_RULES};
 pub use fill::FillStrategy;
 pub use narrowing::NarrowingError;
 pub use network::{MAX_HOST_PORTS, NetworkMode, NetworkSpec};
-pub use spec::{Depth, ShapeSpec};
+pub use spec::{Depth, SNAPSHOT_IMAGE_PREFIX, ShapeSpec};
 pub use validate::{
     DISK_MB_RANGE, InvalidShape, MAX_CPUS, MAX_DEPTH, MAX_DURATION_SECS, MAX_WARM_UP_ARGS,
     MAX_WARM_UP_ARGV_BYTES, MEMORY_MB_RANGE,

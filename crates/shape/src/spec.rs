@@ -79,7 +79,23 @@ pub struct ShapeSpec {
     pub warm_up_argv: Vec<String>,
 }
 
+/// How a shape's `image` names a snapshot of the daemon (`snapshot:ID`, an id of
+/// `GET /v1/snapshots`) rather than a guest image: no image path or stored image id holds a `:`
+/// at that place (stored ids are hex; write `./snapshot:x` for a file named so).
+pub const SNAPSHOT_IMAGE_PREFIX: &str = "snapshot:";
+
 impl ShapeSpec {
+    /// The snapshot id the shape's `image` names (`snapshot:ID`), if it names one.
+    ///
+    /// ```
+    /// use firepit_shape::ShapeSpec;
+    /// assert_eq!(ShapeSpec::new("warm", "snapshot:0123abcd").snapshot_image(), Some("0123abcd"));
+    /// assert_eq!(ShapeSpec::new("small", "/images/debian").snapshot_image(), None);
+    /// ```
+    pub fn snapshot_image(&self) -> Option<&str> {
+        self.image.to_str()?.strip_prefix(SNAPSHOT_IMAGE_PREFIX)
+    }
+
     /// A shape named `name` on `image`, every other field at its default: 1 vCPU, 256 MiB, no
     /// disk bound, depth 1..=2, no age limit, snapshot fill, health check on, no network, idle VMs paused, new
     /// VMs warmed up.

@@ -37,7 +37,9 @@ fn host(memory: crate::backend::MemoryUse) -> HostView {
     HostView { cpus, memory_total_mb, memory_used_mb: memory.used_mb, memory_budget_mb: memory.budget_mb }
 }
 
-/// Register a shape at run time; its pool starts filling.
+/// Register a shape at run time; its pool starts filling. An `image` of `snapshot:ID` names a
+/// snapshot (`GET /v1/snapshots`): the shape's VMs start from it, each with its own identity; its
+/// `cpus`, `memory_mb` and `network` must be the snapshot's.
 #[utoipa::path(
     put, path = "/v1/shapes/{name}", tag = "pools",
     params(("name" = String, Path, description = "Shape name ([a-z0-9][a-z0-9_-]*)")),
@@ -45,6 +47,7 @@ fn host(memory: crate::backend::MemoryUse) -> HostView {
     responses(
         (status = 201, description = "Registered"),
         (status = 400, description = "Malformed body", body = super::ErrorBody),
+        (status = 404, description = "`snapshot_not_found`: `image` names a snapshot (`snapshot:ID`) that does not exist", body = super::ErrorBody),
         (status = 409, description = "A shape of that name exists (delete it first)", body = super::ErrorBody),
         (status = 422, description = "Invalid shape (the message names the field)", body = super::ErrorBody),
     )
@@ -63,7 +66,13 @@ pub async fn register_shape(
     spec.name = name;
     spec.validate().map_err(|e| ApiError::new(ErrorCode::InvalidShape, e.to_string()))?;
     let name = spec.name.clone();
-    state.backend().register_shape(spec).await?;
+    match spec.snapshot_image() {
+        Some(id) => {
+            let dir = state.leases().snapshot_dir(id)?;
+            state.backend().register_snapshot_shape(spec, dir).await?;
+        }
+        None => state.backend().register_shape(spec).await?,
+    }
     info!(shape = %name, "shape registered");
     Ok(StatusCode::CREATED)
 }

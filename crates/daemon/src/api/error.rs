@@ -92,6 +92,7 @@ impl From<LeaseError> for ApiError {
             LeaseError::Unsupported(_) => Self::new(ErrorCode::Unsupported, message),
             LeaseError::Interrupted(interrupted) => interrupted.into(),
             LeaseError::SnapshotNotFound(_) => Self::new(ErrorCode::SnapshotNotFound, message),
+            LeaseError::SnapshotInUse { .. } => Self::new(ErrorCode::SnapshotInUse, message),
             LeaseError::InsufficientStorage(_) => Self::new(ErrorCode::InsufficientStorage, message),
             LeaseError::SaveFailed(_) => Self::new(ErrorCode::BackendError, message),
             LeaseError::BadRequest(_) => Self::new(ErrorCode::BadRequest, message),

@@ -57,6 +57,16 @@ pub enum LeaseError {
     /// No snapshot with that id.
     #[error("no snapshot `{0}` (deleted, or never made): GET /v1/snapshots lists them")]
     SnapshotNotFound(String),
+    /// A registered shape's `image` is the snapshot: it cannot be deleted.
+    #[error(
+        "snapshot `{id}` is the image of shape `{shape}`: unregister the shape first (DELETE /v1/shapes/{shape})"
+    )]
+    SnapshotInUse {
+        /// The snapshot.
+        id: String,
+        /// A shape whose image it is.
+        shape: String,
+    },
     /// Saving a VM's state (pause, snapshot, fork) needs more room than the host has; the lease
     /// runs on.
     #[error("{0}")]

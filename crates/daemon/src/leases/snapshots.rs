@@ -98,8 +98,21 @@ impl LeaseTable {
         self.snapshot_store()?.get(id).ok_or_else(|| LeaseError::SnapshotNotFound(id.to_owned()))
     }
 
-    /// Deletes the snapshot `id` and its files. Leases started from it are not touched.
+    /// Where the saved VM of snapshot `id` is, or `SnapshotNotFound`.
+    pub fn snapshot_dir(&self, id: &str) -> Result<std::path::PathBuf, LeaseError> {
+        let store = self.snapshot_store()?;
+        store.get(id).ok_or_else(|| LeaseError::SnapshotNotFound(id.to_owned()))?;
+        Ok(store.vm_dir(id))
+    }
+
+    /// Deletes the snapshot `id` and its files. Leases started from it are not touched; a
+    /// registered shape whose `image` is the snapshot (`snapshot:ID`) refuses it
+    /// ([`LeaseError::SnapshotInUse`]).
     pub async fn delete_snapshot(&self, id: &str) -> Result<(), LeaseError> {
+        let image = format!("{}{id}", firepit_shape::SNAPSHOT_IMAGE_PREFIX);
+        if let Some(shape) = self.shared.backend.status().into_iter().find(|s| s.image_id == image) {
+            return Err(LeaseError::SnapshotInUse { id: id.to_owned(), shape: shape.name });
+        }
         match self.snapshot_store()?.remove(id).await {
             None => Err(LeaseError::SnapshotNotFound(id.to_owned())),
             Some(Ok(_)) => {

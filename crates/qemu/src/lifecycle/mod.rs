@@ -117,6 +117,17 @@ impl SavedVm {
         &self.manifest.spec.shape
     }
 
+    /// The kernel, initramfs and base root disk the VM was booted from (they must still exist
+    /// to start it again).
+    pub fn image(&self) -> &crate::config::ImagePaths {
+        &self.manifest.spec.image
+    }
+
+    /// The name of the image the VM was booted from.
+    pub fn image_id(&self) -> &str {
+        &self.manifest.spec.image_id
+    }
+
     /// Bytes of the migration stream: device state and every non-zero guest page.
     pub fn state_bytes(&self) -> u64 {
         self.manifest.state.bytes
@@ -195,6 +206,16 @@ impl QemuProvider {
         let vm = start::start(self.launcher(), &saved.dir, &saved.manifest, Identity::Fresh).await?;
         self.report_spawned(&vm);
         Ok(vm)
+    }
+
+    /// [`start_from_snapshot`](Self::start_from_snapshot) of the snapshot saved in `dir`, opened
+    /// (its manifest read) first: what a shape on a snapshot fills with.
+    pub(crate) async fn start_from_snapshot_in(&self, dir: &Path) -> Result<QemuVm, QemuError> {
+        let dir = dir.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || SavedVm::open(&dir)).await;
+        let saved =
+            opened.map_err(|source| LifecycleError::Task { what: "opening a snapshot", source })??;
+        self.start_from_snapshot(&saved).await
     }
 
     /// Starts `count` VMs from the snapshot `saved`, copy-on-write clones of one template made from

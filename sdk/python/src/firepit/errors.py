@@ -71,6 +71,7 @@ __all__ = [
     "ServerError",
     "ShapeExists",
     "ShuttingDown",
+    "SnapshotInUse",
     "SnapshotNotFound",
     "TooManyConnections",
     "TransportError",
@@ -184,6 +185,10 @@ class LeaseNotFound(FirepitError):
 
 class SnapshotNotFound(FirepitError):
     """No snapshot with that id: deleted, or never made (``snapshot_not_found``)."""
+
+
+class SnapshotInUse(FirepitError):
+    """A registered shape's image is the snapshot: unregister that shape first (``snapshot_in_use``)."""
 
 
 class IdempotencyConflict(FirepitError):
@@ -340,6 +345,7 @@ _BY_CODE: dict[str, type[FirepitError]] = {
     "shutting_down": ShuttingDown,
     "lease_not_found": LeaseNotFound,
     "snapshot_not_found": SnapshotNotFound,
+    "snapshot_in_use": SnapshotInUse,
     "idempotency_conflict": IdempotencyConflict,
     "exec_refused": ExecRefused,
     "vm_unreachable": VmUnreachable,
