@@ -33,6 +33,9 @@ impl Lease {
             }
             status.end = Some(End { reason, detail: detail.clone(), at: SystemTime::now() });
             status.state = LeaseState::Ended;
+            // In the same step as the state: a view never shows an ended lease with a VM.
+            status.pid = None;
+            status.cgroup = None;
             status.run.cancel();
         }
         self.gone.cancel();
@@ -43,12 +46,7 @@ impl Lease {
             Slot::Paused(paused) => paused.discard().await,
             Slot::Empty => {}
         }
-        {
-            let mut status = self.status();
-            status.pid = None;
-            status.cgroup = None;
-            status.saved = None;
-        }
+        self.status().saved = None;
         self.persist();
         // The metric's `outcome` label keeps its earlier values.
         let how = match reason {
