@@ -28,6 +28,10 @@ use crate::failure;
 use crate::group;
 use crate::ring::OutputRing;
 
+/// Longest wait, after a background process exited, for the rest of its output (a child it left
+/// behind may keep its pipes open).
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
 /// Most background processes running at once.
 pub const MAX_RUNNING: usize = 256;
 /// Exited processes kept for late readers (the oldest is forgotten first).
@@ -174,10 +178,11 @@ impl ProcessTable {
             (Channel::Stdout, child.stdout.take().map(OwnedFd::from)),
             (Channel::Stderr, child.stderr.take().map(OwnedFd::from)),
         ];
+        let mut collectors = Vec::new();
         for (channel, fd) in pipes {
             if let Some(fd) = fd {
                 let table = self.clone();
-                thread::spawn(move || table.collect(id, channel, File::from(fd)));
+                collectors.push(thread::spawn(move || table.collect(id, channel, File::from(fd))));
             }
         }
         let table = self.clone();
@@ -188,6 +193,13 @@ impl ProcessTable {
                 Ok(status) => group::exit_status(pid, status, false, started),
                 Err(_) => ExitStatus::default(),
             };
+            // Reported exited once its output is all read (both pipes at their end), so a waiter
+            // reads it whole; a child it left behind may hold them open: not waited on past
+            // OUTPUT_GRACE.
+            let deadline = Instant::now() + OUTPUT_GRACE;
+            while collectors.iter().any(|c| !c.is_finished()) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(2));
+            }
             let mut entries = table.lock();
             if let Some(entry) = entries.entries.get_mut(&id) {
                 entry.exit = Some(ExitStatus { timed_out: entry.timed_out, ..exit });
